@@ -1,0 +1,82 @@
+"""Pure cost rules: one function from a :class:`space.Layer` to its multiply-adds, parameters,
+paper-convention FLOPs and output size. Analytic counting (layers traced from a spec) and module
+counting (layers observed while a model runs) both go through :func:`layer_cost`.
+
+Units, per clip (batch 1):
+
+``macs``
+    multiply-adds of convolutions and linear layers only; e3d's main unit.
+``paper_flops``
+    the convention of the paper's Table 8 ("MFLOPs"): conv multiply-adds (+1 per output element
+    with bias), BatchNorm 2 per element, ReLU/ReLU6 1 per element, max-pool ``kernel - 1`` per
+    output (the paper's counter used the int kernel size, so 2 for a 3x3x3 window), average pools
+    the window volume per output, Linear ``(2 * in - 1) * out``.
+``activations``
+    output elements of every layer that computes (conv, linear, norm, activation, pooling).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+from space.ops import Layer
+
+MAC_KINDS = frozenset({"conv", "linear"})
+"""Kinds whose multiply-adds make up ``macs``."""
+
+ARITHMETIC_KINDS = frozenset({"bn", "relu", "relu6", "maxpool", "avgpool", "gap"})
+"""Kinds that compute but are not multiply-adds: counted in ``paper_flops`` and ``activations``."""
+
+ELEMENTWISE_KINDS = frozenset({"add"})
+"""Element-wise arithmetic that neither convention counts (residual adds)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What one layer costs for one clip."""
+
+    macs: int = 0
+    params: int = 0
+    paper_flops: int = 0
+    activations: int = 0
+
+
+def conv_macs(out_shape: tuple[int, ...], in_channels: int, kernel: tuple[int, ...], groups: int) -> int:
+    """Multiply-adds of a convolution: every output element reads ``in/groups * prod(kernel)`` inputs."""
+    return prod(out_shape) * (in_channels // groups) * prod(kernel)
+
+
+def layer_cost(layer: Layer) -> Cost:
+    """Cost of one layer under the rules in this module's docstring (0 for data movement)."""
+    k, out = layer.kind, prod(layer.out_shape)
+    if k == "conv":
+        cin, cout = layer.in_shape[0], layer.out_shape[0]
+        macs = conv_macs(layer.out_shape, cin, layer.kernel, layer.groups)
+        params = cout * (cin // layer.groups) * prod(layer.kernel) + (cout if layer.bias else 0)
+        return Cost(macs, params, macs + (out if layer.bias else 0), out)
+    if k == "linear":
+        fan_in = layer.in_shape[-1]
+        n_out = layer.out_shape[-1]
+        macs = out * fan_in
+        params = fan_in * n_out + (n_out if layer.bias else 0)
+        return Cost(macs, params, (2 * fan_in - 1) * out, out)
+    if k == "bn":
+        return Cost(0, 2 * layer.out_shape[0], 2 * out, out)
+    if k in ("relu", "relu6"):
+        return Cost(0, 0, out, out)
+    if k == "maxpool":
+        return Cost(0, 0, (layer.kernel[0] - 1) * out, out)
+    if k in ("avgpool", "gap"):
+        return Cost(0, 0, prod(layer.kernel) * out, out)
+    return Cost()
+
+
+def conv_type(layer: Layer) -> str:
+    """Finer name of a convolution for breakdowns: depthwise, pointwise, grouped or dense."""
+    cin = layer.in_shape[0]
+    if layer.groups == cin and layer.groups > 1:
+        return "conv (depthwise)"
+    if prod(layer.kernel) == 1:
+        return "conv (pointwise, grouped)" if layer.groups > 1 else "conv (pointwise)"
+    return "conv (grouped)" if layer.groups > 1 else "conv (dense)"

@@ -1,0 +1,201 @@
+"""Build a ``NetSpec`` into an ``nn.Module``.
+
+Each unit (stem, every block of every stage, head) becomes a :class:`Unit`: its submodules are made
+from the layers the tracer recorded for it (:func:`make_module`), and its forward runs the same
+block function with :class:`Runner`, which maps each named call to the submodule of that name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from space.blocks import BlockFn
+from space.ops import Layer, Triple
+from space.spec import NetSpec
+
+_ACT: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6}
+
+
+def make_module(layer: Layer) -> nn.Module:
+    """The ``nn.Module`` for one traced layer (only for kinds in ``space.ops.MODULE_KINDS``)."""
+    k = layer.kind
+    if k == "conv":
+        return nn.Conv3d(
+            layer.in_shape[0],
+            layer.out_shape[0],
+            layer.kernel,
+            stride=layer.stride,
+            padding=layer.padding,
+            groups=layer.groups,
+            bias=layer.bias,
+        )
+    if k == "bn":
+        return nn.BatchNorm3d(layer.out_shape[0])
+    if k in _ACT:
+        return _ACT[k]()
+    if k == "maxpool":
+        return nn.MaxPool3d(layer.kernel, layer.stride, layer.padding)
+    if k == "avgpool":
+        return nn.AvgPool3d(layer.kernel, layer.stride, layer.padding)
+    if k == "gap":
+        return nn.AdaptiveAvgPool3d(1)
+    if k == "dropout":
+        return nn.Dropout(layer.p)
+    if k == "linear":
+        return nn.Linear(layer.in_shape[0], layer.out_shape[0])
+    raise ValueError(f"layer kind {k!r} is functional, not a module")
+
+
+def channel_shuffle(x: Tensor, groups: int) -> Tensor:
+    """Reshape (N, g, C/g, T, H, W), swap the two channel axes, flatten back."""
+    n, c, t, h, w = x.shape
+    return x.reshape(n, groups, c // groups, t, h, w).transpose(1, 2).reshape(n, c, t, h, w)
+
+
+class Runner:
+    """Tensor interpreter of the op vocabulary: named layers call the unit's submodules."""
+
+    def __init__(self, modules: dict[str, nn.Module]) -> None:
+        self.m = modules
+
+    def check(self, ok: bool, field: str, reason: str) -> None:
+        """Checks ran at trace time; nothing to do on tensors."""
+
+    def conv(self, name: str, x: Tensor, out: int, **_: Any) -> Tensor:
+        """Run the convolution module ``name``."""
+        return self.m[name](x)
+
+    def bn(self, name: str, x: Tensor) -> Tensor:
+        """Run the BatchNorm module ``name``."""
+        return self.m[name](x)
+
+    def act(self, name: str, x: Tensor, kind: str) -> Tensor:
+        """Run the activation module ``name``."""
+        return self.m[name](x)
+
+    def pool(self, name: str, x: Tensor, kind: str, kernel: Any, stride: Any, padding: Any) -> Tensor:
+        """Run the pooling module ``name``."""
+        return self.m[name](x)
+
+    def global_pool(self, name: str, x: Tensor) -> Tensor:
+        """Run the global average pooling module ``name``."""
+        return self.m[name](x)
+
+    def dropout(self, name: str, x: Tensor, p: float) -> Tensor:
+        """Run the dropout module ``name``."""
+        return self.m[name](x)
+
+    def linear(self, name: str, x: Tensor, out: int) -> Tensor:
+        """Run the linear module ``name``."""
+        return self.m[name](x)
+
+    def flatten(self, x: Tensor) -> Tensor:
+        """Flatten all but the batch axis."""
+        return x.flatten(1)
+
+    def add(self, a: Tensor, b: Tensor) -> Tensor:
+        """Element-wise sum."""
+        return a + b
+
+    def cat(self, a: Tensor, b: Tensor) -> Tensor:
+        """Concatenate along channels."""
+        return torch.cat((a, b), 1)
+
+    def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Two channel halves."""
+        a, b = x.chunk(2, 1)
+        return a, b
+
+    def shuffle(self, x: Tensor, groups: int) -> Tensor:
+        """Channel shuffle."""
+        return channel_shuffle(x, groups)
+
+    def subsample(self, x: Tensor, stride: Triple) -> Tensor:
+        """Every ``stride``-th position (what a 1x1x1 average pool with that stride computes)."""
+        return x[:, :, :: stride[0], :: stride[1], :: stride[2]]
+
+    def pad_channels(self, x: Tensor, channels: int) -> Tensor:
+        """Zero channels appended up to ``channels``."""
+        return F.pad(x, (0, 0, 0, 0, 0, 0, 0, channels - x.shape[1]))
+
+
+class Unit(nn.Module):
+    """One unit of a network: the modules its block function names, and that function as forward."""
+
+    def __init__(self, fn: BlockFn, kwargs: dict[str, Any], layers: list[Layer], path: str) -> None:
+        super().__init__()
+        self.fn = fn
+        self.kwargs = kwargs
+        start = len(path) + 1
+        for layer in layers:
+            if layer.is_module:
+                self.add_module(layer.name[start:], make_module(layer))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Run the block function on tensors."""
+        return self.fn(Runner(self._modules), x, **self.kwargs)  # type: ignore[arg-type]
+
+    def extra_repr(self) -> str:
+        """Show which block function this unit runs."""
+        return f"block={self.fn.__name__}"
+
+
+class Net(nn.Module):
+    """A network built from a spec: ``stem``, ``stages`` (a list of unit sequences), ``head``."""
+
+    def __init__(self, spec: NetSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        by_unit: dict[str, list[Layer]] = {}
+        for layer in spec.layers:
+            by_unit.setdefault(_unit_of(layer.name), []).append(layer)
+        stages: list[list[Unit]] = [[] for _ in spec.stages]
+        for path, fn, kw in spec.units():
+            unit = Unit(fn, kw, by_unit.get(path, []), path)
+            if path == "stem":
+                self.stem = unit
+            elif path == "head":
+                self.head = unit
+            else:
+                stages[int(path.split(".")[1])].append(unit)
+        self.stages = nn.ModuleList(nn.Sequential(*units) for units in stages)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """He-normal convolutions (fan out), unit BatchNorm, small-normal classifier, zero biases."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv3d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm3d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def features(self, x: Tensor) -> Tensor:
+        """Stem and stages: the feature map before the head."""
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Class scores (logits) for a batch of clips (N, C, T, H, W)."""
+        return self.head(self.features(x))
+
+
+def _unit_of(name: str) -> str:
+    parts = name.split(".")
+    return ".".join(parts[:3]) if parts[0] == "stages" else parts[0]
+
+
+def build(spec: NetSpec) -> Net:
+    """Build the ``nn.Module`` a spec describes (freshly initialised, in training mode)."""
+    return Net(spec)

@@ -1,0 +1,357 @@
+"""``NetSpec``: the one declarative description of a network.
+
+A spec is frozen, validated on construction (a bad spec raises :class:`SpecError` naming the field
+and the reason) and round-trips through JSON exactly. The builder, the analytic counter, the search
+and analysis all read it. Channel counts in a spec are the resolved ones; ``width_mult`` records the
+global multiplier they were derived with (see :mod:`space.families`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from space.blocks import BLOCKS, BlockFn, head, stem
+from space.ops import ACTIVATIONS, BlockError, Layer, Shape, Tracer, Triple
+
+FORMAT = "e3d.netspec/1"
+"""Value of the ``format`` key that marks a JSON file as an e3d spec."""
+
+
+class E3DError(Exception):
+    """Base of the errors that are the user's input, not a bug: the CLI prints them in one line."""
+
+
+class SpecError(E3DError, ValueError):
+    """An invalid spec field. ``field`` is its path, e.g. ``stages[2].groups``."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def _int(path: str, value: object, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(path, f"must be an integer, got {value!r}")
+    if value < minimum:
+        raise SpecError(path, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(path: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SpecError(path, f"must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _bool(path: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(path, f"must be true or false, got {value!r}")
+    return value
+
+
+def _triple(path: str, value: object) -> Triple:
+    if not isinstance(value, (list, tuple)) or len(value) != 3:
+        raise SpecError(path, f"must be 3 integers (T, H, W), got {value!r}")
+    t, h, w = (_int(f"{path}[{i}]", v) for i, v in enumerate(value))
+    return (t, h, w)
+
+
+def _choice(path: str, value: object, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise SpecError(path, f"must be one of {', '.join(choices)}; got {value!r}")
+    return str(value)
+
+
+def _set(obj: object, name: str, value: object) -> None:
+    object.__setattr__(obj, name, value)
+
+
+@dataclass(frozen=True)
+class StemSpec:
+    """The first convolution: ``channels`` out, BN, activation; ``pool`` adds MaxPool3d(3, 2, 1)."""
+
+    channels: int
+    kernel: Triple = (3, 3, 3)
+    stride: Triple = (1, 2, 2)
+    bias: bool = False
+    act: str = "relu"
+    pool: bool = False
+
+    def __post_init__(self) -> None:
+        _int("stem.channels", self.channels)
+        _set(self, "kernel", _triple("stem.kernel", self.kernel))
+        _set(self, "stride", _triple("stem.stride", self.stride))
+        _bool("stem.bias", self.bias)
+        _choice("stem.act", self.act, ACTIVATIONS)
+        _bool("stem.pool", self.pool)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A stage: ``repeats`` units of one block type, all with ``channels`` outputs.
+
+    The first unit has ``stride`` (T, H, W); the others stride 1. The remaining fields are block
+    parameters; each block type reads only the ones listed for it in :data:`space.blocks.BLOCKS`
+    and the others must stay at their defaults. ``first_groups`` applies to the first unit only.
+    """
+
+    block: str
+    channels: int
+    repeats: int = 1
+    stride: Triple = (1, 1, 1)
+    act: str = "relu"
+    expansion: float = 1.0
+    groups: int = 1
+    first_groups: int | None = None
+    squeeze: int = 0
+    bypass: bool = False
+    shortcut: str = "B"
+
+    def validate(self, path: str) -> None:
+        """Check every field's own value (shapes are checked by tracing the whole spec)."""
+        block = BLOCKS.get(self.block)
+        if block is None:
+            raise SpecError(f"{path}.block", f"unknown block type {self.block!r}; choose from {', '.join(sorted(BLOCKS))}")
+        _int(f"{path}.channels", self.channels)
+        _int(f"{path}.repeats", self.repeats)
+        _set(self, "stride", _triple(f"{path}.stride", self.stride))
+        _choice(f"{path}.act", self.act, ACTIVATIONS)
+        _set(self, "expansion", _float(f"{path}.expansion", self.expansion))
+        if self.expansion <= 0:
+            raise SpecError(f"{path}.expansion", f"must be positive, got {self.expansion}")
+        _int(f"{path}.groups", self.groups)
+        if self.first_groups is not None:
+            _int(f"{path}.first_groups", self.first_groups)
+        _int(f"{path}.squeeze", self.squeeze, minimum=0)
+        _bool(f"{path}.bypass", self.bypass)
+        _choice(f"{path}.shortcut", self.shortcut, ("A", "B"))
+        for f in dataclasses.fields(self):
+            if f.name in _STAGE_COMMON or f.name in block.fields:
+                continue
+            if getattr(self, f.name) != f.default:
+                raise SpecError(f"{path}.{f.name}", f"is not used by block {self.block!r}; leave it at {f.default!r}")
+
+    def unit_kwargs(self, cin: int, index: int) -> dict[str, Any]:
+        """Keyword arguments of unit ``index`` of this stage, whose input has ``cin`` channels."""
+        kw: dict[str, Any] = {"cin": cin, "channels": self.channels, "act": self.act}
+        kw["stride"] = self.stride if index == 0 else (1, 1, 1)
+        for name in BLOCKS[self.block].fields:
+            kw[name] = getattr(self, name) if index == 0 or not name.startswith("first_") else None
+        return kw
+
+
+_STAGE_COMMON = frozenset({"block", "channels", "repeats", "stride", "act"})
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """Classifier: ``linear`` ([1x1x1 conv to ``channels``], global average, dropout, Linear) or
+    ``conv`` (dropout, 1x1x1 conv with bias to the classes, activation, global average)."""
+
+    kind: str = "linear"
+    channels: int = 0
+    act: str = "relu"
+
+    def __post_init__(self) -> None:
+        _choice("head.kind", self.kind, ("linear", "conv"))
+        _int("head.channels", self.channels, minimum=0)
+        if self.kind == "conv" and self.channels:
+            raise SpecError("head.channels", "a 'conv' head has no extra conv; leave it at 0")
+        _choice("head.act", self.act, ACTIVATIONS)
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """A whole network: stem, stages, head, input clip (T, H, W) and classes."""
+
+    family: str
+    stem: StemSpec
+    stages: tuple[StageSpec, ...]
+    head: HeadSpec = field(default_factory=HeadSpec)
+    clip: Triple = (16, 112, 112)
+    num_classes: int = 600
+    dropout: float = 0.2
+    width_mult: float = 1.0
+    in_channels: int = 3
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.family, str) or not self.family:
+            raise SpecError("family", f"must be a non-empty name, got {self.family!r}")
+        for name, kind in (("stem", StemSpec), ("head", HeadSpec)):
+            if not isinstance(getattr(self, name), kind):
+                raise SpecError(name, f"must be a {kind.__name__}")
+        stages = tuple(self.stages) if isinstance(self.stages, (list, tuple)) else None
+        if not stages:
+            raise SpecError("stages", "must be a non-empty list of stages")
+        for i, stage in enumerate(stages):
+            if not isinstance(stage, StageSpec):
+                raise SpecError(f"stages[{i}]", "must be a StageSpec")
+            stage.validate(f"stages[{i}]")
+        _set(self, "stages", stages)
+        _set(self, "clip", _triple("clip", self.clip))
+        _int("num_classes", self.num_classes)
+        _set(self, "dropout", _float("dropout", self.dropout))
+        if not 0 <= self.dropout < 1:
+            raise SpecError("dropout", f"must be in [0, 1), got {self.dropout}")
+        _set(self, "width_mult", _float("width_mult", self.width_mult))
+        if self.width_mult <= 0:
+            raise SpecError("width_mult", f"must be positive, got {self.width_mult}")
+        _int("in_channels", self.in_channels)
+        self.layers  # trace now: shape errors surface at construction  # noqa: B018
+
+    # -- structure -------------------------------------------------------------------------
+
+    def units(self) -> Iterator[tuple[str, BlockFn, dict[str, Any]]]:
+        """Walk the network as (module path, block function, keyword arguments) per unit."""
+        s = self.stem
+        yield "stem", stem, {"channels": s.channels, "kernel": s.kernel, "stride": s.stride, "bias": s.bias, "act": s.act, "pool": s.pool}
+        cin = s.channels
+        for i, stage in enumerate(self.stages):
+            fn = BLOCKS[stage.block].fn
+            for j in range(stage.repeats):
+                yield f"stages.{i}.{j}", fn, stage.unit_kwargs(cin, j)
+                cin = stage.channels
+        h = self.head
+        yield "head", head, {"kind": h.kind, "channels": h.channels, "act": h.act, "num_classes": self.num_classes, "dropout": self.dropout}
+
+    @property
+    def input_shape(self) -> Shape:
+        """Per-sample input shape (C, T, H, W)."""
+        return (self.in_channels, *self.clip)
+
+    @cached_property
+    def layers(self) -> tuple[Layer, ...]:
+        """Every layer with its input and output shape, in execution order (traced, not built)."""
+        tracer = Tracer()
+        x: Shape = self.input_shape
+        for path, fn, kw in self.units():
+            tracer.unit = path
+            try:
+                x = fn(tracer, x, **kw)
+            except BlockError as e:
+                raise SpecError(f"{_field_path(path)}.{e.field}", f"{e.reason} (clip {'x'.join(map(str, self.clip))})") from None
+        return tuple(tracer.layers)
+
+    def replace(self, **changes: Any) -> NetSpec:
+        """A copy with some top-level fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    # -- JSON -------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict with every field and the format marker."""
+        d = dataclasses.asdict(self)
+        return {"format": FORMAT, **_lists(d)}
+
+    def to_json(self) -> str:
+        """JSON text (one stage per line) that :meth:`from_json` turns back into an equal spec."""
+        d = self.to_dict()
+        lines = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in d.items() if k != "stages"]
+        stages = ",\n".join(f"    {json.dumps(s)}" for s in d["stages"])
+        lines.insert(3, f'  "stages": [\n{stages}\n  ]')
+        return "{\n" + ",\n".join(lines) + "\n}"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NetSpec:
+        """Parse a dict made by :meth:`to_dict` (missing fields take their defaults)."""
+        if not isinstance(data, Mapping):
+            raise SpecError("spec", f"must be a JSON object, got {type(data).__name__}")
+        data = dict(data)
+        fmt = data.pop("format", FORMAT)
+        if fmt != FORMAT:
+            raise SpecError("format", f"expected {FORMAT!r}, got {fmt!r}")
+        stem_d = _section(data, "stem", required=True)
+        stages_d = data.pop("stages", None)
+        if not isinstance(stages_d, list):
+            raise SpecError("stages", "must be a list of stages")
+        head_d = _section(data, "head", required=False)
+        top = _kwargs(NetSpec, data, "")
+        return cls(
+            stem=StemSpec(**_kwargs(StemSpec, stem_d, "stem.")),
+            stages=tuple(StageSpec(**_kwargs(StageSpec, _as_dict(s, f"stages[{i}]"), f"stages[{i}].")) for i, s in enumerate(stages_d)),
+            head=HeadSpec(**_kwargs(HeadSpec, head_d, "head.")),
+            **top,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> NetSpec:
+        """Parse JSON text made by :meth:`to_json`."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SpecError("spec", f"not valid JSON ({e})") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> NetSpec:
+        """Read a spec JSON file."""
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise SpecError("spec", f"cannot read {p}: {e}") from None
+        try:
+            return cls.from_json(text)
+        except SpecError as e:
+            raise SpecError(e.field, f"{e.reason} (in {p})") from None
+
+    def save(self, path: str | Path) -> None:
+        """Write the spec as JSON."""
+        Path(path).write_text(self.to_json() + "\n")
+
+    def summary(self) -> str:
+        """One line: family, width, per-stage channels x repeats, clip."""
+        stages = " ".join(f"{s.channels}x{s.repeats}" for s in self.stages)
+        return f"{self.family} w{self.width_mult:g} stem{self.stem.channels} [{stages}] clip{'x'.join(map(str, self.clip))}"
+
+
+def _field_path(module_path: str) -> str:
+    """Map a unit's module path to its spec field: ``stages.2.0`` -> ``stages[2]``."""
+    parts = module_path.split(".")
+    return f"stages[{parts[1]}]" if parts[0] == "stages" else parts[0]
+
+
+def _lists(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_lists(v) for v in value]
+    return value
+
+
+def _as_dict(value: object, path: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise SpecError(path, f"must be a JSON object, got {value!r}")
+    return dict(value)
+
+
+def _section(data: dict[str, Any], name: str, *, required: bool) -> dict[str, Any]:
+    if name not in data:
+        if required:
+            raise SpecError(name, "is missing")
+        return {}
+    return _as_dict(data.pop(name), name)
+
+
+def _kwargs(cls: type, data: dict[str, Any], path: str) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            raise SpecError(f"{path}{key}", f"unknown field; expected one of {', '.join(sorted(names))}")
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [m for m in missing if m not in ("stem", "stages")]
+    if missing:
+        raise SpecError(f"{path}{missing[0]}", "is missing")
+    return data

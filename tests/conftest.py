@@ -1,0 +1,63 @@
+"""Shared fixtures: a small clip on which every preset runs, and the paper-code layer listing."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+import space
+
+DATA = Path(__file__).parent / "data"
+
+SMALL_CLIP = (16, 48, 48)
+"""Smallest clip that keeps every preset valid: ShuffleNetV1's average-pool shortcut needs an even T
+and at least 2x3x3 inputs at every downsampling unit (16 -> 2 frames, 48 -> 3 pixels there)."""
+
+ALL_MODELS = space.list_models()
+SCALABLE = ["mobilenet", "mobilenetv2", "shufflenet", "shufflenetv2", "squeezenet"]
+
+
+def preset_widths() -> list[tuple[str, float]]:
+    """Every registered preset at each paper width plus one width the paper never used."""
+    cases = []
+    for name in ALL_MODELS:
+        info = space.model_info(name)
+        widths = sorted({*info.paper_widths, 0.37 if name in SCALABLE else 0.25})
+        cases += [(name, w) for w in widths]
+    return cases
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+@dataclass(frozen=True)
+class PaperModel:
+    """One model of the paper-code listing: name, width, exact parameter count and its layers."""
+
+    family: str
+    width: float
+    params: int
+    lines: tuple[str, ...]
+
+
+_FAMILY = {"3D-ShuffleNetV1": "shufflenet", "3D-ShuffleNetV2": "shufflenetv2", "3D-MobileNetV1": "mobilenet",
+           "3D-MobileNetV2": "mobilenetv2", "3D-SqueezeNet": "squeezenet"}  # fmt: skip
+
+
+def paper_code_models() -> list[PaperModel]:
+    """The 17 efficient models of ``tests/data/paper_code_layers.txt`` (copied from shared/reference)."""
+    text = (DATA / "paper_code_layers.txt").read_text()
+    models = []
+    for block in re.split(r"^===== ", text, flags=re.M)[1:]:
+        head, *lines = block.splitlines()
+        m = re.match(r"(\S+)(?: ([\d.]+)x)?\s+params=(\d+)", head)
+        assert m, head
+        body = tuple(ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("output"))
+        models.append(PaperModel(_FAMILY[m.group(1)], float(m.group(2) or 1), int(m.group(3)), body))
+    return models
