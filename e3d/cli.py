@@ -8,7 +8,10 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-COMMANDS = ("e3d.commands.models",)
+COMMANDS = (
+    "e3d.commands.models",
+    "e3d.commands.profile",
+)
 """Modules that each add one subcommand through ``register(subparsers)``."""
 
 

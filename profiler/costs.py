@@ -17,8 +17,8 @@ Units, per clip (batch 1):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from math import prod
+from typing import NamedTuple
 
 from space.ops import Layer
 
@@ -32,8 +32,7 @@ ELEMENTWISE_KINDS = frozenset({"add"})
 """Element-wise arithmetic that neither convention counts (residual adds)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Cost:
+class Cost(NamedTuple):
     """What one layer costs for one clip."""
 
     macs: int = 0

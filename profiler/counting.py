@@ -109,8 +109,21 @@ def count_layers(layers: Iterable[Layer], input_shape: Shape, params: int | None
 
 
 def count_spec(spec: NetSpec) -> Counts:
-    """Analytic count of a spec for one clip of ``spec.clip`` (no model is built)."""
+    """Analytic count of a spec for one clip of ``spec.clip`` (no model is built), with breakdowns."""
     return count_layers(spec.layers, spec.input_shape)
+
+
+def spec_totals(spec: NetSpec) -> Cost:
+    """Just the totals of :func:`count_spec` (macs, params, paper_flops, activations): the fast path
+    for screening thousands of candidate specs."""
+    macs = params = paper = acts = 0
+    for layer in spec.layers:
+        c = layer_cost(layer)
+        macs += c.macs
+        params += c.params
+        paper += c.paper_flops
+        acts += c.activations
+    return Cost(macs, params, paper, acts)
 
 
 def count_module(model: nn.Module, input_shape: Sequence[int]) -> Counts:

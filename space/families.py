@@ -195,16 +195,19 @@ def shufflenet(
     """3D ShuffleNetV1 (pointwise group convs and channel shuffle; groups 3).
 
     Stage widths are rounded to multiples of ``4 * groups`` and the stem to multiples of
-    ``groups`` (the paper's ``int(c * w)`` at its widths, which are such multiples). The first 1x1
-    of the network is ungrouped when the stem has 24 channels, as in the paper."""
+    ``groups`` (the paper's ``int(c * w)`` at its widths, which are such multiples), and each stage
+    is kept wider than the one before (its first unit concatenates its input). The first 1x1 of
+    the network is ungrouped when the stem has 24 channels, as in the paper."""
     if groups not in SHUFFLENET_WIDTHS:
         raise SpecError("groups", f"must be one of {', '.join(map(str, SHUFFLENET_WIDTHS))}; got {groups!r}")
     d, m = _knobs("shufflenet", (4, 8, 4), depths, stage_mults, width_mult)
     stem_c = make_divisible(24 * width_mult, groups)
-    stages = tuple(
-        StageSpec("shuffle_v1", make_divisible(c * width_mult * f, 4 * groups), n, S2, groups=groups)
-        for c, n, f in zip(SHUFFLENET_WIDTHS[groups], d, m, strict=True)
-    )
+    widths, prev = [], stem_c
+    for c, f in zip(SHUFFLENET_WIDTHS[groups], m, strict=True):
+        # a downsampling unit concatenates its input, so every stage must be wider than the last
+        prev = max(make_divisible(c * width_mult * f, 4 * groups), prev + 4 * groups - prev % (4 * groups))
+        widths.append(prev)
+    stages = tuple(StageSpec("shuffle_v1", c, n, S2, groups=groups) for c, n in zip(widths, d, strict=True))
     stages = (replace(stages[0], first_groups=1 if stem_c == 24 else None), *stages[1:])
     return NetSpec(
         "shufflenet",

@@ -51,8 +51,16 @@ def make_module(layer: Layer) -> nn.Module:
 
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
-    """Reshape (N, g, C/g, T, H, W), swap the two channel axes, flatten back."""
+    """Reshape (N, g, C/g, T, H, W), swap the two channel axes, flatten back.
+
+    A channels-last-3d input is shuffled in its own layout (one copy, channels-last-3d output)
+    instead of being converted to contiguous and back. Under FX symbolic tracing (int8
+    quantization) the layout is unknown and the generic version is recorded.
+    """
     n, c, t, h, w = x.shape
+    if not isinstance(x, torch.fx.Proxy) and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d):
+        y = x.permute(0, 2, 3, 4, 1).reshape(n, t, h, w, groups, c // groups).transpose(4, 5).reshape(n, t, h, w, c)
+        return y.permute(0, 4, 1, 2, 3)
     return x.reshape(n, groups, c // groups, t, h, w).transpose(1, 2).reshape(n, c, t, h, w)
 
 

@@ -16,8 +16,7 @@ cannot describe different networks.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 Shape = tuple[int, ...]
 """Per-sample shape: ``(C, T, H, W)`` for feature maps, ``(C,)`` after flattening."""
@@ -41,6 +40,8 @@ class BlockError(Exception):
 
 def triple(value: int | Sequence[int]) -> Triple:
     """Expand an int to ``(v, v, v)``; pass a 3-sequence through as a tuple."""
+    if type(value) is tuple and len(value) == 3:
+        return value
     if isinstance(value, int):
         return (value, value, value)
     t = tuple(int(v) for v in value)
@@ -51,12 +52,14 @@ def triple(value: int | Sequence[int]) -> Triple:
 
 def conv_out(size: Triple, kernel: Triple, stride: Triple, padding: Triple) -> Triple:
     """Output size of a convolution or pooling window (floor mode), per dimension."""
-    t, h, w = ((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, kernel, stride, padding, strict=True))
-    return (t, h, w)
+    return (
+        (size[0] + 2 * padding[0] - kernel[0]) // stride[0] + 1,
+        (size[1] + 2 * padding[1] - kernel[1]) // stride[1] + 1,
+        (size[2] + 2 * padding[2] - kernel[2]) // stride[2] + 1,
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class Layer:
+class Layer(NamedTuple):
     """One operation of a network as the tracer saw it.
 
     ``name`` is the module path in the built model (``"stages.1.0.pw1"``) for layers that are
@@ -147,9 +150,12 @@ class Tracer:
         """3D convolution with 'same' padding ``k // 2``."""
         k, s = triple(kernel), triple(stride)
         cin = x[0]
-        self.check(out > 0, "channels", f"{name} would have {out} output channels")
-        self.check(groups > 0 and cin % groups == 0, "groups", f"{name}: groups={groups} does not divide its {cin} input channels")
-        self.check(out % groups == 0, "groups", f"{name}: groups={groups} does not divide its {out} output channels")
+        if out <= 0:
+            raise BlockError("channels", f"{name} would have {out} output channels")
+        if groups <= 0 or cin % groups:
+            raise BlockError("groups", f"{name}: groups={groups} does not divide its {cin} input channels")
+        if out % groups:
+            raise BlockError("groups", f"{name}: groups={groups} does not divide its {out} output channels")
         pad = (k[0] // 2, k[1] // 2, k[2] // 2)
         size = conv_out(_spatial(x), k, s, pad)
         self._check_size(name, x, size, "stride")
@@ -161,7 +167,8 @@ class Tracer:
 
     def act(self, name: str, x: Shape, kind: str) -> Shape:
         """Element-wise activation, one of :data:`ACTIVATIONS`."""
-        self.check(kind in ACTIVATIONS, "act", f"unknown activation {kind!r}; choose from {', '.join(ACTIVATIONS)}")
+        if kind not in ACTIVATIONS:
+            raise BlockError("act", f"unknown activation {kind!r}; choose from {', '.join(ACTIVATIONS)}")
         return self._record(name, kind, x, x)
 
     def pool(self, name: str, x: Shape, kind: str, kernel: int | Triple, stride: int | Triple, padding: int | Triple) -> Shape:
@@ -187,7 +194,8 @@ class Tracer:
 
     def linear(self, name: str, x: Shape, out: int) -> Shape:
         """Fully connected layer with bias on a flattened input."""
-        self.check(len(x) == 1, "head", f"{name} needs a flat input, got {x}")
+        if len(x) != 1:
+            raise BlockError("head", f"{name} needs a flat input, got {x}")
         return self._record(name, "linear", x, (out,), bias=True)
 
     def flatten(self, x: Shape) -> Shape:
@@ -199,7 +207,8 @@ class Tracer:
 
     def add(self, a: Shape, b: Shape) -> Shape:
         """Element-wise sum of two maps of the same shape."""
-        self.check(a == b, "channels", f"residual add of different shapes {a} and {b}")
+        if a != b:
+            raise BlockError("channels", f"residual add of different shapes {a} and {b}")
         return self._record("", "add", a, a)
 
     def cat(self, a: Shape, b: Shape) -> Shape:
@@ -210,14 +219,16 @@ class Tracer:
 
     def split(self, x: Shape) -> tuple[Shape, Shape]:
         """Split channels into two halves."""
-        self.check(x[0] % 2 == 0, "channels", f"cannot split an odd channel count {x[0]} in half")
+        if x[0] % 2:
+            raise BlockError("channels", f"cannot split an odd channel count {x[0]} in half")
         half = (x[0] // 2, *x[1:])
         self._record("", "split", x, x)
         return half, half
 
     def shuffle(self, x: Shape, groups: int) -> Shape:
         """Channel shuffle: reshape to (groups, C / groups), transpose, flatten."""
-        self.check(x[0] % groups == 0, "groups", f"channel shuffle with {groups} groups of {x[0]} channels")
+        if x[0] % groups:
+            raise BlockError("groups", f"channel shuffle with {groups} groups of {x[0]} channels")
         return self._record("", "shuffle", x, x)
 
     def subsample(self, x: Shape, stride: Triple) -> Shape:
@@ -227,7 +238,8 @@ class Tracer:
 
     def pad_channels(self, x: Shape, channels: int) -> Shape:
         """Append zero channels up to ``channels`` (ResNet shortcut A)."""
-        self.check(channels >= x[0], "shortcut", f"shortcut A cannot shrink {x[0]} channels to {channels}")
+        if channels < x[0]:
+            raise BlockError("shortcut", f"shortcut A cannot shrink {x[0]} channels to {channels}")
         return self._record("", "pad", x, (channels, *x[1:]))
 
     def _check_size(self, name: str, x: Shape, size: Triple, field: str) -> None:

@@ -1,0 +1,82 @@
+"""Cross-check counts with fvcore and ptflops.
+
+Both count a *module* for one clip; their conventions differ from e3d's ``macs`` (see
+``docs/COUNTING.md``): fvcore counts one flop per multiply-add for conv and linear, adds BatchNorm
+and a few pooling ops and skips the rest (listing them as unsupported); ptflops (with
+``count_functional=False``) adds BatchNorm, activations, pooling and biases per module.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+BACKENDS = ("e3d", "fvcore", "ptflops")
+
+
+@dataclass
+class BackendCount:
+    """A backend's total, its breakdown and the operators it reported as unsupported."""
+
+    backend: str
+    total: int
+    params: int
+    by_operator: dict[str, int] = field(default_factory=dict)
+    unsupported: dict[str, int] = field(default_factory=dict)
+
+
+def count_fvcore(model: nn.Module, input_shape: Sequence[int]) -> BackendCount:
+    """fvcore's ``FlopCountAnalysis`` total and per-operator counts (one clip, eval mode)."""
+    from fvcore.nn import FlopCountAnalysis
+
+    was_training = model.training
+    model.eval()
+    x = torch.zeros((1, *input_shape))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            analysis = FlopCountAnalysis(model, (x,))
+            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+            logging.getLogger("fvcore").setLevel(logging.ERROR)
+            total = int(analysis.total())
+            by_op = {str(k): int(v) for k, v in analysis.by_operator().items()}
+            unsupported = {str(k): int(v) for k, v in analysis.unsupported_ops().items()}
+    finally:
+        model.train(was_training)
+    return BackendCount("fvcore", total, sum(p.numel() for p in model.parameters()), by_op, unsupported)
+
+
+def count_ptflops(model: nn.Module, input_shape: Sequence[int]) -> BackendCount:
+    """ptflops' module-hook count with ``count_functional=False`` (its default also patches
+    functional ReLU and pooling calls and counts them again), with a per-module-type breakdown.
+
+    Runs ptflops' own engine steps (``add_flops_counting_methods``, ``start_flops_count``, one
+    forward, ``compute_average_flops_cost``), which is what ``get_model_complexity_info`` does when
+    ``count_functional`` is False, and reads each module's ``__flops__`` before they are removed.
+    """
+    from ptflops.pytorch_engine import add_flops_counting_methods, is_supported_instance
+
+    was_training = model.training
+    counted = add_flops_counting_methods(model)
+    counted.eval()
+    by_type: Counter[str] = Counter()
+    try:
+        counted.start_flops_count(ost=io.StringIO(), verbose=False, ignore_list=[])
+        with torch.no_grad():
+            counted(torch.zeros((1, *input_shape)))
+        total, params = counted.compute_average_flops_cost()
+        for m in counted.modules():
+            if is_supported_instance(m):
+                by_type[type(m).__name__] += int(getattr(m, "__flops__", 0))
+    finally:
+        counted.stop_flops_count()
+        model.train(was_training)
+    unsupported = Counter(type(m).__name__ for m in model.modules() if not list(m.children()) and not is_supported_instance(m))
+    return BackendCount("ptflops", int(total), int(params), {k: v for k, v in by_type.items() if v}, dict(unsupported))

@@ -1,0 +1,160 @@
+"""Measured latency of one batch: median and interquartile range over timed repeats."""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import asdict, dataclass
+from functools import cache
+from statistics import median, quantiles
+from typing import Any
+
+import torch
+from torch import nn
+
+from space.spec import E3DError
+
+PAPER_BATCH = 8
+"""Table 8 measured clips/s with batches of 8 clips."""
+
+
+class DeviceError(E3DError):
+    """A device that does not exist on this machine."""
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Timing of ``repeats`` forward passes of a batch, after ``warmup`` untimed ones."""
+
+    median_ms: float
+    iqr_ms: float
+    q1_ms: float
+    q3_ms: float
+    clips_per_s: float
+    batch_size: int
+    clip: tuple[int, int, int]
+    device: str
+    device_name: str
+    threads: int
+    torch_version: str
+    dtype: str
+    warmup: int
+    repeats: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+@cache
+def cpu_name() -> str:
+    """The CPU model as the OS reports it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Parse ``device`` and check that it exists here (:class:`DeviceError` otherwise)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = dev.index or 0
+        if index >= n:
+            raise DeviceError(f"CUDA device {dev} does not exist: this machine has {n} CUDA device{'s' if n != 1 else ''}")
+    elif dev.type not in ("cpu", "mps", "meta"):
+        raise DeviceError(f"unsupported device {device!r}; use cpu or cuda[:N]")
+    return dev
+
+
+def device_name(dev: torch.device) -> str:
+    """Human name of a device (CPU model or GPU name)."""
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return cpu_name() if dev.type == "cpu" else dev.type
+
+
+def measure_latency(
+    model: nn.Module,
+    *,
+    batch_size: int = PAPER_BATCH,
+    clip: tuple[int, int, int] = (16, 112, 112),
+    device: str | torch.device = "cpu",
+    threads: int | None = None,
+    warmup: int = 3,
+    repeats: int = 10,
+    in_channels: int = 3,
+    dtype: torch.dtype = torch.float32,
+) -> Latency:
+    """Time forward passes of a ``batch_size`` x ``in_channels`` x ``clip`` batch.
+
+    The model runs in eval and inference mode on ``device`` (it is moved there); ``warmup`` passes
+    are not timed. On CUDA each pass is timed with events after a synchronisation. On CPU,
+    ``threads`` sets torch's intra-op thread count for the measurement and restores it afterwards.
+    The model's training flag is restored too. Returns per-batch milliseconds.
+    """
+    if batch_size < 1 or repeats < 1 or warmup < 0:
+        raise ValueError("batch_size and repeats must be >= 1 and warmup >= 0")
+    dev = resolve_device(device)
+    was_training = model.training
+    before = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    try:
+        model = model.to(dev).eval()
+        x = torch.randn((batch_size, in_channels, *clip), device=dev, dtype=dtype)
+        samples = _time(model, x, dev, warmup, repeats)
+        used = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+        model.train(was_training)
+    med = median(samples)
+    q1, _, q3 = quantiles(samples, n=4, method="inclusive") if len(samples) > 1 else (med, med, med)
+    return Latency(
+        median_ms=med,
+        iqr_ms=q3 - q1,
+        q1_ms=q1,
+        q3_ms=q3,
+        clips_per_s=batch_size * 1000.0 / med,
+        batch_size=batch_size,
+        clip=clip,
+        device=str(dev),
+        device_name=device_name(dev),
+        threads=used,
+        torch_version=torch.__version__,
+        dtype=str(dtype).removeprefix("torch."),
+        warmup=warmup,
+        repeats=repeats,
+    )
+
+
+def _time(model: nn.Module, x: torch.Tensor, dev: torch.device, warmup: int, repeats: int) -> list[float]:
+    samples: list[float] = []
+    with torch.inference_mode():
+        for _ in range(warmup):
+            model(x)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+            for _ in range(repeats):
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                model(x)
+                end.record()
+                torch.cuda.synchronize(dev)
+                samples.append(start.elapsed_time(end))
+        else:
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                model(x)
+                samples.append((time.perf_counter() - t0) * 1000.0)
+    return samples

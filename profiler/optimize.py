@@ -1,0 +1,232 @@
+"""The optimized inference path: what e3d deploys, profiles and searches with.
+
+:func:`optimize_for_inference` turns an eager model into the fastest numerically equivalent
+version this CPU runs:
+
+1. :func:`fold_batchnorm`: every BatchNorm3d is folded into the convolution before it (the conv
+   gets ``w * g / sqrt(var + eps)`` and a bias), the BatchNorm becomes ``nn.Identity``;
+2. weights and the input clip in the channels-last-3d memory format (N, T, H, W, C in memory),
+   which oneDNN's 3D convolutions and pools prefer;
+3. ``torch.jit.trace`` and ``torch.jit.freeze``: a graph with the weights as constants;
+4. run under the oneDNN Graph fuser (``torch.jit.fuser("fuser3")``), which fuses each conv with
+   the activation and residual add after it.
+
+The result is checked against the eager model on an example clip (:func:`relative_error`); a
+mismatch above ``tolerance`` raises :class:`NumericalMismatchError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from space.spec import E3DError
+
+FLOAT_TOLERANCE = 1e-4
+"""Largest :func:`relative_error` accepted between an optimized float model and the eager one."""
+
+FUSER = "fuser3"
+"""``torch.jit.fuser`` name of the oneDNN Graph fuser (conv + activation + add fusion on x86)."""
+
+
+class NumericalMismatchError(E3DError):
+    """An optimized or exported model does not compute what the eager model computes."""
+
+
+def relative_error(actual: Tensor, expected: Tensor) -> float:
+    """Max absolute difference over the max absolute value of ``expected`` (0 when both are 0).
+
+    Element-wise ratios blow up where the reference is near 0, so the error is taken relative to
+    the scale of the whole output (the logits of a batch).
+    """
+    if actual.shape != expected.shape:
+        raise NumericalMismatchError(f"output shapes differ: {tuple(actual.shape)} vs {tuple(expected.shape)}")
+    a, e = actual.detach().double(), expected.detach().double()
+    diff = (a - e).abs().max().item()
+    scale = e.abs().max().item()
+    if scale == 0:
+        return 0.0 if diff == 0 else float("inf")
+    return float(diff / scale)
+
+
+def fold_conv_bn(conv: nn.Conv3d, bn: nn.BatchNorm3d) -> nn.Conv3d:
+    """A new Conv3d computing ``bn(conv(x))`` with ``bn`` in inference mode (running statistics)."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("cannot fold a BatchNorm without running statistics")
+    if bn.num_features != conv.out_channels:
+        raise ValueError(f"BatchNorm of {bn.num_features} features after a conv with {conv.out_channels} outputs")
+    w = conv.weight.detach().double()
+    b = conv.bias.detach().double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
+    scale = torch.rsqrt(bn.running_var.double() + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.detach().double()
+    shift = bn.bias.detach().double() if bn.bias is not None else torch.zeros_like(scale)
+    folded = nn.Conv3d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,  # type: ignore[arg-type]
+        stride=conv.stride,  # type: ignore[arg-type]
+        padding=conv.padding,  # type: ignore[arg-type]
+        dilation=conv.dilation,  # type: ignore[arg-type]
+        groups=conv.groups,
+        bias=True,
+        padding_mode=conv.padding_mode,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
+    )
+    with torch.no_grad():
+        folded.weight.copy_(w * scale.reshape(-1, 1, 1, 1, 1))
+        folded.bias.copy_((b - bn.running_mean.double()) * scale + shift)  # type: ignore[union-attr]
+    return folded.train(conv.training)
+
+
+def conv_bn_pairs(model: nn.Module) -> Iterator[tuple[nn.Module, str, str]]:
+    """(parent, conv name, BatchNorm name) for every ``X``/``X_bn`` Conv3d/BatchNorm3d sibling pair.
+
+    e3d's blocks name the BatchNorm after the conv it follows (``space.blocks.conv_bn``), so the
+    pair is found by name; the forward order is the blocks' contract.
+    """
+    for parent in model.modules():
+        children = dict(parent.named_children())
+        for name, child in children.items():
+            conv = children.get(name[:-3]) if name.endswith("_bn") else None
+            if isinstance(child, nn.BatchNorm3d) and isinstance(conv, nn.Conv3d):
+                yield parent, name[:-3], name
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` (in eval mode) with every BatchNorm3d folded into the conv before it.
+
+    The conv keeps its name and gains a bias; the BatchNorm is replaced by ``nn.Identity`` under
+    its own name, so e3d's units (which call their modules by name) run unchanged. A BatchNorm3d
+    that follows no conv of the same unit raises ``ValueError``.
+    """
+    folded = copy.deepcopy(model).eval()
+    pairs = list(conv_bn_pairs(folded))
+    for parent, conv_name, bn_name in pairs:
+        conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
+        setattr(parent, conv_name, fold_conv_bn(conv, bn))
+        setattr(parent, bn_name, nn.Identity())
+    left = [n for n, m in folded.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if left:
+        raise ValueError(f"BatchNorm without a conv to fold into: {', '.join(left)}")
+    return folded
+
+
+class _ChannelsLast(nn.Module):
+    """Puts the clip in the channels-last-3d memory format before the wrapped model."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The wrapped model on ``x`` laid out as N, T, H, W, C in memory."""
+        return self.model(x.contiguous(memory_format=torch.channels_last_3d))
+
+
+@dataclass(frozen=True)
+class OptimizeOptions:
+    """Which steps of the optimized path are on (all by default)."""
+
+    fold_bn: bool = True
+    channels_last: bool = True
+    freeze: bool = True
+    fuse: bool = True
+
+    def describe(self) -> str:
+        """Short text such as ``fold-bn+channels-last+frozen+onednn-fuser``."""
+        steps = [("fold-bn", self.fold_bn), ("channels-last", self.channels_last), ("frozen", self.freeze), ("onednn-fuser", self.fuse)]
+        return "+".join(s for s, on in steps if on) or "traced"
+
+
+class OptimizedModel(nn.Module):
+    """A traced (and usually frozen) graph, run under the oneDNN Graph fuser when ``fuse``.
+
+    ``graph`` is the TorchScript module that :func:`profiler.export.export_torchscript` saves;
+    ``rel_error`` is its :func:`relative_error` against the eager model on the check clip.
+    """
+
+    def __init__(self, graph: torch.jit.ScriptModule, *, options: OptimizeOptions, rel_error: float | None = None) -> None:
+        super().__init__()
+        self.graph = graph
+        self.options = options
+        self.rel_error = rel_error
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Class scores for a batch of clips (N, C, T, H, W) in any memory format."""
+        with fuser_context(self.options.fuse), torch.inference_mode():
+            return self.graph(x)  # type: ignore[no-any-return]
+
+
+def fuser_context(fuse: bool) -> contextlib.AbstractContextManager[None]:
+    """The oneDNN Graph fuser while the block runs (when ``fuse``), else nothing."""
+    return torch.jit.fuser(FUSER) if fuse else contextlib.nullcontext()
+
+
+def example_input(model: nn.Module, input_shape: Sequence[int] | None, batch_size: int, *, seed: int = 0) -> Tensor:
+    """A reproducible random clip batch: ``input_shape`` (C, T, H, W), or the spec's of an e3d ``Net``."""
+    if input_shape is None:
+        spec = getattr(model, "spec", None)
+        if spec is None:
+            raise ValueError("input_shape is required for a model without a NetSpec")
+        input_shape = spec.input_shape
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(batch_size, *input_shape, generator=gen)
+
+
+def trace(model: nn.Module, x: Tensor, *, options: OptimizeOptions) -> torch.jit.ScriptModule:
+    """Steps 1-3 of the optimized path: the traced (frozen) graph of ``model`` for inputs like ``x``."""
+    m = fold_batchnorm(model) if options.fold_bn else copy.deepcopy(model).eval()
+    if options.channels_last:
+        m = _ChannelsLast(m.to(memory_format=torch.channels_last_3d))  # type: ignore[call-overload]
+    m.eval()
+    with torch.inference_mode(False), torch.no_grad():
+        graph = torch.jit.trace(m, x, check_trace=False)
+    if options.freeze:
+        graph = torch.jit.freeze(graph.eval())
+    return graph
+
+
+def check_close(actual: Tensor, expected: Tensor, *, tolerance: float, what: str) -> float:
+    """:func:`relative_error`, raising :class:`NumericalMismatchError` above ``tolerance``."""
+    err = relative_error(actual, expected)
+    if not err <= tolerance:
+        raise NumericalMismatchError(f"{what} differs from the eager model: max relative error {err:.2e} > {tolerance:.0e}")
+    return err
+
+
+def optimize_for_inference(
+    model: nn.Module,
+    *,
+    input_shape: Sequence[int] | None = None,
+    batch_size: int = 1,
+    options: OptimizeOptions | None = None,
+    check: bool = True,
+    tolerance: float = FLOAT_TOLERANCE,
+) -> OptimizedModel:
+    """The optimized inference path of ``model`` (see the module doc), checked against eager.
+
+    ``input_shape`` is one clip's (C, T, H, W) (default: the spec's, for an e3d ``Net``); the
+    graph is traced on a batch of ``batch_size`` such clips and runs on any batch size. With
+    ``check`` the optimized model's output on that batch must be within ``tolerance``
+    (:func:`relative_error`) of the eager model's. The eager model is not modified.
+    """
+    options = options or OptimizeOptions()
+    x = example_input(model, input_shape, batch_size)
+    graph = trace(model, x, options=options)
+    opt = OptimizedModel(graph, options=options)
+    if check:
+        was_training = model.training
+        with torch.no_grad():
+            expected = model.eval()(x)
+        model.train(was_training)
+        with torch.no_grad():
+            opt(x)  # the fuser compiles on the first runs; check a compiled one
+            opt.rel_error = check_close(opt(x), expected, tolerance=tolerance, what="the optimized model")
+    return opt

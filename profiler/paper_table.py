@@ -1,0 +1,95 @@
+"""Table 8 side by side: e3d's counts of every preset next to the paper's figures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+from profiler.counting import spec_totals
+from profiler.latency import measure_latency
+from space.paper import PaperRow, table8
+from space.registry import paper_spec
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One Table 8 row: the paper's params/MFLOPs, ours, the differences, and what we measured."""
+
+    model: str
+    width_mult: float
+    params_m: float
+    paper_params_m: float
+    params_diff_pct: float
+    paper_mflops: float
+    paper_table_mflops: float
+    mflops_diff_pct: float
+    macs_m: float
+    clips_per_s: float | None
+    paper_titanxp_clips_s: float
+    paper_tx2_clips_s: float
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+def table_rows(
+    *, latency: bool = True, batch_size: int = 8, device: str = "cpu", threads: int | None = None, warmup: int = 1, repeats: int = 3
+) -> Iterator[TableRow]:
+    """Yield the 21 rows (600 classes, 16x112x112 clips), timing each model when ``latency``."""
+    for row in table8():
+        yield _row(row, latency=latency, batch_size=batch_size, device=device, threads=threads, warmup=warmup, repeats=repeats)
+
+
+def _row(row: PaperRow, *, latency: bool, batch_size: int, device: str, threads: int | None, warmup: int, repeats: int) -> TableRow:
+    spec = paper_spec(row.model, width_mult=row.width_mult)
+    t = spec_totals(spec)
+    cps = None
+    if latency:
+        from space.modules import build
+
+        cps = measure_latency(
+            build(spec), batch_size=batch_size, device=device, threads=threads, warmup=warmup, repeats=repeats
+        ).clips_per_s
+    params_m, mflops = t.params / 1e6, t.paper_flops / 1e6
+    return TableRow(
+        model=row.model,
+        width_mult=row.width_mult,
+        params_m=params_m,
+        paper_params_m=row.params_m,
+        params_diff_pct=100 * (params_m / row.params_m - 1),
+        paper_mflops=mflops,
+        paper_table_mflops=row.mflops,
+        mflops_diff_pct=100 * (mflops / row.mflops - 1),
+        macs_m=t.macs / 1e6,
+        clips_per_s=cps,
+        paper_titanxp_clips_s=row.titanxp_clips_s,
+        paper_tx2_clips_s=row.tx2_clips_s,
+    )
+
+
+Column = tuple[str, int, Callable[[TableRow], str]]
+COLUMNS: list[Column] = [
+    ("model", 13, lambda r: r.model),
+    ("width", 6, lambda r: f"{r.width_mult:g}x"),
+    ("params M", 9, lambda r: f"{r.params_m:.3f}"),
+    ("paper", 7, lambda r: f"{r.paper_params_m:.2f}"),
+    ("diff", 7, lambda r: f"{r.params_diff_pct:+.2f}%"),
+    ("paper_mflops", 13, lambda r: f"{r.paper_mflops:.1f}"),
+    ("paper", 7, lambda r: f"{r.paper_table_mflops:g}"),
+    ("diff", 7, lambda r: f"{r.mflops_diff_pct:+.2f}%"),
+    ("macs M", 9, lambda r: f"{r.macs_m:.1f}"),
+    ("clips/s here", 13, lambda r: "-" if r.clips_per_s is None else f"{r.clips_per_s:.1f}"),
+    ("TitanXp", 8, lambda r: f"{r.paper_titanxp_clips_s:g}"),
+    ("TX2", 5, lambda r: f"{r.paper_tx2_clips_s:g}"),
+]
+
+
+def render_header(columns: list[Column] = COLUMNS) -> str:
+    """The header line of the table."""
+    return "  ".join(f"{name:>{w}}" if i else f"{name:<{w}}" for i, (name, w, _) in enumerate(columns))
+
+
+def render_row(row: TableRow, columns: list[Column] = COLUMNS) -> str:
+    """One line of the table."""
+    return "  ".join(f"{fn(row):>{w}}" if i else f"{fn(row):<{w}}" for i, (_, w, fn) in enumerate(columns))

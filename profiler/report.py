@@ -1,0 +1,191 @@
+"""One profile of a target: counts, memory and latency, as data and as text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from profiler.backends import BackendCount, count_fvcore, count_ptflops
+from profiler.counting import Counts, count_module, count_spec, not_counted_category
+from profiler.latency import Latency, measure_latency, resolve_device
+from profiler.memory import PeakMemory, measure_peak_memory
+from profiler.targets import Target, TargetError
+
+UNITS = {
+    "macs": "multiply-adds of convolution and linear layers, per clip",
+    "paper_mflops": "the paper's Table 8 convention, millions per clip: macs + BatchNorm, activations, pooling and conv biases",
+    "activations": "output elements of all conv, linear, norm, activation and pooling layers, per clip",
+    "latency_ms": "median milliseconds per batch",
+}
+
+
+@dataclass
+class Profile:
+    """Everything ``e3d profile`` reports about one target."""
+
+    target: Target
+    counts: Counts
+    batch_size: int
+    memory: PeakMemory | None = None
+    latency: Latency | None = None
+    backend: BackendCount | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object of ``e3d profile --json``."""
+        c, lat = self.counts, self.latency
+        d: dict[str, Any] = {
+            "target": self.target.name,
+            "kind": self.target.kind,
+            "input_shape": [1, *c.input_shape],
+            "params": c.params,
+            "macs": c.macs,
+            "paper_mflops": round(c.paper_flops / 1e6, 3),
+            "activations": c.activations,
+            "activation_mb": round(c.activations * 4 / 2**20, 3),
+            "batch_size": self.batch_size,
+            "peak_memory_mb": None if self.memory is None else round(self.memory.peak_mb, 1),
+            "peak_memory_method": None if self.memory is None else self.memory.method,
+            "latency_ms": None if lat is None else round(lat.median_ms, 3),
+            "latency_iqr_ms": None if lat is None else round(lat.iqr_ms, 3),
+            "clips_per_s": None if lat is None else round(lat.clips_per_s, 2),
+            "device": lat.device if lat else None,
+            "device_name": lat.device_name if lat else None,
+            "threads": lat.threads if lat else torch.get_num_threads(),
+            "torch": torch.__version__,
+            "dtype": lat.dtype if lat else "float32",
+            "by_operator": {k: {"calls": v.calls, "macs": v.macs, "paper_flops": v.paper_flops} for k, v in c.by_operator.items()},
+            "not_counted": {
+                k: {"calls": v.calls, "elements": v.elements, "why": not_counted_category(k)} for k, v in c.not_counted.items()
+            },
+            "units": UNITS,
+        }
+        if self.target.spec is not None:
+            d["spec"] = self.target.spec.to_dict()
+        if self.backend is not None:
+            b = self.backend
+            d["backend"] = {"name": b.backend, "total": b.total, "by_operator": b.by_operator, "unsupported": b.unsupported}
+        return {**d, **self.extra}
+
+
+def profile(
+    target: Target,
+    *,
+    batch_size: int = 8,
+    device: str = "cpu",
+    threads: int | None = None,
+    latency: bool = True,
+    memory: bool = True,
+    backend: str = "e3d",
+    warmup: int = 3,
+    repeats: int = 10,
+) -> Profile:
+    """Count, then measure memory and latency of a target (memory first: see :mod:`profiler.memory`)."""
+    resolve_device(device)
+    counts = count_spec(target.spec) if target.spec is not None else _count_module(target)
+    result = Profile(target, counts, batch_size)
+    if backend != "e3d":
+        counter = {"fvcore": count_fvcore, "ptflops": count_ptflops}[backend]
+        result.backend = counter(target.module(), target.input_shape)
+    clip = (target.input_shape[1], target.input_shape[2], target.input_shape[3])
+    model = target.module()
+    if memory:
+        result.memory = _guard(lambda: measure_peak_memory(model, batch_size=batch_size, clip=clip, device=device), target)
+    if latency:
+        result.latency = _guard(
+            lambda: measure_latency(
+                model, batch_size=batch_size, clip=clip, device=device, threads=threads, warmup=warmup, repeats=repeats
+            ),
+            target,
+        )
+    return result
+
+
+def _count_module(target: Target) -> Counts:
+    return _guard(lambda: count_module(target.module(), target.input_shape), target)
+
+
+def _guard(fn: Any, target: Target) -> Any:
+    """Run ``fn``; a model that fails on the clip becomes a one-line :class:`TargetError`."""
+    try:
+        return fn()
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        shape = "x".join(map(str, target.input_shape))
+        raise TargetError(f"{target.name} failed on a {shape} clip: {first}") from None
+
+
+def fmt_count(n: float) -> str:
+    """Millions with two decimals (``519.05 M``), or thousands / units for small numbers."""
+    if abs(n) >= 1e6:
+        return f"{n / 1e6:,.2f} M"
+    if abs(n) >= 1e3:
+        return f"{n / 1e3:,.1f} k"
+    return f"{n:,.0f}"
+
+
+def render(p: Profile, *, per_layer: bool = False) -> str:
+    """Human-readable report."""
+    c, t = p.counts, p.target
+    shape = "x".join(map(str, c.input_shape))
+    lines = [f"{t.name}  ({t.kind})  input 1x{shape} (one clip; C x T x H x W)"]
+    if t.spec is not None:
+        lines.append(f"  spec          {t.spec.summary()}")
+    lines += [
+        f"  params        {c.params:,}",
+        f"  macs          {fmt_count(c.macs)}  ({UNITS['macs']})",
+        f"  paper_mflops  {c.paper_flops / 1e6:,.2f}  (Table 8 convention: macs + BN, activations, pooling, conv biases)",
+        f"  activations   {fmt_count(c.activations)} elements = {c.activations * 4 / 2**20:,.1f} MB in float32, per clip",
+    ]
+    if p.memory is not None:
+        lines.append(f"  peak memory   {p.memory.peak_mb:,.1f} MB for a batch of {p.batch_size} ({p.memory.method})")
+    if p.latency is not None:
+        lat = p.latency
+        lines.append(
+            f"  latency       {lat.median_ms:,.2f} ms per batch of {lat.batch_size} (IQR {lat.iqr_ms:.2f} ms), "
+            f"{lat.clips_per_s:,.1f} clips/s  [{lat.device}: {lat.device_name}, {lat.threads} threads, torch {lat.torch_version}, "
+            f"{lat.dtype}, median of {lat.repeats} after {lat.warmup} warm-up]"
+        )
+    lines.append("")
+    lines.append(f"  {'by operator':<26}{'calls':>7}{'macs':>14}{'share':>8}{'paper MFLOPs':>14}")
+    for op, s in sorted(c.by_operator.items(), key=lambda kv: (-kv[1].macs, -kv[1].paper_flops)):
+        share = f"{100 * s.macs / c.macs:.1f}%" if c.macs and s.macs else ""
+        lines.append(f"  {op:<26}{s.calls:>7}{fmt_count(s.macs) if s.macs else '-':>14}{share:>8}{s.paper_flops / 1e6:>14,.2f}")
+    if c.not_counted:
+        lines.append("")
+        lines.append("  not counted in macs:")
+        for op, s in sorted(c.not_counted.items()):
+            lines.append(f"    {op:<24}{s.calls:>5} calls {fmt_count(s.elements):>11} elements  {not_counted_category(op)}")
+    groups = c.grouped(1)
+    if len(groups) > 1:
+        lines.append("")
+        lines.append(f"  {'by part':<26}{'macs':>14}{'share':>8}")
+        for name, s in groups.items():
+            share = f"{100 * s.macs / c.macs:.1f}%" if c.macs else ""
+            lines.append(f"  {name:<26}{fmt_count(s.macs):>14}{share:>8}")
+    if p.backend is not None:
+        lines += ["", *render_backend(p.backend, c)]
+    if per_layer:
+        lines.append("")
+        lines.append(f"  {'layer':<34}{'op':<26}{'macs':>14}{'params':>10}{'paper MFLOPs':>14}")
+        for name, op, cost in c.layers:
+            if cost.macs or cost.params or cost.paper_flops:
+                lines.append(f"  {name:<34}{op:<26}{fmt_count(cost.macs):>14}{cost.params:>10,}{cost.paper_flops / 1e6:>14.3f}")
+    return "\n".join(lines)
+
+
+def render_backend(b: BackendCount, c: Counts) -> list[str]:
+    """The backend's count next to e3d's, with its per-operator numbers."""
+    diff = b.total - c.macs
+    lines = [f"  {b.backend} total       {fmt_count(b.total)}  (e3d macs {fmt_count(c.macs)}; difference {diff:+,})"]
+    for op, n in sorted(b.by_operator.items(), key=lambda kv: -kv[1]):
+        lines.append(f"    {op:<28}{fmt_count(n):>14}")
+    if b.unsupported:
+        lines.append(f"    not counted by {b.backend}: " + ", ".join(f"{k} x{v}" for k, v in sorted(b.unsupported.items())))
+    lines.append("    (see docs/COUNTING.md for why the conventions differ)")
+    return lines
+
+
+__all__ = ["UNITS", "Profile", "TargetError", "fmt_count", "profile", "render"]

@@ -1,0 +1,17 @@
+"""Callables for ``e3d profile package.module:callable`` tests."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def tiny_model() -> nn.Module:
+    """A small 3D CNN that is not built from a spec."""
+    return nn.Sequential(
+        nn.Conv3d(3, 8, 3, padding=1), nn.BatchNorm3d(8), nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(8, 4)
+    )
+
+
+def not_a_model() -> str:
+    """Returns something that is not a module."""
+    return "hello"

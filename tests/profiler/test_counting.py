@@ -1,0 +1,157 @@
+"""Analytic counts equal module counts exactly; Table 8's MFLOPs within 2%; nothing silently 0."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import space
+from profiler import count_module, count_spec
+from profiler.counting import spec_totals
+from space import NetSpec, SpecError, StageSpec, StemSpec
+from tests.conftest import ALL_MODELS, preset_widths
+
+
+def module_counts(spec: NetSpec) -> object:
+    with torch.device("meta"):
+        model = space.build(spec)
+    return count_module(model, spec.input_shape)
+
+
+def assert_same(spec: NetSpec) -> None:
+    a, b = count_spec(spec), module_counts(spec)
+    assert (a.macs, a.params, a.paper_flops, a.activations) == (b.macs, b.params, b.paper_flops, b.activations)  # type: ignore[attr-defined]
+    per = lambda c: {k: (v.calls, v.macs, v.paper_flops, v.activations) for k, v in c.by_module.items() if v.macs or v.paper_flops}  # noqa: E731
+    assert per(a) == per(b)
+    kinds = ("bn", "relu", "relu6", "maxpool", "avgpool", "gap", "add")
+    arith = lambda c: {k: (v.calls, v.elements) for k, v in c.not_counted.items() if k in kinds}  # noqa: E731
+    assert arith(a) == arith(b)
+    assert tuple(spec_totals(spec)) == (a.macs, a.params, a.paper_flops, a.activations)
+
+
+@pytest.mark.parametrize(("name", "width"), preset_widths())
+def test_analytic_equals_module_count_for_every_preset(name: str, width: float) -> None:
+    assert_same(space.paper_spec(name, width_mult=width))
+
+
+@pytest.mark.parametrize("row", space.table8(), ids=lambda r: f"{r.model}-{r.width_mult}")
+def test_paper_mflops_within_2_percent_of_table8(row: space.PaperRow) -> None:
+    spec = space.paper_spec(row.model, width_mult=row.width_mult)
+    assert abs(count_spec(spec).paper_flops / 1e6 / row.mflops - 1) < 0.02
+
+
+def test_mobilenetv2_matches_the_documented_reference_counts() -> None:
+    """architectures.md: 519.05 M multiply-adds, 561.09 M in the paper's convention (4 s.f.)."""
+    c = count_spec(space.paper_spec("mobilenetv2"))
+    assert round(c.macs / 1e6, 2) == 519.05
+    assert abs(c.paper_flops / 1e6 - 561.09) < 0.05
+
+
+def random_stage(rng: random.Random, cin: int) -> StageSpec:
+    block = rng.choice(["fire", "dwsep", "inverted_residual", "shuffle_v1", "shuffle_v2", "basic", "bottleneck"])
+    stride = rng.choice([(1, 1, 1), (2, 2, 2), (1, 2, 2)])
+    act = rng.choice(["relu", "relu6"])
+    repeats = rng.randint(1, 3)
+    if block == "fire":
+        c = 2 * rng.randint(2, 24)
+        return StageSpec(block, c, repeats, stride, act, squeeze=rng.randint(1, 12), bypass=rng.random() < 0.5)
+    if block == "inverted_residual":
+        return StageSpec(block, rng.randint(2, 40), repeats, stride, act, expansion=rng.choice([1.0, 2.5, 4.0, 6.0]))
+    if block == "shuffle_v1":
+        g = rng.choice([1, 2, 3, 4])
+        c = cin + 4 * g * rng.randint(1, 6)
+        return StageSpec(block, c, repeats, stride if stride != (1, 1, 1) else (2, 2, 2), act, groups=g, first_groups=rng.choice([None, 1]))
+    if block == "shuffle_v2":
+        return StageSpec(block, 2 * rng.randint(2, 24), repeats, stride, act)
+    if block == "basic":
+        return StageSpec(block, rng.randint(cin, cin + 24), repeats, stride, act, shortcut=rng.choice(["A", "B"]))
+    if block == "bottleneck":
+        g = rng.choice([1, 2, 4])
+        e = rng.choice([1, 2, 4])
+        return StageSpec(block, g * e * rng.randint(1, 12), repeats, stride, act, expansion=float(e), groups=g, shortcut="B")
+    return StageSpec(block, rng.randint(2, 48), repeats, stride, act)
+
+
+def random_spec(rng: random.Random) -> NetSpec | None:
+    stem = StemSpec(
+        rng.choice([3, 4, 6, 8, 12]), kernel=rng.choice([(3, 3, 3), (1, 3, 3)]), act=rng.choice(["relu", "relu6"]), pool=rng.random() < 0.5
+    )
+    stages, cin = [], stem.channels
+    for _ in range(rng.randint(1, 4)):
+        st = random_stage(rng, cin)
+        stages.append(st)
+        cin = st.channels
+    head = rng.choice([space.HeadSpec(), space.HeadSpec(channels=rng.randint(8, 32)), space.HeadSpec("conv")])
+    clip = (rng.choice([4, 8, 16]), rng.choice([24, 32, 40]), rng.choice([24, 32, 40]))
+    try:
+        return NetSpec("custom", stem, tuple(stages), head, clip=clip, num_classes=rng.randint(2, 20), dropout=rng.choice([0.0, 0.3]))
+    except SpecError:
+        return None
+
+
+def test_analytic_equals_module_count_for_random_specs() -> None:
+    rng = random.Random(1234)
+    specs = [s for s in (random_spec(rng) for _ in range(400)) if s is not None]
+    assert len(specs) >= 60, "the generator should produce plenty of valid specs"
+    assert len({s.stages[0].block for s in specs}) == 7, "every block type appears"
+    for spec in specs[:80]:
+        assert_same(spec)
+
+
+def test_random_family_knobs_count_exactly() -> None:
+    rng = random.Random(7)
+    for _ in range(25):
+        name = rng.choice(["mobilenet", "mobilenetv2", "shufflenet", "shufflenetv2", "squeezenet"])
+        factory = space.model_info(name).factory
+        n_stages = {"mobilenet": 5, "mobilenetv2": 7, "shufflenet": 3, "shufflenetv2": 3, "squeezenet": 4}[name]
+        kw: dict[str, object] = {
+            "width_mult": rng.uniform(0.15, 2.5),
+            "depths": [rng.randint(1, 4) for _ in range(n_stages)],
+            "stage_mults": [rng.choice([0.75, 1.0, 1.25]) for _ in range(n_stages)],
+        }
+        if name == "mobilenetv2":
+            kw["expansions"] = [rng.choice([1.0, 3.0, 6.0]) for _ in range(n_stages)]
+        if name == "shufflenet":
+            kw["groups"] = rng.choice([1, 2, 3, 4, 8])
+        assert_same(factory(**kw, clip=(16, 112, 112)))
+
+
+class Functional(nn.Module):
+    """Convolves functionally and uses an op e3d has no rule for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(5, 3, 3, 3, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(F.conv3d(x, self.w, padding=1)).mean((2, 3, 4))
+
+
+def test_functional_ops_inside_modules_are_counted_or_listed() -> None:
+    c = count_module(Functional(), (3, 4, 6, 6))
+    assert c.macs == 5 * 4 * 6 * 6 * 3 * 27
+    assert "sigmoid" in c.not_counted and c.not_counted["sigmoid"].elements == 5 * 4 * 6 * 6
+    from profiler.counting import not_counted_category
+
+    assert not_counted_category("sigmoid").startswith("unrecognised")
+    assert not_counted_category("maxpool").startswith("arithmetic")
+
+
+@pytest.mark.parametrize("name", ALL_MODELS[:3])
+def test_torchscript_modules_count_like_eager(name: str) -> None:
+    spec = space.paper_spec(name, width_mult=0.5, sample_size=48)
+    model = space.build(spec).eval()
+    traced = torch.jit.trace(model, torch.zeros(1, *spec.input_shape))
+    a, b = count_spec(spec), count_module(traced, spec.input_shape)
+    assert (a.macs, a.params, a.paper_flops) == (b.macs, b.params, b.paper_flops)
+
+
+def test_count_module_restores_training_mode() -> None:
+    model = space.create_model("mobilenet", width_mult=0.5, sample_size=48)
+    model.train()
+    count_module(model, (3, 16, 48, 48))
+    assert model.training
