@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import os
 import resource
 import threading
@@ -25,6 +28,16 @@ class PeakMemory:
     method: str
 
 
+def _trim_allocator() -> None:
+    """Return freed heap memory to the OS (glibc ``malloc_trim``), so that RSS growth during the
+    measured pass is not hidden by memory the allocator kept from earlier work."""
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(name).malloc_trim(0)
+
+
 def _rss_bytes() -> int | None:
     try:
         with open("/proc/self/statm") as f:
@@ -39,8 +52,8 @@ def measure_peak_memory(
     """Run one batch and measure its peak working memory.
 
     CUDA: ``torch.cuda.max_memory_allocated`` minus the allocation before the pass. CPU: the
-    process's resident set size, sampled every 0.2 ms during the pass, minus its value before.
-    Measure before timing latency: once the allocator has grown, later passes reuse its memory.
+    process's resident set size, sampled every 0.2 ms during the pass, minus its value before; the
+    C allocator is trimmed first so that memory it kept from earlier work does not hide the growth.
     """
     dev = resolve_device(device)
     was_training = model.training
@@ -62,12 +75,14 @@ def measure_peak_memory(
                 model(x)
                 grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
                 return PeakMemory(grown / 1024, "growth of the process's lifetime peak RSS (a lower bound)")
-            return PeakMemory(_sampled_peak(lambda: model(x)) / 2**20, "process RSS sampled during the pass, above its value before")
+            method = "process RSS sampled during the pass, above its trimmed value before"
+            return PeakMemory(_sampled_peak(lambda: model(x)) / 2**20, method)
     finally:
         model.train(was_training)
 
 
 def _sampled_peak(fn: object) -> int:
+    _trim_allocator()
     base = _rss_bytes() or 0
     peak = base
     done = threading.Event()
