@@ -161,7 +161,7 @@ class OptimizedModel(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Class scores for a batch of clips (N, C, T, H, W) in any memory format."""
         with fuser_context(self.options.fuse), torch.inference_mode():
-            return self.graph(x)  # type: ignore[no-any-return]
+            return self.graph(x)
 
 
 def fuser_context(fuse: bool) -> contextlib.AbstractContextManager[None]:

@@ -97,4 +97,4 @@ class _Layout(nn.Module):
         self.channels_last = channels_last
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model(_layout(x, self.channels_last))  # type: ignore[no-any-return]
+        return self.model(_layout(x, self.channels_last))

@@ -1,0 +1,190 @@
+"""Eager vs optimized vs int8 clips/s of the paper's models, timed side by side in one run.
+
+    python bench/optimize.py                      # the five models of the speed goal, batch 8, 16x112x112
+    python bench/optimize.py --repeats 20 --no-int8
+    python bench/optimize.py --json out.json
+
+Every model is built once (random weights, BatchNorm statistics from a few random batches so that
+activations have a trained network's scale), then optimized (profiler.optimize_for_inference) and
+quantized (profiler.quantize_int8, calibrated on random clips). The timed loop interleaves every
+variant of every model: round r runs eager, optimized and int8 of model 1, then of model 2, ...,
+so slow phases of a shared machine hit all variants alike. Each cell is the median of the rounds.
+
+The goal (issue 9): the geometric mean over the models of optimized/eager clips/s >= 2.
+int8's accuracy change needs a trained model and a labelled proxy task: --proxy-task NAME trains
+each model briefly on it (search.data / search.train) and reports top-1 of float vs int8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from statistics import median
+
+import torch
+from torch import Tensor, nn
+
+import space
+from profiler.latency import cpu_name
+from profiler.optimize import optimize_for_inference, relative_error
+from profiler.quantize import quantize_int8
+
+GOAL_MODELS = (("shufflenet", 1.0), ("shufflenetv2", 1.0), ("mobilenet", 1.0), ("mobilenetv2", 0.45), ("squeezenet", 1.0))
+"""The five models of the speed goal, as (preset, width multiplier)."""
+
+
+@dataclass
+class Row:
+    """One model's timings (ms per batch, medians over the interleaved rounds) and checks."""
+
+    model: str
+    width_mult: float
+    times_ms: dict[str, list[float]] = field(default_factory=dict)
+    opt_rel_error: float = math.nan
+    int8_rel_error: float = math.nan
+    int8_top1_change: float | None = None
+
+    def median_ms(self, variant: str) -> float:
+        """Median ms per batch of one variant (nan when it was not timed)."""
+        t = self.times_ms.get(variant)
+        return median(t) if t else math.nan
+
+
+def settle_batchnorm(model: nn.Module, clip: tuple[int, int, int], *, batches: int = 2, batch_size: int = 4) -> nn.Module:
+    """Set BatchNorm running statistics from random clips (cumulative average), return it in eval mode.
+
+    Freshly initialised BatchNorms (mean 0, var 1) let activations shrink or grow layer after layer;
+    a trained network's statistics normalise them. Speed does not depend on the values; int8
+    calibration and the numerical checks do.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            model(torch.randn(batch_size, 3, *clip))
+    return model.eval()
+
+
+def geomean(values: list[float]) -> float:
+    """Geometric mean of positive numbers."""
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    """Build, optimize, time (interleaved) and return the results as a JSON-ready dict."""
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    clip = (args.frames, args.size, args.size)
+    x = torch.randn(args.batch_size, 3, *clip)
+    rows: list[Row] = []
+    variants: list[dict[str, Callable[[Tensor], Tensor]]] = []
+    for name, width in args.models:
+        t0 = time.perf_counter()
+        eager = settle_batchnorm(space.create_model(name, width_mult=width, sample_size=args.size, sample_duration=args.frames), clip)
+        row = Row(name, width)
+        fns: dict[str, Callable[[Tensor], Tensor]] = {"eager": eager}
+        opt = optimize_for_inference(eager, batch_size=args.batch_size)
+        row.opt_rel_error = opt.rel_error if opt.rel_error is not None else math.nan
+        fns["optimized"] = opt
+        if args.int8:
+            calib = [torch.randn(args.batch_size, 3, *clip) for _ in range(args.calib_batches)]
+            q = quantize_int8(eager, calib)
+            with torch.no_grad():
+                row.int8_rel_error = relative_error(q(x), eager(x))
+            fns["int8"] = q
+        rows.append(row)
+        variants.append(fns)
+        print(f"prepared {name} {width:g}x in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    with torch.inference_mode():
+        for fns in variants:  # warm-up: the fuser compiles on the first calls
+            for f in fns.values():
+                for _ in range(args.warmup):
+                    f(x)
+        for r in range(args.repeats):
+            for row, fns in zip(rows, variants, strict=True):
+                for v, f in fns.items():
+                    t0 = time.perf_counter()
+                    f(x)
+                    row.times_ms.setdefault(v, []).append((time.perf_counter() - t0) * 1000)
+            print(f"round {r + 1}/{args.repeats}", file=sys.stderr, flush=True)
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": f"{cpu_name()}, {torch.get_num_threads()} threads, {platform.node()}",
+        "torch": torch.__version__,
+        "batch_size": args.batch_size,
+        "clip": list(clip),
+        "repeats": args.repeats,
+        "rows": [asdict(r) | {f"{v}_median_ms": r.median_ms(v) for v in r.times_ms} for r in rows],
+        "geomean_optimized_over_eager": geomean([r.median_ms("eager") / r.median_ms("optimized") for r in rows]),
+        "geomean_int8_over_eager": geomean([r.median_ms("eager") / r.median_ms("int8") for r in rows]) if args.int8 else None,
+    }
+
+
+def render(result: dict[str, object]) -> str:
+    """The result as a text table."""
+    rows = result["rows"]
+    assert isinstance(rows, list)
+    b = result["batch_size"]
+    assert isinstance(b, int)
+    int8 = any("int8_median_ms" in r for r in rows)
+    head = f"{'model':<14}{'width':>6}{'eager clips/s':>15}{'optimized':>11}{'x':>7}{'rel.err':>9}"
+    if int8:
+        head += f"{'int8 clips/s':>14}{'x':>7}{'rel.err':>9}"
+    lines = [head]
+    for r in rows:
+        e, o = r["eager_median_ms"], r["optimized_median_ms"]
+        line = f"{r['model']:<14}{r['width_mult']:>5g}x{b * 1000 / e:>15.1f}{b * 1000 / o:>11.1f}{e / o:>6.2f}x{r['opt_rel_error']:>9.1e}"
+        if int8:
+            q = r["int8_median_ms"]
+            line += f"{b * 1000 / q:>14.1f}{e / q:>6.2f}x{r['int8_rel_error']:>9.1e}"
+        lines.append(line)
+    lines.append(f"geometric mean optimized/eager: {result['geomean_optimized_over_eager']:.2f}x (goal >= 2x)")
+    if int8:
+        lines.append(f"geometric mean int8/eager: {result['geomean_int8_over_eager']:.2f}x")
+    clip = "x".join(map(str, result["clip"]))  # type: ignore[call-overload]
+    lines.append(
+        f"{result['date']}, {result['machine']}, torch {result['torch']}; batch {b}, {clip}; "
+        f"median of {result['repeats']} interleaved rounds. rel.err = max |out - eager| / max |eager| on one batch."
+    )
+    return "\n".join(lines)
+
+
+def _model(text: str) -> tuple[str, float]:
+    name, _, width = text.partition("@")
+    return name, float(width or 1.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", type=_model, default=list(GOAL_MODELS), metavar="NAME[@W]", help="presets (default: the five)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--size", type=int, default=112)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads (default: all cores)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed passes per variant before the rounds")
+    p.add_argument("--repeats", type=int, default=10, help="interleaved timed rounds")
+    p.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 variant")
+    p.add_argument("--calib-batches", type=int, default=2, help="random batches to calibrate int8 on")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the raw timings as JSON")
+    args = p.parse_args(argv)
+    result = run(args)
+    print(render(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
