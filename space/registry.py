@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from space.spec import E3DError, NetSpec, SpecError
@@ -67,9 +68,25 @@ def paper_spec(name: str, *, width_mult: float = 1.0, num_classes: int = 600, sa
 
 
 def create_model(
-    name: str, *, width_mult: float = 1.0, num_classes: int = 600, sample_size: int = 112, sample_duration: int = 16
+    name: str,
+    *,
+    width_mult: float = 1.0,
+    num_classes: int = 600,
+    sample_size: int = 112,
+    sample_duration: int = 16,
+    checkpoint: str | Path | None = None,
 ) -> nn.Module:
-    """Build preset ``name`` (see :func:`paper_spec`) as a freshly initialised ``nn.Module``."""
+    """Build preset ``name`` (see :func:`paper_spec`) as a freshly initialised ``nn.Module``.
+
+    ``checkpoint``: load weights from a file, either one of the paper's published checkpoints or
+    an e3d one (see :mod:`space.checkpoints`); every key must fit the model.
+    """
     from space.modules import build
 
-    return build(paper_spec(name, width_mult=width_mult, num_classes=num_classes, sample_size=sample_size, sample_duration=sample_duration))
+    spec = paper_spec(name, width_mult=width_mult, num_classes=num_classes, sample_size=sample_size, sample_duration=sample_duration)
+    model = build(spec)
+    if checkpoint is not None:
+        from space.checkpoints import load_checkpoint
+
+        load_checkpoint(model, checkpoint)
+    return model
