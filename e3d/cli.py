@@ -11,6 +11,8 @@ from typing import NoReturn
 COMMANDS = (
     "e3d.commands.models",
     "e3d.commands.profile",
+    "e3d.commands.export",
+    "e3d.commands.convert_checkpoint",
 )
 """Modules that each add one subcommand through ``register(subparsers)``."""
 

@@ -8,8 +8,8 @@ version this CPU runs:
 2. weights and the input clip in the channels-last-3d memory format (N, T, H, W, C in memory),
    which oneDNN's 3D convolutions and pools prefer;
 3. ``torch.jit.trace`` and ``torch.jit.freeze``: a graph with the weights as constants;
-4. run under the oneDNN Graph fuser (``torch.jit.fuser("fuser3")``), which fuses each conv with
-   the activation and residual add after it.
+4. run with TorchScript's oneDNN Graph fuser on (``torch.jit.enable_onednn_fusion``), which
+   fuses each conv with the activation and residual add after it (it compiles on the first calls).
 
 The result is checked against the eager model on an example clip (:func:`relative_error`); a
 mismatch above ``tolerance`` raises :class:`NumericalMismatchError`.
@@ -29,9 +29,6 @@ from space.spec import E3DError
 
 FLOAT_TOLERANCE = 1e-4
 """Largest :func:`relative_error` accepted between an optimized float model and the eager one."""
-
-FUSER = "fuser3"
-"""``torch.jit.fuser`` name of the oneDNN Graph fuser (conv + activation + add fusion on x86)."""
 
 
 class NumericalMismatchError(E3DError):
@@ -140,13 +137,13 @@ class OptimizeOptions:
     fuse: bool = True
 
     def describe(self) -> str:
-        """Short text such as ``fold-bn+channels-last+frozen+onednn-fuser``."""
-        steps = [("fold-bn", self.fold_bn), ("channels-last", self.channels_last), ("frozen", self.freeze), ("onednn-fuser", self.fuse)]
+        """Short text such as ``fold-bn+channels-last+frozen+onednn-graph``."""
+        steps = [("fold-bn", self.fold_bn), ("channels-last", self.channels_last), ("frozen", self.freeze), ("onednn-graph", self.fuse)]
         return "+".join(s for s, on in steps if on) or "traced"
 
 
 class OptimizedModel(nn.Module):
-    """A traced (and usually frozen) graph, run under the oneDNN Graph fuser when ``fuse``.
+    """A traced (and usually frozen) graph, run with the oneDNN Graph fuser when ``fuse``.
 
     ``graph`` is the TorchScript module that :func:`profiler.export.export_torchscript` saves;
     ``rel_error`` is its :func:`relative_error` against the eager model on the check clip.
@@ -164,9 +161,20 @@ class OptimizedModel(nn.Module):
             return self.graph(x)
 
 
+@contextlib.contextmanager
+def onednn_fusion() -> Iterator[None]:
+    """Enable the oneDNN Graph fuser of TorchScript for the block, then restore the previous setting."""
+    old = torch.jit.onednn_fusion_enabled()
+    torch.jit.enable_onednn_fusion(True)
+    try:
+        yield
+    finally:
+        torch.jit.enable_onednn_fusion(old)
+
+
 def fuser_context(fuse: bool) -> contextlib.AbstractContextManager[None]:
-    """The oneDNN Graph fuser while the block runs (when ``fuse``), else nothing."""
-    return torch.jit.fuser(FUSER) if fuse else contextlib.nullcontext()
+    """:func:`onednn_fusion` when ``fuse``, else nothing."""
+    return onednn_fusion() if fuse else contextlib.nullcontext()
 
 
 def example_input(model: nn.Module, input_shape: Sequence[int] | None, batch_size: int, *, seed: int = 0) -> Tensor:

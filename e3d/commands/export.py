@@ -1,0 +1,167 @@
+"""``e3d export``: write the deployable model (TorchScript or ONNX), checked against eager every time."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from e3d.cli import positive_float, positive_int
+
+EPILOG = """\
+examples:
+  e3d export shufflenetv2 --format torchscript --optimize --out sv2.pt
+  e3d export mobilenetv2 --width-mult 0.45 --format onnx --optimize --out mv2.onnx
+  e3d export mobilenet --checkpoint kinetics_mobilenet_1.0x_RGB_16_best.pth --format torchscript --optimize --out m.pt
+  e3d export shufflenet --format torchscript --int8 --calib-data motion --num-classes 10 --size 48 --out s8.pt
+
+--optimize: BatchNorm folded into the preceding convolutions; for TorchScript also the
+channels-last-3d memory format and a frozen graph, to be run with the oneDNN Graph fuser on:
+    import torch; m = torch.jit.load("sv2.pt"); torch.jit.enable_onednn_fusion(True); m(clips)
+(profiler.export.load_torchscript does this). ONNX files take NCDHW float32 clips, any batch size.
+
+The written file is reloaded and compared with the eager model on random clips every time; the
+max relative error (max |out - eager| / max |eager|) is printed, and a float export above 1e-4
+fails. --int8 (TorchScript only) calibrates on --calib-data (a proxy task name such as motion or
+digits, or a dataset path, read by search.data; or 'random' for a speed-only model) and reports
+top-1 of float and int8 on its validation split."""
+
+
+def register(sub: Any) -> None:
+    """Add the ``export`` subcommand."""
+    p = sub.add_parser(
+        "export",
+        help="export a model as TorchScript or ONNX (optimized, int8), checked against eager",
+        description="Export a 3D model for deployment and check the written file against the eager model.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("target", metavar="TARGET", help="preset name, spec JSON file or package.module:callable")
+    p.add_argument("--format", choices=("torchscript", "onnx"), required=True, help="file format")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE", help="where to write the model")
+    p.add_argument("--optimize", action="store_true", help="fold BatchNorm; TorchScript: channels-last-3d, frozen graph too")
+    p.add_argument("--int8", action="store_true", help="post-training int8 quantization (TorchScript, x86 oneDNN kernels)")
+    p.add_argument("--calib-data", metavar="DATA", help="int8 calibration data: proxy task name, dataset path, or 'random'")
+    p.add_argument("--calib-clips", type=positive_int, default=64, metavar="N", help="clips to calibrate int8 on (default 64)")
+    p.add_argument("--eval-clips", type=positive_int, default=256, metavar="N", help="validation clips for int8's top-1 (default 256)")
+    p.add_argument("--checkpoint", type=Path, metavar="PATH", help="weights: a paper .pth checkpoint or an e3d one (presets and specs)")
+    p.add_argument("--width-mult", type=positive_float, metavar="W", help="width multiplier (presets only; default 1.0)")
+    p.add_argument("--num-classes", type=positive_int, metavar="N", help="classes of the head (presets: 600)")
+    p.add_argument("--frames", type=positive_int, metavar="T", help="clip length (default 16, or the spec's)")
+    p.add_argument("--size", type=positive_int, metavar="S", help="clip height and width (default 112, or the spec's)")
+    p.add_argument("--check-batch", type=positive_int, default=2, metavar="B", help="random clips in the numerical check (default 2)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Resolve the target, export it, print the check."""
+    from profiler.export import ExportError, export_onnx, export_torchscript
+    from profiler.targets import resolve_target
+
+    if args.int8 and args.format != "torchscript":
+        raise ExportError("--int8 exports TorchScript only (use --format torchscript)")
+    if args.int8 and not args.calib_data:
+        raise ExportError("--int8 needs --calib-data: a proxy task name, a dataset path, or 'random'")
+    if args.calib_data and not args.int8:
+        raise ExportError("--calib-data is for --int8")
+    target = resolve_target(args.target, width_mult=args.width_mult, num_classes=args.num_classes, frames=args.frames, size=args.size)
+    if target.kind == "torchscript":
+        raise ExportError(f"{args.target} is already TorchScript; export a preset, a spec file or a module")
+    model = target.module().eval()
+    if args.checkpoint is not None:
+        from space.checkpoints import load_checkpoint
+
+        load_checkpoint(model, args.checkpoint)
+    shape = target.input_shape
+    if args.int8:
+        return _int8(args, model, shape)
+    export = export_torchscript if args.format == "torchscript" else export_onnx
+    result = export(model, args.out, input_shape=shape, batch_size=args.check_batch, optimize=args.optimize)
+    print(result.summary())
+    if args.format == "torchscript" and args.optimize:
+        print("run it with torch.jit.enable_onednn_fusion(True) (or profiler.export.load_torchscript) for the fused kernels")
+    return 0
+
+
+def _int8(args: argparse.Namespace, model: Any, shape: tuple[int, ...]) -> int:
+    import torch
+
+    from profiler.export import export_int8_torchscript
+    from profiler.optimize import example_input
+    from profiler.quantize import quantize_int8
+
+    clip = (shape[1], shape[2], shape[3])
+    if args.calib_data == "random":
+        gen = torch.Generator().manual_seed(0)
+        batches: list[torch.Tensor] = [torch.randn(min(8, args.calib_clips), *shape, generator=gen)]
+        while sum(len(b) for b in batches) < args.calib_clips:
+            batches.append(torch.randn(min(8, args.calib_clips - sum(len(b) for b in batches)), *shape, generator=gen))
+        val = None
+    else:
+        train, val = _datasets(args.calib_data, clip, model)
+        batches = [x for x, _ in _batches(train, args.calib_clips)]
+    q = quantize_int8(model, batches, input_shape=shape)
+    result = export_int8_torchscript(q, model, args.out, x=example_input(model, shape, args.check_batch))
+    print(result.summary())
+    if val is None:
+        print("int8 accuracy change: not measured (calibrated on random clips; give --calib-data TASK or a dataset path)")
+        return 0
+    n = min(args.eval_clips, len(val))
+    float_top1, int8_top1 = _top1(model, val, n), _top1(q, val, n)
+    print(
+        f"int8 accuracy on {getattr(val, 'name', args.calib_data)} ({n} validation clips): top-1 {int8_top1:.2f}% "
+        f"vs float {float_top1:.2f}% (change {int8_top1 - float_top1:+.2f} points)"
+    )
+    return 0
+
+
+def _datasets(data: str, clip: tuple[int, int, int], model: Any) -> tuple[Any, Any]:
+    from profiler.export import ExportError
+
+    try:
+        from search.data import open_dataset
+    except ImportError as e:
+        raise ExportError(f"--calib-data {data} needs the search.data package ({e})") from None
+    train = open_dataset(data, split="train", clip=clip)
+    val = open_dataset(data, split="val", clip=clip)
+    classes = getattr(val, "num_classes", None)
+    spec = getattr(model, "spec", None)
+    if classes is not None and spec is not None and spec.num_classes != classes:
+        raise ExportError(f"{data} has {classes} classes but the model {spec.num_classes}; pass --num-classes {classes}")
+    return train, val
+
+
+def _batches(data: Any, n: int, batch_size: int = 8) -> Iterator[tuple[Any, Any]]:
+    """Up to ``n`` (clips, labels) of ``data`` in batches; unreadable items (None) are skipped."""
+    import torch
+
+    clips: list[Any] = []
+    labels: list[int] = []
+    taken = 0
+    for i in range(len(data)):
+        if taken >= n:
+            break
+        item = data[i]
+        if item is None:
+            continue
+        clips.append(item[0])
+        labels.append(int(item[1]))
+        taken += 1
+        if len(clips) == batch_size or taken == n:
+            yield torch.stack(clips), torch.tensor(labels)
+            clips, labels = [], []
+    if clips:
+        yield torch.stack(clips), torch.tensor(labels)
+
+
+def _top1(model: Any, data: Any, n: int) -> float:
+    """Clip top-1 (percent) of ``model`` on the first ``n`` readable items of ``data``."""
+    import torch
+
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in _batches(data, n):
+            correct += int((model(x).argmax(1) == y).sum())
+            total += len(y)
+    return 100.0 * correct / max(total, 1)

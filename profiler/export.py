@@ -1,0 +1,199 @@
+"""Export a model as TorchScript or ONNX, and check the file against the eager model.
+
+Every export reloads the written file, runs it on a batch of example clips and compares the output
+with the eager model's (:func:`profiler.optimize.relative_error`): TorchScript with ``torch.jit.load``,
+ONNX with onnxruntime on the CPU. Float exports above the tolerance raise
+:class:`profiler.optimize.NumericalMismatchError`; int8 exports report their error (the accuracy
+change on a labelled proxy set is the caller's to measure).
+
+ONNX goes through ``torch.onnx.export(dynamo=True)`` (torch.export + onnxscript), PyTorch's
+maintained exporter; the TorchScript-based one is deprecated. Both need no network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from profiler.optimize import (
+    FLOAT_TOLERANCE,
+    OptimizedModel,
+    OptimizeOptions,
+    check_close,
+    example_input,
+    fold_batchnorm,
+    optimize_for_inference,
+    relative_error,
+)
+from space.spec import E3DError
+
+FORMATS = ("torchscript", "onnx")
+ONNX_OPSET = 18
+
+
+class ExportError(E3DError):
+    """An export that cannot be done as asked."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What was written and how well the reloaded file matches the eager model."""
+
+    path: Path
+    format: str
+    optimized: bool
+    int8: bool
+    rel_error: float
+    check: str
+    """How ``rel_error`` was measured, in words."""
+    pipeline: str
+
+    def summary(self) -> str:
+        """One line for the CLI."""
+        kind = "int8" if self.int8 else ("optimized" if self.optimized else "plain")
+        return f"wrote {self.path} ({self.format}, {kind}: {self.pipeline}); {self.check}: max relative error {self.rel_error:.2e}"
+
+
+def _eager_output(model: nn.Module, x: Tensor) -> Tensor:
+    was_training = model.training
+    with torch.no_grad():
+        y = model.eval()(x)
+    model.train(was_training)
+    return y
+
+
+def export_torchscript(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    input_shape: Sequence[int] | None = None,
+    batch_size: int = 2,
+    optimize: bool = True,
+    tolerance: float = FLOAT_TOLERANCE,
+) -> ExportResult:
+    """Save ``model`` as TorchScript and check the reloaded file against eager.
+
+    ``optimize``: the graph of :func:`profiler.optimize.optimize_for_inference` (BatchNorm folded,
+    channels-last-3d, frozen); run it with ``torch.jit.enable_onednn_fusion(True)`` for the oneDNN
+    Graph fusion (:func:`load_torchscript` does). Otherwise a plain trace of the eval-mode model.
+    """
+    p = Path(path)
+    x = example_input(model, input_shape, batch_size)
+    options = OptimizeOptions() if optimize else OptimizeOptions(fold_bn=False, channels_last=False, freeze=False, fuse=False)
+    if optimize:
+        graph = optimize_for_inference(model, input_shape=x.shape[1:], batch_size=batch_size, tolerance=tolerance).graph
+    else:
+        m = model.eval()
+        with torch.no_grad():
+            graph = torch.jit.trace(m, x, check_trace=False)
+    _save(graph, p)
+    loaded = load_torchscript(p, fuse=options.fuse)
+    check = f"reloaded TorchScript vs eager on {_batch_text(x)}"
+    with torch.no_grad():
+        loaded(x)
+        err = check_close(loaded(x), _eager_output(model, x), tolerance=tolerance, what=f"the exported {p.name}")
+    return ExportResult(p, "torchscript", optimize, False, err, check, options.describe())
+
+
+def export_int8_torchscript(quantized: OptimizedModel, eager: nn.Module, path: str | Path, *, x: Tensor) -> ExportResult:
+    """Save an int8 model from :func:`profiler.quantize.quantize_int8`; report its error vs eager on ``x``."""
+    p = Path(path)
+    _save(quantized.graph, p)
+    loaded = load_torchscript(p, fuse=False)
+    with torch.no_grad():
+        err = relative_error(loaded(x), _eager_output(eager, x))
+    check = f"reloaded int8 TorchScript vs float eager on {_batch_text(x)}"
+    return ExportResult(p, "torchscript", True, True, err, check, "fx-int8(onednn)+channels-last+frozen")
+
+
+def load_torchscript(path: str | Path, *, fuse: bool = True) -> OptimizedModel:
+    """Load an exported TorchScript file on the CPU; ``fuse`` runs it with the oneDNN Graph fuser."""
+    try:
+        graph = torch.jit.load(str(path), map_location="cpu")
+    except Exception as e:  # torch raises RuntimeError or ValueError for files that are not TorchScript
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(f"{path}: not a TorchScript file ({first})") from None
+    return OptimizedModel(graph, options=OptimizeOptions(fuse=fuse))
+
+
+def _save(graph: torch.jit.ScriptModule, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.jit.save(graph, str(path))
+
+
+def _batch_text(x: Tensor) -> str:
+    return f"{x.shape[0]} random clips of {'x'.join(map(str, x.shape[2:]))}"
+
+
+@contextlib.contextmanager
+def _quiet_onnx() -> Iterator[None]:
+    """Silence the exporter's progress lines and its warnings about optional packages (torchvision)."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with contextlib.redirect_stdout(None):
+                yield
+    finally:
+        logger.setLevel(level)
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    input_shape: Sequence[int] | None = None,
+    batch_size: int = 2,
+    optimize: bool = True,
+    tolerance: float = FLOAT_TOLERANCE,
+    opset: int = ONNX_OPSET,
+) -> ExportResult:
+    """Save ``model`` as one ONNX file (dynamic batch) and check it with onnxruntime on the CPU.
+
+    ``optimize`` folds BatchNorm into the convolutions first (ONNX fixes the NCDHW layout; the
+    runtime picks its own memory formats).
+    """
+    p = Path(path)
+    x = example_input(model, input_shape, batch_size)
+    m = fold_batchnorm(model) if optimize else model.eval()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with _quiet_onnx():
+            torch.onnx.export(
+                m,
+                (x,),
+                str(p),
+                dynamo=True,
+                external_data=False,
+                input_names=["clips"],
+                output_names=["logits"],
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                opset_version=opset,
+                verbose=False,
+            )
+    except ImportError as e:
+        raise ExportError(f"ONNX export needs the onnx and onnxscript packages ({e}); pip install -e .") from None
+    y = run_onnx(p, x)
+    check = f"onnxruntime (CPU) vs eager on {_batch_text(x)}"
+    err = check_close(y, _eager_output(model, x), tolerance=tolerance, what=f"the exported {p.name} run by onnxruntime")
+    return ExportResult(p, "onnx", optimize, False, err, check, "fold-bn" if optimize else "plain")
+
+
+def run_onnx(path: str | Path, x: Tensor) -> Tensor:
+    """Run an ONNX file with onnxruntime's CPU provider on ``x``; the first output as a tensor."""
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise ExportError(f"checking ONNX files needs onnxruntime ({e}); pip install -e .") from None
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = session.run(None, {session.get_inputs()[0].name: x.detach().contiguous().numpy()})
+    return torch.from_numpy(out[0])
