@@ -132,15 +132,27 @@ def read_checkpoint(path: str | Path) -> Any:
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if found is None:
+            raise CheckpointError(f"{p}: not a readable PyTorch checkpoint (unpickling failed: {_reason(e)})") from None
         raise CheckpointError(
-            f"{p}: refused: it needs more than tensors and plain containers to unpickle, and unpickling it could run "
-            f"arbitrary code (torch.load weights_only=True said: {first}). If you trust the file, re-save just its "
-            "state_dict with torch.save and load that."
+            f"{p}: refused: it needs more than tensors and plain containers to unpickle ({found.group(1)}), and "
+            "unpickling that could run arbitrary code, so e3d loads with torch.load(weights_only=True) only. "
+            "If you trust the file, re-save just its state_dict with torch.save and load that."
         ) from None
     except (RuntimeError, OSError, EOFError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({first})") from None
+
+
+def _reason(e: Exception) -> str:
+    """The informative line of a torch.load error."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for i, ln in enumerate(lines):
+        if "WeightsUnpickler error" in ln:
+            rest = ln.split("WeightsUnpickler error:", 1)[1].strip()
+            return rest or (lines[i + 1] if i + 1 < len(lines) else ln)
+    return lines[0] if lines else type(e).__name__
 
 
 def state_dict_of(obj: Any, *, source: str = "checkpoint") -> dict[str, Tensor]:

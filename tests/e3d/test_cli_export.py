@@ -1,0 +1,91 @@
+"""``e3d export`` and ``e3d convert-checkpoint``: the check is printed, bad input is one line and exit 2."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import space
+from e3d.cli import main
+from tests.conftest import SMALL_CLIP, paper_code_models
+from tests.space.test_checkpoints import paper_state, save_paper_checkpoint
+
+SMALL = ["--size", str(SMALL_CLIP[1]), "--frames", str(SMALL_CLIP[0]), "--num-classes", "10"]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _error(out: str) -> float:
+    m = re.search(r"max relative error ([\d.e+-]+)", out)
+    assert m, out
+    return float(m.group(1))
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_export_writes_the_file_and_prints_the_check(capsys: pytest.CaptureFixture[str], tmp_path: Path, fmt: str) -> None:
+    out_file = tmp_path / f"m.{fmt}"
+    argv = ["export", "shufflenetv2", "--width-mult", "0.25", *SMALL, "--format", fmt, "--optimize", "--out", str(out_file)]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert out_file.is_file()
+    assert _error(out) <= 1e-4
+
+
+@pytest.mark.slow
+def test_int8_export_with_random_calibration_says_accuracy_is_not_measured(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out_file = tmp_path / "q.pt"
+    argv = ["export", "mobilenetv2", "--width-mult", "0.2", *SMALL, "--format", "torchscript", "--int8", "--calib-data", "random"]
+    code, out, err = run(capsys, *argv, "--calib-clips", "4", "--out", str(out_file))
+    assert code == 0, err
+    assert "int8" in out and "accuracy change: not measured" in out
+    assert torch.jit.load(str(out_file))(torch.randn(1, 3, *SMALL_CLIP)).shape == (1, 10)
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--format", "onnx", "--int8", "--calib-data", "random"], "--int8 exports TorchScript only"),
+        (["--format", "torchscript", "--int8"], "--int8 needs --calib-data"),
+        (["--format", "torchscript", "--calib-data", "motion"], "--calib-data is for --int8"),
+        (["--format", "torchscript", "--checkpoint", "nope.pth"], "no such checkpoint file: nope.pth"),
+    ],
+)
+def test_bad_export_input_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path, extra: list[str], words: str) -> None:
+    code, out, err = run(capsys, "export", "mobilenet", "--width-mult", "0.5", *SMALL, *extra, "--out", str(tmp_path / "x"))
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and words in err
+
+
+def test_convert_checkpoint_writes_a_file_create_model_loads(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    paper = next(p for p in paper_code_models() if p.family == "mobilenetv2" and p.width == 0.2)
+    state = paper_state(paper)
+    state["module.classifier.1.weight"] = state["module.classifier.1.weight"][:27]
+    state["module.classifier.1.bias"] = state["module.classifier.1.bias"][:27]
+    src = save_paper_checkpoint(tmp_path / "jester_mobilenetv2_0.2x.pth", state)
+    out_file = tmp_path / "e3d.pth"
+    code, out, err = run(capsys, "convert-checkpoint", str(src), "--model", "mobilenetv2", "--width-mult", "0.2", "--out", str(out_file))
+    assert code == 0, err
+    assert "27 classes" in out and "converted" in out
+    model = space.create_model("mobilenetv2", width_mult=0.2, num_classes=27, checkpoint=out_file)
+    assert torch.equal(model.state_dict()["head.fc.weight"], state["module.classifier.1.weight"])
+    assert torch.load(out_file, weights_only=True)["format"] == "e3d.checkpoint/1"
+
+
+def test_convert_checkpoint_names_the_key_that_does_not_fit(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    paper = next(p for p in paper_code_models() if p.family == "squeezenet")
+    state = paper_state(paper)
+    del state["module.features.7.expand3x3_bn.running_var"]
+    src = save_paper_checkpoint(tmp_path / "s.pth", state)
+    code, out, err = run(capsys, "convert-checkpoint", str(src), "--model", "squeezenet", "--out", str(tmp_path / "o.pth"))
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "missing key" in err and "features.7.expand3x3_bn.running_var" in err

@@ -1,0 +1,107 @@
+"""The optimized inference path: BatchNorm folding, channels-last-3d, frozen graph, int8."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import space
+from profiler.optimize import (
+    FLOAT_TOLERANCE,
+    NumericalMismatchError,
+    OptimizeOptions,
+    check_close,
+    fold_batchnorm,
+    optimize_for_inference,
+    relative_error,
+)
+from profiler.quantize import QuantizationError, quantize_int8
+from tests.conftest import ALL_MODELS, SMALL_CLIP
+from tests.profiler.deploy_helpers import clips, randomize_batchnorm, small_model
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_folding_keeps_outputs_within_1e_4_for_every_preset(name: str) -> None:
+    width = space.model_info(name).paper_widths[0]
+    model = randomize_batchnorm(
+        space.create_model(name, width_mult=width, num_classes=10, sample_size=SMALL_CLIP[1], sample_duration=SMALL_CLIP[0])
+    )
+    convs = sum(isinstance(m, nn.Conv3d) for m in model.modules())
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, nn.BatchNorm3d) for m in folded.modules())
+    assert sum(isinstance(m, nn.Conv3d) for m in folded.modules()) == convs
+    assert any(isinstance(m, nn.BatchNorm3d) for m in model.modules()), "the eager model must be left as it was"
+    x = clips(2)
+    with torch.no_grad():
+        err = relative_error(folded(x), model(x))
+    assert err <= FLOAT_TOLERANCE
+
+
+def test_fold_keeps_names_and_adds_bias() -> None:
+    model = small_model()
+    folded = fold_batchnorm(model)
+    assert isinstance(folded.get_submodule("stem.conv_bn"), nn.Identity)
+    conv = folded.get_submodule("stem.conv")
+    assert isinstance(conv, nn.Conv3d) and conv.bias is not None
+    assert not torch.equal(conv.weight, model.get_submodule("stem.conv").weight)
+
+
+def test_a_batchnorm_without_its_conv_is_an_error() -> None:
+    model = nn.Sequential(nn.Conv3d(3, 4, 1), nn.BatchNorm3d(4))
+    with pytest.raises(ValueError, match="BatchNorm without a conv"):
+        fold_batchnorm(model)
+
+
+@pytest.mark.parametrize(("name", "width"), [("shufflenet", 0.5), ("shufflenetv2", 0.25), ("mobilenetv2", 0.2), ("squeezenet", 1.0)])
+def test_optimized_model_matches_eager_on_any_batch(name: str, width: float) -> None:
+    model = small_model(name, width)
+    opt = optimize_for_inference(model, batch_size=2)
+    assert opt.rel_error is not None and opt.rel_error <= FLOAT_TOLERANCE
+    graph = str(opt.graph.inlined_graph)
+    assert "batch_norm" not in graph, "BatchNorm must be folded away"
+    assert "prim::GetAttr" not in graph, "a frozen graph holds its weights as constants"
+    assert "aten::contiguous" in graph, "the clip is put in the channels-last-3d format first"
+    for batch in (1, 3):
+        x = clips(batch, seed=batch)
+        with torch.no_grad():
+            assert relative_error(opt(x), model(x)) <= FLOAT_TOLERANCE
+
+
+def test_every_step_can_be_turned_off() -> None:
+    model = small_model()
+    opt = optimize_for_inference(model, options=OptimizeOptions(fold_bn=False, channels_last=False, freeze=False, fuse=False))
+    assert opt.options.describe() == "traced"
+    assert "batch_norm" in str(opt.graph.inlined_graph)
+
+
+def test_relative_error_and_check_close() -> None:
+    ref = torch.tensor([[1.0, -4.0], [2.0, 0.0]])
+    assert relative_error(ref, ref) == 0.0
+    assert relative_error(ref + 0.04, ref) == pytest.approx(0.01)
+    assert check_close(ref + 4e-5, ref, tolerance=1e-4, what="x") == pytest.approx(1e-5, rel=1e-3)
+    with pytest.raises(NumericalMismatchError, match=r"the export differs from the eager model: max relative error 1\.00e-02 > 1e-04"):
+        check_close(ref + 0.04, ref, tolerance=1e-4, what="the export")
+    with pytest.raises(NumericalMismatchError, match="shapes differ"):
+        relative_error(ref[:1], ref)
+
+
+@pytest.mark.slow
+def test_int8_runs_on_a_proxy_model_and_stays_close() -> None:
+    model = small_model("mobilenetv2", 0.2)
+    calib = [clips(4, seed=s) for s in range(2)]
+    q = quantize_int8(model, calib)
+    graph = str(q.graph.inlined_graph)
+    assert "quantized::conv3d" in graph
+    x = clips(3, seed=9)
+    with torch.no_grad():
+        y, ref = q(x), model(x)
+    assert y.shape == ref.shape == (3, 10)
+    assert torch.isfinite(y).all()
+    assert relative_error(y, ref) < 0.5  # int8 of a random-weight network: close, not equal
+    assert any(isinstance(m, nn.BatchNorm3d) for m in model.modules()), "the eager model must be left as it was"
+
+
+def test_int8_needs_calibration_clips() -> None:
+    with pytest.raises(QuantizationError, match="no calibration clips"):
+        quantize_int8(small_model("mobilenetv2", 0.2), [])
