@@ -27,6 +27,8 @@ class TableRow:
     clips_per_s: float | None
     paper_titanxp_clips_s: float
     paper_tx2_clips_s: float
+    optimized_clips_per_s: float | None = None
+    """clips/s of the optimized inference path (profiler.optimize), timed right after the eager model."""
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready dict."""
@@ -34,23 +36,41 @@ class TableRow:
 
 
 def table_rows(
-    *, latency: bool = True, batch_size: int = 8, device: str = "cpu", threads: int | None = None, warmup: int = 1, repeats: int = 3
+    *,
+    latency: bool = True,
+    batch_size: int = 8,
+    device: str = "cpu",
+    threads: int | None = None,
+    warmup: int = 1,
+    repeats: int = 3,
+    optimized: bool = True,
 ) -> Iterator[TableRow]:
-    """Yield the 21 rows (600 classes, 16x112x112 clips), timing each model when ``latency``."""
+    """Yield the 21 rows (600 classes, 16x112x112 clips), timing each model when ``latency``.
+
+    ``optimized`` (CPU) also times the optimized inference path right after the eager model.
+    """
     for row in table8():
-        yield _row(row, latency=latency, batch_size=batch_size, device=device, threads=threads, warmup=warmup, repeats=repeats)
+        yield _row(
+            row, latency=latency, batch_size=batch_size, device=device, threads=threads, warmup=warmup, repeats=repeats, optimized=optimized
+        )
 
 
-def _row(row: PaperRow, *, latency: bool, batch_size: int, device: str, threads: int | None, warmup: int, repeats: int) -> TableRow:
+def _row(
+    row: PaperRow, *, latency: bool, batch_size: int, device: str, threads: int | None, warmup: int, repeats: int, optimized: bool
+) -> TableRow:
     spec = paper_spec(row.model, width_mult=row.width_mult)
     t = spec_totals(spec)
-    cps = None
+    cps = opt_cps = None
     if latency:
+        from profiler.optimize import optimize_for_inference
         from space.modules import build
 
-        cps = measure_latency(
-            build(spec), batch_size=batch_size, device=device, threads=threads, warmup=warmup, repeats=repeats
-        ).clips_per_s
+        model = build(spec).eval()
+        cps = measure_latency(model, batch_size=batch_size, device=device, threads=threads, warmup=warmup, repeats=repeats).clips_per_s
+        if optimized:
+            opt = optimize_for_inference(model, batch_size=batch_size)
+            opt_lat = measure_latency(opt, batch_size=batch_size, device=device, threads=threads, warmup=warmup, repeats=repeats)
+            opt_cps = opt_lat.clips_per_s
     params_m, mflops = t.params / 1e6, t.paper_flops / 1e6
     return TableRow(
         model=row.model,
@@ -65,6 +85,7 @@ def _row(row: PaperRow, *, latency: bool, batch_size: int, device: str, threads:
         clips_per_s=cps,
         paper_titanxp_clips_s=row.titanxp_clips_s,
         paper_tx2_clips_s=row.tx2_clips_s,
+        optimized_clips_per_s=opt_cps,
     )
 
 
@@ -80,6 +101,7 @@ COLUMNS: list[Column] = [
     ("diff", 7, lambda r: f"{r.mflops_diff_pct:+.2f}%"),
     ("macs M", 9, lambda r: f"{r.macs_m:.1f}"),
     ("clips/s here", 13, lambda r: "-" if r.clips_per_s is None else f"{r.clips_per_s:.1f}"),
+    ("optimized", 10, lambda r: "-" if r.optimized_clips_per_s is None else f"{r.optimized_clips_per_s:.1f}"),
     ("TitanXp", 8, lambda r: f"{r.paper_titanxp_clips_s:g}"),
     ("TX2", 5, lambda r: f"{r.paper_tx2_clips_s:g}"),
 ]

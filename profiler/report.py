@@ -11,6 +11,7 @@ from profiler.backends import BackendCount, count_fvcore, count_ptflops
 from profiler.counting import Counts, count_module, count_spec, not_counted_category
 from profiler.latency import Latency, measure_latency, resolve_device
 from profiler.memory import PeakMemory, measure_peak_memory
+from profiler.optimize import OptimizedModel
 from profiler.targets import Target, TargetError
 
 UNITS = {
@@ -81,8 +82,13 @@ def profile(
     backend: str = "e3d",
     warmup: int = 3,
     repeats: int = 10,
+    optimize: bool = False,
 ) -> Profile:
-    """Count, then measure memory and latency of a target (memory first: see :mod:`profiler.memory`)."""
+    """Count, then measure memory and latency of a target (memory first: see :mod:`profiler.memory`).
+
+    ``optimize``: time the optimized inference path (:func:`profiler.optimize.optimize_for_inference`,
+    CPU only) instead of the eager model; its numerical check against eager is reported too.
+    """
     resolve_device(device)
     counts = count_spec(target.spec) if target.spec is not None else _count_module(target)
     result = Profile(target, counts, batch_size)
@@ -94,13 +100,29 @@ def profile(
     if memory:
         result.memory = _guard(lambda: measure_peak_memory(model, batch_size=batch_size, clip=clip, device=device), target)
     if latency:
+        timed = model
+        if optimize:
+            timed = _optimized(target, device, batch_size)
+            result.extra["latency_path"] = f"optimized: {timed.options.describe()}"
+            result.extra["optimized_rel_error"] = timed.rel_error
         result.latency = _guard(
             lambda: measure_latency(
-                model, batch_size=batch_size, clip=clip, device=device, threads=threads, warmup=warmup, repeats=repeats
+                timed, batch_size=batch_size, clip=clip, device=device, threads=threads, warmup=warmup, repeats=repeats
             ),
             target,
         )
     return result
+
+
+def _optimized(target: Target, device: str, batch_size: int) -> OptimizedModel:
+    """The optimized path of a target (CPU; presets, spec files and modules)."""
+    from profiler.optimize import optimize_for_inference
+
+    if resolve_device(device).type != "cpu":
+        raise TargetError("--optimize measures the CPU inference path (oneDNN); use --device cpu")
+    if target.kind == "torchscript":
+        raise TargetError(f"{target.name} is TorchScript already; --optimize needs a preset, a spec file or a module")
+    return _guard(lambda: optimize_for_inference(target.module(), input_shape=target.input_shape, batch_size=batch_size), target)
 
 
 def _count_module(target: Target) -> Counts:
@@ -148,6 +170,10 @@ def render(p: Profile, *, per_layer: bool = False) -> str:
             f"{lat.clips_per_s:,.1f} clips/s  [{lat.device}: {lat.device_name}, {lat.threads} threads, torch {lat.torch_version}, "
             f"{lat.dtype}, median of {lat.repeats} after {lat.warmup} warm-up]"
         )
+        if "latency_path" in p.extra:
+            err = p.extra.get("optimized_rel_error")
+            check = "" if err is None else f"; max relative error vs eager {err:.1e}"
+            lines.append(f"                ({p.extra['latency_path']}{check})")
     lines.append("")
     lines.append(f"  {'by operator':<26}{'calls':>7}{'macs':>14}{'share':>8}{'paper MFLOPs':>14}")
     for op, s in sorted(c.by_operator.items(), key=lambda kv: (-kv[1].macs, -kv[1].paper_flops)):

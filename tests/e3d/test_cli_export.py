@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -89,3 +90,19 @@ def test_convert_checkpoint_names_the_key_that_does_not_fit(capsys: pytest.Captu
     code, out, err = run(capsys, "convert-checkpoint", str(src), "--model", "squeezenet", "--out", str(tmp_path / "o.pth"))
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and "missing key" in err and "features.7.expand3x3_bn.running_var" in err
+
+
+def test_profile_optimize_times_the_optimized_path(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["profile", "shufflenetv2", "--width-mult", "0.25", "--size", "48", "--optimize", "--warmup", "2", "--repeats", "2", "--json"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["latency_path"].startswith("optimized: fold-bn+channels-last+frozen")
+    assert d["optimized_rel_error"] <= 1e-4 and d["clips_per_s"] > 0
+
+
+def test_profile_optimize_refuses_torchscript_targets(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "m.pt"
+    torch.jit.save(torch.jit.trace(torch.nn.Conv3d(3, 2, 1).eval(), torch.randn(1, 3, 2, 4, 4)), str(path))
+    code, _, err = run(capsys, "profile", str(path), "--optimize", "--frames", "2", "--size", "4")
+    assert code == 2 and "TorchScript already" in err and len(err.strip().splitlines()) == 1
