@@ -11,8 +11,12 @@ from typing import NoReturn
 COMMANDS = (
     "e3d.commands.models",
     "e3d.commands.profile",
+    "e3d.commands.search",
     "e3d.commands.export",
     "e3d.commands.convert_checkpoint",
+    "e3d.commands.train",
+    "e3d.commands.evaluate",
+    "e3d.commands.data",
 )
 """Modules that each add one subcommand through ``register(subparsers)``."""
 

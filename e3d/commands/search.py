@@ -1,0 +1,253 @@
+"""``e3d search``: budgeted architecture search with Optuna on a proxy task."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from e3d.cli import positive_float, positive_int
+
+EPILOG = """\
+examples:
+  e3d search --budget-mflops 100 --trials 4                 a few minutes on a laptop
+  e3d search --budget-mflops 200 --trials 40 --epochs 5     a real search
+  e3d search --budget-mflops 200 --objective pareto --trials 40
+  e3d search --resume --out runs/e3d-search                 continue an interrupted search
+
+many workers on many machines (each runs the same command):
+  e3d search --budget-mflops 200 --trials 100 --storage postgresql://user:pw@host/db --study-name s200
+
+The budget is in multiply-adds (macs) per clip of --budget-clip (default 16x112x112, the paper's input).
+Over-budget candidates are rejected by the analytic counter before training and the sampler is told.
+The paper's presets that fit the budget are trained first as baselines; --trials counts searched
+candidates on top of them. Outputs in --out: trials.csv, best.json, pareto.json, study.db (SQLite)."""
+
+
+def clip_arg(text: str) -> tuple[int, int, int]:
+    """argparse type: ``TxHxW`` such as ``16x112x112``."""
+    parts = text.lower().split("x")
+    try:
+        t, h, w = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be TxHxW like 16x112x112, got {text!r}") from None
+    if min(t, h, w) < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return (t, h, w)
+
+
+def count_arg(text: str) -> float:
+    """argparse type: a parameter count like 2.5M."""
+    from search.budget import parse_count
+
+    try:
+        value = parse_count(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+def register(sub: Any) -> None:
+    """Add the ``search`` subcommand."""
+    p = sub.add_parser(
+        "search",
+        help="search architectures under a FLOPs budget (Optuna, proxy training)",
+        description="Budgeted architecture search over the five families' depth and width knobs: each candidate "
+        "is screened against the budget, trained briefly on a proxy task and scored by held-out accuracy.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    b = p.add_argument_group("budget")
+    b.add_argument("--budget-mflops", type=positive_float, metavar="M", help="max multiply-adds per clip, in millions")
+    b.add_argument("--budget-params", type=count_arg, metavar="N", help="max parameters, e.g. 2.5M")
+    b.add_argument("--budget-latency-ms", type=positive_float, metavar="MS", help="max measured latency per batch of 8 on this machine")
+    b.add_argument(
+        "--budget-clip", type=clip_arg, default=(16, 112, 112), metavar="TxHxW", help="clip the budget is counted on (default 16x112x112)"
+    )
+    b.add_argument("--eager-latency", action="store_true", help="measure latency of the eager model instead of the optimized one")
+    s = p.add_argument_group("search")
+    s.add_argument("--families", default=None, metavar="F,F", help="comma-separated subset of the five families (default: all)")
+    s.add_argument(
+        "--objective",
+        choices=("accuracy", "pareto"),
+        default="accuracy",
+        help="accuracy under the budget (pruned), or pareto: accuracy vs macs (no pruning)",
+    )
+    s.add_argument(
+        "--trials", type=positive_int, default=6, metavar="N", help="searched candidates to train, besides the baselines (default 6)"
+    )
+    s.add_argument("--timeout", type=positive_float, metavar="S", help="stop this worker after S seconds")
+    s.add_argument(
+        "--pruner", choices=("median", "hyperband", "none"), default="median", help="stop weak candidates early (default median)"
+    )
+    s.add_argument("--no-baselines", action="store_true", help="do not train the paper's presets that fit the budget first")
+    s.add_argument("--seed", type=int, default=0, help="seed of sampling and of every candidate's training (default 0)")
+    x = p.add_argument_group("proxy task")
+    x.add_argument("--task", choices=("motion", "digits"), default="motion", help="built-in proxy task (default motion)")
+    x.add_argument("--data", metavar="PATH", help="train on a dataset instead (any layout e3d train reads)")
+    x.add_argument("--format", dest="data_format", metavar="F", help="layout of --data (guessed when omitted)")
+    x.add_argument("--proxy-clip", type=clip_arg, default=(16, 48, 48), metavar="TxHxW", help="training clip (default 16x48x48)")
+    x.add_argument("--train-samples", type=positive_int, default=800, metavar="N", help="proxy-task training videos (default 800)")
+    x.add_argument("--val-samples", type=positive_int, default=200, metavar="N", help="proxy-task held-out videos (default 200)")
+    x.add_argument("--epochs", type=positive_int, default=3, metavar="E", help="epochs per candidate (default 3)")
+    x.add_argument("--trial-seconds", type=positive_float, metavar="S", help="also stop a candidate's training after S seconds")
+    x.add_argument("--batch-size", type=positive_int, default=16, metavar="B")
+    x.add_argument("--lr", type=positive_float, default=0.05, help="SGD learning rate (default 0.05)")
+    x.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    x.add_argument("--loader-workers", type=int, default=0, metavar="N", help="DataLoader workers (default 0: in-process)")
+    o = p.add_argument_group("storage and output")
+    o.add_argument("--study-name", default="e3d-search", metavar="NAME", help="study name (default e3d-search)")
+    o.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: SQLite file in --out); postgresql://... for many workers")
+    o.add_argument("--out", type=Path, metavar="DIR", help="run folder (default runs/<study-name>)")
+    o.add_argument("--resume", action="store_true", help="continue the existing study with its stored settings")
+    o.add_argument(
+        "--heartbeat",
+        type=positive_int,
+        default=10,
+        metavar="S",
+        help="worker heartbeat interval; dead workers' trials fail after ~2S and are re-run",
+    )
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one search worker."""
+    from tqdm import tqdm
+
+    from search import study as st
+    from search.budget import Budget, feasible_families
+    from search.results import study_frame, write_outputs
+    from search.searchspace import FAMILIES, check_families
+
+    out: Path = args.out or Path("runs") / args.study_name
+    out.mkdir(parents=True, exist_ok=True)
+    url = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    storage = st.open_storage(url, heartbeat=args.heartbeat)
+
+    config = None
+    if not args.resume:
+        budget = Budget(args.budget_mflops, args.budget_params, args.budget_latency_ms, args.budget_clip)
+        if budget.mflops is None and budget.params is None and budget.latency_ms is None:
+            raise st.StudyConfigError("give a budget: --budget-mflops, --budget-params and/or --budget-latency-ms (or --resume)")
+        families = check_families(args.families.split(",") if args.families else FAMILIES)
+        fits, minima = feasible_families(families, budget)
+        left_out = [f"{f} (min {minima[f][0] / 1e6:.0f} M macs)" for f in families if f not in fits]
+        if left_out:
+            print(f"left out, cannot fit the budget: {', '.join(left_out)}", file=sys.stderr)
+        proxy = st.ProxyConfig(
+            task=args.task,
+            data=args.data,
+            data_format=args.data_format,
+            clip=args.proxy_clip,
+            train_samples=args.train_samples,
+            val_samples=args.val_samples,
+            epochs=args.epochs,
+            trial_seconds=args.trial_seconds,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            num_workers=args.loader_workers,
+            device=args.device,
+        )
+        config = st.SearchConfig(
+            budget=budget,
+            families=fits,
+            proxy=proxy,
+            objective=args.objective,
+            pruner=args.pruner,
+            seed=args.seed,
+            baselines=not args.no_baselines,
+            latency_mode="eager" if args.eager_latency else "optimized",
+        )
+    study, config, created = st.open_study(args.study_name, storage, config, resume=args.resume)
+    if created and config.baselines:
+        chosen = st.enqueue_baselines(study, config)
+        print(f"baselines: {', '.join(f'{f} {w:g}x' for f, w in chosen) or 'none of the presets fits'}", file=sys.stderr)
+    elif not created:
+        print(f"joining study {args.study_name!r} ({len(study.trials)} trials so far)", file=sys.stderr)
+    print(f"budget: {config.budget.describe()}; families: {', '.join(config.families)}", file=sys.stderr)
+    print(f"proxy: {config.proxy.describe()}; objective: {config.objective}; storage: {st._redact(url)}", file=sys.stderr)
+
+    data = st.load_proxy(config.proxy, progress=not args.quiet)
+    latency = _latency_fn(config) if config.budget.latency_ms is not None else None
+    n_baselines = sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("source") == "baseline")
+    bar = tqdm(total=args.trials + n_baselines, desc="trials", unit="trial", file=sys.stderr, disable=args.quiet or None)
+    bar.update(st.count_trained(study))
+
+    def on_trial(t: Any) -> None:
+        bar.write(st.trial_line(t))
+        if t.user_attrs.get("trained"):
+            bar.update(1)
+        write_outputs(study_frame(study), out, costs=_costs(config))
+
+    started = time.perf_counter()
+    try:
+        report = st.run_worker(study, config, data, n_trials=args.trials, timeout=args.timeout, latency=latency, on_trial=on_trial)
+    except KeyboardInterrupt:
+        bar.close()
+        write_outputs(study_frame(study), out, costs=_costs(config))
+        again = f"e3d search --resume --study-name {args.study_name} --out {out}" + (f" --storage {args.storage}" if args.storage else "")
+        print(f"\ninterrupted; every finished trial is saved in {out}. Continue with:\n  {again}", file=sys.stderr)
+        return 130
+    bar.close()
+    df = study_frame(study)
+    paths = write_outputs(df, out, costs=_costs(config))
+    print(summary(df, config, report, time.perf_counter() - started))
+    print(f"\nwrote {', '.join(str(p) for p in paths.values() if p.exists())}")
+    if paths["best"].exists():
+        print(f"next: e3d train {paths['best']} --data {config.proxy.data or config.proxy.task}   |   e3d profile {paths['best']}")
+    return 0
+
+
+def _costs(config: Any) -> tuple[str, ...]:
+    return ("macs", "latency_ms") if config.budget.latency_ms is not None and config.objective == "pareto" else ("macs",)
+
+
+def _latency_fn(config: Any) -> Any:
+    from profiler.latency import measure_latency
+    from space.modules import build
+
+    def measure(spec: Any) -> float:
+        model: Any = build(spec).eval()
+        if config.latency_mode == "optimized":
+            try:
+                from profiler.optimize import optimize_for_inference
+            except ImportError:
+                pass
+            else:
+                model = optimize_for_inference(model, input_shape=spec.input_shape)
+        return measure_latency(model, batch_size=8, clip=spec.clip, warmup=1, repeats=3).median_ms
+
+    return measure
+
+
+def summary(df: Any, config: Any, report: Any, seconds: float) -> str:
+    """The table printed at the end: counts, then the best trials next to the best baseline."""
+    from search.results import finished
+
+    states = df["state"].value_counts().to_dict()
+    rejected = int((df["feasible"] == False).sum())  # noqa: E712
+    lines = [
+        "",
+        f"study: {len(df)} trials: {states.get('COMPLETE', 0) - rejected} trained, {states.get('PRUNED', 0)} pruned, "
+        f"{states.get('FAIL', 0)} failed, {rejected} rejected by the budget; this worker ran {seconds / 60:.1f} min",
+    ]
+    done = finished(df)
+    if not len(done):
+        return "\n".join([*lines, "no finished trials yet"])
+    top = done.sort_values(["accuracy", "macs"], ascending=[False, True]).head(10)
+    lines.append(f"\n{'trial':>5}  {'source':<8} {'accuracy':>8}  {'macs M':>8}  {'params M':>8}  {'paper MFLOPs':>12}  spec")
+    for _, r in top.iterrows():
+        nums = f"{r['accuracy']:7.1f}%  {r['macs'] / 1e6:8.1f}  {r['params'] / 1e6:8.2f}  {r['paper_mflops']:12.1f}"
+        lines.append(f"{int(r['number']):>5}  {r['source']!s:<8} {nums}  {r['summary']}")
+    base = done[done["source"] == "baseline"]
+    searched = done[done["source"] != "baseline"]
+    if len(base) and len(searched):
+        b, s = base["accuracy"].max(), searched["accuracy"].max()
+        verdict = "beats" if s > b else "ties with" if s == b else "does not beat"
+        lines.append(f"\nbest searched {s:.1f}% {verdict} the best paper preset at this budget ({b:.1f}%) on {config.proxy.task}, one seed")
+    return "\n".join(lines)

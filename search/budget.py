@@ -1,0 +1,124 @@
+"""The budget a search must respect, and the screen every candidate passes before training."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from profiler.costs import Cost
+from profiler.counting import spec_totals
+from search.searchspace import SPACE, Clip, corner_params, spec_from_params
+from space.spec import E3DError, NetSpec, SpecError
+
+
+class BudgetError(E3DError):
+    """A budget no candidate of the chosen families can meet."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Upper bounds per clip of ``clip``: multiply-adds (millions), parameters, measured latency."""
+
+    mflops: float | None = None
+    params: float | None = None
+    latency_ms: float | None = None
+    clip: Clip = (16, 112, 112)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready dict (stored on the study)."""
+        return {"mflops": self.mflops, "params": self.params, "latency_ms": self.latency_ms, "clip": list(self.clip)}
+
+    def describe(self) -> str:
+        """Human summary, e.g. ``macs <= 200 M, params <= 2.5 M per 16x112x112 clip``."""
+        parts = []
+        if self.mflops is not None:
+            parts.append(f"macs <= {self.mflops:g} M")
+        if self.params is not None:
+            parts.append(f"params <= {self.params / 1e6:g} M")
+        if self.latency_ms is not None:
+            parts.append(f"latency <= {self.latency_ms:g} ms per batch of 8")
+        return (", ".join(parts) or "no budget") + f" per {'x'.join(map(str, self.clip))} clip"
+
+
+def parse_count(text: str) -> float:
+    """Parse ``2.5M``, ``800k`` or ``1500000`` into a number (for ``--budget-params``)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kKmMgG]?)\s*", text)
+    if not m:
+        raise ValueError(f"not a count: {text!r} (use e.g. 2.5M, 800k or 1500000)")
+    scale = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}[m.group(2).lower()]
+    return float(m.group(1)) * scale
+
+
+@dataclass(frozen=True)
+class Screen:
+    """The screen's verdict on one candidate."""
+
+    cost: Cost
+    constraints: tuple[float, float, float]
+    """Relative excess over each bound (macs, params, latency); <= 0 means within it."""
+    feasible: bool
+    reason: str = ""
+    latency_ms: float | None = None
+
+
+def screen(spec: NetSpec, budget: Budget, *, latency: Callable[[NetSpec], float] | None = None) -> Screen:
+    """Check ``spec`` (at the budget clip) against every bound, cheapest first.
+
+    Latency is measured (``latency(spec)``, ms per batch) only for candidates within the analytic
+    bounds, since measuring costs seconds.
+    """
+    cost = spec_totals(spec)
+    macs_x = cost.macs / (budget.mflops * 1e6) - 1 if budget.mflops is not None else -1.0
+    params_x = cost.params / budget.params - 1 if budget.params is not None else -1.0
+    reasons = []
+    if macs_x > 0:
+        reasons.append(f"macs {cost.macs / 1e6:.1f} M > {budget.mflops:g} M")
+    if params_x > 0:
+        reasons.append(f"params {cost.params / 1e6:.2f} M > {budget.params / 1e6:g} M")  # type: ignore[operator]
+    lat_ms, lat_x = None, 0.0
+    if not reasons and budget.latency_ms is not None and latency is not None:
+        lat_ms = latency(spec)
+        lat_x = lat_ms / budget.latency_ms - 1
+        if lat_x > 0:
+            reasons.append(f"latency {lat_ms:.1f} ms > {budget.latency_ms:g} ms")
+    return Screen(cost, (macs_x, params_x, lat_x), not reasons, "; ".join(reasons), lat_ms)
+
+
+def family_minimum(family: str, clip: Clip) -> tuple[float, float]:
+    """Smallest (macs, params) any candidate of ``family`` can have at ``clip``."""
+    costs = [spec_totals(spec_from_params(p, clip=clip)) for p in corner_params(family)]
+    return min(c.macs for c in costs), min(c.params for c in costs)
+
+
+def feasible_families(families: Sequence[str], budget: Budget) -> tuple[tuple[str, ...], dict[str, tuple[float, float]]]:
+    """The families whose smallest candidate fits the analytic bounds, and every family's minimum.
+
+    Raises :class:`BudgetError` with the smallest buildable cost when none fits.
+    """
+    minima = {f: family_minimum(f, budget.clip) for f in families}
+    fits = tuple(
+        f
+        for f in families
+        if (budget.mflops is None or minima[f][0] <= budget.mflops * 1e6) and (budget.params is None or minima[f][1] <= budget.params)
+    )
+    if not fits:
+        best = min(families, key=lambda f: minima[f][0])
+        parts = []
+        if budget.mflops is not None:
+            parts.append(f"{min(m for m, _ in minima.values()) / 1e6:.1f} M multiply-adds")
+        if budget.params is not None:
+            parts.append(f"{min(p for _, p in minima.values()) / 1e6:.3f} M params")
+        raise BudgetError(
+            f"the budget ({budget.describe()}) is below the smallest network these families can build: "
+            f"{' and '.join(parts)} (smallest: {best} at width {SPACE[best].width[0]:g}, minimum depths)"
+        )
+    return fits, minima
+
+
+def validate_for_clip(spec: NetSpec, clip: Clip) -> NetSpec:
+    """The same network at another clip (the proxy clip); :class:`SpecError` if it cannot run there."""
+    try:
+        return spec.replace(clip=clip)
+    except SpecError as e:
+        raise SpecError(e.field, f"{e.reason} [at the proxy clip]") from None

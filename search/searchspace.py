@@ -1,0 +1,139 @@
+"""The search space, declared in one place: every family's knobs and their ranges.
+
+A candidate is a flat dict of Optuna parameters (``family`` plus that family's knobs, named
+``<family>.<knob>``); :func:`spec_from_params` turns it into a ``NetSpec`` through the family's
+factory, :func:`sample_params` draws it from an Optuna trial, and :func:`preset_params` gives the
+parameters of the paper's own presets so that they can be enqueued as baselines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from space import families as fam
+from space.registry import model_info
+from space.spec import NetSpec, SpecError
+
+Clip = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class FamilySpace:
+    """Ranges of one family's knobs (each contains the paper's own value)."""
+
+    width: tuple[float, float]
+    """Global width multiplier, sampled log-uniformly."""
+    depths: tuple[tuple[int, int], ...]
+    """Units per stage, (low, high) inclusive."""
+    stage_mults: tuple[float, ...] = (0.75, 1.0, 1.25)
+    """Choices of a per-stage width factor on top of the global multiplier."""
+    expansions: tuple[float, ...] = ()
+    """MobileNetV2: choices of the expansion ratio t of every stage after the first."""
+    groups: tuple[int, ...] = ()
+    """ShuffleNetV1: choices of the pointwise group count."""
+    paper_depths: tuple[int, ...] = ()
+
+
+SPACE: dict[str, FamilySpace] = {
+    "squeezenet": FamilySpace(width=(0.25, 1.5), depths=((1, 3),) * 4, paper_depths=(2, 2, 2, 2)),
+    "mobilenet": FamilySpace(
+        width=(0.25, 2.0), depths=((1, 2), (1, 3), (1, 3), (2, 8), (1, 3)), paper_depths=tuple(n for _, n, _ in fam.MOBILENET_STAGES)
+    ),
+    "mobilenetv2": FamilySpace(
+        width=(0.15, 1.4),
+        depths=((1, 2), (1, 3), (1, 4), (2, 5), (1, 4), (1, 4), (1, 2)),
+        expansions=(3.0, 4.0, 6.0),
+        paper_depths=tuple(n for _, _, n, _ in fam.MOBILENETV2_STAGES),
+    ),
+    "shufflenet": FamilySpace(width=(0.25, 2.0), depths=((2, 6), (4, 10), (2, 6)), groups=(1, 2, 3, 4, 8), paper_depths=(4, 8, 4)),
+    "shufflenetv2": FamilySpace(width=(0.25, 2.0), depths=((2, 6), (4, 10), (2, 6)), paper_depths=(4, 8, 4)),
+}
+"""The five families of the paper and the ranges of their knobs."""
+
+FAMILIES = tuple(SPACE)
+
+
+def check_families(families: Sequence[str]) -> tuple[str, ...]:
+    """Validate a list of family names (:class:`SpecError` names the bad one)."""
+    out = tuple(dict.fromkeys(families))
+    if not out:
+        raise SpecError("families", "choose at least one family")
+    for f in out:
+        if f not in SPACE:
+            raise SpecError("families", f"unknown family {f!r}; choose from {', '.join(FAMILIES)}")
+    return out
+
+
+def sample_params(trial: optuna.Trial, families: Sequence[str]) -> dict[str, Any]:
+    """Draw a family and its knobs from ``trial`` (Optuna records every distribution)."""
+    family = str(trial.suggest_categorical("family", list(families)))
+    fs = SPACE[family]
+    params: dict[str, Any] = {"family": family, f"{family}.width_mult": trial.suggest_float(f"{family}.width_mult", *fs.width, log=True)}
+    for i, (lo, hi) in enumerate(fs.depths):
+        params[f"{family}.depth{i}"] = trial.suggest_int(f"{family}.depth{i}", lo, hi)
+    for i in range(len(fs.depths)):
+        params[f"{family}.mult{i}"] = trial.suggest_categorical(f"{family}.mult{i}", list(fs.stage_mults))
+    if fs.expansions:
+        params[f"{family}.expansion"] = trial.suggest_categorical(f"{family}.expansion", list(fs.expansions))
+    if fs.groups:
+        params[f"{family}.groups"] = trial.suggest_categorical(f"{family}.groups", list(fs.groups))
+    return params
+
+
+def factory_kwargs(params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The family and the factory keyword arguments a parameter dict describes."""
+    family = params["family"]
+    fs = SPACE[family]
+    n = len(fs.depths)
+    kw: dict[str, Any] = {
+        "width_mult": float(params[f"{family}.width_mult"]),
+        "depths": [int(params[f"{family}.depth{i}"]) for i in range(n)],
+        "stage_mults": [float(params[f"{family}.mult{i}"]) for i in range(n)],
+    }
+    if fs.expansions:
+        kw["expansions"] = [1.0] + [float(params[f"{family}.expansion"])] * (n - 1)
+    if fs.groups:
+        kw["groups"] = int(params[f"{family}.groups"])
+    return family, kw
+
+
+def spec_from_params(params: Mapping[str, Any], *, clip: Clip = (16, 112, 112), num_classes: int = 600) -> NetSpec:
+    """Build the ``NetSpec`` of a candidate."""
+    family, kw = factory_kwargs(params)
+    return model_info(family).factory(**kw, clip=clip, num_classes=num_classes)
+
+
+def preset_params(family: str, width_mult: float) -> dict[str, Any]:
+    """Parameters that make :func:`spec_from_params` return the paper's preset ``family`` at ``width_mult``."""
+    fs = SPACE[family]
+    params: dict[str, Any] = {"family": family, f"{family}.width_mult": float(width_mult)}
+    for i, d in enumerate(fs.paper_depths):
+        params[f"{family}.depth{i}"] = d
+        params[f"{family}.mult{i}"] = 1.0
+    if fs.expansions:
+        params[f"{family}.expansion"] = 6.0
+    if fs.groups:
+        params[f"{family}.groups"] = 3
+    return params
+
+
+def paper_presets(families: Sequence[str]) -> list[tuple[str, float]]:
+    """(family, width) of every Table 8 preset of the given families."""
+    return [(f, w) for f in families for w in model_info(f).paper_widths]
+
+
+def corner_params(family: str) -> list[dict[str, Any]]:
+    """The smallest candidates of a family: lowest width, depths and stage factors, each group
+    count and the smallest expansion (cost grows with every other knob)."""
+    fs = SPACE[family]
+    base: dict[str, Any] = {"family": family, f"{family}.width_mult": fs.width[0]}
+    for i, (lo, _) in enumerate(fs.depths):
+        base[f"{family}.depth{i}"] = lo
+        base[f"{family}.mult{i}"] = min(fs.stage_mults)
+    if fs.expansions:
+        base[f"{family}.expansion"] = min(fs.expansions)
+    return [{**base, f"{family}.groups": g} for g in fs.groups] if fs.groups else [base]

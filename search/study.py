@@ -1,0 +1,504 @@
+"""A budgeted architecture search as an Optuna study: storage, baselines, objective, workers.
+
+Every worker runs :func:`run_worker` on the same study (SQLite in the run folder by default, or a
+shared PostgreSQL server). Each trial samples a candidate, screens it against the budget with the
+analytic counter (over-budget candidates complete at once with their constraint violation, so the
+sampler learns the feasible region), trains the rest briefly on the proxy task and reports the
+held-out accuracy. Heartbeats mark the trials of dead workers failed, and they are re-run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from search.budget import Budget, Screen, feasible_families, screen, validate_for_clip
+from search.searchspace import Clip, check_families, paper_presets, preset_params, sample_params, spec_from_params
+from space.spec import E3DError, NetSpec, SpecError
+
+OBJECTIVES = ("accuracy", "pareto")
+PRUNERS = ("median", "hyperband", "none")
+CONFIG_ATTR = "e3d_config"
+CONSTRAINTS = ("macs", "params", "latency")
+"""Optuna constraint keys: relative excess over each budget bound."""
+
+
+class StorageError(E3DError):
+    """The study storage cannot be reached or holds something else."""
+
+
+class StudyConfigError(E3DError):
+    """A study that exists with other settings than this command's."""
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """How each candidate is trained and scored. Defaults finish a trial in about a minute on 2 cores."""
+
+    task: str = "motion"
+    data: str | None = None
+    data_format: str | None = None
+    clip: Clip = (16, 48, 48)
+    train_samples: int = 800
+    val_samples: int = 200
+    epochs: int = 3
+    trial_seconds: float | None = None
+    batch_size: int = 16
+    lr: float = 0.05
+    data_seed: int = 0
+    num_workers: int = 0
+    device: str = "cpu"
+
+    def describe(self) -> str:
+        """Human summary."""
+        data = self.data or f"{self.task} task ({self.train_samples} train / {self.val_samples} val)"
+        limit = f", at most {self.trial_seconds:g} s" if self.trial_seconds else ""
+        return f"{data}, clip {'x'.join(map(str, self.clip))}, {self.epochs} epochs{limit}, batch {self.batch_size}, lr {self.lr:g}"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that defines a study; stored on it so that workers and resumes agree."""
+
+    budget: Budget
+    families: tuple[str, ...]
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    objective: str = "accuracy"
+    pruner: str = "median"
+    seed: int = 0
+    baselines: bool = True
+    latency_mode: str = "optimized"
+
+    def __post_init__(self) -> None:
+        check_families(self.families)
+        if self.objective not in OBJECTIVES:
+            raise SpecError("objective", f"must be one of {', '.join(OBJECTIVES)}")
+        if self.pruner not in PRUNERS:
+            raise SpecError("pruner", f"must be one of {', '.join(PRUNERS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        data: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(self)))
+        return data
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SearchConfig:
+        """Inverse of :meth:`to_dict`."""
+        budget = Budget(**{**d["budget"], "clip": tuple(d["budget"]["clip"])})
+        proxy = ProxyConfig(**{**d["proxy"], "clip": tuple(d["proxy"]["clip"])})
+        return cls(**{**d, "budget": budget, "proxy": proxy, "families": tuple(d["families"])})
+
+    @property
+    def directions(self) -> list[Literal["minimize", "maximize"]]:
+        """Optuna directions: accuracy up; for ``pareto`` also macs (and latency) down."""
+        out: list[Literal["minimize", "maximize"]] = ["maximize"]
+        if self.objective == "pareto":
+            out += ["minimize", "minimize"] if self.budget.latency_ms is not None else ["minimize"]
+        return out
+
+
+def _retried(trial: optuna.Trial) -> bool:
+    """Whether this trial re-runs one whose worker died (Optuna's RetryHeartbeatStaleTrialCallback)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        frozen = trial.study._storage.get_trial(trial._trial_id)
+        return RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen) is not None
+
+
+def worker_id() -> str:
+    """``host:pid`` of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _redact(url: str) -> str:
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def storage_url(url: str) -> str:
+    """``postgresql://`` means SQLAlchemy's default driver (psycopg 3); use psycopg2 if only it is here."""
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
+
+
+def open_storage(url: str, *, heartbeat: int = 10) -> RDBStorage:
+    """An RDB storage with heartbeats; a trial whose worker stopped beating is failed after the
+    grace period by the next worker that starts a trial, and re-run (up to 3 times)."""
+    engine: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    if not url.startswith("sqlite"):
+        engine["connect_args"] = {"connect_timeout": 10}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                storage_url(url),
+                engine_kwargs=engine,
+                heartbeat_interval=heartbeat,
+                grace_period=2 * heartbeat + 5,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+            )
+    except ImportError as e:
+        raise StorageError(f"cannot use storage {_redact(url)}: missing driver ({e}); install e3d[postgres]") from None
+    except Exception as e:  # sqlalchemy raises OperationalError / ArgumentError subclasses
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise StorageError(f"cannot reach storage {_redact(url)}: {first}") from None
+
+
+def _sampler(config: SearchConfig) -> optuna.samplers.BaseSampler:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=config.seed + os.getpid(),  # workers must not propose identical candidates
+            multivariate=True,
+            group=True,
+            n_startup_trials=8,
+        )
+
+
+def _pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
+    if config.objective == "pareto" or config.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if config.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.proxy.epochs)
+    return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0)
+
+
+def list_studies(storage: RDBStorage) -> list[str]:
+    """Names of the studies in a storage."""
+    return [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+
+
+def open_study(
+    name: str, storage: RDBStorage, config: SearchConfig | None, *, resume: bool = False
+) -> tuple[optuna.Study, SearchConfig, bool]:
+    """Create the study, or join it when it exists (its settings must equal ``config``).
+
+    With ``resume`` the study must exist and its stored settings are used. Returns the study, its
+    settings and whether this call created it (the creator enqueues the baselines).
+    """
+    existing = name in list_studies(storage)
+    if resume and not existing:
+        others = ", ".join(list_studies(storage)) or "none"
+        raise StudyConfigError(f"no study {name!r} to resume in this storage (studies there: {others})")
+    if existing:
+        study = optuna.load_study(study_name=name, storage=storage)
+        stored = study.user_attrs.get(CONFIG_ATTR)
+        for _ in range(50):  # its creator stores the settings right after creating it
+            if stored is not None:
+                break
+            time.sleep(0.2)
+            stored = study.user_attrs.get(CONFIG_ATTR)
+        if stored is None:
+            raise StudyConfigError(f"study {name!r} exists but was not made by e3d search")
+        stored_config = SearchConfig.from_dict(stored)
+        if config is not None and not resume and stored_config != config:
+            diff = _diff(stored_config.to_dict(), config.to_dict())
+            raise StudyConfigError(
+                f"study {name!r} exists with other settings ({diff}); pass --resume to continue it, or use another --study-name"
+            )
+        return _with_sampler(study, stored_config), stored_config, False
+    assert config is not None
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, directions=config.directions)
+    except optuna.exceptions.DuplicatedStudyError:  # another worker created it just now
+        return open_study(name, storage, config)
+    study.set_user_attr(CONFIG_ATTR, config.to_dict())
+    return _with_sampler(study, config), config, True
+
+
+def _with_sampler(study: optuna.Study, config: SearchConfig) -> optuna.Study:
+    return optuna.load_study(study_name=study.study_name, storage=study._storage, sampler=_sampler(config), pruner=_pruner(config))
+
+
+def _diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> str:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            d = _diff(a[k], b[k], f"{prefix}{k}.")
+            if d:
+                out.append(d)
+        elif a.get(k) != b.get(k):
+            out.append(f"{prefix}{k}: stored {a.get(k)!r}, given {b.get(k)!r}")
+    return "; ".join(out)
+
+
+def enqueue_baselines(study: optuna.Study, config: SearchConfig) -> list[tuple[str, float]]:
+    """Enqueue the paper's presets that fit the analytic budget; returns (family, width) of each."""
+    chosen = []
+    for family, width in paper_presets(config.families):
+        spec = spec_from_params(preset_params(family, width), clip=config.budget.clip)
+        if screen(spec, dataclasses.replace(config.budget, latency_ms=None)).feasible:
+            study.enqueue_trial(preset_params(family, width), user_attrs={"source": "baseline"})
+            chosen.append((family, width))
+    return chosen
+
+
+def count_trained(study: optuna.Study, *, source: str | None = None) -> int:
+    """Trials that were trained to the end or pruned (or failed in training), optionally of one source."""
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
+        a = t.user_attrs
+        if not a.get("trained") or (t.state == TrialState.FAIL and "error" not in a):
+            continue
+        if source is None or (a.get("source") == "baseline") == (source == "baseline"):
+            n += 1
+    return n
+
+
+# -- the objective ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ProxyData:
+    """The proxy train and validation sets, loaded once per worker."""
+
+    train: Any
+    val: Any
+    num_classes: int
+    task: str
+
+
+def load_proxy(proxy: ProxyConfig, *, progress: bool = True) -> ProxyData:
+    """Open the proxy datasets (the built-in task, generated and cached on first use, or a path)."""
+    from search.data import open_dataset
+
+    source = proxy.data or proxy.task
+    common: dict[str, Any] = {"format": proxy.data_format, "clip": proxy.clip, "seed": proxy.data_seed, "progress": progress}
+    if proxy.data is None:
+        train = open_dataset(source, split="train", num_samples=proxy.train_samples, **common)
+        val = open_dataset(source, split="val", num_samples=proxy.val_samples, **common)
+    else:
+        train = open_dataset(source, split="train", **common)
+        val = open_dataset(source, split="val", **common)
+    return ProxyData(train, val, int(train.num_classes), source)
+
+
+@dataclass
+class Objective:
+    """Sample, screen, train, score: one trial."""
+
+    config: SearchConfig
+    data: ProxyData
+    latency: Callable[[NetSpec], float] | None = None
+    on_trained: Callable[[optuna.Trial, Screen, dict[str, Any]], None] | None = None
+
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        """Run one trial (returns accuracy, or [accuracy, macs M(, latency)] for ``pareto``)."""
+        cfg = self.config
+        params = sample_params(trial, cfg.families)
+        source = trial.user_attrs.get("source", "search")
+        if source != "baseline" and _retried(trial):
+            source = "retry"
+        spec = spec_from_params(params, clip=cfg.budget.clip, num_classes=self.data.num_classes)
+        verdict = screen(spec, cfg.budget, latency=self.latency)
+        reason = verdict.reason
+        proxy_spec = None
+        if verdict.feasible:
+            try:
+                proxy_spec = validate_for_clip(spec, cfg.proxy.clip)
+            except SpecError as e:
+                reason = str(e)
+        feasible = proxy_spec is not None
+        c = verdict.cost
+        seed = int(trial.user_attrs.get("seed", cfg.seed))
+        attrs: dict[str, Any] = {
+            "source": source,
+            "family": params["family"],
+            "width_mult": spec.width_mult,
+            "summary": spec.summary(),
+            "spec": spec.to_json(),
+            "macs": c.macs,
+            "params": c.params,
+            "paper_mflops": round(c.paper_flops / 1e6, 3),
+            "activations": c.activations,
+            "feasible": feasible,
+            "rejected_reason": reason,
+            "latency_ms": verdict.latency_ms,
+            "seed": seed,
+            "task": self.data.task,
+            "worker": worker_id(),
+        }
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        # the sampler learns the feasible region from these (<= 0: within the bound); a candidate
+        # within budget that cannot run at the proxy clip counts as infeasible too
+        violations = verdict.constraints if verdict.feasible == feasible else (1.0, 1.0, 1.0)
+        for key, v in zip(CONSTRAINTS, violations, strict=True):
+            if key not in trial.constraints:  # a retried trial inherits its original's
+                trial.set_constraint(key, v)
+        if not feasible:
+            return 0.0 if cfg.objective == "accuracy" else self._values(0.0, verdict)
+        trial.set_user_attr("trained", True)
+        assert proxy_spec is not None
+        accuracy, best, epochs = self._train(trial, proxy_spec, seed)
+        trial.set_user_attr("accuracy", accuracy)
+        trial.set_user_attr("best_accuracy", best)
+        trial.set_user_attr("epochs", epochs)
+        if self.on_trained is not None:
+            self.on_trained(trial, verdict, attrs)
+        return accuracy if cfg.objective == "accuracy" else self._values(accuracy, verdict)
+
+    def _values(self, accuracy: float, verdict: Screen) -> list[float]:
+        values = [accuracy, verdict.cost.macs / 1e6]
+        if self.config.budget.latency_ms is not None:
+            values.append(verdict.latency_ms if verdict.latency_ms is not None else float("inf"))
+        return values
+
+    def _train(self, trial: optuna.Trial, spec: NetSpec, seed: int) -> tuple[float, float, int]:
+        from search.train import NonFiniteLossError, TrainConfig, fit
+        from space.modules import build
+
+        p = self.config.proxy
+        tc = TrainConfig(
+            epochs=p.epochs,
+            batch_size=p.batch_size,
+            lr=p.lr,
+            max_seconds=p.trial_seconds,
+            num_workers=p.num_workers,
+            device=p.device,
+            seed=seed,
+        )
+        prune = self.config.objective == "accuracy"
+
+        def report(epoch: int, metrics: dict[str, float]) -> None:
+            if prune:
+                trial.report(metrics["val_top1"], epoch)
+                if trial.should_prune():
+                    trial.set_user_attr("accuracy", metrics["val_top1"])
+                    trial.set_user_attr("epochs", epoch + 1)
+                    raise optuna.TrialPruned(f"val top-1 {metrics['val_top1']:.1f}% at epoch {epoch + 1}")
+
+        import torch
+
+        torch.manual_seed(seed)
+        model = build(spec)
+        try:
+            result = fit(model, self.data.train, self.data.val, tc, on_epoch=report, progress=False)
+        except NonFiniteLossError as e:
+            trial.set_user_attr("error", f"non-finite loss: {e}")
+            raise
+        return result.val_top1, result.best_val_top1, result.epochs_run
+
+
+# -- workers ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class WorkerReport:
+    """What one worker did."""
+
+    trained: int = 0
+    rejected: int = 0
+    pruned: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    lines: list[str] = field(default_factory=list)
+
+
+def trial_line(t: FrozenTrial) -> str:
+    """One line about a finished trial."""
+    a = t.user_attrs
+    head = f"trial {t.number:>3} {a.get('source', ''):<8} {a.get('summary', '?')}"
+    macs = f"macs {a.get('macs', 0) / 1e6:7.1f} M"
+    if not a.get("feasible", True):
+        return f"{head}  {macs}  rejected: {a.get('rejected_reason', '')}"
+    acc = a.get("accuracy")
+    acc_s = f"acc {acc:5.1f}%" if acc is not None else "acc   -  "
+    took = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else 0.0
+    lat = f"  {a['latency_ms']:.0f} ms/batch" if a.get("latency_ms") is not None else ""
+    state = {"COMPLETE": "", "PRUNED": "  pruned", "FAIL": f"  FAILED {a.get('error', '')}"}.get(t.state.name, t.state.name)
+    return f"{head}  {macs}  params {a.get('params', 0) / 1e6:5.2f} M{lat}  {acc_s}  {a.get('epochs', 0)} ep {took:5.0f} s{state}"
+
+
+def run_worker(
+    study: optuna.Study,
+    config: SearchConfig,
+    data: ProxyData,
+    *,
+    n_trials: int,
+    timeout: float | None = None,
+    latency: Callable[[NetSpec], float] | None = None,
+    on_trial: Callable[[FrozenTrial], None] | None = None,
+) -> WorkerReport:
+    """Run trials until the study holds ``n_trials`` trained searched trials (all baselines are
+    trained too), or ``timeout`` seconds pass. Several workers may run this on one study; each
+    checks the count between its trials, so together they may train up to (workers - 1) more.
+    Before returning, a worker waits for the trials still running elsewhere to finish or to be
+    failed as stale (their worker died), and runs the retries of the latter."""
+    report = WorkerReport()
+    start = time.perf_counter()
+
+    def callback(st: optuna.Study, t: FrozenTrial) -> None:
+        a = t.user_attrs
+        if not a.get("feasible", True):
+            report.rejected += 1
+        elif t.state == TrialState.PRUNED:
+            report.pruned += 1
+        elif t.state == TrialState.FAIL:
+            report.failed += 1
+        elif a.get("trained"):
+            report.trained += 1
+        if on_trial is not None:
+            on_trial(t)
+        if _done(st, n_trials):
+            st.stop()
+
+    objective = Objective(config, data, latency)
+    from search.train import NonFiniteLossError
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    heartbeat = study._storage.get_heartbeat_interval() if isinstance(study._storage, RDBStorage) else None
+    while timeout is None or time.perf_counter() - start < timeout:
+        if not _done(study, n_trials):
+            left = None if timeout is None else timeout - (time.perf_counter() - start)
+            study.optimize(objective, timeout=left, callbacks=[callback], catch=(NonFiniteLossError,), gc_after_trial=True)
+            continue
+        # Done here, but other workers' trials may still run; one whose worker died fails once its
+        # heartbeat is older than the grace period, and is re-enqueued: wait, then run that retry.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            continue
+        if heartbeat is None or not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            break
+        time.sleep(heartbeat)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _done(study: optuna.Study, n_trials: int) -> bool:
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    return not waiting and count_trained(study, source="search") >= n_trials
+
+
+__all__ = [
+    "Budget",
+    "ProxyConfig",
+    "SearchConfig",
+    "StorageError",
+    "StudyConfigError",
+    "count_trained",
+    "enqueue_baselines",
+    "feasible_families",
+    "load_proxy",
+    "open_storage",
+    "open_study",
+    "run_worker",
+    "trial_line",
+]

@@ -1,0 +1,150 @@
+"""A whole search on SQLite: outputs, resume after an interruption, a NaN trial, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import pytest
+
+import space
+from e3d.cli import main
+from search import study as st
+from search.results import COLUMNS
+from tests.search.conftest import TINY
+
+
+def search(tmp: Path, *extra: str) -> int:
+    try:
+        return main(["search", *TINY, "--out", str(tmp), *extra])
+    except SystemExit as e:
+        return int(e.code or 0)
+
+
+def load(tmp: Path) -> optuna.Study:
+    return optuna.load_study(study_name="e3d-search", storage=f"sqlite:///{tmp / 'study.db'}")
+
+
+@pytest.mark.slow
+def test_tiny_search_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert search(tmp_path, "--trials", "2") == 0
+    out = capsys.readouterr().out
+    df = pd.read_csv(tmp_path / "trials.csv")
+    assert list(df.columns[: len(COLUMNS)]) == COLUMNS
+    trained = df[df["feasible"] & (df["state"] == "COMPLETE")]
+    assert (trained["source"] == "search").sum() >= 2 and (trained["source"] == "baseline").sum() == 1
+    assert trained["accuracy"].between(0, 100).all() and (trained["macs"] <= 60e6).all()
+    assert (df[~df["feasible"]]["macs"] > 60e6).all()
+    best = space.NetSpec.load(tmp_path / "best.json")
+    assert best == space.NetSpec.from_json(trained.sort_values("accuracy", ascending=False).iloc[0]["spec_json"])
+    pareto = json.loads((tmp_path / "pareto.json").read_text())
+    assert pareto["trials"] and all("spec" in t for t in pareto["trials"])
+    assert "trial" in out and "baseline" in out and "rejected by the budget" in out
+    assert main(["profile", str(tmp_path / "best.json"), "--no-latency"]) == 0
+
+
+def fake_fit(accuracies: list[float]) -> Any:
+    from search.train import FitResult
+
+    def fit(model: Any, train: Any, val: Any, config: Any, *, on_epoch: Any = None, **_: Any) -> FitResult:
+        acc = accuracies.pop(0) if accuracies else 30.0
+        if on_epoch is not None:
+            on_epoch(0, {"val_top1": acc, "val_loss": 1.0, "train_loss": 1.0})
+        return FitResult(acc, acc, 1, 0.01, [])
+
+    return fit
+
+
+def test_resume_after_an_interruption_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"n": 0}
+    real = fake_fit([])
+
+    def interrupting(*a: Any, **k: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr("search.train.fit", interrupting)
+    assert search(tmp_path, "--trials", "4") == 130
+    first = load(tmp_path)
+    done_before = {t.number: t.values for t in first.trials if t.state.name == "COMPLETE"}
+    assert len([t for t in first.trials if t.user_attrs.get("trained")]) == 3
+    assert pd.read_csv(tmp_path / "trials.csv")["number"].tolist() == [t.number for t in first.trials]
+
+    monkeypatch.setattr("search.train.fit", real)
+    assert main(["search", "--resume", "--out", str(tmp_path), "--quiet"]) == 0
+    study = load(tmp_path)
+    assert {t.number: t.values for t in study.trials if t.number in done_before} == done_before
+    assert st.count_trained(study, source="search") >= 4
+    assert all(t.state.name in ("COMPLETE", "PRUNED", "FAIL") for t in study.trials)
+
+
+def test_a_nan_loss_fails_that_trial_and_the_study_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from search.train import NonFiniteLossError
+
+    real = fake_fit([])
+    calls = {"n": 0}
+
+    def nan_once(*a: Any, **k: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise NonFiniteLossError("loss is nan at step 3")
+        return real(*a, **k)
+
+    monkeypatch.setattr("search.train.fit", nan_once)
+    assert search(tmp_path, "--trials", "3") == 0
+    study = load(tmp_path)
+    failed = [t for t in study.trials if t.state.name == "FAIL"]
+    assert len(failed) == 1 and "non-finite loss" in failed[0].user_attrs["error"]
+    assert st.count_trained(study, source="search") >= 3
+
+
+def test_pareto_objective_has_two_directions_and_no_pruning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("search.train.fit", fake_fit([10.0, 20.0, 15.0, 40.0]))
+    assert search(tmp_path, "--trials", "3", "--objective", "pareto") == 0
+    study = load(tmp_path)
+    assert len(study.directions) == 2
+    assert all(len(t.values) == 2 for t in study.trials if t.state.name == "COMPLETE")
+    assert not [t for t in study.trials if t.state.name == "PRUNED"]
+    pareto = json.loads((tmp_path / "pareto.json").read_text())
+    accs = [t["accuracy"] for t in pareto["trials"]]
+    assert accs == sorted(accs), "along the front, more macs buy more accuracy"
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--budget-mflops", "0.5"], "below the smallest network these families can build"),
+        (
+            ["--budget-mflops", "60", "--storage", "postgresql://nobody:x@127.0.0.1:1/none"],
+            "cannot reach storage postgresql://***@127.0.0.1:1/none",
+        ),
+        (["--resume", "--study-name", "ghost"], "no study 'ghost' to resume"),
+        (["--budget-mflops", "60", "--families", "alexnet"], "unknown family 'alexnet'"),
+        (["--budget-mflops", "-3"], "must be a positive number"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], words: str) -> None:
+    try:
+        code = main(["search", "--out", str(tmp_path), "--quiet", *argv])
+    except SystemExit as e:
+        code = int(e.code or 0)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert words in err and len([ln for ln in err.strip().splitlines() if "error" in ln]) == 1
+
+
+def test_joining_with_other_settings_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("search.train.fit", fake_fit([]))
+    assert search(tmp_path, "--trials", "1") == 0
+    code = main(["search", *TINY[:-1], "--epochs", "2", "--out", str(tmp_path), "--trials", "1"]) if False else None
+    args = [a if a != "1" or TINY[i - 1] != "--epochs" else "2" for i, a in enumerate(TINY)]
+    code = main(["search", *args, "--out", str(tmp_path), "--trials", "1"])
+    assert code == 2
+    assert "exists with other settings (proxy.epochs: stored 1, given 2)" in capsys.readouterr().err
