@@ -12,11 +12,14 @@ COMMANDS = (
     "e3d.commands.models",
     "e3d.commands.profile",
     "e3d.commands.search",
+    "e3d.commands.sweep",
     "e3d.commands.export",
     "e3d.commands.convert_checkpoint",
     "e3d.commands.train",
     "e3d.commands.evaluate",
     "e3d.commands.data",
+    "e3d.commands.analyze",
+    "e3d.commands.paper",
 )
 """Modules that each add one subcommand through ``register(subparsers)``."""
 

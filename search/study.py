@@ -80,9 +80,15 @@ class SearchConfig:
     seed: int = 0
     baselines: bool = True
     latency_mode: str = "optimized"
+    kind: str = "search"
+    """``search`` samples candidates; ``sweep`` only runs enqueued paper presets."""
+    measure_latency: bool = False
+    """Measure every trained candidate's latency even without a latency bound."""
 
     def __post_init__(self) -> None:
         check_families(self.families)
+        if self.latency_mode not in ("optimized", "eager"):
+            raise SpecError("latency_mode", "must be optimized or eager")
         if self.objective not in OBJECTIVES:
             raise SpecError("objective", f"must be one of {', '.join(OBJECTIVES)}")
         if self.pruner not in PRUNERS:
@@ -122,7 +128,8 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
+    """A storage URL without its credentials, for messages."""
     if "://" in url and "@" in url:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
@@ -153,10 +160,10 @@ def open_storage(url: str, *, heartbeat: int = 10) -> RDBStorage:
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
             )
     except ImportError as e:
-        raise StorageError(f"cannot use storage {_redact(url)}: missing driver ({e}); install e3d[postgres]") from None
+        raise StorageError(f"cannot use storage {redact(url)}: missing driver ({e}); install e3d[postgres]") from None
     except Exception as e:  # sqlalchemy raises OperationalError / ArgumentError subclasses
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise StorageError(f"cannot reach storage {_redact(url)}: {first}") from None
+        raise StorageError(f"cannot reach storage {redact(url)}: {first}") from None
 
 
 def _sampler(config: SearchConfig) -> optuna.samplers.BaseSampler:
@@ -306,6 +313,8 @@ class Objective:
             source = "retry"
         spec = spec_from_params(params, clip=cfg.budget.clip, num_classes=self.data.num_classes)
         verdict = screen(spec, cfg.budget, latency=self.latency)
+        if verdict.feasible and verdict.latency_ms is None and cfg.measure_latency and self.latency is not None:
+            verdict = dataclasses.replace(verdict, latency_ms=self.latency(spec))
         reason = verdict.reason
         proxy_spec = None
         if verdict.feasible:
@@ -345,7 +354,11 @@ class Objective:
             return 0.0 if cfg.objective == "accuracy" else self._values(0.0, verdict)
         trial.set_user_attr("trained", True)
         assert proxy_spec is not None
-        accuracy, best, epochs = self._train(trial, proxy_spec, seed)
+        try:
+            accuracy, best, epochs = self._train(trial, proxy_spec, seed)
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)  # re-enqueued by the next worker that starts
+            raise
         trial.set_user_attr("accuracy", accuracy)
         trial.set_user_attr("best_accuracy", best)
         trial.set_user_attr("epochs", epochs)
@@ -393,6 +406,51 @@ class Objective:
             trial.set_user_attr("error", f"non-finite loss: {e}")
             raise
         return result.val_top1, result.best_val_top1, result.epochs_run
+
+
+def latency_meter(mode: str = "optimized") -> Callable[[NetSpec], float]:
+    """Median ms per batch of 8 clips of a spec's clip on this machine, on the ``optimized``
+    inference path (what would deploy; see ``profiler.optimize``) or ``eager``. Memoised per spec."""
+    from profiler.latency import measure_latency
+    from space.modules import build
+
+    seen: dict[NetSpec, float] = {}
+
+    def measure(spec: NetSpec) -> float:
+        if spec not in seen:
+            model: Any = build(spec).eval()
+            if mode == "optimized":
+                from profiler.optimize import optimize_for_inference
+
+                model = optimize_for_inference(model, input_shape=spec.input_shape)
+            seen[spec] = measure_latency(model, batch_size=8, clip=spec.clip, warmup=1, repeats=3).median_ms
+        return seen[spec]
+
+    return measure
+
+
+def requeue_interrupted(study: optuna.Study) -> int:
+    """Enqueue again every trial that an interruption (Ctrl-C) stopped in training, with its
+    params, source and seed, unless that was done already. Returns how many were enqueued."""
+    trials = study.get_trials(deepcopy=False)
+    done = {t.user_attrs.get("retry_of") for t in trials}
+    n = 0
+    for t in trials:
+        if t.state == TrialState.FAIL and t.user_attrs.get("interrupted") and t.number not in done:
+            keep = {k: t.user_attrs[k] for k in ("source", "seed") if k in t.user_attrs}
+            study.enqueue_trial(t.params, user_attrs={**keep, "retry_of": t.number})
+            n += 1
+    return n
+
+
+def enqueue_sweep(study: optuna.Study, families: tuple[str, ...], seeds: tuple[int, ...]) -> int:
+    """Enqueue every paper preset of ``families`` once per seed (seed-major); returns the count."""
+    n = 0
+    for seed in seeds:
+        for family, width in paper_presets(families):
+            study.enqueue_trial(preset_params(family, width), user_attrs={"source": "sweep", "seed": seed})
+            n += 1
+    return n
 
 
 # -- workers ----------------------------------------------------------------------------------------
@@ -458,6 +516,7 @@ def run_worker(
         if _done(st, n_trials):
             st.stop()
 
+    requeue_interrupted(study)
     objective = Objective(config, data, latency)
     from search.train import NonFiniteLossError
 

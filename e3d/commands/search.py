@@ -1,4 +1,8 @@
-"""``e3d search``: budgeted architecture search with Optuna on a proxy task."""
+"""``e3d search``: budgeted architecture search with Optuna on a proxy task.
+
+Also the pieces ``e3d sweep`` shares: the proxy-task and storage options, and running a study's
+worker with a progress bar, one line per trial, outputs after every trial and a summary.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from e3d.cli import positive_float, positive_int
+from e3d.cli import non_negative_int, positive_float, positive_int
 
 EPILOG = """\
 examples:
@@ -51,6 +55,70 @@ def count_arg(text: str) -> float:
     return value
 
 
+def add_proxy_args(p: argparse.ArgumentParser, *, epochs: int = 3, train_samples: int = 800, val_samples: int = 200) -> None:
+    """The options that define how each candidate is trained and scored."""
+    x = p.add_argument_group("proxy task")
+    x.add_argument("--task", choices=("motion", "digits"), default="motion", help="built-in proxy task (default motion)")
+    x.add_argument("--data", metavar="PATH", help="train on a dataset instead (any layout e3d train reads)")
+    x.add_argument("--format", dest="data_format", metavar="F", help="layout of --data (guessed when omitted)")
+    x.add_argument("--proxy-clip", type=clip_arg, default=(16, 48, 48), metavar="TxHxW", help="training clip (default 16x48x48)")
+    x.add_argument(
+        "--train-samples",
+        type=positive_int,
+        default=train_samples,
+        metavar="N",
+        help=f"proxy-task training videos (default {train_samples})",
+    )
+    x.add_argument(
+        "--val-samples", type=positive_int, default=val_samples, metavar="N", help=f"proxy-task held-out videos (default {val_samples})"
+    )
+    x.add_argument("--epochs", type=positive_int, default=epochs, metavar="E", help=f"epochs per candidate (default {epochs})")
+    x.add_argument("--trial-seconds", type=positive_float, metavar="S", help="also stop a candidate's training after S seconds")
+    x.add_argument("--batch-size", type=positive_int, default=16, metavar="B")
+    x.add_argument("--lr", type=positive_float, default=0.05, help="SGD learning rate (default 0.05)")
+    x.add_argument("--data-seed", type=int, default=0, help="seed of the proxy-task videos (default 0)")
+    x.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    x.add_argument("--loader-workers", type=non_negative_int, default=0, metavar="N", help="DataLoader workers (default 0: in-process)")
+
+
+def add_storage_args(p: argparse.ArgumentParser, *, name: str) -> None:
+    """Where the study lives and where its outputs go."""
+    o = p.add_argument_group("storage and output")
+    o.add_argument("--study-name", default=name, metavar="NAME", help=f"study name (default {name})")
+    o.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: SQLite file in --out); postgresql://... for many workers")
+    o.add_argument("--out", type=Path, metavar="DIR", help="run folder (default runs/<study-name>)")
+    o.add_argument("--resume", action="store_true", help="continue the existing study with its stored settings")
+    o.add_argument(
+        "--heartbeat",
+        type=positive_int,
+        default=10,
+        metavar="S",
+        help="heartbeat interval; a dead worker's trial fails after ~2S and is re-run",
+    )
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def proxy_config(args: argparse.Namespace) -> Any:
+    """The ``ProxyConfig`` of the parsed proxy-task options."""
+    from search.study import ProxyConfig
+
+    return ProxyConfig(
+        task=args.task,
+        data=args.data,
+        data_format=args.data_format,
+        clip=args.proxy_clip,
+        train_samples=args.train_samples,
+        val_samples=args.val_samples,
+        epochs=args.epochs,
+        trial_seconds=args.trial_seconds,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        data_seed=args.data_seed,
+        num_workers=args.loader_workers,
+        device=args.device,
+    )
+
+
 def register(sub: Any) -> None:
     """Add the ``search`` subcommand."""
     p = sub.add_parser(
@@ -68,14 +136,14 @@ def register(sub: Any) -> None:
     b.add_argument(
         "--budget-clip", type=clip_arg, default=(16, 112, 112), metavar="TxHxW", help="clip the budget is counted on (default 16x112x112)"
     )
-    b.add_argument("--eager-latency", action="store_true", help="measure latency of the eager model instead of the optimized one")
+    b.add_argument("--eager-latency", action="store_true", help="time the eager model for the latency bound (default: the optimized path)")
     s = p.add_argument_group("search")
-    s.add_argument("--families", default=None, metavar="F,F", help="comma-separated subset of the five families (default: all)")
+    s.add_argument("--families", metavar="F,F", help="comma-separated subset of the five families (default: all)")
     s.add_argument(
         "--objective",
         choices=("accuracy", "pareto"),
         default="accuracy",
-        help="accuracy under the budget (pruned), or pareto: accuracy vs macs (no pruning)",
+        help="accuracy under the budget (pruned), or pareto: accuracy vs macs",
     )
     s.add_argument(
         "--trials", type=positive_int, default=6, metavar="N", help="searched candidates to train, besides the baselines (default 6)"
@@ -86,48 +154,16 @@ def register(sub: Any) -> None:
     )
     s.add_argument("--no-baselines", action="store_true", help="do not train the paper's presets that fit the budget first")
     s.add_argument("--seed", type=int, default=0, help="seed of sampling and of every candidate's training (default 0)")
-    x = p.add_argument_group("proxy task")
-    x.add_argument("--task", choices=("motion", "digits"), default="motion", help="built-in proxy task (default motion)")
-    x.add_argument("--data", metavar="PATH", help="train on a dataset instead (any layout e3d train reads)")
-    x.add_argument("--format", dest="data_format", metavar="F", help="layout of --data (guessed when omitted)")
-    x.add_argument("--proxy-clip", type=clip_arg, default=(16, 48, 48), metavar="TxHxW", help="training clip (default 16x48x48)")
-    x.add_argument("--train-samples", type=positive_int, default=800, metavar="N", help="proxy-task training videos (default 800)")
-    x.add_argument("--val-samples", type=positive_int, default=200, metavar="N", help="proxy-task held-out videos (default 200)")
-    x.add_argument("--epochs", type=positive_int, default=3, metavar="E", help="epochs per candidate (default 3)")
-    x.add_argument("--trial-seconds", type=positive_float, metavar="S", help="also stop a candidate's training after S seconds")
-    x.add_argument("--batch-size", type=positive_int, default=16, metavar="B")
-    x.add_argument("--lr", type=positive_float, default=0.05, help="SGD learning rate (default 0.05)")
-    x.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    x.add_argument("--loader-workers", type=int, default=0, metavar="N", help="DataLoader workers (default 0: in-process)")
-    o = p.add_argument_group("storage and output")
-    o.add_argument("--study-name", default="e3d-search", metavar="NAME", help="study name (default e3d-search)")
-    o.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: SQLite file in --out); postgresql://... for many workers")
-    o.add_argument("--out", type=Path, metavar="DIR", help="run folder (default runs/<study-name>)")
-    o.add_argument("--resume", action="store_true", help="continue the existing study with its stored settings")
-    o.add_argument(
-        "--heartbeat",
-        type=positive_int,
-        default=10,
-        metavar="S",
-        help="worker heartbeat interval; dead workers' trials fail after ~2S and are re-run",
-    )
-    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_proxy_args(p)
+    add_storage_args(p, name="e3d-search")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run one search worker."""
-    from tqdm import tqdm
-
+    """Create or join the study, then run one search worker."""
     from search import study as st
     from search.budget import Budget, feasible_families
-    from search.results import study_frame, write_outputs
     from search.searchspace import FAMILIES, check_families
-
-    out: Path = args.out or Path("runs") / args.study_name
-    out.mkdir(parents=True, exist_ok=True)
-    url = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    storage = st.open_storage(url, heartbeat=args.heartbeat)
 
     config = None
     if not args.resume:
@@ -139,93 +175,80 @@ def run(args: argparse.Namespace) -> int:
         left_out = [f"{f} (min {minima[f][0] / 1e6:.0f} M macs)" for f in families if f not in fits]
         if left_out:
             print(f"left out, cannot fit the budget: {', '.join(left_out)}", file=sys.stderr)
-        proxy = st.ProxyConfig(
-            task=args.task,
-            data=args.data,
-            data_format=args.data_format,
-            clip=args.proxy_clip,
-            train_samples=args.train_samples,
-            val_samples=args.val_samples,
-            epochs=args.epochs,
-            trial_seconds=args.trial_seconds,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            num_workers=args.loader_workers,
-            device=args.device,
-        )
         config = st.SearchConfig(
             budget=budget,
             families=fits,
-            proxy=proxy,
+            proxy=proxy_config(args),
             objective=args.objective,
             pruner=args.pruner,
             seed=args.seed,
             baselines=not args.no_baselines,
             latency_mode="eager" if args.eager_latency else "optimized",
         )
+
+    def enqueue(study: Any, config: Any) -> str:
+        chosen = st.enqueue_baselines(study, config) if config.baselines else []
+        return f"baselines: {', '.join(f'{f} {w:g}x' for f, w in chosen) or 'none of the presets fits'}"
+
+    return run_study(args, config, enqueue=enqueue, n_trials=args.trials, timeout=args.timeout)
+
+
+def run_study(args: argparse.Namespace, config: Any, *, enqueue: Any, n_trials: int, timeout: float | None = None) -> int:
+    """Open (create or join) the study of ``args``, run one worker, write the outputs, summarise."""
+    from tqdm import tqdm
+
+    from search import study as st
+    from search.results import study_frame, write_outputs
+
+    out: Path = args.out or Path("runs") / args.study_name
+    out.mkdir(parents=True, exist_ok=True)
+    url = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    storage = st.open_storage(url, heartbeat=args.heartbeat)
     study, config, created = st.open_study(args.study_name, storage, config, resume=args.resume)
-    if created and config.baselines:
-        chosen = st.enqueue_baselines(study, config)
-        print(f"baselines: {', '.join(f'{f} {w:g}x' for f, w in chosen) or 'none of the presets fits'}", file=sys.stderr)
-    elif not created:
+    if created:
+        print(enqueue(study, config), file=sys.stderr)
+    else:
         print(f"joining study {args.study_name!r} ({len(study.trials)} trials so far)", file=sys.stderr)
-    print(f"budget: {config.budget.describe()}; families: {', '.join(config.families)}", file=sys.stderr)
-    print(f"proxy: {config.proxy.describe()}; objective: {config.objective}; storage: {st._redact(url)}", file=sys.stderr)
+    if config.kind == "search":
+        print(f"budget: {config.budget.describe()}; families: {', '.join(config.families)}", file=sys.stderr)
+    print(f"proxy: {config.proxy.describe()}; objective: {config.objective}; storage: {st.redact(url)}", file=sys.stderr)
 
     data = st.load_proxy(config.proxy, progress=not args.quiet)
-    latency = _latency_fn(config) if config.budget.latency_ms is not None else None
-    n_baselines = sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("source") == "baseline")
-    bar = tqdm(total=args.trials + n_baselines, desc="trials", unit="trial", file=sys.stderr, disable=args.quiet or None)
+    wants_latency = config.budget.latency_ms is not None or config.measure_latency
+    latency = st.latency_meter(config.latency_mode) if wants_latency else None
+    costs = ("macs", "latency_ms") if config.budget.latency_ms is not None and config.objective == "pareto" else ("macs",)
+    queued = sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("source") in ("baseline", "sweep"))
+    bar = tqdm(total=n_trials + queued, desc="trials", unit="trial", file=sys.stderr, disable=args.quiet or None)
     bar.update(st.count_trained(study))
 
     def on_trial(t: Any) -> None:
         bar.write(st.trial_line(t))
         if t.user_attrs.get("trained"):
             bar.update(1)
-        write_outputs(study_frame(study), out, costs=_costs(config))
+        write_outputs(study_frame(study), out, costs=costs)
 
     started = time.perf_counter()
     try:
-        report = st.run_worker(study, config, data, n_trials=args.trials, timeout=args.timeout, latency=latency, on_trial=on_trial)
+        st.run_worker(study, config, data, n_trials=n_trials, timeout=timeout, latency=latency, on_trial=on_trial)
     except KeyboardInterrupt:
         bar.close()
-        write_outputs(study_frame(study), out, costs=_costs(config))
-        again = f"e3d search --resume --study-name {args.study_name} --out {out}" + (f" --storage {args.storage}" if args.storage else "")
+        write_outputs(study_frame(study), out, costs=costs)
+        again = f"e3d {config.kind} --resume --study-name {args.study_name} --out {out}" + (
+            f" --storage {args.storage}" if args.storage else ""
+        )
         print(f"\ninterrupted; every finished trial is saved in {out}. Continue with:\n  {again}", file=sys.stderr)
         return 130
     bar.close()
     df = study_frame(study)
-    paths = write_outputs(df, out, costs=_costs(config))
-    print(summary(df, config, report, time.perf_counter() - started))
+    paths = write_outputs(df, out, costs=costs)
+    print(summary(df, config, time.perf_counter() - started))
     print(f"\nwrote {', '.join(str(p) for p in paths.values() if p.exists())}")
-    if paths["best"].exists():
+    if config.kind == "search" and paths["best"].exists():
         print(f"next: e3d train {paths['best']} --data {config.proxy.data or config.proxy.task}   |   e3d profile {paths['best']}")
     return 0
 
 
-def _costs(config: Any) -> tuple[str, ...]:
-    return ("macs", "latency_ms") if config.budget.latency_ms is not None and config.objective == "pareto" else ("macs",)
-
-
-def _latency_fn(config: Any) -> Any:
-    from profiler.latency import measure_latency
-    from space.modules import build
-
-    def measure(spec: Any) -> float:
-        model: Any = build(spec).eval()
-        if config.latency_mode == "optimized":
-            try:
-                from profiler.optimize import optimize_for_inference
-            except ImportError:
-                pass
-            else:
-                model = optimize_for_inference(model, input_shape=spec.input_shape)
-        return measure_latency(model, batch_size=8, clip=spec.clip, warmup=1, repeats=3).median_ms
-
-    return measure
-
-
-def summary(df: Any, config: Any, report: Any, seconds: float) -> str:
+def summary(df: Any, config: Any, seconds: float) -> str:
     """The table printed at the end: counts, then the best trials next to the best baseline."""
     from search.results import finished
 
@@ -239,13 +262,13 @@ def summary(df: Any, config: Any, report: Any, seconds: float) -> str:
     done = finished(df)
     if not len(done):
         return "\n".join([*lines, "no finished trials yet"])
-    top = done.sort_values(["accuracy", "macs"], ascending=[False, True]).head(10)
-    lines.append(f"\n{'trial':>5}  {'source':<8} {'accuracy':>8}  {'macs M':>8}  {'params M':>8}  {'paper MFLOPs':>12}  spec")
+    top = done.sort_values(["accuracy", "macs"], ascending=[False, True]).head(10 if config.kind == "search" else len(done))
+    lines.append(f"\n{'trial':>5}  {'source':<8} {'seed':>4} {'accuracy':>8}  {'macs M':>8}  {'params M':>8}  {'paper MFLOPs':>12}  spec")
     for _, r in top.iterrows():
         nums = f"{r['accuracy']:7.1f}%  {r['macs'] / 1e6:8.1f}  {r['params'] / 1e6:8.2f}  {r['paper_mflops']:12.1f}"
-        lines.append(f"{int(r['number']):>5}  {r['source']!s:<8} {nums}  {r['summary']}")
+        lines.append(f"{int(r['number']):>5}  {r['source']!s:<8} {int(r['seed']):>4} {nums}  {r['summary']}")
     base = done[done["source"] == "baseline"]
-    searched = done[done["source"] != "baseline"]
+    searched = done[done["source"].isin(["search", "retry"])]
     if len(base) and len(searched):
         b, s = base["accuracy"].max(), searched["accuracy"].max()
         verdict = "beats" if s > b else "ties with" if s == b else "does not beat"

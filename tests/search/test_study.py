@@ -39,7 +39,8 @@ def test_tiny_search_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert trained["accuracy"].between(0, 100).all() and (trained["macs"] <= 60e6).all()
     assert (df[~df["feasible"]]["macs"] > 60e6).all()
     best = space.NetSpec.load(tmp_path / "best.json")
-    assert best == space.NetSpec.from_json(trained.sort_values("accuracy", ascending=False).iloc[0]["spec_json"])
+    top = trained.sort_values(["accuracy", "macs"], ascending=[False, True]).iloc[0]  # ties go to the cheaper network
+    assert best == space.NetSpec.from_json(top["spec_json"])
     pareto = json.loads((tmp_path / "pareto.json").read_text())
     assert pareto["trials"] and all("spec" in t for t in pareto["trials"])
     assert "trial" in out and "baseline" in out and "rejected by the budget" in out

@@ -1,0 +1,68 @@
+"""``e3d sweep``: every paper preset x seed, in the search's results format, resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+import space
+from e3d.cli import main
+from search.searchspace import SPACE
+from tests.search.test_study import fake_fit
+
+TINY = ["--proxy-clip", "8x32x32", "--train-samples", "32", "--val-samples", "16", "--epochs", "1", "--batch-size", "8", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("E3D_CACHE", str(tmp_path_factory.getbasetemp() / "proxy-cache"))
+
+
+def test_sweep_trains_every_preset_once_per_seed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("search.train.fit", fake_fit([]))
+    measured: list[space.NetSpec] = []
+
+    def meter(mode: str) -> Any:
+        def measure(spec: space.NetSpec) -> float:
+            measured.append(spec)
+            return 10.0
+
+        return measure
+
+    monkeypatch.setattr("search.study.latency_meter", meter)
+    assert main(["sweep", "--families", "mobilenet,mobilenetv2", "--seeds", "2", "--out", str(tmp_path), *TINY]) == 0
+    df = pd.read_csv(tmp_path / "trials.csv")
+    assert (df["source"] == "sweep").all() and (df["state"] == "COMPLETE").all()
+    expected = {(f, w) for f in ("mobilenet", "mobilenetv2") for w in space.model_info(f).paper_widths}
+    for seed in (0, 1):
+        rows = df[df["seed"] == seed]
+        assert set(zip(rows["family"], rows["width_mult"], strict=True)) == expected
+    assert len(df) == 2 * len(expected)
+    assert (df["latency_ms"] == 10.0).all() and len(measured) == len(df)
+    presets = {space.paper_spec(f, width_mult=w, num_classes=measured[0].num_classes) for f, w in expected}
+    assert set(measured) == presets, "the swept networks are the paper's presets (with the proxy task's head)"
+
+
+def test_sweep_resumes_where_it_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = fake_fit([])
+    calls = {"n": 0}
+
+    def stop_on_third(*a: Any, **k: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr("search.train.fit", stop_on_third)
+    args = ["sweep", "--families", "shufflenetv2", "--seeds", "1", "--no-latency", "--out", str(tmp_path), *TINY]
+    assert main(args) == 130
+    assert len(pd.read_csv(tmp_path / "trials.csv").query("state == 'COMPLETE'")) == 2
+    monkeypatch.setattr("search.train.fit", real)
+    assert main(["sweep", "--resume", "--out", str(tmp_path), "--quiet"]) == 0
+    df = pd.read_csv(tmp_path / "trials.csv")
+    done = df[df["state"] == "COMPLETE"]
+    assert sorted(done["width_mult"]) == sorted(space.model_info("shufflenetv2").paper_widths)
+    assert len(SPACE) == 5
