@@ -1,0 +1,191 @@
+"""Results as data: any study (storage URL + name) or a ``trials.csv`` as one DataFrame row per trial.
+
+The rows follow :data:`search.results.COLUMNS` (then the spec's fields flattened as ``spec.<path>``),
+whether they come from a live study, from the ``trials.csv`` that ``e3d search`` writes, or from a
+hand-made CSV that has at least :data:`REQUIRED`. Numbers are floats (NaN where unknown) and
+``feasible`` is a nullable boolean, so every later computation sees the same types.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from search.results import COLUMNS, frame, study_frame
+from space.spec import E3DError
+
+REQUIRED = ("state", "family", "width_mult", "macs", "params", "accuracy")
+"""Columns a CSV must have; the other :data:`search.results.COLUMNS` are filled with NaN when absent."""
+
+NUMERIC = (
+    "number",
+    "width_mult",
+    "macs",
+    "params",
+    "paper_mflops",
+    "activations",
+    "latency_ms",
+    "accuracy",
+    "best_accuracy",
+    "epochs",
+    "duration_s",
+    "seed",
+)
+"""Columns read as floats."""
+
+_TRUE = {"true", "1", "yes", "1.0"}
+_FALSE = {"false", "0", "no", "0.0"}
+
+
+class AnalysisError(E3DError):
+    """Input that analysis cannot use: an unknown or empty study, an unreadable or incomplete CSV."""
+
+
+@dataclass(frozen=True)
+class Results:
+    """A study's trials as data, with what is known about how they were made."""
+
+    trials: pd.DataFrame
+    """One row per trial: :data:`search.results.COLUMNS` then ``spec.<path>`` columns."""
+    name: str
+    """The study name, or the CSV's path."""
+    budget_mflops: float | None = None
+    """The search's multiply-add budget per clip, in millions, when known."""
+    budget_clip: tuple[int, int, int] | None = None
+    """The clip on which ``macs`` (and the budget) are counted, when known."""
+    config: Mapping[str, Any] | None = None
+    """The study's stored ``e3d search`` settings (``SearchConfig.to_dict()``), when known."""
+
+
+def normalize(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy with every :data:`search.results.COLUMNS` present, :data:`NUMERIC` as float (``number``
+    as a nullable integer), ``feasible`` as a nullable boolean and ``state`` upper-case.
+
+    A value that is not a number raises :class:`AnalysisError`.
+    """
+    records: list[dict[str, Any]] = [{str(k): v for k, v in r.items()} for r in df.to_dict("records")]
+    out = frame(records) if len(df) else pd.DataFrame(columns=[*COLUMNS, *(c for c in df.columns if c not in COLUMNS)])
+    if out["number"].isna().all():
+        out["number"] = range(len(out))
+    for col in NUMERIC:
+        values = pd.to_numeric(out[col], errors="coerce")
+        bad = out[col].notna() & values.isna()
+        if bad.any():
+            raise AnalysisError(f"column {col!r} holds a value that is not a number: {out.loc[bad, col].iloc[0]!r}")
+        out[col] = values.astype(float)
+    out["number"] = out["number"].astype("Int64")
+    out["feasible"] = _booleans(out["feasible"])
+    out["state"] = out["state"].astype(str).str.upper()
+    return out.reset_index(drop=True)
+
+
+def _booleans(col: pd.Series) -> pd.Series:
+    def one(v: Any) -> Any:
+        if v is None or (isinstance(v, float) and v != v):
+            return pd.NA
+        if isinstance(v, bool):
+            return v
+        text = str(v).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise AnalysisError(f"column 'feasible' holds {v!r}, not True or False")
+
+    return pd.Series([one(v) for v in col], index=col.index, dtype="boolean")
+
+
+def from_study(study: optuna.Study) -> Results:
+    """Every trial of an open study, and the budget from its stored ``e3d search`` settings."""
+    from search.study import CONFIG_ATTR
+
+    config = study.user_attrs.get(CONFIG_ATTR)
+    return _results(normalize(study_frame(study)), study.study_name, config)
+
+
+def load_study(name: str, *, storage: str) -> Results:
+    """Open study ``name`` in the Optuna storage at URL ``storage`` (SQLite file or PostgreSQL).
+
+    Raises :class:`AnalysisError` when the SQLite file does not exist, the study is not there (the
+    message lists the studies that are) or it has no trials; ``search.study.StorageError`` when the
+    storage cannot be reached.
+    """
+    from search.study import list_studies, open_storage
+
+    if storage.startswith("sqlite:///"):
+        path = Path(storage.removeprefix("sqlite:///"))
+        if not path.is_file():  # optuna would create an empty database there
+            raise AnalysisError(f"no SQLite database at {path}")
+    store = open_storage(storage)
+    names = list_studies(store)
+    if name not in names:
+        raise AnalysisError(f"no study {name!r} in this storage; studies there: {', '.join(sorted(names)) or 'none'}")
+    results = from_study(optuna.load_study(study_name=name, storage=store))
+    if not len(results.trials):
+        raise AnalysisError(f"study {name!r} has no trials yet")
+    return results
+
+
+def load_csv(path: str | Path) -> Results:
+    """Read a ``trials.csv`` (or a run folder of ``e3d search`` that holds one).
+
+    When the folder also holds the search's ``study.db`` with exactly one study, its stored budget
+    is used. Raises :class:`AnalysisError` for a missing or unreadable file, a file without rows,
+    or one that lacks any of :data:`REQUIRED` (all are named).
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / "trials.csv"
+    if not p.is_file():
+        raise AnalysisError(f"no such file: {p}")
+    try:
+        raw = pd.read_csv(p)
+    except pd.errors.EmptyDataError:
+        raise AnalysisError(f"{p} is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise AnalysisError(f"{p} is not a readable CSV: {first}") from None
+    missing = [c for c in REQUIRED if c not in raw.columns]
+    if missing:
+        raise AnalysisError(f"{p} lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (it needs {', '.join(REQUIRED)})")
+    if not len(raw):
+        raise AnalysisError(f"{p} has no trials (a header and no rows)")
+    return _results(normalize(raw), str(p), _config_next_to(p))
+
+
+def _config_next_to(csv: Path) -> Mapping[str, Any] | None:
+    """The stored search settings of the single study in ``study.db`` beside ``csv``, if any."""
+    db = csv.with_name("study.db")
+    if not db.is_file():
+        return None
+    from search.study import CONFIG_ATTR
+
+    try:
+        summaries = optuna.get_all_study_summaries(f"sqlite:///{db.resolve()}", include_best_trial=False)
+    except Exception:  # a database of something else: the CSV alone still analyses
+        return None
+    if len(summaries) != 1:
+        return None
+    config = summaries[0].user_attrs.get(CONFIG_ATTR)
+    return config if isinstance(config, Mapping) else None
+
+
+def _results(df: pd.DataFrame, name: str, config: Mapping[str, Any] | None) -> Results:
+    budget = (config or {}).get("budget") or {}
+    mflops = budget.get("mflops")
+    clip = budget.get("clip")
+    if clip is None and "spec.clip" in df and df["spec.clip"].notna().any():
+        clip = [int(v) for v in str(df["spec.clip"].dropna().iloc[0]).split("x")]
+    return Results(
+        trials=df,
+        name=name,
+        budget_mflops=float(mflops) if mflops is not None else None,
+        budget_clip=(clip[0], clip[1], clip[2]) if clip is not None and len(clip) == 3 else None,
+        config=json.loads(json.dumps(config)) if config is not None else None,
+    )

@@ -1,0 +1,148 @@
+"""``e3d analyze``: figures, Pareto tables and findings of any study or ``trials.csv``."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from e3d.cli import positive_float
+
+EPILOG = """\
+examples:
+  e3d analyze --csv runs/e3d-search --out runs/e3d-search/analysis        a run folder of e3d search
+  e3d analyze --csv trials.csv --out out --budget-mflops 200                any trials.csv
+  e3d analyze --study s200 --storage postgresql://user:pw@host/db --out out
+
+Writes to --out: accuracy_vs_macs, width_curves, latency_vs_macs (when latency was measured),
+paper_accuracy, paper_width and paper_speed (your results next to the paper's Table 8), each as PNG
+and SVG, and summary.md with the Pareto fronts (accuracy vs multiply-adds, params, latency), the
+width-multiplier curves and drops, deeper vs shallower families at equal multiply-adds, and the rank
+correlation of multiply-adds with latency. Prints the accuracy-vs-multiply-adds Pareto table.
+
+Only trials trained to the end count; rejected (over budget), pruned and failed trials are counted
+but not plotted. Repeated trials of one architecture (seeds) are averaged, their spread shown."""
+
+
+def register(sub: Any) -> None:
+    """Add the ``analyze`` subcommand."""
+    p = sub.add_parser(
+        "analyze",
+        help="figures, Pareto tables and findings of a study or a trials.csv",
+        description="Analyse the results of e3d search (or any rows of its trials.csv schema): Pareto fronts, "
+        "width-multiplier curves, FLOPs against measured latency, and the same views of the paper's Table 8 beside them.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--study", metavar="NAME", help="an Optuna study name (with --storage)")
+    src.add_argument("--csv", type=Path, metavar="PATH", help="a trials.csv, or a run folder of e3d search that holds one")
+    p.add_argument("--storage", metavar="URL", help="Optuna storage URL of --study, e.g. sqlite:///runs/x/study.db or postgresql://...")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the figures and summary.md (created)")
+    p.add_argument(
+        "--budget-mflops",
+        type=positive_float,
+        metavar="M",
+        help="multiply-add budget per clip in millions, for the budget line (default: the study's own, when stored)",
+    )
+    p.add_argument(
+        "--measure-latency",
+        action="store_true",
+        help="time every trained architecture without a latency on this machine (eager, batch 8, its own clip)",
+    )
+    p.add_argument("--no-paper", action="store_true", help="leave out the figures and summary section of the paper's Table 8")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run, parser=p)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load, compute, draw, write, print."""
+    import dataclasses
+
+    from analysis import architectures, load_csv, load_study
+    from analysis.load import AnalysisError
+    from analysis.paper import PAPER_CLIP
+    from analysis.plots import (
+        plot_accuracy_vs_cost,
+        plot_latency_vs_cost,
+        plot_paper,
+        plot_paper_speed,
+        plot_width_curves,
+        save_figure,
+    )
+    from analysis.report import pareto_text, summary_markdown
+    from search.results import finished
+
+    if args.study is not None and not args.storage:
+        args.parser.error("--study needs --storage URL (the storage e3d search used)")
+    if args.storage and args.study is None:
+        args.parser.error("--storage goes with --study NAME")
+    results = load_study(args.study, storage=args.storage) if args.study is not None else load_csv(args.csv)
+    if args.budget_mflops is not None:
+        results = dataclasses.replace(results, budget_mflops=args.budget_mflops)
+    df = results.trials
+    if not len(finished(df)):
+        states = df["state"].astype(str).value_counts().to_dict()
+        rejected = int((df["feasible"] == False).sum())  # noqa: E712
+        raise AnalysisError(
+            f"{results.name}: none of its {len(df)} trials finished training with an accuracy "
+            f"({rejected} rejected by the budget, {states.get('PRUNED', 0)} pruned, {states.get('FAIL', 0)} failed, "
+            f"{states.get('RUNNING', 0)} running)"
+        )
+    note = None
+    if args.measure_latency:
+        from analysis.measure import measure_latencies
+
+        df, note = measure_latencies(df, progress=not args.quiet)
+        results = dataclasses.replace(results, trials=df)
+
+    out: Path = args.out
+    budget = results.budget_mflops
+    paper_budget = budget if results.budget_clip in (None, PAPER_CLIP) else None
+    has_latency = bool(df["latency_ms"].notna().any())
+    figures: list[Path] = []
+    figures += save_figure(
+        plot_accuracy_vs_cost(df, budget=budget, title=f"{_short(results.name)}: accuracy vs multiply-adds"), out, "accuracy_vs_macs"
+    )
+    figures += save_figure(plot_width_curves(df, title=f"{_short(results.name)}: accuracy vs width"), out, "width_curves")
+    if has_latency:
+        figures += save_figure(plot_latency_vs_cost(df, title=f"{_short(results.name)}: latency vs multiply-adds"), out, "latency_vs_macs")
+    if not args.no_paper:
+        label = _short(results.name)
+        figures += save_figure(plot_paper(results=df, results_title=label, budget=budget, paper_budget=paper_budget), out, "paper_accuracy")
+        figures += save_figure(plot_paper(kind="width", results=df, results_title=label), out, "paper_width")
+        speed = plot_paper_speed(results=df if has_latency else None, results_title=label, cost="macs")
+        figures += save_figure(speed, out, "paper_speed")
+    summary = summary_markdown(results, figures=figures, command=_command(args), latency_note=note, paper=not args.no_paper)
+    (out / "summary.md").write_text(summary + "\n")
+
+    n_arch = len(architectures(df))
+    print(f"Pareto front of {results.name}: accuracy vs multiply-adds per clip ({n_arch} trained architecture(s))")
+    print(pareto_text(df, cost="macs"))
+    if note:
+        print(note, file=sys.stderr)
+    print(f"\nwrote {out / 'summary.md'} and {len(figures)} figure files in {out}")
+    return 0
+
+
+def _short(name: str) -> str:
+    path = Path(name)
+    return (path.parent.name or name) if path.name == "trials.csv" else name
+
+
+def _command(args: argparse.Namespace) -> str:
+    parts = ["e3d analyze"]
+    if args.study is not None:
+        parts += [f"--study {args.study}", f"--storage {re.sub(r'://[^@/]*@', '://***@', args.storage)}"]
+    else:
+        parts.append(f"--csv {args.csv}")
+    parts.append(f"--out {args.out}")
+    if args.budget_mflops is not None:
+        parts.append(f"--budget-mflops {args.budget_mflops:g}")
+    if args.measure_latency:
+        parts.append("--measure-latency")
+    if args.no_paper:
+        parts.append("--no-paper")
+    return " ".join(parts)
