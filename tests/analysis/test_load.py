@@ -1,0 +1,122 @@
+"""Loading results: the DataFrame's schema from a study and from a CSV, and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis import REQUIRED, AnalysisError, from_study, load_csv, load_study
+from search.results import COLUMNS, study_frame, write_outputs
+from tests.analysis.helpers import MIXED, make_study
+
+
+def test_study_frame_schema_one_row_per_trial_with_flattened_spec() -> None:
+    study = make_study(MIXED)
+    df = from_study(study).trials
+    assert len(df) == len(MIXED)
+    assert list(df.columns[: len(COLUMNS)]) == COLUMNS
+    extra = list(df.columns[len(COLUMNS) :])
+    assert extra and all(c.startswith("spec.") for c in extra)
+    assert "spec.stages.0.channels" in extra and "spec.width_mult" in extra
+    for col in ("width_mult", "macs", "params", "accuracy", "latency_ms", "seed"):
+        assert df[col].dtype == "float64", col
+    assert str(df["feasible"].dtype) == "boolean" and str(df["number"].dtype) == "Int64"
+    assert df["number"].tolist() == list(range(len(MIXED)))
+    assert df["state"].tolist() == [t.state for t in MIXED]
+    assert df["feasible"].tolist() == [t.feasible for t in MIXED]
+    # the spec's fields agree with the trial's own
+    assert (df["spec.width_mult"].astype(float) == df["width_mult"]).all()
+    assert (df["spec.family"] == df["family"]).all()
+    # a failed trial has no accuracy even if its objective was never reported
+    assert df.loc[df["state"] == "FAIL", "accuracy"].isna().all()
+
+
+def test_budget_and_clip_come_from_the_stored_config() -> None:
+    results = from_study(make_study(MIXED, budget_mflops=123.0))
+    assert results.budget_mflops == 123.0 and results.budget_clip == (16, 112, 112)
+    assert results.config is not None and results.config["proxy"]["task"] == "motion"
+
+
+def test_csv_round_trip_equals_the_study(tmp_path: Path) -> None:
+    study = make_study(MIXED)
+    write_outputs(study_frame(study), tmp_path)
+    from_csv = load_csv(tmp_path / "trials.csv").trials
+    direct = from_study(study).trials
+    assert list(from_csv.columns) == list(direct.columns)
+    cols = ["number", "state", "feasible", "family", "width_mult", "macs", "params", "accuracy", "seed"]
+    pd.testing.assert_frame_equal(from_csv[cols], direct[cols], check_dtype=True)
+
+
+def test_run_folder_reads_the_budget_from_its_study_db(tmp_path: Path) -> None:
+    study = make_study(MIXED, storage=f"sqlite:///{tmp_path / 'study.db'}", budget_mflops=77.0)
+    write_outputs(study_frame(study), tmp_path)
+    results = load_csv(tmp_path)
+    assert results.budget_mflops == 77.0 and len(results.trials) == len(MIXED)
+
+
+def test_sqlite_study_loads_by_name(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    make_study(MIXED, storage=url, name="mine")
+    results = load_study("mine", storage=url)
+    assert results.name == "mine" and len(results.trials) == len(MIXED)
+
+
+def test_unknown_study_lists_the_ones_that_exist(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    make_study(MIXED, storage=url, name="alpha")
+    make_study(MIXED[:1], storage=url, name="beta")
+    with pytest.raises(AnalysisError, match=r"no study 'gamma'.*studies there: alpha, beta"):
+        load_study("gamma", storage=url)
+
+
+def test_empty_study_is_an_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    make_study([], storage=url, name="empty")
+    with pytest.raises(AnalysisError, match="'empty' has no trials"):
+        load_study("empty", storage=url)
+
+
+def test_missing_sqlite_file_is_not_created(tmp_path: Path) -> None:
+    with pytest.raises(AnalysisError, match="no SQLite database"):
+        load_study("x", storage=f"sqlite:///{tmp_path / 'typo.db'}")
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_csv_missing_columns_names_them(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"state": ["COMPLETE"], "family": ["mobilenet"], "width_mult": [1.0], "params": [1e6]}).to_csv(path, index=False)
+    with pytest.raises(AnalysisError, match=r"lacks the columns macs, accuracy") as e:
+        load_csv(path)
+    assert "\n" not in str(e.value)
+
+
+def test_minimal_csv_with_only_the_required_columns_loads(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    pd.DataFrame({c: [v] for c, v in zip(REQUIRED, ["complete", "mobilenet", 1.0, 2e8, 3e6, 50.0], strict=True)}).to_csv(path, index=False)
+    df = load_csv(path).trials
+    assert list(df.columns[: len(COLUMNS)]) == COLUMNS
+    assert df["state"].tolist() == ["COMPLETE"] and df["feasible"].isna().all() and df["number"].tolist() == [0]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "is empty"),
+        (",".join(REQUIRED) + "\n", "has no trials"),
+        (",".join(REQUIRED) + "\nCOMPLETE,mobilenet,1.0,lots,3e6,50\n", "'macs' holds a value that is not a number: 'lots'"),
+    ],
+)
+def test_bad_csv_is_one_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text(text)
+    with pytest.raises(AnalysisError, match=message):
+        load_csv(path)
+
+
+def test_missing_csv(tmp_path: Path) -> None:
+    with pytest.raises(AnalysisError, match="no such file"):
+        load_csv(tmp_path / "nope.csv")
+    with pytest.raises(AnalysisError, match="no such file"):
+        load_csv(tmp_path)  # a folder without trials.csv

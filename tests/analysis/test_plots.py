@@ -1,0 +1,135 @@
+"""Each renderer returns a figure with the expected series and labelled axes (the info, not the pixels)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from analysis import (
+    from_study,
+    pareto_table,
+    plot_accuracy_vs_cost,
+    plot_latency_vs_cost,
+    plot_paper,
+    plot_paper_speed,
+    plot_width_curves,
+    save_figure,
+    speed_rank_correlation,
+)
+from tests.analysis.helpers import MIXED, T, make_study
+
+
+def labels(ax: Axes) -> list[str]:
+    """Legend labels, sorted (matplotlib lists plain lines before error-bar containers)."""
+    return sorted(ax.get_legend_handles_labels()[1])
+
+
+def series(ax: Axes) -> dict[str, tuple[list[float], list[float]]]:
+    """Label -> (x, y) of every labelled line and error-bar series."""
+    out = {c.get_label(): c.lines[0] for c in ax.containers if not c.get_label().startswith("_")}
+    out |= {ln.get_label(): ln for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+    return {k: (list(map(float, v.get_xdata())), list(map(float, v.get_ydata()))) for k, v in out.items()}
+
+
+def only_axes(fig: Figure) -> Axes:
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    return fig.axes[0]
+
+
+def assert_labelled(ax: Axes) -> None:
+    assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
+
+
+@pytest.fixture(scope="module")
+def trials() -> object:
+    return from_study(make_study(MIXED)).trials
+
+
+def test_accuracy_vs_cost_one_series_per_family_plus_front_and_budget(trials: object) -> None:
+    ax = only_axes(plot_accuracy_vs_cost(trials, budget=60.0))  # type: ignore[arg-type]
+    assert labels(ax) == sorted(["mobilenet", "mobilenetv2", "shufflenet", "Pareto front", "budget 60 M"])
+    assert_labelled(ax)
+    assert "multiply-adds" in ax.get_xlabel() and "motion" in ax.get_ylabel()
+    s = series(ax)
+    front = pareto_table(trials)  # type: ignore[arg-type]
+    assert s["Pareto front"][0] == pytest.approx(list(front["macs"] / 1e6))
+    assert s["Pareto front"][1] == list(front["accuracy"])
+    assert s["budget 60 M"][0] == [60.0, 60.0]
+    # the pruned shufflenet 1.0x and the rejected mobilenet 2.0x are not drawn; two seeds are one point
+    assert s["mobilenet"][1] == [42.0, 55.0] and s["mobilenetv2"][1] == [30.0] and s["shufflenet"][1] == [50.0]
+
+
+def test_accuracy_vs_cost_without_budget_or_front_and_on_given_axes(trials: object) -> None:
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert plot_accuracy_vs_cost(trials, cost="params", front=False, ax=ax) is fig  # type: ignore[arg-type]
+    assert labels(ax) == ["mobilenet", "mobilenetv2", "shufflenet"]
+    assert ax.get_xlabel() == "parameters (M)"
+
+
+def test_width_curves_one_curve_per_family_and_the_threshold(trials: object) -> None:
+    ax = only_axes(plot_width_curves(trials))  # type: ignore[arg-type]
+    assert labels(ax) == ["mobilenet (mean ± sd, up to 2 runs)", "mobilenetv2", "shufflenet", "width 0.5x"]
+    assert_labelled(ax)
+    assert ax.get_xlabel() == "width multiplier"
+    s = series(ax)
+    assert s["width 0.5x"][0] == [0.5, 0.5]
+    assert s["mobilenet (mean ± sd, up to 2 runs)"] == ([0.5, 1.0], [42.0, 55.0])
+
+
+def test_latency_vs_cost_series_and_printed_rank_correlation() -> None:
+    study = make_study(
+        [
+            T("mobilenet", 0.5, 40.0, latency_ms=50.0),
+            T("mobilenet", 1.0, 50.0, latency_ms=40.0),
+            T("shufflenet", 0.5, 45.0, latency_ms=90.0),
+            T("shufflenet", 1.0, None, feasible=False, latency_ms=70.0),  # rejected after timing: still a speed point
+            T("mobilenetv2", 1.0, 50.0),  # not timed
+        ]
+    )
+    df = from_study(study).trials
+    ax = only_axes(plot_latency_vs_cost(df))
+    assert labels(ax) == ["mobilenet", "shufflenet"]
+    assert_labelled(ax)
+    assert "latency" in ax.get_ylabel()
+    rho = speed_rank_correlation(df)
+    assert rho.n == 4
+    assert any(f"ρ = {rho.rho:.2f} (n = 4)" in t.get_text() for t in ax.texts)
+
+
+def test_latency_vs_cost_with_nothing_timed_says_so(trials: object) -> None:
+    ax = only_axes(plot_latency_vs_cost(trials))  # type: ignore[arg-type]
+    assert labels(ax) == [] and any("no latency measured" in t.get_text() for t in ax.texts)
+
+
+def test_paper_figure_puts_results_beside_each_dataset(trials: object) -> None:
+    fig = plot_paper(results=trials, budget=60.0, paper_budget=60.0)  # type: ignore[arg-type]
+    assert len(fig.axes) == 4
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["your results", "Table 8: Kinetics-600", "Table 8: Jester", "Table 8: UCF-101"]
+    five = sorted(["mobilenet", "mobilenetv2", "shufflenet", "shufflenetv2", "squeezenet", "Pareto front", "budget 60 M"])
+    for ax in fig.axes[1:]:
+        assert labels(ax) == five
+        assert_labelled(ax)
+    assert "Kinetics-600" in fig.axes[1].get_ylabel()
+    width = plot_paper(kind="width", datasets=["jester"])
+    assert len(width.axes) == 1 and "width 0.5x" in labels(width.axes[0]) and len(labels(width.axes[0])) == 6
+    with pytest.raises(ValueError, match="kind"):
+        plot_paper(kind="pie")
+
+
+def test_paper_speed_one_panel_per_platform() -> None:
+    fig = plot_paper_speed()
+    assert [ax.get_title() for ax in fig.axes] == ["Table 8: Titan Xp", "Table 8: Jetson TX2"]
+    for ax in fig.axes:
+        assert len(labels(ax)) == 5 and any("n = 17" in t.get_text() for t in ax.texts)
+        assert_labelled(ax)
+
+
+def test_save_figure_writes_png_and_svg(tmp_path: Path, trials: object) -> None:
+    paths = save_figure(plot_width_curves(trials), tmp_path / "out", "w")  # type: ignore[arg-type]
+    assert [p.name for p in paths] == ["w.png", "w.svg"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and b"<svg" in paths[1].read_bytes()[:500]
