@@ -1,0 +1,175 @@
+"""``e3d data check``: summarise a dataset (classes, videos per split, frames, unreadable files).
+
+Also the data arguments shared by ``e3d train`` and ``e3d evaluate`` (:func:`add_data_arguments`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+from typing import Any
+
+from e3d.cli import Parser, non_negative_int, positive_float, positive_int
+
+FORMATS = ("folder", "ucf101", "jester", "kinetics", "json", "motion", "digits")
+"""What --format accepts: search.data.ALL_FORMATS (spelled out so that `e3d --help` need not import torch)."""
+FORMAT_HELP = (
+    "layout of --data: ucf101, jester, kinetics, json (the paper's annotation file), folder (root/<class>/<video>), "
+    "or a built-in proxy task: motion, digits (default: guessed from the path)"
+)
+
+
+def add_data_arguments(p: argparse.ArgumentParser, *, proxy_samples: bool = True) -> None:
+    """The arguments that say which dataset to read and how (shared by train, evaluate and data check)."""
+    g = p.add_argument_group("data")
+    g.add_argument("--data", metavar="PATH", help="dataset folder, annotation file, or a proxy task name (motion, digits)")
+    g.add_argument("--format", choices=FORMATS, help=FORMAT_HELP)
+    g.add_argument("--annotations", metavar="PATH", help="folder or file of the split lists (default: found under --data)")
+    g.add_argument("--fold", type=positive_int, default=1, metavar="N", help="UCF-101 split 1, 2 or 3 (default 1)")
+    g.add_argument("--allow-missing", action="store_true", help="skip videos a split file names but that are not on disk")
+    g.add_argument("--fail-fast", action="store_true", help="stop at the first unreadable video instead of skipping it")
+    if proxy_samples:
+        g.add_argument("--num-samples", type=positive_int, metavar="N", help="proxy tasks: training videos (default 1200)")
+    g.add_argument("--data-seed", type=non_negative_int, default=0, metavar="S", help="proxy tasks: generation seed (default 0)")
+    g.add_argument("--digit-direction", action="store_true", help="digits task: class = digit x direction (40 classes)")
+    g.add_argument("--proxy-noise", type=float, metavar="X", help="proxy tasks: pixel noise std, fraction of full range (default 0.12)")
+    g.add_argument("--proxy-distractors", type=non_negative_int, metavar="K", help="proxy tasks: distractors per video (default 3)")
+    g.add_argument("--proxy-speed", type=positive_float, metavar="X", help="proxy tasks: factor on every motion (default 1)")
+    g.add_argument("--cache-dir", metavar="DIR", help="proxy tasks: cache folder (default $E3D_CACHE or ~/.cache/e3d)")
+
+
+def proxy_options(args: argparse.Namespace) -> Any:
+    """The :class:`search.data.ProxyOptions` the arguments ask for."""
+    from search.data import ProxyOptions
+
+    defaults = ProxyOptions()
+    return ProxyOptions(
+        noise=defaults.noise if args.proxy_noise is None else args.proxy_noise,
+        distractors=defaults.distractors if args.proxy_distractors is None else args.proxy_distractors,
+        speed=defaults.speed if args.proxy_speed is None else args.proxy_speed,
+        digit_direction=args.digit_direction,
+    )
+
+
+def data_source(args: argparse.Namespace) -> tuple[str, str | None]:
+    """(path or task, format) from ``--data`` and ``--format``; a proxy ``--format`` needs no ``--data``."""
+    from search.data import PROXY_TASKS, DataError
+
+    if args.data is None:
+        if args.format in PROXY_TASKS:
+            return args.format, args.format
+        raise DataError("--data PATH is required (or --format motion / --format digits for a built-in proxy task)")
+    if args.format in PROXY_TASKS:
+        return args.format, args.format
+    return args.data, args.format
+
+
+def dataset_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of :func:`search.data.open_dataset` common to every split."""
+    from search.data import PROXY_TASKS
+
+    cache = args.cache_dir
+    if cache is None and args.data is not None and args.format in PROXY_TASKS and args.data not in PROXY_TASKS:
+        cache = args.data  # --format motion --data DIR: DIR is the cache folder
+    return {
+        "annotations": args.annotations,
+        "fold": args.fold,
+        "allow_missing": args.allow_missing,
+        "on_error": "raise" if args.fail_fast else "skip",
+        "seed": args.data_seed,
+        "cache_dir": cache,
+        "proxy_options": proxy_options(args),
+    }
+
+
+def register(sub: Any) -> None:
+    """Add the ``data`` command group (``e3d data check``)."""
+    p = sub.add_parser("data", help="inspect datasets (e3d data check PATH)", description="Inspect video datasets.")
+    dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=Parser)
+    dsub.required = True
+    c = dsub.add_parser(
+        "check",
+        help="summarise a dataset: classes, videos per split, frames, unreadable files",
+        description="Read a dataset's layout and split files, then open every video (decoding all of its frames unless "
+        "--quick) and report the classes, the videos per split, frame counts, videos whose header frame count disagrees "
+        "with what decodes, and unreadable files with the reason. Exit code 0: every video reads; 1: some do not; "
+        "2: the dataset itself cannot be used (missing path, missing split file, unknown class, ...).",
+    )
+    c.add_argument("path", metavar="PATH", help="dataset folder or annotation file, or a proxy task name (motion, digits)")
+    c.add_argument("--format", choices=FORMATS, help=FORMAT_HELP)
+    c.add_argument("--annotations", metavar="PATH", help="folder or file of the split lists (default: found under PATH)")
+    c.add_argument("--fold", type=positive_int, default=1, metavar="N", help="UCF-101 split 1, 2 or 3 (default 1)")
+    c.add_argument("--allow-missing", action="store_true", help="report videos a split file names but that are not on disk, and go on")
+    c.add_argument("--quick", action="store_true", help="read container headers only (fast; finds fewer problems)")
+    c.add_argument("--workers", type=non_negative_int, default=2, metavar="N", help="processes that decode in parallel (default 2)")
+    c.add_argument("--show", type=positive_int, default=20, metavar="N", help="list at most N problem files (default 20)")
+    c.set_defaults(func=run_check)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Summarise the dataset at PATH."""
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from search.data import PROXY_TASKS, SPLITS, proxy_dataset, read_layout
+    from search.data.datasets import FrameCounts
+
+    if args.format in PROXY_TASKS or (args.format is None and args.path in PROXY_TASKS and not Path(args.path).exists()):
+        task = args.format or args.path
+        cache = None if args.path in PROXY_TASKS else args.path
+        print(f"dataset  {task} (built-in proxy task, cached under {cache or 'the default cache folder'})")
+        for split in SPLITS:
+            ds = proxy_dataset(task, split=split, cache_dir=cache)
+            frames = ds.videos.shape[1]
+            if split == "train":
+                names = ", ".join(ds.class_names)
+                print(f"classes  {ds.num_classes}: {names}")
+            print(
+                f"{split:<6}   {ds.num_videos} videos of {frames}x{ds.videos.shape[2]}x{ds.videos.shape[3]}, {len(ds)} clips  ({ds.path})"
+            )
+        return 0
+
+    layout = read_layout(args.path, format=args.format, annotations=args.annotations, fold=args.fold, allow_missing=args.allow_missing)
+    shown = ", ".join(layout.class_names[:6]) + (", ..." if len(layout.class_names) > 6 else "")
+    print(f"dataset  {layout.root} ({layout.format} layout)")
+    print(f"classes  {len(layout.class_names)}: {shown}")
+    for note in layout.notes:
+        print(f"note     {note}")
+    print(f"{'split':<8} {'videos':>8} {'missing':>8}")
+    for split in SPLITS:
+        print(f"{split:<8} {len(layout.splits.get(split, ())):>8} {len(layout.missing.get(split, ())):>8}")
+    paths = sorted({r.path for recs in layout.splits.values() for r in recs})
+    loader: DataLoader[tuple[str, int | None, int | None, str | None]] = DataLoader(
+        FrameCounts(paths, decode=not args.quick), batch_size=None, num_workers=args.workers
+    )
+    counts: list[int] = []
+    bad: list[tuple[str, str]] = []
+    disagree: list[tuple[str, int | None, int | None]] = []
+    for path, header, decoded, error in tqdm(loader, total=len(paths), desc="reading videos", unit="video", leave=False):
+        if error is not None:
+            bad.append((path, error))
+            continue
+        n = decoded if decoded is not None else header
+        if n is not None:
+            counts.append(n)
+        if header is not None and decoded is not None and header != decoded:
+            disagree.append((path, header, decoded))
+    how = "decoded" if not args.quick else "from headers"
+    if counts:
+        med = statistics.median(counts)
+        print(f"frames   min {min(counts)}  median {med:g}  max {max(counts)}  ({len(counts)} of {len(paths)} videos, {how})")
+    if disagree:
+        print(f"header   {len(disagree)} video(s) whose header frame count differs from what decodes (the decoded count is used):")
+        for path, header, decoded in disagree[: args.show]:
+            print(f"  {path}: header {header}, decoded {decoded}")
+    for split in SPLITS:
+        for name in layout.missing.get(split, ())[: args.show]:
+            print(f"missing  {split}: {name}")
+    if bad:
+        print(f"unreadable {len(bad)} video(s) (training skips them, or stops with --fail-fast):")
+        for path, reason in bad[: args.show]:
+            print(f"  {path}: {reason}")
+        return 1
+    print("unreadable 0")
+    return 0

@@ -1,0 +1,86 @@
+"""``e3d evaluate``: clip and video accuracy of a trained checkpoint on a dataset split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from e3d.cli import non_negative_int, positive_int
+from e3d.commands.data import add_data_arguments, data_source, dataset_kwargs
+
+
+def register(sub: Any) -> None:
+    """Add the ``evaluate`` subcommand."""
+    p = sub.add_parser(
+        "evaluate",
+        help="clip and video accuracy of a checkpoint written by e3d train",
+        description="Evaluate CHECKPOINT (a last.pt written by `e3d train`, or its run folder) on a split of --data "
+        "(default: the data it was trained on). The test split takes every non-overlapping window of each video with "
+        "a centre crop (the paper's recognition protocol): clip accuracy counts every window, video accuracy averages "
+        "the softmax scores of a video's windows.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint file or the run folder that holds last.pt")
+    p.add_argument("--split", choices=("train", "val", "test"), default="test", help="split to evaluate (default test)")
+    add_data_arguments(p, proxy_samples=False)
+    p.add_argument("--batch-size", type=positive_int, default=32, metavar="B", help="clips per batch (default 32)")
+    p.add_argument("--workers", type=non_negative_int, default=0, metavar="N", help="loader processes (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's)")
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the checkpoint, open the split, print clip and video accuracy."""
+    from search.data import DataError, ProxyOptions, open_dataset
+    from search.train import CheckpointError, ClassCountError, evaluate, load_checkpoint
+    from space import NetSpec, build
+
+    state = load_checkpoint(args.checkpoint)
+    if not state.get("spec"):
+        raise CheckpointError(f"{args.checkpoint} has no model spec (it was not written by e3d train)")
+    spec = NetSpec.from_dict(state["spec"])
+    meta: dict[str, Any] = state.get("meta") or {}
+    if args.data is None and args.format is None:
+        if not meta.get("data"):
+            raise DataError("--data PATH is required (the checkpoint does not say which data it was trained on)")
+        args.data, args.format = meta["data"], meta.get("format")
+        args.annotations = args.annotations or meta.get("annotations")
+        args.fold = meta.get("fold", args.fold)
+        args.data_seed = meta.get("data_seed", args.data_seed)
+        args.cache_dir = args.cache_dir or meta.get("cache_dir")
+    source, fmt = data_source(args)
+    kw = dataset_kwargs(args)
+    if meta.get("proxy_options") and args.data == meta.get("data"):
+        kw["proxy_options"] = ProxyOptions(**meta["proxy_options"])
+    data = open_dataset(
+        source, split=args.split, format=fmt, clip=spec.clip, frame_step=int(meta.get("frame_step", 1)), progress=not args.quiet, **kw
+    )
+    if data.num_classes != spec.num_classes:
+        raise ClassCountError(f"the checkpoint's model has {spec.num_classes} classes but {data.name} has {data.num_classes}")
+    trained_names = state.get("class_names") or []
+    if trained_names and list(trained_names) != data.class_names:
+        raise DataError(f"the checkpoint was trained on other classes than those of {data.name} (same count, different names or order)")
+    model = build(spec)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"the weights in {args.checkpoint} do not fit its spec: {str(e).splitlines()[0]}") from None
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    m = evaluate(model, data, batch_size=args.batch_size, device=args.device, num_workers=args.workers, progress=not args.quiet)
+    if args.json:
+        print(json.dumps({"checkpoint": str(args.checkpoint), "data": data.name, "epoch": state.get("epoch"), **m}))
+        return 0
+    print(f"model    {spec.summary()}  (epoch {state.get('epoch')})")
+    print(f"data     {data!r}")
+    print(f"clips    top1 {m['top1']:.2f}%  top5 {m['top5']:.2f}%  loss {m['loss']:.4f}  ({m['clips']:.0f} clips)")
+    print(f"videos   top1 {m['video_top1']:.2f}%  ({m['videos']:.0f} videos; softmax scores of each video's clips averaged)")
+    if m["skipped"]:
+        print(f"skipped  {m['skipped']:.0f} unreadable clips (not counted)")
+    return 0

@@ -1,0 +1,236 @@
+"""``e3d train``: train a preset or a spec file on a video dataset or a built-in proxy task."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from e3d.cli import non_negative_int, positive_float, positive_int
+from e3d.commands.data import add_data_arguments, data_source, dataset_kwargs
+
+EPILOG = """\
+examples:
+  e3d train shufflenet --width-mult 0.5 --format motion --epochs 5
+  e3d train mobilenetv2 --width-mult 0.45 --data ~/data/UCF-101 --format ucf101 --fold 1
+  e3d train runs/search/best.json --data digits --out runs/train/best
+  e3d train shufflenet --data ~/data/ucf --format ucf101 --pretrained runs/k600/last.pt --freeze-backbone --lr 0.01
+
+A checkpoint is written to --out after every epoch; --resume continues an interrupted run exactly.
+Defaults are the paper's optimiser (SGD, momentum 0.9, dampening 0.9, weight decay 1e-3, lr 0.1 cut
+by 10x at 50% and 75% of the epochs). Accuracies are percentages of clips (top-1/top-5) on the
+validation split (its centre window of each video); `e3d evaluate` reports video accuracy on the test split."""
+
+
+def register(sub: Any) -> None:
+    """Add the ``train`` subcommand."""
+    p = sub.add_parser(
+        "train",
+        help="train a model on a video dataset or a built-in proxy task",
+        description="Train MODEL (a preset name with --width-mult, or a spec JSON file) on --data, validating after every epoch.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", metavar="MODEL", help="a preset name (see `e3d models`) or a spec JSON file")
+    p.add_argument("--width-mult", type=positive_float, default=1.0, metavar="W", help="presets: width multiplier (default 1.0)")
+    add_data_arguments(p)
+    c = p.add_argument_group("clips")
+    c.add_argument("--sample-duration", type=positive_int, metavar="T", help="frames per clip (default 16, or the spec's)")
+    c.add_argument(
+        "--sample-size", type=positive_int, metavar="S", help="clip height and width (default 112; 48 for proxy tasks; or the spec's)"
+    )
+    c.add_argument(
+        "--frame-step", type=positive_int, metavar="N", help="take every N-th frame (default 2 for jester, as the paper; else 1)"
+    )
+    c.add_argument("--crop", choices=("random", "corner"), default="random", help="multi-scale crop position (default random)")
+    c.add_argument(
+        "--flip", action=argparse.BooleanOptionalAction, help="random horizontal flip (default on, off for jester and proxy tasks)"
+    )
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=positive_int, default=5, metavar="N", help="epochs (default 5)")
+    t.add_argument("--batch-size", type=positive_int, default=16, metavar="B", help="clips per step (default 16)")
+    t.add_argument("--lr", type=positive_float, default=0.1, metavar="LR", help="initial learning rate (default 0.1, the paper's)")
+    t.add_argument("--momentum", type=float, default=0.9, metavar="M", help="SGD momentum (default 0.9)")
+    t.add_argument("--dampening", type=float, default=0.9, metavar="D", help="SGD dampening (default 0.9)")
+    t.add_argument("--weight-decay", type=float, default=1e-3, metavar="WD", help="weight decay (default 1e-3)")
+    t.add_argument(
+        "--schedule", choices=("step", "plateau"), default="step", help="lr schedule (default step: x0.1 at 50%% and 75%% of the epochs)"
+    )
+    t.add_argument("--max-minutes", type=positive_float, metavar="M", help="stop after the epoch in which M minutes have passed")
+    t.add_argument("--workers", type=non_negative_int, default=0, metavar="N", help="loader processes (default 0: load in this process)")
+    t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    t.add_argument(
+        "--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's; 1 is often faster on a busy machine)"
+    )
+    t.add_argument(
+        "--seed", type=non_negative_int, default=0, metavar="S", help="seed of initialisation, shuffling and augmentation (default 0)"
+    )
+    t.add_argument("--freeze-backbone", action="store_true", help="train only the last layer (the paper's transfer protocol; dropout 0.9)")
+    t.add_argument(
+        "--dropout", type=float, metavar="P", help="dropout before the classifier (default: the model's; 0.9 with --freeze-backbone)"
+    )
+    t.add_argument(
+        "--pretrained", metavar="CKPT", help="start from this checkpoint's weights (the classifier is replaced when classes differ)"
+    )
+    t.add_argument("--adapt-head", action="store_true", help="spec files: set the spec's class count to the dataset's instead of failing")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", metavar="DIR", help="run folder for checkpoints (default runs/train/<model>-<data>-w<W>-s<seed>)")
+    o.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    o.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-") or "data"
+
+
+def build_spec(args: argparse.Namespace, num_classes: int, default_size: int) -> tuple[Any, str]:
+    """The spec to train and a short model name; presets take the dataset's class count."""
+    import space
+    from search.train import ClassCountError
+
+    path = Path(args.model)
+    if path.suffix == ".json" or path.is_file():
+        spec = space.NetSpec.load(path)
+        t, h, w = spec.clip
+        if args.sample_duration or args.sample_size:
+            t = args.sample_duration or t
+            h = w = args.sample_size or h
+            spec = spec.replace(clip=(t, h, w))
+        if spec.num_classes != num_classes:
+            if not args.adapt_head:
+                raise ClassCountError(
+                    f"{path} has {spec.num_classes} classes but the dataset has {num_classes}; pass --adapt-head to replace them"
+                )
+            spec = spec.replace(num_classes=num_classes)
+        name = path.stem
+    else:
+        spec = space.paper_spec(
+            args.model,
+            width_mult=args.width_mult,
+            num_classes=num_classes,
+            sample_size=args.sample_size or default_size,
+            sample_duration=args.sample_duration or 16,
+        )
+        name = f"{args.model}-w{args.width_mult:g}"
+    dropout = args.dropout if args.dropout is not None else (0.9 if args.freeze_backbone else None)
+    if dropout is not None:
+        spec = spec.replace(dropout=dropout)
+    return spec, name
+
+
+def load_pretrained(model: Any, path: str) -> str:
+    """Copy every tensor of the checkpoint whose name and shape fit; returns a one-line summary."""
+    from search.train import CheckpointError, load_checkpoint
+
+    state = load_checkpoint(path)["model"]
+    own = model.state_dict()
+    fit = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not fit:
+        raise CheckpointError(f"no weight of {path} fits this model")
+    model.load_state_dict(fit, strict=False)
+    kept = sorted(k for k in own if k not in fit)
+    return f"loaded {len(fit)} of {len(own)} tensors from {path}" + (f"; new: {', '.join(kept)}" if kept else "")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train and print one line per epoch."""
+    from tqdm import tqdm
+
+    from search.data import PROXY_TASKS, DataError, open_dataset
+    from search.train import NonFiniteLossError, TrainConfig, fit, load_checkpoint, seed_everything
+    from space import build
+
+    if args.dropout is not None and not 0 <= args.dropout < 1:
+        raise DataError(f"--dropout must be in [0, 1); got {args.dropout}")
+    if not (Path(args.model).suffix == ".json" or Path(args.model).is_file()):
+        import space
+
+        space.model_info(args.model)  # an unknown name fails here, before any data is read
+    source, fmt = data_source(args)
+    proxy = fmt in PROXY_TASKS or (fmt is None and source in PROXY_TASKS and not Path(source).exists())
+    kw = dataset_kwargs(args)
+    default_size = 48 if proxy else 112
+    clip_t = args.sample_duration or 16
+    if Path(args.model).suffix == ".json" and Path(args.model).is_file() and not (args.sample_size or args.sample_duration):
+        import space
+
+        clip = space.NetSpec.load(args.model).clip
+    else:
+        size = args.sample_size or default_size
+        clip = (clip_t, size, size)
+    step = args.frame_step or (2 if fmt == "jester" else 1)
+    progress = not args.quiet
+    common = {**kw, "format": fmt, "clip": clip, "frame_step": step, "progress": progress}
+    train = open_dataset(source, split="train", flip=args.flip, crop_position=args.crop, num_samples=args.num_samples, **common)
+    val = open_dataset(source, split="val", **common)
+    fmt = train.format
+
+    seed_everything(args.seed)
+    spec, name = build_spec(args, train.num_classes, default_size)
+    model = build(spec)
+    if args.pretrained:
+        print(load_pretrained(model, args.pretrained))
+    out = Path(args.out) if args.out else Path("runs") / "train" / f"{_slug(name)}-{_slug(Path(source).name)}-s{args.seed}"
+    if (out / "last.pt").is_file() and not args.resume:
+        raise DataError(f"{out} already holds a checkpoint; pass --resume to continue it, or --out DIR to start elsewhere")
+    if args.resume and (out / "last.pt").is_file():
+        done = int(load_checkpoint(out)["epoch"])
+        print(f"resuming {out} after epoch {done}")
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        momentum=args.momentum,
+        dampening=args.dampening,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        max_seconds=args.max_minutes * 60 if args.max_minutes else None,
+        num_workers=args.workers,
+        device=args.device,
+        seed=args.seed,
+        freeze_backbone=args.freeze_backbone,
+        dropout=spec.dropout if (args.dropout is not None or args.freeze_backbone) else None,
+        threads=args.threads,
+    )
+    print(f"model    {spec.summary()}  ({sum(p.numel() for p in model.parameters()):,} params)")
+    print(f"train    {train!r}{'' if train.transform.flip else ', no flip'}")
+    print(f"val      {val!r}")
+    meta = {
+        "data": source,
+        "format": fmt,
+        "annotations": args.annotations,
+        "fold": args.fold,
+        "frame_step": step,
+        "data_seed": args.data_seed,
+        "proxy_options": {k: getattr(kw["proxy_options"], k) for k in ("noise", "distractors", "speed", "digit_direction")},
+        "cache_dir": kw["cache_dir"],
+        "model": args.model,
+        "width_mult": args.width_mult,
+    }
+
+    def report(epoch: int, m: dict[str, float]) -> None:
+        line = (
+            f"epoch {epoch + 1}/{args.epochs}  train loss {m['train_loss']:.3f} top1 {m['train_top1']:.1f}%  "
+            f"val loss {m['val_loss']:.3f} top1 {m['val_top1']:.1f}% top5 {m['val_top5']:.1f}%  "
+            f"lr {m['lr']:g}  {m['clips_per_s']:.0f} clips/s  {m['seconds']:.0f}s"
+        )
+        if m["skipped"]:
+            line += f"  ({m['skipped']:.0f} unreadable clips skipped)"
+        tqdm.write(line)
+
+    try:
+        result = fit(model, train, val, config, on_epoch=report, checkpoint_dir=out, resume=args.resume, progress=progress, meta=meta)
+    except NonFiniteLossError as e:
+        print(f"e3d train: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"e3d train: the last finished epoch is saved in {out}; continue with --resume --out {out}", file=sys.stderr)
+        raise
+    if result.stopped_early:
+        print(f"stopped after epoch {result.epochs_run}: --max-minutes {args.max_minutes:g} used up")
+    print(f"done     {result.epochs_run} epochs, val top1 {result.val_top1:.1f}% (best {result.best_val_top1:.1f}%), {result.seconds:.0f}s")
+    print(f"checkpoint {result.checkpoint}")
+    return 0

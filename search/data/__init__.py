@@ -1,0 +1,212 @@
+"""Video data for training: real dataset layouts, the built-in proxy tasks, sampling and transforms.
+
+Public API::
+
+    proxy_dataset(task, *, split, clip=(16, 48, 48), num_samples=None, seed=0, cache_dir=None) -> ClipDataset
+    open_dataset(path_or_task, *, format=None, split, clip=None, ...) -> ClipDataset
+    read_layout(root, *, format=None, annotations=None, fold=1, allow_missing=False) -> Layout
+
+Every dataset yields ``(clip, label)`` with ``clip`` a normalised float32 tensor (3, T, H, W) and exposes
+``num_classes``, ``class_names`` and ``clip_videos`` (the video of each item, for video accuracy).
+Training splits take a random window and a multi-scale crop, validation the centre window and centre
+crop, test every non-overlapping window (see :mod:`search.data.sampling` and :mod:`search.data.transforms`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from search.data.datasets import Batch, ClipDataset, ErrorReport, Indexed, Unreadable, VideoDataset, collate, collate_indexed
+from search.data.errors import DataError, DataWarning, VideoReadError
+from search.data.layouts import FORMATS, SPLITS, Layout, VideoRecord, detect_format, read_layout
+from search.data.proxy import (
+    DEFAULT_SAMPLES,
+    PROXY_TASKS,
+    ProxyDataset,
+    ProxyOptions,
+    class_names,
+    default_cache_dir,
+    load_or_generate,
+)
+from search.data.sampling import TemporalSampling
+from search.data.transforms import IMAGENET_MEAN, IMAGENET_STD, PAPER_SCALES, SpatialTransform
+from search.data.video import count_frames, read_clip
+
+ALL_FORMATS = (*FORMATS, *PROXY_TASKS)
+"""Everything ``open_dataset`` (and ``e3d train --format``) reads."""
+GESTURE_FORMATS = frozenset({"jester", "motion", "digits"})
+"""Formats whose classes change under a horizontal flip (left vs right), so flipping is off by default."""
+_SAMPLING = {"train": "random", "val": "center", "test": "all"}
+
+
+def _check_clip(clip: tuple[int, int, int]) -> tuple[int, int, int]:
+    if len(clip) != 3 or not all(isinstance(c, int) and c >= 1 for c in clip):
+        raise DataError(f"clip must be 3 positive integers (T, H, W); got {clip!r}")
+    return clip
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+
+
+def proxy_dataset(
+    task: str,
+    *,
+    split: str,
+    clip: tuple[int, int, int] = (16, 48, 48),
+    num_samples: int | None = None,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    options: ProxyOptions | None = None,
+    frame_step: int = 1,
+    scales: tuple[float, ...] = PAPER_SCALES,
+    sampling: str | None = None,
+    progress: bool = True,
+) -> ProxyDataset:
+    """A built-in proxy task (``motion`` or ``digits``), generated on first use and cached.
+
+    ``num_samples`` videos (default :data:`DEFAULT_SAMPLES` of the split) are rendered from ``seed``;
+    the three splits of one task and seed are disjoint. The test split has one item per
+    non-overlapping window (two per video with the default 32-frame videos and 16-frame clips).
+    ``cache_dir`` defaults to ``$E3D_CACHE`` or ``~/.cache/e3d``.
+    """
+    if task not in PROXY_TASKS:
+        raise DataError(f"unknown proxy task {task!r}; choose from {', '.join(PROXY_TASKS)}")
+    _check_split(split)
+    t, h, w = _check_clip(clip)
+    opts = options or ProxyOptions()
+    n = DEFAULT_SAMPLES[split] if num_samples is None else num_samples
+    if n < 1:
+        raise DataError(f"num_samples must be >= 1; got {n}")
+    video = opts.video_shape(clip)
+    path, labels = load_or_generate(
+        task,
+        split,
+        num_samples=n,
+        video=video,
+        seed=seed,
+        options=opts,
+        cache_dir=Path(cache_dir or default_cache_dir()),
+        progress=progress,
+    )
+    mode = sampling or _SAMPLING[split]
+    return ProxyDataset(
+        path,
+        labels,
+        class_names(task, opts),
+        sampling=TemporalSampling(mode, t, frame_step),
+        transform=SpatialTransform((h, w), train=mode == "random", scales=scales, flip=False),
+        video_frames=video[0],
+        seed=seed,
+        name=f"{task}/{split}",
+    )
+
+
+def open_dataset(
+    path_or_task: str | Path,
+    *,
+    format: str | None = None,
+    split: str,
+    clip: tuple[int, int, int] | None = None,
+    frame_step: int = 1,
+    sampling: str | None = None,
+    scales: tuple[float, ...] = PAPER_SCALES,
+    crop_position: str = "random",
+    flip: bool | None = None,
+    annotations: str | Path | None = None,
+    fold: int = 1,
+    allow_missing: bool = False,
+    on_error: str = "skip",
+    seed: int = 0,
+    num_samples: int | None = None,
+    cache_dir: str | Path | None = None,
+    proxy_options: ProxyOptions | None = None,
+    progress: bool = True,
+) -> ClipDataset:
+    """Open any dataset the trainer reads: a layout on disk, or a proxy task by name.
+
+    ``format`` is one of :data:`ALL_FORMATS` (guessed from the path when None; a proxy task name as
+    ``path_or_task`` selects that task). ``clip`` (T, H, W) defaults to 16x112x112 for real data (the
+    paper's input) and 16x48x48 for the proxy tasks. ``sampling`` overrides the split's default
+    (random / center / all); ``flip`` defaults to on except for gesture-like data (:data:`GESTURE_FORMATS`).
+    ``on_error="raise"`` fails on the first unreadable video instead of skipping it.
+    """
+    _check_split(split)
+    text = str(path_or_task)
+    if format is None and text in PROXY_TASKS and not Path(text).exists():
+        format = text
+    if format in PROXY_TASKS:
+        if flip:
+            raise DataError(f"the {format} proxy task cannot be flipped (left and right are different classes or digits)")
+        return proxy_dataset(
+            format,
+            split=split,
+            clip=clip or (16, 48, 48),
+            num_samples=num_samples,
+            seed=seed,
+            cache_dir=cache_dir if cache_dir is not None else (None if text in PROXY_TASKS else text),
+            options=proxy_options,
+            frame_step=frame_step,
+            scales=scales,
+            sampling=sampling,
+            progress=progress,
+        )
+    if format is not None and format not in FORMATS:
+        raise DataError(f"unknown data format {format!r}; choose from {', '.join(ALL_FORMATS)}")
+    layout = read_layout(path_or_task, format=format, annotations=annotations, fold=fold, allow_missing=allow_missing)
+    t, h, w = _check_clip(clip or (16, 112, 112))
+    mode = sampling or _SAMPLING[split]
+    do_flip = flip if flip is not None else layout.format not in GESTURE_FORMATS
+    return VideoDataset(
+        layout.split(split),
+        layout.class_names,
+        sampling=TemporalSampling(mode, t, frame_step),
+        transform=SpatialTransform(
+            (h, w), train=mode == "random", scales=scales, position=crop_position, flip=do_flip and mode == "random"
+        ),
+        seed=seed,
+        on_error=on_error,
+        name=f"{layout.root.name}/{split} ({layout.format})",
+        format=layout.format,
+        progress=progress,
+    )
+
+
+__all__ = [
+    "ALL_FORMATS",
+    "DEFAULT_SAMPLES",
+    "FORMATS",
+    "GESTURE_FORMATS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "PAPER_SCALES",
+    "PROXY_TASKS",
+    "SPLITS",
+    "Batch",
+    "ClipDataset",
+    "DataError",
+    "DataWarning",
+    "ErrorReport",
+    "Indexed",
+    "Layout",
+    "ProxyDataset",
+    "ProxyOptions",
+    "SpatialTransform",
+    "TemporalSampling",
+    "Unreadable",
+    "VideoDataset",
+    "VideoReadError",
+    "VideoRecord",
+    "class_names",
+    "collate",
+    "collate_indexed",
+    "count_frames",
+    "default_cache_dir",
+    "detect_format",
+    "load_or_generate",
+    "open_dataset",
+    "proxy_dataset",
+    "read_clip",
+    "read_layout",
+]

@@ -1,0 +1,210 @@
+"""Reading frames from a video file (PyAV) or a folder of frames (Pillow).
+
+A video is read by *planning* which frames to take from its frame count: ``plan(n)`` returns the
+frame indices of a clip of a video with ``n`` frames (see :mod:`search.data.sampling`). The count
+comes from the container header (or a folder listing); when the header overstates it, decoding ends
+early, the plan is redone with the count that actually decoded and a :class:`DataWarning` says so.
+Anything that cannot be decoded raises :class:`VideoReadError` naming the path and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+from search.data.errors import DataWarning, VideoReadError
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v"})
+"""File suffixes read as video containers (case-insensitive)."""
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png"})
+"""File suffixes read as frames inside a frame folder (case-insensitive)."""
+
+Plan = Callable[[int], Sequence[int]]
+"""Frame indices of one clip, given the number of frames of the video."""
+
+_DIGITS = re.compile(r"(\d+)")
+_READ_ERRORS = (av.error.FFmpegError, OSError, ValueError, RuntimeError, EOFError, IndexError, MemoryError, SyntaxError)
+
+
+def is_video_file(path: Path) -> bool:
+    """True for a file whose suffix is one of :data:`VIDEO_EXTENSIONS`."""
+    return path.suffix.lower() in VIDEO_EXTENSIONS and path.is_file()
+
+
+def natural_key(name: str) -> tuple[object, ...]:
+    """Sort key that orders ``img_2`` before ``img_10``."""
+    return tuple(int(p) if p.isdigit() else p for p in _DIGITS.split(name))
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """The image files of a frame folder in natural order (``image_00001.jpg``, ``00001.jpg``, ...)."""
+    try:
+        names = [n for n in os.listdir(folder) if Path(n).suffix.lower() in IMAGE_EXTENSIONS]
+    except OSError as e:
+        raise VideoReadError(folder, e.strerror or str(e)) from None
+    return [folder / n for n in sorted(names, key=natural_key)]
+
+
+def _reason(e: BaseException) -> str:
+    text = getattr(e, "strerror", None) or str(e) or type(e).__name__
+    return text.strip().splitlines()[0] if text.strip() else type(e).__name__
+
+
+@dataclass(frozen=True)
+class FrameCount:
+    """What a video claims and what it has: ``header`` (None when unstated) and ``decoded`` (None if not decoded)."""
+
+    header: int | None
+    decoded: int | None
+
+    @property
+    def frames(self) -> int | None:
+        """The count to trust: the decoded one when known, else the header's."""
+        return self.decoded if self.decoded is not None else self.header
+
+    @property
+    def disagrees(self) -> bool:
+        """True when both are known and differ."""
+        return self.header is not None and self.decoded is not None and self.header != self.decoded
+
+
+def _header_frames(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int | None:
+    if stream.frames and stream.frames > 0:
+        return int(stream.frames)
+    rate = stream.average_rate or stream.guessed_rate
+    if not rate:
+        return None
+    if stream.duration and stream.time_base:
+        n = round(float(stream.duration * stream.time_base * rate))
+        return n if n > 0 else None
+    if container.duration:
+        n = round(container.duration / av.time_base * float(rate))
+        return n if n > 0 else None
+    return None
+
+
+def _open(path: Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+    if not path.exists():
+        raise VideoReadError(path, "no such file")
+    if path.is_file() and path.stat().st_size == 0:
+        raise VideoReadError(path, "empty file")
+    try:
+        container = av.open(str(path), mode="r")
+    except _READ_ERRORS as e:
+        raise VideoReadError(path, _reason(e)) from None
+    if not container.streams.video:
+        container.close()
+        raise VideoReadError(path, "no video stream")
+    return container, container.streams.video[0]
+
+
+def _decode(path: Path, wanted: set[int], last: int | None) -> tuple[dict[int, np.ndarray], int, bool]:
+    """Decode frames 0..last (all when None), converting only ``wanted`` ones to RGB arrays.
+
+    Returns the arrays by index, the number of frames decoded and whether the stream ended.
+    """
+    container, stream = _open(path)
+    got: dict[int, np.ndarray] = {}
+    count = 0
+    try:
+        for i, frame in enumerate(container.decode(stream)):
+            if i in wanted:
+                got[i] = frame.to_ndarray(format="rgb24")
+            count = i + 1
+            if last is not None and i >= last:
+                return got, count, False
+    except _READ_ERRORS as e:
+        raise VideoReadError(path, f"{_reason(e)} after {count} frames") from None
+    finally:
+        container.close()
+    return got, count, True
+
+
+def header_frames(path: Path) -> int | None:
+    """Frame count stated by a container header (or duration x frame rate); None when it states neither."""
+    container, stream = _open(path)
+    try:
+        return _header_frames(container, stream)
+    finally:
+        container.close()
+
+
+def count_frames(path: Path, *, decode: bool = True) -> FrameCount:
+    """Header and (with ``decode``) decoded frame counts of a video file or frame folder.
+
+    A frame folder's count is its number of images; with ``decode`` every image is opened too.
+    Raises :class:`VideoReadError` when the video cannot be read.
+    """
+    if path.is_dir():
+        files = frame_files(path)
+        if not files:
+            raise VideoReadError(path, "no jpg/png frames in the folder")
+        if decode:
+            for f in files:
+                _load_image(f)
+        return FrameCount(len(files), len(files) if decode else None)
+    container, stream = _open(path)
+    try:
+        header = _header_frames(container, stream)
+    finally:
+        container.close()
+    if not decode:
+        return FrameCount(header, None)
+    _, count, _ = _decode(path, set(), None)
+    if count == 0:
+        raise VideoReadError(path, "no frames decode")
+    return FrameCount(header, count)
+
+
+def _load_image(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except _READ_ERRORS as e:
+        raise VideoReadError(path, _reason(e)) from None
+
+
+def read_clip(path: Path, plan: Plan, *, frames: int | None = None) -> tuple[np.ndarray, int]:
+    """The frames ``plan(n)`` of a video as a uint8 array (K, H, W, 3), and the frame count ``n`` used.
+
+    ``frames`` is a known count (skips the header). A header that overstates the count is handled:
+    the clip is planned again from the frames that decode, with a :class:`DataWarning`.
+    """
+    if path.is_dir():
+        files = frame_files(path)
+        if not files:
+            raise VideoReadError(path, "no jpg/png frames in the folder")
+        idx = list(plan(len(files)))
+        images = {i: _load_image(files[i]) for i in set(idx)}
+        return _stack(path, [images[i] for i in idx]), len(files)
+    n = frames if frames is not None else header_frames(path)
+    if n is None:  # nothing stated: count by decoding once
+        _, n, _ = _decode(path, set(), None)
+    if n <= 0:
+        raise VideoReadError(path, "no frames decode")
+    idx = list(plan(n))
+    got, count, ended = _decode(path, set(idx), max(idx))
+    if ended and count <= max(idx):
+        if count == 0:
+            raise VideoReadError(path, "no frames decode")
+        warnings.warn(DataWarning(f"{path}: header says {n} frames but {count} decode; using {count}"), stacklevel=2)
+        n = count
+        idx = list(plan(n))
+        if not set(idx) <= got.keys():
+            got, _, _ = _decode(path, set(idx), max(idx))
+    return _stack(path, [got[i] for i in idx]), n
+
+
+def _stack(path: Path, frames: list[np.ndarray]) -> np.ndarray:
+    shapes = {f.shape for f in frames}
+    if len(shapes) != 1:
+        raise VideoReadError(path, f"frames differ in size: {sorted(shapes)}")
+    return np.stack(frames)

@@ -1,0 +1,592 @@
+"""Training and evaluation of a video classifier: the paper's recipe, exact resume, clip and video accuracy.
+
+Defaults follow the paper (SGD, momentum 0.9, dampening 0.9, weight decay 1e-3, cross-entropy, learning
+rate cut by 10x at 50% and 75% of the epochs, as in its 60-epoch fine-tuning with cuts at 30 and 45;
+``schedule="plateau"`` cuts it when the validation loss stops improving, three times at most, as it does
+from scratch). A checkpoint is written after every epoch (atomically); ``resume`` continues from it
+exactly: model, optimizer, scheduler, RNG states and epoch. Each epoch's shuffle order and random crops
+are drawn from ``(seed, epoch)``, so a run is reproducible whatever the number of loader workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import time
+import warnings
+from collections.abc import Callable, Sized
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from search.data import DataError, ErrorReport, Indexed, collate_indexed
+from space import E3DError
+
+SCHEDULES = ("step", "plateau")
+CHECKPOINT_FORMAT = "e3d.checkpoint/1"
+CHECKPOINT_NAME = "last.pt"
+
+
+class ConfigError(E3DError, ValueError):
+    """A training setting that cannot work (the message names it)."""
+
+
+class ClassCountError(E3DError, ValueError):
+    """The model's number of classes differs from the dataset's."""
+
+
+class CheckpointError(E3DError, ValueError):
+    """A checkpoint that cannot be read or does not fit the model."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite (usually: the learning rate is too high)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Defaults: the paper's optimiser, sized for short proxy runs on a CPU.
+
+    ``milestones`` are fractions of ``epochs`` at which the ``step`` schedule multiplies the learning
+    rate by ``gamma``; ``patience`` is the ``plateau`` schedule's. ``max_seconds`` stops after the
+    epoch in which the wall-clock budget of this :func:`fit` call runs out. ``freeze_backbone`` trains
+    only the last layer, with dropout ``dropout`` (default 0.9 then, the paper's UCF-101 value; otherwise
+    the model's own). ``eval_batch_size`` defaults to twice ``batch_size``. ``threads`` sets torch's
+    CPU threads during the call (None: leave them); on a busy machine one thread can be several times
+    faster than two, because the threads of each small op wait for one another.
+    """
+
+    epochs: int = 5
+    batch_size: int = 16
+    lr: float = 0.1
+    momentum: float = 0.9
+    dampening: float = 0.9
+    weight_decay: float = 1e-3
+    schedule: str = "step"
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    gamma: float = 0.1
+    patience: int = 2
+    max_seconds: float | None = None
+    num_workers: int = 0
+    device: str = "cpu"
+    seed: int = 0
+    freeze_backbone: bool = False
+    dropout: float | None = None
+    eval_batch_size: int | None = None
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr must be a positive number; got {self.lr}")
+        if not (0 <= self.momentum < 1 and 0 <= self.dampening < 1 and self.weight_decay >= 0):
+            raise ConfigError("momentum and dampening must be in [0, 1) and weight_decay >= 0")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
+        if not all(0 < m < 1 for m in self.milestones) or not 0 < self.gamma < 1:
+            raise ConfigError("milestones must be fractions in (0, 1) and gamma in (0, 1)")
+        if self.num_workers < 0 or self.patience < 0:
+            raise ConfigError("num_workers and patience must be >= 0")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ConfigError(f"max_seconds must be positive; got {self.max_seconds}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1); got {self.dropout}")
+        if self.eval_batch_size is not None and self.eval_batch_size < 1:
+            raise ConfigError(f"eval_batch_size must be >= 1; got {self.eval_batch_size}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1; got {self.threads}")
+
+    @property
+    def head_dropout(self) -> float | None:
+        """The dropout to set on the model (None: keep the model's)."""
+        if self.dropout is None and self.freeze_backbone:
+            return 0.9
+        return self.dropout
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit`. Accuracies in percent; ``history`` has one metrics dict per epoch ever run."""
+
+    val_top1: float
+    best_val_top1: float
+    epochs_run: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+    resumed_from: int = 0
+    checkpoint: Path | None = None
+
+    @property
+    def val_loss(self) -> float:
+        """Validation loss of the last epoch."""
+        return self.history[-1]["val_loss"] if self.history else float("nan")
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+def resolve_device(device: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N``; :class:`ConfigError` when CUDA is asked for but absent."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"unknown device {device!r}; use cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' asked for, but CUDA is not available on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unsupported device {device!r}; use cpu or cuda")
+    return dev
+
+
+def last_layer(model: nn.Module) -> nn.Module:
+    """The classifier layer: ``model.head.fc`` for e3d models, else the last Linear or Conv3d."""
+    head = getattr(model, "head", None)
+    fc = getattr(head, "fc", None)
+    if isinstance(fc, nn.Module):
+        return fc
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv3d))]
+    if not layers:
+        raise ConfigError("the model has no Linear or Conv3d layer to fine-tune")
+    return layers[-1]
+
+
+def model_classes(model: nn.Module) -> int:
+    """Number of classes the model predicts (its spec's, or its last layer's outputs)."""
+    spec = getattr(model, "spec", None)
+    if spec is not None and hasattr(spec, "num_classes"):
+        return int(spec.num_classes)
+    layer = last_layer(model)
+    return int(layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels)  # type: ignore[arg-type]
+
+
+def _dataset_classes(data: Dataset[Any], role: str) -> int | None:
+    n = getattr(data, "num_classes", None)
+    return int(n) if n is not None else None
+
+
+def check_classes(model: nn.Module, *datasets: tuple[str, Dataset[Any]]) -> None:
+    """Raise :class:`ClassCountError` when the model and a dataset disagree on the number of classes."""
+    k = model_classes(model)
+    for role, data in datasets:
+        n = _dataset_classes(data, role)
+        if n is not None and n != k:
+            name = getattr(data, "name", role)
+            raise ClassCountError(f"the model has {k} classes but the {role} data ({name}) has {n}")
+
+
+def _length(data: Dataset[Any], role: str) -> int:
+    n = len(data) if isinstance(data, Sized) else 0
+    if n == 0:
+        raise DataError(f"the {role} data is empty")
+    return n
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919 + 12345) % (2**63)
+
+
+def _loader(data: Dataset[Any], batch_size: int, workers: int, *, shuffle: bool, seed: int, drop_last: bool, pin: bool) -> DataLoader[Any]:
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return DataLoader(
+        Indexed(data),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        collate_fn=collate_indexed,
+        generator=g,
+        drop_last=drop_last,
+        pin_memory=pin,
+    )
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state(legacy=False)
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            **np_state,
+            "state": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)), "pos": np_state["state"]["pos"]},
+        },
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np_state = dict(state["numpy"])
+    np_state["state"] = {"key": np_state["state"]["key"].numpy().astype(np.uint32), "pos": np_state["state"]["pos"]}
+    np.random.set_state(np_state)
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _freeze(model: nn.Module, dropout: float | None) -> list[nn.Parameter]:
+    """Trainable parameters; with a frozen backbone only the last layer's. Sets the dropout."""
+    if dropout is not None:
+        drops = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+        if not drops and dropout > 0:
+            raise ConfigError("the model has no dropout layer to set; build it with dropout > 0")
+        for m in drops:
+            m.p = dropout
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _train_mode(model: nn.Module, frozen: bool) -> None:
+    """Training mode; a frozen backbone stays in eval mode (BatchNorm statistics frozen too), dropout trains."""
+    if not frozen:
+        model.train()
+        return
+    model.eval()
+    last_layer(model).train()
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.train()
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically (a temporary file, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`fit` (a file, or a folder holding ``last.pt``)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / CHECKPOINT_NAME
+    if not p.is_file():
+        raise CheckpointError(f"no checkpoint at {p}")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many kinds on a damaged or foreign file
+        raise CheckpointError(f"cannot read checkpoint {p}: {str(e).splitlines()[0]}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{p} is not an e3d checkpoint")
+    return state
+
+
+# -- evaluation ------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, data: Dataset[Any], *, batch_size: int, device: str = "cpu", num_workers: int = 0, progress: bool = False
+) -> dict[str, float]:
+    """Clip top-1/top-5, video top-1 (clip softmax scores averaged per video) in percent, and the mean loss.
+
+    Also returns the numbers behind them: ``clips``, ``videos`` and ``skipped`` (unreadable clips).
+    Top-5 is top-k with k = min(5, classes).
+    """
+    dev = resolve_device(device)
+    n = _length(data, "evaluation")
+    videos_of = list(getattr(data, "clip_videos", range(n)))
+    num_videos = max(videos_of) + 1
+    was_training = model.training
+    model.eval()
+    k = min(5, model_classes(model))
+    scores: torch.Tensor | None = None
+    video_labels = torch.full((num_videos,), -1, dtype=torch.long)
+    loss_sum, top1, top5, clips = 0.0, 0, 0, 0
+    report = ErrorReport(data)
+    loader = _loader(data, batch_size, num_workers, shuffle=False, seed=0, drop_last=False, pin=dev.type == "cuda")
+    bar = tqdm(total=n, desc="evaluating", unit="clip", disable=not progress, leave=False)
+    try:
+        for idx, x, y, bad in loader:
+            report(bad)
+            bar.update(len(idx) + len(bad))
+            if len(idx) == 0:
+                continue
+            out = model(x.to(dev, non_blocking=True)).float().cpu()
+            loss_sum += F.cross_entropy(out, y, reduction="sum").item()
+            pred = out.topk(k, 1).indices
+            top1 += int((pred[:, 0] == y).sum())
+            top5 += int((pred == y[:, None]).any(1).sum())
+            clips += len(y)
+            if scores is None:
+                scores = torch.zeros(num_videos, out.shape[1], dtype=torch.float64)
+            vid = torch.tensor([videos_of[i] for i in idx.tolist()])
+            scores.index_add_(0, vid, out.softmax(1).double())
+            video_labels[vid] = y
+    finally:
+        bar.close()
+        model.train(was_training)
+    if clips == 0 or scores is None:
+        raise DataError(f"no clip of {getattr(data, 'name', 'the evaluation data')} could be read ({report.count} skipped)")
+    seen = video_labels >= 0
+    video_correct = int((scores[seen].argmax(1) == video_labels[seen]).sum())
+    return {
+        "top1": 100.0 * top1 / clips,
+        "top5": 100.0 * top5 / clips,
+        "video_top1": 100.0 * video_correct / int(seen.sum()),
+        "loss": loss_sum / clips,
+        "clips": float(clips),
+        "videos": float(int(seen.sum())),
+        "skipped": float(report.count),
+    }
+
+
+# -- training ----------------------------------------------------------------------------------------
+
+
+def _milestones(config: TrainConfig) -> list[int]:
+    return sorted({max(1, round(f * config.epochs)) for f in config.milestones})
+
+
+def _scheduler(opt: torch.optim.Optimizer, config: TrainConfig) -> Any:
+    if config.schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(opt, _milestones(config), gamma=config.gamma)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=config.gamma, patience=config.patience, min_lr=config.lr * config.gamma**3 * (1 - 1e-6)
+    )
+
+
+_RESUME_SAFE = {"epochs", "max_seconds", "num_workers", "device", "eval_batch_size", "threads"}
+
+
+def fit(
+    model: nn.Module,
+    train_data: Dataset[Any],
+    val_data: Dataset[Any],
+    config: TrainConfig,
+    *,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    meta: dict[str, Any] | None = None,
+) -> FitResult:
+    """Train ``model`` on ``train_data`` for ``config.epochs`` epochs, validating after each.
+
+    ``on_epoch(epoch_index, metrics)`` runs after each epoch's validation and checkpoint with
+    ``train_loss``, ``train_top1``, ``val_loss``, ``val_top1``, ``val_top5``, ``val_video_top1``, ``lr``,
+    ``seconds``, ``clips_per_s`` and ``skipped``; whatever it raises propagates unchanged. With
+    ``checkpoint_dir`` a checkpoint (``last.pt``, with ``meta`` stored alongside) is written after every
+    epoch, and ``resume`` continues from it when present. Raises :class:`NonFiniteLossError` when the
+    training loss stops being finite.
+    """
+    threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        return _fit(
+            model,
+            train_data,
+            val_data,
+            config,
+            on_epoch=on_epoch,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+            progress=progress,
+            meta=meta,
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(
+    model: nn.Module,
+    train_data: Dataset[Any],
+    val_data: Dataset[Any],
+    config: TrainConfig,
+    *,
+    on_epoch: Callable[[int, dict[str, float]], None] | None,
+    checkpoint_dir: str | Path | None,
+    resume: bool,
+    progress: bool,
+    meta: dict[str, Any] | None,
+) -> FitResult:
+    start_time = time.perf_counter()
+    dev = resolve_device(config.device)
+    n_train = _length(train_data, "training")
+    _length(val_data, "validation")
+    check_classes(model, ("training", train_data), ("validation", val_data))
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    state = load_checkpoint(ckpt_path) if resume and ckpt_path is not None and ckpt_path.is_file() else None
+
+    if state is None:
+        seed_everything(config.seed)
+    if dev.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    model.to(dev)
+    if config.freeze_backbone:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in last_layer(model).parameters():
+            p.requires_grad_(True)
+    params = _freeze(model, config.head_dropout)
+    opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, dampening=config.dampening, weight_decay=config.weight_decay)
+    sched = _scheduler(opt, config)
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    if state is not None:
+        changed = sorted(k for k, v in state["config"].items() if k not in _RESUME_SAFE and getattr(config, k, v) != _tuple(v))
+        if changed:
+            warnings.warn(
+                f"resuming with different settings ({', '.join(changed)}): the run will not match an uninterrupted one", stacklevel=2
+            )
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"checkpoint {ckpt_path} does not fit this model: {str(e).splitlines()[0]}") from None
+        sched.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        history = [dict(h) for h in state["history"]]
+        start_epoch = int(state["epoch"])
+    resumed_from = start_epoch
+    best = max((h["val_top1"] for h in history), default=0.0)
+    eval_bs = config.eval_batch_size or 2 * config.batch_size
+    stopped_early = False
+    spec = getattr(model, "spec", None)
+
+    for epoch in range(start_epoch, config.epochs):
+        t0 = time.perf_counter()
+        if hasattr(train_data, "set_epoch"):
+            train_data.set_epoch(epoch, seed=config.seed)
+        loader = _loader(
+            train_data,
+            config.batch_size,
+            config.num_workers,
+            shuffle=True,
+            seed=_epoch_seed(config.seed, epoch),
+            drop_last=n_train >= 2 * config.batch_size,
+            pin=dev.type == "cuda",
+        )
+        _train_mode(model, config.freeze_backbone)
+        loss_sum, correct, seen, steps = 0.0, 0, 0, 0
+        report = ErrorReport(train_data)
+        lr = opt.param_groups[0]["lr"]
+        bar = tqdm(total=len(loader) * config.batch_size, desc=f"epoch {epoch + 1}/{config.epochs}", unit="clip", disable=not progress)
+        try:
+            for _, x, y, bad in loader:
+                report(bad)
+                if len(y) == 0:
+                    continue
+                x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+                out = model(x)
+                loss = F.cross_entropy(out, y)
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(
+                        f"the training loss became {value} at epoch {epoch + 1}, step {steps + 1} (lr {lr:g}); lower the learning rate"
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                steps += 1
+                loss_sum += value * len(y)
+                correct += int((out.argmax(1) == y).sum())
+                seen += len(y)
+                bar.update(len(y) + len(bad))
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", top1=f"{100 * correct / seen:.1f}%", refresh=False)
+        finally:
+            bar.close()
+        if seen == 0:
+            raise DataError(f"no training clip could be read in epoch {epoch + 1} ({report.count} skipped)")
+        train_seconds = time.perf_counter() - t0
+        val = evaluate(model, val_data, batch_size=eval_bs, device=config.device, num_workers=config.num_workers, progress=progress)
+        if config.schedule == "plateau":
+            sched.step(val["loss"])
+        else:
+            sched.step()
+        metrics = {
+            "epoch": float(epoch + 1),
+            "train_loss": loss_sum / seen,
+            "train_top1": 100.0 * correct / seen,
+            "val_loss": val["loss"],
+            "val_top1": val["top1"],
+            "val_top5": val["top5"],
+            "val_video_top1": val["video_top1"],
+            "lr": lr,
+            "seconds": time.perf_counter() - t0,
+            "clips_per_s": seen / train_seconds,
+            "skipped": float(report.count + val["skipped"]),
+        }
+        history.append(metrics)
+        best = max(best, val["top1"])
+        if ckpt_path is not None:
+            save_checkpoint(
+                ckpt_path,
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "epoch": epoch + 1,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "rng": _rng_state(),
+                    "history": history,
+                    "config": dataclasses.asdict(config),
+                    "spec": spec.to_dict() if spec is not None and hasattr(spec, "to_dict") else None,
+                    "class_names": list(getattr(train_data, "class_names", [])),
+                    "meta": meta or {},
+                },
+            )
+        if on_epoch is not None:
+            on_epoch(epoch, dict(metrics))
+        if config.max_seconds is not None and time.perf_counter() - start_time > config.max_seconds and epoch + 1 < config.epochs:
+            stopped_early = True
+            break
+
+    last = history[-1] if history else {"val_top1": float("nan")}
+    return FitResult(
+        val_top1=last["val_top1"],
+        best_val_top1=best,
+        epochs_run=len(history),
+        seconds=time.perf_counter() - start_time,
+        history=history,
+        stopped_early=stopped_early,
+        resumed_from=resumed_from,
+        checkpoint=ckpt_path,
+    )
+
+
+def _tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+__all__ = [
+    "SCHEDULES",
+    "CheckpointError",
+    "ClassCountError",
+    "ConfigError",
+    "FitResult",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "check_classes",
+    "evaluate",
+    "fit",
+    "last_layer",
+    "load_checkpoint",
+    "model_classes",
+    "resolve_device",
+    "save_checkpoint",
+    "seed_everything",
+]

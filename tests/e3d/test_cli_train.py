@@ -1,0 +1,141 @@
+"""``e3d train``: a run on a proxy task, resume, spec files, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+import space
+from e3d.cli import main
+from search.train import load_checkpoint
+from tests.search.video_fixtures import level_frames, write_frames, write_video
+
+TINY = ["--sample-duration", "8", "--sample-size", "32", "--num-samples", "16", "--batch-size", "8", "--quiet", "--threads", "1"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_a_preset_on_a_proxy_task_then_resume(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    argv = [
+        "train",
+        "mobilenet",
+        "--width-mult",
+        "0.25",
+        "--format",
+        "motion",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--out",
+        str(out),
+        *TINY,
+    ]
+    code, stdout, err = run(capsys, *argv, "--epochs", "1")
+    assert code == 0, err
+    assert "epoch 1/1" in stdout and "val loss" in stdout and "top1" in stdout and "clips/s" in stdout
+    state = load_checkpoint(out)
+    assert state["epoch"] == 1 and state["meta"]["format"] == "motion" and len(state["class_names"]) == 10
+    assert space.NetSpec.from_dict(state["spec"]).clip == (8, 32, 32)
+
+    code, _, err = run(capsys, *argv, "--epochs", "2")
+    assert code == 2 and "already holds a checkpoint; pass --resume" in err and len(err.strip().splitlines()) == 1
+    code, stdout, err = run(capsys, *argv, "--epochs", "2", "--resume")
+    assert code == 0, err
+    assert "resuming" in stdout and "epoch 2/2" in stdout and "epoch 1/2" not in stdout
+    assert load_checkpoint(out)["epoch"] == 2
+
+
+def test_train_a_spec_file_and_its_class_count(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    spec = space.paper_spec("shufflenetv2", width_mult=0.25, num_classes=7, sample_size=32, sample_duration=8)
+    spec.save(tmp_path / "net.json")
+    common = ["--format", "digits", "--cache-dir", str(tmp_path / "c"), "--epochs", "1", *TINY[4:]]
+    code, _, err = run(capsys, "train", str(tmp_path / "net.json"), "--out", str(tmp_path / "a"), *common)
+    assert code == 2 and "net.json has 7 classes but the dataset has 10; pass --adapt-head" in err
+    assert len(err.strip().splitlines()) == 1
+    code, stdout, err = run(capsys, "train", str(tmp_path / "net.json"), "--adapt-head", "--out", str(tmp_path / "a"), *common)
+    assert code == 0, err
+    assert "clip8x32x32" in stdout  # the spec's clip decides the data's clip
+
+
+def ucf_with_a_bad_list(root: Path, line: str) -> Path:
+    ann = root / "ucfTrainTestlist"
+    ann.mkdir(parents=True)
+    (ann / "classInd.txt").write_text("1 A\n2 B\n")
+    for c in "AB":
+        write_frames(root / c / f"v_{c}_g01_c01", level_frames(4, 16, 16))
+    (ann / "trainlist01.txt").write_text(f"A/v_A_g01_c01.avi 1\n{line}\n")
+    (ann / "testlist01.txt").write_text("B/v_B_g01_c01.avi\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("setup", "words"),
+    [
+        (lambda p: p / "nowhere", "does not exist"),
+        (lambda p: (p / "empty").mkdir() or p / "empty", "no videos found"),
+        (lambda p: ucf_with_a_bad_list(p / "u", "A/v_A_g09_c01.avi 1"), "names 1 video(s) that are not under"),
+        (lambda p: ucf_with_a_bad_list(p / "u", "C/v_C_g01_c01.avi 3"), "names class 'C', which is not among the 2 classes"),
+    ],
+    ids=["missing-path", "empty-dataset", "missing-video", "unknown-class"],
+)
+def test_bad_data_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path, setup: object, words: str) -> None:
+    data = setup(tmp_path)  # type: ignore[operator]
+    code, _, err = run(capsys, "train", "mobilenet", "--data", str(data), "--out", str(tmp_path / "o"), "--quiet")
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and words in err and err.startswith("e3d train: error:")
+
+
+def test_bad_arguments_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    for argv, words in [
+        (["train", "mobilenet"], "--data PATH is required"),
+        (["train", "nonet", "--format", "motion", "--cache-dir", str(tmp_path)], "unknown model 'nonet'"),
+        (["train", "mobilenet", "--format", "motion", "--epochs", "0"], "must be a positive integer"),
+        (["train", "mobilenet", "--format", "motion", "--dropout", "1.5"], "--dropout must be in [0, 1)"),
+    ]:
+        code, _, err = run(capsys, *argv, "--out", str(tmp_path / "o"))
+        assert code == 2 and len(err.strip().splitlines()) == 1 and words in err, (argv, err)
+
+
+def test_a_video_dataset_trains_with_an_unreadable_file_skipped(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    root = tmp_path / "v"
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            for i in range(2):
+                write_video(root / split / c / f"{i}.mp4", level_frames(12, 40, 40) // (1 if c == "a" else 2))
+    (root / "train" / "a" / "bad.mp4").write_bytes(b"garbage" * 10)
+    argv = ["train", "mobilenet", "--width-mult", "0.25", "--data", str(root), "--epochs", "1", "--out", str(tmp_path / "o"), *TINY]
+    argv.remove("--num-samples")
+    argv.remove("16")
+    with pytest.warns(UserWarning, match=r"skipping .*bad\.mp4"):
+        code, stdout, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "unreadable clips skipped" in stdout
+    code, _, err = run(capsys, *argv[: -len(TINY) + 2], "--out", str(tmp_path / "o2"), "--fail-fast", *TINY[:4], *TINY[6:])
+    assert code == 2 and "bad.mp4" in err and len(err.strip().splitlines()) == 1
+
+
+def test_help_explains_the_defaults() -> None:
+    proc = subprocess.run([sys.executable, "-m", "e3d", "train", "--help"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0
+    for words in ("--freeze-backbone", "--resume", "dampening 0.9", "motion, digits", "--frame-step"):
+        assert words in proc.stdout

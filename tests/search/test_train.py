@@ -1,0 +1,206 @@
+"""The trainer: exact resume, callbacks, divergence, budgets, class checks, video accuracy, fine-tuning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+import space
+from search.data import proxy_dataset
+from search.train import (
+    CheckpointError,
+    ClassCountError,
+    ConfigError,
+    NonFiniteLossError,
+    TrainConfig,
+    _milestones,
+    _scheduler,
+    evaluate,
+    fit,
+    load_checkpoint,
+)
+from space import E3DError
+
+CLIP = (8, 32, 32)
+
+
+def tiny_model(seed: int = 0, classes: int = 10) -> nn.Module:
+    torch.manual_seed(seed)
+    return space.build(space.paper_spec("mobilenet", width_mult=0.25, num_classes=classes, sample_size=32, sample_duration=8))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    cache = tmp_path_factory.mktemp("cache")
+    train = proxy_dataset("digits", split="train", clip=CLIP, num_samples=32, cache_dir=cache, progress=False)
+    val = proxy_dataset("digits", split="val", clip=CLIP, num_samples=12, cache_dir=cache, progress=False)
+    return train, val
+
+
+def config(**kw: Any) -> TrainConfig:
+    return TrainConfig(**{"epochs": 2, "batch_size": 8, "lr": 0.05, **kw})
+
+
+def same_weights(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def strip_timing(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in h.items() if k not in ("seconds", "clips_per_s")} for h in history]
+
+
+def test_resume_after_an_interruption_gives_the_uninterrupted_result(data: tuple[Any, Any], tmp_path: Path) -> None:
+    train, val = data
+    whole = tiny_model()
+    full = fit(whole, train, val, config(epochs=3), checkpoint_dir=tmp_path / "a", progress=False)
+
+    def interrupt(epoch: int, metrics: dict[str, float]) -> None:
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_model(), train, val, config(epochs=3), checkpoint_dir=tmp_path / "b", on_epoch=interrupt, progress=False)
+    assert load_checkpoint(tmp_path / "b")["epoch"] == 1
+    torch.manual_seed(123)  # a different global RNG state: the checkpoint must restore it
+    resumed_model = tiny_model(seed=99)  # different initial weights: the checkpoint must restore them
+    resumed = fit(resumed_model, train, val, config(epochs=3), checkpoint_dir=tmp_path / "b", resume=True, progress=False)
+    assert resumed.resumed_from == 1 and resumed.epochs_run == full.epochs_run == 3
+    assert same_weights(resumed_model, whole)
+    assert strip_timing(resumed.history) == strip_timing(full.history)
+    assert resumed.val_top1 == full.val_top1 and resumed.best_val_top1 == full.best_val_top1
+
+
+def test_same_seed_same_result_whatever_the_loader_workers(data: tuple[Any, Any]) -> None:
+    train, val = data
+    a, b, c = tiny_model(), tiny_model(), tiny_model()
+    ra = fit(a, train, val, config(epochs=1), progress=False)
+    rb = fit(b, train, val, config(epochs=1, num_workers=2), progress=False)
+    fit(c, train, val, config(epochs=1, seed=1), progress=False)
+    assert same_weights(a, b) and strip_timing(ra.history) == strip_timing(rb.history)
+    assert not same_weights(a, c)
+
+
+def test_on_epoch_gets_the_metrics_and_its_exceptions_propagate_unchanged(data: tuple[Any, Any]) -> None:
+    train, val = data
+    seen: list[tuple[int, dict[str, float]]] = []
+
+    class PrunedError(Exception):
+        pass
+
+    pruned = PrunedError("stop here")
+
+    def callback(epoch: int, metrics: dict[str, float]) -> None:
+        seen.append((epoch, metrics))
+        if epoch == 1:
+            raise pruned
+
+    with pytest.raises(PrunedError) as e:
+        fit(tiny_model(), train, val, config(epochs=4), on_epoch=callback, progress=False)
+    assert e.value is pruned and [s[0] for s in seen] == [0, 1]
+    m = seen[0][1]
+    assert {"val_top1", "val_loss", "train_loss", "train_top1", "val_top5", "val_video_top1", "lr"} <= m.keys()
+    assert 0 <= m["val_top1"] <= 100 and m["val_top1"] <= m["val_top5"]
+
+
+def test_a_time_budget_stops_after_the_epoch_it_runs_out_in(data: tuple[Any, Any]) -> None:
+    train, val = data
+    r = fit(tiny_model(), train, val, config(epochs=5, max_seconds=1e-3), progress=False)
+    assert r.epochs_run == 1 and r.stopped_early and len(r.history) == 1
+
+
+class NaNClips(Dataset[tuple[torch.Tensor, int]]):
+    num_classes = 10
+
+    def __len__(self) -> int:
+        return 16
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return torch.full((3, *CLIP), float("nan")), i % 10
+
+
+def test_a_non_finite_loss_raises(data: tuple[Any, Any]) -> None:
+    with pytest.raises(NonFiniteLossError, match="epoch 1, step 1"):
+        fit(tiny_model(), NaNClips(), data[1], config(), progress=False)
+
+
+def test_class_count_mismatch_and_bad_settings_are_user_errors(data: tuple[Any, Any]) -> None:
+    train, val = data
+    with pytest.raises(ClassCountError, match=r"the model has 7 classes but the training data .* has 10"):
+        fit(tiny_model(classes=7), train, val, config(), progress=False)
+    with pytest.raises(ConfigError, match="schedule"):
+        config(schedule="cosine")
+    with pytest.raises(ConfigError, match="lr"):
+        config(lr=0.0)
+    assert issubclass(ClassCountError, E3DError) and issubclass(ConfigError, E3DError)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            fit(tiny_model(), train, val, config(device="cuda"), progress=False)
+
+
+def test_a_checkpoint_of_another_model_is_rejected(data: tuple[Any, Any], tmp_path: Path) -> None:
+    train, val = data
+    fit(tiny_model(), train, val, config(epochs=1), checkpoint_dir=tmp_path, progress=False)
+    other = space.build(space.paper_spec("shufflenetv2", width_mult=0.25, num_classes=10, sample_size=32, sample_duration=8))
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        fit(other, train, val, config(epochs=2), checkpoint_dir=tmp_path, resume=True, progress=False)
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_freeze_backbone_trains_only_the_last_layer_with_high_dropout(data: tuple[Any, Any]) -> None:
+    train, val = data
+    model = tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fit(model, train, val, config(epochs=1, freeze_backbone=True), progress=False)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"head.fc.weight", "head.fc.bias"}  # BatchNorm statistics included: frozen
+    assert model.head.dropout.p == 0.9
+
+
+class Scripted(Dataset[tuple[torch.Tensor, int]]):
+    """Clips that carry the logits a pass-through model returns; 2 videos of 3 clips and 1 of 2."""
+
+    num_classes = 3
+    clip_videos = (0, 0, 0, 1, 1, 1, 2, 2)
+    logits = ((5, 0, 0), (0, 3, 0), (0, 3, 0), (0, 0, 9), (0, 0, 1), (1, 0, 0), (0, 2, 0), (0, 2, 0))
+    labels = (0, 0, 0, 2, 2, 2, 0, 0)
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return torch.tensor(self.logits[i], dtype=torch.float32), self.labels[i]
+
+
+class PassThrough(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def test_video_accuracy_averages_the_clip_scores_of_each_video() -> None:
+    m = evaluate(PassThrough(), Scripted(), batch_size=3)
+    # clip top-1: 1 + 2 + 0 of 8; videos: 0 -> scores favour class 1 (two 3s beat one 5 after softmax) -> wrong,
+    # 1 -> class 2 -> right, 2 -> class 1 -> wrong
+    assert m["top1"] == pytest.approx(100 * 3 / 8)
+    assert m["video_top1"] == pytest.approx(100 / 3)
+    assert m["top5"] == 100.0 and m["clips"] == 8 and m["videos"] == 3
+
+
+def test_the_papers_schedules() -> None:
+    assert _milestones(TrainConfig(epochs=60)) == [30, 45]  # the paper's fine-tuning: cuts at epochs 30 and 45
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    plateau = _scheduler(opt, TrainConfig(schedule="plateau", patience=0))
+    for _ in range(10):
+        plateau.step(1.0)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-4)  # reduced three times, then no more
