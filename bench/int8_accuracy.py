@@ -1,7 +1,7 @@
 """int8's accuracy change on a proxy task: train each model briefly, then float vs int8 top-1.
 
     python -m bench.int8_accuracy                       # the five models of bench/optimize.py, task motion
-    python -m bench.int8_accuracy --epochs 3 --max-seconds 300
+    python -m bench.int8_accuracy --epochs 5 --max-seconds 600
 
 Each model is trained on the proxy task's train split (search.data / search.train, 16x48x48 clips),
 quantized with profiler.quantize_int8 calibrated on train clips, and both are evaluated on the same
@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", type=_model, default=list(GOAL_MODELS), metavar="NAME[@W]")
     p.add_argument("--task", default="motion")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--max-seconds", type=float, default=240, help="training budget per model")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--max-seconds", type=float, default=300, help="training budget per model (stops after the epoch that exceeds it)")
+    p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--calib-clips", type=int, default=64)
     p.add_argument("--eval-clips", type=int, default=300)
     p.add_argument("--json", type=Path, metavar="FILE")
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, width in args.models:
         t0 = time.perf_counter()
         model = space.create_model(name, width_mult=width, num_classes=val.num_classes, sample_size=clip[1], sample_duration=clip[0])
-        fit(model, train, val, TrainConfig(epochs=args.epochs, max_seconds=args.max_seconds, lr=0.05), progress=False)
+        fit(model, train, val, TrainConfig(epochs=args.epochs, max_seconds=args.max_seconds, lr=args.lr), progress=False)
         model.eval()
         calib = [torch.stack([train[i][0] for i in range(j, min(j + 16, args.calib_clips))]) for j in range(0, args.calib_clips, 16)]
         q = quantize_int8(model, calib)
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         took = time.perf_counter() - t0
         print(f"{name:<14}{width:>5g}x  float {f:6.2f}%  int8 {i8:6.2f}%  change {i8 - f:+6.2f} points  ({took:.0f} s)", flush=True)
     stamp = f"{datetime.datetime.now().isoformat(timespec='seconds')}, {cpu_name()}, torch {torch.__version__}"
-    print(f"{stamp}; task {args.task} 16x48x48, {args.epochs} epochs (<= {args.max_seconds:g} s) per model, {args.eval_clips} val clips")
+    setting = f"<= {args.epochs} epochs (<= {args.max_seconds:g} s) per model, lr {args.lr:g}, {args.eval_clips} val clips"
+    print(f"{stamp}; task {args.task} 16x48x48, {setting}")
     if args.json:
         args.json.write_text(json.dumps({"date": stamp, "task": args.task, "rows": rows}, indent=2) + "\n")
     return 0

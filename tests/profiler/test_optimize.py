@@ -105,3 +105,14 @@ def test_int8_runs_on_a_proxy_model_and_stays_close() -> None:
 def test_int8_needs_calibration_clips() -> None:
     with pytest.raises(QuantizationError, match="no calibration clips"):
         quantize_int8(small_model("mobilenetv2", 0.2), [])
+
+
+@pytest.mark.slow
+def test_paper_table_times_eager_and_optimized_side_by_side() -> None:
+    from profiler.paper_table import render_header, render_row, table_rows
+
+    row = next(table_rows(latency=True, batch_size=2, warmup=0, repeats=1))  # the first row only: ShuffleNetV1 0.5x
+    assert row.clips_per_s is not None and row.clips_per_s > 0
+    assert row.optimized_clips_per_s is not None and row.optimized_clips_per_s > 0
+    assert "optimized" in render_header()
+    assert f"{row.optimized_clips_per_s:.1f}" in render_row(row)
