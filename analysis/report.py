@@ -222,6 +222,8 @@ def _counts(df: pd.DataFrame) -> str:
 
 def _budget_line(results: Results) -> str:
     clip = f" per {'x'.join(map(str, results.budget_clip))} clip" if results.budget_clip else ""
+    if results.budget_mflops is None and results.config is not None:
+        return f"Budget: none on multiply-adds in the study's settings; multiply-adds are counted{clip or ' on the spec clip'}."
     if results.budget_mflops is None:
         return f"Budget: unknown (give --budget-mflops to draw it); multiply-adds are counted{clip or ' on the spec clip'}."
     return f"Budget: multiply-adds <= {results.budget_mflops:g} M{clip}."

@@ -1,0 +1,32 @@
+"""Text tables and summary lines: alignment, empty inputs, what the budget line says."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+
+from analysis import from_study
+from analysis.report import pareto_text, summary_markdown, table, width_text
+from tests.analysis.helpers import MIXED, T, make_study
+
+
+def test_table_aligns_numbers_right_and_text_left() -> None:
+    df = pd.DataFrame({"name": ["a", "bbb"], "value": [1.5, 10.25]})
+    text = table(df, [("name", lambda r: str(r["name"])), ("value", lambda r: f"{r['value']:.2f}")])
+    assert text.splitlines() == ["| name | value |", "|------|------:|", "| a    |  1.50 |", "| bbb  | 10.25 |"]
+
+
+def test_empty_inputs_say_what_is_missing() -> None:
+    df = from_study(make_study([T("mobilenet", 2.0, None, feasible=False)])).trials
+    assert pareto_text(df) == "(no finished trial with a known multiply-adds per clip)"
+    assert width_text(df) == "(no finished trials)"
+
+
+def test_budget_line_tells_unknown_from_none() -> None:
+    results = from_study(make_study(MIXED, budget_mflops=None))  # a sweep stores no multiply-add budget
+    assert "Budget: none on multiply-adds in the study's settings" in summary_markdown(results, paper=False)
+    unknown = dataclasses.replace(results, config=None)  # a bare trials.csv
+    assert "Budget: unknown (give --budget-mflops" in summary_markdown(unknown, paper=False)
+    given = dataclasses.replace(results, budget_mflops=80.0)
+    assert "Budget: multiply-adds <= 80 M per 16x112x112 clip." in summary_markdown(given, paper=False)
