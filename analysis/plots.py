@@ -198,15 +198,15 @@ def plot_paper(
     """
     if kind not in ("accuracy", "width"):
         raise ValueError(f"kind must be 'accuracy' or 'width', got {kind!r}")
-    panels: list[tuple[str, pd.DataFrame, float | None]] = []
+    panels: list[tuple[str, pd.DataFrame, float | None, bool]] = []  # title, rows, budget, label widths
     if results is not None:
-        panels.append((results_title, results, budget))
-    panels += [(f"Table 8: {DATASETS[d]}", paper_frame(d), paper_budget) for d in datasets]
+        panels.append((results_title, results, budget, False))
+    panels += [(f"Table 8: {DATASETS[d]}", paper_frame(d), paper_budget, True) for d in datasets]
     fig = Figure(figsize=(4.6 * len(panels), 4.0), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (title, df, line) in zip(axes, panels, strict=True):
+    for ax, (title, df, line, annotate) in zip(axes, panels, strict=True):
         if kind == "accuracy":
-            plot_accuracy_vs_cost(df, cost=cost, budget=line, annotate=title.startswith("Table 8"), title=title, ax=ax)
+            plot_accuracy_vs_cost(df, cost=cost, budget=line, annotate=annotate, title=title, ax=ax)
         else:
             plot_width_curves(df, title=title, ax=ax)
     return fig
@@ -215,15 +215,15 @@ def plot_paper(
 def plot_paper_speed(*, results: pd.DataFrame | None = None, results_title: str = "your results", cost: str = "paper_mflops") -> Figure:
     """Table 8's speeds as time per batch of 8 against ``cost`` on each platform, after a panel of
     ``results`` (measured ``latency_ms`` against ``macs``) when given."""
-    panels: list[tuple[str, pd.DataFrame, str, str]] = []
+    panels: list[tuple[str, pd.DataFrame, str, str, bool]] = []  # title, rows, cost, latency, label widths
     if results is not None:
-        panels.append((results_title, results, "macs", "latency_ms"))
+        panels.append((results_title, results, "macs", "latency_ms", False))
     paper = paper_frame("kinetics600")
-    panels += [(f"Table 8: {name}", paper, cost, f"{key}_latency_ms") for key, name in PLATFORMS.items()]
+    panels += [(f"Table 8: {name}", paper, cost, f"{key}_latency_ms", True) for key, name in PLATFORMS.items()]
     fig = Figure(figsize=(4.6 * len(panels), 4.0), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (title, df, c, lat) in zip(axes, panels, strict=True):
-        plot_latency_vs_cost(df, cost=c, latency=lat, annotate=title.startswith("Table 8"), title=title, ax=ax)
+    for ax, (title, df, c, lat, annotate) in zip(axes, panels, strict=True):
+        plot_latency_vs_cost(df, cost=c, latency=lat, annotate=annotate, title=title, ax=ax)
     return fig
 
 
