@@ -221,9 +221,11 @@ def optimize_for_inference(
     """The optimized inference path of ``model`` (see the module doc), checked against eager.
 
     ``input_shape`` is one clip's (C, T, H, W) (default: the spec's, for an e3d ``Net``); the
-    graph is traced on a batch of ``batch_size`` such clips and runs on any batch size. With
-    ``check`` the optimized model's output on that batch must be within ``tolerance``
-    (:func:`relative_error`) of the eager model's. The eager model is not modified.
+    graph is traced on a batch of ``batch_size`` such clips and runs on any batch size (the fuser
+    compiles for an input shape on its first two calls at that shape, so trace at the batch size
+    you will time, or warm up twice). With ``check`` the optimized model's output on that batch
+    must be within ``tolerance`` (:func:`relative_error`) of the eager model's; the check runs the
+    optimized model twice, so it is compiled for that batch. The eager model is not modified.
     """
     options = options or OptimizeOptions()
     x = example_input(model, input_shape, batch_size)
