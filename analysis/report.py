@@ -44,11 +44,11 @@ def table(df: pd.DataFrame, columns: Sequence[Column]) -> str:
 
 
 def _numeric(text: str) -> bool:
-    t = text.strip().rstrip("%x").replace(",", "").replace("±", "").replace(" ", "")
+    t = text.split("±")[0].split("(")[0].strip().rstrip("%x").replace(",", "")  # "42.00 ± 2.83 (2)" is a number
     if t in ("", "-"):
         return True
     try:
-        float(t.split("(")[0])
+        float(t)
     except ValueError:
         return False
     return True
