@@ -437,8 +437,8 @@ def requeue_interrupted(study: optuna.Study) -> int:
     n = 0
     for t in trials:
         if t.state == TrialState.FAIL and t.user_attrs.get("interrupted") and t.number not in done:
-            keep = {k: t.user_attrs[k] for k in ("source", "seed") if k in t.user_attrs}
-            study.enqueue_trial(t.params, user_attrs={**keep, "retry_of": t.number})
+            attrs: dict[str, Any] = {k: t.user_attrs[k] for k in ("source", "seed") if k in t.user_attrs}
+            study.enqueue_trial(t.params, user_attrs={**attrs, "retry_of": t.number})
             n += 1
     return n
 
