@@ -5,12 +5,15 @@ counting (layers observed while a model runs) both go through :func:`layer_cost`
 Units, per clip (batch 1):
 
 ``macs``
-    multiply-adds of convolutions and linear layers only; e3d's main unit.
+    multiply-adds of convolutions and linear layers only; e3d's main unit. Also those of products of
+    two activations (``matmul``: SGS's merge of slices into bins).
 ``paper_flops``
     the convention of the paper's Table 8 ("MFLOPs"): conv multiply-adds (+1 per output element
     with bias), BatchNorm 2 per element, ReLU/ReLU6 1 per element, max-pool ``kernel - 1`` per
     output (the paper's counter used the int kernel size, so 2 for a 3x3x3 window), average pools
-    the window volume per output, Linear ``(2 * in - 1) * out``.
+    the window volume per output, Linear ``(2 * in - 1) * out``. e3d's additions, which the paper's
+    networks do not have: sigmoid 1 per element (like the other activations), ``matmul`` its
+    multiply-adds (like a conv without bias).
 ``activations``
     output elements of every layer that computes (conv, linear, norm, activation, pooling).
 """
@@ -22,14 +25,15 @@ from typing import NamedTuple
 
 from space.ops import Layer
 
-MAC_KINDS = frozenset({"conv", "linear"})
+MAC_KINDS = frozenset({"conv", "linear", "matmul"})
 """Kinds whose multiply-adds make up ``macs``."""
 
-ARITHMETIC_KINDS = frozenset({"bn", "relu", "relu6", "maxpool", "avgpool", "gap"})
+ARITHMETIC_KINDS = frozenset({"bn", "relu", "relu6", "sigmoid", "maxpool", "avgpool", "gap"})
 """Kinds that compute but are not multiply-adds: counted in ``paper_flops`` and ``activations``."""
 
-ELEMENTWISE_KINDS = frozenset({"add"})
-"""Element-wise arithmetic that neither convention counts (residual adds)."""
+ELEMENTWISE_KINDS = frozenset({"add", "mul", "similarity"})
+"""Element-wise arithmetic that neither convention counts (residual adds, squeeze-and-excitation's
+channel scaling, SGS's similarity of neighbouring slices)."""
 
 
 class Cost(NamedTuple):
@@ -60,9 +64,12 @@ def layer_cost(layer: Layer) -> Cost:
         macs = out * fan_in
         params = fan_in * n_out + (n_out if layer.bias else 0)
         return Cost(macs, params, (2 * fan_in - 1) * out, out)
+    if k == "matmul":
+        macs = out * layer.in_shape[-1]
+        return Cost(macs, 0, macs, out)
     if k == "bn":
         return Cost(0, 2 * layer.out_shape[0], 2 * out, out)
-    if k in ("relu", "relu6"):
+    if k in ("relu", "relu6", "sigmoid"):
         return Cost(0, 0, out, out)
     if k == "maxpool":
         return Cost(0, 0, (layer.kernel[0] - 1) * out, out)

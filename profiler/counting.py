@@ -89,10 +89,12 @@ def not_counted_category(op: str) -> str:
     """Why an operator contributes nothing to ``macs``."""
     if op in ARITHMETIC_KINDS:
         return "arithmetic, not multiply-adds (in paper_flops)"
-    if op in ELEMENTWISE_KINDS:
+    if op in ELEMENTWISE_KINDS or op in _ELEMENTWISE:
         return "element-wise arithmetic (in neither convention)"
-    if op in _MOVEMENT or op in ("dropout", "flatten", "split", "shuffle", "subsample", "pad"):
+    if op in _MOVEMENT or op in ("dropout", "flatten", "split", "shuffle", "subsample", "pad", "cat", "resolve_conj", "resolve_neg"):
         return "data movement, no arithmetic"
+    if op in _SELECTION:
+        return "comparison and selection, no arithmetic"
     return "unrecognised: no cost rule"
 
 
@@ -108,16 +110,21 @@ def count_layers(layers: Iterable[Layer], input_shape: Shape, params: int | None
     return counts
 
 
-def count_spec(spec: NetSpec) -> Counts:
-    """Analytic count of a spec for one clip of ``spec.clip`` (no model is built), with breakdowns."""
-    return count_layers(spec.layers, spec.input_shape)
+def count_spec(spec: NetSpec, *, sgs_bins: Sequence[int] | None = None) -> Counts:
+    """Analytic count of a spec for one clip of ``spec.clip`` (no model is built), with breakdowns.
+
+    With SGS layers the cost depends on the clip: ``sgs_bins`` gives the bins one clip keeps at
+    each (``Net.sgs_bins`` measures them); None counts the most expensive clip (every SGS layer
+    keeps its maximum), an upper bound.
+    """
+    return count_layers(spec.trace(sgs_bins), spec.input_shape)
 
 
-def spec_totals(spec: NetSpec) -> Cost:
+def spec_totals(spec: NetSpec, *, sgs_bins: Sequence[int] | None = None) -> Cost:
     """Just the totals of :func:`count_spec` (macs, params, paper_flops, activations): the fast path
     for screening thousands of candidate specs."""
     macs = params = paper = acts = 0
-    for layer in spec.layers:
+    for layer in spec.trace(sgs_bins):
         c = layer_cost(layer)
         macs += c.macs
         params += c.params
@@ -126,14 +133,20 @@ def spec_totals(spec: NetSpec) -> Cost:
     return Cost(macs, params, paper, acts)
 
 
-def count_module(model: nn.Module, input_shape: Sequence[int]) -> Counts:
+def count_module(model: nn.Module, input_shape: Sequence[int], *, clip: torch.Tensor | None = None) -> Counts:
     """Count any module by running it once (eval, inference mode) on a zero clip of ``input_shape``.
 
     ``input_shape`` is per clip, (C, T, H, W). The model runs on the device of its first parameter
-    (``meta`` works and is instant). Its training flag is restored afterwards.
+    (``meta`` works and is instant). Its training flag is restored afterwards. ``clip`` runs that
+    clip, (C, T, H, W), instead: what a data-dependent model (SGS) executes depends on it.
     """
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    x = torch.zeros((1, *input_shape), device=device)
+    if clip is not None:
+        if tuple(clip.shape) != tuple(input_shape):
+            raise ValueError(f"clip of shape {tuple(clip.shape)} given for input_shape {tuple(input_shape)}")
+        x = clip[None].to(device)
+    else:
+        x = torch.zeros((1, *input_shape), device=device)
     names = {id(m): name for name, m in model.named_modules()}
     stack = [""]
 
@@ -161,13 +174,17 @@ def count_module(model: nn.Module, input_shape: Sequence[int]) -> Counts:
 
 # -- aten operators -> layers ------------------------------------------------------------------
 
+_MATMUL = {"bmm"}
+"""Products of two activations (no weights): SGS's merge."""
 _CONV = {"convolution", "_convolution", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}
-_LINEAR = {"linear", "addmm", "mm", "matmul", "bmm", "baddbmm"}
+_LINEAR = {"linear", "addmm", "mm", "matmul", "baddbmm"}
 _BN = {"batch_norm", "native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training", "cudnn_batch_norm"}
 _SIMPLE = {
     "relu": "relu",
     "relu6": "relu6",
+    "sigmoid": "sigmoid",
     "add": "add",
+    "mul": "mul",
     "cat": "cat",
     "dropout": "dropout",
     "native_dropout": "dropout",
@@ -181,6 +198,13 @@ _MOVEMENT = {
     "select", "clone", "contiguous", "expand", "t", "unsqueeze", "squeeze", "constant_pad_nd", "pad", "detach", "alias",
     "_to_copy", "copy", "to", "unbind", "narrow", "stack", "zeros", "zeros_like", "empty", "empty_like", "lift_fresh",
 }  # fmt: skip
+_ELEMENTWISE = {"sub", "rsub", "div", "pow", "sum", "cumsum", "abs", "clamp", "clamp_min", "clamp_max", "neg", "sqrt", "mean", "round"}
+"""Arithmetic of the small per-slice tensors of SGS (and the like): neither convention counts it."""
+_SELECTION = {
+    "eq", "ne", "gt", "ge", "lt", "le", "scatter", "index", "index_put", "nonzero", "unique", "_unique2", "arange", "new_zeros",
+    "max", "min", "argsort", "sort", "masked_select", "index_select", "any", "all", "item", "_local_scalar_dense",
+}  # fmt: skip
+"""Comparisons, indexing and constructors: no arithmetic."""
 
 
 def _first_tensor(out: Any) -> torch.Tensor | None:
@@ -210,6 +234,9 @@ def aten_layer(op: str, args: Sequence[Any], kwargs: dict[str, Any], out: Any, n
         if transposed:
             in_shape, out_shape = out_shape, in_shape
         return Layer(name, "conv", in_shape, out_shape, kernel=kernel, groups=groups, bias=bias)
+    if op in _MATMUL:
+        shape = tuple(y.shape[1:]) if y is not None else ()
+        return Layer(name, "matmul", (*shape[:-1], args[0].shape[-1]), shape)
     if op in _LINEAR:
         if op in ("addmm", "baddbmm"):
             a, w = args[1], args[2]

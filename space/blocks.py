@@ -175,6 +175,52 @@ def bottleneck(ops: Ops[X], x: X, *, cin: int, channels: int, stride: Triple, ac
     return ops.act("act", y, act)
 
 
+SE_RATIO = 4
+"""Squeeze-and-excitation bottleneck: ``channels // SE_RATIO`` hidden units (at least 1)."""
+
+
+def squeeze_excite(ops: Ops[X], x: X, *, channels: int) -> X:
+    """Squeeze-and-excitation: global average, 1x1x1 conv (bias) to ``channels // 4``, ReLU, 1x1x1 conv (bias)
+    back, sigmoid, and every channel of ``x`` scaled by its gate."""
+    s = ops.global_pool("se_pool", x)
+    s = ops.act("se_act", ops.conv("se_reduce", s, max(1, channels // SE_RATIO), bias=True), "relu")
+    s = ops.act("se_gate", ops.conv("se_expand", s, channels, bias=True), "sigmoid")
+    return ops.scale(x, s)
+
+
+def sev(ops: Ops[X], x: X, *, cin: int, channels: int, stride: Triple, act: str, groups: int, t_kernel: int, se: bool) -> X:
+    """SEV module: channel-wise 1x1x1 conv, spatial group conv 1x3x3 (``groups``, spatial stride), temporal
+    conv ``t_kernel``x1x1 (temporal stride), each with BN (the last without activation), optional
+    squeeze-and-excitation, then a residual add and the activation.
+
+    The shortcut is the identity when the shape is unchanged, otherwise a strided 1x1x1 conv with BN.
+    """
+    ops.check(groups > 0 and channels % groups == 0, "groups", f"groups={groups} must divide channels={channels}")
+    y = conv_bn(ops, "pw", x, channels, act=act)
+    y = conv_bn(ops, "spatial", y, channels, kernel=(1, 3, 3), stride=(1, stride[1], stride[2]), groups=groups, act=act)
+    y = conv_bn(ops, "temporal", y, channels, kernel=(t_kernel, 1, 1), stride=(stride[0], 1, 1))
+    if se:
+        y = squeeze_excite(ops, y, channels=channels)
+    y = ops.add(y, _shortcut(ops, x, cin=cin, channels=channels, stride=stride, shortcut="B"))
+    return ops.act("act", y, act)
+
+
+SGS_GRID = 4
+"""SGS compares slices on a coarse grid of at most 4 x 4 cells (adaptive average pooling)."""
+
+
+def similarity_sampling(ops: Ops[X], x: X, *, bins: int, embed: int, bin_width: float, multiple: int) -> X:
+    """Similarity Guided Sampling (a unit of its own between stages).
+
+    Each temporal slice is averaged on a coarse grid (so that pixel noise cancels and the layout of
+    the content remains) and embedded in ``embed`` channels by a 1x1x1 conv with bias; similar
+    neighbouring slices are then merged into bins (:meth:`space.ops.Ops.merge_similar`; the tensor
+    side is :mod:`space.sgs`).
+    """
+    z = ops.conv("embed", ops.grid_pool("pool", x, SGS_GRID), embed, bias=True)
+    return ops.merge_similar("merge", x, z, bins=bins, bin_width=bin_width, multiple=multiple)
+
+
 BlockFn = Callable[..., Any]
 
 
@@ -194,5 +240,6 @@ BLOCKS: dict[str, BlockType] = {
     "shuffle_v2": BlockType(shuffle_v2, ()),
     "basic": BlockType(basic, ("shortcut",)),
     "bottleneck": BlockType(bottleneck, ("expansion", "groups", "shortcut")),
+    "sev": BlockType(sev, ("groups", "t_kernel", "se")),
 }
 """The block library: block type name (as written in a spec) -> definition."""

@@ -240,8 +240,8 @@ def model_state_shapes(spec: NetSpec) -> dict[str, Tensor]:
 
 
 def is_e3d_state(state: Mapping[str, Any]) -> bool:
-    """True when the keys are e3d module names (``stem.``, ``stages.``, ``head.``)."""
-    return all(re.match(r"(stem|stages|head)\.", k) for k in state)
+    """True when the keys are e3d module names (``stem.``, ``stages.``, ``sgs.``, ``head.``)."""
+    return all(re.match(r"(stem|stages|sgs|head)\.", k) for k in state)
 
 
 def checkpoint_state(obj: Any, spec: NetSpec, *, source: str = "checkpoint") -> dict[str, Tensor]:

@@ -9,6 +9,7 @@ network still builds. The rounding rules are pure helpers below.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -261,6 +262,52 @@ def shufflenetv2(
         StemSpec(24, pool=True),
         stages,
         HeadSpec(channels=last),
+        clip=clip,
+        num_classes=num_classes,
+        dropout=dropout,
+        width_mult=width_mult,
+    )
+
+
+# -- SEVNet (not in Table 8: the SEV module of Wang and Yang, 2020) ----------------------------
+
+SEVNET_STAGES = ((24, 1, (1, 2, 2)), (48, 2, S2), (96, 3, S2), (192, 1, (1, 2, 2)))
+"""(channels, units, stride of the first unit) per stage at 1.0x: e3d's layout, see ``docs/SEV_SGS.md``.
+The first stage keeps the clip's full temporal resolution (the stem halves only H and W)."""
+
+
+@register_model("sevnet", paper_widths=(0.5, 1.0, 1.5, 2.0))
+def sevnet(
+    *,
+    width_mult: float = 1.0,
+    depths: Sequence[int] | None = None,
+    stage_mults: Sequence[float] | None = None,
+    groups: int = 4,
+    t_kernel: int = 3,
+    se: bool = False,
+    num_classes: int = 600,
+    clip: Clip = (16, 112, 112),
+    dropout: float = 0.2,
+) -> NetSpec:
+    """3D SEVNet (SEV modules: channel-wise, spatial-grouped and temporal convs, optional SE).
+
+    Not one of the paper's families: e3d's presets at 0.5-2.0x (its ``paper_widths`` are e3d's
+    choice). Stage widths are rounded to multiples of lcm(4, ``groups``), the stem to multiples of 4;
+    ``groups`` is the spatial conv's group count, ``t_kernel`` the temporal kernel, ``se`` adds
+    squeeze-and-excitation to every module."""
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise SpecError("groups", f"must be a positive integer, got {groups!r}")
+    d, m = _knobs("sevnet", [n for _, n, _ in SEVNET_STAGES], depths, stage_mults, width_mult)
+    divisor = math.lcm(4, groups)
+    stages = tuple(
+        StageSpec("sev", make_divisible(c * width_mult * f, divisor), n, s, groups=groups, t_kernel=t_kernel, se=se)
+        for (c, _, s), n, f in zip(SEVNET_STAGES, d, m, strict=True)
+    )
+    return NetSpec(
+        "sevnet",
+        StemSpec(make_divisible(16 * width_mult, 4)),
+        stages,
+        HeadSpec(),
         clip=clip,
         num_classes=num_classes,
         dropout=dropout,

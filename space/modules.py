@@ -15,9 +15,10 @@ from torch import Tensor, nn
 
 from space.blocks import BlockFn
 from space.ops import Layer, Triple
+from space.sgs import BinMerge, merge_similar
 from space.spec import NetSpec
 
-_ACT: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6}
+_ACT: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6, "sigmoid": nn.Sigmoid}
 
 
 def make_module(layer: Layer) -> nn.Module:
@@ -42,11 +43,14 @@ def make_module(layer: Layer) -> nn.Module:
     if k == "avgpool":
         return nn.AvgPool3d(layer.kernel, layer.stride, layer.padding)
     if k == "gap":
-        return nn.AdaptiveAvgPool3d(1)
+        size = layer.out_shape[1:]
+        return nn.AdaptiveAvgPool3d(1) if size == (1, 1, 1) else nn.AdaptiveAvgPool3d((None, size[1], size[2]))
     if k == "dropout":
         return nn.Dropout(layer.p)
     if k == "linear":
         return nn.Linear(layer.in_shape[0], layer.out_shape[0])
+    if k == "matmul":
+        return BinMerge()
     raise ValueError(f"layer kind {k!r} is functional, not a module")
 
 
@@ -93,6 +97,10 @@ class Runner:
         """Run the global average pooling module ``name``."""
         return self.m[name](x)
 
+    def grid_pool(self, name: str, x: Tensor, cells: int) -> Tensor:
+        """Run the adaptive (grid) average pooling module ``name``."""
+        return self.m[name](x)
+
     def dropout(self, name: str, x: Tensor, p: float) -> Tensor:
         """Run the dropout module ``name``."""
         return self.m[name](x)
@@ -130,6 +138,16 @@ class Runner:
         """Zero channels appended up to ``channels``."""
         return F.pad(x, (0, 0, 0, 0, 0, 0, 0, channels - x.shape[1]))
 
+    def scale(self, x: Tensor, s: Tensor) -> Tensor:
+        """Channel-wise product with a (N, C, 1, 1, 1) gate."""
+        return x * s
+
+    def merge_similar(self, name: str, x: Tensor, z: Tensor, *, bins: int, bin_width: float, multiple: int) -> Tensor:
+        """Similarity Guided Sampling with the merge module ``name`` (see :mod:`space.sgs`)."""
+        merge = self.m[name]
+        assert isinstance(merge, BinMerge)
+        return merge_similar(merge, x, z, bins=bins, bin_width=bin_width, multiple=multiple)
+
 
 class Unit(nn.Module):
     """One unit of a network: the modules its block function names, and that function as forward."""
@@ -153,7 +171,14 @@ class Unit(nn.Module):
 
 
 class Net(nn.Module):
-    """A network built from a spec: ``stem``, ``stages`` (a list of unit sequences), ``head``."""
+    """A network built from a spec: ``stem``, ``stages`` (a list of unit sequences), ``head``, and
+    ``sgs`` (SGS units keyed by the stage they follow) when the spec has SGS layers.
+
+    With SGS the temporal size after an SGS unit depends on the clip: the batch is split into groups
+    of clips that kept the same number of bins, and the rest of the network runs once per group (in
+    training too, so BatchNorm after SGS normalises over each group). Outputs are put back in the
+    batch's order. A batch whose clips all keep the same number runs as one, as without SGS.
+    """
 
     def __init__(self, spec: NetSpec) -> None:
         super().__init__()
@@ -162,16 +187,32 @@ class Net(nn.Module):
         for layer in spec.layers:
             by_unit.setdefault(_unit_of(layer.name), []).append(layer)
         stages: list[list[Unit]] = [[] for _ in spec.stages]
+        sgs: dict[str, Unit] = {}
         for path, fn, kw in spec.units():
             unit = Unit(fn, kw, by_unit.get(path, []), path)
             if path == "stem":
                 self.stem = unit
             elif path == "head":
                 self.head = unit
+            elif path.startswith("sgs."):
+                sgs[path.split(".")[1]] = unit
             else:
                 stages[int(path.split(".")[1])].append(unit)
         self.stages = nn.ModuleList(nn.Sequential(*units) for units in stages)
+        if sgs:
+            self.sgs = nn.ModuleDict(sgs)
         self.reset_parameters()
+
+    def steps(self) -> list[tuple[nn.Module, int]]:
+        """Execution order: (module, index of the SGS layer in ``spec.sgs``, or -1 for the others)."""
+        after = [layer.after_stage for layer in self.spec.sgs]
+        out: list[tuple[nn.Module, int]] = [(self.stem, -1)]
+        for i, stage in enumerate(self.stages):
+            out.append((stage, -1))
+            if i in after:
+                out.append((self.sgs[str(i)], after.index(i)))
+        out.append((self.head, -1))
+        return out
 
     def reset_parameters(self) -> None:
         """He-normal convolutions (fan out), unit BatchNorm, small-normal classifier, zero biases."""
@@ -188,7 +229,9 @@ class Net(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def features(self, x: Tensor) -> Tensor:
-        """Stem and stages: the feature map before the head."""
+        """Stem and stages: the feature map before the head (networks without SGS, whose T is fixed)."""
+        if self.spec.sgs:
+            raise ValueError("with SGS the feature map's T differs between clips; use forward or forward_with_bins")
         x = self.stem(x)
         for stage in self.stages:
             x = stage(x)
@@ -196,12 +239,67 @@ class Net(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Class scores (logits) for a batch of clips (N, C, T, H, W)."""
-        return self.head(self.features(x))
+        if not self.spec.sgs:
+            return self.head(self.features(x))
+        steps = self.steps()
+        out = self._run(x, steps, 0, len(steps), None)
+        assert out is not None
+        return out
+
+    def forward_with_bins(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits and the bins each clip kept at each SGS layer, (N, number of SGS layers)."""
+        bins = torch.zeros(x.shape[0], len(self.spec.sgs), dtype=torch.long)
+        steps = self.steps()
+        out = self._run(x, steps, 0, len(steps), (bins, torch.arange(x.shape[0])))
+        assert out is not None
+        return out, bins
+
+    @torch.no_grad()
+    def sgs_bins(self, x: Tensor) -> Tensor:
+        """The bins each clip keeps at each SGS layer, (N, number of SGS layers), running the network
+        only as far as its last SGS layer. Set the mode (train/eval) first: BatchNorm depends on it."""
+        bins = torch.zeros(x.shape[0], len(self.spec.sgs), dtype=torch.long)
+        steps = self.steps()
+        last = max((i for i, (_, col) in enumerate(steps) if col >= 0), default=-1)
+        self._run(x, steps, 0, last + 1, (bins, torch.arange(x.shape[0])))
+        return bins
+
+    def _run(
+        self, x: Tensor, steps: list[tuple[nn.Module, int]], start: int, stop: int, record: tuple[Tensor, Tensor] | None
+    ) -> Tensor | None:
+        """Run ``steps[start:stop]``; after an SGS unit, the rest once per group of clips that kept the same
+        number of bins, outputs back in the batch's order. ``record`` = (bins table, rows of this batch in
+        it) collects the bins. A run that stops before the head returns None."""
+        for j in range(start, stop):
+            module, col = steps[j]
+            x = module(x)
+            if col < 0:
+                continue
+            kept = module.get_submodule("merge").last_bins
+            assert isinstance(kept, Tensor)
+            kept = kept.cpu()
+            if record is not None:
+                record[0][record[1], col] = kept
+            counts = kept.unique().tolist()
+            if len(counts) == 1:
+                x = x[:, :, : counts[0]]
+                continue
+            outs, order = [], []
+            for k in counts:
+                sel = (kept == k).nonzero().squeeze(1)
+                sub = None if record is None else (record[0], record[1][sel])
+                outs.append(self._run(x[sel.to(x.device), :, :k], steps, j + 1, stop, sub))
+                order.append(sel)
+            if any(o is None for o in outs):
+                return None
+            inverse = torch.argsort(torch.cat(order)).to(x.device)
+            return torch.cat(outs)[inverse]  # type: ignore[arg-type]
+        return x if stop == len(steps) else None
 
 
 def _unit_of(name: str) -> str:
     parts = name.split(".")
-    return ".".join(parts[:3]) if parts[0] == "stages" else parts[0]
+    return ".".join(parts[: {"stages": 3, "sgs": 2}.get(parts[0], 1)])
 
 
 def build(spec: NetSpec) -> Net:

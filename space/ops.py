@@ -15,7 +15,7 @@ cannot describe different networks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
 Shape = tuple[int, ...]
@@ -27,6 +27,8 @@ Triple = tuple[int, int, int]
 X = TypeVar("X")
 
 ACTIVATIONS = ("relu", "relu6")
+GATES = ("sigmoid",)
+"""Activations a block may use inside it (squeeze-and-excitation), but not as a stage's ``act``."""
 
 
 class BlockError(Exception):
@@ -63,8 +65,8 @@ class Layer(NamedTuple):
     """One operation of a network as the tracer saw it.
 
     ``name`` is the module path in the built model (``"stages.1.0.pw1"``) for layers that are
-    modules; functional operations (``add``, ``cat``, ``split``, ``shuffle``, ``pad``,
-    ``subsample``, ``flatten``) carry the path of the unit that performs them.
+    modules; functional operations (``add``, ``mul``, ``cat``, ``split``, ``shuffle``, ``pad``,
+    ``subsample``, ``flatten``, ``similarity``) carry the path of the unit that performs them.
     """
 
     name: str
@@ -84,7 +86,7 @@ class Layer(NamedTuple):
         return self.kind in MODULE_KINDS
 
 
-MODULE_KINDS = frozenset({"conv", "bn", "relu", "relu6", "maxpool", "avgpool", "gap", "dropout", "linear"})
+MODULE_KINDS = frozenset({"conv", "bn", "relu", "relu6", "sigmoid", "maxpool", "avgpool", "gap", "dropout", "linear", "matmul"})
 """Layer kinds that become modules; every other kind is a functional op inside a unit."""
 
 
@@ -107,6 +109,7 @@ class Ops(Protocol, Generic[X]):
     def act(self, name: str, x: X, kind: str) -> X: ...
     def pool(self, name: str, x: X, kind: str, kernel: int | Triple, stride: int | Triple, padding: int | Triple) -> X: ...
     def global_pool(self, name: str, x: X) -> X: ...
+    def grid_pool(self, name: str, x: X, cells: int) -> X: ...
     def dropout(self, name: str, x: X, p: float) -> X: ...
     def linear(self, name: str, x: X, out: int) -> X: ...
     def flatten(self, x: X) -> X: ...
@@ -116,15 +119,19 @@ class Ops(Protocol, Generic[X]):
     def shuffle(self, x: X, groups: int) -> X: ...
     def subsample(self, x: X, stride: Triple) -> X: ...
     def pad_channels(self, x: X, channels: int) -> X: ...
+    def scale(self, x: X, s: X) -> X: ...
+    def merge_similar(self, name: str, x: X, z: X, *, bins: int, bin_width: float, multiple: int) -> X: ...
 
 
 class Tracer:
     """Shape interpreter: checks shapes, records :class:`Layer`s, builds nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, sgs_bins: Mapping[str, int] | None = None) -> None:
         self.layers: list[Layer] = []
         self.unit = ""
         """Module path of the unit being traced; layer names are relative to it."""
+        self.sgs_bins = dict(sgs_bins or {})
+        """Bins kept by each SGS unit (by path) for one clip; units not named keep their maximum."""
 
     def _record(self, name: str, kind: str, x: Shape, y: Shape, **attrs: object) -> Shape:
         path = f"{self.unit}.{name}" if name and self.unit else (name or self.unit)
@@ -166,8 +173,8 @@ class Tracer:
         return self._record(name, "bn", x, x)
 
     def act(self, name: str, x: Shape, kind: str) -> Shape:
-        """Element-wise activation, one of :data:`ACTIVATIONS`."""
-        if kind not in ACTIVATIONS:
+        """Element-wise activation, one of :data:`ACTIVATIONS` or :data:`GATES`."""
+        if kind not in ACTIVATIONS and kind not in GATES:
             raise BlockError("act", f"unknown activation {kind!r}; choose from {', '.join(ACTIVATIONS)}")
         return self._record(name, kind, x, x)
 
@@ -187,6 +194,13 @@ class Tracer:
     def global_pool(self, name: str, x: Shape) -> Shape:
         """Average over all of T, H and W."""
         return self._record(name, "gap", x, (x[0], 1, 1, 1), kernel=_spatial(x))
+
+    def grid_pool(self, name: str, x: Shape, cells: int) -> Shape:
+        """Adaptive average over H and W to at most ``cells`` x ``cells`` (T kept): a ``gap`` layer whose
+        nominal window is ``in // out`` per dimension, as the module counter reads adaptive pools."""
+        c, t, h, w = _spatial_shape(x)
+        out = (c, t, min(cells, h), min(cells, w))
+        return self._record(name, "gap", x, out, kernel=(1, h // out[2], w // out[3]))
 
     def dropout(self, name: str, x: Shape, p: float) -> Shape:
         """Dropout with probability ``p`` (identity at inference)."""
@@ -242,10 +256,47 @@ class Tracer:
             raise BlockError("shortcut", f"shortcut A cannot shrink {x[0]} channels to {channels}")
         return self._record("", "pad", x, (channels, *x[1:]))
 
+    def scale(self, x: Shape, s: Shape) -> Shape:
+        """Multiply every channel of ``x`` by its entry of ``s``, a ``(C, 1, 1, 1)`` map (broadcast)."""
+        if s != (x[0], 1, 1, 1):
+            raise BlockError("channels", f"cannot scale a {x} map by {s}; expected ({x[0]}, 1, 1, 1)")
+        return self._record("", "mul", x, x)
+
+    def merge_similar(self, name: str, x: Shape, z: Shape, *, bins: int, bin_width: float, multiple: int) -> Shape:
+        """Similarity Guided Sampling: merge the T slices of ``x`` into K bins, guided by the embedding ``z``.
+
+        K depends on the clip. By default the tracer takes the most a clip can keep, ``bins`` (an
+        upper bound of the cost, and what validation checks); ``Tracer(sgs_bins={unit: K})`` traces
+        one clip's K. Records the similarity arithmetic (no multiply-adds) and the merge, a product
+        of the (K, T) bin weights with the (T, C*H*W) slices, as layer ``name``.
+        """
+        c, t, h, w = _spatial_shape(x)
+        if len(z) != 4 or z[1] != t:
+            raise BlockError("sgs", f"embedding {z} and features {x} disagree in T")
+        if bins < 1 or multiple < 1 or bins % multiple:
+            raise BlockError("bins", f"bins={bins} must be a positive multiple of multiple={multiple}")
+        if bin_width <= 0:
+            raise BlockError("bin_width", f"must be positive, got {bin_width}")
+        k = self.sgs_bins.get(self.unit)
+        if k is None:
+            if bins > t:
+                raise BlockError("bins", f"{bins} bins exceed the {t} temporal slices entering SGS")
+            k = bins
+        elif not (1 <= k <= bins and k % multiple == 0):
+            raise BlockError("bins", f"a clip cannot keep {k} bins: between {multiple} and {bins}, a multiple of {multiple}")
+        self._record("", "similarity", z, (t,))
+        self._record(name, "matmul", (k, t), (k, c * h * w))
+        return (c, k, h, w)
+
     def _check_size(self, name: str, x: Shape, size: Triple, field: str) -> None:
         if min(size) < 1:
             dims = "x".join(str(d) for d in _spatial(x))
             raise BlockError(field, f"{name} shrinks its {dims} input (T x H x W) to {'x'.join(map(str, size))}")
+
+
+def _spatial_shape(x: Shape) -> tuple[int, int, int, int]:
+    t, h, w = _spatial(x)
+    return (x[0], t, h, w)
 
 
 def _spatial(x: Shape) -> Triple:

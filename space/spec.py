@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from space.blocks import BLOCKS, BlockFn, head, stem
+from space.blocks import BLOCKS, BlockFn, head, similarity_sampling, stem
 from space.ops import ACTIVATIONS, BlockError, Layer, Shape, Tracer, Triple
 
 FORMAT = "e3d.netspec/1"
@@ -114,6 +114,8 @@ class StageSpec:
     squeeze: int = 0
     bypass: bool = False
     shortcut: str = "B"
+    t_kernel: int = 3
+    se: bool = False
 
     def validate(self, path: str) -> None:
         """Check every field's own value (shapes are checked by tracing the whole spec)."""
@@ -133,6 +135,10 @@ class StageSpec:
         _int(f"{path}.squeeze", self.squeeze, minimum=0)
         _bool(f"{path}.bypass", self.bypass)
         _choice(f"{path}.shortcut", self.shortcut, ("A", "B"))
+        _int(f"{path}.t_kernel", self.t_kernel)
+        if self.t_kernel % 2 == 0:
+            raise SpecError(f"{path}.t_kernel", f"must be odd (a 'same'-padded kernel), got {self.t_kernel}")
+        _bool(f"{path}.se", self.se)
         for f in dataclasses.fields(self):
             if f.name in _STAGE_COMMON or f.name in block.fields:
                 continue
@@ -169,8 +175,55 @@ class HeadSpec:
 
 
 @dataclass(frozen=True)
+class SGSSpec:
+    """Similarity Guided Sampling after the last unit of stage ``after_stage``.
+
+    Every temporal slice, averaged on a coarse grid, is embedded in ``embed`` channels by a 1x1x1
+    conv with bias; the change between neighbouring slices (0: identical, ~1: unrelated), summed
+    along the clip, places each slice on a line of bins ``bin_width`` apart, and slices that land on
+    the same bins are averaged together (see :mod:`space.sgs`). A clip keeps between ``multiple``
+    and ``bins`` of them, a multiple of ``multiple`` (the last bin is repeated to get there): for
+    networks that need, say, an even T further on.
+    """
+
+    after_stage: int
+    bins: int
+    embed: int = 8
+    bin_width: float = 0.5
+    multiple: int = 1
+
+    def validate(self, path: str, stages: int) -> None:
+        """Check each field's own value (shapes and bin counts are checked by tracing)."""
+        _int(f"{path}.after_stage", self.after_stage, minimum=0)
+        if self.after_stage >= stages:
+            raise SpecError(f"{path}.after_stage", f"the network has stages 0..{stages - 1}, got {self.after_stage}")
+        _int(f"{path}.bins", self.bins)
+        _int(f"{path}.embed", self.embed)
+        _set(self, "bin_width", _float(f"{path}.bin_width", self.bin_width))
+        if self.bin_width <= 0:
+            raise SpecError(f"{path}.bin_width", f"must be positive, got {self.bin_width}")
+        _int(f"{path}.multiple", self.multiple)
+        if self.bins % self.multiple:
+            raise SpecError(f"{path}.bins", f"must be a multiple of multiple={self.multiple}, got {self.bins}")
+
+    @property
+    def path(self) -> str:
+        """Module path of the SGS unit in the built model: ``sgs.<after_stage>``."""
+        return f"sgs.{self.after_stage}"
+
+    def counts(self) -> range:
+        """Every number of bins a clip can keep."""
+        return range(self.multiple, self.bins + 1, self.multiple)
+
+
+@dataclass(frozen=True)
 class NetSpec:
-    """A whole network: stem, stages, head, input clip (T, H, W) and classes."""
+    """A whole network: stem, stages, head, input clip (T, H, W) and classes.
+
+    ``sgs`` inserts Similarity Guided Sampling layers after some stages; then the temporal size
+    after them, and so the cost, depends on the clip: :attr:`layers` describe the most expensive
+    clip and :meth:`trace` any other.
+    """
 
     family: str
     stem: StemSpec
@@ -181,6 +234,7 @@ class NetSpec:
     dropout: float = 0.2
     width_mult: float = 1.0
     in_channels: int = 3
+    sgs: tuple[SGSSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.family, str) or not self.family:
@@ -205,7 +259,38 @@ class NetSpec:
         if self.width_mult <= 0:
             raise SpecError("width_mult", f"must be positive, got {self.width_mult}")
         _int("in_channels", self.in_channels)
+        sgs = tuple(self.sgs) if isinstance(self.sgs, (list, tuple)) else None
+        if sgs is None:
+            raise SpecError("sgs", "must be a list of SGS layers")
+        for i, layer in enumerate(sgs):
+            if not isinstance(layer, SGSSpec):
+                raise SpecError(f"sgs[{i}]", "must be an SGSSpec")
+            layer.validate(f"sgs[{i}]", len(stages))
+            if i and layer.after_stage <= sgs[i - 1].after_stage:
+                raise SpecError(f"sgs[{i}].after_stage", "SGS layers must follow distinct stages in increasing order")
+        _set(self, "sgs", sgs)
         self.layers  # trace now: shape errors surface at construction  # noqa: B018
+        self._check_sgs_counts()
+
+    def _check_sgs_counts(self) -> None:
+        """Every bin count of every SGS layer must run through the rest of the network.
+
+        The layers between two SGS layers see only the first one's count, so checking each
+        layer's counts with the others at their maximum covers every combination. (A later layer
+        keeps at most the slices it gets, which its maximum may exceed when an earlier one keeps few.)
+        """
+        at_most = {layer.path: layer.bins for layer in self.sgs}
+        for i, layer in enumerate(self.sgs):
+            for k in layer.counts():
+                if k == layer.bins:
+                    continue  # traced already
+                try:
+                    self._trace({**at_most, layer.path: k})
+                except SpecError as e:
+                    raise SpecError(
+                        f"sgs[{i}].multiple",
+                        f"when SGS keeps {k} bins, {e.field}: {e.reason}; choose a multiple so that every count SGS can keep fits",
+                    ) from None
 
     # -- structure -------------------------------------------------------------------------
 
@@ -219,6 +304,10 @@ class NetSpec:
             for j in range(stage.repeats):
                 yield f"stages.{i}.{j}", fn, stage.unit_kwargs(cin, j)
                 cin = stage.channels
+            for layer in self.sgs:
+                if layer.after_stage == i:
+                    kw = {"bins": layer.bins, "embed": layer.embed, "bin_width": layer.bin_width, "multiple": layer.multiple}
+                    yield layer.path, similarity_sampling, kw
         h = self.head
         yield "head", head, {"kind": h.kind, "channels": h.channels, "act": h.act, "num_classes": self.num_classes, "dropout": self.dropout}
 
@@ -229,16 +318,40 @@ class NetSpec:
 
     @cached_property
     def layers(self) -> tuple[Layer, ...]:
-        """Every layer with its input and output shape, in execution order (traced, not built)."""
-        tracer = Tracer()
+        """Every layer with its input and output shape, in execution order (traced, not built).
+
+        With SGS layers, each keeps its maximum number of bins: the most expensive clip.
+        """
+        return self._trace(None)
+
+    def trace(self, sgs_bins: Sequence[int] | None = None) -> tuple[Layer, ...]:
+        """The layers for a clip that keeps ``sgs_bins[i]`` bins at SGS layer ``i`` (None: the maximum)."""
+        if sgs_bins is None:
+            return self.layers
+        if len(sgs_bins) != len(self.sgs):
+            raise SpecError("sgs_bins", f"the spec has {len(self.sgs)} SGS layers, got {len(sgs_bins)} bin counts")
+        for i, (layer, k) in enumerate(zip(self.sgs, sgs_bins, strict=True)):
+            if isinstance(k, bool) or int(k) != k or int(k) not in layer.counts():
+                counts = f"{layer.multiple}..{layer.bins} bins (multiples of {layer.multiple})"
+                raise SpecError(f"sgs_bins[{i}]", f"sgs[{i}] keeps {counts}, got {k}")
+        return self._trace({layer.path: int(k) for layer, k in zip(self.sgs, sgs_bins, strict=True)})
+
+    def _trace(self, sgs_bins: Mapping[str, int] | None) -> tuple[Layer, ...]:
+        tracer = Tracer(sgs_bins)
         x: Shape = self.input_shape
         for path, fn, kw in self.units():
             tracer.unit = path
             try:
                 x = fn(tracer, x, **kw)
             except BlockError as e:
-                raise SpecError(f"{_field_path(path)}.{e.field}", f"{e.reason} (clip {'x'.join(map(str, self.clip))})") from None
+                raise SpecError(f"{self._field_path(path)}.{e.field}", f"{e.reason} (clip {'x'.join(map(str, self.clip))})") from None
         return tuple(tracer.layers)
+
+    def _field_path(self, module_path: str) -> str:
+        """Map a unit's module path to its spec field: ``stages.2.0`` -> ``stages[2]``, ``sgs.1`` -> ``sgs[0]``."""
+        if module_path.startswith("sgs."):
+            return f"sgs[{[layer.path for layer in self.sgs].index(module_path)}]"
+        return _field_path(module_path)
 
     def replace(self, **changes: Any) -> NetSpec:
         """A copy with some top-level fields changed (validated again)."""
@@ -249,6 +362,8 @@ class NetSpec:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict with every field and the format marker."""
         d = dataclasses.asdict(self)
+        if not self.sgs:
+            del d["sgs"]  # specs without SGS read exactly as before it existed
         return {"format": FORMAT, **_lists(d)}
 
     def to_json(self) -> str:
@@ -273,11 +388,15 @@ class NetSpec:
         if not isinstance(stages_d, list):
             raise SpecError("stages", "must be a list of stages")
         head_d = _section(data, "head", required=False)
+        sgs_d = data.pop("sgs", [])
+        if not isinstance(sgs_d, list):
+            raise SpecError("sgs", "must be a list of SGS layers")
         top = _kwargs(NetSpec, data, "")
         return cls(
             stem=StemSpec(**_kwargs(StemSpec, stem_d, "stem.")),
             stages=tuple(StageSpec(**_kwargs(StageSpec, _as_dict(s, f"stages[{i}]"), f"stages[{i}].")) for i, s in enumerate(stages_d)),
             head=HeadSpec(**_kwargs(HeadSpec, head_d, "head.")),
+            sgs=tuple(SGSSpec(**_kwargs(SGSSpec, _as_dict(s, f"sgs[{i}]"), f"sgs[{i}].")) for i, s in enumerate(sgs_d)),
             **top,
         )
 
@@ -310,7 +429,8 @@ class NetSpec:
     def summary(self) -> str:
         """One line: family, width, per-stage channels x repeats, clip."""
         stages = " ".join(f"{s.channels}x{s.repeats}" for s in self.stages)
-        return f"{self.family} w{self.width_mult:g} stem{self.stem.channels} [{stages}] clip{'x'.join(map(str, self.clip))}"
+        sgs = "".join(f" sgs@{layer.after_stage}<={layer.bins}" for layer in self.sgs)
+        return f"{self.family} w{self.width_mult:g} stem{self.stem.channels} [{stages}]{sgs} clip{'x'.join(map(str, self.clip))}"
 
 
 def _field_path(module_path: str) -> str:

@@ -18,7 +18,7 @@ SMALL_CLIP = (16, 48, 48)
 and at least 2x3x3 inputs at every downsampling unit (16 -> 2 frames, 48 -> 3 pixels there)."""
 
 ALL_MODELS = space.list_models()
-SCALABLE = ["mobilenet", "mobilenetv2", "shufflenet", "shufflenetv2", "squeezenet"]
+SCALABLE = ["mobilenet", "mobilenetv2", "shufflenet", "shufflenetv2", "squeezenet", "sevnet"]
 
 
 def preset_widths() -> list[tuple[str, float]]:

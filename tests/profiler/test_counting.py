@@ -27,7 +27,7 @@ def assert_same(spec: NetSpec) -> None:
     assert (a.macs, a.params, a.paper_flops, a.activations) == (b.macs, b.params, b.paper_flops, b.activations)  # type: ignore[attr-defined]
     per = lambda c: {k: (v.calls, v.macs, v.paper_flops, v.activations) for k, v in c.by_module.items() if v.macs or v.paper_flops}  # noqa: E731
     assert per(a) == per(b)
-    kinds = ("bn", "relu", "relu6", "maxpool", "avgpool", "gap", "add")
+    kinds = ("bn", "relu", "relu6", "sigmoid", "maxpool", "avgpool", "gap", "add", "mul")
     arith = lambda c: {k: (v.calls, v.elements) for k, v in c.not_counted.items() if k in kinds}  # noqa: E731
     assert arith(a) == arith(b)
     assert tuple(spec_totals(spec)) == (a.macs, a.params, a.paper_flops, a.activations)
@@ -52,7 +52,7 @@ def test_mobilenetv2_matches_the_documented_reference_counts() -> None:
 
 
 def random_stage(rng: random.Random, cin: int) -> StageSpec:
-    block = rng.choice(["fire", "dwsep", "inverted_residual", "shuffle_v1", "shuffle_v2", "basic", "bottleneck"])
+    block = rng.choice(["fire", "dwsep", "inverted_residual", "shuffle_v1", "shuffle_v2", "basic", "bottleneck", "sev"])
     stride = rng.choice([(1, 1, 1), (2, 2, 2), (1, 2, 2)])
     act = rng.choice(["relu", "relu6"])
     repeats = rng.randint(1, 3)
@@ -73,6 +73,10 @@ def random_stage(rng: random.Random, cin: int) -> StageSpec:
         g = rng.choice([1, 2, 4])
         e = rng.choice([1, 2, 4])
         return StageSpec(block, g * e * rng.randint(1, 12), repeats, stride, act, expansion=float(e), groups=g, shortcut="B")
+    if block == "sev":
+        g = rng.choice([1, 2, 3, 4])
+        t_kernel, se = rng.choice([1, 3, 5]), rng.random() < 0.5
+        return StageSpec(block, g * rng.randint(1, 16), repeats, stride, act, groups=g, t_kernel=t_kernel, se=se)
     return StageSpec(block, rng.randint(2, 48), repeats, stride, act)
 
 
@@ -97,7 +101,7 @@ def test_analytic_equals_module_count_for_random_specs() -> None:
     rng = random.Random(1234)
     specs = [s for s in (random_spec(rng) for _ in range(400)) if s is not None]
     assert len(specs) >= 60, "the generator should produce plenty of valid specs"
-    assert len({s.stages[0].block for s in specs}) == 7, "every block type appears"
+    assert len({s.stages[0].block for s in specs}) == 8, "every block type appears"
     for spec in specs[:80]:
         assert_same(spec)
 
@@ -105,9 +109,9 @@ def test_analytic_equals_module_count_for_random_specs() -> None:
 def test_random_family_knobs_count_exactly() -> None:
     rng = random.Random(7)
     for _ in range(25):
-        name = rng.choice(["mobilenet", "mobilenetv2", "shufflenet", "shufflenetv2", "squeezenet"])
+        name = rng.choice(["mobilenet", "mobilenetv2", "shufflenet", "shufflenetv2", "squeezenet", "sevnet"])
         factory = space.model_info(name).factory
-        n_stages = {"mobilenet": 5, "mobilenetv2": 7, "shufflenet": 3, "shufflenetv2": 3, "squeezenet": 4}[name]
+        n_stages = {"mobilenet": 5, "mobilenetv2": 7, "shufflenet": 3, "shufflenetv2": 3, "squeezenet": 4, "sevnet": 4}[name]
         kw: dict[str, object] = {
             "width_mult": rng.uniform(0.15, 2.5),
             "depths": [rng.randint(1, 4) for _ in range(n_stages)],
@@ -117,27 +121,30 @@ def test_random_family_knobs_count_exactly() -> None:
             kw["expansions"] = [rng.choice([1.0, 3.0, 6.0]) for _ in range(n_stages)]
         if name == "shufflenet":
             kw["groups"] = rng.choice([1, 2, 3, 4, 8])
+        if name == "sevnet":
+            kw |= {"groups": rng.choice([1, 2, 4, 8]), "t_kernel": rng.choice([1, 3]), "se": rng.random() < 0.5}
         assert_same(factory(**kw, clip=(16, 112, 112)))
 
 
 class Functional(nn.Module):
-    """Convolves functionally and uses an op e3d has no rule for."""
+    """Convolves functionally and uses an op e3d has no rule for (tanh)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.w = nn.Parameter(torch.randn(5, 3, 3, 3, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(F.conv3d(x, self.w, padding=1)).mean((2, 3, 4))
+        return torch.tanh(F.conv3d(x, self.w, padding=1)).mean((2, 3, 4))
 
 
 def test_functional_ops_inside_modules_are_counted_or_listed() -> None:
     c = count_module(Functional(), (3, 4, 6, 6))
     assert c.macs == 5 * 4 * 6 * 6 * 3 * 27
-    assert "sigmoid" in c.not_counted and c.not_counted["sigmoid"].elements == 5 * 4 * 6 * 6
+    assert "tanh" in c.not_counted and c.not_counted["tanh"].elements == 5 * 4 * 6 * 6
     from profiler.counting import not_counted_category
 
-    assert not_counted_category("sigmoid").startswith("unrecognised")
+    assert not_counted_category("tanh").startswith("unrecognised")
+    assert not_counted_category("sigmoid").startswith("arithmetic")
     assert not_counted_category("maxpool").startswith("arithmetic")
 
 
