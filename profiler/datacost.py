@@ -117,19 +117,27 @@ def batch_bins(model: Net, x: Tensor) -> list[Bins]:
         model.train(was_training)
 
 
+def _stack_clips(items: list[Any]) -> Tensor | None:
+    """Collate the readable ``(clip, label)`` items of a batch into clips; others (unreadable videos) are left out."""
+    clips = [item[0] for item in items if isinstance(item, tuple) and isinstance(item[0], Tensor)]
+    return torch.stack(clips) if clips else None
+
+
 def dataset_bins(
     model: Net, data: Dataset[Any], *, batch_size: int = 16, device: str = "cpu", limit: int | None = None, progress: bool = False
 ) -> list[Bins]:
-    """The bins of every clip of a dataset of ``(clip, label)`` items (the first ``limit`` ones)."""
+    """The bins of every clip of a dataset of ``(clip, label)`` items (the first ``limit`` ones;
+    items that are not such pairs, as unreadable videos are, are skipped)."""
     n = len(data)  # type: ignore[arg-type]
     if limit is not None:
         n = min(n, limit)
     subset = torch.utils.data.Subset(data, range(n))
     out: list[Bins] = []
     model = model.to(device)
-    loader = DataLoader(subset, batch_size=batch_size, shuffle=False)
-    for batch in tqdm(loader, desc="SGS bins", unit="batch", disable=not progress, leave=False):
-        out += batch_bins(model, batch[0].to(device))
+    loader = DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=_stack_clips)
+    for clips in tqdm(loader, desc="SGS bins", unit="batch", disable=not progress, leave=False):
+        if clips is not None:
+            out += batch_bins(model, clips.to(device))
     return out
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from profiler.costs import Cost
 from profiler.counting import spec_totals
+from profiler.datacost import Bins, data_cost
 from search.searchspace import SPACE, Clip, corner_params, spec_from_params
 from space.spec import E3DError, NetSpec, SpecError
 
@@ -62,13 +63,17 @@ class Screen:
     latency_ms: float | None = None
 
 
-def screen(spec: NetSpec, budget: Budget, *, latency: Callable[[NetSpec], float] | None = None) -> Screen:
+def screen(
+    spec: NetSpec, budget: Budget, *, latency: Callable[[NetSpec], float] | None = None, bins: Sequence[Bins] | None = None
+) -> Screen:
     """Check ``spec`` (at the budget clip) against every bound, cheapest first.
 
     Latency is measured (``latency(spec)``, ms per batch) only for candidates within the analytic
-    bounds, since measuring costs seconds.
+    bounds, since measuring costs seconds. A spec with SGS layers costs what its clips cost on
+    average: ``bins`` are the bins each clip of the proxy validation set keeps (see
+    :mod:`profiler.datacost`); without them it is screened at its most expensive clip.
     """
-    cost = spec_totals(spec)
+    cost = data_cost(spec, bins).mean_cost() if bins and spec.sgs else spec_totals(spec)
     macs_x = cost.macs / (budget.mflops * 1e6) - 1 if budget.mflops is not None else -1.0
     params_x = cost.params / budget.params - 1 if budget.params is not None else -1.0
     reasons = []

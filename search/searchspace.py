@@ -4,10 +4,15 @@ A candidate is a flat dict of Optuna parameters (``family`` plus that family's k
 ``<family>.<knob>``); :func:`spec_from_params` turns it into a ``NetSpec`` through the family's
 factory, :func:`sample_params` draws it from an Optuna trial, and :func:`preset_params` gives the
 parameters of the paper's own presets so that they can be enqueued as baselines.
+
+SEVNet (``sevnet``) is in the space too but not among the default :data:`FAMILIES` (the paper's five);
+name it to search it. With ``sgs=True`` every family also samples where to put a Similarity Guided
+Sampling layer (``<family>.sgs``: -1 for none, else the stage it follows; see :mod:`space.sgs`).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +21,7 @@ import optuna
 
 from space import families as fam
 from space.registry import model_info
+from space.sgs import with_sgs
 from space.spec import NetSpec, SpecError
 
 Clip = tuple[int, int, int]
@@ -34,27 +40,49 @@ class FamilySpace:
     expansions: tuple[float, ...] = ()
     """MobileNetV2: choices of the expansion ratio t of every stage after the first."""
     groups: tuple[int, ...] = ()
-    """ShuffleNetV1: choices of the pointwise group count."""
+    """ShuffleNetV1: choices of the pointwise group count; SEVNet: of the spatial conv's."""
+    t_kernels: tuple[int, ...] = ()
+    """SEVNet: choices of the temporal kernel."""
+    se: bool = False
+    """SEVNet: squeeze-and-excitation on or off is a knob."""
+    sgs_after: tuple[int, ...] = ()
+    """Stages an SGS layer may follow (those that leave at least 4 frames of a 16-frame clip)."""
     paper_depths: tuple[int, ...] = ()
 
 
 SPACE: dict[str, FamilySpace] = {
-    "squeezenet": FamilySpace(width=(0.25, 1.5), depths=((1, 3),) * 4, paper_depths=(2, 2, 2, 2)),
+    "squeezenet": FamilySpace(width=(0.25, 1.5), depths=((1, 3),) * 4, sgs_after=(0, 1), paper_depths=(2, 2, 2, 2)),
     "mobilenet": FamilySpace(
-        width=(0.25, 2.0), depths=((1, 2), (1, 3), (1, 3), (2, 8), (1, 3)), paper_depths=tuple(n for _, n, _ in fam.MOBILENET_STAGES)
+        width=(0.25, 2.0),
+        depths=((1, 2), (1, 3), (1, 3), (2, 8), (1, 3)),
+        sgs_after=(0, 1),
+        paper_depths=tuple(n for _, n, _ in fam.MOBILENET_STAGES),
     ),
     "mobilenetv2": FamilySpace(
         width=(0.15, 1.4),
         depths=((1, 2), (1, 3), (1, 4), (2, 5), (1, 4), (1, 4), (1, 2)),
         expansions=(3.0, 4.0, 6.0),
+        sgs_after=(0, 1, 2),
         paper_depths=tuple(n for _, _, n, _ in fam.MOBILENETV2_STAGES),
     ),
-    "shufflenet": FamilySpace(width=(0.25, 2.0), depths=((2, 6), (4, 10), (2, 6)), groups=(1, 2, 3, 4, 8), paper_depths=(4, 8, 4)),
-    "shufflenetv2": FamilySpace(width=(0.25, 2.0), depths=((2, 6), (4, 10), (2, 6)), paper_depths=(4, 8, 4)),
+    "shufflenet": FamilySpace(
+        width=(0.25, 2.0), depths=((2, 6), (4, 10), (2, 6)), groups=(1, 2, 3, 4, 8), sgs_after=(0,), paper_depths=(4, 8, 4)
+    ),
+    "shufflenetv2": FamilySpace(width=(0.25, 2.0), depths=((2, 6), (4, 10), (2, 6)), sgs_after=(0,), paper_depths=(4, 8, 4)),
+    "sevnet": FamilySpace(
+        width=(0.25, 2.0),
+        depths=((1, 2), (1, 4), (1, 6), (1, 3)),
+        groups=(1, 2, 4, 8),
+        t_kernels=(1, 3),
+        se=True,
+        sgs_after=(0, 1, 2),
+        paper_depths=tuple(n for _, n, _ in fam.SEVNET_STAGES),
+    ),
 }
-"""The five families of the paper and the ranges of their knobs."""
+"""Every family's knobs: the paper's five, then SEVNet."""
 
-FAMILIES = tuple(SPACE)
+FAMILIES = ("squeezenet", "mobilenet", "mobilenetv2", "shufflenet", "shufflenetv2")
+"""The paper's five families: what a search or sweep covers unless told otherwise."""
 
 
 def check_families(families: Sequence[str]) -> tuple[str, ...]:
@@ -64,12 +92,13 @@ def check_families(families: Sequence[str]) -> tuple[str, ...]:
         raise SpecError("families", "choose at least one family")
     for f in out:
         if f not in SPACE:
-            raise SpecError("families", f"unknown family {f!r}; choose from {', '.join(FAMILIES)}")
+            raise SpecError("families", f"unknown family {f!r}; choose from {', '.join(SPACE)}")
     return out
 
 
-def sample_params(trial: optuna.Trial, families: Sequence[str]) -> dict[str, Any]:
-    """Draw a family and its knobs from ``trial`` (Optuna records every distribution)."""
+def sample_params(trial: optuna.Trial, families: Sequence[str], *, sgs: bool = False) -> dict[str, Any]:
+    """Draw a family and its knobs from ``trial`` (Optuna records every distribution); with ``sgs``,
+    also where an SGS layer goes (``<family>.sgs``, -1: none)."""
     family = str(trial.suggest_categorical("family", list(families)))
     fs = SPACE[family]
     params: dict[str, Any] = {"family": family, f"{family}.width_mult": trial.suggest_float(f"{family}.width_mult", *fs.width, log=True)}
@@ -81,6 +110,12 @@ def sample_params(trial: optuna.Trial, families: Sequence[str]) -> dict[str, Any
         params[f"{family}.expansion"] = trial.suggest_categorical(f"{family}.expansion", list(fs.expansions))
     if fs.groups:
         params[f"{family}.groups"] = trial.suggest_categorical(f"{family}.groups", list(fs.groups))
+    if fs.t_kernels:
+        params[f"{family}.t_kernel"] = trial.suggest_categorical(f"{family}.t_kernel", list(fs.t_kernels))
+    if fs.se:
+        params[f"{family}.se"] = trial.suggest_categorical(f"{family}.se", [False, True])
+    if sgs and fs.sgs_after:
+        params[f"{family}.sgs"] = trial.suggest_categorical(f"{family}.sgs", [-1, *fs.sgs_after])
     return params
 
 
@@ -98,17 +133,28 @@ def factory_kwargs(params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         kw["expansions"] = [1.0] + [float(params[f"{family}.expansion"])] * (n - 1)
     if fs.groups:
         kw["groups"] = int(params[f"{family}.groups"])
+    if fs.t_kernels:
+        kw["t_kernel"] = int(params[f"{family}.t_kernel"])
+    if fs.se:
+        kw["se"] = bool(params[f"{family}.se"])
     return family, kw
 
 
 def spec_from_params(params: Mapping[str, Any], *, clip: Clip = (16, 112, 112), num_classes: int = 600) -> NetSpec:
-    """Build the ``NetSpec`` of a candidate."""
+    """Build the ``NetSpec`` of a candidate (with its SGS layer, if it has one: :func:`space.sgs.with_sgs`)."""
     family, kw = factory_kwargs(params)
-    return model_info(family).factory(**kw, clip=clip, num_classes=num_classes)
+    spec = model_info(family).factory(**kw, clip=clip, num_classes=num_classes)
+    after = int(params.get(f"{family}.sgs", -1))
+    return with_sgs(spec, after) if after >= 0 else spec
+
+
+def _default(family: str, knob: str) -> Any:
+    """The default of a family factory's keyword argument (the preset's value)."""
+    return inspect.signature(model_info(family).factory).parameters[knob].default
 
 
 def preset_params(family: str, width_mult: float) -> dict[str, Any]:
-    """Parameters that make :func:`spec_from_params` return the paper's preset ``family`` at ``width_mult``."""
+    """Parameters that make :func:`spec_from_params` return the preset ``family`` at ``width_mult`` (no SGS)."""
     fs = SPACE[family]
     params: dict[str, Any] = {"family": family, f"{family}.width_mult": float(width_mult)}
     for i, d in enumerate(fs.paper_depths):
@@ -117,7 +163,13 @@ def preset_params(family: str, width_mult: float) -> dict[str, Any]:
     if fs.expansions:
         params[f"{family}.expansion"] = 6.0
     if fs.groups:
-        params[f"{family}.groups"] = 3
+        params[f"{family}.groups"] = _default(family, "groups")
+    if fs.t_kernels:
+        params[f"{family}.t_kernel"] = _default(family, "t_kernel")
+    if fs.se:
+        params[f"{family}.se"] = _default(family, "se")
+    if fs.sgs_after:
+        params[f"{family}.sgs"] = -1
     return params
 
 
@@ -128,7 +180,8 @@ def paper_presets(families: Sequence[str]) -> list[tuple[str, float]]:
 
 def corner_params(family: str) -> list[dict[str, Any]]:
     """The smallest candidates of a family: lowest width, depths and stage factors, each group
-    count and the smallest expansion (cost grows with every other knob)."""
+    count, the smallest expansion and temporal kernel, no SE, no SGS (cost grows with every other
+    knob; an SGS layer can make a clip cheaper, but costs more on the most expensive clip)."""
     fs = SPACE[family]
     base: dict[str, Any] = {"family": family, f"{family}.width_mult": fs.width[0]}
     for i, (lo, _) in enumerate(fs.depths):
@@ -136,4 +189,8 @@ def corner_params(family: str) -> list[dict[str, Any]]:
         base[f"{family}.mult{i}"] = min(fs.stage_mults)
     if fs.expansions:
         base[f"{family}.expansion"] = min(fs.expansions)
+    if fs.t_kernels:
+        base[f"{family}.t_kernel"] = min(fs.t_kernels)
+    if fs.se:
+        base[f"{family}.se"] = False
     return [{**base, f"{family}.groups": g} for g in fs.groups] if fs.groups else [base]

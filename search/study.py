@@ -5,6 +5,12 @@ shared PostgreSQL server). Each trial samples a candidate, screens it against th
 analytic counter (over-budget candidates complete at once with their constraint violation, so the
 sampler learns the feasible region), trains the rest briefly on the proxy task and reports the
 held-out accuracy. Heartbeats mark the trials of dead workers failed, and they are re-run.
+
+A candidate with a Similarity Guided Sampling layer costs what the clips cost on average. It is
+screened with the mean over the proxy validation set of the untrained network (built with the seed
+it will be trained from: the only measurement there is before training). After training the mean
+is measured again with the trained network: that is the trial's ``macs`` (what the network it
+produced costs), and a trial whose trained mean exceeds the budget is marked infeasible.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from profiler.counting import spec_totals
+from profiler.datacost import Bins, data_cost, dataset_bins
 from search.budget import Budget, Screen, feasible_families, screen, validate_for_clip
-from search.searchspace import Clip, check_families, paper_presets, preset_params, sample_params, spec_from_params
+from search.searchspace import SPACE, Clip, check_families, paper_presets, preset_params, sample_params, spec_from_params
 from space.spec import E3DError, NetSpec, SpecError
 
 OBJECTIVES = ("accuracy", "pareto")
@@ -84,6 +92,8 @@ class SearchConfig:
     """``search`` samples candidates; ``sweep`` only runs enqueued paper presets."""
     measure_latency: bool = False
     """Measure every trained candidate's latency even without a latency bound."""
+    sgs: bool = False
+    """Also sample where an SGS layer goes (``<family>.sgs``; see :func:`search.searchspace.sample_params`)."""
 
     def __post_init__(self) -> None:
         check_families(self.families)
@@ -303,16 +313,20 @@ class Objective:
     data: ProxyData
     latency: Callable[[NetSpec], float] | None = None
     on_trained: Callable[[optuna.Trial, Screen, dict[str, Any]], None] | None = None
+    last_model: Any = field(default=None, init=False, repr=False)
+    """The network :meth:`_train` trained last (its SGS bins are measured after training)."""
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         """Run one trial (returns accuracy, or [accuracy, macs M(, latency)] for ``pareto``)."""
         cfg = self.config
-        params = sample_params(trial, cfg.families)
+        params = sample_params(trial, cfg.families, sgs=cfg.sgs)
         source = trial.user_attrs.get("source", "search")
         if source != "baseline" and _retried(trial):
             source = "retry"
         spec = spec_from_params(params, clip=cfg.budget.clip, num_classes=self.data.num_classes)
-        verdict = screen(spec, cfg.budget, latency=self.latency)
+        seed = int(trial.user_attrs.get("seed", cfg.seed))
+        bins = self._sgs_bins(spec, seed) if spec.sgs else None
+        verdict = screen(spec, cfg.budget, latency=self.latency, bins=bins)
         if verdict.feasible and verdict.latency_ms is None and cfg.measure_latency and self.latency is not None:
             verdict = dataclasses.replace(verdict, latency_ms=self.latency(spec))
         reason = verdict.reason
@@ -324,7 +338,6 @@ class Objective:
                 reason = str(e)
         feasible = proxy_spec is not None
         c = verdict.cost
-        seed = int(trial.user_attrs.get("seed", cfg.seed))
         attrs: dict[str, Any] = {
             "source": source,
             "family": params["family"],
@@ -342,6 +355,9 @@ class Objective:
             "task": self.data.task,
             "worker": worker_id(),
         }
+        if spec.sgs:
+            attrs["macs_upper_bound"] = spec_totals(spec).macs
+            attrs["macs_untrained"] = c.macs if bins else None
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
         # the sampler learns the feasible region from these (<= 0: within the bound); a candidate
@@ -362,9 +378,46 @@ class Objective:
         trial.set_user_attr("accuracy", accuracy)
         trial.set_user_attr("best_accuracy", best)
         trial.set_user_attr("epochs", epochs)
+        if spec.sgs and self.last_model is not None and self.data.val is not None:
+            verdict = self._after_training(trial, spec, verdict)
+        self.last_model = None
         if self.on_trained is not None:
             self.on_trained(trial, verdict, attrs)
         return accuracy if cfg.objective == "accuracy" else self._values(accuracy, verdict)
+
+    def _sgs_bins(self, spec: NetSpec, seed: int) -> list[Bins] | None:
+        """Bins the proxy validation clips keep in the untrained network (None: no data, or the spec
+        cannot run at the proxy clip, which the screen reports anyway)."""
+        if self.data.val is None:
+            return None
+        try:
+            proxy_spec = validate_for_clip(spec, self.config.proxy.clip)
+        except SpecError:
+            return None
+        import torch
+
+        from space.modules import build
+
+        torch.manual_seed(seed)  # the same initial weights as the network _train builds
+        p = self.config.proxy
+        return dataset_bins(build(proxy_spec), self.data.val, batch_size=2 * p.batch_size, device=p.device)
+
+    def _after_training(self, trial: optuna.Trial, spec: NetSpec, verdict: Screen) -> Screen:
+        """Measure the trained network's mean cost over the proxy validation set and record it."""
+        p = self.config.proxy
+        cost = data_cost(spec, dataset_bins(self.last_model, self.data.val, batch_size=2 * p.batch_size, device=p.device))
+        mean = cost.mean_cost()
+        trial.set_user_attr("macs", mean.macs)
+        trial.set_user_attr("paper_mflops", round(mean.paper_flops / 1e6, 3))
+        trial.set_user_attr("activations", mean.activations)
+        trial.set_user_attr("macs_min", cost.min_macs)
+        trial.set_user_attr("macs_max", cost.max_macs)
+        trial.set_user_attr("sgs_mean_bins", [round(b, 3) for b in cost.mean_bins()])
+        budget = self.config.budget.mflops
+        if budget is not None and mean.macs > budget * 1e6:
+            trial.set_user_attr("feasible", False)
+            trial.set_user_attr("rejected_reason", f"after training: mean macs {mean.macs / 1e6:.1f} M > {budget:g} M")
+        return dataclasses.replace(verdict, cost=mean)
 
     def _values(self, accuracy: float, verdict: Screen) -> list[float]:
         values = [accuracy, verdict.cost.macs / 1e6]
@@ -400,6 +453,7 @@ class Objective:
 
         torch.manual_seed(seed)
         model = build(spec)
+        self.last_model = model
         try:
             result = fit(model, self.data.train, self.data.val, tc, on_epoch=report, progress=False)
         except NonFiniteLossError as e:
@@ -443,13 +497,20 @@ def requeue_interrupted(study: optuna.Study) -> int:
     return n
 
 
-def enqueue_sweep(study: optuna.Study, families: tuple[str, ...], seeds: tuple[int, ...]) -> int:
-    """Enqueue every paper preset of ``families`` once per seed (seed-major); returns the count."""
+def enqueue_sweep(study: optuna.Study, families: tuple[str, ...], seeds: tuple[int, ...], *, sgs: bool = False) -> int:
+    """Enqueue every paper preset of ``families`` once per seed (seed-major); returns the count.
+
+    With ``sgs`` each preset runs twice: as it is, and with an SGS layer after its first stage
+    (the study's config must sample ``<family>.sgs``: ``SearchConfig(sgs=True)``).
+    """
     n = 0
     for seed in seeds:
         for family, width in paper_presets(families):
-            study.enqueue_trial(preset_params(family, width), user_attrs={"source": "sweep", "seed": seed})
-            n += 1
+            params = preset_params(family, width)
+            variants = [params, {**params, f"{family}.sgs": SPACE[family].sgs_after[0]}] if sgs and SPACE[family].sgs_after else [params]
+            for p in variants:
+                study.enqueue_trial(p, user_attrs={"source": "sweep", "seed": seed})
+                n += 1
     return n
 
 

@@ -18,7 +18,13 @@ TARGET is one of:
 
 Units: macs = multiply-adds of conv and linear layers per clip (e3d's main unit);
 paper_mflops = the paper's Table 8 convention (macs plus BatchNorm, activations, pooling and conv
-biases, in millions). Latency is the median per batch (default 8 clips, as in the paper)."""
+biases, in millions). Latency is the median per batch (default 8 clips, as in the paper).
+
+A network with Similarity Guided Sampling (SGS) costs what the clip makes it: the counts above are
+then for the most expensive clip. --data adds min / mean / max over a dataset's clips, --clip-index
+the exact count of one of them (checked against the operators it actually ran):
+  e3d profile net.json --data motion --weights runs/train/last.pt --no-latency
+  e3d profile net.json --data motion --clip-index 7 --per-layer"""
 
 
 def register(sub: Any) -> None:
@@ -55,6 +61,15 @@ def register(sub: Any) -> None:
         "--backend", choices=("e3d", "fvcore", "ptflops"), default="e3d", help="also count with fvcore or ptflops and show the differences"
     )
     p.add_argument("--json", action="store_true", help="print one JSON object (a list of rows with --paper-table)")
+    d = p.add_argument_group("data-dependent cost (SGS)")
+    d.add_argument(
+        "--data", metavar="PATH_OR_TASK", help="also count every clip of a dataset (a proxy task or a dataset path): min/mean/max"
+    )
+    d.add_argument("--format", dest="data_format", metavar="F", help="layout of --data (guessed when omitted)")
+    d.add_argument("--split", default="val", choices=("train", "val", "test"), help="split of --data (default val)")
+    d.add_argument("--samples", type=positive_int, metavar="N", help="the first N clips only (proxy tasks: N videos; default all)")
+    d.add_argument("--clip-index", type=non_negative_int, metavar="I", help="count clip I of --data exactly (the report's counts)")
+    d.add_argument("--weights", metavar="CKPT", help="load these weights first (a checkpoint of e3d train): SGS bins depend on them")
     p.set_defaults(func=run)
 
 
@@ -72,6 +87,12 @@ def run(args: argparse.Namespace) -> int:
     from profiler.targets import resolve_target
 
     target = resolve_target(args.target, width_mult=args.width_mult, num_classes=args.num_classes, frames=args.frames, size=args.size)
+    if args.data is None and args.clip_index is not None:
+        raise TargetError("--clip-index counts a clip of --data; give --data too")
+    if (args.data is not None or args.weights) and target.spec is None:
+        raise TargetError("--data and --weights need a preset or a spec file (an e3d network) as TARGET")
+    if args.weights:
+        _load_weights(target, args.weights)
     result = profile(
         target,
         batch_size=args.batch_size,
@@ -84,8 +105,79 @@ def run(args: argparse.Namespace) -> int:
         repeats=args.repeats or 10,
         optimize=args.optimize,
     )
-    print(json.dumps(result.as_dict(), indent=2) if args.json else render(result, per_layer=args.per_layer))
+    if args.data is not None:
+        _data_cost(args, result)
+    text = render(result, per_layer=args.per_layer)
+    if not args.json and args.data is not None:
+        text += "\n\n" + _render_data(result.extra)
+    elif not args.json and target.spec is not None and target.spec.sgs:
+        text += "\n\n  SGS: the counts above are for the most expensive clip (every SGS layer keeps its most bins); see --data"
+    print(json.dumps(result.as_dict(), indent=2) if args.json else text)
     return 0
+
+
+def _load_weights(target: Any, path: str) -> None:
+    """Load an e3d train checkpoint into the target's model (its spec must be the target's)."""
+    from search.train import CheckpointError, load_checkpoint
+
+    state = load_checkpoint(path)
+    try:
+        target.module().load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"the weights in {path} do not fit {target.name}: {str(e).strip().splitlines()[0]}") from None
+
+
+def _data_cost(args: argparse.Namespace, result: Any) -> None:
+    """Add the per-clip costs over ``--data`` (and the count of ``--clip-index``) to the profile."""
+    from profiler.counting import count_module
+    from profiler.datacost import clip_counts, data_cost, dataset_bins
+    from search.data import DataError, open_dataset
+
+    spec, model = result.target.spec, result.target.module()
+    data = open_dataset(
+        args.data, format=args.data_format, split=args.split, clip=spec.clip, num_samples=args.samples, progress=sys.stderr.isatty()
+    )
+    n = len(data) if args.samples is None else min(len(data), args.samples)
+    bins = dataset_bins(model, data, batch_size=args.batch_size, device=args.device, limit=n, progress=sys.stderr.isatty())
+    result.extra["data"] = {"source": getattr(data, "name", args.data), "split": args.split, **data_cost(spec, bins).as_dict()}
+    if args.clip_index is not None:
+        if args.clip_index >= n:
+            raise DataError(f"--clip-index {args.clip_index} is past the {n} clips of {getattr(data, 'name', args.data)}")
+        item = data[args.clip_index]
+        if not isinstance(item, tuple):
+            raise item.error()
+        clip = item[0]
+        clip_bins, counts = clip_counts(model.cpu(), clip)
+        executed = count_module(model, spec.input_shape, clip=clip)
+        result.counts = counts
+        result.extra["clip"] = {"index": args.clip_index, "bins": list(clip_bins), "macs": counts.macs, "executed_macs": executed.macs}
+
+
+def _render_data(extra: dict[str, Any]) -> str:
+    """The text block of ``--data`` (and ``--clip-index``)."""
+    from profiler.report import fmt_count
+
+    d = extra["data"]
+    lines = [
+        f"  over {d['clips']} clips of {d['source']} ({d['split']}):",
+        f"    macs  min {fmt_count(d['macs_min'])}   mean {fmt_count(d['macs_mean'])}   max {fmt_count(d['macs_max'])}"
+        f"   (most expensive possible clip: {fmt_count(d['macs_upper_bound'])})",
+    ]
+    for layer in d["sgs"]:
+        lines.append(
+            f"    SGS after stage {layer['after_stage']}: {layer['mean_bins']:.2f} bins kept on average "
+            f"(min {layer['min']}, max {layer['max']}, at most {layer['max_bins']})"
+        )
+    if not d["sgs"]:
+        lines.append("    (no SGS layer: every clip costs the same)")
+    if "clip" in extra:
+        c = extra["clip"]
+        same = "the same" if c["executed_macs"] == c["macs"] else f"DIFFERENT: {fmt_count(c['executed_macs'])}"
+        lines.append(
+            f"  clip {c['index']}: bins {c['bins']}, macs {fmt_count(c['macs'])} (the counts above are this clip's); "
+            f"multiply-adds its operators actually executed: {same}"
+        )
+    return "\n".join(lines)
 
 
 def _paper_table(args: argparse.Namespace) -> int:

@@ -124,7 +124,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "search",
         help="search architectures under a FLOPs budget (Optuna, proxy training)",
-        description="Budgeted architecture search over the five families' depth and width knobs: each candidate "
+        description="Budgeted architecture search over the families' depth and width knobs: each candidate "
         "is screened against the budget, trained briefly on a proxy task and scored by held-out accuracy.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -138,7 +138,13 @@ def register(sub: Any) -> None:
     )
     b.add_argument("--eager-latency", action="store_true", help="time the eager model for the latency bound (default: the optimized path)")
     s = p.add_argument_group("search")
-    s.add_argument("--families", metavar="F,F", help="comma-separated subset of the five families (default: all)")
+    s.add_argument("--families", metavar="F,F", help="comma-separated families: the paper's five (default: all five) and sevnet")
+    s.add_argument(
+        "--sgs",
+        action="store_true",
+        help="also search where a Similarity Guided Sampling layer goes (none, or after an early stage); "
+        "such candidates are budgeted at their mean cost over the proxy validation clips",
+    )
     s.add_argument(
         "--objective",
         choices=("accuracy", "pareto"),
@@ -184,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             baselines=not args.no_baselines,
             latency_mode="eager" if args.eager_latency else "optimized",
+            sgs=args.sgs,
         )
 
     def enqueue(study: Any, config: Any) -> str:

@@ -12,6 +12,7 @@ EPILOG = """\
 examples:
   e3d sweep --task motion --seeds 2                   every Table 8 preset of the five families, 2 seeds
   e3d sweep --task digits --seeds 2 --families shufflenet,mobilenetv2
+  e3d sweep --task motion --families sevnet,mobilenetv2 --sgs   each preset with and without SGS
   e3d sweep --resume --out runs/sweep-motion          finish an interrupted sweep
   e3d analyze --csv runs/sweep-motion/trials.csv --out runs/sweep-motion/figures
 
@@ -32,7 +33,8 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     s = p.add_argument_group("sweep")
-    s.add_argument("--families", metavar="F,F", help="comma-separated subset of the five families (default: all)")
+    s.add_argument("--families", metavar="F,F", help="comma-separated families: the paper's five (default: all five) and sevnet")
+    s.add_argument("--sgs", action="store_true", help="run each preset twice: as it is and with SGS after its first stage")
     s.add_argument("--seeds", type=positive_int, default=2, metavar="N", help="seeds 0..N-1 per preset (default 2)")
     s.add_argument("--no-latency", action="store_true", help="do not measure latency")
     s.add_argument("--eager-latency", action="store_true", help="time the eager model (default: the optimized path)")
@@ -58,11 +60,13 @@ def run(args: argparse.Namespace) -> int:
             latency_mode="eager" if args.eager_latency else "optimized",
             kind="sweep",
             measure_latency=not args.no_latency,
+            sgs=args.sgs,
         )
     seeds = tuple(range(args.seeds))
 
     def enqueue(study: Any, config: Any) -> str:
-        n = st.enqueue_sweep(study, config.families, seeds)
-        return f"sweep: {n} runs ({n // len(seeds)} presets x {len(seeds)} seeds)"
+        n = st.enqueue_sweep(study, config.families, seeds, sgs=config.sgs)
+        variants = " (with and without SGS)" if config.sgs else ""
+        return f"sweep: {n} runs ({n // len(seeds)} presets{variants} x {len(seeds)} seeds)"
 
     return run_study(args, config, enqueue=enqueue, n_trials=0)
