@@ -464,7 +464,10 @@ class Objective:
 
 def latency_meter(mode: str = "optimized") -> Callable[[NetSpec], float]:
     """Median ms per batch of 8 clips of a spec's clip on this machine, on the ``optimized``
-    inference path (what would deploy; see ``profiler.optimize``) or ``eager``. Memoised per spec."""
+    inference path (what would deploy; see ``profiler.optimize``) or ``eager``. Memoised per spec.
+
+    A network with SGS layers cannot be traced (its shapes depend on the clip): it is timed eagerly,
+    on random clips (unrelated frames: close to its most expensive clip)."""
     from profiler.latency import measure_latency
     from space.modules import build
 
@@ -473,11 +476,12 @@ def latency_meter(mode: str = "optimized") -> Callable[[NetSpec], float]:
     def measure(spec: NetSpec) -> float:
         if spec not in seen:
             model: Any = build(spec).eval()
-            if mode == "optimized":
+            if mode == "optimized" and not spec.sgs:
                 from profiler.optimize import optimize_for_inference
 
-                model = optimize_for_inference(model, input_shape=spec.input_shape)
-            seen[spec] = measure_latency(model, batch_size=8, clip=spec.clip, warmup=1, repeats=3).median_ms
+                # traced at batch 8, so the oneDNN fuser is compiled for the timed shape
+                model = optimize_for_inference(model, input_shape=spec.input_shape, batch_size=8)
+            seen[spec] = measure_latency(model, batch_size=8, clip=spec.clip, warmup=2, repeats=3).median_ms
         return seen[spec]
 
     return measure
