@@ -177,8 +177,22 @@ def fuser_context(fuse: bool) -> contextlib.AbstractContextManager[None]:
     return onednn_fusion() if fuse else contextlib.nullcontext()
 
 
+class DataDependentModelError(E3DError):
+    """A network whose shapes depend on the clip (Similarity Guided Sampling): a traced graph cannot follow it."""
+
+
 def example_input(model: nn.Module, input_shape: Sequence[int] | None, batch_size: int, *, seed: int = 0) -> Tensor:
-    """A reproducible random clip batch: ``input_shape`` (C, T, H, W), or the spec's of an e3d ``Net``."""
+    """A reproducible random clip batch: ``input_shape`` (C, T, H, W), or the spec's of an e3d ``Net``.
+
+    Every traced path (optimized, TorchScript, ONNX, int8) starts here, so a network with SGS layers,
+    whose temporal size after them depends on the clip, is refused here with
+    :class:`DataDependentModelError` instead of being traced for one clip's size.
+    """
+    if getattr(getattr(model, "spec", None), "sgs", ()):
+        raise DataDependentModelError(
+            "this network has Similarity Guided Sampling: its temporal size after SGS depends on the clip, which a traced "
+            "graph (optimized path, TorchScript, ONNX, int8) would fix to one clip's; run it eagerly"
+        )
     if input_shape is None:
         spec = getattr(model, "spec", None)
         if spec is None:

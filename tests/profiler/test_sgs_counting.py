@@ -122,3 +122,13 @@ def test_without_sgs_every_clip_costs_the_same() -> None:
     bins = dataset_bins(model, [(c, 0) for c in clips(2)], batch_size=3)  # type: ignore[arg-type]
     cost = data_cost(spec, bins)
     assert bins == [(), (), ()] and cost.min_macs == cost.max_macs == count_spec(spec).macs
+
+
+def test_traced_paths_refuse_sgs_and_the_search_times_it_eagerly() -> None:
+    from profiler.optimize import DataDependentModelError, optimize_for_inference
+    from search.study import latency_meter
+
+    spec = with_sgs(space.paper_spec("sevnet", width_mult=0.25, num_classes=7, sample_size=32), 0)
+    with pytest.raises(DataDependentModelError, match="Similarity Guided Sampling"):
+        optimize_for_inference(space.build(spec))
+    assert latency_meter("optimized")(spec) > 0
