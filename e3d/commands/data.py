@@ -101,6 +101,7 @@ def register(sub: Any) -> None:
     c.add_argument("--annotations", metavar="PATH", help="folder or file of the split lists (default: found under PATH)")
     c.add_argument("--fold", type=positive_int, default=1, metavar="N", help="UCF-101 split 1, 2 or 3 (default 1)")
     c.add_argument("--allow-missing", action="store_true", help="report videos a split file names but that are not on disk, and go on")
+    c.add_argument("--num-samples", type=positive_int, metavar="N", help="proxy tasks: videos per split (default 1200 / 300 / 300)")
     c.add_argument("--quick", action="store_true", help="read container headers only (fast; finds fewer problems)")
     c.add_argument("--workers", type=non_negative_int, default=2, metavar="N", help="processes that decode in parallel (default 2)")
     c.add_argument("--show", type=positive_int, default=20, metavar="N", help="list at most N problem files (default 20)")
@@ -120,7 +121,7 @@ def run_check(args: argparse.Namespace) -> int:
         cache = None if args.path in PROXY_TASKS else args.path
         print(f"dataset  {task} (built-in proxy task, cached under {cache or 'the default cache folder'})")
         for split in SPLITS:
-            ds = proxy_dataset(task, split=split, cache_dir=cache)
+            ds = proxy_dataset(task, split=split, cache_dir=cache, num_samples=args.num_samples)
             frames = ds.videos.shape[1]
             if split == "train":
                 names = ", ".join(ds.class_names)

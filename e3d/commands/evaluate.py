@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if meta.get("proxy_options") and args.data == meta.get("data"):
         kw["proxy_options"] = ProxyOptions(**meta["proxy_options"])
     data = open_dataset(
-        source, split=args.split, format=fmt, clip=spec.clip, frame_step=int(meta.get("frame_step", 1)), progress=not args.quiet, **kw
+        source, split=args.split, format=fmt, clip=spec.clip, frame_step=meta.get("frame_step"), progress=not args.quiet, **kw
     )
     if data.num_classes != spec.num_classes:
         raise ClassCountError(f"the checkpoint's model has {spec.num_classes} classes but {data.name} has {data.num_classes}")

@@ -42,7 +42,10 @@ def register(sub: Any) -> None:
         "--sample-size", type=positive_int, metavar="S", help="clip height and width (default 112; 48 for proxy tasks; or the spec's)"
     )
     c.add_argument(
-        "--frame-step", type=positive_int, metavar="N", help="take every N-th frame (default 2 for jester, as the paper; else 1)"
+        "--frame-step",
+        type=positive_int,
+        metavar="N",
+        help="take every N-th frame (default 2 for jester, as the paper, and motion; else 1)",
     )
     c.add_argument("--crop", choices=("random", "corner"), default="random", help="multi-scale crop position (default random)")
     c.add_argument(
@@ -161,9 +164,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         size = args.sample_size or default_size
         clip = (clip_t, size, size)
-    step = args.frame_step or (2 if fmt == "jester" else 1)
     progress = not args.quiet
-    common = {**kw, "format": fmt, "clip": clip, "frame_step": step, "progress": progress}
+    common = {**kw, "format": fmt, "clip": clip, "frame_step": args.frame_step, "progress": progress}
     train = open_dataset(source, split="train", flip=args.flip, crop_position=args.crop, num_samples=args.num_samples, **common)
     val = open_dataset(source, split="val", **common)
     fmt = train.format
@@ -203,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         "format": fmt,
         "annotations": args.annotations,
         "fold": args.fold,
-        "frame_step": step,
+        "frame_step": train.sampling.step,
         "data_seed": args.data_seed,
         "proxy_options": {k: getattr(kw["proxy_options"], k) for k in ("noise", "distractors", "speed", "digit_direction")},
         "cache_dir": kw["cache_dir"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,15 @@ from search.train import (
 from space import E3DError
 
 CLIP = (8, 32, 32)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One torch thread: several times faster than two when other jobs share the two cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def tiny_model(seed: int = 0, classes: int = 10) -> nn.Module:
@@ -204,3 +214,30 @@ def test_the_papers_schedules() -> None:
     for _ in range(10):
         plateau.step(1.0)
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-4)  # reduced three times, then no more
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["motion", "digits"])
+def test_each_proxy_task_is_learned_well_above_chance_and_resumes_exactly(task: str, tmp_path: Path) -> None:
+    train = proxy_dataset(task, split="train", num_samples=480, cache_dir=tmp_path, progress=False)
+    val = proxy_dataset(task, split="val", num_samples=200, cache_dir=tmp_path, progress=False)
+
+    def model(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return space.create_model("shufflenet", width_mult=0.5, num_classes=10, sample_size=48, sample_duration=16)
+
+    cfg = TrainConfig(epochs=3, batch_size=16, lr=0.05)
+    whole = model(0)
+    full = fit(whole, train, val, cfg, progress=False)
+    assert full.val_top1 >= 25.0, full.history  # chance is 10%
+
+    def stop(epoch: int, metrics: dict[str, float]) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(model(0), train, val, cfg, checkpoint_dir=tmp_path / "run", on_epoch=stop, progress=False)
+    resumed_model = model(1)
+    resumed = fit(resumed_model, train, val, cfg, checkpoint_dir=tmp_path / "run", resume=True, progress=False)
+    assert resumed.resumed_from == 2 and same_weights(resumed_model, whole)
+    assert resumed.val_top1 == full.val_top1

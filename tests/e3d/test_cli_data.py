@@ -1,0 +1,60 @@
+"""``e3d data check``: a summary of classes, splits, frames and unreadable files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from e3d.cli import main
+from e3d.commands.data import FORMATS
+from search.data import ALL_FORMATS
+from tests.search.video_fixtures import level_frames, write_frames, write_video
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_the_cli_offers_every_format() -> None:
+    assert set(FORMATS) == set(ALL_FORMATS)
+
+
+def test_summarises_a_folder_dataset_and_lists_unreadable_files(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    root = tmp_path / "d"
+    for split in ("train", "val"):
+        write_video(root / split / "jump" / "a.mp4", level_frames(30))
+        write_frames(root / split / "run" / "b", level_frames(12))
+    whole = write_video(tmp_path / "whole.mkv", level_frames(40), codec="ffv1")
+    (root / "train" / "run" / "cut.mkv").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    (root / "train" / "jump" / "empty.mp4").write_bytes(b"")
+    code, out, err = run(capsys, "data", "check", str(root), "--workers", "0")
+    assert code == 1, err
+    assert "(folder layout)" in out and "classes  2: jump, run" in out
+    lines = {ln.split()[0]: ln.split()[1:] for ln in out.splitlines() if ln.split() and ln.split()[0] in ("train", "val", "test")}
+    assert lines["train"][0] == "4" and lines["val"][0] == "2" and lines["test"][0] == "2"
+    assert "frames   min 12  median" in out and "max 30" in out
+    assert "header   1 video(s)" in out and "cut.mkv: header 40, decoded" in out
+    assert "unreadable 1 video(s)" in out and "empty.mp4: empty file" in out
+
+    (root / "train" / "jump" / "empty.mp4").unlink()
+    code, out, _ = run(capsys, "data", "check", str(root), "--quick")
+    assert code == 0 and "unreadable 0" in out and "from headers" in out
+
+
+def test_a_proxy_task(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = run(capsys, "data", "check", str(tmp_path), "--format", "motion", "--num-samples", "6")
+    assert code == 0, err
+    assert "classes  10: move_left, move_right" in out and "6 videos of 32x56x56, 6 clips" in out
+
+
+def test_bad_paths_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, "data", "check", str(tmp_path / "nowhere"))
+    assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "data", "check", str(tmp_path), "--format", "ucf101")
+    assert code == 2 and "no classInd.txt under" in err

@@ -1,0 +1,78 @@
+"""``e3d evaluate``: clip and video accuracy of a checkpoint, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from e3d.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("eval")
+    argv = [
+        "train",
+        "mobilenet",
+        "--width-mult",
+        "0.25",
+        "--format",
+        "digits",
+        "--cache-dir",
+        str(root / "cache"),
+        "--out",
+        str(root / "run"),
+    ]
+    argv += ["--sample-duration", "8", "--sample-size", "32", "--num-samples", "16", "--epochs", "1", "--batch-size", "8", "--quiet"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return root
+
+
+def test_prints_clip_and_video_accuracy_on_the_test_split(capsys: pytest.CaptureFixture[str], checkpoint: Path) -> None:
+    code, out, err = run(capsys, "evaluate", str(checkpoint / "run"), "--quiet")
+    assert code == 0, err
+    assert "digits/test: 600 clips of 300 videos" in out  # every non-overlapping window (2 per 16-frame video)
+    assert "clips    top1" in out and "top5" in out and "videos   top1" in out
+    code, out, _ = run(capsys, "evaluate", str(checkpoint / "run" / "last.pt"), "--json", "--quiet", "--split", "val")
+    m = json.loads(out)
+    assert code == 0 and m["clips"] == m["videos"] == 300 and m["top1"] == m["video_top1"]  # one centre clip per video
+    assert 0 <= m["top1"] <= m["top5"] <= 100
+
+
+def test_class_count_mismatch_and_bad_checkpoints(capsys: pytest.CaptureFixture[str], checkpoint: Path, tmp_path: Path) -> None:
+    code, _, err = run(capsys, "evaluate", str(checkpoint / "run"), "--format", "digits", "--digit-direction", "--quiet")
+    assert code == 2 and "the checkpoint's model has 10 classes but digits/test has 40" in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "evaluate", str(checkpoint / "run"), "--format", "motion", "--quiet")
+    assert code == 2 and "trained on other classes" in err
+    code, _, err = run(capsys, "evaluate", str(tmp_path / "none.pt"))
+    assert code == 2 and "no checkpoint at" in err
+    (tmp_path / "bad.pt").write_text("not a checkpoint")
+    code, _, err = run(capsys, "evaluate", str(tmp_path / "bad.pt"))
+    assert code == 2 and "cannot read checkpoint" in err and len(err.strip().splitlines()) == 1
