@@ -484,7 +484,8 @@ def _fit(
         loss_sum, correct, seen, steps = 0.0, 0, 0, 0
         report = ErrorReport(train_data)
         lr = opt.param_groups[0]["lr"]
-        bar = tqdm(total=len(loader) * config.batch_size, desc=f"epoch {epoch + 1}/{config.epochs}", unit="clip", disable=not progress)
+        total = len(loader) * config.batch_size if loader.drop_last else n_train
+        bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{config.epochs}", unit="clip", disable=not progress)
         try:
             for _, x, y, bad in loader:
                 report(bad)
