@@ -1,6 +1,6 @@
 """Counting speed: analytic (spec) vs module-based vs fvcore, per model, and the screening rate.
 
-Run: python bench/counting.py [--models N] [--screen-seconds S]
+Run: python -m bench.counting [--screen-seconds S]
 Screening = sample random family knobs, build and validate the NetSpec, sum its costs: what the
 search does for every candidate before training. The target is >= 1,000 specs/s on one core.
 """

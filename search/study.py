@@ -68,6 +68,11 @@ class ProxyConfig:
     data_seed: int = 0
     num_workers: int = 0
     device: str = "cpu"
+    threads: int | None = None
+    """Torch CPU threads while training (None: torch's default)."""
+
+    LOCAL = ("device", "num_workers", "threads")
+    """Settings of one worker's machine, not of the study: workers may differ in them."""
 
     def describe(self) -> str:
         """Human summary."""
@@ -108,6 +113,12 @@ class SearchConfig:
         """JSON-ready dict."""
         data: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(self)))
         return data
+
+    def shared(self) -> dict[str, Any]:
+        """The settings every worker of the study must agree on (``to_dict`` without machine-local ones)."""
+        d = self.to_dict()
+        d["proxy"] = {k: v for k, v in d["proxy"].items() if k not in ProxyConfig.LOCAL}
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SearchConfig:
@@ -223,8 +234,8 @@ def open_study(
         if stored is None:
             raise StudyConfigError(f"study {name!r} exists but was not made by e3d search")
         stored_config = SearchConfig.from_dict(stored)
-        if config is not None and not resume and stored_config != config:
-            diff = _diff(stored_config.to_dict(), config.to_dict())
+        if config is not None and not resume and stored_config.shared() != config.shared():
+            diff = _diff(stored_config.shared(), config.shared())
             raise StudyConfigError(
                 f"study {name!r} exists with other settings ({diff}); pass --resume to continue it, or use another --study-name"
             )
@@ -438,6 +449,7 @@ class Objective:
             num_workers=p.num_workers,
             device=p.device,
             seed=seed,
+            threads=p.threads,
         )
         prune = self.config.objective == "accuracy"
 

@@ -7,6 +7,7 @@ worker with a progress bar, one line per trial, outputs after every trial and a 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -78,6 +79,9 @@ def add_proxy_args(p: argparse.ArgumentParser, *, epochs: int = 3, train_samples
     x.add_argument("--lr", type=positive_float, default=0.05, help="SGD learning rate (default 0.05)")
     x.add_argument("--data-seed", type=int, default=0, help="seed of the proxy-task videos (default 0)")
     x.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    x.add_argument(
+        "--threads", type=positive_int, metavar="N", help="torch CPU threads while training (on a busy machine 1 can be fastest)"
+    )
     x.add_argument("--loader-workers", type=non_negative_int, default=0, metavar="N", help="DataLoader workers (default 0: in-process)")
 
 
@@ -116,6 +120,7 @@ def proxy_config(args: argparse.Namespace) -> Any:
         data_seed=args.data_seed,
         num_workers=args.loader_workers,
         device=args.device,
+        threads=args.threads,
     )
 
 
@@ -212,6 +217,8 @@ def run_study(args: argparse.Namespace, config: Any, *, enqueue: Any, n_trials: 
     url = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
     storage = st.open_storage(url, heartbeat=args.heartbeat)
     study, config, created = st.open_study(args.study_name, storage, config, resume=args.resume)
+    local = {"device": args.device, "num_workers": args.loader_workers, "threads": args.threads}  # this worker's machine
+    config = dataclasses.replace(config, proxy=dataclasses.replace(config.proxy, **local))
     if created:
         print(enqueue(study, config), file=sys.stderr)
     else:

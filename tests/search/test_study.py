@@ -149,3 +149,12 @@ def test_joining_with_other_settings_is_refused(
     code = main(["search", *args, "--out", str(tmp_path), "--trials", "1"])
     assert code == 2
     assert "exists with other settings (proxy.epochs: stored 1, given 2)" in capsys.readouterr().err
+
+
+def test_workers_may_differ_in_machine_local_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("search.train.fit", fake_fit([]))
+    assert search(tmp_path, "--trials", "1", "--threads", "1") == 0
+    assert search(tmp_path, "--trials", "2", "--threads", "2", "--loader-workers", "0") == 0
+    study = load(tmp_path)
+    assert "threads" not in json.dumps(st.SearchConfig.from_dict(study.user_attrs["e3d_config"]).shared())
+    assert st.count_trained(study, source="search") >= 2

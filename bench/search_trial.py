@@ -1,0 +1,82 @@
+"""Where a search trial's time goes, and trials per hour at the default proxy settings.
+
+Run: python -m bench.search_trial [--budget-mflops 200] [--candidates 3]
+
+Splits a trial into sampling + screening (Optuna's TPE proposing a candidate, building its NetSpec
+and counting it), training (the proxy epochs) and evaluation (held-out validation after each epoch,
+as the search does for pruning), for a few feasible candidates sampled at the budget, trained with
+exactly the settings `e3d search` uses by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import time
+from statistics import mean
+
+import optuna
+import torch
+
+from profiler.latency import cpu_name
+from search.budget import Budget, screen
+from search.searchspace import FAMILIES, sample_params, spec_from_params
+from search.study import ProxyConfig, load_proxy
+from search.train import TrainConfig, evaluate, fit
+from space.modules import build
+
+
+def main() -> None:
+    """Print the split and the rate."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budget-mflops", type=float, default=200.0)
+    p.add_argument("--candidates", type=int, default=3, help="feasible candidates to train")
+    args = p.parse_args()
+    proxy = ProxyConfig()
+    budget = Budget(mflops=args.budget_mflops)
+    print(f"# {datetime.datetime.now():%Y-%m-%d %H:%M} on {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"# proxy: {proxy.describe()}; budget: {budget.describe()}\n")
+
+    t0 = time.perf_counter()
+    data = load_proxy(proxy, progress=False)
+    setup = time.perf_counter() - t0
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0, multivariate=True, group=True))
+    screen_times, feasible = [], []
+    while len(feasible) < args.candidates or len(screen_times) < 50:
+        t = time.perf_counter()
+        trial = study.ask()
+        params = sample_params(trial, FAMILIES)
+        spec = spec_from_params(params, num_classes=data.num_classes)
+        verdict = screen(spec, budget)
+        screen_times.append(time.perf_counter() - t)
+        study.tell(trial, 1.0 if verdict.feasible else 0.0)
+        if verdict.feasible and len(feasible) < args.candidates:
+            feasible.append(spec.replace(clip=proxy.clip))
+
+    rows = []
+    for spec in feasible:
+        config = TrainConfig(epochs=proxy.epochs, batch_size=proxy.batch_size, lr=proxy.lr, seed=0)
+        model = build(spec)
+        t = time.perf_counter()
+        fit(model, data.train, data.val, config, progress=False)
+        total = time.perf_counter() - t
+        t = time.perf_counter()
+        evaluate(model, data.val, batch_size=2 * proxy.batch_size)
+        one_eval = time.perf_counter() - t
+        rows.append((spec.summary(), total - proxy.epochs * one_eval, proxy.epochs * one_eval))
+
+    sample = mean(screen_times)
+    print(f"data setup (once per worker): {setup:.1f} s")
+    print(f"sampling + screening: {sample * 1e3:.2f} ms per candidate (TPE over {len(screen_times)} trials)\n")
+    print(f"{'candidate':<70}{'train s':>9}{'eval s':>8}{'share train':>13}")
+    for summary, train, ev in rows:
+        print(f"{summary[:68]:<70}{train:9.1f}{ev:8.1f}{100 * train / (train + ev + sample):12.1f}%")
+    per_trial = sample + mean(r[1] + r[2] for r in rows)
+    print(f"\nmean trained trial: {per_trial:.1f} s -> {3600 / per_trial:.0f} trained trials per hour on this machine")
+    print("(rejected candidates cost only the screening time above)")
+
+
+if __name__ == "__main__":
+    main()
