@@ -7,7 +7,9 @@ parameters of the paper's own presets so that they can be enqueued as baselines.
 
 SEVNet (``sevnet``) is in the space too but not among the default :data:`FAMILIES` (the paper's five);
 name it to search it. With ``sgs=True`` every family also samples where to put a Similarity Guided
-Sampling layer (``<family>.sgs``: -1 for none, else the stage it follows; see :mod:`space.sgs`).
+Sampling layer (``<family>.sgs``: -1 for none, else the stage it follows; see :mod:`space.sgs`) and,
+when it has one, its bin width (``<family>.sgs_bin_width``: how much change starts a new bin, the
+layer's accuracy-versus-cost knob).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import optuna
 from space import families as fam
 from space.registry import model_info
 from space.sgs import with_sgs
-from space.spec import NetSpec, SpecError
+from space.spec import NetSpec, SGSSpec, SpecError
 
 Clip = tuple[int, int, int]
 
@@ -81,6 +83,9 @@ SPACE: dict[str, FamilySpace] = {
 }
 """Every family's knobs: the paper's five, then SEVNet."""
 
+SGS_BIN_WIDTHS = (0.1, 0.25, 0.5)
+"""Choices of an SGS layer's bin width (0.5 is ``SGSSpec``'s default)."""
+
 FAMILIES = ("squeezenet", "mobilenet", "mobilenetv2", "shufflenet", "shufflenetv2")
 """The paper's five families: what a search or sweep covers unless told otherwise."""
 
@@ -116,6 +121,8 @@ def sample_params(trial: optuna.Trial, families: Sequence[str], *, sgs: bool = F
         params[f"{family}.se"] = trial.suggest_categorical(f"{family}.se", [False, True])
     if sgs and fs.sgs_after:
         params[f"{family}.sgs"] = trial.suggest_categorical(f"{family}.sgs", [-1, *fs.sgs_after])
+        if params[f"{family}.sgs"] >= 0:
+            params[f"{family}.sgs_bin_width"] = trial.suggest_categorical(f"{family}.sgs_bin_width", list(SGS_BIN_WIDTHS))
     return params
 
 
@@ -145,7 +152,9 @@ def spec_from_params(params: Mapping[str, Any], *, clip: Clip = (16, 112, 112), 
     family, kw = factory_kwargs(params)
     spec = model_info(family).factory(**kw, clip=clip, num_classes=num_classes)
     after = int(params.get(f"{family}.sgs", -1))
-    return with_sgs(spec, after) if after >= 0 else spec
+    if after < 0:
+        return spec
+    return with_sgs(spec, after, bin_width=float(params.get(f"{family}.sgs_bin_width", SGSSpec.bin_width)))
 
 
 def _default(family: str, knob: str) -> Any:

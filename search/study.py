@@ -34,7 +34,7 @@ from profiler.counting import spec_totals
 from profiler.datacost import Bins, data_cost, dataset_bins
 from search.budget import Budget, Screen, feasible_families, screen, validate_for_clip
 from search.searchspace import SPACE, Clip, check_families, paper_presets, preset_params, sample_params, spec_from_params
-from space.spec import E3DError, NetSpec, SpecError
+from space.spec import E3DError, NetSpec, SGSSpec, SpecError
 
 OBJECTIVES = ("accuracy", "pareto")
 PRUNERS = ("median", "hyperband", "none")
@@ -516,14 +516,15 @@ def requeue_interrupted(study: optuna.Study) -> int:
 def enqueue_sweep(study: optuna.Study, families: tuple[str, ...], seeds: tuple[int, ...], *, sgs: bool = False) -> int:
     """Enqueue every paper preset of ``families`` once per seed (seed-major); returns the count.
 
-    With ``sgs`` each preset runs twice: as it is, and with an SGS layer after its first stage
-    (the study's config must sample ``<family>.sgs``: ``SearchConfig(sgs=True)``).
+    With ``sgs`` each preset runs twice: as it is, and with an SGS layer after its first stage, of the
+    default bin width (the study's config must sample ``<family>.sgs``: ``SearchConfig(sgs=True)``).
     """
     n = 0
     for seed in seeds:
         for family, width in paper_presets(families):
             params = preset_params(family, width)
-            variants = [params, {**params, f"{family}.sgs": SPACE[family].sgs_after[0]}] if sgs and SPACE[family].sgs_after else [params]
+            with_sgs = {**params, f"{family}.sgs": SPACE[family].sgs_after[0], f"{family}.sgs_bin_width": SGSSpec.bin_width}
+            variants = [params, with_sgs] if sgs and SPACE[family].sgs_after else [params]
             for p in variants:
                 study.enqueue_trial(p, user_attrs={"source": "sweep", "seed": seed})
                 n += 1

@@ -35,6 +35,7 @@ def test_sevnet_and_sgs_samples_are_valid_at_both_clips() -> None:
         spec = spec_from_params(params)
         after = params[f"{family}.sgs"]
         assert [s.after_stage for s in spec.sgs] == ([after] if after >= 0 else [])
+        assert [s.bin_width for s in spec.sgs] == ([params[f"{family}.sgs_bin_width"]] if after >= 0 else [])
         validate_for_clip(spec, (16, 48, 48))
         if family == "sevnet":
             assert {s.t_kernel for s in spec.stages} == {params["sevnet.t_kernel"]}
@@ -74,7 +75,7 @@ def test_sgs_inside_a_search_trial() -> None:
     proxy = ProxyConfig(train_samples=16, val_samples=8, epochs=1, batch_size=8)
     config = SearchConfig(budget=Budget(mflops=500), families=("sevnet",), proxy=proxy, sgs=True, pruner="none")
     data = load_proxy(proxy, progress=False)
-    params = {**preset_params("sevnet", 0.25), "sevnet.sgs": 0}
+    params = {**preset_params("sevnet", 0.25), "sevnet.sgs": 0, "sevnet.sgs_bin_width": 0.25}
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial(params, user_attrs={"seed": 3})
     study.optimize(Objective(config, data), n_trials=1)
@@ -82,7 +83,7 @@ def test_sgs_inside_a_search_trial() -> None:
     a = t.user_attrs
     assert t.state.name == "COMPLETE" and a["trained"] and a["feasible"] and a["accuracy"] is not None
     spec = space.NetSpec.from_json(a["spec"])
-    assert spec.sgs and t.params["sevnet.sgs"] == 0
+    assert spec.sgs[0].bin_width == 0.25 and t.params["sevnet.sgs"] == 0
     # the screen's number: the untrained network (seed 3) on the 8 validation clips, counted at the budget clip
     torch.manual_seed(3)
     untrained = space.build(validate_for_clip(spec, proxy.clip))

@@ -1,0 +1,167 @@
+"""Evidence for docs/SEV_SGS.md: SEVNet against the five families at equal multiply-adds, and every
+family with and without Similarity Guided Sampling, on a proxy task, for a few seeds.
+
+Each family is taken at the width whose multiply-adds per 16x112x112 clip are closest to
+``--target-mflops`` (bisection over the family's search range; the stage depths and other knobs are
+the presets'), and trained twice per seed: as it is, and with an SGS layer after its first stage.
+Every run goes through the search's own trial code (``search.study.Objective`` in a sweep-kind study),
+so an SGS network is measured exactly as a search measures it: ``macs`` is the trained network's
+mean over the proxy validation clips (counted at 16x112x112), ``macs_untrained`` the untrained one's.
+
+    python scripts/sev_sgs.py --task motion --out runs/sev-sgs       # then the same with --task digits
+    e3d analyze --csv runs/sev-sgs/motion/trials.csv               # the usual analysis of the rows
+
+Writes ``<out>/<task>/trials.csv`` (the search's schema; extra SGS attributes in ``sgs.csv``) and
+prints a summary table (mean and spread over seeds). Interrupt and run again to continue: the study
+lives in ``<out>/<task>/study.db``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from statistics import fmean, pstdev
+from typing import Any
+
+import optuna
+import pandas as pd
+import torch
+
+from profiler.counting import spec_totals
+from search import study as st
+from search.budget import Budget
+from search.results import study_frame, write_outputs
+from search.searchspace import SPACE, preset_params, spec_from_params
+
+FAMILIES = ("squeezenet", "mobilenet", "mobilenetv2", "shufflenet", "shufflenetv2", "sevnet")
+
+
+def matched_width(family: str, target_macs: float) -> float:
+    """The width (a multiple of 0.005) whose preset-depth network has the multiply-adds closest to
+    ``target_macs``: bisection, then the nearest of the widths around it (channels round in steps)."""
+    lo, hi = SPACE[family].width
+
+    def macs(w: float) -> int:
+        return spec_totals(spec_from_params(preset_params(family, w))).macs
+
+    for _ in range(30):
+        mid = (lo * hi) ** 0.5
+        lo, hi = (mid, hi) if macs(mid) < target_macs else (lo, mid)
+    around = {round(round(lo / 0.005) * 0.005 + 0.005 * k, 3) for k in range(-12, 13)}
+    return min((w for w in around if SPACE[family].width[0] <= w <= SPACE[family].width[1]), key=lambda w: abs(macs(w) - target_macs))
+
+
+def runs(target_macs: float, bin_widths: list[float]) -> list[dict[str, Any]]:
+    """The parameters of every network: each family at its matched width, without SGS and with SGS
+    after its first stage at each bin width."""
+    out = []
+    for family in FAMILIES:
+        params = preset_params(family, matched_width(family, target_macs))
+        out.append(params)
+        out += [{**params, f"{family}.sgs": SPACE[family].sgs_after[0], f"{family}.sgs_bin_width": w} for w in bin_widths]
+    return out
+
+
+def _key(params: dict[str, Any], seed: int | None) -> str:
+    return json.dumps({**params, "seed": seed}, sort_keys=True)
+
+
+def summary(df: pd.DataFrame, extra: dict[int, dict[str, Any]]) -> str:
+    """Markdown table: per family and variant (no SGS, SGS at each bin width), mean and spread over
+    seeds of top-1 and of the mean multiply-adds over the validation clips, and the bins kept."""
+    lines = [
+        "| family | width | SGS | top-1 % (mean ± sd over seeds) | per seed | macs M (mean over val clips) | bins kept (of max) | s/run |",
+        "|---|---:|---|---:|---|---:|---:|---:|",
+    ]
+    done = df[df["state"] == "COMPLETE"].copy()
+    done["variant"] = done["number"].map(lambda n: extra[n]["bin_width"] if extra[n]["sgs"] else -1.0)
+    for family in FAMILIES:
+        for variant in sorted(done[done["family"] == family]["variant"].unique()):
+            rows = done[(done["family"] == family) & (done["variant"] == variant)].sort_values("seed")
+            first = extra[int(rows["number"].iloc[0])]
+            acc = [float(a) for a in rows["accuracy"]]
+            macs = fmean(float(m) for m in rows["macs"]) / 1e6
+            where, bins = "-", ""
+            if variant >= 0:
+                where = f"after stage {first['after']}, bin width {variant:g}"
+                kept = [extra[n]["sgs_mean_bins"][0] for n in rows["number"] if extra[n].get("sgs_mean_bins")]
+                bins = f"{fmean(kept):.1f} of {first['max_bins']}" if kept else "?"
+            per_seed = ", ".join(f"{a:.1f}" for a in acc)
+            seconds = fmean(float(d) for d in rows["duration_s"])
+            lines.append(
+                f"| {family} | {rows['width_mult'].iloc[0]:g} | {where} | {fmean(acc):.1f} ± {pstdev(acc):.1f} | {per_seed} "
+                f"| {macs:.1f} | {bins} | {seconds:.0f} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run (or continue) the evidence study of one task and print its summary."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", choices=("motion", "digits"), default="motion")
+    p.add_argument("--out", type=Path, default=Path("runs/sev-sgs"))
+    p.add_argument("--target-mflops", type=float, default=150.0, help="multiply-adds per 16x112x112 clip, millions (default 150)")
+    p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--bin-widths", default="0.5", help="SGS bin widths to run, comma-separated (default 0.5, SGSSpec's default)")
+    p.add_argument("--train-samples", type=int, default=600)
+    p.add_argument("--val-samples", type=int, default=200)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = args.out / args.task
+    out.mkdir(parents=True, exist_ok=True)
+    proxy = st.ProxyConfig(
+        task=args.task,
+        train_samples=args.train_samples,
+        val_samples=args.val_samples,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+    )
+    config = st.SearchConfig(budget=Budget(), families=FAMILIES, proxy=proxy, pruner="none", baselines=False, kind="sweep", sgs=True)
+    storage = st.open_storage(f"sqlite:///{(out / 'study.db').resolve()}")
+    study, config, _ = st.open_study("sev-sgs", storage, config)
+    queued = {_key(t.params or t.system_attrs.get("fixed_params", {}), t.user_attrs.get("seed")) for t in study.get_trials(deepcopy=False)}
+    for seed in range(args.seeds):  # only the runs the study does not hold yet: more bin widths or seeds extend it
+        for params in runs(args.target_mflops * 1e6, [float(w) for w in args.bin_widths.split(",")]):
+            if _key(params, seed) not in queued:
+                study.enqueue_trial(params, user_attrs={"source": "sweep", "seed": seed})
+    data = st.load_proxy(config.proxy)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    started = time.perf_counter()
+
+    def on_trial(t: optuna.trial.FrozenTrial) -> None:
+        print(st.trial_line(t), f"[{time.perf_counter() - started:.0f} s]", file=sys.stderr, flush=True)
+        write_outputs(study_frame(study), out)
+
+    st.run_worker(study, config, data, n_trials=0, on_trial=on_trial)
+    df = study_frame(study)
+    write_outputs(df, out)
+    extra: dict[int, dict[str, Any]] = {}
+    for t in study.get_trials(deepcopy=False):
+        spec = json.loads(t.user_attrs.get("spec", "{}"))
+        layers = spec.get("sgs", [])
+        keys = ("macs_untrained", "macs_min", "macs_max", "macs_upper_bound", "sgs_mean_bins")
+        extra[t.number] = {
+            "sgs": bool(layers),
+            "after": layers[0]["after_stage"] if layers else None,
+            "max_bins": layers[0]["bins"] if layers else None,
+            "bin_width": layers[0].get("bin_width", 0.5) if layers else None,
+            **{k: t.user_attrs.get(k) for k in keys},
+        }
+    pd.DataFrame([{"number": n, **e} for n, e in extra.items()]).to_csv(out / "sgs.csv", index=False)
+    table = summary(df, extra)
+    (out / "summary.md").write_text(table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
