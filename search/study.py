@@ -456,7 +456,8 @@ class Objective:
         def report(epoch: int, metrics: dict[str, float]) -> None:
             if prune:
                 trial.report(metrics["val_top1"], epoch)
-                if trial.should_prune():
+                # pruning saves the epochs left; after the last one there is nothing to save
+                if epoch + 1 < p.epochs and trial.should_prune():
                     trial.set_user_attr("accuracy", metrics["val_top1"])
                     trial.set_user_attr("epochs", epoch + 1)
                     raise optuna.TrialPruned(f"val top-1 {metrics['val_top1']:.1f}% at epoch {epoch + 1}")
