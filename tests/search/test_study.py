@@ -160,21 +160,32 @@ def test_workers_may_differ_in_machine_local_settings(tmp_path: Path, monkeypatc
     assert st.count_trained(study, source="search") >= 2
 
 
-def test_pruning_stops_weak_trials_early_but_never_after_their_last_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+class PruneAtStep(optuna.pruners.BasePruner):
+    """Prunes every trial when it reports the given step."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return trial.last_step == self.step
+
+
+@pytest.mark.parametrize(("step", "pruned"), [(0, True), (1, True), (2, False)])
+def test_pruning_stops_trials_with_epochs_left_never_after_the_last(monkeypatch: pytest.MonkeyPatch, step: int, pruned: bool) -> None:
+    from search.budget import Budget
     from search.train import FitResult
 
     def fit(model: Any, train: Any, val: Any, config: Any, *, on_epoch: Any = None, **_: Any) -> FitResult:
-        acc = 100.0 * model.spec.width_mult  # a deterministic quality: wider is better
         for epoch in range(config.epochs):
-            on_epoch(epoch, {"val_top1": acc, "val_loss": 1.0, "train_loss": 1.0})
-        return FitResult(acc, acc, config.epochs, 0.01, [])
+            on_epoch(epoch, {"val_top1": 40.0, "val_loss": 1.0, "train_loss": 1.0})
+        return FitResult(40.0, 40.0, config.epochs, 0.01, [])
 
     monkeypatch.setattr("search.train.fit", fit)
-    args = [a if not (i and TINY[i - 1] == "--epochs") else "3" for i, a in enumerate(TINY)]
-    assert main(["search", *args, "--out", str(tmp_path), "--trials", "12", "--no-baselines"]) == 0
-    trials = load(tmp_path).trials
-    pruned = [t for t in trials if t.state.name == "PRUNED"]
-    complete = [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs.get("trained")]
-    assert pruned, "the median pruner stopped weak candidates"
-    assert all(max(t.intermediate_values) < 2 for t in pruned), "pruned only with epochs left"
-    assert all(len(t.intermediate_values) == 3 for t in complete), "finished trials ran every epoch"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    proxy = st.ProxyConfig(epochs=3, clip=(8, 32, 32))
+    config = st.SearchConfig(budget=Budget(mflops=1e5), families=("mobilenet", "mobilenetv2"), proxy=proxy)
+    study = optuna.create_study(direction="maximize", pruner=PruneAtStep(step), sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(st.Objective(config, st.ProxyData(None, None, 10, "motion")), n_trials=6)
+    trained = [t for t in study.trials if t.user_attrs.get("trained")]
+    assert trained
+    assert all((t.state.name == "PRUNED") == pruned for t in trained)
