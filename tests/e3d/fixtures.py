@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from torch import nn
+
+from e3d.cli import main
 
 
 def tiny_model() -> nn.Module:
@@ -15,3 +18,13 @@ def tiny_model() -> nn.Module:
 def not_a_model() -> str:
     """Returns something that is not a module."""
     return "hello"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run the ``e3d`` CLI in-process: (exit code, stdout, stderr)."""
+    try:
+        code = main(list(argv))
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -8,20 +8,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from e3d.cli import main
 from search.results import study_frame, write_outputs
 from tests.analysis.helpers import MIXED, T, make_study
+from tests.e3d.fixtures import run as run_cli
 
 FIGURES = ["accuracy_vs_macs", "width_curves", "paper_accuracy", "paper_width", "paper_speed"]
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(["analyze", *argv])
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(capsys, "analyze", *argv)
 
 
 def test_csv_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

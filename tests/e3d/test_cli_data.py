@@ -6,19 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from e3d.cli import main
 from e3d.commands.data import FORMATS
 from search.data import ALL_FORMATS
+from tests.e3d.fixtures import run
 from tests.search.video_fixtures import level_frames, write_frames, write_video
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_the_cli_offers_every_format() -> None:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from e3d.cli import main
+from tests.e3d.fixtures import run
 
 
 @pytest.fixture(autouse=True)
@@ -18,15 +19,6 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

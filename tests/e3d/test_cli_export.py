@@ -10,20 +10,11 @@ import pytest
 import torch
 
 import space
-from e3d.cli import main
 from tests.conftest import SMALL_CLIP, paper_code_models
+from tests.e3d.fixtures import run
 from tests.space.test_checkpoints import paper_state, save_paper_checkpoint
 
 SMALL = ["--size", str(SMALL_CLIP[1]), "--frames", str(SMALL_CLIP[0]), "--num-classes", "10"]
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _error(out: str) -> float:

@@ -9,16 +9,7 @@ import sys
 import pytest
 
 import space
-from e3d.cli import main
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.e3d.fixtures import run
 
 
 def test_lists_every_preset_with_params_and_paper_widths(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import space
-from e3d.cli import main
 from search.train import load_checkpoint
+from tests.e3d.fixtures import run
 from tests.search.video_fixtures import level_frames, write_frames, write_video
 
 TINY = ["--sample-duration", "8", "--sample-size", "32", "--num-samples", "16", "--batch-size", "8", "--quiet", "--threads", "1"]
@@ -24,15 +24,6 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_train_a_preset_on_a_proxy_task_then_resume(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
