@@ -219,6 +219,7 @@ def open_study(
     With ``resume`` the study must exist and its stored settings are used. Returns the study, its
     settings and whether this call created it (the creator enqueues the baselines).
     """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # e3d prints its own line per trial
     existing = name in list_studies(storage)
     if resume and not existing:
         others = ", ".join(list_studies(storage)) or "none"
