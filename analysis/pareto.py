@@ -57,7 +57,7 @@ def architectures(df: pd.DataFrame, *, keep: Sequence[str] = (), trained: bool =
     extra = [c for c in keep if c not in cols]
     if not len(done):
         return pd.DataFrame(columns=[*cols, "accuracy", "accuracy_std", "n", "trials", *extra])
-    fallback = done[["family", "width_mult", "macs", "params"]].astype(str).agg("|".join, axis=1)
+    fallback = done[["family", "width_mult", "macs", "params"]].apply(lambda r: "|".join(map(str, r)), axis=1)
     done["arch"] = done["spec_json"].where(done["spec_json"].notna(), fallback).astype(str)
     grouped = done.groupby("arch", sort=False)
     out = grouped.agg(

@@ -103,6 +103,7 @@ def test_speed_correlation_counts_every_timed_architecture_trained_or_not() -> N
             {"family": "b", "width_mult": 1.0, "macs": 2.0, "accuracy": 1.0, "latency_ms": 20.0},
             {"family": "c", "width_mult": 1.0, "macs": 3.0, "accuracy": None, "latency_ms": 10.0, "feasible": False},
             {"family": "d", "width_mult": 1.0, "macs": 4.0, "accuracy": 1.0},
+            {"state": "WAITING", "family": None, "width_mult": None, "macs": None, "params": None},  # queued, nothing known yet
         ]
     )
     c = speed_rank_correlation(df)
