@@ -1,0 +1,173 @@
+"""The numbers of docs/REPRODUCTION.md: the paper's findings (i)-(viii) checked on two proxy-task sweeps
+and on latency measured on this machine.
+
+    e3d sweep --task motion --seeds 2 --epochs 3 --train-samples 1200 --val-samples 300 --no-latency --out runs/sweep-motion
+    e3d sweep --task digits --seeds 2 --epochs 3 --train-samples 1200 --val-samples 300 --no-latency --out runs/sweep-digits
+    e3d profile --paper-table --json --repeats 5 > docs/results/paper_table.json
+    python scripts/reproduction.py --motion runs/sweep-motion --digits runs/sweep-digits --latency docs/results/paper_table.json
+
+Prints markdown: one table of the 17 efficient presets (accuracy per task over seeds, multiply-adds,
+parameters, clips/s here and on the paper's platforms), then each finding computed on the whole sweep
+and on each seed alone (the spread). Arithmetic only: it trains and times nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from statistics import fmean
+
+import pandas as pd
+
+import analysis
+from search.results import finished
+from space.paper import table8
+
+LEVELS = 4
+"""Table 8 lists four complexity levels of four models each (then SqueezeNet and the ResNets)."""
+
+
+def presets() -> pd.DataFrame:
+    """Table 8's 17 efficient rows, with their complexity level (1-4; SqueezeNet: 4, its only level)."""
+    rows = [r for r in table8() if not r.model.startswith("res")]
+    df = pd.DataFrame([r.__dict__ for r in rows])
+    df["level"] = [min(i // 4 + 1, LEVELS) for i in range(len(df))]
+    return df
+
+
+def accuracy(trials: pd.DataFrame) -> pd.DataFrame:
+    """Mean, sd and per-seed top-1 of every (family, width) of a sweep."""
+    done = finished(trials).astype({"seed": int})
+    g = done.groupby(["family", "width_mult"])["accuracy"]
+    seeds = done.pivot_table(index=["family", "width_mult"], columns="seed", values="accuracy")
+    out = pd.DataFrame({"mean": g.mean(), "sd": g.std(ddof=0), "n": g.size()}).join(seeds.add_prefix("seed"))
+    return out.reset_index().rename(columns={"family": "model"})
+
+
+def by_seed(trials: pd.DataFrame) -> dict[int, pd.DataFrame]:
+    """The sweep split by seed."""
+    return {int(s): g for s, g in trials.groupby("seed")}
+
+
+def width_line(trials: pd.DataFrame) -> str:
+    """(iv): how much steeper accuracy falls per 0.1 of width below 0.5x than at or above it."""
+
+    def one(df: pd.DataFrame) -> str:
+        s = analysis.width_summary(analysis.width_drops(df))
+        return f"{s.below:+.2f} / {s.above:+.2f} pp per 0.1x ({s.below / s.above:.1f}x)" if s.above else f"{s.below:+.2f} / {s.above:+.2f}"
+
+    parts = [f"all seeds {one(trials)}"] + [f"seed {k} {one(g)}" for k, g in by_seed(trials).items()]
+    return "; ".join(parts)
+
+
+def depth_line(trials: pd.DataFrame) -> str:
+    """(i): deeper families against each shallower model at no more multiply-adds."""
+
+    def one(df: pd.DataFrame) -> str:
+        d = analysis.depth_comparison(df)
+        return f"{int((d['gain'] > 0).sum())} of {len(d)} wins, mean {d['gain'].mean():+.1f} pp"
+
+    return "; ".join([f"all seeds {one(trials)}"] + [f"seed {k} {one(g)}" for k, g in by_seed(trials).items()])
+
+
+def mobilenetv2_rank(table: pd.DataFrame, column: str) -> str:
+    """(ii): MobileNetV2's rank among the four models of each complexity level (1 = best)."""
+    ranks = []
+    for level in range(1, LEVELS + 1):
+        four = table[(table["level"] == level) & (table["model"] != "squeezenet")]
+        order = four.sort_values(column, ascending=False)["model"].tolist()
+        ranks.append(order.index("mobilenetv2") + 1)
+    return ", ".join(map(str, ranks))
+
+
+def spearman(table: pd.DataFrame, x: str, y: str) -> str:
+    """Spearman's rho of two columns, with n."""
+    c = analysis.rank_correlation(table, x, y)
+    return f"{c.rho:.2f} (n={c.n})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the tables and the findings."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--motion", type=Path, required=True, help="run folder or trials.csv of the motion sweep")
+    p.add_argument("--digits", type=Path, required=True, help="run folder or trials.csv of the digits sweep")
+    p.add_argument("--latency", type=Path, required=True, help="e3d profile --paper-table --json output")
+    args = p.parse_args(argv)
+    trials = {"motion": analysis.load_csv(args.motion).trials, "digits": analysis.load_csv(args.digits).trials}
+    table = presets()
+    for task, df in trials.items():
+        acc = accuracy(df).rename(columns=lambda c, t=task: c if c in ("model", "width_mult") else f"{t}_{c}")
+        table = table.merge(acc, on=["model", "width_mult"], how="left")
+    measured = ["model", "width_mult", "macs_m", "params_m", "clips_per_s", "optimized_clips_per_s"]
+    timed = pd.DataFrame(json.loads(args.latency.read_text()))[measured]
+    table = table.merge(timed.rename(columns={"params_m": "our_params_m"}), on=["model", "width_mult"], how="left")
+    for col in ("clips_per_s", "optimized_clips_per_s", "titanxp_clips_s", "tx2_clips_s"):
+        table[f"ms_{col}"] = 1000 / table[col]
+
+    print("| level | model | width | macs M | params M | motion top-1 % | digits top-1 % | clips/s eager | optimized | Titan Xp | TX2 |")
+    print("|---:|---|---:|---:|---:|---|---|---:|---:|---:|---:|")
+    for _, r in table.iterrows():
+        cells = [
+            f"{r['level']}",
+            r["model"],
+            f"{r['width_mult']:g}x",
+            f"{r['macs_m']:.1f}",
+            f"{r['our_params_m']:.2f}",
+            *(f"{r[f'{t}_mean']:.1f} ± {r[f'{t}_sd']:.1f}" for t in trials),
+            f"{r['clips_per_s']:.1f}",
+            f"{r['optimized_clips_per_s']:.1f}",
+            f"{r['titanxp_clips_s']:g}",
+            f"{r['tx2_clips_s']:g}",
+        ]
+        print("| " + " | ".join(cells) + " |")
+
+    print("\n**(i) depth**")
+    for task, df in trials.items():
+        print(f"- {task}: {depth_line(df)}")
+    print("\n**(ii) MobileNetV2's rank in its complexity level (levels 1-4; 1 = most accurate of four)**")
+    for col in ("motion_mean", "digits_mean", "jester_top1", "kinetics600_top1"):
+        print(f"- {col}: {mobilenetv2_rank(table, col)}")
+    for task, df in trials.items():
+        for s in sorted(by_seed(finished(df))):
+            print(f"- {task} seed {s}: {mobilenetv2_rank(table, f'{task}_seed{s}')}")
+    print("\n**(iii) do the two tasks rank the models alike? Spearman over the 17 presets**")
+    print(f"- motion vs digits (ours): {spearman(table, 'motion_mean', 'digits_mean')}")
+    print(f"- Kinetics-600 vs UCF-101 (paper): {spearman(table, 'kinetics600_top1', 'ucf101_top1')}")
+    print(f"- Jester vs Kinetics-600 (paper): {spearman(table, 'jester_top1', 'kinetics600_top1')}")
+    print("\n**(iv) width**")
+    for task, df in trials.items():
+        print(f"- {task}: {width_line(df)}")
+    top = table[table["level"] == LEVELS]
+    sq = top[top["model"] == "squeezenet"].iloc[0]
+    others = top[top["model"] != "squeezenet"]
+    print("\n**(v) SqueezeNet at the highest complexity level**")
+    print(
+        f"- params {sq['our_params_m']:.2f} M vs {others['our_params_m'].min():.2f}-{others['our_params_m'].max():.2f} M; "
+        f"macs {sq['macs_m']:.0f} M vs {others['macs_m'].min():.0f}-{others['macs_m'].max():.0f} M "
+        f"(+{sq['macs_m'] - others['macs_m'].mean():.0f} M over their mean)"
+    )
+    print("\n**(vi) do multiply-adds predict time per clip? Spearman over the 17 presets**")
+    for col in ("clips_per_s", "optimized_clips_per_s", "titanxp_clips_s", "tx2_clips_s"):
+        print(f"- {col}: {spearman(table, 'macs_m', f'ms_{col}')}")
+    print(f"- eager vs optimized speed ranks here: {spearman(table, 'clips_per_s', 'optimized_clips_per_s')}")
+    print(
+        f"- this CPU (optimized) vs Titan Xp / TX2: {spearman(table, 'optimized_clips_per_s', 'titanxp_clips_s')} / "
+        f"{spearman(table, 'optimized_clips_per_s', 'tx2_clips_s')}"
+    )
+    print("\n**(vii) SqueezeNet's speed rank among the 17 (1 = fastest)**")
+    for col in ("clips_per_s", "optimized_clips_per_s", "titanxp_clips_s", "tx2_clips_s"):
+        print(f"- {col}: {int(table[col].rank(ascending=False)[table['model'] == 'squeezenet'].iloc[0])}")
+    print("\n**(viii) ShuffleNetV1 / ShuffleNetV2 clips/s at the two highest levels**")
+    for level in (3, LEVELS):
+        v1 = table[(table["level"] == level) & (table["model"] == "shufflenet")].iloc[0]
+        v2 = table[(table["level"] == level) & (table["model"] == "shufflenetv2")].iloc[0]
+        cols = ("titanxp_clips_s", "tx2_clips_s", "clips_per_s", "optimized_clips_per_s")
+        print(f"- level {level}: " + "; ".join(f"{c} {v1[c]:.1f} / {v2[c]:.1f}" for c in cols))
+    mean_gap = fmean(table["motion_mean"].dropna()) - fmean(table["digits_mean"].dropna())
+    print(f"\nmean top-1 motion minus digits over the presets: {mean_gap:+.1f} pp")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
