@@ -87,14 +87,31 @@ def spearman(table: pd.DataFrame, x: str, y: str) -> str:
     return f"{c.rho:.2f} (n={c.n})"
 
 
+def main_figure(trials: dict[str, pd.DataFrame], stem: Path) -> None:
+    """Accuracy vs width multiplier per family: the two proxy tasks (mean ± sd over seeds) above the
+    paper's Jester and Kinetics-600 (Table 8), 0.5x marked on each."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 8), layout="constrained")
+    axes = fig.subplots(2, 2)
+    for ax, (task, df) in zip(axes[0], trials.items(), strict=True):
+        analysis.plot_width_curves(df, title=f"{task} proxy task (this machine, 3 epochs)", ax=ax)
+    for ax, (dataset, title) in zip(axes[1], (("jester", "Jester (paper)"), ("kinetics600", "Kinetics-600 (paper)")), strict=True):
+        analysis.plot_width_curves(analysis.paper_frame(dataset), title=title, ax=ax)
+    analysis.plots.save_figure(fig, stem.parent, stem.name)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the tables and the findings."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--motion", type=Path, required=True, help="run folder or trials.csv of the motion sweep")
     p.add_argument("--digits", type=Path, required=True, help="run folder or trials.csv of the digits sweep")
     p.add_argument("--latency", type=Path, required=True, help="e3d profile --paper-table --json output")
+    p.add_argument("--figure", type=Path, help="also write the main figure here (stem; .png and .svg)")
     args = p.parse_args(argv)
     trials = {"motion": analysis.load_csv(args.motion).trials, "digits": analysis.load_csv(args.digits).trials}
+    if args.figure:
+        main_figure(trials, args.figure)
     table = presets()
     for task, df in trials.items():
         acc = accuracy(df).rename(columns=lambda c, t=task: c if c in ("model", "width_mult") else f"{t}_{c}")
