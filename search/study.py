@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import logging
 import os
 import socket
 import time
@@ -563,6 +564,21 @@ def trial_line(t: FrozenTrial) -> str:
     return f"{head}  {macs}  params {a.get('params', 0) / 1e6:5.2f} M{lat}  {acc_s}  {a.get('epochs', 0)} ep {took:5.0f} s{state}"
 
 
+class QuietInterrupt(logging.Filter):
+    """Drops Optuna's log records of a trial stopped by Ctrl-C (a traceback, then "failed with value
+    None"): stopping a worker is not an error, and the CLI says how to resume. A trial failed by any
+    other error keeps its first record, with the error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for the records to drop."""
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            return False
+        return "failed with value None" not in record.getMessage()
+
+
+_QUIET_INTERRUPT = QuietInterrupt()
+
+
 def run_worker(
     study: optuna.Study,
     config: SearchConfig,
@@ -601,6 +617,7 @@ def run_worker(
     from search.train import NonFiniteLossError
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("optuna.study._optimize").addFilter(_QUIET_INTERRUPT)
     heartbeat = study._storage.get_heartbeat_interval() if isinstance(study._storage, RDBStorage) else None
     while timeout is None or time.perf_counter() - start < timeout:
         if not _done(study, n_trials):

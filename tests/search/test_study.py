@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +70,23 @@ def test_resume_after_an_interruption_loses_nothing(tmp_path: Path, monkeypatch:
             raise KeyboardInterrupt
         return real(*a, **k)
 
+    class Records(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.seen.append(record)
+
+    records = Records()
+    logging.getLogger("optuna").addHandler(records)
     monkeypatch.setattr("search.train.fit", interrupting)
-    assert search(tmp_path, "--trials", "4") == 130
+    try:
+        assert search(tmp_path, "--trials", "4") == 130
+    finally:
+        logging.getLogger("optuna").removeHandler(records)
+    # Ctrl-C is not an error: no Optuna traceback or "failed" lines, only the CLI's resume hint
+    assert not [r.getMessage() for r in records.seen if r.levelno >= logging.WARNING]
     first = load(tmp_path)
     done_before = {t.number: t.values for t in first.trials if t.state.name == "COMPLETE"}
     assert len([t for t in first.trials if t.user_attrs.get("trained")]) == 3
