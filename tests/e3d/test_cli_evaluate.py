@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from e3d.cli import main
+from tests.conftest import torch_threads
 from tests.e3d.fixtures import run
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +30,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         str(root / "run"),
     ]
     argv += ["--sample-duration", "8", "--sample-size", "32", "--num-samples", "16", "--epochs", "1", "--batch-size", "8", "--quiet"]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         assert main(argv) == 0
-    finally:
-        torch.set_num_threads(threads)
     return root
 
 
