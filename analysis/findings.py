@@ -16,6 +16,7 @@ import pandas as pd
 
 from analysis.pareto import architectures
 from search.results import finished
+from search.stats import sample_sd
 
 DEEPER = ("shufflenet", "shufflenetv2", "mobilenetv2")
 """Families of about 50 conv/linear layers (the paper's Table 7: 50, 51 and 53)."""
@@ -43,7 +44,7 @@ def width_curves(df: pd.DataFrame) -> pd.DataFrame:
         .agg(
             n=("accuracy", "size"),
             accuracy_mean=("accuracy", "mean"),
-            accuracy_std=("accuracy", "std"),
+            accuracy_std=("accuracy", sample_sd),
             accuracy_min=("accuracy", "min"),
             accuracy_max=("accuracy", "max"),
             macs=("macs", "mean"),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from search.results import finished, pareto_mask
+from search.stats import sample_sd
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def architectures(df: pd.DataFrame, *, keep: Sequence[str] = (), trained: bool =
         paper_mflops=("paper_mflops", "first"),
         latency_ms=("latency_ms", "mean"),
         accuracy=("accuracy", "mean"),
-        accuracy_std=("accuracy", "std"),
+        accuracy_std=("accuracy", sample_sd),
         n=("accuracy", "size"),
         trials=("number", lambda s: ",".join(str(int(v)) for v in s)),
         **{c: (c, "mean") for c in extra},

@@ -1,0 +1,109 @@
+"""The one statistics helper: every mean ± sd and every win / tie / loss verdict that e3d prints or
+publishes comes from here.
+
+The spread is always the *sample* standard deviation (n - 1 in the denominator; undefined, NaN, for a
+single value). A verdict compares two sets of runs (e.g. a searched network's test accuracy over
+seeds against the best paper preset's) with Welch's two-sided t-test at ``alpha`` (0.05): a "win"
+or a "loss" needs p < alpha; anything else, including too few runs for a test, is a "tie". A "win"
+also needs a mean above chance: a network no better than guessing beats nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from scipy import stats as _scipy
+
+ALPHA = 0.05
+TEST = "Welch's t-test, two-sided, alpha 0.05"
+"""How every verdict is decided, in words (printed next to verdicts)."""
+
+Outcome = Literal["win", "tie", "loss"]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean, sample standard deviation (NaN when n < 2) and count of a set of values."""
+
+    mean: float
+    sd: float
+    n: int
+
+    def format(self, digits: int = 1) -> str:
+        """``mean ± sd (n=N)``; a single value as ``mean (n=1)``."""
+        if self.n < 2:
+            return f"{self.mean:.{digits}f} (n={self.n})"
+        return f"{self.mean:.{digits}f} ± {self.sd:.{digits}f} (n={self.n})"
+
+
+def sample_sd(values: Iterable[float]) -> float:
+    """Sample standard deviation (n - 1 in the denominator); NaN for fewer than two values."""
+    xs = [float(v) for v in values]
+    if len(xs) < 2:
+        return math.nan
+    m = math.fsum(xs) / len(xs)
+    return math.sqrt(math.fsum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+
+def summarize(values: Iterable[float]) -> Summary:
+    """The :class:`Summary` of ``values`` (at least one; NaN values are an error, not skipped)."""
+    xs = [float(v) for v in values]
+    if not xs:
+        raise ValueError("no values to summarize")
+    if any(math.isnan(x) for x in xs):
+        raise ValueError("NaN among the values to summarize")
+    return Summary(math.fsum(xs) / len(xs), sample_sd(xs), len(xs))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a set of runs ``a`` compares with a set ``b``."""
+
+    outcome: Outcome
+    diff: float
+    """mean(a) - mean(b)."""
+    p: float
+    """Welch's two-sided p-value (NaN when there are too few runs for a test)."""
+    reason: str
+
+    def format(self) -> str:
+        """e.g. ``win: +3.2 pp, p=0.012 (Welch's t-test, two-sided, alpha 0.05)``."""
+        p = "p n/a" if math.isnan(self.p) else f"p={self.p:.3g}"
+        return f"{self.outcome}: {self.diff:+.1f} pp, {p} ({self.reason})"
+
+
+def welch_p(a: Summary, b: Summary) -> float:
+    """Two-sided p-value of Welch's t-test between two summaries (each n >= 2).
+
+    When neither set varies the test is degenerate: 0 if the means differ, 1 if they are equal.
+    """
+    if a.n < 2 or b.n < 2:
+        raise ValueError("Welch's t-test needs at least two values on each side")
+    va, vb = a.sd**2 / a.n, b.sd**2 / b.n
+    se = math.sqrt(va + vb)
+    diff = a.mean - b.mean
+    if se == 0.0:
+        return 0.0 if diff != 0.0 else 1.0
+    dof = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1))
+    return float(2.0 * _scipy.t.sf(abs(diff) / se, dof))
+
+
+def compare(a: Iterable[float], b: Iterable[float], *, alpha: float = ALPHA, chance: float | None = None) -> Verdict:
+    """Verdict of ``a`` against ``b`` (win / tie / loss, see the module docstring).
+
+    ``chance`` is the accuracy of guessing (e.g. 10.0 for ten balanced classes, in percent): ``a``
+    cannot win unless its mean is above it.
+    """
+    sa, sb = summarize(a), summarize(b)
+    diff = sa.mean - sb.mean
+    if sa.n < 2 or sb.n < 2:
+        return Verdict("tie", diff, math.nan, f"too few runs for a test (n={sa.n} vs {sb.n}); {TEST}")
+    p = welch_p(sa, sb)
+    outcome: Outcome = "tie" if p >= alpha else ("win" if diff > 0 else "loss")
+    reason = f"{TEST.replace('0.05', f'{alpha:g}')}, n={sa.n} vs {sb.n}, sample sd"
+    if outcome == "win" and chance is not None and sa.mean <= chance:
+        return Verdict("tie", diff, p, f"mean {sa.mean:.1f}% is not above chance ({chance:.1f}%); {reason}")
+    return Verdict(outcome, diff, p, reason)

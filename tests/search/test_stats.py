@@ -1,0 +1,75 @@
+"""The one statistics helper against values computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from search.stats import TEST, compare, sample_sd, summarize, welch_p
+
+
+def test_summary_of_two_values_uses_the_sample_sd() -> None:
+    s = summarize([70.0, 74.0])
+    assert (s.mean, s.n) == (72.0, 2)
+    assert s.sd == pytest.approx(math.sqrt(8.0))  # population sd would be 2.0
+    assert s.format() == "72.0 ± 2.8 (n=2)"
+
+
+def test_summary_of_three_values_and_of_one() -> None:
+    assert summarize([1.0, 2.0, 3.0]).sd == pytest.approx(1.0)
+    one = summarize([42.0])
+    assert one.n == 1 and math.isnan(one.sd)
+    assert one.format() == "42.0 (n=1)"
+    assert math.isnan(sample_sd([5.0]))
+
+
+def test_summary_refuses_nothing_and_nan() -> None:
+    with pytest.raises(ValueError, match="no values"):
+        summarize([])
+    with pytest.raises(ValueError, match="NaN"):
+        summarize([1.0, math.nan])
+
+
+def test_welch_with_two_runs_each_is_a_tie_at_ten_points() -> None:
+    # t = 10 / sqrt(8) with 2 degrees of freedom: p = 1 - t / sqrt(t^2 + 2)
+    t = 10 / math.sqrt(8)
+    v = compare([70.0, 74.0], [60.0, 64.0])
+    assert v.p == pytest.approx(1 - t / math.sqrt(t * t + 2))
+    assert v.outcome == "tie" and v.diff == pytest.approx(10.0)
+
+
+def test_welch_with_three_runs_each_decides() -> None:
+    win = compare([80.0, 81.0, 82.0], [70.0, 71.0, 72.0])
+    loss = compare([70.0, 71.0, 72.0], [80.0, 81.0, 82.0])
+    assert win.outcome == "win" and loss.outcome == "loss"
+    assert win.p == pytest.approx(loss.p) and win.p < 1e-3
+    assert "Welch" in win.format() and "sample sd" in win.reason
+
+
+def test_equal_means_tie_and_zero_spread_is_degenerate() -> None:
+    assert compare([50.0, 52.0], [52.0, 50.0]).outcome == "tie"
+    same = compare([60.0, 60.0], [60.0, 60.0])
+    assert same.outcome == "tie" and same.p == 1.0
+    apart = compare([61.0, 61.0], [60.0, 60.0])
+    assert apart.outcome == "win" and apart.p == 0.0
+
+
+def test_too_few_runs_is_never_a_win() -> None:
+    v = compare([99.0], [10.0, 11.0])
+    assert v.outcome == "tie" and math.isnan(v.p) and "too few runs" in v.reason
+    with pytest.raises(ValueError):
+        welch_p(summarize([1.0]), summarize([1.0, 2.0]))
+
+
+def test_no_win_at_or_below_chance() -> None:
+    a, b = [9.0, 9.5, 9.8], [5.0, 5.5, 5.2]
+    assert compare(a, b).outcome == "win"
+    v = compare(a, b, chance=10.0)
+    assert v.outcome == "tie" and "chance" in v.reason
+    assert compare(b, a, chance=10.0).outcome == "loss"  # a loss stays a loss
+
+
+def test_alpha_is_stated() -> None:
+    assert "0.05" in TEST
+    assert compare([70.0, 74.0], [60.0, 64.0], alpha=0.1).outcome == "win"  # p = 0.0715
