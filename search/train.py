@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import random
 import time
 import warnings
@@ -270,10 +269,13 @@ def _train_mode(model: nn.Module, frozen: bool) -> None:
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically (a temporary file, then a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    import io
+
+    from space.files import write_bytes
+
+    buffer = io.BytesIO()  # serialised in memory: torch's writer must not meet a full disk
+    torch.save(state, buffer)
+    write_bytes(path, buffer.getvalue())  # a unique temporary name, then a rename; WriteError on failure
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -286,7 +288,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds on a damaged or foreign file
-        raise CheckpointError(f"cannot read checkpoint {p}: {str(e).splitlines()[0]}") from None
+        from space.checkpoints import load_error_message
+
+        raise CheckpointError(f"cannot read checkpoint {load_error_message(p, e)}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{p} is not an e3d checkpoint")
     return state
@@ -423,15 +427,57 @@ def _fit(
     meta: dict[str, Any] | None,
 ) -> FitResult:
     start_time = time.perf_counter()
-    dev = resolve_device(config.device)
-    n_train = _length(train_data, "training")
+    _length(train_data, "training")
     _length(val_data, "validation")
     check_classes(model, ("training", train_data), ("validation", val_data))
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     state = load_checkpoint(ckpt_path) if resume and ckpt_path is not None and ckpt_path.is_file() else None
-
     if state is None:
         seed_everything(config.seed)
+    run = _start(model, config)
+    if state is not None:
+        _restore(run, state, ckpt_path)
+    resumed_from = run.start_epoch
+    stopped_early = False
+    for epoch in range(run.start_epoch, config.epochs):
+        metrics = _run_epoch(run, train_data, val_data, epoch, progress=progress)
+        if ckpt_path is not None:
+            save_checkpoint(ckpt_path, _checkpoint_state(run, epoch, train_data, meta))
+        if on_epoch is not None:
+            on_epoch(epoch, dict(metrics))
+        if config.max_seconds is not None and time.perf_counter() - start_time > config.max_seconds and epoch + 1 < config.epochs:
+            stopped_early = True
+            break
+    history = run.history
+    last = history[-1] if history else {"val_top1": float("nan")}
+    return FitResult(
+        val_top1=last["val_top1"],
+        best_val_top1=max((h["val_top1"] for h in history), default=0.0),
+        epochs_run=len(history),
+        seconds=time.perf_counter() - start_time,
+        history=history,
+        stopped_early=stopped_early,
+        resumed_from=resumed_from,
+        checkpoint=ckpt_path,
+    )
+
+
+@dataclass
+class _Run:
+    """The state of one training run: model, optimiser, schedule and the epochs done."""
+
+    model: nn.Module
+    config: TrainConfig
+    device: torch.device
+    opt: torch.optim.Optimizer
+    sched: Any
+    history: list[dict[str, float]] = field(default_factory=list)
+    start_epoch: int = 0
+
+
+def _start(model: nn.Module, config: TrainConfig) -> _Run:
+    """Move the model to the device, freeze what is frozen, and make the optimiser and schedule."""
+    dev = resolve_device(config.device)
     if dev.type == "cuda":
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
@@ -443,130 +489,139 @@ def _fit(
             p.requires_grad_(True)
     params = _freeze(model, config.head_dropout)
     opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, dampening=config.dampening, weight_decay=config.weight_decay)
-    sched = _scheduler(opt, config)
-    history: list[dict[str, float]] = []
-    start_epoch = 0
-    if state is not None:
-        changed = sorted(k for k, v in state["config"].items() if k not in _RESUME_SAFE and getattr(config, k, v) != _tuple(v))
-        if changed:
-            warnings.warn(
-                f"resuming with different settings ({', '.join(changed)}): the run will not match an uninterrupted one", stacklevel=2
-            )
-        try:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise CheckpointError(f"checkpoint {ckpt_path} does not fit this model: {str(e).splitlines()[0]}") from None
-        sched.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
-        history = [dict(h) for h in state["history"]]
-        start_epoch = int(state["epoch"])
-    resumed_from = start_epoch
-    best = max((h["val_top1"] for h in history), default=0.0)
+    return _Run(model, config, dev, opt, _scheduler(opt, config))
+
+
+def _restore(run: _Run, state: dict[str, Any], ckpt_path: Path | None) -> None:
+    """Continue from a checkpoint: weights, optimiser, schedule, RNG states, history and epoch."""
+    changed = sorted(k for k, v in state["config"].items() if k not in _RESUME_SAFE and getattr(run.config, k, v) != _tuple(v))
+    if changed:
+        warnings.warn(f"resuming with different settings ({', '.join(changed)}): the run will not match an uninterrupted one", stacklevel=4)
+    try:
+        run.model.load_state_dict(state["model"])
+        run.opt.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"checkpoint {ckpt_path} does not fit this model: {str(e).splitlines()[0]}") from None
+    run.sched.load_state_dict(state["scheduler"])
+    _set_rng_state(state["rng"])
+    run.history = [dict(h) for h in state["history"]]
+    run.start_epoch = int(state["epoch"])
+
+
+@dataclass
+class _EpochStats:
+    """Running sums over one epoch's training steps."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    steps: int = 0
+
+
+def _run_epoch(run: _Run, train_data: Dataset[Any], val_data: Dataset[Any], epoch: int, *, progress: bool) -> dict[str, float]:
+    """Train one epoch, validate, step the schedule; append and return the epoch's metrics."""
+    config = run.config
+    t0 = time.perf_counter()
+    lr = run.opt.param_groups[0]["lr"]
+    stats, skipped = _train_epoch(run, train_data, epoch, lr, progress=progress)
+    train_seconds = time.perf_counter() - t0
     eval_bs = config.eval_batch_size or 2 * config.batch_size
-    stopped_early = False
-    spec = getattr(model, "spec", None)
+    val = evaluate(run.model, val_data, batch_size=eval_bs, device=config.device, num_workers=config.num_workers, progress=progress)
+    if config.schedule == "plateau":
+        run.sched.step(val["loss"])
+    else:
+        run.sched.step()
+    metrics = {
+        "epoch": float(epoch + 1),
+        "train_loss": stats.loss_sum / stats.seen,
+        "train_top1": 100.0 * stats.correct / stats.seen,
+        "val_loss": val["loss"],
+        "val_top1": val["top1"],
+        "val_top5": val["top5"],
+        "val_video_top1": val["video_top1"],
+        "lr": lr,
+        "seconds": time.perf_counter() - t0,
+        "clips_per_s": stats.seen / train_seconds,
+        "skipped": float(skipped + val["skipped"]),
+    }
+    run.history.append(metrics)
+    return metrics
 
-    for epoch in range(start_epoch, config.epochs):
-        t0 = time.perf_counter()
-        if hasattr(train_data, "set_epoch"):
-            train_data.set_epoch(epoch, seed=config.seed)
-        loader = _loader(
-            train_data,
-            config.batch_size,
-            config.num_workers,
-            shuffle=True,
-            seed=_epoch_seed(config.seed, epoch),
-            drop_last=n_train >= 2 * config.batch_size,
-            pin=dev.type == "cuda",
-        )
-        _train_mode(model, config.freeze_backbone)
-        loss_sum, correct, seen, steps = 0.0, 0, 0, 0
-        report = ErrorReport(train_data)
-        lr = opt.param_groups[0]["lr"]
-        total = len(loader) * config.batch_size if loader.drop_last else n_train
-        bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{config.epochs}", unit="clip", disable=not progress)
-        try:
-            for _, x, y, bad in loader:
-                report(bad)
-                if len(y) == 0:
-                    continue
-                x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-                out = model(x)
-                loss = F.cross_entropy(out, y)
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise NonFiniteLossError(
-                        f"the training loss became {value} at epoch {epoch + 1}, step {steps + 1} (lr {lr:g}); lower the learning rate"
-                    )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                steps += 1
-                loss_sum += value * len(y)
-                correct += int((out.argmax(1) == y).sum())
-                seen += len(y)
-                bar.update(len(y) + len(bad))
-                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", top1=f"{100 * correct / seen:.1f}%", refresh=False)
-        finally:
-            bar.close()
-        if seen == 0:
-            raise DataError(f"no training clip could be read in epoch {epoch + 1} ({report.count} skipped)")
-        train_seconds = time.perf_counter() - t0
-        val = evaluate(model, val_data, batch_size=eval_bs, device=config.device, num_workers=config.num_workers, progress=progress)
-        if config.schedule == "plateau":
-            sched.step(val["loss"])
-        else:
-            sched.step()
-        metrics = {
-            "epoch": float(epoch + 1),
-            "train_loss": loss_sum / seen,
-            "train_top1": 100.0 * correct / seen,
-            "val_loss": val["loss"],
-            "val_top1": val["top1"],
-            "val_top5": val["top5"],
-            "val_video_top1": val["video_top1"],
-            "lr": lr,
-            "seconds": time.perf_counter() - t0,
-            "clips_per_s": seen / train_seconds,
-            "skipped": float(report.count + val["skipped"]),
-        }
-        history.append(metrics)
-        best = max(best, val["top1"])
-        if ckpt_path is not None:
-            save_checkpoint(
-                ckpt_path,
-                {
-                    "format": CHECKPOINT_FORMAT,
-                    "epoch": epoch + 1,
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "rng": _rng_state(),
-                    "history": history,
-                    "config": dataclasses.asdict(config),
-                    "spec": spec.to_dict() if spec is not None and hasattr(spec, "to_dict") else None,
-                    "class_names": list(getattr(train_data, "class_names", [])),
-                    "meta": meta or {},
-                },
-            )
-        if on_epoch is not None:
-            on_epoch(epoch, dict(metrics))
-        if config.max_seconds is not None and time.perf_counter() - start_time > config.max_seconds and epoch + 1 < config.epochs:
-            stopped_early = True
-            break
 
-    last = history[-1] if history else {"val_top1": float("nan")}
-    return FitResult(
-        val_top1=last["val_top1"],
-        best_val_top1=best,
-        epochs_run=len(history),
-        seconds=time.perf_counter() - start_time,
-        history=history,
-        stopped_early=stopped_early,
-        resumed_from=resumed_from,
-        checkpoint=ckpt_path,
+def _epoch_loader(run: _Run, train_data: Dataset[Any], epoch: int) -> DataLoader[Any]:
+    """This epoch's shuffled loader: order and crops drawn from (seed, epoch)."""
+    config = run.config
+    if hasattr(train_data, "set_epoch"):
+        train_data.set_epoch(epoch, seed=config.seed)
+    n_train = _length(train_data, "training")
+    return _loader(
+        train_data,
+        config.batch_size,
+        config.num_workers,
+        shuffle=True,
+        seed=_epoch_seed(config.seed, epoch),
+        drop_last=n_train >= 2 * config.batch_size,
+        pin=run.device.type == "cuda",
     )
+
+
+def _train_epoch(run: _Run, train_data: Dataset[Any], epoch: int, lr: float, *, progress: bool) -> tuple[_EpochStats, int]:
+    """One pass over the training data; returns the running sums and the number of unreadable clips."""
+    config = run.config
+    loader = _epoch_loader(run, train_data, epoch)
+    _train_mode(run.model, config.freeze_backbone)
+    stats = _EpochStats()
+    report = ErrorReport(train_data)
+    total = len(loader) * config.batch_size if loader.drop_last else _length(train_data, "training")
+    bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{config.epochs}", unit="clip", disable=not progress)
+    try:
+        for _, x, y, bad in loader:
+            report(bad)
+            if len(y) == 0:
+                continue
+            _train_step(run, x, y, stats, where=f"epoch {epoch + 1}, step {stats.steps + 1} (lr {lr:g})")
+            bar.update(len(y) + len(bad))
+            bar.set_postfix(loss=f"{stats.loss_sum / stats.seen:.3f}", top1=f"{100 * stats.correct / stats.seen:.1f}%", refresh=False)
+    finally:
+        bar.close()
+    if stats.seen == 0:
+        raise DataError(f"no training clip could be read in epoch {epoch + 1} ({report.count} skipped)")
+    return stats, report.count
+
+
+def _train_step(run: _Run, x: torch.Tensor, y: torch.Tensor, stats: _EpochStats, *, where: str) -> None:
+    """Forward, loss, backward and optimiser step on one batch; adds to ``stats``."""
+    x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
+    out = run.model(x)
+    loss = F.cross_entropy(out, y)
+    value = loss.item()
+    if not math.isfinite(value):
+        raise NonFiniteLossError(f"the training loss became {value} at {where}; lower the learning rate")
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    run.opt.step()
+    stats.steps += 1
+    stats.loss_sum += value * len(y)
+    stats.correct += int((out.argmax(1) == y).sum())
+    stats.seen += len(y)
+
+
+def _checkpoint_state(run: _Run, epoch: int, train_data: Dataset[Any], meta: dict[str, Any] | None) -> dict[str, Any]:
+    """Everything :func:`fit` needs to continue after ``epoch`` exactly."""
+    spec = getattr(run.model, "spec", None)
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "epoch": epoch + 1,
+        "model": run.model.state_dict(),
+        "optimizer": run.opt.state_dict(),
+        "scheduler": run.sched.state_dict(),
+        "rng": _rng_state(),
+        "history": run.history,
+        "config": dataclasses.asdict(run.config),
+        "spec": spec.to_dict() if spec is not None and hasattr(spec, "to_dict") else None,
+        "class_names": list(getattr(train_data, "class_names", [])),
+        "meta": meta or {},
+    }
 
 
 def _tuple(value: Any) -> Any:
