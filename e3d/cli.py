@@ -20,6 +20,7 @@ COMMANDS = (
     "e3d.commands.data",
     "e3d.commands.analyze",
     "e3d.commands.paper",
+    "e3d.commands.latency_table",
 )
 """Modules that each add one subcommand through ``register(subparsers)``."""
 
@@ -94,6 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:  # a full disk or a folder without permission, wherever it is met: one line
+        from space.files import FILE_ERRNOS, describe_os_error
+
+        if e.errno not in FILE_ERRNOS:
+            raise
+        print(f"e3d {args.command}: error: {e.filename or 'a file'}: {describe_os_error(e)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ maintained exporter; the TorchScript-based one is deprecated. Both need no netwo
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
@@ -32,6 +33,7 @@ from profiler.optimize import (
     optimize_for_inference,
     relative_error,
 )
+from space.files import replacing
 from space.spec import E3DError
 
 FORMATS = ("torchscript", "onnx")
@@ -93,22 +95,24 @@ def export_torchscript(
         m = model.eval()
         with torch.no_grad():
             graph = torch.jit.trace(m, x, check_trace=False)
-    _save(graph, p)
-    loaded = load_torchscript(p, fuse=options.fuse)
     check = f"reloaded TorchScript vs eager on {_batch_text(x)}"
-    with torch.no_grad():
-        loaded(x)
-        err = check_close(loaded(x), _eager_output(model, x), tolerance=tolerance, what=f"the exported {p.name}")
+    with replacing(p) as tmp:  # checked under a temporary name; renamed into place only when it passes
+        _save(graph, tmp)
+        loaded = load_torchscript(tmp, fuse=options.fuse)
+        with torch.no_grad():
+            loaded(x)
+            err = check_close(loaded(x), _eager_output(model, x), tolerance=tolerance, what=f"the exported {p.name}")
     return ExportResult(p, "torchscript", optimize, False, err, check, options.describe())
 
 
 def export_int8_torchscript(quantized: OptimizedModel, eager: nn.Module, path: str | Path, *, x: Tensor) -> ExportResult:
     """Save an int8 model from :func:`profiler.quantize.quantize_int8`; report its error vs eager on ``x``."""
     p = Path(path)
-    _save(quantized.graph, p)
-    loaded = load_torchscript(p, fuse=False)
-    with torch.no_grad():
-        err = relative_error(loaded(x), _eager_output(eager, x))
+    with replacing(p) as tmp:
+        _save(quantized.graph, tmp)
+        loaded = load_torchscript(tmp, fuse=False)
+        with torch.no_grad():
+            err = relative_error(loaded(x), _eager_output(eager, x))
     check = f"reloaded int8 TorchScript vs float eager on {_batch_text(x)}"
     return ExportResult(p, "torchscript", True, True, err, check, "fx-int8(onednn)+channels-last+frozen")
 
@@ -124,8 +128,11 @@ def load_torchscript(path: str | Path, *, fuse: bool = True) -> OptimizedModel:
 
 
 def _save(graph: torch.jit.ScriptModule, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.save(graph, str(path))
+    """Serialise in memory, then write with Python: torch's own file writer aborts the process
+    (an uncaught c10::Error) when the disk is full."""
+    buffer = io.BytesIO()
+    torch.jit.save(graph, buffer)
+    path.write_bytes(buffer.getvalue())  # an OSError here becomes a WriteError naming the final path (replacing)
 
 
 def _batch_text(x: Tensor) -> str:
@@ -165,13 +172,12 @@ def export_onnx(
     p = Path(path)
     x = example_input(model, input_shape, batch_size)
     m = fold_batchnorm(model) if optimize else model.eval()
-    p.parent.mkdir(parents=True, exist_ok=True)
     try:
         with _quiet_onnx():
-            torch.onnx.export(
+            program = torch.onnx.export(
                 m,
                 (x,),
-                str(p),
+                None,
                 dynamo=True,
                 external_data=False,
                 input_names=["clips"],
@@ -182,10 +188,17 @@ def export_onnx(
             )
     except ImportError as e:
         raise ExportError(f"ONNX export needs the onnx and onnxscript packages ({e}); pip install -e .") from None
-    y = run_onnx(p, x)
+    assert program is not None
     check = f"onnxruntime (CPU) vs eager on {_batch_text(x)}"
-    err = check_close(y, _eager_output(model, x), tolerance=tolerance, what=f"the exported {p.name} run by onnxruntime")
+    with replacing(p) as tmp:  # checked under a temporary name; renamed into place only when it passes
+        _save_onnx(program, tmp)
+        y = run_onnx(tmp, x)
+        err = check_close(y, _eager_output(model, x), tolerance=tolerance, what=f"the exported {p.name} run by onnxruntime")
     return ExportResult(p, "onnx", optimize, False, err, check, "fold-bn" if optimize else "plain")
+
+
+def _save_onnx(program: torch.onnx.ONNXProgram, path: Path) -> None:
+    program.save(str(path), external_data=False)
 
 
 def run_onnx(path: str | Path, x: Tensor) -> Tensor:

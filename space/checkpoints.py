@@ -131,28 +131,39 @@ def read_checkpoint(path: str | Path) -> Any:
         raise CheckpointError(f"no such checkpoint file: {p}")
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        if found is None:
-            raise CheckpointError(f"{p}: not a readable PyTorch checkpoint (unpickling failed: {_reason(e)})") from None
-        raise CheckpointError(
-            f"{p}: refused: it needs more than tensors and plain containers to unpickle ({found.group(1)}), and "
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError, AttributeError, TypeError) as e:
+        raise CheckpointError(load_error_message(p, e)) from None
+
+
+def load_error_message(path: str | Path, e: BaseException) -> str:
+    """One line for a failed ``torch.load(path, weights_only=True)``.
+
+    A file that needs more than tensors and plain containers is *refused*, with why. torch's own advice
+    (re-run with ``weights_only=False``) is never repeated: that runs whatever code the file holds.
+    """
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+    if found is not None:
+        return (
+            f"{path}: refused: it needs more than tensors and plain containers to unpickle ({found.group(1)}), and "
             "unpickling that could run arbitrary code, so e3d loads with torch.load(weights_only=True) only. "
             "If you trust the file, re-save just its state_dict with torch.save and load that."
-        ) from None
-    except (RuntimeError, OSError, EOFError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({first})") from None
+        )
+    if isinstance(e, pickle.UnpicklingError) or "Weights only load failed" in str(e):
+        return f"{path}: not a readable PyTorch checkpoint (unpickling failed: {_reason(e)})"
+    if isinstance(e, OSError) and not str(e).strip():
+        return f"{path}: cannot be read ({type(e).__name__})"
+    return f"{path}: not a readable PyTorch checkpoint ({_reason(e)})"
 
 
-def _reason(e: Exception) -> str:
-    """The informative line of a torch.load error."""
+def _reason(e: BaseException) -> str:
+    """The informative line of a torch.load error, without torch's advice to load unsafely."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     for i, ln in enumerate(lines):
         if "WeightsUnpickler error" in ln:
             rest = ln.split("WeightsUnpickler error:", 1)[1].strip()
             return rest or (lines[i + 1] if i + 1 < len(lines) else ln)
-    return lines[0] if lines else type(e).__name__
+    safe = [ln for ln in lines if "weights_only" not in ln and "Weights only load failed" not in ln and not ln.startswith("(")]
+    return safe[0] if safe else type(e).__name__
 
 
 def state_dict_of(obj: Any, *, source: str = "checkpoint") -> dict[str, Tensor]:
@@ -165,6 +176,8 @@ def state_dict_of(obj: Any, *, source: str = "checkpoint") -> dict[str, Tensor]:
 
     if isinstance(obj, Mapping) and "state_dict" in obj:
         obj = obj["state_dict"]
+    elif isinstance(obj, Mapping) and obj.get("format") == FORMAT and isinstance(obj.get("model"), Mapping):
+        obj = obj["model"]  # a checkpoint of e3d train (search.train.fit): weights under "model"
     if not isinstance(obj, Mapping) or not obj:
         raise CheckpointError(f"{source}: expected a state_dict (names -> tensors) or a dict with a 'state_dict' entry")
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
@@ -289,8 +302,16 @@ def checkpoint_classes(obj: Any) -> int | None:
 
 
 def save_converted(path: str | Path, state: Mapping[str, Tensor], spec: NetSpec, *, model: str, source: str) -> None:
-    """Write an e3d checkpoint: format marker, preset name, spec and the e3d-named state dict."""
+    """Write an e3d checkpoint: format marker, preset name, spec and the e3d-named state dict.
+
+    Serialised in memory first, then written atomically (:func:`space.files.write_bytes`): a full
+    disk is one :class:`space.files.WriteError` and never a truncated file under ``path``.
+    """
+    import io
+
     import torch
+
+    from space.files import write_bytes
 
     payload = {
         "format": FORMAT,
@@ -300,5 +321,6 @@ def save_converted(path: str | Path, state: Mapping[str, Tensor], spec: NetSpec,
         "source": source,
         "state_dict": dict(state),
     }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, path)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes(path, buffer.getvalue())

@@ -45,7 +45,12 @@ def register(sub: Any) -> None:
     p.add_argument("--calib-data", metavar="DATA", help="int8 calibration data: proxy task name, dataset path, or 'random'")
     p.add_argument("--calib-clips", type=positive_int, default=64, metavar="N", help="clips to calibrate int8 on (default 64)")
     p.add_argument("--eval-clips", type=positive_int, default=256, metavar="N", help="validation clips for int8's top-1 (default 256)")
-    p.add_argument("--checkpoint", type=Path, metavar="PATH", help="weights: a paper .pth checkpoint or an e3d one (presets and specs)")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="PATH",
+        help="weights: a paper .pth checkpoint, an e3d one, or e3d train's last.pt (presets and specs)",
+    )
     p.add_argument("--width-mult", type=positive_float, metavar="W", help="width multiplier (presets only; default 1.0)")
     p.add_argument("--num-classes", type=positive_int, metavar="N", help="classes of the head (presets: 600)")
     p.add_argument("--frames", type=positive_int, metavar="T", help="clip length (default 16, or the spec's)")
@@ -65,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
         raise ExportError("--int8 needs --calib-data: a proxy task name, a dataset path, or 'random'")
     if args.calib_data and not args.int8:
         raise ExportError("--calib-data is for --int8")
+    from space.files import check_writable
+
+    check_writable(args.out.parent)  # a read-only or full folder is one line now, not after the export
     target = resolve_target(args.target, width_mult=args.width_mult, num_classes=args.num_classes, frames=args.frames, size=args.size)
     if target.kind == "torchscript":
         raise ExportError(f"{args.target} is already TorchScript; export a preset, a spec file or a module")
