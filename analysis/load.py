@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from search.results import COLUMNS, frame, study_frame
+from search.results import COLUMNS, frame, full_csv, study_frame
 from space.spec import E3DError
 
 REQUIRED = ("state", "family", "width_mult", "macs", "params", "accuracy")
@@ -133,15 +133,14 @@ def load_study(name: str, *, storage: str) -> Results:
 
 
 def load_csv(path: str | Path) -> Results:
-    """Read a ``trials.csv`` (or a run folder of ``e3d search`` that holds one).
+    """Read a ``trials.csv`` (or a run folder of ``e3d search`` that holds one); for a run folder or
+    its short ``trials.csv``, the full record beside it (``trials_full.csv``) is what is read.
 
     When the folder also holds the search's ``study.db`` with exactly one study, its stored budget
     is used. Raises :class:`AnalysisError` for a missing or unreadable file, a file without rows,
     or one that lacks any of :data:`REQUIRED` (all are named).
     """
-    p = Path(path)
-    if p.is_dir():
-        p = p / "trials.csv"
+    p = full_csv(path)  # a run folder or its short trials.csv: the full record beside it
     if not p.is_file():
         raise AnalysisError(f"no such file: {p}")
     try:
@@ -152,6 +151,8 @@ def load_csv(path: str | Path) -> Results:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise AnalysisError(f"{p} is not a readable CSV: {first}") from None
     missing = [c for c in REQUIRED if c not in raw.columns]
+    if missing and {"status", "spec", "macs_m"} <= set(raw.columns):
+        raise AnalysisError(f"{p} is the short table of a run; analyse its trials_full.csv (it is not beside it)")
     if missing:
         raise AnalysisError(f"{p} lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (it needs {', '.join(REQUIRED)})")
     if not len(raw):

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from search import study as st
-from search.results import finished, study_frame
+from search.results import finished, read_trials_csv, study_frame
 
 CONFIRM = "confirm"
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     again = finished(study_frame(confirm))
     runs = sorted([(int(top["seed"]), float(top["accuracy"])), *zip(again["seed"].astype(int), again["accuracy"], strict=True)])
-    preset = best_preset(pd.read_csv(args.sweep / "trials.csv"), config.budget)
+    preset = best_preset(read_trials_csv(args.sweep), config.budget)
     wall, busy = search_time(search)
     states = study_frame(search)
     rejected = int((states["feasible"] == False).sum())  # noqa: E712

@@ -1,14 +1,17 @@
 """Results of a study as data: one row per trial, the Pareto front, and the run-folder files.
 
-The same rows come from a live study (:func:`study_frame`) and from ``trials.csv``; analysis reads
-both. Columns (``COLUMNS``) are followed by the spec's fields flattened as ``spec.<path>``, e.g.
-``spec.stages.0.channels``.
+The same rows come from a live study (:func:`study_frame`) and from ``trials_full.csv``; analysis
+reads both. Columns (``COLUMNS``) are followed by the spec's fields flattened as ``spec.<path>``,
+e.g. ``spec.stages.0.channels``. ``trials.csv`` is the short table a person opens
+(:data:`SHORT_COLUMNS`: a status, the numbers one compares, the spec as one line of JSON).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -132,18 +135,129 @@ def pareto_front(df: pd.DataFrame, costs: Sequence[str] = ("macs",)) -> pd.DataF
     return done[mask].sort_values(list(costs))
 
 
-def write_outputs(df: pd.DataFrame, out: Path, *, costs: Sequence[str] = ("macs",)) -> dict[str, Path]:
-    """Write ``trials.csv``, ``best.json`` (best finished trial's spec) and ``pareto.json``.
+SHORT_COLUMNS = [
+    "number",
+    "status",  # trained, pruned, rejected (over budget, never trained), failed, running, queued
+    "source",
+    "family",
+    "width_mult",
+    "accuracy",
+    "macs_m",  # multiply-adds per clip at the budget clip, millions
+    "params_m",  # millions
+    "paper_mflops",
+    "latency_ms",
+    "epochs",
+    "seed",
+    "duration_s",
+    "summary",
+    "note",  # why a candidate was rejected
+    "spec",  # the spec as one line of JSON (NetSpec.from_json reads it)
+]
+"""The columns of the short ``trials.csv``; ``trials_full.csv`` holds every column of :func:`frame`."""
 
-    Files are written to a temporary name and renamed, so an interrupted write never leaves a
-    truncated file.
+INT_COLUMNS = ("number", "macs", "params", "activations", "epochs", "seed", "duration_s")
+"""Columns written as integers (a row without a value leaves the cell empty)."""
+_FLOAT_LEAVES = ("width_mult", "expansion", "bin_width", "dropout")
+"""Spec fields that are floats even when they hold a whole number."""
+
+
+def status(row: Mapping[str, Any]) -> str:
+    """What happened to a trial, in one word: trained, pruned, rejected, failed, running or queued."""
+    feasible = row.get("feasible")
+    if feasible is not None and not (isinstance(feasible, float) and math.isnan(feasible)) and str(feasible).lower() in ("false", "0"):
+        return "rejected"
+    state = str(row.get("state") or "").upper()
+    return _STATUS.get(state, state.lower())
+
+
+_STATUS = {"COMPLETE": "trained", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "queued"}
+
+
+def short_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The short ``trials.csv``: :data:`SHORT_COLUMNS`, one row per trial, numbers rounded for reading."""
+    out = pd.DataFrame(index=df.index)
+    out["number"] = df["number"]
+    out["status"] = [status({str(k): v for k, v in r.items()}) for r in df.to_dict("records")]
+    for col in ("source", "family", "width_mult", "paper_mflops", "latency_ms", "epochs", "seed", "summary"):
+        out[col] = df[col]
+    out["accuracy"] = pd.to_numeric(df["accuracy"], errors="coerce").round(2)
+    out["macs_m"] = (pd.to_numeric(df["macs"], errors="coerce") / 1e6).round(1)
+    out["params_m"] = (pd.to_numeric(df["params"], errors="coerce") / 1e6).round(3)
+    out["latency_ms"] = pd.to_numeric(df["latency_ms"], errors="coerce").round(1)
+    out["duration_s"] = pd.to_numeric(df["duration_s"], errors="coerce").round(0)
+    out["note"] = df["rejected_reason"].where(out["status"] == "rejected")
+    out["spec"] = [_compact(v) for v in df["spec_json"]]
+    return _integers(out[SHORT_COLUMNS])
+
+
+def _compact(spec_json: Any) -> Any:
+    if not isinstance(spec_json, str) or not spec_json.strip():
+        return None
+    return json.dumps(json.loads(spec_json), separators=(",", ":"))
+
+
+def _integers(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy where :data:`INT_COLUMNS` and the spec's whole-number fields are nullable integers, so
+    that a row still missing a value (a running trial) does not turn the others into floats."""
+    out = df.copy()
+    for col in out.columns:
+        leaf = str(col).rsplit(".", 1)[-1]
+        if not (col in INT_COLUMNS or (str(col).startswith("spec.") and leaf not in _FLOAT_LEAVES)):
+            continue
+        values = pd.to_numeric(out[col], errors="coerce")
+        if out[col].dtype == bool or (out[col].notna() & values.isna()).any():
+            continue  # booleans and text stay as they are
+        known = values.dropna()
+        if len(known) and (known == known.round()).all():
+            out[col] = values.round().astype("Int64")
+    return out
+
+
+def costs_of(config: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The costs of a study's Pareto front: macs, and latency for a latency-bounded ``pareto`` search."""
+    config = config or {}
+    latency = (config.get("budget") or {}).get("latency_ms") is not None
+    return ("macs", "latency_ms") if latency and config.get("objective") == "pareto" else ("macs",)
+
+
+def recipe(config: Mapping[str, Any], best: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """How the search trained its candidates (``recipe.json``): what ``e3d train`` needs to train a
+    spec of this run the same way. ``best`` (a row) adds the best trial's seed and accuracy."""
+    proxy = config.get("proxy") or {}
+    keys = ("task", "data", "data_format", "clip", "train_samples", "val_samples", "epochs", "batch_size", "lr", "data_seed")
+    out: dict[str, Any] = {"format": "e3d.recipe/1", "made_by": f"e3d {config.get('kind', 'search')}"}
+    out.update({k: proxy.get(k) for k in keys})
+    out["seed"] = int(best["seed"]) if best is not None and _plain(best.get("seed")) is not None else config.get("seed", 0)
+    if best is not None and _plain(best.get("accuracy")) is not None:
+        out["best_accuracy"] = round(float(best["accuracy"]), 2)
+    return out
+
+
+def write_outputs(
+    df: pd.DataFrame, out: Path, *, costs: Sequence[str] = ("macs",), config: Mapping[str, Any] | None = None
+) -> dict[str, Path]:
+    """Write ``trials.csv`` (short, :func:`short_table`), ``trials_full.csv`` (every column),
+    ``best.json`` (best finished trial's spec), ``pareto.json`` and, with the study's ``config``,
+    ``recipe.json`` (:func:`recipe`).
+
+    Each file is written to a unique temporary name in ``out`` and renamed, so an interrupted write
+    never leaves a truncated file and workers sharing ``out`` never collide.
     """
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"trials": out / "trials.csv", "best": out / "best.json", "pareto": out / "pareto.json"}
-    _atomic(paths["trials"], df.to_csv(index=False))
+    paths = {
+        "trials": out / "trials.csv",
+        "full": out / "trials_full.csv",
+        "best": out / "best.json",
+        "pareto": out / "pareto.json",
+        "recipe": out / "recipe.json",
+    }
+    _atomic(paths["full"], _integers(df).to_csv(index=False))
+    _atomic(paths["trials"], short_table(df).to_csv(index=False))
     done = finished(df)
-    if len(done):
-        best = done.sort_values(["accuracy", "macs"], ascending=[False, True]).iloc[0]
+    best = done.sort_values(["accuracy", "macs"], ascending=[False, True]).iloc[0] if len(done) else None
+    if config is not None:
+        _atomic(paths["recipe"], json.dumps(recipe(config, None if best is None else best.to_dict()), indent=1) + "\n")
+    if best is not None:
         _atomic(paths["best"], _pretty_spec(best["spec_json"]))
         front = pareto_front(df, costs)
         keep = ["number", "family", "width_mult", "accuracy", "macs", "params", "paper_mflops", "latency_ms", "summary"]
@@ -154,8 +268,17 @@ def write_outputs(df: pd.DataFrame, out: Path, *, costs: Sequence[str] = ("macs"
     return paths
 
 
+def export_results(study: optuna.Study, out: Path) -> dict[str, Path]:
+    """Rebuild every result file of ``out`` from the study (the source of truth), so that the files
+    hold every trial the study holds; the costs and the recipe come from its stored settings."""
+    from search.study import CONFIG_ATTR
+
+    config = study.user_attrs.get(CONFIG_ATTR)
+    return write_outputs(study_frame(study), out, costs=costs_of(config), config=config)
+
+
 def _plain(v: Any) -> Any:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
         return None
     if hasattr(v, "item"):
         return v.item()
@@ -169,11 +292,29 @@ def _pretty_spec(spec_json: str) -> str:
 
 
 def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    """Write ``text`` to a unique temporary file beside ``path``, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def full_csv(path: str | Path) -> Path:
+    """The full record for ``path``: a run folder or its ``trials.csv`` gives ``trials_full.csv``
+    when that exists (runs written before the short table existed have only ``trials.csv``)."""
+    p = Path(path)
+    folder = p if p.is_dir() else p.parent
+    if p.is_dir() or p.name == "trials.csv":
+        full = folder / "trials_full.csv"
+        if full.is_file():
+            return full
+    return p / "trials.csv" if p.is_dir() else p
 
 
 def read_trials_csv(path: str | Path) -> pd.DataFrame:
-    """Read a ``trials.csv`` back (analysis checks its columns)."""
-    return pd.read_csv(path)
+    """Read a run's full record back (a run folder, its ``trials.csv`` or ``trials_full.csv``)."""
+    return pd.read_csv(full_csv(path))

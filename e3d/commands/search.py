@@ -28,7 +28,9 @@ many workers on many machines (each runs the same command):
 The budget is in multiply-adds (macs) per clip of --budget-clip (default 16x112x112, the paper's input).
 Over-budget candidates are rejected by the analytic counter before training and the sampler is told.
 The paper's presets that fit the budget are trained first as baselines; --trials counts searched
-candidates on top of them. Outputs in --out: trials.csv, best.json, pareto.json, study.db (SQLite)."""
+candidates on top of them. Outputs in --out: trials.csv (one short row per trial), trials_full.csv (every
+column), best.json, recipe.json (how candidates were trained: e3d train best.json uses it), pareto.json,
+study.db (SQLite). `e3d search --export-results DIR` rebuilds them from the study."""
 
 
 def clip_arg(text: str) -> tuple[int, int, int]:
@@ -165,6 +167,12 @@ def register(sub: Any) -> None:
     )
     s.add_argument("--no-baselines", action="store_true", help="do not train the paper's presets that fit the budget first")
     s.add_argument("--seed", type=int, default=0, help="seed of sampling and of every candidate's training (default 0)")
+    s.add_argument(
+        "--export-results",
+        type=Path,
+        metavar="DIR",
+        help="only rebuild DIR's trials.csv, trials_full.csv, best.json, pareto.json and recipe.json from its study, then exit",
+    )
     add_proxy_args(p)
     add_storage_args(p, name="e3d-search")
     p.set_defaults(func=run)
@@ -176,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
     from search.budget import Budget, feasible_families
     from search.searchspace import FAMILIES, check_families
 
+    if args.export_results is not None:
+        return export_results(args)
     config = None
     if not args.resume:
         budget = Budget(args.budget_mflops, args.budget_params, args.budget_latency_ms, args.budget_clip)
@@ -203,6 +213,27 @@ def run(args: argparse.Namespace) -> int:
         return f"baselines: {', '.join(f'{f} {w:g}x' for f, w in chosen) or 'none of the presets fits'}"
 
     return run_study(args, config, enqueue=enqueue, n_trials=args.trials, timeout=args.timeout)
+
+
+def export_results(args: argparse.Namespace) -> int:
+    """``--export-results DIR``: rewrite the run folder's result files from its study."""
+    from search import study as st
+    from search.results import export_results as export
+
+    out: Path = args.export_results
+    if args.storage is None and not (out / "study.db").is_file():
+        raise st.StorageError(f"no study.db in {out}; give the run folder of a search, or --storage URL --study-name NAME")
+    url = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    storage = st.open_storage(url, heartbeat=args.heartbeat)
+    names = st.list_studies(storage)
+    name = args.study_name if args.study_name in names or len(names) != 1 else names[0]
+    if name not in names:
+        raise st.StorageError(f"no study {name!r} in {st.redact(url)}; studies there: {', '.join(sorted(names)) or 'none'}")
+    import optuna
+
+    paths = export(optuna.load_study(study_name=name, storage=storage), out)
+    print(f"wrote {', '.join(str(p) for p in paths.values() if p.exists())}")
+    return 0
 
 
 def run_study(args: argparse.Namespace, config: Any, *, enqueue: Any, n_trials: int, timeout: float | None = None) -> int:
@@ -239,14 +270,14 @@ def run_study(args: argparse.Namespace, config: Any, *, enqueue: Any, n_trials: 
         bar.write(st.trial_line(t))
         if t.user_attrs.get("trained"):
             bar.update(1)
-        write_outputs(study_frame(study), out, costs=costs)
+        write_outputs(study_frame(study), out, costs=costs, config=config.to_dict())
 
     started = time.perf_counter()
     try:
         st.run_worker(study, config, data, n_trials=n_trials, timeout=timeout, latency=latency, on_trial=on_trial)
     except KeyboardInterrupt:
         bar.close()
-        write_outputs(study_frame(study), out, costs=costs)
+        write_outputs(study_frame(study), out, costs=costs, config=config.to_dict())
         again = f"e3d {config.kind} --resume --study-name {args.study_name} --out {out}" + (
             f" --storage {args.storage}" if args.storage else ""
         )
@@ -254,7 +285,7 @@ def run_study(args: argparse.Namespace, config: Any, *, enqueue: Any, n_trials: 
         return 130
     bar.close()
     df = study_frame(study)
-    paths = write_outputs(df, out, costs=costs)
+    paths = write_outputs(df, out, costs=costs, config=config.to_dict())
     print(summary(df, config, time.perf_counter() - started))
     print(f"\nwrote {', '.join(str(p) for p in paths.values() if p.exists())}")
     if config.kind == "search" and paths["best"].exists():

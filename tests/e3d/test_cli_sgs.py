@@ -77,7 +77,7 @@ def test_sweep_with_sgs_runs_each_preset_with_and_without(tmp_path: Path, monkey
     monkeypatch.setattr("search.train.fit", fake_fit([]))
     tiny = ["--proxy-clip", "16x32x32", "--train-samples", "16", "--val-samples", "8", "--epochs", "1", "--batch-size", "8", "--quiet"]
     assert main(["sweep", "--families", "sevnet", "--sgs", "--seeds", "1", "--no-latency", "--out", str(tmp_path), *tiny]) == 0
-    df = pd.read_csv(tmp_path / "trials.csv")
+    df = pd.read_csv(tmp_path / "trials_full.csv")
     widths = space.model_info("sevnet").paper_widths
     assert len(df) == 2 * len(widths) and (df["state"] == "COMPLETE").all() and df["feasible"].all()
     sgs = df[df["spec.sgs.0.after_stage"].notna()]

@@ -34,7 +34,7 @@ def test_sweep_trains_every_preset_once_per_seed(tmp_path: Path, monkeypatch: py
 
     monkeypatch.setattr("search.study.latency_meter", meter)
     assert main(["sweep", "--families", "mobilenet,mobilenetv2", "--seeds", "2", "--out", str(tmp_path), *TINY]) == 0
-    df = pd.read_csv(tmp_path / "trials.csv")
+    df = pd.read_csv(tmp_path / "trials_full.csv")
     assert (df["source"] == "sweep").all() and (df["state"] == "COMPLETE").all()
     expected = {(f, w) for f in ("mobilenet", "mobilenetv2") for w in space.model_info(f).paper_widths}
     for seed in (0, 1):
@@ -59,10 +59,10 @@ def test_sweep_resumes_where_it_stopped(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr("search.train.fit", stop_on_third)
     args = ["sweep", "--families", "shufflenetv2", "--seeds", "1", "--no-latency", "--out", str(tmp_path), *TINY]
     assert main(args) == 130
-    assert len(pd.read_csv(tmp_path / "trials.csv").query("state == 'COMPLETE'")) == 2
+    assert len(pd.read_csv(tmp_path / "trials_full.csv").query("state == 'COMPLETE'")) == 2
     monkeypatch.setattr("search.train.fit", real)
     assert main(["sweep", "--resume", "--out", str(tmp_path), "--quiet"]) == 0
-    df = pd.read_csv(tmp_path / "trials.csv")
+    df = pd.read_csv(tmp_path / "trials_full.csv")
     done = df[df["state"] == "COMPLETE"]
     assert sorted(done["width_mult"]) == sorted(space.model_info("shufflenetv2").paper_widths)
     assert len(FAMILIES) == 5, "a sweep covers the paper's five families unless told otherwise"

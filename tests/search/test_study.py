@@ -33,7 +33,7 @@ def load(tmp: Path) -> optuna.Study:
 def test_tiny_search_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert search(tmp_path, "--trials", "2") == 0
     out = capsys.readouterr().out
-    df = pd.read_csv(tmp_path / "trials.csv")
+    df = pd.read_csv(tmp_path / "trials_full.csv")
     assert list(df.columns[: len(COLUMNS)]) == COLUMNS
     trained = df[df["feasible"] & (df["state"] == "COMPLETE")]
     assert (trained["source"] == "search").sum() >= 2 and (trained["source"] == "baseline").sum() == 1
@@ -90,7 +90,7 @@ def test_resume_after_an_interruption_loses_nothing(tmp_path: Path, monkeypatch:
     first = load(tmp_path)
     done_before = {t.number: t.values for t in first.trials if t.state.name == "COMPLETE"}
     assert len([t for t in first.trials if t.user_attrs.get("trained")]) == 3
-    assert pd.read_csv(tmp_path / "trials.csv")["number"].tolist() == [t.number for t in first.trials]
+    assert pd.read_csv(tmp_path / "trials_full.csv")["number"].tolist() == [t.number for t in first.trials]
 
     monkeypatch.setattr("search.train.fit", real)
     assert main(["search", "--resume", "--out", str(tmp_path), "--quiet"]) == 0
