@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -15,9 +16,13 @@ EPILOG = """\
 examples:
   e3d train shufflenet --width-mult 0.5 --format motion --epochs 5
   e3d train mobilenetv2 --width-mult 0.45 --data ~/data/UCF-101 --format ucf101 --fold 1
-  e3d train runs/search/best.json --data digits --out runs/train/best
+  e3d train runs/e3d-search/best.json                  trained the way the search trained it (its recipe.json)
+  e3d train runs/e3d-search/best.json --recipe paper --data ~/data/UCF-101 --format ucf101
   e3d train shufflenet --data ~/data/ucf --format ucf101 --pretrained runs/k600/last.pt --freeze-backbone --lr 0.01
 
+A spec file from a search (best.json, with recipe.json beside it) trains by default with the search's
+proxy settings: its task, clip, videos, epochs, batch, lr and seed (--recipe search); any option given
+here overrides one of them, and --recipe paper uses the defaults below instead.
 A checkpoint is written to --out after every epoch; --resume continues an interrupted run exactly.
 Defaults are the paper's optimiser (SGD, momentum 0.9, dampening 0.9, weight decay 1e-3, lr 0.1 cut
 by 10x at 50% and 75% of the epochs). Accuracies are percentages of clips (top-1/top-5) on the
@@ -52,9 +57,15 @@ def register(sub: Any) -> None:
         "--flip", action=argparse.BooleanOptionalAction, help="random horizontal flip (default on, off for jester and proxy tasks)"
     )
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=positive_int, default=5, metavar="N", help="epochs (default 5)")
-    t.add_argument("--batch-size", type=positive_int, default=16, metavar="B", help="clips per step (default 16)")
-    t.add_argument("--lr", type=positive_float, default=0.1, metavar="LR", help="initial learning rate (default 0.1, the paper's)")
+    t.add_argument(
+        "--recipe",
+        choices=RECIPES,
+        help="search: train a spec file the way the search that found it did (its recipe.json; the default when one is "
+        "beside the spec); paper: the paper's recipe and clip (the default otherwise)",
+    )
+    t.add_argument("--epochs", type=positive_int, metavar="N", help="epochs (default 5, or the search's)")
+    t.add_argument("--batch-size", type=positive_int, metavar="B", help="clips per step (default 16, or the search's)")
+    t.add_argument("--lr", type=positive_float, metavar="LR", help="initial learning rate (default 0.1, the paper's; or the search's)")
     t.add_argument("--momentum", type=float, default=0.9, metavar="M", help="SGD momentum (default 0.9)")
     t.add_argument("--dampening", type=float, default=0.9, metavar="D", help="SGD dampening (default 0.9)")
     t.add_argument("--weight-decay", type=float, default=1e-3, metavar="WD", help="weight decay (default 1e-3)")
@@ -68,7 +79,7 @@ def register(sub: Any) -> None:
         "--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's; 1 is often faster on a busy machine)"
     )
     t.add_argument(
-        "--seed", type=non_negative_int, default=0, metavar="S", help="seed of initialisation, shuffling and augmentation (default 0)"
+        "--seed", type=non_negative_int, metavar="S", help="seed of initialisation, shuffling and augmentation (default 0, or the search's)"
     )
     t.add_argument("--freeze-backbone", action="store_true", help="train only the last layer (the paper's transfer protocol; dropout 0.9)")
     t.add_argument(
@@ -83,6 +94,58 @@ def register(sub: Any) -> None:
     o.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
+
+
+RECIPES = ("search", "paper")
+PAPER = {"epochs": 5, "batch_size": 16, "lr": 0.1, "seed": 0}
+"""The trainer's own defaults (the paper's optimiser) for what neither the command nor a recipe sets."""
+
+
+def find_recipe(model: str) -> Path | None:
+    """The ``recipe.json`` that ``e3d search`` wrote beside a spec file, if any."""
+    path = Path(model)
+    if not (path.suffix == ".json" and path.is_file()):
+        return None
+    recipe = path.with_name("recipe.json")
+    return recipe if recipe.is_file() else None
+
+
+def apply_recipe(args: argparse.Namespace) -> str | None:
+    """Fill what the command left unset from the search's recipe (``--recipe search``, the default
+    for a spec file with a ``recipe.json`` beside it), then from :data:`PAPER`. Returns a line that
+    says which recipe is used, or None for a plain paper run."""
+    from search.data import DataError
+
+    found = find_recipe(args.model) if args.recipe != "paper" else None
+    if args.recipe == "search" and found is None:
+        raise DataError(f"no recipe.json beside {args.model} (e3d search writes one in its run folder); use --recipe paper")
+    line = None
+    if found is not None:
+        try:
+            recipe = json.loads(found.read_text())
+            t, h, w = recipe["clip"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise DataError(f"{found} is not a recipe written by e3d search ({type(e).__name__}: {e})") from None
+        if args.data is None and args.format is None:
+            args.data, args.format = recipe.get("data") or recipe.get("task"), recipe.get("data_format")
+        same_data = (args.data or args.format) in (recipe.get("data"), recipe.get("task"))
+        fill = {"epochs": recipe.get("epochs"), "batch_size": recipe.get("batch_size"), "lr": recipe.get("lr"), "seed": recipe.get("seed")}
+        fill.update({"sample_duration": t, "sample_size": h if h == w else None})
+        if same_data and recipe.get("data") is None:  # the built-in task: the same videos
+            fill.update({"num_samples": recipe.get("train_samples"), "val_samples": recipe.get("val_samples")})
+            if args.data_seed == 0:
+                args.data_seed = recipe.get("data_seed") or 0
+        for key, value in fill.items():
+            if getattr(args, key, None) is None and value is not None:
+                setattr(args, key, value)
+        line = (
+            f"recipe   the search's ({found}): clip {args.sample_duration}x{args.sample_size}x{args.sample_size}, "
+            f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr:g}, seed {args.seed}; --recipe paper for the paper's"
+        )
+    for key, value in PAPER.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return line
 
 
 def _slug(text: str) -> str:
@@ -148,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.dropout is not None and not 0 <= args.dropout < 1:
         raise DataError(f"--dropout must be in [0, 1); got {args.dropout}")
+    args.val_samples = None
+    recipe_line = apply_recipe(args)
     if not (Path(args.model).suffix == ".json" or Path(args.model).is_file()):
         import space
 
@@ -167,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.quiet
     common = {**kw, "format": fmt, "clip": clip, "frame_step": args.frame_step, "progress": progress}
     train = open_dataset(source, split="train", flip=args.flip, crop_position=args.crop, num_samples=args.num_samples, **common)
-    val = open_dataset(source, split="val", **common)
+    val = open_dataset(source, split="val", **common, **({"num_samples": args.val_samples} if args.val_samples else {}))
     fmt = train.format
 
     seed_everything(args.seed)
@@ -197,6 +262,8 @@ def run(args: argparse.Namespace) -> int:
         dropout=spec.dropout if (args.dropout is not None or args.freeze_backbone) else None,
         threads=args.threads,
     )
+    if recipe_line:
+        print(recipe_line)
     print(f"model    {spec.summary()}  ({sum(p.numel() for p in model.parameters()):,} params)")
     print(f"train    {train!r}{'' if train.transform.flip else ', no flip'}")
     print(f"val      {val!r}")

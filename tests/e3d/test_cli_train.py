@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +123,53 @@ def test_help_explains_the_defaults() -> None:
     assert proc.returncode == 0
     for words in ("--freeze-backbone", "--resume", "dampening 0.9", "motion, digits", "--frame-step"):
         assert words in proc.stdout
+
+
+def search_run(folder: Path, **recipe: object) -> Path:
+    """A run folder as ``e3d search`` leaves it: best.json at the budget clip and recipe.json."""
+    folder.mkdir(parents=True)
+    space.paper_spec("mobilenet", width_mult=0.25, num_classes=10).save(folder / "best.json")  # 16x112x112
+    made = {"format": "e3d.recipe/1", "task": "motion", "data": None, "data_format": None, "clip": [8, 32, 32]}
+    made.update({"train_samples": 16, "val_samples": 12, "epochs": 1, "batch_size": 8, "lr": 0.05, "data_seed": 0, "seed": 3})
+    (folder / "recipe.json").write_text(json.dumps({**made, **recipe}))
+    return folder / "best.json"
+
+
+def test_a_searched_spec_trains_the_way_the_search_trained_it(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    best = search_run(tmp_path / "search")
+    cache = ["--cache-dir", str(tmp_path / "c"), "--quiet", "--threads", "1"]
+    code, stdout, err = run(capsys, "train", str(best), "--data", "motion", "--out", str(tmp_path / "a"), *cache)
+    assert code == 0, err
+    assert "recipe   the search's" in stdout and "--recipe paper" in stdout
+    state = load_checkpoint(tmp_path / "a")
+    assert state["spec"]["clip"] == [8, 32, 32], "the search's clip, not the spec file's 16x112x112"
+    c = state["config"]
+    assert (c["lr"], c["epochs"], c["batch_size"], c["seed"]) == (0.05, 1, 8, 3)
+    assert "16 clips of 16 videos" in stdout and "12 clips of 12 videos" in stdout, "the search's training and held-out videos"
+    # an option given on the command line wins; no --data: the search's task
+    code, stdout, err = run(capsys, "train", str(best), "--lr", "0.02", "--seed", "1", "--out", str(tmp_path / "b"), *cache)
+    assert code == 0, err
+    c = load_checkpoint(tmp_path / "b")["config"]
+    assert (c["lr"], c["seed"], c["epochs"]) == (0.02, 1, 1) and load_checkpoint(tmp_path / "b")["meta"]["format"] == "motion"
+
+
+def test_recipe_paper_uses_the_trainers_defaults(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    best = search_run(tmp_path / "search")
+    argv = ["train", str(best), "--recipe", "paper", "--format", "motion", "--cache-dir", str(tmp_path / "c"), "--epochs", "1", *TINY]
+    code, stdout, err = run(capsys, *argv, "--out", str(tmp_path / "p"))
+    assert code == 0, err
+    assert "the search's" not in stdout
+    c = load_checkpoint(tmp_path / "p")["config"]
+    assert (c["lr"], c["seed"]) == (0.1, 0)
+
+
+def test_recipe_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    spec = tmp_path / "alone" / "net.json"
+    spec.parent.mkdir()
+    space.paper_spec("mobilenet", width_mult=0.25, num_classes=10).save(spec)
+    code, _, err = run(capsys, "train", str(spec), "--recipe", "search", "--format", "motion", "--out", str(tmp_path / "o"))
+    assert code == 2 and "no recipe.json beside" in err and "--recipe paper" in err and len(err.strip().splitlines()) == 1
+    best = search_run(tmp_path / "bad")
+    (best.parent / "recipe.json").write_text("{not json")
+    code, _, err = run(capsys, "train", str(best), "--out", str(tmp_path / "o"))
+    assert code == 2 and "is not a recipe written by e3d search" in err and len(err.strip().splitlines()) == 1
