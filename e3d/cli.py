@@ -13,6 +13,7 @@ COMMANDS = (
     "e3d.commands.profile",
     "e3d.commands.search",
     "e3d.commands.sweep",
+    "e3d.commands.scale",
     "e3d.commands.export",
     "e3d.commands.convert_checkpoint",
     "e3d.commands.train",

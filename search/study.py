@@ -588,12 +588,14 @@ def run_worker(
     timeout: float | None = None,
     latency: Callable[[NetSpec], float] | None = None,
     on_trial: Callable[[FrozenTrial], None] | None = None,
+    objective: Callable[[optuna.Trial], float | list[float]] | None = None,
 ) -> WorkerReport:
     """Run trials until the study holds ``n_trials`` trained searched trials (all baselines are
     trained too), or ``timeout`` seconds pass. Several workers may run this on one study; each
     checks the count between its trials, so together they may train up to (workers - 1) more.
     Before returning, a worker waits for the trials still running elsewhere to finish or to be
-    failed as stale (their worker died), and runs the retries of the latter."""
+    failed as stale (their worker died), and runs the retries of the latter. ``objective`` replaces
+    the search's :class:`Objective` (``e3d scale`` trains the points it enqueued)."""
     report = WorkerReport()
     start = time.perf_counter()
 
@@ -613,7 +615,7 @@ def run_worker(
             st.stop()
 
     requeue_interrupted(study)
-    objective = Objective(config, data, latency)
+    objective = objective or Objective(config, data, latency)
     from search.train import NonFiniteLossError
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

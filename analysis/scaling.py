@@ -1,0 +1,219 @@
+"""Scaling curves: what a scaling study (``e3d scale``) learned, as tables first and a figure second.
+
+A run folder holds ``points.csv`` (one row per point: its axis, factors, cost and accuracy over seeds),
+``path.csv`` (an expansion's chosen steps) and ``scale.json`` (the study's settings). From them:
+:func:`curves` groups the points into curves (one per axis, the compound targets, the expansion path;
+the base belongs to each), :func:`slopes` fits accuracy against log2 multiply-adds per curve (points
+of top-1 per doubling of the cost), :func:`plot_curves` draws them with a log x axis and
+:func:`summary_markdown` writes the summary.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from analysis.load import AnalysisError
+from space.files import write_bytes, write_text
+
+POINTS, PATH, CONFIG = "points.csv", "path.csv", "scale.json"
+PATH_CURVE = "expansion path"
+AXIS_COLORS = {"width": "tab:blue", "depth": "tab:orange", "frames": "tab:green", "resolution": "tab:red", "expansion": "tab:purple",
+               "compound": "tab:brown", PATH_CURVE: "black"}  # fmt: skip
+"""One colour per axis, the same on every scaling figure."""
+
+
+@dataclass
+class ScaleRun:
+    """A scaling study's results: its points, its expansion path (may be empty) and its settings."""
+
+    points: pd.DataFrame
+    path: pd.DataFrame
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def load_scale(folder: str | Path) -> ScaleRun:
+    """Read a scale run folder (``points.csv``, ``path.csv``, ``scale.json``)."""
+    root = Path(folder)
+    if not (root / POINTS).is_file():
+        raise AnalysisError(f"{root} holds no {POINTS}: not an e3d scale run folder")
+    points = pd.read_csv(root / POINTS)
+    missing = [c for c in ("point", "mode", "axis", "macs", "accuracy_mean") if c not in points]
+    if missing:
+        raise AnalysisError(f"{root / POINTS} lacks the columns {', '.join(missing)}")
+    path = pd.read_csv(root / PATH) if (root / PATH).is_file() else points.iloc[0:0]
+    config = json.loads((root / CONFIG).read_text()) if (root / CONFIG).is_file() else {}
+    return ScaleRun(points, path, config)
+
+
+def curves(points: pd.DataFrame, path: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """Curve name -> its points sorted by cost, each starting from the base. Single-axis points make one
+    curve per axis, compound targets one (``compound``), an expansion's chosen steps one (``expansion
+    path``). An expansion's candidates are steps from the path, not curves: see :func:`step_gains`."""
+    base = points[points["mode"] == "base"]
+    out: dict[str, pd.DataFrame] = {}
+    for axis, rows in points[points["mode"] == "axes"].groupby("axis", sort=False):
+        out[str(axis)] = rows
+    compound = points[points["mode"] == "compound"]
+    if len(compound):
+        out["compound"] = compound
+    if path is not None and len(path):
+        out[PATH_CURVE] = points.set_index("point").loc[list(path["point"])].reset_index()
+    return {k: pd.concat([base, v]).drop_duplicates("point").sort_values("macs") for k, v in out.items()}
+
+
+def slope(macs: pd.Series, accuracy: pd.Series) -> float:
+    """Least-squares slope of accuracy against log2(macs): top-1 points per doubling of the cost (NaN
+    with fewer than two distinct costs with an accuracy)."""
+    ok = accuracy.notna() & (macs > 0)
+    x, y = np.log2(macs[ok].astype(float)), accuracy[ok].astype(float)
+    if len(set(x)) < 2:
+        return math.nan
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def step_gains(points: pd.DataFrame, path: pd.DataFrame) -> pd.DataFrame:
+    """An expansion's steps: for each step and axis, the candidate's accuracy gain over the path point it
+    grew from, per doubling of multiply-adds, and whether it was chosen."""
+    if not len(path):
+        return pd.DataFrame(columns=["step", "axis", "macs_from", "macs_to", "accuracy_from", "accuracy_to", "gain_per_doubling", "chosen"])
+    by_id = points.set_index("point")
+    chain = list(path["point"])
+    rows = []
+    for _, c in points[points["mode"] == "expand"].iterrows():
+        step = int(c["step"])
+        if not 1 <= step <= len(chain):
+            continue  # a step after the path's last point (cannot happen in a finished plan)
+        start = by_id.loc[chain[step - 1]]
+        doublings = math.log2(c["macs"] / start["macs"])
+        gain = (c["accuracy_mean"] - start["accuracy_mean"]) / doublings if doublings > 0 else math.nan
+        rows.append({
+            "step": step, "axis": c["axis"], "macs_from": start["macs"], "macs_to": c["macs"], "accuracy_from": start["accuracy_mean"],
+            "accuracy_to": c["accuracy_mean"], "gain_per_doubling": gain, "chosen": step < len(chain) and chain[step] == c["point"],
+        })  # fmt: skip
+    return pd.DataFrame(rows).sort_values(["step", "axis"]).reset_index(drop=True)
+
+
+def slopes(points: pd.DataFrame, path: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per curve: points, cost range, accuracy range and the slope per doubling of multiply-adds,
+    steepest first. For an expansion, each axis also gets a row ``<axis> (steps)``: the mean of its
+    candidates' gains per doubling over the steps (:func:`step_gains`), each measured from the path."""
+    rows = []
+    if path is not None and len(path):
+        for axis, g in step_gains(points, path).groupby("axis", sort=False):
+            done = g[g["gain_per_doubling"].notna()]
+            rows.append({
+                "curve": f"{axis} (steps)", "points": len(done), "macs_min_m": g["macs_from"].min() / 1e6,
+                "macs_max_m": g["macs_to"].max() / 1e6, "accuracy_min": g["accuracy_to"].min(), "accuracy_max": g["accuracy_to"].max(),
+                "slope_per_doubling": done["gain_per_doubling"].mean() if len(done) else math.nan,
+            })  # fmt: skip
+    for name, c in curves(points, path).items():
+        done = c[c["accuracy_mean"].notna()]
+        rows.append({
+            "curve": name, "points": len(done), "macs_min_m": c["macs"].min() / 1e6, "macs_max_m": c["macs"].max() / 1e6,
+            "accuracy_min": done["accuracy_mean"].min() if len(done) else math.nan,
+            "accuracy_max": done["accuracy_mean"].max() if len(done) else math.nan,
+            "slope_per_doubling": slope(c["macs"], c["accuracy_mean"]),
+        })  # fmt: skip
+    return pd.DataFrame(rows).sort_values("slope_per_doubling", ascending=False, na_position="last").reset_index(drop=True)
+
+
+def plot_curves(points: pd.DataFrame, path: pd.DataFrame | None = None, *, ax: Axes | None = None, title: str = "") -> Figure:
+    """Accuracy (mean ± sd over seeds) against multiply-adds on a log axis, one labelled line per curve."""
+    if ax is None:
+        fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+        ax = fig.add_subplot()
+    else:
+        root = ax.get_figure(root=True)
+        assert isinstance(root, Figure)
+        fig = root
+    for name, c in curves(points, path).items():
+        done = c[c["accuracy_mean"].notna()]
+        sd = done["accuracy_sd"].fillna(0.0) if "accuracy_sd" in done else None
+        style: dict[str, Any] = {"lw": 2.2, "marker": "s"} if name == PATH_CURVE else {"lw": 1.2, "marker": "o", "alpha": 0.85}
+        color = AXIS_COLORS.get(name.split(":")[0])
+        ax.errorbar(done["macs"] / 1e6, done["accuracy_mean"], yerr=sd, label=name, color=color, capsize=2, **style)
+    if path is not None and len(path):
+        labelled: set[str] = set()
+        for _, g in step_gains(points, path).iterrows():
+            axis = str(g["axis"])
+            ax.plot([g["macs_from"] / 1e6, g["macs_to"] / 1e6], [g["accuracy_from"], g["accuracy_to"]], ls="--", marker="o", lw=1,
+                    color=AXIS_COLORS.get(axis.split(":")[0]), alpha=0.8, label=None if axis in labelled else f"{axis} (step)")  # fmt: skip
+            labelled.add(axis)
+    base = points[points["mode"] == "base"]
+    if len(base) and base["accuracy_mean"].notna().any():
+        ax.scatter(base["macs"] / 1e6, base["accuracy_mean"], s=90, facecolors="none", edgecolors="black", zorder=5, label="base")
+    ax.set_xscale("log")
+    ax.set_xlabel("multiply-adds per clip (M, log scale)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(title or "accuracy vs multiply-adds per scaling axis")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.2f}"
+    return "" if v is None else str(v)
+
+
+def _table(df: pd.DataFrame, columns: list[str]) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for _, r in df.iterrows():
+        cells = [_cell(r[c]) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def summary_markdown(run: ScaleRun) -> str:
+    """The run's summary: settings, the slope per curve, the expansion path, and every point."""
+    cfg = run.config
+    lines = ["# Scaling study", ""]
+    if cfg:
+        base = json.loads(cfg["base"]) if "base" in cfg else {}
+        lines += [f"Base: {base.get('family', '?')} at width {base.get('width_mult', '?')}; mode `{cfg.get('mode')}`, "
+                  f"axes {', '.join(cfg.get('axes', []))}; {cfg.get('seeds', 1)} seed(s); proxy clip "
+                  f"{'x'.join(map(str, cfg.get('proxy_clip', [])))}.", ""]  # fmt: skip
+    sl = slopes(run.points, run.path)
+    lines += ["## Accuracy per doubling of multiply-adds", "",
+              "Least-squares slope of top-1 (%) against log2(multiply-adds), base included in every curve.", ""]  # fmt: skip
+    lines += _table(sl, ["curve", "points", "macs_min_m", "macs_max_m", "accuracy_min", "accuracy_max", "slope_per_doubling"])
+    if len(run.path):
+        lines += ["", "## Expansion path", ""]
+        lines += _table(run.path, ["step", "axis", "factors", "macs", "accuracy_mean", "accuracy_sd", "summary"])
+        lines += [
+            "",
+            "## Every expansion step",
+            "",
+            "Each candidate's gain over the path point it grew from, per doubling of multiply-adds.",
+            "",
+        ]
+        cols = ["step", "axis", "macs_from", "macs_to", "accuracy_from", "accuracy_to", "gain_per_doubling", "chosen"]
+        lines += _table(step_gains(run.points, run.path), cols)
+    lines += ["", "## Every point", ""]
+    cols = ["point", "factors", "macs", "cost_ratio", "accuracy_mean", "accuracy_sd", "seeds_done", "summary"]
+    lines += _table(run.points, [c for c in cols if c in run.points])
+    return "\n".join(lines) + "\n"
+
+
+def write_report(folder: str | Path) -> dict[str, Path]:
+    """Write ``curves.png`` and ``summary.md`` into a scale run folder; returns their paths."""
+    root = Path(folder)
+    run = load_scale(root)
+    fig = plot_curves(run.points, run.path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=130)
+    paths = {"curves": root / "curves.png", "summary": root / "summary.md"}
+    write_bytes(paths["curves"], buf.getvalue())
+    write_text(paths["summary"], summary_markdown(run))
+    return paths

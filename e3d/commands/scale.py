@@ -1,0 +1,251 @@
+"""``e3d scale``: complexity scaling of one network along every axis (single-axis sweeps, compound, X3D expansion)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from e3d.cli import positive_float, positive_int
+
+EPILOG = """\
+examples:
+  e3d scale shufflenet --width-mult 0.5 --axes width,depth,frames,resolution     each axis at 0.25x-4x the cost
+  e3d scale mobilenetv2 --width-mult 0.2 --axes frames --factors 0.5,2            the axis' factors as given
+  e3d scale mobilenetv2 --width-mult 0.2 --compound --axes width,depth,resolution EfficientNet-style
+  e3d scale shufflenet --width-mult 0.5 --expand --to 1000M                       X3D-style greedy expansion
+  e3d scale runs/e3d-search --expand --to 500M    a search's best.json (a run folder, or a spec file)
+  e3d scale --resume --out runs/e3d-scale                                         continue after Ctrl-C
+
+Costs are multiply-adds per clip of --clip (default: the spec's own, 16x112x112 for a preset); each
+point trains on the proxy clip scaled with it (2x frames: 2x proxy frames, rendered at that size).
+Axes: width (width:N for stage N), depth (depth:N), frames, resolution, expansion (MobileNetV2).
+Outputs in --out: points.csv (every point), path.csv (the expansion path), curves.png, summary.md,
+trials.csv; several workers may run the same command against one --storage."""
+
+
+def ratio_list(text: str) -> tuple[float, ...]:
+    """argparse type: comma-separated positive numbers (cost ratios)."""
+    values = []
+    for part in text.split(","):
+        try:
+            values.append(positive_float(part.strip()))
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"must be positive numbers like 0.5,2, got {text!r}") from None
+    return tuple(values)
+
+
+def number_list(text: str) -> tuple[float, ...]:
+    """argparse type: comma-separated numbers (axis factors; their sign is checked per axis)."""
+    try:
+        return tuple(float(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be numbers like 0.5,2, got {text!r}") from None
+
+
+def macs_arg(text: str) -> float:
+    """argparse type: a multiply-add count like 1000M or 1G."""
+    from search.budget import parse_count
+
+    try:
+        value = parse_count(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+def register(sub: Any) -> None:
+    """Add the ``scale`` subcommand."""
+    from e3d.commands.search import add_proxy_args, add_storage_args, clip_arg
+
+    p = sub.add_parser(
+        "scale",
+        help="scale a network along width, depth, frames, resolution (single axes, compound, X3D expansion)",
+        description="Which axis buys the most accuracy per multiply-add? Trains scaled versions of one network "
+        "on a proxy task: single-axis sweeps, EfficientNet-style compound scaling, or X3D-style expansion.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("target", nargs="?", help="a preset name, a spec JSON file, or a search run folder (its best.json)")
+    g = p.add_argument_group("scaling")
+    g.add_argument("--width-mult", type=positive_float, default=1.0, metavar="W", help="width of a preset target (default 1.0)")
+    g.add_argument("--clip", type=clip_arg, metavar="TxHxW", help="clip the cost is counted on (default: the spec's)")
+    g.add_argument("--axes", default="width,depth,frames,resolution", metavar="A,A", help="axes (default width,depth,frames,resolution)")
+    mode = g.add_mutually_exclusive_group()
+    mode.add_argument("--compound", action="store_true", help="EfficientNet-style: fit per-axis exponents on a grid at one step")
+    mode.add_argument("--expand", action="store_true", help="X3D-style greedy expansion up to --to")
+    g.add_argument("--to", type=macs_arg, metavar="N", help="expansion target, multiply-adds per clip (e.g. 1000M)")
+    g.add_argument("--ratios", type=ratio_list, default=(0.25, 0.5, 2.0, 4.0), metavar="R,R",
+                   help="cost ratios to the base: the sweep's points, or --compound's targets (default 0.25,0.5,2,4)")  # fmt: skip
+    g.add_argument("--factors", type=number_list, default=(), metavar="F,F", help="single-axis sweep at these axis factors instead")
+    g.add_argument("--step", type=positive_float, default=2.0, metavar="S", help="cost ratio per expansion step / of the grid (default 2)")
+    g.add_argument("--grid", type=positive_int, default=2, metavar="K", help="compound grid: cost shares of 1/K per axis (default 2)")
+    g.add_argument("--seeds", type=positive_int, default=1, metavar="N", help="seeds 0..N-1 per point (default 1)")
+    g.add_argument("--latency", action="store_true", help="also measure every point's latency on this machine (batch 8)")
+    add_proxy_args(p)
+    add_storage_args(p, name="e3d-scale")
+    p.set_defaults(func=run)
+
+
+def resolve_target(target: str, *, width_mult: float, clip: tuple[int, int, int] | None, num_classes: int) -> Any:
+    """The base ``NetSpec``: a spec file, a run folder's best.json, or a preset at ``width_mult``."""
+    import space
+    from space.spec import NetSpec
+
+    path = Path(target)
+    if path.is_dir():
+        path = path / "best.json"
+        if not path.is_file():
+            raise space.E3DError(f"{target} is a folder without best.json (give a spec file, a search run folder or a preset)")
+    if path.is_file() or target.endswith(".json"):
+        spec = NetSpec.load(path)
+        spec = spec.replace(num_classes=num_classes, **({"clip": clip} if clip else {}))
+    else:
+        t, h, _ = clip or (16, 112, 112)
+        spec = space.paper_spec(target, width_mult=width_mult, num_classes=num_classes, sample_size=h, sample_duration=t)
+        if clip:
+            spec = spec.replace(clip=clip)
+    return spec
+
+
+def _configs(args: argparse.Namespace, num_classes: int) -> tuple[Any, Any]:
+    from e3d.commands.search import proxy_config
+    from search import scale as sc
+    from search import study as st
+    from search.budget import Budget
+    from search.searchspace import SPACE
+
+    if args.target is None:
+        raise sc.ScaleError("give a TARGET (a preset, a spec file or a search run folder), or --resume")
+    spec = resolve_target(args.target, width_mult=args.width_mult, clip=args.clip, num_classes=num_classes)
+    if spec.family not in SPACE:
+        raise sc.ScaleError(f"e3d scale trains the search space's families ({', '.join(SPACE)}); {spec.family} is not one")
+    mode = "compound" if args.compound else "expand" if args.expand else "axes"
+    if mode == "expand" and args.to is not None and args.to <= sc.macs(spec):
+        raise sc.ScaleError(f"--to {args.to / 1e6:g}M is below the base's cost ({sc.macs(spec) / 1e6:.1f} M multiply-adds per clip)")
+    if args.to is not None and mode != "expand":
+        raise sc.ScaleError("--to sets the target of --expand")
+    if args.factors and mode != "axes":
+        raise sc.ScaleError("--factors is for single-axis sweeps (without --compound or --expand)")
+    axes = tuple(a.strip() for a in args.axes.split(",") if a.strip())
+    cfg = sc.ScaleConfig(spec.to_json(), mode, axes, args.ratios, args.factors, args.step, args.to, args.grid, args.seeds, args.proxy_clip)
+    search = st.SearchConfig(
+        budget=Budget(clip=spec.clip),
+        families=(spec.family,),
+        proxy=proxy_config(args),
+        pruner="none",
+        baselines=False,
+        kind="scale",
+        measure_latency=args.latency,
+    )
+    return cfg, search
+
+
+def _open(args: argparse.Namespace, out: Path) -> tuple[Any, Any, Any, str]:
+    """Create or join the study; returns (study, search config, scale config, storage URL)."""
+    from search import scale as sc
+    from search import study as st
+    from search.data import class_names
+
+    url = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    storage = st.open_storage(url, heartbeat=args.heartbeat)
+    cfg = search = None
+    if not args.resume:
+        classes = len(class_names(args.task)) if args.data is None else st.load_proxy(_proxy(args), progress=not args.quiet).num_classes
+        cfg, search = _configs(args, classes)
+    study, search, created = st.open_study(args.study_name, storage, search, resume=args.resume)
+    if created:
+        assert cfg is not None
+        study.set_user_attr(sc.SCALE_ATTR, cfg.to_dict())
+        return study, search, cfg, url
+    stored = None
+    for _ in range(50):  # its creator stores the settings right after creating it
+        stored = study.user_attrs.get(sc.SCALE_ATTR)
+        if stored is not None:
+            break
+        time.sleep(0.2)
+    if stored is None:
+        raise st.StudyConfigError(f"study {args.study_name!r} exists but was not made by e3d scale")
+    if cfg is not None and stored != cfg.to_dict():
+        raise st.StudyConfigError(f"study {args.study_name!r} exists with another scaling plan; pass --resume, or use another --study-name")
+    return study, search, sc.ScaleConfig.from_dict(stored), url
+
+
+def _proxy(args: argparse.Namespace) -> Any:
+    from e3d.commands.search import proxy_config
+
+    return proxy_config(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Plan the points, train them (resumably, with any number of workers), then write the curves."""
+    import dataclasses
+
+    from tqdm import tqdm
+
+    from analysis.scaling import load_scale, slopes, write_report
+    from search import scale as sc
+    from search import study as st
+    from search.results import study_frame, write_outputs
+
+    out: Path = args.out or Path("runs") / args.study_name
+    out.mkdir(parents=True, exist_ok=True)
+    study, search, cfg, url = _open(args, out)
+    local = {"device": args.device, "num_workers": args.loader_workers, "threads": args.threads}
+    search = dataclasses.replace(search, proxy=dataclasses.replace(search.proxy, **local))
+    base = cfg.spec
+    print(f"scale: {cfg.mode} of {base.summary()} ({sc.macs(base) / 1e6:.1f} M macs) along {', '.join(cfg.axes)}", file=sys.stderr)
+    print(f"proxy: {search.proxy.describe()}; {cfg.seeds} seed(s); storage: {st.redact(url)}", file=sys.stderr)
+    bar = tqdm(total=0, desc="points", unit="run", file=sys.stderr, disable=args.quiet or None)
+    state: dict[str, Any] = {"plan": None}
+
+    def save() -> None:
+        if state["plan"] is not None:
+            sc.write_scale_outputs(out, cfg, state["plan"], study.get_trials(deepcopy=False))
+
+    def on_plan(plan: Any, added: int) -> None:
+        state["plan"] = plan
+        bar.total = len(plan.points) * cfg.seeds
+        bar.n = sum(r.done for r in sc.results_of(study.get_trials(deepcopy=False)).values())
+        bar.refresh()
+        for note in plan.notes[len(state.get("notes", [])) :]:
+            bar.write(f"note: {note}")
+        state["notes"] = list(plan.notes)
+        save()
+
+    def on_trial(t: Any) -> None:
+        bar.write(st.trial_line(t))
+        if t.user_attrs.get("trained"):
+            bar.update(1)
+        save()
+
+    latency = st.latency_meter(search.latency_mode) if search.measure_latency else None
+    started = time.perf_counter()
+    try:
+        final = sc.run_scale(study, search, cfg, latency=latency, on_trial=on_trial, on_plan=on_plan, progress=not args.quiet)
+    except KeyboardInterrupt:
+        bar.close()
+        save()
+        again = f"e3d scale --resume --study-name {args.study_name} --out {out}" + (f" --storage {args.storage}" if args.storage else "")
+        print(f"\ninterrupted; every trained point is saved in {out}. Continue with:\n  {again}", file=sys.stderr)
+        return 130
+    bar.close()
+    state["plan"] = final
+    save()
+    write_outputs(study_frame(study), out)
+    paths = write_report(out)
+    run_ = load_scale(out)
+    print(f"\n{len(run_.points)} points in {(time.perf_counter() - started) / 60:.1f} min; accuracy per doubling of multiply-adds:")
+    for _, r in slopes(run_.points, run_.path).iterrows():
+        span = f"{r['macs_min_m']:.0f}-{r['macs_max_m']:.0f} M"
+        print(f"  {r['curve']:<16} {r['slope_per_doubling']:+6.2f} pp  ({int(r['points'])} points, {span})")
+    if final.exponents:
+        print("compound exponents (factor = step ** (exponent * phi)): " + ", ".join(f"{a} {e:.2f}" for a, e in final.exponents.items()))
+    if final.path:
+        print("expansion path: " + " -> ".join(f"{p.curve} ({p.macs / 1e6:.0f} M)" for p in final.path))
+    print(f"\nwrote {out / 'points.csv'}, {out / 'path.csv'}, {paths['curves']}, {paths['summary']}")
+    return 0
