@@ -1,9 +1,12 @@
 """Cross-check counts with fvcore and ptflops.
 
-Both count a *module* for one clip; their conventions differ from e3d's ``macs`` (see
+All count a *module* for one clip; their conventions differ from e3d's ``macs`` (see
 ``docs/COUNTING.md``): fvcore counts one flop per multiply-add for conv and linear, adds BatchNorm
 and a few pooling ops and skips the rest (listing them as unsupported); ptflops (with
-``count_functional=False``) adds BatchNorm, activations, pooling and biases per module.
+``count_functional=False``) adds BatchNorm, activations, pooling and biases per module;
+``torch.utils.flop_counter`` counts 2 FLOPs per multiply-add of convolutions and matrix products
+(reported here halved, as multiply-adds). fvcore and ptflops hook modules and so cannot read
+TorchScript; ``flop_counter`` works at the aten level and can.
 """
 
 from __future__ import annotations
@@ -18,7 +21,21 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-BACKENDS = ("e3d", "fvcore", "ptflops")
+from space.spec import E3DError
+
+BACKENDS = ("e3d", "fvcore", "ptflops", "flop_counter")
+
+
+class BackendError(E3DError):
+    """A cross-check backend that cannot count this model."""
+
+
+def _no_torchscript(model: nn.Module, backend: str) -> None:
+    if isinstance(model, torch.jit.ScriptModule):
+        raise BackendError(
+            f"{backend} cannot count a TorchScript model (it needs module hooks, which ScriptModules do not support); "
+            "use --backend flop_counter, or profile the spec or Python module it came from"
+        )
 
 
 @dataclass
@@ -36,6 +53,7 @@ def count_fvcore(model: nn.Module, input_shape: Sequence[int]) -> BackendCount:
     """fvcore's ``FlopCountAnalysis`` total and per-operator counts (one clip, eval mode)."""
     from fvcore.nn import FlopCountAnalysis
 
+    _no_torchscript(model, "fvcore")
     was_training = model.training
     model.eval()
     x = torch.zeros((1, *input_shape))
@@ -63,6 +81,7 @@ def count_ptflops(model: nn.Module, input_shape: Sequence[int]) -> BackendCount:
     """
     from ptflops.pytorch_engine import add_flops_counting_methods, is_supported_instance
 
+    _no_torchscript(model, "ptflops")
     was_training = model.training
     counted = add_flops_counting_methods(model)
     counted.eval()
@@ -80,3 +99,26 @@ def count_ptflops(model: nn.Module, input_shape: Sequence[int]) -> BackendCount:
         model.train(was_training)
     unsupported = Counter(type(m).__name__ for m in model.modules() if not list(m.children()) and not is_supported_instance(m))
     return BackendCount("ptflops", int(total), int(params), {k: v for k, v in by_type.items() if v}, dict(unsupported))
+
+
+def count_flop_counter(model: nn.Module, input_shape: Sequence[int]) -> BackendCount:
+    """``torch.utils.flop_counter.FlopCounterMode`` on one clip (eval, inference mode), halved to
+    multiply-adds, per aten operator; works on TorchScript too."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = getattr(model, "training", None)
+    if was_training is not None:
+        model.eval()
+    counter = FlopCounterMode(display=False)
+    try:
+        with torch.inference_mode(), counter:
+            model(torch.zeros((1, *input_shape)))
+    finally:
+        if was_training is not None:
+            model.train(was_training)
+    by_op = {str(k).removeprefix("aten."): int(v) // 2 for k, v in counter.get_flop_counts().get("Global", {}).items()}
+    return BackendCount("flop_counter", counter.get_total_flops() // 2, sum(p.numel() for p in model.parameters()), by_op)
+
+
+COUNTERS = {"fvcore": count_fvcore, "ptflops": count_ptflops, "flop_counter": count_flop_counter}
+"""Every cross-check backend by name."""

@@ -6,7 +6,11 @@ Units, per clip (batch 1):
 
 ``macs``
     multiply-adds of convolutions and linear layers only; e3d's main unit. Also those of products of
-    two activations (``matmul``: SGS's merge of slices into bins).
+    two tensors: ``matmul`` (``@``, ``bmm``, SGS's merge of slices into bins; ``in_shape[-1]`` is the
+    contracted size, ``out_shape`` the full output), ``einsum`` (one layer per pairwise contraction,
+    see :mod:`profiler.einsum`) and ``attention`` (scaled dot-product attention: every query, the
+    ``out_shape[:-1]`` positions, against ``in_shape[0]`` keys, ``in_shape[1]`` = E + Ev multiply-adds
+    per key for the scores and the weighted sum of values; the softmax is not counted).
 ``paper_flops``
     the convention of the paper's Table 8 ("MFLOPs"): conv multiply-adds (+1 per output element
     with bias), BatchNorm 2 per element, ReLU/ReLU6 1 per element, max-pool ``kernel - 1`` per
@@ -25,7 +29,7 @@ from typing import NamedTuple
 
 from space.ops import Layer
 
-MAC_KINDS = frozenset({"conv", "linear", "matmul"})
+MAC_KINDS = frozenset({"conv", "linear", "matmul", "einsum", "attention"})
 """Kinds whose multiply-adds make up ``macs``."""
 
 ARITHMETIC_KINDS = frozenset({"bn", "relu", "relu6", "sigmoid", "maxpool", "avgpool", "gap"})
@@ -64,8 +68,11 @@ def layer_cost(layer: Layer) -> Cost:
         macs = out * fan_in
         params = fan_in * n_out + (n_out if layer.bias else 0)
         return Cost(macs, params, (2 * fan_in - 1) * out, out)
-    if k == "matmul":
+    if k in ("matmul", "einsum"):
         macs = out * layer.in_shape[-1]
+        return Cost(macs, 0, macs, out)
+    if k == "attention":
+        macs = prod(layer.out_shape[:-1]) * layer.in_shape[0] * layer.in_shape[1]
         return Cost(macs, 0, macs, out)
     if k == "bn":
         return Cost(0, 2 * layer.out_shape[0], 2 * out, out)

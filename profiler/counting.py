@@ -2,10 +2,16 @@
 
 * :func:`count_spec` reads the layers traced from a ``NetSpec`` (no model is built; microseconds).
 * :func:`count_module` runs any ``nn.Module`` (eager or TorchScript) once under a torch dispatch
-  mode that sees every aten operator, turns each into a :class:`space.Layer` and applies the same
+  mode that sees every aten operator, turns each into :class:`space.Layer` s and applies the same
   rules (:func:`profiler.costs.layer_cost`). Each operator is attributed to the innermost module
   running it, so functional code inside a module is counted too. Operators without a cost rule are
-  listed in ``not_counted`` with their call and element counts, never dropped silently.
+  listed in ``not_counted`` with their call and element counts and input shapes, never dropped
+  silently; when one of them is *unrecognised* (it might multiply-add), ``lower_bound`` is True.
+
+The module counter reads every operator's **full** input and output shapes: it never assumes that
+the first axis is the clip batch, so frames or attention heads folded into the batch axis (a 2D CNN
+run on ``(B*T, C, H, W)``, pooling convolutions on ``(B*heads, ...)``, ``bmm`` over heads) are counted
+whole. It runs a batch of ``batch`` clips and divides by it: the counts are per clip.
 """
 
 from __future__ import annotations
@@ -20,27 +26,34 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from profiler.costs import ARITHMETIC_KINDS, ELEMENTWISE_KINDS, MAC_KINDS, Cost, conv_type, layer_cost
+from profiler.einsum import einsum_steps
 from space.ops import Layer, Shape, triple
 from space.spec import NetSpec
+
+MAX_SHAPES = 3
+"""Distinct input shapes kept per operator that is not counted (for the report)."""
 
 
 @dataclass
 class OpStat:
-    """Totals over a group of operator calls."""
+    """Totals over a group of operator calls (``shapes``: a few distinct input shapes, for ops not counted)."""
 
     calls: int = 0
     macs: int = 0
     paper_flops: int = 0
     activations: int = 0
     elements: int = 0
+    shapes: list[str] = field(default_factory=list)
 
-    def add(self, cost: Cost, elements: int) -> None:
+    def add(self, cost: Cost, elements: int, shape: str = "") -> None:
         """Accumulate one call."""
         self.calls += 1
         self.macs += cost.macs
         self.paper_flops += cost.paper_flops
         self.activations += cost.activations
         self.elements += elements
+        if shape and shape not in self.shapes and len(self.shapes) < MAX_SHAPES:
+            self.shapes.append(shape)
 
 
 @dataclass
@@ -57,18 +70,28 @@ class Counts:
     not_counted: dict[str, OpStat] = field(default_factory=dict)
     layers: list[tuple[str, str, Cost]] = field(default_factory=list)
 
-    def add(self, layer: Layer, cost: Cost) -> None:
-        """Accumulate one layer (or operator call)."""
+    def add(self, layer: Layer, cost: Cost, elements: int | None = None, shape: str = "") -> None:
+        """Accumulate one layer (or operator call); ``elements`` defaults to its output size."""
         self.macs += cost.macs
         self.paper_flops += cost.paper_flops
         self.activations += cost.activations
-        elements = prod(layer.out_shape)
+        elements = prod(layer.out_shape) if elements is None else elements
         op = conv_type(layer) if layer.kind == "conv" else layer.kind
         self.by_operator.setdefault(op, OpStat()).add(cost, elements)
         self.by_module.setdefault(layer.name, OpStat()).add(cost, elements)
         if layer.kind not in MAC_KINDS:
-            self.not_counted.setdefault(op, OpStat()).add(cost, elements)
+            self.not_counted.setdefault(op, OpStat()).add(cost, elements, shape)
         self.layers.append((layer.name, op, cost))
+
+    @property
+    def unrecognised(self) -> dict[str, OpStat]:
+        """Operators without a cost rule that may hide multiply-adds."""
+        return {op: s for op, s in self.not_counted.items() if not_counted_category(op) == UNRECOGNISED}
+
+    @property
+    def lower_bound(self) -> bool:
+        """True when ``macs`` may miss the multiply-adds of unrecognised operators."""
+        return bool(self.unrecognised)
 
     def grouped(self, depth: int) -> dict[str, OpStat]:
         """``by_module`` summed to the first ``depth`` parts of each path (stages count two parts)."""
@@ -85,29 +108,46 @@ class Counts:
         return out
 
 
+UNRECOGNISED = "unrecognised: no cost rule"
+
+
 def not_counted_category(op: str) -> str:
     """Why an operator contributes nothing to ``macs``."""
     if op in ARITHMETIC_KINDS:
         return "arithmetic, not multiply-adds (in paper_flops)"
-    if op in ELEMENTWISE_KINDS or op in _ELEMENTWISE:
+    if op in ELEMENTWISE_KINDS or op in _ELEMENTWISE or op in _NORMS:
         return "element-wise arithmetic (in neither convention)"
     if op in _MOVEMENT or op in ("dropout", "flatten", "split", "shuffle", "subsample", "pad", "cat", "resolve_conj", "resolve_neg"):
         return "data movement, no arithmetic"
     if op in _SELECTION:
         return "comparison and selection, no arithmetic"
-    return "unrecognised: no cost rule"
+    return UNRECOGNISED
 
 
-def count_layers(layers: Iterable[Layer], input_shape: Shape, params: int | None = None) -> Counts:
-    """Apply the cost rules to layers; ``params`` overrides the per-layer parameter sum."""
+def count_layers(
+    layers: Iterable[Layer], input_shape: Shape, params: int | None = None, *, batch: int = 1, shapes: Sequence[str] | None = None
+) -> Counts:
+    """Apply the cost rules to layers; ``params`` overrides the per-layer parameter sum.
+
+    ``batch``: the layers are of a batch of that many clips; every count but the parameters is divided
+    by it (rounded per layer). ``shapes``: each layer's input shapes, kept for operators not counted.
+    """
     counts = Counts(input_shape)
     total_params = 0
-    for layer in layers:
+    for i, layer in enumerate(layers):
         cost = layer_cost(layer)
         total_params += cost.params
-        counts.add(layer, cost)
+        elements = prod(layer.out_shape)
+        if batch != 1:
+            cost = Cost(_per_clip(cost.macs, batch), cost.params, _per_clip(cost.paper_flops, batch), _per_clip(cost.activations, batch))
+            elements = _per_clip(elements, batch)
+        counts.add(layer, cost, elements, shapes[i] if shapes is not None else "")
     counts.params = total_params if params is None else params
     return counts
+
+
+def _per_clip(n: int, batch: int) -> int:
+    return n // batch if n % batch == 0 else round(n / batch)
 
 
 def count_spec(spec: NetSpec, *, sgs_bins: Sequence[int] | None = None) -> Counts:
@@ -133,20 +173,24 @@ def spec_totals(spec: NetSpec, *, sgs_bins: Sequence[int] | None = None) -> Cost
     return Cost(macs, params, paper, acts)
 
 
-def count_module(model: nn.Module, input_shape: Sequence[int], *, clip: torch.Tensor | None = None) -> Counts:
-    """Count any module by running it once (eval, inference mode) on a zero clip of ``input_shape``.
+def count_module(model: nn.Module, input_shape: Sequence[int], *, clip: torch.Tensor | None = None, batch: int = 1) -> Counts:
+    """Count any module by running it once (eval, inference mode) on zero clips of ``input_shape``.
 
     ``input_shape`` is per clip, (C, T, H, W). The model runs on the device of its first parameter
-    (``meta`` works and is instant). Its training flag is restored afterwards. ``clip`` runs that
-    clip, (C, T, H, W), instead: what a data-dependent model (SGS) executes depends on it.
+    (``meta`` works and is instant) on a batch of ``batch`` clips, and the counts are divided by
+    ``batch``: a model whose cost per clip does not depend on the batch gives the same counts at
+    every ``batch``. Its training flag is restored afterwards (frozen TorchScript has none). ``clip``
+    runs that clip, (C, T, H, W), instead: what a data-dependent model (SGS) executes depends on it.
     """
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     if clip is not None:
         if tuple(clip.shape) != tuple(input_shape):
             raise ValueError(f"clip of shape {tuple(clip.shape)} given for input_shape {tuple(input_shape)}")
-        x = clip[None].to(device)
+        x = clip[None].to(device).expand(batch, *clip.shape).contiguous()
     else:
-        x = torch.zeros((1, *input_shape), device=device)
+        x = torch.zeros((batch, *input_shape), device=device)
     names = {id(m): name for name, m in model.named_modules()}
     stack = [""]
 
@@ -157,8 +201,9 @@ def count_module(model: nn.Module, input_shape: Sequence[int], *, clip: torch.Te
         stack.pop()
 
     mode = _AtenCounter(stack)
-    was_training = model.training
-    model.eval()
+    was_training = getattr(model, "training", None)
+    if was_training is not None:
+        model.eval()
     pre = nn.modules.module.register_module_forward_pre_hook(push)
     post = nn.modules.module.register_module_forward_hook(pop)
     try:
@@ -167,17 +212,24 @@ def count_module(model: nn.Module, input_shape: Sequence[int], *, clip: torch.Te
     finally:
         pre.remove()
         post.remove()
-        model.train(was_training)
+        if was_training is not None:
+            model.train(was_training)
     params = sum(p.numel() for p in model.parameters())
-    return count_layers(mode.layers, tuple(input_shape), params=params)
+    return count_layers(mode.layers, tuple(input_shape), params=params, batch=batch, shapes=mode.shapes)
 
 
 # -- aten operators -> layers ------------------------------------------------------------------
 
-_MATMUL = {"bmm"}
-"""Products of two activations (no weights): SGS's merge."""
 _CONV = {"convolution", "_convolution", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}
-_LINEAR = {"linear", "addmm", "mm", "matmul", "baddbmm"}
+_LINEAR = {"linear", "addmm"}
+"""A weight times an activation (``addmm``: what ``linear`` decomposes to)."""
+_MATMUL = {"matmul", "mm", "bmm", "baddbmm", "addbmm", "dot", "vdot", "mv", "addmv"}
+"""Products of two tensors, any of which may be an activation (attention, SGS's merge)."""
+_ATTENTION = {
+    "scaled_dot_product_attention", "_scaled_dot_product_attention_math", "_scaled_dot_product_flash_attention",
+    "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_efficient_attention",
+    "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_fused_attention_overrideable",
+}  # fmt: skip
 _BN = {"batch_norm", "native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training", "cudnn_batch_norm"}
 _SIMPLE = {
     "relu": "relu",
@@ -197,72 +249,132 @@ _MOVEMENT = {
     "view", "_unsafe_view", "reshape", "transpose", "permute", "flatten", "split", "split_with_sizes", "chunk", "slice",
     "select", "clone", "contiguous", "expand", "t", "unsqueeze", "squeeze", "constant_pad_nd", "pad", "detach", "alias",
     "_to_copy", "copy", "to", "unbind", "narrow", "stack", "zeros", "zeros_like", "empty", "empty_like", "lift_fresh",
+    "roll", "unflatten", "movedim", "new_empty", "full", "full_like", "ones", "ones_like", "repeat", "expand_as", "view_as",
+    "as_strided", "index_copy", "fill", "zero", "_reshape_alias", "unfold", "tensor_split", "swapaxes", "flip",
 }  # fmt: skip
-_ELEMENTWISE = {"sub", "rsub", "div", "pow", "sum", "cumsum", "abs", "clamp", "clamp_min", "clamp_max", "neg", "sqrt", "mean", "round"}
-"""Arithmetic of the small per-slice tensors of SGS (and the like): neither convention counts it."""
+_ELEMENTWISE = {
+    "sub", "rsub", "div", "pow", "sum", "cumsum", "abs", "clamp", "clamp_min", "clamp_max", "neg", "sqrt", "mean", "round",
+    "tanh", "gelu", "silu", "hardswish", "hardsigmoid", "leaky_relu", "elu", "softplus", "exp", "log", "erf", "rsqrt",
+    "reciprocal", "softmax", "_softmax", "log_softmax", "_log_softmax", "addcmul", "addcdiv", "lerp", "sign", "floor",
+    "ceil", "amax", "amin", "var", "var_mean", "std", "std_mean", "prod", "cos", "sin", "where",
+    "masked_fill", "logsumexp", "norm", "linalg_vector_norm", "square", "maximum", "minimum", "true_divide",
+}  # fmt: skip
+"""Element-wise arithmetic and reductions: neither convention counts them as multiply-adds."""
+_NORMS = {"layer_norm", "native_layer_norm", "group_norm", "native_group_norm", "instance_norm", "rms_norm", "_fused_rms_norm"}
+"""Normalisations other than BatchNorm (a few element-wise operations per element; BatchNorm folds into the conv)."""
 _SELECTION = {
     "eq", "ne", "gt", "ge", "lt", "le", "scatter", "index", "index_put", "nonzero", "unique", "_unique2", "arange", "new_zeros",
-    "max", "min", "argsort", "sort", "masked_select", "index_select", "any", "all", "item", "_local_scalar_dense",
+    "max", "min", "argsort", "sort", "masked_select", "index_select", "any", "all", "item", "_local_scalar_dense", "argmax",
+    "argmin", "topk", "gather", "tril", "triu", "logical_not", "logical_and", "logical_or", "bitwise_not", "randn", "rand",
+    "new_ones", "scalar_tensor", "linspace",
 }  # fmt: skip
 """Comparisons, indexing and constructors: no arithmetic."""
+_RULES = (
+    _CONV | _LINEAR | _MATMUL | _ATTENTION | _BN | set(_SIMPLE) | _MAXPOOL | _AVGPOOL | _GAP | {"hardtanh", "einsum"}
+)  # fmt: skip
+KNOWN_OPS = frozenset(_RULES | _MOVEMENT | _ELEMENTWISE | _NORMS | _SELECTION)
+"""aten operators the counter has a rule or a category for; any other is decomposed when torch can."""
 
 
-def _first_tensor(out: Any) -> torch.Tensor | None:
+def _tensors(out: Any) -> list[torch.Tensor]:
     if isinstance(out, torch.Tensor):
-        return out
+        return [out]
     if isinstance(out, (tuple, list)):
-        return next((o for o in out if isinstance(o, torch.Tensor)), None)
-    return None
+        return [t for o in out for t in _tensors(o)]
+    return []
 
 
 def _arg(args: Sequence[Any], kwargs: dict[str, Any], i: int, name: str, default: Any = None) -> Any:
     return args[i] if len(args) > i else kwargs.get(name, default)
 
 
-def aten_layer(op: str, args: Sequence[Any], kwargs: dict[str, Any], out: Any, name: str) -> Layer:
-    """Describe one aten call as a :class:`Layer` (batch axis dropped), kind ``op`` if unknown."""
-    y = _first_tensor(out)
+def _size(t: torch.Tensor) -> Shape:
+    return tuple(int(d) for d in t.shape)
+
+
+def fold(shape: Sequence[int]) -> Shape:
+    """A full shape ``(N, C, D1, D2, ...)`` as a layer shape ``(C, N * D1, D2, ...)``: channels first, the
+    leading (batch) axis folded into the next, so that every element is still counted, whatever that
+    axis holds (clips, frames or heads). ``(N, C)`` becomes ``(C, N)``."""
+    s = tuple(shape)
+    if len(s) >= 3:
+        return (s[1], s[0] * s[2], *s[3:])
+    if len(s) == 2:
+        return (s[1], s[0])
+    return s
+
+
+def shape_text(args: Sequence[Any]) -> str:
+    """The shapes of an operator's tensor arguments, ``1x3x16x112x112, 8`` (lists of tensors flattened)."""
+    return ", ".join("x".join(map(str, t.shape)) or "scalar" for t in _tensors(list(args)))[:120]
+
+
+def aten_layers(op: str, args: Sequence[Any], kwargs: dict[str, Any], out: Any, name: str) -> list[Layer]:
+    """Describe one aten call as layers (usually one; an einsum of n operands gives n - 1 products).
+
+    Shapes are the operator's full shapes (see :func:`fold`); an operator without a rule becomes a
+    layer of kind ``op`` (listed as not counted).
+    """
+    outs = _tensors(out)
+    y = outs[0] if outs else None
     x = args[0] if args and isinstance(args[0], torch.Tensor) else None
-    out_shape: Shape = tuple(y.shape[1:]) if y is not None and y.dim() > 1 else tuple(y.shape) if y is not None else ()
-    in_shape: Shape = tuple(x.shape[1:]) if x is not None and x.dim() > 1 else tuple(x.shape) if x is not None else ()
+    out_shape = fold(_size(y)) if y is not None else ()
+    in_shape = fold(_size(x)) if x is not None else ()
     if op in _CONV:
-        w = args[1]
-        transposed = bool(_arg(args, kwargs, 6, "transposed", False)) if op in ("convolution", "_convolution") else "transpose" in op
-        groups = int(_arg(args, kwargs, 8 if op in ("convolution", "_convolution") else 6, "groups", 1))
-        bias = _arg(args, kwargs, 2, "bias") is not None
-        kernel = tuple(w.shape[2:])
-        if transposed:
-            in_shape, out_shape = out_shape, in_shape
-        return Layer(name, "conv", in_shape, out_shape, kernel=kernel, groups=groups, bias=bias)
+        return [_conv_layer(op, args, kwargs, y, name)]
+    if op in _ATTENTION:
+        return [_attention_layer(args, y, name)]
+    if op == "einsum":
+        return [Layer(name, kind, (k,), shape) for kind, shape, k in einsum_steps(str(args[0]), [_size(t) for t in args[1]])]
     if op in _MATMUL:
-        shape = tuple(y.shape[1:]) if y is not None else ()
-        return Layer(name, "matmul", (*shape[:-1], args[0].shape[-1]), shape)
+        a = args[1] if op in ("baddbmm", "addbmm", "addmv") else args[0]
+        k = int(a.shape[-1])
+        if op == "addbmm":  # sums the batch of products: (b, n, k) @ (b, k, m) -> (n, m)
+            k *= int(a.shape[0])
+        return [Layer(name, "matmul", (k,), _size(y) if y is not None else ())]
     if op in _LINEAR:
-        if op in ("addmm", "baddbmm"):
-            a, w = args[1], args[2]
-            fan_in = a.shape[-1]
-        elif op == "linear":
-            w = args[1]
-            fan_in = w.shape[-1]
+        if op == "addmm":
+            fan_in, bias = int(args[1].shape[-1]), True
         else:
-            w = args[1]
-            fan_in = args[0].shape[-1]
-        bias = op in ("addmm", "baddbmm") or (op == "linear" and _arg(args, kwargs, 2, "bias") is not None)
-        n_out = w.shape[0] if op == "linear" else w.shape[-1]
-        shape = tuple(y.shape[1:]) if y is not None and y.dim() > 1 else (n_out,)
-        return Layer(name, "linear", (*shape[:-1], fan_in), shape, bias=bias)
+            fan_in, bias = int(args[1].shape[-1]), _arg(args, kwargs, 2, "bias") is not None
+        shape = _size(y) if y is not None else ()
+        return [Layer(name, "linear", (*shape[:-1], fan_in), shape, bias=bias)]
     if op in _BN:
-        return Layer(name, "bn", out_shape, out_shape)
+        return [Layer(name, "bn", out_shape, out_shape)]
     if op == "hardtanh":
         lo, hi = _arg(args, kwargs, 1, "min_val", -1.0), _arg(args, kwargs, 2, "max_val", 1.0)
-        return Layer(name, "relu6" if (lo, hi) == (0, 6) else "hardtanh", in_shape, out_shape)
+        return [Layer(name, "relu6" if (lo, hi) == (0, 6) else "hardtanh", in_shape, out_shape)]
     if op in _MAXPOOL or op in _AVGPOOL:
         kernel = triple(_pad3(_arg(args, kwargs, 1, "kernel_size")))
-        return Layer(name, "maxpool" if op in _MAXPOOL else "avgpool", in_shape, out_shape, kernel=kernel)
+        return [Layer(name, "maxpool" if op in _MAXPOOL else "avgpool", in_shape, out_shape, kernel=kernel)]
     if op in _GAP:
-        kernel = tuple(i // max(o, 1) for i, o in zip(in_shape[1:], out_shape[1:], strict=True))
-        return Layer(name, "gap", in_shape, out_shape, kernel=kernel)
-    return Layer(name, _SIMPLE.get(op, op), in_shape, out_shape)
+        window = tuple(i // max(o, 1) for i, o in zip(in_shape[1:], out_shape[1:], strict=True))
+        return [Layer(name, "gap", in_shape, out_shape, kernel=window)]  # type: ignore[arg-type]
+    return [Layer(name, _SIMPLE.get(op, op), in_shape, out_shape)]
+
+
+def _conv_layer(op: str, args: Sequence[Any], kwargs: dict[str, Any], y: torch.Tensor | None, name: str) -> Layer:
+    """A convolution of any dimension, batched or not; transposed ones counted from their input."""
+    x, w = args[0], args[1]
+    full = op in ("convolution", "_convolution")
+    transposed = bool(_arg(args, kwargs, 6, "transposed", False)) if full else "transpose" in op
+    groups = int(_arg(args, kwargs, 8 if full else 6, "groups", 1))
+    bias = _arg(args, kwargs, 2, "bias") is not None
+    kernel = _size(w)[2:]
+    xs = _size(x) if x.dim() == w.dim() else (1, *_size(x))  # an unbatched input
+    ys = _size(y) if y is not None and y.dim() == w.dim() else (1, *(_size(y) if y is not None else ()))
+    in_shape, out_shape = fold(xs), fold(ys)
+    if transposed:
+        in_shape, out_shape = out_shape, in_shape
+    return Layer(name, "conv", in_shape, out_shape, kernel=kernel, groups=groups, bias=bias)  # type: ignore[arg-type]
+
+
+def _attention_layer(args: Sequence[Any], y: torch.Tensor | None, name: str) -> Layer:
+    """Scaled dot-product attention: each of the ``q.shape[:-1]`` queries meets S keys, E + Ev multiply-adds each."""
+    q, k, v = args[0], args[1], args[2]
+    s, e, ev = int(k.shape[-2]), int(q.shape[-1]), int(v.shape[-1])
+    out = _size(y) if y is not None else (*_size(q)[:-1], ev)
+    return Layer(name, "attention", (s, e + ev), out)
 
 
 def _pad3(k: Any) -> tuple[int, int, int]:
@@ -276,16 +388,30 @@ def _pad3(k: Any) -> tuple[int, int, int]:
 
 
 class _AtenCounter(TorchDispatchMode):
-    """Records every aten operator call as a layer named after the innermost running module."""
+    """Records every aten operator call as layers named after the innermost running module.
+
+    An operator the counter knows nothing about is decomposed into the operators it is made of
+    when torch has a decomposition for it (``cdist``, ``tensordot``, ``kron`` ...), and recorded as
+    unrecognised when it has none.
+    """
 
     def __init__(self, stack: list[str]) -> None:
         super().__init__()
         self.stack = stack
         self.layers: list[Layer] = []
+        self.shapes: list[str] = []
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
         op = func.overloadpacket.__name__.rstrip("_")  # in-place variants (relu_) count as their op
-        self.layers.append(aten_layer(op, args, kwargs, out, self.stack[-1]))
+        if op not in KNOWN_OPS:
+            with self:
+                decomposed = func.decompose(*args, **kwargs)
+            if decomposed is not NotImplemented:
+                return decomposed
+        out = func(*args, **kwargs)
+        layers = aten_layers(op, args, kwargs, out, self.stack[-1])
+        self.layers += layers
+        shape = "" if layers and layers[0].kind in MAC_KINDS else shape_text(args)
+        self.shapes += [shape] * len(layers)
         return out
