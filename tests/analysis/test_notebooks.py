@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -49,5 +51,20 @@ def test_notebook_executes(path: Path, kernel: str, tmp_path: Path) -> None:
     NotebookClient(nb, kernel_name=kernel, timeout=600, resources={"metadata": {"path": str(work)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
+    warned = [o["text"] for o in outputs if o.output_type == "stream" and o.get("name") == "stderr" and "Warning" in o["text"]]
+    assert not warned, f"a cell printed a warning: {warned[0][:200]}"
     assert any("image/png" in o.get("data", {}) for o in outputs), "no figure was drawn"
     assert nbformat.read(path, as_version=4) != nb  # executed in memory: the stored notebook keeps no outputs
+
+
+@pytest.mark.slow
+def test_the_readme_command_runs_a_notebook(kernel: str, tmp_path: Path) -> None:
+    """``.[dev]`` installs ``jupyter nbconvert``, which the README gives to run a notebook to HTML."""
+    jupyter = shutil.which("jupyter", path=str(Path(sys.executable).parent))
+    assert jupyter is not None, "jupyter is not installed beside this Python"
+    path = next(p for p in NOTEBOOKS if p.name.startswith("03_"))
+    argv = [jupyter, "nbconvert", "--to", "html", "--execute", f"--ExecutePreprocessor.kernel_name={kernel}", str(path)]
+    proc = subprocess.run([*argv, "--output-dir", str(tmp_path / "html")], capture_output=True, text=True, check=False, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    html = (tmp_path / "html" / "03_paper_findings.html").read_text()
+    assert "image/png" in html and "Traceback" not in html
