@@ -62,6 +62,15 @@ _BACKGROUND = 0.4
 """Contrast of the motion task's static background texture (0: flat grey, 1: full range)."""
 _DIGIT_SIZE = (0.75, 0.95)
 """Side of a digit as a fraction of the canvas side (MNIST digits fill about 20 of their 28 pixels)."""
+REFERENCE_VIDEO = (32, 56)
+"""Frames and side of the default stored video (16x48x48 clips), the units of every motion and size below.
+A video of another shape shows the same scene: sizes and speeds scale with the side, per-frame motion
+with 32 / frames (the whole video spans the same motion), so frames and resolution axes compare like with like."""
+
+
+def _units(frames: int, canvas: int) -> tuple[float, float]:
+    """(pixels per reference pixel, reference frames per frame) of a ``frames`` x ``canvas``^2 video (1, 1 at the reference)."""
+    return canvas / REFERENCE_VIDEO[1], REFERENCE_VIDEO[0] / frames
 
 
 @dataclass(frozen=True)
@@ -165,14 +174,14 @@ def _linear_path(
     return torch.from_numpy(x0[:, None] + vx[:, None] * f).float(), torch.from_numpy(y0[:, None] + vy[:, None] * f).float()
 
 
-def _dots(rng: np.random.Generator, n: int, k: int, frames: int, canvas: int, speed: float) -> Tensor:
+def _dots(rng: np.random.Generator, n: int, k: int, frames: int, canvas: int, speed: float, size: float = 1.0) -> Tensor:
     """``k`` Gaussian dots per video, each on its own straight path, signed amplitude: (n, frames, canvas, canvas)."""
     if k == 0:
         return torch.zeros(n, frames, canvas, canvas)
     angle = rng.random((n, k)) * 2 * np.pi
     v = speed * rng.uniform(0.4, 1.2, (n, k))
-    x, y = _linear_path(rng, n * k, frames, canvas, 3.0, angle.reshape(-1), v.reshape(-1))
-    sigma = torch.from_numpy(rng.uniform(1.2, 2.4, (n * k, 1, 1, 1))).float()
+    x, y = _linear_path(rng, n * k, frames, canvas, 3.0 * size, angle.reshape(-1), v.reshape(-1))
+    sigma = torch.from_numpy(rng.uniform(1.2, 2.4, (n * k, 1, 1, 1))).float() * size
     amp = torch.from_numpy(rng.choice([-1.0, 1.0], (n * k, 1, 1, 1)) * rng.uniform(0.5, 0.9, (n * k, 1, 1, 1))).float()
     coords = torch.arange(canvas, dtype=torch.float32) + 0.5
     gx = torch.exp(-((coords[None, None, :] - x[..., None]) ** 2)[:, :, None, :] / (2 * sigma**2))
@@ -193,6 +202,7 @@ def _motion_chunk(rng: np.random.Generator, n: int, frames: int, canvas: int, op
     contrast = torch.from_numpy(rng.choice([-1.0, 1.0], n) * rng.uniform(0.75, 1.0, n)).float()
 
     s, t = opts.speed, np.arange(frames)[None].astype(np.float64)
+    ks, kt = _units(frames, canvas)
     base_size = canvas * rng.uniform(*_OBJECT_SIZE, n)  # sprite side on the canvas at scale 1
     angle0 = rng.random(n) * 2 * np.pi
     cx = torch.from_numpy(canvas * rng.uniform(0.3, 0.7, (n, 1)) * np.ones_like(t)).float()
@@ -203,19 +213,19 @@ def _motion_chunk(rng: np.random.Generator, n: int, frames: int, canvas: int, op
     for i, lab in enumerate(labels):
         if lab in move:
             heading = move[int(lab)] + rng.uniform(-0.25, 0.25)
-            x, y = _linear_path(rng, 1, frames, canvas, canvas * 0.2, np.array([heading]), np.array([s * rng.uniform(0.75, 1.5)]))
+            x, y = _linear_path(rng, 1, frames, canvas, canvas * 0.2, np.array([heading]), np.array([s * ks * kt * rng.uniform(0.75, 1.5)]))
             cx[i], cy[i] = x[0], y[0]
         elif lab in (4, 5):
-            w = np.deg2rad(s * rng.uniform(4.5, 9.0)) * (1 if lab == 4 else -1)
+            w = np.deg2rad(s * kt * rng.uniform(4.5, 9.0)) * (1 if lab == 4 else -1)
             angle[i] = angle0[i] + w * t[0]
         elif lab in (6, 7):
-            rate = s * rng.uniform(0.018, 0.035)
+            rate = s * kt * rng.uniform(0.018, 0.035)
             end = np.exp(rate * (frames - 1))
             start = rng.uniform(0.7, 1.5 / end) if 1.5 / end > 0.7 else 1.5 / end
             grow = start * np.exp(rate * t[0])
             scale[i] = grow if lab == 6 else grow[::-1]
         elif lab == 8:
-            amp, period, phase = s * rng.uniform(2.5, 4.5), rng.uniform(6, 10), rng.uniform(0, 2 * np.pi)
+            amp, period, phase = s * ks * rng.uniform(2.5, 4.5), rng.uniform(6, 10) / kt, rng.uniform(0, 2 * np.pi)
             axis = rng.uniform(0, np.pi)
             off = amp * np.sin(2 * np.pi * t[0] / period + phase)
             cx[i] += torch.from_numpy(off * np.cos(axis)).float()
@@ -225,7 +235,7 @@ def _motion_chunk(rng: np.random.Generator, n: int, frames: int, canvas: int, op
     obj = 0.5 + contrast[:, None, None, None] * (layer[:, :, 0] - 0.5)
     a = layer[:, :, 1]
     video = background[:, None] * (1 - a) + obj * a
-    video = video + _dots(rng, n, opts.distractors, frames, canvas, s)
+    video = video + _dots(rng, n, opts.distractors, frames, canvas, s * ks * kt, size=ks)
     return _quantise(video, rng, opts.noise), labels
 
 
@@ -265,6 +275,7 @@ def _digits_chunk(
     rng: np.random.Generator, n: int, frames: int, canvas: int, opts: ProxyOptions, pool: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     images, digit_labels = mnist_digits()
+    ks, kt = _units(frames, canvas)
     pick = pool[rng.integers(0, len(pool), n)]
     digits = torch.from_numpy(images[pick].astype(np.float32) / 255)[:, None]
     direction = rng.integers(0, 4, n)
@@ -276,7 +287,7 @@ def _digits_chunk(
         labels = digit_labels[pick]
     scale = canvas * rng.uniform(*_DIGIT_SIZE, n) / 28
     margin = 28 * scale.max() * 0.45
-    x, y = _linear_path(rng, n, frames, canvas, margin, angle, opts.speed * rng.uniform(0.4, 0.9, n))
+    x, y = _linear_path(rng, n, frames, canvas, margin, angle, opts.speed * ks * kt * rng.uniform(0.4, 0.9, n))
     tilt = torch.from_numpy(np.repeat(rng.uniform(-0.25, 0.25, (n, 1)), frames, 1)).float()
     size = torch.from_numpy(np.repeat(scale[:, None], frames, 1)).float()
     video = _render(digits, x, y, tilt, size, canvas)[:, :, 0]
@@ -287,9 +298,9 @@ def _digits_chunk(
         oy, ox = rng.integers(4, 28 - frag - 3, n * k), rng.integers(4, 28 - frag - 3, n * k)
         pieces = torch.stack([src[i, oy[i] : oy[i] + frag, ox[i] : ox[i] + frag] for i in range(n * k)])[:, None]
         fa = rng.random(n * k) * 2 * np.pi
-        fx, fy = _linear_path(rng, n * k, frames, canvas, frag * 0.5, fa, opts.speed * rng.uniform(0.3, 1.0, n * k))
+        fx, fy = _linear_path(rng, n * k, frames, canvas, frag * 0.5 * ks, fa, opts.speed * ks * kt * rng.uniform(0.3, 1.0, n * k))
         ftilt = torch.from_numpy(np.repeat(rng.uniform(-np.pi, np.pi, (n * k, 1)), frames, 1)).float()
-        fsize = torch.from_numpy(np.repeat(rng.uniform(0.9, 1.3, (n * k, 1)), frames, 1)).float()
+        fsize = torch.from_numpy(np.repeat(rng.uniform(0.9, 1.3, (n * k, 1)) * ks, frames, 1)).float()
         fl = _render(pieces, fx, fy, ftilt, fsize, canvas)[:, :, 0].view(n, k, frames, canvas, canvas)
         video = torch.maximum(video, fl.amax(1))
     return _quantise(0.08 + 0.84 * video, rng, opts.noise), labels
@@ -331,8 +342,9 @@ def generate(
 
 
 def _cache_key(task: str, split: str, num_samples: int, video: tuple[int, int, int], seed: int, options: ProxyOptions) -> str:
+    units = {} if (video[0], video[1]) == REFERENCE_VIDEO else {"units": "reference"}  # scaled scenes; the reference keeps its key
     desc = json.dumps(
-        {"v": GENERATOR_VERSION, "task": task, "split": split, "n": num_samples, "video": video, "seed": seed, **asdict(options)},
+        {"v": GENERATOR_VERSION, "task": task, "split": split, "n": num_samples, "video": video, "seed": seed, **asdict(options), **units},
         sort_keys=True,
     )
     digest = hashlib.sha256(desc.encode()).hexdigest()[:10]
