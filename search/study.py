@@ -188,15 +188,49 @@ def open_storage(url: str, *, heartbeat: int = 10) -> RDBStorage:
         raise StorageError(f"cannot reach storage {redact(url)}: {first}") from None
 
 
-def _sampler(config: SearchConfig) -> optuna.samplers.BaseSampler:
+TPE_STARTUP = 8
+"""Trials TPE samples at random (from the worker's seed) before it models the results."""
+WORKER_ATTR = "worker."
+"""Study user attribute prefix: ``worker.<index>`` holds the ``host:pid`` that claimed that index."""
+
+
+def sampler_seed(seed: int, index: int) -> int:
+    """The sampler seed of worker ``index`` of a study with ``--seed seed``: a pure function of both,
+    so a run is reproduced by its seed and workers never share a stream."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, index]).generate_state(1)[0])
+
+
+def _sampler(config: SearchConfig, index: int = 0) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(
-            seed=config.seed + os.getpid(),  # workers must not propose identical candidates
-            multivariate=True,
-            group=True,
-            n_startup_trials=8,
+            seed=sampler_seed(config.seed, index), multivariate=True, group=True, n_startup_trials=TPE_STARTUP
         )
+
+
+def claim_worker_index(study: optuna.Study, me: str | None = None) -> int:
+    """The lowest worker index of the study that no worker has claimed yet, claimed for ``me``
+    (default :func:`worker_id`) and recorded on the study as ``worker.<index>``. The first worker
+    of a study is 0; a resumed run is a new worker and takes the next index."""
+    me = me or worker_id()
+    index = 0
+    while True:
+        key = f"{WORKER_ATTR}{index}"
+        if key not in study.user_attrs:
+            study.set_user_attr(key, me)
+            time.sleep(0.05)  # a worker that claimed the same index at the same moment wrote last: re-read
+            if study.user_attrs.get(key) == me:
+                return index
+        index += 1
+
+
+def seed_sampler(study: optuna.Study, config: SearchConfig) -> int:
+    """Claim a worker index and give ``study`` the sampler seeded from (seed, index); returns the index."""
+    index = claim_worker_index(study)
+    study.sampler = _sampler(config, index)
+    return index
 
 
 def _pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
@@ -545,6 +579,8 @@ class WorkerReport:
     rejected: int = 0
     pruned: int = 0
     failed: int = 0
+    index: int = 0
+    """This worker's index in the study (its sampler is seeded from the study's seed and it)."""
     seconds: float = 0.0
     lines: list[str] = field(default_factory=list)
 
