@@ -10,7 +10,8 @@ A candidate with a Similarity Guided Sampling layer costs what the clips cost on
 screened with the mean over the proxy validation set of the untrained network (built with the seed
 it will be trained from: the only measurement there is before training). After training the mean
 is measured again with the trained network: that is the trial's ``macs`` (what the network it
-produced costs), and a trial whose trained mean exceeds the budget is marked infeasible.
+produced costs), and a trial whose trained mean exceeds the budget is infeasible, in e3d's files and
+to the sampler (a trained SGS candidate's constraints are written after training, from that mean).
 """
 
 from __future__ import annotations
@@ -410,23 +411,27 @@ class Objective:
         # the sampler learns the feasible region from these (<= 0: within the bound); a candidate
         # within budget that cannot run at the proxy clip counts as infeasible too
         violations = verdict.constraints if verdict.feasible == feasible else (1.0, 1.0, 1.0)
-        for key, v in zip(CONSTRAINTS, violations, strict=True):
-            if key not in trial.constraints:  # a retried trial inherits its original's
-                trial.set_constraint(key, v)
+        if not (feasible and spec.sgs):  # a trained SGS network's constraints are its trained cost's
+            _constrain(trial, violations)
         if not feasible:
             return 0.0 if cfg.objective == "accuracy" else self._values(0.0, verdict)
         trial.set_user_attr("trained", True)
         assert proxy_spec is not None
         try:
             accuracy, best, epochs = self._train(trial, proxy_spec, seed)
-        except KeyboardInterrupt:
-            trial.set_user_attr("interrupted", True)  # re-enqueued by the next worker that starts
+        except BaseException as e:
+            if spec.sgs:  # stopped before its trained cost exists: the screen's estimate
+                _constrain(trial, violations)
+            if isinstance(e, KeyboardInterrupt):
+                trial.set_user_attr("interrupted", True)  # re-enqueued by the next worker that starts
             raise
         trial.set_user_attr("accuracy", accuracy)
         trial.set_user_attr("best_accuracy", best)
         trial.set_user_attr("epochs", epochs)
-        if spec.sgs and self.last_model is not None and self.data.val is not None:
-            verdict = self._after_training(trial, spec, verdict)
+        if spec.sgs:
+            if self.last_model is not None and self.data.val is not None:
+                verdict = self._after_training(trial, spec, verdict)
+            _constrain(trial, verdict.constraints)
         self.last_model = None
         if self.on_trained is not None:
             self.on_trained(trial, verdict, attrs)
@@ -461,10 +466,13 @@ class Objective:
         trial.set_user_attr("macs_max", cost.max_macs)
         trial.set_user_attr("sgs_mean_bins", [round(b, 3) for b in cost.mean_bins()])
         budget = self.config.budget.mflops
-        if budget is not None and mean.macs > budget * 1e6:
-            trial.set_user_attr("feasible", False)
-            trial.set_user_attr("rejected_reason", f"after training: mean macs {mean.macs / 1e6:.1f} M > {budget:g} M")
-        return dataclasses.replace(verdict, cost=mean)
+        macs_x = verdict.constraints[0]
+        if budget is not None:
+            macs_x = mean.macs / (budget * 1e6) - 1
+            if macs_x > 0:
+                trial.set_user_attr("feasible", False)
+                trial.set_user_attr("rejected_reason", f"after training: mean macs {mean.macs / 1e6:.1f} M > {budget:g} M")
+        return dataclasses.replace(verdict, cost=mean, constraints=(macs_x, *verdict.constraints[1:]), feasible=macs_x <= 0)
 
     def _values(self, accuracy: float, verdict: Screen) -> list[float]:
         values = [accuracy, verdict.cost.macs / 1e6]
@@ -509,6 +517,13 @@ class Objective:
             trial.set_user_attr("error", f"non-finite loss: {e}")
             raise
         return result.val_top1, result.best_val_top1, result.epochs_run
+
+
+def _constrain(trial: optuna.Trial, violations: tuple[float, float, float]) -> None:
+    """Tell the sampler the trial's relative excess over each bound (<= 0: within it)."""
+    for key, v in zip(CONSTRAINTS, violations, strict=True):
+        if key not in trial.constraints:  # a retried trial inherits its original's
+            trial.set_constraint(key, v)
 
 
 def latency_meter(mode: str = "optimized") -> Callable[[NetSpec], float]:

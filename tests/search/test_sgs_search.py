@@ -91,3 +91,29 @@ def test_sgs_inside_a_search_trial() -> None:
     assert a["macs_untrained"] == expected
     assert a["macs_min"] <= a["macs"] <= a["macs_max"] <= a["macs_upper_bound"] == spec_totals(spec).macs
     assert len(a["sgs_mean_bins"]) == 1 and 1 <= a["sgs_mean_bins"][0] <= spec.sgs[0].bins
+
+
+def test_sgs_over_budget_after_training_is_infeasible_to_the_sampler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The untrained network keeps one bin of every clip (cheap: within budget), the trained one all
+    of them (over it): the study's constraint must say over budget, not the screen's estimate."""
+    from search import study as st
+    from tests.search.test_study import fake_fit
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    proxy = ProxyConfig(train_samples=16, val_samples=8, epochs=1, batch_size=8)
+    params = {**preset_params("sevnet", 0.25), "sevnet.sgs": 0, "sevnet.sgs_bin_width": 0.25}
+    spec = spec_from_params(params, clip=(16, 112, 112), num_classes=10)
+    cheap, full = data_cost(spec, [(1,)]).mean_macs, spec_totals(spec).macs
+    budget = Budget(mflops=(cheap + full) / 2 / 1e6)
+    config = SearchConfig(budget=budget, families=("sevnet",), proxy=proxy, sgs=True, pruner="none")
+    data = load_proxy(proxy, progress=False)
+    monkeypatch.setattr(st.Objective, "_sgs_bins", lambda self, spec, seed: [(1,)] * 8)
+    monkeypatch.setattr(st, "dataset_bins", lambda model, dataset, **_: [(spec.sgs[0].bins,)] * 8)
+    monkeypatch.setattr("search.train.fit", fake_fit([50.0]))
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(params)
+    study.optimize(Objective(config, data), n_trials=1)
+    t = study.trials[0]
+    assert t.user_attrs["macs_untrained"] == round(cheap) and t.user_attrs["macs"] == full
+    assert t.user_attrs["feasible"] is False and "after training" in t.user_attrs["rejected_reason"]
+    assert t.constraints["macs"] == pytest.approx(full / (budget.mflops * 1e6) - 1) and t.constraints["macs"] > 0
