@@ -58,6 +58,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--per-layer", action="store_true", help="also list every layer's macs, params and paper MFLOPs")
     p.add_argument(
+        "--latency-table", metavar="FILE", help="also predict the latency from a table of e3d latency-table (printed next to measured)"
+    )
+    p.add_argument(
         "--backend", choices=("e3d", "fvcore", "ptflops"), default="e3d", help="also count with fvcore or ptflops and show the differences"
     )
     p.add_argument("--json", action="store_true", help="print one JSON object (a list of rows with --paper-table)")
@@ -93,6 +96,11 @@ def run(args: argparse.Namespace) -> int:
         raise TargetError("--data and --weights need a preset or a spec file (an e3d network) as TARGET")
     if args.weights:
         _load_weights(target, args.weights)
+    predicted: dict[str, Any] = {}
+    if args.latency_table:  # checked before measuring: a table that does not fit is one line at once
+        from profiler.latency_table import predicted_latency
+
+        predicted = predicted_latency(args.latency_table, target.spec, batch_size=args.batch_size, optimized=args.optimize)
     result = profile(
         target,
         batch_size=args.batch_size,
@@ -107,13 +115,25 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.data is not None:
         _data_cost(args, result)
+    result.extra.update(predicted)
     text = render(result, per_layer=args.per_layer)
+    if args.latency_table and not args.json:
+        text += "\n" + _render_predicted(result)
     if not args.json and args.data is not None:
         text += "\n\n" + _render_data(result.extra)
     elif not args.json and target.spec is not None and target.spec.sgs:
         text += "\n\n  SGS: the counts above are for the most expensive clip (every SGS layer keeps its most bins); see --data"
     print(json.dumps(result.as_dict(), indent=2) if args.json else text)
     return 0
+
+
+def _render_predicted(result: Any) -> str:
+    """The predicted latency next to the measured one (``--latency-table``)."""
+    e, lat = result.extra, result.latency
+    pred = e["latency_predicted_ms"]
+    measured = f"measured {lat.median_ms:,.2f} ms (predicted {(pred / lat.median_ms - 1) * 100:+.1f}%)" if lat else "not measured"
+    table = f"{e['latency_table']['device_name']} table, {e['latency_predicted_path']}"
+    return f"  predicted     {pred:,.2f} ms per batch ({table}); {measured}"
 
 
 def _load_weights(target: Any, path: str) -> None:
