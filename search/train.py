@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from profiler.precision import PRECISIONS, ExecConfig, cache_key, network_key, resolve, train_step_seconds
 from search.data import DataError, ErrorReport, Indexed, collate_indexed
 from space import E3DError
 
@@ -61,7 +62,9 @@ class TrainConfig:
     only the last layer, with dropout ``dropout`` (default 0.9 then, the paper's UCF-101 value; otherwise
     the model's own). ``eval_batch_size`` defaults to twice ``batch_size``. ``threads`` sets torch's
     CPU threads during the call (None: leave them); on a busy machine one thread can be several times
-    faster than two, because the threads of each small op wait for one another.
+    faster than two, because the threads of each small op wait for one another. ``precision`` is
+    ``fp32`` (eager, contiguous: the default), ``bf16`` (CPU autocast, channels-last-3d), ``fp16``
+    (CUDA) or ``auto`` (the fastest that a short calibration measures: :func:`resolve_exec`).
     """
 
     epochs: int = 5
@@ -82,6 +85,7 @@ class TrainConfig:
     dropout: float | None = None
     eval_batch_size: int | None = None
     threads: int | None = None
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -105,6 +109,8 @@ class TrainConfig:
             raise ConfigError(f"eval_batch_size must be >= 1; got {self.eval_batch_size}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1; got {self.threads}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
 
     @property
     def head_dropout(self) -> float | None:
@@ -126,6 +132,8 @@ class FitResult:
     stopped_early: bool = False
     resumed_from: int = 0
     checkpoint: Path | None = None
+    exec_config: ExecConfig | None = None
+    """The precision, memory format and threads the run trained with, and why."""
 
     @property
     def val_loss(self) -> float:
@@ -301,13 +309,22 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, data: Dataset[Any], *, batch_size: int, device: str = "cpu", num_workers: int = 0, progress: bool = False
+    model: nn.Module,
+    data: Dataset[Any],
+    *,
+    batch_size: int,
+    device: str = "cpu",
+    num_workers: int = 0,
+    progress: bool = False,
+    exec_config: ExecConfig | None = None,
 ) -> dict[str, float]:
     """Clip top-1/top-5, video top-1 (clip softmax scores averaged per video) in percent, and the mean loss.
 
     Also returns the numbers behind them: ``clips``, ``videos`` and ``skipped`` (unreadable clips).
-    Top-5 is top-k with k = min(5, classes).
+    Top-5 is top-k with k = min(5, classes). ``exec_config`` runs the model under its autocast and
+    memory format (the model's weights must already be in that format: :meth:`ExecConfig.prepare`).
     """
+    run_as = exec_config or ExecConfig(device=device)
     dev = resolve_device(device)
     n = _length(data, "evaluation")
     videos_of = list(getattr(data, "clip_videos", range(n)))
@@ -327,7 +344,8 @@ def evaluate(
             bar.update(len(idx) + len(bad))
             if len(idx) == 0:
                 continue
-            out = model(x.to(dev, non_blocking=True)).float().cpu()
+            with run_as.autocast():
+                out = model(run_as.input(x.to(dev, non_blocking=True))).float().cpu()
             loss_sum += F.cross_entropy(out, y, reduction="sum").item()
             pred = out.topk(k, 1).indices
             top1 += int((pred[:, 0] == y).sum())
@@ -385,6 +403,7 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     meta: dict[str, Any] | None = None,
+    exec_config: ExecConfig | None = None,
 ) -> FitResult:
     """Train ``model`` on ``train_data`` for ``config.epochs`` epochs, validating after each.
 
@@ -393,7 +412,9 @@ def fit(
     ``seconds``, ``clips_per_s`` and ``skipped``; whatever it raises propagates unchanged. With
     ``checkpoint_dir`` a checkpoint (``last.pt``, with ``meta`` stored alongside) is written after every
     epoch, and ``resume`` continues from it when present. Raises :class:`NonFiniteLossError` when the
-    training loss stops being finite.
+    training loss stops being finite. ``exec_config`` is how to run (precision, memory format); by
+    default :func:`resolve_exec` of ``config.precision``, or, resuming, the one the checkpoint was
+    trained with (unless another precision is asked for).
     """
     threads = torch.get_num_threads()
     if config.threads is not None:
@@ -409,6 +430,7 @@ def fit(
             resume=resume,
             progress=progress,
             meta=meta,
+            exec_config=exec_config,
         )
     finally:
         torch.set_num_threads(threads)
@@ -425,6 +447,7 @@ def _fit(
     resume: bool,
     progress: bool,
     meta: dict[str, Any] | None,
+    exec_config: ExecConfig | None,
 ) -> FitResult:
     start_time = time.perf_counter()
     _length(train_data, "training")
@@ -434,7 +457,7 @@ def _fit(
     state = load_checkpoint(ckpt_path) if resume and ckpt_path is not None and ckpt_path.is_file() else None
     if state is None:
         seed_everything(config.seed)
-    run = _start(model, config)
+    run = _start(model, config, exec_config or _exec_of(model, train_data, config, state))
     if state is not None:
         _restore(run, state, ckpt_path)
     resumed_from = run.start_epoch
@@ -459,7 +482,45 @@ def _fit(
         stopped_early=stopped_early,
         resumed_from=resumed_from,
         checkpoint=ckpt_path,
+        exec_config=run.exec,
     )
+
+
+def resolve_exec(model: nn.Module, train_data: Dataset[Any], config: TrainConfig, *, cache: Path | None = None) -> ExecConfig:
+    """How ``config.precision`` trains ``model`` here (:func:`profiler.precision.resolve`): ``auto``
+    times a few training steps of each candidate at the training batch and clip, once per CPU model,
+    torch version, threads and network shape (cached)."""
+    shape = _input_shape(model, train_data)
+    classes = model_classes(model)
+    key = cache_key("train", network_key(model, shape), batch_size=config.batch_size, device=config.device, threads=config.threads)
+
+    def measure(c: ExecConfig) -> float:
+        return train_step_seconds(model, c, input_shape=shape, batch_size=config.batch_size, num_classes=classes)
+
+    return resolve(config.precision, measure=measure, key=key, device=config.device, threads=config.threads, cache=cache)
+
+
+def _input_shape(model: nn.Module, data: Dataset[Any]) -> tuple[int, ...]:
+    """One clip's (C, T, H, W): the model's spec's, else the first readable item's."""
+    spec = getattr(model, "spec", None)
+    if spec is not None and hasattr(spec, "input_shape"):
+        return tuple(spec.input_shape)
+    for i in range(len(data) if isinstance(data, Sized) else 0):
+        item = data[i]
+        if isinstance(item, tuple):
+            return tuple(item[0].shape)
+    raise DataError("no readable clip to calibrate the precision on")
+
+
+def _exec_of(model: nn.Module, train_data: Dataset[Any], config: TrainConfig, state: dict[str, Any] | None) -> ExecConfig:
+    """The checkpoint's configuration when resuming with the same (or ``auto``) precision, else a new one."""
+    if state is None or not state.get("exec"):
+        return resolve_exec(model, train_data, config)
+    stored = state["exec"]
+    if config.precision in ("auto", state["config"].get("precision", "fp32")):
+        found = ExecConfig.from_dict(stored)
+        return dataclasses.replace(found, threads=config.threads, device=config.device, reason=f"from the checkpoint ({found.reason})")
+    return resolve_exec(model, train_data, config)
 
 
 @dataclass
@@ -471,17 +532,20 @@ class _Run:
     device: torch.device
     opt: torch.optim.Optimizer
     sched: Any
+    exec: ExecConfig
+    scaler: torch.amp.GradScaler
     history: list[dict[str, float]] = field(default_factory=list)
     start_epoch: int = 0
 
 
-def _start(model: nn.Module, config: TrainConfig) -> _Run:
-    """Move the model to the device, freeze what is frozen, and make the optimiser and schedule."""
+def _start(model: nn.Module, config: TrainConfig, exec_config: ExecConfig) -> _Run:
+    """Move the model to the device and memory format, freeze what is frozen, and make the optimiser,
+    schedule and (fp16 only) gradient scaler."""
     dev = resolve_device(config.device)
     if dev.type == "cuda":
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
-    model.to(dev)
+    exec_config.prepare(model.to(dev))
     if config.freeze_backbone:
         for p in model.parameters():
             p.requires_grad_(False)
@@ -489,7 +553,8 @@ def _start(model: nn.Module, config: TrainConfig) -> _Run:
             p.requires_grad_(True)
     params = _freeze(model, config.head_dropout)
     opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, dampening=config.dampening, weight_decay=config.weight_decay)
-    return _Run(model, config, dev, opt, _scheduler(opt, config))
+    scaler = torch.amp.GradScaler(dev.type, enabled=exec_config.precision == "fp16")
+    return _Run(model, config, dev, opt, _scheduler(opt, config), exec_config, scaler)
 
 
 def _restore(run: _Run, state: dict[str, Any], ckpt_path: Path | None) -> None:
@@ -503,6 +568,8 @@ def _restore(run: _Run, state: dict[str, Any], ckpt_path: Path | None) -> None:
     except (RuntimeError, ValueError, KeyError) as e:
         raise CheckpointError(f"checkpoint {ckpt_path} does not fit this model: {str(e).splitlines()[0]}") from None
     run.sched.load_state_dict(state["scheduler"])
+    if state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
     _set_rng_state(state["rng"])
     run.history = [dict(h) for h in state["history"]]
     run.start_epoch = int(state["epoch"])
@@ -526,7 +593,15 @@ def _run_epoch(run: _Run, train_data: Dataset[Any], val_data: Dataset[Any], epoc
     stats, skipped = _train_epoch(run, train_data, epoch, lr, progress=progress)
     train_seconds = time.perf_counter() - t0
     eval_bs = config.eval_batch_size or 2 * config.batch_size
-    val = evaluate(run.model, val_data, batch_size=eval_bs, device=config.device, num_workers=config.num_workers, progress=progress)
+    val = evaluate(
+        run.model,
+        val_data,
+        batch_size=eval_bs,
+        device=config.device,
+        num_workers=config.num_workers,
+        progress=progress,
+        exec_config=run.exec,
+    )
     if config.schedule == "plateau":
         run.sched.step(val["loss"])
     else:
@@ -591,15 +666,22 @@ def _train_epoch(run: _Run, train_data: Dataset[Any], epoch: int, lr: float, *, 
 
 def _train_step(run: _Run, x: torch.Tensor, y: torch.Tensor, stats: _EpochStats, *, where: str) -> None:
     """Forward, loss, backward and optimiser step on one batch; adds to ``stats``."""
-    x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
-    out = run.model(x)
-    loss = F.cross_entropy(out, y)
+    x, y = run.exec.input(x.to(run.device, non_blocking=True)), y.to(run.device, non_blocking=True)
+    with run.exec.autocast():
+        out = run.model(x)
+    loss = F.cross_entropy(out.float(), y)
     value = loss.item()
     if not math.isfinite(value):
-        raise NonFiniteLossError(f"the training loss became {value} at {where}; lower the learning rate")
+        fix = (
+            "lower the learning rate"
+            if run.exec.precision == "fp32"
+            else f"lower the learning rate or train in fp32 (not {run.exec.label})"
+        )
+        raise NonFiniteLossError(f"the training loss became {value} at {where} under {run.exec.label}; {fix}")
     run.opt.zero_grad(set_to_none=True)
-    loss.backward()
-    run.opt.step()
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.opt)
+    run.scaler.update()
     stats.steps += 1
     stats.loss_sum += value * len(y)
     stats.correct += int((out.argmax(1) == y).sum())
@@ -618,6 +700,8 @@ def _checkpoint_state(run: _Run, epoch: int, train_data: Dataset[Any], meta: dic
         "rng": _rng_state(),
         "history": run.history,
         "config": dataclasses.asdict(run.config),
+        "exec": run.exec.as_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else None,
         "spec": spec.to_dict() if spec is not None and hasattr(spec, "to_dict") else None,
         "class_names": list(getattr(train_data, "class_names", [])),
         "meta": meta or {},
@@ -643,6 +727,7 @@ __all__ = [
     "load_checkpoint",
     "model_classes",
     "resolve_device",
+    "resolve_exec",
     "save_checkpoint",
     "seed_everything",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import space
+from profiler.precision import ExecConfig, cache_key, detect_cpu, network_key, write_cache
 from search.data import proxy_dataset
 from search.train import (
     CheckpointError,
@@ -23,6 +25,7 @@ from search.train import (
     evaluate,
     fit,
     load_checkpoint,
+    resolve_exec,
 )
 from space import E3DError
 
@@ -234,3 +237,63 @@ def test_each_proxy_task_is_learned_well_above_chance_and_resumes_exactly(task: 
     resumed = fit(resumed_model, train, val, cfg, checkpoint_dir=tmp_path / "run", resume=True, progress=False)
     assert resumed.resumed_from == 2 and same_weights(resumed_model, whole)
     assert resumed.val_top1 == full.val_top1
+
+
+needs_bf16 = pytest.mark.skipif(not detect_cpu().bf16, reason="this CPU has no native bf16 (AVX512-BF16 or AMX)")
+
+
+@needs_bf16
+def test_bf16_training_learns_resumes_exactly_and_is_recorded_in_the_checkpoint(tmp_path: Path) -> None:
+    # eight clips, one step per epoch, scored on themselves: the loss of a learning network falls
+    clips = proxy_dataset("digits", split="train", clip=CLIP, num_samples=8, cache_dir=tmp_path / "data", progress=False)
+    bf16 = config(epochs=6, lr=0.05, milestones=(0.9,), precision="bf16")
+    whole = tiny_model()
+    full = fit(whole, clips, clips, bf16, checkpoint_dir=tmp_path / "a", progress=False)
+    losses = [h["val_loss"] for h in full.history]
+    assert losses[-1] < losses[0] - 0.1 and losses[-1] < 0.98 * math.log(10), losses
+    assert full.exec_config is not None and full.exec_config.label == "bf16 eager"
+    stored = load_checkpoint(tmp_path / "a")
+    assert stored["exec"]["precision"] == "bf16" and stored["exec"]["channels_last"] is False
+    assert stored["config"]["precision"] == "bf16"
+
+    def interrupt(epoch: int, metrics: dict[str, float]) -> None:
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_model(), clips, clips, bf16, checkpoint_dir=tmp_path / "b", on_epoch=interrupt, progress=False)
+    resumed_model = tiny_model(seed=5)
+    resumed = fit(resumed_model, clips, clips, bf16, checkpoint_dir=tmp_path / "b", resume=True, progress=False)
+    assert resumed.resumed_from == 3 and same_weights(resumed_model, whole)
+    assert strip_timing(resumed.history) == strip_timing(full.history)
+
+
+def test_auto_uses_the_cached_calibration_and_a_resume_keeps_the_checkpoints_choice(
+    data: tuple[Any, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train, val = data
+    monkeypatch.setenv("E3D_CACHE", str(tmp_path / "cache"))
+    cfg = config(epochs=1, precision="auto")
+    net = tiny_model()
+    key = cache_key("train", network_key(net, (3, *CLIP)), batch_size=8, device="cpu", threads=None)
+    write_cache(tmp_path / "cache" / "precision.json", key, ExecConfig("fp32", True, reason="calibrated (faked)"))
+    chosen = resolve_exec(net, train, cfg)
+    assert chosen.label == "fp32 channels-last" and "faked" in chosen.reason and "cached" in chosen.reason
+    result = fit(net, train, val, cfg, checkpoint_dir=tmp_path / "run", progress=False)
+    assert result.exec_config is not None and result.exec_config.label == "fp32 channels-last"
+    assert load_checkpoint(tmp_path / "run")["exec"]["channels_last"] is True
+    (tmp_path / "cache" / "precision.json").unlink()  # a resume must not calibrate again
+    again = fit(tiny_model(), train, val, config(epochs=2, precision="auto"), checkpoint_dir=tmp_path / "run", resume=True, progress=False)
+    assert again.exec_config is not None and again.exec_config.label == "fp32 channels-last"
+    assert "from the checkpoint" in again.exec_config.reason
+
+
+@needs_bf16
+def test_a_non_finite_loss_under_bf16_names_the_precision(data: tuple[Any, Any]) -> None:
+    with pytest.raises(NonFiniteLossError, match="under bf16 eager; lower the learning rate or train in fp32"):
+        fit(tiny_model(), NaNClips(), data[1], config(precision="bf16"), progress=False)
+
+
+def test_an_unknown_precision_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="precision must be one of auto, fp32, bf16, fp16"):
+        config(precision="fp8")

@@ -1,0 +1,330 @@
+"""Numeric precision and memory format: what a network needs to run fast on this device, chosen by measurement.
+
+An :class:`ExecConfig` is one way to run a network: ``fp32``, ``bf16`` or ``fp16`` autocast, the
+contiguous or the channels-last-3d memory format, and the torch thread count. ``--precision`` asks for
+one of them, or ``auto``: on a CPU a short calibration times a few training (or inference) steps of
+each candidate (:func:`candidates`) and keeps the fastest, unless nothing beats fp32 eager by
+:data:`MARGIN` (then fp32 eager: ``auto`` never picks a configuration that measured slower than it);
+on a GPU ``auto`` is CUDA mixed precision (bf16 where the GPU has it, else fp16). Calibrations are
+cached per CPU model, torch version, device, threads, batch and network shape in a JSON file under the
+user's cache folder (``$E3D_CACHE`` or ``~/.cache/e3d``), written atomically.
+
+bf16 counts as available on a CPU with native bf16 instructions (AVX512-BF16 or AMX-BF16, read from
+the CPU's flags, never assumed); elsewhere torch would emulate it at a fraction of fp32's speed, so
+asking for it there is an error (:class:`PrecisionError`), not a silent fp32 run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from profiler.latency import cpu_name
+from space.spec import E3DError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+"""What ``--precision`` accepts."""
+MARGIN = 0.03
+"""``auto`` keeps fp32 eager unless a candidate's step is at least this fraction faster (timing noise)."""
+CACHE_FILE = "precision.json"
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class PrecisionError(E3DError):
+    """A precision this machine or device cannot run (the message names what is missing)."""
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """The CPU as the OS and torch see it: model name, torch's vector ISA and the relevant flags."""
+
+    name: str
+    isa: str
+    flags: frozenset[str]
+
+    @property
+    def bf16(self) -> bool:
+        """Native bf16 arithmetic: AVX512-BF16 or AMX-BF16."""
+        return bool({"avx512_bf16", "amx_bf16"} & self.flags)
+
+    def describe(self) -> str:
+        """Such as ``Intel(R) Xeon(R) Processor (AVX512; avx512_bf16, amx_bf16)``."""
+        shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8") if f in self.flags]
+        return f"{self.name} ({self.isa}; {', '.join(shown) or 'no AVX'})"
+
+
+@cache
+def detect_cpu() -> CpuInfo:
+    """This machine's CPU (flags from ``/proc/cpuinfo``; none where it cannot be read)."""
+    flags: frozenset[str] = frozenset()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = frozenset(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    return CpuInfo(cpu_name(), torch.backends.cpu.get_cpu_capability(), flags)
+
+
+@dataclass(frozen=True)
+class ExecConfig:
+    """One way to run a network: autocast precision, memory format, threads, and why it was chosen."""
+
+    precision: str = "fp32"
+    channels_last: bool = False
+    threads: int | None = None
+    device: str = "cpu"
+    reason: str = "the default"
+
+    @property
+    def label(self) -> str:
+        """Such as ``bf16 channels-last`` or ``fp32 eager``."""
+        return f"{self.precision} {'channels-last' if self.channels_last else 'eager'}"
+
+    def describe(self) -> str:
+        """One line: what runs, on what, and why."""
+        threads = f", {self.threads} thread{'s' if self.threads != 1 else ''}" if self.threads else ""
+        return f"precision {self.label} on {self.device}{threads}: {self.reason}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ExecConfig:
+        """Inverse of :meth:`as_dict` (unknown keys ignored)."""
+        return cls(**{k: d[k] for k in ("precision", "channels_last", "threads", "device", "reason") if k in d})
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """Autocast to this precision (nothing for fp32)."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(self.device).type, dtype=DTYPES[self.precision])
+
+    def input(self, x: Tensor) -> Tensor:
+        """A batch of clips in this memory format."""
+        return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last and x.dim() == 5 else x
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """Put the model's 5-D weights in this memory format (in place); returns it."""
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+        return model
+
+
+def check_supported(precision: str, device: str = "cpu", *, cpu: CpuInfo | None = None) -> None:
+    """Raise :class:`PrecisionError` when ``precision`` cannot run natively on ``device``."""
+    if precision not in PRECISIONS:
+        raise PrecisionError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if precision == "bf16" and not torch.cuda.is_bf16_supported():
+            raise PrecisionError(f"bf16 asked for, but {torch.cuda.get_device_name(dev)} has no bf16 support; use fp16 or fp32")
+        return
+    cpu = cpu or detect_cpu()
+    if precision == "fp16":
+        raise PrecisionError("fp16 is for CUDA devices; on a CPU use bf16 (where it has AVX512-BF16 or AMX) or fp32")
+    if precision == "bf16" and not cpu.bf16:
+        raise PrecisionError(f"bf16 asked for, but this CPU has neither AVX512-BF16 nor AMX-BF16: {cpu.describe()}; use fp32")
+
+
+def fixed(precision: str, *, device: str = "cpu", threads: int | None = None, cpu: CpuInfo | None = None) -> ExecConfig:
+    """The configuration of an explicit ``fp32``, ``bf16`` or ``fp16``: autocast, contiguous memory format.
+
+    Contiguous because it is bit-for-bit reproducible: bf16 training in channels-last-3d on oneDNN is
+    not (two identical runs on an AMX Xeon, torch 2.13, ended with different weights), so an exact
+    resume cannot be promised for it; ``auto`` may still pick it for speed."""
+    check_supported(precision, device, cpu=cpu)
+    return ExecConfig(precision, channels_last=False, threads=threads, device=device, reason="asked for")
+
+
+def candidates(*, device: str = "cpu", threads: int | None = None, cpu: CpuInfo | None = None) -> list[ExecConfig]:
+    """What ``auto`` measures on a CPU, fp32 eager first: fp32 channels-last, and bf16 in both memory
+    formats where the CPU has native bf16."""
+    out = [ExecConfig("fp32", False, threads, device), ExecConfig("fp32", True, threads, device)]
+    if (cpu or detect_cpu()).bf16:
+        out += [ExecConfig("bf16", False, threads, device), ExecConfig("bf16", True, threads, device)]
+    return out
+
+
+def choose(timings: Sequence[tuple[ExecConfig, float]], *, margin: float = MARGIN) -> ExecConfig:
+    """The fastest of ``timings`` (configuration, seconds per step; fp32 eager first), unless none
+    beats fp32 eager by ``margin``: then fp32 eager. The reason lists every timing."""
+    if not timings:
+        raise ValueError("no timings to choose from")
+    base, base_s = timings[0]
+    if base.precision != "fp32" or base.channels_last:
+        raise ValueError("the first timing must be fp32 eager, the baseline")
+    best, best_s = min(timings, key=lambda t: t[1])
+    measured = ", ".join(f"{c.label} {s * 1000:.0f} ms" for c, s in timings)
+    if best_s < base_s * (1 - margin):
+        why = f"calibrated, {base_s / best_s:.2f}x fp32 eager ({measured} per step)"
+        return replace(best, reason=why)
+    return replace(base, reason=f"calibrated, nothing beat fp32 eager by {margin:.0%} ({measured} per step)")
+
+
+# -- the calibration cache -------------------------------------------------------------------------
+
+
+def cache_path() -> Path:
+    """``$E3D_CACHE/precision.json`` (default ``~/.cache/e3d``)."""
+    root = os.environ.get("E3D_CACHE") or Path.home() / ".cache" / "e3d"
+    return Path(root) / CACHE_FILE
+
+
+def network_key(model: nn.Module, input_shape: Sequence[int]) -> str:
+    """A short hash of the network (its spec, or its parameter shapes) and the clip shape."""
+    spec = getattr(model, "spec", None)
+    text = spec.to_json() if spec is not None and hasattr(spec, "to_json") else repr([tuple(p.shape) for p in model.parameters()])
+    return hashlib.sha1(f"{text}|{tuple(input_shape)}".encode()).hexdigest()[:16]
+
+
+def cache_key(kind: str, network: str, *, batch_size: int, device: str, threads: int | None, cpu: CpuInfo | None = None) -> str:
+    """Calibrations are valid per CPU model, torch version, device, threads, batch and network."""
+    return "|".join([kind, (cpu or detect_cpu()).name, torch.__version__, device, f"t{threads or 0}", f"b{batch_size}", network])
+
+
+def read_cache(path: Path) -> dict[str, Any]:
+    """The cached calibrations (empty when the file is missing or unreadable)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_cache(path: Path, key: str, config: ExecConfig) -> None:
+    """Add one calibration to the cache file (re-read first, written to a temporary name and renamed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = read_cache(path)
+    data[key] = config.as_dict()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def resolve(
+    precision: str,
+    *,
+    measure: Callable[[ExecConfig], float] | None,
+    key: str,
+    device: str = "cpu",
+    threads: int | None = None,
+    cpu: CpuInfo | None = None,
+    cache: Path | None = None,
+) -> ExecConfig:
+    """The configuration ``precision`` means here. ``auto`` on a CPU: the cached calibration under
+    ``key``, else ``measure(config)`` (seconds per step) of each of :func:`candidates`, then
+    :func:`choose`, cached in ``cache`` (default :func:`cache_path`). ``auto`` on CUDA: autocast to
+    bf16 where supported, else fp16, channels as they are."""
+    if precision != "auto":
+        return fixed(precision, device=device, threads=threads, cpu=cpu)
+    if torch.device(device).type == "cuda":
+        half = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return ExecConfig(half, False, threads, device, reason="auto on a GPU: CUDA mixed precision")
+    path = cache or cache_path()
+    hit = read_cache(path).get(key)
+    if isinstance(hit, dict):
+        found = ExecConfig.from_dict(hit)
+        return replace(found, threads=threads, device=device, reason=f"{found.reason}; cached in {path}")
+    if measure is None:
+        raise ValueError("auto needs a measure function when the calibration is not cached")
+    chosen = choose([(c, measure(c)) for c in candidates(device=device, threads=threads, cpu=cpu)])
+    write_cache(path, key, chosen)
+    return chosen
+
+
+# -- measurements -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def train_step_seconds(
+    model: nn.Module,
+    config: ExecConfig,
+    *,
+    input_shape: Sequence[int],
+    batch_size: int,
+    num_classes: int,
+    warmup: int = 1,
+    repeats: int = 3,
+) -> float:
+    """Median seconds of one SGD training step (forward, cross-entropy, backward, update) of a copy of
+    ``model`` under ``config``, on a random batch; torch's RNG state and ``model`` are left as they were."""
+    m = config.prepare(copy.deepcopy(model).to(config.device).train())
+    opt = torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9)
+    gen = torch.Generator().manual_seed(0)
+    x = config.input(torch.randn(batch_size, *input_shape, generator=gen).to(config.device))
+    y = torch.randint(0, num_classes, (batch_size,), generator=gen).to(config.device)
+    samples: list[float] = []
+    with torch.random.fork_rng(devices=[]), _threads(config.threads):
+        for i in range(warmup + repeats):
+            t0 = time.perf_counter()
+            with config.autocast():
+                loss = F.cross_entropy(m(x).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if torch.device(config.device).type == "cuda":
+                torch.cuda.synchronize()
+            if i >= warmup:
+                samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+class Autocast(nn.Module):
+    """Runs the wrapped model under an :class:`ExecConfig` (memory format and autocast); float32 out."""
+
+    def __init__(self, model: nn.Module, config: ExecConfig) -> None:
+        super().__init__()
+        self.model = config.prepare(model)
+        self.config = config
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Class scores of a batch of clips, as float32."""
+        with self.config.autocast():
+            return self.model(self.config.input(x)).float()
+
+
+__all__ = [
+    "PRECISIONS",
+    "Autocast",
+    "CpuInfo",
+    "ExecConfig",
+    "PrecisionError",
+    "cache_key",
+    "cache_path",
+    "candidates",
+    "check_supported",
+    "choose",
+    "detect_cpu",
+    "fixed",
+    "network_key",
+    "resolve",
+    "train_step_seconds",
+]

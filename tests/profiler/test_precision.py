@@ -1,0 +1,127 @@
+"""Precision and memory format: capability checks, ``auto``'s choice from calibration timings, the cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import space
+from profiler.precision import (
+    Autocast,
+    CpuInfo,
+    ExecConfig,
+    PrecisionError,
+    cache_key,
+    candidates,
+    check_supported,
+    choose,
+    network_key,
+    read_cache,
+    resolve,
+    train_step_seconds,
+)
+
+AMX = CpuInfo("Fake Xeon", "AVX512", frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}))
+EPYC = CpuInfo("Fake EPYC", "AVX2", frozenset({"avx2"}))
+
+
+def timer(seconds: dict[str, float]) -> tuple[list[str], object]:
+    """A fake calibration: seconds per step by label; records what was measured."""
+    seen: list[str] = []
+
+    def measure(c: ExecConfig) -> float:
+        seen.append(c.label)
+        return seconds[c.label]
+
+    return seen, measure
+
+
+def test_auto_picks_bf16_when_it_measures_fastest_on_a_bf16_cpu(tmp_path: Path) -> None:
+    seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last": 0.8, "bf16 eager": 0.6, "bf16 channels-last": 0.5})
+    c = resolve("auto", measure=measure, key="k", cpu=AMX, cache=tmp_path / "p.json")  # type: ignore[arg-type]
+    assert (c.precision, c.channels_last) == ("bf16", True)
+    assert seen == ["fp32 eager", "fp32 channels-last", "bf16 eager", "bf16 channels-last"]
+    assert "2.00x fp32 eager" in c.reason
+
+
+def test_auto_keeps_fp32_eager_when_bf16_is_slower_and_channels_last_gains_too_little(tmp_path: Path) -> None:
+    # the issue's measurement on an AMX machine: bf16 slower than fp32 for depthwise-heavy networks
+    _seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last": 0.99, "bf16 eager": 1.2, "bf16 channels-last": 1.3})
+    c = resolve("auto", measure=measure, key="k", cpu=AMX, cache=tmp_path / "p.json")  # type: ignore[arg-type]
+    assert (c.precision, c.channels_last) == ("fp32", False)
+    assert "nothing beat fp32 eager" in c.reason
+
+
+def test_auto_picks_fp32_channels_last_when_it_wins_and_never_measures_bf16_without_it(tmp_path: Path) -> None:
+    seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last": 0.8})
+    c = resolve("auto", measure=measure, key="k", cpu=EPYC, cache=tmp_path / "p.json")  # type: ignore[arg-type]
+    assert (c.precision, c.channels_last) == ("fp32", True)
+    assert seen == ["fp32 eager", "fp32 channels-last"]
+
+
+def test_the_calibration_is_cached_per_key_and_written_atomically(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "p.json"
+    seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last": 0.8, "bf16 eager": 0.6, "bf16 channels-last": 0.5})
+    first = resolve("auto", measure=measure, key="a", cpu=AMX, cache=path)  # type: ignore[arg-type]
+    again = resolve("auto", measure=None, key="a", cpu=AMX, cache=path)
+    assert len(seen) == 4 and again.label == first.label and "cached" in again.reason
+    resolve("auto", measure=measure, key="b", cpu=AMX, cache=path)  # type: ignore[arg-type]
+    assert set(read_cache(path)) == {"a", "b"} and len(seen) == 8
+    assert [p.name for p in path.parent.iterdir()] == ["p.json"]  # no temporary file left
+
+
+def test_cache_keys_separate_cpus_batches_threads_and_networks() -> None:
+    net = space.build(space.paper_spec("mobilenet", width_mult=0.25, num_classes=10, sample_size=32, sample_duration=8))
+    other = space.build(space.paper_spec("mobilenet", width_mult=0.5, num_classes=10, sample_size=32, sample_duration=8))
+    k = network_key(net, (3, 8, 32, 32))
+    assert k != network_key(other, (3, 8, 32, 32)) and k != network_key(net, (3, 16, 32, 32))
+    keys = {
+        cache_key("train", k, batch_size=16, device="cpu", threads=1, cpu=AMX),
+        cache_key("train", k, batch_size=16, device="cpu", threads=1, cpu=EPYC),
+        cache_key("train", k, batch_size=8, device="cpu", threads=1, cpu=AMX),
+        cache_key("train", k, batch_size=16, device="cpu", threads=2, cpu=AMX),
+    }
+    assert len(keys) == 4
+
+
+def test_bf16_on_a_cpu_without_it_and_fp16_on_a_cpu_are_user_errors() -> None:
+    with pytest.raises(PrecisionError, match="neither AVX512-BF16 nor AMX-BF16: Fake EPYC"):
+        check_supported("bf16", cpu=EPYC)
+    with pytest.raises(PrecisionError, match="fp16 is for CUDA"):
+        check_supported("fp16", cpu=AMX)
+    with pytest.raises(PrecisionError, match="unknown precision"):
+        check_supported("int4", cpu=AMX)
+    check_supported("bf16", cpu=AMX)
+    assert resolve("bf16", measure=None, key="k", cpu=AMX).label == "bf16 eager"
+    assert resolve("fp32", measure=None, key="k", cpu=EPYC).label == "fp32 eager"
+
+
+def test_choose_needs_fp32_eager_first() -> None:
+    with pytest.raises(ValueError, match="baseline"):
+        choose([(ExecConfig("bf16", True), 1.0)])
+    assert [c.label for c in candidates(cpu=AMX)] == ["fp32 eager", "fp32 channels-last", "bf16 eager", "bf16 channels-last"]
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_calibration_step_leaves_the_model_and_the_rng_alone() -> None:
+    net = space.build(space.paper_spec("mobilenet", width_mult=0.25, num_classes=10, sample_size=32, sample_duration=8))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    rng = torch.get_rng_state()
+    s = train_step_seconds(net, ExecConfig("fp32", True), input_shape=(3, 8, 32, 32), batch_size=2, num_classes=10, repeats=1)
+    assert s > 0
+    assert torch.equal(rng, torch.get_rng_state())
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert dict(net.named_parameters())["stem.conv.weight"].is_contiguous()
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_the_autocast_wrapper_returns_float32_close_to_fp32() -> None:
+    net = space.build(space.paper_spec("mobilenet", width_mult=0.25, num_classes=10, sample_size=32, sample_duration=8)).eval()
+    x = torch.randn(2, 3, 8, 32, 32)
+    with torch.no_grad():
+        ref = net(x)
+        out = Autocast(net, ExecConfig("bf16", True)).eval()(x)
+    assert out.dtype == torch.float32
+    assert (out - ref).abs().max() <= 0.1 * ref.abs().max()
