@@ -4,7 +4,9 @@ Every function takes trial rows (a study's, or the paper's from :func:`analysis.
 draws on ``ax`` when given (else on a new figure) and returns the figure. Figures are plain
 ``matplotlib.figure.Figure`` objects, independent of pyplot and of any interactive backend; save one
 with :func:`save_figure`. Each series (a family, the Pareto front, the budget, the 0.5x threshold)
-carries a legend label, so a test can count them.
+carries a legend label, so a test can count them. Legends sit below the axes, searched candidates
+are diamonds and paper presets circles, points on the Pareto front are ringed, and point labels
+(``annotate``) are placed where they overlap neither another label nor a point.
 """
 
 from __future__ import annotations
@@ -51,6 +53,69 @@ def _color(family: Any) -> str:
     return FAMILY_COLORS.get(str(family), "black")
 
 
+SEARCHED = ("search", "retry")
+"""Sources of searched candidates; every other source (baseline, sweep, paper) is a paper preset."""
+_MARKERS = {True: "D", False: "o"}
+"""Searched candidates are diamonds, paper presets circles."""
+_LABEL_SIZE = 7
+_BOX = {"boxstyle": "square,pad=0.05", "fc": "white", "ec": "none", "alpha": 0.75}
+"""A light background behind point labels, so that a line crossing one does not hide it."""
+_OFFSETS = ((6, -11, "left"), (6, 4, "left"), (-6, -11, "right"), (-6, 4, "right"), (0, 7, "center"), (0, -18, "center"))
+"""Where a point's label may go (points right, points up, alignment), tried in this order."""
+
+
+def _legend(ax: Axes, *, title: str | None = None) -> None:
+    """The legend below the axes, where it never hides a point."""
+    n = len(ax.get_legend_handles_labels()[1])
+    if n:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=min(3, n), fontsize=8, title=title, title_fontsize=8, frameon=False)
+
+
+def _source_key(ax: Axes, kinds: set[bool]) -> None:
+    """Legend entries for the marker shapes, when the axes show both searched and preset points."""
+    if len(kinds) == 2:
+        ax.plot([], [], ls="none", marker=_MARKERS[True], color="0.3", label="searched")
+        ax.plot([], [], ls="none", marker=_MARKERS[False], color="0.3", label="paper preset")
+
+
+def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _label_points(ax: Axes, labels: Sequence[tuple[float, float, str, str]]) -> None:
+    """Write each (x, y, text, colour) label next to its point, at the first of :data:`_OFFSETS`
+    where it stays inside the axes and covers no point and no label placed before it (sizes are
+    estimated in points from the font size, so call this after the axis scales are set)."""
+    if not labels:
+        return
+    ax.autoscale_view()
+    fig = ax.get_figure(root=True)
+    assert isinstance(fig, Figure)
+    box = ax.get_position()
+    width, height = box.width * fig.get_figwidth() * 72, box.height * fig.get_figheight() * 72
+    to_axes = ax.transScale + ax.transLimits
+    where = [to_axes.transform((x, y)) * (width, height) for x, y, _, _ in labels]
+    taken = [(px - 6, py - 6, px + 6, py + 6) for px, py in where]  # the markers and their front rings
+    for (x, y, text, color), (px, py) in zip(labels, where, strict=True):
+        w, h = 0.6 * _LABEL_SIZE * len(text), _LABEL_SIZE
+        choice = None
+        for dx, dy, ha in _OFFSETS:
+            left = px + dx - {"left": 0.0, "right": w, "center": w / 2}[ha]
+            rect = (left, py + dy, left + w, py + dy + h)
+            inside = rect[0] >= 0 and rect[2] <= width and rect[1] >= 0 and rect[3] <= height
+            if inside and not any(_overlaps(rect, t) for t in taken):
+                choice = (dx, dy, ha, rect)
+                break
+        if choice is None:  # crowded: the first place that stays inside, else the default
+            dx, dy, ha = next((o for o in _OFFSETS if 0 <= px + o[0] - (w if o[2] == "right" else 0) <= width - w), _OFFSETS[0])
+            choice = (dx, dy, ha, (px + dx, py + dy, px + dx + w, py + dy + h))
+        dx, dy, ha, rect = choice
+        taken.append(rect)
+        ax.annotate(
+            text, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, va="bottom", fontsize=_LABEL_SIZE, color=color, bbox=_BOX
+        )
+
+
 def _log_if_wide(ax: Axes, values: pd.Series, logx: bool | None) -> None:
     ax.margins(x=0.08)
     positive = values[values > 0]
@@ -93,26 +158,49 @@ def plot_accuracy_vs_cost(
     points = pareto_points(df, cost=cost)
     x = points[cost] * info.scale
     repeated = bool((points["n"] > 1).any())
+    searched = points["source"].isin(SEARCHED)
+    labels: list[tuple[float, float, str, str]] = []
     for family, g in points.groupby("family", sort=True):
-        gx = g[cost] * info.scale
-        yerr = g["accuracy_std"].fillna(0.0) if repeated else None
-        ax.errorbar(gx, g["accuracy"], yerr=yerr, fmt="o", color=_color(family), label=str(family), capsize=2, alpha=0.85)
+        named = False
+        for kind in (False, True):
+            part = g[searched[g.index] == kind]
+            if not len(part):
+                continue
+            gx = part[cost] * info.scale
+            yerr = part["accuracy_std"].fillna(0.0) if repeated else None
+            label = str(family) if not named else "_" + str(family)
+            ax.errorbar(gx, part["accuracy"], yerr=yerr, fmt=_MARKERS[kind], color=_color(family), label=label, capsize=2, alpha=0.85)
+            named = True
         if annotate:
-            for xi, yi, w in zip(gx, g["accuracy"], g["width_mult"], strict=True):
-                ax.annotate(f"{w:g}x", (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7, color=_color(family))
+            labels += [
+                (xi, yi, f"{w:g}x", _color(family)) for xi, yi, w in zip(g[cost] * info.scale, g["accuracy"], g["width_mult"], strict=True)
+            ]
+    _source_key(ax, set(searched))
     if front and len(points):
         f = points[points["on_front"]]
-        ax.step(f[cost] * info.scale, f["accuracy"], where="post", color="black", lw=1.2, label="Pareto front")
+        ax.step(
+            f[cost] * info.scale,
+            f["accuracy"],
+            where="post",
+            color="black",
+            lw=1.2,
+            label="Pareto front",
+            marker="o",
+            ms=10,
+            mfc="none",
+            zorder=3,
+        )
     if budget is not None:
         ax.axvline(budget, color="black", ls="--", lw=1, label=f"budget {budget:g} {info.unit}".rstrip())
     if not len(points):
         _empty(ax, "no finished trials")
     _log_if_wide(ax, x, logx)
+    _label_points(ax, labels)
     ax.set_xlabel(info.label)
     ax.set_ylabel(_accuracy_label(df))
     ax.set_title(title or f"accuracy vs {info.label.split(' (')[0]}")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax)
     return fig
 
 
@@ -123,13 +211,17 @@ def plot_width_curves(df: pd.DataFrame, *, threshold: float = WIDTH_THRESHOLD, t
     fig, ax = _axes(ax)
     curves = width_curves(df)
     for family, g in curves.groupby("family", sort=True):
-        n = int(g["n"].max())
-        label = f"{family} (mean ± sd, up to {n} runs)" if n > 1 else str(family)
         ax.errorbar(
-            g["width_mult"], g["accuracy_mean"], yerr=g["accuracy_std"].fillna(0.0), fmt="o-", capsize=3, color=_color(family), label=label
+            g["width_mult"],
+            g["accuracy_mean"],
+            yerr=g["accuracy_std"].fillna(0.0),
+            fmt="o-",
+            capsize=3,
+            color=_color(family),
+            label=str(family),
         )
     lo = min(float(curves["width_mult"].min()), threshold) if len(curves) else threshold
-    ax.axvspan(lo * 0.9, threshold, color="0.85", alpha=0.5, lw=0, label="_below threshold")
+    ax.axvspan(lo * 0.9, threshold, color="0.85", alpha=0.5, lw=0, label=f"below {threshold:g}x")
     ax.axvline(threshold, color="black", ls=":", lw=1.2, label=f"width {threshold:g}x")
     if not len(curves):
         _empty(ax, "no finished trials")
@@ -137,7 +229,8 @@ def plot_width_curves(df: pd.DataFrame, *, threshold: float = WIDTH_THRESHOLD, t
     ax.set_ylabel(_accuracy_label(df))
     ax.set_title(title or "accuracy vs width multiplier")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    n = int(curves["n"].max()) if len(curves) else 1
+    _legend(ax, title=f"mean ± sd over up to {n} runs" if n > 1 else None)
     return fig
 
 
@@ -158,19 +251,21 @@ def plot_latency_vs_cost(
     info, linfo = cost_info(cost), cost_info(latency)
     arch = architectures(df, keep=(cost, latency), trained=False)
     arch = arch[arch[cost].notna() & arch[latency].notna()]
+    labels: list[tuple[float, float, str, str]] = []
     for family, g in arch.groupby("family", sort=True):
-        ax.scatter(g[cost] * info.scale, g[latency] * linfo.scale, color=_color(family), label=str(family), alpha=0.85)
+        gx, gy = g[cost] * info.scale, g[latency] * linfo.scale
+        ax.scatter(gx, gy, color=_color(family), label=str(family), alpha=0.85)
         if annotate:
-            for xi, yi, w in zip(g[cost] * info.scale, g[latency] * linfo.scale, g["width_mult"], strict=True):
-                ax.annotate(f"{w:g}x", (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7, color=_color(family))
+            labels += [(xi, yi, f"{w:g}x", _color(family)) for xi, yi, w in zip(gx, gy, g["width_mult"], strict=True)]
     corr = speed_rank_correlation(df, cost=cost, latency=latency)
     if len(arch):
         rho = "undefined" if math.isnan(corr.rho) else f"{corr.rho:.2f}"
         ax.text(0.03, 0.96, f"Spearman ρ = {rho} (n = {corr.n})", transform=ax.transAxes, va="top", fontsize=9)
-        ax.legend(fontsize=8)
+        _legend(ax)
     else:
         _empty(ax, "no latency measured")
     _log_if_wide(ax, arch[cost] * info.scale, logx)
+    _label_points(ax, labels)
     ax.set_xlabel(info.label)
     ax.set_ylabel(linfo.label)
     ax.set_title(title or f"latency vs {info.label.split(' (')[0]}")
@@ -202,11 +297,11 @@ def plot_paper(
     if results is not None:
         panels.append((results_title, results, budget, False))
     panels += [(f"Table 8: {DATASETS[d]}", paper_frame(d), paper_budget, True) for d in datasets]
-    fig = Figure(figsize=(4.6 * len(panels), 4.0), layout="constrained")
+    fig = Figure(figsize=(4.6 * len(panels), 4.8), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (title, df, line, annotate) in zip(axes, panels, strict=True):
-        if kind == "accuracy":
-            plot_accuracy_vs_cost(df, cost=cost, budget=line, annotate=annotate, title=title, ax=ax)
+        if kind == "accuracy":  # log x on every panel, so that the results read like Table 8's
+            plot_accuracy_vs_cost(df, cost=cost, budget=line, annotate=annotate, title=title, logx=True, ax=ax)
         else:
             plot_width_curves(df, title=title, ax=ax)
     return fig
@@ -220,10 +315,10 @@ def plot_paper_speed(*, results: pd.DataFrame | None = None, results_title: str 
         panels.append((results_title, results, "macs", "latency_ms", False))
     paper = paper_frame("kinetics600")
     panels += [(f"Table 8: {name}", paper, cost, f"{key}_latency_ms", True) for key, name in PLATFORMS.items()]
-    fig = Figure(figsize=(4.6 * len(panels), 4.0), layout="constrained")
+    fig = Figure(figsize=(4.6 * len(panels), 4.8), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (title, df, c, lat, annotate) in zip(axes, panels, strict=True):
-        plot_latency_vs_cost(df, cost=c, latency=lat, annotate=annotate, title=title, ax=ax)
+        plot_latency_vs_cost(df, cost=c, latency=lat, annotate=annotate, title=title, logx=True, ax=ax)
     return fig
 
 

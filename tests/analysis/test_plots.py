@@ -50,7 +50,7 @@ def trials() -> object:
 
 def test_accuracy_vs_cost_one_series_per_family_plus_front_and_budget(trials: object) -> None:
     ax = only_axes(plot_accuracy_vs_cost(trials, budget=60.0))  # type: ignore[arg-type]
-    assert labels(ax) == sorted(["mobilenet", "mobilenetv2", "shufflenet", "Pareto front", "budget 60 M"])
+    assert labels(ax) == sorted(["mobilenet", "mobilenetv2", "shufflenet", "Pareto front", "budget 60 M", "searched", "paper preset"])
     assert_labelled(ax)
     assert "multiply-adds" in ax.get_xlabel() and "motion" in ax.get_ylabel()
     s = series(ax)
@@ -66,18 +66,20 @@ def test_accuracy_vs_cost_without_budget_or_front_and_on_given_axes(trials: obje
     fig = Figure()
     ax = fig.add_subplot()
     assert plot_accuracy_vs_cost(trials, cost="params", front=False, ax=ax) is fig  # type: ignore[arg-type]
-    assert labels(ax) == ["mobilenet", "mobilenetv2", "shufflenet"]
+    assert labels(ax) == ["mobilenet", "mobilenetv2", "paper preset", "searched", "shufflenet"]
     assert ax.get_xlabel() == "parameters (M)"
 
 
 def test_width_curves_one_curve_per_family_and_the_threshold(trials: object) -> None:
     ax = only_axes(plot_width_curves(trials))  # type: ignore[arg-type]
-    assert labels(ax) == ["mobilenet (mean ± sd, up to 2 runs)", "mobilenetv2", "shufflenet", "width 0.5x"]
+    assert labels(ax) == ["below 0.5x", "mobilenet", "mobilenetv2", "shufflenet", "width 0.5x"]
+    legend = ax.get_legend()
+    assert legend is not None and legend.get_title().get_text() == "mean ± sd over up to 2 runs"
     assert_labelled(ax)
     assert ax.get_xlabel() == "width multiplier"
     s = series(ax)
     assert s["width 0.5x"][0] == [0.5, 0.5]
-    assert s["mobilenet (mean ± sd, up to 2 runs)"] == ([0.5, 1.0], [42.0, 55.0])
+    assert s["mobilenet"] == ([0.5, 1.0], [42.0, 55.0])
 
 
 def test_latency_vs_cost_series_and_printed_rank_correlation() -> None:
@@ -115,8 +117,9 @@ def test_paper_figure_puts_results_beside_each_dataset(trials: object) -> None:
         assert labels(ax) == five
         assert_labelled(ax)
     assert "Kinetics-600" in fig.axes[1].get_ylabel()
+    assert all(ax.get_xscale() == "log" for ax in fig.axes), "the results panel reads like Table 8's"
     width = plot_paper(kind="width", datasets=["jester"])
-    assert len(width.axes) == 1 and "width 0.5x" in labels(width.axes[0]) and len(labels(width.axes[0])) == 6
+    assert len(width.axes) == 1 and "width 0.5x" in labels(width.axes[0]) and len(labels(width.axes[0])) == 7
     with pytest.raises(ValueError, match="kind"):
         plot_paper(kind="pie")
 
@@ -133,3 +136,44 @@ def test_save_figure_writes_png_and_svg(tmp_path: Path, trials: object) -> None:
     paths = save_figure(plot_width_curves(trials), tmp_path / "out", "w")  # type: ignore[arg-type]
     assert [p.name for p in paths] == ["w.png", "w.svg"]
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and b"<svg" in paths[1].read_bytes()[:500]
+
+
+def test_a_single_point_front_is_drawn_and_searched_points_look_different() -> None:
+    df = from_study(make_study([T("mobilenet", 0.5, 40.0), T("shufflenet", 0.5, 45.0, source="baseline")])).trials
+    ax = only_axes(plot_accuracy_vs_cost(df))
+    front = next(ln for ln in ax.get_lines() if ln.get_label() == "Pareto front")
+    assert len(front.get_xdata()) == 1 and front.get_marker() == "o" and float(front.get_markersize()) > 0, "a lone front point is ringed"
+    markers = {c.get_label().lstrip("_"): c.lines[0].get_marker() for c in ax.containers}
+    assert markers["mobilenet"] != markers["shufflenet"], "searched and preset markers differ"
+    alone = only_axes(plot_accuracy_vs_cost(df[df["source"] == "search"]))
+    assert "searched" not in labels(alone), "the marker key appears only when both kinds are shown"
+
+
+def _boxes(fig: Figure) -> list[tuple[object, object]]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    return [
+        (ax.get_window_extent(renderer), [t.get_window_extent(renderer) for t in ax.texts if t.get_text().endswith("x")]) for ax in fig.axes
+    ]
+
+
+@pytest.mark.parametrize("kind", ["accuracy", "speed"])
+def test_point_labels_neither_overlap_nor_leave_the_axes(kind: str) -> None:
+    fig = plot_paper(datasets=["kinetics600", "jester", "ucf101"]) if kind == "accuracy" else plot_paper_speed()
+    for axes_box, texts in _boxes(fig):
+        assert len(texts) == 17
+        for i, a in enumerate(texts):
+            assert axes_box.x0 - 1 <= a.x0 and a.x1 <= axes_box.x1 + 1, "a label is clipped at the axes' edge"  # type: ignore[attr-defined]
+            overlapping = [b for b in texts[i + 1 :] if a.overlaps(b)]  # type: ignore[attr-defined]
+            assert not overlapping, "two point labels overlap"
+
+
+def test_legends_sit_below_the_axes(trials: object) -> None:
+    fig = plot_accuracy_vs_cost(trials, budget=60.0)  # type: ignore[arg-type]
+    ((axes_box, _),) = _boxes(fig)
+    legend = fig.axes[0].get_legend()
+    assert legend is not None
+    assert legend.get_window_extent().y1 <= axes_box.y0 + 1  # type: ignore[attr-defined]
