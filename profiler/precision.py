@@ -144,14 +144,19 @@ def check_supported(precision: str, device: str = "cpu", *, cpu: CpuInfo | None 
         raise PrecisionError(f"bf16 asked for, but this CPU has neither AVX512-BF16 nor AMX-BF16: {cpu.describe()}; use fp32")
 
 
-def fixed(precision: str, *, device: str = "cpu", threads: int | None = None, cpu: CpuInfo | None = None) -> ExecConfig:
-    """The configuration of an explicit ``fp32``, ``bf16`` or ``fp16``: autocast, contiguous memory format.
+def fixed(
+    precision: str, *, device: str = "cpu", threads: int | None = None, cpu: CpuInfo | None = None, half_channels_last: bool = False
+) -> ExecConfig:
+    """The configuration of an explicit ``fp32`` (eager), ``bf16`` or ``fp16`` (autocast; channels-last-3d
+    on a CPU only with ``half_channels_last``).
 
-    Contiguous because it is bit-for-bit reproducible: bf16 training in channels-last-3d on oneDNN is
-    not (two identical runs on an AMX Xeon, torch 2.13, ended with different weights), so an exact
-    resume cannot be promised for it; ``auto`` may still pick it for speed."""
+    Training asks for contiguous bf16 because it is bit-for-bit reproducible: bf16 training in
+    channels-last-3d on oneDNN is not (two identical runs on an AMX Xeon, torch 2.13, ended with
+    different weights), so an exact resume cannot be promised for it; ``auto`` may still pick it for
+    speed. Inference asks for channels-last (:func:`resolve_inference`)."""
     check_supported(precision, device, cpu=cpu)
-    return ExecConfig(precision, channels_last=False, threads=threads, device=device, reason="asked for")
+    cl = half_channels_last and precision != "fp32" and torch.device(device).type == "cpu"
+    return ExecConfig(precision, channels_last=cl, threads=threads, device=device, reason="asked for")
 
 
 def candidates(*, device: str = "cpu", threads: int | None = None, cpu: CpuInfo | None = None) -> list[ExecConfig]:
@@ -228,13 +233,14 @@ def resolve(
     threads: int | None = None,
     cpu: CpuInfo | None = None,
     cache: Path | None = None,
+    half_channels_last: bool = False,
 ) -> ExecConfig:
     """The configuration ``precision`` means here. ``auto`` on a CPU: the cached calibration under
     ``key``, else ``measure(config)`` (seconds per step) of each of :func:`candidates`, then
     :func:`choose`, cached in ``cache`` (default :func:`cache_path`). ``auto`` on CUDA: autocast to
     bf16 where supported, else fp16, channels as they are."""
     if precision != "auto":
-        return fixed(precision, device=device, threads=threads, cpu=cpu)
+        return fixed(precision, device=device, threads=threads, cpu=cpu, half_channels_last=half_channels_last)
     if torch.device(device).type == "cuda":
         half = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return ExecConfig(half, False, threads, device, reason="auto on a GPU: CUDA mixed precision")
@@ -297,6 +303,44 @@ def train_step_seconds(
     return statistics.median(samples)
 
 
+def inference_seconds(
+    model: nn.Module, config: ExecConfig, *, input_shape: Sequence[int], batch_size: int, warmup: int = 1, repeats: int = 3
+) -> float:
+    """Median seconds of one forward pass (inference mode) of a copy of ``model`` under ``config``."""
+    m = Autocast(copy.deepcopy(model).to(config.device).eval(), config)
+    x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0)).to(config.device)
+    samples: list[float] = []
+    with _threads(config.threads), torch.inference_mode():
+        for i in range(warmup + repeats):
+            t0 = time.perf_counter()
+            m(x)
+            if torch.device(config.device).type == "cuda":
+                torch.cuda.synchronize()
+            if i >= warmup:
+                samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def resolve_inference(
+    model: nn.Module,
+    precision: str,
+    *,
+    input_shape: Sequence[int],
+    batch_size: int,
+    device: str = "cpu",
+    threads: int | None = None,
+    cache: Path | None = None,
+) -> ExecConfig:
+    """How ``precision`` runs ``model``'s inference here: explicit bf16/fp16 with channels-last-3d on a CPU;
+    ``auto`` times a few forward passes of each candidate (cached like training's calibration)."""
+    key = cache_key("infer", network_key(model, input_shape), batch_size=batch_size, device=device, threads=threads)
+
+    def measure(c: ExecConfig) -> float:
+        return inference_seconds(model, c, input_shape=input_shape, batch_size=batch_size)
+
+    return resolve(precision, measure=measure, key=key, device=device, threads=threads, cache=cache, half_channels_last=True)
+
+
 class Autocast(nn.Module):
     """Runs the wrapped model under an :class:`ExecConfig` (memory format and autocast); float32 out."""
 
@@ -324,7 +368,9 @@ __all__ = [
     "choose",
     "detect_cpu",
     "fixed",
+    "inference_seconds",
     "network_key",
     "resolve",
+    "resolve_inference",
     "train_step_seconds",
 ]

@@ -28,6 +28,12 @@ def register(sub: Any) -> None:
     p.add_argument("--workers", type=non_negative_int, default=0, metavar="N", help="loader processes (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's)")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="fp32",
+        help="fp32 (default), bf16 (CPUs with AVX512-BF16/AMX, CUDA), fp16 (CUDA), or auto: the fastest a short calibration measures",
+    )
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -73,11 +79,29 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    m = evaluate(model, data, batch_size=args.batch_size, device=args.device, num_workers=args.workers, progress=not args.quiet)
+    from profiler.precision import resolve_inference
+
+    run_as = resolve_inference(
+        model, args.precision, input_shape=spec.input_shape, batch_size=args.batch_size, device=args.device, threads=args.threads
+    )
+    m = evaluate(
+        run_as.prepare(model),
+        data,
+        batch_size=args.batch_size,
+        device=args.device,
+        num_workers=args.workers,
+        progress=not args.quiet,
+        exec_config=run_as,
+    )
     if args.json:
-        print(json.dumps({"checkpoint": str(args.checkpoint), "data": data.name, "epoch": state.get("epoch"), **m}))
+        print(
+            json.dumps(
+                {"checkpoint": str(args.checkpoint), "data": data.name, "epoch": state.get("epoch"), **m, "run_as": run_as.as_dict()}
+            )
+        )
         return 0
     print(f"model    {spec.summary()}  (epoch {state.get('epoch')})")
+    print(f"run as   {run_as.describe()}")
     print(f"data     {data!r}")
     print(f"clips    top1 {m['top1']:.2f}%  top5 {m['top5']:.2f}%  loss {m['loss']:.4f}  ({m['clips']:.0f} clips)")
     print(f"videos   top1 {m['video_top1']:.2f}%  ({m['videos']:.0f} videos; softmax scores of each video's clips averaged)")

@@ -79,6 +79,12 @@ def register(sub: Any) -> None:
         "--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's; 1 is often faster on a busy machine)"
     )
     t.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="fp32",
+        help="fp32 (default), bf16 (CPUs with AVX512-BF16/AMX, CUDA), fp16 (CUDA), or auto: the fastest a short calibration measures",
+    )
+    t.add_argument(
         "--seed", type=non_negative_int, metavar="S", help="seed of initialisation, shuffling and augmentation (default 0, or the search's)"
     )
     t.add_argument("--freeze-backbone", action="store_true", help="train only the last layer (the paper's transfer protocol; dropout 0.9)")
@@ -206,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from search.data import PROXY_TASKS, DataError, open_dataset
-    from search.train import NonFiniteLossError, TrainConfig, fit, load_checkpoint, seed_everything
+    from search.train import NonFiniteLossError, TrainConfig, fit, load_checkpoint, resolve_exec, seed_everything
     from space import build
 
     if args.dropout is not None and not 0 <= args.dropout < 1:
@@ -243,9 +249,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / "train" / f"{_slug(name)}-{_slug(Path(source).name)}-s{args.seed}"
     if (out / "last.pt").is_file() and not args.resume:
         raise DataError(f"{out} already holds a checkpoint; pass --resume to continue it, or --out DIR to start elsewhere")
-    if args.resume and (out / "last.pt").is_file():
-        done = int(load_checkpoint(out)["epoch"])
-        print(f"resuming {out} after epoch {done}")
+    stored = load_checkpoint(out) if args.resume and (out / "last.pt").is_file() else None
+    if stored is not None:
+        print(f"resuming {out} after epoch {int(stored['epoch'])}")
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -261,12 +267,16 @@ def run(args: argparse.Namespace) -> int:
         freeze_backbone=args.freeze_backbone,
         dropout=spec.dropout if (args.dropout is not None or args.freeze_backbone) else None,
         threads=args.threads,
+        precision=args.precision,
     )
+    resumed_as = stored.get("exec") if stored is not None and args.precision in ("auto", stored["config"].get("precision")) else None
+    run_as = None if resumed_as else resolve_exec(model, train, config)
     if recipe_line:
         print(recipe_line)
     print(f"model    {spec.summary()}  ({sum(p.numel() for p in model.parameters()):,} params)")
     print(f"train    {train!r}{'' if train.transform.flip else ', no flip'}")
     print(f"val      {val!r}")
+    print(f"run as   {run_as.describe() if run_as else 'as the checkpoint was trained: ' + str(resumed_as)}")
     meta = {
         "data": source,
         "format": fmt,
@@ -291,7 +301,18 @@ def run(args: argparse.Namespace) -> int:
         tqdm.write(line)
 
     try:
-        result = fit(model, train, val, config, on_epoch=report, checkpoint_dir=out, resume=args.resume, progress=progress, meta=meta)
+        result = fit(
+            model,
+            train,
+            val,
+            config,
+            on_epoch=report,
+            checkpoint_dir=out,
+            resume=args.resume,
+            progress=progress,
+            meta=meta,
+            exec_config=run_as,
+        )
     except NonFiniteLossError as e:
         print(f"e3d train: error: {e}", file=sys.stderr)
         return 1

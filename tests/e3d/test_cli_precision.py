@@ -1,0 +1,50 @@
+"""``--precision`` on the command line: bf16 training and evaluation, and a one-line error where bf16 cannot run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import profiler.precision as precision
+from search.train import load_checkpoint
+from tests.e3d.fixtures import run
+
+TINY = ["--sample-duration", "8", "--sample-size", "32", "--num-samples", "16", "--batch-size", "8", "--quiet", "--threads", "1"]
+NO_BF16 = precision.CpuInfo("Fake EPYC", "AVX2", frozenset({"avx2"}))
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def train_argv(tmp_path: Path, *more: str) -> list[str]:
+    return ["train", "mobilenet", "--width-mult", "0.25", "--format", "digits", "--cache-dir", str(tmp_path / "c"), *TINY, *more]
+
+
+def test_bf16_on_a_cpu_without_it_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(precision, "detect_cpu", lambda: NO_BF16)
+    code, _, err = run(capsys, *train_argv(tmp_path, "--out", str(tmp_path / "r"), "--epochs", "1", "--precision", "bf16"))
+    assert code == 2, err
+    assert (
+        err.strip()
+        == "e3d train: error: bf16 asked for, but this CPU has neither AVX512-BF16 nor AMX-BF16: " + NO_BF16.describe() + "; use fp32"
+    )
+    assert not (tmp_path / "r" / "last.pt").exists()
+    code, _, err = run(capsys, *train_argv(tmp_path, "--out", str(tmp_path / "r"), "--epochs", "1", "--precision", "fp16"))
+    assert code == 2 and "fp16 is for CUDA devices" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(not precision.detect_cpu().bf16, reason="this CPU has no native bf16")
+def test_train_and_evaluate_in_bf16_say_so_and_record_it(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code, stdout, err = run(capsys, *train_argv(tmp_path, "--out", str(out), "--epochs", "1", "--precision", "bf16"))
+    assert code == 0, err
+    assert "run as   precision bf16 eager on cpu, 1 thread: asked for" in stdout
+    state = load_checkpoint(out)
+    assert state["exec"]["precision"] == "bf16" and state["config"]["precision"] == "bf16"
+    code, stdout, err = run(capsys, "evaluate", str(out), "--json", "--quiet", "--split", "val", "--precision", "bf16", "--threads", "1")
+    assert code == 0, err
+    m = json.loads(stdout)
+    assert m["run_as"]["precision"] == "bf16" and m["run_as"]["channels_last"] is True and 0 <= m["top1"] <= 100
