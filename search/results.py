@@ -41,12 +41,13 @@ COLUMNS = [
     "seed",
     "task",
     "worker",
+    "precision",  # what the trial trained with: fp32/bf16/fp16, eager or channels-last (profiler.precision)
     "spec_json",
 ]
 """The fixed columns of ``trials.csv``, in order."""
 
 _ATTRS = ("source", "feasible", "rejected_reason", "family", "width_mult", "summary", "macs", "params", "paper_mflops", "activations")
-_RUN_ATTRS = ("latency_ms", "accuracy", "best_accuracy", "epochs", "seed", "task", "worker")
+_RUN_ATTRS = ("latency_ms", "accuracy", "best_accuracy", "epochs", "seed", "task", "worker", "precision")
 
 
 def flatten(value: Any, prefix: str) -> dict[str, Any]:
@@ -148,6 +149,7 @@ SHORT_COLUMNS = [
     "latency_ms",
     "epochs",
     "seed",
+    "precision",  # fp32/bf16/fp16, eager or channels-last
     "duration_s",
     "summary",
     "note",  # why a candidate was rejected
@@ -186,6 +188,7 @@ def short_table(df: pd.DataFrame) -> pd.DataFrame:
     out["latency_ms"] = pd.to_numeric(df["latency_ms"], errors="coerce").round(1)
     out["duration_s"] = pd.to_numeric(df["duration_s"], errors="coerce").round(0)
     out["note"] = df["rejected_reason"].where(out["status"] == "rejected")
+    out["precision"] = df["precision"] if "precision" in df else None
     out["spec"] = [_compact(v) for v in df["spec_json"]]
     return _integers(out[SHORT_COLUMNS])
 

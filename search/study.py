@@ -72,6 +72,8 @@ class ProxyConfig:
     device: str = "cpu"
     threads: int | None = None
     """Torch CPU threads while training (None: torch's default)."""
+    precision: str = "fp32"
+    """fp32, bf16, fp16 or auto (:mod:`profiler.precision`); what each trial ran is stored on it."""
 
     LOCAL = ("device", "num_workers", "threads")
     """Settings of one worker's machine, not of the study: workers may differ in them."""
@@ -481,7 +483,7 @@ class Objective:
         return values
 
     def _train(self, trial: optuna.Trial, spec: NetSpec, seed: int) -> tuple[float, float, int]:
-        from search.train import NonFiniteLossError, TrainConfig, fit
+        from search.train import NonFiniteLossError, TrainConfig, fit, resolve_exec
         from space.modules import build
 
         p = self.config.proxy
@@ -494,6 +496,7 @@ class Objective:
             device=p.device,
             seed=seed,
             threads=p.threads,
+            precision=p.precision,
         )
         prune = self.config.objective == "accuracy"
 
@@ -511,8 +514,11 @@ class Objective:
         torch.manual_seed(seed)
         model = build(spec)
         self.last_model = model
+        run_as = resolve_exec(model, self.data.train, tc)
+        trial.set_user_attr("precision", run_as.label)
+        trial.set_user_attr("run_as", run_as.as_dict())
         try:
-            result = fit(model, self.data.train, self.data.val, tc, on_epoch=report, progress=False)
+            result = fit(model, self.data.train, self.data.val, tc, on_epoch=report, progress=False, exec_config=run_as)
         except NonFiniteLossError as e:
             trial.set_user_attr("error", f"non-finite loss: {e}")
             raise
