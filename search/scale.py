@@ -85,6 +85,8 @@ class ScaleConfig:
                 raise SpecError(str(Axis.parse(a)), f"{spec.family} has no {Axis.parse(a).name} axis; its axes: {', '.join(axes_of(spec))}")
         if not self.axes:
             raise ScaleError("choose at least one axis")
+        for a, f in itertools.product(self.axes, self.factors):
+            scale(spec, a, f)  # a factor the axis cannot take is an error naming the axis, before any training
         for r in self.ratios:
             if not 0 < r < math.inf:
                 raise ScaleError(f"cost ratios must be positive numbers, got {r}")

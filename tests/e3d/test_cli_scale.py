@@ -1,0 +1,120 @@
+"""``e3d scale``: a tiny expansion end to end (its path and CSV agree), resuming after Ctrl-C, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from tests.e3d.fixtures import run
+
+TINY = ["--proxy-clip", "8x32x32", "--train-samples", "32", "--val-samples", "16", "--epochs", "1", "--batch-size", "8", "--quiet"]
+EXPAND = ["scale", "mobilenetv2", "--width-mult", "0.2", "--expand", "--to", "150M", "--axes", "width,depth,frames"]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("E3D_CACHE", str(tmp_path_factory.getbasetemp() / "proxy-cache"))
+
+
+def sized_fit(calls: list[Any], *, interrupt_at: int | None = None) -> Any:
+    """A stand-in for training: accuracy grows with the number of layers (so depth wins every step)."""
+    from search.train import FitResult
+
+    def fit(model: Any, train: Any, val: Any, config: Any, **_: Any) -> FitResult:
+        calls.append(model)
+        if len(calls) == interrupt_at:
+            raise KeyboardInterrupt
+        acc = 20.0 + 2.0 * math.sqrt(len(list(model.modules())))
+        return FitResult(acc, acc, 1, 0.01, [])
+
+    return fit
+
+
+def check_outputs(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The path and the points agree, and every output is there."""
+    points, path = pd.read_csv(out / "points.csv"), pd.read_csv(out / "path.csv")
+    assert list(points["point"][points["on_path"]]) == list(path["point"])
+    merged = path.merge(points, on="point", suffixes=("", "_p"))
+    assert (merged["macs"] == merged["macs_p"]).all() and (merged["accuracy_mean"] == merged["accuracy_mean_p"]).all()
+    assert path["macs"].is_monotonic_increasing and list(path["step"]) == list(range(len(path)))
+    assert points["accuracy_mean"].notna().all()
+    assert (out / "curves.png").stat().st_size > 1000 and "## Expansion path" in (out / "summary.md").read_text()
+    assert set(json.loads((out / "scale.json").read_text())) >= {"base", "mode", "axes", "to_macs"}
+    return points, path
+
+
+@pytest.mark.slow
+def test_an_expansion_runs_to_the_target_and_its_path_and_csv_agree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr("search.train.fit", sized_fit(calls))
+    code, out, err = run(capsys, *EXPAND, "--out", str(tmp_path), *TINY)
+    assert code == 0, err
+    points, path = check_outputs(tmp_path)
+    assert list(path["axis"]) == ["base"] + ["depth"] * (len(path) - 1)  # the toy accuracy rewards layers
+    assert path["macs"].iloc[-1] >= 0.95 * 150e6 and len(path) >= 3
+    assert len(calls) == len(points) == 1 + 3 * (len(path) - 1)  # one run per point, each step tries every axis
+    trained = pd.read_csv(tmp_path / "trials.csv")
+    assert len(trained) == len(points)
+    assert "expansion path: base" in out and "depth (steps)" in out
+    frames = points[points["axis"] == "frames"]
+    assert set(frames["proxy_clip"]) != {"8x32x32"}  # a frames point trains on longer proxy clips
+    code, out, err = run(capsys, "scale", "--resume", "--out", str(tmp_path), "--quiet")
+    assert code == 0 and len(calls) == len(points)  # a finished study trains nothing more
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_every_trained_point_and_resume_finishes_the_same_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr("search.train.fit", sized_fit(calls, interrupt_at=3))
+    code, _, err = run(capsys, *EXPAND, "--out", str(tmp_path / "a"), *TINY)
+    assert code == 130 and "e3d scale --resume" in err
+    assert pd.read_csv(tmp_path / "a" / "points.csv")["accuracy_mean"].notna().sum() == 2
+    monkeypatch.setattr("search.train.fit", sized_fit(calls))
+    code, _, err = run(capsys, "scale", "--resume", "--out", str(tmp_path / "a"), "--quiet")
+    assert code == 0, err
+    monkeypatch.setattr("search.train.fit", sized_fit([]))
+    assert run(capsys, *EXPAND, "--out", str(tmp_path / "b"), *TINY)[0] == 0
+    a, b = check_outputs(tmp_path / "a"), check_outputs(tmp_path / "b")
+    assert a[1].drop(columns="summary").equals(b[1].drop(columns="summary"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["shufflenet", "--width-mult", "0.5", "--axes", "width,expansion"], "expansion: shufflenet has no expansion axis"),
+        (["mobilenetv2", "--axes", "width", "--factors", "-1"], "width: factor must be a positive number, got -1.0"),
+        (["shufflenet", "--width-mult", "0.5", "--axes", "frames", "--factors", "0.25"], "frames: no clip with T near 4.0 (from 16)"),
+        (["mobilenetv2", "--width-mult", "0.2", "--expand", "--to", "20M"], "--to 20M is below the base's cost (54.1 M"),
+        (["mobilenetv2", "--expand"], "an expansion needs a target cost"),
+        (["mobilenetv3"], "unknown model 'mobilenetv3'"),
+        (["resnet18"], "e3d scale trains the search space's families"),
+        ([str(Path(__file__))], "not valid JSON"),
+    ],
+    ids=["axis-lacking", "factor-negative", "frames-below-strides", "target-below-base", "no-target", "unknown", "resnet", "not-a-spec"],
+)
+def test_bad_input_is_one_line_with_exit_2(args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "scale", *args, "--out", str(tmp_path), "--quiet")
+    assert code == 2 and message in err, err
+    assert err.strip().startswith("e3d scale: error:") and "\n" not in err.strip() and "Traceback" not in err
+
+
+def test_ratios_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "scale", "mobilenetv2", "--ratios", "0.5,0", "--out", str(tmp_path))
+    assert code == 2 and "must be positive numbers" in err and "\n" not in err.strip()
+
+
+@pytest.mark.slow
+def test_a_tiny_real_expansion_trains_and_draws(tmp_path: Path, capsys: pytest.CaptureFixture[str], one_torch_thread: None) -> None:
+    code, out, err = run(capsys, *EXPAND[:5], "--expand", "--to", "80M", "--axes", "width,depth", "--out", str(tmp_path), *TINY)
+    assert code == 0, err
+    points, path = check_outputs(tmp_path)
+    assert len(points) == 3 and len(path) == 2 and path["axis"].iloc[1] in ("width", "depth")
