@@ -188,7 +188,7 @@ def short_table(df: pd.DataFrame) -> pd.DataFrame:
     out["latency_ms"] = pd.to_numeric(df["latency_ms"], errors="coerce").round(1)
     out["duration_s"] = pd.to_numeric(df["duration_s"], errors="coerce").round(0)
     out["note"] = df["rejected_reason"].where(out["status"] == "rejected")
-    out["precision"] = df["precision"] if "precision" in df else None
+    out["precision"] = df.get("precision")
     out["spec"] = [_compact(v) for v in df["spec_json"]]
     return _integers(out[SHORT_COLUMNS])
 
