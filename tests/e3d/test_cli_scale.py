@@ -102,7 +102,7 @@ def test_ctrl_c_keeps_every_trained_point_and_resume_finishes_the_same_path(
     ids=["axis-lacking", "factor-negative", "frames-below-strides", "target-below-base", "no-target", "unknown", "resnet", "not-a-spec"],
 )
 def test_bad_input_is_one_line_with_exit_2(args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "scale", *args, "--out", str(tmp_path), "--quiet")
+    code, _, err = run(capsys, "scale", *args, "--out", str(tmp_path), "--quiet")
     assert code == 2 and message in err, err
     assert err.strip().startswith("e3d scale: error:") and "\n" not in err.strip() and "Traceback" not in err
 
@@ -114,7 +114,7 @@ def test_ratios_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 @pytest.mark.slow
 def test_a_tiny_real_expansion_trains_and_draws(tmp_path: Path, capsys: pytest.CaptureFixture[str], one_torch_thread: None) -> None:
-    code, out, err = run(capsys, *EXPAND[:5], "--expand", "--to", "80M", "--axes", "width,depth", "--out", str(tmp_path), *TINY)
+    code, _, err = run(capsys, *EXPAND[:5], "--expand", "--to", "80M", "--axes", "width,depth", "--out", str(tmp_path), *TINY)
     assert code == 0, err
     points, path = check_outputs(tmp_path)
     assert len(points) == 3 and len(path) == 2 and path["axis"].iloc[1] in ("width", "depth")
