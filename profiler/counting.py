@@ -215,7 +215,8 @@ def count_module(model: nn.Module, input_shape: Sequence[int], *, clip: torch.Te
         if was_training is not None:
             model.train(was_training)
     params = sum(p.numel() for p in model.parameters())
-    return count_layers(mode.layers, tuple(input_shape), params=params, batch=batch, shapes=mode.shapes)
+    # frozen TorchScript keeps its weights as constants: count those of its conv, linear and norm layers
+    return count_layers(mode.layers, tuple(input_shape), params=params or None, batch=batch, shapes=mode.shapes)
 
 
 # -- aten operators -> layers ------------------------------------------------------------------
@@ -266,7 +267,7 @@ _SELECTION = {
     "eq", "ne", "gt", "ge", "lt", "le", "scatter", "index", "index_put", "nonzero", "unique", "_unique2", "arange", "new_zeros",
     "max", "min", "argsort", "sort", "masked_select", "index_select", "any", "all", "item", "_local_scalar_dense", "argmax",
     "argmin", "topk", "gather", "tril", "triu", "logical_not", "logical_and", "logical_or", "bitwise_not", "randn", "rand",
-    "new_ones", "scalar_tensor", "linspace",
+    "new_ones", "scalar_tensor", "linspace", "equal", "allclose", "is_nonzero", "isnan", "isinf", "isfinite",
 }  # fmt: skip
 """Comparisons, indexing and constructors: no arithmetic."""
 _RULES = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -40,10 +41,59 @@ class Latency:
     dtype: str
     warmup: int
     repeats: int
+    other_load: float | None = None
+    """CPUs kept busy by other processes during the timed passes, on average (Linux; None elsewhere)."""
+    load_avg: float | None = None
+    """The system's 1-minute load average right after the timing (None where the OS has none)."""
+    cpus: int = 1
+    """CPUs of this machine."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return asdict(self)
+
+    @property
+    def spread(self) -> float:
+        """IQR over median: the relative spread of the repeats."""
+        return self.iqr_ms / self.median_ms if self.median_ms > 0 else 0.0
+
+    @property
+    def unreliable(self) -> bool:
+        """True when the repeats spread by more than :data:`MAX_SPREAD` of the median."""
+        return self.spread > MAX_SPREAD
+
+    def load_text(self) -> str:
+        """What load the timing saw, in words."""
+        parts = []
+        if self.other_load is not None:
+            parts.append(f"other processes kept {self.other_load:.1f} of the {self.cpus} CPUs busy during the timing")
+        if self.load_avg is not None:
+            parts.append(f"1-minute load average {self.load_avg:.1f}")
+        return "; ".join(parts) or "no load figures on this OS"
+
+
+MAX_SPREAD = 0.2
+"""IQR above this fraction of the median makes a latency unreliable (it is reported with a warning)."""
+
+
+def _cpu_seconds() -> tuple[float, float] | None:
+    """(CPU seconds all processes have been busy, CPU seconds of this process), or None without /proc."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    idle = ticks[3] + ticks[4]
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK"), time.process_time()
+
+
+def _other_load(before: tuple[float, float] | None, wall_s: float) -> float | None:
+    """CPUs busy with other processes between ``before`` and now, on average."""
+    after = _cpu_seconds()
+    if before is None or after is None or wall_s <= 0:
+        return None
+    busy, own = after[0] - before[0], after[1] - before[1]
+    return max(0.0, (busy - own) / wall_s)
 
 
 @cache
@@ -104,20 +154,25 @@ def measure_latency(
     if batch_size < 1 or repeats < 1 or warmup < 0:
         raise ValueError("batch_size and repeats must be >= 1 and warmup >= 0")
     dev = resolve_device(device)
-    was_training = model.training
+    was_training = getattr(model, "training", None)  # frozen TorchScript has no training flag
     before = torch.get_num_threads()
     if threads is not None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
     try:
-        model = model.to(dev).eval()
+        model = model.to(dev)
+        if was_training is not None:
+            model.eval()
         x = torch.randn((batch_size, in_channels, *clip), device=dev, dtype=dtype)
+        start, wall = _cpu_seconds(), time.perf_counter()
         samples = _time(model, x, dev, warmup, repeats)
+        other = _other_load(start, time.perf_counter() - wall)
         used = torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
-        model.train(was_training)
+        if was_training is not None:
+            model.train(was_training)
     med = median(samples)
     q1, _, q3 = quantiles(samples, n=4, method="inclusive") if len(samples) > 1 else (med, med, med)
     return Latency(
@@ -135,6 +190,9 @@ def measure_latency(
         dtype=str(dtype).removeprefix("torch."),
         warmup=warmup,
         repeats=repeats,
+        other_load=None if other is None else round(other, 2),
+        load_avg=round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        cpus=os.cpu_count() or 1,
     )
 
 

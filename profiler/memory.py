@@ -56,8 +56,10 @@ def measure_peak_memory(
     C allocator is trimmed first so that memory it kept from earlier work does not hide the growth.
     """
     dev = resolve_device(device)
-    was_training = model.training
-    model = model.to(dev).eval()
+    was_training = getattr(model, "training", None)  # frozen TorchScript has no training flag
+    model = model.to(dev)
+    if was_training is not None:
+        model.eval()
     x = torch.randn((batch_size, in_channels, *clip), device=dev)
     try:
         with torch.inference_mode():
@@ -78,7 +80,8 @@ def measure_peak_memory(
             method = "process RSS sampled during the pass, above its trimmed value before"
             return PeakMemory(_sampled_peak(lambda: model(x)) / 2**20, method)
     finally:
-        model.train(was_training)
+        if was_training is not None:
+            model.train(was_training)
 
 
 def _sampled_peak(fn: object) -> int:

@@ -107,6 +107,14 @@ COLUMNS: list[Column] = [
 ]
 
 
+def estimate_seconds(first: TableRow, seconds: float) -> float:
+    """How long the whole table takes, from the time of its first row, scaled by multiply-adds (on a CPU
+    latency grows about with them) plus a per-model share of the first row's time."""
+    macs = [spec_totals(paper_spec(r.model, width_mult=r.width_mult)).macs for r in table8()]
+    per_mac = seconds / max(first.macs_m * 1e6, 1.0)
+    return float(sum(per_mac * m for m in macs))
+
+
 def render_header(columns: list[Column] = COLUMNS) -> str:
     """The header line of the table."""
     return "  ".join(f"{name:>{w}}" if i else f"{name:<{w}}" for i, (name, w, _) in enumerate(columns))

@@ -7,12 +7,13 @@ from typing import Any
 
 import torch
 
-from profiler.backends import BackendCount, count_fvcore, count_ptflops
-from profiler.counting import Counts, count_module, count_spec, not_counted_category
+from profiler.backends import COUNTERS, BackendCount
+from profiler.counting import UNRECOGNISED, Counts, count_module, count_spec, not_counted_category
 from profiler.latency import Latency, measure_latency, resolve_device
 from profiler.memory import PeakMemory, measure_peak_memory
 from profiler.optimize import OptimizedModel
-from profiler.targets import Target, TargetError
+from profiler.targets import Target, TargetError, describe_error
+from space.spec import E3DError
 
 UNITS = {
     "macs": "multiply-adds of convolution and linear layers, per clip",
@@ -43,6 +44,7 @@ class Profile:
             "input_shape": [1, *c.input_shape],
             "params": c.params,
             "macs": c.macs,
+            "macs_lower_bound": c.lower_bound,
             "paper_mflops": round(c.paper_flops / 1e6, 3),
             "activations": c.activations,
             "activation_mb": round(c.activations * 4 / 2**20, 3),
@@ -52,6 +54,9 @@ class Profile:
             "latency_ms": None if lat is None else round(lat.median_ms, 3),
             "latency_iqr_ms": None if lat is None else round(lat.iqr_ms, 3),
             "clips_per_s": None if lat is None else round(lat.clips_per_s, 2),
+            "latency_unreliable": None if lat is None else lat.unreliable,
+            "latency_other_load": None if lat is None else lat.other_load,
+            "load_avg": None if lat is None else lat.load_avg,
             "device": lat.device if lat else None,
             "device_name": lat.device_name if lat else None,
             "threads": lat.threads if lat else torch.get_num_threads(),
@@ -59,7 +64,8 @@ class Profile:
             "dtype": lat.dtype if lat else "float32",
             "by_operator": {k: {"calls": v.calls, "macs": v.macs, "paper_flops": v.paper_flops} for k, v in c.by_operator.items()},
             "not_counted": {
-                k: {"calls": v.calls, "elements": v.elements, "why": not_counted_category(k)} for k, v in c.not_counted.items()
+                k: {"calls": v.calls, "elements": v.elements, "why": not_counted_category(k), "shapes": v.shapes}
+                for k, v in c.not_counted.items()
             },
             "units": UNITS,
         }
@@ -93,8 +99,8 @@ def profile(
     counts = count_spec(target.spec) if target.spec is not None else _count_module(target)
     result = Profile(target, counts, batch_size)
     if backend != "e3d":
-        counter = {"fvcore": count_fvcore, "ptflops": count_ptflops}[backend]
-        result.backend = counter(target.module(), target.input_shape)
+        module, counter = target.module(), COUNTERS[backend]
+        result.backend = _guard(lambda: counter(module, target.input_shape), target)
     clip = (target.input_shape[1], target.input_shape[2], target.input_shape[3])
     model = target.module()
     if memory:
@@ -130,13 +136,20 @@ def _count_module(target: Target) -> Counts:
 
 
 def _guard(fn: Any, target: Target) -> Any:
-    """Run ``fn``; a model that fails on the clip becomes a one-line :class:`TargetError`."""
+    """Run ``fn``; whatever the model raises on the clip becomes a one-line :class:`TargetError`
+    naming the target and the exception (kept as its ``__cause__`` for ``--debug``)."""
     try:
         return fn()
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except E3DError:
+        raise
+    except Exception as e:  # the user's model may raise anything: AssertionError, ValueError, MemoryError ...
         shape = "x".join(map(str, target.input_shape))
-        raise TargetError(f"{target.name} failed on a {shape} clip: {first}") from None
+        hint = ""
+        if target.kind == "torchscript":
+            hint = " (a traced TorchScript model runs only on the input shape it was traced with: set it with --frames and --size)"
+        elif isinstance(e, MemoryError) or "can't allocate memory" in str(e) or "out of memory" in str(e).lower():
+            hint = " (the model needs more memory than this machine has: try a smaller --batch-size, --frames or --size)"
+        raise TargetError(f"{target.name} failed on a {shape} clip: {describe_error(e)}{hint}") from e
 
 
 def fmt_count(n: float) -> str:
@@ -157,7 +170,8 @@ def render(p: Profile, *, per_layer: bool = False) -> str:
         lines.append(f"  spec          {t.spec.summary()}")
     lines += [
         f"  params        {c.params:,}",
-        f"  macs          {fmt_count(c.macs)}  ({UNITS['macs']})",
+        f"  macs          {fmt_count(c.macs)}  ({UNITS['macs']})"
+        + (f"\n                a LOWER BOUND: {len(c.unrecognised)} operator(s) without a cost rule ran (below)" if c.lower_bound else ""),
         f"  paper_mflops  {c.paper_flops / 1e6:,.2f}  (Table 8 convention: macs + BN, activations, pooling, conv biases)",
         f"  activations   {fmt_count(c.activations)} elements = {c.activations * 4 / 2**20:,.1f} MB in float32, per clip",
     ]
@@ -174,6 +188,11 @@ def render(p: Profile, *, per_layer: bool = False) -> str:
             err = p.extra.get("optimized_rel_error")
             check = "" if err is None else f"; max relative error vs eager {err:.1e}"
             lines.append(f"                ({p.extra['latency_path']}{check})")
+        if lat.unreliable:
+            lines.append(
+                f"  warning       the repeats spread widely (IQR {100 * lat.spread:.0f}% of the median): the latency is unreliable; "
+                f"{lat.load_text()}. Measure on an idle machine, or with more --repeats."
+            )
     lines.append("")
     lines.append(f"  {'by operator':<26}{'calls':>7}{'macs':>14}{'share':>8}{'paper MFLOPs':>14}")
     for op, s in sorted(c.by_operator.items(), key=lambda kv: (-kv[1].macs, -kv[1].paper_flops)):
@@ -183,7 +202,9 @@ def render(p: Profile, *, per_layer: bool = False) -> str:
         lines.append("")
         lines.append("  not counted in macs:")
         for op, s in sorted(c.not_counted.items()):
-            lines.append(f"    {op:<24}{s.calls:>5} calls {fmt_count(s.elements):>11} elements  {not_counted_category(op)}")
+            why = not_counted_category(op)
+            shapes = f"; inputs {' | '.join(s.shapes)}" if why == UNRECOGNISED and s.shapes else ""
+            lines.append(f"    {op:<24}{s.calls:>5} calls {fmt_count(s.elements):>11} elements  {why}{shapes}")
     groups = c.grouped(1)
     if len(groups) > 1:
         lines.append("")
@@ -198,7 +219,8 @@ def render(p: Profile, *, per_layer: bool = False) -> str:
         lines.append(f"  {'layer':<34}{'op':<26}{'macs':>14}{'params':>10}{'paper MFLOPs':>14}")
         for name, op, cost in c.layers:
             if cost.macs or cost.params or cost.paper_flops:
-                lines.append(f"  {name:<34}{op:<26}{fmt_count(cost.macs):>14}{cost.params:>10,}{cost.paper_flops / 1e6:>14.3f}")
+                label = name or "(top)"  # an operator the model's own forward calls
+                lines.append(f"  {label:<34}{op:<26}{fmt_count(cost.macs):>14}{cost.params:>10,}{cost.paper_flops / 1e6:>14.3f}")
     return "\n".join(lines)
 
 

@@ -1,11 +1,21 @@
 """What ``e3d profile TARGET`` (and export) accept: a preset name, a spec JSON file, an import path
-``package.module:callable`` returning an ``nn.Module``, or a TorchScript file."""
+``package.module:callable`` (importable from the working directory too) or ``path/to/file.py:callable``
+returning an ``nn.Module`` (keyword arguments from ``kwargs``), or a TorchScript file.
+
+Whatever the user's code raises while importing or building becomes a one-line :class:`TargetError`
+naming the target and the exception; the exception itself is kept as its ``__cause__`` (``--debug``).
+"""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import inspect
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,15 +54,19 @@ def resolve_target(
     num_classes: int | None = None,
     frames: int | None = None,
     size: int | None = None,
+    kwargs: dict[str, Any] | None = None,
 ) -> Target:
     """Resolve ``target``; ``frames``/``size`` override the clip, ``num_classes`` the head.
 
     Presets default to 600 classes and 16x112x112 (the paper's Kinetics-600 setting); spec files keep
     their own clip and classes unless overridden; modules get 16x112x112 unless overridden.
+    ``kwargs`` are keyword arguments of an import path's callable.
     """
     path = Path(target)
     if width_mult is not None and target not in space.list_models():
         raise TargetError("--width-mult applies to preset names only")
+    if kwargs and not _is_import_path(target):
+        raise TargetError("--kwargs applies to import paths (module:callable or file.py:callable) only")
     if target in space.list_models():
         spec = space.paper_spec(
             target,
@@ -64,14 +78,25 @@ def resolve_target(
         return Target(target, "preset", spec.input_shape, spec)
     if path.is_file():
         return _file_target(path, num_classes=num_classes, frames=frames, size=size)
-    if ":" in target and not path.exists():
-        return _import_target(target, frames=frames, size=size)
+    if _is_import_path(target) and not path.exists():
+        return _import_target(target, frames=frames, size=size, kwargs=kwargs or {})
     if path.suffix or "/" in target:
         raise TargetError(f"no such file: {target}")
     raise TargetError(
         f"unknown target {target!r}: not a preset ({', '.join(space.list_models())}), "
-        "a spec JSON file, a TorchScript file or an import path package.module:callable"
+        "a spec JSON file, a TorchScript file or an import path package.module:callable (or path/to/file.py:callable)"
     )
+
+
+def _is_import_path(target: str) -> bool:
+    left, colon, attr = target.rpartition(":")
+    return bool(colon and left and attr)
+
+
+def describe_error(e: BaseException) -> str:
+    """``Type: first line of the message`` (just the type when the message is empty)."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
 def _clip(spec_clip: tuple[int, int, int], frames: int | None, size: int | None) -> tuple[int, int, int]:
@@ -84,6 +109,11 @@ def _file_target(path: Path, *, num_classes: int | None, frames: int | None, siz
         head = path.open("rb").read(64).lstrip()
     except OSError as e:
         raise TargetError(f"cannot read {path}: {e}") from None
+    if path.suffix.lower() == ".onnx" or (head.startswith(b"\x08") and b"onnx" in head.lower()):
+        raise TargetError(
+            f"{path} is an ONNX file: e3d profile reads e3d specs, TorchScript files and Python modules; "
+            "profile the spec, preset or module it was exported from (or export it with --format torchscript)"
+        )
     if head.startswith(b"{"):
         spec = NetSpec.load(path)
         changes: dict[str, object] = {"clip": _clip(spec.clip, frames, size)}
@@ -99,19 +129,75 @@ def _file_target(path: Path, *, num_classes: int | None, frames: int | None, siz
     return Target(str(path), "torchscript", (3, *_clip((16, 112, 112), frames, size)), _module=module)
 
 
-def _import_target(target: str, *, frames: int | None, size: int | None) -> Target:
-    module_name, _, attr = target.partition(":")
-    try:
-        obj: object = importlib.import_module(module_name)
-    except ImportError as e:
-        raise TargetError(f"cannot import {module_name!r} from {target!r}: {e}") from None
+def _import_target(target: str, *, frames: int | None, size: int | None, kwargs: dict[str, Any]) -> Target:
+    """``module:callable`` (from the working directory too) or ``path/to/file.py:callable``, called with ``kwargs``."""
+    source, _, attr = target.rpartition(":")
+    obj: object = _import_file(source) if source.endswith(".py") or "/" in source else _import_module(source)
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise TargetError(f"{module_name!r} has no attribute {attr!r}")
+            raise TargetError(f"{source!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
     if not callable(obj):
         raise TargetError(f"{target} is not callable")
-    model = obj()
+    _check_call(target, obj, kwargs)
+    try:
+        model = obj(**kwargs)
+    except E3DError:
+        raise
+    except Exception as e:
+        raise TargetError(f"building {target} failed: {describe_error(e)}") from e
     if not isinstance(model, nn.Module):
         raise TargetError(f"{target}() returned a {type(model).__name__}, not an nn.Module")
     return Target(target, "import", (3, *_clip((16, 112, 112), frames, size)), _module=model)
+
+
+def _import_module(name: str) -> object:
+    """Import ``name`` the way ``python -m`` would: the working directory first on the path."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        raise TargetError(f"cannot import {name!r} (from {cwd} or the installed packages): {e}") from e
+    except Exception as e:
+        raise TargetError(f"importing {name!r} failed: {describe_error(e)}") from e
+
+
+def _import_file(source: str) -> object:
+    """Run a Python file as a module (its folder on the import path, so that it can import its neighbours)."""
+    path = Path(source)
+    if not path.is_file():
+        raise TargetError(f"no such file: {source}")
+    if path.suffix != ".py":
+        raise TargetError(f"{source} is not a Python file (.py)")
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    name = f"_e3d_user_{path.stem}_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise TargetError(f"cannot load {source} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        del sys.modules[name]
+        raise TargetError(f"importing {source} failed: {describe_error(e)}") from e
+    return module
+
+
+def _check_call(target: str, fn: Any, kwargs: dict[str, Any]) -> None:
+    """One line when ``fn`` cannot be called with ``kwargs`` alone (a missing or unknown argument)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # a builtin without a signature: the call itself will tell
+    try:
+        signature.bind(**kwargs)
+    except TypeError as e:
+        raise TargetError(
+            f"{target} cannot be called with {'these keyword arguments' if kwargs else 'no arguments'}: {e} "
+            """(give them with --kwargs '{"name": value}')"""
+        ) from None

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
+import traceback
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from e3d.cli import non_negative_int, positive_float, positive_int
@@ -13,8 +17,15 @@ EPILOG = """\
 TARGET is one of:
   a preset name          e3d profile mobilenetv2 --width-mult 0.45
   a spec JSON file       e3d profile runs/search/best.json
-  an import path         e3d profile mypkg.models:make_net     (a callable returning an nn.Module)
-  a TorchScript file     e3d profile model.pt
+  an import path         e3d profile mypkg.models:make_net     (a callable returning an nn.Module;
+                         mypkg is looked for in the working directory too)
+  a Python file          e3d profile path/to/models.py:make_net --kwargs '{"num_classes": 600}'
+  a TorchScript file     e3d profile model.pt                  (also what e3d export writes)
+
+Counts come from every operator's full input and output shapes, so frames or attention heads folded
+into the batch axis are counted whole; einsum, matmul/bmm and scaled_dot_product_attention have cost
+rules. An operator without one is listed with its shapes, and macs is then marked a lower bound.
+A failure inside the model is one line naming the exception; --debug (or E3D_DEBUG=1) shows the traceback.
 
 Units: macs = multiply-adds of conv and linear layers per clip (e3d's main unit);
 paper_mflops = the paper's Table 8 convention (macs plus BatchNorm, activations, pooling and conv
@@ -38,7 +49,13 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("target", nargs="?", metavar="TARGET", help="preset name, spec JSON file, package.module:callable, or TorchScript file")
-    p.add_argument("--paper-table", action="store_true", help="print Table 8 side by side with e3d's counts and clips/s measured here")
+    p.add_argument(
+        "--paper-table",
+        action="store_true",
+        help="print Table 8 side by side with e3d's counts and clips/s measured here (long: it times 21 presets, eager and "
+        "optimized; --no-latency counts only, in seconds)",
+    )
+    p.add_argument("--kwargs", metavar="JSON", help="""keyword arguments of an import path's callable: '{"num_classes": 600}'""")
     p.add_argument("--width-mult", type=positive_float, metavar="W", help="width multiplier (presets only; default 1.0)")
     p.add_argument("--num-classes", type=positive_int, metavar="N", help="classes of the head (presets: 600)")
     p.add_argument("--frames", type=positive_int, metavar="T", help="clip length (default 16, or the spec's)")
@@ -61,8 +78,12 @@ def register(sub: Any) -> None:
         "--latency-table", metavar="FILE", help="also predict the latency from a table of e3d latency-table (printed next to measured)"
     )
     p.add_argument(
-        "--backend", choices=("e3d", "fvcore", "ptflops"), default="e3d", help="also count with fvcore or ptflops and show the differences"
+        "--backend",
+        choices=("e3d", "fvcore", "ptflops", "flop_counter"),
+        default="e3d",
+        help="also count with fvcore, ptflops or torch.utils.flop_counter (which reads TorchScript too) and show the differences",
     )
+    p.add_argument("--debug", action="store_true", help="show the traceback of a failure inside the model (also E3D_DEBUG=1)")
     p.add_argument("--json", action="store_true", help="print one JSON object (a list of rows with --paper-table)")
     d = p.add_argument_group("data-dependent cost (SGS)")
     d.add_argument(
@@ -77,7 +98,33 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Profile one target, or print the paper table."""
+    """Profile one target, or print the paper table; ``--debug`` prints the traceback behind a one-line error."""
+    from space.spec import E3DError
+
+    try:
+        return _run(args)
+    except E3DError as e:
+        if args.debug or os.environ.get("E3D_DEBUG", "") not in ("", "0"):
+            traceback.print_exception(e.__cause__ or e, file=sys.stderr)
+        raise
+
+
+def _kwargs(text: str | None) -> dict[str, Any]:
+    """``--kwargs``: a JSON object (one line naming the problem otherwise)."""
+    from profiler.targets import TargetError
+
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TargetError(f"--kwargs is not valid JSON ({e}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise TargetError(f"--kwargs must be a JSON object of keyword arguments, got {text!r}")
+    return value
+
+
+def _run(args: argparse.Namespace) -> int:
     from profiler.latency import resolve_device
     from profiler.targets import TargetError
 
@@ -89,7 +136,10 @@ def run(args: argparse.Namespace) -> int:
     from profiler.report import profile, render
     from profiler.targets import resolve_target
 
-    target = resolve_target(args.target, width_mult=args.width_mult, num_classes=args.num_classes, frames=args.frames, size=args.size)
+    kwargs = _kwargs(args.kwargs)
+    target = resolve_target(
+        args.target, width_mult=args.width_mult, num_classes=args.num_classes, frames=args.frames, size=args.size, kwargs=kwargs
+    )
     if args.data is None and args.clip_index is not None:
         raise TargetError("--clip-index counts a clip of --data; give --data too")
     if (args.data is not None or args.weights) and target.spec is None:
@@ -215,6 +265,13 @@ def _paper_table(args: argparse.Namespace) -> int:
         repeats=args.repeats or 3,
         optimized=args.device == "cpu",
     )
+    if not args.no_latency:
+        print(
+            f"e3d profile --paper-table times {len(table8())} presets, eager and optimized: this is long on a CPU. "
+            "--no-latency gives the counts alone in seconds; --repeats 1 --warmup 0 shortens the timing.",
+            file=sys.stderr,
+        )
+        rows = _with_estimate(rows)
     bar = tqdm(rows, total=len(table8()), desc="Table 8", unit="model", file=sys.stderr, disable=args.no_latency or None, leave=False)
     if args.json:
         print(json.dumps([r.as_dict() for r in bar], indent=2))
@@ -231,3 +288,16 @@ def _paper_table(args: argparse.Namespace) -> int:
         "timed right after it."
     )
     return 0
+
+
+def _with_estimate(rows: Iterable[Any]) -> Iterator[Any]:
+    """Pass the rows through; after the first, say how long all of them should take (scaled by multiply-adds)."""
+    from profiler.paper_table import estimate_seconds
+
+    start = time.perf_counter()
+    for i, row in enumerate(rows):
+        if i == 0:
+            took = time.perf_counter() - start
+            total = estimate_seconds(row, took)
+            print(f"  the first model took {took:.0f} s: about {total / 60:.0f} min for all of them", file=sys.stderr)
+        yield row

@@ -133,3 +133,152 @@ def test_a_file_that_is_not_a_spec(capsys: pytest.CaptureFixture[str], tmp_path:
 
 def test_main_is_importable_without_side_effects() -> None:
     assert callable(main)
+
+
+# -- failures inside the user's model or builder: one line, exit 2; --debug shows the traceback ------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["tests.e3d.profile_fixtures:shape_check"], "failed on a 3x16x112x112 clip: AssertionError: expected 32 frames, got 16"),
+        (["tests.e3d.profile_fixtures:raises"], "ValueError: unsupported clip layout"),
+        (["tests.e3d.profile_fixtures:raising_builder"], "building tests.e3d.profile_fixtures:raising_builder failed: KeyError"),
+        (["tests.e3d.profile_fixtures:out_of_memory"], "failed: MemoryError"),
+        (["json:dumps"], "cannot be called with no arguments: missing a required argument: 'obj'"),
+        (["tests.e3d.profile_fixtures:shape_check", "--kwargs", '{"frame": 3}'], "unexpected keyword argument 'frame'"),
+        (["tests.e3d.profile_fixtures:shape_check", "--kwargs", "[1]"], "must be a JSON object"),
+        (["tests.e3d.profile_fixtures:shape_check", "--kwargs", "{oops"], "not valid JSON"),
+        (["mobilenet", "--kwargs", '{"a": 1}'], "--kwargs applies to import paths"),
+        (["nosuchdir/models.py:make"], "no such file: nosuchdir/models.py"),
+    ],
+)
+def test_failures_in_user_code_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], words: str) -> None:
+    code, out, err = run(capsys, "profile", *argv, "--no-latency", "--size", "8", "--frames", "16")
+    assert code == 2, (out, err)
+    assert len(err.strip().splitlines()) == 1 and words in err.replace("3x16x8x8", "3x16x112x112"), err
+
+
+def test_debug_shows_the_traceback_of_the_users_exception(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = ("profile", "tests.e3d.profile_fixtures:raises", "--no-latency", "--size", "8")
+    code, _, err = run(capsys, *argv, "--debug")
+    assert code == 2 and "Traceback" in err and 'raise ValueError("unsupported clip layout")' in err
+    assert err.strip().splitlines()[-1].startswith("e3d profile: error:")
+    monkeypatch.setenv("E3D_DEBUG", "1")
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and "Traceback" in err
+
+
+def test_a_shape_check_passes_with_its_keyword_argument(capsys: pytest.CaptureFixture[str]) -> None:
+    d = profile_json(
+        capsys, "tests.e3d.profile_fixtures:shape_check", "--kwargs", '{"frames": 4}', "--frames", "4", "--size", "8", "--no-latency"
+    )
+    assert d["macs"] == 4 * 3 * 4 * 8 * 8 and d["macs_lower_bound"] is False
+
+
+MODELS_PY = """
+from torch import nn
+from helper import WIDTH
+
+def make_net(num_classes=10):
+    return nn.Sequential(nn.Conv3d(3, WIDTH, 1), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(WIDTH, num_classes))
+"""
+
+
+def test_import_paths_from_the_working_directory_and_from_a_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    (folder / "mymodels18.py").write_text(MODELS_PY)
+    (folder / "helper.py").write_text("WIDTH = 5\n")
+    expected = 5 * 3 * 4 * 8 * 8 + 5 * 7
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", str(folder))])
+    d = profile_json(capsys, "mymodels18:make_net", "--kwargs", '{"num_classes": 7}', "--frames", "4", "--size", "8", "--no-latency")
+    assert d["kind"] == "import" and d["macs"] == expected
+    monkeypatch.chdir(tmp_path)
+    d = profile_json(
+        capsys, "proj/mymodels18.py:make_net", "--kwargs", '{"num_classes": 7}', "--frames", "4", "--size", "8", "--no-latency"
+    )
+    assert d["macs"] == expected
+    code, _, err = run(capsys, "profile", "proj/mymodels18.py:nothing", "--no-latency")
+    assert code == 2 and "has no attribute 'nothing'" in err
+
+
+def test_torchscript_wrong_shape_backends_frozen_exports_and_onnx(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from profiler.optimize import optimize_for_inference
+
+    spec = space.paper_spec("mobilenet", width_mult=0.25, num_classes=10, sample_size=32, sample_duration=8)
+    model = space.build(spec).eval()
+    traced = torch.jit.trace(model, torch.zeros(1, *spec.input_shape))
+    traced.save(str(tmp_path / "net.pt"))
+    code, _, err = run(capsys, "profile", str(tmp_path / "net.pt"), "--no-latency", "--frames", "8", "--size", "32", "--backend", "fvcore")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "fvcore cannot count a TorchScript model" in err
+    d = profile_json(capsys, str(tmp_path / "net.pt"), "--no-latency", "--frames", "8", "--size", "32", "--backend", "flop_counter")
+    assert d["backend"]["total"] == d["macs"] == spec_macs(spec)
+
+    frozen = optimize_for_inference(model, input_shape=spec.input_shape, batch_size=1)  # what e3d export --optimize writes
+    torch.jit.save(frozen.graph, str(tmp_path / "opt.pt"))
+    d = profile_json(
+        capsys, str(tmp_path / "opt.pt"), "--frames", "8", "--size", "32", "--repeats", "1", "--warmup", "0", "--batch-size", "1"
+    )
+    assert d["macs"] == spec_macs(spec) and d["latency_ms"] > 0
+
+    (tmp_path / "net.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")
+    code, _, err = run(capsys, "profile", str(tmp_path / "net.onnx"), "--no-latency")
+    assert code == 2 and "is an ONNX file" in err and "corrupted" not in err
+
+
+def spec_macs(spec: space.NetSpec) -> int:
+    from profiler import count_spec
+
+    return count_spec(spec).macs
+
+
+def test_lower_bound_shapes_and_functional_names_in_the_report(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys, "profile", "tests.profiler.test_video_counting:Cdist", "--no-latency", "--frames", "4", "--size", "4", "--per-layer"
+    )
+    assert code == 0
+    assert "a LOWER BOUND: 1 operator(s) without a cost rule ran" in out and "_cdist_forward" in out and "inputs 1x3x4x4x4" in out
+    code, out, _ = run(
+        capsys, "profile", "tests.profiler.video_archs:TSMNet", "--no-latency", "--frames", "8", "--size", "32", "--per-layer"
+    )
+    assert code == 0 and "LOWER BOUND" not in out
+    listing = out.split("paper MFLOPs")[-1].splitlines()[1:]
+    assert listing and all(line.split()[0] for line in listing if line.strip())
+    code, out, _ = run(
+        capsys, "profile", "tests.profiler.test_counting:Functional", "--no-latency", "--frames", "4", "--size", "6", "--per-layer"
+    )
+    listing = out.split("paper MFLOPs")[-1].splitlines()[1:]
+    assert code == 0 and listing[0].split()[:2] == ["(top)", "conv"], "the model's own functional calls are named"
+
+
+def test_a_latency_with_a_wide_spread_warns_and_says_what_load_was_seen(capsys: pytest.CaptureFixture[str]) -> None:
+    import dataclasses
+
+    from profiler.latency import measure_latency
+    from profiler.report import profile, render
+    from profiler.targets import resolve_target
+
+    target = resolve_target("tests.e3d.fixtures:tiny_model", frames=4, size=8)
+    p = profile(target, batch_size=1, memory=False, warmup=0, repeats=3)
+    assert p.latency is not None and p.latency.cpus >= 1
+    lat = measure_latency(target.module(), batch_size=1, clip=(4, 8, 8), warmup=0, repeats=2)
+    p.latency = dataclasses.replace(lat, median_ms=10.0, iqr_ms=6.0, q1_ms=7.0, q3_ms=13.0, other_load=1.5, load_avg=3.2, cpus=2)
+    text = render(p)
+    assert "the latency is unreliable" in text and "IQR 60% of the median" in text
+    assert "other processes kept 1.5 of the 2 CPUs busy" in text and "load average 3.2" in text
+    p.latency = dataclasses.replace(p.latency, iqr_ms=0.5)
+    assert "unreliable" not in render(p)
+
+
+def test_paper_table_says_it_is_long_and_how_to_shorten_it(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import profiler.paper_table as pt
+
+    fast = pt.table_rows
+    monkeypatch.setattr(pt, "table_rows", lambda **kw: fast(**{**kw, "latency": False}))
+    code, out, err = run(capsys, "profile", "--paper-table")
+    assert code == 0 and len([ln for ln in out.splitlines() if "x " in ln]) >= 21
+    assert "this is long" in err and "--no-latency" in err and "about" in err and "min for all of them" in err

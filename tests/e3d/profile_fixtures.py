@@ -1,0 +1,45 @@
+"""Models that fail in the ways users' models do, for ``e3d profile`` tests."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class ShapeCheck(nn.Module):
+    """Asserts on its input's shape, as many video models do."""
+
+    def __init__(self, frames: int = 32) -> None:
+        super().__init__()
+        self.frames = frames
+        self.conv = nn.Conv3d(3, 4, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        assert x.shape[2] == self.frames, f"expected {self.frames} frames, got {x.shape[2]}"
+        return self.conv(x)
+
+
+class Raises(nn.Module):
+    """Raises a ValueError from its forward."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        raise ValueError("unsupported clip layout")
+
+
+def raising_builder() -> nn.Module:
+    """Fails while building."""
+    raise KeyError("num_classes")
+
+
+def shape_check(frames: int = 32) -> nn.Module:
+    """A ShapeCheck model (a builder with a keyword argument)."""
+    return ShapeCheck(frames)
+
+
+def out_of_memory() -> nn.Module:
+    """A builder that asks for more memory than any machine has."""
+    raise MemoryError()
+
+
+def raises() -> nn.Module:
+    """A Raises model."""
+    return Raises()
