@@ -175,6 +175,10 @@ def _table(df: pd.DataFrame, columns: list[str]) -> list[str]:
     return lines
 
 
+def _in_millions(df: pd.DataFrame) -> pd.DataFrame:
+    return df.assign(macs_m=df["macs"] / 1e6)
+
+
 def summary_markdown(run: ScaleRun) -> str:
     """The run's summary: settings, the slope per curve, the expansion path, and every point."""
     cfg = run.config
@@ -190,7 +194,7 @@ def summary_markdown(run: ScaleRun) -> str:
     lines += _table(sl, ["curve", "points", "macs_min_m", "macs_max_m", "accuracy_min", "accuracy_max", "slope_per_doubling"])
     if len(run.path):
         lines += ["", "## Expansion path", ""]
-        lines += _table(run.path, ["step", "axis", "factors", "macs", "accuracy_mean", "accuracy_sd", "summary"])
+        lines += _table(_in_millions(run.path), ["step", "axis", "factors", "macs_m", "accuracy_mean", "accuracy_sd", "summary"])
         lines += [
             "",
             "## Every expansion step",
@@ -198,11 +202,13 @@ def summary_markdown(run: ScaleRun) -> str:
             "Each candidate's gain over the path point it grew from, per doubling of multiply-adds.",
             "",
         ]
+        gains = step_gains(run.points, run.path).assign(macs_from=lambda d: d["macs_from"] / 1e6, macs_to=lambda d: d["macs_to"] / 1e6)
         cols = ["step", "axis", "macs_from", "macs_to", "accuracy_from", "accuracy_to", "gain_per_doubling", "chosen"]
-        lines += _table(step_gains(run.points, run.path), cols)
+        lines += _table(gains.rename(columns={"macs_from": "from_m", "macs_to": "to_m"}), ["step", "axis", "from_m", "to_m", *cols[4:]])
     lines += ["", "## Every point", ""]
-    cols = ["point", "factors", "macs", "cost_ratio", "accuracy_mean", "accuracy_sd", "seeds_done", "summary"]
-    lines += _table(run.points, [c for c in cols if c in run.points])
+    cols = ["point", "factors", "macs_m", "cost_ratio", "accuracy_mean", "accuracy_sd", "seeds_done", "summary"]
+    points = _in_millions(run.points)
+    lines += _table(points, [c for c in cols if c in points])
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,109 @@
+"""Scaling curves as data (curves, slopes, expansion steps), then the figure and the summary."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from matplotlib.axes import Axes
+
+from analysis.load import AnalysisError
+from analysis.scaling import PATH_CURVE, curves, load_scale, plot_curves, slope, slopes, step_gains, summary_markdown, write_report
+
+
+def row(point: str, mode: str, axis: str, macs: float, acc: float, step: int = 0, on_path: bool = False) -> dict[str, object]:
+    return {"point": point, "mode": mode, "step": step, "axis": axis, "factors": "{}", "macs": macs, "cost_ratio": macs / 50e6,
+            "accuracy_mean": acc, "accuracy_sd": 1.0, "seeds_done": 2, "on_path": on_path, "summary": point}  # fmt: skip
+
+
+def axes_run() -> pd.DataFrame:
+    """Width gains 4 points per doubling of the cost, depth 2 (exactly linear in log2 macs)."""
+    rows = [row("base/0/base", "base", "base", 50e6, 40.0)]
+    for r in (0.5, 2.0, 4.0):
+        rows.append(row(f"axes/0/width@{r:g}", "axes", "width", 50e6 * r, 40.0 + 4 * math.log2(r)))
+        rows.append(row(f"axes/0/depth@{r:g}", "axes", "depth", 50e6 * r, 40.0 + 2 * math.log2(r)))
+    return pd.DataFrame(rows)
+
+
+def expand_run() -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows = [row("base/0/base", "base", "base", 50e6, 40.0, 0, True)]
+    rows += [row("expand/1/width", "expand", "width", 100e6, 43.0, 1), row("expand/1/depth", "expand", "depth", 100e6, 46.0, 1, True)]
+    rows += [row("expand/2/width", "expand", "width", 200e6, 52.0, 2, True), row("expand/2/depth", "expand", "depth", 200e6, 47.0, 2)]
+    points = pd.DataFrame(rows)
+    return points, points[points["on_path"]].reset_index(drop=True)
+
+
+def test_the_slope_is_top1_per_doubling_of_multiply_adds() -> None:
+    assert slope(pd.Series([1e6, 2e6, 8e6]), pd.Series([10.0, 13.0, 19.0])) == pytest.approx(3.0)
+    assert math.isnan(slope(pd.Series([1e6, 1e6]), pd.Series([10.0, 12.0])))
+    assert math.isnan(slope(pd.Series([1e6, 2e6]), pd.Series([10.0, math.nan])))
+
+
+def test_each_axis_is_one_curve_from_the_base_and_the_steepest_comes_first() -> None:
+    points = axes_run()
+    c = curves(points)
+    assert list(c) == ["width", "depth"]
+    assert list(c["width"]["macs"]) == [25e6, 50e6, 100e6, 200e6]  # the base sits on every curve
+    table = slopes(points)
+    assert list(table["curve"]) == ["width", "depth"]
+    assert list(table["slope_per_doubling"]) == [pytest.approx(4.0), pytest.approx(2.0)]
+    assert list(table["points"]) == [4, 4]
+
+
+def test_an_expansion_is_a_path_and_steps_measured_from_it() -> None:
+    points, path = expand_run()
+    gains = step_gains(points, path)
+    assert list(zip(gains["step"], gains["axis"], gains["chosen"], strict=True)) == [
+        (1, "depth", True), (1, "width", False), (2, "depth", False), (2, "width", True)
+    ]  # fmt: skip
+    assert list(gains["gain_per_doubling"]) == [pytest.approx(6.0), pytest.approx(3.0), pytest.approx(1.0), pytest.approx(6.0)]
+    table = slopes(points, path).set_index("curve")
+    assert table.loc[PATH_CURVE, "slope_per_doubling"] == pytest.approx(6.0)
+    assert table.loc["width (steps)", "slope_per_doubling"] == pytest.approx(4.5)
+    assert table.loc["depth (steps)", "slope_per_doubling"] == pytest.approx(3.5)
+    assert list(curves(points, path)) == [PATH_CURVE]
+
+
+def legend(ax: Axes) -> list[str]:
+    box = ax.get_legend()
+    assert box is not None
+    return [t.get_text() for t in box.get_texts()]
+
+
+def test_the_figure_has_a_log_x_axis_and_a_labelled_series_per_curve() -> None:
+    fig = plot_curves(axes_run())
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    assert legend(ax) == ["base", "width", "depth"]
+    points, path = expand_run()
+    labels = legend(plot_curves(points, path).axes[0])
+    assert sorted(labels) == sorted([PATH_CURVE, "depth (step)", "width (step)", "base"])
+
+
+def test_a_run_folder_gives_the_figure_and_the_summary(tmp_path: Path) -> None:
+    points, path = expand_run()
+    points.to_csv(tmp_path / "points.csv", index=False)
+    path.to_csv(tmp_path / "path.csv", index=False)
+    base = json.dumps({"family": "shufflenet", "width_mult": 0.5})
+    (tmp_path / "scale.json").write_text(
+        json.dumps({"base": base, "mode": "expand", "axes": ["width", "depth"], "proxy_clip": [16, 48, 48]})
+    )
+    paths = write_report(tmp_path)
+    assert paths["curves"].read_bytes()[:4] == b"\x89PNG"
+    text = paths["summary"].read_text()
+    assert "Base: shufflenet at width 0.5; mode `expand`" in text
+    assert "| expansion path | 3 | 50.00 | 200.00 | 40.00 | 52.00 | 6.00 |" in text
+    assert "## Every expansion step" in text and text.count("\n| expand/") == 4
+    assert summary_markdown(load_scale(tmp_path)) == text
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_folder_without_points_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(AnalysisError, match=r"holds no points\.csv"):
+        load_scale(tmp_path)
+    pd.DataFrame({"point": ["x"]}).to_csv(tmp_path / "points.csv", index=False)
+    with pytest.raises(AnalysisError, match="lacks the columns mode, axis, macs, accuracy_mean"):
+        load_scale(tmp_path)
