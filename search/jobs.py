@@ -1,0 +1,186 @@
+"""Parallel local trials: N single-thread worker processes on one machine, against the run's storage.
+
+On a small CPU a second torch thread speeds a training step up far less than 2x (1.14-1.47x on a
+2-core Xeon, see ``bench/train_speed.py``), so N one-thread trials side by side train more per hour
+than one N-thread trial. :func:`run_jobs` starts ``jobs`` processes (``spawn``: no forked torch
+state), each running :func:`search.study.run_worker` on the same study, and reports every finished
+trial back to the parent, which prints it and writes the outputs. The processes are the same workers
+as on many machines: a trial is taken by exactly one of them (Optuna's storage hands out each waiting
+trial once), and a dead one's trial is failed by heartbeat and re-run.
+
+A SQLite storage is switched to write-ahead logging first (readers do not block the writer) and
+every connection waits up to a minute for a lock (``search.study.open_storage``) before it fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing as mp
+import os
+import pickle
+import queue
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from space.spec import E3DError
+
+
+class JobsError(E3DError):
+    """A local job stopped with an error (the message names it)."""
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def parse_jobs(text: str) -> int:
+    """``--jobs`` value: a positive integer, or ``auto`` (one per usable core)."""
+    if text == "auto":
+        return usable_cores()
+    try:
+        n = int(text)
+    except ValueError:
+        raise ValueError(f"must be a positive integer or auto, got {text!r}") from None
+    if n < 1:
+        raise ValueError(f"must be a positive integer or auto, got {text!r}")
+    return n
+
+
+def oversubscription(jobs: int, threads: int | None, cores: int | None = None) -> str | None:
+    """A warning when ``jobs`` x ``threads`` exceeds the cores (None when it fits)."""
+    cores = cores or usable_cores()
+    want = jobs * (threads or 1)
+    if want <= cores:
+        return None
+    return (
+        f"warning: {jobs} jobs x {threads or 1} thread{'s' if (threads or 1) > 1 else ''} = {want} > {cores} cores here: "
+        "they will share cores and every trial will train slower"
+    )
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` storage URL, or None."""
+    if not url.startswith("sqlite:///"):
+        return None
+    return Path(unquote(url.removeprefix("sqlite:///").split("?", 1)[0]))
+
+
+def enable_wal(url: str) -> bool:
+    """Put a SQLite storage in write-ahead-log mode (persistent in the file); False for other storages."""
+    path = sqlite_file(url)
+    if path is None:
+        return False
+    con = sqlite3.connect(path, timeout=60)
+    try:
+        mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    finally:
+        con.close()
+    return str(mode).lower() == "wal"
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSpec:
+    """What each job process needs (picklable)."""
+
+    url: str
+    study_name: str
+    config: Any
+    n_trials: int
+    timeout: float | None
+    heartbeat: int
+    latency: Any
+
+
+def run_jobs(
+    study: optuna.Study, spec: JobSpec, *, jobs: int, on_trial: Callable[[FrozenTrial], None] | None = None
+) -> list[dict[str, Any]]:
+    """Run ``jobs`` worker processes on ``study`` (opened in this process on ``spec.url``) and wait for
+    them. ``on_trial`` gets each finished trial, read back from the storage, in this process. Returns
+    each job's report (``search.study.WorkerReport`` as a dict, with ``job`` and ``pid``); raises
+    :class:`JobsError` when a job failed, and KeyboardInterrupt after the jobs stopped on Ctrl-C."""
+    enable_wal(spec.url)
+    ctx = mp.get_context("spawn")
+    messages: Any = ctx.Queue()
+    procs = [ctx.Process(target=_job, args=(_picklable(spec), i, messages), name=f"e3d-job-{i}") for i in range(jobs)]
+    for p in procs:
+        p.start()
+    reports: list[dict[str, Any]] = []
+    errors: list[str] = []
+    try:
+        while any(p.is_alive() for p in procs) or not messages.empty():
+            try:
+                kind, payload = messages.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if kind == "trial" and on_trial is not None:
+                on_trial(_trial(study, int(payload)))
+            elif kind == "done":
+                reports.append(payload)
+            elif kind == "error":
+                errors.append(str(payload))
+    except KeyboardInterrupt:
+        for p in procs:
+            p.join(timeout=30)
+        raise
+    for p in procs:
+        p.join()
+    crashed = [f"job {i} exited with code {p.exitcode}" for i, p in enumerate(procs) if p.exitcode not in (0, None)]
+    if errors or crashed:
+        raise JobsError("; ".join(errors + crashed))
+    return reports
+
+
+def _trial(study: optuna.Study, number: int) -> FrozenTrial:
+    """Trial ``number`` of the study as the storage holds it now."""
+    return next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+
+
+def _picklable(spec: JobSpec) -> JobSpec:
+    """``spec`` with its latency meter dropped when it cannot cross to a process (each job makes its own)."""
+    try:
+        pickle.dumps(spec.latency)
+    except Exception:  # closures and local functions do not pickle
+        return dataclasses.replace(spec, latency=None)
+    return spec
+
+
+def _job(spec: JobSpec, index: int, messages: Any) -> None:
+    """One job process: join the study, run a worker, report each trial and the end."""
+    from search import study as st
+
+    try:
+        storage = st.open_storage(spec.url, heartbeat=spec.heartbeat)
+        study, _, _ = st.open_study(spec.study_name, storage, None, resume=True)
+        config = spec.config
+        data = st.load_proxy(config.proxy, progress=False)
+        latency = spec.latency
+        if latency is None and (config.budget.latency_ms is not None or config.measure_latency):
+            latency = st.latency_meter(config.latency_mode)
+        report = st.run_worker(
+            study,
+            config,
+            data,
+            n_trials=spec.n_trials,
+            timeout=spec.timeout,
+            latency=latency,
+            on_trial=lambda t: messages.put(("trial", t.number)),
+        )
+        messages.put(("done", {"job": index, "pid": os.getpid(), **dataclasses.asdict(report)}))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:  # reported to the parent as one line
+        messages.put(("error", f"job {index}: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"))
+
+
+__all__ = ["JobSpec", "JobsError", "enable_wal", "oversubscription", "parse_jobs", "run_jobs", "usable_cores"]
