@@ -26,7 +26,9 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote, unquote
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -153,16 +155,77 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _split_credentials(url: str) -> tuple[str, str, str] | None:
+    """``(scheme, userinfo, rest)`` of ``scheme://userinfo@rest``; None without credentials (and
+    for SQLite, whose URL is a path).
+
+    The userinfo ends at the *last* ``@``, so a password with an unencoded ``@`` is taken whole (an
+    ``@`` further on, in a query, makes more of the URL count as secret: never less).
+    """
+    if "://" not in url or url.startswith("sqlite"):
+        return None
+    scheme, rest = url.split("://", 1)
+    userinfo, at, host = rest.rpartition("@")
+    return (scheme, userinfo, host) if at else None
+
+
 def redact(url: str) -> str:
     """A storage URL without its credentials, for messages."""
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+    parts = _split_credentials(url)
+    return url if parts is None else f"{parts[0]}://***@{parts[2]}"
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (a driver's error message) with every piece of ``url``'s password replaced by ``***``."""
+    parts = _split_credentials(url)
+    if parts is None:
+        return text
+    password = parts[1].partition(":")[2]
+    secrets = {password, unquote(password), *password.split("@"), *unquote(password).split("@")}
+    for s in sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True):
+        text = text.replace(s, "***")
+    return text
+
+
+def sqlite_url(path: str | Path) -> str:
+    """The SQLAlchemy URL of the SQLite file ``path``: absolute and percent-encoded, so that a
+    ``?``, ``#``, ``%`` or space in a folder name stays part of the path."""
+    return "sqlite:///" + quote(str(Path(path).resolve()), safe="/")
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (decoded), or None for other storages."""
+    if not url.startswith("sqlite:///"):
+        return None
+    return Path(unquote(url.removeprefix("sqlite:///").split("?", 1)[0]))
+
+
+def _encode_password(url: str) -> str:
+    """The URL with a password that holds a raw ``@`` percent-encoded (SQLAlchemy would end the
+    password at its first ``@`` and take the rest for the host)."""
+    parts = _split_credentials(url)
+    if parts is None or "@" not in parts[1] or any(c in parts[1] for c in "/?#"):
+        return url
+    user, colon, password = parts[1].partition(":")
+    return f"{parts[0]}://{quote(user, safe='%')}{colon}{quote(password, safe='%')}@{parts[2]}"
+
+
+def check_storage_url(url: str) -> None:
+    """Refuse, in one line, a storage that is not a database URL e3d can use."""
+    if "://" not in url:
+        hint = f" (a SQLite file: sqlite:///{url})" if url.endswith((".db", ".sqlite", ".sqlite3")) else ""
+        raise StorageError(f"--storage takes a database URL such as postgresql://user:pw@host/db or sqlite:///path/study.db{hint}")
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in ("postgres", "pg", "psql"):
+        raise StorageError(f"storage URLs say postgresql://, not {scheme}:// (SQLAlchemy's name for PostgreSQL)")
+    if scheme.split("+")[0] not in ("sqlite", "postgresql", "mysql", "mariadb", "oracle", "mssql"):
+        raise StorageError(f"unknown storage scheme {scheme}://; use postgresql://... for many workers, or sqlite:///path")
 
 
 def storage_url(url: str) -> str:
-    """``postgresql://`` means SQLAlchemy's default driver (psycopg 3); use psycopg2 if only it is here."""
+    """``postgresql://`` means SQLAlchemy's default driver (psycopg 3); use psycopg2 if only it is here.
+    A raw ``@`` in the password is percent-encoded."""
+    url = _encode_password(url)
     if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
         return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
     return url
@@ -171,6 +234,7 @@ def storage_url(url: str) -> str:
 def open_storage(url: str, *, heartbeat: int = 10) -> RDBStorage:
     """An RDB storage with heartbeats; a trial whose worker stopped beating is failed after the
     grace period by the next worker that starts a trial, and re-run (up to 3 times)."""
+    check_storage_url(url)
     engine: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     if not url.startswith("sqlite"):
         engine["connect_args"] = {"connect_timeout": 10}
@@ -185,10 +249,12 @@ def open_storage(url: str, *, heartbeat: int = 10) -> RDBStorage:
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
             )
     except ImportError as e:
-        raise StorageError(f"cannot use storage {redact(url)}: missing driver ({e}); install e3d[postgres]") from None
+        scheme = url.split("://", 1)[0].split("+")[0]
+        fix = "install e3d[postgres]" if scheme == "postgresql" else f"install the Python driver SQLAlchemy uses for {scheme}"
+        raise StorageError(f"cannot use storage {redact(url)}: missing driver ({scrub(str(e), url)}); {fix}") from None
     except Exception as e:  # sqlalchemy raises OperationalError / ArgumentError subclasses
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise StorageError(f"cannot reach storage {redact(url)}: {first}") from None
+        raise StorageError(f"cannot reach storage {redact(url)}: {scrub(first, url)}") from None
 
 
 TPE_STARTUP = 8

@@ -7,9 +7,11 @@ worker with a progress bar, one line per trial, outputs after every trial and a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,11 @@ The paper's presets that fit the budget are trained first as baselines; --trials
 candidates on top of them. Outputs in --out: trials.csv (one short row per trial), trials_full.csv (every
 column), best.json, recipe.json (how candidates were trained: e3d train best.json uses it), pareto.json,
 study.db (SQLite). `e3d search --export-results DIR` rebuilds them from the study."""
+
+
+DEFAULT_TRIALS = 6
+TRIALS_ATTR = "e3d_trials"
+"""Study user attribute: the ``--trials`` of the command that created (or last resumed) it."""
 
 
 def clip_arg(text: str) -> tuple[int, int, int]:
@@ -159,7 +166,10 @@ def register(sub: Any) -> None:
         help="accuracy under the budget (pruned), or pareto: accuracy vs macs",
     )
     s.add_argument(
-        "--trials", type=positive_int, default=6, metavar="N", help="searched candidates to train, besides the baselines (default 6)"
+        "--trials",
+        type=positive_int,
+        metavar="N",
+        help=f"searched candidates to train, besides the baselines (default {DEFAULT_TRIALS}; --resume: the study's own)",
     )
     s.add_argument("--timeout", type=positive_float, metavar="S", help="stop this worker after S seconds")
     s.add_argument(
@@ -223,7 +233,7 @@ def export_results(args: argparse.Namespace) -> int:
     out: Path = args.export_results
     if args.storage is None and not (out / "study.db").is_file():
         raise st.StorageError(f"no study.db in {out}; give the run folder of a search, or --storage URL --study-name NAME")
-    url = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    url = args.storage or st.sqlite_url(out / "study.db")
     storage = st.open_storage(url, heartbeat=args.heartbeat)
     names = st.list_studies(storage)
     name = args.study_name if args.study_name in names or len(names) != 1 else names[0]
@@ -236,57 +246,129 @@ def export_results(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_study(args: argparse.Namespace, config: Any, *, enqueue: Any, n_trials: int, timeout: float | None = None) -> int:
-    """Open (create or join) the study of ``args``, run one worker, write the outputs, summarise."""
+def run_folder(args: argparse.Namespace) -> tuple[Path, str]:
+    """The run folder and the storage URL of ``args``; ``--resume`` without ``--storage`` needs the
+    folder's ``study.db`` (checked before anything is created)."""
+    from search import study as st
+
+    out: Path = args.out or Path("runs") / args.study_name
+    if args.resume and args.storage is None and not (out / "study.db").is_file():
+        raise st.StudyConfigError(f"nothing to resume in {out}: no study.db there (give the --out of the search, or its --storage URL)")
+    return out, args.storage or st.sqlite_url(out / "study.db")
+
+
+@contextlib.contextmanager
+def undone_on_failure(out: Path, url: str) -> Iterator[None]:
+    """Remove what a start that fails inside the block created: the run folder (when it is left
+    empty) and a SQLite database this command made."""
+    from search import study as st
+    from space.files import check_writable, missing_parents, remove_empty
+
+    new_folders = missing_parents(out)
+    db = st.sqlite_path(url)
+    fresh = [] if db is None or db.exists() else [db, db.with_name(db.name + "-journal"), db.with_name(db.name + "-wal")]
+    check_writable(out)  # a read-only or full --out is one line now, not a traceback after the first trial
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        yield
+    except BaseException:
+        for f in fresh:
+            with contextlib.suppress(OSError):
+                f.unlink()
+        remove_empty(new_folders)
+        raise
+
+
+def trial_count(study: Any, given: int | None, *, store: bool) -> int:
+    """``--trials`` when given (stored on the study when ``store``), else the study's stored count."""
+    if given is None:
+        return int(study.user_attrs.get(TRIALS_ATTR, DEFAULT_TRIALS))
+    if store:
+        study.set_user_attr(TRIALS_ATTR, given)
+    return given
+
+
+def resume_command(args: argparse.Namespace, kind: str, out: Path, n_trials: int) -> str:
+    """The command that continues this run (credentials redacted: they are never printed)."""
+    from search import study as st
+
+    again = f"e3d {kind} --resume --study-name {args.study_name} --out {out}"
+    if kind == "search":
+        again += f" --trials {n_trials}"
+    if args.storage:
+        again += f" --storage {st.redact(args.storage)}"
+        if st.redact(args.storage) != args.storage:
+            again += "   (with your password in place of ***)"
+    return again
+
+
+def run_study(args: argparse.Namespace, config: Any, *, enqueue: Any, n_trials: int | None, timeout: float | None = None) -> int:
+    """Open (create or join) the study of ``args``, run one worker, write the outputs, summarise.
+
+    ``n_trials`` None: the study's stored ``--trials`` (a resumed search keeps its own)."""
     from tqdm import tqdm
 
     from search import study as st
     from search.results import study_frame, write_outputs
+    from space.files import WriteError
 
-    out: Path = args.out or Path("runs") / args.study_name
-    out.mkdir(parents=True, exist_ok=True)
-    url = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    storage = st.open_storage(url, heartbeat=args.heartbeat)
-    study, config, created = st.open_study(args.study_name, storage, config, resume=args.resume)
-    local = {"device": args.device, "num_workers": args.loader_workers, "threads": args.threads}  # this worker's machine
-    config = dataclasses.replace(config, proxy=dataclasses.replace(config.proxy, **local))
-    if created:
-        print(enqueue(study, config), file=sys.stderr)
-    else:
-        print(f"joining study {args.study_name!r} ({len(study.trials)} trials so far)", file=sys.stderr)
-    if config.kind == "search":
-        print(f"budget: {config.budget.describe()}; families: {', '.join(config.families)}", file=sys.stderr)
-    print(f"proxy: {config.proxy.describe()}; objective: {config.objective}; storage: {st.redact(url)}", file=sys.stderr)
+    out, url = run_folder(args)
+    with undone_on_failure(out, url):
+        storage = st.open_storage(url, heartbeat=args.heartbeat)
+        study, config, created = st.open_study(args.study_name, storage, config, resume=args.resume)
+        n = trial_count(study, n_trials, store=created or args.resume)
+        local = {"device": args.device, "num_workers": args.loader_workers, "threads": args.threads}  # this worker's machine
+        config = dataclasses.replace(config, proxy=dataclasses.replace(config.proxy, **local))
+        if created:
+            print(enqueue(study, config), file=sys.stderr)
+        else:
+            print(f"joining study {args.study_name!r} ({len(study.trials)} trials so far)", file=sys.stderr)
+        if config.kind == "search":
+            print(f"budget: {config.budget.describe()}; families: {', '.join(config.families)}; {n} searched trials", file=sys.stderr)
+        print(f"proxy: {config.proxy.describe()}; objective: {config.objective}; storage: {st.redact(url)}", file=sys.stderr)
+        data = st.load_proxy(config.proxy, progress=not args.quiet)
 
-    data = st.load_proxy(config.proxy, progress=not args.quiet)
     wants_latency = config.budget.latency_ms is not None or config.measure_latency
     latency = st.latency_meter(config.latency_mode) if wants_latency else None
     costs = ("macs", "latency_ms") if config.budget.latency_ms is not None and config.objective == "pareto" else ("macs",)
     queued = sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("source") in ("baseline", "sweep"))
-    bar = tqdm(total=n_trials + queued, desc="trials", unit="trial", file=sys.stderr, disable=args.quiet or None)
+    bar = tqdm(total=n + queued, desc="trials", unit="trial", file=sys.stderr, disable=args.quiet or None)
     bar.update(st.count_trained(study))
+    unwritten: list[str] = []
+
+    def save() -> dict[str, Path]:
+        """Write the result files; a full or read-only disk is reported once and the search goes on
+        (the study holds every trial; ``--export-results`` rebuilds the files)."""
+        try:
+            return write_outputs(study_frame(study), out, costs=costs, config=config.to_dict())
+        except (WriteError, OSError) as e:
+            if not unwritten:
+                hint = f"the study keeps every trial (rebuild the files: e3d search --export-results {out})"
+                bar.write(f"warning: {e}; {hint}", file=sys.stderr)
+            unwritten.append(str(e))
+            return {}
 
     def on_trial(t: Any) -> None:
         bar.write(st.trial_line(t))
         if t.user_attrs.get("trained"):
             bar.update(1)
-        write_outputs(study_frame(study), out, costs=costs, config=config.to_dict())
+        save()
 
     started = time.perf_counter()
     try:
-        st.run_worker(study, config, data, n_trials=n_trials, timeout=timeout, latency=latency, on_trial=on_trial)
+        st.run_worker(study, config, data, n_trials=n, timeout=timeout, latency=latency, on_trial=on_trial)
     except KeyboardInterrupt:
         bar.close()
-        write_outputs(study_frame(study), out, costs=costs, config=config.to_dict())
-        again = f"e3d {config.kind} --resume --study-name {args.study_name} --out {out}" + (
-            f" --storage {args.storage}" if args.storage else ""
-        )
-        print(f"\ninterrupted; every finished trial is saved in {out}. Continue with:\n  {again}", file=sys.stderr)
+        saved = "every finished trial is saved in the study" + ("" if save() else f" (the files in {out} could not be written)")
+        print(f"\ninterrupted; {saved}. Continue with:\n  {resume_command(args, config.kind, out, n)}", file=sys.stderr)
         return 130
     bar.close()
     df = study_frame(study)
-    paths = write_outputs(df, out, costs=costs, config=config.to_dict())
     print(summary(df, config, time.perf_counter() - started))
+    try:
+        paths = write_outputs(df, out, costs=costs, config=config.to_dict())
+    except (WriteError, OSError) as e:
+        raise WriteError(f"{e}; the study keeps every trial: e3d search --export-results {out} once there is room") from None
     print(f"\nwrote {', '.join(str(p) for p in paths.values() if p.exists())}")
     if config.kind == "search" and paths["best"].exists():
         print(f"next: e3d train {paths['best']} --data {config.proxy.data or config.proxy.task}   |   e3d profile {paths['best']}")

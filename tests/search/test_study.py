@@ -140,7 +140,7 @@ def test_pareto_objective_has_two_directions_and_no_pruning(tmp_path: Path, monk
             ["--budget-mflops", "60", "--storage", "postgresql://nobody:x@127.0.0.1:1/none"],
             "cannot reach storage postgresql://***@127.0.0.1:1/none",
         ),
-        (["--resume", "--study-name", "ghost"], "no study 'ghost' to resume"),
+        (["--resume", "--study-name", "ghost"], "nothing to resume in"),
         (["--budget-mflops", "60", "--families", "alexnet"], "unknown family 'alexnet'"),
         (["--budget-mflops", "-3"], "must be a positive number"),
     ],
