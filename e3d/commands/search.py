@@ -65,6 +65,16 @@ def count_arg(text: str) -> float:
     return value
 
 
+def jobs_arg(text: str) -> int:
+    """argparse type: ``--jobs``, a positive integer or ``auto`` (one per core)."""
+    from search.jobs import parse_jobs
+
+    try:
+        return parse_jobs(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_proxy_args(p: argparse.ArgumentParser, *, epochs: int = 3, train_samples: int = 800, val_samples: int = 200) -> None:
     """The options that define how each candidate is trained and scored."""
     x = p.add_argument_group("proxy task")
@@ -90,6 +100,21 @@ def add_proxy_args(p: argparse.ArgumentParser, *, epochs: int = 3, train_samples
     x.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     x.add_argument(
         "--threads", type=positive_int, metavar="N", help="torch CPU threads while training (on a busy machine 1 can be fastest)"
+    )
+    x.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="fp32",
+        help="fp32 (default), bf16 (CPUs with AVX512-BF16/AMX, CUDA), fp16 (CUDA), or auto: per network, the fastest a short "
+        "calibration measures (stored on each trial)",
+    )
+    x.add_argument(
+        "--jobs",
+        type=jobs_arg,
+        default=1,
+        metavar="N",
+        help="train N trials side by side in local worker processes, one torch thread each unless --threads (auto: one per core; "
+        "default 1)",
     )
     x.add_argument("--loader-workers", type=non_negative_int, default=0, metavar="N", help="DataLoader workers (default 0: in-process)")
 
@@ -130,6 +155,7 @@ def proxy_config(args: argparse.Namespace) -> Any:
         num_workers=args.loader_workers,
         device=args.device,
         threads=args.threads,
+        precision=args.precision,
     )
 
 
@@ -317,8 +343,9 @@ def run_study(args: argparse.Namespace, config: Any, *, enqueue: Any, n_trials: 
         storage = st.open_storage(url, heartbeat=args.heartbeat)
         study, config, created = st.open_study(args.study_name, storage, config, resume=args.resume)
         n = trial_count(study, n_trials, store=created or args.resume)
-        local = {"device": args.device, "num_workers": args.loader_workers, "threads": args.threads}  # this worker's machine
-        config = dataclasses.replace(config, proxy=dataclasses.replace(config.proxy, **local))
+        local = {"device": args.device, "num_workers": args.loader_workers, "threads": args.threads or (1 if getattr(args, "jobs", 1) > 1 else None)}
+        config = dataclasses.replace(config, proxy=dataclasses.replace(config.proxy, **local))  # ^ this worker's machine
+        check_local_run(args, config)
         if created:
             print(enqueue(study, config), file=sys.stderr)
         else:
@@ -356,7 +383,7 @@ def run_study(args: argparse.Namespace, config: Any, *, enqueue: Any, n_trials: 
 
     started = time.perf_counter()
     try:
-        st.run_worker(study, config, data, n_trials=n, timeout=timeout, latency=latency, on_trial=on_trial)
+        run_workers(args, study, url, config, data, n_trials=n, timeout=timeout, latency=latency, on_trial=on_trial)
     except KeyboardInterrupt:
         bar.close()
         saved = "every finished trial is saved in the study" + ("" if save() else f" (the files in {out} could not be written)")
@@ -373,6 +400,36 @@ def run_study(args: argparse.Namespace, config: Any, *, enqueue: Any, n_trials: 
     if config.kind == "search" and paths["best"].exists():
         print(f"next: e3d train {paths['best']} --data {config.proxy.data or config.proxy.task}   |   e3d profile {paths['best']}")
     return 0
+
+
+def check_local_run(args: argparse.Namespace, config: Any) -> None:
+    """Fail now, in one line, when this machine cannot run the study's precision; warn when ``--jobs``
+    asks for more threads than there are cores."""
+    from profiler.precision import check_supported
+    from search.jobs import oversubscription
+
+    check_supported(config.proxy.precision, config.proxy.device)
+    jobs = getattr(args, "jobs", 1)
+    warning = oversubscription(jobs, config.proxy.threads) if jobs > 1 else None
+    if warning:
+        print(warning, file=sys.stderr)
+
+
+def run_workers(
+    args: argparse.Namespace, study: Any, url: str, config: Any, data: Any, *, n_trials: int, timeout: float | None, latency: Any, on_trial: Any
+) -> None:
+    """One worker in this process, or ``--jobs`` N worker processes on this machine (:mod:`search.jobs`)."""
+    from search import study as st
+
+    jobs = getattr(args, "jobs", 1)
+    if jobs <= 1:
+        st.run_worker(study, config, data, n_trials=n_trials, timeout=timeout, latency=latency, on_trial=on_trial)
+        return
+    from search.jobs import JobSpec, run_jobs
+
+    threads = config.proxy.threads
+    print(f"{jobs} local jobs, {threads} torch thread{'s' if threads != 1 else ''} each", file=sys.stderr)
+    run_jobs(study, JobSpec(url, args.study_name, config, n_trials, timeout, args.heartbeat, latency), jobs=jobs, on_trial=on_trial)
 
 
 def summary(df: Any, config: Any, seconds: float) -> str:
