@@ -343,8 +343,9 @@ def run_study(args: argparse.Namespace, config: Any, *, enqueue: Any, n_trials: 
         storage = st.open_storage(url, heartbeat=args.heartbeat)
         study, config, created = st.open_study(args.study_name, storage, config, resume=args.resume)
         n = trial_count(study, n_trials, store=created or args.resume)
-        local = {"device": args.device, "num_workers": args.loader_workers, "threads": args.threads or (1 if getattr(args, "jobs", 1) > 1 else None)}
-        config = dataclasses.replace(config, proxy=dataclasses.replace(config.proxy, **local))  # ^ this worker's machine
+        threads = args.threads or (1 if getattr(args, "jobs", 1) > 1 else None)  # --jobs: one thread each by default
+        local = {"device": args.device, "num_workers": args.loader_workers, "threads": threads}  # this worker's machine
+        config = dataclasses.replace(config, proxy=dataclasses.replace(config.proxy, **local))
         check_local_run(args, config)
         if created:
             print(enqueue(study, config), file=sys.stderr)
@@ -416,7 +417,16 @@ def check_local_run(args: argparse.Namespace, config: Any) -> None:
 
 
 def run_workers(
-    args: argparse.Namespace, study: Any, url: str, config: Any, data: Any, *, n_trials: int, timeout: float | None, latency: Any, on_trial: Any
+    args: argparse.Namespace,
+    study: Any,
+    url: str,
+    config: Any,
+    data: Any,
+    *,
+    n_trials: int,
+    timeout: float | None,
+    latency: Any,
+    on_trial: Any,
 ) -> None:
     """One worker in this process, or ``--jobs`` N worker processes on this machine (:mod:`search.jobs`)."""
     from search import study as st
