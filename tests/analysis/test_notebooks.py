@@ -16,8 +16,13 @@ NOTEBOOKS = sorted((Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
 KERNEL = "e3d-test-python"
 
 
-def test_the_three_notebooks_are_stored_without_outputs() -> None:
-    assert [p.name for p in NOTEBOOKS] == ["01_explore_a_study.ipynb", "02_profile_models.ipynb", "03_paper_findings.ipynb"]
+def test_the_notebooks_are_stored_without_outputs() -> None:
+    assert [p.name for p in NOTEBOOKS] == [
+        "01_explore_a_study.ipynb",
+        "02_profile_models.ipynb",
+        "03_paper_findings.ipynb",
+        "04_scaling.ipynb",
+    ]
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
@@ -39,6 +44,7 @@ def kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("TMPDIR", str(tmp_path))  # the tiny search's run folder and the analysis output
     monkeypatch.delenv("E3D_RESULTS", raising=False)
+    monkeypatch.delenv("E3D_SCALE_RUN", raising=False)  # 04 runs a tiny expansion
     return KERNEL
 
 
