@@ -404,23 +404,23 @@ def _plan_expand(cfg: ScaleConfig, results: Mapping[str, Result]) -> Plan:
 
 def results_of(trials: Iterable[FrozenTrial]) -> dict[str, Result]:
     """Each point's accuracies from the study's trials (an interrupted run awaits its re-run)."""
-    acc: dict[str, list[float]] = {}
-    done: dict[str, int] = {}
+    runs: dict[str, dict[int, float]] = {}  # point -> seed -> accuracy (NaN: failed in training)
     pending: set[str] = set()
     for t in trials:
         pid = t.user_attrs.get("point")
         if pid is None:
             continue
-        acc.setdefault(pid, [])
-        done.setdefault(pid, 0)
+        seeds = runs.setdefault(pid, {})
+        seed = int(t.user_attrs.get("seed", 0))
         if t.state in (TrialState.WAITING, TrialState.RUNNING):
             pending.add(pid)
+        elif seed in seeds:
+            continue  # two workers queued the same run at once: the first to finish counts
         elif t.state == TrialState.COMPLETE and t.user_attrs.get("accuracy") is not None:
-            acc[pid].append(float(t.user_attrs["accuracy"]))
-            done[pid] += 1
+            seeds[seed] = float(t.user_attrs["accuracy"])
         elif t.state == TrialState.FAIL and "error" in t.user_attrs:
-            done[pid] += 1  # a run that failed in training (non-finite loss) counts, without an accuracy
-    return {pid: Result(tuple(acc[pid]), done[pid], pid in pending) for pid in acc}
+            seeds[seed] = math.nan  # a run that failed in training (non-finite loss) counts, without an accuracy
+    return {pid: Result(tuple(a for _, a in sorted(s.items()) if not math.isnan(a)), len(s), pid in pending) for pid, s in runs.items()}
 
 
 def enqueue(study: optuna.Study, cfg: ScaleConfig, points: Sequence[Point]) -> int:
