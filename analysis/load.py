@@ -8,6 +8,7 @@ hand-made CSV that has at least :data:`REQUIRED`. Numbers are floats (NaN where 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -61,6 +62,8 @@ class Results:
     """The clip on which ``macs`` (and the budget) are counted, when known."""
     config: Mapping[str, Any] | None = None
     """The study's stored ``e3d search`` settings (``SearchConfig.to_dict()``), when known."""
+    dropped: tuple[str, ...] = ()
+    """What :func:`validate` dropped from the input, one phrase per kind of problem (counted)."""
 
 
 def normalize(df: pd.DataFrame) -> pd.DataFrame:
@@ -116,12 +119,11 @@ def load_study(name: str, *, storage: str) -> Results:
     message lists the studies that are) or it has no trials; ``search.study.StorageError`` when the
     storage cannot be reached.
     """
-    from search.study import list_studies, open_storage
+    from search.study import list_studies, open_storage, sqlite_path
 
-    if storage.startswith("sqlite:///"):
-        path = Path(storage.removeprefix("sqlite:///"))
-        if not path.is_file():  # optuna would create an empty database there
-            raise AnalysisError(f"no SQLite database at {path}")
+    path = sqlite_path(storage)
+    if path is not None and not path.is_file():  # optuna would create an empty database there
+        raise AnalysisError(f"no SQLite database at {path}")
     store = open_storage(storage)
     names = list_studies(store)
     if name not in names:
@@ -132,13 +134,14 @@ def load_study(name: str, *, storage: str) -> Results:
     return results
 
 
-def load_csv(path: str | Path) -> Results:
+def load_csv(path: str | Path, *, strict: bool = False) -> Results:
     """Read a ``trials.csv`` (or a run folder of ``e3d search`` that holds one); for a run folder or
     its short ``trials.csv``, the full record beside it (``trials_full.csv``) is what is read.
 
     When the folder also holds the search's ``study.db`` with exactly one study, its stored budget
     is used. Raises :class:`AnalysisError` for a missing or unreadable file, a file without rows,
-    or one that lacks any of :data:`REQUIRED` (all are named).
+    or one that lacks any of :data:`REQUIRED` (all are named). Rows that :func:`validate` finds
+    corrupt are dropped and counted in ``Results.dropped`` (``strict``: refused).
     """
     p = full_csv(path)  # a run folder or its short trials.csv: the full record beside it
     if not p.is_file():
@@ -157,7 +160,58 @@ def load_csv(path: str | Path) -> Results:
         raise AnalysisError(f"{p} lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (it needs {', '.join(REQUIRED)})")
     if not len(raw):
         raise AnalysisError(f"{p} has no trials (a header and no rows)")
-    return _results(normalize(raw), str(p), _config_next_to(p))
+    df, dropped = validate(normalize(raw), strict=strict, source=str(p))
+    if not len(df):
+        raise AnalysisError(f"{p}: no usable rows ({'; '.join(dropped)})")
+    return dataclasses.replace(_results(df, str(p), _config_next_to(p)), dropped=tuple(dropped))
+
+
+COSTS = ("macs", "params", "paper_mflops", "activations", "latency_ms")
+"""Columns that count something: never negative."""
+
+
+def _numbers(df: pd.DataFrame, mask: pd.Series) -> str:
+    numbers = [str(n) for n in df.loc[mask, "number"].tolist()[:5]]
+    return ", ".join(numbers) + (" ..." if int(mask.sum()) > 5 else "")
+
+
+def _spec_ok(text: Any) -> bool:
+    if text is None or (isinstance(text, float) and text != text):
+        return True  # no spec (a queued or rejected-early trial): nothing to mistake
+    try:
+        return isinstance(json.loads(str(text)), dict)
+    except ValueError:
+        return False
+
+
+def problems(df: pd.DataFrame) -> list[tuple[str, pd.Series]]:
+    """Each kind of corrupt row of a normalised frame: (what, rows) for duplicated trials, specs that
+    do not parse, negative costs, trained trials without costs, and accuracies outside [0, 100]."""
+    trained = (df["state"] == "COMPLETE") & df["feasible"].fillna(True).astype(bool) & df["accuracy"].notna()
+    out = [
+        ("duplicated trial", df.duplicated(subset=["number"], keep="first")),
+        ("unparsable spec_json", ~df["spec_json"].map(_spec_ok).astype(bool)),
+        ("negative cost", (df[list(COSTS)] < 0).any(axis=1)),
+        ("trained trial without macs or params", trained & df[["macs", "params"]].isna().any(axis=1)),
+        ("accuracy outside [0, 100]", ~df["accuracy"].between(0, 100) & df["accuracy"].notna()),
+        ("best_accuracy outside [0, 100]", ~df["best_accuracy"].between(0, 100) & df["best_accuracy"].notna()),
+    ]
+    return [(what, rows) for what, rows in out if rows.any()]
+
+
+def validate(df: pd.DataFrame, *, strict: bool = False, source: str = "results") -> tuple[pd.DataFrame, list[str]]:
+    """Drop the rows :func:`problems` finds; returns the rest and one counted phrase per problem
+    (``duplicated trial: 2 rows (trial 3, 5)``). With ``strict`` the first problem is an :class:`AnalysisError`."""
+    bad = pd.Series(False, index=df.index)
+    phrases = []
+    for what, rows in problems(df):
+        n = int(rows.sum())
+        phrase = f"{what}: {n} row{'s' * (n > 1)} (trial {_numbers(df, rows)})"
+        if strict:
+            raise AnalysisError(f"{source}: {phrase}; fix the file, or leave out --strict to drop such rows")
+        phrases.append(phrase)
+        bad |= rows
+    return df[~bad].reset_index(drop=True), phrases
 
 
 def _config_next_to(csv: Path) -> Mapping[str, Any] | None:
@@ -165,10 +219,10 @@ def _config_next_to(csv: Path) -> Mapping[str, Any] | None:
     db = csv.with_name("study.db")
     if not db.is_file():
         return None
-    from search.study import CONFIG_ATTR
+    from search.study import CONFIG_ATTR, sqlite_url
 
     try:
-        summaries = optuna.get_all_study_summaries(f"sqlite:///{db.resolve()}", include_best_trial=False)
+        summaries = optuna.get_all_study_summaries(sqlite_url(db), include_best_trial=False)
     except Exception:  # a database of something else: the CSV alone still analyses
         return None
     if len(summaries) != 1:

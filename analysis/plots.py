@@ -324,12 +324,16 @@ def plot_paper_speed(*, results: pd.DataFrame | None = None, results_title: str 
 
 def save_figure(fig: Figure, out: Path, stem: str, *, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
     """Write ``fig`` as ``out/stem.<format>`` for each format; returns the paths."""
-    out.mkdir(parents=True, exist_ok=True)
+    import io
+
+    from space.files import write_bytes
+
     paths = []
     for fmt in formats:
         path = out / f"{stem}.{fmt}"
-        fig.savefig(path, dpi=150 if fmt == "png" else None, metadata=_metadata(fmt))
-        paths.append(path)
+        buffer = io.BytesIO()  # drawn in memory, then written to a temporary name and renamed into place
+        fig.savefig(buffer, format=fmt, dpi=150 if fmt == "png" else None, metadata=_metadata(fmt))
+        paths.append(write_bytes(path, buffer.getvalue()))
     return paths
 
 

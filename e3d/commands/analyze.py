@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,11 @@ def register(sub: Any) -> None:
         help="time every trained architecture without a latency on this machine (eager, batch 8, its own clip)",
     )
     p.add_argument("--no-paper", action="store_true", help="leave out the figures and summary section of the paper's Table 8")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse corrupt rows (duplicated trials, unparsable specs, negative costs, accuracies outside 0-100) instead of dropping them",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run, parser=p)
 
@@ -79,7 +83,12 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error("--study needs --storage URL (the storage e3d search used)")
     if args.storage and args.study is None:
         args.parser.error("--storage goes with --study NAME")
-    results = load_study(args.study, storage=args.storage) if args.study is not None else load_csv(args.csv)
+    from space.files import check_writable, write_text
+
+    check_writable(args.out)  # a read-only or full --out is one line before any work
+    results = load_study(args.study, storage=args.storage) if args.study is not None else load_csv(args.csv, strict=args.strict)
+    if results.dropped:
+        print(f"warning: dropped corrupt rows of {results.name}: {'; '.join(results.dropped)} (--strict refuses them)", file=sys.stderr)
     if args.budget_mflops is not None:
         results = dataclasses.replace(results, budget_mflops=args.budget_mflops)
     df = results.trials
@@ -116,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         speed = plot_paper_speed(results=df if has_latency else None, results_title=label, cost="macs")
         figures += save_figure(speed, out, "paper_speed")
     summary = summary_markdown(results, figures=figures, command=_command(args), latency_note=note, paper=not args.no_paper)
-    (out / "summary.md").write_text(summary + "\n")
+    write_text(out / "summary.md", summary + "\n")
 
     n_arch = len(architectures(df))
     print(f"Pareto front of {results.name}: accuracy vs multiply-adds per clip ({n_arch} trained architecture(s))")
@@ -135,7 +144,9 @@ def _short(name: str) -> str:
 def _command(args: argparse.Namespace) -> str:
     parts = ["e3d analyze"]
     if args.study is not None:
-        parts += [f"--study {args.study}", f"--storage {re.sub(r'://[^@/]*@', '://***@', args.storage)}"]
+        from search.study import redact
+
+        parts += [f"--study {args.study}", f"--storage {redact(args.storage)}"]
     else:
         parts.append(f"--csv {args.csv}")
     parts.append(f"--out {args.out}")
@@ -145,4 +156,6 @@ def _command(args: argparse.Namespace) -> str:
         parts.append("--measure-latency")
     if args.no_paper:
         parts.append("--no-paper")
+    if args.strict:
+        parts.append("--strict")
     return " ".join(parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -120,3 +121,61 @@ def test_missing_csv(tmp_path: Path) -> None:
         load_csv(tmp_path / "nope.csv")
     with pytest.raises(AnalysisError, match="no such file"):
         load_csv(tmp_path)  # a folder without trials.csv
+
+
+def _corrupt(tmp_path: Path, how: str) -> Path:
+    """A run folder of MIXED whose full record was damaged in one way."""
+    study = make_study(MIXED)
+    write_outputs(study_frame(study), tmp_path)
+    path = tmp_path / "trials_full.csv"
+    df = pd.read_csv(path)
+    done = df.index[(df["state"] == "COMPLETE") & df["accuracy"].notna() & df["spec_json"].notna()]
+    if how == "truncated spec":
+        df.loc[done[:2], "spec_json"] = df.loc[done[:2], "spec_json"].str.slice(0, 40)  # cut alike: two networks as one
+    elif how == "duplicated row":
+        df = pd.concat([df, df.loc[[done[0]]]], ignore_index=True)
+    elif how == "negative macs":
+        df.loc[done[0], "macs"] = -5e6
+    elif how == "accuracy 130":
+        df.loc[done[0], "accuracy"] = 130.0
+    elif how == "missing params":
+        df.loc[done[0], "params"] = None
+    df.to_csv(path, index=False)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("how", "phrase"),
+    [
+        ("truncated spec", "unparsable spec_json: 2 rows"),
+        ("duplicated row", "duplicated trial: 1 row"),
+        ("negative macs", "negative cost: 1 row"),
+        ("accuracy 130", "accuracy outside [0, 100]: 1 row"),
+        ("missing params", "trained trial without macs or params: 1 row"),
+    ],
+)
+def test_corrupt_rows_are_dropped_and_counted_or_refused_with_strict(tmp_path: Path, how: str, phrase: str) -> None:
+    from analysis import architectures
+
+    folder = _corrupt(tmp_path, how)
+    results = load_csv(folder)
+    assert any(phrase in d for d in results.dropped), results.dropped
+    df = results.trials
+    assert not df["number"].duplicated().any() and (df["macs"].dropna() >= 0).all()
+    assert df["accuracy"].dropna().between(0, 100).all()
+    trained = df[(df["state"] == "COMPLETE") & df["accuracy"].notna()]
+    assert len(architectures(df)) == trained["spec_json"].nunique(), "no two architectures averaged as one"
+    with pytest.raises(AnalysisError, match=re.escape(phrase)) as e:
+        load_csv(folder, strict=True)
+    assert "\n" not in str(e.value)
+
+
+def test_analyze_warns_once_about_dropped_rows_and_strict_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.e3d.fixtures import run
+
+    folder = _corrupt(tmp_path / "run", "duplicated row")
+    code, _, err = run(capsys, "analyze", "--csv", str(folder), "--out", str(tmp_path / "a"), "--no-paper", "--quiet")
+    assert code == 0, err
+    assert err.count("warning: dropped corrupt rows") == 1 and "duplicated trial: 1 row" in err
+    code, out, err = run(capsys, "analyze", "--csv", str(folder), "--out", str(tmp_path / "b"), "--no-paper", "--strict")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "duplicated trial" in err

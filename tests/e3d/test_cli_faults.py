@@ -105,3 +105,13 @@ def test_a_malicious_checkpoint_is_refused_without_torch_s_unsafe_advice(
     assert code == 2 and "this ran" not in out
     _one_line(err, "refused")
     assert "weights_only=False" not in err and "weights_only` set to `False`" not in err and "will likely succeed" not in err
+
+
+def test_analyze_into_a_read_only_folder_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path, readonly_dir: Path) -> None:
+    from search.results import study_frame, write_outputs
+    from tests.analysis.helpers import MIXED, make_study
+
+    write_outputs(study_frame(make_study(MIXED)), tmp_path / "run")
+    code, out, err = run(capsys, "analyze", "--csv", str(tmp_path / "run"), "--out", str(readonly_dir / "a"), "--no-paper", "--quiet")
+    assert code == 2 and out == ""
+    _one_line(err, "cannot write to", str(readonly_dir / "a"))
