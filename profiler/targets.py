@@ -106,7 +106,7 @@ def _clip(spec_clip: tuple[int, int, int], frames: int | None, size: int | None)
 
 def _file_target(path: Path, *, num_classes: int | None, frames: int | None, size: int | None) -> Target:
     try:
-        head = path.open("rb").read(64).lstrip()
+        head = path.open("rb").read(64).lstrip().removeprefix(b"\xef\xbb\xbf").lstrip()  # a UTF-8 byte-order mark too
     except OSError as e:
         raise TargetError(f"cannot read {path}: {e}") from None
     if path.suffix.lower() == ".onnx" or (head.startswith(b"\x08") and b"onnx" in head.lower()):

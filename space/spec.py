@@ -414,7 +414,7 @@ class NetSpec:
         """Read a spec JSON file."""
         p = Path(path)
         try:
-            text = p.read_text()
+            text = p.read_text(encoding="utf-8-sig")  # an editor's byte-order mark is not part of the JSON
         except (OSError, UnicodeDecodeError) as e:
             raise SpecError("spec", f"cannot read {p}: {e}") from None
         try:

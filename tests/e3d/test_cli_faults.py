@@ -3,6 +3,7 @@ one line and exit 2, checked before the work, and never a truncated file under t
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,13 @@ def test_analyze_into_a_read_only_folder_is_one_line(capsys: pytest.CaptureFixtu
     code, out, err = run(capsys, "analyze", "--csv", str(tmp_path / "run"), "--out", str(readonly_dir / "a"), "--no-paper", "--quiet")
     assert code == 2 and out == ""
     _one_line(err, "cannot write to", str(readonly_dir / "a"))
+
+
+def test_a_spec_saved_with_a_byte_order_mark_profiles(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    spec = space.paper_spec("mobilenet", width_mult=0.25, num_classes=5, sample_size=32, sample_duration=4)
+    path = tmp_path / "bom.json"
+    path.write_text(spec.to_json(), encoding="utf-8-sig")
+    code, out, err = run(capsys, "profile", str(path), "--no-latency", "--json")
+    assert json.loads(out)["macs"] > 0
+    assert code == 0, err
+    assert space.NetSpec.load(path) == spec
