@@ -54,9 +54,20 @@ def test_an_expansion_runs_to_the_target_and_its_path_and_csv_agree(
 ) -> None:
     calls: list[Any] = []
     monkeypatch.setattr("search.train.fit", sized_fit(calls))
-    code, out, err = run(capsys, *EXPAND, "--out", str(tmp_path), *TINY)
+    timed: list[Any] = []
+
+    def meter(mode: str) -> Any:
+        def measure(spec: Any) -> float:
+            timed.append(spec)
+            return 7.0
+
+        return measure
+
+    monkeypatch.setattr("search.study.latency_meter", meter)
+    code, out, err = run(capsys, *EXPAND, "--latency", "--out", str(tmp_path), *TINY)
     assert code == 0, err
     points, path = check_outputs(tmp_path)
+    assert (points["latency_ms"] == 7.0).all() and len(timed) == len(points)
     assert list(path["axis"]) == ["base"] + ["depth"] * (len(path) - 1)  # the toy accuracy rewards layers
     assert path["macs"].iloc[-1] >= 0.95 * 150e6 and len(path) >= 3
     assert len(calls) == len(points) == 1 + 3 * (len(path) - 1)  # one run per point, each step tries every axis
