@@ -24,10 +24,12 @@ import torch
 from torch import Tensor, nn
 
 from profiler.optimize import (
+    BF16_TOLERANCE,
     FLOAT_TOLERANCE,
     OptimizedModel,
     OptimizeOptions,
     check_close,
+    eager_reference,
     example_input,
     fold_batchnorm,
     optimize_for_inference,
@@ -78,30 +80,36 @@ def export_torchscript(
     input_shape: Sequence[int] | None = None,
     batch_size: int = 2,
     optimize: bool = True,
-    tolerance: float = FLOAT_TOLERANCE,
+    tolerance: float | None = None,
+    bf16: bool = False,
 ) -> ExportResult:
     """Save ``model`` as TorchScript and check the reloaded file against eager.
 
     ``optimize``: the graph of :func:`profiler.optimize.optimize_for_inference` (BatchNorm folded,
     channels-last-3d, frozen); run it with ``torch.jit.enable_onednn_fusion(True)`` for the oneDNN
     Graph fusion (:func:`load_torchscript` does). Otherwise a plain trace of the eval-mode model.
+    ``bf16`` (with ``optimize``): bf16 weights and activations, checked against the eager model under
+    bf16 autocast within ``tolerance`` (default :data:`profiler.optimize.BF16_TOLERANCE`).
     """
     p = Path(path)
+    if bf16 and not optimize:
+        raise ExportError("a bf16 export is an optimized one: pass optimize (--optimize)")
+    tolerance = tolerance if tolerance is not None else BF16_TOLERANCE if bf16 else FLOAT_TOLERANCE
     x = example_input(model, input_shape, batch_size)
-    options = OptimizeOptions() if optimize else OptimizeOptions(fold_bn=False, channels_last=False, freeze=False, fuse=False)
+    options = OptimizeOptions(bf16=bf16) if optimize else OptimizeOptions(fold_bn=False, channels_last=False, freeze=False, fuse=False)
     if optimize:
-        graph = optimize_for_inference(model, input_shape=x.shape[1:], batch_size=batch_size, tolerance=tolerance).graph
+        graph = optimize_for_inference(model, input_shape=x.shape[1:], batch_size=batch_size, options=options, tolerance=tolerance).graph
     else:
         m = model.eval()
         with torch.no_grad():
             graph = torch.jit.trace(m, x, check_trace=False)
-    check = f"reloaded TorchScript vs eager on {_batch_text(x)}"
+    check = f"reloaded TorchScript vs eager{' bf16 autocast' if bf16 else ''} on {_batch_text(x)}"
     with replacing(p) as tmp:  # checked under a temporary name; renamed into place only when it passes
         _save(graph, tmp)
         loaded = load_torchscript(tmp, fuse=options.fuse)
         with torch.no_grad():
             loaded(x)
-            err = check_close(loaded(x), _eager_output(model, x), tolerance=tolerance, what=f"the exported {p.name}")
+            err = check_close(loaded(x), eager_reference(model, x, bf16=bf16), tolerance=tolerance, what=f"the exported {p.name}")
     return ExportResult(p, "torchscript", optimize, False, err, check, options.describe())
 
 
