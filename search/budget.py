@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from profiler.costs import Cost
 from profiler.counting import spec_totals
@@ -25,10 +26,14 @@ class Budget:
     params: float | None = None
     latency_ms: float | None = None
     clip: Clip = (16, 112, 112)
+    latency_table: dict[str, Any] | None = None
+    """Settings and fingerprint of the latency table that prices ``latency_ms`` (None: measured here);
+    see :mod:`search.latency`."""
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready dict (stored on the study)."""
-        return {"mflops": self.mflops, "params": self.params, "latency_ms": self.latency_ms, "clip": list(self.clip)}
+        d = {"mflops": self.mflops, "params": self.params, "latency_ms": self.latency_ms, "clip": list(self.clip)}
+        return {**d, "latency_table": self.latency_table}
 
     def describe(self) -> str:
         """Human summary, e.g. ``macs <= 200 M, params <= 2.5 M per 16x112x112 clip``."""
@@ -37,7 +42,11 @@ class Budget:
             parts.append(f"macs <= {self.mflops:g} M")
         if self.params is not None:
             parts.append(f"params <= {self.params / 1e6:g} M")
-        if self.latency_ms is not None:
+        if self.latency_ms is not None and self.latency_table is not None:
+            t = self.latency_table
+            where = f"{t['device_name']}, {t['threads']} thread(s), table {t['sha256'][:12]}"
+            parts.append(f"predicted latency <= {self.latency_ms:g} ms per batch of 8 on {where}")
+        elif self.latency_ms is not None:
             parts.append(f"latency <= {self.latency_ms:g} ms per batch of 8")
         return (", ".join(parts) or "no budget") + f" per {'x'.join(map(str, self.clip))} clip"
 
@@ -68,9 +77,10 @@ def screen(
 ) -> Screen:
     """Check ``spec`` (at the budget clip) against every bound, cheapest first.
 
-    Latency is measured (``latency(spec)``, ms per batch) only for candidates within the analytic
-    bounds, since measuring costs seconds. A spec with SGS layers costs what its clips cost on
-    average: ``bins`` are the bins each clip of the proxy validation set keeps (see
+    Latency (``latency(spec)``, ms per batch: measured, or predicted from the budget's latency table)
+    is taken only for candidates within the analytic bounds, since measuring costs seconds. A spec
+    with SGS layers costs what its clips cost on average: ``bins`` are the bins each clip of the
+    proxy validation set keeps (see
     :mod:`profiler.datacost`); without them it is screened at its most expensive clip.
     """
     cost = data_cost(spec, bins).mean_cost() if bins and spec.sgs else spec_totals(spec)
@@ -86,7 +96,8 @@ def screen(
         lat_ms = latency(spec)
         lat_x = lat_ms / budget.latency_ms - 1
         if lat_x > 0:
-            reasons.append(f"latency {lat_ms:.1f} ms > {budget.latency_ms:g} ms")
+            what = "predicted latency" if budget.latency_table is not None else "latency"
+            reasons.append(f"{what} {lat_ms:.1f} ms > {budget.latency_ms:g} ms")
     return Screen(cost, (macs_x, params_x, lat_x), not reasons, "; ".join(reasons), lat_ms)
 
 

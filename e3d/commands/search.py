@@ -177,6 +177,9 @@ def register(sub: Any) -> None:
         "--budget-clip", type=clip_arg, default=(16, 112, 112), metavar="TxHxW", help="clip the budget is counted on (default 16x112x112)"
     )
     b.add_argument("--eager-latency", action="store_true", help="time the eager model for the latency bound (default: the optimized path)")
+    b.add_argument(
+        "--latency-table", metavar="FILE", help="predict --budget-latency-ms from a table of e3d latency-table (any device), not timing"
+    )
     s = p.add_argument_group("search")
     s.add_argument("--families", metavar="F,F", help="comma-separated families: the paper's five (default: all five) and sevnet")
     s.add_argument(
@@ -225,6 +228,11 @@ def run(args: argparse.Namespace) -> int:
     config = None
     if not args.resume:
         budget = Budget(args.budget_mflops, args.budget_params, args.budget_latency_ms, args.budget_clip)
+        if args.latency_table:  # screened with the table's predictions; its settings are stored on the study
+            from search.latency import table_identity
+
+            mode = "eager" if args.eager_latency else "optimized"
+            budget = dataclasses.replace(budget, latency_table=table_identity(args.latency_table, budget, mode, sgs=args.sgs))
         if budget.mflops is None and budget.params is None and budget.latency_ms is None:
             raise st.StudyConfigError("give a budget: --budget-mflops, --budget-params and/or --budget-latency-ms (or --resume)")
         families = check_families(args.families.split(",") if args.families else FAMILIES)
@@ -357,7 +365,11 @@ def run_study(args: argparse.Namespace, config: Any, *, enqueue: Any, n_trials: 
         data = st.load_proxy(config.proxy, progress=not args.quiet)
 
     wants_latency = config.budget.latency_ms is not None or config.measure_latency
-    latency = st.latency_meter(config.latency_mode) if wants_latency else None
+    from search.latency import study_latency
+
+    latency = study_latency(config.budget, config.latency_mode, getattr(args, "latency_table", None))
+    if latency is None and wants_latency:
+        latency = st.latency_meter(config.latency_mode)
     costs = ("macs", "latency_ms") if config.budget.latency_ms is not None and config.objective == "pareto" else ("macs",)
     queued = sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("source") in ("baseline", "sweep"))
     bar = tqdm(total=n + queued, desc="trials", unit="trial", file=sys.stderr, disable=args.quiet or None)

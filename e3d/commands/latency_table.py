@@ -1,0 +1,98 @@
+"""``e3d latency-table``: measure a per-operation latency table on this device, for the predictor."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from e3d.cli import non_negative_int, positive_int
+
+EPILOG = """\
+examples:
+  e3d latency-table --out runs/table-cpu.json                        this CPU, 16x112x112, batch 8
+  e3d latency-table --device cuda:0 --clip 16x112x112 --batch-size 8 --out table-gpu.json
+  e3d search --budget-latency-ms 300 --latency-table runs/table-cpu.json --trials 20
+  e3d profile mobilenetv2 --width-mult 0.45 --latency-table runs/table-cpu.json
+
+The table times every distinct operation (a conv with its BatchNorm and activation, a pool, an add,
+...) of the Table 8 presets and, when the space holds more than --max-entries, a designed sample of
+the rest (each class's extremes, then points spread over its cost); other operations are priced by a
+per-class regression within the measured ranges, never outside them. A few whole networks calibrate
+the per-network overhead. Run it again with the same options to resume an interrupted build."""
+
+
+def register(sub: Any) -> None:
+    """Add the ``latency-table`` subcommand."""
+    from e3d.commands.search import clip_arg
+
+    p = sub.add_parser(
+        "latency-table",
+        help="measure a per-operation latency table on this device (for predicted latency in profile and search)",
+        description="Measure the latency of every distinct operation the search space and the presets produce at a clip, "
+        "on this device, into a table that predicts any network's latency without running it.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", type=Path, required=True, metavar="FILE", help="the table (JSON); resumed when it exists")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="default fp32")
+    p.add_argument("--clip", type=clip_arg, default=(16, 112, 112), metavar="TxHxW", help="clip size (default 16x112x112)")
+    p.add_argument("--batch-size", type=positive_int, default=8, metavar="B", help="clips per batch (default 8, what the search bounds)")
+    p.add_argument("--paths", metavar="P,P", help="eager and/or optimized (default both on CPU fp32, eager otherwise)")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads while timing (default: torch's)")
+    p.add_argument("--families", metavar="F,F", help="families of the space (default: the paper's five)")
+    p.add_argument("--samples", type=non_negative_int, default=100, metavar="N", help="random candidates to collect operations from")
+    p.add_argument("--max-entries", type=positive_int, default=1500, metavar="N", help="operations to time at most (besides extremes)")
+    p.add_argument("--calibration", type=non_negative_int, default=6, metavar="N", help="whole networks timed to fit the overhead")
+    p.add_argument("--warmup", type=non_negative_int, default=2, metavar="N", help="untimed runs per entry (default 2)")
+    p.add_argument("--repeats", type=positive_int, default=5, metavar="N", help="timed runs per entry; the median is kept (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random candidates (calibration uses seed + 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def plan(args: argparse.Namespace) -> tuple[list[Any], list[Any], int]:
+    """(operations to time, calibration networks, distinct operations collected) for these options."""
+    from profiler.latency_table import collect_ops, design_sample
+    from search.latency import at_clip, random_params, space_specs, table8_specs
+    from search.searchspace import FAMILIES, check_families, paper_presets, preset_params
+
+    families = check_families(args.families.split(",") if args.families else FAMILIES)
+    drawn = (at_clip(p, args.clip) for p in random_params(families, args.calibration, seed=args.seed + 1))
+    calibration = [s for s in drawn if s is not None]
+    ops = collect_ops([*space_specs(families, args.clip, samples=args.samples, seed=args.seed), *calibration])
+    presets = [*table8_specs(args.clip), *(at_clip(preset_params(f, w), args.clip) for f, w in paper_presets(families))]
+    keep = collect_ops(s for s in presets if s is not None)
+    return design_sample(ops, args.max_entries, keep=keep), calibration, len(ops)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Plan, then measure (resuming), then summarise."""
+    from profiler.latency_table import LatencyTableError, TableSettings, build_table
+
+    paths = tuple(p.strip() for p in args.paths.split(",")) if args.paths else None
+    settings = TableSettings.here(
+        device=args.device,
+        precision=args.precision,
+        clip=args.clip,
+        batch_size=args.batch_size,
+        modes=paths,
+        threads=args.threads,
+        warmup=args.warmup,
+        repeats=args.repeats,
+    )
+    ops, calibration, collected = plan(args)
+    if not ops:
+        raise LatencyTableError(f"no network of these families can run at clip {'x'.join(map(str, args.clip))}")
+    what = f"{len(ops)} of {collected} distinct operations, {len(calibration)} networks"
+    print(f"latency table on {settings.describe()}: {what}", file=sys.stderr)
+    start = time.perf_counter()
+    table = build_table(ops, settings, args.out, calibration=calibration, progress=not args.quiet)
+    for mode in settings.modes:
+        o = table.overhead(mode)
+        print(f"{mode}: per-network overhead {o.const_ms:.2f} ms + {o.scale:.3f} x sum of operations ({o.networks} networks)")
+    print(f"wrote {args.out}: {len(table.entries)} operations in {(time.perf_counter() - start) / 60:.1f} min (this run)")
+    return 0

@@ -1,0 +1,146 @@
+"""Searching under a latency budget priced by a latency table: screening, the study's table, refusals."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+
+from e3d.cli import main
+from profiler.latency_table import LatencyTable, LatencyTableError, Op, TableSettings, UnpricedLayerError, build_table, collect_ops
+from search import study as st
+from search.budget import Budget, screen
+from search.latency import at_clip, random_params, space_specs, study_latency, table_identity
+from tests.search.conftest import TINY
+from tests.search.test_study import fake_fit
+
+FAMILIES = ("mobilenet", "mobilenetv2")
+CLIP = (16, 112, 112)
+
+
+def fake_ms(op: Op, s: TableSettings, mode: str) -> float:
+    return 0.05 + op.macs / 1e7 + op.elements / 1e6 + (0.01 if mode == "eager" else 0.0)
+
+
+def make_table(path: Path, *, batch_size: int = 8, seed: int = 0, samples: int = 60) -> LatencyTable:
+    """A table of every operation the two families produce, with made-up (deterministic) times."""
+    settings = TableSettings("cpu", "test cpu", 1, "x", "fp32", CLIP, batch_size, ("eager", "optimized"), 0, 1)
+    ops = list(collect_ops(space_specs(FAMILIES, CLIP, samples=samples, seed=seed)).values())
+    return build_table(ops, settings, path, measure=fake_ms, progress=False)
+
+
+@pytest.fixture(scope="module")
+def table_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("table") / "table.json"
+    make_table(path)
+    return path
+
+
+def priceable(table: LatencyTable, n: int, seed: int) -> list[tuple[object, float]]:
+    out = []
+    for p in random_params(FAMILIES, n, seed=seed):
+        spec = at_clip(p, CLIP, 10)
+        if spec is None:
+            continue
+        try:
+            out.append((spec, table.predict(spec, "optimized")))
+        except UnpricedLayerError:
+            continue
+    return out
+
+
+def test_the_table_prices_nearly_every_candidate(table_file: Path) -> None:
+    table = LatencyTable.load(table_file)
+    assert len(priceable(table, 100, seed=123)) >= 95
+
+
+def test_screening_rejects_exactly_the_specs_predicted_over_the_bound(table_file: Path) -> None:
+    table = LatencyTable.load(table_file)
+    specs = priceable(table, 40, seed=5)
+    bound = sorted(ms for _, ms in specs)[len(specs) // 2]
+    budget = Budget(latency_ms=bound, clip=CLIP, latency_table=table.identity())
+    predictor = table.predictor("optimized")
+    for spec, ms in specs:
+        verdict = screen(spec, budget, latency=predictor)  # type: ignore[arg-type]
+        assert verdict.feasible == (ms <= bound) and verdict.latency_ms == ms
+        assert verdict.feasible or verdict.reason == f"predicted latency {ms:.1f} ms > {bound:g} ms"
+    assert 0 < sum(ms > bound for _, ms in specs) < len(specs)
+
+
+def test_the_table_is_stored_on_the_study_config(table_file: Path) -> None:
+    budget = Budget(latency_ms=50.0, clip=CLIP)
+    budget = dataclasses.replace(budget, latency_table=table_identity(table_file, budget, "optimized"))
+    config = st.SearchConfig(budget=budget, families=FAMILIES)
+    again = st.SearchConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config and again.budget.latency_table == LatencyTable.load(table_file).identity()
+    assert "predicted latency <= 50 ms per batch of 8 on test cpu" in budget.describe()
+
+
+def test_a_study_refuses_a_second_different_table(tmp_path: Path, table_file: Path) -> None:
+    other = tmp_path / "other.json"
+    make_table(other, seed=1, samples=5)
+    storage = st.open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    configs = []
+    for path in (table_file, other):
+        budget = Budget(latency_ms=50.0, clip=CLIP)
+        budget = dataclasses.replace(budget, latency_table=table_identity(path, budget, "optimized"))
+        configs.append(st.SearchConfig(budget=budget, families=FAMILIES))
+    st.open_study("s", storage, configs[0])
+    with pytest.raises(st.StudyConfigError, match=r"exists with other settings.*budget\.latency_table"):
+        st.open_study("s", storage, configs[1])
+    _, stored, _ = st.open_study("s", storage, None, resume=True)
+    predict = study_latency(stored.budget, "optimized", table_file)
+    spec, ms = priceable(LatencyTable.load(table_file), 5, seed=9)[0]
+    assert predict is not None and predict(spec) == ms  # type: ignore[arg-type]
+    with pytest.raises(st.StudyConfigError, match="cannot mix tables"):
+        study_latency(stored.budget, "optimized", other)
+    with pytest.raises(st.StudyConfigError, match="pass that file with --latency-table"):
+        study_latency(stored.budget, "optimized", None)
+    with pytest.raises(st.StudyConfigError, match="made without a latency table"):
+        study_latency(Budget(latency_ms=50.0), "optimized", table_file)
+    assert study_latency(Budget(latency_ms=50.0), "optimized", None) is None
+
+
+def test_a_table_that_does_not_fit_the_search_is_refused(tmp_path: Path, table_file: Path) -> None:
+    budget = Budget(latency_ms=50.0, clip=CLIP)
+    with pytest.raises(LatencyTableError, match=r"clip 16x112x112 \(asked 16x56x56\)"):
+        table_identity(table_file, dataclasses.replace(budget, clip=(16, 56, 56)), "optimized")
+    make_table(tmp_path / "b1.json", batch_size=1, samples=0)
+    with pytest.raises(LatencyTableError, match=r"batch 1 \(asked 8\)"):
+        table_identity(tmp_path / "b1.json", budget, "optimized")
+    with pytest.raises(LatencyTableError, match="give --budget-latency-ms"):
+        table_identity(table_file, Budget(mflops=100.0), "optimized")
+    with pytest.raises(LatencyTableError, match="drop --sgs"):
+        table_identity(table_file, budget, "optimized", sgs=True)
+
+
+def search(tmp: Path, *extra: str) -> int:
+    try:
+        return main(["search", *TINY, "--no-finalize", "--out", str(tmp), *extra])
+    except SystemExit as e:
+        return int(e.code or 0)
+
+
+@pytest.mark.slow
+def test_search_screens_with_the_table(
+    tmp_path: Path, table_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("search.train.fit", fake_fit([]))
+    monkeypatch.setattr("search.study.latency_meter", lambda mode: pytest.fail("a table search must not time candidates"))
+    bound = "9"  # about half of the candidates under 60 M macs are predicted slower (made-up times)
+    assert search(tmp_path, "--trials", "2", "--budget-latency-ms", bound, "--latency-table", str(table_file)) == 0
+    study = optuna.load_study(study_name="e3d-search", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    stored = st.SearchConfig.from_dict(study.user_attrs["e3d_config"]).budget
+    assert stored.latency_table == LatencyTable.load(table_file).identity()
+    trials = [t.user_attrs for t in study.trials if t.user_attrs.get("latency_ms") is not None]
+    assert trials and all((a["latency_ms"] <= 9) == a["feasible"] for a in trials)
+    assert any(not a["feasible"] and a["rejected_reason"].startswith("predicted latency") for a in trials)
+    capsys.readouterr()
+    other = tmp_path / "other.json"
+    make_table(other, seed=1, samples=5)
+    assert search(tmp_path, "--trials", "2", "--budget-latency-ms", bound, "--latency-table", str(other)) == 2
+    err = capsys.readouterr().err
+    assert "exists with other settings" in err and len(err.strip().splitlines()) == 1
