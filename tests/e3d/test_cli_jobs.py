@@ -1,0 +1,44 @@
+"""``e3d sweep/search --jobs`` and ``--precision``: local worker processes, and what each trial ran with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import profiler.precision as precision
+import space
+from tests.e3d.fixtures import run
+
+TINY = ["--proxy-clip", "8x32x32", "--train-samples", "24", "--val-samples", "8", "--epochs", "1", "--batch-size", "8", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("E3D_CACHE", str(tmp_path_factory.getbasetemp() / "proxy-cache"))
+
+
+def test_a_precision_this_machine_lacks_fails_before_any_trial(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(precision, "detect_cpu", lambda: precision.CpuInfo("Fake EPYC", "AVX2", frozenset({"avx2"})))
+    code, _, err = run(
+        capsys, "sweep", "--families", "mobilenet", "--seeds", "1", "--precision", "bf16", "--out", str(tmp_path / "r"), *TINY
+    )
+    assert code == 2 and err.strip().splitlines()[-1].startswith("e3d sweep: error: bf16 asked for, but this CPU has neither")
+    code, _, err = run(capsys, "sweep", "--jobs", "0", "--out", str(tmp_path / "r"), *TINY)
+    assert code == 2 and "--jobs: must be a positive integer or auto" in err
+
+
+@pytest.mark.slow
+def test_a_sweep_with_two_jobs_trains_every_preset_once_and_records_the_precision(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run(capsys, "sweep", "--families", "mobilenet", "--seeds", "1", "--jobs", "2", "--out", str(tmp_path), *TINY)
+    assert code == 0, err
+    assert "2 local jobs, 1 torch thread each" in err
+    short = pd.read_csv(tmp_path / "trials.csv")
+    assert len(short) == 4 and (short["status"] == "trained").all() and (short["precision"] == "fp32 eager").all()
+    full = pd.read_csv(tmp_path / "trials_full.csv")
+    assert sorted(full["width_mult"]) == sorted(space.model_info("mobilenet").paper_widths) and full["worker"].nunique() == 2
