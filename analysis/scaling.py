@@ -63,6 +63,8 @@ def curves(points: pd.DataFrame, path: pd.DataFrame | None = None) -> dict[str, 
     out: dict[str, pd.DataFrame] = {}
     for axis, rows in points[points["mode"] == "axes"].groupby("axis", sort=False):
         out[str(axis)] = rows
+    for axis, rows in points[points["mode"] == "versus"].groupby("axis", sort=False):
+        out[f"{axis} only"] = rows
     compound = points[points["mode"] == "compound"]
     if len(compound):
         out["compound"] = compound
@@ -101,6 +103,28 @@ def step_gains(points: pd.DataFrame, path: pd.DataFrame) -> pd.DataFrame:
             "accuracy_to": c["accuracy_mean"], "gain_per_doubling": gain, "chosen": step < len(chain) and chain[step] == c["point"],
         })  # fmt: skip
     return pd.DataFrame(rows).sort_values(["step", "axis"]).reset_index(drop=True)
+
+
+def versus_table(points: pd.DataFrame, path: pd.DataFrame) -> pd.DataFrame:
+    """Each expansion step against the base scaled along one axis alone to the same cost (``--versus``):
+    the accuracy difference and Welch's two-sided p over seeds (:mod:`search.stats`; NaN with one seed)."""
+    from search.stats import ALPHA, Summary, welch_p
+
+    versus = points[points["mode"] == "versus"].set_index("step")
+    rows = []
+    for _, p in path[path["step"] > 0].iterrows():
+        if p["step"] not in versus.index:
+            continue
+        v = versus.loc[p["step"]]
+        a = Summary(p["accuracy_mean"], p["accuracy_sd"], int(points.set_index("point").loc[p["point"], "seeds_done"]))
+        b = Summary(v["accuracy_mean"], v["accuracy_sd"], int(v["seeds_done"]))
+        pval = welch_p(a, b) if a.n >= 2 and b.n >= 2 else math.nan
+        verdict = "n/a (one seed)" if math.isnan(pval) else "tie" if pval >= ALPHA else ("path" if a.mean > b.mean else str(v["axis"]))
+        rows.append({
+            "step": int(p["step"]), "path_axis": p["axis"], "macs_m": p["macs"] / 1e6, "versus_macs_m": v["macs"] / 1e6,
+            "path_accuracy": a.mean, "versus_accuracy": b.mean, "difference": a.mean - b.mean, "p": pval, "better": verdict,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def slopes(points: pd.DataFrame, path: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -205,6 +229,11 @@ def summary_markdown(run: ScaleRun) -> str:
         gains = step_gains(run.points, run.path).assign(macs_from=lambda d: d["macs_from"] / 1e6, macs_to=lambda d: d["macs_to"] / 1e6)
         cols = ["step", "axis", "macs_from", "macs_to", "accuracy_from", "accuracy_to", "gain_per_doubling", "chosen"]
         lines += _table(gains.rename(columns={"macs_from": "from_m", "macs_to": "to_m"}), ["step", "axis", "from_m", "to_m", *cols[4:]])
+    versus = versus_table(run.points, run.path) if len(run.path) else pd.DataFrame()
+    if len(versus):
+        test = "Welch's two-sided t-test over seeds, alpha 0.05 (search.stats); `better` names the winner, or says tie."
+        lines += ["", "## The path against one axis alone at equal cost", "", test, ""]
+        lines += _table(versus, list(versus.columns))
     lines += ["", "## Every point", ""]
     cols = ["point", "factors", "macs_m", "cost_ratio", "accuracy_mean", "accuracy_sd", "seeds_done", "summary"]
     points = _in_millions(run.points)

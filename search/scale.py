@@ -75,6 +75,8 @@ class ScaleConfig:
     """``compound``: each axis takes 0, 1/grid, ..., 1 of the grid step's cost."""
     seeds: int = 1
     proxy_clip: Clip = (16, 48, 48)
+    versus: str | None = None
+    """``expand``: also train the base scaled along this one axis (e.g. ``width``) to each path point's cost."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -85,6 +87,8 @@ class ScaleConfig:
                 raise SpecError(str(Axis.parse(a)), f"{spec.family} has no {Axis.parse(a).name} axis; its axes: {', '.join(axes_of(spec))}")
         if not self.axes:
             raise ScaleError("choose at least one axis")
+        if self.versus is not None and not has_axis(spec, self.versus):
+            raise SpecError(str(Axis.parse(self.versus)), f"{spec.family} has no {Axis.parse(self.versus).name} axis to compare with")
         for a, f in itertools.product(self.axes, self.factors):
             scale(spec, a, f)  # a factor the axis cannot take is an error naming the axis, before any training
         for r in self.ratios:
@@ -129,6 +133,8 @@ class Point:
     @property
     def curve(self) -> str:
         """The curve it belongs to: its axis (single-axis points), ``compound``, ``grid`` or ``base``."""
+        if self.mode == "versus":
+            return f"{next(iter(self.factors))} only"
         return next(iter(self.factors)) if self.mode in ("axes", "expand") else self.mode
 
     @property
@@ -396,7 +402,22 @@ def _plan_expand(cfg: ScaleConfig, results: Mapping[str, Result]) -> Plan:
         gains = [gain_per_macs(results[c.id], c, results[current.id], current) for c in candidates]
         current = candidates[max(range(len(gains)), key=lambda i: -math.inf if math.isnan(gains[i]) else gains[i])]
         out.path.append(current)
+        out.points += _versus(cfg, current)
+    if out.finished and cfg.versus is not None:
+        out.finished = _complete(cfg, results, [p for p in out.points if p.mode == "versus"])
     return out
+
+
+def _versus(cfg: ScaleConfig, point: Point) -> list[Point]:
+    """The base scaled along ``cfg.versus`` alone to ``point``'s cost (none without ``versus``, or when out of reach)."""
+    if cfg.versus is None:
+        return []
+    ratio = point.macs / macs(cfg.spec)
+    found = factor_for_cost(cfg.spec, cfg.versus, ratio)
+    if found is None:
+        return []
+    f, s = found
+    return [_point(cfg, "versus", point.step, f"{cfg.versus}@{point.step}", {cfg.versus: f}, ratio, s)]
 
 
 # -- the study ------------------------------------------------------------------------------------------

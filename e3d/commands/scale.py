@@ -15,7 +15,7 @@ examples:
   e3d scale shufflenet --width-mult 0.5 --axes width,depth,frames,resolution     each axis at 0.25x-4x the cost
   e3d scale mobilenetv2 --width-mult 0.2 --axes frames --factors 0.5,2            the axis' factors as given
   e3d scale mobilenetv2 --width-mult 0.2 --compound --axes width,depth,resolution EfficientNet-style
-  e3d scale shufflenet --width-mult 0.5 --expand --to 1000M                       X3D-style greedy expansion
+  e3d scale shufflenet --width-mult 0.5 --expand --to 1000M --versus width        X3D-style greedy expansion
   e3d scale runs/e3d-search --expand --to 500M    a search's best.json (a run folder, or a spec file)
   e3d scale --resume --out runs/e3d-scale                                         continue after Ctrl-C
 
@@ -84,6 +84,7 @@ def register(sub: Any) -> None:
     g.add_argument("--factors", type=number_list, default=(), metavar="F,F", help="single-axis sweep at these axis factors instead")
     g.add_argument("--step", type=positive_float, default=2.0, metavar="S", help="cost ratio per expansion step / of the grid (default 2)")
     g.add_argument("--grid", type=positive_int, default=2, metavar="K", help="compound grid: cost shares of 1/K per axis (default 2)")
+    g.add_argument("--versus", metavar="AXIS", help="--expand: also scale the base along AXIS alone to each step's cost (e.g. width)")
     g.add_argument("--seeds", type=positive_int, default=1, metavar="N", help="seeds 0..N-1 per point (default 1)")
     g.add_argument("--latency", action="store_true", help="also measure every point's latency on this machine (batch 8)")
     add_proxy_args(p)
@@ -129,10 +130,14 @@ def _configs(args: argparse.Namespace, num_classes: int) -> tuple[Any, Any]:
         raise sc.ScaleError(f"--to {args.to / 1e6:g}M is below the base's cost ({sc.macs(spec) / 1e6:.1f} M multiply-adds per clip)")
     if args.to is not None and mode != "expand":
         raise sc.ScaleError("--to sets the target of --expand")
+    if args.versus and mode != "expand":
+        raise sc.ScaleError("--versus compares an --expand path with one axis at equal cost")
     if args.factors and mode != "axes":
         raise sc.ScaleError("--factors is for single-axis sweeps (without --compound or --expand)")
     axes = tuple(a.strip() for a in args.axes.split(",") if a.strip())
-    cfg = sc.ScaleConfig(spec.to_json(), mode, axes, args.ratios, args.factors, args.step, args.to, args.grid, args.seeds, args.proxy_clip)
+    cfg = sc.ScaleConfig(
+        spec.to_json(), mode, axes, args.ratios, args.factors, args.step, args.to, args.grid, args.seeds, args.proxy_clip, args.versus
+    )
     search = st.SearchConfig(
         budget=Budget(clip=spec.clip),
         families=(spec.family,),

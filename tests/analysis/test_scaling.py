@@ -11,7 +11,18 @@ import pytest
 from matplotlib.axes import Axes
 
 from analysis.load import AnalysisError
-from analysis.scaling import PATH_CURVE, curves, load_scale, plot_curves, slope, slopes, step_gains, summary_markdown, write_report
+from analysis.scaling import (
+    PATH_CURVE,
+    curves,
+    load_scale,
+    plot_curves,
+    slope,
+    slopes,
+    step_gains,
+    summary_markdown,
+    versus_table,
+    write_report,
+)
 
 
 def row(point: str, mode: str, axis: str, macs: float, acc: float, step: int = 0, on_path: bool = False) -> dict[str, object]:
@@ -107,3 +118,18 @@ def test_a_folder_without_points_is_a_clear_error(tmp_path: Path) -> None:
     pd.DataFrame({"point": ["x"]}).to_csv(tmp_path / "points.csv", index=False)
     with pytest.raises(AnalysisError, match="lacks the columns mode, axis, macs, accuracy_mean"):
         load_scale(tmp_path)
+
+
+def test_the_path_is_compared_with_one_axis_alone_at_equal_cost_over_seeds() -> None:
+    points, path = expand_run()
+    versus = pd.DataFrame(
+        [row("versus/1/width@1", "versus", "width", 101e6, 41.0, 1), row("versus/2/width@2", "versus", "width", 199e6, 51.5, 2)]
+    )
+    points = pd.concat([points, versus], ignore_index=True)
+    table = versus_table(points, path)
+    assert list(table["step"]) == [1, 2] and list(table["difference"]) == [pytest.approx(5.0), pytest.approx(0.5)]
+    assert list(table["better"]) == ["path", "tie"]  # 5 points apart with sd 1 and 2 seeds each; 0.5 apart is noise
+    assert table["p"].iloc[0] < 0.05 < table["p"].iloc[1]
+    assert "width only" in curves(points, path)
+    one_seed = points.assign(seeds_done=1)
+    assert list(versus_table(one_seed, path)["better"]) == ["n/a (one seed)"] * 2

@@ -106,11 +106,22 @@ def test_ctrl_c_keeps_every_trained_point_and_resume_finishes_the_same_path(
         (["shufflenet", "--width-mult", "0.5", "--axes", "frames", "--factors", "0.25"], "frames: no clip with T near 4.0 (from 16)"),
         (["mobilenetv2", "--width-mult", "0.2", "--expand", "--to", "20M"], "--to 20M is below the base's cost (54.1 M"),
         (["mobilenetv2", "--expand"], "an expansion needs a target cost"),
+        (["mobilenetv2", "--versus", "width"], "--versus compares an --expand path"),
         (["mobilenetv3"], "unknown model 'mobilenetv3'"),
         (["resnet18"], "e3d scale trains the search space's families"),
         ([str(Path(__file__))], "not valid JSON"),
     ],
-    ids=["axis-lacking", "factor-negative", "frames-below-strides", "target-below-base", "no-target", "unknown", "resnet", "not-a-spec"],
+    ids=[
+        "axis-lacking",
+        "factor-negative",
+        "frames-below-strides",
+        "target-below-base",
+        "no-target",
+        "versus-alone",
+        "unknown",
+        "resnet",
+        "not-a-spec",
+    ],
 )
 def test_bad_input_is_one_line_with_exit_2(args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "scale", *args, "--out", str(tmp_path), "--quiet")

@@ -202,3 +202,23 @@ def test_proxy_data_is_cached_per_size(tmp_path: Path) -> None:
     again = proxy_dataset("motion", split="val", clip=(16, 64, 64), num_samples=8, cache_dir=tmp_path, progress=False)
     assert again.path == large.path and again.path.stat().st_mtime_ns == large.path.stat().st_mtime_ns
     assert large[0][0].shape == (3, 16, 64, 64)
+
+
+def test_versus_trains_one_axis_alone_at_each_chosen_steps_cost() -> None:
+    base = shufflenet()
+    cfg = sc.ScaleConfig(base.to_json(), "expand", ("depth", "resolution"), to_macs=3 * sc.macs(base), versus="width")
+    done: dict[str, sc.Result] = {}
+    for _ in range(10):
+        plan = sc.plan(cfg, done)
+        if plan.finished:
+            break
+        done = results(plan.points, lambda p: 40.0 + p.macs / 1e7)
+    versus = [p for p in plan.points if p.mode == "versus"]
+    assert [p.step for p in versus] == [p.step for p in plan.path[1:]] and len(versus) == 2
+    for v, p in zip(versus, plan.path[1:], strict=True):
+        assert set(v.factors) == {"width"} and v.curve == "width only" and v.spec.stages[0].repeats == base.stages[0].repeats
+        assert v.macs == pytest.approx(p.macs, rel=0.1)
+    unfinished = {k: r for k, r in done.items() if not k.startswith("versus/2")}
+    assert not sc.plan(cfg, unfinished).finished  # the last comparison is still to train
+    with pytest.raises(SpecError, match=r"^expansion: shufflenet has no expansion axis to compare with"):
+        sc.ScaleConfig(base.to_json(), "expand", ("depth",), to_macs=3e8, versus="expansion")
