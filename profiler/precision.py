@@ -341,6 +341,62 @@ def resolve_inference(
     return resolve(precision, measure=measure, key=key, device=device, threads=threads, cache=cache, half_channels_last=True)
 
 
+def resolve_optimized(
+    model: nn.Module,
+    precision: str,
+    *,
+    input_shape: Sequence[int],
+    batch_size: int,
+    threads: int | None = None,
+    cpu: CpuInfo | None = None,
+    cache: Path | None = None,
+    measure: Callable[[bool], float] | None = None,
+) -> ExecConfig:
+    """The precision of the optimized CPU inference path (:mod:`profiler.optimize`, always channels-last):
+    ``fp32``, ``bf16``, or ``auto``: bf16 when the CPU has it natively and its optimized graph runs at
+    least :data:`MARGIN` faster than the fp32 one (``measure(bf16)``: seconds per batch; cached)."""
+    if precision == "fp16":
+        raise PrecisionError("the optimized CPU path runs fp32 or bf16; fp16 is for CUDA")
+    if precision != "auto":
+        return replace(fixed(precision, threads=threads, cpu=cpu), channels_last=True)
+    if not (cpu or detect_cpu()).bf16:
+        return ExecConfig("fp32", True, threads, "cpu", reason="auto: this CPU has no native bf16")
+    path = cache or cache_path()
+    key = cache_key("optimized", network_key(model, input_shape), batch_size=batch_size, device="cpu", threads=threads, cpu=cpu)
+    hit = read_cache(path).get(key)
+    if isinstance(hit, dict):
+        found = ExecConfig.from_dict(hit)
+        return replace(found, threads=threads, reason=f"{found.reason}; cached in {path}")
+    timer = measure or (lambda bf16: optimized_seconds(model, bf16=bf16, input_shape=input_shape, batch_size=batch_size, threads=threads))
+    fp32_s, bf16_s = timer(False), timer(True)
+    timings = f"optimized fp32 {fp32_s * 1000:.0f} ms, bf16 {bf16_s * 1000:.0f} ms per batch"
+    if bf16_s < fp32_s * (1 - MARGIN):
+        chosen = ExecConfig("bf16", True, threads, "cpu", reason=f"calibrated, {fp32_s / bf16_s:.2f}x optimized fp32 ({timings})")
+    else:
+        chosen = ExecConfig("fp32", True, threads, "cpu", reason=f"calibrated, bf16 not {MARGIN:.0%} faster ({timings})")
+    write_cache(path, key, chosen)
+    return chosen
+
+
+def optimized_seconds(
+    model: nn.Module, *, bf16: bool, input_shape: Sequence[int], batch_size: int, threads: int | None = None, repeats: int = 3
+) -> float:
+    """Median seconds per batch of the optimized graph (fp32 or bf16) of ``model``, after the fuser's two compiling calls."""
+    from profiler.optimize import OptimizeOptions, optimize_for_inference
+
+    with _threads(threads):
+        opt = optimize_for_inference(model, input_shape=input_shape, batch_size=batch_size, options=OptimizeOptions(bf16=bf16))
+        x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0))
+        samples = []
+        with torch.inference_mode():
+            for i in range(repeats + 1):
+                t0 = time.perf_counter()
+                opt(x)
+                if i:
+                    samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
 class Autocast(nn.Module):
     """Runs the wrapped model under an :class:`ExecConfig` (memory format and autocast); float32 out."""
 
@@ -372,5 +428,6 @@ __all__ = [
     "network_key",
     "resolve",
     "resolve_inference",
+    "resolve_optimized",
     "train_step_seconds",
 ]

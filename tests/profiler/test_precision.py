@@ -20,6 +20,7 @@ from profiler.precision import (
     network_key,
     read_cache,
     resolve,
+    resolve_optimized,
     train_step_seconds,
 )
 
@@ -125,3 +126,18 @@ def test_the_autocast_wrapper_returns_float32_close_to_fp32() -> None:
         out = Autocast(net, ExecConfig("bf16", True)).eval()(x)
     assert out.dtype == torch.float32
     assert (out - ref).abs().max() <= 0.1 * ref.abs().max()
+
+
+def test_auto_on_the_optimized_path_takes_bf16_only_where_it_measures_faster(tmp_path: Path) -> None:
+    net = space.build(space.paper_spec("mobilenet", width_mult=0.25, num_classes=10, sample_size=32, sample_duration=8))
+    kw = {"input_shape": (3, 8, 32, 32), "batch_size": 8, "cache": tmp_path / "p.json"}
+    fast_bf16 = resolve_optimized(net, "auto", cpu=AMX, measure=lambda bf16: 0.2 if bf16 else 0.5, **kw)  # type: ignore[arg-type]
+    assert fast_bf16.precision == "bf16" and fast_bf16.channels_last and "2.50x optimized fp32" in fast_bf16.reason
+    slow_bf16 = resolve_optimized(net, "auto", cpu=AMX, measure=lambda bf16: 0.5, **{**kw, "cache": tmp_path / "q.json"})  # type: ignore[arg-type]
+    assert slow_bf16.precision == "fp32" and "bf16 not 3% faster" in slow_bf16.reason
+    no_bf16 = resolve_optimized(net, "auto", cpu=EPYC, measure=lambda bf16: 1 / 0, **kw)  # type: ignore[arg-type]
+    assert no_bf16.precision == "fp32" and "no native bf16" in no_bf16.reason
+    with pytest.raises(PrecisionError, match="neither AVX512-BF16"):
+        resolve_optimized(net, "bf16", cpu=EPYC, **kw)  # type: ignore[arg-type]
+    with pytest.raises(PrecisionError, match="fp32 or bf16"):
+        resolve_optimized(net, "fp16", cpu=AMX, **kw)  # type: ignore[arg-type]
