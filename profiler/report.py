@@ -89,11 +89,14 @@ def profile(
     warmup: int = 3,
     repeats: int = 10,
     optimize: bool = False,
+    precision: str = "fp32",
 ) -> Profile:
     """Count, then measure memory and latency of a target (memory first: see :mod:`profiler.memory`).
 
     ``optimize``: time the optimized inference path (:func:`profiler.optimize.optimize_for_inference`,
     CPU only) instead of the eager model; its numerical check against eager is reported too.
+    ``precision`` (fp32, bf16, fp16, auto: :mod:`profiler.precision`) is what the latency is timed in;
+    what was chosen and why is in ``extra["precision"]``.
     """
     resolve_device(device)
     counts = count_spec(target.spec) if target.spec is not None else _count_module(target)
@@ -106,9 +109,10 @@ def profile(
     if memory:
         result.memory = _guard(lambda: measure_peak_memory(model, batch_size=batch_size, clip=clip, device=device), target)
     if latency:
-        timed = model
+        timed, run_as = _in_precision(target, model, precision, optimize=optimize, batch_size=batch_size, device=device, threads=threads)
+        result.extra["precision"] = run_as.as_dict()
         if optimize:
-            timed = _optimized(target, device, batch_size)
+            timed = _optimized(target, device, batch_size, bf16=run_as.precision == "bf16")
             result.extra["latency_path"] = f"optimized: {timed.options.describe()}"
             result.extra["optimized_rel_error"] = timed.rel_error
         result.latency = _guard(
@@ -120,15 +124,38 @@ def profile(
     return result
 
 
-def _optimized(target: Target, device: str, batch_size: int) -> OptimizedModel:
+def _in_precision(
+    target: Target, model: Any, precision: str, *, optimize: bool, batch_size: int, device: str, threads: int | None
+) -> tuple[Any, Any]:
+    """The eager model to time under ``precision`` (wrapped in autocast unless fp32 eager) and its
+    :class:`profiler.precision.ExecConfig`; for ``optimize`` only the configuration."""
+    import copy
+
+    from profiler import precision as pr
+
+    shape = target.input_shape
+    if optimize:
+        return model, _guard(lambda: pr.resolve_optimized(model, precision, input_shape=shape, batch_size=batch_size, threads=threads), target)
+    run_as = _guard(
+        lambda: pr.resolve_inference(model, precision, input_shape=shape, batch_size=batch_size, device=device, threads=threads), target
+    )
+    if run_as.precision == "fp32" and not run_as.channels_last:
+        return model, run_as
+    return pr.Autocast(copy.deepcopy(model), run_as), run_as
+
+
+def _optimized(target: Target, device: str, batch_size: int, *, bf16: bool = False) -> OptimizedModel:
     """The optimized path of a target (CPU; presets, spec files and modules)."""
-    from profiler.optimize import optimize_for_inference
+    from profiler.optimize import OptimizeOptions, optimize_for_inference
 
     if resolve_device(device).type != "cpu":
         raise TargetError("--optimize measures the CPU inference path (oneDNN); use --device cpu")
     if target.kind == "torchscript":
         raise TargetError(f"{target.name} is TorchScript already; --optimize needs a preset, a spec file or a module")
-    return _guard(lambda: optimize_for_inference(target.module(), input_shape=target.input_shape, batch_size=batch_size), target)
+    options = OptimizeOptions(bf16=bf16)
+    return _guard(
+        lambda: optimize_for_inference(target.module(), input_shape=target.input_shape, batch_size=batch_size, options=options), target
+    )
 
 
 def _count_module(target: Target) -> Counts:
