@@ -135,7 +135,8 @@ def _in_precision(
 
     shape = target.input_shape
     if optimize:
-        return model, _guard(lambda: pr.resolve_optimized(model, precision, input_shape=shape, batch_size=batch_size, threads=threads), target)
+        chosen = _guard(lambda: pr.resolve_optimized(model, precision, input_shape=shape, batch_size=batch_size, threads=threads), target)
+        return model, chosen
     run_as = _guard(
         lambda: pr.resolve_inference(model, precision, input_shape=shape, batch_size=batch_size, device=device, threads=threads), target
     )
