@@ -216,6 +216,10 @@ def render(p: Profile, *, per_layer: bool = False) -> str:
             err = p.extra.get("optimized_rel_error")
             check = "" if err is None else f"; max relative error vs eager {err:.1e}"
             lines.append(f"                ({p.extra['latency_path']}{check})")
+        if "precision" in p.extra:
+            from profiler.precision import ExecConfig
+
+            lines.append(f"                ({ExecConfig.from_dict(p.extra['precision']).describe()})")
         if lat.unreliable:
             lines.append(
                 f"  warning       the repeats spread widely (IQR {100 * lat.spread:.0f}% of the median): the latency is unreliable; "
