@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from profiler.counting import spec_totals
 from profiler.latency import measure_latency
@@ -29,6 +29,10 @@ class TableRow:
     paper_tx2_clips_s: float
     optimized_clips_per_s: float | None = None
     """clips/s of the optimized inference path (profiler.optimize), timed right after the eager model."""
+    optimized_bf16_clips_per_s: float | None = None
+    """clips/s of the bf16 optimized path (CPUs with native bf16), timed right after."""
+    int8_clips_per_s: float | None = None
+    """clips/s of the int8 path (profiler.quantize, calibrated on random clips: speed only), timed right after."""
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready dict."""
@@ -44,15 +48,41 @@ def table_rows(
     warmup: int = 1,
     repeats: int = 3,
     optimized: bool = True,
+    bf16: bool = False,
+    int8: bool = False,
 ) -> Iterator[TableRow]:
     """Yield the 21 rows (600 classes, 16x112x112 clips), timing each model when ``latency``.
 
-    ``optimized`` (CPU) also times the optimized inference path right after the eager model.
+    ``optimized`` (CPU) also times the optimized inference path right after the eager model; ``bf16``
+    and ``int8`` its bf16 and int8 versions, right after that.
     """
     for row in table8():
-        yield _row(
+        r = _row(
             row, latency=latency, batch_size=batch_size, device=device, threads=threads, warmup=warmup, repeats=repeats, optimized=optimized
         )
+        if latency and (bf16 or int8):
+            r = replace(r, **_deployed(row, bf16=bf16, int8=int8, batch_size=batch_size, threads=threads, warmup=warmup, repeats=repeats))
+        yield r
+
+
+def _deployed(row: PaperRow, *, bf16: bool, int8: bool, batch_size: int, threads: int | None, warmup: int, repeats: int) -> dict[str, float]:
+    """clips/s of the bf16 optimized and the int8 paths of one preset (CPU)."""
+    import torch
+
+    from profiler.optimize import OptimizeOptions, optimize_for_inference
+    from profiler.quantize import quantize_int8
+    from space.modules import build
+
+    model = build(paper_spec(row.model, width_mult=row.width_mult)).eval()
+    timing = {"batch_size": batch_size, "threads": threads, "warmup": max(warmup, 1), "repeats": repeats}
+    out: dict[str, float] = {}
+    if bf16:
+        opt = optimize_for_inference(model, batch_size=batch_size, options=OptimizeOptions(bf16=True))
+        out["optimized_bf16_clips_per_s"] = measure_latency(opt, **timing).clips_per_s  # type: ignore[arg-type]
+    if int8:
+        clips = [torch.randn(batch_size, *model.spec.input_shape, generator=torch.Generator().manual_seed(0))]  # type: ignore[union-attr]
+        out["int8_clips_per_s"] = measure_latency(quantize_int8(model, clips), **timing).clips_per_s  # type: ignore[arg-type]
+    return out
 
 
 def _row(
@@ -102,6 +132,8 @@ COLUMNS: list[Column] = [
     ("macs M", 9, lambda r: f"{r.macs_m:.1f}"),
     ("clips/s here", 13, lambda r: "-" if r.clips_per_s is None else f"{r.clips_per_s:.1f}"),
     ("optimized", 10, lambda r: "-" if r.optimized_clips_per_s is None else f"{r.optimized_clips_per_s:.1f}"),
+    ("opt bf16", 9, lambda r: "-" if r.optimized_bf16_clips_per_s is None else f"{r.optimized_bf16_clips_per_s:.1f}"),
+    ("int8", 7, lambda r: "-" if r.int8_clips_per_s is None else f"{r.int8_clips_per_s:.1f}"),
     ("TitanXp", 8, lambda r: f"{r.paper_titanxp_clips_s:g}"),
     ("TX2", 5, lambda r: f"{r.paper_tx2_clips_s:g}"),
 ]
