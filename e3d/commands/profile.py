@@ -73,6 +73,13 @@ def register(sub: Any) -> None:
         action="store_true",
         help="time the optimized inference path (BN folded, channels-last-3d, frozen, oneDNN fused; CPU) instead of eager",
     )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="fp32",
+        help="time in fp32 (default), bf16 (CPUs with AVX512-BF16/AMX; with --optimize the bf16 graph), fp16 (CUDA), or auto: "
+        "the faster that a short calibration measures; --paper-table: bf16 or auto add the optimized bf16 and int8 columns",
+    )
     p.add_argument("--per-layer", action="store_true", help="also list every layer's macs, params and paper MFLOPs")
     p.add_argument(
         "--latency-table", metavar="FILE", help="also predict the latency from a table of e3d latency-table (printed next to measured)"
@@ -162,6 +169,7 @@ def _run(args: argparse.Namespace) -> int:
         warmup=3 if args.warmup is None else args.warmup,
         repeats=args.repeats or 10,
         optimize=args.optimize,
+        precision=args.precision,
     )
     if args.data is not None:
         _data_cost(args, result)
@@ -250,6 +258,19 @@ def _render_data(extra: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _deployed_columns(args: argparse.Namespace) -> dict[str, bool]:
+    """``--paper-table --precision bf16`` (or ``auto`` on a CPU with native bf16): also time the optimized
+    bf16 and the int8 paths; bf16 on a CPU without it is a one-line error."""
+    from profiler.precision import check_supported, detect_cpu
+
+    if args.device != "cpu" or args.no_latency or args.precision == "fp32":
+        return {}
+    if args.precision == "auto" and not detect_cpu().bf16:
+        return {}
+    check_supported("bf16")
+    return {"bf16": True, "int8": True}
+
+
 def _paper_table(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -264,6 +285,7 @@ def _paper_table(args: argparse.Namespace) -> int:
         warmup=1 if args.warmup is None else args.warmup,
         repeats=args.repeats or 3,
         optimized=args.device == "cpu",
+        **_deployed_columns(args),
     )
     if not args.no_latency:
         print(
@@ -281,11 +303,13 @@ def _paper_table(args: argparse.Namespace) -> int:
         bar.clear()
         print(render_row(row), flush=True)
     warmup = 1 if args.warmup is None else args.warmup
+    bf16 = _deployed_columns(args).get("bf16", False)
     print(
         "\nparams and paper_mflops: e3d's count of each preset vs Table 8; macs = conv + linear multiply-adds per clip; "
         f"clips/s here: batch {args.batch_size}, 16x112x112, {args.device}, median of {args.repeats or 3} after {warmup} warm-up. "
         "optimized: the same model on e3d's inference path (BN folded, channels-last-3d, frozen TorchScript, oneDNN Graph fusion), "
         "timed right after it."
+        + (" opt bf16: that path in bf16; int8: quantized (calibrated on random clips: speed only), both timed right after." if bf16 else "")
     )
     return 0
 
