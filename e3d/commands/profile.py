@@ -309,7 +309,7 @@ def _paper_table(args: argparse.Namespace) -> int:
         f"clips/s here: batch {args.batch_size}, 16x112x112, {args.device}, median of {args.repeats or 3} after {warmup} warm-up. "
         "optimized: the same model on e3d's inference path (BN folded, channels-last-3d, frozen TorchScript, oneDNN Graph fusion), "
         "timed right after it."
-        + (" opt bf16: that path in bf16; int8: quantized (calibrated on random clips: speed only), both timed right after." if bf16 else "")
+        + (" opt bf16: that path in bf16; int8: quantized (calibrated on random clips: speed only); both timed right after." * bf16)
     )
     return 0
 
