@@ -78,7 +78,24 @@ def build_parser() -> Parser:
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(name).register(sub)
+    for command in sub.choices.values():
+        command.add_argument(
+            "--max-memory",
+            type=memory_size,
+            metavar="SIZE",
+            help="refuse networks whose estimated memory exceeds SIZE, e.g. 8G (default: 80%% of this machine's RAM)",
+        )
     return parser
+
+
+def memory_size(text: str) -> int:
+    """argparse type: a size such as 8G or 512M, in bytes."""
+    from profiler.footprint import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from space.spec import E3DError
 
     args = build_parser().parse_args(argv)
+    if getattr(args, "max_memory", None) is not None:
+        from profiler.footprint import set_limit
+
+        set_limit(args.max_memory)
     try:
         return int(args.func(args) or 0)
     except E3DError as e:

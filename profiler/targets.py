@@ -43,6 +43,9 @@ class Target:
         """The model (built on first use for spec targets)."""
         if self._module is None:
             assert self.spec is not None
+            from profiler.footprint import check_memory
+
+            check_memory(self.spec)  # an oversized spec is one line here, not an allocator traceback
             self._module = space.build(self.spec)
         return self._module
 
@@ -120,6 +123,9 @@ def _file_target(path: Path, *, num_classes: int | None, frames: int | None, siz
         if num_classes:
             changes["num_classes"] = num_classes
         spec = spec.replace(**changes)
+        from profiler.footprint import check_memory
+
+        check_memory(spec)  # refused before any per-layer work or allocation
         return Target(str(path), "spec", spec.input_shape, spec)
     try:
         module = torch.jit.load(str(path), map_location="cpu")

@@ -243,10 +243,16 @@ def run(args: argparse.Namespace) -> int:
 
     seed_everything(args.seed)
     spec, name = build_spec(args, train.num_classes, default_size)
+    from profiler.footprint import check_memory
+
+    check_memory(spec, batch=args.batch_size, training=True)  # an oversized spec: one line, before allocating
     model = build(spec)
     if args.pretrained:
         print(load_pretrained(model, args.pretrained))
     out = Path(args.out) if args.out else Path("runs") / "train" / f"{_slug(name)}-{_slug(Path(source).name)}-s{args.seed}"
+    from space.files import check_writable
+
+    check_writable(out)  # a read-only or full disk: one line now, not at the first checkpoint after an epoch
     if (out / "last.pt").is_file() and not args.resume:
         raise DataError(f"{out} already holds a checkpoint; pass --resume to continue it, or --out DIR to start elsewhere")
     stored = load_checkpoint(out) if args.resume and (out / "last.pt").is_file() else None

@@ -126,3 +126,16 @@ def test_a_spec_saved_with_a_byte_order_mark_profiles(capsys: pytest.CaptureFixt
     assert json.loads(out)["macs"] > 0
     assert code == 0, err
     assert space.NetSpec.load(path) == spec
+
+
+def test_train_into_a_read_only_folder_fails_before_the_first_epoch(
+    capsys: pytest.CaptureFixture[str], readonly_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never(*a: object, **k: object) -> object:
+        raise AssertionError("no epoch is trained when its checkpoint cannot be written")
+
+    monkeypatch.setattr("search.train.fit", never)
+    argv = ["train", "mobilenet", "--width-mult", "0.25", "--data", "motion", "--sample-duration", "8", "--sample-size", "32"]
+    code, _, err = run(capsys, *argv, "--num-samples", "16", "--quiet", "--out", str(readonly_dir / "t"))
+    assert code == 2, err
+    _one_line(err, "cannot write to", str(readonly_dir / "t"))
