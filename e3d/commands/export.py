@@ -41,6 +41,12 @@ def register(sub: Any) -> None:
     p.add_argument("--format", choices=("torchscript", "onnx"), required=True, help="file format")
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="where to write the model")
     p.add_argument("--optimize", action="store_true", help="fold BatchNorm; TorchScript: channels-last-3d, frozen graph too")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="bf16: TorchScript --optimize in bf16 (CPUs with AVX512-BF16/AMX), checked against eager bf16 autocast (default fp32)",
+    )
     p.add_argument("--int8", action="store_true", help="post-training int8 quantization (TorchScript, x86 oneDNN kernels)")
     p.add_argument("--calib-data", metavar="DATA", help="int8 calibration data: proxy task name, dataset path, or 'random'")
     p.add_argument("--calib-clips", type=positive_int, default=64, metavar="N", help="clips to calibrate int8 on (default 64)")
@@ -70,6 +76,12 @@ def run(args: argparse.Namespace) -> int:
         raise ExportError("--int8 needs --calib-data: a proxy task name, a dataset path, or 'random'")
     if args.calib_data and not args.int8:
         raise ExportError("--calib-data is for --int8")
+    if args.precision == "bf16":
+        from profiler.precision import check_supported
+
+        if args.format != "torchscript" or not args.optimize or args.int8:
+            raise ExportError("--precision bf16 exports an optimized float TorchScript model: --format torchscript --optimize, no --int8")
+        check_supported("bf16")
     from space.files import check_writable
 
     check_writable(args.out.parent)  # a read-only or full folder is one line now, not after the export
@@ -84,8 +96,11 @@ def run(args: argparse.Namespace) -> int:
     shape = target.input_shape
     if args.int8:
         return _int8(args, model, shape)
-    export = export_torchscript if args.format == "torchscript" else export_onnx
-    result = export(model, args.out, input_shape=shape, batch_size=args.check_batch, optimize=args.optimize)
+    if args.precision == "bf16":
+        result = export_torchscript(model, args.out, input_shape=shape, batch_size=args.check_batch, optimize=True, bf16=True)
+    else:
+        export = export_torchscript if args.format == "torchscript" else export_onnx
+        result = export(model, args.out, input_shape=shape, batch_size=args.check_batch, optimize=args.optimize)
     print(result.summary())
     if args.format == "torchscript" and args.optimize:
         print("run it with torch.jit.enable_onednn_fusion(True) (or profiler.export.load_torchscript) for the fused kernels")
