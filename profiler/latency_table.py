@@ -578,7 +578,9 @@ class LatencyTable:
 
 
 def _fmt(v: Any) -> str:
-    return _dims(v) if isinstance(v, (tuple, list)) else str(v)
+    if isinstance(v, (tuple, list)):
+        return _dims(v) if all(isinstance(i, int) for i in v) else "/".join(map(str, v))
+    return str(v)
 
 
 def _times(v: Any, modes: Sequence[str]) -> dict[str, float]:
@@ -652,6 +654,16 @@ def open_for_build(path: Path, settings: TableSettings) -> LatencyTable:
     return table
 
 
+def _measured(measure: MeasureOp, op: Op, settings: TableSettings, mode: str) -> float:
+    """``measure(op, settings, mode)``; an operation this device or precision cannot run is one line."""
+    try:
+        return measure(op, settings, mode)
+    except (RuntimeError, NotImplementedError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        where = f"{settings.precision} on {settings.device}, {mode}"
+        raise LatencyTableError(f"cannot time {op.key} ({where}): {first}; the table so far is saved") from None
+
+
 def build_table(
     ops: Sequence[Op],
     settings: TableSettings,
@@ -683,7 +695,7 @@ def build_table(
     try:
         with bar:
             for op in todo:
-                table.entries[op.key] = (op, {m: measure(op, settings, m) for m in settings.modes})
+                table.entries[op.key] = (op, {m: _measured(measure, op, settings, m) for m in settings.modes})
                 bar.update(1)
                 if time.monotonic() - saved > SAVE_SECONDS:
                     table.save(out)

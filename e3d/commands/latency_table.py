@@ -71,6 +71,7 @@ def plan(args: argparse.Namespace) -> tuple[list[Any], list[Any], int]:
 
 def run(args: argparse.Namespace) -> int:
     """Plan, then measure (resuming), then summarise."""
+    from profiler import latency_table as lt
     from profiler.latency_table import LatencyTableError, TableSettings, build_table
 
     paths = tuple(p.strip() for p in args.paths.split(",")) if args.paths else None
@@ -84,13 +85,17 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         repeats=args.repeats,
     )
+    if args.out.exists():  # resuming: the settings must match, checked before planning
+        lt.open_for_build(args.out, settings)
     ops, calibration, collected = plan(args)
     if not ops:
         raise LatencyTableError(f"no network of these families can run at clip {'x'.join(map(str, args.clip))}")
     what = f"{len(ops)} of {collected} distinct operations, {len(calibration)} networks"
     print(f"latency table on {settings.describe()}: {what}", file=sys.stderr)
     start = time.perf_counter()
-    table = build_table(ops, settings, args.out, calibration=calibration, progress=not args.quiet)
+    table = build_table(
+        ops, settings, args.out, calibration=calibration, measure=lt.measure_op, measure_network=lt.measure_spec, progress=not args.quiet
+    )
     for mode in settings.modes:
         o = table.overhead(mode)
         print(f"{mode}: per-network overhead {o.const_ms:.2f} ms + {o.scale:.3f} x sum of operations ({o.networks} networks)")

@@ -243,3 +243,13 @@ def test_real_measurements_on_both_paths(tmp_path: Path) -> None:
         for mode in st.modes:
             assert measure_op(op, st, mode) > 0
     assert measure_spec(s, st, "eager") > 0
+
+
+def test_an_operation_the_device_cannot_run_is_one_line(tmp_path: Path) -> None:
+    def fails(op: Op, s: TableSettings, mode: str) -> float:
+        raise NotImplementedError("\"avg_pool3d_out_frame\" not implemented for 'BFloat16'\nmore")
+
+    ops = list(collect_ops([spec()]).values())[:3]
+    with pytest.raises(LatencyTableError, match=r"cannot time conv.*\(fp32 on cpu, eager\): \"avg_pool3d_out_frame\" not implemented") as e:
+        build_table(ops, settings(), tmp_path / "t.json", measure=fails, progress=False)
+    assert "\n" not in str(e.value) and not LatencyTable.load(tmp_path / "t.json", complete=False).complete

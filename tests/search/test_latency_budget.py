@@ -14,6 +14,7 @@ from profiler.latency_table import LatencyTable, LatencyTableError, Op, TableSet
 from search import study as st
 from search.budget import Budget, screen
 from search.latency import at_clip, random_params, space_specs, study_latency, table_identity
+from space.spec import NetSpec
 from tests.search.conftest import TINY
 from tests.search.test_study import fake_fit
 
@@ -39,7 +40,7 @@ def table_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def priceable(table: LatencyTable, n: int, seed: int) -> list[tuple[object, float]]:
+def priceable(table: LatencyTable, n: int, seed: int) -> list[tuple[NetSpec, float]]:
     out = []
     for p in random_params(FAMILIES, n, seed=seed):
         spec = at_clip(p, CLIP, 10)
@@ -64,7 +65,7 @@ def test_screening_rejects_exactly_the_specs_predicted_over_the_bound(table_file
     budget = Budget(latency_ms=bound, clip=CLIP, latency_table=table.identity())
     predictor = table.predictor("optimized")
     for spec, ms in specs:
-        verdict = screen(spec, budget, latency=predictor)  # type: ignore[arg-type]
+        verdict = screen(spec, budget, latency=predictor)
         assert verdict.feasible == (ms <= bound) and verdict.latency_ms == ms
         assert verdict.feasible or verdict.reason == f"predicted latency {ms:.1f} ms > {bound:g} ms"
     assert 0 < sum(ms > bound for _, ms in specs) < len(specs)
@@ -94,7 +95,7 @@ def test_a_study_refuses_a_second_different_table(tmp_path: Path, table_file: Pa
     _, stored, _ = st.open_study("s", storage, None, resume=True)
     predict = study_latency(stored.budget, "optimized", table_file)
     spec, ms = priceable(LatencyTable.load(table_file), 5, seed=9)[0]
-    assert predict is not None and predict(spec) == ms  # type: ignore[arg-type]
+    assert predict is not None and predict(spec) == ms
     with pytest.raises(st.StudyConfigError, match="cannot mix tables"):
         study_latency(stored.budget, "optimized", other)
     with pytest.raises(st.StudyConfigError, match="pass that file with --latency-table"):

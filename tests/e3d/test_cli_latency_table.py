@@ -1,0 +1,126 @@
+"""``e3d latency-table`` (build, resume, refusals) and ``e3d profile --latency-table``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from e3d.cli import main
+from profiler import latency_table as lt
+from space.spec import NetSpec
+from tests.e3d.fixtures import run
+
+TINY = [
+    "--clip", "16x48x48", "--batch-size", "1", "--threads", "1", "--families", "mobilenetv2", "--samples", "2",
+    "--max-entries", "5", "--calibration", "2", "--warmup", "0", "--repeats", "1", "--quiet",
+]  # fmt: skip
+"""A small plan: Table 8's operations (always kept) and the mobilenetv2 corners' extremes."""
+
+
+@pytest.fixture
+def fake_timing(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Made-up times instead of measurements; returns the keys measured, in order."""
+    calls: list[str] = []
+
+    def op(o: lt.Op, s: lt.TableSettings, mode: str) -> float:
+        calls.append(o.key)
+        return 0.01 + o.macs / 1e6 + o.elements / 1e6
+
+    def spec(net: NetSpec, s: lt.TableSettings, mode: str) -> float:
+        calls.append("network")
+        return 5.0 + 0.5 * len(net.layers)
+
+    monkeypatch.setattr(lt, "measure_op", op)
+    monkeypatch.setattr(lt, "measure_spec", spec)
+    return calls
+
+
+def test_build_then_resume_measures_nothing_again(tmp_path: Path, capsys: pytest.CaptureFixture[str], fake_timing: list[str]) -> None:
+    out = tmp_path / "t.json"
+    code, stdout, err = run(capsys, "latency-table", "--out", str(out), *TINY)
+    assert code == 0, err
+    table = lt.LatencyTable.load(out)
+    assert table.complete and len(table.networks) == 2 and table.settings.clip == (16, 48, 48)
+    assert table.settings.modes == ("eager", "optimized") and table.settings.threads == 1
+    assert fake_timing.count("network") == 4 and len(fake_timing) == 2 * len(table.entries) + 4
+    assert f"wrote {out}: {len(table.entries)} operations" in stdout and "per-network overhead" in stdout
+    assert "of" in err and "distinct operations" in err
+    fake_timing.clear()
+    code, _, err = run(capsys, "latency-table", "--out", str(out), *TINY)
+    assert code == 0, err
+    assert fake_timing == []
+
+
+def test_resume_with_other_settings_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], fake_timing: list[str]) -> None:
+    out = tmp_path / "t.json"
+    assert run(capsys, "latency-table", "--out", str(out), *TINY)[0] == 0
+    code, _, err = run(capsys, "latency-table", "--out", str(out), *TINY, "--paths", "eager")
+    assert code == 2 and err.count("\n") == 1
+    assert "holds a table measured with other settings: modes eager/optimized (asked eager); use another --out" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--device", "cuda:3"], "CUDA device cuda:3 does not exist"),
+        (["--device", "tpu"], "unknown device"),
+        (["--precision", "bf16", "--paths", "eager,optimized"], "CPU fp32 only"),
+        (["--paths", "fast"], "unknown path fast"),
+        (["--families", "nope"], "unknown family"),
+    ],
+)
+def test_bad_options_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    code, _, err = run(capsys, "latency-table", "--out", str(tmp_path / "t.json"), *TINY, *argv)
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_profile_prints_predicted_next_to_measured(tmp_path: Path, capsys: pytest.CaptureFixture[str], fake_timing: list[str]) -> None:
+    out = tmp_path / "t.json"
+    assert run(capsys, "latency-table", "--out", str(out), *TINY)[0] == 0
+    common = ["mobilenetv2", "--width-mult", "0.45", "--size", "48", "--batch-size", "1", "--latency-table", str(out)]
+    code, stdout, err = run(capsys, "profile", *common, "--warmup", "0", "--repeats", "1", "--threads", "1")
+    assert code == 0, err
+    line = next(ln for ln in stdout.splitlines() if ln.strip().startswith("predicted"))
+    spec = lt.LatencyTable.load(out)
+    from space.registry import paper_spec
+
+    expected = spec.predict(paper_spec("mobilenetv2", width_mult=0.45).replace(clip=(16, 48, 48)), "eager")
+    assert f"{expected:,.2f} ms per batch" in line and "measured" in line and "eager" in line
+    code, stdout, _ = run(capsys, "profile", *common, "--no-latency", "--json", "--optimize")
+    d = json.loads(stdout)
+    assert d["latency_predicted_path"] == "optimized" and d["latency_table"]["sha256"] == spec.fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("mangle", "argv", "message"),
+    [
+        (None, ["--batch-size", "2"], "measured for batch 1 (asked 2)"),
+        (None, ["--size", "56"], "measured for clip 16x48x48 (asked 16x56x56)"),
+        (lambda t: t[: len(t) // 3], [], "corrupt or truncated JSON"),
+        (lambda t: t.replace('"complete": true', '"complete": false'), [], "is incomplete"),
+    ],
+)
+def test_profile_refuses_a_table_that_does_not_fit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fake_timing: list[str], mangle: object, argv: list[str], message: str
+) -> None:
+    out = tmp_path / "t.json"
+    assert run(capsys, "latency-table", "--out", str(out), *TINY)[0] == 0
+    if mangle is not None:
+        out.write_text(mangle(out.read_text()))  # type: ignore[operator]
+    base = {"--size": "48", "--batch-size": "1"}
+    for i in range(0, len(argv), 2):
+        base[argv[i]] = argv[i + 1]
+    flat = [x for kv in base.items() for x in kv]
+    code, _, err = run(capsys, "profile", "mobilenetv2", *flat, "--latency-table", str(out), "--no-latency")
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_profile_of_an_unpriceable_network_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], fake_timing: list[str]) -> None:
+    out = tmp_path / "t.json"
+    assert run(capsys, "latency-table", "--out", str(out), *TINY)[0] == 0
+    code, _, err = run(capsys, "profile", "sevnet", "--size", "48", "--batch-size", "1", "--latency-table", str(out), "--no-latency")
+    assert code == 2 and "cannot price" in err and err.count("\n") == 1
+    assert main(["profile", "mobilenetv2", "--size", "48", "--batch-size", "1", "--no-latency", "--latency-table", str(out)]) == 0
