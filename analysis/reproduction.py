@@ -4,11 +4,12 @@ and on latency measured on this machine.
     e3d sweep --task motion --seeds 2 --epochs 3 --train-samples 1200 --val-samples 300 --no-latency --out runs/sweep-motion
     e3d sweep --task digits --seeds 2 --epochs 3 --train-samples 1200 --val-samples 300 --no-latency --out runs/sweep-digits
     e3d profile --paper-table --json --repeats 5 > docs/results/paper_table.json
-    python scripts/reproduction.py --motion runs/sweep-motion --digits runs/sweep-digits --latency docs/results/paper_table.json
+    python -m analysis.reproduction --motion runs/sweep-motion --digits runs/sweep-digits --latency docs/results/paper_table.json
 
 Prints markdown: one table of the 17 efficient presets (accuracy per task over seeds, multiply-adds,
 parameters, clips/s here and on the paper's platforms), then each finding computed on the whole sweep
-and on each seed alone (the spread). Arithmetic only: it trains and times nothing.
+and on each seed alone (the spread). Arithmetic only: it trains and times nothing. Every mean ± sd
+comes from :mod:`search.stats` (sample sd).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pandas as pd
 
 import analysis
 from search.results import finished
+from search.stats import sample_sd
 from space.paper import table8
 
 LEVELS = 4
@@ -37,11 +39,11 @@ def presets() -> pd.DataFrame:
 
 
 def accuracy(trials: pd.DataFrame) -> pd.DataFrame:
-    """Mean, sd and per-seed top-1 of every (family, width) of a sweep."""
+    """Mean, sample sd and per-seed top-1 of every (family, width) of a sweep."""
     done = finished(trials).astype({"seed": int})
     g = done.groupby(["family", "width_mult"])["accuracy"]
     seeds = done.pivot_table(index=["family", "width_mult"], columns="seed", values="accuracy")
-    out = pd.DataFrame({"mean": g.mean(), "sd": g.std(ddof=0), "n": g.size()}).join(seeds.add_prefix("seed"))
+    out = pd.DataFrame({"mean": g.mean(), "sd": g.agg(sample_sd), "n": g.size()}).join(seeds.add_prefix("seed"))
     return out.reset_index().rename(columns={"family": "model"})
 
 

@@ -23,7 +23,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from statistics import fmean, pstdev
+from statistics import fmean
 from typing import Any
 
 import optuna
@@ -35,6 +35,7 @@ from search import study as st
 from search.budget import Budget
 from search.results import study_frame, write_outputs
 from search.searchspace import SPACE, preset_params, spec_from_params
+from search.stats import summarize
 
 FAMILIES = ("squeezenet", "mobilenet", "mobilenetv2", "shufflenet", "shufflenetv2", "sevnet")
 
@@ -92,7 +93,7 @@ def summary(df: pd.DataFrame, extra: dict[int, dict[str, Any]]) -> str:
             per_seed = ", ".join(f"{a:.1f}" for a in acc)
             seconds = fmean(float(d) for d in rows["duration_s"])
             lines.append(
-                f"| {family} | {rows['width_mult'].iloc[0]:g} | {where} | {fmean(acc):.1f} ± {pstdev(acc):.1f} | {per_seed} "
+                f"| {family} | {rows['width_mult'].iloc[0]:g} | {where} | {summarize(acc).format()} | {per_seed} "
                 f"| {macs:.1f} | {bins} | {seconds:.0f} |"
             )
     return "\n".join(lines)
