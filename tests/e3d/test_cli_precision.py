@@ -48,3 +48,53 @@ def test_train_and_evaluate_in_bf16_say_so_and_record_it(capsys: pytest.CaptureF
     assert code == 0, err
     m = json.loads(stdout)
     assert m["run_as"]["precision"] == "bf16" and m["run_as"]["channels_last"] is True and 0 <= m["top1"] <= 100
+
+
+SMALL = ["--width-mult", "0.25", "--num-classes", "10", "--frames", "8", "--size", "32"]
+
+
+@pytest.mark.skipif(not precision.detect_cpu().bf16, reason="this CPU has no native bf16")
+def test_profile_times_bf16_eager_and_optimized_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    timing = ["--batch-size", "2", "--warmup", "1", "--repeats", "1", "--threads", "1", "--json"]
+    code, out, err = run(capsys, "profile", "mobilenet", *SMALL, *timing, "--precision", "bf16")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["precision"]["precision"] == "bf16" and d["precision"]["channels_last"] is True and d["clips_per_s"] > 0
+    code, out, err = run(capsys, "profile", "mobilenet", *SMALL, *timing, "--precision", "bf16", "--optimize")
+    assert code == 0, err
+    d = json.loads(out)
+    assert "bf16" in d["latency_path"] and d["optimized_rel_error"] <= 5e-2
+
+
+@pytest.mark.skipif(not precision.detect_cpu().bf16, reason="this CPU has no native bf16")
+def test_export_optimize_bf16_writes_a_checked_bf16_graph(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out = tmp_path / "m.pt"
+    code, stdout, err = run(
+        capsys, "export", "mobilenet", *SMALL, "--format", "torchscript", "--optimize", "--precision", "bf16", "--out", str(out)
+    )
+    assert code == 0, err
+    assert "bf16" in stdout and "vs eager bf16 autocast" in stdout and out.is_file()
+    code, _, err = run(capsys, "export", "mobilenet", *SMALL, "--format", "onnx", "--precision", "bf16", "--out", str(tmp_path / "m.onnx"))
+    assert code == 2 and "--precision bf16 exports an optimized float TorchScript model" in err
+
+
+def test_bf16_inference_on_a_cpu_without_it_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(precision, "detect_cpu", lambda: NO_BF16)
+    code, _, err = run(capsys, "profile", "mobilenet", *SMALL, "--precision", "bf16", "--batch-size", "1", "--repeats", "1")
+    assert code == 2 and "neither AVX512-BF16 nor AMX-BF16" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(
+        capsys,
+        "export",
+        "mobilenet",
+        *SMALL,
+        "--format",
+        "torchscript",
+        "--optimize",
+        "--precision",
+        "bf16",
+        "--out",
+        str(tmp_path / "m.pt"),
+    )
+    assert code == 2 and "neither AVX512-BF16 nor AMX-BF16" in err
