@@ -29,9 +29,7 @@ import datetime
 import hashlib
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -441,17 +439,9 @@ class LatencyTable:
 
     def save(self, path: str | Path) -> Path:
         """Write the table atomically (a temporary file in the same folder, renamed into place)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_dict(), f, indent=1)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        from space.files import write_text
+
+        return write_text(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LatencyTable:
@@ -719,3 +709,104 @@ def predicted_latency(path: str | Path, spec: NetSpec | None, *, batch_size: int
     mode = "optimized" if optimized else "eager"
     table.check(clip=spec.clip, batch_size=batch_size, precision="fp32", mode=mode)
     return {"latency_predicted_ms": round(table.predict(spec, mode), 3), "latency_predicted_path": mode, "latency_table": table.identity()}
+
+
+# -- how well the predictor predicts ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One network on one path: predicted (None: the table cannot price it) and measured ms per batch."""
+
+    name: str
+    group: str
+    family: str
+    mode: str
+    macs: int
+    predicted_ms: float | None
+    measured_ms: float | None
+
+
+def compare(
+    table: LatencyTable,
+    specs: Sequence[tuple[str, str, NetSpec]],
+    *,
+    measure: MeasureSpec = measure_spec,
+    progress: bool = True,
+) -> list[Comparison]:
+    """Predict and measure every (name, group, spec) on every path of the table, with its settings.
+
+    A network the table cannot price is kept with ``predicted_ms`` None and is not measured.
+    """
+    from tqdm import tqdm
+
+    from profiler.counting import spec_totals
+
+    out = []
+    todo = [(n, g, s, m) for n, g, s in specs for m in table.settings.modes]
+    for name, group, spec, mode in tqdm(todo, desc="networks", unit="net", file=sys.stderr, disable=not progress or None):
+        try:
+            predicted: float | None = table.predict(spec, mode)
+        except UnpricedLayerError:
+            predicted = None
+        measured = measure(spec, table.settings, mode) if predicted is not None else None
+        out.append(Comparison(name, group, spec.family, mode, spec_totals(spec).macs, predicted, measured))
+    return out
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """How well predictions match measurements over some networks (and multiply-adds alone)."""
+
+    networks: int
+    unpriced: int
+    spearman: float
+    mape: float
+    within_10: float
+    macs_spearman: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+def accuracy(rows: Sequence[Comparison]) -> Accuracy:
+    """Spearman rank correlation of predicted vs measured, mean absolute percentage error, the share
+    within +-10% (percent), and the Spearman correlation of multiply-adds vs measured, over the
+    priced rows (NaN with fewer than 2)."""
+    from scipy.stats import spearmanr
+
+    priced = [r for r in rows if r.predicted_ms is not None and r.measured_ms is not None]
+    if len(priced) < 2:
+        nan = float("nan")
+        return Accuracy(len(priced), len(rows) - len(priced), nan, nan, nan, nan)
+    pred = [float(r.predicted_ms) for r in priced]  # type: ignore[arg-type]
+    meas = [float(r.measured_ms) for r in priced]  # type: ignore[arg-type]
+    errors = [abs(p / m - 1) for p, m in zip(pred, meas, strict=True)]
+    return Accuracy(
+        networks=len(priced),
+        unpriced=len(rows) - len(priced),
+        spearman=float(spearmanr(pred, meas).statistic),
+        mape=100 * sum(errors) / len(errors),
+        within_10=100 * sum(e <= 0.10 + 1e-12 for e in errors) / len(errors),  # +-10% inclusive, despite rounding
+        macs_spearman=float(spearmanr([r.macs for r in priced], meas).statistic),
+    )
+
+
+def predictions_per_second(table: LatencyTable, specs: Sequence[NetSpec], mode: str, *, seconds: float = 1.0) -> float:
+    """Specs predicted per second (the table warmed on ``specs`` first; unpriceable ones are skipped)."""
+    priceable = []
+    for s in specs:
+        try:
+            table.predict(s, mode)
+            priceable.append(s)
+        except UnpricedLayerError:
+            continue
+    if not priceable:
+        return 0.0
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for s in priceable:
+            table.predict(s, mode)
+        n += len(priceable)
+    return n / (time.perf_counter() - start)

@@ -253,3 +253,37 @@ def test_an_operation_the_device_cannot_run_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(LatencyTableError, match=r"cannot time conv.*\(fp32 on cpu, eager\): \"avg_pool3d_out_frame\" not implemented") as e:
         build_table(ops, settings(), tmp_path / "t.json", measure=fails, progress=False)
     assert "\n" not in str(e.value) and not LatencyTable.load(tmp_path / "t.json", complete=False).complete
+
+
+def test_accuracy_of_known_rows() -> None:
+    from profiler.latency_table import Comparison, accuracy
+
+    rows = [
+        Comparison("a", "random", "mobilenet", "eager", 10, 10.0, 10.0),
+        Comparison("b", "random", "mobilenet", "eager", 20, 22.0, 20.0),  # +10%: within
+        Comparison("c", "table8", "mobilenet", "eager", 40, 24.0, 30.0),  # -20%
+        Comparison("d", "table8", "mobilenet", "eager", 30, 48.0, 40.0),  # +20%; macs rank it below c
+        Comparison("e", "random", "mobilenet", "eager", 50, None, None),  # unpriced
+    ]
+    a = accuracy(rows)
+    assert (a.networks, a.unpriced) == (4, 1)
+    assert a.spearman == pytest.approx(1.0) and a.macs_spearman == pytest.approx(0.8)
+    assert a.mape == pytest.approx(12.5) and a.within_10 == pytest.approx(50.0)
+    assert accuracy(rows[-1:]).networks == 0
+
+
+def test_compare_predicts_and_measures_every_path(tmp_path: Path) -> None:
+    from profiler.latency_table import compare
+
+    table = fake_table(tmp_path, [spec()])
+    measured: list[str] = []
+
+    def whole(s: NetSpec, st: TableSettings, mode: str) -> float:
+        measured.append(mode)
+        return 1.0
+
+    rows = compare(table, [("mnv2", "table8", spec()), ("shuffle", "random", spec("shufflenet", 1.0))], measure=whole, progress=False)
+    assert [(r.name, r.mode) for r in rows] == [("mnv2", "eager"), ("mnv2", "optimized"), ("shuffle", "eager"), ("shuffle", "optimized")]
+    assert rows[0].predicted_ms == table.predict(spec(), "eager") and rows[0].measured_ms == 1.0
+    assert rows[2].predicted_ms is None and rows[2].measured_ms is None  # unpriced: not measured
+    assert measured == ["eager", "optimized"]

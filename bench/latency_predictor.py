@@ -1,0 +1,115 @@
+"""How well a latency table predicts whole networks it was not fitted on, eager and optimized.
+
+Run (after ``e3d latency-table --out TABLE ...``):
+    python -m bench.latency_predictor --table TABLE [--specs 100] [--seed 2] [--out docs/results/latency]
+
+Networks: ``--specs`` random candidates of the table's families (seed ``--seed``; the table's own
+random candidates use seed 0 and its calibration networks seed 1 by default, so none of these was
+used in fitting) plus the 21 Table 8 presets, all at the table's clip with 600 classes. Each is
+predicted from the table and measured whole on this machine with the table's settings (batch,
+threads, warm-up, repeats), on every path the table has. Reports Spearman, MAPE and the share within
++-10% (all, random, Table 8), multiply-adds alone's Spearman, and the predictor's specs per second;
+writes ``latency_predictor.json``, ``latency_predictor.md`` and the scatter ``latency_predictor.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from analysis.latency import plot_predicted_vs_measured
+from analysis.plots import save_figure
+from profiler.latency import cpu_name
+from profiler.latency_table import Comparison, LatencyTable, accuracy, compare, predictions_per_second
+from search.latency import at_clip, random_params, table8_specs
+from search.searchspace import FAMILIES
+from space.files import write_text
+from space.spec import NetSpec
+
+
+def bench_specs(table: LatencyTable, families: tuple[str, ...], n: int, seed: int) -> list[tuple[str, str, NetSpec]]:
+    """(name, group, spec): ``n`` random candidates that run at the table's clip, then Table 8's presets."""
+    fitted = {s.to_json() for s, _ in table.networks}
+    out: list[tuple[str, str, NetSpec]] = []
+    for params in random_params(families, 4 * n, seed=seed):
+        spec = at_clip(params, table.settings.clip)
+        if spec is not None and spec.to_json() not in fitted:
+            out.append((spec.summary(), "random", spec))
+        if len(out) == n:
+            break
+    out += [(f"{s.family} {s.width_mult:g}x", "table8", s) for s in table8_specs(table.settings.clip)]
+    return out
+
+
+def report(rows: list[Comparison], table: LatencyTable) -> dict[str, Any]:
+    """Accuracy per path and group, as a dict."""
+    out: dict[str, Any] = {}
+    for mode in table.settings.modes:
+        of_mode = [r for r in rows if r.mode == mode]
+        out[mode] = {
+            "all": accuracy(of_mode).as_dict(),
+            "random": accuracy([r for r in of_mode if r.group == "random"]).as_dict(),
+            "table8": accuracy([r for r in of_mode if r.group == "table8"]).as_dict(),
+        }
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The accuracy table as markdown."""
+    lines = [
+        "| path | group | priced | Spearman | MAPE | within +-10% | macs-alone Spearman |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for mode, groups in result["accuracy"].items():
+        for group, a in groups.items():
+            lines.append(
+                f"| {mode} | {group} | {a['networks']} (+{a['unpriced']} unpriced) | {a['spearman']:.3f} | {a['mape']:.1f}% "
+                f"| {a['within_10']:.0f}% | {a['macs_spearman']:.3f} |"
+            )
+    lines.append(f"\npredictor: {result['specs_per_second']:,.0f} specs/s (one core, spec already traced)")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Predict and measure, then write the results."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--table", type=Path, required=True)
+    p.add_argument("--specs", type=int, default=100, help="random candidates (default 100)")
+    p.add_argument("--seed", type=int, default=2, help="seed of the random candidates (default 2)")
+    p.add_argument("--families", default=",".join(FAMILIES))
+    p.add_argument("--out", type=Path, default=Path("docs/results/latency"))
+    args = p.parse_args()
+    table = LatencyTable.load(args.table)
+    specs = bench_specs(table, tuple(args.families.split(",")), args.specs, args.seed)
+    rate = predictions_per_second(table, [s for _, _, s in specs], table.settings.modes[-1])
+    started = time.time()
+    rows = compare(table, specs)
+    result = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
+        "cpu": cpu_name(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} logical cores, load average {os.getloadavg()[0]:.1f} at the end",
+        "torch": torch.__version__,
+        "table": {"path": str(args.table), **table.identity()},
+        "bench_seconds": round(time.time() - started, 1),
+        "specs_per_second": rate,
+        "accuracy": report(rows, table),
+        "rows": [r.__dict__ for r in rows],
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_text(args.out / "latency_predictor.json", json.dumps(result, indent=1) + "\n")
+    write_text(args.out / "latency_predictor.md", markdown(result))
+    fig = plot_predicted_vs_measured(rows, title=f"{table.settings.describe()}; {result['date']}")
+    save_figure(fig, args.out, "latency_predictor", formats=("png",))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
