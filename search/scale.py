@@ -397,6 +397,12 @@ def _plan_expand(cfg: ScaleConfig, results: Mapping[str, Result]) -> Plan:
             out.finished = True
             break
         out.points += candidates
+        for axis in cfg.axes:
+            if axis not in {c.curve for c in candidates}:
+                ratio = min(cfg.step, cfg.to_macs / current.macs)
+                out.notes.append(
+                    f"step {step}: no {axis} factor gives {ratio:.2f}x the cost of {current.id} (the strides' sizes); left out"
+                )
         if not _complete(cfg, results, candidates):
             break
         gains = [gain_per_macs(results[c.id], c, results[current.id], current) for c in candidates]

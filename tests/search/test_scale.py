@@ -102,7 +102,14 @@ def test_the_expansion_keeps_the_best_gain_per_multiply_add_until_the_target() -
     ratios = [b.macs / a.macs for a, b in zip(plan.path, plan.path[1:], strict=False)]
     assert ratios[:2] == [pytest.approx(2.0, rel=0.1)] * 2  # each step about doubles the cost ...
     assert plan.path[-1].macs == pytest.approx(cfg.to_macs, rel=0.1)  # ... and the last lands on the target
-    assert len(plan.points) == 1 + 3 * 3
+    assert len(plan.points) == 1 + 3 * 3 and not plan.notes
+
+
+def test_an_axis_the_step_cannot_size_is_left_out_with_a_note() -> None:
+    cfg = sc.ScaleConfig(shufflenet().to_json(), "expand", ("width", "frames"), to_macs=3 * sc.macs(shufflenet()), step=1.5)
+    plan = sc.plan(cfg, {"base/0/base": sc.Result((50.0,), 1, False)})
+    assert [p.id for p in plan.points] == ["base/0/base", "expand/1/width"]  # ShuffleNetV1 takes 16 or 32 frames, not 24
+    assert plan.notes == ["step 1: no frames factor gives 1.50x the cost of base/0/base (the strides' sizes); left out"]
 
 
 def test_an_unfinished_step_waits_for_all_its_seeds() -> None:
