@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from e3d.cli import non_negative_int, positive_float, positive_int
+from e3d.commands.progress import watching
 
 EPILOG = """\
 examples:
@@ -396,7 +397,8 @@ def run_study(args: argparse.Namespace, config: Any, *, enqueue: Any, n_trials: 
 
     started = time.perf_counter()
     try:
-        run_workers(args, study, url, config, data, n_trials=n, timeout=timeout, latency=latency, on_trial=on_trial)
+        with watching(study, config, jobs=getattr(args, "jobs", 1), quiet=args.quiet):  # progress inside a trial
+            run_workers(args, study, url, config, data, n_trials=n, timeout=timeout, latency=latency, on_trial=on_trial)
     except KeyboardInterrupt:
         bar.close()
         saved = "every finished trial is saved in the study" + ("" if save() else f" (the files in {out} could not be written)")

@@ -1,0 +1,54 @@
+"""Progress inside a trial: the line about a running trial, and a log that hears from a long trial every period."""
+
+from __future__ import annotations
+
+import io
+import time
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+
+import optuna
+from optuna.trial import TrialState
+
+from e3d.commands.progress import TrialWatch, trial_progress, watching
+
+
+def running_study(worker: str = "host:1", epochs_done: int = 2) -> optuna.Study:
+    """A study with one running trial of ``worker`` that reported ``epochs_done`` epochs."""
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    for k, v in {"worker": worker, "source": "search", "summary": "mobilenet w0.5"}.items():
+        trial.set_user_attr(k, v)
+    for epoch in range(epochs_done):
+        trial.report(20.0 + 10 * epoch, epoch)
+    return study
+
+
+def test_the_line_says_epochs_done_accuracy_and_time_left() -> None:
+    t = running_study().get_trials(states=(TrialState.RUNNING,))[0]
+    assert t.datetime_start is not None
+    line = trial_progress(t, epochs=3, now=t.datetime_start + timedelta(seconds=130))
+    assert line == "trial   0 search mobilenet w0.5: epoch 2/3 done, val top-1 30.0%, 2:10 so far, about 1:05 left"
+    assert trial_progress(t, epochs=None, now=t.datetime_start + timedelta(seconds=5)).endswith("training, 0:05 so far")
+
+
+def test_a_log_hears_from_a_running_trial_every_period() -> None:
+    stream = io.StringIO()
+    watch = TrialWatch(running_study(), worker="host:1", epochs=3, every=0.05, stream=stream, bar=False).start()
+    time.sleep(0.5)
+    watch.stop()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) >= 3 and all("epoch 2/3 done" in ln for ln in lines)
+    assert datetime.strptime(lines[0].split()[0], "%H:%M:%S"), "each line starts with the time of day"
+
+
+def test_only_this_workers_trials_and_a_hosts_prefix_matches_its_jobs() -> None:
+    study = running_study(worker="host:2")
+    assert TrialWatch(study, worker="host:1", epochs=3).lines() == []
+    assert len(TrialWatch(study, worker="host:", epochs=3).lines()) == 1
+
+
+def test_quiet_watches_nothing() -> None:
+    config = SimpleNamespace(objective="accuracy", proxy=SimpleNamespace(epochs=3))
+    with watching(running_study(), config, quiet=True) as watch:
+        assert watch is None
