@@ -107,3 +107,25 @@ def compare(a: Iterable[float], b: Iterable[float], *, alpha: float = ALPHA, cha
     if outcome == "win" and chance is not None and sa.mean <= chance:
         return Verdict("tie", diff, p, f"mean {sa.mean:.1f}% is not above chance ({chance:.1f}%); {reason}")
     return Verdict(outcome, diff, p, reason)
+
+
+def _ranked_pairs(x: Iterable[float], y: Iterable[float]) -> tuple[list[float], list[float]] | None:
+    xs, ys = [float(v) for v in x], [float(v) for v in y]
+    if len(xs) != len(ys):
+        raise ValueError(f"rank correlation of {len(xs)} values against {len(ys)}")
+    if len(xs) < 3 or len(set(xs)) < 2 or len(set(ys)) < 2:
+        return None
+    return xs, ys
+
+
+def spearman(x: Iterable[float], y: Iterable[float]) -> float:
+    """Spearman's rank correlation of paired values (ties get mean ranks); NaN for fewer than three
+    pairs or a constant side."""
+    pairs = _ranked_pairs(x, y)
+    return math.nan if pairs is None else float(_scipy.spearmanr(*pairs).statistic)
+
+
+def kendall(x: Iterable[float], y: Iterable[float]) -> float:
+    """Kendall's tau-b of paired values; NaN for fewer than three pairs or a constant side."""
+    pairs = _ranked_pairs(x, y)
+    return math.nan if pairs is None else float(_scipy.kendalltau(*pairs).statistic)

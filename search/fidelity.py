@@ -1,0 +1,245 @@
+"""Proxy fidelity: how well a cheap training protocol ranks architectures, and where ranks settle.
+
+The inputs are plain tables (``bench/proxy_fidelity.py`` makes them by training a fixed set of
+architectures under several protocols through the search's own trials):
+
+* runs: one row per trained run, columns ``architecture, protocol, seed, accuracy, cpu_seconds``
+  (accuracy: validation top-1 % after the run's last epoch; cpu_seconds: the process CPU time of
+  the trial, all threads);
+* epochs: one row per run and epoch, columns ``architecture, protocol, seed, epoch, accuracy``
+  (epoch counts from 1; the search's per-epoch reports).
+
+A protocol's ranking is the order of the architectures by their mean accuracy over its seeds. Its
+*fidelity* is Spearman's rho (and Kendall's tau) between that ranking and the reference protocol's;
+its *noise ceiling* is the mean Spearman between the rankings of two of its own seeds (a protocol
+cannot agree with the reference better than with itself, give or take the averaging over seeds).
+Its cost is CPU-minutes per *pass*: one seed over the whole set. Fidelity per CPU-minute is the
+Spearman divided by that cost.
+
+Every rank correlation comes from :mod:`search.stats` (:func:`~search.stats.spearman`,
+:func:`~search.stats.kendall`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from search.stats import kendall, spearman
+from space.spec import E3DError
+
+RUN_COLUMNS = ("architecture", "protocol", "seed", "accuracy", "cpu_seconds")
+EPOCH_COLUMNS = ("architecture", "protocol", "seed", "epoch", "accuracy")
+SETTLED = 0.8
+"""Default threshold: epoch-e ranks have settled when their Spearman with the final ranks is at least this."""
+
+
+_TOLERANCE = 1e-9
+"""A Spearman this close below the threshold counts as reaching it (0.8 computes as 0.7999...)."""
+
+
+class FidelityError(E3DError):
+    """A fidelity table that cannot answer the question asked of it."""
+
+
+class RungScheduleError(E3DError):
+    """A rung schedule that does not fit the epochs of a trial."""
+
+
+def _check(table: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise FidelityError(f"{what} table lacks column(s) {', '.join(missing)}")
+
+
+def ranking(runs: pd.DataFrame, protocol: str) -> pd.Series:
+    """Mean accuracy over seeds of each architecture under ``protocol`` (indexed by architecture)."""
+    _check(runs, RUN_COLUMNS[:4], "runs")
+    rows = runs[runs["protocol"] == protocol]
+    if rows.empty:
+        raise FidelityError(f"no runs of protocol {protocol!r} (protocols: {', '.join(map(str, runs['protocol'].unique()))})")
+    return rows.groupby("architecture")["accuracy"].mean()
+
+
+def _paired(a: pd.Series, b: pd.Series) -> tuple[list[float], list[float]]:
+    both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
+    return both["a"].tolist(), both["b"].tolist()
+
+
+def rank_agreement(a: pd.Series, b: pd.Series) -> tuple[float, float, int]:
+    """(Spearman, Kendall, n) between two per-architecture scores over the architectures both have."""
+    x, y = _paired(a, b)
+    return spearman(x, y), kendall(x, y), len(x)
+
+
+def noise_ceiling(runs: pd.DataFrame, protocol: str) -> float:
+    """Mean Spearman between the rankings of every two seeds of ``protocol`` (NaN with one seed)."""
+    rows = runs[runs["protocol"] == protocol]
+    by_seed = {s: g.set_index("architecture")["accuracy"] for s, g in rows.groupby("seed")}
+    rhos = [rank_agreement(by_seed[s], by_seed[t])[0] for s, t in itertools.combinations(sorted(by_seed), 2)]
+    rhos = [r for r in rhos if not math.isnan(r)]
+    return sum(rhos) / len(rhos) if rhos else math.nan
+
+
+def cpu_minutes_per_pass(runs: pd.DataFrame, protocol: str) -> float:
+    """CPU-minutes of one seed of ``protocol`` over the whole set (its total over its seeds)."""
+    _check(runs, RUN_COLUMNS, "runs")
+    rows = runs[runs["protocol"] == protocol]
+    seeds = rows["seed"].nunique()
+    return float(rows["cpu_seconds"].sum()) / 60.0 / seeds if seeds else math.nan
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """How one protocol ranks the set against the reference."""
+
+    protocol: str
+    seeds: int
+    architectures: int
+    """Architectures both protocols ranked."""
+    spearman: float
+    kendall: float
+    noise_ceiling: float
+    cpu_minutes: float
+    """Per pass (one seed over the set)."""
+
+    @property
+    def per_cpu_minute(self) -> float:
+        """Spearman with the reference per CPU-minute of one pass."""
+        return self.spearman / self.cpu_minutes if self.cpu_minutes > 0 else math.nan
+
+
+def fidelity(runs: pd.DataFrame, protocol: str, reference: str) -> Fidelity:
+    """The :class:`Fidelity` of ``protocol`` against ``reference``."""
+    rho, tau, n = rank_agreement(ranking(runs, protocol), ranking(runs, reference))
+    seeds = int(runs.loc[runs["protocol"] == protocol, "seed"].nunique())
+    return Fidelity(protocol, seeds, n, rho, tau, noise_ceiling(runs, protocol), cpu_minutes_per_pass(runs, protocol))
+
+
+def fidelity_table(runs: pd.DataFrame, reference: str) -> list[Fidelity]:
+    """One :class:`Fidelity` per protocol in ``runs`` (the reference too: its rho is 1 by definition,
+    its noise ceiling and cost are what the others are measured against)."""
+    return [fidelity(runs, p, reference) for p in dict.fromkeys(runs["protocol"])]
+
+
+def _f(x: float, digits: int = 2) -> str:
+    return "-" if math.isnan(x) else f"{x:.{digits}f}"
+
+
+def format_fidelity(rows: Sequence[Fidelity], reference: str) -> str:
+    """A markdown table of :func:`fidelity_table`."""
+    lines = [
+        f"| protocol | seeds | architectures | Spearman vs {reference} | Kendall vs {reference} | seed-to-seed Spearman | "
+        "CPU-min per pass | Spearman per CPU-min |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.protocol} | {r.seeds} | {r.architectures} | {_f(r.spearman)} | {_f(r.kendall)} | {_f(r.noise_ceiling)} | "
+            f"{_f(r.cpu_minutes, 1)} | {_f(r.per_cpu_minute, 3)} |"
+        )
+    return "\n".join(lines)
+
+
+# -- where ranks settle -----------------------------------------------------------------------------
+
+
+def epoch_agreement(epochs: pd.DataFrame, final_epoch: int) -> dict[int, float]:
+    """Spearman between the architectures' mean accuracies after each epoch ``e < final_epoch`` and
+    after ``final_epoch`` (one protocol's per-epoch table)."""
+    _check(epochs, EPOCH_COLUMNS, "epochs")
+    if epochs["protocol"].nunique() > 1:
+        raise FidelityError(f"the epochs table mixes protocols ({', '.join(map(str, epochs['protocol'].unique()))}); pass one")
+    have = sorted(int(e) for e in epochs["epoch"].unique())
+    if final_epoch not in have:
+        raise FidelityError(f"the epochs table has no epoch {final_epoch} (it has {', '.join(map(str, have)) or 'none'})")
+    mean = epochs.groupby(["epoch", "architecture"])["accuracy"].mean()
+    final = mean.loc[final_epoch]
+    return {e: rank_agreement(mean.loc[e], final)[0] for e in have if e < final_epoch}
+
+
+def check_rungs(rungs: Sequence[int], epochs: int) -> tuple[int, ...]:
+    """Validate a rung schedule for trials of ``epochs`` epochs: increasing epochs in 1 .. epochs - 1
+    (a rung after the last epoch saves nothing). Raises :class:`RungScheduleError` in one line."""
+    out = tuple(int(r) for r in rungs)
+    if len(out) > epochs - 1:
+        raise RungScheduleError(
+            f"{len(out)} rung(s) ({', '.join(map(str, out))}) for {epochs}-epoch trials: at most {max(epochs - 1, 0)} "
+            "(a rung must leave an epoch after it)"
+        )
+    if any(r < 1 or r >= epochs for r in out):
+        raise RungScheduleError(f"rungs must be epochs 1 .. {epochs - 1} of {epochs}-epoch trials, got {', '.join(map(str, out))}")
+    if list(out) != sorted(set(out)):
+        raise RungScheduleError(f"rungs must be increasing epochs, got {', '.join(map(str, out))}")
+    return out
+
+
+def rung_schedule(
+    fidelity_table: pd.DataFrame, epochs: int, threshold: float = SETTLED, *, max_rungs: int | None = None
+) -> tuple[int, ...]:
+    """Rungs for ``epochs``-epoch trials where ranks have settled: the epochs from the first one whose
+    Spearman with the final (epoch ``epochs``) ranks is at least ``threshold`` and stays so at every
+    later epoch, up to ``epochs - 1`` (at most ``max_rungs`` of them, the earliest). Empty when ranks
+    settle only at the end: then pruning cannot save time without ranking on noise.
+
+    ``fidelity_table`` is one protocol's per-epoch table (:data:`EPOCH_COLUMNS`), measured with at
+    least ``epochs`` epochs. Asking for more rungs than the trials have epochs is a
+    :class:`RungScheduleError`."""
+    if epochs < 1:
+        raise RungScheduleError(f"trials need at least one epoch, got {epochs}")
+    if max_rungs is not None and max_rungs > epochs - 1:
+        raise RungScheduleError(f"{max_rungs} rungs asked for {epochs}-epoch trials: at most {max(epochs - 1, 0)}")
+    rho = epoch_agreement(fidelity_table, epochs)
+    settled: list[int] = []
+    for e in sorted(rho, reverse=True):  # from the last epoch back: stop at the first unsettled one
+        if math.isnan(rho[e]) or rho[e] < threshold - _TOLERANCE:
+            break
+        settled.insert(0, e)
+    chosen = settled[:max_rungs] if max_rungs is not None else settled
+    return check_rungs(chosen, epochs)
+
+
+def format_epochs(rho: dict[int, float], final_epoch: int) -> str:
+    """A markdown table of :func:`epoch_agreement`."""
+    lines = [f"| epoch | Spearman vs epoch {final_epoch} |", "|---:|---:|"]
+    lines += [f"| {e} | {_f(r)} |" for e, r in sorted(rho.items())]
+    return "\n".join(lines)
+
+
+# -- the architectures measured -----------------------------------------------------------------------
+
+
+def architecture_set(*, seed: int = 0, sampled: int = 7, max_macs: float = 1000e6) -> list[tuple[str, dict[str, Any]]]:
+    """The fixed, stratified set whose ranking is measured: ``(label, search params)`` pairs.
+
+    Every family of :data:`search.searchspace.FAMILIES` at the lowest and the highest of its Table 8
+    widths (SqueezeNet has one), then ``sampled`` specs drawn from the search space by a random
+    sampler seeded with ``seed``, the families taken in turn, each under ``max_macs`` multiply-adds
+    per 16x112x112 clip (the defaults give 16 architectures). A pure function of its arguments."""
+    import optuna
+
+    from profiler.counting import spec_totals
+    from search.searchspace import FAMILIES, paper_presets, preset_params, sample_params, spec_from_params
+
+    out: list[tuple[str, dict[str, Any]]] = []
+    for family in FAMILIES:
+        widths = sorted(w for f, w in paper_presets([family]) if f == family)
+        for w in dict.fromkeys((widths[0], widths[-1])):
+            out.append((f"preset {family} {w:g}x", preset_params(family, w)))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    studies = [optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed * 1000 + k)) for k in range(len(FAMILIES))]
+    for i in range(sampled):
+        family = FAMILIES[i % len(FAMILIES)]
+        for _ in range(1000):  # redraw (the family's seeded stream) until one is under max_macs
+            params = sample_params(studies[i % len(FAMILIES)].ask(), (family,))
+            if spec_totals(spec_from_params(params)).macs <= max_macs:
+                break
+        else:
+            raise FidelityError(f"no {family} spec under {max_macs / 1e6:g} M multiply-adds in 1000 draws")
+        out.append((f"sampled {family} {params[f'{family}.width_mult']:.2f}x #{i}", params))
+    return out
