@@ -1,0 +1,134 @@
+"""Multi-fidelity pruning at rungs: successive halving for accuracy, a dominance rule for fronts.
+
+A *rung* is an epoch (counted from 1) after which a trial is judged against the trials that reached
+the same epoch before it. Rungs belong where ranks have settled: :func:`search.fidelity.rung_schedule`
+chooses them from a measured per-epoch table; without a measurement, :func:`default_rungs` puts one
+rung at the last epoch but one (never epoch 1 of a longer trial: the reproduction saw ranks after
+epoch 1 that the end reversed).
+
+Warm-up, two ways:
+
+* in epochs: nothing is pruned before the first rung, nor after the last epoch (it saves nothing);
+* in trials: a rung decides only once ``min_trials`` trials (this one included) have reported
+  there; before that every trial passes it. The first trials therefore always run to the end and
+  set the bar.
+
+Rules (pure functions of the reports at one rung):
+
+* single objective (:func:`halving_keeps`): successive halving's promotion. A trial goes on when its
+  accuracy is among the best ``ceil(keep * n)`` of the ``n`` reported at the rung (ties go on);
+* ``--objective pareto`` (:func:`pareto_keeps`): Optuna prunes no multi-objective trial, so e3d
+  judges the ``(accuracy, macs)`` report itself. A trial stops when at least ``dominated_fraction``
+  of the other trials that reached the rung dominate it (at least as accurate at that epoch and no
+  more costly, strictly better in one); a report on the front of its rung is never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search.fidelity import check_rungs
+from search.front import Point, dominates
+
+RUNG_ATTR = "rung_reports"
+"""Trial user attribute of a multi-objective trial's reports: ``{"<epoch>": accuracy}``."""
+
+
+@dataclass(frozen=True)
+class Rungs:
+    """Where and how hard to prune."""
+
+    epochs: tuple[int, ...]
+    """Rung epochs, counted from 1 (validated against the trial's epochs by :func:`search.fidelity.check_rungs`)."""
+    keep: float = 0.5
+    """Share of the trials at a rung that go on (successive halving's 1 / eta)."""
+    min_trials: int = 4
+    """Warm-up: trials that must have reported at a rung (this one included) before it prunes."""
+    dominated_fraction: float = 0.5
+    """Pareto rule: share of the other trials at the rung that must dominate a report to stop it."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.keep <= 1.0:
+            raise ValueError(f"keep must be in (0, 1], got {self.keep}")
+        if not 0.0 < self.dominated_fraction <= 1.0:
+            raise ValueError(f"dominated_fraction must be in (0, 1], got {self.dominated_fraction}")
+        if self.min_trials < 1:
+            raise ValueError(f"min_trials must be at least 1, got {self.min_trials}")
+
+
+def default_rungs(epochs: int) -> tuple[int, ...]:
+    """One rung at epoch ``epochs - 1`` for trials of three or more epochs; none for shorter ones."""
+    return check_rungs((epochs - 1,), epochs) if epochs >= 3 else ()
+
+
+def halving_keeps(value: float, reported: Sequence[float], keep: float) -> bool:
+    """Whether ``value`` is among the best ``ceil(keep * n)`` of ``reported`` (which holds it; ties go on)."""
+    n = len(reported)
+    slots = max(1, math.ceil(keep * n - 1e-9))
+    better = sum(1 for v in reported if v > value)
+    return better < slots
+
+
+def pareto_keeps(point: Point, others: Sequence[Point], dominated_fraction: float) -> bool:
+    """Whether ``point`` goes on: fewer than ``dominated_fraction`` of ``others`` (the other trials'
+    reports at the rung) dominate it. A point nobody dominates always goes on."""
+    beaten_by = sum(1 for q in others if dominates(q, point))
+    return beaten_by == 0 or beaten_by < dominated_fraction * len(others)
+
+
+def decides(rungs: Rungs, epoch: int, reached: int) -> bool:
+    """Whether the rule applies after ``epoch`` when ``reached`` trials (this one included) have
+    reported there: a rung epoch, past the warm-up."""
+    return epoch in rungs.epochs and reached >= rungs.min_trials
+
+
+class RungPruner(optuna.pruners.BasePruner):
+    """Successive halving at fixed rungs for a single-objective study (reports: ``trial.report(value,
+    epoch_index)``, epochs from 0 as :class:`search.study.Objective` reports them). Only completed
+    and pruned trials count at a rung, so the decision is reproducible from the study's history."""
+
+    def __init__(self, rungs: Rungs) -> None:
+        self.rungs = rungs
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        """Whether ``trial`` stops after its last report."""
+        step = trial.last_step
+        if step is None or step + 1 not in self.rungs.epochs:
+            return False
+        value = trial.intermediate_values[step]
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        others = [t.intermediate_values[step] for t in done if step in t.intermediate_values and t.number != trial.number]
+        reported = [*others, value]
+        if not decides(self.rungs, step + 1, len(reported)):
+            return False
+        return not halving_keeps(value, reported, self.rungs.keep)
+
+
+def pareto_should_prune(study: optuna.Study, trial: optuna.Trial, *, epoch: int, accuracy: float, macs_m: float, rungs: Rungs) -> bool:
+    """Record this multi-objective trial's report after ``epoch`` (counted from 1) and say whether
+    :func:`pareto_keeps` stops it there, against the completed and pruned trials that reported at
+    that epoch (their ``macs`` user attribute, in M)."""
+    reports = dict(trial.user_attrs.get(RUNG_ATTR, {}))
+    reports[str(epoch)] = accuracy
+    trial.set_user_attr(RUNG_ATTR, reports)
+    if epoch not in rungs.epochs:
+        return False
+    others = rung_points(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)), epoch, trial.number)
+    if not decides(rungs, epoch, len(others) + 1):
+        return False
+    return not pareto_keeps((accuracy, macs_m), others, rungs.dominated_fraction)
+
+
+def rung_points(trials: Sequence[FrozenTrial], epoch: int, exclude: int | None = None) -> list[Point]:
+    """``(accuracy at epoch, macs M)`` of the trials that reported at ``epoch``."""
+    out = []
+    for t in trials:
+        reports = t.user_attrs.get(RUNG_ATTR, {})
+        if t.number != exclude and str(epoch) in reports and t.user_attrs.get("macs") is not None:
+            out.append((float(reports[str(epoch)]), float(t.user_attrs["macs"]) / 1e6))
+    return out

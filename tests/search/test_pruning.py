@@ -1,0 +1,128 @@
+"""Pruning rules at rungs on hand-made reports: successive halving and the multi-objective rule."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from search.fidelity import RungScheduleError
+from search.pruning import (
+    RUNG_ATTR,
+    RungPruner,
+    Rungs,
+    decides,
+    default_rungs,
+    halving_keeps,
+    pareto_keeps,
+    pareto_should_prune,
+)
+
+
+def test_halving_keeps_the_best_share_and_ties() -> None:
+    reported = [10.0, 20.0, 30.0, 40.0]
+    assert halving_keeps(40.0, reported, 0.5) and halving_keeps(30.0, reported, 0.5)
+    assert not halving_keeps(20.0, reported, 0.5) and not halving_keeps(10.0, reported, 0.5)
+    assert halving_keeps(30.0, [30.0, 30.0, 30.0, 40.0], 0.5)  # ties with the cut go on
+    assert halving_keeps(10.0, [10.0], 0.25)  # one trial always keeps one slot
+    assert [halving_keeps(v, [1.0, 2.0, 3.0], 1 / 3) for v in (1.0, 2.0, 3.0)] == [False, False, True]
+
+
+def test_dominated_at_a_rung_is_pruned() -> None:
+    others = [(60.0, 100.0), (55.0, 80.0), (70.0, 300.0), (40.0, 500.0)]
+    # (50, 120) is dominated by (60, 100) and (55, 80): 2 of 4 others
+    assert not pareto_keeps((50.0, 120.0), others, 0.5)
+    assert pareto_keeps((50.0, 120.0), others, 0.75)  # needs 3 of 4
+    assert not pareto_keeps((30.0, 600.0), others, 0.75)  # dominated by all four
+
+
+def test_on_the_front_is_kept() -> None:
+    others = [(60.0, 100.0), (55.0, 80.0), (70.0, 300.0)]
+    assert pareto_keeps((45.0, 50.0), others, 0.01)  # cheapest: nobody dominates it
+    assert pareto_keeps((80.0, 900.0), others, 0.01)  # most accurate
+    assert pareto_keeps((60.0, 100.0), others, 0.01)  # a tie with a report is not dominated
+    assert pareto_keeps((62.0, 200.0), others, 0.01)
+
+
+def test_warm_up_in_epochs_and_trials() -> None:
+    rungs = Rungs((2, 3), min_trials=3)
+    assert not decides(rungs, 1, 10)  # before the first rung
+    assert not decides(rungs, 2, 2) and decides(rungs, 2, 3)
+    assert not decides(rungs, 4, 10)  # not a rung
+    assert default_rungs(3) == (2,) and default_rungs(5) == (4,) and default_rungs(2) == () and default_rungs(1) == ()
+    with pytest.raises(ValueError, match="keep"):
+        Rungs((2,), keep=0.0)
+
+
+def test_a_schedule_with_more_rungs_than_epochs_is_refused() -> None:
+    from search.fidelity import check_rungs
+
+    with pytest.raises(RungScheduleError, match="at most 2"):
+        check_rungs((1, 2, 3, 4), 3)
+
+
+def done(number: int, values: dict[int, float], state: TrialState = TrialState.COMPLETE) -> optuna.trial.FrozenTrial:
+    t = create_trial(
+        state=state,
+        value=values[max(values)] if state == TrialState.COMPLETE else None,
+        params={"x": 0.0},
+        distributions={"x": FloatDistribution(0.0, 1.0)},
+        intermediate_values=values,
+    )
+    t.number = number
+    return t
+
+
+def test_rung_pruner_halves_at_its_rungs_only() -> None:
+    study = optuna.create_study(direction="maximize")
+    for i, acc in enumerate([10.0, 20.0, 30.0]):
+        study.add_trial(done(i, {0: acc, 1: acc + 5, 2: acc + 10}))
+    pruner = RungPruner(Rungs((2,), keep=0.5, min_trials=4))
+    weak = done(9, {0: 99.0, 1: 12.0}, TrialState.RUNNING)  # at rung 2 (step 1): 12 vs 15, 25, 35
+    strong = done(9, {0: 1.0, 1: 30.0}, TrialState.RUNNING)
+    assert pruner.prune(study, weak) and not pruner.prune(study, strong)
+    assert not pruner.prune(study, done(9, {0: 0.0}, TrialState.RUNNING))  # epoch 1 is no rung
+    # warm-up: with 5 needed, the three done and this one are too few
+    assert not RungPruner(Rungs((2,), min_trials=5)).prune(study, weak)
+
+
+def multi_study(reports: list[tuple[float, float]]) -> optuna.Study:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for acc, macs in reports:
+        study.add_trial(
+            create_trial(
+                values=[acc, macs],
+                params={"x": 0.0},
+                distributions={"x": FloatDistribution(0.0, 1.0)},
+                user_attrs={RUNG_ATTR: {"2": acc}, "macs": macs * 1e6},
+            )
+        )
+    return study
+
+
+def test_pareto_should_prune_judges_the_reports_stored_on_trials() -> None:
+    study = multi_study([(60.0, 100.0), (55.0, 80.0), (70.0, 300.0), (40.0, 500.0)])
+    rungs = Rungs((2,), min_trials=4, dominated_fraction=0.5)
+    trial = study.ask({"x": FloatDistribution(0.0, 1.0)})
+    assert not pareto_should_prune(study, trial, epoch=1, accuracy=1.0, macs_m=120.0, rungs=rungs)  # no rung
+    assert pareto_should_prune(study, trial, epoch=2, accuracy=50.0, macs_m=120.0, rungs=rungs)
+    assert study.trials[-1].user_attrs[RUNG_ATTR] == {"1": 1.0, "2": 50.0}
+    on_front = study.ask({"x": FloatDistribution(0.0, 1.0)})
+    assert not pareto_should_prune(study, on_front, epoch=2, accuracy=45.0, macs_m=50.0, rungs=rungs)
+    few = multi_study([(60.0, 100.0), (55.0, 80.0)])  # warm-up: 3 at the rung < 4
+    assert not pareto_should_prune(few, few.ask({"x": FloatDistribution(0.0, 1.0)}), epoch=2, accuracy=1.0, macs_m=900.0, rungs=rungs)
+
+
+def test_a_pruned_multi_objective_trial_is_recorded_pruned() -> None:
+    study = multi_study([(60.0, 100.0), (55.0, 80.0), (70.0, 300.0), (40.0, 500.0)])
+    rungs = Rungs((2,), min_trials=4)
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        trial.suggest_float("x", 0.0, 1.0)
+        if pareto_should_prune(study, trial, epoch=2, accuracy=10.0, macs_m=900.0, rungs=rungs):
+            raise optuna.TrialPruned("dominated at epoch 2")
+        return 10.0, 900.0
+
+    study.optimize(objective, n_trials=1)
+    assert study.trials[-1].state == TrialState.PRUNED
