@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter
 
 from analysis.findings import WIDTH_THRESHOLD, speed_rank_correlation, width_curves
 from analysis.paper import DATASETS, PLATFORMS, paper_frame
@@ -123,6 +124,9 @@ def _log_if_wide(ax: Axes, values: pd.Series, logx: bool | None) -> None:
         logx = len(positive) > 1 and positive.max() / positive.min() > 8
     if logx:
         ax.set_xscale("log")
+        # plain numbers (200, not 2 x 10^2); minor ticks are labelled only when few decades show
+        ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+        ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
 
 def _accuracy_label(df: pd.DataFrame) -> str:
