@@ -702,6 +702,52 @@ class QuietInterrupt(logging.Filter):
 _QUIET_INTERRUPT = QuietInterrupt()
 
 
+class _Guarded:
+    """The objective, remembering its trial; a trial that another worker finished meanwhile (this
+    worker was paused past the heartbeat grace: SIGSTOP, a suspended laptop) ends as
+    :class:`optuna.exceptions.UpdateFinishedTrialError` instead of returning into a finished trial."""
+
+    def __init__(self, objective: Callable[[optuna.Trial], float | list[float]]) -> None:
+        self.objective = objective
+        self.trial_id: int | None = None
+
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        self.trial_id = trial._trial_id
+        value = self.objective(trial)
+        if trial.study._storage.get_trial(trial._trial_id).state.is_finished():
+            raise optuna.exceptions.UpdateFinishedTrialError(f"trial {trial.number} was finished by another worker")
+        return value
+
+
+class QuietTakenOver(logging.Filter):
+    """Drops Optuna's log record of a trial that another worker failed while this one was paused
+    (e3d logs one line of its own)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for the records to drop."""
+        return not (record.exc_info and isinstance(record.exc_info[1], optuna.exceptions.UpdateFinishedTrialError))
+
+
+_QUIET_TAKEN_OVER = QuietTakenOver()
+_log = logging.getLogger("e3d.search")
+
+
+def _taken_over(study: optuna.Study, trial_id: int | None) -> bool:
+    """Whether this worker's trial ``trial_id`` was failed by another worker (its heartbeat went
+    stale) and so cannot be told: the worker logs it and goes on, the trial's retry runs anyway."""
+    if trial_id is None:
+        return False
+    frozen = study._storage.get_trial(trial_id)
+    if frozen.state != TrialState.FAIL:
+        return False
+    _log.warning(
+        "trial %d: this worker was paused longer than the heartbeat grace period, so another worker failed "
+        "the trial and queued it again; going on with the next trial",
+        frozen.number,
+    )
+    return True
+
+
 def run_worker(
     study: optuna.Study,
     config: SearchConfig,
@@ -743,11 +789,18 @@ def run_worker(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna.study._optimize").addFilter(_QUIET_INTERRUPT)
+    logging.getLogger("optuna.study._optimize").addFilter(_QUIET_TAKEN_OVER)
     heartbeat = study._storage.get_heartbeat_interval() if isinstance(study._storage, RDBStorage) else None
     while timeout is None or time.perf_counter() - start < timeout:
         if not _done(study, n_trials):
             left = None if timeout is None else timeout - (time.perf_counter() - start)
-            study.optimize(objective, timeout=left, callbacks=[callback], catch=(NonFiniteLossError,), gc_after_trial=True)
+            guarded = _Guarded(objective)
+            try:
+                study.optimize(guarded, timeout=left, callbacks=[callback], catch=(NonFiniteLossError,), gc_after_trial=True)
+            except (optuna.exceptions.UpdateFinishedTrialError, ValueError, AssertionError):
+                # optuna cannot tell a trial another worker failed ("Cannot tell a FAIL trial")
+                if not _taken_over(study, guarded.trial_id):
+                    raise
             continue
         # Done here, but other workers' trials may still run; one whose worker died fails once its
         # heartbeat is older than the grace period, and is re-enqueued: wait, then run that retry.
