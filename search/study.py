@@ -709,14 +709,24 @@ class _Guarded:
 
     def __init__(self, objective: Callable[[optuna.Trial], float | list[float]]) -> None:
         self.objective = objective
-        self.trial_id: int | None = None
+        self.taken_over: int | None = None
+        """The number of this worker's trial that another worker finished, if that happened."""
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
-        self.trial_id = trial._trial_id
-        value = self.objective(trial)
-        if trial.study._storage.get_trial(trial._trial_id).state.is_finished():
+        self.taken_over = None
+        try:
+            value = self.objective(trial)
+        except Exception:
+            self._check(trial)
+            raise
+        self._check(trial)
+        if self.taken_over is not None:
             raise optuna.exceptions.UpdateFinishedTrialError(f"trial {trial.number} was finished by another worker")
         return value
+
+    def _check(self, trial: optuna.Trial) -> None:
+        if trial.study._storage.get_trial(trial._trial_id).state.is_finished():  # only optuna's tell finishes our own
+            self.taken_over = trial.number
 
 
 class QuietTakenOver(logging.Filter):
@@ -732,18 +742,15 @@ _QUIET_TAKEN_OVER = QuietTakenOver()
 _log = logging.getLogger("e3d.search")
 
 
-def _taken_over(study: optuna.Study, trial_id: int | None) -> bool:
-    """Whether this worker's trial ``trial_id`` was failed by another worker (its heartbeat went
-    stale) and so cannot be told: the worker logs it and goes on, the trial's retry runs anyway."""
-    if trial_id is None:
-        return False
-    frozen = study._storage.get_trial(trial_id)
-    if frozen.state != TrialState.FAIL:
+def _taken_over(guarded: _Guarded) -> bool:
+    """Whether the worker's last trial was failed by another worker (its heartbeat went stale) and so
+    could not be told: logged in one line; the worker goes on and the trial's retry runs anyway."""
+    if guarded.taken_over is None:
         return False
     _log.warning(
         "trial %d: this worker was paused longer than the heartbeat grace period, so another worker failed "
         "the trial and queued it again; going on with the next trial",
-        frozen.number,
+        guarded.taken_over,
     )
     return True
 
@@ -799,7 +806,7 @@ def run_worker(
                 study.optimize(guarded, timeout=left, callbacks=[callback], catch=(NonFiniteLossError,), gc_after_trial=True)
             except (optuna.exceptions.UpdateFinishedTrialError, ValueError, AssertionError):
                 # optuna cannot tell a trial another worker failed ("Cannot tell a FAIL trial")
-                if not _taken_over(study, guarded.trial_id):
+                if not _taken_over(guarded):
                     raise
             continue
         # Done here, but other workers' trials may still run; one whose worker died fails once its
