@@ -18,6 +18,7 @@ import argparse
 import json
 from pathlib import Path
 from statistics import fmean
+from typing import cast
 
 import pandas as pd
 
@@ -49,7 +50,7 @@ def accuracy(trials: pd.DataFrame) -> pd.DataFrame:
 
 def by_seed(trials: pd.DataFrame) -> dict[int, pd.DataFrame]:
     """The sweep split by seed."""
-    return {int(s): g for s, g in trials.groupby("seed")}
+    return {int(cast(float, s)): g for s, g in trials.groupby("seed")}
 
 
 def width_line(trials: pd.DataFrame) -> str:
