@@ -18,8 +18,6 @@ from optuna.trial import TrialState
 from search import study as st
 from tests.search.conftest import TINY
 
-pytestmark = pytest.mark.slow
-
 
 def _no_finalize() -> list[str]:
     """``--no-finalize`` where the search has finalization (this test is about the search's trials)."""
@@ -48,6 +46,7 @@ VICTIM = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_paused_worker_wakes_and_goes_on(tmp_path: Path) -> None:
     st.load_proxy(st.ProxyConfig(clip=(8, 32, 32), train_samples=32, val_samples=16), progress=False)  # the cache, once
     out = tmp_path / "run"
@@ -85,3 +84,14 @@ def test_a_paused_worker_wakes_and_goes_on(tmp_path: Path) -> None:
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == paused]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE and retries[0].params == study.trials[paused].params
     assert st.count_trained(study, source="search") >= 2
+
+
+def test_an_objective_s_own_error_is_not_taken_for_a_takeover() -> None:
+    def buggy(trial: optuna.Trial) -> float:
+        raise ValueError("a bug in the objective")
+
+    guarded = st._Guarded(buggy)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    with pytest.raises(ValueError, match="a bug"):
+        optuna.create_study().optimize(guarded, n_trials=1)
+    assert guarded.taken_over is None and not st._taken_over(guarded)
