@@ -397,6 +397,27 @@ def optimized_seconds(
     return statistics.median(samples)
 
 
+def train_step_gflop(macs_per_clip: float, batch_size: int) -> float:
+    """GFLOP of one training step: forward, and backward at twice the forward (3 x forward multiply-adds),
+    2 FLOP per multiply-add, for every clip of the batch."""
+    return 3 * macs_per_clip * 2 * batch_size / 1e9
+
+
+def matmul_gflops(precision: str = "fp32", *, size: int = 1024, repeats: int = 5, threads: int | None = None) -> float:
+    """This CPU's measured matmul rate (GFLOP/s, median of ``repeats``) on ``size`` x ``size`` matrices in
+    ``precision`` (fp32 or bf16): the practical peak that achieved GFLOP/s are compared with."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(size, size, generator=gen).to(DTYPES[precision]) for _ in range(2))
+    samples = []
+    with _threads(threads):
+        torch.mm(a, b)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            samples.append(time.perf_counter() - t0)
+    return 2 * size**3 / statistics.median(samples) / 1e9
+
+
 class Autocast(nn.Module):
     """Runs the wrapped model under an :class:`ExecConfig` (memory format and autocast); float32 out."""
 
@@ -425,9 +446,11 @@ __all__ = [
     "detect_cpu",
     "fixed",
     "inference_seconds",
+    "matmul_gflops",
     "network_key",
     "resolve",
     "resolve_inference",
     "resolve_optimized",
+    "train_step_gflop",
     "train_step_seconds",
 ]

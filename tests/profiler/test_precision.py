@@ -17,10 +17,12 @@ from profiler.precision import (
     candidates,
     check_supported,
     choose,
+    matmul_gflops,
     network_key,
     read_cache,
     resolve,
     resolve_optimized,
+    train_step_gflop,
     train_step_seconds,
 )
 
@@ -141,3 +143,8 @@ def test_auto_on_the_optimized_path_takes_bf16_only_where_it_measures_faster(tmp
         resolve_optimized(net, "bf16", cpu=EPYC, **kw)  # type: ignore[arg-type]
     with pytest.raises(PrecisionError, match="fp32 or bf16"):
         resolve_optimized(net, "fp16", cpu=AMX, **kw)  # type: ignore[arg-type]
+
+
+def test_step_gflop_counts_forward_and_backward_and_the_matmul_peak_is_measured() -> None:
+    assert train_step_gflop(100e6, 16) == pytest.approx(9.6)  # 3 x 100 M multiply-adds x 2 FLOP x 16 clips
+    assert matmul_gflops("fp32", size=64, repeats=1, threads=1) > 0
