@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _short(name: str) -> str:
     path = Path(name)
-    return (path.parent.name or name) if path.name == "trials.csv" else name
+    return (path.parent.name or name) if path.name in ("trials.csv", "trials_full.csv") else name
 
 
 def _command(args: argparse.Namespace) -> str:

@@ -25,3 +25,10 @@ def test_export_results_without_a_study_is_one_line(capsys: pytest.CaptureFixtur
     code, _, err = run(capsys, "search", "--export-results", str(tmp_path))
     assert code == 2 and "no study.db in" in err and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == [], "nothing created"
+
+
+def test_analyze_names_a_run_folder_by_its_folder_not_its_full_record() -> None:
+    from e3d.commands.analyze import _short
+
+    assert _short("runs/s200/trials_full.csv") == "s200" == _short("runs/s200/trials.csv")
+    assert _short("my-study") == "my-study"
