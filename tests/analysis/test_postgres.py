@@ -1,6 +1,7 @@
 """Loading and analysing a study held in a real PostgreSQL server.
 
-``.ci/run`` starts PostgreSQL and exports ``E3D_TEST_POSTGRES_URL``; without it these tests skip.
+``.ci/run`` starts PostgreSQL and exports ``E3D_TEST_POSTGRES_URL``. Locally, without it, these tests
+skip; in CI (``CI=true``) a missing server is a failure.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from e3d.cli import main
 from tests.analysis.helpers import MIXED, make_study
 
 URL = os.environ.get("E3D_TEST_POSTGRES_URL")
+if not URL and os.environ.get("CI") == "true":
+    raise RuntimeError("CI must run the PostgreSQL analysis tests: E3D_TEST_POSTGRES_URL is not set (.ci/run starts PostgreSQL)")
 pytestmark = pytest.mark.skipif(not URL, reason="no PostgreSQL server (set E3D_TEST_POSTGRES_URL)")
 
 
