@@ -319,7 +319,7 @@ class _Functional(nn.Module):
         if k == "split":
             return x.chunk(2, 1)[1]
         if k == "shuffle":
-            return channel_shuffle(x, 2)
+            return channel_shuffle(x, self.op.groups)
         if k == "subsample":
             return x[:, :, :: s[0], :: s[1], :: s[2]]
         return F.pad(x, (0, 0, 0, 0, 0, 0, 0, self.op.out_shape[0] - self.op.in_shape[0]))

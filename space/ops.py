@@ -243,7 +243,7 @@ class Tracer:
         """Channel shuffle: reshape to (groups, C / groups), transpose, flatten."""
         if x[0] % groups:
             raise BlockError("groups", f"channel shuffle with {groups} groups of {x[0]} channels")
-        return self._record("", "shuffle", x, x)
+        return self._record("", "shuffle", x, x, groups=groups)
 
     def subsample(self, x: Shape, stride: Triple) -> Shape:
         """Keep every ``stride``-th position (a 1x1x1 average pool with that stride)."""

@@ -287,3 +287,11 @@ def test_compare_predicts_and_measures_every_path(tmp_path: Path) -> None:
     assert rows[0].predicted_ms == table.predict(spec(), "eager") and rows[0].measured_ms == 1.0
     assert rows[2].predicted_ms is None and rows[2].measured_ms is None  # unpriced: not measured
     assert measured == ["eager", "optimized"]
+
+
+def test_channel_shuffle_keeps_its_groups() -> None:
+    s = paper_spec("shufflenet", width_mult=1.0).replace(clip=CLIP)  # 3 groups
+    shuffles = [op for op in priced_ops(s.layers) if op.kinds == ("shuffle",)]
+    assert shuffles and {op.groups for op in shuffles} == {3}
+    odd = Op(("shuffle",), (21, 2, 3, 3), (21, 2, 3, 3), groups=3)  # 21 channels: 2 groups could not shuffle them
+    assert measure_op(odd, settings(repeats=1), "eager") > 0
