@@ -182,6 +182,8 @@ def short_table(df: pd.DataFrame) -> pd.DataFrame:
     out["status"] = [status({str(k): v for k, v in r.items()}) for r in df.to_dict("records")]
     for col in ("source", "family", "width_mult", "paper_mflops", "latency_ms", "epochs", "seed", "summary"):
         out[col] = df[col]
+    out["width_mult"] = pd.to_numeric(df["width_mult"], errors="coerce").round(4)
+    out["paper_mflops"] = pd.to_numeric(df["paper_mflops"], errors="coerce").round(1)
     out["accuracy"] = pd.to_numeric(df["accuracy"], errors="coerce").round(2)
     out["macs_m"] = (pd.to_numeric(df["macs"], errors="coerce") / 1e6).round(1)
     out["params_m"] = (pd.to_numeric(df["params"], errors="coerce") / 1e6).round(3)

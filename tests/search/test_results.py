@@ -13,7 +13,7 @@ import pytest
 
 import space
 from analysis import AnalysisError, load_csv
-from search.results import COLUMNS, SHORT_COLUMNS, export_results, recipe, short_table, study_frame, write_outputs
+from search.results import COLUMNS, SHORT_COLUMNS, export_results, frame, recipe, short_table, study_frame, write_outputs
 from tests.analysis.helpers import MIXED, T, make_study
 
 
@@ -46,6 +46,9 @@ def test_integers_stay_integers_while_a_trial_has_no_values_yet(tmp_path: Path) 
     assert row["width_mult"] == "1.0" and row["accuracy"] == "50.0", "floats stay floats"
     short = next(csv.DictReader((tmp_path / "trials.csv").open()))
     assert short["number"] == "0" and short["epochs"] == "1" and short["seed"] == "0"
+    row = frame([{"number": 0, "state": "COMPLETE", "width_mult": 0.35059771201, "macs": 59512345, "params": 327123, "accuracy": 41.23456}])
+    read = short_table(row).iloc[0]
+    assert (read["width_mult"], read["macs_m"], read["params_m"], read["accuracy"]) == (0.3506, 59.5, 0.327, 41.23), "rounded for reading"
 
 
 def test_workers_sharing_a_folder_never_collide_on_a_temporary_name(tmp_path: Path) -> None:
