@@ -39,3 +39,27 @@ def test_the_ci_database_section_starts_postgresql(tmp_path: Path) -> None:
     done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1].startswith("postgresql://e3d:e3d@127.0.0.1:")
+
+
+def _floors() -> dict[str, str]:
+    from packaging.requirements import Requirement
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    floors = {}
+    for text in project["dependencies"]:
+        req = Requirement(text)
+        floors[req.name] = next(s.version for s in req.specifier if s.operator == ">=")
+    return floors
+
+
+def test_dependency_floors_are_versions_the_code_runs_with() -> None:
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    floors = _floors()
+    assert Version(floors["optuna"]) >= Version("5.0"), "Trial.set_constraint and RetryHeartbeatStaleTrialCallback are Optuna 5's"
+    for name, floor in floors.items():
+        assert Version(version(name)) >= Version(floor), f"{name} {version(name)} is installed, below its floor {floor}"
