@@ -27,8 +27,8 @@ from space.files import write_bytes, write_text
 
 POINTS, PATH, CONFIG = "points.csv", "path.csv", "scale.json"
 PATH_CURVE = "expansion path"
-AXIS_COLORS = {"width": "tab:blue", "depth": "tab:orange", "frames": "tab:green", "resolution": "tab:red", "expansion": "tab:purple",
-               "compound": "tab:brown", PATH_CURVE: "black"}  # fmt: skip
+AXIS_COLORS = {"width": "tab:blue", "width only": "tab:cyan", "depth": "tab:orange", "frames": "tab:green", "resolution": "tab:red",
+               "expansion": "tab:purple", "compound": "tab:brown", PATH_CURVE: "black"}  # fmt: skip
 """One colour per axis, the same on every scaling figure."""
 
 
@@ -64,7 +64,7 @@ def curves(points: pd.DataFrame, path: pd.DataFrame | None = None) -> dict[str, 
     for axis, rows in points[points["mode"] == "axes"].groupby("axis", sort=False):
         out[str(axis)] = rows
     for axis, rows in points[points["mode"] == "versus"].groupby("axis", sort=False):
-        out[f"{axis} only"] = rows
+        out[str(axis)] = rows  # "<axis> only": the base scaled along one axis to the path's costs
     compound = points[points["mode"] == "compound"]
     if len(compound):
         out["compound"] = compound
@@ -212,6 +212,7 @@ def summary_markdown(run: ScaleRun) -> str:
         lines += [f"Base: {base.get('family', '?')} at width {base.get('width_mult', '?')}; mode `{cfg.get('mode')}`, "
                   f"axes {', '.join(cfg.get('axes', []))}; {cfg.get('seeds', 1)} seed(s); proxy clip "
                   f"{'x'.join(map(str, cfg.get('proxy_clip', [])))}.", ""]  # fmt: skip
+        lines += [f"- note: {n}" for n in cfg.get("notes", [])] + ([""] if cfg.get("notes") else [])
     sl = slopes(run.points, run.path)
     lines += ["## Accuracy per doubling of multiply-adds", "",
               "Least-squares slope of top-1 (%) against log2(multiply-adds), base included in every curve.", ""]  # fmt: skip

@@ -99,13 +99,12 @@ def test_a_run_folder_gives_the_figure_and_the_summary(tmp_path: Path) -> None:
     points.to_csv(tmp_path / "points.csv", index=False)
     path.to_csv(tmp_path / "path.csv", index=False)
     base = json.dumps({"family": "shufflenet", "width_mult": 0.5})
-    (tmp_path / "scale.json").write_text(
-        json.dumps({"base": base, "mode": "expand", "axes": ["width", "depth"], "proxy_clip": [16, 48, 48]})
-    )
+    settings = {"base": base, "mode": "expand", "axes": ["width", "depth"], "proxy_clip": [16, 48, 48], "notes": ["step 1: no frames"]}
+    (tmp_path / "scale.json").write_text(json.dumps(settings))
     paths = write_report(tmp_path)
     assert paths["curves"].read_bytes()[:4] == b"\x89PNG"
     text = paths["summary"].read_text()
-    assert "Base: shufflenet at width 0.5; mode `expand`" in text
+    assert "Base: shufflenet at width 0.5; mode `expand`" in text and "- note: step 1: no frames\n" in text
     assert "| expansion path | 3 | 50.00 | 200.00 | 40.00 | 52.00 | 6.00 |" in text
     assert "## Every expansion step" in text and text.count("\n| expand/") == 4
     assert summary_markdown(load_scale(tmp_path)) == text
@@ -123,13 +122,13 @@ def test_a_folder_without_points_is_a_clear_error(tmp_path: Path) -> None:
 def test_the_path_is_compared_with_one_axis_alone_at_equal_cost_over_seeds() -> None:
     points, path = expand_run()
     versus = pd.DataFrame(
-        [row("versus/1/width@1", "versus", "width", 101e6, 41.0, 1), row("versus/2/width@2", "versus", "width", 199e6, 51.5, 2)]
+        [row("versus/1/width@1", "versus", "width only", 101e6, 41.0, 1), row("versus/2/width@2", "versus", "width only", 199e6, 51.5, 2)]
     )
     points = pd.concat([points, versus], ignore_index=True)
     table = versus_table(points, path)
     assert list(table["step"]) == [1, 2] and list(table["difference"]) == [pytest.approx(5.0), pytest.approx(0.5)]
     assert list(table["better"]) == ["path", "tie"]  # 5 points apart with sd 1 and 2 seeds each; 0.5 apart is noise
     assert table["p"].iloc[0] < 0.05 < table["p"].iloc[1]
-    assert "width only" in curves(points, path)
+    assert list(curves(points, path)) == ["width only", PATH_CURVE]
     one_seed = points.assign(seeds_done=1)
     assert list(versus_table(one_seed, path)["better"]) == ["n/a (one seed)"] * 2
