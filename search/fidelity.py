@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import optuna
 import pandas as pd
+from optuna.trial import FrozenTrial, TrialState
 
 from search.stats import kendall, spearman
 from space.spec import E3DError
@@ -221,8 +224,6 @@ def architecture_set(*, seed: int = 0, sampled: int = 7, max_macs: float = 1000e
     widths (SqueezeNet has one), then ``sampled`` specs drawn from the search space by a random
     sampler seeded with ``seed``, the families taken in turn, each under ``max_macs`` multiply-adds
     per 16x112x112 clip (the defaults give 16 architectures). A pure function of its arguments."""
-    import optuna
-
     from profiler.counting import spec_totals
     from search.searchspace import FAMILIES, paper_presets, preset_params, sample_params, spec_from_params
 
@@ -243,3 +244,47 @@ def architecture_set(*, seed: int = 0, sampled: int = 7, max_macs: float = 1000e
             raise FidelityError(f"no {family} spec under {max_macs / 1e6:g} M multiply-adds in 1000 draws")
         out.append((f"sampled {family} {params[f'{family}.width_mult']:.2f}x #{i}", params))
     return out
+
+
+# -- from the trials of a study ----------------------------------------------------------------------
+
+CPU_ATTR = "cpu_seconds"
+"""Trial user attribute: the process CPU time (all threads) the trial took, set by :class:`CpuTimed`."""
+
+
+class CpuTimed:
+    """An objective wrapper that stores the CPU time of each trial on it (:data:`CPU_ATTR`)."""
+
+    def __init__(self, objective: Callable[[optuna.Trial], Any]) -> None:
+        self.objective = objective
+
+    def __call__(self, trial: optuna.Trial) -> Any:
+        """Run the wrapped objective; its CPU time is stored however it ends (returned, pruned, failed)."""
+        start = time.process_time()
+        try:
+            return self.objective(trial)
+        finally:
+            trial.set_user_attr(CPU_ATTR, time.process_time() - start)
+
+
+def trial_tables(trials: Sequence[FrozenTrial], protocol: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The runs and epochs tables (:data:`RUN_COLUMNS`, :data:`EPOCH_COLUMNS`, plus ``family`` and
+    ``macs`` on runs) of the completed trials of one protocol's study; each trial carries its
+    architecture's ``label`` and its ``seed`` as user attributes, its per-epoch validation
+    accuracies as intermediate values (epoch index from 0)."""
+    runs, epochs = [], []
+    for t in trials:
+        a = t.user_attrs
+        if t.state != TrialState.COMPLETE or a.get("label") is None or a.get("accuracy") is None:
+            continue
+        key = {"architecture": a["label"], "protocol": protocol, "seed": int(a["seed"])}
+        runs.append({**key, "accuracy": float(a["accuracy"]), "cpu_seconds": float(a.get(CPU_ATTR, math.nan)),
+                     "family": a.get("family"), "macs": a.get("macs")})  # fmt: skip
+        epochs += [{**key, "epoch": step + 1, "accuracy": float(v)} for step, v in sorted(t.intermediate_values.items())]
+    return pd.DataFrame(runs, columns=[*RUN_COLUMNS, "family", "macs"]), pd.DataFrame(epochs, columns=list(EPOCH_COLUMNS))
+
+
+def at_chance(runs: pd.DataFrame, protocol: str, chance: float, *, margin: float = 2.0) -> list[str]:
+    """Architectures whose mean accuracy under ``protocol`` is within ``margin`` points of chance."""
+    mean = ranking(runs, protocol)
+    return sorted(str(a) for a, m in mean.items() if m <= chance + margin)

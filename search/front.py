@@ -77,3 +77,32 @@ def coverage(presets: Sequence[tuple[str, float, float]], searched: Sequence[tup
             Coverage(label, macs, acc, top[0] if top else None, top[2] if top else None, top[1] if top else None)
         )
     return out
+
+
+def pick_members(front: Sequence[Point], k: int) -> list[Point]:
+    """At most ``k`` points of a front spread over its cost range: all of them when ``k`` suffice,
+    else the cheapest, the costliest and the points nearest evenly spaced positions between."""
+    pts = sorted(front, key=lambda p: (p[1], -p[0]))
+    if len(pts) <= k:
+        return pts
+    if k == 1:
+        return [max(pts, key=lambda p: (p[0], -p[1]))]
+    idx = sorted({round(i * (len(pts) - 1) / (k - 1)) for i in range(k)})
+    return [pts[i] for i in idx]
+
+
+def hypervolumes_by_seed(
+    runs: Sequence[tuple[str, int, float, float]], *, ref_accuracy: float, ref_macs: float = REF_MACS
+) -> dict[int, float]:
+    """The hypervolume of one group of networks per seed: ``runs`` are ``(label, seed, accuracy,
+    macs M)``; seed ``s``'s front is every network's accuracy in its run with seed ``s`` (a seed
+    that some network lacks is left out, so every hypervolume covers the same networks)."""
+    labels = {r[0] for r in runs}
+    by_seed: dict[int, list[Point]] = {}
+    for _, seed, acc, macs in runs:
+        by_seed.setdefault(seed, []).append((acc, macs))
+    return {
+        s: hypervolume(pts, ref_accuracy=ref_accuracy, ref_macs=ref_macs)
+        for s, pts in sorted(by_seed.items())
+        if len(pts) == len(labels)
+    }

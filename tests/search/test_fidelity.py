@@ -149,3 +149,36 @@ def test_architecture_set_is_fixed_stratified_and_buildable() -> None:
     for label, params in arch:
         if label.startswith("sampled"):
             assert spec_totals(spec_from_params(params)).macs <= 1000e6
+
+
+def test_trial_tables_and_cpu_time_from_a_study() -> None:
+    import optuna
+
+    from search.fidelity import CPU_ATTR, CpuTimed, trial_tables
+
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"x": 0.5}, user_attrs={"label": "a", "seed": 1})
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.suggest_float("x", 0.0, 1.0)
+        for step, acc in enumerate([20.0, 30.0]):
+            trial.report(acc, step)
+        sum(i * i for i in range(200_000))  # some CPU
+        trial.set_user_attr("accuracy", 30.0)
+        return 30.0
+
+    study.optimize(CpuTimed(objective), n_trials=1)
+    study.optimize(CpuTimed(lambda t: t.suggest_float("x", 0.0, 1.0)), n_trials=1)  # no label: not a run
+    assert study.trials[0].user_attrs[CPU_ATTR] > 0
+    runs, epochs = trial_tables(study.trials, "p")
+    assert runs[["architecture", "protocol", "seed", "accuracy"]].values.tolist() == [["a", "p", 1, 30.0]]
+    assert runs["cpu_seconds"].iloc[0] == study.trials[0].user_attrs[CPU_ATTR]
+    assert epochs[["epoch", "accuracy"]].values.tolist() == [[1, 20.0], [2, 30.0]]
+
+
+def test_at_chance_lists_architectures_near_guessing() -> None:
+    from search.fidelity import at_chance
+
+    df = runs_table()
+    assert at_chance(df, "ref", 10.0) == ["a"]
+    assert at_chance(df, "ref", 5.0) == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from search.front import coverage, dominates, hypervolume, pareto_front
+from search.front import coverage, dominates, hypervolume, hypervolumes_by_seed, pareto_front, pick_members
 
 
 def test_dominance_needs_one_strict_improvement() -> None:
@@ -57,3 +57,19 @@ def test_coverage_looks_only_at_no_costlier_networks() -> None:
     assert out["p-small"].covered and out["p-small"].best == "s1"
     assert not out["p-big"].covered and out["p-big"].best == "s2"  # s3 is more accurate but costs more
     assert not out["p-tiny"].covered and out["p-tiny"].best is None
+
+
+def test_pick_members_spreads_over_cost() -> None:
+    front = [(10.0 + i, 100.0 * i) for i in range(1, 11)]
+    assert pick_members(front, 20) == front
+    picked = pick_members(front, 4)
+    assert len(picked) == 4 and picked[0] == front[0] and picked[-1] == front[-1]
+    assert pick_members(front, 1) == [front[-1]]  # the most accurate
+
+
+def test_hypervolume_per_seed_covers_every_network() -> None:
+    runs = [("a", 1, 60.0, 200.0), ("b", 1, 40.0, 100.0), ("a", 2, 50.0, 200.0), ("b", 2, 40.0, 100.0), ("a", 3, 70.0, 200.0)]
+    hv = hypervolumes_by_seed(runs, ref_accuracy=10.0)
+    assert set(hv) == {1, 2}  # seed 3 lacks b
+    assert hv[1] == pytest.approx(900 * 30 + 800 * 20)
+    assert hv[2] == pytest.approx(900 * 30 + 800 * 10)
