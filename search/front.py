@@ -73,9 +73,7 @@ def coverage(presets: Sequence[tuple[str, float, float]], searched: Sequence[tup
     for label, acc, macs in presets:
         cheaper = [s for s in searched if s[2] <= macs]
         top = max(cheaper, key=lambda s: (s[1], -s[2])) if cheaper else None
-        out.append(
-            Coverage(label, macs, acc, top[0] if top else None, top[2] if top else None, top[1] if top else None)
-        )
+        out.append(Coverage(label, macs, acc, top[0] if top else None, top[2] if top else None, top[1] if top else None))
     return out
 
 
@@ -102,7 +100,5 @@ def hypervolumes_by_seed(
     for _, seed, acc, macs in runs:
         by_seed.setdefault(seed, []).append((acc, macs))
     return {
-        s: hypervolume(pts, ref_accuracy=ref_accuracy, ref_macs=ref_macs)
-        for s, pts in sorted(by_seed.items())
-        if len(pts) == len(labels)
+        s: hypervolume(pts, ref_accuracy=ref_accuracy, ref_macs=ref_macs) for s, pts in sorted(by_seed.items()) if len(pts) == len(labels)
     }
