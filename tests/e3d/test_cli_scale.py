@@ -140,3 +140,26 @@ def test_a_tiny_real_expansion_trains_and_draws(tmp_path: Path, capsys: pytest.C
     assert code == 0, err
     points, path = check_outputs(tmp_path)
     assert len(points) == 3 and len(path) == 2 and path["axis"].iloc[1] in ("width", "depth")
+
+
+@pytest.mark.slow
+def test_single_axis_sweeps_and_compound_scaling_write_their_curves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("search.train.fit", sized_fit([]))
+    base = ["scale", "mobilenetv2", "--width-mult", "0.2", *TINY]
+    code, out, err = run(capsys, *base, "--axes", "width,frames", "--ratios", "0.5,2", "--out", str(tmp_path / "axes"))
+    assert code == 0, err
+    points = pd.read_csv(tmp_path / "axes" / "points.csv")
+    assert list(points["point"]) == ["base/0/base", "axes/0/width@0.5", "axes/0/width@2", "axes/0/frames@0.5", "axes/0/frames@2"]
+    assert (points["cost_ratio"] - points["target_ratio"]).abs().max() < 0.15
+    proxy_t = {r["point"]: int(r["proxy_clip"].split("x")[0]) for _, r in points.iterrows()}
+    assert proxy_t["axes/0/width@2"] == 8 and proxy_t["axes/0/frames@0.5"] < 8 < proxy_t["axes/0/frames@2"]  # scaled clips
+    assert "width" in out and "frames" in out and "Expansion path" not in (tmp_path / "axes" / "summary.md").read_text()
+    code, out, err = run(capsys, *base, "--compound", "--axes", "width,depth", "--ratios", "3", "--out", str(tmp_path / "compound"))
+    assert code == 0, err
+    points = pd.read_csv(tmp_path / "compound" / "points.csv")
+    assert list(points["mode"]) == ["base", "grid", "grid", "grid", "compound"]
+    exponents = json.loads((tmp_path / "compound" / "scale.json").read_text())["exponents"]
+    assert set(exponents) <= {"width", "depth"} and "compound exponents" in out
+    assert points["cost_ratio"].iloc[-1] == pytest.approx(3.0, rel=0.1)
