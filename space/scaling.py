@@ -177,9 +177,7 @@ def fit_clip(spec: NetSpec, axis: str, target: float) -> NetSpec:
             last = e
     what = "T" if axis == "frames" else "H=W"
     assert last is not None
-    raise SpecError(
-        axis, f"no clip with {what} near {target:.1f} (from {size}) fits {spec.family}'s strides: {last.field}: {last.reason}"
-    )
+    raise SpecError(axis, f"no clip with {what} near {target:.1f} (from {size}) fits {spec.family}'s strides: {last.field}: {last.reason}")
 
 
 # -- applying factors ---------------------------------------------------------------------------
@@ -205,7 +203,7 @@ def _scaled_knobs(spec: NetSpec, changes: Mapping[Axis, float]) -> dict[str, Any
     return kw
 
 
-def scale_many(spec: NetSpec, factors: Mapping[Axis | str, float]) -> NetSpec:
+def scale_many(spec: NetSpec, factors: Mapping[str, float] | Mapping[Axis, float] | Mapping[Axis | str, float]) -> NetSpec:
     """``spec`` scaled along several axes at once (compound scaling): the network's knobs first, then the clip.
 
     ``factors`` maps axes (``"width"``, ``Axis("depth", 2)``, ...) to factors > 0.
