@@ -132,3 +132,20 @@ def rung_points(trials: Sequence[FrozenTrial], epoch: int, exclude: int | None =
         if t.number != exclude and str(epoch) in reports and t.user_attrs.get("macs") is not None:
             out.append((float(reports[str(epoch)]), float(t.user_attrs["macs"]) / 1e6))
     return out
+
+
+def search_rungs(*, objective: str, pruner: str, epochs: int) -> Rungs | None:
+    """The rungs of a search with ``--pruner rungs`` (None for any other pruner): :func:`default_rungs`
+    of its epochs, with the defaults of :class:`Rungs`."""
+    return Rungs(default_rungs(epochs)) if pruner == "rungs" else None
+
+
+def stop_if_dominated(trial: optuna.Trial, *, epoch: int, accuracy: float, rungs: Rungs) -> None:
+    """In a multi-objective search, raise :class:`optuna.TrialPruned` when :func:`pareto_should_prune`
+    stops ``trial`` after ``epoch`` (its ``accuracy`` and ``epochs`` attributes say where)."""
+    macs_m = float(trial.user_attrs["macs"]) / 1e6
+    if pareto_should_prune(trial.study, trial, epoch=epoch, accuracy=accuracy, macs_m=macs_m, rungs=rungs):
+        trial.set_user_attr("accuracy", accuracy)
+        trial.set_user_attr("epochs", epoch)
+        share = f"{rungs.dominated_fraction:.0%}"
+        raise optuna.TrialPruned(f"({accuracy:.1f}%, {macs_m:.1f} M) dominated by >= {share} of the trials at epoch {epoch}")

@@ -41,7 +41,7 @@ from search.searchspace import SPACE, Clip, check_families, paper_presets, prese
 from space.spec import E3DError, NetSpec, SGSSpec, SpecError
 
 OBJECTIVES = ("accuracy", "pareto")
-PRUNERS = ("median", "hyperband", "none")
+PRUNERS = ("median", "hyperband", "none", "rungs")
 CONFIG_ATTR = "e3d_config"
 CONSTRAINTS = ("macs", "params", "latency")
 """Optuna constraint keys: relative excess over each budget bound."""
@@ -303,6 +303,10 @@ def seed_sampler(study: optuna.Study, config: SearchConfig) -> int:
 
 
 def _pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
+    if config.pruner == "rungs" and config.objective == "accuracy":  # pareto: search.pruning's own rule in _train
+        from search.pruning import RungPruner, Rungs, default_rungs
+
+        return RungPruner(Rungs(default_rungs(config.proxy.epochs)))
     if config.objective == "pareto" or config.pruner == "none":
         return optuna.pruners.NopPruner()
     if config.pruner == "hyperband":
@@ -565,8 +569,13 @@ class Objective:
             precision=p.precision,
         )
         prune = self.config.objective == "accuracy"
+        from search.pruning import search_rungs, stop_if_dominated
+
+        rungs = search_rungs(objective=self.config.objective, pruner=self.config.pruner, epochs=p.epochs)
 
         def report(epoch: int, metrics: dict[str, float]) -> None:
+            if not prune and rungs is not None and epoch + 1 < p.epochs:  # Optuna prunes no multi-objective trial
+                stop_if_dominated(trial, epoch=epoch + 1, accuracy=metrics["val_top1"], rungs=rungs)
             if prune:
                 trial.report(metrics["val_top1"], epoch)
                 # pruning saves the epochs left; after the last one there is nothing to save

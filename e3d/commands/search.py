@@ -203,7 +203,7 @@ def register(sub: Any) -> None:
     )
     s.add_argument("--timeout", type=positive_float, metavar="S", help="stop this worker after S seconds")
     s.add_argument(
-        "--pruner", choices=("median", "hyperband", "none"), default="median", help="stop weak candidates early (default median)"
+        "--pruner", choices=("median", "hyperband", "none", "rungs"), default="median", help="stop weak candidates early (default median)"
     )
     s.add_argument("--no-baselines", action="store_true", help="do not train the paper's presets that fit the budget first")
     s.add_argument("--seed", type=int, default=0, help="seed of sampling and of every candidate's training (default 0)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
@@ -126,3 +128,34 @@ def test_a_pruned_multi_objective_trial_is_recorded_pruned() -> None:
 
     study.optimize(objective, n_trials=1)
     assert study.trials[-1].state == TrialState.PRUNED
+
+
+@pytest.mark.parametrize(("accuracy", "pruned"), [(50.0, True), (99.5, False)])
+def test_a_pareto_search_with_rungs_stops_dominated_trials(monkeypatch: pytest.MonkeyPatch, accuracy: float, pruned: bool) -> None:
+    from search import study as st
+    from search.budget import Budget
+    from search.train import FitResult
+
+    epochs_seen: list[int] = []
+
+    def fit(model: object, train: object, val: object, config: object, *, on_epoch: object = None, **_: object) -> FitResult:
+        for epoch in range(3):
+            epochs_seen.append(epoch + 1)
+            on_epoch(epoch, {"val_top1": accuracy, "val_loss": 1.0, "train_loss": 1.0})  # type: ignore[operator]
+        return FitResult(accuracy, accuracy, 3, 0.01, [])
+
+    monkeypatch.setattr("search.train.fit", fit)
+    config = st.SearchConfig(
+        budget=Budget(mflops=1e5), families=("mobilenet",), proxy=st.ProxyConfig(epochs=3, clip=(8, 32, 32)),
+        objective="pareto", pruner="rungs",
+    )  # fmt: skip
+    assert isinstance(st._pruner(config), optuna.pruners.NopPruner)
+    assert isinstance(st._pruner(dataclasses.replace(config, objective="accuracy")), RungPruner)
+    # four finished trials that reached the rung (epoch 2 of 3) at 99% and next to no multiply-adds
+    study = multi_study([(99.0, 1e-6)] * 4)
+    study.sampler = optuna.samplers.RandomSampler(seed=0)
+    study.optimize(st.Objective(config, st.ProxyData(None, None, 10, "motion")), n_trials=1)
+    last = study.trials[-1]
+    assert (last.state == TrialState.PRUNED) == pruned
+    assert epochs_seen == ([1, 2] if pruned else [1, 2, 3])
+    assert last.user_attrs[RUNG_ATTR]["2"] == accuracy
