@@ -197,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
     from search import study as st
     from search.results import study_frame, write_outputs
 
+    if getattr(args, "jobs", 1) > 1:
+        raise sc.ScaleError("e3d scale runs one worker per command; for more, run the same command in more shells (or machines)")
     out: Path = args.out or Path("runs") / args.study_name
     out.mkdir(parents=True, exist_ok=True)
     study, search, cfg, url = _open(args, out)

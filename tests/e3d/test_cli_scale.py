@@ -163,3 +163,11 @@ def test_single_axis_sweeps_and_compound_scaling_write_their_curves(
     exponents = json.loads((tmp_path / "compound" / "scale.json").read_text())["exponents"]
     assert set(exponents) <= {"width", "depth"} and "compound exponents" in out
     assert points["cost_ratio"].iloc[-1] == pytest.approx(3.0, rel=0.1)
+
+
+def test_local_jobs_are_refused_rather_than_ignored(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, usage, _ = run(capsys, "scale", "mobilenetv2", "--help")
+    if "--jobs" not in usage:
+        pytest.skip("this e3d has no --jobs option")
+    code, _, err = run(capsys, "scale", "mobilenetv2", "--jobs", "2", "--out", str(tmp_path))
+    assert code == 2 and "runs one worker per command" in err
