@@ -21,6 +21,7 @@ COMMANDS = (
     "e3d.commands.data",
     "e3d.commands.analyze",
     "e3d.commands.paper",
+    "e3d.commands.dashboard",
     "e3d.commands.latency_table",
 )
 """Modules that each add one subcommand through ``register(subparsers)``."""

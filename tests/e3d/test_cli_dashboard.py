@@ -1,0 +1,78 @@
+"""``e3d dashboard``: optuna-dashboard serves a run's study, its trials' e3d attributes and the run's
+files attached as artifacts (checked through the dashboard's own HTTP API)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import pytest
+
+from search.results import study_frame, write_outputs
+from search.study import sqlite_url
+from tests.analysis.helpers import MIXED, make_study
+from tests.e3d.fixtures import run
+
+pytest.importorskip("optuna_dashboard")
+
+
+class Quiet(WSGIRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def run_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    study = make_study(MIXED, storage=sqlite_url(folder / "study.db"), name="e3d-search")
+    write_outputs(study_frame(study), folder)
+    (folder / "analysis").mkdir()
+    (folder / "analysis" / "accuracy_vs_macs.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    return folder
+
+
+@pytest.fixture
+def served(run_folder: Path) -> Iterator[str]:
+    from e3d.commands.dashboard import app, attach_artifacts, open_run
+
+    study = open_run(run_folder, None, None)
+    assert attach_artifacts(study, run_folder) == ["best.json", "pareto.json", "analysis/accuracy_vs_macs.png"]
+    assert attach_artifacts(study, run_folder) == [], "each file once"
+    server = make_server("127.0.0.1", 0, app(study, run_folder), handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def test_the_dashboard_shows_e3d_s_attributes_and_the_run_s_files(served: str) -> None:
+    studies = _get(f"{served}/api/studies")["study_summaries"]
+    assert [s["study_name"] for s in studies] == ["e3d-search"]
+    detail = _get(f"{served}/api/studies/{studies[0]['study_id']}?after=0")
+    trials = detail["trials"]
+    assert len(trials) == len(MIXED)
+    attrs = {a["key"]: a["value"] for a in trials[0]["user_attrs"]}
+    assert {"family", "summary", "macs", "params"} <= set(attrs)
+    names = sorted(a["filename"] for a in detail["artifacts"])
+    assert names == ["accuracy_vs_macs.png", "best.json", "pareto.json"]
+    with urllib.request.urlopen(f"{served}/", timeout=30) as r:
+        assert b"<html" in r.read().lower()
+
+
+def test_a_folder_without_a_study_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, "dashboard", str(tmp_path))
+    assert code == 2 and "no study.db in" in err and len(err.strip().splitlines()) == 1
