@@ -31,7 +31,7 @@ from typing import Any, Literal
 from urllib.parse import quote, unquote
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from profiler.counting import spec_totals
@@ -65,6 +65,8 @@ class ProxyConfig:
     clip: Clip = (16, 48, 48)
     train_samples: int = 800
     val_samples: int = 200
+    test_samples: int = 300
+    """Built-in task videos of the test split, read only by finalization (:mod:`search.finalize`)."""
     epochs: int = 3
     trial_seconds: float | None = None
     batch_size: int = 16
@@ -100,7 +102,8 @@ class SearchConfig:
     baselines: bool = True
     latency_mode: str = "optimized"
     kind: str = "search"
-    """``search`` samples candidates; ``sweep`` only runs enqueued paper presets."""
+    """``search`` samples candidates; ``sweep`` only runs enqueued paper presets; ``final`` runs
+    enqueued finalists and scores them on the test split (:mod:`search.finalize`)."""
     measure_latency: bool = False
     """Measure every trained candidate's latency even without a latency bound."""
     sgs: bool = False
@@ -314,13 +317,13 @@ def _pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0)
 
 
-def list_studies(storage: RDBStorage) -> list[str]:
+def list_studies(storage: BaseStorage) -> list[str]:
     """Names of the studies in a storage."""
     return [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
 
 
 def open_study(
-    name: str, storage: RDBStorage, config: SearchConfig | None, *, resume: bool = False
+    name: str, storage: BaseStorage, config: SearchConfig | None, *, resume: bool = False
 ) -> tuple[optuna.Study, SearchConfig, bool]:
     """Create the study, or join it when it exists (its settings must equal ``config``).
 
@@ -374,14 +377,22 @@ def _diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> str:
     return "; ".join(out)
 
 
-def enqueue_baselines(study: optuna.Study, config: SearchConfig) -> list[tuple[str, float]]:
-    """Enqueue the paper's presets that fit the analytic budget; returns (family, width) of each."""
-    chosen = []
+def presets_in_budget(config: SearchConfig) -> list[tuple[str, float, int]]:
+    """(family, width, macs) of the paper's presets of the study's families that fit its analytic budget."""
+    out = []
     for family, width in paper_presets(config.families):
         spec = spec_from_params(preset_params(family, width), clip=config.budget.clip)
-        if screen(spec, dataclasses.replace(config.budget, latency_ms=None)).feasible:
-            study.enqueue_trial(preset_params(family, width), user_attrs={"source": "baseline"})
-            chosen.append((family, width))
+        verdict = screen(spec, dataclasses.replace(config.budget, latency_ms=None))
+        if verdict.feasible:
+            out.append((family, width, verdict.cost.macs))
+    return out
+
+
+def enqueue_baselines(study: optuna.Study, config: SearchConfig) -> list[tuple[str, float]]:
+    """Enqueue the paper's presets that fit the analytic budget; returns (family, width) of each."""
+    chosen = [(family, width) for family, width, _ in presets_in_budget(config)]
+    for family, width in chosen:
+        study.enqueue_trial(preset_params(family, width), user_attrs={"source": "baseline"})
     return chosen
 
 
@@ -408,21 +419,26 @@ class ProxyData:
     val: Any
     num_classes: int
     task: str
+    test: Any = None
+    """The test split: loaded for finalization only, so nothing that selects can read it."""
 
 
-def load_proxy(proxy: ProxyConfig, *, progress: bool = True) -> ProxyData:
-    """Open the proxy datasets (the built-in task, generated and cached on first use, or a path)."""
+def load_proxy(proxy: ProxyConfig, *, progress: bool = True, test: bool = False) -> ProxyData:
+    """Open the proxy datasets (the built-in task, generated and cached on first use, or a path);
+    the test split too with ``test`` (finalization only)."""
     from search.data import open_dataset
 
     source = proxy.data or proxy.task
     common: dict[str, Any] = {"format": proxy.data_format, "clip": proxy.clip, "seed": proxy.data_seed, "progress": progress}
-    if proxy.data is None:
-        train = open_dataset(source, split="train", num_samples=proxy.train_samples, **common)
-        val = open_dataset(source, split="val", num_samples=proxy.val_samples, **common)
-    else:
-        train = open_dataset(source, split="train", **common)
-        val = open_dataset(source, split="val", **common)
-    return ProxyData(train, val, int(train.num_classes), source)
+    sizes = {"train": proxy.train_samples, "val": proxy.val_samples, "test": proxy.test_samples}
+
+    def split(name: str) -> Any:
+        if proxy.data:  # a dataset's own splits, whole
+            return open_dataset(source, split=name, **common)
+        return open_dataset(source, split=name, num_samples=sizes[name], **common)
+
+    train = split("train")
+    return ProxyData(train, split("val"), int(train.num_classes), source, split("test") if test else None)
 
 
 @dataclass
@@ -504,6 +520,8 @@ class Objective:
             if self.last_model is not None and self.data.val is not None:
                 verdict = self._after_training(trial, spec, verdict)
             _constrain(trial, verdict.constraints)
+        if cfg.kind == "final":
+            accuracy = self._test(trial)
         self.last_model = None
         if self.on_trained is not None:
             self.on_trained(trial, verdict, attrs)
@@ -545,6 +563,18 @@ class Objective:
                 trial.set_user_attr("feasible", False)
                 trial.set_user_attr("rejected_reason", f"after training: mean macs {mean.macs / 1e6:.1f} M > {budget:g} M")
         return dataclasses.replace(verdict, cost=mean, constraints=(macs_x, *verdict.constraints[1:]), feasible=macs_x <= 0)
+
+    def _test(self, trial: optuna.Trial) -> float:
+        """A finalization run's score: clip top-1 (%) of the trained network on the test split."""
+        from search.train import evaluate
+
+        if self.data.test is None or self.last_model is None:
+            raise RuntimeError("a final run needs the test split and the trained network")
+        p = self.config.proxy
+        test = evaluate(self.last_model, self.data.test, batch_size=2 * p.batch_size, device=p.device, num_workers=p.num_workers)
+        trial.set_user_attr("test_accuracy", test["top1"])
+        trial.set_user_attr("test_video_accuracy", test["video_top1"])
+        return float(test["top1"])
 
     def _values(self, accuracy: float, verdict: Screen) -> list[float]:
         values = [accuracy, verdict.cost.macs / 1e6]
@@ -632,15 +662,20 @@ def latency_meter(mode: str = "optimized") -> Callable[[NetSpec], float]:
     return measure
 
 
+QUEUED_ATTRS = ("source", "seed", "label", "role", "val_accuracy")
+"""User attributes a queued trial carries from its enqueuer (a final run's finalist too)."""
+
+
 def requeue_interrupted(study: optuna.Study) -> int:
     """Enqueue again every trial that an interruption (Ctrl-C) stopped in training, with its
-    params, source and seed, unless that was done already. Returns how many were enqueued."""
+    params and the attributes it was queued with (:data:`QUEUED_ATTRS`), unless that was done
+    already. Returns how many were enqueued."""
     trials = study.get_trials(deepcopy=False)
     done = {t.user_attrs.get("retry_of") for t in trials}
     n = 0
     for t in trials:
         if t.state == TrialState.FAIL and t.user_attrs.get("interrupted") and t.number not in done:
-            attrs: dict[str, Any] = {k: t.user_attrs[k] for k in ("source", "seed") if k in t.user_attrs}
+            attrs: dict[str, Any] = {k: t.user_attrs[k] for k in QUEUED_ATTRS if k in t.user_attrs}
             study.enqueue_trial(t.params, user_attrs={**attrs, "retry_of": t.number})
             n += 1
     return n
@@ -799,6 +834,7 @@ def run_worker(
         if _done(st, n_trials):
             st.stop()
 
+    report.index = seed_sampler(study, config)
     requeue_interrupted(study)
     objective = objective or Objective(config, data, latency)
     from search.train import NonFiniteLossError

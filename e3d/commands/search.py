@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from e3d.cli import non_negative_int, positive_float, positive_int
+from e3d.commands.finalizing import add_finalize_args, finalize, finalize_existing
 from e3d.commands.progress import watching
 
 EPILOG = """\
@@ -24,6 +25,7 @@ examples:
   e3d search --budget-mflops 200 --trials 40 --epochs 5     a real search
   e3d search --budget-mflops 200 --objective pareto --trials 40
   e3d search --resume --out runs/e3d-search                 continue an interrupted search
+  e3d search --finalize --out runs/e3d-search               score the finalists on the test split (again)
 
 many workers on many machines (each runs the same command):
   e3d search --budget-mflops 200 --trials 100 --storage postgresql://user:pw@host/db --study-name s200
@@ -33,7 +35,10 @@ Over-budget candidates are rejected by the analytic counter before training and 
 The paper's presets that fit the budget are trained first as baselines; --trials counts searched
 candidates on top of them. Outputs in --out: trials.csv (one short row per trial), trials_full.csv (every
 column), best.json, recipe.json (how candidates were trained: e3d train best.json uses it), pareto.json,
-study.db (SQLite). `e3d search --export-results DIR` rebuilds them from the study."""
+study.db (SQLite). `e3d search --export-results DIR` rebuilds them from the study.
+The search selects on the validation split; at its end the top --top-k architectures and the best preset
+in budget are retrained with --final-seeds new seeds and scored on the test split: final.csv and final.md
+(mean ± sample sd, and a win/tie/loss verdict against the preset by Welch's t-test at 0.05)."""
 
 
 DEFAULT_TRIALS = 6
@@ -91,7 +96,10 @@ def add_proxy_args(p: argparse.ArgumentParser, *, epochs: int = 3, train_samples
         help=f"proxy-task training videos (default {train_samples})",
     )
     x.add_argument(
-        "--val-samples", type=positive_int, default=val_samples, metavar="N", help=f"proxy-task held-out videos (default {val_samples})"
+        "--val-samples", type=positive_int, default=val_samples, metavar="N", help=f"proxy-task validation videos (default {val_samples})"
+    )
+    x.add_argument(
+        "--test-samples", type=positive_int, default=300, metavar="N", help="test videos, read by finalization only (default 300)"
     )
     x.add_argument("--epochs", type=positive_int, default=epochs, metavar="E", help=f"epochs per candidate (default {epochs})")
     x.add_argument("--trial-seconds", type=positive_float, metavar="S", help="also stop a candidate's training after S seconds")
@@ -148,6 +156,7 @@ def proxy_config(args: argparse.Namespace) -> Any:
         clip=args.proxy_clip,
         train_samples=args.train_samples,
         val_samples=args.val_samples,
+        test_samples=args.test_samples,
         epochs=args.epochs,
         trial_seconds=args.trial_seconds,
         batch_size=args.batch_size,
@@ -213,6 +222,7 @@ def register(sub: Any) -> None:
         metavar="DIR",
         help="only rebuild DIR's trials.csv, trials_full.csv, best.json, pareto.json and recipe.json from its study, then exit",
     )
+    add_finalize_args(p)
     add_proxy_args(p)
     add_storage_args(p, name="e3d-search")
     p.set_defaults(func=run)
@@ -226,6 +236,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.export_results is not None:
         return export_results(args)
+    if args.finalize:
+        return finalize_existing(args)
     config = None
     if not args.resume:
         budget = Budget(args.budget_mflops, args.budget_params, args.budget_latency_ms, args.budget_clip)
@@ -414,6 +426,8 @@ def run_study(args: argparse.Namespace, config: Any, *, enqueue: Any, n_trials: 
     print(f"\nwrote {', '.join(str(p) for p in paths.values() if p.exists())}")
     if config.kind == "search" and paths["best"].exists():
         print(f"next: e3d train {paths['best']} --data {config.proxy.data or config.proxy.task}   |   e3d profile {paths['best']}")
+    if config.kind == "search" and not getattr(args, "no_finalize", True):
+        return finalize(args, study, config, out)
     return 0
 
 
@@ -479,6 +493,8 @@ def summary(df: Any, config: Any, seconds: float) -> str:
     searched = done[done["source"].isin(["search", "retry"])]
     if len(base) and len(searched):
         b, s = base["accuracy"].max(), searched["accuracy"].max()
-        verdict = "beats" if s > b else "ties with" if s == b else "does not beat"
-        lines.append(f"\nbest searched {s:.1f}% {verdict} the best paper preset at this budget ({b:.1f}%) on {config.proxy.task}, one seed")
+        lines.append(
+            f"\nvalidation, one seed (what the search selected on, not a verdict): best searched {s:.1f}%, "
+            f"best paper preset {b:.1f}%; the test-split verdict comes from finalization"
+        )
     return "\n".join(lines)

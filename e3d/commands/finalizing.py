@@ -1,0 +1,84 @@
+"""The finalization step of ``e3d search``: at the end of a search, or ``e3d search --finalize`` on a
+finished run. See :mod:`search.finalize`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_finalize_args(p: argparse.ArgumentParser) -> None:
+    """``--finalize``, ``--final-seeds``, ``--top-k`` and ``--no-finalize``."""
+    from e3d.cli import positive_int
+
+    f = p.add_argument_group("finalization (scores on the test split, which the search never reads)")
+    f.add_argument(
+        "--finalize",
+        action="store_true",
+        help="only finalize the finished search in --out (or --storage/--study-name); continues an interrupted finalization",
+    )
+    f.add_argument("--final-seeds", type=positive_int, default=3, metavar="N", help="new seeds per finalist (default 3)")
+    f.add_argument("--top-k", type=positive_int, default=3, metavar="K", help="searched architectures to finalize (default 3)")
+    f.add_argument("--no-finalize", action="store_true", help="end without finalizing (the winner is then chosen on validation only)")
+
+
+def finalize_existing(args: argparse.Namespace) -> int:
+    """``e3d search --finalize``: open the run's study (it must exist) and finalize it."""
+    from e3d.commands.search import run_folder
+    from search import study as st
+
+    args.resume = True
+    out, url = run_folder(args)
+    storage = st.open_storage(url, heartbeat=args.heartbeat)
+    study, config, _ = st.open_study(args.study_name, storage, None, resume=True)
+    return finalize(args, study, config, out)
+
+
+def finalize(args: argparse.Namespace, study: Any, config: Any, out: Path) -> int:
+    """Retrain the study's finalists with new seeds, score them on the test split, write ``final.csv``
+    and ``final.md`` in ``out`` and print the table; 130 after Ctrl-C (finished runs are kept)."""
+    from tqdm import tqdm
+
+    from search import finalize as fin
+    from search import study as st
+    from space.files import write_text
+
+    seeds = fin.final_seeds(config, args.final_seeds)
+    chosen = fin.finalists(study, config, top_k=args.top_k)
+    final = fin.open_final(study, config, chosen, seeds)
+    local = {"device": args.device, "num_workers": args.loader_workers, "threads": args.threads}
+    fconfig = fin.final_config(dataclasses.replace(config, proxy=dataclasses.replace(config.proxy, **local)))
+    print(f"finalizing {', '.join(f.label for f in chosen)} with seeds {', '.join(map(str, seeds))} on the test split", file=sys.stderr)
+    data = st.load_proxy(fconfig.proxy, progress=not args.quiet, test=True)
+    total = len(chosen) * len(seeds)
+    bar = tqdm(total=total, desc="final runs", unit="run", file=sys.stderr, disable=args.quiet or None)
+    bar.update(total - len(final.get_trials(deepcopy=False, states=(st.TrialState.WAITING,))))
+
+    def on_trial(t: Any) -> None:
+        bar.write(st.trial_line(t))
+        bar.update(1)
+
+    try:
+        st.run_worker(final, fconfig, data, n_trials=0, on_trial=on_trial)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\ninterrupted; finished final runs are kept. Continue with:\n  {finalize_command(args, out)}", file=sys.stderr)
+        return 130
+    bar.close()
+    table = fin.final_table(final, chosen, seeds, chance=100.0 / data.num_classes)
+    text = fin.format_table(table, seeds=seeds, test_videos=getattr(data.test, "num_videos", len(data.test)))
+    write_text(out / "final.csv", table.to_csv(index=False))
+    write_text(out / "final.md", text + "\n")
+    print("\n" + text + f"\n\nwrote {out / 'final.csv'}, {out / 'final.md'}")
+    return 0
+
+
+def finalize_command(args: argparse.Namespace, out: Path) -> str:
+    """The command that continues (or repeats) this finalization."""
+    from e3d.commands.search import resume_command
+
+    again = resume_command(args, "search", out, 0).replace(" --resume", " --finalize").replace(" --trials 0", "")
+    return again + f" --final-seeds {args.final_seeds} --top-k {args.top_k}"

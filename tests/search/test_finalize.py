@@ -1,0 +1,143 @@
+"""Finalization: finalists retrained with new seeds and scored on the test split, with verdicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+import search.data
+from e3d.cli import main
+from search.finalize import candidates
+from tests.search.conftest import TINY
+from tests.search.test_study import fake_fit
+
+
+def run(*args: str) -> int:
+    try:
+        return main(["search", *TINY, *args])
+    except SystemExit as e:
+        return int(e.code or 0)
+
+
+def row(number: int, acc: float, spec: str, macs: float, source: str = "search") -> dict[str, Any]:
+    params = json.dumps({"n": number})
+    return {
+        "number": number,
+        "state": "COMPLETE",
+        "feasible": True,
+        "accuracy": acc,
+        "source": source,
+        "spec_json": spec,
+        "macs": macs,
+        "params_json": params,
+    }
+
+
+def test_candidates_are_distinct_architectures_by_validation_accuracy() -> None:
+    df = pd.DataFrame(
+        [
+            row(0, 90.0, "a", 5.0, source="baseline"),  # a preset is never a candidate
+            row(1, 50.0, "b", 5.0),
+            row(2, 70.0, "b", 5.0),  # b's mean is 60
+            row(3, 60.0, "c", 4.0),  # ties with b: fewer multiply-adds first
+            row(4, 65.0, "d", 9.0),
+            {**row(5, 99.0, "e", 1.0), "feasible": False},  # rejected
+        ]
+    )
+    chosen = candidates(df, top_k=3)
+    assert [f.label for f in chosen] == ["search #4", "search #3", "search #1"]
+    assert [f.val_accuracy for f in chosen] == [65.0, 60.0, 60.0]
+    assert chosen[1].params == {"n": 3} and chosen[1].role == "candidate"
+    assert len(candidates(df, top_k=1)) == 1
+
+
+@pytest.mark.slow
+def test_tiny_finalize_end_to_end_reads_the_test_split_only_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    opened: list[str] = []
+    real_open = search.data.open_dataset
+
+    def recording(*args: Any, split: str, **kwargs: Any) -> Any:
+        opened.append(split)
+        return real_open(*args, split=split, **kwargs)
+
+    monkeypatch.setattr(search.data, "open_dataset", recording)
+    assert run("--out", str(tmp_path), "--trials", "2", "--no-finalize", "--test-samples", "16") == 0
+    assert "test" not in opened and "final.csv" not in capsys.readouterr().out
+    assert run("--out", str(tmp_path), "--finalize", "--final-seeds", "2", "--top-k", "1") == 0
+    assert opened.count("test") == 1
+    out = capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "final.csv")
+    assert list(table["role"]) == ["candidate", "preset"] and list(table["n"]) == [2, 2]
+    assert table["test_mean"].between(0, 100).all() and table["test_sd"].notna().all()
+    assert table.loc[0, "verdict"] in ("win", "tie", "loss") and "Welch" in table.loc[0, "test"]
+    assert "test split (16 videos)" in out and "Welch" in (tmp_path / "final.md").read_text()
+    # finalizing again finds every run done: nothing retrained, same table
+    monkeypatch.setattr("search.train.fit", fake_fit([]))
+    assert run("--out", str(tmp_path), "--finalize", "--final-seeds", "2", "--top-k", "1") == 0
+    assert pd.read_csv(tmp_path / "final.csv")["test_per_seed"].tolist() == table["test_per_seed"].tolist()
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_finalization_keeps_finished_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("search.train.fit", fake_fit([]))
+    assert run("--out", str(tmp_path), "--trials", "1", "--no-finalize", "--test-samples", "16") == 0
+    calls: list[int] = []
+    quiet = fake_fit([])
+
+    def interrupting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return quiet(*args, **kwargs)
+
+    monkeypatch.setattr("search.train.fit", interrupting)
+    final = ["--out", str(tmp_path), "--finalize", "--final-seeds", "2", "--top-k", "1"]
+    assert run(*final) == 130
+    assert run(*final) == 0
+    assert len(calls) == 5  # 2 x 2 runs and the interrupted attempt: a finished run is never run again
+    assert list(pd.read_csv(tmp_path / "final.csv")["n"]) == [2, 2]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--final-seeds", "0"], "--final-seeds"),
+        (["--finalize", "--out", "{missing}"], "nothing to resume"),
+    ],
+)
+def test_bad_finalize_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    args = [a.replace("{missing}", str(tmp_path / "missing")) for a in args]
+    assert run(*args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "missing").exists()
+
+
+def test_finalize_without_a_completed_trial_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from search import study as st
+    from search.budget import Budget
+
+    storage = st.open_storage(st.sqlite_url(tmp_path / "study.db"))
+    config = st.SearchConfig(budget=Budget(mflops=60), families=("mobilenet", "mobilenetv2"))
+    st.open_study("e3d-search", storage, config)
+    assert run("--out", str(tmp_path), "--finalize") == 2
+    err = capsys.readouterr().err.strip()
+    assert "no completed searched trial" in err and len(err.splitlines()) == 1
+
+
+def test_finalize_of_a_sweep_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from search import study as st
+    from search.budget import Budget
+
+    storage = st.open_storage(st.sqlite_url(tmp_path / "study.db"))
+    config = st.SearchConfig(budget=Budget(mflops=60), families=("mobilenet",), kind="sweep")
+    st.open_study("e3d-sweep", storage, config)
+    assert run("--out", str(tmp_path), "--study-name", "e3d-sweep", "--finalize") == 2
+    err = capsys.readouterr().err.strip()
+    assert "is a sweep, not a search" in err and len(err.splitlines()) == 1
