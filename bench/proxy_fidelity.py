@@ -1,0 +1,264 @@
+"""How well does the search's proxy rank architectures? Train a fixed set under cheap and reference protocols.
+
+Run: python -m bench.proxy_fidelity [--out runs/proxy-fidelity] [--seeds 2] [--reference-seeds 1]
+                                    [--candidate NAME:epochs=5,train_samples=1200 ...] [--tiny]
+
+Trains the fixed stratified set of :func:`search.fidelity.architecture_set` (16 architectures: every
+family at its lowest and highest Table 8 width, and 7 specs sampled from the search space with seed
+0) under the search's default proxy protocol (``search.study.ProxyConfig()``, ``--seeds`` seeds),
+under a reference protocol with 4x its training compute (twice the epochs and twice the videos; a
+larger validation set), and under any ``--candidate`` protocols. Every run is a trial of a sweep
+study (one per protocol, ``fidelity.<name>`` in ``<out>/fidelity.db``) run by the search's own
+worker, so the per-epoch validation accuracies are the trial's intermediate values and Ctrl-C loses
+only the run in progress: the same command continues.
+
+Prints (and writes to ``<out>/fidelity.md``, with ``runs.csv`` and ``epochs.csv``) the fidelity of each
+protocol against the reference (Spearman and Kendall of the mean rankings, the seed-to-seed noise
+ceiling, CPU-minutes per pass, Spearman per CPU-minute; :mod:`search.fidelity`), how the default
+protocol's epoch-e ranks agree with its final ranks and the rung schedule that follows, and every
+architecture's accuracy. ``--tiny`` is a smoke run (4 small architectures, 8x32x32 clips, seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import torch
+
+from profiler.latency import cpu_name
+from search import fidelity as fid
+from search.budget import Budget
+from search.searchspace import FAMILIES, spec_from_params
+from search.stats import summarize
+from search.study import (
+    Objective,
+    ProxyConfig,
+    SearchConfig,
+    load_proxy,
+    open_storage,
+    open_study,
+    run_worker,
+    sqlite_url,
+    trial_line,
+)
+from space.files import write_text
+from space.spec import E3DError
+
+DEFAULT = ProxyConfig()
+REFERENCE = dataclasses.replace(DEFAULT, epochs=2 * DEFAULT.epochs, train_samples=2 * DEFAULT.train_samples, val_samples=400)
+TINY = ProxyConfig(clip=(8, 32, 32), train_samples=16, val_samples=16, epochs=2, batch_size=8, threads=1)
+TINY_REFERENCE = dataclasses.replace(TINY, epochs=3, train_samples=32, val_samples=16)
+TINY_ARCHITECTURES = 3
+"""``--tiny`` trains the cheapest architectures of the set that run at its clip, only."""
+SETTINGS = {"epochs": int, "train_samples": int, "val_samples": int, "batch_size": int, "lr": float}
+
+
+class ProtocolError(E3DError):
+    """A ``--candidate`` protocol that cannot be parsed."""
+
+
+def parse_candidate(text: str, base: ProxyConfig) -> tuple[str, ProxyConfig]:
+    """``name:epochs=5,train_samples=1200,clip=16x64x64`` -> (name, ``base`` with those settings)."""
+    name, _, spec = text.partition(":")
+    if not name or not spec or name in ("default", "reference"):
+        raise ProtocolError(f"--candidate takes NAME:key=value,... with a new name, got {text!r}")
+    changes: dict[str, Any] = {}
+    for item in spec.split(","):
+        key, _, value = item.partition("=")
+        try:
+            if key == "clip":
+                t, h, w = (int(v) for v in value.lower().split("x"))
+                changes[key] = (t, h, w)
+            elif key in SETTINGS:
+                changes[key] = SETTINGS[key](value)
+            else:
+                raise ProtocolError(f"--candidate {name}: unknown setting {key!r} (use {', '.join([*SETTINGS, 'clip'])})")
+        except ValueError:
+            raise ProtocolError(f"--candidate {name}: bad value {value!r} for {key}") from None
+    return name, dataclasses.replace(base, **changes)
+
+
+def training_compute(p: ProxyConfig) -> float:
+    """Relative training compute of a protocol: epochs x videos x clip voxels."""
+    t, h, w = p.clip
+    return float(p.epochs * p.train_samples * t * h * w)
+
+
+def protocol_config(proxy: ProxyConfig) -> SearchConfig:
+    """The sweep study's settings: enqueued runs only, no pruning, no budget."""
+    return SearchConfig(budget=Budget(), families=FAMILIES, proxy=proxy, pruner="none", baselines=False, kind="sweep")
+
+
+def enqueue_missing(study: optuna.Study, archs: list[tuple[str, dict[str, Any]]], seeds: tuple[int, ...]) -> int:
+    """Enqueue every (architecture, seed) run the study holds no trial of (an interrupted one is
+    re-enqueued by the worker); returns how many."""
+    held = {(t.user_attrs.get("label"), t.user_attrs.get("seed")) for t in study.get_trials(deepcopy=False)}
+    n = 0
+    for seed in seeds:
+        for label, params in archs:
+            if (label, seed) not in held:
+                study.enqueue_trial(params, user_attrs={"source": "sweep", "seed": seed, "label": label})
+                n += 1
+    return n
+
+
+def run_protocol(
+    storage: Any, name: str, proxy: ProxyConfig, archs: list[tuple[str, dict[str, Any]]], seeds: tuple[int, ...], *, quiet: bool
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Train what protocol ``name`` lacks; return its runs and epochs tables and the task's classes."""
+    from tqdm import tqdm
+
+    config = protocol_config(proxy)
+    study, _, _ = open_study(f"fidelity.{name}", storage, config)
+    todo = enqueue_missing(study, archs, seeds)
+    total = len(archs) * len(seeds)
+    print(f"{name}: {proxy.describe()}; {total - todo} of {total} runs held", file=sys.stderr)
+    data = load_proxy(proxy, progress=not quiet)
+    bar = tqdm(total=total, initial=total - todo, desc=name, unit="run", file=sys.stderr, disable=quiet or None)
+
+    def on_trial(t: optuna.trial.FrozenTrial) -> None:
+        bar.write(trial_line(t), file=sys.stderr)
+        bar.update(1)
+
+    try:
+        run_worker(study, config, data, n_trials=0, on_trial=on_trial, objective=fid.CpuTimed(Objective(config, data)))
+    finally:
+        bar.close()
+    return (*fid.trial_tables(study.get_trials(deepcopy=False), name), data.num_classes)
+
+
+def architecture_table(runs: pd.DataFrame, protocols: list[str]) -> str:
+    """Markdown: each architecture's cost and accuracy (mean ± sample sd over seeds) per protocol."""
+    head = "| architecture | macs M | " + " | ".join(f"{p} %" for p in protocols) + " |"
+    lines = [head, "|---|---:|" + "---|" * len(protocols)]
+    macs = runs.groupby("architecture")["macs"].first()
+    for arch in macs.sort_values().index:
+        cells = []
+        for p in protocols:
+            accs = runs[(runs["architecture"] == arch) & (runs["protocol"] == p)]["accuracy"]
+            cells.append(summarize(accs).format() if len(accs) else "-")
+        lines.append(f"| {arch} | {macs[arch] / 1e6:.1f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report(
+    runs: pd.DataFrame, epochs: pd.DataFrame, protocols: dict[str, ProxyConfig], archs: list[str], *, chance: float, command: str
+) -> str:
+    """The markdown report (see the module docstring)."""
+    base = training_compute(protocols["default"])
+    lines = [
+        f"# Proxy fidelity ({datetime.datetime.now():%Y-%m-%d %H:%M}, {cpu_name()}, {torch.get_num_threads()} torch threads)",
+        "",
+        f"`{command}`",
+        "",
+        "| protocol | settings | training compute vs default |",
+        "|---|---|---:|",
+    ]
+    lines += [f"| {n} | {p.describe()} | {training_compute(p) / base:.1f}x |" for n, p in protocols.items()]
+    lines += ["", fid.format_fidelity(fid.fidelity_table(runs, "reference"), "reference"), ""]
+    default_epochs = epochs[epochs["protocol"] == "default"]
+    e = protocols["default"].epochs
+    if e > 1 and len(default_epochs):
+        rho = fid.epoch_agreement(default_epochs, e)
+        rungs = fid.rung_schedule(default_epochs, e, fid.SETTLED)
+        lines += [
+            "Where the default protocol's ranks settle (mean over seeds):",
+            "",
+            fid.format_epochs(rho, e),
+            "",
+            f"Rung schedule at Spearman >= {fid.SETTLED}: {', '.join(map(str, rungs)) or 'none (ranks settle only at the end)'}",
+            "",
+        ]
+    missing = sorted(set(archs) - set(runs.loc[runs["protocol"] == "default", "architecture"]))
+    if missing:
+        lines += [f"Not trained under the default protocol (cannot run at its clip, or failed): {', '.join(missing)}", ""]
+    low = fid.at_chance(runs, "default", chance)
+    lines += [f"At chance ({chance:.1f}%, within 2 points) under the default protocol: {', '.join(low) or 'none'}", ""]
+    lines.append(architecture_table(runs, list(protocols)))
+    return "\n".join(lines)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line arguments."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("runs/proxy-fidelity"))
+    p.add_argument("--seeds", type=int, default=2, help="seeds of the default (and candidate) protocols (default 2)")
+    p.add_argument("--reference-seeds", type=int, default=1, help="seeds of the reference protocol (default 1)")
+    p.add_argument("--candidate", action="append", default=[], metavar="NAME:K=V,...", help="another protocol to measure")
+    p.add_argument("--arch-seed", type=int, default=0, help="seed of the sampled architectures (default 0)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: torch's)")
+    p.add_argument("--tiny", action="store_true", help="smoke run: 4 small architectures, tiny clips and sets")
+    p.add_argument("--quiet", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run (or continue) the measurement and print the report; 2 on bad input, 130 after Ctrl-C."""
+    args = parse(argv)
+    command = "python -m bench.proxy_fidelity " + shlex.join(sys.argv[1:] if argv is None else argv)
+    try:
+        return measure(args, command)
+    except E3DError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished runs are kept in {args.out / 'fidelity.db'}. Continue with:\n  {command}", file=sys.stderr)
+        return 130
+
+
+def measure(args: argparse.Namespace, command: str) -> int:
+    """Train every protocol's missing runs, then write and print the report."""
+    if args.seeds < 2 or args.reference_seeds < 1:
+        raise ProtocolError("--seeds must be at least 2 (the noise ceiling needs two) and --reference-seeds at least 1")
+    base, ref = (TINY, TINY_REFERENCE) if args.tiny else (DEFAULT, REFERENCE)
+    threads: int | None = args.threads or base.threads
+    protocols = {"default": base, "reference": ref, **dict(parse_candidate(c, base) for c in args.candidate)}
+    protocols = {n: dataclasses.replace(p, threads=threads) for n, p in protocols.items()}
+    archs = fid.architecture_set(seed=args.arch_seed)
+    if args.tiny:
+        archs = sorted((a for a in archs if _runs_at(a[1], base.clip)), key=lambda a: _macs(a[1]))[:TINY_ARCHITECTURES]
+    args.out.mkdir(parents=True, exist_ok=True)
+    storage = open_storage(sqlite_url(args.out / "fidelity.db"))
+    runs, epochs, classes = [], [], 0
+    for name, proxy in protocols.items():
+        seeds = tuple(range(args.reference_seeds if name == "reference" else args.seeds))
+        r, e, classes = run_protocol(storage, name, proxy, archs, seeds, quiet=args.quiet)
+        runs.append(r)
+        epochs.append(e)
+    all_runs, all_epochs = pd.concat(runs, ignore_index=True), pd.concat(epochs, ignore_index=True)
+    chance = 100.0 / classes
+    text = report(all_runs, all_epochs, protocols, [a for a, _ in archs], chance=chance, command=command)
+    write_text(args.out / "runs.csv", all_runs.to_csv(index=False))
+    write_text(args.out / "epochs.csv", all_epochs.to_csv(index=False))
+    write_text(args.out / "fidelity.md", text + "\n")
+    print(text)
+    return 0
+
+
+def _runs_at(params: dict[str, Any], clip: tuple[int, int, int]) -> bool:
+    from search.budget import validate_for_clip
+    from space.spec import SpecError
+
+    try:
+        validate_for_clip(spec_from_params(params), clip)
+    except SpecError:
+        return False
+    return True
+
+
+def _macs(params: dict[str, Any]) -> int:
+    from profiler.counting import spec_totals
+
+    return int(spec_totals(spec_from_params(params)).macs)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

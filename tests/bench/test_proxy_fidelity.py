@@ -1,0 +1,67 @@
+"""bench/proxy_fidelity.py end to end on tiny settings: tables, resume after Ctrl-C, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import pytest
+
+from bench import proxy_fidelity as pf
+
+
+def test_bad_candidate_protocols_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in ("nocolon", "reference:epochs=2", "x:epochs=two", "x:color=red"):
+        assert pf.main(["--tiny", "--out", str(tmp_path), "--candidate", bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: --candidate") and "\n" not in err
+    assert pf.main(["--tiny", "--out", str(tmp_path), "--seeds", "1"]) == 2
+    name, proxy = pf.parse_candidate("e5:epochs=5,clip=16x64x64,lr=0.1", pf.DEFAULT)
+    assert name == "e5" and proxy.epochs == 5 and proxy.clip == (16, 64, 64) and proxy.lr == 0.1
+    assert pf.training_compute(pf.REFERENCE) / pf.training_compute(pf.DEFAULT) >= 3
+    assert pf.training_compute(pf.TINY_REFERENCE) / pf.training_compute(pf.TINY) >= 3
+
+
+def trials(out: Path) -> dict[str, int]:
+    url = f"sqlite:///{out / 'fidelity.db'}"
+    return {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(url, include_best_trial=False)}
+
+
+@pytest.mark.slow
+def test_tiny_fidelity_end_to_end_resumes_without_retraining(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import search.train
+
+    real = search.train.fit
+    calls = {"n": 0}
+
+    def counting(*a: Any, **k: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 3 and not calls.get("resumed"):
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(search.train, "fit", counting)
+    args = ["--tiny", "--out", str(tmp_path), "--quiet"]
+    assert pf.main(args) == 130
+    assert "Continue with:" in capsys.readouterr().err
+    calls.update(n=0, resumed=1)
+    assert pf.main(args) == 0
+    # 3 architectures x (2 default seeds + 1 reference seed); 2 finished before Ctrl-C are kept
+    assert calls["n"] == 9 - 2
+    out = capsys.readouterr().out
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    epochs = pd.read_csv(tmp_path / "epochs.csv")
+    assert len(runs) == 9 and runs["architecture"].nunique() == 3 and (runs["cpu_seconds"] > 0).all()
+    assert sorted(epochs.groupby("protocol")["epoch"].max().items()) == [("default", 2), ("reference", 3)]
+    assert "Spearman vs reference" in out and "| default | 2 | 3 |" in out and "Rung schedule" in out
+    assert (tmp_path / "fidelity.md").read_text().strip() == out.strip()
+    # once more: nothing is retrained, the same tables come out
+    held = trials(tmp_path)
+    calls["n"] = 0
+    assert pf.main(args) == 0
+    assert calls["n"] == 0 and trials(tmp_path) == held
+    assert pd.read_csv(tmp_path / "runs.csv").equals(runs)
