@@ -60,7 +60,7 @@ def test_a_paused_worker_wakes_and_goes_on(tmp_path: Path) -> None:
         time.sleep(0.2)
         if not (out / "study.db").is_file():
             continue
-        storage = storage or st.open_storage(st.sqlite_url(out / "study.db"), heartbeat=1)
+        storage = storage or st.open_storage(f"sqlite:///{(out / 'study.db').resolve()}", heartbeat=1)
         try:
             study = optuna.load_study(study_name="e3d-search", storage=storage)
         except KeyError:
