@@ -1,0 +1,335 @@
+"""The decisive benchmark: does the search beat hand-scaling on data it never selected on?
+
+Run: python -m bench.search_vs_presets --mode front   [--out runs/search-vs-presets] [--final-seeds 3]
+     python -m bench.search_vs_presets --mode budgets [--budgets 100,200,500] [--cpu-minutes 45]
+
+Both modes first train every Table 8 preset of ``--families`` once (seed 0) with the search's
+proxy protocol (study ``presets``): that measures the CPU time of the hand-scaled set, which is
+the front search's budget, and the cheapest preset's time is the floor below which a CPU budget
+cannot pay for one trial (a one-line error, exit 2).
+
+* ``front``: an ``--objective pareto`` search (accuracy vs multiply-adds, at most 1000 M per
+  16x112x112 clip) runs until its trials have used the presets' CPU time (or ``--cpu-minutes``).
+  Then at most ``--max-members`` (8) members of its validation front, spread over cost, and every
+  preset are retrained with ``--final-seeds`` new seeds and scored on the test split
+  (:mod:`search.finalize`'s machinery). Reported: each group's hypervolume per seed
+  (:mod:`search.front`, reference point chance accuracy and 1000 M) as mean ± sample sd with
+  Welch's verdict (:mod:`search.stats`), and for each preset whether a searched network with no more
+  multiply-adds is at least as accurate (mean test accuracy). ``--front-of STUDY`` takes the front
+  of an existing pareto study in the storage instead of searching.
+* ``budgets``: at each of ``--budgets`` (M multiply-adds) a single-objective search (with the
+  paper's presets in budget as baselines, which do not count against the budget) runs for
+  ``--cpu-minutes`` of trial CPU time, then is finalized as ``e3d search --finalize`` does: the
+  top ``--top-k`` searched architectures and the best preset, test split, new seeds, verdicts.
+
+Every step is a trial of a study in ``<out>/bench.db``: Ctrl-C loses only the runs in progress,
+and the same command continues (a finished search is not searched again; finished final runs
+are kept). CPU time is the process CPU time of each trial (:class:`search.fidelity.CpuTimed`).
+Writes ``<out>/<mode>.md`` (and CSVs) and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from profiler.latency import cpu_name
+from search import finalize as fin
+from search import front
+from search.budget import Budget
+from search.fidelity import CPU_ATTR, CpuTimed
+from search.searchspace import FAMILIES, check_families, paper_presets, preset_params
+from search.stats import TEST, compare, summarize
+from search.study import Objective, ProxyConfig, SearchConfig, load_proxy, open_storage, open_study, run_worker, sqlite_url, trial_line
+from space.files import write_text
+from space.spec import E3DError
+
+TINY = ProxyConfig(clip=(8, 32, 32), train_samples=16, val_samples=16, test_samples=16, epochs=1, batch_size=8, threads=1)
+FRONT_MFLOPS = 1000.0
+QUEUED = ("baseline", "sweep")
+
+
+class BenchError(E3DError):
+    """A benchmark that cannot run as asked."""
+
+
+class BudgetSpentError(Exception):
+    """Raised from the trial callback once a search has used its CPU time (stops the worker)."""
+
+
+# -- CPU time ---------------------------------------------------------------------------------------
+
+
+def cpu_seconds(trials: list[FrozenTrial], *, searched: bool) -> float:
+    """CPU seconds the trials took: the searched ones (``searched``) or the enqueued presets."""
+    return sum(float(t.user_attrs.get(CPU_ATTR, 0.0)) for t in trials if (t.user_attrs.get("source") not in QUEUED) == searched)
+
+
+def check_budget(budget_s: float, cheapest_s: float) -> None:
+    """Refuse, in one line, a CPU budget that cannot pay for one trial (the cheapest preset's time)."""
+    if budget_s <= 0 or budget_s < cheapest_s:
+        raise BenchError(
+            f"a CPU-time budget of {budget_s / 60:.3g} min cannot pay for one trial: the cheapest preset took "
+            f"{cheapest_s / 60:.3g} CPU-min with this protocol"
+        )
+
+
+def run_trials(study: optuna.Study, config: SearchConfig, data: Any, *, budget_s: float | None, quiet: bool) -> None:
+    """Run the study's worker until its queue is empty (``budget_s`` None) or its searched trials
+    have used ``budget_s`` CPU seconds (counting those of earlier runs of this command)."""
+
+    def on_trial(t: FrozenTrial) -> None:
+        if not quiet:
+            print(trial_line(t), file=sys.stderr)
+        if budget_s is not None and cpu_seconds(study.get_trials(deepcopy=False), searched=True) >= budget_s:
+            raise BudgetSpentError
+
+    if budget_s is not None and cpu_seconds(study.get_trials(deepcopy=False), searched=True) >= budget_s:
+        return
+    n = 0 if budget_s is None else 10**9
+    with contextlib.suppress(BudgetSpentError):
+        run_worker(study, config, data, n_trials=n, on_trial=on_trial, objective=CpuTimed(Objective(config, data)))
+
+
+# -- the presets, once ------------------------------------------------------------------------------
+
+
+def presets(families: tuple[str, ...], *, tiny: bool = False) -> list[tuple[str, float]]:
+    """The Table 8 presets of ``families``; with ``tiny`` only each family's lowest and highest width."""
+    out = paper_presets(families)
+    if not tiny:
+        return out
+    return [(f, w) for f in families for w in dict.fromkeys((min(x for g, x in out if g == f), max(x for g, x in out if g == f)))]
+
+
+def presets_study(storage: Any, proxy: ProxyConfig, chosen: list[tuple[str, float]], *, quiet: bool) -> list[FrozenTrial]:
+    """Train the ``chosen`` presets once (seed 0); returns their completed trials."""
+    families = tuple(dict.fromkeys(f for f, _ in chosen))
+    config = SearchConfig(budget=Budget(), families=families, proxy=proxy, pruner="none", baselines=False, kind="sweep")
+    study, _, _ = open_study("presets", storage, config)
+    held = {t.user_attrs.get("label") for t in study.get_trials(deepcopy=False)}
+    for family, width in chosen:
+        label = preset_label(family, width)
+        if label not in held:
+            study.enqueue_trial(preset_params(family, width), user_attrs={"source": "sweep", "seed": 0, "label": label})
+    run_trials(study, config, load_proxy(proxy, progress=not quiet), budget_s=None, quiet=quiet)
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.user_attrs.get("trained")]
+
+
+def preset_label(family: str, width: float) -> str:
+    """``preset mobilenetv2 0.45x`` (the label :mod:`search.finalize` gives presets)."""
+    return f"preset {family} {width:g}x"
+
+
+# -- front mode -------------------------------------------------------------------------------------
+
+
+def front_members(study: optuna.Study, k: int) -> list[fin.Finalist]:
+    """At most ``k`` members of the study's validation front (accuracy vs macs), spread over cost."""
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.user_attrs.get("trained") and t.user_attrs.get("feasible", True) and t.user_attrs.get("source") not in QUEUED
+    ]
+    if not done:
+        raise BenchError(f"study {study.study_name!r} has no completed searched trials: there is no front to benchmark")
+    by_point = {(float(t.user_attrs["accuracy"]), float(t.user_attrs["macs"]) / 1e6): t for t in done}
+    chosen = front.pick_members(front.pareto_front(by_point), k)
+    return [fin.Finalist(f"search #{by_point[p].number}", "candidate", by_point[p].params, p[0]) for p in chosen]
+
+
+def final_runs(final: optuna.Study, seeds: tuple[int, ...]) -> pd.DataFrame:
+    """One row per finished final run: label, role, seed, test accuracy, macs (M)."""
+    rows = [
+        {
+            "label": a["label"],
+            "role": a["role"],
+            "seed": int(a["seed"]),
+            "test_accuracy": float(a["test_accuracy"]),
+            "macs_m": a["macs"] / 1e6,
+        }
+        for t in final.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if (a := t.user_attrs).get("test_accuracy") is not None and a.get("seed") in seeds
+    ]
+    return pd.DataFrame(rows, columns=["label", "role", "seed", "test_accuracy", "macs_m"]).drop_duplicates(["label", "seed"], keep="last")
+
+
+def front_report(runs: pd.DataFrame, *, chance: float) -> str:
+    """Hypervolumes per seed of both groups with the verdict, and each preset's coverage."""
+    hv = {
+        role: front.hypervolumes_by_seed(
+            [(r.label, r.seed, r.test_accuracy, r.macs_m) for r in runs[runs["role"] == role].itertuples()], ref_accuracy=chance
+        )
+        for role in ("candidate", "preset")
+    }
+    lines = [f"Hypervolume (reference: {chance:.1f}% accuracy, {front.REF_MACS:g} M), test split, per seed:", ""]
+    for role, name in (("candidate", "searched front"), ("preset", "presets")):
+        vals = list(hv[role].values())
+        lines.append(f"- {name}: {summarize(vals).format(0) if vals else 'not run yet'} %·M")
+    if hv["candidate"] and hv["preset"]:
+        lines.append(f"- verdict, searched vs presets: {compare(list(hv['candidate'].values()), list(hv['preset'].values())).format()}")
+    mean = runs.groupby(["label", "role"]).agg(acc=("test_accuracy", "mean"), macs=("macs_m", "first")).reset_index()
+    tuples = {role: [(r.label, r.acc, r.macs) for r in mean[mean["role"] == role].itertuples()] for role in ("candidate", "preset")}
+    cov = front.coverage(tuples["preset"], tuples["candidate"])
+    lines += [
+        "",
+        f"Presets matched by a searched network with no more multiply-adds: {sum(c.covered for c in cov)} of {len(cov)}",
+        "",
+        "| preset | macs M | test % | best searched at no more macs | its macs M | its test % | verdict |",
+        "|---|---:|---|---|---:|---|---|",
+    ]
+    for c in sorted(cov, key=lambda c: c.preset_macs):
+        accs = runs[runs["label"] == c.preset]["test_accuracy"].tolist()
+        best = runs[runs["label"] == c.best]["test_accuracy"].tolist() if c.best else []
+        verdict = compare(best, accs, chance=chance).format() if best and accs else "-"
+        lines.append(
+            f"| {c.preset} | {c.preset_macs:.1f} | {summarize(accs).format()} | {c.best or '-'} | "
+            f"{'-' if c.best_macs is None else f'{c.best_macs:.1f}'} | {summarize(best).format() if best else '-'} | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def run_front(args: argparse.Namespace, storage: Any, proxy: ProxyConfig, trained: list[FrozenTrial]) -> str:
+    """Search (unless ``--front-of``), finalize the front and the presets, report."""
+    cheapest = min(float(t.user_attrs[CPU_ATTR]) for t in trained)
+    budget_s = args.cpu_minutes * 60 if args.cpu_minutes is not None else cpu_seconds(trained, searched=False)
+    if args.front_of:
+        study, config, _ = open_study(args.front_of, storage, None, resume=True)
+        if config.objective != "pareto":
+            raise BenchError(f"study {args.front_of!r} is a single-objective search: a front needs --objective pareto")
+    else:
+        check_budget(budget_s, cheapest)
+        config = SearchConfig(
+            budget=Budget(mflops=FRONT_MFLOPS), families=args.families, proxy=proxy, objective="pareto", pruner="none",
+            baselines=False, seed=args.seed,
+        )  # fmt: skip
+        study, config, _ = open_study("front", storage, config)
+        run_trials(study, config, load_proxy(proxy, progress=not args.quiet), budget_s=budget_s, quiet=args.quiet)
+    members = front_members(study, args.max_members)
+    presets_f = [fin.Finalist(preset_label(f, w), "preset", preset_params(f, w), None) for f, w in presets(args.families, tiny=args.tiny)]
+    seeds = fin.final_seeds(config, args.final_seeds)
+    final = fin.open_final(study, config, [*members, *presets_f], seeds)
+    data = load_proxy(fin.final_config(config).proxy, progress=not args.quiet, test=True)
+    run_trials(final, fin.final_config(config), data, budget_s=None, quiet=args.quiet)
+    runs = final_runs(final, seeds)
+    write_text(args.out / "front.csv", runs.to_csv(index=False))
+    spent = cpu_seconds(study.get_trials(deepcopy=False), searched=True)
+    head = (
+        f"Front search: {len(members)} front members (of {study.study_name!r}, {spent / 60:.1f} CPU-min of trials; "
+        f"budget {budget_s / 60:.1f} CPU-min = the presets' once) and {len(presets_f)} presets, seeds {', '.join(map(str, seeds))}; "
+        f"{TEST}"
+    )
+    return head + "\n\n" + front_report(runs, chance=100.0 / data.num_classes)
+
+
+# -- budgets mode -----------------------------------------------------------------------------------
+
+
+def run_budgets(args: argparse.Namespace, storage: Any, proxy: ProxyConfig, trained: list[FrozenTrial]) -> str:
+    """A single-objective search per budget for ``--cpu-minutes``, finalized; one table per budget."""
+    cheapest = min(float(t.user_attrs[CPU_ATTR]) for t in trained)
+    budget_s = 60.0 * (args.cpu_minutes if args.cpu_minutes is not None else 45.0)
+    check_budget(budget_s, cheapest)
+    parts = []
+    for mflops in args.budgets:
+        config = SearchConfig(budget=Budget(mflops=mflops), families=args.families, proxy=proxy, pruner=args.pruner, seed=args.seed)
+        study, config, created = open_study(f"budget{mflops:g}", storage, config)
+        if created:
+            from search.study import enqueue_baselines
+
+            enqueue_baselines(study, config)
+        data = load_proxy(proxy, progress=not args.quiet)
+        run_trials(study, config, data, budget_s=budget_s, quiet=args.quiet)
+        chosen = fin.finalists(study, config, top_k=args.top_k)
+        seeds = fin.final_seeds(config, args.final_seeds)
+        final = fin.open_final(study, config, chosen, seeds)
+        fdata = load_proxy(fin.final_config(config).proxy, progress=not args.quiet, test=True)
+        run_trials(final, fin.final_config(config), fdata, budget_s=None, quiet=args.quiet)
+        table = fin.final_table(final, chosen, seeds, chance=100.0 / fdata.num_classes)
+        write_text(args.out / f"budget{mflops:g}.csv", table.to_csv(index=False))
+        spent = cpu_seconds(study.get_trials(deepcopy=False), searched=True)
+        top = table[table["role"] == "candidate"].iloc[0]
+        parts.append(
+            f"## {mflops:g} M multiply-adds: {spent / 60:.1f} CPU-min of searched trials (budget {budget_s / 60:.1f}); "
+            f"verdict of the top candidate by validation: {top['verdict'] or 'not run yet'}\n\n"
+            + fin.format_table(table, seeds=seeds, test_videos=proxy.test_samples)
+        )
+    return "\n\n".join(parts)
+
+
+# -- entry point ------------------------------------------------------------------------------------
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line arguments."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mode", choices=("front", "budgets"), required=True)
+    p.add_argument("--out", type=Path, default=Path("runs/search-vs-presets"))
+    p.add_argument("--task", default="motion")
+    p.add_argument("--families", default=",".join(FAMILIES), help="comma-separated (default: the paper's five)")
+    p.add_argument("--cpu-minutes", type=float, default=None, help="CPU budget of each search (front: the presets' time; budgets: 45)")
+    p.add_argument("--budgets", default="100,200,500", help="budgets mode: M multiply-adds per 16x112x112 clip")
+    p.add_argument("--final-seeds", type=int, default=3)
+    p.add_argument("--max-members", type=int, default=8, help="front mode: front members to retrain (default 8)")
+    p.add_argument("--front-of", metavar="STUDY", help="front mode: take the front of this pareto study in the storage")
+    p.add_argument("--top-k", type=int, default=3, help="budgets mode: searched finalists per budget (default 3)")
+    p.add_argument("--pruner", default="median", help="budgets mode: the search's pruner (default median)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--storage", help="database URL (default: sqlite <out>/bench.db)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--tiny", action="store_true", help="smoke run: tiny clips and sets, 1 epoch, 2 presets per family")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    args.families = check_families(args.families.split(","))
+    try:
+        args.budgets = [float(b) for b in args.budgets.split(",")]
+    except ValueError:
+        raise BenchError(f"--budgets takes numbers such as 100,200,500, got {args.budgets!r}") from None
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run (or continue) the benchmark; 2 on bad input, 130 after Ctrl-C."""
+    command = "python -m bench.search_vs_presets " + shlex.join(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse(argv)
+        return bench(args, command)
+    except E3DError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished runs are kept. Continue with:\n  {command}", file=sys.stderr)
+        return 130
+
+
+def bench(args: argparse.Namespace, command: str) -> int:
+    """The presets once, then the chosen mode; writes ``<out>/<mode>.md`` and prints it."""
+    base = TINY if args.tiny else ProxyConfig()
+    proxy = dataclasses.replace(base, task=args.task, threads=args.threads or base.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    storage = open_storage(args.storage or sqlite_url(args.out / "bench.db"))
+    trained = presets_study(storage, proxy, presets(args.families, tiny=args.tiny), quiet=args.quiet)
+    if not trained:
+        raise BenchError("no preset finished training: nothing to measure the CPU budget with")
+    body = (run_front if args.mode == "front" else run_budgets)(args, storage, proxy, trained)
+    when = f"{datetime.datetime.now():%Y-%m-%d %H:%M}, {cpu_name()}, {torch.get_num_threads()} torch threads"
+    head = f"# Search vs presets, {args.mode} ({when})"
+    text = f"{head}\n\n`{command}`\n\nproxy: {proxy.describe()}; task {proxy.task}\n\n{body}\n"
+    write_text(args.out / f"{args.mode}.md", text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""bench/search_vs_presets.py: the front benchmark end to end on tiny settings, resume, one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import pytest
+
+from bench import search_vs_presets as svp
+
+
+def test_budget_floor_and_tiny_presets() -> None:
+    with pytest.raises(svp.BenchError, match="cannot pay for one trial"):
+        svp.check_budget(10.0, 30.0)
+    with pytest.raises(svp.BenchError, match="cannot pay for one trial"):
+        svp.check_budget(0.0, 0.0)
+    svp.check_budget(60.0, 30.0)
+    assert svp.presets(("mobilenetv2",), tiny=True) == [("mobilenetv2", 0.2), ("mobilenetv2", 1.0)]
+    assert len(svp.presets(("mobilenet", "mobilenetv2", "shufflenet", "shufflenetv2", "squeezenet"))) == 17
+
+
+def test_bad_budgets_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert svp.main(["--mode", "budgets", "--budgets", "lots", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == "error: --budgets takes numbers such as 100,200,500, got 'lots'"
+    assert svp.main(["--mode", "front", "--families", "nope", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: families: unknown family 'nope'") and "\n" not in err
+
+
+def counts(out: Path) -> dict[str, int]:
+    url = f"sqlite:///{out / 'bench.db'}"
+    return {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(url, include_best_trial=False)}
+
+
+@pytest.mark.slow
+def test_tiny_front_benchmark_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--mode", "front", "--tiny", "--families", "mobilenetv2", "--final-seeds", "2", "--max-members", "1"]
+    args += ["--out", str(tmp_path), "--quiet"]
+    assert svp.main(args) == 0
+    out = capsys.readouterr().out
+    runs = pd.read_csv(tmp_path / "front.csv")
+    assert sorted(runs.groupby("role")["label"].nunique().items()) == [("candidate", 1), ("preset", 2)]
+    assert set(runs["seed"]) == {1, 2} and runs["test_accuracy"].between(0, 100).all()
+    assert "Hypervolume" in out and "presets: " in out and "of 2" in out and "Welch" in out
+    studies = counts(tmp_path)
+    assert set(studies) == {"presets", "front", "front.final"} and studies["front.final"] == 6
+    # again: everything is held, nothing is trained
+    import search.train
+
+    def no_training(*a: Any, **k: Any) -> Any:
+        raise AssertionError("retrained a finished run")
+
+    monkeypatch.setattr(search.train, "fit", no_training)
+    assert svp.main(args) == 0 and counts(tmp_path) == studies
+    capsys.readouterr()
+    # a CPU budget below the cheapest preset's time, and a front of a study without completed trials
+    assert svp.main([*args, "--cpu-minutes", "1e-9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot pay for one trial" in err and "\n" not in err
+    from search.budget import Budget
+    from search.study import SearchConfig, open_storage, open_study, sqlite_url
+
+    empty = SearchConfig(budget=Budget(mflops=1000), families=("mobilenetv2",), objective="pareto")
+    open_study("empty", open_storage(sqlite_url(tmp_path / "bench.db")), empty)
+    assert svp.main([*args, "--front-of", "empty"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no completed searched trials" in err and "\n" not in err
