@@ -52,3 +52,12 @@ def test_quiet_watches_nothing() -> None:
     config = SimpleNamespace(objective="accuracy", proxy=SimpleNamespace(epochs=3))
     with watching(running_study(), config, quiet=True) as watch:
         assert watch is None
+
+
+def test_on_a_terminal_an_epoch_bar_moves_under_the_trials_bar() -> None:
+    stream = io.StringIO()
+    watch = TrialWatch(running_study(), worker="host:1", epochs=3, stream=stream, bar=True)
+    watch._show()  # one poll, as the thread does every 2 s
+    watch.stop()
+    text = stream.getvalue()
+    assert "trial 0 epochs" in text and "2/3" in text and "val 30.0%" in text
