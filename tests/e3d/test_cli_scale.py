@@ -171,3 +171,14 @@ def test_local_jobs_are_refused_rather_than_ignored(tmp_path: Path, capsys: pyte
         pytest.skip("this e3d has no --jobs option")
     code, _, err = run(capsys, "scale", "mobilenetv2", "--jobs", "2", "--out", str(tmp_path))
     assert code == 2 and "runs one worker per command" in err
+
+
+@pytest.mark.slow
+def test_joining_a_study_with_another_plan_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("search.train.fit", sized_fit([]))
+    sweep = ["scale", "mobilenetv2", "--width-mult", "0.2", "--axes", "width", *TINY, "--out", str(tmp_path)]
+    assert run(capsys, *sweep, "--factors", "2")[0] == 0
+    code, _, err = run(capsys, *sweep, "--factors", "3")
+    assert code == 2 and "exists with another scaling plan; pass --resume" in err
