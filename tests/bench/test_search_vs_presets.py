@@ -68,3 +68,39 @@ def test_tiny_front_benchmark_end_to_end(tmp_path: Path, monkeypatch: pytest.Mon
     assert svp.main([*args, "--front-of", "empty"]) == 2
     err = capsys.readouterr().err.strip()
     assert "no completed searched trials" in err and "\n" not in err
+
+
+def test_front_report_from_hand_made_runs() -> None:
+    rows = []
+    for seed, (s1, s2, p1, p2) in {1: (60.0, 80.0, 50.0, 70.0), 2: (62.0, 82.0, 52.0, 71.0)}.items():
+        rows += [
+            {"label": "search #1", "role": "candidate", "seed": seed, "test_accuracy": s1, "macs_m": 100.0},
+            {"label": "search #2", "role": "candidate", "seed": seed, "test_accuracy": s2, "macs_m": 600.0},
+            {"label": "preset a", "role": "preset", "seed": seed, "test_accuracy": p1, "macs_m": 150.0},
+            {"label": "preset b", "role": "preset", "seed": seed, "test_accuracy": p2, "macs_m": 500.0},
+        ]
+    text = svp.front_report(pd.DataFrame(rows), chance=10.0)
+    # seed 1: searched 900 x 50 + 400 x 20 = 53000; presets 850 x 40 + 500 x 20 = 44000
+    # seed 2: searched 900 x 52 + 400 x 20 = 54800; presets 850 x 42 + 500 x 19 = 45200
+    assert "searched front: 53900 ± 1273 (n=2)" in text and "presets: 44600 ± 849 (n=2)" in text
+    assert "verdict, searched vs presets: win" in text
+    # preset a (150 M) is beaten by search #1 (100 M); preset b (500 M) has only search #1 below it: 61 < 70.5
+    assert "1 of 2" in text
+    assert "| preset a | 150.0 | 51.0 ± 1.4 (n=2) | search #1 | 100.0 | 61.0 ± 1.4 (n=2) | win" in text
+
+
+def test_front_members_need_completed_searched_trials() -> None:
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    study = optuna.create_study(directions=["maximize", "minimize"], study_name="s")
+    with pytest.raises(svp.BenchError, match="no completed searched trials"):
+        svp.front_members(study, 8)
+    for i, (acc, macs) in enumerate([(50.0, 100.0), (40.0, 200.0), (70.0, 300.0), (60.0, 50.0)]):
+        attrs = {"trained": True, "feasible": True, "source": "search", "accuracy": acc, "macs": macs * 1e6}
+        study.add_trial(
+            create_trial(values=[acc, macs], params={"x": i / 10}, distributions={"x": FloatDistribution(0, 1)}, user_attrs=attrs)
+        )
+    members = svp.front_members(study, 8)
+    assert [m.label for m in members] == ["search #3", "search #2"]  # (60, 50) and (70, 300)
+    assert [m.label for m in svp.front_members(study, 1)] == ["search #2"]
