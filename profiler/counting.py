@@ -162,15 +162,48 @@ def count_spec(spec: NetSpec, *, sgs_bins: Sequence[int] | None = None) -> Count
 
 def spec_totals(spec: NetSpec, *, sgs_bins: Sequence[int] | None = None) -> Cost:
     """Just the totals of :func:`count_spec` (macs, params, paper_flops, activations): the fast path
-    for screening thousands of candidate specs."""
+    for screening thousands of candidate specs. Sums one cached cost per unit (a unit traced alike in
+    any spec is priced once)."""
     macs = params = paper = acts = 0
-    for layer in spec.trace(sgs_bins):
-        c = layer_cost(layer)
+    for _, layers in spec.unit_layers(spec.sgs_map(sgs_bins)):
+        c = unit_cost(layers)
         macs += c.macs
         params += c.params
         paper += c.paper_flops
         acts += c.activations
     return Cost(macs, params, paper, acts)
+
+
+_UNIT_COSTS: dict[int, tuple[tuple[Layer, ...], Cost]] = {}
+"""Costs of the units' layer tuples, keyed by identity (each entry keeps its tuple alive)."""
+
+
+def unit_cost(layers: tuple[Layer, ...]) -> Cost:
+    """The summed cost of one unit's layers; cached by the identity of the tuple (``NetSpec.unit_layers``
+    returns the same tuple for every unit traced alike)."""
+    hit = _UNIT_COSTS.get(id(layers))
+    if hit is not None and hit[0] is layers:
+        return hit[1]
+    macs = params = paper = acts = 0
+    for layer in layers:
+        c = layer_cost(layer)
+        macs += c.macs
+        params += c.params
+        paper += c.paper_flops
+        acts += c.activations
+    total = Cost(macs, params, paper, acts)
+    if len(_UNIT_COSTS) >= 1 << 16:
+        _UNIT_COSTS.clear()
+    _UNIT_COSTS[id(layers)] = (layers, total)
+    return total
+
+
+def clear_caches() -> None:
+    """Forget the cached unit traces and unit costs (what a fresh process starts with)."""
+    from space.spec import clear_trace_cache
+
+    clear_trace_cache()
+    _UNIT_COSTS.clear()
 
 
 def count_module(model: nn.Module, input_shape: Sequence[int], *, clip: torch.Tensor | None = None, batch: int = 1) -> Counts:

@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,11 @@ class SpecError(E3DError, ValueError):
         self.reason = reason
 
 
-def _int(path: str, value: object, *, minimum: int = 1) -> int:
+def _int(path: str, value: object, *, minimum: int = 1, name: str = "") -> int:
+    """``value`` if it is an integer >= ``minimum``; else :class:`SpecError` for field ``path.name`` (or ``path``)."""
+    if type(value) is int and value >= minimum:  # the common case, first (bool is not int here)
+        return value
+    path = f"{path}.{name}" if name else path
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(path, f"must be an integer, got {value!r}")
     if value < minimum:
@@ -45,28 +49,34 @@ def _int(path: str, value: object, *, minimum: int = 1) -> int:
     return value
 
 
-def _float(path: str, value: object) -> float:
+def _float(path: str, value: object, *, name: str = "") -> float:
+    if type(value) is float and math.isfinite(value):
+        return value
+    path = f"{path}.{name}" if name else path
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise SpecError(path, f"must be a finite number, got {value!r}")
     return float(value)
 
 
-def _bool(path: str, value: object) -> bool:
+def _bool(path: str, value: object, *, name: str = "") -> bool:
     if not isinstance(value, bool):
-        raise SpecError(path, f"must be true or false, got {value!r}")
+        raise SpecError(f"{path}.{name}" if name else path, f"must be true or false, got {value!r}")
     return value
 
 
-def _triple(path: str, value: object) -> Triple:
+def _triple(path: str, value: object, *, name: str = "") -> Triple:
+    if type(value) is tuple and len(value) == 3 and all(type(v) is int and v >= 1 for v in value):
+        return value  # already a valid triple
+    path = f"{path}.{name}" if name else path
     if not isinstance(value, (list, tuple)) or len(value) != 3:
         raise SpecError(path, f"must be 3 integers (T, H, W), got {value!r}")
     t, h, w = (_int(f"{path}[{i}]", v) for i, v in enumerate(value))
     return (t, h, w)
 
 
-def _choice(path: str, value: object, choices: tuple[str, ...]) -> str:
+def _choice(path: str, value: object, choices: tuple[str, ...], *, name: str = "") -> str:
     if value not in choices:
-        raise SpecError(path, f"must be one of {', '.join(choices)}; got {value!r}")
+        raise SpecError(f"{path}.{name}" if name else path, f"must be one of {', '.join(choices)}; got {value!r}")
     return str(value)
 
 
@@ -118,32 +128,36 @@ class StageSpec:
     se: bool = False
 
     def validate(self, path: str) -> None:
-        """Check every field's own value (shapes are checked by tracing the whole spec)."""
+        """Check every field's own value (shapes are checked by tracing the whole spec). A stage is
+        immutable: once valid, it is not checked again (a spec's ``replace`` reuses its stages)."""
+        if self.__dict__.get("_valid"):
+            return
         block = BLOCKS.get(self.block)
         if block is None:
             raise SpecError(f"{path}.block", f"unknown block type {self.block!r}; choose from {', '.join(sorted(BLOCKS))}")
-        _int(f"{path}.channels", self.channels)
-        _int(f"{path}.repeats", self.repeats)
-        _set(self, "stride", _triple(f"{path}.stride", self.stride))
-        _choice(f"{path}.act", self.act, ACTIVATIONS)
-        _set(self, "expansion", _float(f"{path}.expansion", self.expansion))
+        _int(path, self.channels, name="channels")
+        _int(path, self.repeats, name="repeats")
+        _set(self, "stride", _triple(path, self.stride, name="stride"))
+        _choice(path, self.act, ACTIVATIONS, name="act")
+        _set(self, "expansion", _float(path, self.expansion, name="expansion"))
         if self.expansion <= 0:
             raise SpecError(f"{path}.expansion", f"must be positive, got {self.expansion}")
-        _int(f"{path}.groups", self.groups)
+        _int(path, self.groups, name="groups")
         if self.first_groups is not None:
-            _int(f"{path}.first_groups", self.first_groups)
-        _int(f"{path}.squeeze", self.squeeze, minimum=0)
-        _bool(f"{path}.bypass", self.bypass)
-        _choice(f"{path}.shortcut", self.shortcut, ("A", "B"))
-        _int(f"{path}.t_kernel", self.t_kernel)
+            _int(path, self.first_groups, name="first_groups")
+        _int(path, self.squeeze, minimum=0, name="squeeze")
+        _bool(path, self.bypass, name="bypass")
+        _choice(path, self.shortcut, ("A", "B"), name="shortcut")
+        _int(path, self.t_kernel, name="t_kernel")
         if self.t_kernel % 2 == 0:
             raise SpecError(f"{path}.t_kernel", f"must be odd (a 'same'-padded kernel), got {self.t_kernel}")
-        _bool(f"{path}.se", self.se)
-        for f in dataclasses.fields(self):
-            if f.name in _STAGE_COMMON or f.name in block.fields:
+        _bool(path, self.se, name="se")
+        for name, default in _stage_defaults():
+            if name in _STAGE_COMMON or name in block.fields:
                 continue
-            if getattr(self, f.name) != f.default:
-                raise SpecError(f"{path}.{f.name}", f"is not used by block {self.block!r}; leave it at {f.default!r}")
+            if getattr(self, name) != default:
+                raise SpecError(f"{path}.{name}", f"is not used by block {self.block!r}; leave it at {default!r}")
+        _set(self, "_valid", True)
 
     def unit_kwargs(self, cin: int, index: int) -> dict[str, Any]:
         """Keyword arguments of unit ``index`` of this stage, whose input has ``cin`` channels."""
@@ -155,6 +169,12 @@ class StageSpec:
 
 
 _STAGE_COMMON = frozenset({"block", "channels", "repeats", "stride", "act"})
+
+
+@lru_cache(maxsize=1)
+def _stage_defaults() -> tuple[tuple[str, Any], ...]:
+    """(name, default) of every StageSpec field, read once."""
+    return tuple((f.name, f.default) for f in dataclasses.fields(StageSpec))
 
 
 @dataclass(frozen=True)
@@ -269,7 +289,7 @@ class NetSpec:
             if i and layer.after_stage <= sgs[i - 1].after_stage:
                 raise SpecError(f"sgs[{i}].after_stage", "SGS layers must follow distinct stages in increasing order")
         _set(self, "sgs", sgs)
-        self.layers  # trace now: shape errors surface at construction  # noqa: B018
+        self.unit_layers()  # trace now: shape errors surface at construction
         self._check_sgs_counts()
 
     def _check_sgs_counts(self) -> None:
@@ -322,30 +342,53 @@ class NetSpec:
 
         With SGS layers, each keeps its maximum number of bins: the most expensive clip.
         """
-        return self._trace(None)
+        return _named(self.unit_layers())
+
+    @cached_property
+    def _units_traced(self) -> UnitLayers:
+        return self._walk(None)
+
+    def unit_layers(self, sgs_bins: Mapping[str, int] | None = None) -> UnitLayers:
+        """Per unit, its module path and its layers named relative to it (the same tuple object for
+        every unit traced alike: a cache key for per-unit costs). ``sgs_bins`` maps SGS paths to bins."""
+        return self._units_traced if sgs_bins is None else self._walk(sgs_bins)
 
     def trace(self, sgs_bins: Sequence[int] | None = None) -> tuple[Layer, ...]:
         """The layers for a clip that keeps ``sgs_bins[i]`` bins at SGS layer ``i`` (None: the maximum)."""
+        return self.layers if sgs_bins is None else self._trace(self.sgs_map(sgs_bins))
+
+    def sgs_map(self, sgs_bins: Sequence[int] | None) -> dict[str, int] | None:
+        """``sgs_bins`` checked (:class:`SpecError` otherwise) and keyed by SGS unit path, for :meth:`unit_layers`."""
         if sgs_bins is None:
-            return self.layers
+            return None
         if len(sgs_bins) != len(self.sgs):
             raise SpecError("sgs_bins", f"the spec has {len(self.sgs)} SGS layers, got {len(sgs_bins)} bin counts")
         for i, (layer, k) in enumerate(zip(self.sgs, sgs_bins, strict=True)):
             if isinstance(k, bool) or int(k) != k or int(k) not in layer.counts():
                 counts = f"{layer.multiple}..{layer.bins} bins (multiples of {layer.multiple})"
                 raise SpecError(f"sgs_bins[{i}]", f"sgs[{i}] keeps {counts}, got {k}")
-        return self._trace({layer.path: int(k) for layer, k in zip(self.sgs, sgs_bins, strict=True)})
+        return {layer.path: int(k) for layer, k in zip(self.sgs, sgs_bins, strict=True)}
 
     def _trace(self, sgs_bins: Mapping[str, int] | None) -> tuple[Layer, ...]:
-        tracer = Tracer(sgs_bins)
+        return _named(self.unit_layers(sgs_bins))
+
+    def _walk(self, sgs_bins: Mapping[str, int] | None) -> UnitLayers:
+        """Trace unit by unit; a unit traced before with the same arguments and input is not traced again."""
         x: Shape = self.input_shape
+        out = []
+        last: tuple[Any, ...] = ()
         for path, fn, kw in self.units():
-            tracer.unit = path
+            bins = sgs_bins.get(path) if sgs_bins else None
+            if last and last[0] is fn and last[2] == x and last[3] == bins and last[1] == kw:
+                out.append((path, last[4]))  # a repeated unit of a stage: same arguments, same input
+                continue
             try:
-                x = fn(tracer, x, **kw)
+                y, layers = _trace_unit(fn, tuple(kw), tuple(kw.values()), x, bins)
             except BlockError as e:
                 raise SpecError(f"{self._field_path(path)}.{e.field}", f"{e.reason} (clip {'x'.join(map(str, self.clip))})") from None
-        return tuple(tracer.layers)
+            out.append((path, layers))
+            last, x = (fn, kw, x, bins, layers), y
+        return tuple(out)
 
     def _field_path(self, module_path: str) -> str:
         """Map a unit's module path to its spec field: ``stages.2.0`` -> ``stages[2]``, ``sgs.1`` -> ``sgs[0]``."""
@@ -431,6 +474,33 @@ class NetSpec:
         stages = " ".join(f"{s.channels}x{s.repeats}" for s in self.stages)
         sgs = "".join(f" sgs@{layer.after_stage}<={layer.bins}" for layer in self.sgs)
         return f"{self.family} w{self.width_mult:g} stem{self.stem.channels} [{stages}]{sgs} clip{'x'.join(map(str, self.clip))}"
+
+
+UnitLayers = tuple[tuple[str, tuple[Layer, ...]], ...]
+"""(module path, layers named relative to it) per unit, in execution order."""
+
+
+@lru_cache(maxsize=1 << 16)
+def _trace_unit(
+    fn: BlockFn, names: tuple[str, ...], values: tuple[Any, ...], x: Shape, bins: int | None
+) -> tuple[Shape, tuple[Layer, ...]]:
+    """One unit's output shape and layers (names relative to the unit), from its keyword arguments
+    ``names`` = ``values``: block functions are pure, so this is cached (a failing trace raises and is not)."""
+    tracer = Tracer(None if bins is None else {"": bins})
+    y = fn(tracer, x, **dict(zip(names, values, strict=True)))
+    return y, tuple(tracer.layers)
+
+
+def clear_trace_cache() -> None:
+    """Forget every cached unit trace (benchmarks time the uncached path with it)."""
+    _trace_unit.cache_clear()
+
+
+def _named(units: UnitLayers) -> tuple[Layer, ...]:
+    """The layers of every unit with their full module paths."""
+    return tuple(
+        layer._replace(name=f"{path}.{layer.name}" if layer.name else path) if path else layer for path, layers in units for layer in layers
+    )
 
 
 def _field_path(module_path: str) -> str:

@@ -163,3 +163,26 @@ def test_count_module_restores_training_mode() -> None:
     model.train()
     count_module(model, (3, 16, 48, 48))
     assert model.training
+
+
+def test_units_traced_alike_share_one_trace_and_one_cost() -> None:
+    from profiler.counting import clear_caches, unit_cost
+
+    a = space.paper_spec("mobilenetv2", width_mult=0.7, sample_size=48)
+    b = space.paper_spec("mobilenetv2", width_mult=0.7, sample_size=48, num_classes=10)  # only the head differs
+    assert a.unit_layers()[3][1] is b.unit_layers()[3][1]
+    assert unit_cost(a.unit_layers()[3][1]) is unit_cost(b.unit_layers()[3][1])
+    before = spec_totals(a)
+    clear_caches()
+    assert spec_totals(a) == before == tuple(count_layers_of(a))
+
+
+def count_layers_of(spec: NetSpec) -> tuple[int, int, int, int]:
+    c = count_spec(spec)
+    return (c.macs, c.params, c.paper_flops, c.activations)
+
+
+def test_a_failing_unit_is_not_cached() -> None:
+    for _ in range(2):
+        with pytest.raises(SpecError, match="stages\\[2\\].stride"):
+            space.paper_spec("shufflenet", sample_duration=8)
