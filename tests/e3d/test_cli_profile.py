@@ -282,3 +282,19 @@ def test_paper_table_says_it_is_long_and_how_to_shorten_it(capsys: pytest.Captur
     code, out, err = run(capsys, "profile", "--paper-table")
     assert code == 0 and len([ln for ln in out.splitlines() if "x " in ln]) >= 21
     assert "this is long" in err and "--no-latency" in err and "about" in err and "min for all of them" in err
+
+
+class FixedShape(torch.nn.Module):
+    """Reshapes to the clip it was traced on: its TorchScript graph runs on that shape only."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(1, 3, 4, 8, 8).mean((2, 3, 4))
+
+
+def test_a_torchscript_graph_that_needs_another_input_shape_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    torch.jit.trace(FixedShape(), torch.zeros(1, 3, 4, 8, 8)).save(str(tmp_path / "fixed.pt"))
+    code, _, err = run(capsys, "profile", str(tmp_path / "fixed.pt"), "--no-latency")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "failed on a 3x16x112x112 clip: RuntimeError" in err and "set it with --frames and --size" in err
+    d = profile_json(capsys, str(tmp_path / "fixed.pt"), "--no-latency", "--frames", "4", "--size", "8")
+    assert d["macs"] == 0 and d["kind"] == "torchscript"
