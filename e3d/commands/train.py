@@ -81,8 +81,8 @@ def register(sub: Any) -> None:
     t.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16", "fp16"),
-        default="fp32",
-        help="fp32 (default), bf16 (CPUs with AVX512-BF16/AMX, CUDA), fp16 (CUDA), or auto: the fastest a short calibration measures",
+        help="fp32 (default, or the search's), bf16 (CPUs with AVX512-BF16/AMX, CUDA), fp16 (CUDA), "
+        "or auto: the fastest a short calibration measures",
     )
     t.add_argument(
         "--seed", type=non_negative_int, metavar="S", help="seed of initialisation, shuffling and augmentation (default 0, or the search's)"
@@ -103,7 +103,7 @@ def register(sub: Any) -> None:
 
 
 RECIPES = ("search", "paper")
-PAPER = {"epochs": 5, "batch_size": 16, "lr": 0.1, "seed": 0}
+PAPER = {"epochs": 5, "batch_size": 16, "lr": 0.1, "seed": 0, "precision": "fp32"}
 """The trainer's own defaults (the paper's optimiser) for what neither the command nor a recipe sets."""
 
 
@@ -135,7 +135,7 @@ def apply_recipe(args: argparse.Namespace) -> str | None:
         if args.data is None and args.format is None:
             args.data, args.format = recipe.get("data") or recipe.get("task"), recipe.get("data_format")
         same_data = (args.data or args.format) in (recipe.get("data"), recipe.get("task"))
-        fill = {"epochs": recipe.get("epochs"), "batch_size": recipe.get("batch_size"), "lr": recipe.get("lr"), "seed": recipe.get("seed")}
+        fill = {k: recipe.get(k) for k in ("epochs", "batch_size", "lr", "seed", "precision")}
         fill.update({"sample_duration": t, "sample_size": h if h == w else None})
         if same_data and recipe.get("data") is None:  # the built-in task: the same videos
             fill.update({"num_samples": recipe.get("train_samples"), "val_samples": recipe.get("val_samples")})

@@ -131,6 +131,7 @@ def search_run(folder: Path, **recipe: object) -> Path:
     space.paper_spec("mobilenet", width_mult=0.25, num_classes=10).save(folder / "best.json")  # 16x112x112
     made = {"format": "e3d.recipe/1", "task": "motion", "data": None, "data_format": None, "clip": [8, 32, 32]}
     made.update({"train_samples": 16, "val_samples": 12, "epochs": 1, "batch_size": 8, "lr": 0.05, "data_seed": 0, "seed": 3})
+    made["precision"] = "fp32"
     (folder / "recipe.json").write_text(json.dumps({**made, **recipe}))
     return folder / "best.json"
 
@@ -144,7 +145,7 @@ def test_a_searched_spec_trains_the_way_the_search_trained_it(capsys: pytest.Cap
     state = load_checkpoint(tmp_path / "a")
     assert state["spec"]["clip"] == [8, 32, 32], "the search's clip, not the spec file's 16x112x112"
     c = state["config"]
-    assert (c["lr"], c["epochs"], c["batch_size"], c["seed"]) == (0.05, 1, 8, 3)
+    assert (c["lr"], c["epochs"], c["batch_size"], c["seed"], c["precision"]) == (0.05, 1, 8, 3, "fp32")
     assert "16 clips of 16 videos" in stdout and "12 clips of 12 videos" in stdout, "the search's training and held-out videos"
     # an option given on the command line wins; no --data: the search's task
     code, stdout, err = run(capsys, "train", str(best), "--lr", "0.02", "--seed", "1", "--out", str(tmp_path / "b"), *cache)
@@ -173,3 +174,13 @@ def test_recipe_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path
     (best.parent / "recipe.json").write_text("{not json")
     code, _, err = run(capsys, "train", str(best), "--out", str(tmp_path / "o"))
     assert code == 2 and "is not a recipe written by e3d search" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_searchs_precision_comes_with_its_recipe(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    best = search_run(tmp_path / "search", precision="bf16")
+    code, _, err = run(capsys, "train", str(best), "--out", str(tmp_path / "a"), "--cache-dir", str(tmp_path / "c"), "--quiet")
+    if code == 2:  # a CPU without bf16 refuses it in one line: the recipe's precision was asked for
+        assert "bf16" in err and len(err.strip().splitlines()) == 1
+    else:
+        assert code == 0, err
+        assert load_checkpoint(tmp_path / "a")["config"]["precision"] == "bf16"
