@@ -45,7 +45,13 @@ def register(sub: Any) -> None:
     p.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads while timing (default: torch's)")
     p.add_argument("--families", metavar="F,F", help="families of the space (default: the paper's five)")
     p.add_argument("--samples", type=non_negative_int, default=100, metavar="N", help="random candidates to collect operations from")
-    p.add_argument("--max-entries", type=positive_int, default=1500, metavar="N", help="operations to time at most (besides extremes)")
+    p.add_argument(
+        "--max-entries",
+        type=positive_int,
+        default=1500,
+        metavar="N",
+        help="operations to time at most, besides Table 8's and each class's extremes (default 1500)",
+    )
     p.add_argument("--calibration", type=non_negative_int, default=6, metavar="N", help="whole networks timed to fit the overhead")
     p.add_argument("--warmup", type=non_negative_int, default=2, metavar="N", help="untimed runs per entry (default 2)")
     p.add_argument("--repeats", type=positive_int, default=5, metavar="N", help="timed runs per entry; the median is kept (default 5)")
