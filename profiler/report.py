@@ -16,7 +16,7 @@ from profiler.targets import Target, TargetError, describe_error
 from space.spec import E3DError
 
 UNITS = {
-    "macs": "multiply-adds of convolution and linear layers, per clip",
+    "macs": "multiply-adds of convolution and linear layers and of matrix products (matmul, einsum, attention), per clip",
     "paper_mflops": "the paper's Table 8 convention, millions per clip: macs + BatchNorm, activations, pooling and conv biases",
     "activations": "output elements of all conv, linear, norm, activation and pooling layers, per clip",
     "latency_ms": "median milliseconds per batch",

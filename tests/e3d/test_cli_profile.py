@@ -83,7 +83,7 @@ def test_spec_file_import_path_and_torchscript_agree(capsys: pytest.CaptureFixtu
 def test_human_output_names_units_breakdowns_and_uncounted_ops(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "profile", "mobilenetv2", "--width-mult", "0.2", "--no-latency", "--per-layer", "--backend", "fvcore")
     assert code == 0
-    assert "multiply-adds of convolution and linear layers, per clip" in out
+    assert "multiply-adds of convolution and linear layers and of matrix products (matmul, einsum, attention), per clip" in out
     assert "conv (depthwise)" in out and "not counted in macs" in out and "bn" in out
     assert "stages.0.0.dw" in out  # per-layer listing
     assert "fvcore total" in out and "batch_norm" in out
