@@ -264,6 +264,8 @@ _ATTENTION = {
     "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_efficient_attention",
     "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_fused_attention_overrideable",
 }  # fmt: skip
+_FUSED_ATTENTION = {"_native_multi_head_attention", "_transformer_encoder_layer_fwd"}
+"""The inference fast paths of ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer``."""
 _BN = {"batch_norm", "native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training", "cudnn_batch_norm"}
 _SIMPLE = {
     "relu": "relu",
@@ -304,7 +306,7 @@ _SELECTION = {
 }  # fmt: skip
 """Comparisons, indexing and constructors: no arithmetic."""
 _RULES = (
-    _CONV | _LINEAR | _MATMUL | _ATTENTION | _BN | set(_SIMPLE) | _MAXPOOL | _AVGPOOL | _GAP | {"hardtanh", "einsum"}
+    _CONV | _LINEAR | _MATMUL | _ATTENTION | _FUSED_ATTENTION | _BN | set(_SIMPLE) | _MAXPOOL | _AVGPOOL | _GAP | {"hardtanh", "einsum"}
 )  # fmt: skip
 KNOWN_OPS = frozenset(_RULES | _MOVEMENT | _ELEMENTWISE | _NORMS | _SELECTION)
 """aten operators the counter has a rule or a category for; any other is decomposed when torch can."""
@@ -358,6 +360,8 @@ def aten_layers(op: str, args: Sequence[Any], kwargs: dict[str, Any], out: Any, 
         return [_conv_layer(op, args, kwargs, y, name)]
     if op in _ATTENTION:
         return [_attention_layer(args, y, name)]
+    if op in _FUSED_ATTENTION:
+        return _fused_attention_layers(op, args, name)
     if op == "einsum":
         return [Layer(name, kind, (k,), shape) for kind, shape, k in einsum_steps(str(args[0]), [_size(t) for t in args[1]])]
     if op in _MATMUL:
@@ -409,6 +413,28 @@ def _attention_layer(args: Sequence[Any], y: torch.Tensor | None, name: str) -> 
     s, e, ev = int(k.shape[-2]), int(q.shape[-1]), int(v.shape[-1])
     out = _size(y) if y is not None else (*_size(q)[:-1], ev)
     return Layer(name, "attention", (s, e + ev), out)
+
+
+def _fused_attention_layers(op: str, args: Sequence[Any], name: str) -> list[Layer]:
+    """What the fused fast paths compute, as the layers they fuse: the q, k and v projections,
+    scaled dot-product attention and the output projection (and the encoder layer's feed-forward
+    network); layer norms and residual adds are element-wise."""
+    q = args[0]
+    k, v = (q, q) if op == "_transformer_encoder_layer_fwd" else (args[1], args[2])
+    heads = int(args[4] if op == "_native_multi_head_attention" else args[2])
+    lq, lk = _size(q)[:-1], _size(k)[:-1]
+    e = int(q.shape[-1])
+    layers = [
+        Layer(name, "linear", (*lq, e), (*lq, e), bias=True),
+        Layer(name, "linear", (*lk, e), (*lk, e), bias=True),
+        Layer(name, "linear", (*_size(v)[:-1], e), (*_size(v)[:-1], e), bias=True),
+        Layer(name, "attention", (int(k.shape[-2]), 2 * e // heads), (*lq[:-1], heads, lq[-1], e // heads)),
+        Layer(name, "linear", (*lq, e), (*lq, e), bias=True),
+    ]
+    if op == "_transformer_encoder_layer_fwd":
+        hidden = int(args[14].shape[0])  # ffn_weight_1: (hidden, embed)
+        layers += [Layer(name, "linear", (*lq, e), (*lq, hidden), bias=True), Layer(name, "linear", (*lq, hidden), (*lq, e), bias=True)]
+    return layers
 
 
 def _pad3(k: Any) -> tuple[int, int, int]:

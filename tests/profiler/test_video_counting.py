@@ -162,3 +162,32 @@ def test_comparison_table_names_every_counter() -> None:
     assert set(c.backends) == {"fvcore", "ptflops", "flop_counter"} and not c.errors
     text = render_comparison([("r2plus1d", c)], CLIP)
     assert "| r2plus1d |" in text and f"{c.e3d.macs:,}" in text
+
+
+class TorchAttention(nn.Module):
+    """nn.MultiheadAttention or nn.TransformerEncoderLayer, which take fused fast paths at inference."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: Tensor) -> Tensor:
+        if isinstance(self.layer, nn.MultiheadAttention):
+            return self.layer(x, x, x, need_weights=False)[0]
+        return self.layer(x)
+
+
+@pytest.mark.parametrize("encoder", [False, True], ids=["multihead_attention", "transformer_encoder_layer"])
+def test_the_fused_attention_fast_paths_are_counted(encoder: bool) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    tokens, dim, hidden = 10, 32, 64
+    layer = nn.TransformerEncoderLayer(dim, 4, hidden, batch_first=True) if encoder else nn.MultiheadAttention(dim, 4, batch_first=True)
+    model = TorchAttention(layer).eval()
+    c = count_module(model, (tokens, dim))
+    projections = 4 * tokens * dim * dim + (2 * tokens * dim * hidden if encoder else 0)
+    assert not c.lower_bound and c.macs == projections + tokens * tokens * 2 * dim
+    independent = FlopCounterMode(display=False)  # with grad on, torch takes the unfused path, whose linears it counts
+    with torch.enable_grad(), independent:
+        model(torch.zeros(1, tokens, dim))
+    assert independent.get_flop_counts()["Global"][torch.ops.aten.addmm] // 2 == projections
