@@ -27,7 +27,7 @@ into the batch axis are counted whole; einsum, matmul/bmm and scaled_dot_product
 rules. An operator without one is listed with its shapes, and macs is then marked a lower bound.
 A failure inside the model is one line naming the exception; --debug (or E3D_DEBUG=1) shows the traceback.
 
-Units: macs = multiply-adds of conv and linear layers per clip (e3d's main unit);
+Units: macs = multiply-adds of conv and linear layers and matrix products per clip (e3d's main unit);
 paper_mflops = the paper's Table 8 convention (macs plus BatchNorm, activations, pooling and conv
 biases, in millions). Latency is the median per batch (default 8 clips, as in the paper).
 
