@@ -154,8 +154,9 @@ def report(
 ) -> str:
     """The markdown report (see the module docstring)."""
     base = training_compute(protocols["default"])
+    threads = protocols["default"].threads or torch.get_num_threads()
     lines = [
-        f"# Proxy fidelity ({datetime.datetime.now():%Y-%m-%d %H:%M}, {cpu_name()}, {torch.get_num_threads()} torch threads)",
+        f"# Proxy fidelity ({datetime.datetime.now():%Y-%m-%d %H:%M}, {cpu_name()}, {threads} torch threads per trial)",
         "",
         f"`{command}`",
         "",

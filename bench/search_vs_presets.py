@@ -323,7 +323,7 @@ def bench(args: argparse.Namespace, command: str) -> int:
     if not trained:
         raise BenchError("no preset finished training: nothing to measure the CPU budget with")
     body = (run_front if args.mode == "front" else run_budgets)(args, storage, proxy, trained)
-    when = f"{datetime.datetime.now():%Y-%m-%d %H:%M}, {cpu_name()}, {torch.get_num_threads()} torch threads"
+    when = f"{datetime.datetime.now():%Y-%m-%d %H:%M}, {cpu_name()}, {proxy.threads or torch.get_num_threads()} torch threads per trial"
     head = f"# Search vs presets, {args.mode} ({when})"
     text = f"{head}\n\n`{command}`\n\nproxy: {proxy.describe()}; task {proxy.task}\n\n{body}\n"
     write_text(args.out / f"{args.mode}.md", text)

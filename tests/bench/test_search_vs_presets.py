@@ -104,3 +104,22 @@ def test_front_members_need_completed_searched_trials() -> None:
     members = svp.front_members(study, 8)
     assert [m.label for m in members] == ["search #3", "search #2"]  # (60, 50) and (70, 300)
     assert [m.label for m in svp.front_members(study, 1)] == ["search #2"]
+
+
+@pytest.mark.slow
+def test_tiny_budgets_benchmark_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--mode", "budgets", "--tiny", "--families", "mobilenetv2", "--budgets", "60", "--cpu-minutes", "0.03"]
+    args += ["--final-seeds", "2", "--top-k", "1", "--out", str(tmp_path), "--quiet"]
+    assert svp.main(args) == 0
+    out = capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "budget60.csv")
+    assert list(table["role"]) == ["candidate", "preset"] and list(table["n"]) == [2, 2]
+    assert table.loc[0, "verdict"] in ("win", "tie", "loss")
+    assert "## 60 M multiply-adds" in out and "verdict of the top candidate by validation" in out
+    searched = [
+        t for t in optuna.load_study(study_name="budget60", storage=f"sqlite:///{tmp_path / 'bench.db'}").trials
+        if t.user_attrs.get("source") == "search"
+    ]  # fmt: skip
+    spent = sum(t.user_attrs["cpu_seconds"] for t in searched)
+    # it stopped at the first trial that reached the budget
+    assert spent >= 0.03 * 60 and spent - searched[-1].user_attrs["cpu_seconds"] < 0.03 * 60
