@@ -9,7 +9,8 @@ the front search's budget, and the cheapest preset's time is the floor below whi
 cannot pay for one trial (a one-line error, exit 2).
 
 * ``front``: an ``--objective pareto`` search (accuracy vs multiply-adds, at most 1000 M per
-  16x112x112 clip) runs until its trials have used the presets' CPU time (or ``--cpu-minutes``).
+  16x112x112 clip) runs until its trials have used the presets' CPU time (or ``--cpu-minutes``);
+  ``--pruner rungs`` stops trials dominated at a rung (:mod:`search.pruning`), none by default.
   Then at most ``--max-members`` (8) members of its validation front, spread over cost, and every
   preset are retrained with ``--final-seeds`` new seeds and scored on the test split
   (:mod:`search.finalize`'s machinery). Reported: each group's hypervolume per seed
@@ -51,7 +52,18 @@ from search.budget import Budget
 from search.fidelity import CPU_ATTR, CpuTimed
 from search.searchspace import FAMILIES, check_families, paper_presets, preset_params
 from search.stats import TEST, compare, summarize
-from search.study import Objective, ProxyConfig, SearchConfig, load_proxy, open_storage, open_study, run_worker, sqlite_url, trial_line
+from search.study import (
+    PRUNERS,
+    Objective,
+    ProxyConfig,
+    SearchConfig,
+    load_proxy,
+    open_storage,
+    open_study,
+    run_worker,
+    sqlite_url,
+    trial_line,
+)
 from space.files import write_text
 from space.spec import E3DError
 
@@ -211,7 +223,7 @@ def run_front(args: argparse.Namespace, storage: Any, proxy: ProxyConfig, traine
     else:
         check_budget(budget_s, cheapest)
         config = SearchConfig(
-            budget=Budget(mflops=FRONT_MFLOPS), families=args.families, proxy=proxy, objective="pareto", pruner="none",
+            budget=Budget(mflops=FRONT_MFLOPS), families=args.families, proxy=proxy, objective="pareto", pruner=args.pruner,
             baselines=False, seed=args.seed,
         )  # fmt: skip
         study, config, _ = open_study("front", storage, config)
@@ -284,7 +296,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-members", type=int, default=8, help="front mode: front members to retrain (default 8)")
     p.add_argument("--front-of", metavar="STUDY", help="front mode: take the front of this pareto study in the storage")
     p.add_argument("--top-k", type=int, default=3, help="budgets mode: searched finalists per budget (default 3)")
-    p.add_argument("--pruner", default="median", help="budgets mode: the search's pruner (default median)")
+    p.add_argument(
+        "--pruner", choices=PRUNERS, default=None,
+        help="the search's pruner (budgets: default median; front: default none, rungs applies search.pruning's dominance rule)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--storage", help="database URL (default: sqlite <out>/bench.db)")
     p.add_argument("--threads", type=int, default=None)
@@ -292,6 +307,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     args.families = check_families(args.families.split(","))
+    args.pruner = args.pruner or ("none" if args.mode == "front" else "median")
     try:
         args.budgets = [float(b) for b in args.budgets.split(",")]
     except ValueError:
