@@ -86,8 +86,9 @@ class ProxyConfig:
         """Human summary."""
         data = self.data or f"{self.task} task ({self.train_samples} train / {self.val_samples} val)"
         limit = f", at most {self.trial_seconds:g} s" if self.trial_seconds else ""
-        precision = "" if self.precision == "fp32" else f", precision {self.precision} (each trial's choice in trials.csv)"
-        return f"{data}, clip {'x'.join(map(str, self.clip))}, {self.epochs} epochs{limit}, batch {self.batch_size}, lr {self.lr:g}{precision}"
+        run_as = "" if self.precision == "fp32" else f", precision {self.precision} (each trial's choice in trials.csv)"
+        clip = "x".join(map(str, self.clip))
+        return f"{data}, clip {clip}, {self.epochs} epochs{limit}, batch {self.batch_size}, lr {self.lr:g}{run_as}"
 
 
 @dataclass(frozen=True)
