@@ -139,3 +139,14 @@ def test_train_into_a_read_only_folder_fails_before_the_first_epoch(
     code, _, err = run(capsys, *argv, "--num-samples", "16", "--quiet", "--out", str(readonly_dir / "t"))
     assert code == 2, err
     _one_line(err, "cannot write to", str(readonly_dir / "t"))
+
+
+def test_a_training_checkpoint_on_a_full_disk_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from search.train import save_checkpoint
+    from space.files import WriteError
+
+    save_checkpoint(tmp_path / "last.pt", {"format": "e3d.checkpoint/1", "epoch": 1})
+    no_space(monkeypatch, tmp_path, after_bytes=10)
+    with pytest.raises(WriteError, match=r"last\.pt: no space left"):
+        save_checkpoint(tmp_path / "last.pt", {"format": "e3d.checkpoint/1", "epoch": 2, "model": {"w": torch.zeros(100)}})
+    assert listing(tmp_path) == ["last.pt"] and torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1

@@ -34,7 +34,7 @@ VICTIM = textwrap.dedent(
     from e3d.cli import main
 
     def slow_fit(model, train, val, config, *, on_epoch=None, **_):
-        for _ in range(60):  # 6 s of "training", then one epoch's report
+        for _ in range(150):  # 15 s of "training" (time to be paused in it, even on a busy machine), then a report
             time.sleep(0.1)
         if on_epoch is not None:
             on_epoch(0, {"val_top1": 30.0, "val_loss": 1.0, "train_loss": 1.0})
@@ -73,7 +73,7 @@ def test_a_paused_worker_wakes_and_goes_on(tmp_path: Path) -> None:
     time.sleep(2 * 1 + 5 + 2)  # past the grace period of a 1 s heartbeat
     study = optuna.load_study(study_name="e3d-search", storage=storage)
     optuna.storages.fail_stale_trials(study)  # what another worker does when it starts a trial
-    assert study.trials[paused].state == TrialState.FAIL
+    assert study.trials[paused].state == TrialState.FAIL, f"trial {paused} is {study.trials[paused].state.name}, not failed as stale"
     victim.send_signal(signal.SIGCONT)
     _, err = victim.communicate(timeout=300)
     text = err.decode()
