@@ -184,5 +184,5 @@ def count_layers_of(spec: NetSpec) -> tuple[int, int, int, int]:
 
 def test_a_failing_unit_is_not_cached() -> None:
     for _ in range(2):
-        with pytest.raises(SpecError, match="stages\\[2\\].stride"):
+        with pytest.raises(SpecError, match=r"stages\[2\]\.stride"):
             space.paper_spec("shufflenet", sample_duration=8)
