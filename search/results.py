@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,8 @@ from typing import Any
 import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
+
+from space.files import write_text
 
 COLUMNS = [
     "number",  # trial number in the study
@@ -256,18 +256,18 @@ def write_outputs(
         "pareto": out / "pareto.json",
         "recipe": out / "recipe.json",
     }
-    _atomic(paths["full"], _integers(df).to_csv(index=False))
-    _atomic(paths["trials"], short_table(df).to_csv(index=False))
+    write_text(paths["full"], _integers(df).to_csv(index=False))
+    write_text(paths["trials"], short_table(df).to_csv(index=False))
     done = finished(df)
     best = done.sort_values(["accuracy", "macs"], ascending=[False, True]).iloc[0] if len(done) else None
     if config is not None:
-        _atomic(paths["recipe"], json.dumps(recipe(config, None if best is None else best.to_dict()), indent=1) + "\n")
+        write_text(paths["recipe"], json.dumps(recipe(config, None if best is None else best.to_dict()), indent=1) + "\n")
     if best is not None:
-        _atomic(paths["best"], _pretty_spec(best["spec_json"]))
+        write_text(paths["best"], _pretty_spec(best["spec_json"]))
         front = pareto_front(df, costs)
         keep = ["number", "family", "width_mult", "accuracy", "macs", "params", "paper_mflops", "latency_ms", "summary"]
         entries = [{**{k: _plain(r[k]) for k in keep}, "spec": json.loads(r["spec_json"])} for _, r in front.iterrows() if r["spec_json"]]
-        _atomic(
+        write_text(
             paths["pareto"], json.dumps({"objectives": ["accuracy (max)", *[f"{c} (min)" for c in costs]], "trials": entries}, indent=1)
         )
     return paths
@@ -294,18 +294,6 @@ def _pretty_spec(spec_json: str) -> str:
     from space.spec import NetSpec
 
     return NetSpec.from_json(spec_json).to_json() + "\n"
-
-
-def _atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a unique temporary file beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def full_csv(path: str | Path) -> Path:
