@@ -134,10 +134,12 @@ def rung_points(trials: Sequence[FrozenTrial], epoch: int, exclude: int | None =
     return out
 
 
-def search_rungs(*, objective: str, pruner: str, epochs: int) -> Rungs | None:
-    """The rungs of a search with ``--pruner rungs`` (None for any other pruner): :func:`default_rungs`
-    of its epochs, with the defaults of :class:`Rungs`."""
-    return Rungs(default_rungs(epochs)) if pruner == "rungs" else None
+def search_rungs(*, objective: str, pruner: str, epochs: int, rungs: Sequence[int] = ()) -> Rungs | None:
+    """The rungs of a search with ``--pruner rungs`` (None for any other pruner): ``rungs`` (checked
+    against ``epochs``), or :func:`default_rungs` of its epochs, with the defaults of :class:`Rungs`."""
+    if pruner != "rungs":
+        return None
+    return Rungs(check_rungs(rungs, epochs) if rungs else default_rungs(epochs))
 
 
 def stop_if_dominated(trial: optuna.Trial, *, epoch: int, accuracy: float, rungs: Rungs) -> None:

@@ -110,9 +110,16 @@ class SearchConfig:
     """Measure every trained candidate's latency even without a latency bound."""
     sgs: bool = False
     """Also sample where an SGS layer goes (``<family>.sgs``; see :func:`search.searchspace.sample_params`)."""
+    rungs: tuple[int, ...] = ()
+    """``--pruner rungs``: the epochs it judges at (empty: :func:`search.pruning.default_rungs`); a
+    measured schedule comes from :func:`search.fidelity.rung_schedule`."""
 
     def __post_init__(self) -> None:
         check_families(self.families)
+        if self.pruner == "rungs" and self.rungs:
+            from search.fidelity import check_rungs
+
+            check_rungs(self.rungs, self.proxy.epochs)
         if self.latency_mode not in ("optimized", "eager"):
             raise SpecError("latency_mode", "must be optimized or eager")
         if self.objective not in OBJECTIVES:
@@ -136,7 +143,7 @@ class SearchConfig:
         """Inverse of :meth:`to_dict`."""
         budget = Budget(**{**d["budget"], "clip": tuple(d["budget"]["clip"])})
         proxy = ProxyConfig(**{**d["proxy"], "clip": tuple(d["proxy"]["clip"])})
-        return cls(**{**d, "budget": budget, "proxy": proxy, "families": tuple(d["families"])})
+        return cls(**{**d, "budget": budget, "proxy": proxy, "families": tuple(d["families"]), "rungs": tuple(d.get("rungs", ()))})
 
     @property
     def directions(self) -> list[Literal["minimize", "maximize"]]:
@@ -311,7 +318,7 @@ def _pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
     if config.pruner == "rungs" and config.objective == "accuracy":  # pareto: search.pruning's own rule in _train
         from search.pruning import RungPruner, Rungs, default_rungs
 
-        return RungPruner(Rungs(default_rungs(config.proxy.epochs)))
+        return RungPruner(Rungs(config.rungs or default_rungs(config.proxy.epochs)))
     if config.objective == "pareto" or config.pruner == "none":
         return optuna.pruners.NopPruner()
     if config.pruner == "hyperband":
@@ -603,7 +610,7 @@ class Objective:
         prune = self.config.objective == "accuracy"
         from search.pruning import search_rungs, stop_if_dominated
 
-        rungs = search_rungs(objective=self.config.objective, pruner=self.config.pruner, epochs=p.epochs)
+        rungs = search_rungs(objective=self.config.objective, pruner=self.config.pruner, epochs=p.epochs, rungs=self.config.rungs)
 
         def report(epoch: int, metrics: dict[str, float]) -> None:
             if not prune and rungs is not None and epoch + 1 < p.epochs:  # Optuna prunes no multi-objective trial

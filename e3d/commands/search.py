@@ -145,6 +145,14 @@ def add_storage_args(p: argparse.ArgumentParser, *, name: str) -> None:
     o.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def epoch_list(text: str) -> tuple[int, ...]:
+    """argparse type: comma-separated epochs (counted from 1), e.g. ``2,3``."""
+    try:
+        return tuple(int(e) for e in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes epochs such as 2,3, got {text!r}") from None
+
+
 def proxy_config(args: argparse.Namespace) -> Any:
     """The ``ProxyConfig`` of the parsed proxy-task options."""
     from search.study import ProxyConfig
@@ -214,6 +222,9 @@ def register(sub: Any) -> None:
     s.add_argument(
         "--pruner", choices=("median", "hyperband", "none", "rungs"), default="median", help="stop weak candidates early (default median)"
     )
+    s.add_argument(
+        "--rungs", type=epoch_list, default=(), metavar="E,E", help="--pruner rungs: the epochs to judge at (default: the last but one)"
+    )
     s.add_argument("--no-baselines", action="store_true", help="do not train the paper's presets that fit the budget first")
     s.add_argument("--seed", type=int, default=0, help="seed of sampling and of every candidate's training (default 0)")
     s.add_argument(
@@ -259,6 +270,7 @@ def run(args: argparse.Namespace) -> int:
             proxy=proxy_config(args),
             objective=args.objective,
             pruner=args.pruner,
+            rungs=args.rungs,
             seed=args.seed,
             baselines=not args.no_baselines,
             latency_mode="eager" if args.eager_latency else "optimized",

@@ -159,3 +159,32 @@ def test_a_pareto_search_with_rungs_stops_dominated_trials(monkeypatch: pytest.M
     assert (last.state == TrialState.PRUNED) == pruned
     assert epochs_seen == ([1, 2] if pruned else [1, 2, 3])
     assert last.user_attrs[RUNG_ATTR]["2"] == accuracy
+
+
+def test_a_search_config_with_more_rungs_than_epochs_is_refused() -> None:
+    from search import study as st
+    from search.budget import Budget
+
+    proxy = st.ProxyConfig(epochs=3)
+    with pytest.raises(RungScheduleError, match=r"3 rung\(s\) \(1, 2, 3\) for 3-epoch trials: at most 2"):
+        st.SearchConfig(budget=Budget(mflops=100), families=("mobilenet",), proxy=proxy, pruner="rungs", rungs=(1, 2, 3))
+    config = st.SearchConfig(budget=Budget(mflops=100), families=("mobilenet",), proxy=proxy, pruner="rungs", rungs=(1,))
+    pruner = st._pruner(config)
+    assert isinstance(pruner, RungPruner) and pruner.rungs.epochs == (1,)
+    assert st.SearchConfig.from_dict(config.to_dict()) == config
+    old = {k: v for k, v in config.to_dict().items() if k != "rungs"}  # a study stored before rungs existed
+    assert st.SearchConfig.from_dict(old).rungs == ()
+    # finalization turns pruning off: its schedule is not checked against anything
+    assert dataclasses.replace(config, pruner="none").rungs == (1,)
+
+
+def test_cli_rung_schedule_with_more_rungs_than_epochs_is_one_line(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
+    from e3d.cli import main
+    from tests.search.conftest import TINY
+
+    try:
+        code = main(["search", *TINY, "--pruner", "rungs", "--rungs", "1,2", "--out", str(tmp_path)])
+    except SystemExit as e:
+        code = int(e.code or 0)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "for 1-epoch trials: at most 0" in err and "\n" not in err
