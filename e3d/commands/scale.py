@@ -45,22 +45,9 @@ def number_list(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"must be numbers like 0.5,2, got {text!r}") from None
 
 
-def macs_arg(text: str) -> float:
-    """argparse type: a multiply-add count like 1000M or 1G."""
-    from search.budget import parse_count
-
-    try:
-        value = parse_count(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
-    return value
-
-
 def register(sub: Any) -> None:
     """Add the ``scale`` subcommand."""
-    from e3d.commands.search import add_proxy_args, add_storage_args, clip_arg
+    from e3d.commands.search import add_proxy_args, add_storage_args, clip_arg, count_arg
 
     p = sub.add_parser(
         "scale",
@@ -78,7 +65,7 @@ def register(sub: Any) -> None:
     mode = g.add_mutually_exclusive_group()
     mode.add_argument("--compound", action="store_true", help="EfficientNet-style: fit per-axis exponents on a grid at one step")
     mode.add_argument("--expand", action="store_true", help="X3D-style greedy expansion up to --to")
-    g.add_argument("--to", type=macs_arg, metavar="N", help="expansion target, multiply-adds per clip (e.g. 1000M)")
+    g.add_argument("--to", type=count_arg, metavar="N", help="expansion target, multiply-adds per clip (e.g. 1000M)")
     g.add_argument("--ratios", type=ratio_list, default=(0.25, 0.5, 2.0, 4.0), metavar="R,R",
                    help="cost ratios to the base: the sweep's points, or --compound's targets (default 0.25,0.5,2,4)")  # fmt: skip
     g.add_argument("--factors", type=number_list, default=(), metavar="F,F", help="single-axis sweep at these axis factors instead")

@@ -59,7 +59,7 @@ def clip_arg(text: str) -> tuple[int, int, int]:
 
 
 def count_arg(text: str) -> float:
-    """argparse type: a parameter count like 2.5M."""
+    """argparse type: a count like 2.5M (parameters) or 1000M (multiply-adds)."""
     from search.budget import parse_count
 
     try:
