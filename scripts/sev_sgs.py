@@ -35,7 +35,7 @@ from search import study as st
 from search.budget import Budget
 from search.results import study_frame, write_outputs
 from search.searchspace import SPACE, preset_params, spec_from_params
-from search.stats import summarize
+from search.stats import compare, summarize
 
 FAMILIES = ("squeezenet", "mobilenet", "mobilenetv2", "shufflenet", "shufflenetv2", "sevnet")
 
@@ -74,7 +74,7 @@ def summary(df: pd.DataFrame, extra: dict[int, dict[str, Any]]) -> str:
     """Markdown table: per family and variant (no SGS, SGS at each bin width), mean and spread over
     seeds of top-1 and of the mean multiply-adds over the validation clips, and the bins kept."""
     lines = [
-        "| family | width | SGS | top-1 % (mean ± sd over seeds) | per seed | macs M (mean over val clips) | bins kept (of max) | s/run |",
+        "| family | width | SGS | top-1 % (mean ± sample sd (n)) | per seed | macs M (mean over val clips) | bins kept (of max) | s/run |",
         "|---|---:|---|---:|---|---:|---:|---:|",
     ]
     done = df[df["state"] == "COMPLETE"].copy()
@@ -99,6 +99,38 @@ def summary(df: pd.DataFrame, extra: dict[int, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def verdicts(df: pd.DataFrame, extra: dict[int, dict[str, Any]]) -> str:
+    """SEVNet against each other family, both without SGS, by :func:`search.stats.compare` over seeds."""
+    done = df[(df["state"] == "COMPLETE") & df["number"].map(lambda n: not extra[n]["sgs"])]
+    acc = {str(f): [float(a) for a in g.sort_values("seed")["accuracy"]] for f, g in done.groupby("family")}
+    lines = ["| SEVNet vs | verdict |", "|---|---|"]
+    lines += [f"| {f} | {compare(acc['sevnet'], acc[f], chance=10.0).format()} |" for f in FAMILIES if f != "sevnet" and f in acc]
+    return "\n".join(lines)
+
+
+def read_extra(path: Path) -> dict[int, dict[str, Any]]:
+    """The per-trial SGS attributes of a written ``sgs.csv``, as :func:`main` collects them."""
+    extra: dict[int, dict[str, Any]] = {}
+    for r in pd.read_csv(path).to_dict("records"):
+        e: dict[str, Any] = {str(k): (None if isinstance(v, float) and v != v else v) for k, v in r.items() if k != "number"}
+        e["sgs"] = bool(r["sgs"])
+        for k in ("after", "max_bins"):
+            e[k] = None if e[k] is None else int(e[k])
+        e["sgs_mean_bins"] = json.loads(e["sgs_mean_bins"]) if isinstance(e["sgs_mean_bins"], str) else None
+        extra[int(str(r["number"]))] = e
+    return extra
+
+
+def from_results(folder: Path) -> str:
+    """The summary and verdicts of a finished task folder (``trials.csv`` and ``sgs.csv``), rewritten
+    to its ``summary.md``: how the published tables are regenerated without training."""
+    df = pd.read_csv(folder / "trials.csv")
+    extra = read_extra(folder / "sgs.csv")
+    text = summary(df, extra) + "\n\n" + verdicts(df, extra)
+    (folder / "summary.md").write_text(text + "\n")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run (or continue) the evidence study of one task and print its summary."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -113,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--from-results", type=Path, metavar="DIR", help="only rewrite DIR/summary.md from its trials.csv and sgs.csv")
     args = p.parse_args(argv)
+    if args.from_results:
+        print(from_results(args.from_results))
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     out = args.out / args.task
@@ -158,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             **{k: t.user_attrs.get(k) for k in keys},
         }
     pd.DataFrame([{"number": n, **e} for n, e in extra.items()]).to_csv(out / "sgs.csv", index=False)
-    table = summary(df, extra)
+    table = summary(df, extra) + "\n\n" + verdicts(df, extra)
     (out / "summary.md").write_text(table + "\n")
     print(table)
     return 0
