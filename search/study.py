@@ -20,6 +20,7 @@ import dataclasses
 import importlib.util
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -632,11 +633,32 @@ class Objective:
         trial.set_user_attr("precision", run_as.label)
         trial.set_user_attr("run_as", run_as.as_dict())
         try:
-            result = fit(model, self.data.train, self.data.val, tc, on_epoch=report, progress=False, exec_config=run_as)
+            batches = progress_recorder(trial)
+            result = fit(model, self.data.train, self.data.val, tc, on_epoch=report, on_batch=batches, progress=False, exec_config=run_as)
         except NonFiniteLossError as e:
             trial.set_user_attr("error", f"non-finite loss: {e}")
             raise
         return result.val_top1, result.best_val_top1, result.epochs_run
+
+
+PROGRESS_ATTR = "progress"
+"""Trial user attribute ``[epoch index, clips done, clips in the epoch]`` of a trial in training,
+written every :data:`PROGRESS_EVERY` seconds at most: what progress displays read, on any worker."""
+PROGRESS_EVERY = 5.0
+
+
+def progress_recorder(trial: optuna.Trial, every: float = PROGRESS_EVERY) -> Callable[[int, int, int], None]:
+    """An ``on_batch`` callback for :func:`search.train.fit` that records the trial's progress in the
+    study (:data:`PROGRESS_ATTR`), throttled to one write per ``every`` seconds and per epoch's end."""
+    last = [-math.inf]
+
+    def record(epoch: int, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= every or done >= total:
+            last[0] = now
+            trial.set_user_attr(PROGRESS_ATTR, [epoch, done, total])
+
+    return record
 
 
 def _constrain(trial: optuna.Trial, violations: tuple[float, float, float]) -> None:

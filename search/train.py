@@ -399,6 +399,7 @@ def fit(
     config: TrainConfig,
     *,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    on_batch: Callable[[int, int, int], None] | None = None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -409,7 +410,8 @@ def fit(
 
     ``on_epoch(epoch_index, metrics)`` runs after each epoch's validation and checkpoint with
     ``train_loss``, ``train_top1``, ``val_loss``, ``val_top1``, ``val_top5``, ``val_video_top1``, ``lr``,
-    ``seconds``, ``clips_per_s`` and ``skipped``; whatever it raises propagates unchanged. With
+    ``seconds``, ``clips_per_s`` and ``skipped``; whatever it raises propagates unchanged.
+    ``on_batch(epoch_index, clips_done, clips_total)`` runs after every training step. With
     ``checkpoint_dir`` a checkpoint (``last.pt``, with ``meta`` stored alongside) is written after every
     epoch, and ``resume`` continues from it when present. Raises :class:`NonFiniteLossError` when the
     training loss stops being finite. ``exec_config`` is how to run (precision, memory format); by
@@ -426,6 +428,7 @@ def fit(
             val_data,
             config,
             on_epoch=on_epoch,
+            on_batch=on_batch,
             checkpoint_dir=checkpoint_dir,
             resume=resume,
             progress=progress,
@@ -443,6 +446,7 @@ def _fit(
     config: TrainConfig,
     *,
     on_epoch: Callable[[int, dict[str, float]], None] | None,
+    on_batch: Callable[[int, int, int], None] | None,
     checkpoint_dir: str | Path | None,
     resume: bool,
     progress: bool,
@@ -458,6 +462,7 @@ def _fit(
     if state is None:
         seed_everything(config.seed)
     run = _start(model, config, exec_config or _exec_of(model, train_data, config, state))
+    run.on_batch = on_batch
     if state is not None:
         _restore(run, state, ckpt_path)
     resumed_from = run.start_epoch
@@ -536,6 +541,8 @@ class _Run:
     scaler: torch.amp.GradScaler
     history: list[dict[str, float]] = field(default_factory=list)
     start_epoch: int = 0
+    on_batch: Callable[[int, int, int], None] | None = None
+    """Called with (epoch index, clips done, clips in the epoch) after every training step."""
 
 
 def _start(model: nn.Module, config: TrainConfig, exec_config: ExecConfig) -> _Run:
@@ -656,6 +663,8 @@ def _train_epoch(run: _Run, train_data: Dataset[Any], epoch: int, lr: float, *, 
                 continue
             _train_step(run, x, y, stats, where=f"epoch {epoch + 1}, step {stats.steps + 1} (lr {lr:g})")
             bar.update(len(y) + len(bad))
+            if run.on_batch is not None:
+                run.on_batch(epoch, stats.seen + report.count, total)
             bar.set_postfix(loss=f"{stats.loss_sum / stats.seen:.3f}", top1=f"{100 * stats.correct / stats.seen:.1f}%", refresh=False)
     finally:
         bar.close()

@@ -22,6 +22,8 @@ from typing import IO, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.study import PROGRESS_ATTR
+
 
 def _clock(seconds: float) -> str:
     seconds = max(0, int(seconds))
@@ -32,20 +34,33 @@ def trial_progress(trial: FrozenTrial, *, epochs: int | None, now: datetime | No
     """One line about a running trial: epochs done, the last validation top-1, time so far and left
     (``epochs=None``: the trial reports no epochs, as in a ``pareto`` search; only the time)."""
     a = trial.user_attrs
-    done = len(trial.intermediate_values)
     start = trial.datetime_start
     elapsed = ((now or datetime.now()) - start).total_seconds() if start is not None else 0.0
     line = f"trial {trial.number:>3} {a.get('source', '')} {a.get('summary', '')}: "
+    batch = a.get(PROGRESS_ATTR)  # [epoch index, clips done, clips in the epoch], while it trains
+    in_epoch = f"epoch {batch[0] + 1}: {batch[1]}/{batch[2]} clips, " if batch else ""
     if epochs is None:
-        return line + f"training, {_clock(elapsed)} so far"
-    line += f"epoch {done}/{epochs} done"
+        return line + f"{in_epoch}training, {_clock(elapsed)} so far"
+    done = len(trial.intermediate_values)
+    line += f"epoch {done}/{epochs} done, {in_epoch if batch and batch[0] == done else ''}"
     if done:
         last = trial.intermediate_values[max(trial.intermediate_values)]
-        line += f", val top-1 {last:.1f}%"
-    line += f", {_clock(elapsed)} so far"
-    if done and done < epochs:
-        line += f", about {_clock(elapsed / done * (epochs - done))} left"
+        line += f"val top-1 {last:.1f}%, "
+    line += f"{_clock(elapsed)} so far"
+    progress = epochs_done(trial)
+    if 0 < progress < epochs:
+        line += f", about {_clock(elapsed / progress * (epochs - progress))} left"
     return line
+
+
+def epochs_done(trial: FrozenTrial) -> float:
+    """Epochs a running trial has trained, with the fraction of the current one (from its
+    :data:`~search.study.PROGRESS_ATTR`)."""
+    done = len(trial.intermediate_values)
+    batch = trial.user_attrs.get(PROGRESS_ATTR)
+    if batch and batch[0] == done and batch[2]:
+        return done + min(batch[1] / batch[2], 1.0)
+    return float(done)
 
 
 class TrialWatch:
@@ -120,9 +135,13 @@ class TrialWatch:
             self._epochs_bar = tqdm(total=self.epochs, desc=desc, unit="epoch", position=1, leave=False, file=self.stream)
             self._shown = t.number
         done = len(t.intermediate_values)
-        self._epochs_bar.update(done - self._epochs_bar.n)
-        if done:
-            self._epochs_bar.set_postfix_str(f"val {t.intermediate_values[max(t.intermediate_values)]:.1f}%")
+        progress = epochs_done(t)
+        self._epochs_bar.n = int(progress) if progress.is_integer() else round(progress, 2)
+        batch = t.user_attrs.get(PROGRESS_ATTR)
+        post = [f"val {t.intermediate_values[max(t.intermediate_values)]:.1f}%"] if done else []
+        post += [f"{batch[1]}/{batch[2]} clips"] if batch and batch[0] == done else []
+        self._epochs_bar.set_postfix_str(", ".join(post), refresh=False)
+        self._epochs_bar.refresh()
 
 
 @contextlib.contextmanager

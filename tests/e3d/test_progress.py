@@ -11,6 +11,7 @@ import optuna
 from optuna.trial import TrialState
 
 from e3d.commands.progress import TrialWatch, trial_progress, watching
+from search.study import PROGRESS_ATTR, progress_recorder
 
 
 def running_study(worker: str = "host:1", epochs_done: int = 2) -> optuna.Study:
@@ -61,3 +62,26 @@ def test_on_a_terminal_an_epoch_bar_moves_under_the_trials_bar() -> None:
     watch.stop()
     text = stream.getvalue()
     assert "trial 0 epochs" in text and "2/3" in text and "val 30.0%" in text
+
+
+def test_clips_within_the_epoch_and_time_left_from_them() -> None:
+    study = running_study()
+    trial = study.get_trials(states=(TrialState.RUNNING,))[0]
+    study._storage.set_trial_user_attr(trial._trial_id, PROGRESS_ATTR, [2, 400, 800])
+    t = study.get_trials(states=(TrialState.RUNNING,))[0]
+    assert t.datetime_start is not None
+    line = trial_progress(t, epochs=3, now=t.datetime_start + timedelta(seconds=250))
+    assert "epoch 2/3 done, epoch 3: 400/800 clips, val top-1 30.0%" in line
+    assert line.endswith("4:10 so far, about 0:50 left")  # 2.5 epochs in 250 s: 0.5 left
+    assert "epoch 3: 400/800 clips, training" in trial_progress(t, epochs=None)
+
+
+def test_the_recorder_writes_at_most_every_period_and_at_each_epochs_end() -> None:
+    study = optuna.create_study()
+    trial = study.ask()
+    record = progress_recorder(trial, every=3600.0)
+    record(0, 16, 64)
+    record(0, 32, 64)  # within the period: not written
+    assert trial.user_attrs[PROGRESS_ATTR] == [0, 16, 64]
+    record(0, 64, 64)  # the epoch's end always is
+    assert study.trials[0].user_attrs[PROGRESS_ATTR] == [0, 64, 64]

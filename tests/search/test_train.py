@@ -297,3 +297,12 @@ def test_a_non_finite_loss_under_bf16_names_the_precision(data: tuple[Any, Any])
 def test_an_unknown_precision_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="precision must be one of auto, fp32, bf16, fp16"):
         config(precision="fp8")
+
+
+def test_on_batch_reports_clips_done_after_every_step(data: tuple[Any, Any]) -> None:
+    calls: list[tuple[int, int, int]] = []
+    fit(tiny_model(), *data, config(epochs=2), on_batch=lambda *a: calls.append(a), progress=False)
+    for epoch in (0, 1):
+        mine = [c for c in calls if c[0] == epoch]
+        done = [c[1] for c in mine]
+        assert len(mine) >= 2 and done == sorted(done) and done[-1] == mine[-1][2]  # the epoch ends complete
