@@ -70,25 +70,11 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
     The parent folder is created. Any error removes the temporary file; an ``OSError`` (full disk,
     permissions) is raised as :class:`WriteError` naming ``path``. Returns ``path``.
     """
-    p = Path(path)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise write_error(p.parent, e, what="create the folder") from None
-    tmp = temporary_name(p)
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except OSError as e:
-        _remove(tmp)
-        raise write_error(p, e) from None
-    except BaseException:
-        _remove(tmp)
-        raise
-    return p
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
