@@ -24,7 +24,6 @@ interrupted build resumes without re-measuring what it has (:func:`build_table`)
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
 import json
@@ -41,7 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from profiler.latency import _time, device_name, resolve_device
+from profiler.latency import _time, device_name, resolve_device, torch_threads
 from space.ops import Layer, Shape, Triple
 from space.spec import E3DError, NetSpec
 
@@ -335,17 +334,6 @@ def op_module(op: Op, batch_size: int) -> nn.Module:
     if op.kinds[0] in ("matmul", "similarity"):
         raise ValueError(f"{op.kinds[0]} (Similarity Guided Sampling) depends on the clip; a latency table cannot time it")
     return nn.Sequential(OrderedDict((layer.name, make_module(layer)) for layer in op.layers()))
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` torch CPU threads, then restore the previous count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def time_module(model: nn.Module, input_shape: Shape, settings: TableSettings, mode: str) -> float:

@@ -23,7 +23,7 @@ import json
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from profiler.latency import cpu_name
+from profiler.latency import cpu_name, torch_threads
 from space.spec import E3DError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -259,17 +259,6 @@ def resolve(
 # -- measurements -----------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def train_step_seconds(
     model: nn.Module,
     config: ExecConfig,
@@ -288,7 +277,7 @@ def train_step_seconds(
     x = config.input(torch.randn(batch_size, *input_shape, generator=gen).to(config.device))
     y = torch.randint(0, num_classes, (batch_size,), generator=gen).to(config.device)
     samples: list[float] = []
-    with torch.random.fork_rng(devices=[]), _threads(config.threads):
+    with torch.random.fork_rng(devices=[]), torch_threads(config.threads):
         for i in range(warmup + repeats):
             t0 = time.perf_counter()
             with config.autocast():
@@ -310,7 +299,7 @@ def inference_seconds(
     m = Autocast(copy.deepcopy(model).to(config.device).eval(), config)
     x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0)).to(config.device)
     samples: list[float] = []
-    with _threads(config.threads), torch.inference_mode():
+    with torch_threads(config.threads), torch.inference_mode():
         for i in range(warmup + repeats):
             t0 = time.perf_counter()
             m(x)
@@ -384,7 +373,7 @@ def optimized_seconds(
     """Median seconds per batch of the optimized graph (fp32 or bf16) of ``model``, after the fuser's two compiling calls."""
     from profiler.optimize import OptimizeOptions, optimize_for_inference
 
-    with _threads(threads):
+    with torch_threads(threads):
         opt = optimize_for_inference(model, input_shape=input_shape, batch_size=batch_size, options=OptimizeOptions(bf16=bf16))
         x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0))
         samples = []
@@ -409,7 +398,7 @@ def matmul_gflops(precision: str = "fp32", *, size: int = 1024, repeats: int = 5
     gen = torch.Generator().manual_seed(0)
     a, b = (torch.randn(size, size, generator=gen).to(DTYPES[precision]) for _ in range(2))
     samples = []
-    with _threads(threads):
+    with torch_threads(threads):
         torch.mm(a, b)
         for _ in range(repeats):
             t0 = time.perf_counter()

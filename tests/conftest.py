@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import space
-from profiler.latency_table import torch_threads
+from profiler.latency import torch_threads
 
 DATA = Path(__file__).parent / "data"
 
