@@ -7,7 +7,9 @@ Trains the fixed stratified set of :func:`search.fidelity.architecture_set` (16 
 family at its lowest and highest Table 8 width, and 7 specs sampled from the search space with seed
 0) under the search's default proxy protocol (``search.study.ProxyConfig()``, ``--seeds`` seeds),
 under a reference protocol with 4x its training compute (twice the epochs and twice the videos; a
-larger validation set), and under any ``--candidate`` protocols. Every run is a trial of a sweep
+larger validation set; last, and skipped with ``--reference-seeds 0``), and under any ``--candidate``
+protocols (e.g. ``auto:precision=auto``: another precision of the same protocol, whose ranking and
+accuracies are also compared with the default's, architecture by architecture). Every run is a trial of a sweep
 study (one per protocol, ``fidelity.<name>`` in ``<out>/fidelity.db``) run by the search's own
 worker, so the per-epoch validation accuracies are the trial's intermediate values and Ctrl-C loses
 only the run in progress: the same command continues.
@@ -34,10 +36,11 @@ import pandas as pd
 import torch
 
 from profiler.latency import cpu_name
+from profiler.precision import PRECISIONS
 from search import fidelity as fid
 from search.budget import Budget
 from search.searchspace import FAMILIES, spec_from_params
-from search.stats import summarize
+from search.stats import compare, summarize
 from search.study import (
     Objective,
     ProxyConfig,
@@ -58,7 +61,7 @@ TINY = ProxyConfig(clip=(8, 32, 32), train_samples=16, val_samples=16, epochs=2,
 TINY_REFERENCE = dataclasses.replace(TINY, epochs=3, train_samples=32, val_samples=16)
 TINY_ARCHITECTURES = 3
 """``--tiny`` trains the cheapest architectures of the set that run at its clip, only."""
-SETTINGS = {"epochs": int, "train_samples": int, "val_samples": int, "batch_size": int, "lr": float}
+SETTINGS = {"epochs": int, "train_samples": int, "val_samples": int, "batch_size": int, "lr": float, "precision": str}
 
 
 class ProtocolError(E3DError):
@@ -77,6 +80,8 @@ def parse_candidate(text: str, base: ProxyConfig) -> tuple[str, ProxyConfig]:
             if key == "clip":
                 t, h, w = (int(v) for v in value.lower().split("x"))
                 changes[key] = (t, h, w)
+            elif key == "precision" and value not in PRECISIONS:
+                raise ValueError(value)
             elif key in SETTINGS:
                 changes[key] = SETTINGS[key](value)
             else:
@@ -149,6 +154,27 @@ def architecture_table(runs: pd.DataFrame, protocols: list[str]) -> str:
     return "\n".join(lines)
 
 
+def against_default(runs: pd.DataFrame, *, chance: float) -> list[str]:
+    """Markdown: each candidate protocol's ranking against the default's, and how many architectures'
+    accuracies differ from the default's (Welch's test per architecture, :func:`search.stats.compare`)."""
+    lines = [fid.format_fidelity(fid.fidelity_table(runs, "default"), "default"), ""]
+    default = runs[runs["protocol"] == "default"]
+    for name in dict.fromkeys(runs.loc[runs["protocol"] != "default", "protocol"]):
+        rows = runs[runs["protocol"] == name]
+        verdicts = {
+            arch: compare(group["accuracy"], default.loc[default["architecture"] == arch, "accuracy"], chance=chance)
+            for arch, group in rows.groupby("architecture")
+        }
+        differ = [f"{a} ({v.outcome} {v.diff:+.1f} pp, p={v.p:.2g})" for a, v in verdicts.items() if v.outcome != "tie"]
+        mean_diff = summarize(v.diff for v in verdicts.values())
+        lines.append(
+            f"{name} vs default: {len(verdicts) - len(differ)} of {len(verdicts)} architectures tie; "
+            f"accuracy difference {mean_diff.format()} pp (mean ± sample sd over architectures)"
+            + (f"; differ: {'; '.join(differ)}" if differ else "")
+        )
+    return lines
+
+
 def report(
     runs: pd.DataFrame, epochs: pd.DataFrame, protocols: dict[str, ProxyConfig], archs: list[str], *, chance: float, command: str
 ) -> str:
@@ -164,7 +190,10 @@ def report(
         "|---|---|---:|",
     ]
     lines += [f"| {n} | {p.describe()} | {training_compute(p) / base:.1f}x |" for n, p in protocols.items()]
-    lines += ["", fid.format_fidelity(fid.fidelity_table(runs, "reference"), "reference"), ""]
+    if "reference" in protocols:
+        lines += ["", fid.format_fidelity(fid.fidelity_table(runs, "reference"), "reference"), ""]
+    if set(protocols) - {"default", "reference"}:
+        lines += ["", *against_default(runs[runs["protocol"] != "reference"], chance=chance), ""]
     default_epochs = epochs[epochs["protocol"] == "default"]
     e = protocols["default"].epochs
     if e > 1 and len(default_epochs):
@@ -192,7 +221,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/proxy-fidelity"))
     p.add_argument("--seeds", type=int, default=2, help="seeds of the default (and candidate) protocols (default 2)")
-    p.add_argument("--reference-seeds", type=int, default=1, help="seeds of the reference protocol (default 1)")
+    p.add_argument("--reference-seeds", type=int, default=1, help="seeds of the reference protocol (default 1; 0 skips it)")
     p.add_argument("--candidate", action="append", default=[], metavar="NAME:K=V,...", help="another protocol to measure")
     p.add_argument("--arch-seed", type=int, default=0, help="seed of the sampled architectures (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: torch's)")
@@ -217,11 +246,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def measure(args: argparse.Namespace, command: str) -> int:
     """Train every protocol's missing runs, then write and print the report."""
-    if args.seeds < 2 or args.reference_seeds < 1:
-        raise ProtocolError("--seeds must be at least 2 (the noise ceiling needs two) and --reference-seeds at least 1")
+    if args.seeds < 2 or args.reference_seeds < 0:
+        raise ProtocolError("--seeds must be at least 2 (the noise ceiling needs two) and --reference-seeds at least 0")
     base, ref = (TINY, TINY_REFERENCE) if args.tiny else (DEFAULT, REFERENCE)
     threads: int | None = args.threads or base.threads
-    protocols = {"default": base, "reference": ref, **dict(parse_candidate(c, base) for c in args.candidate)}
+    protocols = {"default": base, **dict(parse_candidate(c, base) for c in args.candidate)}
+    if args.reference_seeds:
+        protocols["reference"] = ref
     protocols = {n: dataclasses.replace(p, threads=threads) for n, p in protocols.items()}
     archs = fid.architecture_set(seed=args.arch_seed)
     if args.tiny:

@@ -13,11 +13,13 @@ from bench import proxy_fidelity as pf
 
 
 def test_bad_candidate_protocols_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for bad in ("nocolon", "reference:epochs=2", "x:epochs=two", "x:color=red"):
+    for bad in ("nocolon", "reference:epochs=2", "x:epochs=two", "x:color=red", "x:precision=fp64"):
         assert pf.main(["--tiny", "--out", str(tmp_path), "--candidate", bad]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: --candidate") and "\n" not in err
     assert pf.main(["--tiny", "--out", str(tmp_path), "--seeds", "1"]) == 2
+    assert pf.main(["--tiny", "--out", str(tmp_path), "--reference-seeds", "-1"]) == 2
+    assert pf.parse_candidate("auto:precision=auto", pf.DEFAULT)[1].precision == "auto"
     name, proxy = pf.parse_candidate("e5:epochs=5,clip=16x64x64,lr=0.1", pf.DEFAULT)
     assert name == "e5" and proxy.epochs == 5 and proxy.clip == (16, 64, 64) and proxy.lr == 0.1
     assert pf.training_compute(pf.REFERENCE) / pf.training_compute(pf.DEFAULT) >= 3
@@ -65,3 +67,31 @@ def test_tiny_fidelity_end_to_end_resumes_without_retraining(
     assert pf.main(args) == 0
     assert calls["n"] == 0 and trials(tmp_path) == held
     assert pd.read_csv(tmp_path / "runs.csv").equals(runs)
+
+
+def synthetic_runs(shift: dict[str, float]) -> pd.DataFrame:
+    """Four architectures x 2 seeds under "default", and under "auto" moved by ``shift`` per architecture."""
+    rows = []
+    for i, arch in enumerate("abcd"):
+        for seed, noise in enumerate((-0.5, 0.5)):
+            base = 20.0 + 10.0 * i + noise
+            rows.append((arch, "default", seed, base, 60.0, 1e6 * (i + 1)))
+            rows.append((arch, "auto", seed, base + shift.get(arch, 0.0), 40.0, 1e6 * (i + 1)))
+    return pd.DataFrame(rows, columns=["architecture", "protocol", "seed", "accuracy", "cpu_seconds", "macs"])
+
+
+def test_a_candidate_precision_is_compared_with_the_default_architecture_by_architecture() -> None:
+    same = "\n".join(pf.against_default(synthetic_runs({}), chance=10.0))
+    assert "| auto | 2 | 4 | 1.00 |" in same and "auto vs default: 4 of 4 architectures tie" in same
+    moved = "\n".join(pf.against_default(synthetic_runs({"b": 8.0}), chance=10.0))
+    assert "3 of 4 architectures tie" in moved and "differ: b (win +8.0 pp" in moved
+
+
+def test_the_report_without_a_reference_compares_with_the_default() -> None:
+    import dataclasses
+
+    protocols = {"default": pf.TINY, "auto": dataclasses.replace(pf.TINY, precision="auto")}
+    epochs = pd.DataFrame(columns=["architecture", "protocol", "seed", "epoch", "accuracy"])
+    text = pf.report(synthetic_runs({}), epochs, protocols, list("abcd"), chance=10.0, command="cmd")
+    assert "Spearman vs default" in text and "Spearman vs reference" not in text
+    assert "| d | 4.0 | 50.0 ± 0.7 (n=2) | 50.0 ± 0.7 (n=2) |" in text
