@@ -167,8 +167,9 @@ def against_default(runs: pd.DataFrame, *, chance: float) -> list[str]:
         }
         differ = [f"{a} ({v.outcome} {v.diff:+.1f} pp, p={v.p:.2g})" for a, v in verdicts.items() if v.outcome != "tie"]
         mean_diff = summarize(v.diff for v in verdicts.values())
+        ran_as = ", ".join(f"{label} x{n}" for label, n in rows["precision"].value_counts().items())
         lines.append(
-            f"{name} vs default: {len(verdicts) - len(differ)} of {len(verdicts)} architectures tie; "
+            f"{name} (ran as {ran_as or 'unknown'}) vs default: {len(verdicts) - len(differ)} of {len(verdicts)} architectures tie; "
             f"accuracy difference {mean_diff.format()} pp (mean ± sample sd over architectures)"
             + (f"; differ: {'; '.join(differ)}" if differ else "")
         )

@@ -37,6 +37,9 @@ from search.stats import kendall, spearman
 from space.spec import E3DError
 
 RUN_COLUMNS = ("architecture", "protocol", "seed", "accuracy", "cpu_seconds")
+EXTRA_RUN_COLUMNS = ("family", "macs", "precision")
+"""Also on the runs table: the architecture's family and multiply-adds, and what the run ran as
+(``precision`` user attribute: e.g. ``fp32 channels-last``, what ``--precision auto`` chose)."""
 EPOCH_COLUMNS = ("architecture", "protocol", "seed", "epoch", "accuracy")
 SETTLED = 0.8
 """Default threshold: epoch-e ranks have settled when their Spearman with the final ranks is at least this."""
@@ -268,8 +271,8 @@ class CpuTimed:
 
 
 def trial_tables(trials: Sequence[FrozenTrial], protocol: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The runs and epochs tables (:data:`RUN_COLUMNS`, :data:`EPOCH_COLUMNS`, plus ``family`` and
-    ``macs`` on runs) of the completed trials of one protocol's study; each trial carries its
+    """The runs and epochs tables (:data:`RUN_COLUMNS`, :data:`EPOCH_COLUMNS`, plus
+    :data:`EXTRA_RUN_COLUMNS` on runs) of the completed trials of one protocol's study; each trial carries its
     architecture's ``label`` and its ``seed`` as user attributes, its per-epoch validation
     accuracies as intermediate values (epoch index from 0)."""
     runs, epochs = [], []
@@ -279,9 +282,9 @@ def trial_tables(trials: Sequence[FrozenTrial], protocol: str) -> tuple[pd.DataF
             continue
         key = {"architecture": a["label"], "protocol": protocol, "seed": int(a["seed"])}
         runs.append({**key, "accuracy": float(a["accuracy"]), "cpu_seconds": float(a.get(CPU_ATTR, math.nan)),
-                     "family": a.get("family"), "macs": a.get("macs")})  # fmt: skip
+                     "family": a.get("family"), "macs": a.get("macs"), "precision": a.get("precision")})  # fmt: skip
         epochs += [{**key, "epoch": step + 1, "accuracy": float(v)} for step, v in sorted(t.intermediate_values.items())]
-    return pd.DataFrame(runs, columns=[*RUN_COLUMNS, "family", "macs"]), pd.DataFrame(epochs, columns=list(EPOCH_COLUMNS))
+    return pd.DataFrame(runs, columns=[*RUN_COLUMNS, *EXTRA_RUN_COLUMNS]), pd.DataFrame(epochs, columns=list(EPOCH_COLUMNS))
 
 
 def at_chance(runs: pd.DataFrame, protocol: str, chance: float, *, margin: float = 2.0) -> list[str]:

@@ -75,14 +75,14 @@ def synthetic_runs(shift: dict[str, float]) -> pd.DataFrame:
     for i, arch in enumerate("abcd"):
         for seed, noise in enumerate((-0.5, 0.5)):
             base = 20.0 + 10.0 * i + noise
-            rows.append((arch, "default", seed, base, 60.0, 1e6 * (i + 1)))
-            rows.append((arch, "auto", seed, base + shift.get(arch, 0.0), 40.0, 1e6 * (i + 1)))
-    return pd.DataFrame(rows, columns=["architecture", "protocol", "seed", "accuracy", "cpu_seconds", "macs"])
+            rows.append((arch, "default", seed, base, 60.0, 1e6 * (i + 1), "fp32 eager"))
+            rows.append((arch, "auto", seed, base + shift.get(arch, 0.0), 40.0, 1e6 * (i + 1), "fp32 channels-last"))
+    return pd.DataFrame(rows, columns=["architecture", "protocol", "seed", "accuracy", "cpu_seconds", "macs", "precision"])
 
 
 def test_a_candidate_precision_is_compared_with_the_default_architecture_by_architecture() -> None:
     same = "\n".join(pf.against_default(synthetic_runs({}), chance=10.0))
-    assert "| auto | 2 | 4 | 1.00 |" in same and "auto vs default: 4 of 4 architectures tie" in same
+    assert "| auto | 2 | 4 | 1.00 |" in same and "auto (ran as fp32 channels-last x8) vs default: 4 of 4 architectures tie" in same
     moved = "\n".join(pf.against_default(synthetic_runs({"b": 8.0}), chance=10.0))
     assert "3 of 4 architectures tie" in moved and "differ: b (win +8.0 pp" in moved
 
