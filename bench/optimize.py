@@ -3,6 +3,7 @@
     python bench/optimize.py                      # the five models of the speed goal, batch 8, 16x112x112
     python bench/optimize.py --repeats 20 --no-int8
     python bench/optimize.py --json out.json
+    python bench/optimize.py --paper-code ../Efficient-3DCNNs   # also the paper's own model code, eager
 
 Every model is built once (random weights, BatchNorm statistics from a few random batches so that
 activations have a trained network's scale), then optimized (profiler.optimize_for_inference) and
@@ -11,6 +12,10 @@ variant of every model: round r runs eager, optimized and int8 of model 1, then 
 so slow phases of a shared machine hit all variants alike. Each cell is the median of the rounds.
 
 The goal (issue 9): the geometric mean over the models of optimized/eager clips/s >= 2.
+``--paper-code DIR`` (a checkout of the paper's repository, github.com/okankop/Efficient-3DCNNs; its
+``models/<family>.py`` are imported from there, never copied into e3d) adds the paper's own model of
+each preset as one more interleaved variant, checked to have the preset's parameter count; the goal
+(issue 15) is e3d's eager at least as fast as the paper's code (geometric mean >= 1).
 int8's accuracy change needs a trained model and a labelled proxy task: --proxy-task NAME trains
 each model briefly on it (search.data / search.train) and reports top-1 of float vs int8.
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import math
 import platform
@@ -28,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import median
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +43,7 @@ import space
 from profiler.latency import cpu_name
 from profiler.optimize import optimize_for_inference, relative_error
 from profiler.quantize import quantize_int8
+from space.spec import E3DError
 
 GOAL_MODELS = (("shufflenet", 1.0), ("shufflenetv2", 1.0), ("mobilenet", 1.0), ("mobilenetv2", 0.45), ("squeezenet", 1.0))
 """The five models of the speed goal, as (preset, width multiplier)."""
@@ -76,6 +84,37 @@ def settle_batchnorm(model: nn.Module, clip: tuple[int, int, int], *, batches: i
     return model.eval()
 
 
+PAPER_ARGS: dict[str, Callable[[float, tuple[int, int, int]], dict[str, Any]]] = {
+    "shufflenet": lambda w, clip: {"groups": 3, "width_mult": w},
+    "shufflenetv2": lambda w, clip: {"width_mult": w, "sample_size": clip[1]},
+    "mobilenet": lambda w, clip: {"width_mult": w, "sample_size": clip[1]},
+    "mobilenetv2": lambda w, clip: {"width_mult": w, "sample_size": clip[1]},
+    "squeezenet": lambda w, clip: {"version": 1.1, "sample_size": clip[1], "sample_duration": clip[0]},
+}
+"""How the paper's ``get_model`` builds each family's preset at a width and clip (600 classes)."""
+
+
+class PaperCodeError(E3DError):
+    """The paper's code cannot give the model asked for, or gives another network."""
+
+
+def paper_model(root: Path, name: str, width: float, clip: tuple[int, int, int], *, params: int) -> nn.Module:
+    """The paper's own model of preset ``name`` at ``width``, imported from ``root/models/<name>.py``,
+    checked to have ``params`` parameters (e3d's preset)."""
+    path = root / "models" / f"{name}.py"
+    if name not in PAPER_ARGS or not path.is_file():
+        raise PaperCodeError(f"--paper-code: no paper model for {name} (expected {path}, families {', '.join(PAPER_ARGS)})")
+    spec = importlib.util.spec_from_file_location(f"paper_models_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model: nn.Module = module.get_model(num_classes=600, **PAPER_ARGS[name](width, clip))
+    n = sum(p.numel() for p in model.parameters())
+    if n != params:
+        raise PaperCodeError(f"{path}: {name} {width:g}x has {n:,} parameters, e3d's preset {params:,}: not the same network")
+    return model
+
+
 def geomean(values: list[float]) -> float:
     """Geometric mean of positive numbers."""
     return math.exp(sum(math.log(v) for v in values) / len(values))
@@ -94,6 +133,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         eager = settle_batchnorm(space.create_model(name, width_mult=width, sample_size=args.size, sample_duration=args.frames), clip)
         row = Row(name, width)
         fns: dict[str, Callable[[Tensor], Tensor]] = {"eager": eager}
+        if args.paper_code:
+            params = sum(p.numel() for p in eager.parameters())
+            fns["paper"] = settle_batchnorm(paper_model(args.paper_code, name, width, clip, params=params), clip)
         opt = optimize_for_inference(eager, batch_size=args.batch_size)
         row.opt_rel_error = opt.rel_error if opt.rel_error is not None else math.nan
         fns["optimized"] = opt
@@ -128,6 +170,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "rows": [asdict(r) | {f"{v}_median_ms": r.median_ms(v) for v in r.times_ms} for r in rows],
         "geomean_optimized_over_eager": geomean([r.median_ms("eager") / r.median_ms("optimized") for r in rows]),
         "geomean_int8_over_eager": geomean([r.median_ms("eager") / r.median_ms("int8") for r in rows]) if args.int8 else None,
+        "geomean_eager_over_paper": geomean([r.median_ms("paper") / r.median_ms("eager") for r in rows]) if args.paper_code else None,
     }
 
 
@@ -138,9 +181,12 @@ def render(result: dict[str, object]) -> str:
     b = result["batch_size"]
     assert isinstance(b, int)
     int8 = any("int8_median_ms" in r for r in rows)
+    paper = any("paper_median_ms" in r for r in rows)
     head = f"{'model':<14}{'width':>6}{'eager clips/s':>15}{'optimized':>11}{'x':>7}{'rel.err':>9}"
     if int8:
         head += f"{'int8 clips/s':>14}{'x':>7}{'rel.err':>9}"
+    if paper:
+        head += f"{'paper code clips/s':>20}{'e3d/paper':>11}"
     lines = [head]
     for r in rows:
         e, o = r["eager_median_ms"], r["optimized_median_ms"]
@@ -148,10 +194,14 @@ def render(result: dict[str, object]) -> str:
         if int8:
             q = r["int8_median_ms"]
             line += f"{b * 1000 / q:>14.1f}{e / q:>6.2f}x{r['int8_rel_error']:>9.1e}"
+        if paper:
+            line += f"{b * 1000 / r['paper_median_ms']:>20.1f}{r['paper_median_ms'] / e:>10.2f}x"
         lines.append(line)
     lines.append(f"geometric mean optimized/eager: {result['geomean_optimized_over_eager']:.2f}x (goal >= 2x)")
     if int8:
         lines.append(f"geometric mean int8/eager: {result['geomean_int8_over_eager']:.2f}x")
+    if paper:
+        lines.append(f"geometric mean e3d eager / paper code eager: {result['geomean_eager_over_paper']:.2f}x (goal >= 1x)")
     clip = "x".join(map(str, result["clip"]))  # type: ignore[call-overload]
     lines.append(
         f"{result['date']}, {result['machine']}, torch {result['torch']}; batch {b}, {clip}; "
@@ -178,8 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 variant")
     p.add_argument("--calib-batches", type=int, default=2, help="random batches to calibrate int8 on")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the raw timings as JSON")
+    p.add_argument("--paper-code", type=Path, metavar="DIR", help="a checkout of the paper's repository: time its models too")
     args = p.parse_args(argv)
-    result = run(args)
+    try:
+        result = run(args)
+    except E3DError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(render(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
