@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from math import prod
 from typing import Any
 
@@ -28,7 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from profiler.costs import ARITHMETIC_KINDS, ELEMENTWISE_KINDS, MAC_KINDS, Cost, conv_type, layer_cost
 from profiler.einsum import einsum_steps
 from space.ops import Layer, Shape, triple
-from space.spec import NetSpec
+from space.spec import CACHE_SIZE, NetSpec, UnitKey, trace_unit
 
 MAX_SHAPES = 3
 """Distinct input shapes kept per operator that is not counted (for the report)."""
@@ -162,11 +163,55 @@ def count_spec(spec: NetSpec, *, sgs_bins: Sequence[int] | None = None) -> Count
 
 def spec_totals(spec: NetSpec, *, sgs_bins: Sequence[int] | None = None) -> Cost:
     """Just the totals of :func:`count_spec` (macs, params, paper_flops, activations): the fast path
-    for screening thousands of candidate specs. Sums one cached cost per unit (a unit traced alike in
-    any spec is priced once)."""
+    for screening thousands of candidate specs. Sums one cached cost per segment (the stem, a stage, an
+    SGS layer, the head): a segment or a unit traced alike in any spec is priced once."""
     macs = params = paper = acts = 0
-    for _, layers in spec.unit_layers(spec.sgs_map(sgs_bins)):
-        c = unit_cost(layers)
+    for _, trace in spec.traced_segments(spec.sgs_map(sgs_bins)):
+        c = _SEGMENT_COSTS.get(id(trace))
+        if c is None or c[0] is not trace:
+            c = _segment_cost(trace)
+        macs += c[1]
+        params += c[2]
+        paper += c[3]
+        acts += c[4]
+    return Cost(macs, params, paper, acts)
+
+
+_SEGMENT_COSTS: dict[int, tuple[Any, int, int, int, int]] = {}
+"""``(trace, macs, params, paper_flops, activations)`` of traced segments, keyed by the identity of the trace
+(``NetSpec.traced_segments`` returns the same trace object for every segment traced alike while it is
+cached); each entry keeps its trace alive. Flat tuples, which the garbage collector stops tracking."""
+
+
+def _segment_cost(trace: tuple[Any, ...]) -> tuple[Any, int, int, int, int]:
+    """The summed cost of a segment's units (``trace[1:]``), remembered in ``_SEGMENT_COSTS``."""
+    macs = params = paper = acts = 0
+    for unit in trace[1:]:
+        c = _unit_cost(unit)
+        macs += c[0]
+        params += c[1]
+        paper += c[2]
+        acts += c[3]
+    if len(_SEGMENT_COSTS) >= CACHE_SIZE:
+        _SEGMENT_COSTS.clear()
+    entry = _SEGMENT_COSTS[id(trace)] = (trace, macs, params, paper, acts)
+    return entry
+
+
+def unit_cost(unit: UnitKey) -> Cost:
+    """The summed cost of one unit's layers (``NetSpec.traced_segments`` names units by key); cached."""
+    return Cost(*_unit_cost(unit))
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _unit_cost(unit: UnitKey) -> tuple[int, int, int, int]:
+    c = _sum(map(layer_cost, trace_unit(unit)[1]))
+    return (c.macs, c.params, c.paper_flops, c.activations)
+
+
+def _sum(costs: Iterable[Cost]) -> Cost:
+    macs = params = paper = acts = 0
+    for c in costs:
         macs += c.macs
         params += c.params
         paper += c.paper_flops
@@ -174,36 +219,13 @@ def spec_totals(spec: NetSpec, *, sgs_bins: Sequence[int] | None = None) -> Cost
     return Cost(macs, params, paper, acts)
 
 
-_UNIT_COSTS: dict[int, tuple[tuple[Layer, ...], Cost]] = {}
-"""Costs of the units' layer tuples, keyed by identity (each entry keeps its tuple alive)."""
-
-
-def unit_cost(layers: tuple[Layer, ...]) -> Cost:
-    """The summed cost of one unit's layers; cached by the identity of the tuple (``NetSpec.unit_layers``
-    returns the same tuple for every unit traced alike)."""
-    hit = _UNIT_COSTS.get(id(layers))
-    if hit is not None and hit[0] is layers:
-        return hit[1]
-    macs = params = paper = acts = 0
-    for layer in layers:
-        c = layer_cost(layer)
-        macs += c.macs
-        params += c.params
-        paper += c.paper_flops
-        acts += c.activations
-    total = Cost(macs, params, paper, acts)
-    if len(_UNIT_COSTS) >= 1 << 16:
-        _UNIT_COSTS.clear()
-    _UNIT_COSTS[id(layers)] = (layers, total)
-    return total
-
-
 def clear_caches() -> None:
-    """Forget the cached unit traces and unit costs (what a fresh process starts with)."""
+    """Forget the cached unit and segment traces and their costs (what a fresh process starts with)."""
     from space.spec import clear_trace_cache
 
     clear_trace_cache()
-    _UNIT_COSTS.clear()
+    _unit_cost.cache_clear()
+    _SEGMENT_COSTS.clear()
 
 
 def count_module(model: nn.Module, input_shape: Sequence[int], *, clip: torch.Tensor | None = None, batch: int = 1) -> Counts:

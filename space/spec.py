@@ -13,7 +13,8 @@ import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -152,11 +153,10 @@ class StageSpec:
         if self.t_kernel % 2 == 0:
             raise SpecError(f"{path}.t_kernel", f"must be odd (a 'same'-padded kernel), got {self.t_kernel}")
         _bool(path, self.se, name="se")
-        for name, default in _stage_defaults():
-            if name in _STAGE_COMMON or name in block.fields:
-                continue
-            if getattr(self, name) != default:
-                raise SpecError(f"{path}.{name}", f"is not used by block {self.block!r}; leave it at {default!r}")
+        names, defaults = _unused_fields(self.block)
+        if tuple([getattr(self, name) for name in names]) != defaults:
+            name, default = next((n, d) for n, d in zip(names, defaults, strict=True) if getattr(self, n) != d)
+            raise SpecError(f"{path}.{name}", f"is not used by block {self.block!r}; leave it at {default!r}")
         _set(self, "_valid", True)
 
     def unit_kwargs(self, cin: int, index: int) -> dict[str, Any]:
@@ -171,10 +171,11 @@ class StageSpec:
 _STAGE_COMMON = frozenset({"block", "channels", "repeats", "stride", "act"})
 
 
-@lru_cache(maxsize=1)
-def _stage_defaults() -> tuple[tuple[str, Any], ...]:
-    """(name, default) of every StageSpec field, read once."""
-    return tuple((f.name, f.default) for f in dataclasses.fields(StageSpec))
+@cache
+def _unused_fields(block: str) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """The StageSpec fields that ``block`` does not read, and their defaults (which they must keep)."""
+    unused = [f for f in dataclasses.fields(StageSpec) if f.name not in _STAGE_COMMON and f.name not in BLOCKS[block].fields]
+    return tuple(f.name for f in unused), tuple(f.default for f in unused)
 
 
 @dataclass(frozen=True)
@@ -289,7 +290,7 @@ class NetSpec:
             if i and layer.after_stage <= sgs[i - 1].after_stage:
                 raise SpecError(f"sgs[{i}].after_stage", "SGS layers must follow distinct stages in increasing order")
         _set(self, "sgs", sgs)
-        self.unit_layers()  # trace now: shape errors surface at construction
+        self.traced_segments()  # trace now: shape errors surface at construction
         self._check_sgs_counts()
 
     def _check_sgs_counts(self) -> None:
@@ -314,22 +315,23 @@ class NetSpec:
 
     # -- structure -------------------------------------------------------------------------
 
-    def units(self) -> Iterator[tuple[str, BlockFn, dict[str, Any]]]:
-        """Walk the network as (module path, block function, keyword arguments) per unit."""
-        s = self.stem
-        yield "stem", stem, {"channels": s.channels, "kernel": s.kernel, "stride": s.stride, "bias": s.bias, "act": s.act, "pool": s.pool}
-        cin = s.channels
+    def segments(self) -> Iterator[tuple[SegmentKey, Any]]:
+        """Walk the network as segments: the stem, each stage and the SGS layers after it, the head, as
+        (key, spec part). :func:`segment_units` expands one into its units."""
+        yield ("stem", *_values(self.stem)), self.stem
+        cin = self.stem.channels
         for i, stage in enumerate(self.stages):
-            fn = BLOCKS[stage.block].fn
-            for j in range(stage.repeats):
-                yield f"stages.{i}.{j}", fn, stage.unit_kwargs(cin, j)
-                cin = stage.channels
+            yield ("stage", i, cin, *_values(stage)), stage
+            cin = stage.channels
             for layer in self.sgs:
                 if layer.after_stage == i:
-                    kw = {"bins": layer.bins, "embed": layer.embed, "bin_width": layer.bin_width, "multiple": layer.multiple}
-                    yield layer.path, similarity_sampling, kw
-        h = self.head
-        yield "head", head, {"kind": h.kind, "channels": h.channels, "act": h.act, "num_classes": self.num_classes, "dropout": self.dropout}
+                    yield ("sgs", *_values(layer)), layer
+        yield ("head", self.num_classes, self.dropout, *_values(self.head)), self.head
+
+    def units(self) -> Iterator[tuple[str, BlockFn, dict[str, Any]]]:
+        """Walk the network as (module path, block function, keyword arguments) per unit."""
+        for key, part in self.segments():
+            yield from segment_units(key, part)
 
     @property
     def input_shape(self) -> Shape:
@@ -345,13 +347,20 @@ class NetSpec:
         return _named(self.unit_layers())
 
     @cached_property
-    def _units_traced(self) -> UnitLayers:
+    def _traced(self) -> Traced:
         return self._walk(None)
 
+    def traced_segments(self, sgs_bins: Mapping[str, int] | None = None) -> Traced:
+        """Per segment, its trace key and its trace (:data:`Traced`): plain tuples, equal for segments and
+        units traced alike in any spec, and the same trace object while it is cached (cache keys for their
+        costs). ``sgs_bins`` maps SGS paths to bins."""
+        return self._traced if sgs_bins is None else self._walk(sgs_bins)
+
     def unit_layers(self, sgs_bins: Mapping[str, int] | None = None) -> UnitLayers:
-        """Per unit, its module path and its layers named relative to it (the same tuple object for
-        every unit traced alike: a cache key for per-unit costs). ``sgs_bins`` maps SGS paths to bins."""
-        return self._units_traced if sgs_bins is None else self._walk(sgs_bins)
+        """Per unit, its module path and its layers named relative to it (:func:`trace_unit`)."""
+        return tuple(
+            (_unit_path(key, j), trace_unit(unit)[1]) for key, trace in self.traced_segments(sgs_bins) for j, unit in enumerate(trace[1:])
+        )
 
     def trace(self, sgs_bins: Sequence[int] | None = None) -> tuple[Layer, ...]:
         """The layers for a clip that keeps ``sgs_bins[i]`` bins at SGS layer ``i`` (None: the maximum)."""
@@ -372,29 +381,30 @@ class NetSpec:
     def _trace(self, sgs_bins: Mapping[str, int] | None) -> tuple[Layer, ...]:
         return _named(self.unit_layers(sgs_bins))
 
-    def _walk(self, sgs_bins: Mapping[str, int] | None) -> UnitLayers:
-        """Trace unit by unit; a unit traced before with the same arguments and input is not traced again."""
+    def _walk(self, sgs_bins: Mapping[str, int] | None) -> Traced:
+        """Trace segment by segment; a segment traced before with the same key and input is not traced again."""
         x: Shape = self.input_shape
         out = []
-        last: tuple[Any, ...] = ()
-        for path, fn, kw in self.units():
-            bins = sgs_bins.get(path) if sgs_bins else None
-            if last and last[0] is fn and last[2] == x and last[3] == bins and last[1] == kw:
-                out.append((path, last[4]))  # a repeated unit of a stage: same arguments, same input
-                continue
-            try:
-                y, layers = _trace_unit(fn, tuple(kw), tuple(kw.values()), x, bins)
-            except BlockError as e:
-                raise SpecError(f"{self._field_path(path)}.{e.field}", f"{e.reason} (clip {'x'.join(map(str, self.clip))})") from None
-            out.append((path, layers))
-            last, x = (fn, kw, x, bins, layers), y
+        for key, part in self.segments():
+            bins = sgs_bins.get(part.path) if sgs_bins and key[0] == "sgs" else None
+            trace_key = (*key, x, bins)
+            trace = _SEGMENTS.get(trace_key)
+            if trace is None:
+                try:
+                    trace = _trace_segment(trace_key, part)
+                except BlockError as e:
+                    raise SpecError(f"{self._field_path(key)}.{e.field}", f"{e.reason} (clip {'x'.join(map(str, self.clip))})") from None
+            x = trace[0]
+            out.append((trace_key, trace))
         return tuple(out)
 
-    def _field_path(self, module_path: str) -> str:
-        """Map a unit's module path to its spec field: ``stages.2.0`` -> ``stages[2]``, ``sgs.1`` -> ``sgs[0]``."""
-        if module_path.startswith("sgs."):
-            return f"sgs[{[layer.path for layer in self.sgs].index(module_path)}]"
-        return _field_path(module_path)
+    def _field_path(self, key: SegmentKey) -> str:
+        """The spec field of a segment: ``stages[2]``, ``sgs[0]``, ``stem`` or ``head``."""
+        if key[0] == "stage":
+            return f"stages[{key[1]}]"
+        if key[0] == "sgs":
+            return f"sgs[{[layer.after_stage for layer in self.sgs].index(key[1])}]"
+        return str(key[0])
 
     def replace(self, **changes: Any) -> NetSpec:
         """A copy with some top-level fields changed (validated again)."""
@@ -479,21 +489,106 @@ class NetSpec:
 UnitLayers = tuple[tuple[str, tuple[Layer, ...]], ...]
 """(module path, layers named relative to it) per unit, in execution order."""
 
+SegmentKey = tuple[Any, ...]
+"""A segment, the units traced and cached together, as one flat tuple: ``("stem", *stem fields)``,
+``("stage", index, input channels, *stage fields)``, ``("sgs", *SGS fields)`` or ``("head", num_classes,
+dropout, *head fields)``, each part's fields in order (:func:`_values`). A trace key appends the input shape
+and the SGS bins. Made of validated specs only, whose fields have their exact types (no ``True`` for 1), so
+equal keys describe the same units."""
 
-@lru_cache(maxsize=1 << 16)
-def _trace_unit(
-    fn: BlockFn, names: tuple[str, ...], values: tuple[Any, ...], x: Shape, bins: int | None
-) -> tuple[Shape, tuple[Layer, ...]]:
-    """One unit's output shape and layers (names relative to the unit), from its keyword arguments
-    ``names`` = ``values``: block functions are pure, so this is cached (a failing trace raises and is not)."""
+UnitKey = tuple[str, tuple[str, ...], tuple[Any, ...], Shape, int | None]
+"""A unit as a plain tuple: (block function name, keyword names, keyword values, input shape, SGS bins)."""
+
+Traced = tuple[tuple[SegmentKey, tuple[Any, ...]], ...]
+"""Per segment, its trace key and its trace ``(output shape, *unit keys)``."""
+
+_FNS: tuple[BlockFn, ...] = (stem, head, similarity_sampling, *(b.fn for b in BLOCKS.values()))
+_UNIT_FNS = {fn.__name__: fn for fn in _FNS}
+"""Every unit's block function by name (the first item of a :data:`UnitKey`)."""
+
+_SEGMENTS: dict[SegmentKey, tuple[Any, ...]] = {}
+"""Traced segments by trace key. Keys and traces are flat tuples of numbers, strings and older such tuples,
+which the garbage collector stops tracking at its next pass (a nested new tuple can take a pass per level,
+and each object still tracked when it reaches the oldest generation brings the next full collection closer)."""
+
+CACHE_SIZE = 1 << 18
+"""Entries each large trace or cost cache holds (an LRU cache drops its least recently used entry, a
+plain dict empties when full)."""
+
+
+_FIELDS: dict[type, attrgetter[Any]] = {
+    cls: attrgetter(*(f.name for f in dataclasses.fields(cls))) for cls in (StemSpec, StageSpec, HeadSpec, SGSSpec)
+}
+
+
+def _values(part: object) -> tuple[Any, ...]:
+    """A spec part's field values, in order (every part has at least two fields, so this is a tuple)."""
+    values: tuple[Any, ...] = _FIELDS[type(part)](part)
+    return values
+
+
+def segment_units(key: SegmentKey, part: Any) -> Iterator[tuple[str, BlockFn, dict[str, Any]]]:
+    """The units of one segment (``part`` is its spec part) as (module path, block function, keyword arguments)."""
+    kind = key[0]
+    if kind == "stage":
+        fn = BLOCKS[part.block].fn
+        for j in range(part.repeats):
+            yield _unit_path(key, j), fn, part.unit_kwargs(key[2] if j == 0 else part.channels, j)
+    elif kind == "stem":
+        s = part
+        yield "stem", stem, {"channels": s.channels, "kernel": s.kernel, "stride": s.stride, "bias": s.bias, "act": s.act, "pool": s.pool}
+    elif kind == "sgs":
+        g = part
+        yield g.path, similarity_sampling, {"bins": g.bins, "embed": g.embed, "bin_width": g.bin_width, "multiple": g.multiple}
+    else:
+        h = part
+        yield "head", head, {"kind": h.kind, "channels": h.channels, "act": h.act, "num_classes": key[1], "dropout": key[2]}
+
+
+def _unit_path(key: SegmentKey, j: int) -> str:
+    """Module path of unit ``j`` of a segment: ``stages.2.0``, ``sgs.1`` (``SGSSpec.path``), ``stem`` or ``head``."""
+    if key[0] == "stage":
+        return f"stages.{key[1]}.{j}"
+    return f"sgs.{key[1]}" if key[0] == "sgs" else str(key[0])
+
+
+def _trace_segment(trace_key: SegmentKey, part: Any) -> tuple[Any, ...]:
+    """Trace a segment unit by unit (each cached by :func:`_unit`) and remember ``(output shape, *unit keys)``
+    in ``_SEGMENTS``. Raises :class:`BlockError` (and remembers nothing) on a bad unit."""
+    x, bins = trace_key[-2:]
+    units = []
+    for _, fn, kw in segment_units(trace_key, part):
+        unit, x = _unit((fn.__name__, tuple(kw), tuple(kw.values()), x, bins))
+        units.append(unit)
+    if len(_SEGMENTS) >= CACHE_SIZE:
+        _SEGMENTS.clear()
+    trace = _SEGMENTS[trace_key] = (x, *units)
+    return trace
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _unit(unit: UnitKey) -> tuple[UnitKey, Shape]:
+    """The first key equal to ``unit`` (one object per unit, kept untracked by the garbage collector) and
+    the unit's output shape. A failing trace raises :class:`BlockError` and is not cached."""
+    return unit, trace_unit(unit)[0]
+
+
+@lru_cache(maxsize=64)
+def trace_unit(unit: UnitKey) -> tuple[Shape, tuple[Layer, ...]]:
+    """A unit's output shape and layers (names relative to the unit). Block functions are pure, so this
+    is cached, but for the last 64 units only: layers are objects that every garbage collection visits,
+    and a large cache of them slows every full collection down (:func:`_unit` keeps the shapes)."""
+    name, names, values, x, bins = unit
     tracer = Tracer(None if bins is None else {"": bins})
-    y = fn(tracer, x, **dict(zip(names, values, strict=True)))
+    y = _UNIT_FNS[name](tracer, x, **dict(zip(names, values, strict=True)))
     return y, tuple(tracer.layers)
 
 
 def clear_trace_cache() -> None:
-    """Forget every cached unit trace (benchmarks time the uncached path with it)."""
-    _trace_unit.cache_clear()
+    """Forget every cached unit and segment trace (benchmarks time the uncached path with it)."""
+    _unit.cache_clear()
+    trace_unit.cache_clear()
+    _SEGMENTS.clear()
 
 
 def _named(units: UnitLayers) -> tuple[Layer, ...]:
@@ -501,12 +596,6 @@ def _named(units: UnitLayers) -> tuple[Layer, ...]:
     return tuple(
         layer._replace(name=f"{path}.{layer.name}" if layer.name else path) if path else layer for path, layers in units for layer in layers
     )
-
-
-def _field_path(module_path: str) -> str:
-    """Map a unit's module path to its spec field: ``stages.2.0`` -> ``stages[2]``."""
-    parts = module_path.split(".")
-    return f"stages[{parts[1]}]" if parts[0] == "stages" else parts[0]
 
 
 def _lists(value: Any) -> Any:

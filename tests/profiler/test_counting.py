@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 import torch
@@ -170,8 +171,10 @@ def test_units_traced_alike_share_one_trace_and_one_cost() -> None:
 
     a = space.paper_spec("mobilenetv2", width_mult=0.7, sample_size=48)
     b = space.paper_spec("mobilenetv2", width_mult=0.7, sample_size=48, num_classes=10)  # only the head differs
+    assert a.traced_segments()[:-1] == b.traced_segments()[:-1] and a.traced_segments()[-1] != b.traced_segments()[-1]
+    unit_a, unit_b = a.traced_segments()[2][1][1], b.traced_segments()[2][1][1]
     assert a.unit_layers()[3][1] is b.unit_layers()[3][1]
-    assert unit_cost(a.unit_layers()[3][1]) is unit_cost(b.unit_layers()[3][1])
+    assert unit_a == unit_b and unit_cost(unit_a) == unit_cost(unit_b)
     before = spec_totals(a)
     clear_caches()
     assert spec_totals(a) == before == tuple(count_layers_of(a))
@@ -186,3 +189,59 @@ def test_a_failing_unit_is_not_cached() -> None:
     for _ in range(2):
         with pytest.raises(SpecError, match=r"stages\[2\]\.stride"):
             space.paper_spec("shufflenet", sample_duration=8)
+
+
+@pytest.mark.parametrize(
+    ("block", "change"),
+    [
+        ("inverted_residual", {"expansion": 4.0}),
+        ("inverted_residual", {"act": "relu6"}),
+        ("shuffle_v1", {"groups": 2}),
+        ("shuffle_v1", {"first_groups": 1}),
+        ("sev", {"se": True}),
+        ("sev", {"t_kernel": 1}),
+        ("fire", {"bypass": False}),
+        ("fire", {"squeeze": 6}),
+        ("bottleneck", {"shortcut": "A"}),
+        ("dwsep", {"repeats": 3}),
+        ("dwsep", {"stride": (1, 2, 2)}),
+    ],
+)
+def test_specs_that_differ_in_one_field_are_priced_apart(block: str, change: dict[str, object]) -> None:
+    """The trace and cost caches are keyed by value: a cached segment is never reused for a spec
+    that differs in one field, and every spec's cached totals equal its count from scratch."""
+    from profiler.counting import clear_caches
+
+    bases: dict[str, dict[str, Any]] = {
+        "inverted_residual": {"expansion": 6.0},
+        "shuffle_v1": {"groups": 4},
+        "sev": {"groups": 4},
+        "fire": {"squeeze": 4, "bypass": True},
+        "bottleneck": {"expansion": 4.0},
+        "dwsep": {},
+    }
+    base = bases[block]
+    channels = 48 if block != "shuffle_v1" else 96
+
+    def make(**kw: object) -> NetSpec:
+        fields: dict[str, Any] = {"repeats": 2, "stride": (2, 2, 2), **base, **kw}
+        return NetSpec("custom", StemSpec(24), (StageSpec(block, channels, **fields),), clip=(8, 32, 32), num_classes=10)
+
+    a, b = make(), make(**change)
+    cached = (spec_totals(a), spec_totals(b), spec_totals(a))
+    assert cached[0] == cached[2]
+    assert a.traced_segments()[1] != b.traced_segments()[1] and a.layers != b.layers
+    clear_caches()
+    assert (spec_totals(a), spec_totals(b)) == cached[:2] == (tuple(count_layers_of(a)), tuple(count_layers_of(b)))
+    assert_same(b)
+
+
+def test_an_invalid_stage_equal_to_a_cached_valid_one_is_still_refused() -> None:
+    """``True == 1`` in Python: the caches must not let a stage with ``groups=True`` through because an
+    equal-comparing valid one (``groups=1``) was priced before."""
+    ok = NetSpec("custom", StemSpec(8), (StageSpec("shuffle_v1", 32, stride=(2, 2, 2), groups=1),), clip=(4, 16, 16))
+    spec_totals(ok)
+    with pytest.raises(SpecError, match=r"stages\[0\]\.groups"):
+        NetSpec("custom", StemSpec(8), (StageSpec("shuffle_v1", 32, stride=(2, 2, 2), groups=True),), clip=(4, 16, 16))
+    with pytest.raises(SpecError, match=r"stages\[0\]\.stride"):
+        NetSpec("custom", StemSpec(8), (StageSpec("shuffle_v1", 32, stride=(True, 2, 2), groups=1),), clip=(4, 16, 16))
