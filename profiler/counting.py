@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from math import prod
 from typing import Any
 
@@ -177,36 +176,42 @@ def spec_totals(spec: NetSpec, *, sgs_bins: Sequence[int] | None = None) -> Cost
     return Cost(macs, params, paper, acts)
 
 
-_SEGMENT_COSTS: dict[int, tuple[Any, int, int, int, int]] = {}
-"""``(trace, macs, params, paper_flops, activations)`` of traced segments, keyed by the identity of the trace
-(``NetSpec.traced_segments`` returns the same trace object for every segment traced alike while it is
-cached); each entry keeps its trace alive. Flat tuples, which the garbage collector stops tracking."""
+Entry = tuple[Any, int, int, int, int]
+"""``(key object, macs, params, paper_flops, activations)``: a flat tuple, which the garbage collector stops tracking."""
+
+_SEGMENT_COSTS: dict[int, Entry] = {}
+"""Costs of traced segments by the identity of the trace (``NetSpec.traced_segments`` returns the same trace
+object for every segment traced alike while it is cached); each entry holds its trace, so the identity stays valid."""
+
+_UNIT_COSTS: dict[int, Entry] = {}
+"""Costs of units by the identity of the unit key (a trace holds ``space.spec``'s one key object per unit)."""
 
 
-def _segment_cost(trace: tuple[Any, ...]) -> tuple[Any, int, int, int, int]:
+def _segment_cost(trace: tuple[Any, ...]) -> Entry:
     """The summed cost of a segment's units (``trace[1:]``), remembered in ``_SEGMENT_COSTS``."""
     macs = params = paper = acts = 0
     for unit in trace[1:]:
-        c = _unit_cost(unit)
-        macs += c[0]
-        params += c[1]
-        paper += c[2]
-        acts += c[3]
-    if len(_SEGMENT_COSTS) >= CACHE_SIZE:
-        _SEGMENT_COSTS.clear()
-    entry = _SEGMENT_COSTS[id(trace)] = (trace, macs, params, paper, acts)
+        c = _UNIT_COSTS.get(id(unit))
+        if c is None or c[0] is not unit:
+            c = _remember(_UNIT_COSTS, (unit, *unit_cost(unit)))
+        macs += c[1]
+        params += c[2]
+        paper += c[3]
+        acts += c[4]
+    return _remember(_SEGMENT_COSTS, (trace, macs, params, paper, acts))
+
+
+def _remember(cache: dict[int, Entry], entry: Entry) -> Entry:
+    """Store ``entry`` under the identity of its first item; empty the cache when it is full."""
+    if len(cache) >= CACHE_SIZE:
+        cache.clear()
+    cache[id(entry[0])] = entry
     return entry
 
 
 def unit_cost(unit: UnitKey) -> Cost:
-    """The summed cost of one unit's layers (``NetSpec.traced_segments`` names units by key); cached."""
-    return Cost(*_unit_cost(unit))
-
-
-@lru_cache(maxsize=CACHE_SIZE)
-def _unit_cost(unit: UnitKey) -> tuple[int, int, int, int]:
-    c = _sum(map(layer_cost, trace_unit(unit)[1]))
-    return (c.macs, c.params, c.paper_flops, c.activations)
+    """The summed cost of one unit's layers (``NetSpec.traced_segments`` names units by key)."""
+    return _sum(map(layer_cost, trace_unit(unit)[1]))
 
 
 def _sum(costs: Iterable[Cost]) -> Cost:
@@ -224,7 +229,7 @@ def clear_caches() -> None:
     from space.spec import clear_trace_cache
 
     clear_trace_cache()
-    _unit_cost.cache_clear()
+    _UNIT_COSTS.clear()
     _SEGMENT_COSTS.clear()
 
 

@@ -130,9 +130,18 @@ class StageSpec:
 
     def validate(self, path: str) -> None:
         """Check every field's own value (shapes are checked by tracing the whole spec). A stage is
-        immutable: once valid, it is not checked again (a spec's ``replace`` reuses its stages)."""
+        immutable: once valid, it is not checked again (a spec's ``replace`` reuses its stages), nor is
+        a stage whose every field has the value and type of one found valid before (:func:`_exact_key`)."""
         if self.__dict__.get("_valid"):
             return
+        if not _known_valid(self):
+            self._check(path)
+            if len(_VALID_STAGES) >= CACHE_SIZE:
+                _VALID_STAGES.clear()
+            _VALID_STAGES.add(_exact_key(self))  # after _check made stride a tuple and expansion a float
+        _set(self, "_valid", True)
+
+    def _check(self, path: str) -> None:
         block = BLOCKS.get(self.block)
         if block is None:
             raise SpecError(f"{path}.block", f"unknown block type {self.block!r}; choose from {', '.join(sorted(BLOCKS))}")
@@ -157,7 +166,6 @@ class StageSpec:
         if tuple([getattr(self, name) for name in names]) != defaults:
             name, default = next((n, d) for n, d in zip(names, defaults, strict=True) if getattr(self, n) != d)
             raise SpecError(f"{path}.{name}", f"is not used by block {self.block!r}; leave it at {default!r}")
-        _set(self, "_valid", True)
 
     def unit_kwargs(self, cin: int, index: int) -> dict[str, Any]:
         """Keyword arguments of unit ``index`` of this stage, whose input has ``cin`` channels."""
@@ -169,6 +177,26 @@ class StageSpec:
 
 
 _STAGE_COMMON = frozenset({"block", "channels", "repeats", "stride", "act"})
+
+_VALID_STAGES: set[tuple[Any, ...]] = set()
+"""Exact keys of stages found valid (:func:`_exact_key`)."""
+
+
+def _exact_key(stage: StageSpec) -> tuple[Any, ...]:
+    """The stage's field values, their types and its stride's types, in one flat tuple: equal only for
+    stages whose every field has the same value and type (``True == 1`` and ``1.0 == 1``; their types differ)."""
+    values = _values(stage)
+    return (*values, *map(type, values), *map(type, stage.stride))
+
+
+def _known_valid(stage: StageSpec) -> bool:
+    """True if a stage with exactly these field values and types was found valid before."""
+    if type(stage.stride) is not tuple:
+        return False
+    try:
+        return _exact_key(stage) in _VALID_STAGES
+    except TypeError:  # a field that cannot be hashed: not a valid stage
+        return False
 
 
 @cache
