@@ -61,7 +61,10 @@ TINY = ProxyConfig(clip=(8, 32, 32), train_samples=16, val_samples=16, epochs=2,
 TINY_REFERENCE = dataclasses.replace(TINY, epochs=3, train_samples=32, val_samples=16)
 TINY_ARCHITECTURES = 3
 """``--tiny`` trains the cheapest architectures of the set that run at its clip, only."""
-SETTINGS = {"epochs": int, "train_samples": int, "val_samples": int, "batch_size": int, "lr": float, "precision": str}
+SETTINGS = {
+    "epochs": int, "train_samples": int, "val_samples": int, "batch_size": int, "lr": float,
+    "precision": str, "schedule": str, "warmup": float,
+}  # fmt: skip
 
 
 class ProtocolError(E3DError):

@@ -72,6 +72,10 @@ class ProxyConfig:
     trial_seconds: float | None = None
     batch_size: int = 16
     lr: float = 0.05
+    schedule: str = "step"
+    """The learning-rate schedule (:class:`search.train.TrainConfig`): ``step`` or ``cosine``."""
+    warmup: float = 0.0
+    """Fraction of the steps of linear warm-up (``cosine`` only)."""
     data_seed: int = 0
     num_workers: int = 0
     device: str = "cpu"
@@ -89,7 +93,8 @@ class ProxyConfig:
         limit = f", at most {self.trial_seconds:g} s" if self.trial_seconds else ""
         run_as = "" if self.precision == "fp32" else f", precision {self.precision} (each trial's choice in trials.csv)"
         clip = "x".join(map(str, self.clip))
-        return f"{data}, clip {clip}, {self.epochs} epochs{limit}, batch {self.batch_size}, lr {self.lr:g}{run_as}"
+        schedule = "" if self.schedule == "step" else f" {self.schedule}" + (f" (warm-up {self.warmup:g})" if self.warmup else "")
+        return f"{data}, clip {clip}, {self.epochs} epochs{limit}, batch {self.batch_size}, lr {self.lr:g}{schedule}{run_as}"
 
 
 @dataclass(frozen=True)
@@ -601,6 +606,8 @@ class Objective:
             epochs=p.epochs,
             batch_size=p.batch_size,
             lr=p.lr,
+            schedule=p.schedule,
+            warmup=p.warmup,
             max_seconds=p.trial_seconds,
             num_workers=p.num_workers,
             device=p.device,

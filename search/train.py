@@ -11,6 +11,7 @@ are drawn from ``(seed, epoch)``, so a run is reproducible whatever the number o
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import random
 import time
@@ -31,7 +32,7 @@ from profiler.precision import PRECISIONS, ExecConfig, cache_key, network_key, r
 from search.data import DataError, ErrorReport, Indexed, collate_indexed
 from space import E3DError
 
-SCHEDULES = ("step", "plateau")
+SCHEDULES = ("step", "plateau", "cosine")
 CHECKPOINT_FORMAT = "e3d.checkpoint/1"
 CHECKPOINT_NAME = "last.pt"
 
@@ -57,7 +58,9 @@ class TrainConfig:
     """How to train. Defaults: the paper's optimiser, sized for short proxy runs on a CPU.
 
     ``milestones`` are fractions of ``epochs`` at which the ``step`` schedule multiplies the learning
-    rate by ``gamma``; ``patience`` is the ``plateau`` schedule's. ``max_seconds`` stops after the
+    rate by ``gamma``; ``patience`` is the ``plateau`` schedule's. ``cosine`` changes the rate after
+    every step: a linear warm-up from 0 over the first ``warmup`` fraction of all steps, then a
+    half cosine down to 0 at the last step. ``max_seconds`` stops after the
     epoch in which the wall-clock budget of this :func:`fit` call runs out. ``freeze_backbone`` trains
     only the last layer, with dropout ``dropout`` (default 0.9 then, the paper's UCF-101 value; otherwise
     the model's own). ``eval_batch_size`` defaults to twice ``batch_size``. ``threads`` sets torch's
@@ -77,6 +80,7 @@ class TrainConfig:
     milestones: tuple[float, ...] = (0.5, 0.75)
     gamma: float = 0.1
     patience: int = 2
+    warmup: float = 0.0
     max_seconds: float | None = None
     num_workers: int = 0
     device: str = "cpu"
@@ -99,6 +103,8 @@ class TrainConfig:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
         if not all(0 < m < 1 for m in self.milestones) or not 0 < self.gamma < 1:
             raise ConfigError("milestones must be fractions in (0, 1) and gamma in (0, 1)")
+        if not 0 <= self.warmup < 1:
+            raise ConfigError(f"warmup must be a fraction in [0, 1); got {self.warmup}")
         if self.num_workers < 0 or self.patience < 0:
             raise ConfigError("num_workers and patience must be >= 0")
         if self.max_seconds is not None and not self.max_seconds > 0:
@@ -381,7 +387,19 @@ def _milestones(config: TrainConfig) -> list[int]:
     return sorted({max(1, round(f * config.epochs)) for f in config.milestones})
 
 
-def _scheduler(opt: torch.optim.Optimizer, config: TrainConfig) -> Any:
+def cosine_factor(step: int, total: int, warmup: float) -> float:
+    """The ``cosine`` schedule's multiplier of the learning rate for step ``step`` (from 0) of ``total``."""
+    ramp = round(warmup * total)
+    if step < ramp:
+        return (step + 1) / (ramp + 1)
+    done = (step - ramp) / max(1, total - ramp)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
+
+
+def _scheduler(opt: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int) -> Any:
+    if config.schedule == "cosine":
+        total = steps_per_epoch * config.epochs
+        return torch.optim.lr_scheduler.LambdaLR(opt, functools.partial(cosine_factor, total=total, warmup=config.warmup))
     if config.schedule == "step":
         return torch.optim.lr_scheduler.MultiStepLR(opt, _milestones(config), gamma=config.gamma)
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -461,7 +479,7 @@ def _fit(
     state = load_checkpoint(ckpt_path) if resume and ckpt_path is not None and ckpt_path.is_file() else None
     if state is None:
         seed_everything(config.seed)
-    run = _start(model, config, exec_config or _exec_of(model, train_data, config, state))
+    run = _start(model, config, exec_config or _exec_of(model, train_data, config, state), _steps_per_epoch(train_data, config))
     run.on_batch = on_batch
     if state is not None:
         _restore(run, state, ckpt_path)
@@ -545,7 +563,13 @@ class _Run:
     """Called with (epoch index, clips done, clips in the epoch) after every training step."""
 
 
-def _start(model: nn.Module, config: TrainConfig, exec_config: ExecConfig) -> _Run:
+def _steps_per_epoch(train_data: Dataset[Any], config: TrainConfig) -> int:
+    """Batches per epoch of :func:`_epoch_loader` (a last partial batch is dropped when there are two full ones)."""
+    n = _length(train_data, "training")
+    return n // config.batch_size if n >= 2 * config.batch_size else math.ceil(n / config.batch_size)
+
+
+def _start(model: nn.Module, config: TrainConfig, exec_config: ExecConfig, steps_per_epoch: int) -> _Run:
     """Move the model to the device and memory format, freeze what is frozen, and make the optimiser,
     schedule and (fp16 only) gradient scaler."""
     dev = resolve_device(config.device)
@@ -561,7 +585,7 @@ def _start(model: nn.Module, config: TrainConfig, exec_config: ExecConfig) -> _R
     params = _freeze(model, config.head_dropout)
     opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, dampening=config.dampening, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler(dev.type, enabled=exec_config.precision == "fp16")
-    return _Run(model, config, dev, opt, _scheduler(opt, config), exec_config, scaler)
+    return _Run(model, config, dev, opt, _scheduler(opt, config, steps_per_epoch), exec_config, scaler)
 
 
 def _restore(run: _Run, state: dict[str, Any], ckpt_path: Path | None) -> None:
@@ -611,7 +635,7 @@ def _run_epoch(run: _Run, train_data: Dataset[Any], val_data: Dataset[Any], epoc
     )
     if config.schedule == "plateau":
         run.sched.step(val["loss"])
-    else:
+    elif config.schedule == "step":
         run.sched.step()
     metrics = {
         "epoch": float(epoch + 1),
@@ -691,6 +715,8 @@ def _train_step(run: _Run, x: torch.Tensor, y: torch.Tensor, stats: _EpochStats,
     run.scaler.scale(loss).backward()
     run.scaler.step(run.opt)
     run.scaler.update()
+    if run.config.schedule == "cosine":
+        run.sched.step()
     stats.steps += 1
     stats.loss_sum += value * len(y)
     stats.correct += int((out.argmax(1) == y).sum())

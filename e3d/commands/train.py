@@ -70,8 +70,11 @@ def register(sub: Any) -> None:
     t.add_argument("--dampening", type=float, default=0.9, metavar="D", help="SGD dampening (default 0.9)")
     t.add_argument("--weight-decay", type=float, default=1e-3, metavar="WD", help="weight decay (default 1e-3)")
     t.add_argument(
-        "--schedule", choices=("step", "plateau"), default="step", help="lr schedule (default step: x0.1 at 50%% and 75%% of the epochs)"
+        "--schedule",
+        choices=("step", "plateau", "cosine"),
+        help="lr schedule (default step: x0.1 at 50%% and 75%% of the epochs; cosine: after every step, to 0; or the search's)",
     )
+    t.add_argument("--warmup", type=float, metavar="F", help="cosine: linear warm-up over this fraction of the steps (default 0)")
     t.add_argument("--max-minutes", type=positive_float, metavar="M", help="stop after the epoch in which M minutes have passed")
     t.add_argument("--workers", type=non_negative_int, default=0, metavar="N", help="loader processes (default 0: load in this process)")
     t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
@@ -103,7 +106,7 @@ def register(sub: Any) -> None:
 
 
 RECIPES = ("search", "paper")
-PAPER = {"epochs": 5, "batch_size": 16, "lr": 0.1, "seed": 0, "precision": "fp32"}
+PAPER = {"epochs": 5, "batch_size": 16, "lr": 0.1, "schedule": "step", "warmup": 0.0, "seed": 0, "precision": "fp32"}
 """The trainer's own defaults (the paper's optimiser) for what neither the command nor a recipe sets."""
 
 
@@ -135,7 +138,7 @@ def apply_recipe(args: argparse.Namespace) -> str | None:
         if args.data is None and args.format is None:
             args.data, args.format = recipe.get("data") or recipe.get("task"), recipe.get("data_format")
         same_data = (args.data or args.format) in (recipe.get("data"), recipe.get("task"))
-        fill = {k: recipe.get(k) for k in ("epochs", "batch_size", "lr", "seed", "precision")}
+        fill = {k: recipe.get(k) for k in ("epochs", "batch_size", "lr", "schedule", "warmup", "seed", "precision")}
         fill.update({"sample_duration": t, "sample_size": h if h == w else None})
         if same_data and recipe.get("data") is None:  # the built-in task: the same videos
             fill.update({"num_samples": recipe.get("train_samples"), "val_samples": recipe.get("val_samples")})
@@ -266,6 +269,7 @@ def run(args: argparse.Namespace) -> int:
         dampening=args.dampening,
         weight_decay=args.weight_decay,
         schedule=args.schedule,
+        warmup=args.warmup,
         max_seconds=args.max_minutes * 60 if args.max_minutes else None,
         num_workers=args.workers,
         device=args.device,

@@ -81,9 +81,11 @@ def test_export_results_rebuilds_every_row_and_the_recipe_from_the_study(tmp_pat
     assert len(load_csv(tmp_path).trials) == len(MIXED), "analysis reads the full record of a run folder"
 
 
-def test_recipe_takes_the_best_trials_seed() -> None:
-    config = {"proxy": {"task": "digits", "clip": [16, 48, 48], "lr": 0.05, "epochs": 3, "batch_size": 16}, "seed": 4}
+def test_recipe_takes_the_best_trials_seed_and_the_schedule() -> None:
+    proxy = {"task": "digits", "clip": [16, 48, 48], "lr": 0.05, "epochs": 3, "batch_size": 16, "schedule": "cosine", "warmup": 0.1}
+    config = {"proxy": proxy, "seed": 4}
     assert recipe(config)["seed"] == 4
+    assert recipe(config)["schedule"] == "cosine" and recipe(config)["warmup"] == 0.1
     made = recipe(config, {"seed": 7, "accuracy": 61.234})
     assert made["seed"] == 7 and made["best_accuracy"] == 61.23 and made["lr"] == 0.05 and made["task"] == "digits"
 

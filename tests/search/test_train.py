@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from search.train import (
     TrainConfig,
     _milestones,
     _scheduler,
+    cosine_factor,
     evaluate,
     fit,
     load_checkpoint,
@@ -61,21 +63,24 @@ def strip_timing(history: list[dict[str, float]]) -> list[dict[str, float]]:
     return [{k: v for k, v in h.items() if k not in ("seconds", "clips_per_s")} for h in history]
 
 
-def test_resume_after_an_interruption_gives_the_uninterrupted_result(data: tuple[Any, Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize("schedule", [{}, {"schedule": "cosine", "warmup": 0.3}])
+def test_resume_after_an_interruption_gives_the_uninterrupted_result(
+    data: tuple[Any, Any], tmp_path: Path, schedule: dict[str, Any]
+) -> None:
     train, val = data
     whole = tiny_model()
-    full = fit(whole, train, val, config(epochs=3), checkpoint_dir=tmp_path / "a", progress=False)
+    full = fit(whole, train, val, config(epochs=3, **schedule), checkpoint_dir=tmp_path / "a", progress=False)
 
     def interrupt(epoch: int, metrics: dict[str, float]) -> None:
         if epoch == 0:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fit(tiny_model(), train, val, config(epochs=3), checkpoint_dir=tmp_path / "b", on_epoch=interrupt, progress=False)
+        fit(tiny_model(), train, val, config(epochs=3, **schedule), checkpoint_dir=tmp_path / "b", on_epoch=interrupt, progress=False)
     assert load_checkpoint(tmp_path / "b")["epoch"] == 1
     torch.manual_seed(123)  # a different global RNG state: the checkpoint must restore it
     resumed_model = tiny_model(seed=99)  # different initial weights: the checkpoint must restore them
-    resumed = fit(resumed_model, train, val, config(epochs=3), checkpoint_dir=tmp_path / "b", resume=True, progress=False)
+    resumed = fit(resumed_model, train, val, config(epochs=3, **schedule), checkpoint_dir=tmp_path / "b", resume=True, progress=False)
     assert resumed.resumed_from == 1 and resumed.epochs_run == full.epochs_run == 3
     assert same_weights(resumed_model, whole)
     assert strip_timing(resumed.history) == strip_timing(full.history)
@@ -140,7 +145,9 @@ def test_class_count_mismatch_and_bad_settings_are_user_errors(data: tuple[Any, 
     with pytest.raises(ClassCountError, match=r"the model has 7 classes but the training data .* has 10"):
         fit(tiny_model(classes=7), train, val, config(), progress=False)
     with pytest.raises(ConfigError, match="schedule"):
-        config(schedule="cosine")
+        config(schedule="linear")
+    with pytest.raises(ConfigError, match="warmup"):
+        config(schedule="cosine", warmup=1.0)
     with pytest.raises(ConfigError, match="lr"):
         config(lr=0.0)
     assert issubclass(ClassCountError, E3DError) and issubclass(ConfigError, E3DError)
@@ -203,10 +210,25 @@ def test_video_accuracy_averages_the_clip_scores_of_each_video() -> None:
     assert m["top5"] == 100.0 and m["clips"] == 8 and m["videos"] == 3
 
 
+def test_cosine_warms_up_linearly_then_falls_to_zero() -> None:
+    factors = [cosine_factor(step, 20, 0.2) for step in range(20)]
+    assert factors[:4] == pytest.approx([0.2, 0.4, 0.6, 0.8])  # 4 warm-up steps, up towards 1
+    assert factors[4] == 1.0 and all(a > b for a, b in itertools.pairwise(factors[4:]))
+    assert factors[-1] == pytest.approx(0.5 * (1 + math.cos(math.pi * 15 / 16)))
+    assert cosine_factor(20, 20, 0.2) == pytest.approx(0.0) and cosine_factor(0, 10, 0.0) == 1.0
+
+
+def test_a_cosine_fit_steps_the_rate_after_every_batch(data: tuple[Any, Any]) -> None:
+    train, val = data  # 32 clips, batch 8: 4 steps an epoch
+    result = fit(tiny_model(), train, val, config(epochs=2, schedule="cosine", warmup=0.25), progress=False)
+    lrs = [h["lr"] for h in result.history]  # the rate at the start of each epoch
+    assert lrs == pytest.approx([0.05 * cosine_factor(0, 8, 0.25), 0.05 * cosine_factor(4, 8, 0.25)])
+
+
 def test_the_papers_schedules() -> None:
     assert _milestones(TrainConfig(epochs=60)) == [30, 45]  # the paper's fine-tuning: cuts at epochs 30 and 45
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
-    plateau = _scheduler(opt, TrainConfig(schedule="plateau", patience=0))
+    plateau = _scheduler(opt, TrainConfig(schedule="plateau", patience=0), 1)
     for _ in range(10):
         plateau.step(1.0)
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-4)  # reduced three times, then no more
