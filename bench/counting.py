@@ -17,7 +17,9 @@ machine down):
   traced from scratch (the work the counter did before it cached per-unit traces and costs);
 * ``cold``: the first ``--cold`` candidates of a fresh process (empty caches);
 * ``steady``: the last quarter of ``--specs`` candidates, when the caches hold the units that recur
-  (a search prices hundreds of thousands; an evolutionary one mostly mutates units it has seen).
+  (a search prices hundreds of thousands; an evolutionary one mostly mutates units it has seen);
+* ``repeat``: that last quarter screened again, every segment cached: re-pricing candidates seen before
+  (latency tables, scaling studies, an evolutionary search's survivors).
 
 The target is >= 10,000 specs/s on one core. ``--models`` adds the time to count six presets
 analytically, by running the module, and with fvcore.
@@ -136,6 +138,8 @@ def screening(families: Sequence[str], total: int, cold: int) -> None:
     print(
         f"  {'steady':<8} {steady:>9,.0f} specs/s CPU  {len(last) / wall:>9,.0f} specs/s wall   (last {len(last):,} of {total:,}; {load()})"
     )
+    cpu, wall = screen(last)
+    print(f"  {'repeat':<8} {len(last) / cpu:>9,.0f} specs/s CPU  {len(last) / wall:>9,.0f} specs/s wall   (the same {len(last):,} again)")
     print(f"  steady / uncached: {steady / unc:.1f}x, cold / uncached: {cold_rate / unc:.1f}x; {verdict} the {TARGET:,} specs/s target\n")
 
 

@@ -585,9 +585,14 @@ def _trace_segment(trace_key: SegmentKey, part: Any) -> tuple[Any, ...]:
     in ``_SEGMENTS``. Raises :class:`BlockError` (and remembers nothing) on a bad unit."""
     x, bins = trace_key[-2:]
     units = []
+    last: tuple[Any, ...] = ()
     for _, fn, kw in segment_units(trace_key, part):
-        unit, x = _unit((fn.__name__, tuple(kw), tuple(kw.values()), x, bins))
+        if last and last[0] == x and last[1] == kw:  # a stage's repeated unit: same arguments, same input
+            units.append(last[2])
+            continue
+        unit, y = _unit((fn.__name__, tuple(kw), tuple(kw.values()), x, bins))
         units.append(unit)
+        last, x = (x, kw, unit), y
     if len(_SEGMENTS) >= CACHE_SIZE:
         _SEGMENTS.clear()
     trace = _SEGMENTS[trace_key] = (x, *units)
@@ -613,10 +618,12 @@ def trace_unit(unit: UnitKey) -> tuple[Shape, tuple[Layer, ...]]:
 
 
 def clear_trace_cache() -> None:
-    """Forget every cached unit and segment trace (benchmarks time the uncached path with it)."""
+    """Forget every cached unit and segment trace and the stages found valid (benchmarks time the uncached
+    path with it)."""
     _unit.cache_clear()
     trace_unit.cache_clear()
     _SEGMENTS.clear()
+    _VALID_STAGES.clear()
 
 
 def _named(units: UnitLayers) -> tuple[Layer, ...]:
