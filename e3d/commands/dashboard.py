@@ -61,10 +61,19 @@ def open_run(run: Path, storage: str | None, study_name: str | None) -> Any:
     url = storage or st.sqlite_url(run / "study.db")
     store = st.open_storage(url)
     names = st.list_studies(store)
-    name = study_name or (names[0] if len(names) == 1 else None)
+    name = study_name or _the_search(names)
     if name is None or name not in names:
         raise DashboardError(f"give --study-name: studies in {st.redact(url)}: {', '.join(sorted(names)) or 'none'}")
     return optuna.load_study(study_name=name, storage=store)
+
+
+def _the_search(names: list[str]) -> str | None:
+    """The one study of a run's storage, not counting the finalization study ``<study>.final`` that a
+    finalized search adds beside it (optuna-dashboard lists both; the files belong to the search)."""
+    from search.finalize import SUFFIX
+
+    searches = [n for n in names if not (n.endswith(SUFFIX) and n.removesuffix(SUFFIX) in names)]
+    return searches[0] if len(searches) == 1 else None
 
 
 def attach_artifacts(study: Any, run: Path) -> list[str]:

@@ -76,3 +76,16 @@ def test_the_dashboard_shows_e3d_s_attributes_and_the_run_s_files(served: str) -
 def test_a_folder_without_a_study_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _, err = run(capsys, "dashboard", str(tmp_path))
     assert code == 2 and "no study.db in" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_finalized_run_opens_its_search_study_not_the_finalization_study(tmp_path: Path) -> None:
+    from e3d.commands.dashboard import open_run
+    from search.finalize import SUFFIX
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    url = sqlite_url(folder / "study.db")
+    make_study(MIXED, storage=url, name="e3d-search")
+    make_study(MIXED[:1], storage=url, name="e3d-search" + SUFFIX)  # what the default search's finalization adds
+    assert open_run(folder, None, None).study_name == "e3d-search"
+    assert open_run(folder, None, "e3d-search" + SUFFIX).study_name == "e3d-search" + SUFFIX
