@@ -260,7 +260,7 @@ def measure(args: argparse.Namespace, command: str) -> int:
     protocols = {n: dataclasses.replace(p, threads=threads) for n, p in protocols.items()}
     archs = fid.architecture_set(seed=args.arch_seed)
     if args.tiny:
-        archs = sorted((a for a in archs if _runs_at(a[1], base.clip)), key=lambda a: _macs(a[1]))[:TINY_ARCHITECTURES]
+        archs = sorted((a for a in archs if runs_at(a[1], base.clip)), key=lambda a: macs_of(a[1]))[:TINY_ARCHITECTURES]
     args.out.mkdir(parents=True, exist_ok=True)
     storage = open_storage(sqlite_url(args.out / "fidelity.db"))
     runs, epochs, classes = [], [], 0
@@ -279,7 +279,8 @@ def measure(args: argparse.Namespace, command: str) -> int:
     return 0
 
 
-def _runs_at(params: dict[str, Any], clip: tuple[int, int, int]) -> bool:
+def runs_at(params: dict[str, Any], clip: tuple[int, int, int]) -> bool:
+    """Whether the architecture of these search params is valid at ``clip``."""
     from search.budget import validate_for_clip
     from space.spec import SpecError
 
@@ -290,7 +291,8 @@ def _runs_at(params: dict[str, Any], clip: tuple[int, int, int]) -> bool:
     return True
 
 
-def _macs(params: dict[str, Any]) -> int:
+def macs_of(params: dict[str, Any]) -> int:
+    """Multiply-adds per 16x112x112 clip of the architecture of these search params."""
     from profiler.counting import spec_totals
 
     return int(spec_totals(spec_from_params(params)).macs)

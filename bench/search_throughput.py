@@ -1,0 +1,144 @@
+"""Trained search trials per hour: one worker in fp32 against N one-thread workers that pick their precision.
+
+Run: python -m bench.search_throughput [--architectures 6] [--jobs auto] [--out runs/search-throughput] [--tiny]
+
+Takes ``--architectures`` of the fixed stratified set of :func:`search.fidelity.architecture_set`
+(spread over its range of multiply-adds) and trains all of them, with the default proxy protocol
+(``search.study.ProxyConfig()``) and seed 0, twice, one configuration right after the other:
+
+* ``before``: one worker with torch's default threads, ``--precision fp32``: what ``e3d search`` did
+  before ``--jobs`` and ``--precision auto``;
+* ``after``: ``--jobs`` workers (:func:`search.jobs.run_jobs`) of one thread each, ``--precision auto``.
+
+Each configuration is a fresh sweep study in ``<out>/throughput.db`` run by the search's own workers, so
+both train the same networks on the same videos; the report gives each one's wall time, trained trials
+per hour, the ratio (issue 15's target: >= 2x), each architecture's accuracy under both (they must agree
+within the seed spread) and what ``auto`` chose. Ctrl-C stops; a rerun starts over (wall times of an
+interrupted configuration mean nothing). ``--tiny`` is a smoke run (tiny clips, seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from bench.proxy_fidelity import TINY, macs_of, protocol_config, runs_at
+from profiler.latency import cpu_name
+from search import fidelity as fid
+from search.jobs import JobSpec, parse_jobs, run_jobs
+from search.study import ProxyConfig, load_proxy, open_storage, open_study, run_worker, sqlite_url
+from space.files import write_text
+from space.spec import E3DError
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """One configuration's run: its name, settings, wall seconds and the trained trials."""
+
+    name: str
+    describe: str
+    seconds: float
+    trials: list[optuna.trial.FrozenTrial]
+
+    @property
+    def per_hour(self) -> float:
+        """Trained trials per hour of wall time."""
+        return len(self.trials) * 3600.0 / self.seconds
+
+
+def spread(archs: list[tuple[str, dict[str, Any]]], n: int) -> list[tuple[str, dict[str, Any]]]:
+    """``n`` of ``archs`` (sorted by cost) at evenly spaced ranks, cheapest and dearest included."""
+    if not 1 <= n <= len(archs):
+        raise E3DError(f"--architectures must be between 1 and {len(archs)}, got {n}")
+    if n == 1:
+        return archs[:1]
+    return [archs[round(i * (len(archs) - 1) / (n - 1))] for i in range(n)]
+
+
+def run_config(name: str, proxy: ProxyConfig, archs: list[tuple[str, dict[str, Any]]], out: Path, *, jobs: int) -> Result:
+    """Train every architecture once under ``proxy`` with ``jobs`` workers (0: in this process); time it."""
+    url = sqlite_url(out / "throughput.db")
+    storage = open_storage(url)
+    config = protocol_config(proxy)
+    study_name = f"throughput.{name}.{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    study, _, _ = open_study(study_name, storage, config)
+    for label, params in archs:
+        study.enqueue_trial(params, user_attrs={"source": "sweep", "seed": 0, "label": label})
+    print(f"{name}: {len(archs)} trials, {proxy.describe()}, {jobs or 1} worker(s)", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    if jobs:
+        run_jobs(study, JobSpec(url, study_name, config, n_trials=0, timeout=None, heartbeat=10, latency=None), jobs=jobs)
+    else:
+        run_worker(study, config, load_proxy(proxy, progress=False), n_trials=0)
+    seconds = time.perf_counter() - start
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    return Result(name, proxy.describe(), seconds, done)
+
+
+def report(before: Result, after: Result, *, command: str, jobs: int) -> str:
+    """The markdown report: wall times, trials per hour and their ratio, accuracies side by side."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    lines = [
+        f"# Search throughput ({datetime.datetime.now():%Y-%m-%d %H:%M}, {cpu_name()}, {os.cpu_count()} CPUs, load {load:.1f} at the end)",
+        "",
+        f"`{command}`",
+        "",
+        "| configuration | settings | trained | wall min | trials per hour |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for r in (before, after):
+        lines.append(f"| {r.name} | {r.describe} | {len(r.trials)} | {r.seconds / 60:.1f} | {r.per_hour:.1f} |")
+    lines += ["", f"after / before: **{after.per_hour / before.per_hour:.2f}x** trained trials per hour ({jobs} jobs; target >= 2x)", ""]
+    lines += ["| architecture | before: fp32 % | after % | after ran as |", "|---|---:|---:|---|"]
+    acc = {r.name: {t.user_attrs.get("label"): t for t in r.trials} for r in (before, after)}
+    for label, t in acc["before"].items():
+        a = acc["after"].get(label)
+        after_cells = f"{a.user_attrs.get('accuracy', float('nan')):.1f} | {a.user_attrs.get('precision', '?')}" if a else "- | -"
+        lines.append(f"| {label} | {t.user_attrs.get('accuracy', float('nan')):.1f} | {after_cells} |")
+    return "\n".join(lines)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line arguments."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("runs/search-throughput"))
+    p.add_argument("--architectures", type=int, default=6, help="how many of the fixed set to train (default 6)")
+    p.add_argument("--jobs", type=parse_jobs, default="auto", help="workers of the 'after' configuration (default auto: one per core)")
+    p.add_argument("--tiny", action="store_true", help="smoke run: tiny clips and sets")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train both configurations and print the report; 2 on bad input, 130 after Ctrl-C."""
+    args = parse(argv)
+    command = "python -m bench.search_throughput " + shlex.join(sys.argv[1:] if argv is None else argv)
+    try:
+        base = TINY if args.tiny else ProxyConfig()
+        archs = [a for a in fid.architecture_set(seed=0) if runs_at(a[1], base.clip)]
+        chosen = spread(sorted(archs, key=lambda a: macs_of(a[1])), args.architectures)
+        args.out.mkdir(parents=True, exist_ok=True)
+        before = run_config("before", dataclasses.replace(base, precision="fp32", threads=None), chosen, args.out, jobs=0)
+        after = run_config("after", dataclasses.replace(base, precision="auto", threads=1), chosen, args.out, jobs=args.jobs)
+    except E3DError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; rerun the command to measure again", file=sys.stderr)
+        return 130
+    text = report(before, after, command=command, jobs=args.jobs)
+    write_text(args.out / "throughput.md", text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,36 @@
+"""bench/search_throughput.py: the architectures it takes, bad input, and a tiny run of both configurations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import search_throughput as st
+from space.spec import E3DError
+
+
+def test_spread_takes_evenly_spaced_ranks_with_both_ends() -> None:
+    archs = [(f"a{i}", {"i": i}) for i in range(10)]
+    assert [label for label, _ in st.spread(archs, 4)] == ["a0", "a3", "a6", "a9"]
+    assert st.spread(archs, 1) == archs[:1] and st.spread(archs, 10) == archs
+    with pytest.raises(E3DError, match="between 1 and 10"):
+        st.spread(archs, 11)
+
+
+def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert st.main(["--tiny", "--architectures", "0", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --architectures") and "\n" not in err
+
+
+@pytest.mark.slow
+def test_a_tiny_run_trains_the_same_architectures_both_ways(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert st.main(["--tiny", "--architectures", "2", "--jobs", "2", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "throughput.md").read_text().strip() == out.strip()
+    rows = [line for line in out.splitlines() if line.startswith(("| before |", "| after |"))]
+    assert len(rows) == 2 and all("| 2 |" in r for r in rows)  # both trained the 2 architectures
+    assert "after / before: **" in out and "trained trials per hour (2 jobs" in out
+    table = [line for line in out.splitlines() if line.startswith(("| preset", "| sampled"))]
+    assert len(table) == 2 and all(" - |" not in line for line in table)
