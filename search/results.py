@@ -229,8 +229,8 @@ def recipe(config: Mapping[str, Any], best: Mapping[str, Any] | None = None) -> 
     """How the search trained its candidates (``recipe.json``): what ``e3d train`` needs to train a
     spec of this run the same way. ``best`` (a row) adds the best trial's seed and accuracy."""
     proxy = config.get("proxy") or {}
-    keys = ("task", "data", "data_format", "clip", "train_samples", "val_samples", "epochs", "batch_size", "lr", "schedule", "warmup")
-    keys += ("data_seed", "precision")
+    keys = [*("task", "data", "data_format", "clip", "train_samples", "val_samples", "epochs", "batch_size"), "lr", "schedule", "warmup"]
+    keys += ["data_seed", "precision"]
     out: dict[str, Any] = {"format": "e3d.recipe/1", "made_by": f"e3d {config.get('kind', 'search')}"}
     out.update({k: proxy.get(k) for k in keys})
     out["seed"] = int(best["seed"]) if best is not None and _plain(best.get("seed")) is not None else config.get("seed", 0)
