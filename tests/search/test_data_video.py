@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import os
+import signal
+import time
 import warnings
 from pathlib import Path
 
@@ -105,3 +109,33 @@ def test_reading_never_warns_on_a_good_file(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_clip(path, lambda n: list(range(n)))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="DataLoader workers are forked on Linux only")
+def test_a_forked_worker_can_collect_what_the_parents_decoding_left(tmp_path: Path) -> None:
+    """A DataLoader worker is forked after the main process decoded (the dataset's scan, a fail-fast
+    check); the closed containers still in the parent's garbage are freed by the child's GC. With PyAV
+    before 14 that frees an ffmpeg thread pool whose threads the fork did not copy, and the worker hangs
+    for ever (the reason the av floor is 14.0)."""
+    path = write_video(tmp_path / "v.mp4", level_frames(16))
+    gc.disable()
+    try:
+        for _ in range(3):
+            read_clip(path, lambda n: [0, 1])
+        pid = os.fork()
+        if pid == 0:  # the worker
+            gc.enable()
+            gc.collect()
+            os._exit(0)
+    finally:
+        gc.enable()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung freeing a container it inherited (PyAV < 14)")
