@@ -19,6 +19,10 @@ from space.sgs import BinMerge, merge_similar
 from space.spec import NetSpec
 
 _ACT: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6, "sigmoid": nn.Sigmoid}
+_INPLACE = ("relu", "relu6")
+"""Built in place, as the paper's code does: every block function applies an activation to a tensor
+that it made just before and uses nowhere else (a convolution's, BatchNorm's, sum's or concatenation's
+output), so overwriting it saves a full-size copy (tests/space/test_modules.py checks every preset)."""
 
 
 def make_module(layer: Layer) -> nn.Module:
@@ -36,6 +40,8 @@ def make_module(layer: Layer) -> nn.Module:
         )
     if k == "bn":
         return nn.BatchNorm3d(layer.out_shape[0])
+    if k in _INPLACE:
+        return _ACT[k](inplace=True)
     if k in _ACT:
         return _ACT[k]()
     if k == "maxpool":
