@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from space.modules import set_inplace
 from space.spec import E3DError
 
 FLOAT_TOLERANCE = 1e-4
@@ -233,6 +234,7 @@ def example_input(model: nn.Module, input_shape: Sequence[int] | None, batch_siz
 def trace(model: nn.Module, x: Tensor, *, options: OptimizeOptions) -> torch.jit.ScriptModule:
     """Steps 1-3 of the optimized path: the traced (frozen) graph of ``model`` for inputs like ``x``."""
     m = fold_batchnorm(model) if options.fold_bn else copy.deepcopy(model).eval()
+    set_inplace(m, False)  # in-place activations after a concatenation or sum keep the fuser from fusing there
     if options.bf16:
         m = _Bf16(m.to(torch.bfloat16))
     if options.channels_last:

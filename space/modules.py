@@ -60,6 +60,14 @@ def make_module(layer: Layer) -> nn.Module:
     raise ValueError(f"layer kind {k!r} is functional, not a module")
 
 
+def set_inplace(model: nn.Module, inplace: bool) -> nn.Module:
+    """Make every ReLU and ReLU6 of ``model`` in place or not (changing ``model``); returns it."""
+    for m in model.modules():
+        if isinstance(m, (nn.ReLU, nn.ReLU6)):
+            m.inplace = inplace
+    return model
+
+
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
     """Reshape (N, g, C/g, T, H, W), swap the two channel axes, flatten back.
 

@@ -62,6 +62,8 @@ def test_optimized_model_matches_eager_on_any_batch(name: str, width: float) -> 
     assert "batch_norm" not in graph, "BatchNorm must be folded away"
     assert "prim::GetAttr" not in graph, "a frozen graph holds its weights as constants"
     assert "aten::contiguous" in graph, "the clip is put in the channels-last-3d format first"
+    assert "aten::relu_" not in graph and "aten::hardtanh_" not in graph, "activations out of place, where the fuser fuses them"
+    assert all(m.inplace for m in model.modules() if isinstance(m, (nn.ReLU, nn.ReLU6))), "the eager model is left as it was"
     for batch in (1, 3):
         x = clips(batch, seed=batch)
         with torch.no_grad():
