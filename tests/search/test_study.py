@@ -205,3 +205,20 @@ def test_pruning_stops_trials_with_epochs_left_never_after_the_last(monkeypatch:
     trained = [t for t in study.trials if t.user_attrs.get("trained")]
     assert trained
     assert all((t.state.name == "PRUNED") == pruned for t in trained)
+
+
+def test_the_median_pruner_judges_from_the_second_epoch() -> None:
+    from search.budget import Budget
+
+    config = st.SearchConfig(budget=Budget(mflops=1e5), families=("mobilenet",), proxy=st.ProxyConfig(epochs=3))
+    study = optuna.create_study(direction="maximize", pruner=st._pruner(config))
+    for _ in range(4):
+        t = study.ask()
+        t.report(50.0, 0)
+        t.report(50.0, 1)
+        study.tell(t, 50.0)
+    weak = study.ask()
+    weak.report(10.0, 0)
+    assert not weak.should_prune()  # epoch 1 ranks poorly: no verdict there
+    weak.report(10.0, 1)
+    assert weak.should_prune()
