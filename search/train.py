@@ -563,10 +563,15 @@ class _Run:
     """Called with (epoch index, clips done, clips in the epoch) after every training step."""
 
 
+def _drops_last(n: int, batch_size: int) -> bool:
+    """Whether a training epoch of ``n`` clips drops its last partial batch: only when it has two full ones."""
+    return n >= 2 * batch_size
+
+
 def _steps_per_epoch(train_data: Dataset[Any], config: TrainConfig) -> int:
-    """Batches per epoch of :func:`_epoch_loader` (a last partial batch is dropped when there are two full ones)."""
+    """Batches per epoch of :func:`_epoch_loader`."""
     n = _length(train_data, "training")
-    return n // config.batch_size if n >= 2 * config.batch_size else math.ceil(n / config.batch_size)
+    return n // config.batch_size if _drops_last(n, config.batch_size) else math.ceil(n / config.batch_size)
 
 
 def _start(model: nn.Module, config: TrainConfig, exec_config: ExecConfig, steps_per_epoch: int) -> _Run:
@@ -666,7 +671,7 @@ def _epoch_loader(run: _Run, train_data: Dataset[Any], epoch: int) -> DataLoader
         config.num_workers,
         shuffle=True,
         seed=_epoch_seed(config.seed, epoch),
-        drop_last=n_train >= 2 * config.batch_size,
+        drop_last=_drops_last(n_train, config.batch_size),
         pin=run.device.type == "cuda",
     )
 
