@@ -39,6 +39,7 @@ from profiler.latency import cpu_name
 from profiler.precision import PRECISIONS
 from search import fidelity as fid
 from search.budget import Budget
+from search.pruning import Rungs, replay
 from search.searchspace import FAMILIES, spec_from_params
 from search.stats import compare, summarize
 from search.study import (
@@ -179,6 +180,30 @@ def against_default(runs: pd.DataFrame, *, chance: float) -> list[str]:
     return lines
 
 
+def replay_table(runs: pd.DataFrame, epochs: pd.DataFrame, final_epoch: int, *, protocol: str = "default") -> list[str]:
+    """Markdown: what ``--pruner rungs`` (the defaults of :class:`Rungs`) with one rung at each epoch
+    before ``final_epoch`` would have saved on ``protocol``'s runs, and whether the winners survive it
+    (:func:`search.pruning.replay`, each seed in 50 random arrival orders)."""
+    rows = runs[runs["protocol"] == protocol].set_index(["seed", "architecture"])
+    curves = epochs[epochs["protocol"] == protocol].pivot_table(index=["seed", "architecture"], columns="epoch", values="accuracy")
+    curves = curves[list(range(1, final_epoch + 1))].dropna().join(rows[["macs", "cpu_seconds"]], how="inner")
+    by_seed = [g for _, g in curves.groupby(level="seed")]
+    points = [[[(float(r[e]), float(r["macs"]) / 1e6) for e in range(1, final_epoch + 1)] for _, r in g.iterrows()] for g in by_seed]
+    costs = [g["cpu_seconds"].astype(float).tolist() for g in by_seed]
+    d = Rungs(())
+    lines = [
+        f"Replaying `--pruner rungs` (keep {d.keep:g}, dominated fraction {d.dominated_fraction:g}, warm-up {d.min_trials} trials) "
+        f"on the {protocol} runs, each seed in 50 random arrival orders:",
+        "",
+        "| rung | accuracy: CPU saved | best final run kept | pareto: CPU saved | final front kept |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for e in range(1, final_epoch):
+        single, front = (replay(points, costs, Rungs((e,)), pareto=p) for p in (False, True))
+        lines.append(f"| {e} | {single.cpu_saved:.0%} | {single.winners_kept:.0%} | {front.cpu_saved:.0%} | {front.winners_kept:.0%} |")
+    return [*lines, ""]
+
+
 def report(
     runs: pd.DataFrame, epochs: pd.DataFrame, protocols: dict[str, ProxyConfig], archs: list[str], *, chance: float, command: str
 ) -> str:
@@ -211,6 +236,7 @@ def report(
             f"Rung schedule at Spearman >= {fid.SETTLED}: {', '.join(map(str, rungs)) or 'none (ranks settle only at the end)'}",
             "",
         ]
+        lines += replay_table(runs, default_epochs, e)
     missing = sorted(set(archs) - set(runs.loc[runs["protocol"] == "default", "architecture"]))
     if missing:
         lines += [f"Not trained under the default protocol (cannot run at its clip, or failed): {', '.join(missing)}", ""]

@@ -21,11 +21,15 @@ Rules (pure functions of the reports at one rung):
   judges the ``(accuracy, macs)`` report itself. A trial stops when at least ``dominated_fraction``
   of the other trials that reached the rung dominate it (at least as accurate at that epoch and no
   more costly, strictly better in one); a report on the front of its rung is never stopped.
+
+:func:`replay` asks what a schedule would have done to runs that were trained to the end (the
+proxy-fidelity benchmark's): the CPU time it saves, and whether the winners survive it.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,7 +37,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.fidelity import check_rungs
-from search.front import Point, dominates
+from search.front import Point, dominates, pareto_front
 
 RUNG_ATTR = "rung_reports"
 """Trial user attribute of a multi-objective trial's reports: ``{"<epoch>": accuracy}``."""
@@ -151,3 +155,72 @@ def stop_if_dominated(trial: optuna.Trial, *, epoch: int, accuracy: float, rungs
         trial.set_user_attr("epochs", epoch)
         share = f"{rungs.dominated_fraction:.0%}"
         raise optuna.TrialPruned(f"({accuracy:.1f}%, {macs_m:.1f} M) dominated by >= {share} of the trials at epoch {epoch}")
+
+
+# -- replaying a rung schedule on measured runs --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What a rung schedule would have done to fully trained runs, had they arrived one by one."""
+
+    passes: int
+    """Seeds x arrival orders replayed."""
+    cpu_saved: float
+    """Mean share of the runs' CPU time that the stopped runs would not have spent (cost taken as
+    proportional to epochs)."""
+    winners_kept: float
+    """Mean share of the winners that ran to the end: the best final accuracy (any of a tie) for a
+    single objective, every member of the final (accuracy, macs) front for ``pareto``."""
+
+
+def stopped_at(points: Sequence[Sequence[Point]], rungs: Rungs, *, pareto: bool) -> list[int | None]:
+    """For runs arriving in the given order (``points[i][e - 1]``: run i's (accuracy, macs M) after
+    epoch e), the rung each one is stopped at, or None: it runs to the end. Each run is judged against
+    the runs before it that reached the rung, by the rules of :class:`RungPruner` and
+    :func:`pareto_should_prune`."""
+    reached: dict[int, list[Point]] = {r: [] for r in rungs.epochs}
+    out: list[int | None] = []
+    for run in points:
+        stop = None
+        for r in rungs.epochs:
+            point, others = run[r - 1], reached[r]
+            reached[r] = [*others, point]
+            if decides(rungs, r, len(others) + 1) and not _keeps(point, others, rungs, pareto=pareto):
+                stop = r
+                break
+        out.append(stop)
+    return out
+
+
+def _keeps(point: Point, others: Sequence[Point], rungs: Rungs, *, pareto: bool) -> bool:
+    if pareto:
+        return pareto_keeps(point, others, rungs.dominated_fraction)
+    return halving_keeps(point[0], [*(o[0] for o in others), point[0]], rungs.keep)
+
+
+def _winners(final: Sequence[Point], *, pareto: bool) -> list[int]:
+    if pareto:
+        front = set(pareto_front(final))
+        return [i for i, p in enumerate(final) if p in front]
+    best = max(p[0] for p in final)
+    return [i for i, p in enumerate(final) if p[0] == best]
+
+
+def replay(runs: Sequence[Sequence[Sequence[Point]]], costs: Sequence[Sequence[float]], rungs: Rungs, *,
+           pareto: bool = False, orders: int = 50, seed: int = 0) -> Replay:  # fmt: skip
+    """Replay ``rungs`` on measured runs: ``runs[s][i][e - 1]`` is (accuracy, macs M) of architecture i
+    after epoch e in seed s (every run has all epochs), ``costs[s][i]`` its CPU time. Each seed is
+    replayed in ``orders`` random arrival orders (a search meets architectures in no set order)."""
+    rng = random.Random(seed)
+    saved, kept = [], []
+    for points, cost in zip(runs, costs, strict=True):
+        epochs = len(points[0])
+        winners = _winners([p[-1] for p in points], pareto=pareto)
+        for _ in range(orders):
+            order = rng.sample(range(len(points)), len(points))
+            stops = dict(zip(order, stopped_at([points[i] for i in order], rungs, pareto=pareto), strict=True))
+            saved.append(sum(cost[i] * (epochs - r) / epochs for i, r in stops.items() if r) / sum(cost))
+            ok = [i for i in winners if stops[i] is None]
+            kept.append((1.0 if ok else 0.0) if not pareto else len(ok) / len(winners))
+    return Replay(len(saved), sum(saved) / len(saved), sum(kept) / len(kept))

@@ -59,7 +59,7 @@ def test_tiny_fidelity_end_to_end_resumes_without_retraining(
     epochs = pd.read_csv(tmp_path / "epochs.csv")
     assert len(runs) == 9 and runs["architecture"].nunique() == 3 and (runs["cpu_seconds"] > 0).all()
     assert sorted(epochs.groupby("protocol")["epoch"].max().items()) == [("default", 2), ("reference", 3)]
-    assert "Spearman vs reference" in out and "| default | 2 | 3 |" in out and "Rung schedule" in out
+    assert "Spearman vs reference" in out and "| default | 2 | 3 |" in out and "Rung schedule" in out and "Replaying" in out
     assert (tmp_path / "fidelity.md").read_text().strip() == out.strip()
     # once more: nothing is retrained, the same tables come out
     held = trials(tmp_path)
@@ -95,3 +95,16 @@ def test_the_report_without_a_reference_compares_with_the_default() -> None:
     text = pf.report(synthetic_runs({}), epochs, protocols, list("abcd"), chance=10.0, command="cmd")
     assert "Spearman vs default" in text and "Spearman vs reference" not in text
     assert "| d | 4.0 | 50.0 ± 0.7 (n=2) | 50.0 ± 0.7 (n=2) |" in text
+
+
+def test_the_replay_table_loses_a_late_bloomer_when_it_arrives_last() -> None:
+    runs = synthetic_runs({})
+    # epoch 1: d (the best at the end) is the worst, so with the default warm-up of 4 trials it is
+    # stopped exactly when it arrives fourth: in about a quarter of the orders
+    first = {"a": 30.0, "b": 40.0, "c": 50.0, "d": 10.0}
+    rows = [(r.architecture, "default", r.seed, e, first[r.architecture] if e == 1 else r.accuracy)
+            for r in runs[runs["protocol"] == "default"].itertuples() for e in (1, 2)]  # fmt: skip
+    epochs = pd.DataFrame(rows, columns=["architecture", "protocol", "seed", "epoch", "accuracy"])
+    row = next(line for line in pf.replay_table(runs, epochs, 2) if line.startswith("| 1 |"))
+    kept = int(row.split("|")[3].strip().rstrip("%"))
+    assert 60 <= kept <= 90

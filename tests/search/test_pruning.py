@@ -19,6 +19,8 @@ from search.pruning import (
     halving_keeps,
     pareto_keeps,
     pareto_should_prune,
+    replay,
+    stopped_at,
 )
 
 
@@ -188,3 +190,41 @@ def test_cli_rung_schedule_with_more_rungs_than_epochs_is_one_line(tmp_path: obj
         code = int(e.code or 0)
     err = capsys.readouterr().err.strip()
     assert code == 2 and "for 1-epoch trials: at most 0" in err and "\n" not in err
+
+
+def _runs(curves: list[tuple[float, ...]], macs: list[float] | None = None) -> list[list[tuple[float, float]]]:
+    macs = macs or [100.0] * len(curves)
+    return [[(a, m) for a in curve] for curve, m in zip(curves, macs, strict=True)]
+
+
+def test_stopped_at_judges_each_run_against_the_earlier_ones_after_the_warm_up() -> None:
+    runs = _runs([(50.0, 60.0), (40.0, 50.0), (30.0, 70.0), (20.0, 80.0), (60.0, 65.0)])
+    rungs = Rungs((1,), keep=0.5, min_trials=3)
+    # runs 0-1 warm up; run 2 is 3rd of (50, 40, 30): not in the best 2; run 3: 4th of 4; run 4: best
+    assert stopped_at(runs, rungs, pareto=False) == [None, None, 1, 1, None]
+
+
+def test_replay_of_ties_prunes_nothing_and_keeps_the_winner() -> None:
+    runs = [_runs([(50.0, 60.0)] * 6)]
+    r = replay(runs, [[1.0] * 6], Rungs((1,), min_trials=2), orders=5)
+    assert (r.passes, r.cpu_saved, r.winners_kept) == (5, 0.0, 1.0)
+
+
+def test_replay_loses_a_late_bloomer_unless_it_comes_first() -> None:
+    # the winner is worst at the rung: with one slot per two reports it survives only when it arrives first
+    curves = [(10.0, 90.0), (40.0, 50.0), (41.0, 51.0), (42.0, 52.0)]
+    r = replay([_runs(curves)], [[1.0, 1.0, 1.0, 3.0]], Rungs((1,), keep=0.5, min_trials=1), orders=400)
+    assert 0.15 < r.winners_kept < 0.35
+    # stopped runs skip the second of their two epochs: at most half the CPU time is saved
+    assert 0.0 < r.cpu_saved < 0.5
+
+
+def test_replay_pareto_counts_the_share_of_the_final_front_that_survives() -> None:
+    curves = [(30.0, 40.0), (20.0, 60.0), (10.0, 35.0), (45.0, 41.0)]
+    macs = [100.0, 200.0, 50.0, 300.0]  # final front: runs 2, 0, 1; run 3 (41 at 300) is dominated by run 1
+    runs = [_runs(curves, macs)]
+    none = replay(runs, [[1.0] * 4], Rungs((1,), min_trials=10), pareto=True, orders=3)
+    assert (none.cpu_saved, none.winners_kept) == (0.0, 1.0)  # warm-up longer than the runs: nothing judged
+    hard = replay(runs, [[1.0] * 4], Rungs((1,), min_trials=1, dominated_fraction=0.01), pareto=True, orders=200)
+    # only run 1 can be lost (run 0 dominates it at the rung): when run 0 came first, half the orders
+    assert 1 - 0.5 / 3 - 0.07 < hard.winners_kept < 1 - 0.5 / 3 + 0.07
