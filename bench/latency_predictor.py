@@ -4,12 +4,13 @@ Run (after ``e3d latency-table --out TABLE ...``):
     python -m bench.latency_predictor --table TABLE [--specs 100] [--seed 2] [--out docs/results/latency]
 
 Networks: ``--specs`` random candidates of the table's families (seed ``--seed``; the table's own
-random candidates use seed 0 and its calibration networks seed 1 by default, so none of these was
-used in fitting) plus the 21 Table 8 presets, all at the table's clip with 600 classes. Each is
-predicted from the table and measured whole on this machine with the table's settings (batch,
-threads, warm-up, repeats), on every path the table has. Reports Spearman, MAPE and the share within
-+-10% (all, random, Table 8), multiply-adds alone's Spearman, and the predictor's specs per second;
-writes ``latency_predictor.json``, ``latency_predictor.md`` and the scatter ``latency_predictor.png``.
+random candidates use seed 0 and its calibration networks seeds 1000-1004 by default, and calibration
+networks are left out here, so none of these was used in fitting) plus the 21 Table 8 presets, all at
+the table's clip with 600 classes. Each is predicted from the table and measured whole on this machine
+with the table's settings (batch, threads, warm-up, repeats), on every path the table has. Reports
+Spearman, MAPE and the share within +-10% (all, random, Table 8), multiply-adds alone's Spearman, and
+the predictor's specs per second; writes ``latency_predictor.json``, ``latency_predictor.md`` and the
+scatter ``latency_predictor.png``.
 """
 
 from __future__ import annotations

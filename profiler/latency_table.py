@@ -1,22 +1,26 @@
-"""Latency tables: what each layer of a network costs on one device, and a predictor built on them.
+"""Latency tables: what each block of a network costs on one device, and a predictor built on them.
 
-A *table* holds, for one device, precision, clip and batch size, the measured latency of every
-distinct priced operation (:class:`Op`) that a set of networks contains: a convolution together
-with the BatchNorm and activation that follow it (what the optimized path fuses), or one other
-layer (pooling, add, concatenation, shuffle, linear, ...), keyed by operation, channels, kernel,
-stride, padding, groups and input/output size. Each entry is timed on the eager path and, on CPU,
-on the optimized path (:func:`profiler.optimize.optimize_for_inference`).
+A *table* holds, for one device, precision, clip and batch size, the measured latency of distinct
+*blocks* (:class:`Block`): the units a spec is made of (the stem, one block of a stage with its input
+channels, output channels, stride and other arguments at its input size, the head), exactly as
+:meth:`space.spec.NetSpec.traced_segments` cuts a network into units. Each is built and timed alone as
+one module, on the eager path and, on CPU, on the optimized path
+(:func:`profiler.optimize.optimize_for_inference`: BatchNorm folded, channels-last-3d, frozen
+TorchScript), so whatever a block's layers cost together (a concatenation that changes the fused
+graph's layout, a shuffle) is in its entry. The table also holds ``call_ms``: what calling a module
+that does nothing costs on each path, which every block timed alone pays once and a whole network
+pays once in all.
 
-Pricing an operation (:meth:`LatencyTable.price`) takes its entry when the table has one; otherwise
-a per-operation regression fitted on the entries of its class (same operation, kernel, stride,
-padding and kind of grouping): ``ms = c0 + c1 * macs + c2 * elements`` (non-negative coefficients,
-fitted on relative error), used only when the operation's multiply-adds and elements both lie within
-the range the class was measured at. Anything else raises :class:`UnpricedLayerError`: never a silent extrapolation.
+Pricing a block (:meth:`LatencyTable.price`) takes its entry when the table has one; otherwise a
+regression fitted on the entries of its class (same block function, same arguments other than
+sizes, same sequence of layer kinds): ``ms = c0 + c1 * macs + c2 * elements`` (non-negative
+coefficients, fitted on relative error), used only when the block's multiply-adds and elements both
+lie within the range the class was measured at. Anything else raises :class:`UnpricedLayerError`:
+never a silent extrapolation.
 
-A network's predicted latency (:meth:`LatencyTable.predict`) is the sum over its operations of
-their prices, then a fitted per-network overhead: ``const + scale * sum``, fitted on a few
-calibration networks measured whole with the table. Prediction reads the spec's shape trace (the
-same layers :mod:`profiler.counting` counts); no model is built.
+A network's predicted latency (:meth:`LatencyTable.predict`) is ``call + sum over its blocks of
+(price - call)``, then a fitted per-network overhead ``const + scale * that``, fitted on calibration
+networks measured whole with the table. Prediction reads the spec's traced units; no model is built.
 
 Tables are JSON files written atomically every few seconds and whenever a build stops, so an
 interrupted build resumes without re-measuring what it has (:func:`build_table`).
@@ -24,13 +28,14 @@ interrupted build resumes without re-measuring what it has (:func:`build_table`)
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import functools
 import hashlib
 import json
 import math
 import sys
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,19 +43,21 @@ from statistics import median
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from profiler.latency import _time, device_name, resolve_device, torch_threads
 from space.ops import Layer, Shape, Triple
-from space.spec import E3DError, NetSpec
+from space.spec import E3DError, NetSpec, UnitKey, trace_unit
 
-SCHEMA = "e3d-latency-table/1"
+SCHEMA = "e3d-latency-table/2"
+"""Version 2: block entries (version 1 held operation entries and is refused)."""
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MODES = ("eager", "optimized")
 """The eager model, and e3d's optimized inference path (CPU, fp32)."""
-ACT_KINDS = ("relu", "relu6", "sigmoid")
-FUNCTIONAL = ("flatten", "add", "cat", "split", "shuffle", "subsample", "pad", "mul")
-"""Functional layer kinds (no module) that a table can time."""
+SIZE_ARGS = frozenset({"cin", "channels", "squeeze", "expansion", "num_classes", "dropout"})
+"""Block arguments that set sizes: a regression class spans them (its features follow them)."""
+UNPRICED_BLOCKS = ("similarity_sampling",)
+"""Similarity Guided Sampling: its cost depends on the clip; a table never prices it."""
 
 
 class LatencyTableError(E3DError):
@@ -58,93 +65,121 @@ class LatencyTableError(E3DError):
 
 
 class UnpricedLayerError(LatencyTableError):
-    """An operation the table has no entry for and cannot interpolate."""
+    """A block the table has no entry for and cannot interpolate."""
 
 
-# -- operations ------------------------------------------------------------------------------------
+# -- blocks ----------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _block_fns() -> dict[str, Any]:
+    """Every block function a unit can run, by name."""
+    from space.blocks import BLOCKS, head, stem
+
+    fns: tuple[Any, ...] = (stem, head, *(b.fn for b in BLOCKS.values()))
+    return {fn.__name__: fn for fn in fns}
 
 
 @dataclass(frozen=True)
-class Op:
-    """One priced operation: a conv with the BatchNorm and activation after it, or one other layer.
+class Block:
+    """One unit of a network: its block function, that function's arguments, and its input shape.
 
-    ``kinds`` are its layer kinds (``("conv", "bn", "relu")``, ``("add",)``); shapes are per clip,
-    (C, T, H, W) or (C,). For ``cat`` the second input has ``out_shape[0] - in_shape[0]`` channels.
+    ``names`` and ``values`` are the keyword arguments in the order the spec passes them; the input
+    shape is per clip, (C, T, H, W). Equal blocks are built and run alike in any network.
     """
 
-    kinds: tuple[str, ...]
+    fn: str
+    names: tuple[str, ...]
+    values: tuple[Any, ...]
     in_shape: Shape
-    out_shape: Shape
-    kernel: Triple = (1, 1, 1)
-    stride: Triple = (1, 1, 1)
-    padding: Triple = (0, 0, 0)
-    groups: int = 1
-    bias: bool = False
+
+    @classmethod
+    def of(cls, unit: UnitKey) -> Block:
+        """The block of a traced unit (``NetSpec.traced_segments`` lists them)."""
+        return cls(unit[0], unit[1], unit[2], unit[3])
 
     @property
+    def unit(self) -> UnitKey:
+        """The unit key :func:`space.spec.trace_unit` traces (no SGS bins: a table never prices SGS)."""
+        return (self.fn, self.names, self.values, self.in_shape, None)
+
+    @functools.cached_property
     def key(self) -> str:
-        """The table key: operation, shapes, kernel, stride, padding, groups and bias."""
-        return f"{self.cls}|{_dims(self.in_shape)}>{_dims(self.out_shape)}|g{self.groups}"
+        """The table key: block function, every argument, input shape."""
+        args = ",".join(f"{n}={_fmt(v)}" for n, v in zip(self.names, self.values, strict=True))
+        return f"{self.fn}|{args}|{_dims(self.in_shape)}"
+
+    @functools.cached_property
+    def traced(self) -> tuple[Shape, tuple[Layer, ...]]:
+        """Output shape and layers (``ValueError`` for a block that cannot be traced)."""
+        from space.ops import BlockError
+
+        if self.fn in UNPRICED_BLOCKS or self.fn not in _block_fns():
+            raise ValueError(f"a latency table cannot time block {self.fn!r}")
+        try:
+            return trace_unit(self.unit)
+        except (BlockError, TypeError) as e:
+            raise ValueError(f"block {self.key} cannot be traced: {e}") from None
 
     @property
+    def out_shape(self) -> Shape:
+        """Output shape per clip."""
+        return self.traced[0]
+
+    @functools.cached_property
     def cls(self) -> str:
-        """The regression class: operation, kernel, stride, padding, kind of grouping, bias."""
-        name = "+".join(self.kinds)
-        if self.kinds[0] not in ("conv", "maxpool", "avgpool", "subsample"):
-            return name
-        grouping = "dw" if self.groups == self.in_shape[0] == self.out_shape[0] else "g" if self.groups > 1 else "1"
-        k, s, p = (_dims(t) for t in (self.kernel, self.stride, self.padding))
-        return f"{name}|k{k}|s{s}|p{p}|{grouping}|{'bias' if self.bias else 'nobias'}"
+        """The regression class: block function, arguments other than sizes, layer kinds in order."""
+        args = ",".join(f"{n}={_fmt(v)}" for n, v in zip(self.names, self.values, strict=True) if n not in SIZE_ARGS)
+        kinds = "+".join(layer.kind for layer in self.traced[1] if layer.kind != "dropout")
+        return f"{self.fn}|{args}|{kinds}"
+
+    @functools.cached_property
+    def features(self) -> tuple[int, int]:
+        """What a class regression prices from: multiply-adds and elements moved (inputs plus outputs
+        of every layer), per clip."""
+        layers = [layer for layer in self.traced[1] if layer.kind != "dropout"]
+        return sum(map(_macs, layers)), sum(math.prod(la.in_shape) + math.prod(la.out_shape) for la in layers)
 
     @property
     def macs(self) -> int:
-        """Multiply-adds per clip (convolutions and linear layers; 0 otherwise)."""
-        if self.kinds[0] == "conv":
-            return math.prod(self.out_shape) * (self.in_shape[0] // self.groups) * math.prod(self.kernel)
-        return self.in_shape[0] * self.out_shape[0] if self.kinds[0] == "linear" else 0
+        """Multiply-adds per clip (convolutions and linear layers)."""
+        return self.features[0]
 
     @property
     def elements(self) -> int:
-        """Input plus output elements per clip (the memory the operation moves)."""
-        return math.prod(self.in_shape) + math.prod(self.out_shape)
+        """Elements every layer reads and writes, per clip."""
+        return self.features[1]
 
     @property
     def dims(self) -> tuple[int, ...]:
-        """Shapes and groups: a designed sample takes each class's extremes of every one."""
-        return (*self.in_shape, *self.out_shape, self.groups)
-
-    @property
-    def features(self) -> tuple[int, int]:
-        """What a class regression prices from: multiply-adds and elements moved (per clip)."""
-        return (self.macs, self.elements)
-
-    def layers(self) -> list[Layer]:
-        """The traced layers this operation stands for (named as e3d's blocks name them)."""
-        names = {"conv": "conv", "bn": "conv_bn", **{a: "conv_act" for a in ACT_KINDS}}
-        out = []
-        for kind in self.kinds:
-            shape = self.out_shape if kind in ("bn", *ACT_KINDS) and self.kinds[0] == "conv" else self.in_shape
-            attrs = {"kernel": self.kernel, "stride": self.stride, "padding": self.padding, "groups": self.groups, "bias": self.bias}
-            out.append(Layer(names.get(kind, kind), kind, shape, self.out_shape, **(attrs if kind != "bn" else {})))  # type: ignore[arg-type]
-        return out
+        """Shapes and features: a designed sample takes each class's extremes of every one."""
+        return (*self.in_shape, *self.out_shape, *self.features)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return {"block": self.fn, "args": dict(zip(self.names, map(_lists, self.values), strict=True)), "in_shape": list(self.in_shape)}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Op:
-        """Inverse of :meth:`to_dict` (``ValueError``/``KeyError``/``TypeError`` on a malformed dict)."""
-        return cls(
-            tuple(str(k) for k in d["kinds"]),
-            _ints(d["in_shape"]),
-            _ints(d["out_shape"]),
-            _triple(d["kernel"]),
-            _triple(d["stride"]),
-            _triple(d["padding"]),
-            int(d["groups"]),
-            bool(d["bias"]),
-        )
+    def from_dict(cls, d: Mapping[str, Any]) -> Block:
+        """Inverse of :meth:`to_dict` (``ValueError``/``KeyError``/``TypeError`` on a malformed dict or a
+        block that cannot be traced)."""
+        args = d["args"]
+        if not isinstance(args, dict):
+            raise ValueError(f"expected the block's arguments as an object, got {args!r}")
+        values = tuple(tuple(v) if isinstance(v, list) else v for v in args.values())
+        block = cls(str(d["block"]), tuple(args), values, _ints(d["in_shape"]))
+        block.traced  # noqa: B018 - a block that cannot be traced is a corrupt entry
+        return block
+
+
+def _macs(layer: Layer) -> int:
+    if layer.kind == "conv":
+        return math.prod(layer.out_shape) * (layer.in_shape[0] // layer.groups) * math.prod(layer.kernel)
+    return layer.in_shape[0] * layer.out_shape[0] if layer.kind == "linear" else 0
+
+
+def _lists(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
 
 
 def _dims(t: Sequence[int]) -> str:
@@ -164,65 +199,50 @@ def _triple(v: Any) -> Triple:
     return (t[0], t[1], t[2])
 
 
-OpFields = tuple[tuple[str, ...], Shape, Shape, Triple, Triple, Triple, int, bool]
-"""An operation as a plain tuple (the fields of :class:`Op`, in order): the predictor's cache key."""
+def spec_units(spec: NetSpec) -> Iterator[UnitKey]:
+    """A network's units in execution order, as traced (a stage's repeated unit once per repeat)."""
+    for _, trace in spec.traced_segments():
+        yield from trace[1:]
 
 
-def op_fields(layers: Sequence[Layer]) -> Iterator[OpFields]:
-    """Group traced layers into operations: each conv with the ``<name>_bn`` and ``<name>_act`` layers
-    right after it; every other layer alone (``dropout`` is the identity at inference: left out)."""
-    i, n = 0, len(layers)
-    while i < n:
-        layer = layers[i]
-        kinds: tuple[str, ...] = (layer.kind,)
-        end = i + 1
-        if layer.kind == "conv":
-            if end < n and layers[end].kind == "bn" and layers[end].name == layer.name + "_bn":
-                kinds, end = (*kinds, "bn"), end + 1
-            if end < n and layers[end].kind in ACT_KINDS and layers[end].name == layer.name + "_act":
-                kinds, end = (*kinds, layers[end].kind), end + 1
-        if layer.kind != "dropout":
-            out = layers[end - 1].out_shape
-            yield (kinds, layer.in_shape, out, layer.kernel, layer.stride, layer.padding, layer.groups, layer.bias)
-        i = end
+def spec_blocks(spec: NetSpec) -> list[Block]:
+    """A network's blocks in execution order (see :func:`spec_units`)."""
+    return [Block.of(u) for u in spec_units(spec)]
 
 
-def priced_ops(layers: Sequence[Layer]) -> list[Op]:
-    """The operations of a network's traced layers (see :func:`op_fields`)."""
-    return [Op(*f) for f in op_fields(layers)]
-
-
-def collect_ops(specs: Iterable[NetSpec]) -> dict[str, Op]:
-    """Every distinct operation of ``specs`` (first seen first), keyed by :attr:`Op.key`."""
-    out: dict[str, Op] = {}
+def collect_blocks(specs: Iterable[NetSpec]) -> dict[str, Block]:
+    """Every distinct block of ``specs`` (first seen first), keyed by :attr:`Block.key`; SGS units are left out."""
+    out: dict[str, Block] = {}
     for spec in specs:
-        for op in priced_ops(spec.layers):
-            out.setdefault(op.key, op)
+        for unit in dict.fromkeys(spec_units(spec)):
+            if unit[0] not in UNPRICED_BLOCKS:
+                block = Block.of(unit)
+                out.setdefault(block.key, block)
     return out
 
 
-def design_sample(ops: Mapping[str, Op], max_entries: int, *, keep: Iterable[str] = ()) -> list[Op]:
-    """The operations to measure: all of them when at most ``max_entries``; otherwise, per class, the
-    ones at the extremes of every dimension (so the measured ranges cover every collected operation),
+def design_sample(blocks: Mapping[str, Block], max_entries: int, *, keep: Iterable[str] = ()) -> list[Block]:
+    """The blocks to measure: all of them when at most ``max_entries``; otherwise, per class, the
+    ones at the extremes of every dimension (so the measured ranges cover every collected block),
     the ``keep`` keys, and then points spread evenly over each class's cost, in proportion to its size."""
-    if len(ops) <= max_entries:
-        return list(ops.values())
-    classes: dict[str, list[Op]] = {}
-    for op in ops.values():
-        classes.setdefault(op.cls, []).append(op)
-    chosen = {k: ops[k] for k in keep if k in ops}
+    if len(blocks) <= max_entries:
+        return list(blocks.values())
+    classes: dict[str, list[Block]] = {}
+    for b in blocks.values():
+        classes.setdefault(b.cls, []).append(b)
+    chosen = {k: blocks[k] for k in keep if k in blocks}
     for members in classes.values():
-        for d in range(len(members[0].dims) + 2):
-            ranked = sorted(members, key=lambda o, d=d: ((*o.dims, *o.features)[d], o.elements))  # type: ignore[misc]
-            for op in (ranked[0], ranked[-1]):
-                chosen.setdefault(op.key, op)
+        for d in range(len(members[0].dims)):
+            ranked = sorted(members, key=lambda b, d=d: (b.dims[d], b.elements))  # type: ignore[misc]
+            for b in (ranked[0], ranked[-1]):
+                chosen.setdefault(b.key, b)
     left = max_entries - len(chosen)
     for members in classes.values():
-        share = round(left * len(members) / len(ops))
-        ranked = sorted(members, key=lambda o: (o.macs, o.elements))
+        share = round(left * len(members) / len(blocks))
+        ranked = sorted(members, key=lambda b: b.features)
         for j in range(share):
-            op = ranked[round((j + 0.5) * (len(ranked) - 1) / max(share, 1))]
-            chosen.setdefault(op.key, op)
+            b = ranked[round((j + 0.5) * (len(ranked) - 1) / max(share, 1))]
+            chosen.setdefault(b.key, b)
     return list(chosen.values())
 
 
@@ -292,48 +312,13 @@ class TableSettings:
         )
 
 
-class _Functional(nn.Module):
-    """One functional layer (add, cat, shuffle, ...) as a module; a second operand is a fixed buffer."""
+def block_module(block: Block) -> nn.Module:
+    """The block as the module a network built from a spec runs (:class:`space.modules.Unit`);
+    ``ValueError`` for what a table cannot time (Similarity Guided Sampling)."""
+    from space.modules import Unit
 
-    def __init__(self, op: Op, batch_size: int) -> None:
-        super().__init__()
-        self.kind = op.kinds[0]
-        self.op = op
-        c_in, c_out = op.in_shape[0], op.out_shape[0]
-        other = {"add": (c_in, *op.in_shape[1:]), "cat": (c_out - c_in, *op.in_shape[1:]), "mul": (c_in, 1, 1, 1)}.get(self.kind)
-        self.register_buffer("other", torch.randn(batch_size, *other) if other else None)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Run the layer as :class:`space.modules.Runner` runs it."""
-        import torch.nn.functional as F
-
-        from space.modules import channel_shuffle
-
-        k, s, other = self.kind, self.op.stride, self.other
-        if k in ("add", "mul", "cat"):
-            assert isinstance(other, Tensor)
-            return x + other if k == "add" else x * other if k == "mul" else torch.cat((x, other), 1)
-        if k == "flatten":
-            return x.flatten(1)
-        if k == "split":
-            return x.chunk(2, 1)[1]
-        if k == "shuffle":
-            return channel_shuffle(x, self.op.groups)
-        if k == "subsample":
-            return x[:, :, :: s[0], :: s[1], :: s[2]]
-        return F.pad(x, (0, 0, 0, 0, 0, 0, 0, self.op.out_shape[0] - self.op.in_shape[0]))
-
-
-def op_module(op: Op, batch_size: int) -> nn.Module:
-    """The operation as a module (a conv group is ``conv``, ``conv_bn``, ``conv_act``, as
-    :func:`profiler.optimize.fold_batchnorm` expects); ``ValueError`` for what a table cannot time."""
-    from space.modules import make_module
-
-    if op.kinds[0] in FUNCTIONAL:
-        return _Functional(op, batch_size)
-    if op.kinds[0] in ("matmul", "similarity"):
-        raise ValueError(f"{op.kinds[0]} (Similarity Guided Sampling) depends on the clip; a latency table cannot time it")
-    return nn.Sequential(OrderedDict((layer.name, make_module(layer)) for layer in op.layers()))
+    layers = [layer._replace(name=f"u.{layer.name}") for layer in block.traced[1]]
+    return Unit(_block_fns()[block.fn], dict(zip(block.names, block.values, strict=True)), layers, "u")
 
 
 def time_module(model: nn.Module, input_shape: Shape, settings: TableSettings, mode: str) -> float:
@@ -354,9 +339,9 @@ def time_module(model: nn.Module, input_shape: Shape, settings: TableSettings, m
         return median(_time(model, x, dev, settings.warmup, settings.repeats))
 
 
-def measure_op(op: Op, settings: TableSettings, mode: str) -> float:
-    """Measured median ms per batch of one operation on the ``mode`` path."""
-    return time_module(op_module(op, settings.batch_size), op.in_shape, settings, mode)
+def measure_block(block: Block, settings: TableSettings, mode: str) -> float:
+    """Measured median ms per batch of one block on the ``mode`` path."""
+    return time_module(block_module(block), block.in_shape, settings, mode)
 
 
 def measure_spec(spec: NetSpec, settings: TableSettings, mode: str) -> float:
@@ -364,6 +349,17 @@ def measure_spec(spec: NetSpec, settings: TableSettings, mode: str) -> float:
     from space.modules import build
 
     return time_module(build(spec), spec.input_shape, settings, mode)
+
+
+CALL_REPEATS = 51
+"""Timed calls of the empty module (:func:`measure_call`) at least: it is short, and noisy."""
+
+
+def measure_call(settings: TableSettings, mode: str) -> float:
+    """Median ms of calling a module that does nothing, on the ``mode`` path: what each block timed
+    alone pays once, and a whole network once in all (the optimized path's graph call, most of all)."""
+    at_least = dataclasses.replace(settings, repeats=max(settings.repeats, CALL_REPEATS))
+    return time_module(nn.Identity(), (1, 1, 1, 1), at_least, mode)
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -378,38 +374,43 @@ class Regression:
     low: tuple[int, int]
     high: tuple[int, int]
 
-    def covers(self, op: Op) -> bool:
-        """Whether the multiply-adds and elements of ``op`` lie within the measured range (interpolation)."""
-        (m, e), (m0, e0), (m1, e1) = op.features, self.low, self.high
+    def covers(self, block: Block) -> bool:
+        """Whether the multiply-adds and elements of ``block`` lie within the measured range (interpolation)."""
+        (m, e), (m0, e0), (m1, e1) = block.features, self.low, self.high
         return m0 <= m <= m1 and e0 <= e <= e1
 
-    def __call__(self, op: Op) -> float:
+    def __call__(self, block: Block) -> float:
         c0, c1, c2 = self.coef
-        return c0 + c1 * op.macs / 1e6 + c2 * op.elements / 1e6
+        return c0 + c1 * block.macs / 1e6 + c2 * block.elements / 1e6
 
 
 @dataclass(frozen=True)
 class Overhead:
-    """Per-network correction: ``const_ms + scale * sum of the operations``, fitted on ``networks``."""
+    """Per-network correction: ``const_ms + scale * sum of the blocks``, fitted on ``networks``."""
 
     const_ms: float = 0.0
     scale: float = 1.0
     networks: int = 0
 
 
+Times = dict[str, float]
+"""Milliseconds per path (``{"eager": ..., "optimized": ...}``)."""
+
+
 @dataclass
 class LatencyTable:
-    """Measured operations of one device and setting, plus calibration networks (see the module doc)."""
+    """Measured blocks of one device and setting, plus calibration networks (see the module doc)."""
 
     settings: TableSettings
-    entries: dict[str, tuple[Op, dict[str, float]]] = field(default_factory=dict)
-    networks: list[tuple[NetSpec, dict[str, float]]] = field(default_factory=list)
+    entries: dict[str, tuple[Block, Times]] = field(default_factory=dict)
+    networks: list[tuple[NetSpec, Times]] = field(default_factory=list)
+    call_ms: Times = field(default_factory=dict)
     planned: int = 0
     complete: bool = False
     created: str = ""
     _fits: dict[str, dict[str, Regression | None]] = field(default_factory=dict, init=False, repr=False)
     _overheads: dict[str, Overhead] = field(default_factory=dict, init=False, repr=False)
-    _prices: dict[str, dict[OpFields, float]] = field(default_factory=dict, init=False, repr=False)
+    _prices: dict[str, dict[UnitKey, float]] = field(default_factory=dict, init=False, repr=False)
 
     # -- persistence
 
@@ -421,7 +422,8 @@ class LatencyTable:
             "created": self.created,
             "planned": self.planned,
             "settings": self.settings.as_dict(),
-            "entries": [{**op.to_dict(), "ms": ms} for op, ms in self.entries.values()],
+            "call_ms": self.call_ms,
+            "entries": [{**b.to_dict(), "ms": ms} for b, ms in self.entries.values()],
             "networks": [{"summary": s.summary(), "spec": s.to_dict(), "ms": ms} for s, ms in self.networks],
         }
 
@@ -436,20 +438,26 @@ class LatencyTable:
         """Inverse of :meth:`to_dict` (``KeyError``/``TypeError``/``ValueError`` when malformed)."""
         if d.get("schema") != SCHEMA:
             raise ValueError(f"schema {d.get('schema')!r}, expected {SCHEMA!r}")
+        settings = TableSettings.from_dict(d["settings"])
+        call = d["call_ms"]
         table = cls(
-            TableSettings.from_dict(d["settings"]), planned=int(d["planned"]), complete=bool(d["complete"]), created=str(d["created"])
+            settings,
+            call_ms=_times(call, settings.modes) if call else {},
+            planned=int(d["planned"]),
+            complete=bool(d["complete"]),
+            created=str(d["created"]),
         )
         for e in d["entries"]:
-            op = Op.from_dict(e)
-            table.entries[op.key] = (op, _times(e["ms"], table.settings.modes))
+            block = Block.from_dict(e)
+            table.entries[block.key] = (block, _times(e["ms"], settings.modes))
         for n in d["networks"]:
-            table.networks.append((NetSpec.from_dict(n["spec"]), _times(n["ms"], table.settings.modes)))
+            table.networks.append((NetSpec.from_dict(n["spec"]), _times(n["ms"], settings.modes)))
         return table
 
     @classmethod
     def load(cls, path: str | Path, *, complete: bool = True) -> LatencyTable:
-        """Read a table; :class:`LatencyTableError` (one line) when it is missing, corrupt, truncated or,
-        with ``complete``, still being built."""
+        """Read a table; :class:`LatencyTableError` (one line) when it is missing, corrupt, truncated, of
+        an older format or, with ``complete``, still being built."""
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -457,13 +465,19 @@ class LatencyTable:
             raise LatencyTableError(f"cannot read latency table {path}: {e.strerror}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise LatencyTableError(f"{path} is not a latency table (corrupt or truncated JSON: {e})") from None
+        schema = data.get("schema") if isinstance(data, dict) else None
+        if isinstance(schema, str) and schema.startswith("e3d-latency-table/") and schema != SCHEMA:
+            raise LatencyTableError(
+                f"{path} is a latency table of another format ({schema}; this e3d reads {SCHEMA}, block entries): "
+                "build it again with e3d latency-table"
+            )
         try:
             table = cls.from_dict(data)
         except (KeyError, TypeError, ValueError, AttributeError, E3DError) as e:
             raise LatencyTableError(f"{path} is a corrupt latency table ({type(e).__name__}: {e})") from None
         if complete and not table.complete:
             raise LatencyTableError(
-                f"{path} is incomplete ({len(table.entries)} of {table.planned} operations measured): "
+                f"{path} is incomplete ({len(table.entries)} of {table.planned} blocks measured): "
                 "finish it by running the same e3d latency-table command again"
             )
         return table
@@ -471,7 +485,7 @@ class LatencyTable:
     def fingerprint(self) -> str:
         """SHA-256 of the settings and every measurement (what identifies a table on a study)."""
         d = self.to_dict()
-        body = json.dumps({k: d[k] for k in ("settings", "entries", "networks")}, sort_keys=True)
+        body = json.dumps({k: d[k] for k in ("settings", "call_ms", "entries", "networks")}, sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()
 
     def identity(self) -> dict[str, Any]:
@@ -497,43 +511,45 @@ class LatencyTable:
         if wrong:
             raise LatencyTableError(f"the latency table was measured for {', '.join(wrong)}; build one with those settings")
 
-    def price(self, op: Op, mode: str) -> float:
-        """ms per batch of one operation: its entry, or its class's regression within its range."""
-        entry = self.entries.get(op.key)
+    def price(self, block: Block, mode: str) -> float:
+        """ms per batch of one block timed alone: its entry, or its class's regression within its range."""
+        entry = self.entries.get(block.key)
         if entry is not None:
-            value = entry[1][mode]
-        else:
-            regressions = self._regressions(mode)
-            fit = regressions.get(op.cls)
-            if fit is None or not fit.covers(op):
-                why = (
-                    "no entries of that operation"
-                    if op.cls not in regressions
-                    else "too few entries of that operation to interpolate"
-                    if fit is None
-                    else "outside the measured range"
-                )
-                raise UnpricedLayerError(f"the latency table cannot price {op.key} ({why}); rebuild it covering this network")
-            value = max(fit(op), 0.0)
-        return value
+            return entry[1][mode]
+        if block.fn in UNPRICED_BLOCKS:
+            raise UnpricedLayerError(f"the latency table cannot price {block.fn} (Similarity Guided Sampling depends on the clip)")
+        regressions = self._regressions(mode)
+        fit = regressions.get(block.cls)
+        if fit is None or not fit.covers(block):
+            why = (
+                "no entries of that kind of block"
+                if block.cls not in regressions
+                else "too few entries of that kind of block to interpolate"
+                if fit is None
+                else "outside the measured range"
+            )
+            raise UnpricedLayerError(f"the latency table cannot price {block.key} ({why}); rebuild it covering this network")
+        return max(fit(block), 0.0)
 
-    def layer_sum(self, spec: NetSpec, mode: str) -> float:
-        """Sum of the prices of a network's operations (ms per batch), each priced once per table."""
+    def block_sum(self, spec: NetSpec, mode: str) -> float:
+        """``call + sum over the network's blocks of (price - call)`` (ms per batch, each block at least 0):
+        the blocks' own times, and one module call. Each distinct block is priced once per table."""
         prices = self._prices.setdefault(mode, {})
-        total = 0.0
-        for f in op_fields(spec.layers):
-            p = prices.get(f)
+        call = self.call_ms.get(mode, 0.0)
+        total = call
+        for unit in spec_units(spec):
+            p = prices.get(unit)
             if p is None:
-                p = prices[f] = self.price(Op(*f), mode)
+                p = prices[unit] = max(self.price(Block.of(unit), mode) - call, 0.0)
             total += p
         return total
 
     def predict(self, spec: NetSpec, mode: str = "eager") -> float:
-        """Predicted ms per batch of ``spec``: the sum of its operations, then the per-network overhead."""
+        """Predicted ms per batch of ``spec``: the sum of its blocks, then the per-network overhead."""
         if mode not in self.settings.modes:
             raise LatencyTableError(f"the latency table has no {mode} measurements (paths: {', '.join(self.settings.modes)})")
         o = self.overhead(mode)
-        return o.const_ms + o.scale * self.layer_sum(spec, mode)
+        return o.const_ms + o.scale * self.block_sum(spec, mode)
 
     def predictor(self, mode: str = "eager") -> Callable[[NetSpec], float]:
         """``predict`` for one path, as the search's latency callable."""
@@ -542,15 +558,15 @@ class LatencyTable:
     def overhead(self, mode: str) -> Overhead:
         """The per-network overhead fitted on the calibration networks (none: 0 ms, scale 1)."""
         if mode not in self._overheads:
-            pairs = [(self.layer_sum(s, mode), ms[mode]) for s, ms in self.networks]
+            pairs = [(self.block_sum(s, mode), ms[mode]) for s, ms in self.networks]
             self._overheads[mode] = fit_overhead(pairs)
         return self._overheads[mode]
 
     def _regressions(self, mode: str) -> dict[str, Regression | None]:
         if mode not in self._fits:
-            classes: dict[str, list[tuple[Op, float]]] = {}
-            for op, ms in self.entries.values():
-                classes.setdefault(op.cls, []).append((op, ms[mode]))
+            classes: dict[str, list[tuple[Block, float]]] = {}
+            for block, ms in self.entries.values():
+                classes.setdefault(block.cls, []).append((block, ms[mode]))
             self._fits[mode] = {cls: fit_regression(points) for cls, points in classes.items()}
         return self._fits[mode]
 
@@ -561,7 +577,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _times(v: Any, modes: Sequence[str]) -> dict[str, float]:
+def _times(v: Any, modes: Sequence[str]) -> Times:
     """A ``{mode: ms}`` dict with a finite non-negative time for every mode."""
     if not isinstance(v, dict):
         raise ValueError(f"expected a dict of times per path, got {v!r}")
@@ -581,13 +597,13 @@ def _nnls(rows: list[list[float]], target: list[float]) -> list[float]:
     return [float(c) for c in coef]
 
 
-def fit_regression(points: Sequence[tuple[Op, float]]) -> Regression | None:
+def fit_regression(points: Sequence[tuple[Block, float]]) -> Regression | None:
     """The class regression (None with fewer than 3 distinct entries: exact lookups only)."""
-    if len({op.key for op, _ in points}) < 3 or any(ms <= 0 for _, ms in points):
+    if len({b.key for b, _ in points}) < 3 or any(ms <= 0 for _, ms in points):
         return None
-    rows = [[1.0, op.macs / 1e6, op.elements / 1e6] for op, _ in points]
+    rows = [[1.0, b.macs / 1e6, b.elements / 1e6] for b, _ in points]
     c0, c1, c2 = _nnls(rows, [ms for _, ms in points])
-    macs, elements = [op.macs for op, _ in points], [op.elements for op, _ in points]
+    macs, elements = [b.macs for b, _ in points], [b.elements for b, _ in points]
     return Regression((c0, c1, c2), (min(macs), min(elements)), (max(macs), max(elements)))
 
 
@@ -615,9 +631,10 @@ def fit_overhead(pairs: Sequence[tuple[float, float]]) -> Overhead:
 # -- building --------------------------------------------------------------------------------------
 
 SAVE_SECONDS = 10.0
-"""How often a build saves its table while measuring operations."""
-MeasureOp = Callable[[Op, TableSettings, str], float]
+"""How often a build saves its table while measuring blocks."""
+MeasureBlock = Callable[[Block, TableSettings, str], float]
 MeasureSpec = Callable[[NetSpec, TableSettings, str], float]
+MeasureCall = Callable[[TableSettings, str], float]
 
 
 def open_for_build(path: Path, settings: TableSettings) -> LatencyTable:
@@ -632,28 +649,32 @@ def open_for_build(path: Path, settings: TableSettings) -> LatencyTable:
     return table
 
 
-def _measured(measure: MeasureOp, op: Op, settings: TableSettings, mode: str) -> float:
-    """``measure(op, settings, mode)``; an operation this device or precision cannot run is one line."""
-    try:
-        return measure(op, settings, mode)
-    except (RuntimeError, NotImplementedError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        where = f"{settings.precision} on {settings.device}, {mode}"
-        raise LatencyTableError(f"cannot time {op.key} ({where}): {first}; the table so far is saved") from None
+def _measured(measure: Callable[[str], float], what: str, settings: TableSettings) -> Times:
+    """``measure(mode)`` on every path; a block this device or precision cannot run is one line."""
+    out = {}
+    for mode in settings.modes:
+        try:
+            out[mode] = measure(mode)
+        except (RuntimeError, NotImplementedError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            where = f"{settings.precision} on {settings.device}, {mode}"
+            raise LatencyTableError(f"cannot time {what} ({where}): {first}; the table so far is saved") from None
+    return out
 
 
 def build_table(
-    ops: Sequence[Op],
+    blocks: Sequence[Block],
     settings: TableSettings,
     out: str | Path,
     *,
     calibration: Sequence[NetSpec] = (),
-    measure: MeasureOp = measure_op,
+    measure: MeasureBlock = measure_block,
     measure_network: MeasureSpec = measure_spec,
+    measure_empty: MeasureCall = measure_call,
     progress: bool = True,
 ) -> LatencyTable:
-    """Measure every operation of ``ops`` and every ``calibration`` network not yet in the table at
-    ``out`` (resuming it when it exists); marks the table complete at the end.
+    """Measure the empty call (once), every block of ``blocks`` and every ``calibration`` network not yet
+    in the table at ``out`` (resuming it when it exists); marks the table complete at the end.
 
     The table is saved every :data:`SAVE_SECONDS` and whenever the build stops (an error, Ctrl-C), so
     a resumed build re-measures at most the last few seconds' work (none after Ctrl-C). Progress: a bar
@@ -663,17 +684,19 @@ def build_table(
 
     out = Path(out)
     table = open_for_build(out, settings)
-    table.planned = len({op.key for op in ops})
-    todo = [op for op in dict.fromkeys(ops) if op.key not in table.entries]
+    table.planned = len({b.key for b in blocks})
+    todo = [b for b in dict.fromkeys(blocks) if b.key not in table.entries]
     done_nets = {s.to_json() for s, _ in table.networks}
     nets = [s for s in calibration if s.to_json() not in done_nets]
     table.complete = False
     saved = time.monotonic()
-    bar = tqdm(total=len(todo) + len(nets), desc="latency table", unit="op", file=sys.stderr, disable=not progress or None)
+    bar = tqdm(total=len(todo) + len(nets), desc="latency table", unit="block", file=sys.stderr, disable=not progress or None)
     try:
         with bar:
-            for op in todo:
-                table.entries[op.key] = (op, {m: _measured(measure, op, settings, m) for m in settings.modes})
+            if not table.call_ms:
+                table.call_ms = _measured(functools.partial(measure_empty, settings), "an empty module", settings)
+            for b in todo:
+                table.entries[b.key] = (b, _measured(functools.partial(measure, b, settings), b.key, settings))
                 bar.update(1)
                 if time.monotonic() - saved > SAVE_SECONDS:
                     table.save(out)

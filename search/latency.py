@@ -1,10 +1,11 @@
 """Latency tables in the search: which networks a table must cover, and the table a study screens with.
 
-A table (:mod:`profiler.latency_table`) is built from the operations of :func:`space_specs`: the
-Table 8 presets, the corners of each family's space, and random candidates, at the
-table's clip. A study made with ``--latency-table`` stores the table's settings and fingerprint on
-its budget (:attr:`search.budget.Budget.latency_table`); every worker must screen with that same
-table (:func:`study_latency`), and a worker with another one is refused.
+A table (:mod:`profiler.latency_table`) is built from the blocks of :func:`space_specs`: the
+Table 8 presets, the corners of each family's space, and random candidates, at the table's clip;
+it is calibrated on whole networks of every family (:func:`calibration_specs`). A study made with
+``--latency-table`` stores the table's settings and fingerprint on its budget
+(:attr:`search.budget.Budget.latency_table`); every worker must screen with that same table
+(:func:`study_latency`), and a worker with another one is refused.
 """
 
 from __future__ import annotations
@@ -67,6 +68,22 @@ def at_clip(params: dict[str, Any], clip: Clip, num_classes: int = 600) -> NetSp
         return spec_from_params(params, clip=clip, num_classes=num_classes)
     except SpecError:  # a candidate that cannot run at this clip: the search rejects it too
         return None
+
+
+def calibration_specs(families: Sequence[str], clip: Clip, n: int, *, seed: int) -> list[NetSpec]:
+    """``n`` random candidates that run at ``clip``, taken from each family in turn (so every family's
+    blocks calibrate the overhead, not the family drawn most), 600 classes; family ``i`` draws with seed
+    ``1000 * seed + i``, apart from the seeds of the table's and the bench's random candidates."""
+    draws = {f: (at_clip(p, clip) for p in random_params([f], 20 * n, seed=1000 * seed + i)) for i, f in enumerate(families)}
+    out: list[NetSpec] = []
+    while len(out) < n and draws:
+        for f in list(draws):
+            spec = next((s for s in draws[f] if s is not None), None)
+            if spec is None:  # this family cannot run at the clip (or ran out)
+                del draws[f]
+            elif len(out) < n:
+                out.append(spec)
+    return out
 
 
 def table8_specs(clip: Clip, *, num_classes: int = 600) -> list[NetSpec]:

@@ -1,4 +1,4 @@
-"""``e3d latency-table``: measure a per-operation latency table on this device, for the predictor."""
+"""``e3d latency-table``: measure a per-block latency table on this device, for the predictor."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ examples:
   e3d search --budget-latency-ms 300 --latency-table runs/table-cpu.json --trials 20
   e3d profile mobilenetv2 --width-mult 0.45 --latency-table runs/table-cpu.json
 
-The table times every distinct operation (a conv with its BatchNorm and activation, a pool, an add,
-...) of the Table 8 presets and, when the space holds more than --max-entries, a designed sample of
-the rest (each class's extremes, then points spread over its cost); other operations are priced by a
-per-class regression within the measured ranges, never outside them. A few whole networks calibrate
-the per-network overhead. Run it again with the same options to resume an interrupted build."""
+The table times every distinct block (the stem, each block of a stage at its channels, stride and
+other arguments and at its input size, the head) of the Table 8 presets and, when the space holds
+more than --max-entries, a designed sample of the rest (each class's extremes, then points spread over
+its cost), each as one module on every path; other blocks are priced by a per-class regression within
+the measured ranges, never outside them. Whole networks of every family calibrate the per-network
+overhead. Run it again with the same options to resume an interrupted build."""
 
 
 def register(sub: Any) -> None:
@@ -30,8 +31,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser(
         "latency-table",
-        help="measure a per-operation latency table on this device (for predicted latency in profile and search)",
-        description="Measure the latency of every distinct operation the search space and the presets produce at a clip, "
+        help="measure a per-block latency table on this device (for predicted latency in profile and search)",
+        description="Measure the latency of every distinct block the search space and the presets produce at a clip, "
         "on this device, into a table that predicts any network's latency without running it.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -44,15 +45,21 @@ def register(sub: Any) -> None:
     p.add_argument("--paths", metavar="P,P", help="eager and/or optimized (default both on CPU fp32, eager otherwise)")
     p.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads while timing (default: torch's)")
     p.add_argument("--families", metavar="F,F", help="families of the space (default: the paper's five)")
-    p.add_argument("--samples", type=non_negative_int, default=100, metavar="N", help="random candidates to collect operations from")
+    p.add_argument("--samples", type=non_negative_int, default=100, metavar="N", help="random candidates to collect blocks from")
     p.add_argument(
         "--max-entries",
         type=positive_int,
         default=1500,
         metavar="N",
-        help="operations to time at most, besides Table 8's and each class's extremes (default 1500)",
+        help="blocks to time at most, besides Table 8's and each class's extremes (default 1500)",
     )
-    p.add_argument("--calibration", type=non_negative_int, default=6, metavar="N", help="whole networks timed to fit the overhead")
+    p.add_argument(
+        "--calibration",
+        type=non_negative_int,
+        default=20,
+        metavar="N",
+        help="whole networks timed to fit the overhead, taken in turn from every family (default 20)",
+    )
     p.add_argument("--warmup", type=non_negative_int, default=2, metavar="N", help="untimed runs per entry (default 2)")
     p.add_argument("--repeats", type=positive_int, default=5, metavar="N", help="timed runs per entry; the median is kept (default 5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random candidates (calibration uses seed + 1)")
@@ -61,18 +68,17 @@ def register(sub: Any) -> None:
 
 
 def plan(args: argparse.Namespace) -> tuple[list[Any], list[Any], int]:
-    """(operations to time, calibration networks, distinct operations collected) for these options."""
-    from profiler.latency_table import collect_ops, design_sample
-    from search.latency import at_clip, random_params, space_specs, table8_specs
+    """(blocks to time, calibration networks, distinct blocks collected) for these options."""
+    from profiler.latency_table import collect_blocks, design_sample
+    from search.latency import at_clip, calibration_specs, space_specs, table8_specs
     from search.searchspace import FAMILIES, check_families, paper_presets, preset_params
 
     families = check_families(args.families.split(",") if args.families else FAMILIES)
-    drawn = (at_clip(p, args.clip) for p in random_params(families, args.calibration, seed=args.seed + 1))
-    calibration = [s for s in drawn if s is not None]
-    ops = collect_ops([*space_specs(families, args.clip, samples=args.samples, seed=args.seed), *calibration])
+    calibration = calibration_specs(families, args.clip, args.calibration, seed=args.seed + 1)
+    blocks = collect_blocks([*space_specs(families, args.clip, samples=args.samples, seed=args.seed), *calibration])
     presets = [*table8_specs(args.clip), *(at_clip(preset_params(f, w), args.clip) for f, w in paper_presets(families))]
-    keep = collect_ops(s for s in presets if s is not None)
-    return design_sample(ops, args.max_entries, keep=keep), calibration, len(ops)
+    keep = collect_blocks(s for s in presets if s is not None)
+    return design_sample(blocks, args.max_entries, keep=keep), calibration, len(blocks)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,17 +99,26 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.out.exists():  # resuming: the settings must match, checked before planning
         lt.open_for_build(args.out, settings)
-    ops, calibration, collected = plan(args)
-    if not ops:
+    blocks, calibration, collected = plan(args)
+    if not blocks:
         raise LatencyTableError(f"no network of these families can run at clip {'x'.join(map(str, args.clip))}")
-    what = f"{len(ops)} of {collected} distinct operations, {len(calibration)} networks"
+    what = f"{len(blocks)} of {collected} distinct blocks, {len(calibration)} networks"
     print(f"latency table on {settings.describe()}: {what}", file=sys.stderr)
     start = time.perf_counter()
     table = build_table(
-        ops, settings, args.out, calibration=calibration, measure=lt.measure_op, measure_network=lt.measure_spec, progress=not args.quiet
+        blocks,
+        settings,
+        args.out,
+        calibration=calibration,
+        measure=lt.measure_block,
+        measure_network=lt.measure_spec,
+        measure_empty=lt.measure_call,
+        progress=not args.quiet,
     )
     for mode in settings.modes:
         o = table.overhead(mode)
-        print(f"{mode}: per-network overhead {o.const_ms:.2f} ms + {o.scale:.3f} x sum of operations ({o.networks} networks)")
-    print(f"wrote {args.out}: {len(table.entries)} operations in {(time.perf_counter() - start) / 60:.1f} min (this run)")
+        call = table.call_ms[mode] * 1000
+        fit = f"{o.const_ms:.2f} ms + {o.scale:.3f} x sum of blocks ({o.networks} networks)"
+        print(f"{mode}: per-network overhead {fit}; empty call {call:.1f} us")
+    print(f"wrote {args.out}: {len(table.entries)} blocks in {(time.perf_counter() - start) / 60:.1f} min (this run)")
     return 0

@@ -16,7 +16,7 @@ TINY = [
     "--clip", "16x48x48", "--batch-size", "1", "--threads", "1", "--families", "mobilenetv2", "--samples", "2",
     "--max-entries", "5", "--calibration", "2", "--warmup", "0", "--repeats", "1", "--quiet",
 ]  # fmt: skip
-"""A small plan: Table 8's operations (always kept) and the mobilenetv2 corners' extremes."""
+"""A small plan: Table 8's blocks (always kept) and the mobilenetv2 corners' extremes."""
 
 
 @pytest.fixture
@@ -24,16 +24,21 @@ def fake_timing(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Made-up times instead of measurements; returns the keys measured, in order."""
     calls: list[str] = []
 
-    def op(o: lt.Op, s: lt.TableSettings, mode: str) -> float:
-        calls.append(o.key)
-        return 0.01 + o.macs / 1e6 + o.elements / 1e6
+    def block(b: lt.Block, s: lt.TableSettings, mode: str) -> float:
+        calls.append(b.key)
+        return 0.01 + b.macs / 1e6 + b.elements / 1e6
+
+    def call(s: lt.TableSettings, mode: str) -> float:
+        calls.append("call")
+        return 0.001
 
     def spec(net: NetSpec, s: lt.TableSettings, mode: str) -> float:
         calls.append("network")
         return 5.0 + 0.5 * len(net.layers)
 
-    monkeypatch.setattr(lt, "measure_op", op)
+    monkeypatch.setattr(lt, "measure_block", block)
     monkeypatch.setattr(lt, "measure_spec", spec)
+    monkeypatch.setattr(lt, "measure_call", call)
     return calls
 
 
@@ -44,9 +49,10 @@ def test_build_then_resume_measures_nothing_again(tmp_path: Path, capsys: pytest
     table = lt.LatencyTable.load(out)
     assert table.complete and len(table.networks) == 2 and table.settings.clip == (16, 48, 48)
     assert table.settings.modes == ("eager", "optimized") and table.settings.threads == 1
-    assert fake_timing.count("network") == 4 and len(fake_timing) == 2 * len(table.entries) + 4
-    assert f"wrote {out}: {len(table.entries)} operations" in stdout and "per-network overhead" in stdout
-    assert "of" in err and "distinct operations" in err
+    assert fake_timing.count("network") == 4 and fake_timing.count("call") == 2 and len(fake_timing) == 2 * len(table.entries) + 6
+    assert {s.family for s, _ in table.networks} == {"mobilenetv2"} and table.call_ms == {"eager": 0.001, "optimized": 0.001}
+    assert f"wrote {out}: {len(table.entries)} blocks" in stdout and "per-network overhead" in stdout and "empty call 1.0 us" in stdout
+    assert "of" in err and "distinct blocks" in err
     fake_timing.clear()
     code, _, err = run(capsys, "latency-table", "--out", str(out), *TINY)
     assert code == 0, err
@@ -101,6 +107,7 @@ def test_profile_prints_predicted_next_to_measured(tmp_path: Path, capsys: pytes
         (None, ["--size", "56"], "measured for clip 16x48x48 (asked 16x56x56)"),
         (lambda t: t[: len(t) // 3], [], "corrupt or truncated JSON"),
         (lambda t: t.replace('"complete": true', '"complete": false'), [], "is incomplete"),
+        (lambda t: t.replace("e3d-latency-table/2", "e3d-latency-table/1"), [], "another format (e3d-latency-table/1"),
     ],
 )
 def test_profile_refuses_a_table_that_does_not_fit(

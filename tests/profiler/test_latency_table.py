@@ -1,4 +1,4 @@
-"""Latency tables: grouping, building (resumable), JSON round trip, pricing, regression and errors."""
+"""Latency tables: blocks, building (resumable), JSON round trip, pricing, regression and errors."""
 
 from __future__ import annotations
 
@@ -8,25 +8,28 @@ from pathlib import Path
 import pytest
 
 from profiler.latency_table import (
+    Block,
     LatencyTable,
     LatencyTableError,
-    Op,
     Overhead,
     TableSettings,
     UnpricedLayerError,
     build_table,
-    collect_ops,
+    collect_blocks,
     design_sample,
     fit_overhead,
-    measure_op,
+    measure_block,
+    measure_call,
     measure_spec,
     predicted_latency,
-    priced_ops,
+    spec_blocks,
 )
 from space.registry import paper_spec
 from space.spec import NetSpec
 
 CLIP = (16, 48, 48)
+CALL = {"eager": 0.001, "optimized": 0.004}
+"""Made-up cost of calling an empty module, per path."""
 
 
 def settings(**kw: object) -> TableSettings:
@@ -45,9 +48,13 @@ def settings(**kw: object) -> TableSettings:
     return TableSettings(**{**base, **kw})  # type: ignore[arg-type]
 
 
-def fake_ms(op: Op, s: TableSettings, mode: str) -> float:
+def fake_ms(b: Block, s: TableSettings, mode: str) -> float:
     """A deterministic 'measurement': linear in the regression's features, different per path."""
-    return 0.01 + op.macs / 1e6 * (0.5 if mode == "eager" else 0.25) + op.elements / 1e6
+    return CALL[mode] + 0.01 + b.macs / 1e6 * (0.5 if mode == "eager" else 0.25) + b.elements / 1e6
+
+
+def fake_call(s: TableSettings, mode: str) -> float:
+    return CALL[mode]
 
 
 def spec(name: str = "mobilenetv2", width: float = 0.45) -> NetSpec:
@@ -55,41 +62,54 @@ def spec(name: str = "mobilenetv2", width: float = 0.45) -> NetSpec:
 
 
 def fake_table(tmp_path: Path, specs: list[NetSpec], **kw: object) -> LatencyTable:
-    ops = list(collect_ops(specs).values())
-    return build_table(ops, settings(), tmp_path / "t.json", measure=fake_ms, progress=False, **kw)  # type: ignore[arg-type]
+    blocks = list(collect_blocks(specs).values())
+    return build_table(blocks, settings(), tmp_path / "t.json", measure=fake_ms, measure_empty=fake_call, progress=False, **kw)  # type: ignore[arg-type]
 
 
-def test_priced_ops_group_each_conv_with_its_bn_and_activation() -> None:
-    ops = priced_ops(spec().layers)
-    assert ops[0].kinds == ("conv", "bn", "relu6") and ops[0].in_shape == (3, *CLIP)
-    assert ("conv", "bn") in {o.kinds for o in ops}  # the linear projection of an inverted residual
-    assert all("dropout" not in o.kinds and o.kinds[0] != "bn" for o in ops)
-    assert {"add", "gap", "flatten", "linear"} <= {o.kinds[0] for o in ops}
-    assert sum(len(o.kinds) for o in ops) == sum(1 for layer in spec().layers if layer.kind != "dropout")
+def own_time(b: Block, mode: str) -> float:
+    """What a block adds to a network: its time alone less the empty call."""
+    return fake_ms(b, settings(), mode) - CALL[mode]
 
 
-def test_op_round_trips_and_keys_are_distinct() -> None:
-    ops = collect_ops([spec(), spec("shufflenet", 1.0), spec("squeezenet", 1.0)])
-    assert all(Op.from_dict(json.loads(json.dumps(op.to_dict()))) == op for op in ops.values())
-    assert len({op.key for op in ops.values()}) == len(ops)
-    dw = next(o for o in ops.values() if o.kinds[0] == "conv" and o.groups > 1 and o.groups == o.in_shape[0])
-    assert "|dw|" in dw.cls and "|dw|" in dw.key
+def test_blocks_are_the_units_of_the_spec() -> None:
+    from profiler.counting import spec_totals
+
+    s = spec()
+    blocks = spec_blocks(s)
+    assert [b.fn for b in blocks] == ["stem", *["inverted_residual"] * (len(blocks) - 2), "head"]
+    assert blocks[0].in_shape == (3, *CLIP) and blocks[1].in_shape[0] == blocks[0].out_shape[0]
+    assert sum(b.macs for b in blocks) == spec_totals(s).macs > 0
+    distinct = collect_blocks([s])
+    assert len(distinct) < len(blocks)  # a stage's repeated unit is one block
+    assert {b.key for b in blocks} == set(distinct)
+
+
+def test_blocks_round_trip_and_keys_are_distinct() -> None:
+    blocks = collect_blocks([spec(), spec("shufflenet", 1.0), spec("squeezenet", 1.0), spec("resnet18", 1.0)])
+    assert all(Block.from_dict(json.loads(json.dumps(b.to_dict()))) == b for b in blocks.values())
+    assert all(Block.from_dict(json.loads(json.dumps(b.to_dict()))).key == k for k, b in blocks.items())
+    assert len({b.cls for b in blocks.values()}) < len(blocks)
+    irs = [b for b in blocks.values() if b.fn == "inverted_residual"]
+    strided = [b for b in irs if dict(zip(b.names, b.values, strict=True))["stride"] != (1, 1, 1)]
+    plain = [b for b in irs if b not in strided]
+    assert strided and plain and {b.cls for b in strided}.isdisjoint(b.cls for b in plain)
 
 
 def test_build_round_trips_through_json(tmp_path: Path) -> None:
     table = fake_table(tmp_path, [spec()])
     loaded = LatencyTable.load(tmp_path / "t.json")
-    assert loaded.complete and loaded.settings == table.settings
+    assert loaded.complete and loaded.settings == table.settings and loaded.call_ms == CALL
     assert {k: ms for k, (_, ms) in loaded.entries.items()} == {k: ms for k, (_, ms) in table.entries.items()}
+    assert [b for b, _ in loaded.entries.values()] == [b for b, _ in table.entries.values()]
     assert loaded.fingerprint() == table.fingerprint() and loaded.identity()["entries"] == len(table.entries)
     assert not list(tmp_path.glob(".t.json.*"))  # no temporary file left behind
 
 
-def test_predictor_sums_known_entries_exactly(tmp_path: Path) -> None:
+def test_predictor_sums_known_block_entries_exactly(tmp_path: Path) -> None:
     s = spec()
     table = fake_table(tmp_path, [s])
     for mode in ("eager", "optimized"):
-        expected = sum(fake_ms(op, table.settings, mode) for op in priced_ops(s.layers))
+        expected = CALL[mode] + sum(own_time(b, mode) for b in spec_blocks(s))
         assert table.predict(s, mode) == pytest.approx(expected, rel=1e-12)
         assert table.overhead(mode) == Overhead()  # no calibration networks: nothing added
 
@@ -98,7 +118,7 @@ def test_overhead_is_fitted_on_calibration_networks(tmp_path: Path) -> None:
     nets = [spec("mobilenetv2", w) for w in (0.2, 0.45, 0.7, 1.0)]
 
     def whole(s: NetSpec, st: TableSettings, mode: str) -> float:
-        return 3.0 + 2.0 * sum(fake_ms(op, st, mode) for op in priced_ops(s.layers))
+        return 3.0 + 2.0 * (CALL[mode] + sum(own_time(b, mode) for b in spec_blocks(s)))
 
     table = fake_table(tmp_path, nets, calibration=nets, measure_network=whole)
     o = table.overhead("eager")
@@ -114,59 +134,74 @@ def test_fit_overhead_falls_back_to_a_ratio() -> None:
     assert flat.const_ms == 0.0 and flat.scale > 0
 
 
-def test_unknown_operations_raise(tmp_path: Path) -> None:
+def test_unknown_blocks_raise(tmp_path: Path) -> None:
     table = fake_table(tmp_path, [spec()])
-    with pytest.raises(UnpricedLayerError, match="no entries of that operation"):
-        table.predict(spec("shufflenet", 1.0))  # grouped convs and shuffles were never measured
-    op = next(o for o in priced_ops(spec().layers) if o.kinds == ("add",))
-    huge = Op(op.kinds, (op.in_shape[0] * 1000, *op.in_shape[1:]), (op.out_shape[0] * 1000, *op.out_shape[1:]))
+    with pytest.raises(UnpricedLayerError, match="no entries of that kind of block"):
+        table.predict(spec("shufflenet", 1.0))  # shuffle blocks were never measured
+    classes = [b.cls for b, _ in table.entries.values()]
+    known = next(b for b, _ in table.entries.values() if classes.count(b.cls) >= 3)  # a class with a regression
+    huge = Block(known.fn, known.names, known.values, (known.in_shape[0], 16, 480, 480))  # same class, far larger
+    assert huge.cls == known.cls
     with pytest.raises(UnpricedLayerError, match="outside the measured range"):
         table.price(huge, "eager")
     with pytest.raises(LatencyTableError, match="no optimized"):
         LatencyTable(settings(modes=("eager",))).predict(spec(), "optimized")
 
 
+def test_sgs_is_never_priced(tmp_path: Path) -> None:
+    from space.sgs import with_sgs
+
+    table = fake_table(tmp_path, [spec()])
+    sgs = with_sgs(spec(), after_stage=1)
+    assert all(b.fn != "similarity_sampling" for b in collect_blocks([sgs]).values())
+    with pytest.raises(UnpricedLayerError, match="Similarity Guided Sampling"):
+        table.predict(sgs)
+
+
 def test_regression_interpolates_inside_the_measured_range(tmp_path: Path) -> None:
-    table = fake_table(tmp_path, [spec("mobilenetv2", w) for w in (0.2, 1.0)])
-    unseen = [op for op in priced_ops(spec("mobilenetv2", 0.45).layers) if op.key not in table.entries]
+    table = fake_table(tmp_path, [spec("mobilenetv2", w) for w in (0.2, 0.35, 0.7, 1.0)])
+    unseen = [b for b in collect_blocks([spec("mobilenetv2", 0.45)]).values() if b.key not in table.entries]
     priced = 0
-    for op in unseen:  # the fake times are linear in the features: the fit recovers them where it may interpolate
+    for b in unseen:  # the fake times are linear in the features: the fit recovers them where it may interpolate
         try:
-            value = table.price(op, "eager")
+            value = table.price(b, "eager")
         except UnpricedLayerError:
             continue
-        assert value == pytest.approx(fake_ms(op, table.settings, "eager"), rel=1e-6)
+        assert value == pytest.approx(fake_ms(b, table.settings, "eager"), rel=1e-6)
         priced += 1
-    assert priced >= len(unseen) // 2, "the 0.45x network's operations lie mostly between the 0.2x and 1.0x ones"
+    assert priced >= len(unseen) // 2, "the 0.45x network's blocks lie mostly between the 0.2x and 1.0x ones"
 
 
 def test_resume_does_not_remeasure(tmp_path: Path) -> None:
-    ops = list(collect_ops([spec()]).values())
+    blocks = list(collect_blocks([spec()]).values())
     calls: list[str] = []
 
-    def stops_after_five(op: Op, s: TableSettings, mode: str) -> float:
-        if len(calls) == 10:  # five operations, two paths each
+    def stops_after_five(b: Block, s: TableSettings, mode: str) -> float:
+        if len(calls) == 10:  # five blocks, two paths each
             raise KeyboardInterrupt
-        calls.append(op.key)
+        calls.append(b.key)
         return 1.0
 
     with pytest.raises(KeyboardInterrupt):
-        build_table(ops, settings(), tmp_path / "t.json", measure=stops_after_five, progress=False)
+        build_table(blocks, settings(), tmp_path / "t.json", measure=stops_after_five, measure_empty=fake_call, progress=False)
     partial = LatencyTable.load(tmp_path / "t.json", complete=False)
-    assert len(partial.entries) == 5 and not partial.complete
-    with pytest.raises(LatencyTableError, match=r"incomplete \(5 of \d+ operations"):
+    assert len(partial.entries) == 5 and not partial.complete and partial.call_ms == CALL
+    with pytest.raises(LatencyTableError, match=r"incomplete \(5 of \d+ blocks"):
         LatencyTable.load(tmp_path / "t.json")
     calls.clear()
 
-    def counting(op: Op, s: TableSettings, mode: str) -> float:
-        calls.append(op.key)
+    def counting(b: Block, s: TableSettings, mode: str) -> float:
+        calls.append(b.key)
         return 1.0
 
-    table = build_table(ops, settings(), tmp_path / "t.json", measure=counting, progress=False)
-    assert len(calls) == 2 * (len(ops) - 5) and not set(calls) & set(partial.entries)
-    assert table.complete and len(table.entries) == len(ops)
+    def no_call(s: TableSettings, mode: str) -> float:
+        raise AssertionError("the empty call was measured already")
+
+    table = build_table(blocks, settings(), tmp_path / "t.json", measure=counting, measure_empty=no_call, progress=False)
+    assert len(calls) == 2 * (len(blocks) - 5) and not set(calls) & set(partial.entries)
+    assert table.complete and len(table.entries) == len(blocks)
     calls.clear()
-    build_table(ops, settings(), tmp_path / "t.json", measure=counting, progress=False)
+    build_table(blocks, settings(), tmp_path / "t.json", measure=counting, measure_empty=no_call, progress=False)
     assert calls == []
 
 
@@ -181,9 +216,12 @@ def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
     [
         (lambda text: text[: len(text) // 2], "corrupt or truncated JSON"),
         (lambda text: "", "corrupt or truncated JSON"),
-        (lambda text: text.replace('"kinds"', '"kindz"', 1), "corrupt latency table"),
+        (lambda text: text.replace('"block"', '"blok"', 1), "corrupt latency table"),
+        (lambda text: text.replace('"inverted_residual"', '"no_such_block"', 1), "corrupt latency table.*no_such_block"),
+        (lambda text: text.replace('"cin"', '"cinn"', 1), "corrupt latency table.*cannot be traced"),
         (lambda text: text.replace('"eager": ', '"eager": "fast", "x": ', 1), "corrupt latency table"),
-        (lambda text: text.replace("e3d-latency-table/1", "other/2"), "schema"),
+        (lambda text: text.replace('"call_ms"', '"call"', 1), "corrupt latency table"),
+        (lambda text: text.replace("e3d-latency-table/2", "other/2"), "schema"),
     ],
 )
 def test_corrupt_tables_are_one_line_errors(tmp_path: Path, mangle: object, message: str) -> None:
@@ -193,6 +231,14 @@ def test_corrupt_tables_are_one_line_errors(tmp_path: Path, mangle: object, mess
     with pytest.raises(LatencyTableError, match=message) as e:
         LatencyTable.load(bad)
     assert "\n" not in str(e.value)
+
+
+def test_an_operation_level_table_is_refused(tmp_path: Path) -> None:
+    old = {"schema": "e3d-latency-table/1", "complete": True, "settings": settings().as_dict(), "entries": [], "networks": []}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    with pytest.raises(LatencyTableError, match=r"another format \(e3d-latency-table/1; this e3d reads e3d-latency-table/2") as e:
+        LatencyTable.load(tmp_path / "old.json")
+    assert "\n" not in str(e.value) and "build it again with e3d latency-table" in str(e.value)
 
 
 def test_check_names_every_mismatch(tmp_path: Path) -> None:
@@ -206,16 +252,18 @@ def test_check_names_every_mismatch(tmp_path: Path) -> None:
 
 
 def test_design_sample_keeps_extremes_and_presets() -> None:
-    ops = collect_ops([spec("mobilenetv2", w) for w in (0.2, 0.45, 0.7, 1.0)])
-    keep = collect_ops([spec("mobilenetv2", 0.7)])
-    chosen = {op.key for op in design_sample(ops, 1, keep=keep)}
-    assert set(keep) <= chosen < set(ops)
-    for cls in {op.cls for op in ops.values()}:
-        members = [op for op in ops.values() if op.cls == cls]
+    blocks = collect_blocks([spec("mobilenetv2", w) for w in (0.2, 0.45, 0.7, 1.0)])
+    keep = collect_blocks([spec("mobilenetv2", 0.7)])
+    chosen = {b.key for b in design_sample(blocks, 1, keep=keep)}
+    assert set(keep) <= chosen < set(blocks)
+    for cls in {b.cls for b in blocks.values()}:
+        members = [b for b in blocks.values() if b.cls == cls]
         for feature in (0, 1):
-            lo = min(members, key=lambda o: o.features[feature]).features[feature]
-            assert any(ops[k].cls == cls and ops[k].features[feature] == lo for k in chosen)
-    assert len(design_sample(ops, len(ops))) == len(ops)
+            lo = min(b.features[feature] for b in members)
+            hi = max(b.features[feature] for b in members)
+            assert any(blocks[k].cls == cls and blocks[k].features[feature] == lo for k in chosen)
+            assert any(blocks[k].cls == cls and blocks[k].features[feature] == hi for k in chosen)
+    assert len(design_sample(blocks, len(blocks))) == len(blocks)
 
 
 def test_settings_refuse_the_optimized_path_off_cpu_fp32() -> None:
@@ -233,25 +281,26 @@ def test_settings_refuse_the_optimized_path_off_cpu_fp32() -> None:
 
 
 @pytest.mark.usefixtures("one_torch_thread")
-def test_real_measurements_on_both_paths(tmp_path: Path) -> None:
-    s = paper_spec("shufflenetv2", width_mult=0.25).replace(clip=CLIP)
-    ops = list(collect_ops([s]).values())
-    kinds = {"conv", "cat", "split", "shuffle", "linear", "flatten", "maxpool"}
-    picked = [next(op for op in ops if op.kinds[0] == k) for k in sorted(kinds)]
-    st = settings(repeats=2, warmup=1)
-    for op in picked:
+def test_real_measurements_on_both_paths() -> None:
+    st = settings(repeats=1, warmup=1)
+    nets = [spec("shufflenet", 0.25), spec("shufflenetv2", 0.25), spec("squeezenet", 1.0)]
+    blocks = collect_blocks(nets).values()
+    picked = {b.fn: min((c for c in blocks if c.fn == b.fn), key=lambda c: c.macs) for b in blocks}  # the cheapest of each
+    assert {"stem", "head", "shuffle_v1", "shuffle_v2", "fire"} == set(picked)
+    for b in picked.values():
         for mode in st.modes:
-            assert measure_op(op, st, mode) > 0
-    assert measure_spec(s, st, "eager") > 0
+            assert measure_block(b, st, mode) > 0
+    assert measure_call(st, "optimized") > 0
+    assert measure_spec(nets[0], st, "eager") > 0
 
 
-def test_an_operation_the_device_cannot_run_is_one_line(tmp_path: Path) -> None:
-    def fails(op: Op, s: TableSettings, mode: str) -> float:
+def test_a_block_the_device_cannot_run_is_one_line(tmp_path: Path) -> None:
+    def fails(b: Block, s: TableSettings, mode: str) -> float:
         raise NotImplementedError("\"avg_pool3d_out_frame\" not implemented for 'BFloat16'\nmore")
 
-    ops = list(collect_ops([spec()]).values())[:3]
-    with pytest.raises(LatencyTableError, match=r"cannot time conv.*\(fp32 on cpu, eager\): \"avg_pool3d_out_frame\" not implemented") as e:
-        build_table(ops, settings(), tmp_path / "t.json", measure=fails, progress=False)
+    blocks = list(collect_blocks([spec()]).values())[:3]
+    with pytest.raises(LatencyTableError, match=r"cannot time stem\|.*\(fp32 on cpu, eager\): \"avg_pool3d_out_frame\" not") as e:
+        build_table(blocks, settings(), tmp_path / "t.json", measure=fails, measure_empty=fake_call, progress=False)
     assert "\n" not in str(e.value) and not LatencyTable.load(tmp_path / "t.json", complete=False).complete
 
 
@@ -287,11 +336,3 @@ def test_compare_predicts_and_measures_every_path(tmp_path: Path) -> None:
     assert rows[0].predicted_ms == table.predict(spec(), "eager") and rows[0].measured_ms == 1.0
     assert rows[2].predicted_ms is None and rows[2].measured_ms is None  # unpriced: not measured
     assert measured == ["eager", "optimized"]
-
-
-def test_channel_shuffle_keeps_its_groups() -> None:
-    s = paper_spec("shufflenet", width_mult=1.0).replace(clip=CLIP)  # 3 groups
-    shuffles = [op for op in priced_ops(s.layers) if op.kinds == ("shuffle",)]
-    assert shuffles and {op.groups for op in shuffles} == {3}
-    odd = Op(("shuffle",), (21, 2, 3, 3), (21, 2, 3, 3), groups=3)  # 21 channels: 2 groups could not shuffle them
-    assert measure_op(odd, settings(repeats=1), "eager") > 0

@@ -10,10 +10,10 @@ import optuna
 import pytest
 
 from e3d.cli import main
-from profiler.latency_table import LatencyTable, LatencyTableError, Op, TableSettings, UnpricedLayerError, build_table, collect_ops
+from profiler.latency_table import Block, LatencyTable, LatencyTableError, TableSettings, UnpricedLayerError, build_table, collect_blocks
 from search import study as st
 from search.budget import Budget, screen
-from search.latency import at_clip, random_params, space_specs, study_latency, table_identity
+from search.latency import at_clip, calibration_specs, random_params, space_specs, study_latency, table_identity
 from space.spec import NetSpec
 from tests.search.conftest import TINY
 from tests.search.test_study import fake_fit
@@ -22,15 +22,19 @@ FAMILIES = ("mobilenet", "mobilenetv2")
 CLIP = (16, 112, 112)
 
 
-def fake_ms(op: Op, s: TableSettings, mode: str) -> float:
-    return 0.05 + op.macs / 1e7 + op.elements / 1e6 + (0.01 if mode == "eager" else 0.0)
+def fake_ms(b: Block, s: TableSettings, mode: str) -> float:
+    return 0.05 + b.macs / 1e7 + b.elements / 1e6 + (0.01 if mode == "eager" else 0.0)
+
+
+def fake_call(s: TableSettings, mode: str) -> float:
+    return 0.01
 
 
 def make_table(path: Path, *, batch_size: int = 8, seed: int = 0, samples: int = 60) -> LatencyTable:
-    """A table of every operation the two families produce, with made-up (deterministic) times."""
+    """A table of every block the two families produce, with made-up (deterministic) times."""
     settings = TableSettings("cpu", "test cpu", 1, "x", "fp32", CLIP, batch_size, ("eager", "optimized"), 0, 1)
-    ops = list(collect_ops(space_specs(FAMILIES, CLIP, samples=samples, seed=seed)).values())
-    return build_table(ops, settings, path, measure=fake_ms, progress=False)
+    blocks = list(collect_blocks(space_specs(FAMILIES, CLIP, samples=samples, seed=seed)).values())
+    return build_table(blocks, settings, path, measure=fake_ms, measure_empty=fake_call, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +60,13 @@ def priceable(table: LatencyTable, n: int, seed: int) -> list[tuple[NetSpec, flo
 def test_the_table_prices_nearly_every_candidate(table_file: Path) -> None:
     table = LatencyTable.load(table_file)
     assert len(priceable(table, 100, seed=123)) >= 95
+
+
+def test_calibration_networks_come_from_every_family_in_turn() -> None:
+    specs = calibration_specs(("mobilenet", "mobilenetv2", "shufflenet"), (16, 48, 48), 7, seed=1)
+    assert [s.family for s in specs] == ["mobilenet", "mobilenetv2", "shufflenet"] * 2 + ["mobilenet"]
+    assert len({s.to_json() for s in specs}) == 7 and all(s.clip == (16, 48, 48) for s in specs)
+    assert [s.family for s in calibration_specs(("mobilenet", "shufflenet"), (4, 16, 16), 3, seed=1)] == ["mobilenet"] * 3
 
 
 def test_screening_rejects_exactly_the_specs_predicted_over_the_bound(table_file: Path) -> None:
