@@ -51,7 +51,7 @@ def register(sub: Any) -> None:
         type=positive_int,
         default=1500,
         metavar="N",
-        help="blocks to time at most, besides Table 8's and each class's extremes (default 1500)",
+        help="blocks to time at most, besides Table 8's, the calibration networks' and each class's extremes (default 1500)",
     )
     p.add_argument(
         "--calibration",
@@ -77,7 +77,7 @@ def plan(args: argparse.Namespace) -> tuple[list[Any], list[Any], int]:
     calibration = calibration_specs(families, args.clip, args.calibration, seed=args.seed + 1)
     blocks = collect_blocks([*space_specs(families, args.clip, samples=args.samples, seed=args.seed), *calibration])
     presets = [*table8_specs(args.clip), *(at_clip(preset_params(f, w), args.clip) for f, w in paper_presets(families))]
-    keep = collect_blocks(s for s in presets if s is not None)
+    keep = collect_blocks([*(s for s in presets if s is not None), *calibration])  # calibration networks: priced exactly
     return design_sample(blocks, args.max_entries, keep=keep), calibration, len(blocks)
 
 
