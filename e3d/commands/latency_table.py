@@ -45,7 +45,13 @@ def register(sub: Any) -> None:
     p.add_argument("--paths", metavar="P,P", help="eager and/or optimized (default both on CPU fp32, eager otherwise)")
     p.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads while timing (default: torch's)")
     p.add_argument("--families", metavar="F,F", help="families of the space (default: the paper's five)")
-    p.add_argument("--samples", type=non_negative_int, default=100, metavar="N", help="random candidates to collect blocks from")
+    p.add_argument(
+        "--samples",
+        type=non_negative_int,
+        default=300,
+        metavar="N",
+        help="random candidates to collect blocks from (default 300: enough that every kind of block has entries)",
+    )
     p.add_argument(
         "--max-entries",
         type=positive_int,
