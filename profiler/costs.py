@@ -58,10 +58,12 @@ def layer_cost(layer: Layer) -> Cost:
     """Cost of one layer under the rules in this module's docstring (0 for data movement)."""
     k, out = layer.kind, prod(layer.out_shape)
     if k == "conv":
-        cin, cout = layer.in_shape[0], layer.out_shape[0]
-        macs = conv_macs(layer.out_shape, cin, layer.kernel, layer.groups)
-        params = cout * (cin // layer.groups) * prod(layer.kernel) + (cout if layer.bias else 0)
-        return Cost(macs, params, macs + (out if layer.bias else 0), out)
+        cout = layer.out_shape[0]
+        fan_in = layer.in_shape[0] // layer.groups * prod(layer.kernel)  # inputs each output element reads
+        macs = out * fan_in  # what conv_macs gives, without computing the products twice
+        if layer.bias:
+            return Cost(macs, cout * fan_in + cout, macs + out, out)
+        return Cost(macs, cout * fan_in, macs, out)
     if k == "linear":
         fan_in = layer.in_shape[-1]
         n_out = layer.out_shape[-1]

@@ -190,10 +190,12 @@ _UNIT_COSTS: dict[int, Entry] = {}
 def _segment_cost(trace: tuple[Any, ...]) -> Entry:
     """The summed cost of a segment's units (``trace[1:]``), remembered in ``_SEGMENT_COSTS``."""
     macs = params = paper = acts = 0
+    c: Entry | None = None
     for unit in trace[1:]:
-        c = _UNIT_COSTS.get(id(unit))
-        if c is None or c[0] is not unit:
-            c = _remember(_UNIT_COSTS, (unit, *unit_cost(unit)))
+        if c is None or c[0] is not unit:  # a stage's repeated units are one key object: looked up once
+            c = _UNIT_COSTS.get(id(unit))
+            if c is None or c[0] is not unit:
+                c = _remember(_UNIT_COSTS, (unit, *unit_cost(unit)))
         macs += c[1]
         params += c[2]
         paper += c[3]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import optuna
@@ -126,18 +127,25 @@ def sample_params(trial: optuna.Trial, families: Sequence[str], *, sgs: bool = F
     return params
 
 
+@cache
+def _stage_keys(family: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The names of a family's per-stage parameters: its depths and its width factors."""
+    n = len(SPACE[family].depths)
+    return tuple(f"{family}.depth{i}" for i in range(n)), tuple(f"{family}.mult{i}" for i in range(n))
+
+
 def factory_kwargs(params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """The family and the factory keyword arguments a parameter dict describes."""
     family = params["family"]
     fs = SPACE[family]
-    n = len(fs.depths)
+    depths, mults = _stage_keys(family)
     kw: dict[str, Any] = {
         "width_mult": float(params[f"{family}.width_mult"]),
-        "depths": [int(params[f"{family}.depth{i}"]) for i in range(n)],
-        "stage_mults": [float(params[f"{family}.mult{i}"]) for i in range(n)],
+        "depths": [int(params[k]) for k in depths],
+        "stage_mults": [float(params[k]) for k in mults],
     }
     if fs.expansions:
-        kw["expansions"] = [1.0] + [float(params[f"{family}.expansion"])] * (n - 1)
+        kw["expansions"] = [1.0] + [float(params[f"{family}.expansion"])] * (len(depths) - 1)
     if fs.groups:
         kw["groups"] = int(params[f"{family}.groups"])
     if fs.t_kernels:

@@ -12,15 +12,42 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from functools import lru_cache
+from typing import Any, TypeVar
 
 from space.ops import Triple
 from space.registry import register_model
-from space.spec import HeadSpec, NetSpec, SpecError, StageSpec, StemSpec
+from space.spec import CACHE_SIZE, HeadSpec, NetSpec, SpecError, StageSpec, StemSpec
 
 S2: Triple = (2, 2, 2)
 S1: Triple = (1, 1, 1)
 Clip = tuple[int, int, int]
+
+
+P = TypeVar("P", StemSpec, StageSpec, HeadSpec)
+
+
+def _shared(part: type[P]) -> Callable[..., P]:
+    """``part``'s constructor, returning the part made by an earlier call with equal arguments of the
+    same types when there is one. Parts are immutable, so specs can share them, and a shared part
+    validated once is not checked again (a search builds the same stages over and over).
+
+    The cache compares the types of the arguments themselves, not of what they hold: every tuple
+    passed (strides, kernels) must be one of this module's constants. An unhashable argument (a
+    list where an integer belongs) is passed on unshared, for validation to reject.
+    """
+    shared = lru_cache(maxsize=CACHE_SIZE, typed=True)(part)
+
+    def make(*args: Any, **kwargs: Any) -> P:
+        try:
+            return shared(*args, **kwargs)
+        except TypeError:
+            return part(*args, **kwargs)
+
+    return make
+
+
+_stem, _stage, _head = _shared(StemSpec), _shared(StageSpec), _shared(HeadSpec)
 
 
 def floor_width(channels: float) -> int:
@@ -84,14 +111,14 @@ def squeezenet(
     The paper has no width knob for it; e3d's ``width_mult`` scales every conv."""
     d, m = _knobs("squeezenet", (2, 2, 2, 2), depths, stage_mults, width_mult)
     stages = tuple(
-        StageSpec("fire", make_divisible(c * width_mult * f, 2), n, s, squeeze=floor_width(sq * width_mult * f), bypass=True)
+        _stage("fire", make_divisible(c * width_mult * f, 2), n, s, squeeze=floor_width(sq * width_mult * f), bypass=True)
         for (c, sq, s), n, f in zip(SQUEEZENET_STAGES, d, m, strict=True)
     )
     return NetSpec(
         "squeezenet",
-        StemSpec(floor_width(64 * width_mult), bias=True, pool=True),
+        _stem(floor_width(64 * width_mult), bias=True, pool=True),
         stages,
-        HeadSpec("conv"),
+        _head("conv"),
         clip=clip,
         num_classes=num_classes,
         dropout=dropout,
@@ -119,14 +146,12 @@ def mobilenet(
 
     Widths ``int(c * w)``."""
     d, m = _knobs("mobilenet", [n for _, n, _ in MOBILENET_STAGES], depths, stage_mults, width_mult)
-    stages = tuple(
-        StageSpec("dwsep", floor_width(c * width_mult * f), n, s) for (c, _, s), n, f in zip(MOBILENET_STAGES, d, m, strict=True)
-    )
+    stages = tuple(_stage("dwsep", floor_width(c * width_mult * f), n, s) for (c, _, s), n, f in zip(MOBILENET_STAGES, d, m, strict=True))
     return NetSpec(
         "mobilenet",
-        StemSpec(floor_width(32 * width_mult)),
+        _stem(floor_width(32 * width_mult)),
         stages,
-        HeadSpec(),
+        _head(),
         clip=clip,
         num_classes=num_classes,
         dropout=dropout,
@@ -160,15 +185,15 @@ def mobilenetv2(
     if len(t) != len(MOBILENETV2_STAGES):
         raise SpecError("expansions", f"mobilenetv2 has {len(MOBILENETV2_STAGES)} stages, got {len(t)} expansions")
     stages = tuple(
-        StageSpec("inverted_residual", floor_width(c * width_mult * f), n, s, act="relu6", expansion=e)
+        _stage("inverted_residual", floor_width(c * width_mult * f), n, s, act="relu6", expansion=e)
         for (_, c, _, s), n, f, e in zip(MOBILENETV2_STAGES, d, m, t, strict=True)
     )
     last = floor_width(1280 * width_mult) if width_mult > 1.0 else 1280
     return NetSpec(
         "mobilenetv2",
-        StemSpec(floor_width(32 * width_mult), act="relu6"),
+        _stem(floor_width(32 * width_mult), act="relu6"),
         stages,
-        HeadSpec(channels=last, act="relu6"),
+        _head(channels=last, act="relu6"),
         clip=clip,
         num_classes=num_classes,
         dropout=dropout,
@@ -208,13 +233,16 @@ def shufflenet(
         # a downsampling unit concatenates its input, so every stage must be wider than the last
         prev = max(make_divisible(c * width_mult * f, 4 * groups), prev + 4 * groups - prev % (4 * groups))
         widths.append(prev)
-    stages = tuple(StageSpec("shuffle_v1", c, n, S2, groups=groups) for c, n in zip(widths, d, strict=True))
-    stages = (replace(stages[0], first_groups=1 if stem_c == 24 else None), *stages[1:])
+    first = 1 if stem_c == 24 else None
+    stages = tuple(
+        _stage("shuffle_v1", c, n, S2, groups=groups, first_groups=first if i == 0 else None)
+        for i, (c, n) in enumerate(zip(widths, d, strict=True))
+    )
     return NetSpec(
         "shufflenet",
-        StemSpec(stem_c, pool=True),
+        _stem(stem_c, pool=True),
         stages,
-        HeadSpec(),
+        _head(),
         clip=clip,
         num_classes=num_classes,
         dropout=dropout,
@@ -256,12 +284,12 @@ def shufflenetv2(
     Widths follow the paper's table at its widths and interpolate it elsewhere."""
     d, m = _knobs("shufflenetv2", (4, 8, 4), depths, stage_mults, width_mult)
     *widths, last = shufflenetv2_widths(width_mult)
-    stages = tuple(StageSpec("shuffle_v2", make_divisible(c * f, 2), n, S2) for c, n, f in zip(widths, d, m, strict=True))
+    stages = tuple(_stage("shuffle_v2", make_divisible(c * f, 2), n, S2) for c, n, f in zip(widths, d, m, strict=True))
     return NetSpec(
         "shufflenetv2",
-        StemSpec(24, pool=True),
+        _stem(24, pool=True),
         stages,
-        HeadSpec(channels=last),
+        _head(channels=last),
         clip=clip,
         num_classes=num_classes,
         dropout=dropout,
@@ -300,14 +328,14 @@ def sevnet(
     d, m = _knobs("sevnet", [n for _, n, _ in SEVNET_STAGES], depths, stage_mults, width_mult)
     divisor = math.lcm(4, groups)
     stages = tuple(
-        StageSpec("sev", make_divisible(c * width_mult * f, divisor), n, s, groups=groups, t_kernel=t_kernel, se=se)
+        _stage("sev", make_divisible(c * width_mult * f, divisor), n, s, groups=groups, t_kernel=t_kernel, se=se)
         for (c, _, s), n, f in zip(SEVNET_STAGES, d, m, strict=True)
     )
     return NetSpec(
         "sevnet",
-        StemSpec(make_divisible(16 * width_mult, 4)),
+        _stem(make_divisible(16 * width_mult, 4)),
         stages,
-        HeadSpec(),
+        _head(),
         clip=clip,
         num_classes=num_classes,
         dropout=dropout,
@@ -343,7 +371,7 @@ def _resnet_family(
     ) -> NetSpec:
         d, m = _knobs(family, default_depths, depths, stage_mults, width_mult)
         stages = tuple(
-            StageSpec(
+            _stage(
                 block,
                 p * expansion if width_mult * f == 1 else make_divisible(p * width_mult * f * expansion, groups * expansion),
                 n,
@@ -354,8 +382,8 @@ def _resnet_family(
             )
             for i, (p, n, f) in enumerate(zip(planes, d, m, strict=True))
         )
-        stem_spec = StemSpec(floor_width(64 * width_mult), kernel=(7, 7, 7), pool=True)
-        return NetSpec(family, stem_spec, stages, HeadSpec(), clip=clip, num_classes=num_classes, dropout=dropout, width_mult=width_mult)
+        stem_spec = _stem(floor_width(64 * width_mult), kernel=(7, 7, 7), pool=True)
+        return NetSpec(family, stem_spec, stages, _head(), clip=clip, num_classes=num_classes, dropout=dropout, width_mult=width_mult)
 
     factory.__name__ = factory.__qualname__ = family
     factory.__doc__ = doc

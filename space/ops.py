@@ -133,9 +133,21 @@ class Tracer:
         self.sgs_bins = dict(sgs_bins or {})
         """Bins kept by each SGS unit (by path) for one clip; units not named keep their maximum."""
 
-    def _record(self, name: str, kind: str, x: Shape, y: Shape, **attrs: object) -> Shape:
+    def _record(
+        self,
+        name: str,
+        kind: str,
+        x: Shape,
+        y: Shape,
+        kernel: Triple = (1, 1, 1),
+        stride: Triple = (1, 1, 1),
+        padding: Triple = (0, 0, 0),
+        groups: int = 1,
+        bias: bool = False,
+        p: float = 0.0,
+    ) -> Shape:
         path = f"{self.unit}.{name}" if name and self.unit else (name or self.unit)
-        self.layers.append(Layer(path, kind, x, y, **attrs))  # type: ignore[arg-type]
+        self.layers.append(Layer(path, kind, x, y, kernel, stride, padding, groups, bias, p))
         return y
 
     def check(self, ok: bool, field: str, reason: str) -> None:
@@ -166,7 +178,7 @@ class Tracer:
         pad = (k[0] // 2, k[1] // 2, k[2] // 2)
         size = conv_out(_spatial(x), k, s, pad)
         self._check_size(name, x, size, "stride")
-        return self._record(name, "conv", x, (out, *size), kernel=k, stride=s, padding=pad, groups=groups, bias=bias)
+        return self._record(name, "conv", x, (out, *size), k, s, pad, groups, bias)
 
     def bn(self, name: str, x: Shape) -> Shape:
         """BatchNorm3d over the channels."""
@@ -289,7 +301,7 @@ class Tracer:
         return (c, k, h, w)
 
     def _check_size(self, name: str, x: Shape, size: Triple, field: str) -> None:
-        if min(size) < 1:
+        if size[0] < 1 or size[1] < 1 or size[2] < 1:
             dims = "x".join(str(d) for d in _spatial(x))
             raise BlockError(field, f"{name} shrinks its {dims} input (T x H x W) to {'x'.join(map(str, size))}")
 

@@ -556,21 +556,33 @@ def _values(part: object) -> tuple[Any, ...]:
 
 
 def segment_units(key: SegmentKey, part: Any) -> Iterator[tuple[str, BlockFn, dict[str, Any]]]:
-    """The units of one segment (``part`` is its spec part) as (module path, block function, keyword arguments)."""
+    """The units of one segment (``part`` is its spec part) as (module path, block function, keyword arguments),
+    each unit with a dictionary of its own."""
+    j = 0
+    for fn, kw, repeats in segment_calls(key, part):
+        for _ in range(repeats):
+            yield _unit_path(key, j), fn, dict(kw)
+            j += 1
+
+
+def segment_calls(key: SegmentKey, part: Any) -> Iterator[tuple[BlockFn, dict[str, Any], int]]:
+    """The units of one segment as (block function, keyword arguments, how many units in a row are called
+    so): a stage's first unit, then its other ``repeats - 1``, which all take the same arguments."""
     kind = key[0]
     if kind == "stage":
         fn = BLOCKS[part.block].fn
-        for j in range(part.repeats):
-            yield _unit_path(key, j), fn, part.unit_kwargs(key[2] if j == 0 else part.channels, j)
+        yield fn, part.unit_kwargs(key[2], 0), 1
+        if part.repeats > 1:
+            yield fn, part.unit_kwargs(part.channels, 1), part.repeats - 1
     elif kind == "stem":
         s = part
-        yield "stem", stem, {"channels": s.channels, "kernel": s.kernel, "stride": s.stride, "bias": s.bias, "act": s.act, "pool": s.pool}
+        yield stem, {"channels": s.channels, "kernel": s.kernel, "stride": s.stride, "bias": s.bias, "act": s.act, "pool": s.pool}, 1
     elif kind == "sgs":
         g = part
-        yield g.path, similarity_sampling, {"bins": g.bins, "embed": g.embed, "bin_width": g.bin_width, "multiple": g.multiple}
+        yield similarity_sampling, {"bins": g.bins, "embed": g.embed, "bin_width": g.bin_width, "multiple": g.multiple}, 1
     else:
         h = part
-        yield "head", head, {"kind": h.kind, "channels": h.channels, "act": h.act, "num_classes": key[1], "dropout": key[2]}
+        yield head, {"kind": h.kind, "channels": h.channels, "act": h.act, "num_classes": key[1], "dropout": key[2]}, 1
 
 
 def _unit_path(key: SegmentKey, j: int) -> str:
@@ -582,17 +594,21 @@ def _unit_path(key: SegmentKey, j: int) -> str:
 
 def _trace_segment(trace_key: SegmentKey, part: Any) -> tuple[Any, ...]:
     """Trace a segment unit by unit (each cached by :func:`_unit`) and remember ``(output shape, *unit keys)``
-    in ``_SEGMENTS``. Raises :class:`BlockError` (and remembers nothing) on a bad unit."""
+    in ``_SEGMENTS``. A call repeated on the input it just returned (a stage's units after the first keep
+    their shape) is the same unit, not looked up again. Raises :class:`BlockError` (and remembers nothing)
+    on a bad unit."""
     x, bins = trace_key[-2:]
     units = []
-    last: tuple[Any, ...] = ()
-    for _, fn, kw in segment_units(trace_key, part):
-        if last and last[0] == x and last[1] == kw:  # a stage's repeated unit: same arguments, same input
-            units.append(last[2])
-            continue
-        unit, y = _unit((fn.__name__, tuple(kw), tuple(kw.values()), x, bins))
+    for fn, kw, repeats in segment_calls(trace_key, part):
+        call = (fn.__name__, tuple(kw), tuple(kw.values()))
+        unit, y = _unit((*call, x, bins))
         units.append(unit)
-        last, x = (x, kw, unit), y
+        for _ in range(repeats - 1):
+            if y != x:  # the unit changed the shape: the next one has another input
+                x = y
+                unit, y = _unit((*call, x, bins))
+            units.append(unit)
+        x = y
     if len(_SEGMENTS) >= CACHE_SIZE:
         _SEGMENTS.clear()
     trace = _SEGMENTS[trace_key] = (x, *units)

@@ -1,0 +1,83 @@
+"""The family factories share equal spec parts between specs (one validated object per stage), and a
+stage's repeated units are traced once: neither may change a count or let an invalid knob through."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+import space
+from bench.counting import RandomTrial
+from profiler.counting import clear_caches, count_spec, spec_totals
+from search.searchspace import SPACE, sample_params, spec_from_params
+from space import blocks
+from space import spec as spec_module
+from space.blocks import BlockType
+from space.ops import Ops, Tracer, Triple, X
+from space.spec import NetSpec, SpecError, StageSpec, StemSpec
+
+
+def totals(spec: NetSpec) -> tuple[int, int, int, int]:
+    c = count_spec(spec)
+    return (c.macs, c.params, c.paper_flops, c.activations)
+
+
+def test_equal_stages_of_two_specs_are_one_object() -> None:
+    a = space.paper_spec("mobilenet", width_mult=0.5)
+    b = space.paper_spec("mobilenet", width_mult=0.5, num_classes=10)
+    assert a is not b
+    assert all(x is y for x, y in zip(a.stages, b.stages, strict=True)) and a.stem is b.stem
+
+
+def test_specs_of_shared_parts_count_exactly_like_specs_of_fresh_parts() -> None:
+    """Random candidates of every family, priced through the caches with shared parts, against the same
+    specs read back from JSON (new, unshared parts) and counted from scratch."""
+    trial = RandomTrial(random.Random(5))
+    specs = [spec_from_params(sample_params(trial, list(SPACE), sgs=True)) for _ in range(120)]  # type: ignore[arg-type]
+    cached = [tuple(spec_totals(s)) for s in specs]
+    clear_caches()
+    fresh = [NetSpec.from_json(s.to_json()) for s in specs]
+    assert all(f == s and f.stages[0] is not s.stages[0] for f, s in zip(fresh, specs, strict=True))
+    assert cached == [tuple(spec_totals(f)) for f in fresh] == [totals(f) for f in fresh]
+
+
+@pytest.mark.parametrize(
+    ("family", "valid", "invalid", "field"),
+    [
+        ("mobilenet", {"depths": [1, 1, 1, 2, 1]}, {"depths": [True, 1, 1, 2, 1]}, r"stages\[0\]\.repeats"),
+        ("sevnet", {"se": False}, {"se": 0}, r"stages\[0\]\.se"),
+        ("sevnet", {"t_kernel": 3}, {"t_kernel": 3.0}, r"stages\[0\]\.t_kernel"),
+        ("sevnet", {"t_kernel": 3}, {"t_kernel": [3]}, r"stages\[0\]\.t_kernel"),
+    ],
+)
+def test_a_knob_equal_to_a_shared_valid_one_but_of_another_type_is_refused(
+    family: str, valid: dict[str, object], invalid: dict[str, object], field: str
+) -> None:
+    """``True == 1`` and ``3.0 == 3``: the shared parts are keyed by type too, so a stage made valid before
+    is not handed out for a knob that only compares equal; an unhashable one is refused by validation."""
+    factory = space.model_info(family).factory
+    factory(**valid)
+    for _ in range(2):
+        with pytest.raises(SpecError, match=field):
+            factory(**invalid)
+
+
+def halve_frames(ops: Ops[X], x: X, *, cin: int, channels: int, stride: Triple, act: str) -> X:
+    """A test block whose every unit halves T: a stage's repeated units each see another input."""
+    x = blocks.conv_bn(ops, "conv", x, channels, stride=stride, act=act)
+    return ops.pool("pool", x, "max", 1, (2, 1, 1), 0)
+
+
+def test_repeated_units_that_change_the_shape_are_traced_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(blocks.BLOCKS, "halve_frames", BlockType(halve_frames, ()))
+    monkeypatch.setitem(spec_module._UNIT_FNS, "halve_frames", halve_frames)
+    spec = NetSpec("custom", StemSpec(8), (StageSpec("halve_frames", 16, repeats=3),), clip=(16, 16, 16), num_classes=5)
+    trace = spec.traced_segments()[1][1]
+    assert [unit[3][1] for unit in trace[1:]] == [16, 8, 4] and trace[0] == (16, 2, 8, 8)
+    tracer = Tracer()
+    x = spec.input_shape
+    for path, fn, kw in spec.units():
+        tracer.unit = path
+        x = fn(tracer, x, **kw)
+    assert spec.layers == tuple(tracer.layers)
