@@ -56,35 +56,44 @@ def conv_macs(out_shape: tuple[int, ...], in_channels: int, kernel: tuple[int, .
 
 def layer_cost(layer: Layer) -> Cost:
     """Cost of one layer under the rules in this module's docstring (0 for data movement)."""
+    return Cost(*layer_terms(layer))
+
+
+Terms = tuple[int, int, int, int]
+"""A :class:`Cost` as a plain tuple: (macs, params, paper_flops, activations)."""
+
+
+def layer_terms(layer: Layer) -> Terms:
+    """:func:`layer_cost` as a plain tuple, for sums over many layers (no named tuple made per layer)."""
     k, out = layer.kind, prod(layer.out_shape)
     if k == "conv":
         cout = layer.out_shape[0]
         fan_in = layer.in_shape[0] // layer.groups * prod(layer.kernel)  # inputs each output element reads
         macs = out * fan_in  # what conv_macs gives, without computing the products twice
         if layer.bias:
-            return Cost(macs, cout * fan_in + cout, macs + out, out)
-        return Cost(macs, cout * fan_in, macs, out)
+            return (macs, cout * fan_in + cout, macs + out, out)
+        return (macs, cout * fan_in, macs, out)
     if k == "linear":
         fan_in = layer.in_shape[-1]
         n_out = layer.out_shape[-1]
         macs = out * fan_in
         params = fan_in * n_out + (n_out if layer.bias else 0)
-        return Cost(macs, params, (2 * fan_in - 1) * out, out)
+        return (macs, params, (2 * fan_in - 1) * out, out)
     if k in ("matmul", "einsum"):
         macs = out * layer.in_shape[-1]
-        return Cost(macs, 0, macs, out)
+        return (macs, 0, macs, out)
     if k == "attention":
         macs = prod(layer.out_shape[:-1]) * layer.in_shape[0] * layer.in_shape[1]
-        return Cost(macs, 0, macs, out)
+        return (macs, 0, macs, out)
     if k == "bn":
-        return Cost(0, 2 * layer.out_shape[0], 2 * out, out)
+        return (0, 2 * layer.out_shape[0], 2 * out, out)
     if k in ("relu", "relu6", "sigmoid"):
-        return Cost(0, 0, out, out)
+        return (0, 0, out, out)
     if k == "maxpool":
-        return Cost(0, 0, (layer.kernel[0] - 1) * out, out)
+        return (0, 0, (layer.kernel[0] - 1) * out, out)
     if k in ("avgpool", "gap"):
-        return Cost(0, 0, prod(layer.kernel) * out, out)
-    return Cost()
+        return (0, 0, prod(layer.kernel) * out, out)
+    return (0, 0, 0, 0)
 
 
 def conv_type(layer: Layer) -> str:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from profiler.costs import ARITHMETIC_KINDS, ELEMENTWISE_KINDS, MAC_KINDS, Cost, conv_type, layer_cost
+from profiler.costs import ARITHMETIC_KINDS, ELEMENTWISE_KINDS, MAC_KINDS, Cost, conv_type, layer_cost, layer_terms
 from profiler.einsum import einsum_steps
 from space.ops import Layer, Shape, triple
 from space.spec import CACHE_SIZE, NetSpec, UnitKey, trace_unit
@@ -213,17 +213,8 @@ def _remember(cache: dict[int, Entry], entry: Entry) -> Entry:
 
 def unit_cost(unit: UnitKey) -> Cost:
     """The summed cost of one unit's layers (``NetSpec.traced_segments`` names units by key)."""
-    return _sum(map(layer_cost, trace_unit(unit)[1]))
-
-
-def _sum(costs: Iterable[Cost]) -> Cost:
-    macs = params = paper = acts = 0
-    for c in costs:
-        macs += c.macs
-        params += c.params
-        paper += c.paper_flops
-        acts += c.activations
-    return Cost(macs, params, paper, acts)
+    terms = map(layer_terms, trace_unit(unit)[1])
+    return Cost(*map(sum, zip(*terms, strict=True)))  # macs, params, paper_flops, activations: each summed
 
 
 def clear_caches() -> None:

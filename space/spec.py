@@ -318,7 +318,7 @@ class NetSpec:
             if i and layer.after_stage <= sgs[i - 1].after_stage:
                 raise SpecError(f"sgs[{i}].after_stage", "SGS layers must follow distinct stages in increasing order")
         _set(self, "sgs", sgs)
-        self.traced_segments()  # trace now: shape errors surface at construction
+        _set(self, "_traced", self._walk(None))  # trace now: shape errors surface at construction
         self._check_sgs_counts()
 
     def _check_sgs_counts(self) -> None:
@@ -374,15 +374,12 @@ class NetSpec:
         """
         return _named(self.unit_layers())
 
-    @cached_property
-    def _traced(self) -> Traced:
-        return self._walk(None)
-
     def traced_segments(self, sgs_bins: Mapping[str, int] | None = None) -> Traced:
         """Per segment, its trace key and its trace (:data:`Traced`): plain tuples, equal for segments and
         units traced alike in any spec, and the same trace object while it is cached (cache keys for their
         costs). ``sgs_bins`` maps SGS paths to bins."""
-        return self._traced if sgs_bins is None else self._walk(sgs_bins)
+        traced: Traced = self.__dict__["_traced"] if sgs_bins is None else self._walk(sgs_bins)
+        return traced
 
     def unit_layers(self, sgs_bins: Mapping[str, int] | None = None) -> UnitLayers:
         """Per unit, its module path and its layers named relative to it (:func:`trace_unit`)."""

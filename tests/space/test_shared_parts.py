@@ -14,7 +14,7 @@ from search.searchspace import SPACE, sample_params, spec_from_params
 from space import blocks
 from space import spec as spec_module
 from space.blocks import BlockType
-from space.ops import Ops, Tracer, Triple, X
+from space.ops import Layer, Ops, Tracer, Triple, X
 from space.spec import NetSpec, SpecError, StageSpec, StemSpec
 
 
@@ -81,3 +81,10 @@ def test_repeated_units_that_change_the_shape_are_traced_one_by_one(monkeypatch:
         tracer.unit = path
         x = fn(tracer, x, **kw)
     assert spec.layers == tuple(tracer.layers)
+
+
+def test_the_tracer_records_complete_layers() -> None:
+    """The tracer makes its layers without the named tuple's constructor: each must still have every field."""
+    layers = space.paper_spec("shufflenet", width_mult=0.5).layers
+    assert layers and all(type(x) is Layer and len(x) == len(Layer._fields) and Layer(*x) == x for x in layers)
+    assert {x.kind for x in layers} >= {"conv", "bn", "relu", "maxpool", "avgpool", "shuffle", "cat", "add", "linear"}
