@@ -218,10 +218,13 @@ def unit_cost(unit: UnitKey) -> Cost:
 
 
 def clear_caches() -> None:
-    """Forget the cached unit and segment traces and their costs (what a fresh process starts with)."""
+    """Forget the cached unit and segment traces, their costs and the family factories' shared spec parts
+    (what a fresh process starts with)."""
+    from space.families import clear_shared_parts
     from space.spec import clear_trace_cache
 
     clear_trace_cache()
+    clear_shared_parts()
     _UNIT_COSTS.clear()
     _SEGMENT_COSTS.clear()
 

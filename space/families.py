@@ -37,6 +37,7 @@ def _shared(part: type[P]) -> Callable[..., P]:
     list where an integer belongs) is passed on unshared, for validation to reject.
     """
     shared = lru_cache(maxsize=CACHE_SIZE, typed=True)(part)
+    _SHARED.append(shared.cache_clear)
 
     def make(*args: Any, **kwargs: Any) -> P:
         try:
@@ -47,7 +48,17 @@ def _shared(part: type[P]) -> Callable[..., P]:
     return make
 
 
+_SHARED: list[Callable[[], None]] = []
+"""What forgets each kind of shared part."""
+
 _stem, _stage, _head = _shared(StemSpec), _shared(StageSpec), _shared(HeadSpec)
+
+
+def clear_shared_parts() -> None:
+    """Forget the shared parts, so that the next factory calls make and validate new ones (what a fresh
+    process does; benchmarks time the uncached path with it)."""
+    for clear in _SHARED:
+        clear()
 
 
 def floor_width(channels: float) -> int:
