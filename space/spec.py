@@ -346,15 +346,21 @@ class NetSpec:
     def segments(self) -> Iterator[tuple[SegmentKey, Any]]:
         """Walk the network as segments: the stem, each stage and the SGS layers after it, the head, as
         (key, spec part). :func:`segment_units` expands one into its units."""
-        yield ("stem", *_values(self.stem)), self.stem
+        for kind, context, part in self._parts():
+            yield (kind, *context, *_values(part)), part
+
+    def _parts(self) -> Iterator[tuple[str, tuple[Any, ...], Any]]:
+        """Each segment's kind, what its part's own fields leave out (a stage's index and input channels, the
+        head's classes and dropout) and its part."""
+        yield "stem", (), self.stem
         cin = self.stem.channels
         for i, stage in enumerate(self.stages):
-            yield ("stage", i, cin, *_values(stage)), stage
+            yield "stage", (i, cin), stage
             cin = stage.channels
             for layer in self.sgs:
                 if layer.after_stage == i:
-                    yield ("sgs", *_values(layer)), layer
-        yield ("head", self.num_classes, self.dropout, *_values(self.head)), self.head
+                    yield "sgs", (), layer
+        yield "head", (self.num_classes, self.dropout), self.head
 
     def units(self) -> Iterator[tuple[str, BlockFn, dict[str, Any]]]:
         """Walk the network as (module path, block function, keyword arguments) per unit."""
@@ -407,21 +413,34 @@ class NetSpec:
         return _named(self.unit_layers(sgs_bins))
 
     def _walk(self, sgs_bins: Mapping[str, int] | None) -> Traced:
-        """Trace segment by segment; a segment traced before with the same key and input is not traced again."""
+        """Trace segment by segment; a segment traced before with the same key and input is not traced again.
+
+        Each part remembers its own segments by what its fields leave out of the key and by its input (parts
+        are immutable, and the family factories share equal ones between specs), so a part seen before
+        needs no key built from its fields."""
         x: Shape = self.input_shape
         out = []
-        for key, part in self.segments():
-            bins = sgs_bins.get(part.path) if sgs_bins and key[0] == "sgs" else None
-            trace_key = (*key, x, bins)
-            trace = _SEGMENTS.get(trace_key)
-            if trace is None:
-                try:
-                    trace = _trace_segment(trace_key, part)
-                except BlockError as e:
-                    raise SpecError(f"{self._field_path(key)}.{e.field}", f"{e.reason} (clip {'x'.join(map(str, self.clip))})") from None
-            x = trace[0]
-            out.append((trace_key, trace))
+        for kind, context, part in self._parts():
+            bins = sgs_bins.get(part.path) if sgs_bins and kind == "sgs" else None
+            seen: dict[tuple[Any, ...], tuple[SegmentKey, tuple[Any, ...]]] = part.__dict__.setdefault("_segments", {})
+            where = (*context, x, bins)
+            segment = seen.get(where)
+            if segment is None:
+                segment = seen[where] = self._segment((kind, *context, *_values(part)), part, x, bins)
+            x = segment[1][0]
+            out.append(segment)
         return tuple(out)
+
+    def _segment(self, key: SegmentKey, part: Any, x: Shape, bins: int | None) -> tuple[SegmentKey, tuple[Any, ...]]:
+        """A segment's trace key and trace, from ``_SEGMENTS`` or traced now (:class:`SpecError` if it fails)."""
+        trace_key = (*key, x, bins)
+        trace = _SEGMENTS.get(trace_key)
+        if trace is None:
+            try:
+                trace = _trace_segment(trace_key, part)
+            except BlockError as e:
+                raise SpecError(f"{self._field_path(key)}.{e.field}", f"{e.reason} (clip {'x'.join(map(str, self.clip))})") from None
+        return trace_key, trace
 
     def _field_path(self, key: SegmentKey) -> str:
         """The spec field of a segment: ``stages[2]``, ``sgs[0]``, ``stem`` or ``head``."""

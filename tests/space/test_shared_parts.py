@@ -91,3 +91,23 @@ def test_the_tracer_records_complete_layers() -> None:
     layers = space.paper_spec("shufflenet", width_mult=0.5).layers
     assert layers and all(type(x) is Layer and len(x) == len(Layer._fields) and Layer(*x) == x for x in layers)
     assert {x.kind for x in layers} >= {"conv", "bn", "relu", "maxpool", "avgpool", "shuffle", "cat", "add", "linear"}
+
+
+def test_a_part_remembers_its_segments_by_position_and_input() -> None:
+    """One stage object at two positions, after stems of two widths, on two clips, before two heads: every
+    spec is traced and priced apart, and counts like the same spec made of new parts from scratch."""
+    stage = StageSpec("dwsep", 32, repeats=2, stride=(1, 2, 2))
+    variants = [(16, (8, 32, 32), 10), (24, (8, 32, 32), 10), (16, (8, 64, 64), 10), (16, (8, 32, 32), 7)]
+    specs = [NetSpec("custom", StemSpec(c), (stage, stage), clip=clip, num_classes=n) for c, clip, n in variants]
+    cached = [tuple(spec_totals(s)) for s in specs]
+    assert len(set(cached)) == len(specs)
+    clear_caches()
+    assert cached == [totals(NetSpec.from_json(s.to_json())) for s in specs]
+
+
+def test_one_part_at_two_positions_with_the_same_input_names_each_position() -> None:
+    stage = StageSpec("dwsep", 16)
+    spec = NetSpec("custom", StemSpec(16), (stage, stage), clip=(4, 16, 16), num_classes=3)
+    names = [layer.name for layer in spec.layers]
+    assert "stages.0.0.dw" in names and "stages.1.0.dw" in names and len(names) == len(set(names))
+    assert [key[:2] for key, _ in spec.traced_segments()] == [("stem", 16), ("stage", 0), ("stage", 1), ("head", 3)]
