@@ -219,8 +219,14 @@ def report(
         "|---|---|---:|",
     ]
     lines += [f"| {n} | {p.describe()} | {training_compute(p) / base:.1f}x |" for n, p in protocols.items()]
+    low = fid.at_chance(runs, "default", chance)
     if "reference" in protocols:
         lines += ["", fid.format_fidelity(fid.fidelity_table(runs, "reference"), "reference"), ""]
+        if low:
+            rest = runs[~runs["architecture"].isin(low)]
+            note = f"Without the {len(low)} architectures at chance under the default protocol (tied last, they agree in any ranking "
+            note += "that leaves them there):"
+            lines += [note, "", fid.format_fidelity(fid.fidelity_table(rest, "reference"), "reference"), ""]
     if set(protocols) - {"default", "reference"}:
         lines += ["", *against_default(runs[runs["protocol"] != "reference"], chance=chance), ""]
     default_epochs = epochs[epochs["protocol"] == "default"]
@@ -240,7 +246,6 @@ def report(
     missing = sorted(set(archs) - set(runs.loc[runs["protocol"] == "default", "architecture"]))
     if missing:
         lines += [f"Not trained under the default protocol (cannot run at its clip, or failed): {', '.join(missing)}", ""]
-    low = fid.at_chance(runs, "default", chance)
     lines += [f"At chance ({chance:.1f}%, within 2 points) under the default protocol: {', '.join(low) or 'none'}", ""]
     lines.append(architecture_table(runs, list(protocols)))
     return "\n".join(lines)

@@ -108,3 +108,17 @@ def test_the_replay_table_loses_a_late_bloomer_when_it_arrives_last() -> None:
     row = next(line for line in pf.replay_table(runs, epochs, 2) if line.startswith("| 1 |"))
     kept = int(row.split("|")[3].strip().rstrip("%"))
     assert 60 <= kept <= 90
+
+
+def test_the_fidelity_is_also_reported_without_the_architectures_at_chance() -> None:
+    runs = synthetic_runs({})
+    ref = runs[runs["protocol"] == "default"].assign(protocol="reference")
+    ref = ref[ref["seed"] == 0].assign(accuracy=lambda d: d["accuracy"].where(d["architecture"] != "b", 99.0))
+    runs = pd.concat([runs, ref], ignore_index=True)
+    runs.loc[runs["architecture"] == "a", "accuracy"] = 10.0  # a is at chance everywhere
+    protocols = {"default": pf.TINY, "reference": pf.TINY_REFERENCE}
+    epochs = pd.DataFrame(columns=["architecture", "protocol", "seed", "epoch", "accuracy"])
+    text = pf.report(runs, epochs, protocols, list("abcd"), chance=10.0, command="cmd")
+    assert "Without the 1 architectures at chance" in text
+    # all four: a last in both, b first only in the reference; without a: b, c, d reversed at the top
+    assert "| default | 2 | 4 | 0.40 |" in text and "| default | 2 | 3 | -0.50 |" in text
