@@ -13,8 +13,8 @@ Reported side by side in one run, as specs per second of this process's CPU time
 wall-clock rate and the machine's load average are printed too, since other processes slow a shared
 machine down):
 
-* ``uncached``: the unit-trace and unit-cost caches cleared before every candidate, so each one is
-  traced from scratch (the work the counter did before it cached per-unit traces and costs);
+* ``uncached``: every cache (unit and segment traces and costs, the factories' shared spec parts)
+  cleared before every candidate, so each one is built, validated and traced from scratch;
 * ``cold``: the first ``--cold`` candidates of a fresh process (empty caches);
 * ``steady``: the last quarter of ``--specs`` candidates, when the caches hold the units that recur
   (a search prices hundreds of thousands; an evolutionary one mostly mutates units it has seen);
