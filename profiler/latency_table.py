@@ -20,7 +20,8 @@ never a silent extrapolation.
 
 A network's predicted latency (:meth:`LatencyTable.predict`) is ``call + sum over its blocks of
 (price - call)``, then a fitted per-network overhead ``const + scale * that``, fitted on calibration
-networks measured whole with the table. Prediction reads the spec's traced units; no model is built.
+networks measured whole with the table (on the network's own family's, when the table has enough of them).
+Prediction reads the spec's traced units; no model is built.
 
 Tables are JSON files written atomically every few seconds and whenever a build stops, so an
 interrupted build resumes without re-measuring what it has (:func:`build_table`).
@@ -409,7 +410,7 @@ class LatencyTable:
     complete: bool = False
     created: str = ""
     _fits: dict[str, dict[str, Regression | None]] = field(default_factory=dict, init=False, repr=False)
-    _overheads: dict[str, Overhead] = field(default_factory=dict, init=False, repr=False)
+    _overheads: dict[tuple[str, str | None], Overhead] = field(default_factory=dict, init=False, repr=False)
     _prices: dict[str, dict[UnitKey, float]] = field(default_factory=dict, init=False, repr=False)
 
     # -- persistence
@@ -544,23 +545,30 @@ class LatencyTable:
             total += p
         return total
 
-    def predict(self, spec: NetSpec, mode: str = "eager") -> float:
-        """Predicted ms per batch of ``spec``: the sum of its blocks, then the per-network overhead."""
+    def predict(self, spec: NetSpec, mode: str = "eager", *, per_family: bool = True) -> float:
+        """Predicted ms per batch of ``spec``: the sum of its blocks, then the per-network overhead (its
+        family's, see :meth:`overhead`; the one fitted on all networks with ``per_family=False``)."""
         if mode not in self.settings.modes:
             raise LatencyTableError(f"the latency table has no {mode} measurements (paths: {', '.join(self.settings.modes)})")
-        o = self.overhead(mode)
+        o = self.overhead(mode, spec.family if per_family else None)
         return o.const_ms + o.scale * self.block_sum(spec, mode)
 
     def predictor(self, mode: str = "eager") -> Callable[[NetSpec], float]:
         """``predict`` for one path, as the search's latency callable."""
         return lambda spec: self.predict(spec, mode)
 
-    def overhead(self, mode: str) -> Overhead:
-        """The per-network overhead fitted on the calibration networks (none: 0 ms, scale 1)."""
-        if mode not in self._overheads:
-            pairs = [(self.block_sum(s, mode), ms[mode]) for s, ms in self.networks]
-            self._overheads[mode] = fit_overhead(pairs)
-        return self._overheads[mode]
+    def overhead(self, mode: str, family: str | None = None) -> Overhead:
+        """The per-network overhead fitted on the calibration networks (none: 0 ms, scale 1); with a
+        ``family``, on that family's networks alone when it has :data:`MIN_CALIBRATION` of them (what a
+        family's blocks cost together differs by family), else on all of them."""
+        key = (mode, family)
+        if key not in self._overheads:
+            nets = [(s, ms) for s, ms in self.networks if family is None or s.family == family]
+            if family is not None and len(nets) < MIN_CALIBRATION:
+                self._overheads[key] = self.overhead(mode)
+            else:
+                self._overheads[key] = fit_overhead([(self.block_sum(s, mode), ms[mode]) for s, ms in nets])
+        return self._overheads[key]
 
     def _regressions(self, mode: str) -> dict[str, Regression | None]:
         if mode not in self._fits:

@@ -127,6 +127,23 @@ def test_overhead_is_fitted_on_calibration_networks(tmp_path: Path) -> None:
     assert LatencyTable.load(tmp_path / "t.json").overhead("eager") == o  # networks are stored with the table
 
 
+def test_overhead_is_fitted_per_family_when_the_family_has_enough_networks(tmp_path: Path) -> None:
+    v2 = [spec("mobilenetv2", w) for w in (0.2, 0.45, 0.7, 1.0)]
+    v1 = [spec("mobilenet", w) for w in (0.5, 0.75, 1.0, 1.5)]
+    shuffle = [spec("shufflenet", 0.5)]  # one network: too few for a fit of its own
+    scale = {"mobilenetv2": 2.0, "mobilenet": 1.5, "shufflenet": 3.0}
+
+    def whole(s: NetSpec, st: TableSettings, mode: str) -> float:
+        return scale[s.family] * (CALL[mode] + sum(own_time(b, mode) for b in spec_blocks(s)))
+
+    nets = [*v2, *v1, *shuffle]
+    table = fake_table(tmp_path, nets, calibration=nets, measure_network=whole)
+    for s in (v2[1], v1[2]):
+        assert table.predict(s, "eager") == pytest.approx(whole(s, table.settings, "eager"), rel=1e-6)
+    assert table.overhead("eager", "shufflenet") == table.overhead("eager") != table.overhead("eager", "mobilenet")
+    assert table.overhead("eager", "mobilenet").networks == 4 and table.overhead("eager").networks == 9
+
+
 def test_fit_overhead_falls_back_to_a_ratio() -> None:
     assert fit_overhead([]) == Overhead()
     assert fit_overhead([(10.0, 20.0), (5.0, 12.0)]) == Overhead(0.0, 2.2, 2)  # median of 2.0 and 2.4

@@ -1,0 +1,34 @@
+"""The latency-predictor bench's report: the per-family overhead next to one overhead for all, on the same measurements."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.latency_predictor import report
+from profiler.latency_table import Comparison, TableSettings, spec_blocks
+from space.spec import NetSpec
+from tests.profiler.test_latency_table import CALL, fake_table, own_time, spec
+
+SCALE = {"mobilenetv2": 2.0, "mobilenet": 1.2}
+
+
+def whole(s: NetSpec, st: TableSettings, mode: str) -> float:
+    """A network measures its blocks' sum times its family's scale."""
+    return SCALE[s.family] * (CALL[mode] + sum(own_time(b, mode) for b in spec_blocks(s)))
+
+
+def test_report_scores_the_per_family_overhead_and_one_overhead_side_by_side(tmp_path: Path) -> None:
+    calibration = [spec("mobilenetv2", w) for w in (0.2, 0.45, 0.7, 1.0)] + [spec("mobilenet", w) for w in (0.5, 0.75, 1.0, 1.5)]
+    held_out = {"v2": spec("mobilenetv2", 0.35), "v1": spec("mobilenet", 1.25), "v1b": spec("mobilenet", 2.0)}
+    table = fake_table(tmp_path, [*calibration, *held_out.values()], calibration=calibration, measure_network=whole)
+    rows = [
+        Comparison(n, "random", s.family, m, 1, table.predict(s, m), whole(s, table.settings, m))
+        for n, s in held_out.items() for m in table.settings.modes
+    ]  # fmt: skip
+    out = report(rows, table, held_out)
+    for mode in table.settings.modes:
+        assert out[mode]["all"]["mape"] == pytest.approx(0.0, abs=1e-6)  # each family's scale is fitted exactly
+        assert out[mode]["all, one overhead"]["mape"] > 5.0  # one overhead cannot fit both scales
+        assert out[mode]["all, one overhead"]["networks"] == 3
