@@ -24,8 +24,8 @@ def test_report_scores_the_per_family_overhead_and_one_overhead_side_by_side(tmp
     held_out = {"v2": spec("mobilenetv2", 0.35), "v1": spec("mobilenet", 1.25), "v1b": spec("mobilenet", 2.0)}
     table = fake_table(tmp_path, [*calibration, *held_out.values()], calibration=calibration, measure_network=whole)
     rows = [
-        Comparison(n, "random", s.family, m, 1, table.predict(s, m), whole(s, table.settings, m))
-        for n, s in held_out.items() for m in table.settings.modes
+        Comparison(n, "random", s.family, m, i + 1, table.predict(s, m), whole(s, table.settings, m))
+        for i, (n, s) in enumerate(held_out.items()) for m in table.settings.modes
     ]  # fmt: skip
     out = report(rows, table, held_out)
     for mode in table.settings.modes:
