@@ -17,7 +17,7 @@ from typing import Any
 from profiler.latency import PAPER_BATCH
 from profiler.latency_table import LatencyTable
 from search.budget import Budget
-from search.searchspace import SPACE, Clip, paper_presets, preset_params, spec_from_params
+from search.searchspace import SPACE, Clip, paper_presets, preset_params, spec_from_params, stage_keys
 from space.paper import table8
 from space.registry import paper_spec
 from space.spec import NetSpec, SpecError
@@ -28,16 +28,17 @@ CLASSES = (10, 600)
 
 def extreme_params(family: str) -> list[dict[str, Any]]:
     """The corners of a family's space: every combination of the lowest and highest width, stage
-    factors, depths, expansion, temporal kernel and SE, and every group count (channel rounding
-    depends on it). Small networks with many units hold the smallest residual maps, large ones
+    factors, depths, expansion, temporal kernel and SE, every group count (channel rounding depends
+    on it) and every head activation. Small networks with many units hold the smallest residual maps, large ones
     with few units the largest single layers, so the corners bound what candidates contain."""
     import itertools
 
     fs = SPACE[family]
+    depths, mults = stage_keys(family)
     options: list[list[dict[str, Any]]] = [
         [{f"{family}.width_mult": w} for w in fs.width],
-        [{f"{family}.mult{i}": m for i in range(len(fs.depths))} for m in (min(fs.stage_mults), max(fs.stage_mults))],
-        [{f"{family}.depth{i}": d[k] for i, d in enumerate(fs.depths)} for k in (0, 1)],
+        [dict.fromkeys(mults, m) for m in (min(fs.stage_mults), max(fs.stage_mults))],
+        [{key: d[k] for key, d in zip(depths, fs.depths, strict=True)} for k in (0, 1)],
     ]
     if fs.expansions:
         options.append([{f"{family}.expansion": e} for e in (min(fs.expansions), max(fs.expansions))])
@@ -47,6 +48,8 @@ def extreme_params(family: str) -> list[dict[str, Any]]:
         options.append([{f"{family}.se": v} for v in (False, True)])
     if fs.groups:
         options.append([{f"{family}.groups": g} for g in fs.groups])
+    if fs.head_acts:
+        options.append([{f"{family}.head_act": a} for a in fs.head_acts])
     return [{"family": family, **{k: v for part in combo for k, v in part.items()}} for combo in itertools.product(*options)]
 
 

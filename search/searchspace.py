@@ -48,13 +48,17 @@ class FamilySpace:
     """SEVNet: choices of the temporal kernel."""
     se: bool = False
     """SEVNet: squeeze-and-excitation on or off is a knob."""
+    head_acts: tuple[str, ...] = ()
+    """SqueezeNet: choices of the activation over the class scores (the paper's is the last)."""
     sgs_after: tuple[int, ...] = ()
     """Stages an SGS layer may follow (those that leave at least 4 frames of a 16-frame clip)."""
     paper_depths: tuple[int, ...] = ()
 
 
 SPACE: dict[str, FamilySpace] = {
-    "squeezenet": FamilySpace(width=(0.25, 1.5), depths=((1, 3),) * 4, sgs_after=(0, 1), paper_depths=(2, 2, 2, 2)),
+    "squeezenet": FamilySpace(
+        width=(0.25, 1.5), depths=((1, 3),) * 4, head_acts=("none", "relu"), sgs_after=(0, 1), paper_depths=(2, 2, 2, 2)
+    ),
     "mobilenet": FamilySpace(
         width=(0.25, 2.0),
         depths=((1, 2), (1, 3), (1, 3), (2, 8), (1, 3)),
@@ -108,10 +112,11 @@ def sample_params(trial: optuna.Trial, families: Sequence[str], *, sgs: bool = F
     family = str(trial.suggest_categorical("family", list(families)))
     fs = SPACE[family]
     params: dict[str, Any] = {"family": family, f"{family}.width_mult": trial.suggest_float(f"{family}.width_mult", *fs.width, log=True)}
-    for i, (lo, hi) in enumerate(fs.depths):
-        params[f"{family}.depth{i}"] = trial.suggest_int(f"{family}.depth{i}", lo, hi)
-    for i in range(len(fs.depths)):
-        params[f"{family}.mult{i}"] = trial.suggest_categorical(f"{family}.mult{i}", list(fs.stage_mults))
+    depths, mults = stage_keys(family)
+    for k, (lo, hi) in zip(depths, fs.depths, strict=True):
+        params[k] = trial.suggest_int(k, lo, hi)
+    for k in mults:
+        params[k] = trial.suggest_categorical(k, list(fs.stage_mults))
     if fs.expansions:
         params[f"{family}.expansion"] = trial.suggest_categorical(f"{family}.expansion", list(fs.expansions))
     if fs.groups:
@@ -120,6 +125,8 @@ def sample_params(trial: optuna.Trial, families: Sequence[str], *, sgs: bool = F
         params[f"{family}.t_kernel"] = trial.suggest_categorical(f"{family}.t_kernel", list(fs.t_kernels))
     if fs.se:
         params[f"{family}.se"] = trial.suggest_categorical(f"{family}.se", [False, True])
+    if fs.head_acts:
+        params[f"{family}.head_act"] = trial.suggest_categorical(f"{family}.head_act", list(fs.head_acts))
     if sgs and fs.sgs_after:
         params[f"{family}.sgs"] = trial.suggest_categorical(f"{family}.sgs", [-1, *fs.sgs_after])
         if params[f"{family}.sgs"] >= 0:
@@ -128,7 +135,7 @@ def sample_params(trial: optuna.Trial, families: Sequence[str], *, sgs: bool = F
 
 
 @cache
-def _stage_keys(family: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def stage_keys(family: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The names of a family's per-stage parameters: its depths and its width factors."""
     n = len(SPACE[family].depths)
     return tuple(f"{family}.depth{i}" for i in range(n)), tuple(f"{family}.mult{i}" for i in range(n))
@@ -138,7 +145,7 @@ def factory_kwargs(params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """The family and the factory keyword arguments a parameter dict describes."""
     family = params["family"]
     fs = SPACE[family]
-    depths, mults = _stage_keys(family)
+    depths, mults = stage_keys(family)
     kw: dict[str, Any] = {
         "width_mult": float(params[f"{family}.width_mult"]),
         "depths": [int(params[k]) for k in depths],
@@ -152,6 +159,8 @@ def factory_kwargs(params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         kw["t_kernel"] = int(params[f"{family}.t_kernel"])
     if fs.se:
         kw["se"] = bool(params[f"{family}.se"])
+    if fs.head_acts and f"{family}.head_act" in params:  # studies from before the knob: the paper's
+        kw["head_act"] = str(params[f"{family}.head_act"])
     return family, kw
 
 
@@ -174,9 +183,9 @@ def preset_params(family: str, width_mult: float) -> dict[str, Any]:
     """Parameters that make :func:`spec_from_params` return the preset ``family`` at ``width_mult`` (no SGS)."""
     fs = SPACE[family]
     params: dict[str, Any] = {"family": family, f"{family}.width_mult": float(width_mult)}
-    for i, d in enumerate(fs.paper_depths):
-        params[f"{family}.depth{i}"] = d
-        params[f"{family}.mult{i}"] = 1.0
+    depths, mults = stage_keys(family)
+    params.update(zip(depths, fs.paper_depths, strict=True))
+    params.update(dict.fromkeys(mults, 1.0))
     if fs.expansions:
         params[f"{family}.expansion"] = 6.0
     if fs.groups:
@@ -185,6 +194,8 @@ def preset_params(family: str, width_mult: float) -> dict[str, Any]:
         params[f"{family}.t_kernel"] = _default(family, "t_kernel")
     if fs.se:
         params[f"{family}.se"] = _default(family, "se")
+    if fs.head_acts:
+        params[f"{family}.head_act"] = _default(family, "head_act")
     if fs.sgs_after:
         params[f"{family}.sgs"] = -1
     return params
@@ -197,17 +208,20 @@ def paper_presets(families: Sequence[str]) -> list[tuple[str, float]]:
 
 def corner_params(family: str) -> list[dict[str, Any]]:
     """The smallest candidates of a family: lowest width, depths and stage factors, each group
-    count, the smallest expansion and temporal kernel, no SE, no SGS (cost grows with every other
-    knob; an SGS layer can make a clip cheaper, but costs more on the most expensive clip)."""
+    count, the smallest expansion and temporal kernel, no SE, no activation over the class scores,
+    no SGS (cost grows with every other knob; an SGS layer can make a clip cheaper, but costs more
+    on the most expensive clip)."""
     fs = SPACE[family]
     base: dict[str, Any] = {"family": family, f"{family}.width_mult": fs.width[0]}
-    for i, (lo, _) in enumerate(fs.depths):
-        base[f"{family}.depth{i}"] = lo
-        base[f"{family}.mult{i}"] = min(fs.stage_mults)
+    depths, mults = stage_keys(family)
+    base.update(zip(depths, (lo for lo, _ in fs.depths), strict=True))
+    base.update(dict.fromkeys(mults, min(fs.stage_mults)))
     if fs.expansions:
         base[f"{family}.expansion"] = min(fs.expansions)
     if fs.t_kernels:
         base[f"{family}.t_kernel"] = min(fs.t_kernels)
     if fs.se:
         base[f"{family}.se"] = False
+    if fs.head_acts:
+        base[f"{family}.head_act"] = "none"
     return [{**base, f"{family}.groups": g} for g in fs.groups] if fs.groups else [base]

@@ -44,13 +44,15 @@ def head(ops: Ops[X], x: X, *, kind: str, channels: int, act: str, num_classes: 
     """Classifier. ``linear``: [1x1x1 conv] -> global average -> dropout -> Linear.
 
     ``conv`` (SqueezeNet): dropout -> 1x1x1 conv with bias -> activation -> global average.
+    ``act="none"`` leaves the activation out.
     """
     if kind == "conv":
         x = ops.dropout("dropout", x, dropout) if dropout else x
-        x = ops.act("fc_act", ops.conv("fc", x, num_classes, bias=True), act)
+        x = ops.conv("fc", x, num_classes, bias=True)
+        x = x if act == "none" else ops.act("fc_act", x, act)
         return ops.flatten(ops.global_pool("pool", x))
     if channels:
-        x = conv_bn(ops, "conv", x, channels, act=act)
+        x = conv_bn(ops, "conv", x, channels, act=None if act == "none" else act)
     x = ops.flatten(ops.global_pool("pool", x))
     x = ops.dropout("dropout", x, dropout) if dropout else x
     return ops.linear("fc", x, num_classes)

@@ -116,10 +116,13 @@ def squeezenet(
     num_classes: int = 600,
     clip: Clip = (16, 112, 112),
     dropout: float = 0.5,
+    head_act: str = "relu",
 ) -> NetSpec:
     """3D SqueezeNet 1.1 with simple bypass (Fire blocks).
 
-    The paper has no width knob for it; e3d's ``width_mult`` scales every conv."""
+    The paper has no width knob for it; e3d's ``width_mult`` scales every conv. ``head_act`` is the
+    activation over the class scores: the paper's ReLU, or ``"none"`` (with few classes the ReLU can
+    zero every score and stop learning; see docs/PROXY_FIDELITY.md)."""
     d, m = _knobs("squeezenet", (2, 2, 2, 2), depths, stage_mults, width_mult)
     stages = tuple(
         _stage("fire", make_divisible(c * width_mult * f, 2), n, s, squeeze=floor_width(sq * width_mult * f), bypass=True)
@@ -129,7 +132,7 @@ def squeezenet(
         "squeezenet",
         _stem(floor_width(64 * width_mult), bias=True, pool=True),
         stages,
-        _head("conv"),
+        _head("conv", act=head_act),
         clip=clip,
         num_classes=num_classes,
         dropout=dropout,

@@ -206,10 +206,17 @@ def _unused_fields(block: str) -> tuple[tuple[str, ...], tuple[Any, ...]]:
     return tuple(f.name for f in unused), tuple(f.default for f in unused)
 
 
+HEAD_ACTIVATIONS = (*ACTIVATIONS, "none")
+"""A head's activation: one of the block activations, or none."""
+
+
 @dataclass(frozen=True)
 class HeadSpec:
     """Classifier: ``linear`` ([1x1x1 conv to ``channels``], global average, dropout, Linear) or
-    ``conv`` (dropout, 1x1x1 conv with bias to the classes, activation, global average)."""
+    ``conv`` (dropout, 1x1x1 conv with bias to the classes, activation, global average).
+
+    ``act`` is one of :data:`space.ops.ACTIVATIONS` or ``"none"`` (no activation: a conv head's
+    class scores are then averaged as they are)."""
 
     kind: str = "linear"
     channels: int = 0
@@ -220,7 +227,7 @@ class HeadSpec:
         _int("head.channels", self.channels, minimum=0)
         if self.kind == "conv" and self.channels:
             raise SpecError("head.channels", "a 'conv' head has no extra conv; leave it at 0")
-        _choice("head.act", self.act, ACTIVATIONS)
+        _choice("head.act", self.act, HEAD_ACTIVATIONS)
 
 
 @dataclass(frozen=True)

@@ -63,3 +63,17 @@ def test_factory_kwargs_expand_the_knobs() -> None:
     family, kw = factory_kwargs(preset_params("mobilenetv2", 0.45))
     assert family == "mobilenetv2" and kw["expansions"] == [1.0, 6.0, 6.0, 6.0, 6.0, 6.0, 6.0]
     assert factory_kwargs(preset_params("shufflenet", 1.0))[1]["groups"] == 3
+
+
+def test_squeezenet_head_activation_is_a_knob_and_the_preset_keeps_the_papers() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = {sample_params(study.ask(), ["squeezenet"])["squeezenet.head_act"] for _ in range(20)}
+    assert drawn == set(SPACE["squeezenet"].head_acts) == {"none", "relu"}
+    preset = preset_params("squeezenet", 1.0)
+    assert preset["squeezenet.head_act"] == "relu" and spec_from_params(preset).head.act == "relu"
+    bare = spec_from_params({**preset, "squeezenet.head_act": "none"})
+    assert bare.head.act == "none" and bare.stages == spec_from_params(preset).stages
+    older = {k: v for k, v in preset.items() if k != "squeezenet.head_act"}  # a study from before the knob
+    assert spec_from_params(older) == spec_from_params(preset)
+    assert {p["squeezenet.head_act"] for p in corner_params("squeezenet")} == {"none"}

@@ -126,3 +126,22 @@ def test_first_groups_applies_to_the_first_unit_only() -> None:
     pw1 = {layer.name: layer.groups for layer in spec.layers if layer.name.endswith(".pw1")}
     assert pw1["stages.0.0.pw1"] == 1
     assert pw1["stages.0.1.pw1"] == 3 and pw1["stages.1.0.pw1"] == 3
+
+
+def test_a_conv_head_without_activation_passes_negative_scores_through() -> None:
+    import torch
+
+    from profiler.counting import spec_totals
+
+    paper = space.paper_spec("squeezenet", width_mult=0.25, num_classes=10, sample_size=32, sample_duration=8)
+    bare = paper.replace(head=HeadSpec("conv", act="none"))
+    assert NetSpec.from_json(bare.to_json()) == bare
+    raises("head.act", HeadSpec, "conv", act="swish")
+    a, b = spec_totals(paper), spec_totals(bare)
+    assert (a.macs, a.params) == (b.macs, b.params)
+    assert a.paper_flops - b.paper_flops == 10  # the ReLU over 10 class maps of 1x1x1, and nothing else
+    torch.manual_seed(0)
+    model = space.build(bare).eval()
+    with torch.no_grad():
+        scores = model(torch.randn(4, 3, 8, 32, 32))
+    assert (scores < 0).any()  # the paper's ReLU head could give none
