@@ -107,9 +107,9 @@ def protocol_config(proxy: ProxyConfig) -> SearchConfig:
 
 
 def enqueue_missing(study: optuna.Study, archs: list[tuple[str, dict[str, Any]]], seeds: tuple[int, ...]) -> int:
-    """Enqueue every (architecture, seed) run the study holds no trial of (an interrupted one is
-    re-enqueued by the worker); returns how many."""
-    held = {(t.user_attrs.get("label"), t.user_attrs.get("seed")) for t in study.get_trials(deepcopy=False)}
+    """Enqueue every (architecture, seed) run the study holds no trial of, with the architecture's
+    current spec (an interrupted one is re-enqueued by the worker); returns how many."""
+    held = {(t.user_attrs.get("label"), t.user_attrs.get("seed")) for t in fid.current_trials(study.get_trials(deepcopy=False), archs)}
     n = 0
     for seed in seeds:
         for label, params in archs:
@@ -141,7 +141,7 @@ def run_protocol(
         run_worker(study, config, data, n_trials=0, on_trial=on_trial, objective=fid.CpuTimed(Objective(config, data)))
     finally:
         bar.close()
-    return (*fid.trial_tables(study.get_trials(deepcopy=False), name), data.num_classes)
+    return (*fid.trial_tables(fid.current_trials(study.get_trials(deepcopy=False), archs), name), data.num_classes)
 
 
 def architecture_table(runs: pd.DataFrame, protocols: list[str]) -> str:
@@ -186,7 +186,12 @@ def replay_table(runs: pd.DataFrame, epochs: pd.DataFrame, final_epoch: int, *, 
     (:func:`search.pruning.replay`, each seed in 50 random arrival orders)."""
     rows = runs[runs["protocol"] == protocol].set_index(["seed", "architecture"])
     curves = epochs[epochs["protocol"] == protocol].pivot_table(index=["seed", "architecture"], columns="epoch", values="accuracy")
-    curves = curves[list(range(1, final_epoch + 1))].dropna().join(rows[["macs", "cpu_seconds"]], how="inner")
+    wanted = list(range(1, final_epoch + 1))
+    if any(e not in curves.columns for e in wanted):
+        return [f"No pruning replay: no {protocol} run reached every epoch up to {final_epoch}.", ""]
+    curves = curves[wanted].dropna().join(rows[["macs", "cpu_seconds"]], how="inner")
+    if curves.empty:
+        return [f"No pruning replay: no {protocol} run has all {final_epoch} epochs (stopped early?).", ""]
     by_seed = [g for _, g in curves.groupby(level="seed")]
     points = [[[(float(r[e]), float(r["macs"]) / 1e6) for e in range(1, final_epoch + 1)] for _, r in g.iterrows()] for g in by_seed]
     costs = [g["cpu_seconds"].astype(float).tolist() for g in by_seed]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -268,6 +268,27 @@ class CpuTimed:
             return self.objective(trial)
         finally:
             trial.set_user_attr(CPU_ATTR, time.process_time() - start)
+
+
+def current_trials(trials: Sequence[FrozenTrial], archs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[FrozenTrial]:
+    """The trials that ran an architecture of ``archs`` as it is now: their ``label`` is in ``archs``
+    and their parameters (a queued trial's fixed ones) build the same spec: a label whose sampled spec
+    changed, or that a smaller set no longer holds, is left out."""
+    from search.searchspace import spec_from_params
+
+    specs = {label: spec_from_params(params) for label, params in archs}
+    out = []
+    for t in trials:
+        label = t.user_attrs.get("label")
+        if label not in specs:
+            continue
+        try:
+            same = spec_from_params(t.params or t.system_attrs.get("fixed_params", {})) == specs[label]
+        except (KeyError, E3DError):
+            same = False
+        if same:
+            out.append(t)
+    return out
 
 
 def trial_tables(trials: Sequence[FrozenTrial], protocol: str) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -122,3 +122,12 @@ def test_the_fidelity_is_also_reported_without_the_architectures_at_chance() -> 
     assert "Without the 1 architectures at chance" in text
     # all four: a last in both, b first only in the reference; without a: b, c, d reversed at the top
     assert "| default | 2 | 4 | 0.40 |" in text and "| default | 2 | 3 | -0.50 |" in text
+
+
+def test_the_replay_table_says_why_it_is_missing_instead_of_failing() -> None:
+    runs = synthetic_runs({})
+    one_epoch = [(r.architecture, "default", r.seed, 1, r.accuracy) for r in runs[runs["protocol"] == "default"].itertuples()]
+    columns = ["architecture", "protocol", "seed", "epoch", "accuracy"]
+    assert pf.replay_table(runs, pd.DataFrame(one_epoch, columns=columns), 2)[0].startswith("No pruning replay: no default run reached")
+    gaps = [(a, p, s, 2 if i % 2 else 1, acc) for i, (a, p, s, _, acc) in enumerate(one_epoch)]  # each run lacks an epoch
+    assert pf.replay_table(runs, pd.DataFrame(gaps, columns=columns), 2)[0].startswith("No pruning replay: no default run has all")

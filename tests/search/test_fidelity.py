@@ -182,3 +182,27 @@ def test_at_chance_lists_architectures_near_guessing() -> None:
     df = runs_table()
     assert at_chance(df, "ref", 10.0) == ["a"]
     assert at_chance(df, "ref", 5.0) == []
+
+
+def test_current_trials_leave_out_runs_of_an_older_set() -> None:
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    from search.fidelity import current_trials
+    from search.searchspace import preset_params
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    now = preset_params("squeezenet", 1.0)
+    older = {k: v for k, v in now.items() if k != "squeezenet.head_act"}  # the same network, stored before the knob
+    changed = {**now, "squeezenet.head_act": "none"}
+    runs = (("sq", now), ("sq", older), ("sq", changed), ("gone", now))
+    archs = [("sq", now)]
+    queued = optuna.create_study()
+    for label, params in runs:
+        queued.enqueue_trial(params, user_attrs={"label": label})
+    assert [t.number for t in current_trials(queued.get_trials(), archs)] == [0, 1]  # their fixed parameters count
+    done = optuna.create_study()
+    for label, params in runs:
+        dists = {k: CategoricalDistribution((v,)) for k, v in params.items()}
+        done.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=1.0, user_attrs={"label": label}))
+    assert [t.number for t in current_trials(done.get_trials(), archs)] == [0, 1]
