@@ -100,6 +100,9 @@ class JobSpec:
     timeout: float | None
     heartbeat: int
     latency: Any
+    scale: Any = None
+    """A ``search.scale.ScaleConfig``: each job works through that scaling plan (``run_scale``) instead
+    of running search trials (``n_trials`` and ``timeout`` are then unused)."""
 
 
 def run_jobs(
@@ -156,27 +159,27 @@ def _picklable(spec: JobSpec) -> JobSpec:
 
 
 def _job(spec: JobSpec, index: int, messages: Any) -> None:
-    """One job process: join the study, run a worker, report each trial and the end."""
+    """One job process: join the study, run a worker (or the scaling plan), report each trial and the end."""
     from search import study as st
 
     try:
         storage = st.open_storage(spec.url, heartbeat=spec.heartbeat)
         study, _, _ = st.open_study(spec.study_name, storage, None, resume=True)
         config = spec.config
-        data = st.load_proxy(config.proxy, progress=False)
         latency = spec.latency
         if latency is None and (config.budget.latency_ms is not None or config.measure_latency):
             latency = st.latency_meter(config.latency_mode)
-        report = st.run_worker(
-            study,
-            config,
-            data,
-            n_trials=spec.n_trials,
-            timeout=spec.timeout,
-            latency=latency,
-            on_trial=lambda t: messages.put(("trial", t.number)),
-        )
-        messages.put(("done", {"job": index, "pid": os.getpid(), **dataclasses.asdict(report)}))
+        report: dict[str, Any] = {}
+        on_trial: Callable[[FrozenTrial], None] = lambda t: messages.put(("trial", t.number))  # noqa: E731
+        if spec.scale is not None:
+            from search.scale import run_scale
+
+            run_scale(study, config, spec.scale, latency=latency, on_trial=on_trial)
+        else:
+            data = st.load_proxy(config.proxy, progress=False)
+            done = st.run_worker(study, config, data, n_trials=spec.n_trials, timeout=spec.timeout, latency=latency, on_trial=on_trial)
+            report = dataclasses.asdict(done)
+        messages.put(("done", {"job": index, "pid": os.getpid(), **report}))
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as e:  # reported to the parent as one line

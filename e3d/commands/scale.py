@@ -173,6 +173,20 @@ def _proxy(args: argparse.Namespace) -> Any:
     return proxy_config(args)
 
 
+def _run_jobs(args: argparse.Namespace, study: Any, search: Any, cfg: Any, url: str, *, latency: Any, on_trial: Any, on_plan: Any) -> Any:
+    """``--jobs`` N: N worker processes work through the plan (:mod:`search.jobs`); this one follows.
+    Returns the final plan."""
+    from search import scale as sc
+    from search.jobs import JobSpec, run_jobs
+
+    threads = search.proxy.threads
+    print(f"{args.jobs} local jobs, {threads} torch thread{'s' if threads != 1 else ''} each", file=sys.stderr)
+    first = sc.plan(cfg, sc.results_of(study.get_trials(deepcopy=False)))
+    on_plan(first, sc.enqueue(study, cfg, first.points))  # before the jobs start, so that they do not both queue it
+    run_jobs(study, JobSpec(url, args.study_name, search, 0, None, args.heartbeat, latency, scale=cfg), jobs=args.jobs, on_trial=on_trial)
+    return sc.plan(cfg, sc.results_of(study.get_trials(deepcopy=False)))
+
+
 def run(args: argparse.Namespace) -> int:
     """Plan the points, train them (resumably, with any number of workers), then write the curves."""
     import dataclasses
@@ -180,17 +194,19 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from analysis.scaling import load_scale, slopes, write_report
+    from e3d.commands.search import check_local_run
     from search import scale as sc
     from search import study as st
     from search.results import study_frame, write_outputs
 
-    if getattr(args, "jobs", 1) > 1:
-        raise sc.ScaleError("e3d scale runs one worker per command; for more, run the same command in more shells (or machines)")
     out: Path = args.out or Path("runs") / args.study_name
     out.mkdir(parents=True, exist_ok=True)
     study, search, cfg, url = _open(args, out)
-    local = {"device": args.device, "num_workers": args.loader_workers, "threads": args.threads}
+    jobs = getattr(args, "jobs", 1)
+    threads = args.threads or (1 if jobs > 1 else None)  # --jobs: one thread each by default
+    local = {"device": args.device, "num_workers": args.loader_workers, "threads": threads}
     search = dataclasses.replace(search, proxy=dataclasses.replace(search.proxy, **local))
+    check_local_run(args, search)
     base = cfg.spec
     print(f"scale: {cfg.mode} of {base.summary()} ({sc.macs(base) / 1e6:.1f} M macs) along {', '.join(cfg.axes)}", file=sys.stderr)
     print(f"proxy: {search.proxy.describe()}; {cfg.seeds} seed(s); storage: {st.redact(url)}", file=sys.stderr)
@@ -215,12 +231,17 @@ def run(args: argparse.Namespace) -> int:
         bar.write(st.trial_line(t))
         if t.user_attrs.get("trained"):
             bar.update(1)
+        if jobs > 1:  # the jobs plan; this process follows
+            on_plan(sc.plan(cfg, sc.results_of(study.get_trials(deepcopy=False))), 0)
         save()
 
     latency = st.latency_meter(search.latency_mode) if search.measure_latency else None
     started = time.perf_counter()
     try:
-        final = sc.run_scale(study, search, cfg, latency=latency, on_trial=on_trial, on_plan=on_plan, progress=not args.quiet)
+        if jobs > 1:
+            final = _run_jobs(args, study, search, cfg, url, latency=latency, on_trial=on_trial, on_plan=on_plan)
+        else:
+            final = sc.run_scale(study, search, cfg, latency=latency, on_trial=on_trial, on_plan=on_plan, progress=not args.quiet)
     except KeyboardInterrupt:
         bar.close()
         save()

@@ -165,12 +165,20 @@ def test_single_axis_sweeps_and_compound_scaling_write_their_curves(
     assert points["cost_ratio"].iloc[-1] == pytest.approx(3.0, rel=0.1)
 
 
-def test_local_jobs_are_refused_rather_than_ignored(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _, usage, _ = run(capsys, "scale", "mobilenetv2", "--help")
-    if "--jobs" not in usage:
-        pytest.skip("this e3d has no --jobs option")
-    code, _, err = run(capsys, "scale", "mobilenetv2", "--jobs", "2", "--out", str(tmp_path))
-    assert code == 2 and "runs one worker per command" in err
+@pytest.mark.slow
+def test_two_local_jobs_train_every_point_and_seed_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [*EXPAND[:5], "--expand", "--to", "80M", "--axes", "width,depth", "--seeds", "2", "--jobs", "2", "--out", str(tmp_path)]
+    code, _, err = run(capsys, *args, *TINY)
+    assert code == 0, err
+    assert "2 local jobs, 1 torch thread each" in err
+    points, _ = check_outputs(tmp_path)
+    assert len(points) == 3
+    import optuna
+
+    study = optuna.load_study(study_name="e3d-scale", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    trained = [t.user_attrs for t in study.get_trials() if t.user_attrs.get("trained")]
+    assert sorted((a["point"], a["seed"]) for a in trained) == sorted((p, s) for p in points["point"] for s in (0, 1))
+    assert len({a["worker"] for a in trained}) == 2
 
 
 @pytest.mark.slow
