@@ -475,6 +475,17 @@ def requeue_interrupted_points(study: optuna.Study) -> int:
     return n
 
 
+def taken_by(trials: Iterable[FrozenTrial], number: int, point: str, seed: int) -> int | None:
+    """The earlier trial that runs or ran ``point`` at ``seed`` (two workers that planned a step at the
+    same moment both queue it), or None when trial ``number`` is the one to train it. Optuna hands out
+    queued trials oldest first, so the earlier of two twins always starts first."""
+    for t in trials:
+        a = t.user_attrs
+        if t.number < number and t.state in (TrialState.RUNNING, TrialState.COMPLETE) and a.get("point") == point and a.get("seed") == seed:
+            return t.number
+    return None
+
+
 @dataclass
 class ScaleObjective(Objective):
     """Train one enqueued point: its spec at its proxy clip, on the proxy data of that clip."""
@@ -493,6 +504,9 @@ class ScaleObjective(Objective):
         a = trial.user_attrs
         if "point" not in a:  # another worker took the last queued point: nothing to train
             raise optuna.TrialPruned("no scaling point queued")
+        twin = taken_by(trial.study.get_trials(deepcopy=False), trial.number, a["point"], int(a["seed"]))
+        if twin is not None:
+            raise optuna.TrialPruned(f"trial {twin} trains this point and seed")
         spec = NetSpec.from_json(a["spec"])
         clip: Clip = (int(a["proxy_clip"][0]), int(a["proxy_clip"][1]), int(a["proxy_clip"][2]))
         seed = int(a["seed"])

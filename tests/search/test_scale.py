@@ -229,3 +229,18 @@ def test_versus_trains_one_axis_alone_at_each_chosen_steps_cost() -> None:
     assert not sc.plan(cfg, unfinished).finished  # the last comparison is still to train
     with pytest.raises(SpecError, match=r"^expansion: shufflenet has no expansion axis to compare with"):
         sc.ScaleConfig(base.to_json(), "expand", ("depth",), to_macs=3e8, versus="expansion")
+
+
+def test_a_point_queued_twice_is_trained_once() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    cfg = sc.ScaleConfig(shufflenet().to_json(), "axes", ("width",), ratios=(2.0,), seeds=1)
+    base = sc.plan(cfg, {}).points[:1]
+    for _ in range(2):  # two workers planned the same step at once
+        study.enqueue_trial({}, user_attrs=base[0].attrs(0))
+    first = study.ask()
+    assert sc.taken_by(study.trials, first.number, base[0].id, 0) is None
+    assert sc.taken_by(study.trials, first.number + 1, base[0].id, 0) == first.number  # the twin, while the first runs
+    assert sc.taken_by(study.trials, first.number + 1, base[0].id, 1) is None  # another seed is not a twin
+    study.tell(first, state=TrialState.FAIL)  # a failed run gives the point up
+    assert sc.taken_by(study.trials, first.number + 1, base[0].id, 0) is None
