@@ -10,6 +10,7 @@ of top-1 per doubling of the cost), :func:`plot_curves` draws them with a log x 
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import math
@@ -206,7 +207,7 @@ def _in_millions(df: pd.DataFrame) -> pd.DataFrame:
 def summary_markdown(run: ScaleRun) -> str:
     """The run's summary: settings, the slope per curve, the expansion path, and every point."""
     cfg = run.config
-    lines = ["# Scaling study", ""]
+    lines = ["# Scaling study", "", f"Points {trained_on(run.points)}.", ""]
     if cfg:
         base = json.loads(cfg["base"]) if "base" in cfg else {}
         lines += [f"Base: {base.get('family', '?')} at width {base.get('width_mult', '?')}; mode `{cfg.get('mode')}`, "
@@ -242,11 +243,17 @@ def summary_markdown(run: ScaleRun) -> str:
     return "\n".join(lines) + "\n"
 
 
+def trained_on(points: pd.DataFrame) -> str:
+    """Where and when the points were trained: their CPUs (``points.csv``'s ``cpu``) and today's date."""
+    cpus = sorted({c.strip() for cell in points.get("cpu", pd.Series(dtype=str)).dropna() for c in str(cell).split(";") if c.strip()})
+    return f"trained on {', '.join(cpus) or 'an unrecorded CPU'}; drawn {datetime.date.today():%Y-%m-%d}"
+
+
 def write_report(folder: str | Path) -> dict[str, Path]:
     """Write ``curves.png`` and ``summary.md`` into a scale run folder; returns their paths."""
     root = Path(folder)
     run = load_scale(root)
-    fig = plot_curves(run.points, run.path)
+    fig = plot_curves(run.points, run.path, title=f"accuracy vs multiply-adds per scaling axis\n{trained_on(run.points)}")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=130)
     paths = {"curves": root / "curves.png", "summary": root / "summary.md"}

@@ -36,6 +36,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from profiler.counting import spec_totals
+from profiler.latency import cpu_name
 from search.budget import validate_for_clip
 from search.searchspace import Clip
 from search.stats import summarize
@@ -515,7 +516,7 @@ class ScaleObjective(Objective):
         latency = self.latency(spec) if self.latency is not None else None
         info = {"family": spec.family, "width_mult": spec.width_mult, "summary": spec.summary(), "macs": c.macs, "params": c.params,
                 "paper_mflops": round(c.paper_flops / 1e6, 3), "activations": c.activations, "feasible": True, "rejected_reason": "",
-                "latency_ms": latency, "task": self.data.task, "worker": worker_id(), "trained": True}  # fmt: skip
+                "latency_ms": latency, "task": self.data.task, "worker": worker_id(), "cpu": cpu_name(), "trained": True}  # fmt: skip
         for k, v in info.items():
             trial.set_user_attr(k, v)
         try:
@@ -561,13 +562,17 @@ def run_scale(
 
 
 def points_frame(cfg: ScaleConfig, final: Plan, trials: Iterable[FrozenTrial]) -> pd.DataFrame:
-    """One row per planned point: where it sits, its cost and its accuracy over seeds (mean, sample sd)."""
+    """One row per planned point: where it sits, its cost, its accuracy over seeds (mean, sample sd) and
+    the CPUs that trained it."""
     trials = list(trials)
     results = results_of(trials)
     latency: dict[str, list[float]] = {}
+    cpus: dict[str, dict[str, None]] = {}
     for t in trials:
         if t.user_attrs.get("latency_ms") is not None and "point" in t.user_attrs:
             latency.setdefault(t.user_attrs["point"], []).append(float(t.user_attrs["latency_ms"]))
+        if t.user_attrs.get("cpu") and "point" in t.user_attrs:
+            cpus.setdefault(t.user_attrs["point"], {})[str(t.user_attrs["cpu"])] = None
     on_path = {p.id for p in final.path}
     rows = []
     for p in final.points:
@@ -580,7 +585,7 @@ def points_frame(cfg: ScaleConfig, final: Plan, trials: Iterable[FrozenTrial]) -
             "cost_ratio": c.macs / macs(cfg.spec), "accuracy_mean": s.mean if s else math.nan, "accuracy_sd": s.sd if s else math.nan,
             "seeds_done": len(r.accuracies), "latency_ms": summarize(latency[p.id]).mean if p.id in latency else math.nan,
             "on_path": p.id in on_path, "clip": "x".join(map(str, p.spec.clip)), "proxy_clip": "x".join(map(str, p.proxy_clip)),
-            "summary": p.spec.summary(), "spec": json.dumps(p.spec.to_dict()),
+            "summary": p.spec.summary(), "spec": json.dumps(p.spec.to_dict()), "cpu": "; ".join(cpus.get(p.id, {})),
         })  # fmt: skip
     return pd.DataFrame(rows)
 

@@ -44,6 +44,9 @@ def check_outputs(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     assert path["macs"].is_monotonic_increasing and list(path["step"]) == list(range(len(path)))
     assert points["accuracy_mean"].notna().all()
     assert (out / "curves.png").stat().st_size > 1000 and "## Expansion path" in (out / "summary.md").read_text()
+    from profiler.latency import cpu_name
+
+    assert (points["cpu"] == cpu_name()).all() and f"Points trained on {cpu_name()}; drawn" in (out / "summary.md").read_text()
     assert set(json.loads((out / "scale.json").read_text())) >= {"base", "mode", "axes", "to_macs"}
     return points, path
 
