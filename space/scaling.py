@@ -122,6 +122,8 @@ def family_knobs(spec: NetSpec) -> dict[str, Any]:
     for name in ("t_kernel", "se", "shortcut"):
         if name in params:
             kw[name] = getattr(first, name)
+    if "head_act" in params:
+        kw["head_act"] = spec.head.act
     factory = model_info(spec.family).factory
     try:
         mults = [1.0] * len(spec.stages)
