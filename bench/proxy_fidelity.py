@@ -121,8 +121,8 @@ def enqueue_missing(study: optuna.Study, archs: list[tuple[str, dict[str, Any]]]
 
 def run_protocol(
     storage: Any, name: str, proxy: ProxyConfig, archs: list[tuple[str, dict[str, Any]]], seeds: tuple[int, ...], *, quiet: bool
-) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """Train what protocol ``name`` lacks; return its runs and epochs tables and the task's classes."""
+) -> int:
+    """Train what protocol ``name`` lacks; return the task's number of classes."""
     from tqdm import tqdm
 
     config = protocol_config(proxy)
@@ -141,7 +141,19 @@ def run_protocol(
         run_worker(study, config, data, n_trials=0, on_trial=on_trial, objective=fid.CpuTimed(Objective(config, data)))
     finally:
         bar.close()
-    return (*fid.trial_tables(fid.current_trials(study.get_trials(deepcopy=False), archs), name), data.num_classes)
+    return data.num_classes
+
+
+def protocol_tables(storage: Any, protocols: list[str], archs: list[tuple[str, dict[str, Any]]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The runs and epochs tables of every protocol, read after all of them trained (another process of
+    the same command may have finished a run of an earlier protocol since this one moved on)."""
+    runs, epochs = [], []
+    for name in protocols:
+        study = optuna.load_study(study_name=f"fidelity.{name}", storage=storage)
+        r, e = fid.trial_tables(fid.current_trials(study.get_trials(deepcopy=False), archs), name)
+        runs.append(r)
+        epochs.append(e)
+    return pd.concat(runs, ignore_index=True), pd.concat(epochs, ignore_index=True)
 
 
 def architecture_table(runs: pd.DataFrame, protocols: list[str]) -> str:
@@ -299,13 +311,11 @@ def measure(args: argparse.Namespace, command: str) -> int:
         archs = sorted((a for a in archs if runs_at(a[1], base.clip)), key=lambda a: macs_of(a[1]))[:TINY_ARCHITECTURES]
     args.out.mkdir(parents=True, exist_ok=True)
     storage = open_storage(sqlite_url(args.out / "fidelity.db"))
-    runs, epochs, classes = [], [], 0
+    classes = 0
     for name, proxy in protocols.items():
         seeds = tuple(range(args.reference_seeds if name == "reference" else args.seeds))
-        r, e, classes = run_protocol(storage, name, proxy, archs, seeds, quiet=args.quiet)
-        runs.append(r)
-        epochs.append(e)
-    all_runs, all_epochs = pd.concat(runs, ignore_index=True), pd.concat(epochs, ignore_index=True)
+        classes = run_protocol(storage, name, proxy, archs, seeds, quiet=args.quiet)
+    all_runs, all_epochs = protocol_tables(storage, list(protocols), archs)
     chance = 100.0 / classes
     text = report(all_runs, all_epochs, protocols, [a for a, _ in archs], chance=chance, command=command)
     write_text(args.out / "runs.csv", all_runs.to_csv(index=False))

@@ -131,3 +131,32 @@ def test_the_replay_table_says_why_it_is_missing_instead_of_failing() -> None:
     assert pf.replay_table(runs, pd.DataFrame(one_epoch, columns=columns), 2)[0].startswith("No pruning replay: no default run reached")
     gaps = [(a, p, s, 2 if i % 2 else 1, acc) for i, (a, p, s, _, acc) in enumerate(one_epoch)]  # each run lacks an epoch
     assert pf.replay_table(runs, pd.DataFrame(gaps, columns=columns), 2)[0].startswith("No pruning replay: no default run has all")
+
+
+def test_the_report_holds_runs_another_process_finished_while_this_one_trained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from optuna.distributions import CategoricalDistribution
+
+    choices: dict[str, dict[Any, None]] = {}
+    for _, params in pf.fid.architecture_set():
+        for k, v in params.items():
+            choices.setdefault(k, {})[v] = None
+
+    def add_run(storage: Any, protocol: str, label: str, params: dict[str, Any], seed: int) -> None:
+        study = optuna.create_study(study_name=f"fidelity.{protocol}", storage=storage, load_if_exists=True, direction="maximize")
+        dists = {k: CategoricalDistribution(tuple(choices[k])) for k in params}
+        attrs = {"label": label, "seed": seed, "accuracy": 20.0 + seed, "cpu_seconds": 1.0, "family": params["family"], "macs": 1}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=1.0, user_attrs=attrs))
+
+    def fake_run(storage: Any, name: str, proxy: Any, archs: list[Any], seeds: tuple[int, ...], *, quiet: bool) -> int:
+        for label, params in archs:
+            for seed in seeds:
+                if (name, label, seed) != ("default", archs[0][0], 1):  # that run is another process's
+                    add_run(storage, name, label, params, seed)
+        if name == "reference":  # meanwhile the other process finished its default run
+            add_run(storage, "default", archs[0][0], archs[0][1], 1)
+        return 10
+
+    monkeypatch.setattr(pf, "run_protocol", fake_run)
+    assert pf.main(["--tiny", "--out", str(tmp_path), "--quiet"]) == 0
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert len(runs[runs["protocol"] == "default"]) == 2 * pf.TINY_ARCHITECTURES
