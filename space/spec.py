@@ -429,7 +429,10 @@ class NetSpec:
         out = []
         for kind, context, part in self._parts():
             bins = sgs_bins.get(part.path) if sgs_bins and kind == "sgs" else None
-            seen: dict[tuple[Any, ...], tuple[SegmentKey, tuple[Any, ...]]] = part.__dict__.setdefault("_segments", {})
+            memo = part.__dict__.get("_segments")
+            if memo is None or memo[0] != _generation:  # new part, or _SEGMENTS was cleared since
+                memo = part.__dict__["_segments"] = (_generation, {})
+            seen: dict[tuple[Any, ...], tuple[SegmentKey, tuple[Any, ...]]] = memo[1]
             where = (*context, x, bins)
             segment = seen.get(where)
             if segment is None:
@@ -562,6 +565,17 @@ _SEGMENTS: dict[SegmentKey, tuple[Any, ...]] = {}
 which the garbage collector stops tracking at its next pass (a nested new tuple can take a pass per level,
 and each object still tracked when it reaches the oldest generation brings the next full collection closer)."""
 
+_generation = 0
+"""Bumped whenever ``_SEGMENTS`` is cleared: each spec part's own memo of its segments (``NetSpec._walk``)
+is dropped at its next use, so it holds no more than ``_SEGMENTS`` does."""
+
+
+def _clear_segments() -> None:
+    global _generation
+    _SEGMENTS.clear()
+    _generation += 1
+
+
 CACHE_SIZE = 1 << 18
 """Entries each large trace or cost cache holds (an LRU cache drops its least recently used entry, a
 plain dict empties when full)."""
@@ -633,7 +647,7 @@ def _trace_segment(trace_key: SegmentKey, part: Any) -> tuple[Any, ...]:
             units.append(unit)
         x = y
     if len(_SEGMENTS) >= CACHE_SIZE:
-        _SEGMENTS.clear()
+        _clear_segments()
     trace = _SEGMENTS[trace_key] = (x, *units)
     return trace
 
@@ -661,7 +675,7 @@ def clear_trace_cache() -> None:
     path with it)."""
     _unit.cache_clear()
     trace_unit.cache_clear()
-    _SEGMENTS.clear()
+    _clear_segments()
     _VALID_STAGES.clear()
 
 

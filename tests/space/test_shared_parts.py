@@ -111,3 +111,14 @@ def test_one_part_at_two_positions_with_the_same_input_names_each_position() -> 
     names = [layer.name for layer in spec.layers]
     assert "stages.0.0.dw" in names and "stages.1.0.dw" in names and len(names) == len(set(names))
     assert [key[:2] for key, _ in spec.traced_segments()] == [("stem", 16), ("stage", 0), ("stage", 1), ("head", 3)]
+
+
+def test_clearing_the_trace_cache_also_clears_each_parts_own_segments(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = space.paper_spec("shufflenet", width_mult=0.5)
+    first = spec._walk(None)
+    traced: list[object] = []
+    real = spec_module._trace_segment
+    monkeypatch.setattr(spec_module, "_trace_segment", lambda key, part: traced.append(key) or real(key, part))
+    assert spec._walk(None) == first and not traced  # remembered by the parts
+    spec_module.clear_trace_cache()
+    assert spec._walk(None) == first and len(traced) == len(first)  # traced again, every segment
