@@ -32,7 +32,6 @@ Writes ``<out>/<mode>.md`` (and CSVs) and prints the tables.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import datetime
 import shlex
@@ -49,12 +48,12 @@ from profiler.latency import cpu_name
 from search import finalize as fin
 from search import front
 from search.budget import Budget
-from search.fidelity import CPU_ATTR, CpuTimed
+from search.fidelity import CPU_ATTR, QUEUED_SOURCES, cpu_seconds
+from search.jobs import JobSpec, parse_jobs, run_jobs
 from search.searchspace import FAMILIES, check_families, paper_presets, preset_params
 from search.stats import TEST, compare, summarize
 from search.study import (
     PRUNERS,
-    Objective,
     ProxyConfig,
     SearchConfig,
     load_proxy,
@@ -67,25 +66,17 @@ from search.study import (
 from space.files import write_text
 from space.spec import E3DError
 
+HEARTBEAT = 10
+"""Seconds between a worker's heartbeats (a dead worker's trial is re-run)."""
 TINY = ProxyConfig(clip=(8, 32, 32), train_samples=16, val_samples=16, test_samples=16, epochs=1, batch_size=8, threads=1)
 FRONT_MFLOPS = 1000.0
-QUEUED = ("baseline", "sweep")
 
 
 class BenchError(E3DError):
     """A benchmark that cannot run as asked."""
 
 
-class BudgetSpentError(Exception):
-    """Raised from the trial callback once a search has used its CPU time (stops the worker)."""
-
-
 # -- CPU time ---------------------------------------------------------------------------------------
-
-
-def cpu_seconds(trials: list[FrozenTrial], *, searched: bool) -> float:
-    """CPU seconds the trials took: the searched ones (``searched``) or the enqueued presets."""
-    return sum(float(t.user_attrs.get(CPU_ATTR, 0.0)) for t in trials if (t.user_attrs.get("source") not in QUEUED) == searched)
 
 
 def check_budget(budget_s: float, cheapest_s: float) -> None:
@@ -97,21 +88,22 @@ def check_budget(budget_s: float, cheapest_s: float) -> None:
         )
 
 
-def run_trials(study: optuna.Study, config: SearchConfig, data: Any, *, budget_s: float | None, quiet: bool) -> None:
-    """Run the study's worker until its queue is empty (``budget_s`` None) or its searched trials
-    have used ``budget_s`` CPU seconds (counting those of earlier runs of this command)."""
-
-    def on_trial(t: FrozenTrial) -> None:
-        if not quiet:
-            print(trial_line(t), file=sys.stderr)
-        if budget_s is not None and cpu_seconds(study.get_trials(deepcopy=False), searched=True) >= budget_s:
-            raise BudgetSpentError
-
-    if budget_s is not None and cpu_seconds(study.get_trials(deepcopy=False), searched=True) >= budget_s:
-        return
+def run_trials(study: optuna.Study, config: SearchConfig, args: argparse.Namespace, *, budget_s: float | None = None) -> None:
+    """Run the study's queue (``budget_s`` None), or search until its searched trials have used
+    ``budget_s`` CPU seconds (counting those of earlier runs of this command): in this process, or in
+    ``--jobs`` worker processes (:mod:`search.jobs`), which all finish before this returns."""
     n = 0 if budget_s is None else 10**9
-    with contextlib.suppress(BudgetSpentError):
-        run_worker(study, config, data, n_trials=n, on_trial=on_trial, objective=CpuTimed(Objective(config, data)))
+    on_trial = None if args.quiet else (lambda t: print(trial_line(t), file=sys.stderr))
+    if args.jobs > 1:
+        run_jobs(
+            study,
+            JobSpec(args.url, study.study_name, config, n, None, HEARTBEAT, None, cpu_budget_s=budget_s),
+            jobs=args.jobs,
+            on_trial=on_trial,
+        )
+        return
+    data = load_proxy(config.proxy, progress=not args.quiet, test=config.kind == "final")
+    run_worker(study, config, data, n_trials=n, on_trial=on_trial, cpu_budget_s=budget_s)
 
 
 # -- the presets, once ------------------------------------------------------------------------------
@@ -125,7 +117,7 @@ def presets(families: tuple[str, ...], *, tiny: bool = False) -> list[tuple[str,
     return [(f, w) for f in families for w in dict.fromkeys((min(x for g, x in out if g == f), max(x for g, x in out if g == f)))]
 
 
-def presets_study(storage: Any, proxy: ProxyConfig, chosen: list[tuple[str, float]], *, quiet: bool) -> list[FrozenTrial]:
+def presets_study(storage: Any, proxy: ProxyConfig, chosen: list[tuple[str, float]], args: argparse.Namespace) -> list[FrozenTrial]:
     """Train the ``chosen`` presets once (seed 0); returns their completed trials."""
     families = tuple(dict.fromkeys(f for f, _ in chosen))
     config = SearchConfig(budget=Budget(), families=families, proxy=proxy, pruner="none", baselines=False, kind="sweep")
@@ -135,7 +127,7 @@ def presets_study(storage: Any, proxy: ProxyConfig, chosen: list[tuple[str, floa
         label = preset_label(family, width)
         if label not in held:
             study.enqueue_trial(preset_params(family, width), user_attrs={"source": "sweep", "seed": 0, "label": label})
-    run_trials(study, config, load_proxy(proxy, progress=not quiet), budget_s=None, quiet=quiet)
+    run_trials(study, config, args)
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.user_attrs.get("trained")]
 
 
@@ -152,7 +144,7 @@ def front_members(study: optuna.Study, k: int) -> list[fin.Finalist]:
     done = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.user_attrs.get("trained") and t.user_attrs.get("feasible", True) and t.user_attrs.get("source") not in QUEUED
+        if t.user_attrs.get("trained") and t.user_attrs.get("feasible", True) and t.user_attrs.get("source") not in QUEUED_SOURCES
     ]
     if not done:
         raise BenchError(f"study {study.study_name!r} has no completed searched trials: there is no front to benchmark")
@@ -227,13 +219,12 @@ def run_front(args: argparse.Namespace, storage: Any, proxy: ProxyConfig, traine
             baselines=False, seed=args.seed,
         )  # fmt: skip
         study, config, _ = open_study("front", storage, config)
-        run_trials(study, config, load_proxy(proxy, progress=not args.quiet), budget_s=budget_s, quiet=args.quiet)
+        run_trials(study, config, args, budget_s=budget_s)
     members = front_members(study, args.max_members)
     presets_f = [fin.Finalist(preset_label(f, w), "preset", preset_params(f, w), None) for f, w in presets(args.families, tiny=args.tiny)]
     seeds = fin.final_seeds(config, args.final_seeds)
     final = fin.open_final(study, config, [*members, *presets_f], seeds)
-    data = load_proxy(fin.final_config(config).proxy, progress=not args.quiet, test=True)
-    run_trials(final, fin.final_config(config), data, budget_s=None, quiet=args.quiet)
+    run_trials(final, fin.final_config(config), args)
     runs = final_runs(final, seeds)
     write_text(args.out / "front.csv", runs.to_csv(index=False))
     spent = cpu_seconds(study.get_trials(deepcopy=False), searched=True)
@@ -242,7 +233,7 @@ def run_front(args: argparse.Namespace, storage: Any, proxy: ProxyConfig, traine
         f"budget {budget_s / 60:.1f} CPU-min = the presets' once) and {len(presets_f)} presets, seeds {', '.join(map(str, seeds))}; "
         f"{TEST}"
     )
-    return head + "\n\n" + front_report(runs, chance=100.0 / data.num_classes)
+    return head + "\n\n" + front_report(runs, chance=args.chance)
 
 
 # -- budgets mode -----------------------------------------------------------------------------------
@@ -261,14 +252,12 @@ def run_budgets(args: argparse.Namespace, storage: Any, proxy: ProxyConfig, trai
             from search.study import enqueue_baselines
 
             enqueue_baselines(study, config)
-        data = load_proxy(proxy, progress=not args.quiet)
-        run_trials(study, config, data, budget_s=budget_s, quiet=args.quiet)
+        run_trials(study, config, args, budget_s=budget_s)
         chosen = fin.finalists(study, config, top_k=args.top_k)
         seeds = fin.final_seeds(config, args.final_seeds)
         final = fin.open_final(study, config, chosen, seeds)
-        fdata = load_proxy(fin.final_config(config).proxy, progress=not args.quiet, test=True)
-        run_trials(final, fin.final_config(config), fdata, budget_s=None, quiet=args.quiet)
-        table = fin.final_table(final, chosen, seeds, chance=100.0 / fdata.num_classes)
+        run_trials(final, fin.final_config(config), args)
+        table = fin.final_table(final, chosen, seeds, chance=args.chance)
         write_text(args.out / f"budget{mflops:g}.csv", table.to_csv(index=False))
         spent = cpu_seconds(study.get_trials(deepcopy=False), searched=True)
         top = table[table["role"] == "candidate"].iloc[0]
@@ -302,7 +291,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--storage", help="database URL (default: sqlite <out>/bench.db)")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch threads per trial (default: torch's; 1 with --jobs)")
+    p.add_argument("--jobs", type=parse_jobs, default=1, help="worker processes training side by side, or auto (search.jobs; default 1)")
     p.add_argument("--tiny", action="store_true", help="smoke run: tiny clips and sets, 1 epoch, 2 presets per family")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -332,14 +322,17 @@ def main(argv: list[str] | None = None) -> int:
 def bench(args: argparse.Namespace, command: str) -> int:
     """The presets once, then the chosen mode; writes ``<out>/<mode>.md`` and prints it."""
     base = TINY if args.tiny else ProxyConfig()
-    proxy = dataclasses.replace(base, task=args.task, threads=args.threads or base.threads)
+    proxy = dataclasses.replace(base, task=args.task, threads=args.threads or (1 if args.jobs > 1 else base.threads))
     args.out.mkdir(parents=True, exist_ok=True)
-    storage = open_storage(args.storage or sqlite_url(args.out / "bench.db"))
-    trained = presets_study(storage, proxy, presets(args.families, tiny=args.tiny), quiet=args.quiet)
+    args.url = args.storage or sqlite_url(args.out / "bench.db")
+    storage = open_storage(args.url, heartbeat=HEARTBEAT)
+    args.chance = 100.0 / load_proxy(proxy, progress=not args.quiet, test=True).num_classes  # and every split cached for the jobs
+    trained = presets_study(storage, proxy, presets(args.families, tiny=args.tiny), args)
     if not trained:
         raise BenchError("no preset finished training: nothing to measure the CPU budget with")
     body = (run_front if args.mode == "front" else run_budgets)(args, storage, proxy, trained)
-    when = f"{datetime.datetime.now():%Y-%m-%d %H:%M}, {cpu_name()}, {proxy.threads or torch.get_num_threads()} torch threads per trial"
+    threads = f"{proxy.threads or torch.get_num_threads()} torch threads per trial" + (f", {args.jobs} jobs" if args.jobs > 1 else "")
+    when = f"{datetime.datetime.now():%Y-%m-%d %H:%M}, {cpu_name()}, {threads}"
     head = f"# Search vs presets, {args.mode} ({when})"
     text = f"{head}\n\n`{command}`\n\nproxy: {proxy.describe()}; task {proxy.task}\n\n{body}\n"
     write_text(args.out / f"{args.mode}.md", text)

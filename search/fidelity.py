@@ -270,6 +270,16 @@ class CpuTimed:
             trial.set_user_attr(CPU_ATTR, time.process_time() - start)
 
 
+QUEUED_SOURCES = ("baseline", "sweep")
+"""Trial ``source`` of the presets a study was given (not searched)."""
+
+
+def cpu_seconds(trials: Sequence[FrozenTrial], *, searched: bool = True) -> float:
+    """CPU seconds (:data:`CPU_ATTR`) that the searched trials took, or with ``searched`` False the
+    given presets (:data:`QUEUED_SOURCES`)."""
+    return sum(float(t.user_attrs.get(CPU_ATTR, 0.0)) for t in trials if (t.user_attrs.get("source") not in QUEUED_SOURCES) == searched)
+
+
 def current_trials(trials: Sequence[FrozenTrial], archs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[FrozenTrial]:
     """The trials that ran an architecture of ``archs`` as it is now: their ``label`` is in ``archs``
     and their parameters (a queued trial's fixed ones) build the same spec: a label whose sampled spec

@@ -103,6 +103,8 @@ class JobSpec:
     scale: Any = None
     """A ``search.scale.ScaleConfig``: each job works through that scaling plan (``run_scale``) instead
     of running search trials (``n_trials`` and ``timeout`` are then unused)."""
+    cpu_budget_s: float | None = None
+    """Stop once the study's searched trials have used this many CPU seconds (``run_worker``)."""
 
 
 def run_jobs(
@@ -176,8 +178,11 @@ def _job(spec: JobSpec, index: int, messages: Any) -> None:
 
             run_scale(study, config, spec.scale, latency=latency, on_trial=on_trial)
         else:
-            data = st.load_proxy(config.proxy, progress=False)
-            done = st.run_worker(study, config, data, n_trials=spec.n_trials, timeout=spec.timeout, latency=latency, on_trial=on_trial)
+            data = st.load_proxy(config.proxy, progress=False, test=config.kind == "final")  # finalization scores on test
+            done = st.run_worker(
+                study, config, data, n_trials=spec.n_trials, timeout=spec.timeout, latency=latency, on_trial=on_trial,
+                cpu_budget_s=spec.cpu_budget_s,
+            )  # fmt: skip
             report = dataclasses.asdict(done)
         messages.put(("done", {"job": index, "pid": os.getpid(), **report}))
     except KeyboardInterrupt:

@@ -38,6 +38,7 @@ from optuna.trial import FrozenTrial, TrialState
 from profiler.counting import spec_totals
 from profiler.datacost import Bins, data_cost, dataset_bins
 from search.budget import Budget, Screen, feasible_families, screen, validate_for_clip
+from search.fidelity import CpuTimed, cpu_seconds
 from search.searchspace import SPACE, Clip, check_families, paper_presets, preset_params, sample_params, spec_from_params
 from space.spec import E3DError, NetSpec, SGSSpec, SpecError
 
@@ -853,10 +854,13 @@ def run_worker(
     latency: Callable[[NetSpec], float] | None = None,
     on_trial: Callable[[FrozenTrial], None] | None = None,
     objective: Callable[[optuna.Trial], float | list[float]] | None = None,
+    cpu_budget_s: float | None = None,
 ) -> WorkerReport:
     """Run trials until the study holds ``n_trials`` trained searched trials (all baselines are
-    trained too), or ``timeout`` seconds pass. Several workers may run this on one study; each
-    checks the count between its trials, so together they may train up to (workers - 1) more.
+    trained too), or its searched trials have used ``cpu_budget_s`` CPU seconds (every trial stores
+    its CPU time, :class:`search.fidelity.CpuTimed`), or ``timeout`` seconds pass. Several workers
+    may run this on one study; each checks between its trials, so together they may train up to
+    (workers - 1) more.
     Before returning, a worker waits for the trials still running elsewhere to finish or to be
     failed as stale (their worker died), and runs the retries of the latter. ``objective`` replaces
     the search's :class:`Objective` (``e3d scale`` trains the points it enqueued)."""
@@ -875,12 +879,13 @@ def run_worker(
             report.trained += 1
         if on_trial is not None:
             on_trial(t)
-        if _done(st, n_trials):
+        if _done(st, n_trials, cpu_budget_s):
             st.stop()
 
     report.index = seed_sampler(study, config)
     requeue_interrupted(study)
     objective = objective or Objective(config, data, latency)
+    timed = objective if isinstance(objective, CpuTimed) else CpuTimed(objective)
     from search.train import NonFiniteLossError
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -888,9 +893,9 @@ def run_worker(
     logging.getLogger("optuna.study._optimize").addFilter(_QUIET_TAKEN_OVER)
     heartbeat = study._storage.get_heartbeat_interval() if isinstance(study._storage, RDBStorage) else None
     while timeout is None or time.perf_counter() - start < timeout:
-        if not _done(study, n_trials):
+        if not _done(study, n_trials, cpu_budget_s):
             left = None if timeout is None else timeout - (time.perf_counter() - start)
-            guarded = _Guarded(objective)
+            guarded = _Guarded(timed)
             try:
                 study.optimize(guarded, timeout=left, callbacks=[callback], catch=(NonFiniteLossError,), gc_after_trial=True)
             except (optuna.exceptions.UpdateFinishedTrialError, ValueError, AssertionError):
@@ -912,9 +917,12 @@ def run_worker(
     return report
 
 
-def _done(study: optuna.Study, n_trials: int) -> bool:
-    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-    return not waiting and count_trained(study, source="search") >= n_trials
+def _done(study: optuna.Study, n_trials: int, cpu_budget_s: float | None = None) -> bool:
+    if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        return False
+    if cpu_budget_s is not None and cpu_seconds(study.get_trials(deepcopy=False)) >= cpu_budget_s:
+        return True
+    return count_trained(study, source="search") >= n_trials
 
 
 __all__ = [

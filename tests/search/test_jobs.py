@@ -71,3 +71,25 @@ def test_a_job_that_fails_is_one_error(tmp_path: Path) -> None:
     study, _, _ = st.open_study("other", st.open_storage(url), config)
     with pytest.raises(Exception, match="job 0: StudyConfigError: no study 'missing' to resume"):
         run_jobs(study, spec, jobs=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_cpu_budget_stops_the_search_after_the_trial_that_reached_it(tmp_path: Path, jobs: int) -> None:
+    from search.fidelity import CPU_ATTR, cpu_seconds
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    config = st.SearchConfig(budget=Budget(mflops=200), families=("mobilenet",), proxy=PROXY, pruner="none", baselines=False)
+    study, config, _ = st.open_study("cpu", st.open_storage(url, heartbeat=2), config)
+    st.load_proxy(config.proxy, progress=False)
+    budget_s = 1.5
+    if jobs == 1:
+        st.run_worker(study, config, st.load_proxy(config.proxy, progress=False), n_trials=10**9, cpu_budget_s=budget_s)
+    else:
+        run_jobs(study, JobSpec(url, "cpu", config, 10**9, None, 2, None, cpu_budget_s=budget_s), jobs=jobs)
+    done = sorted(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED)), key=lambda t: t.datetime_complete)
+    assert done and all(t.user_attrs[CPU_ATTR] > 0 for t in done)  # every trial stores its CPU time
+    spent = cpu_seconds(done)
+    # it reached the budget, and after the trial that did only the ones already running elsewhere finished
+    assert spent >= budget_s and spent - sum(t.user_attrs[CPU_ATTR] for t in done[-jobs:]) < budget_s
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
