@@ -326,6 +326,48 @@ def plot_paper_speed(*, results: pd.DataFrame | None = None, results_title: str 
     return fig
 
 
+def plot_front_vs_presets(runs: pd.DataFrame, *, chance: float, title: str | None = None, ax: Axes | None = None) -> Figure:
+    """The decisive benchmark's final runs (``bench.search_vs_presets``: ``label``, ``role`` candidate or
+    preset, ``seed``, ``test_accuracy``, ``macs_m``): each network's test accuracy as mean ± sample sd
+    over its seeds (:func:`search.stats.summarize`) against its multiply-adds, searched networks as black
+    diamonds and presets as circles in their family's colour, each group's front of means as a step line
+    (the staircase whose area to the reference point is the hypervolume), and that reference point."""
+    from search.front import REF_MACS, pareto_front
+    from search.stats import summarize
+
+    fig, ax = _axes(ax, figsize=(7.0, 4.6))
+    if runs.empty:
+        _empty(ax, "no final runs yet")
+        return fig
+    labels = []
+    for role, name, style in (("candidate", "searched", "-"), ("preset", "presets", "--")):
+        means = []
+        for label, g in runs[runs["role"] == role].groupby("label", sort=False):
+            s, macs = summarize(g["test_accuracy"]), float(g["macs_m"].iloc[0])
+            family = "searched" if role == "candidate" else str(label).split()[1]
+            color = "black" if role == "candidate" else _color(family)
+            yerr = s.sd if s.n > 1 else None
+            ax.errorbar(macs, s.mean, yerr=yerr, fmt=_MARKERS[role == "candidate"], color=color, ms=5, capsize=2, label=family)
+            means.append((s.mean, macs))
+            labels.append((macs, s.mean, str(label).removeprefix("preset ").removeprefix("search "), color))
+        front = pareto_front(means)
+        if front:
+            xs = [m for _, m in front] + [REF_MACS]
+            ys = [a for a, _ in front] + [front[-1][0]]
+            ax.step(xs, ys, where="post", ls=style, color="0.2" if role == "candidate" else "0.55", lw=1, label=f"front of {name} (means)")
+    ax.plot([REF_MACS], [chance], marker="x", color="0.3", ls="none", label=f"reference ({chance:.0f}%, {REF_MACS:g} M)")
+    handles, names = ax.get_legend_handles_labels()
+    unique = dict(zip(names, handles, strict=True))  # one entry per family
+    _log_if_wide(ax, runs["macs_m"], None)
+    _label_points(ax, labels)
+    ax.set_xlabel("multiply-adds per 16x112x112 clip (M)")
+    ax.set_ylabel("test top-1 accuracy (%), mean ± sample sd over seeds")
+    ax.legend(unique.values(), unique.keys(), loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=3, fontsize=8, frameon=False)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
+
+
 def save_figure(fig: Figure, out: Path, stem: str, *, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
     """Write ``fig`` as ``out/stem.<format>`` for each format; returns the paths."""
     import io

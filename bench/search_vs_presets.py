@@ -44,6 +44,8 @@ import pandas as pd
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from analysis.plots import plot_front_vs_presets, save_figure
+from analysis.scaling import trained_on
 from profiler.latency import cpu_name
 from search import finalize as fin
 from search import front
@@ -154,7 +156,7 @@ def front_members(study: optuna.Study, k: int) -> list[fin.Finalist]:
 
 
 def final_runs(final: optuna.Study, seeds: tuple[int, ...]) -> pd.DataFrame:
-    """One row per finished final run: label, role, seed, test accuracy, macs (M)."""
+    """One row per finished final run: label, role, seed, test accuracy, macs (M), the CPU it ran on."""
     rows = [
         {
             "label": a["label"],
@@ -162,11 +164,13 @@ def final_runs(final: optuna.Study, seeds: tuple[int, ...]) -> pd.DataFrame:
             "seed": int(a["seed"]),
             "test_accuracy": float(a["test_accuracy"]),
             "macs_m": a["macs"] / 1e6,
+            "cpu": a.get("cpu", ""),
         }
         for t in final.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if (a := t.user_attrs).get("test_accuracy") is not None and a.get("seed") in seeds
     ]
-    return pd.DataFrame(rows, columns=["label", "role", "seed", "test_accuracy", "macs_m"]).drop_duplicates(["label", "seed"], keep="last")
+    columns = ["label", "role", "seed", "test_accuracy", "macs_m", "cpu"]
+    return pd.DataFrame(rows, columns=columns).drop_duplicates(["label", "seed"], keep="last")
 
 
 def front_report(runs: pd.DataFrame, *, chance: float) -> str:
@@ -227,6 +231,8 @@ def run_front(args: argparse.Namespace, storage: Any, proxy: ProxyConfig, traine
     run_trials(final, fin.final_config(config), args)
     runs = final_runs(final, seeds)
     write_text(args.out / "front.csv", runs.to_csv(index=False))
+    title = f"searched front vs the Table 8 presets, {args.task} task, test split\n{trained_on(runs)}"
+    save_figure(plot_front_vs_presets(runs, chance=args.chance, title=title), args.out, "front", formats=("png",))
     spent = cpu_seconds(study.get_trials(deepcopy=False), searched=True)
     head = (
         f"Front search: {len(members)} front members (of {study.study_name!r}, {spent / 60:.1f} CPU-min of trials; "

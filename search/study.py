@@ -37,6 +37,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from profiler.counting import spec_totals
 from profiler.datacost import Bins, data_cost, dataset_bins
+from profiler.latency import cpu_name
 from search.budget import Budget, Screen, feasible_families, screen, validate_for_clip
 from search.fidelity import CpuTimed, cpu_seconds
 from search.searchspace import SPACE, Clip, check_families, paper_presets, preset_params, sample_params, spec_from_params
@@ -512,6 +513,7 @@ class Objective:
             "seed": seed,
             "task": self.data.task,
             "worker": worker_id(),
+            "cpu": cpu_name(),
         }
         if spec.sgs:
             attrs["macs_upper_bound"] = spec_totals(spec).macs

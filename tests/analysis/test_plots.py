@@ -184,3 +184,37 @@ def test_log_axes_read_as_plain_numbers() -> None:
     _boxes(fig)  # draws the figure, which sets the tick labels
     texts = [t.get_text() for t in fig.axes[0].get_xticklabels(which="both") if t.get_text()]
     assert "100" in texts and not [t for t in texts if "10^" in t or "times" in t], texts
+
+
+def test_front_vs_presets_draws_means_with_sample_sd_and_each_groups_front() -> None:
+    import pandas as pd
+
+    from analysis.plots import plot_front_vs_presets
+
+    runs = [
+        ("search #3", "candidate", 60.0, 62.0, 80.0),
+        ("search #9", "candidate", 71.0, 73.0, 300.0),
+        ("preset mobilenetv2 0.2x", "preset", 41.0, 43.0, 60.0),
+        ("preset mobilenetv2 0.45x", "preset", 31.0, 33.0, 120.0),  # dominated by the 0.2x: not on the presets' front
+        ("preset shufflenet 1x", "preset", 65.0, 67.0, 190.0),
+    ]
+    rows = [
+        {"label": label, "role": role, "seed": seed, "test_accuracy": acc, "macs_m": macs}
+        for label, role, a1, a2, macs in runs
+        for seed, acc in ((1, a1), (2, a2))
+    ]
+    fig = plot_front_vs_presets(pd.DataFrame(rows), chance=10.0, title="t")
+    ax = fig.axes[0]
+    names = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert sorted(names) == sorted(
+        ["searched", "mobilenetv2", "shufflenet", "front of searched (means)", "front of presets (means)", "reference (10%, 1000 M)"]
+    )  # one entry per family
+    steps = {line.get_label(): list(zip(line.get_xdata(), line.get_ydata(), strict=True)) for line in ax.get_lines()}
+    assert steps["front of searched (means)"] == [(80.0, 61.0), (300.0, 72.0), (1000.0, 72.0)]
+    assert steps["front of presets (means)"] == [(60.0, 42.0), (190.0, 66.0), (1000.0, 66.0)]
+    # error bars are the sample sd of two seeds: sqrt(2) for a 2-point gap
+    bars = [c for c in ax.containers if c.has_yerr]
+    segs = [seg for c in bars for seg in c.lines[2][0].get_segments()]
+    assert len(segs) == 5 and all(abs((s[1][1] - s[0][1]) / 2 - 2**0.5) < 1e-9 for s in segs)
+    empty = plot_front_vs_presets(pd.DataFrame(columns=["label", "role", "seed", "test_accuracy", "macs_m"]), chance=10.0)
+    assert [t.get_text() for t in empty.axes[0].texts] == ["no final runs yet"]
