@@ -1,7 +1,7 @@
 """The decisive benchmark: does the search beat hand-scaling on data it never selected on?
 
-Run: python -m bench.search_vs_presets --mode front   [--out runs/search-vs-presets] [--final-seeds 3]
-     python -m bench.search_vs_presets --mode budgets [--budgets 100,200,500] [--cpu-minutes 45]
+Run: python -m bench.search_vs_presets --mode front   [--out runs/search-vs-presets] [--final-seeds 3] [--jobs 2]
+     python -m bench.search_vs_presets --mode budgets [--budgets 100,200,500] [--cpu-minutes 45] [--jobs 2]
 
 Both modes first train every Table 8 preset of ``--families`` once (seed 0) with the search's
 proxy protocol (study ``presets``): that measures the CPU time of the hand-scaled set, which is
@@ -25,8 +25,10 @@ cannot pay for one trial (a one-line error, exit 2).
 
 Every step is a trial of a study in ``<out>/bench.db``: Ctrl-C loses only the runs in progress,
 and the same command continues (a finished search is not searched again; finished final runs
-are kept). CPU time is the process CPU time of each trial (:class:`search.fidelity.CpuTimed`).
-Writes ``<out>/<mode>.md`` (and CSVs) and prints the tables.
+are kept; a larger ``--final-seeds`` adds only the new seeds' runs). CPU time is the process CPU
+time of each trial (:class:`search.fidelity.CpuTimed`), so ``--jobs`` N (N one-thread worker
+processes side by side, :mod:`search.jobs`) shortens the wall time, not the budget. Writes
+``<out>/<mode>.md`` (and CSVs; front mode also ``front.png``) and prints the tables.
 """
 
 from __future__ import annotations
