@@ -71,6 +71,11 @@ def test_tiny_front_benchmark_end_to_end(tmp_path: Path, monkeypatch: pytest.Mon
     assert svp.main([*args, "--front-of", "empty"]) == 2
     err = capsys.readouterr().err.strip()
     assert "no completed searched trials" in err and "\n" not in err
+    # a third seed trains only the third seed's runs
+    monkeypatch.undo()
+    assert svp.main([*args[:6], "3", *args[7:]]) == 0
+    assert counts(tmp_path) == {**studies, "empty": 0, "front.final": 9}
+    assert set(pd.read_csv(tmp_path / "front.csv")["seed"]) == {1, 2, 3}
 
 
 def test_front_report_from_hand_made_runs() -> None:
