@@ -893,7 +893,8 @@ def run_worker(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna.study._optimize").addFilter(_QUIET_INTERRUPT)
     logging.getLogger("optuna.study._optimize").addFilter(_QUIET_TAKEN_OVER)
-    heartbeat = study._storage.get_heartbeat_interval() if isinstance(study._storage, RDBStorage) else None
+    # an RDB storage reaches the study wrapped in a cache, which answers for it (isinstance would not)
+    heartbeat = getattr(study._storage, "get_heartbeat_interval", lambda: None)()
     while timeout is None or time.perf_counter() - start < timeout:
         if not _done(study, n_trials, cpu_budget_s):
             left = None if timeout is None else timeout - (time.perf_counter() - start)

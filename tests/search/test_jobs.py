@@ -93,3 +93,18 @@ def test_a_cpu_budget_stops_the_search_after_the_trial_that_reached_it(tmp_path:
     # it reached the budget, and after the trial that did only the ones already running elsewhere finished
     assert spent >= budget_s and spent - sum(t.user_attrs[CPU_ATTR] for t in done[-jobs:]) < budget_s
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+
+
+@pytest.mark.slow
+def test_a_worker_waits_for_a_dead_workers_trial_and_runs_its_retry(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    config = st.SearchConfig(budget=Budget(), families=("mobilenet",), proxy=PROXY, pruner="none", baselines=False, kind="sweep")
+    storage = st.open_storage(url, heartbeat=1)
+    study, config, _ = st.open_study("dead", storage, config)
+    study.enqueue_trial(st.preset_params("mobilenet", 0.5), user_attrs={"source": "sweep", "seed": 0, "label": "preset mobilenet 0.5x"})
+    taken = study.ask()  # a worker takes the queued run, beats once, and dies
+    storage.record_heartbeat(taken._trial_id)
+    st.run_worker(study, config, st.load_proxy(config.proxy, progress=False), n_trials=0)
+    trials = study.get_trials()
+    assert trials[0].state == TrialState.FAIL  # failed as stale once its grace period passed ...
+    assert [t.state for t in trials[1:]] == [TrialState.COMPLETE] and trials[1].user_attrs.get("trained")  # ... and re-run here
