@@ -361,7 +361,7 @@ def plot_front_vs_presets(runs: pd.DataFrame, *, chance: float, title: str | Non
     _log_if_wide(ax, runs["macs_m"], None)
     _label_points(ax, labels)
     ax.set_xlabel("multiply-adds per 16x112x112 clip (M)")
-    ax.set_ylabel("test top-1 accuracy (%), mean ± sample sd over seeds")
+    ax.set_ylabel("test top-1 (%), mean ± sample sd")
     ax.legend(unique.values(), unique.keys(), loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=3, fontsize=8, frameon=False)
     if title:
         ax.set_title(title, fontsize=9)

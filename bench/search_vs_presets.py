@@ -188,7 +188,8 @@ def front_report(runs: pd.DataFrame, *, chance: float) -> str:
         vals = list(hv[role].values())
         lines.append(f"- {name}: {summarize(vals).format(0) if vals else 'not run yet'} %·M")
     if hv["candidate"] and hv["preset"]:
-        lines.append(f"- verdict, searched vs presets: {compare(list(hv['candidate'].values()), list(hv['preset'].values())).format()}")
+        verdict = compare(list(hv["candidate"].values()), list(hv["preset"].values()))
+        lines.append(f"- verdict, searched vs presets: {verdict.format('%·M', 0)}")
     mean = runs.groupby(["label", "role"]).agg(acc=("test_accuracy", "mean"), macs=("macs_m", "first")).reset_index()
     tuples = {role: [(r.label, r.acc, r.macs) for r in mean[mean["role"] == role].itertuples()] for role in ("candidate", "preset")}
     cov = front.coverage(tuples["preset"], tuples["candidate"])

@@ -69,10 +69,11 @@ class Verdict:
     """Welch's two-sided p-value (NaN when there are too few runs for a test)."""
     reason: str
 
-    def format(self) -> str:
-        """e.g. ``win: +3.2 pp, p=0.012 (Welch's t-test, two-sided, alpha 0.05)``."""
+    def format(self, unit: str = "pp", digits: int = 1) -> str:
+        """e.g. ``win: +3.2 pp, p=0.012 (Welch's t-test, two-sided, alpha 0.05)``; ``unit`` names what
+        the values measure (percentage points of accuracy by default)."""
         p = "p n/a" if math.isnan(self.p) else f"p={self.p:.3g}"
-        return f"{self.outcome}: {self.diff:+.1f} pp, {p} ({self.reason})"
+        return f"{self.outcome}: {self.diff:+.{digits}f} {unit}, {p} ({self.reason})"
 
 
 def welch_p(a: Summary, b: Summary) -> float:

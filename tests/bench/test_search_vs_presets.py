@@ -91,7 +91,7 @@ def test_front_report_from_hand_made_runs() -> None:
     # seed 1: searched 900 x 50 + 400 x 20 = 53000; presets 850 x 40 + 500 x 20 = 44000
     # seed 2: searched 900 x 52 + 400 x 20 = 54800; presets 850 x 42 + 500 x 19 = 45200
     assert "searched front: 53900 ± 1273 (n=2)" in text and "presets: 44600 ± 849 (n=2)" in text
-    assert "verdict, searched vs presets: win" in text
+    assert "verdict, searched vs presets: win: +9300 %·M, p=" in text  # the hypervolume's own unit
     # preset a (150 M) is beaten by search #1 (100 M); preset b (500 M) has only search #1 below it: 61 < 70.5
     assert "1 of 2" in text
     assert "| preset a | 150.0 | 51.0 ± 1.4 (n=2) | search #1 | 100.0 | 61.0 ± 1.4 (n=2) | win" in text

@@ -45,6 +45,7 @@ def test_welch_with_three_runs_each_decides() -> None:
     assert win.outcome == "win" and loss.outcome == "loss"
     assert win.p == pytest.approx(loss.p) and win.p < 1e-3
     assert "Welch" in win.format() and "sample sd" in win.reason
+    assert win.format().startswith("win: +10.0 pp, p=") and win.format("%·M", 0).startswith("win: +10 %·M, p=")
 
 
 def test_equal_means_tie_and_zero_spread_is_degenerate() -> None:
