@@ -24,6 +24,7 @@ from analysis.findings import (
 from analysis.load import Results
 from analysis.paper import DATASETS, PLATFORMS, PaperFindings
 from analysis.pareto import cost_info, pareto_table
+from search.results import trial_counts
 
 Column = tuple[str, Callable[[pd.Series], str]]
 """A table column: its header and how to write one row's cell."""
@@ -207,17 +208,9 @@ def summary_markdown(
 
 
 def _counts(df: pd.DataFrame) -> str:
-    states = df["state"].astype(str).value_counts().to_dict()
-    rejected = int((df["feasible"] == False).sum())  # noqa: E712  (nullable boolean)
-    trained = len(df[(df["state"] == "COMPLETE") & (df["feasible"] != False) & df["accuracy"].notna()])  # noqa: E712
     sources = df["source"].dropna().astype(str).value_counts().to_dict()
     src = ", ".join(f"{v} {k}" for k, v in sorted(sources.items(), key=lambda kv: str(kv[0])))
-    other = {str(k): v for k, v in states.items() if k not in ("COMPLETE", "PRUNED", "FAIL")}
-    rest = "".join(f", {v} {k.lower()}" for k, v in sorted(other.items()))
-    return (
-        f"{len(df)} trials: {trained} trained to the end, {rejected} rejected before training, {states.get('PRUNED', 0)} pruned, "
-        f"{states.get('FAIL', 0)} failed{rest}" + (f" (by source: {src})." if src else ".")
-    )
+    return trial_counts(df) + (f" (by source: {src})." if src else ".")
 
 
 def _budget_line(results: Results) -> str:

@@ -54,6 +54,8 @@ from search import front
 from search.budget import Budget
 from search.fidelity import CPU_ATTR, QUEUED_SOURCES, cpu_seconds
 from search.jobs import JobSpec, parse_jobs, run_jobs
+from search.pruning import saved_cpu_seconds
+from search.results import study_frame, trial_counts
 from search.searchspace import FAMILIES, check_families, paper_presets, preset_params
 from search.stats import TEST, compare, summarize
 from search.study import (
@@ -268,14 +270,24 @@ def run_budgets(args: argparse.Namespace, storage: Any, proxy: ProxyConfig, trai
         run_trials(final, fin.final_config(config), args)
         table = fin.final_table(final, chosen, seeds, chance=args.chance)
         write_text(args.out / f"budget{mflops:g}.csv", table.to_csv(index=False))
-        spent = cpu_seconds(study.get_trials(deepcopy=False), searched=True)
         top = table[table["role"] == "candidate"].iloc[0]
         parts.append(
-            f"## {mflops:g} M multiply-adds: {spent / 60:.1f} CPU-min of searched trials (budget {budget_s / 60:.1f}); "
+            f"## {mflops:g} M multiply-adds: {search_line(study, budget_s, epochs=proxy.epochs)}; "
             f"verdict of the top candidate by validation: {top['verdict'] or 'not run yet'}\n\n"
             + fin.format_table(table, seeds=seeds, test_videos=proxy.test_samples)
         )
     return "\n\n".join(parts)
+
+
+def search_line(study: optuna.Study, budget_s: float, *, epochs: int) -> str:
+    """What a budgeted search spent and how its trials ended, pruning's saving included."""
+    trials = study.get_trials(deepcopy=False)
+    spent = cpu_seconds(trials, searched=True)
+    saved = saved_cpu_seconds(trials, epochs)
+    return (
+        f"{spent / 60:.1f} CPU-min of searched trials (budget {budget_s / 60:.1f}); {trial_counts(study_frame(study))}; "
+        f"pruning saved ~{saved / 60:.1f} CPU-min (each pruned trial's epochs not run, at its own rate)"
+    )
 
 
 # -- entry point ------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.fidelity import check_rungs
+from search.fidelity import CPU_ATTR, check_rungs
 from search.front import Point, dominates, pareto_front
 
 RUNG_ATTR = "rung_reports"
@@ -136,6 +136,17 @@ def rung_points(trials: Sequence[FrozenTrial], epoch: int, exclude: int | None =
         if t.number != exclude and str(epoch) in reports and t.user_attrs.get("macs") is not None:
             out.append((float(reports[str(epoch)]), float(t.user_attrs["macs"]) / 1e6))
     return out
+
+
+def saved_cpu_seconds(trials: Sequence[FrozenTrial], epochs: int) -> float:
+    """CPU seconds that pruning saved, estimated: each pruned trial's epochs not run, at its own CPU time
+    per epoch run (``cpu_seconds`` / ``epochs``; setting up the trial is counted in, so this errs high)."""
+    saved = 0.0
+    for t in trials:
+        ran, cpu = t.user_attrs.get("epochs"), t.user_attrs.get(CPU_ATTR)
+        if t.state == TrialState.PRUNED and ran and cpu is not None and ran < epochs:
+            saved += float(cpu) / ran * (epochs - ran)
+    return saved
 
 
 def search_rungs(*, objective: str, pruner: str, epochs: int, rungs: Sequence[int] = ()) -> Rungs | None:

@@ -38,6 +38,7 @@ COLUMNS = [
     "best_accuracy",  # best epoch's proxy top-1 (%)
     "epochs",
     "duration_s",
+    "cpu_seconds",  # process CPU time of the trial (search.fidelity.CpuTimed): what CPU budgets count
     "seed",
     "task",
     "worker",
@@ -47,7 +48,7 @@ COLUMNS = [
 """The fixed columns of ``trials.csv``, in order."""
 
 _ATTRS = ("source", "feasible", "rejected_reason", "family", "width_mult", "summary", "macs", "params", "paper_mflops", "activations")
-_RUN_ATTRS = ("latency_ms", "accuracy", "best_accuracy", "epochs", "seed", "task", "worker", "precision")
+_RUN_ATTRS = ("latency_ms", "accuracy", "best_accuracy", "epochs", "cpu_seconds", "seed", "task", "worker", "precision")
 
 
 def flatten(value: Any, prefix: str) -> dict[str, Any]:
@@ -127,6 +128,17 @@ def finished(df: pd.DataFrame) -> pd.DataFrame:
     return done
 
 
+def trial_counts(df: pd.DataFrame) -> str:
+    """How a study's trials ended, in words: ``"8 trials: 5 trained, 1 pruned, 1 failed, 1 rejected by
+    the budget"``, then any still running or queued. Trained: :func:`finished`; rejected: refused
+    before training (``feasible`` False); pruned and failed by state."""
+    states = df["state"].astype(str).value_counts().to_dict()
+    rejected = int((df["feasible"].astype("boolean") == False).sum())  # noqa: E712  (nullable boolean)
+    rest = "".join(f", {n} {str(s).lower()}" for s, n in sorted(states.items()) if s not in ("COMPLETE", "PRUNED", "FAIL"))
+    head = f"{len(df)} trial{'' if len(df) == 1 else 's'}: {len(finished(df))} trained"
+    return f"{head}, {states.get('PRUNED', 0)} pruned, {states.get('FAIL', 0)} failed, {rejected} rejected by the budget{rest}"
+
+
 def pareto_front(df: pd.DataFrame, costs: Sequence[str] = ("macs",)) -> pd.DataFrame:
     """The finished trials on the accuracy-vs-``costs`` Pareto front, sorted by the first cost."""
     done = finished(df)
@@ -151,6 +163,7 @@ SHORT_COLUMNS = [
     "seed",
     "precision",  # fp32/bf16/fp16, eager or channels-last
     "duration_s",
+    "cpu_seconds",
     "summary",
     "note",  # why a candidate was rejected
     "spec",  # the spec as one line of JSON (NetSpec.from_json reads it)
@@ -189,6 +202,7 @@ def short_table(df: pd.DataFrame) -> pd.DataFrame:
     out["params_m"] = (pd.to_numeric(df["params"], errors="coerce") / 1e6).round(3)
     out["latency_ms"] = pd.to_numeric(df["latency_ms"], errors="coerce").round(1)
     out["duration_s"] = pd.to_numeric(df["duration_s"], errors="coerce").round(0)
+    out["cpu_seconds"] = pd.to_numeric(df["cpu_seconds"], errors="coerce").round(1) if "cpu_seconds" in df else None
     out["note"] = df["rejected_reason"].where(out["status"] == "rejected")
     out["precision"] = df.get("precision")
     out["spec"] = [_compact(v) for v in df["spec_json"]]

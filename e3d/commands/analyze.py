@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         save_figure,
     )
     from analysis.report import pareto_text, summary_markdown
-    from search.results import finished
+    from search.results import finished, trial_counts
 
     if args.study is not None and not args.storage:
         args.parser.error("--study needs --storage URL (the storage e3d search used)")
@@ -93,13 +93,7 @@ def run(args: argparse.Namespace) -> int:
         results = dataclasses.replace(results, budget_mflops=args.budget_mflops)
     df = results.trials
     if not len(finished(df)):
-        states = df["state"].astype(str).value_counts().to_dict()
-        rejected = int((df["feasible"] == False).sum())  # noqa: E712
-        raise AnalysisError(
-            f"{results.name}: none of its {len(df)} trials finished training with an accuracy "
-            f"({rejected} rejected by the budget, {states.get('PRUNED', 0)} pruned, {states.get('FAIL', 0)} failed, "
-            f"{states.get('RUNNING', 0)} running)"
-        )
+        raise AnalysisError(f"{results.name}: none of its trials finished training with an accuracy ({trial_counts(df)})")
     note = None
     if args.measure_latency:
         from analysis.measure import measure_latencies

@@ -484,15 +484,9 @@ def run_workers(
 
 def summary(df: Any, config: Any, seconds: float) -> str:
     """The table printed at the end: counts, then the best trials next to the best baseline."""
-    from search.results import finished
+    from search.results import finished, trial_counts
 
-    states = df["state"].value_counts().to_dict()
-    rejected = int((df["feasible"] == False).sum())  # noqa: E712
-    lines = [
-        "",
-        f"study: {len(df)} trials: {states.get('COMPLETE', 0) - rejected} trained, {states.get('PRUNED', 0)} pruned, "
-        f"{states.get('FAIL', 0)} failed, {rejected} rejected by the budget; this worker ran {seconds / 60:.1f} min",
-    ]
+    lines = ["", f"study: {trial_counts(df)}; this worker ran {seconds / 60:.1f} min"]
     done = finished(df)
     if not len(done):
         return "\n".join([*lines, "no finished trials yet"])

@@ -29,6 +29,7 @@ class T:
     latency_ms: float | None = None
     seed: int = 0
     source: str = "search"
+    cpu_seconds: float | None = None
     spec: bool = True
     """Store the preset's spec (trials of one family and width then share an architecture)."""
 
@@ -55,6 +56,8 @@ def trial(t: T) -> FrozenTrial:
     }
     if t.spec:
         attrs["spec"] = spec.to_json()
+    if t.cpu_seconds is not None:
+        attrs["cpu_seconds"] = t.cpu_seconds
     state = TrialState[t.state]
     if t.accuracy is not None and state != TrialState.FAIL and t.feasible:
         attrs["accuracy"] = t.accuracy

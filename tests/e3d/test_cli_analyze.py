@@ -32,7 +32,7 @@ def test_csv_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert [line.split("|")[1].strip() for line in table] == ["0", "4", "3"]
     assert "42.00 ± 2.83 (2)" not in out  # dominated, so not printed
     summary = (tmp_path / "a" / "summary.md").read_text()
-    assert "8 trials: 5 trained to the end, 1 rejected before training, 1 pruned, 1 failed" in summary
+    assert "8 trials: 5 trained, 1 pruned, 1 failed, 1 rejected by the budget" in summary
     assert "Budget: multiply-adds <= 60 M per 16x112x112 clip." in summary
     assert re.search(r"\| mobilenet +\| +0\.5x \| +2 \| +42\.00 \| +2\.83 \| +40\.00 \| +44\.00 \|", summary)  # seeds: mean, sd
     assert "## The paper's Table 8, for comparison" in summary and "paper_accuracy.svg" in summary
@@ -97,7 +97,7 @@ def test_no_finished_trial(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     study = make_study([T("mobilenet", 2.0, None, feasible=False), T("shufflenet", 1.0, None, state="FAIL")])
     write_outputs(study_frame(study), tmp_path)
     line = error_line(capsys, "--csv", str(tmp_path), "--out", str(tmp_path / "a"))
-    assert "none of its 2 trials finished training" in line and "1 rejected by the budget" in line and "1 failed" in line
+    assert "none of its trials finished training" in line and "2 trials: 0 trained, 0 pruned, 1 failed, 1 rejected by the budget" in line
 
 
 def test_csv_missing_columns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

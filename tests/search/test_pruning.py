@@ -20,6 +20,7 @@ from search.pruning import (
     pareto_keeps,
     pareto_should_prune,
     replay,
+    saved_cpu_seconds,
     stopped_at,
 )
 
@@ -228,3 +229,18 @@ def test_replay_pareto_counts_the_share_of_the_final_front_that_survives() -> No
     hard = replay(runs, [[1.0] * 4], Rungs((1,), min_trials=1, dominated_fraction=0.01), pareto=True, orders=200)
     # only run 1 can be lost (run 0 dominates it at the rung): when run 0 came first, half the orders
     assert 1 - 0.5 / 3 - 0.07 < hard.winners_kept < 1 - 0.5 / 3 + 0.07
+
+
+def test_saved_cpu_is_each_pruned_trials_missing_epochs_at_its_own_rate() -> None:
+    def t(state: TrialState, epochs: int | None, cpu: float | None) -> optuna.trial.FrozenTrial:
+        attrs = {k: v for k, v in (("epochs", epochs), ("cpu_seconds", cpu)) if v is not None}
+        return create_trial(state=state, value=1.0 if state == TrialState.COMPLETE else None, user_attrs=attrs)
+
+    trials = [
+        t(TrialState.PRUNED, 1, 30.0),  # 2 epochs left at 30 s each
+        t(TrialState.PRUNED, 2, 50.0),  # 1 left at 25 s
+        t(TrialState.COMPLETE, 3, 90.0),  # not pruned
+        t(TrialState.PRUNED, None, 5.0),  # pruned before an epoch was recorded: no rate
+        t(TrialState.PRUNED, 3, 60.0),  # ran every epoch: nothing saved
+    ]
+    assert saved_cpu_seconds(trials, epochs=3) == 85.0

@@ -13,7 +13,7 @@ import pytest
 
 import space
 from analysis import AnalysisError, load_csv
-from search.results import COLUMNS, SHORT_COLUMNS, export_results, frame, recipe, short_table, study_frame, write_outputs
+from search.results import COLUMNS, SHORT_COLUMNS, export_results, frame, recipe, short_table, study_frame, trial_counts, write_outputs
 from tests.analysis.helpers import MIXED, T, make_study
 
 
@@ -35,6 +35,20 @@ def test_short_table_has_a_status_per_trial_and_one_line_specs(tmp_path: Path) -
         assert space.NetSpec.from_json(spec_json) == space.paper_spec(t.family, width_mult=t.width, num_classes=10)
     full = pd.read_csv(tmp_path / "trials_full.csv")
     assert list(full.columns[: len(COLUMNS)]) == COLUMNS and len(full) == len(trials)
+
+
+def test_trial_counts_say_how_every_trial_ended() -> None:
+    df = study_frame(make_study([*MIXED, T("mobilenet", 0.5, None, state="RUNNING")]))
+    assert trial_counts(df) == "9 trials: 5 trained, 1 pruned, 1 failed, 1 rejected by the budget, 1 running"
+    assert trial_counts(df[df["state"] == "PRUNED"]) == "1 trial: 0 trained, 1 pruned, 0 failed, 0 rejected by the budget"
+
+
+def test_every_trials_cpu_time_is_in_both_tables(tmp_path: Path) -> None:
+    study = make_study([T("mobilenet", 1.0, 50.0, cpu_seconds=61.234), T("mobilenet", 0.5, None, state="RUNNING")])
+    write_outputs(study_frame(study), tmp_path)
+    assert pd.read_csv(tmp_path / "trials_full.csv")["cpu_seconds"].tolist()[0] == 61.234
+    short = pd.read_csv(tmp_path / "trials.csv")["cpu_seconds"]
+    assert short[0] == 61.2 and pd.isna(short[1])
 
 
 def test_integers_stay_integers_while_a_trial_has_no_values_yet(tmp_path: Path) -> None:
