@@ -35,7 +35,7 @@ from bench.proxy_fidelity import TINY, macs_of, protocol_config, runs_at
 from profiler.latency import cpu_name
 from search import fidelity as fid
 from search.jobs import JobSpec, parse_jobs, run_jobs
-from search.study import ProxyConfig, load_proxy, open_storage, open_study, run_worker, sqlite_url
+from search.study import HEARTBEAT_S, ProxyConfig, load_proxy, open_storage, open_study, run_worker, sqlite_url
 from space.files import write_text
 from space.spec import E3DError
 
@@ -76,7 +76,7 @@ def run_config(name: str, proxy: ProxyConfig, archs: list[tuple[str, dict[str, A
     print(f"{name}: {len(archs)} trials, {proxy.describe()}, {jobs or 1} worker(s)", file=sys.stderr, flush=True)
     start = time.perf_counter()
     if jobs:
-        run_jobs(study, JobSpec(url, study_name, config, n_trials=0, timeout=None, heartbeat=10, latency=None), jobs=jobs)
+        run_jobs(study, JobSpec(url, study_name, config, n_trials=0, timeout=None, heartbeat=HEARTBEAT_S, latency=None), jobs=jobs)
     else:
         run_worker(study, config, load_proxy(proxy, progress=False), n_trials=0)
     seconds = time.perf_counter() - start

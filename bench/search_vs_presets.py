@@ -59,6 +59,7 @@ from search.results import study_frame, trial_counts
 from search.searchspace import FAMILIES, check_families, paper_presets, preset_params
 from search.stats import TEST, compare, summarize
 from search.study import (
+    HEARTBEAT_S,
     PRUNERS,
     ProxyConfig,
     SearchConfig,
@@ -72,8 +73,6 @@ from search.study import (
 from space.files import write_text
 from space.spec import E3DError
 
-HEARTBEAT = 10
-"""Seconds between a worker's heartbeats (a dead worker's trial is re-run)."""
 TINY = ProxyConfig(clip=(8, 32, 32), train_samples=16, val_samples=16, test_samples=16, epochs=1, batch_size=8, threads=1)
 FRONT_MFLOPS = 1000.0
 
@@ -103,7 +102,7 @@ def run_trials(study: optuna.Study, config: SearchConfig, args: argparse.Namespa
     if args.jobs > 1:
         run_jobs(
             study,
-            JobSpec(args.url, study.study_name, config, n, None, HEARTBEAT, None, cpu_budget_s=budget_s),
+            JobSpec(args.url, study.study_name, config, n, None, HEARTBEAT_S, None, cpu_budget_s=budget_s),
             jobs=args.jobs,
             on_trial=on_trial,
         )
@@ -346,7 +345,7 @@ def bench(args: argparse.Namespace, command: str) -> int:
     proxy = dataclasses.replace(base, task=args.task, threads=args.threads or (1 if args.jobs > 1 else base.threads))
     args.out.mkdir(parents=True, exist_ok=True)
     args.url = args.storage or sqlite_url(args.out / "bench.db")
-    storage = open_storage(args.url, heartbeat=HEARTBEAT)
+    storage = open_storage(args.url)
     args.chance = 100.0 / load_proxy(proxy, progress=not args.quiet, test=True).num_classes  # and every split cached for the jobs
     trained = presets_study(storage, proxy, presets(args.families, tiny=args.tiny), args)
     if not trained:

@@ -251,7 +251,11 @@ def storage_url(url: str) -> str:
     return url
 
 
-def open_storage(url: str, *, heartbeat: int = 10) -> RDBStorage:
+HEARTBEAT_S = 10
+"""Default seconds between a worker's heartbeats; a trial whose worker stopped beating is re-run."""
+
+
+def open_storage(url: str, *, heartbeat: int = HEARTBEAT_S) -> RDBStorage:
     """An RDB storage with heartbeats; a trial whose worker stopped beating is failed after the
     grace period by the next worker that starts a trial, and re-run (up to 3 times)."""
     check_storage_url(url)
