@@ -279,13 +279,14 @@ def run_budgets(args: argparse.Namespace, storage: Any, proxy: ProxyConfig, trai
 
 
 def search_line(study: optuna.Study, budget_s: float, *, epochs: int) -> str:
-    """What a budgeted search spent and how its trials ended, pruning's saving included."""
-    trials = study.get_trials(deepcopy=False)
-    spent = cpu_seconds(trials, searched=True)
-    saved = saved_cpu_seconds(trials, epochs)
+    """What a budgeted search's searched trials (not its baselines) spent, how they ended, and what
+    pruning saved them."""
+    searched = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("source") not in QUEUED_SOURCES]
+    df = study_frame(study)
     return (
-        f"{spent / 60:.1f} CPU-min of searched trials (budget {budget_s / 60:.1f}); {trial_counts(study_frame(study))}; "
-        f"pruning saved ~{saved / 60:.1f} CPU-min (each pruned trial's epochs not run, at its own rate)"
+        f"{cpu_seconds(searched) / 60:.1f} CPU-min of searched trials (budget {budget_s / 60:.1f}); "
+        f"searched {trial_counts(df[~df['source'].isin(QUEUED_SOURCES)])}; pruning saved them "
+        f"~{saved_cpu_seconds(searched, epochs) / 60:.1f} CPU-min (each pruned trial's epochs not run, at its own rate)"
     )
 
 
