@@ -55,7 +55,7 @@ from search.budget import Budget
 from search.fidelity import CPU_ATTR, QUEUED_SOURCES, cpu_seconds
 from search.jobs import JobSpec, parse_jobs, run_jobs
 from search.pruning import saved_cpu_seconds
-from search.results import study_frame, trial_counts
+from search.results import frame, trial_counts, trial_row
 from search.searchspace import FAMILIES, check_families, paper_presets, preset_params
 from search.stats import TEST, compare, summarize
 from search.study import (
@@ -282,10 +282,9 @@ def search_line(study: optuna.Study, budget_s: float, *, epochs: int) -> str:
     """What a budgeted search's searched trials (not its baselines) spent, how they ended, and what
     pruning saved them."""
     searched = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("source") not in QUEUED_SOURCES]
-    df = study_frame(study)
     return (
         f"{cpu_seconds(searched) / 60:.1f} CPU-min of searched trials (budget {budget_s / 60:.1f}); "
-        f"searched {trial_counts(df[~df['source'].isin(QUEUED_SOURCES)])}; pruning saved them "
+        f"searched {trial_counts(frame(trial_row(t) for t in searched))}; pruning saved them "
         f"~{saved_cpu_seconds(searched, epochs) / 60:.1f} CPU-min (each pruned trial's epochs not run, at its own rate)"
     )
 
