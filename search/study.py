@@ -16,6 +16,7 @@ to the sampler (a trained SGS candidate's constraints are written after training
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -25,13 +26,19 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, unquote
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; creating one file from many workers at once is not guarded
+    fcntl = None  # type: ignore[assignment]
+
 import optuna
+import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
@@ -255,6 +262,41 @@ HEARTBEAT_S = 10
 """Default seconds between a worker's heartbeats; a trial whose worker stopped beating is re-run."""
 
 
+@contextlib.contextmanager
+def _creation_lock(url: str) -> Iterator[None]:
+    """Hold an exclusive lock on a SQLite file's folder while Optuna creates or checks its tables:
+    workers that open one new file at once would otherwise each create the schema, and all but one
+    fail (``table ... already exists``, ``UNIQUE constraint failed: alembic_version``). Server
+    databases serialize this themselves; so does a folder that is not there (SQLite refuses it)."""
+    path = sqlite_path(url)
+    if path is None or fcntl is None or not path.parent.is_dir():
+        yield
+        return
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _begin_immediately(engine: sqlalchemy.engine.Engine) -> None:
+    """Make every transaction on a SQLite engine take the write lock when it begins. Python's sqlite3
+    begins one only at the first write, so the read before it is not part of it: two workers both
+    read a queued trial as WAITING and both took it (Optuna's check-then-set relies on the
+    transaction; PostgreSQL's ``SELECT ... FOR UPDATE`` holds it there)."""
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin(connection: sqlalchemy.engine.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections made before the listeners are replaced by new ones
+
+
 def open_storage(url: str, *, heartbeat: int = HEARTBEAT_S) -> RDBStorage:
     """An RDB storage with heartbeats; a trial whose worker stopped beating is failed after the
     grace period by the next worker that starts a trial, and re-run (up to 3 times)."""
@@ -263,9 +305,9 @@ def open_storage(url: str, *, heartbeat: int = HEARTBEAT_S) -> RDBStorage:
     if not url.startswith("sqlite"):
         engine["connect_args"] = {"connect_timeout": 10}
     try:
-        with warnings.catch_warnings():
+        with _creation_lock(url), warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
+            storage = RDBStorage(
                 storage_url(url),
                 engine_kwargs=engine,
                 heartbeat_interval=heartbeat,
@@ -279,6 +321,9 @@ def open_storage(url: str, *, heartbeat: int = HEARTBEAT_S) -> RDBStorage:
     except Exception as e:  # sqlalchemy raises OperationalError / ArgumentError subclasses
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StorageError(f"cannot reach storage {redact(url)}: {scrub(first, url)}") from None
+    if sqlite_path(url) is not None:
+        _begin_immediately(storage.engine)
+    return storage
 
 
 TPE_STARTUP = 8

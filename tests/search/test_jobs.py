@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import sqlite3
+import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -108,3 +111,63 @@ def test_a_worker_waits_for_a_dead_workers_trial_and_runs_its_retry(tmp_path: Pa
     trials = study.get_trials()
     assert trials[0].state == TrialState.FAIL  # failed as stale once its grace period passed ...
     assert [t.state for t in trials[1:]] == [TrialState.COMPLETE] and trials[1].user_attrs.get("trained")  # ... and re-run here
+
+
+def _open_at(url: str, start: float, errors: Any) -> None:
+    while time.time() < start:
+        pass
+    try:
+        st.open_storage(url, heartbeat=1)
+    except st.StorageError as e:
+        errors.put(str(e))
+
+
+def test_workers_creating_one_new_sqlite_storage_at_once_all_open_it(tmp_path: Path) -> None:
+    """Fails without the creation lock: the tables, indices and alembic_version row were created by
+    each process at once, and one of them failed (``table ... already exists``, ``UNIQUE constraint
+    failed: alembic_version``, ``attempt to write a readonly database``)."""
+    ctx = multiprocessing.get_context("fork")
+    errors = ctx.Queue()
+    for round_ in range(6):
+        url = st.sqlite_url(tmp_path / f"study{round_}.db")
+        start = time.time() + 0.5
+        procs = [ctx.Process(target=_open_at, args=(url, start, errors)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert [p.exitcode for p in procs] == [0] * 4
+    found = []
+    while not errors.empty():
+        found.append(errors.get())
+    assert not found, found
+
+
+def _pop_all(url: str, start: float, popped: Any) -> None:
+    study = optuna.load_study(study_name="queue", storage=st.open_storage(url))
+    while time.time() < start:
+        pass
+    while (trial_id := study._pop_waiting_trial_id()) is not None:
+        popped.put(trial_id)
+
+
+def test_workers_popping_one_sqlite_queue_at_once_take_each_trial_once(tmp_path: Path) -> None:
+    """Fails without immediate transactions on SQLite: Python's sqlite3 began a transaction only at
+    the UPDATE, so two workers both read a trial as WAITING, both marked it RUNNING and both trained
+    it, and the second's result could not be told (``Cannot tell a COMPLETE trial``)."""
+    url = st.sqlite_url(tmp_path / "study.db")
+    study = optuna.create_study(study_name="queue", storage=st.open_storage(url))
+    for i in range(60):
+        study.enqueue_trial({}, user_attrs={"i": i})
+    enable_wal(url)
+    ctx = multiprocessing.get_context("fork")
+    popped = ctx.Queue()
+    start = time.time() + 1.0
+    procs = [ctx.Process(target=_pop_all, args=(url, start, popped)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0] * 4
+    ids = [popped.get() for _ in range(popped.qsize())]
+    assert sorted(ids) == sorted(t._trial_id for t in study.get_trials()), Counter(ids).most_common(3)
