@@ -119,6 +119,28 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return folded
 
 
+class _Fp32Pool(nn.Module):
+    """An average pool run in float32 on a bf16 clip (PyTorch has no bf16 ``avg_pool3d`` on the CPU;
+    eager autocast runs it in float32 too), returning bf16."""
+
+    def __init__(self, pool: nn.Module) -> None:
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The pool of ``x`` in float32, cast back to ``x``'s dtype."""
+        return self.pool(x.float()).to(x.dtype)
+
+
+def pool_in_fp32(model: nn.Module) -> nn.Module:
+    """``model`` (in place) with every AvgPool3d wrapped in :class:`_Fp32Pool` under its own name."""
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.AvgPool3d):
+                setattr(parent, name, _Fp32Pool(child))
+    return model
+
+
 class _Bf16(nn.Module):
     """Runs the wrapped (bf16-weight) model on a bf16 copy of the clip; returns float32 scores."""
 
@@ -236,7 +258,7 @@ def trace(model: nn.Module, x: Tensor, *, options: OptimizeOptions) -> torch.jit
     m = fold_batchnorm(model) if options.fold_bn else copy.deepcopy(model).eval()
     set_inplace(m, False)  # in-place activations after a concatenation or sum keep the fuser from fusing there
     if options.bf16:
-        m = _Bf16(m.to(torch.bfloat16))
+        m = _Bf16(pool_in_fp32(m.to(torch.bfloat16)))
     if options.channels_last:
         m = _ChannelsLast(m.to(memory_format=torch.channels_last_3d))  # type: ignore[call-overload]
     m.eval()
