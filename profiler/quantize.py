@@ -3,7 +3,7 @@
 :func:`quantize_int8` calibrates a model on a few clip batches with PyTorch's FX graph-mode
 quantization (static, per-channel symmetric int8 weights, uint8 activations from histogram
 observers; each conv fused with the BatchNorm and ReLU after it), converts it to int8 kernels of
-the ``onednn`` quantized engine, then traces and freezes it like the float path.
+the ``onednn`` quantized engine (``fbgemm`` for a model with a layer oneDNN cannot pack), then traces and freezes it like the float path.
 
 Max pooling stays in float (quantization commutes with max, so this loses nothing, and PyTorch's
 quantized 3D max pool is a slow reference kernel); everything else computes in int8.
@@ -51,6 +51,14 @@ def _fx() -> tuple[object, object, object]:
     return get_default_qconfig_mapping, prepare_fx, convert_fx
 
 
+FALLBACK_ENGINE = "fbgemm"
+"""The engine that packs what oneDNN cannot (some grouped 3D convolutions: ShuffleNetV1 1x and 1.5x)."""
+
+
+class EngineFallbackWarning(UserWarning):
+    """int8 ran on :data:`FALLBACK_ENGINE` because oneDNN could not pack a layer of the model."""
+
+
 def quantize_int8(
     model: nn.Module,
     calibration: Iterable[Tensor],
@@ -63,7 +71,25 @@ def quantize_int8(
 
     ``input_shape`` is one clip's (C, T, H, W) (default: the spec's, for an e3d ``Net``). The
     eager model is not modified. Raises :class:`QuantizationError` when ``calibration`` is empty.
+    When oneDNN (the default ``engine``) cannot pack one of the model's convolutions, the model is
+    quantized again for :data:`FALLBACK_ENGINE`, with an :class:`EngineFallbackWarning` saying so.
     """
+    batches = list(calibration)
+    try:
+        return _quantize(model, batches, input_shape, channels_last, engine)
+    except RuntimeError as e:
+        if engine != ENGINE or "primitive descriptor" not in str(e) or FALLBACK_ENGINE not in torch.backends.quantized.supported_engines:
+            raise
+        first = str(e).split(". ")[0]
+        why = f"int8: oneDNN cannot pack a layer of this model ({first}); using {FALLBACK_ENGINE}"
+        warnings.warn(EngineFallbackWarning(why), stacklevel=2)
+        return _quantize(model, batches, input_shape, channels_last, FALLBACK_ENGINE)
+
+
+def _quantize(
+    model: nn.Module, calibration: Sequence[Tensor], input_shape: Sequence[int] | None, channels_last: bool, engine: str
+) -> OptimizedModel:
+    """:func:`quantize_int8` on one engine."""
     get_qconfig_mapping, prepare_fx, convert_fx = _fx()
     m = copy.deepcopy(model).eval()
     x = example_input(model, input_shape, 1)

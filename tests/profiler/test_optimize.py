@@ -16,7 +16,7 @@ from profiler.optimize import (
     optimize_for_inference,
     relative_error,
 )
-from profiler.quantize import QuantizationError, quantize_int8
+from profiler.quantize import FALLBACK_ENGINE, EngineFallbackWarning, QuantizationError, quantize_int8
 from tests.conftest import ALL_MODELS, SMALL_CLIP
 from tests.profiler.deploy_helpers import clips, randomize_batchnorm, small_model
 
@@ -102,6 +102,20 @@ def test_int8_runs_on_a_proxy_model_and_stays_close() -> None:
     assert torch.isfinite(y).all()
     assert relative_error(y, ref) < 0.5  # int8 of a random-weight network: close, not equal
     assert any(isinstance(m, nn.BatchNorm3d) for m in model.modules()), "the eager model must be left as it was"
+
+
+@pytest.mark.slow
+def test_int8_of_a_model_onednn_cannot_pack_falls_back_and_says_so() -> None:
+    """Fails without the fallback: oneDNN cannot pack a grouped convolution of ShuffleNetV1 1x
+    ("could not create a primitive descriptor for the reorder primitive"), and int8 of it stopped
+    ``e3d profile --paper-table --precision bf16`` with a traceback."""
+    torch.manual_seed(0)
+    model = space.build(space.paper_spec("shufflenet", width_mult=1.0, num_classes=10, sample_size=64, sample_duration=16)).eval()
+    x = torch.randn(2, *model.spec.input_shape, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(EngineFallbackWarning, match=f"oneDNN cannot pack a layer of this model .*; using {FALLBACK_ENGINE}"):
+        q = quantize_int8(model, [x])
+    with torch.no_grad():
+        assert relative_error(q(x), model(x)) < 0.5
 
 
 def test_int8_needs_calibration_clips() -> None:
