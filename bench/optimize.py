@@ -4,6 +4,7 @@
     python bench/optimize.py --repeats 20 --no-int8
     python bench/optimize.py --json out.json
     python bench/optimize.py --paper-code ../Efficient-3DCNNs   # also the paper's own model code, eager
+    python bench/optimize.py --bf16 --models shufflenet@1 ...     # also the optimized bf16 graph (a CPU with native bf16)
 
 Every model is built once (random weights, BatchNorm statistics from a few random batches so that
 activations have a trained network's scale), then optimized (profiler.optimize_for_inference) and
@@ -11,7 +12,9 @@ quantized (profiler.quantize_int8, calibrated on random clips). The timed loop i
 variant of every model: round r runs eager, optimized and int8 of model 1, then of model 2, ...,
 so slow phases of a shared machine hit all variants alike. Each cell is the median of the rounds.
 
-The goal (issue 9): the geometric mean over the models of optimized/eager clips/s >= 2.
+The goal (issue 9): the geometric mean over the models of optimized/eager clips/s >= 2. ``--bf16`` adds
+the optimized bf16 graph (``OptimizeOptions(bf16=True)``) as one more variant; its goal (issue 15, on
+a CPU with AMX) is a geometric mean of optimized-bf16/eager-fp32 clips/s >= 5.
 ``--paper-code DIR`` (a checkout of the paper's repository, github.com/okankop/Efficient-3DCNNs; its
 ``models/<family>.py`` are imported from there, never copied into e3d) adds the paper's own model of
 each preset as one more interleaved variant, checked to have the preset's parameter count; the goal
@@ -41,7 +44,7 @@ from torch import Tensor, nn
 
 import space
 from profiler.latency import cpu_name
-from profiler.optimize import optimize_for_inference, relative_error
+from profiler.optimize import OptimizeOptions, optimize_for_inference, relative_error
 from profiler.quantize import quantize_int8
 from space.spec import E3DError
 
@@ -58,6 +61,7 @@ class Row:
     times_ms: dict[str, list[float]] = field(default_factory=dict)
     opt_rel_error: float = math.nan
     int8_rel_error: float = math.nan
+    bf16_rel_error: float = math.nan
     int8_top1_change: float | None = None
 
     def median_ms(self, variant: str) -> float:
@@ -139,6 +143,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         opt = optimize_for_inference(eager, batch_size=args.batch_size)
         row.opt_rel_error = opt.rel_error if opt.rel_error is not None else math.nan
         fns["optimized"] = opt
+        if args.bf16:
+            # rel.err is reported, not checked: the logits of a random-weight network are small next to its
+            # activations, so bf16 rounding is a large share of them (a trained model's export is checked)
+            half = optimize_for_inference(eager, batch_size=args.batch_size, options=OptimizeOptions(bf16=True), tolerance=math.inf)
+            row.bf16_rel_error = half.rel_error if half.rel_error is not None else math.nan
+            fns["bf16"] = half
         if args.int8:
             calib = [torch.randn(args.batch_size, 3, *clip) for _ in range(args.calib_batches)]
             q = quantize_int8(eager, calib)
@@ -169,6 +179,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "repeats": args.repeats,
         "rows": [asdict(r) | {f"{v}_median_ms": r.median_ms(v) for v in r.times_ms} for r in rows],
         "geomean_optimized_over_eager": geomean([r.median_ms("eager") / r.median_ms("optimized") for r in rows]),
+        "geomean_bf16_over_eager": geomean([r.median_ms("eager") / r.median_ms("bf16") for r in rows]) if args.bf16 else None,
         "geomean_int8_over_eager": geomean([r.median_ms("eager") / r.median_ms("int8") for r in rows]) if args.int8 else None,
         "geomean_eager_over_paper": geomean([r.median_ms("paper") / r.median_ms("eager") for r in rows]) if args.paper_code else None,
     }
@@ -181,8 +192,11 @@ def render(result: dict[str, object]) -> str:
     b = result["batch_size"]
     assert isinstance(b, int)
     int8 = any("int8_median_ms" in r for r in rows)
+    bf16 = any("bf16_median_ms" in r for r in rows)
     paper = any("paper_median_ms" in r for r in rows)
     head = f"{'model':<14}{'width':>6}{'eager clips/s':>15}{'optimized':>11}{'x':>7}{'rel.err':>9}"
+    if bf16:
+        head += f"{'opt bf16 clips/s':>18}{'x':>7}{'rel.err':>9}"
     if int8:
         head += f"{'int8 clips/s':>14}{'x':>7}{'rel.err':>9}"
     if paper:
@@ -191,6 +205,9 @@ def render(result: dict[str, object]) -> str:
     for r in rows:
         e, o = r["eager_median_ms"], r["optimized_median_ms"]
         line = f"{r['model']:<14}{r['width_mult']:>5g}x{b * 1000 / e:>15.1f}{b * 1000 / o:>11.1f}{e / o:>6.2f}x{r['opt_rel_error']:>9.1e}"
+        if bf16:
+            h = r["bf16_median_ms"]
+            line += f"{b * 1000 / h:>18.1f}{e / h:>6.2f}x{r['bf16_rel_error']:>9.1e}"
         if int8:
             q = r["int8_median_ms"]
             line += f"{b * 1000 / q:>14.1f}{e / q:>6.2f}x{r['int8_rel_error']:>9.1e}"
@@ -198,6 +215,8 @@ def render(result: dict[str, object]) -> str:
             line += f"{b * 1000 / r['paper_median_ms']:>20.1f}{r['paper_median_ms'] / e:>10.2f}x"
         lines.append(line)
     lines.append(f"geometric mean optimized/eager: {result['geomean_optimized_over_eager']:.2f}x (goal >= 2x)")
+    if bf16:
+        lines.append(f"geometric mean optimized bf16/eager fp32: {result['geomean_bf16_over_eager']:.2f}x (goal on AMX >= 5x)")
     if int8:
         lines.append(f"geometric mean int8/eager: {result['geomean_int8_over_eager']:.2f}x")
     if paper:
@@ -226,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=3, help="untimed passes per variant before the rounds")
     p.add_argument("--repeats", type=int, default=10, help="interleaved timed rounds")
     p.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 variant")
+    p.add_argument("--bf16", action="store_true", help="also time the optimized bf16 graph (a CPU with native bf16)")
     p.add_argument("--calib-batches", type=int, default=2, help="random batches to calibrate int8 on")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the raw timings as JSON")
     p.add_argument("--paper-code", type=Path, metavar="DIR", help="a checkout of the paper's repository: time its models too")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from bench import optimize
+from profiler.precision import detect_cpu
 
 FAKE_PAPER_CODE = """
 import space
@@ -51,3 +53,15 @@ def test_a_paper_model_that_is_another_network_or_missing_is_one_line(
     assert optimize.main(args(root, model)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and words in err[-1]
+
+
+@pytest.mark.skipif(not detect_cpu().bf16, reason="this CPU has no native bf16 (AVX512-BF16 or AMX)")
+def test_the_optimized_bf16_graph_is_timed_beside_eager_fp32(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tiny = ["--frames", "16", "--size", "64", "--batch-size", "1", "--repeats", "2", "--warmup", "0", "--threads", "1"]
+    assert optimize.main(["--models", "shufflenet@0.25", *tiny, "--no-int8", "--bf16", "--json", str(tmp_path / "out.json")]) == 0
+    out = capsys.readouterr().out
+    assert "opt bf16 clips/s" in out and "geometric mean optimized bf16/eager fp32" in out
+    result = json.loads((tmp_path / "out.json").read_text())
+    row = result["rows"][0]
+    assert len(row["times_ms"]["bf16"]) == 2 and 0 < row["bf16_rel_error"] < math.inf  # reported, not checked (random weights)
+    assert result["geomean_bf16_over_eager"] == pytest.approx(row["eager_median_ms"] / row["bf16_median_ms"])
