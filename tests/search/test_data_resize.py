@@ -1,0 +1,97 @@
+"""``e3d data resize``: a copy of a dataset tree with smaller videos and frames, the same names and frame counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from search.data import open_dataset
+from search.data.resize import resize_tree, scaled_size
+from search.data.video import count_frames, read_clip
+from tests.e3d.fixtures import run
+from tests.search.video_fixtures import CODECS, decoded_levels, level_frames, write_frames, write_video
+
+
+def test_the_short_side_is_scaled_with_the_aspect_kept_even_and_never_enlarged() -> None:
+    assert scaled_size(1280, 720, 128) == (228, 128)
+    assert scaled_size(720, 1280, 128) == (128, 228)
+    assert scaled_size(176, 144, 128) == (156, 128)
+    assert scaled_size(100, 90, 128) == (100, 90)  # smaller already: kept
+
+
+def _tree(root: Path) -> Path:
+    for suffix, codec in CODECS:
+        write_video(root / "jump" / f"a.{suffix}", level_frames(20, h=64, w=96), codec=codec)
+    write_frames(root / "run" / "b", level_frames(12, h=96, w=64))
+    (root / "splits.txt").write_text("jump/a.mp4\nrun/b\n")
+    return root
+
+
+def _size(path: Path) -> tuple[int, int]:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        return s.codec_context.width, s.codec_context.height
+
+
+@pytest.mark.slow
+def test_every_video_and_frame_shrinks_with_names_frames_and_levels_kept(tmp_path: Path) -> None:
+    src, dst = _tree(tmp_path / "src"), tmp_path / "dst"
+    report = resize_tree(src, dst, 32, progress=False)
+    assert (report.videos, report.images, report.copied, report.skipped) == (len(CODECS), 12, 1, 0)
+    for suffix, _ in CODECS:
+        out = dst / "jump" / f"a.{suffix}"
+        assert _size(out) == (48, 32) and count_frames(out) == count_frames(src / "jump" / f"a.{suffix}"), suffix  # header and decoded
+        clip, _ = read_clip(out, lambda n: range(0, n, 4))
+        before, _ = read_clip(src / "jump" / f"a.{suffix}", lambda n: range(0, n, 4))  # lossy codecs shift levels a little
+        assert np.allclose(decoded_levels(clip), decoded_levels(before), atol=3), suffix
+    assert (dst / "splits.txt").read_text() == (src / "splits.txt").read_text()
+    clip, n = read_clip(dst / "run" / "b", lambda n: range(n))
+    assert n == 12 and clip.shape[1:3] == (48, 32)
+    assert not list(dst.rglob(".*")), "no temporary file is left"
+    data = open_dataset(dst, split="train", clip=(8, 32, 32), progress=False)  # the folder layout reads the copy
+    assert tuple(data.class_names) == ("jump", "run")
+
+
+def test_an_interrupted_run_leaves_no_partial_file_and_the_next_one_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src"
+    write_frames(src / "run" / "b", level_frames(6, h=96, w=64))
+    import search.data.resize as rs
+
+    real, calls = rs.Image.Image.save, []
+
+    def save(self: object, fp: object, *args: object, **kwargs: object) -> None:
+        calls.append(fp)
+        if len(calls) == 3:
+            real(self, fp, *args, **kwargs)  # type: ignore[arg-type]
+            raise KeyboardInterrupt  # Ctrl-C while the third frame is being written
+        real(self, fp, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rs.Image.Image, "save", save)
+    with pytest.raises(KeyboardInterrupt):
+        resize_tree(src, tmp_path / "dst", 32, progress=False)
+    assert sorted(p.name for p in (tmp_path / "dst" / "run" / "b").iterdir()) == ["image_00001.jpg", "image_00002.jpg"]
+    monkeypatch.undo()
+    report = resize_tree(src, tmp_path / "dst", 32, progress=False)
+    assert (report.images, report.skipped) == (4, 2)
+
+
+def test_an_unreadable_video_is_listed_and_left_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "src"
+    write_video(src / "jump" / "good.mp4", level_frames(8, h=64, w=96))
+    (src / "jump" / "empty.mp4").write_bytes(b"")
+    code, out, _ = run(capsys, "data", "resize", str(src), str(tmp_path / "dst"), "--short-side", "32")
+    assert code == 1 and "1 videos re-encoded" in out and "unreadable 1" not in out
+    assert "unreadable: " in out and "empty.mp4: empty file" in out
+    assert sorted(p.name for p in (tmp_path / "dst" / "jump").iterdir()) == ["good.mp4"]
+
+
+@pytest.mark.parametrize(("where", "words"), [("inside", "must lie outside"), ("missing", "is not a folder")])
+def test_bad_folders_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str, words: str) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    args = (str(src), str(src / "copy")) if where == "inside" else (str(tmp_path / "nowhere"), str(tmp_path / "dst"))
+    code, _, err = run(capsys, "data", "resize", *args)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and words in err
