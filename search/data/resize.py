@@ -45,17 +45,28 @@ def _partial(dst: Path) -> Path:
     return dst.with_name(f".{dst.name}.part")
 
 
-def resize_video(src: Path, dst: Path, short_side: int) -> int:
+def copy_file(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` through a hidden temporary name."""
+    shutil.copyfile(src, _partial(dst))
+    os.replace(_partial(dst), dst)
+
+
+def resize_video(src: Path, dst: Path, short_side: int) -> bool:
     """Re-encode ``src`` into ``dst`` with the shorter side ``short_side``, every frame kept at the same
-    rate; returns the frames written. :class:`VideoReadError` when ``src`` cannot be read."""
+    rate, and return True; a video that is not larger is copied as it is (False). :class:`VideoReadError`
+    when ``src`` cannot be read."""
     fmt, codec = CONTAINERS[dst.suffix.lower()]
     container, stream = _open(src)
+    width, height = scaled_size(stream.codec_context.width, stream.codec_context.height, short_side)
+    if (width, height) == (stream.codec_context.width, stream.codec_context.height):
+        container.close()
+        copy_file(src, dst)
+        return False
     tmp = _partial(dst)
     n = 0
     try:
         with container, av.open(str(tmp), "w", format=fmt) as out:
             rate = stream.average_rate or stream.guessed_rate or 25
-            width, height = scaled_size(stream.codec_context.width, stream.codec_context.height, short_side)
             o = out.add_stream(codec, rate=rate)
             o.width, o.height, o.pix_fmt = width, height, "yuv420p"
             step = 1 / Fraction(rate)
@@ -74,22 +85,26 @@ def resize_video(src: Path, dst: Path, short_side: int) -> int:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, dst)
-    return n
+    return True
 
 
-def resize_image(src: Path, dst: Path, short_side: int) -> None:
-    """Save ``src`` rescaled so that its shorter side is ``short_side`` (bilinear) as ``dst``."""
+def resize_image(src: Path, dst: Path, short_side: int) -> bool:
+    """Save ``src`` rescaled so that its shorter side is ``short_side`` (bilinear) as ``dst`` and return
+    True; an image that is not larger is copied as it is (False)."""
     tmp = _partial(dst)
     try:
         with Image.open(src) as im:
             size = scaled_size(im.width, im.height, short_side)
-            small = im if size == im.size else im.resize(size, Image.Resampling.BILINEAR)
+            if size == im.size:
+                copy_file(src, dst)
+                return False
             extra = {"quality": 95} if im.format == "JPEG" else {}
-            small.save(tmp, format=im.format, **extra)
+            im.resize(size, Image.Resampling.BILINEAR).save(tmp, format=im.format, **extra)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, dst)
+    return True
 
 
 @dataclass
@@ -99,6 +114,7 @@ class ResizeReport:
     videos: int = 0
     images: int = 0
     copied: int = 0
+    """Files copied unchanged: split lists, annotations, and videos or images not larger than the short side."""
     skipped: int = 0
     """Files already in the destination (an earlier run wrote them)."""
     unreadable: dict[str, str] = field(default_factory=dict)
@@ -108,7 +124,7 @@ class ResizeReport:
         """One line."""
         bad = len(self.unreadable)
         return (
-            f"{self.videos} videos re-encoded, {self.images} frame images rescaled, {self.copied} other files copied, "
+            f"{self.videos} videos re-encoded, {self.images} frame images rescaled, {self.copied} files copied as they are, "
             f"{self.skipped} already there" + (f", {bad} unreadable videos left out" if bad else "")
         )
 
@@ -120,6 +136,17 @@ def files(root: Path) -> Iterator[Path]:
         for name in sorted(names):
             if not name.startswith("."):
                 yield Path(folder) / name
+
+
+def _write(src: Path, dst: Path, short_side: int) -> str:
+    """Write ``dst`` from ``src``; returns the :class:`ResizeReport` count it adds to."""
+    suffix = src.suffix.lower()
+    if suffix in VIDEO_EXTENSIONS:
+        return "videos" if resize_video(src, dst, short_side) else "copied"
+    if suffix in IMAGE_EXTENSIONS:
+        return "images" if resize_image(src, dst, short_side) else "copied"
+    copy_file(src, dst)
+    return "copied"
 
 
 def resize_tree(src: Path, dst: Path, short_side: int, *, progress: bool = True) -> ResizeReport:
@@ -140,18 +167,10 @@ def resize_tree(src: Path, dst: Path, short_side: int, *, progress: bool = True)
             report.skipped += 1
             continue
         out.parent.mkdir(parents=True, exist_ok=True)
-        suffix = path.suffix.lower()
-        if suffix in VIDEO_EXTENSIONS:
-            try:
-                resize_video(path, out, short_side)
-                report.videos += 1
-            except VideoReadError as e:
-                report.unreadable[str(path)] = e.reason
-        elif suffix in IMAGE_EXTENSIONS:
-            resize_image(path, out, short_side)
-            report.images += 1
-        else:
-            shutil.copyfile(path, _partial(out))
-            os.replace(_partial(out), out)
-            report.copied += 1
+        try:
+            kind = _write(path, out, short_side)
+        except VideoReadError as e:
+            report.unreadable[str(path)] = e.reason
+            continue
+        setattr(report, kind, getattr(report, kind) + 1)
     return report

@@ -26,6 +26,7 @@ def _tree(root: Path) -> Path:
     for suffix, codec in CODECS:
         write_video(root / "jump" / f"a.{suffix}", level_frames(20, h=64, w=96), codec=codec)
     write_frames(root / "run" / "b", level_frames(12, h=96, w=64))
+    write_video(root / "run" / "small.mp4", level_frames(8, h=24, w=32))  # no larger than the short side: copied
     (root / "splits.txt").write_text("jump/a.mp4\nrun/b\n")
     return root
 
@@ -40,7 +41,8 @@ def _size(path: Path) -> tuple[int, int]:
 def test_every_video_and_frame_shrinks_with_names_frames_and_levels_kept(tmp_path: Path) -> None:
     src, dst = _tree(tmp_path / "src"), tmp_path / "dst"
     report = resize_tree(src, dst, 32, progress=False)
-    assert (report.videos, report.images, report.copied, report.skipped) == (len(CODECS), 12, 1, 0)
+    assert (report.videos, report.images, report.copied, report.skipped) == (len(CODECS), 12, 2, 0)
+    assert (dst / "run" / "small.mp4").read_bytes() == (src / "run" / "small.mp4").read_bytes()
     for suffix, _ in CODECS:
         out = dst / "jump" / f"a.{suffix}"
         assert _size(out) == (48, 32) and count_frames(out) == count_frames(src / "jump" / f"a.{suffix}"), suffix  # header and decoded
