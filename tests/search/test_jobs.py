@@ -113,7 +113,21 @@ def test_a_worker_waits_for_a_dead_workers_trial_and_runs_its_retry(tmp_path: Pa
     assert [t.state for t in trials[1:]] == [TrialState.COMPLETE] and trials[1].user_attrs.get("trained")  # ... and re-run here
 
 
-def _open_at(url: str, start: float, errors: Any) -> None:
+FORK = multiprocessing.get_context("fork")
+
+
+def _at_once(target: Any, *args: Any, processes: int = 4) -> None:
+    """Run ``target(*args, start)`` in ``processes`` forked processes that all begin at ``start``; each must exit 0."""
+    start = time.time() + 1.0
+    procs = [FORK.Process(target=target, args=(*args, start)) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0] * processes
+
+
+def _open_at(url: str, errors: Any, start: float) -> None:
     while time.time() < start:
         pass
     try:
@@ -126,24 +140,14 @@ def test_workers_creating_one_new_sqlite_storage_at_once_all_open_it(tmp_path: P
     """Fails without the creation lock: the tables, indices and alembic_version row were created by
     each process at once, and one of them failed (``table ... already exists``, ``UNIQUE constraint
     failed: alembic_version``, ``attempt to write a readonly database``)."""
-    ctx = multiprocessing.get_context("fork")
-    errors = ctx.Queue()
+    errors = FORK.Queue()
     for round_ in range(6):
-        url = st.sqlite_url(tmp_path / f"study{round_}.db")
-        start = time.time() + 0.5
-        procs = [ctx.Process(target=_open_at, args=(url, start, errors)) for _ in range(4)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(60)
-        assert [p.exitcode for p in procs] == [0] * 4
-    found = []
-    while not errors.empty():
-        found.append(errors.get())
+        _at_once(_open_at, st.sqlite_url(tmp_path / f"study{round_}.db"), errors)
+    found = [errors.get() for _ in range(errors.qsize())]
     assert not found, found
 
 
-def _pop_all(url: str, start: float, popped: Any) -> None:
+def _pop_all(url: str, popped: Any, start: float) -> None:
     study = optuna.load_study(study_name="queue", storage=st.open_storage(url))
     while time.time() < start:
         pass
@@ -160,14 +164,7 @@ def test_workers_popping_one_sqlite_queue_at_once_take_each_trial_once(tmp_path:
     for i in range(60):
         study.enqueue_trial({}, user_attrs={"i": i})
     enable_wal(url)
-    ctx = multiprocessing.get_context("fork")
-    popped = ctx.Queue()
-    start = time.time() + 1.0
-    procs = [ctx.Process(target=_pop_all, args=(url, start, popped)) for _ in range(4)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    assert [p.exitcode for p in procs] == [0] * 4
+    popped = FORK.Queue()
+    _at_once(_pop_all, url, popped)
     ids = [popped.get() for _ in range(popped.qsize())]
     assert sorted(ids) == sorted(t._trial_id for t in study.get_trials()), Counter(ids).most_common(3)
