@@ -118,14 +118,14 @@ def measure_source(source: str, models: Sequence[str], *, batches: int, threads:
     part.num_classes = train.num_classes  # type: ignore[attr-defined]
     val = Subset(train, range(min(BATCH, len(train))))  # small: the fit loop's clips/s is its training's
     config = TrainConfig(epochs=1, batch_size=BATCH, threads=threads, precision="auto")
+    classes = train.num_classes
     rows = []
     for item in models:
         name, width = item.split(":")
-        classes = train.num_classes
         model = space.create_model(name, width_mult=float(width), num_classes=classes, sample_size=clip[1], sample_duration=clip[0])
         fastest = resolve_exec(model, train, config)
-        fp32 = step_rate(model, ExecConfig(threads=threads), clip, train.num_classes, batches)
-        best = step_rate(model, fastest, clip, train.num_classes, batches)
+        fp32 = step_rate(model, ExecConfig(threads=threads), clip, classes, batches)
+        best = step_rate(model, fastest, clip, classes, batches)
         loop = fit(model, part, val, config, progress=False).history[-1]["clips_per_s"]
         rows.append(Row(_name(source), clip, loader, workers, f"{name} {width}x", fastest.label, fp32, best, loop))
     return rows
