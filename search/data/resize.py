@@ -25,6 +25,7 @@ from PIL import Image
 
 from search.data.errors import DataError, VideoReadError
 from search.data.video import _READ_ERRORS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, _open, _reason
+from space.files import FILE_ERRNOS, replacing
 
 CONTAINERS = {".mp4": ("mp4", "libx264"), ".m4v": ("mp4", "libx264"), ".mov": ("mov", "libx264"),
               ".mkv": ("matroska", "libx264"), ".avi": ("avi", "mpeg4"), ".webm": ("webm", "libvpx")}  # fmt: skip
@@ -40,21 +41,16 @@ def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     return max(2, round(width * f / 2) * 2), max(2, round(height * f / 2) * 2)
 
 
-def _partial(dst: Path) -> Path:
-    """The hidden name ``dst`` is written under until it is complete (no layout reads hidden files)."""
-    return dst.with_name(f".{dst.name}.part")
-
-
 def copy_file(src: Path, dst: Path) -> None:
-    """Copy ``src`` to ``dst`` through a hidden temporary name."""
-    shutil.copyfile(src, _partial(dst))
-    os.replace(_partial(dst), dst)
+    """Copy ``src`` to ``dst`` through a hidden temporary name (:func:`space.files.replacing`)."""
+    with replacing(dst) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def resize_video(src: Path, dst: Path, short_side: int) -> bool:
     """Re-encode ``src`` into ``dst`` with the shorter side ``short_side``, every frame kept at the same
     rate, and return True; a video that is not larger is copied as it is (False). :class:`VideoReadError`
-    when ``src`` cannot be read."""
+    when ``src`` cannot be read; a file that cannot be written (a full disk) is a :class:`WriteError`."""
     fmt, codec = CONTAINERS[dst.suffix.lower()]
     container, stream = _open(src)
     width, height = scaled_size(stream.codec_context.width, stream.codec_context.height, short_side)
@@ -62,48 +58,40 @@ def resize_video(src: Path, dst: Path, short_side: int) -> bool:
         container.close()
         copy_file(src, dst)
         return False
-    tmp = _partial(dst)
     n = 0
-    try:
-        with container, av.open(str(tmp), "w", format=fmt) as out:
-            rate = stream.average_rate or stream.guessed_rate or 25
-            o = out.add_stream(codec, rate=rate)
-            o.width, o.height, o.pix_fmt = width, height, "yuv420p"
-            step = 1 / Fraction(rate)
-            if codec != "libx264":  # the others default to a low bit rate: 2 bits per pixel, at least 500 kbit/s
-                o.bit_rate = max(500_000, int(2 * width * height * float(rate)))
-            for frame in container.decode(stream):
-                small = frame.reformat(width=width, height=height, format="yuv420p")
-                small.pts, small.time_base = n, step  # frame n at the stream's rate
-                out.mux(o.encode(small))
-                n += 1
-            out.mux(o.encode())
-    except _READ_ERRORS as e:
-        tmp.unlink(missing_ok=True)
-        raise VideoReadError(src, f"{_reason(e)} after {n} frames") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, dst)
+    with replacing(dst) as tmp, container:
+        try:
+            with av.open(str(tmp), "w", format=fmt) as out:
+                rate = stream.average_rate or stream.guessed_rate or 25
+                o = out.add_stream(codec, rate=rate)
+                o.width, o.height, o.pix_fmt = width, height, "yuv420p"
+                step = 1 / Fraction(rate)
+                if codec != "libx264":  # the others default to a low bit rate: 2 bits per pixel, at least 500 kbit/s
+                    o.bit_rate = max(500_000, int(2 * width * height * float(rate)))
+                for frame in container.decode(stream):
+                    small = frame.reformat(width=width, height=height, format="yuv420p")
+                    small.pts, small.time_base = n, step  # frame n at the stream's rate
+                    out.mux(o.encode(small))
+                    n += 1
+                out.mux(o.encode())
+        except _READ_ERRORS as e:
+            if isinstance(e, OSError) and e.errno in FILE_ERRNOS:
+                raise  # writing failed: replacing names the file
+            raise VideoReadError(src, f"{_reason(e)} after {n} frames") from None
     return True
 
 
 def resize_image(src: Path, dst: Path, short_side: int) -> bool:
     """Save ``src`` rescaled so that its shorter side is ``short_side`` (bilinear) as ``dst`` and return
     True; an image that is not larger is copied as it is (False)."""
-    tmp = _partial(dst)
-    try:
-        with Image.open(src) as im:
-            size = scaled_size(im.width, im.height, short_side)
-            if size == im.size:
-                copy_file(src, dst)
-                return False
-            extra = {"quality": 95} if im.format == "JPEG" else {}
+    with Image.open(src) as im:
+        size = scaled_size(im.width, im.height, short_side)
+        if size == im.size:
+            copy_file(src, dst)
+            return False
+        extra = {"quality": 95} if im.format == "JPEG" else {}
+        with replacing(dst) as tmp:
             im.resize(size, Image.Resampling.BILINEAR).save(tmp, format=im.format, **extra)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, dst)
     return True
 
 

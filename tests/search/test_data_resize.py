@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import shutil
 from pathlib import Path
 
 import av
@@ -97,3 +99,21 @@ def test_bad_folders_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     args = (str(src), str(src / "copy")) if where == "inside" else (str(tmp_path / "nowhere"), str(tmp_path / "dst"))
     code, _, err = run(capsys, "data", "resize", *args)
     assert code == 2 and len(err.strip().splitlines()) == 1 and words in err
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "lists").mkdir(parents=True)
+    (src / "lists" / "train.txt").write_text("a\n" * 1000)
+
+    def full(a: object, b: Path) -> None:  # shutil copies through file descriptors, past builtins.open
+        Path(b).write_text("a\n" * 10)  # a part written, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device", str(b))
+
+    monkeypatch.setattr(shutil, "copyfile", full)
+    code, _, err = run(capsys, "data", "resize", str(src), str(dst), "--short-side", "32")
+    last = err.strip().splitlines()[-1]  # after the progress bar
+    assert code == 2 and err.count("error") == 1 and last.startswith("e3d data: error: cannot write") and "no space left" in last
+    assert not [p for p in dst.rglob("*") if p.is_file()], "neither the file nor its temporary part is left"
