@@ -7,7 +7,9 @@ Candidates come from the search space's own sampler, ``search.searchspace.sample
 and choices, without Optuna's storage, which costs more than the counting; its ask/tell time is
 printed apart). Screening one candidate = ``spec_from_params`` (the family factory builds and
 validates the NetSpec, tracing it) + ``spec_totals`` (its macs, params, paper FLOPs and activations):
-what the search does with every candidate before training.
+what the search does with every candidate before training, here through
+``search.searchspace.price_candidates``, which prices candidates in chunks with Python's cyclic garbage
+collector paused.
 
 Reported side by side in one run, as specs per second of this process's CPU time (one core; the
 wall-clock rate and the machine's load average are printed too, since other processes slow a shared
@@ -41,9 +43,9 @@ import optuna
 import torch
 
 import space
-from profiler.counting import clear_caches, count_module, count_spec, spec_totals
+from profiler.counting import clear_caches, count_module, count_spec
 from profiler.latency import cpu_name
-from search.searchspace import FAMILIES, sample_params, spec_from_params
+from search.searchspace import FAMILIES, price_candidates, sample_params
 
 TARGET = 10_000
 """Specs per second the screening must reach on one core."""
@@ -89,12 +91,15 @@ def optuna_overhead(families: Sequence[str], n: int = 200) -> float:
 
 
 def screen(params: Sequence[dict[str, Any]], *, uncached: bool = False) -> tuple[float, float]:
-    """Screen every candidate once: (CPU seconds, wall seconds)."""
+    """Screen every candidate once as a search does (``price_candidates``), or one at a time from
+    empty caches with ``uncached``: (CPU seconds, wall seconds)."""
     cpu, wall = time.process_time(), time.perf_counter()
-    for p in params:
-        if uncached:
+    if uncached:
+        for p in params:
             clear_caches()
-        spec_totals(spec_from_params(p))
+            price_candidates([p])
+    else:
+        price_candidates(params)
     return time.process_time() - cpu, time.perf_counter() - wall
 
 

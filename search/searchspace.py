@@ -15,13 +15,16 @@ layer's accuracy-versus-cost knob).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from itertools import islice
 from typing import Any
 
 import optuna
 
+from profiler.costs import Cost
+from profiler.counting import collector_paused, spec_totals
 from space import families as fam
 from space.registry import model_info
 from space.sgs import with_sgs
@@ -172,6 +175,25 @@ def spec_from_params(params: Mapping[str, Any], *, clip: Clip = (16, 112, 112), 
     if after < 0:
         return spec
     return with_sgs(spec, after, bin_width=float(params.get(f"{family}.sgs_bin_width", SGSSpec.bin_width)))
+
+
+def price_candidates(
+    params: Iterable[Mapping[str, Any]], *, clip: Clip = (16, 112, 112), num_classes: int = 600, chunk: int = 2000
+) -> list[Cost]:
+    """The totals (``spec_totals``) of each candidate's spec: the screening of a large search, a latency
+    table or a scaling study, priced ``chunk`` candidates at a time with the cyclic garbage collector
+    paused (:func:`profiler.counting.collector_paused`). A candidate that is not a valid spec raises its
+    :class:`SpecError`."""
+    out: list[Cost] = []
+    candidates = iter(params)
+    while batch := list(islice(candidates, chunk)):
+        out += _price(batch, clip, num_classes)
+    return out
+
+
+def _price(params: Sequence[Mapping[str, Any]], clip: Clip, num_classes: int) -> list[Cost]:
+    with collector_paused():
+        return [spec_totals(spec_from_params(p, clip=clip, num_classes=num_classes)) for p in params]
 
 
 def _default(family: str, knob: str) -> Any:

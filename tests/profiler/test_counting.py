@@ -245,3 +245,23 @@ def test_an_invalid_stage_equal_to_a_cached_valid_one_is_still_refused() -> None
         NetSpec("custom", StemSpec(8), (StageSpec("shuffle_v1", 32, stride=(2, 2, 2), groups=True),), clip=(4, 16, 16))
     with pytest.raises(SpecError, match=r"stages\[0\]\.stride"):
         NetSpec("custom", StemSpec(8), (StageSpec("shuffle_v1", 32, stride=(True, 2, 2), groups=1),), clip=(4, 16, 16))
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_collector_paused_pauses_then_restores_the_collector(enabled: bool) -> None:
+    import gc
+
+    from profiler.counting import collector_paused
+
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with pytest.raises(KeyError), collector_paused():
+            assert not gc.isenabled()
+            with collector_paused():  # nested: the outer pause holds after the inner one ends
+                pass
+            assert not gc.isenabled()
+            raise KeyError("a failing candidate")
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()

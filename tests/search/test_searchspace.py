@@ -77,3 +77,30 @@ def test_squeezenet_head_activation_is_a_knob_and_the_preset_keeps_the_papers() 
     older = {k: v for k, v in preset.items() if k != "squeezenet.head_act"}  # a study from before the knob
     assert spec_from_params(older) == spec_from_params(preset)
     assert {p["squeezenet.head_act"] for p in corner_params("squeezenet")} == {"none"}
+
+
+def test_price_candidates_equals_pricing_each_spec_with_the_collector_paused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    import search.searchspace as ss
+    from profiler.counting import spec_totals
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=5))
+    params = [sample_params(study.ask(), FAMILIES, sgs=True) for _ in range(40)]
+    clip = (16, 64, 64)
+    expected = [spec_totals(spec_from_params(p, clip=clip, num_classes=10)) for p in params]
+    collecting = []
+
+    def watched(spec: space.NetSpec) -> object:
+        collecting.append(gc.isenabled())
+        return spec_totals(spec)
+
+    monkeypatch.setattr(ss, "spec_totals", watched)
+    assert ss.price_candidates(iter(params), clip=clip, num_classes=10, chunk=7) == expected  # 5 full chunks and a part
+    assert collecting == [False] * len(params)
+    assert gc.isenabled()
+    bad = {**preset_params("mobilenet", 1.0), "mobilenet.width_mult": -1.0}
+    with pytest.raises(space.SpecError):
+        ss.price_candidates([params[1], bad])
+    assert gc.isenabled()
