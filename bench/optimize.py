@@ -46,6 +46,7 @@ import space
 from profiler.latency import cpu_name
 from profiler.optimize import OptimizeOptions, optimize_for_inference, relative_error
 from profiler.quantize import quantize_int8
+from search.stats import geomean
 from space.spec import E3DError
 
 GOAL_MODELS = (("shufflenet", 1.0), ("shufflenetv2", 1.0), ("mobilenet", 1.0), ("mobilenetv2", 0.45), ("squeezenet", 1.0))
@@ -117,11 +118,6 @@ def paper_model(root: Path, name: str, width: float, clip: tuple[int, int, int],
     if n != params:
         raise PaperCodeError(f"{path}: {name} {width:g}x has {n:,} parameters, e3d's preset {params:,}: not the same network")
     return model
-
-
-def geomean(values: list[float]) -> float:
-    """Geometric mean of positive numbers."""
-    return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:

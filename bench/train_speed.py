@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import math
 import os
 import statistics
 import sys
@@ -30,6 +29,7 @@ from torch import nn
 
 from profiler.counting import spec_totals
 from profiler.precision import candidates, choose, detect_cpu, matmul_gflops, train_step_gflop, train_step_seconds
+from search.stats import geomean
 from space.paper import table8
 from space.registry import paper_spec
 
@@ -105,11 +105,6 @@ def render(rows: list[Row], labels: list[str], peaks: dict[str, float], batch: i
         cells += [f"{gflop / auto_s:.1f}", f"{100 * gflop / auto_s / auto_peak:.0f}%"]
         out.append("| " + " | ".join(cells) + " |")
     return out
-
-
-def geomean(values: list[float]) -> float:
-    """Geometric mean (1.0 for none)."""
-    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else 1.0
 
 
 def clip_arg(text: str) -> tuple[int, int, int]:

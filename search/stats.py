@@ -76,6 +76,12 @@ class Verdict:
         return f"{self.outcome}: {self.diff:+.{digits}f} {unit}, {p} ({self.reason})"
 
 
+def geomean(values: Iterable[float]) -> float:
+    """Geometric mean of positive numbers (speed-ups over models); NaN for none."""
+    logs = [math.log(v) for v in values]
+    return math.exp(sum(logs) / len(logs)) if logs else math.nan
+
+
 def welch_p(a: Summary, b: Summary) -> float:
     """Two-sided p-value of Welch's t-test between two summaries (each n >= 2).
 

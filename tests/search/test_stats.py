@@ -74,3 +74,11 @@ def test_no_win_at_or_below_chance() -> None:
 def test_alpha_is_stated() -> None:
     assert "0.05" in TEST
     assert compare([70.0, 74.0], [60.0, 64.0], alpha=0.1).outcome == "win"  # p = 0.0715
+
+
+def test_geomean_of_speedups() -> None:
+    from search.stats import geomean
+
+    assert geomean([2.0, 8.0]) == pytest.approx(4.0)
+    assert geomean(iter([0.5, 2.0, 1.0])) == pytest.approx(1.0)
+    assert math.isnan(geomean([]))
