@@ -32,9 +32,10 @@ from typing import Any
 import optuna
 
 from bench.proxy_fidelity import TINY, macs_of, protocol_config, runs_at
+from e3d.commands.search import jobs_arg
 from profiler.latency import cpu_name
 from search import fidelity as fid
-from search.jobs import JobSpec, parse_jobs, run_jobs
+from search.jobs import JobSpec, run_jobs
 from search.study import HEARTBEAT_S, ProxyConfig, load_proxy, open_storage, open_study, run_worker, sqlite_url
 from space.files import write_text
 from space.spec import E3DError
@@ -112,7 +113,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/search-throughput"))
     p.add_argument("--architectures", type=int, default=6, help="how many of the fixed set to train (default 6)")
-    p.add_argument("--jobs", type=parse_jobs, default="auto", help="workers of the 'after' configuration (default auto: one per core)")
+    p.add_argument("--jobs", type=jobs_arg, default="auto", help="workers of the 'after' configuration (default auto: one per core)")
     p.add_argument("--tiny", action="store_true", help="smoke run: tiny clips and sets")
     return p.parse_args(argv)
 

@@ -48,12 +48,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from analysis.plots import plot_front_vs_presets, save_figure
 from analysis.scaling import trained_on
+from e3d.commands.search import jobs_arg
 from profiler.latency import cpu_name
 from search import finalize as fin
 from search import front
 from search.budget import Budget
 from search.fidelity import CPU_ATTR, QUEUED_SOURCES, cpu_seconds
-from search.jobs import JobSpec, parse_jobs, run_jobs
+from search.jobs import JobSpec, run_jobs
 from search.pruning import saved_cpu_seconds
 from search.results import frame, trial_counts, trial_row
 from search.searchspace import FAMILIES, check_families, paper_presets, preset_params
@@ -312,7 +313,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--storage", help="database URL (default: sqlite <out>/bench.db)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per trial (default: torch's; 1 with --jobs)")
-    p.add_argument("--jobs", type=parse_jobs, default=1, help="worker processes training side by side, or auto (search.jobs; default 1)")
+    p.add_argument("--jobs", type=jobs_arg, default=1, help="worker processes training side by side, or auto (search.jobs; default 1)")
     p.add_argument("--tiny", action="store_true", help="smoke run: tiny clips and sets, 1 epoch, 2 presets per family")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)

@@ -29,6 +29,10 @@ def test_bad_budgets_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert svp.main(["--mode", "front", "--families", "nope", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: families: unknown family 'nope'") and "\n" not in err
+    with pytest.raises(SystemExit) as stop:
+        svp.main(["--jobs", "0", "--out", str(tmp_path)])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().endswith("error: argument --jobs: must be a positive integer or auto, got '0'")
 
 
 def counts(out: Path) -> dict[str, int]:
