@@ -304,7 +304,8 @@ class NetSpec:
         for i, stage in enumerate(stages):
             if not isinstance(stage, StageSpec):
                 raise SpecError(f"stages[{i}]", "must be a StageSpec")
-            stage.validate(f"stages[{i}]")
+            if not stage.__dict__.get("_valid"):  # a shared stage is checked once (StageSpec.validate)
+                stage.validate(f"stages[{i}]")
         _set(self, "stages", stages)
         _set(self, "clip", _triple("clip", self.clip))
         _int("num_classes", self.num_classes)
@@ -326,7 +327,8 @@ class NetSpec:
                 raise SpecError(f"sgs[{i}].after_stage", "SGS layers must follow distinct stages in increasing order")
         _set(self, "sgs", sgs)
         _set(self, "_traced", self._walk(None))  # trace now: shape errors surface at construction
-        self._check_sgs_counts()
+        if sgs:
+            self._check_sgs_counts()
 
     def _check_sgs_counts(self) -> None:
         """Every bin count of every SGS layer must run through the rest of the network.
