@@ -113,7 +113,7 @@ def clip_arg(text: str) -> tuple[int, int, int]:
     return (t, h, w)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Measure and print the table."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clips", nargs="+", type=clip_arg, default=[(16, 48, 48)], metavar="TxHxW", help="default 16x48x48 (the proxy clip)")
@@ -123,7 +123,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as a --jobs trial)")
     p.add_argument("--compile", action="store_true", help="also torch.compile (fp32; compiling takes minutes per preset)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     presets = (
         [(s.split(":")[0], float(s.split(":")[1])) for s in args.presets] if args.presets else [(r.model, r.width_mult) for r in table8()]
@@ -136,7 +136,7 @@ def main() -> None:
     started = datetime.datetime.now(datetime.timezone.utc)
     load = os.getloadavg()[0]
     print(f"# {started:%Y-%m-%d %H:%M} UTC, {cpu.describe()}, {os.cpu_count()} cores, load {load:.1f}, torch {torch.__version__}")
-    command = "python -m bench.train_speed " + " ".join(sys.argv[1:])
+    command = "python -m bench.train_speed " + " ".join(sys.argv[1:] if argv is None else argv)
     print(f"# {args.threads} thread(s), batch {args.batch_size}, median of {args.steps} steps after {args.warmup}; command: {command}")
     print("# matmul 1024^2: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()) + "\n")
     rows: list[Row] = []

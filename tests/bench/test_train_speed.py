@@ -1,0 +1,27 @@
+"""bench.train_speed: the table's ratios, and a tiny run end to end."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import train_speed as ts
+
+
+def test_render_divides_each_configuration_by_fp32_eager() -> None:
+    row = ts.Row("mobilenet", 0.5, (16, 48, 48), 20e6, {"fp32 eager": 0.4, "fp32 channels-last": 0.2}, auto="fp32 channels-last")
+    table = ts.render([row], ["fp32 eager", "fp32 channels-last", "bf16 eager"], {"fp32": 100.0}, batch=16)
+    cells = [c.strip() for c in table[2].strip("|").split("|")]
+    gflop = ts.train_step_gflop(20e6, 16)
+    assert cells[:4] == ["mobilenet 0.5x", "16x48x48", "20.0", "40.0"]  # 16 clips / 0.4 s
+    assert cells[4:8] == ["2.00", "-", "fp32 channels-last", "2.00"]  # a configuration not run is "-"
+    assert cells[8] == f"{gflop / 0.4:.1f}" and cells[10] == f"{gflop / 0.2:.1f}"
+
+
+def test_a_tiny_run_prints_every_preset_that_runs_and_the_geometric_means(capsys: pytest.CaptureFixture[str]) -> None:
+    presets = ["--presets", "mobilenet:0.5", "shufflenet:0.5"]
+    ts.main([*presets, "--clips", "16x64x64", "4x32x32", "--batch-size", "2", "--steps", "1", "--warmup", "0"])
+    out, err = capsys.readouterr()
+    rows = [[c.strip() for c in line.split("|")[1:3]] for line in out.splitlines() if line.startswith("| ") and "0.5x" in line]
+    assert rows == [["mobilenet 0.5x", "16x64x64"], ["shufflenet 0.5x", "16x64x64"], ["mobilenet 0.5x", "4x32x32"]]
+    assert "shufflenet 0.5x at 4x32x32: SpecError" in err  # too few frames for its strides: reported, the run goes on
+    assert "geometric mean over 2 presets at 16x64x64: auto" in out and "geometric mean over 1 presets at 4x32x32" in out
