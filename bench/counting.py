@@ -171,14 +171,14 @@ def models() -> None:
         print(f"  {label:<20}{ta * 1e3:12.2f}{tm * 1e3:11.1f}{tf * 1e3:11.1f}{tm / ta:16.0f}x{tf / ta:16.0f}x")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Print the screening rates (and the per-model table with ``--models``)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--specs", type=int, default=40_000, help="candidates screened in all (default 40,000)")
     p.add_argument("--cold", type=int, default=1000, help="candidates timed with a fresh cache, and uncached (default 1000)")
     p.add_argument("--families", nargs="+", default=list(FAMILIES), help="families to sample (default: the paper's five)")
     p.add_argument("--models", action="store_true", help="also time counting six presets (analytic, module, fvcore)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     torch.set_num_threads(1)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     print(f"# {stamp} on {cpu_name()} ({platform.machine()}), 1 thread, torch {torch.__version__}, {load()}\n")
