@@ -26,13 +26,16 @@ from search.train import TrainConfig, evaluate, fit
 from space.modules import build
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Print the split and the rate."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--budget-mflops", type=float, default=200.0)
     p.add_argument("--candidates", type=int, default=3, help="feasible candidates to train")
-    args = p.parse_args()
-    proxy = ProxyConfig()
+    p.add_argument("--epochs", type=int, default=ProxyConfig.epochs, help="proxy epochs (default: the search's)")
+    p.add_argument("--train-samples", type=int, default=ProxyConfig.train_samples, help="training videos (default: the search's)")
+    p.add_argument("--val-samples", type=int, default=ProxyConfig.val_samples, help="validation videos (default: the search's)")
+    args = p.parse_args(argv)
+    proxy = ProxyConfig(epochs=args.epochs, train_samples=args.train_samples, val_samples=args.val_samples)
     budget = Budget(mflops=args.budget_mflops)
     print(f"# {datetime.datetime.now():%Y-%m-%d %H:%M} on {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"# proxy: {proxy.describe()}; budget: {budget.describe()}\n")

@@ -25,7 +25,7 @@ from search.data import PROXY_SCALES, proxy_dataset
 from search.train import TrainConfig, fit
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Print one row per task, model and seed."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=["motion", "digits"])
@@ -38,7 +38,7 @@ def main() -> None:
     p.add_argument("--scales", type=float, nargs="+", help="training crop scales (default: the proxy tasks' 1 and 2^-1/4)")
     p.add_argument("--frame-step", type=int, help="frame step (default: the task's, 2 for motion and 1 for digits)")
     p.add_argument("--cache-dir", default=None, help="proxy cache (default: a temporary folder)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     cache = args.cache_dir or tempfile.mkdtemp(prefix="e3d-bench-")
     where = f"{cpu_name()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, torch {torch.__version__}, {args.threads} threads"
     print(f"# {datetime.datetime.now():%Y-%m-%d %H:%M} on {where}")
