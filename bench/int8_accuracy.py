@@ -53,10 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--calib-clips", type=int, default=64)
     p.add_argument("--eval-clips", type=int, default=300)
+    p.add_argument("--train-samples", type=int, default=None, help="training videos (default: the task's full split)")
     p.add_argument("--json", type=Path, metavar="FILE")
     args = p.parse_args(argv)
     clip = (16, 48, 48)
-    train = proxy_dataset(args.task, split="train", clip=clip)
+    train = proxy_dataset(args.task, split="train", clip=clip, num_samples=args.train_samples)
     val = proxy_dataset(args.task, split="val", clip=clip)
     rows = []
     for name, width in args.models:
