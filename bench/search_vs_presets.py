@@ -283,9 +283,11 @@ def search_line(study: optuna.Study, budget_s: float, *, epochs: int) -> str:
     """What a budgeted search's searched trials (not its baselines) spent, how they ended, and what
     pruning saved them."""
     searched = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("source") not in QUEUED_SOURCES]
+    stopped = sum("stopped" in t.user_attrs for t in searched)
     return (
         f"{cpu_seconds(searched) / 60:.1f} CPU-min of searched trials (budget {budget_s / 60:.1f}); "
-        f"searched {trial_counts(frame(trial_row(t) for t in searched))}; pruning saved them "
+        f"searched {trial_counts(frame(trial_row(t) for t in searched))} ({stopped} of the pruned stopped when the "
+        "budget was spent); pruning saved them "
         f"~{saved_cpu_seconds(searched, epochs) / 60:.1f} CPU-min (each pruned trial's epochs not run, at its own rate)"
     )
 

@@ -280,6 +280,20 @@ def cpu_seconds(trials: Sequence[FrozenTrial], *, searched: bool = True) -> floa
     return sum(float(t.user_attrs.get(CPU_ATTR, 0.0)) for t in trials if (t.user_attrs.get("source") not in QUEUED_SOURCES) == searched)
 
 
+def stop_if_budget_spent(trial: optuna.Trial, cpu_so_far: float, budget_s: float, *, epoch: int, accuracy: float) -> None:
+    """Between two epochs of a searched trial: store its CPU time so far (:data:`CPU_ATTR`, which
+    :class:`CpuTimed` replaces with the whole trial's at its end), so every worker's budget check counts
+    the trials still running, and raise :class:`optuna.TrialPruned` once the study's searched trials
+    have used ``budget_s`` CPU seconds together (the trial records ``stopped``, its accuracy and epochs)."""
+    trial.set_user_attr(CPU_ATTR, cpu_so_far)
+    if cpu_seconds(trial.study.get_trials(deepcopy=False)) < budget_s:
+        return
+    trial.set_user_attr("accuracy", accuracy)
+    trial.set_user_attr("epochs", epoch)
+    trial.set_user_attr("stopped", "cpu budget")
+    raise optuna.TrialPruned(f"the search's CPU budget is spent (after epoch {epoch})")
+
+
 def current_trials(trials: Sequence[FrozenTrial], archs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[FrozenTrial]:
     """The trials that ran an architecture of ``archs`` as it is now: their ``label`` is in ``archs``
     and their parameters (a queued trial's fixed ones) build the same spec: a label whose sampled spec

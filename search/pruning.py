@@ -140,11 +140,12 @@ def rung_points(trials: Sequence[FrozenTrial], epoch: int, exclude: int | None =
 
 def saved_cpu_seconds(trials: Sequence[FrozenTrial], epochs: int) -> float:
     """CPU seconds that pruning saved, estimated: each pruned trial's epochs not run, at its own CPU time
-    per epoch run (``cpu_seconds`` / ``epochs``; setting up the trial is counted in, so this errs high)."""
+    per epoch run (``cpu_seconds`` / ``epochs``; setting up the trial is counted in, so this errs high).
+    A trial stopped because the search's CPU budget was spent (``stopped``) was not pruned: not counted."""
     saved = 0.0
     for t in trials:
         ran, cpu = t.user_attrs.get("epochs"), t.user_attrs.get(CPU_ATTR)
-        if t.state == TrialState.PRUNED and ran and cpu is not None and ran < epochs:
+        if t.state == TrialState.PRUNED and "stopped" not in t.user_attrs and ran and cpu is not None and ran < epochs:
             saved += float(cpu) / ran * (epochs - ran)
     return saved
 

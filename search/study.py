@@ -46,7 +46,7 @@ from profiler.counting import spec_totals
 from profiler.datacost import Bins, data_cost, dataset_bins
 from profiler.latency import cpu_name
 from search.budget import Budget, Screen, feasible_families, screen, validate_for_clip
-from search.fidelity import CpuTimed, cpu_seconds
+from search.fidelity import QUEUED_SOURCES, CpuTimed, cpu_seconds, stop_if_budget_spent
 from search.searchspace import SPACE, Clip, check_families, paper_presets, preset_params, sample_params, spec_from_params
 from space.spec import E3DError, NetSpec, SGSSpec, SpecError
 
@@ -521,6 +521,9 @@ class Objective:
     data: ProxyData
     latency: Callable[[NetSpec], float] | None = None
     on_trained: Callable[[optuna.Trial, Screen, dict[str, Any]], None] | None = None
+    cpu_budget_s: float | None = None
+    """CPU seconds the searched trials may use together: a searched trial stops between epochs once they
+    are spent (:func:`search.fidelity.stop_if_budget_spent`), so workers overshoot by an epoch, not a trial."""
     last_model: Any = field(default=None, init=False, repr=False)
     """The network :meth:`_train` trained last (its SGS bins are measured after training)."""
 
@@ -677,8 +680,13 @@ class Objective:
         from search.pruning import search_rungs, stop_if_dominated
 
         rungs = search_rungs(objective=self.config.objective, pruner=self.config.pruner, epochs=p.epochs, rungs=self.config.rungs)
+        searched = trial.user_attrs.get("source", "search") not in QUEUED_SOURCES
+        budget_s = self.cpu_budget_s if searched else None
+        started = time.process_time()
 
         def report(epoch: int, metrics: dict[str, float]) -> None:
+            if budget_s is not None and epoch + 1 < p.epochs:
+                stop_if_budget_spent(trial, time.process_time() - started, budget_s, epoch=epoch + 1, accuracy=metrics["val_top1"])
             if not prune and rungs is not None and epoch + 1 < p.epochs:  # Optuna prunes no multi-objective trial
                 stop_if_dominated(trial, epoch=epoch + 1, accuracy=metrics["val_top1"], rungs=rungs)
             if prune:
@@ -935,7 +943,7 @@ def run_worker(
 
     report.index = seed_sampler(study, config)
     requeue_interrupted(study)
-    objective = objective or Objective(config, data, latency)
+    objective = objective or Objective(config, data, latency, cpu_budget_s=cpu_budget_s)
     timed = objective if isinstance(objective, CpuTimed) else CpuTimed(objective)
     from search.train import NonFiniteLossError
 

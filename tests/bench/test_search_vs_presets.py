@@ -130,7 +130,7 @@ def test_tiny_budgets_benchmark_end_to_end(tmp_path: Path, capsys: pytest.Captur
     assert table.loc[0, "verdict"] in ("win", "tie", "loss")
     assert "## 60 M multiply-adds" in out and "verdict of the top candidate by validation" in out
     counts = r"searched \d+ trials?: \d+ trained, \d+ pruned, 0 failed, \d+ rejected by the budget"
-    assert re.search(counts + r"; pruning saved them ~[\d.]+ CPU-min", out)
+    assert re.search(counts + r" \(\d+ of the pruned stopped when the budget was spent\); pruning saved them ~[\d.]+ CPU-min", out)
     searched = [
         t for t in optuna.load_study(study_name="budget60", storage=f"sqlite:///{tmp_path / 'bench.db'}").trials
         if t.user_attrs.get("source") == "search"

@@ -206,3 +206,21 @@ def test_current_trials_leave_out_runs_of_an_older_set() -> None:
         dists = {k: CategoricalDistribution((v,)) for k, v in params.items()}
         done.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=1.0, user_attrs={"label": label}))
     assert [t.number for t in current_trials(done.get_trials(), archs)] == [0, 1]
+
+
+def test_a_searched_trial_stops_once_the_studys_cpu_budget_is_spent() -> None:
+    import optuna
+
+    from search.fidelity import CPU_ATTR, stop_if_budget_spent
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    for source, cpu in (("search", 1.0), ("baseline", 50.0)):  # a preset's CPU time is not the search's
+        study.add_trial(optuna.trial.create_trial(value=1.0, user_attrs={"source": source, CPU_ATTR: cpu}))
+    trial = study.ask()
+    stop_if_budget_spent(trial, 0.5, 2.0, epoch=1, accuracy=20.0)  # 1.5 of 2 CPU seconds: goes on
+    assert study.trials[-1].user_attrs[CPU_ATTR] == 0.5  # what it used so far, for every worker to count
+    with pytest.raises(optuna.TrialPruned, match="CPU budget is spent"):
+        stop_if_budget_spent(trial, 1.1, 2.0, epoch=2, accuracy=30.0)
+    a = study.trials[-1].user_attrs
+    assert (a[CPU_ATTR], a["stopped"], a["epochs"], a["accuracy"]) == (1.1, "cpu budget", 2, 30.0)

@@ -99,6 +99,22 @@ def test_a_cpu_budget_stops_the_search_after_the_trial_that_reached_it(tmp_path:
 
 
 @pytest.mark.slow
+def test_a_cpu_budget_stops_searched_trials_between_epochs_and_never_a_preset(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    proxy = dataclasses.replace(PROXY, epochs=3)
+    config = st.SearchConfig(budget=Budget(mflops=200), families=("mobilenet",), proxy=proxy, pruner="none", baselines=False)
+    study, config, _ = st.open_study("cpu-epochs", st.open_storage(url), config)
+    study.enqueue_trial(st.preset_params("mobilenet", 0.5), user_attrs={"source": "baseline"})
+    st.run_worker(study, config, st.load_proxy(config.proxy, progress=False), n_trials=10**9, cpu_budget_s=1e-6)
+    trained = [t for t in study.get_trials() if t.user_attrs.get("trained")]
+    baseline, searched = trained[0], trained[1]
+    assert baseline.user_attrs["source"] == "baseline" and baseline.state == TrialState.COMPLETE
+    assert searched.state == TrialState.PRUNED and searched.user_attrs["stopped"] == "cpu budget"
+    assert searched.user_attrs["epochs"] == 1  # after its first epoch, not at its end
+    assert len(trained) == 2  # and no searched trial started after it
+
+
+@pytest.mark.slow
 def test_a_worker_waits_for_a_dead_workers_trial_and_runs_its_retry(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
     config = st.SearchConfig(budget=Budget(), families=("mobilenet",), proxy=PROXY, pruner="none", baselines=False, kind="sweep")
