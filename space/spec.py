@@ -183,15 +183,21 @@ _VALID_STAGES: set[tuple[Any, ...]] = set()
 
 
 def _exact_key(stage: StageSpec) -> tuple[Any, ...]:
-    """The stage's field values, their types and its stride's types, in one flat tuple: equal only for
-    stages whose every field has the same value and type (``True == 1`` and ``1.0 == 1``; their types differ)."""
-    values = _values(stage)
-    return (*values, *map(type, values), *map(type, stage.stride))
+    """The stage's field values but its channels and repeats, their types and its stride's types, in one
+    flat tuple: equal only for stages whose every other field has the same value and type (``True == 1``
+    and ``1.0 == 1``; their types differ). Channels and repeats are checked on their own (each is valid as
+    any integer >= 1, whatever the other fields), so a search's stages of new widths or depths need no
+    full check."""
+    block, _, _, *rest = _values(stage)
+    return (block, type(block), *rest, *map(type, rest), *map(type, stage.stride))
 
 
 def _known_valid(stage: StageSpec) -> bool:
-    """True if a stage with exactly these field values and types was found valid before."""
-    if type(stage.stride) is not tuple:
+    """True if the stage's channels and repeats are integers >= 1 and a stage with exactly its other field
+    values and types was found valid before."""
+    if type(stage.stride) is not tuple or type(stage.channels) is not int or type(stage.repeats) is not int:
+        return False
+    if stage.channels < 1 or stage.repeats < 1:
         return False
     try:
         return _exact_key(stage) in _VALID_STAGES

@@ -122,3 +122,23 @@ def test_clearing_the_trace_cache_also_clears_each_parts_own_segments(monkeypatc
     assert spec._walk(None) == first and not traced  # remembered by the parts
     spec_module.clear_trace_cache()
     assert spec._walk(None) == first and len(traced) == len(first)  # traced again, every segment
+
+
+def test_a_stage_of_a_new_width_or_depth_is_checked_without_a_full_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stage equal to a valid one but for its channels and repeats needs only those two checked: a search
+    makes stages of new widths and depths all the time. An invalid count is still refused."""
+    from space.spec import clear_trace_cache
+
+    clear_trace_cache()
+    StageSpec("dwsep", 32, 2, (2, 2, 2)).validate("stages[0]")
+    checked = []
+    real = StageSpec._check
+    monkeypatch.setattr(StageSpec, "_check", lambda self, path: (checked.append(path), real(self, path)))
+    StageSpec("dwsep", 37, 5, (2, 2, 2)).validate("stages[1]")
+    assert checked == []
+    for channels, repeats, field in ((0, 2, "channels"), (True, 2, "channels"), (37.0, 2, "channels"), (37, 0, "repeats")):
+        with pytest.raises(SpecError, match=rf"stages\[2\]\.{field}"):
+            StageSpec("dwsep", channels, repeats, (2, 2, 2)).validate("stages[2]")  # type: ignore[arg-type]
+    assert checked == ["stages[2]"] * 4
+    StageSpec("dwsep", 37, 5, (2, 2, 2), act="relu6").validate("stages[3]")  # another field: checked in full
+    assert checked[-1] == "stages[3]"
