@@ -26,8 +26,9 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import optuna
 import pandas as pd
@@ -255,6 +256,9 @@ CPU_ATTR = "cpu_seconds"
 """Trial user attribute: the process CPU time (all threads) the trial took, set by :class:`CpuTimed`."""
 
 
+_TRIAL_START: ContextVar[float | None] = ContextVar("e3d_trial_cpu_start", default=None)
+
+
 class CpuTimed:
     """An objective wrapper that stores the CPU time of each trial on it (:data:`CPU_ATTR`)."""
 
@@ -264,10 +268,27 @@ class CpuTimed:
     def __call__(self, trial: optuna.Trial) -> Any:
         """Run the wrapped objective; its CPU time is stored however it ends (returned, pruned, failed)."""
         start = time.process_time()
+        token = _TRIAL_START.set(start)
         try:
             return self.objective(trial)
         finally:
+            _TRIAL_START.reset(token)
             trial.set_user_attr(CPU_ATTR, time.process_time() - start)
+
+
+def trial_cpu_seconds() -> float | None:
+    """CPU seconds of the trial that :class:`CpuTimed` is running in this context so far, on the clock
+    it stores at the end (None outside one)."""
+    start = _TRIAL_START.get()
+    return None if start is None else time.process_time() - start
+
+
+def stop_trial(trial: optuna.Trial, why: str, *, epoch: int, accuracy: float, **attrs: Any) -> NoReturn:
+    """Stop ``trial`` after ``epoch`` (raise :class:`optuna.TrialPruned` with ``why``): it records the
+    ``accuracy`` it reached, the ``epochs`` it ran and any further ``attrs``."""
+    for key, value in {"accuracy": accuracy, "epochs": epoch, **attrs}.items():
+        trial.set_user_attr(key, value)
+    raise optuna.TrialPruned(why)
 
 
 QUEUED_SOURCES = ("baseline", "sweep")
@@ -288,10 +309,7 @@ def stop_if_budget_spent(trial: optuna.Trial, cpu_so_far: float, budget_s: float
     trial.set_user_attr(CPU_ATTR, cpu_so_far)
     if cpu_seconds(trial.study.get_trials(deepcopy=False)) < budget_s:
         return
-    trial.set_user_attr("accuracy", accuracy)
-    trial.set_user_attr("epochs", epoch)
-    trial.set_user_attr("stopped", "cpu budget")
-    raise optuna.TrialPruned(f"the search's CPU budget is spent (after epoch {epoch})")
+    stop_trial(trial, f"the search's CPU budget is spent (after epoch {epoch})", epoch=epoch, accuracy=accuracy, stopped="cpu budget")
 
 
 def current_trials(trials: Sequence[FrozenTrial], archs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[FrozenTrial]:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.fidelity import CPU_ATTR, check_rungs
+from search.fidelity import CPU_ATTR, check_rungs, stop_trial
 from search.front import Point, dominates, pareto_front
 
 RUNG_ATTR = "rung_reports"
@@ -163,10 +163,8 @@ def stop_if_dominated(trial: optuna.Trial, *, epoch: int, accuracy: float, rungs
     stops ``trial`` after ``epoch`` (its ``accuracy`` and ``epochs`` attributes say where)."""
     macs_m = float(trial.user_attrs["macs"]) / 1e6
     if pareto_should_prune(trial.study, trial, epoch=epoch, accuracy=accuracy, macs_m=macs_m, rungs=rungs):
-        trial.set_user_attr("accuracy", accuracy)
-        trial.set_user_attr("epochs", epoch)
-        share = f"{rungs.dominated_fraction:.0%}"
-        raise optuna.TrialPruned(f"({accuracy:.1f}%, {macs_m:.1f} M) dominated by >= {share} of the trials at epoch {epoch}")
+        why = f"({accuracy:.1f}%, {macs_m:.1f} M) dominated by >= {rungs.dominated_fraction:.0%} of the trials at epoch {epoch}"
+        stop_trial(trial, why, epoch=epoch, accuracy=accuracy)
 
 
 # -- replaying a rung schedule on measured runs --------------------------------------------------------

@@ -46,7 +46,7 @@ from profiler.counting import spec_totals
 from profiler.datacost import Bins, data_cost, dataset_bins
 from profiler.latency import cpu_name
 from search.budget import Budget, Screen, feasible_families, screen, validate_for_clip
-from search.fidelity import QUEUED_SOURCES, CpuTimed, cpu_seconds, stop_if_budget_spent
+from search.fidelity import QUEUED_SOURCES, CpuTimed, cpu_seconds, stop_if_budget_spent, stop_trial, trial_cpu_seconds
 from search.searchspace import SPACE, Clip, check_families, paper_presets, preset_params, sample_params, spec_from_params
 from space.spec import E3DError, NetSpec, SGSSpec, SpecError
 
@@ -682,20 +682,19 @@ class Objective:
         rungs = search_rungs(objective=self.config.objective, pruner=self.config.pruner, epochs=p.epochs, rungs=self.config.rungs)
         searched = trial.user_attrs.get("source", "search") not in QUEUED_SOURCES
         budget_s = self.cpu_budget_s if searched else None
-        started = time.process_time()
 
         def report(epoch: int, metrics: dict[str, float]) -> None:
-            if budget_s is not None and epoch + 1 < p.epochs:
-                stop_if_budget_spent(trial, time.process_time() - started, budget_s, epoch=epoch + 1, accuracy=metrics["val_top1"])
+            cpu = trial_cpu_seconds()  # the clock CpuTimed stores at the trial's end
+            if budget_s is not None and cpu is not None and epoch + 1 < p.epochs:
+                stop_if_budget_spent(trial, cpu, budget_s, epoch=epoch + 1, accuracy=metrics["val_top1"])
             if not prune and rungs is not None and epoch + 1 < p.epochs:  # Optuna prunes no multi-objective trial
                 stop_if_dominated(trial, epoch=epoch + 1, accuracy=metrics["val_top1"], rungs=rungs)
             if prune:
                 trial.report(metrics["val_top1"], epoch)
                 # pruning saves the epochs left; after the last one there is nothing to save
                 if epoch + 1 < p.epochs and trial.should_prune():
-                    trial.set_user_attr("accuracy", metrics["val_top1"])
-                    trial.set_user_attr("epochs", epoch + 1)
-                    raise optuna.TrialPruned(f"val top-1 {metrics['val_top1']:.1f}% at epoch {epoch + 1}")
+                    acc = metrics["val_top1"]
+                    stop_trial(trial, f"val top-1 {acc:.1f}% at epoch {epoch + 1}", epoch=epoch + 1, accuracy=acc)
 
         import torch
 

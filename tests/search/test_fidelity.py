@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pandas as pd
 import pytest
@@ -224,3 +225,39 @@ def test_a_searched_trial_stops_once_the_studys_cpu_budget_is_spent() -> None:
         stop_if_budget_spent(trial, 1.1, 2.0, epoch=2, accuracy=30.0)
     a = study.trials[-1].user_attrs
     assert (a[CPU_ATTR], a["stopped"], a["epochs"], a["accuracy"]) == (1.1, "cpu budget", 2, 30.0)
+
+
+def test_a_trials_cpu_so_far_is_read_on_the_clock_cpu_timed_stores() -> None:
+    """A budget check inside a trial counts from the trial's start (what CpuTimed stores at its end),
+    not from the start of its training."""
+    import optuna
+
+    from search.fidelity import CPU_ATTR, CpuTimed, trial_cpu_seconds
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    seen: list[float | None] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        end = time.process_time() + 0.05
+        while time.process_time() < end:  # CPU spent before "training" starts
+            pass
+        seen.append(trial_cpu_seconds())
+        return 1.0
+
+    study = optuna.create_study()
+    study.optimize(CpuTimed(objective), n_trials=1)
+    so_far = seen[0]
+    assert so_far is not None and 0.05 <= so_far <= study.trials[0].user_attrs[CPU_ATTR]
+    assert trial_cpu_seconds() is None  # outside a timed trial: no clock
+
+
+def test_a_stopped_trial_records_where_it_stopped() -> None:
+    import optuna
+
+    from search.fidelity import stop_trial
+
+    study = optuna.create_study()
+    trial = study.ask()
+    with pytest.raises(optuna.TrialPruned, match="why not"):
+        stop_trial(trial, "why not", epoch=2, accuracy=41.5, stopped="cpu budget")
+    assert study.trials[-1].user_attrs == {"accuracy": 41.5, "epochs": 2, "stopped": "cpu budget"}
