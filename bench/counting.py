@@ -43,6 +43,7 @@ import optuna
 import torch
 
 import space
+from e3d.cli import Parser
 from profiler.counting import clear_caches, count_module, count_spec
 from profiler.latency import cpu_name
 from search.searchspace import FAMILIES, price_candidates, sample_params
@@ -173,7 +174,7 @@ def models() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Print the screening rates (and the per-model table with ``--models``)."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--specs", type=int, default=40_000, help="candidates screened in all (default 40,000)")
     p.add_argument("--cold", type=int, default=1000, help="candidates timed with a fresh cache, and uncached (default 1000)")
     p.add_argument("--families", nargs="+", default=list(FAMILIES), help="families to sample (default: the paper's five)")

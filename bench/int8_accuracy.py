@@ -21,6 +21,7 @@ import torch
 
 import space
 from bench.optimize import GOAL_MODELS, _model
+from e3d.cli import Parser
 from profiler.latency import cpu_name
 from profiler.quantize import quantize_int8
 
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from search.data import proxy_dataset
     from search.train import TrainConfig, fit
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", type=_model, default=list(GOAL_MODELS), metavar="NAME[@W]")
     p.add_argument("--task", default="motion")
     p.add_argument("--epochs", type=int, default=3)

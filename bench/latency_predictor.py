@@ -29,6 +29,7 @@ import torch
 
 from analysis.latency import plot_predicted_vs_measured
 from analysis.plots import save_figure
+from e3d.cli import Parser
 from profiler.latency import cpu_name
 from profiler.latency_table import Comparison, LatencyTable, accuracy, compare, predictions_per_second
 from search.latency import at_clip, random_params, table8_specs
@@ -91,15 +92,15 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Predict and measure, then write the results."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--table", type=Path, required=True)
     p.add_argument("--specs", type=int, default=100, help="random candidates (default 100)")
     p.add_argument("--seed", type=int, default=2, help="seed of the random candidates (default 2)")
     p.add_argument("--families", default=",".join(FAMILIES))
     p.add_argument("--out", type=Path, default=Path("docs/results/latency"))
-    args = p.parse_args()
+    args = p.parse_args(argv)
     table = LatencyTable.load(args.table)
     specs = bench_specs(table, tuple(args.families.split(",")), args.specs, args.seed)
     rate = predictions_per_second(table, [s for _, _, s in specs], table.settings.modes[-1])

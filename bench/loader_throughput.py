@@ -35,6 +35,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 import space
+from e3d.cli import Parser
 from profiler.latency import cpu_name
 from profiler.precision import ExecConfig, train_step_seconds
 from search.data import PROXY_TASKS, collate, open_dataset
@@ -154,7 +155,7 @@ def table(rows: Sequence[Row]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Print the table for every source and the verdict."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sources", nargs="+", default=["motion", "digits"], help="proxy task names or folders of videos")
     p.add_argument("--models", nargs="+", default=["shufflenet:0.5", "mobilenetv2:0.45"], metavar="NAME:WIDTH")
     p.add_argument("--batches", type=int, default=30, help="batches of 16 per measurement (default 30)")

@@ -43,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 import space
+from e3d.cli import Parser
 from profiler.latency import cpu_name
 from profiler.optimize import OptimizeOptions, optimize_for_inference, relative_error
 from profiler.quantize import quantize_int8
@@ -232,7 +233,7 @@ def _model(text: str) -> tuple[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", type=_model, default=list(GOAL_MODELS), metavar="NAME[@W]", help="presets (default: the five)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--frames", type=int, default=16)

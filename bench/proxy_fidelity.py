@@ -35,6 +35,7 @@ import optuna
 import pandas as pd
 import torch
 
+from e3d.cli import Parser
 from profiler.latency import cpu_name
 from profiler.precision import PRECISIONS
 from search import fidelity as fid
@@ -269,7 +270,7 @@ def report(
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     """Command-line arguments."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/proxy-fidelity"))
     p.add_argument("--seeds", type=int, default=2, help="seeds of the default (and candidate) protocols (default 2)")
     p.add_argument("--reference-seeds", type=int, default=1, help="seeds of the reference protocol (default 1; 0 skips it)")

@@ -32,6 +32,7 @@ from typing import Any
 import optuna
 
 from bench.proxy_fidelity import TINY, macs_of, protocol_config, runs_at
+from e3d.cli import Parser
 from e3d.commands.search import jobs_arg
 from profiler.latency import cpu_name
 from search import fidelity as fid
@@ -110,7 +111,7 @@ def report(before: Result, after: Result, *, command: str, jobs: int) -> str:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     """Command-line arguments."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/search-throughput"))
     p.add_argument("--architectures", type=int, default=6, help="how many of the fixed set to train (default 6)")
     p.add_argument("--jobs", type=jobs_arg, default="auto", help="workers of the 'after' configuration (default auto: one per core)")

@@ -18,6 +18,7 @@ from statistics import mean
 import optuna
 import torch
 
+from e3d.cli import Parser
 from profiler.latency import cpu_name
 from search.budget import Budget, screen
 from search.searchspace import FAMILIES, sample_params, spec_from_params
@@ -28,7 +29,7 @@ from space.modules import build
 
 def main(argv: list[str] | None = None) -> None:
     """Print the split and the rate."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--budget-mflops", type=float, default=200.0)
     p.add_argument("--candidates", type=int, default=3, help="feasible candidates to train")
     p.add_argument("--epochs", type=int, default=ProxyConfig.epochs, help="proxy epochs (default: the search's)")

@@ -48,6 +48,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from analysis.plots import plot_front_vs_presets, save_figure
 from analysis.scaling import trained_on
+from e3d.cli import Parser
 from e3d.commands.search import jobs_arg
 from profiler.latency import cpu_name
 from search import finalize as fin
@@ -297,7 +298,7 @@ def search_line(study: optuna.Study, budget_s: float, *, epochs: int) -> str:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     """Command-line arguments."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=("front", "budgets"), required=True)
     p.add_argument("--out", type=Path, default=Path("runs/search-vs-presets"))
     p.add_argument("--task", default="motion")

@@ -20,6 +20,7 @@ import time
 import torch
 
 import space
+from e3d.cli import Parser
 from profiler.latency import cpu_name
 from search.data import PROXY_SCALES, proxy_dataset
 from search.train import TrainConfig, fit
@@ -27,7 +28,7 @@ from search.train import TrainConfig, fit
 
 def main(argv: list[str] | None = None) -> None:
     """Print one row per task, model and seed."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=["motion", "digits"])
     p.add_argument("--models", nargs="+", default=["shufflenet:0.5", "mobilenetv2:0.45", "shufflenetv2:1.0", "mobilenet:1.0"])
     p.add_argument("--epochs", type=int, default=3)

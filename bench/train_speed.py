@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from e3d.cli import Parser
 from profiler.counting import spec_totals
 from profiler.precision import candidates, choose, detect_cpu, matmul_gflops, train_step_gflop, train_step_seconds
 from search.stats import geomean
@@ -115,7 +116,7 @@ def clip_arg(text: str) -> tuple[int, int, int]:
 
 def main(argv: list[str] | None = None) -> None:
     """Measure and print the table."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clips", nargs="+", type=clip_arg, default=[(16, 48, 48)], metavar="TxHxW", help="default 16x48x48 (the proxy clip)")
     p.add_argument("--presets", nargs="+", metavar="NAME:WIDTH", help="default: every Table 8 preset")
     p.add_argument("--batch-size", type=int, default=16)
