@@ -531,27 +531,49 @@ class Objective:
         """Run one trial (returns accuracy, or [accuracy, macs M(, latency)] for ``pareto``)."""
         cfg = self.config
         params = sample_params(trial, cfg.families, sgs=cfg.sgs)
-        source = trial.user_attrs.get("source", "search")
-        if source != "baseline" and _retried(trial):
-            source = "retry"
         spec = spec_from_params(params, clip=cfg.budget.clip, num_classes=self.data.num_classes)
         seed = int(trial.user_attrs.get("seed", cfg.seed))
         bins = self._sgs_bins(spec, seed) if spec.sgs else None
+        verdict, proxy_spec, reason = self._screen(spec, bins)
+        feasible = proxy_spec is not None
+        attrs = self._attrs(trial, params["family"], spec, verdict, feasible=feasible, reason=reason, seed=seed, bins=bins)
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        # the sampler learns the feasible region from these (<= 0: within the bound); a candidate
+        # within budget that cannot run at the proxy clip counts as infeasible too
+        violations = verdict.constraints if verdict.feasible == feasible else (1.0, 1.0, 1.0)
+        if not (feasible and spec.sgs):  # a trained SGS network's constraints are its trained cost's
+            _constrain(trial, violations)
+        if proxy_spec is None:
+            return 0.0 if cfg.objective == "accuracy" else self._values(0.0, verdict)
+        accuracy, verdict = self._trained(trial, spec, proxy_spec, seed, verdict, violations)
+        if self.on_trained is not None:
+            self.on_trained(trial, verdict, attrs)
+        return accuracy if cfg.objective == "accuracy" else self._values(accuracy, verdict)
+
+    def _screen(self, spec: NetSpec, bins: list[Bins] | None) -> tuple[Screen, NetSpec | None, str]:
+        """The budget screen's verdict (with latency when asked), the spec at the proxy clip (None: not
+        trained) and the reason it is not."""
+        cfg = self.config
         verdict = screen(spec, cfg.budget, latency=self.latency, bins=bins)
         if verdict.feasible and verdict.latency_ms is None and cfg.measure_latency and self.latency is not None:
             verdict = dataclasses.replace(verdict, latency_ms=self.latency(spec))
-        reason = verdict.reason
-        proxy_spec = None
-        if verdict.feasible:
-            try:
-                proxy_spec = validate_for_clip(spec, cfg.proxy.clip)
-            except SpecError as e:
-                reason = str(e)
-        feasible = proxy_spec is not None
+        if not verdict.feasible:
+            return verdict, None, verdict.reason
+        try:
+            return verdict, validate_for_clip(spec, cfg.proxy.clip), verdict.reason
+        except SpecError as e:
+            return verdict, None, str(e)
+
+    def _attrs(
+        self, trial: optuna.Trial, family: str, spec: NetSpec, verdict: Screen, *, feasible: bool, reason: str, seed: int, bins: Any
+    ) -> dict[str, Any]:
+        """The user attributes a trial records before training: what it is, its cost and its screen."""
+        source = trial.user_attrs.get("source", "search")
         c = verdict.cost
         attrs: dict[str, Any] = {
-            "source": source,
-            "family": params["family"],
+            "source": "retry" if source != "baseline" and _retried(trial) else source,
+            "family": family,
             "width_mult": spec.width_mult,
             "summary": spec.summary(),
             "spec": spec.to_json(),
@@ -570,17 +592,14 @@ class Objective:
         if spec.sgs:
             attrs["macs_upper_bound"] = spec_totals(spec).macs
             attrs["macs_untrained"] = c.macs if bins else None
-        for k, v in attrs.items():
-            trial.set_user_attr(k, v)
-        # the sampler learns the feasible region from these (<= 0: within the bound); a candidate
-        # within budget that cannot run at the proxy clip counts as infeasible too
-        violations = verdict.constraints if verdict.feasible == feasible else (1.0, 1.0, 1.0)
-        if not (feasible and spec.sgs):  # a trained SGS network's constraints are its trained cost's
-            _constrain(trial, violations)
-        if not feasible:
-            return 0.0 if cfg.objective == "accuracy" else self._values(0.0, verdict)
+        return attrs
+
+    def _trained(
+        self, trial: optuna.Trial, spec: NetSpec, proxy_spec: NetSpec, seed: int, verdict: Screen, violations: tuple[float, float, float]
+    ) -> tuple[float, Screen]:
+        """Train the candidate and record how it did: its score (the test split's for a final run) and
+        its verdict (an SGS network's from its trained cost)."""
         trial.set_user_attr("trained", True)
-        assert proxy_spec is not None
         try:
             accuracy, best, epochs = self._train(trial, proxy_spec, seed)
         except BaseException as e:
@@ -596,12 +615,10 @@ class Objective:
             if self.last_model is not None and self.data.val is not None:
                 verdict = self._after_training(trial, spec, verdict)
             _constrain(trial, verdict.constraints)
-        if cfg.kind == "final":
+        if self.config.kind == "final":
             accuracy = self._test(trial)
         self.last_model = None
-        if self.on_trained is not None:
-            self.on_trained(trial, verdict, attrs)
-        return accuracy if cfg.objective == "accuracy" else self._values(accuracy, verdict)
+        return accuracy, verdict
 
     def _sgs_bins(self, spec: NetSpec, seed: int) -> list[Bins] | None:
         """Bins the proxy validation clips keep in the untrained network (None: no data, or the spec
@@ -818,6 +835,18 @@ class WorkerReport:
     seconds: float = 0.0
     lines: list[str] = field(default_factory=list)
 
+    def count(self, t: FrozenTrial) -> None:
+        """Count a finished trial: rejected by the screen, pruned, failed or trained."""
+        a = t.user_attrs
+        if not a.get("feasible", True):
+            self.rejected += 1
+        elif t.state == TrialState.PRUNED:
+            self.pruned += 1
+        elif t.state == TrialState.FAIL:
+            self.failed += 1
+        elif a.get("trained"):
+            self.trained += 1
+
 
 def trial_line(t: FrozenTrial) -> str:
     """One line about a finished trial."""
@@ -926,15 +955,7 @@ def run_worker(
     start = time.perf_counter()
 
     def callback(st: optuna.Study, t: FrozenTrial) -> None:
-        a = t.user_attrs
-        if not a.get("feasible", True):
-            report.rejected += 1
-        elif t.state == TrialState.PRUNED:
-            report.pruned += 1
-        elif t.state == TrialState.FAIL:
-            report.failed += 1
-        elif a.get("trained"):
-            report.trained += 1
+        report.count(t)
         if on_trial is not None:
             on_trial(t)
         if _done(st, n_trials, cpu_budget_s):
@@ -949,8 +970,6 @@ def run_worker(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna.study._optimize").addFilter(_QUIET_INTERRUPT)
     logging.getLogger("optuna.study._optimize").addFilter(_QUIET_TAKEN_OVER)
-    # an RDB storage reaches the study wrapped in a cache, which answers for it (isinstance would not)
-    heartbeat = getattr(study._storage, "get_heartbeat_interval", lambda: None)()
     while timeout is None or time.perf_counter() - start < timeout:
         if not _done(study, n_trials, cpu_budget_s):
             left = None if timeout is None else timeout - (time.perf_counter() - start)
@@ -962,18 +981,27 @@ def run_worker(
                 if not _taken_over(guarded):
                     raise
             continue
-        # Done here, but other workers' trials may still run; one whose worker died fails once its
-        # heartbeat is older than the grace period, and is re-enqueued: wait, then run that retry.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
-        if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            continue
-        if heartbeat is None or not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not _wait_for_others(study):
             break
-        time.sleep(heartbeat)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _wait_for_others(study: optuna.Study) -> bool:
+    """A worker done with its share: True once there is work again (a trial to retry), after waiting a
+    heartbeat for the trials still running elsewhere; False when none runs. A trial whose worker died
+    fails once its heartbeat is older than the grace period, and is re-enqueued for this worker to run."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        return True
+    # an RDB storage reaches the study wrapped in a cache, which answers for it (isinstance would not)
+    heartbeat = getattr(study._storage, "get_heartbeat_interval", lambda: None)()
+    if heartbeat is None or not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        return False
+    time.sleep(heartbeat)
+    return True
 
 
 def _done(study: optuna.Study, n_trials: int, cpu_budget_s: float | None = None) -> bool:
