@@ -161,39 +161,11 @@ def plot_accuracy_vs_cost(
     info = cost_info(cost)
     points = pareto_points(df, cost=cost)
     x = points[cost] * info.scale
-    repeated = bool((points["n"] > 1).any())
     searched = points["source"].isin(SEARCHED)
-    labels: list[tuple[float, float, str, str]] = []
-    for family, g in points.groupby("family", sort=True):
-        named = False
-        for kind in (False, True):
-            part = g[searched[g.index] == kind]
-            if not len(part):
-                continue
-            gx = part[cost] * info.scale
-            yerr = part["accuracy_std"].fillna(0.0) if repeated else None
-            label = str(family) if not named else "_" + str(family)
-            ax.errorbar(gx, part["accuracy"], yerr=yerr, fmt=_MARKERS[kind], color=_color(family), label=label, capsize=2, alpha=0.85)
-            named = True
-        if annotate:
-            labels += [
-                (xi, yi, f"{w:g}x", _color(family)) for xi, yi, w in zip(g[cost] * info.scale, g["accuracy"], g["width_mult"], strict=True)
-            ]
+    labels = _plot_families(ax, points, searched, cost=cost, scale=info.scale, annotate=annotate)
     _source_key(ax, set(searched))
     if front and len(points):
-        f = points[points["on_front"]]
-        ax.step(
-            f[cost] * info.scale,
-            f["accuracy"],
-            where="post",
-            color="black",
-            lw=1.2,
-            label="Pareto front",
-            marker="o",
-            ms=10,
-            mfc="none",
-            zorder=3,
-        )
+        _plot_front(ax, points[points["on_front"]], cost=cost, scale=info.scale)
     if budget is not None:
         ax.axvline(budget, color="black", ls="--", lw=1, label=f"budget {budget:g} {info.unit}".rstrip())
     if not len(points):
@@ -206,6 +178,55 @@ def plot_accuracy_vs_cost(
     ax.grid(True, alpha=0.3)
     _legend(ax)
     return fig
+
+
+def _plot_families(
+    ax: Axes, points: pd.DataFrame, searched: pd.Series, *, cost: str, scale: float, annotate: bool
+) -> list[tuple[float, float, str, str]]:
+    """Each family's points (:func:`_plot_family`); returns their width labels when ``annotate``, else none."""
+    repeated = bool((points["n"] > 1).any())
+    labels: list[tuple[float, float, str, str]] = []
+    for family, g in points.groupby("family", sort=True):
+        _plot_family(ax, family, g, searched[g.index], cost=cost, scale=scale, repeated=repeated)
+        if annotate:
+            labels += _width_labels(g[cost] * scale, g["accuracy"], g["width_mult"], family)
+    return labels
+
+
+def _plot_family(ax: Axes, family: Any, g: pd.DataFrame, searched: pd.Series, *, cost: str, scale: float, repeated: bool) -> None:
+    """One family's presets, then its searched candidates, in their markers, under one legend entry
+    (error bars of the sd over repeated trials when any architecture was ``repeated``)."""
+    named = False
+    for kind in (False, True):
+        part = g[searched == kind]
+        if not len(part):
+            continue
+        gx = part[cost] * scale
+        yerr = part["accuracy_std"].fillna(0.0) if repeated else None
+        label = str(family) if not named else "_" + str(family)
+        ax.errorbar(gx, part["accuracy"], yerr=yerr, fmt=_MARKERS[kind], color=_color(family), label=label, capsize=2, alpha=0.85)
+        named = True
+
+
+def _plot_front(ax: Axes, f: pd.DataFrame, *, cost: str, scale: float) -> None:
+    """The Pareto front ``f`` as a staircase (the best accuracy reachable at each cost) through ringed points."""
+    ax.step(
+        f[cost] * scale,
+        f["accuracy"],
+        where="post",
+        color="black",
+        lw=1.2,
+        label="Pareto front",
+        marker="o",
+        ms=10,
+        mfc="none",
+        zorder=3,
+    )
+
+
+def _width_labels(xs: pd.Series, ys: pd.Series, widths: pd.Series, family: Any) -> list[tuple[float, float, str, str]]:
+    """Each point's width multiplier as a label (x, y, text, colour) for :func:`_label_points`."""
+    return [(xi, yi, f"{w:g}x", _color(family)) for xi, yi, w in zip(xs, ys, widths, strict=True)]
 
 
 def plot_width_curves(df: pd.DataFrame, *, threshold: float = WIDTH_THRESHOLD, title: str | None = None, ax: Axes | None = None) -> Figure:
@@ -260,7 +281,7 @@ def plot_latency_vs_cost(
         gx, gy = g[cost] * info.scale, g[latency] * linfo.scale
         ax.scatter(gx, gy, color=_color(family), label=str(family), alpha=0.85)
         if annotate:
-            labels += [(xi, yi, f"{w:g}x", _color(family)) for xi, yi, w in zip(gx, gy, g["width_mult"], strict=True)]
+            labels += _width_labels(gx, gy, g["width_mult"], family)
     corr = speed_rank_correlation(df, cost=cost, latency=latency)
     if len(arch):
         rho = "undefined" if math.isnan(corr.rho) else f"{corr.rho:.2f}"

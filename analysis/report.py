@@ -248,11 +248,16 @@ def paper_text(f: PaperFindings) -> str:
         "The paper's findings recomputed from its Table 8 alone (17 efficient models; accuracies are top-1 %, "
         "MFLOPs and speeds as printed in the table; speeds are clips/s at batch 8).",
         "",
-        "(iv) Width multiplier: accuracy lost from each width to the next narrower one, percentage points",
-        "",
     ]
-    base = f.datasets[keys[0]].drops
-    merged = base[["family", "wide", "narrow", "below"]].copy()
+    out += _paper_width(f, keys)
+    out += _paper_depth(f, keys)
+    out += _paper_speed(f)
+    return "\n".join(out)
+
+
+def _paper_width(f: PaperFindings, keys: list[str]) -> list[str]:
+    """(iv): the accuracy lost between adjacent widths on every dataset, then each dataset's verdict."""
+    merged = f.datasets[keys[0]].drops[["family", "wide", "narrow", "below"]].copy()
     for k in keys:
         merged[k] = f.datasets[k].drops["drop"].to_numpy()
     cols: list[Column] = [
@@ -261,33 +266,43 @@ def paper_text(f: PaperFindings) -> str:
         *[(DATASETS[k], _f(k, "+.2f")) for k in keys],
         ("ends below 0.5x", lambda r: "yes" if r["below"] else ""),
     ]
-    out += [table(merged, cols), ""]
-    for k in keys:
-        line = width_line(f.datasets[k].widths)
-        out.append(f"{DATASETS[k]}: {line[0].lower()}{line[1:]}")
-    out += [
+    return [
+        "(iv) Width multiplier: accuracy lost from each width to the next narrower one, percentage points",
         "",
-        f"(i) Deeper ({', '.join(DEEPER)}) vs shallower ({', '.join(SHALLOWER)}) families at equal budget: for each shallower "
-        "model, the most accurate deeper model with no more MFLOPs, and its gain in percentage points",
+        table(merged, cols),
         "",
+        *(_dataset_line(k, width_line(f.datasets[k].widths)) for k in keys),
     ]
+
+
+def _paper_depth(f: PaperFindings, keys: list[str]) -> list[str]:
+    """(i): the best deeper model at no more MFLOPs than each shallower one, per dataset, then each verdict."""
     depth = f.datasets[keys[0]].depth[["family", "width_mult", "cost"]].copy()
     for k in keys:
-        d = f.datasets[k].depth
-        depth[k] = [
-            "-" if pd.isna(r["deeper_family"]) else f"{r['deeper_family']} {r['deeper_width']:g}x ({r['deeper_cost']:g}): {r['gain']:+.2f}"
-            for _, r in d.iterrows()
-        ]
-    cols = [
+        depth[k] = [_deeper_cell(r) for _, r in f.datasets[k].depth.iterrows()]
+    cols: list[Column] = [
         ("shallower model", lambda r: f"{r['family']} {r['width_mult']:g}x"),
         ("MFLOPs", lambda r: f"{r['cost']:g}"),
         *[(DATASETS[k], _cell(k)) for k in keys],
     ]
-    out += [table(depth, cols), ""]
-    for k in keys:
-        line = depth_line(f.datasets[k].depth)
-        out.append(f"{DATASETS[k]}: {line[0].lower()}{line[1:]}")
-    out += ["", "(vi) Do FLOPs predict speed? Spearman's rank correlation of MFLOPs with time per clip (1 / clips per second)", ""]
+    return [
+        "",
+        f"(i) Deeper ({', '.join(DEEPER)}) vs shallower ({', '.join(SHALLOWER)}) families at equal budget: for each shallower "
+        "model, the most accurate deeper model with no more MFLOPs, and its gain in percentage points",
+        "",
+        table(depth, cols),
+        "",
+        *(_dataset_line(k, depth_line(f.datasets[k].depth)) for k in keys),
+    ]
+
+
+def _deeper_cell(r: pd.Series) -> str:
+    """A depth comparison row's deeper model, its MFLOPs and its gain (``-`` when there is none)."""
+    return "-" if pd.isna(r["deeper_family"]) else f"{r['deeper_family']} {r['deeper_width']:g}x ({r['deeper_cost']:g}): {r['gain']:+.2f}"
+
+
+def _paper_speed(f: PaperFindings) -> list[str]:
+    """(vi): MFLOPs against time per clip on each platform, as a table; then (viii) and (iii) in a line each."""
     rows = pd.DataFrame(
         [
             {"platform": PLATFORMS[k], "models": m, "c": c}
@@ -295,22 +310,27 @@ def paper_text(f: PaperFindings) -> str:
             for k, c in group.items()
         ]
     )
-    out += [
-        table(
-            rows,
-            [
-                ("platform", lambda r: str(r["platform"])),
-                ("models", lambda r: str(r["models"])),
-                ("rho", lambda r: f"{r['c'].rho:.2f}"),
-                ("p", lambda r: f"{r['c'].pvalue:.2g}"),
-                ("pairs where more FLOPs run faster", lambda r: f"{100 * r['c'].discordant:.0f}%"),
-            ],
-        ),
+    cols: list[Column] = [
+        ("platform", lambda r: str(r["platform"])),
+        ("models", lambda r: str(r["models"])),
+        ("rho", lambda r: f"{r['c'].rho:.2f}"),
+        ("p", lambda r: f"{r['c'].pvalue:.2g}"),
+        ("pairs where more FLOPs run faster", lambda r: f"{100 * r['c'].discordant:.0f}%"),
+    ]
+    return [
+        "",
+        "(vi) Do FLOPs predict speed? Spearman's rank correlation of MFLOPs with time per clip (1 / clips per second)",
+        "",
+        table(rows, cols),
         "",
         f"(viii) Speed ranks on Titan Xp vs Jetson TX2: {f.platforms.describe()}.",
         f"(iii) Kinetics-600 vs UCF-101 top-1 ranks: {f.transfer.describe()}.",
     ]
-    return "\n".join(out)
+
+
+def _dataset_line(key: str, line: str) -> str:
+    """``line`` (a verdict sentence) after its dataset's name, its first letter lowered."""
+    return f"{DATASETS[key]}: {line[0].lower()}{line[1:]}"
 
 
 def _cell(col: str) -> Callable[[pd.Series], str]:
