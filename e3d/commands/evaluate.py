@@ -41,49 +41,13 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the checkpoint, open the split, print clip and video accuracy."""
-    from search.data import DataError, ProxyOptions, open_dataset
-    from search.train import CheckpointError, ClassCountError, evaluate, load_checkpoint
-    from space import NetSpec, build
+    from search.train import evaluate
 
-    state = load_checkpoint(args.checkpoint)
-    if not state.get("spec"):
-        raise CheckpointError(f"{args.checkpoint} has no model spec (it was not written by e3d train)")
-    spec = NetSpec.from_dict(state["spec"])
-    meta: dict[str, Any] = state.get("meta") or {}
-    if args.data is None and args.format is None:
-        if not meta.get("data"):
-            raise DataError("--data PATH is required (the checkpoint does not say which data it was trained on)")
-        args.data, args.format = meta["data"], meta.get("format")
-        args.annotations = args.annotations or meta.get("annotations")
-        args.fold = meta.get("fold", args.fold)
-        args.data_seed = meta.get("data_seed", args.data_seed)
-        args.cache_dir = args.cache_dir or meta.get("cache_dir")
-    source, fmt = data_source(args)
-    kw = dataset_kwargs(args)
-    if meta.get("proxy_options") and args.data == meta.get("data"):
-        kw["proxy_options"] = ProxyOptions(**meta["proxy_options"])
-    data = open_dataset(
-        source, split=args.split, format=fmt, clip=spec.clip, frame_step=meta.get("frame_step"), progress=not args.quiet, **kw
-    )
-    if data.num_classes != spec.num_classes:
-        raise ClassCountError(f"the checkpoint's model has {spec.num_classes} classes but {data.name} has {data.num_classes}")
-    trained_names = state.get("class_names") or []
-    if trained_names and list(trained_names) != data.class_names:
-        raise DataError(f"the checkpoint was trained on other classes than those of {data.name} (same count, different names or order)")
-    model = build(spec)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"the weights in {args.checkpoint} do not fit its spec: {str(e).splitlines()[0]}") from None
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    from profiler.precision import resolve_inference
-
-    run_as = resolve_inference(
-        model, args.precision, input_shape=spec.input_shape, batch_size=args.batch_size, device=args.device, threads=args.threads
-    )
+    state, spec = _load_state(args.checkpoint)
+    data = _open_split(args, spec, state.get("meta") or {})
+    _check_classes(state, spec, data)
+    model = _load_model(args.checkpoint, state, spec)
+    run_as = _resolve_run_as(args, model, spec)
     m = evaluate(
         run_as.prepare(model),
         data,
@@ -94,12 +58,93 @@ def run(args: argparse.Namespace) -> int:
         exec_config=run_as,
     )
     if args.json:
-        print(
-            json.dumps(
-                {"checkpoint": str(args.checkpoint), "data": data.name, "epoch": state.get("epoch"), **m, "run_as": run_as.as_dict()}
-            )
-        )
-        return 0
+        record = {"checkpoint": str(args.checkpoint), "data": data.name, "epoch": state.get("epoch"), **m, "run_as": run_as.as_dict()}
+        print(json.dumps(record))
+    else:
+        _print_report(spec, state, data, m, run_as)
+    return 0
+
+
+def _load_state(checkpoint: str) -> tuple[dict[str, Any], Any]:
+    """The checkpoint's stored state and its model spec; a checkpoint without a spec fails."""
+    from search.train import CheckpointError, load_checkpoint
+    from space import NetSpec
+
+    state = load_checkpoint(checkpoint)
+    if not state.get("spec"):
+        raise CheckpointError(f"{checkpoint} has no model spec (it was not written by e3d train)")
+    return state, NetSpec.from_dict(state["spec"])
+
+
+def _fill_data_args(args: argparse.Namespace, meta: dict[str, Any]) -> None:
+    """Without --data and --format, read the data the checkpoint was trained on (from its metadata)."""
+    from search.data import DataError
+
+    if args.data is not None or args.format is not None:
+        return
+    if not meta.get("data"):
+        raise DataError("--data PATH is required (the checkpoint does not say which data it was trained on)")
+    args.data, args.format = meta["data"], meta.get("format")
+    args.annotations = args.annotations or meta.get("annotations")
+    args.fold = meta.get("fold", args.fold)
+    args.data_seed = meta.get("data_seed", args.data_seed)
+    args.cache_dir = args.cache_dir or meta.get("cache_dir")
+
+
+def _open_split(args: argparse.Namespace, spec: Any, meta: dict[str, Any]) -> Any:
+    """Open --split of the data at the model's clip, with the proxy options and frame step it was trained with."""
+    from search.data import ProxyOptions, open_dataset
+
+    _fill_data_args(args, meta)
+    source, fmt = data_source(args)
+    kw = dataset_kwargs(args)
+    if meta.get("proxy_options") and args.data == meta.get("data"):
+        kw["proxy_options"] = ProxyOptions(**meta["proxy_options"])
+    return open_dataset(
+        source, split=args.split, format=fmt, clip=spec.clip, frame_step=meta.get("frame_step"), progress=not args.quiet, **kw
+    )
+
+
+def _check_classes(state: dict[str, Any], spec: Any, data: Any) -> None:
+    """Fail unless the data has the classes the checkpoint was trained on: the same count, and names when stored."""
+    from search.data import DataError
+    from search.train import ClassCountError
+
+    if data.num_classes != spec.num_classes:
+        raise ClassCountError(f"the checkpoint's model has {spec.num_classes} classes but {data.name} has {data.num_classes}")
+    trained_names = state.get("class_names") or []
+    if trained_names and list(trained_names) != data.class_names:
+        raise DataError(f"the checkpoint was trained on other classes than those of {data.name} (same count, different names or order)")
+
+
+def _load_model(checkpoint: str, state: dict[str, Any], spec: Any) -> Any:
+    """Build the spec's model and load the checkpoint's weights into it."""
+    from search.train import CheckpointError
+    from space import build
+
+    model = build(spec)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"the weights in {checkpoint} do not fit its spec: {str(e).splitlines()[0]}") from None
+    return model
+
+
+def _resolve_run_as(args: argparse.Namespace, model: Any, spec: Any) -> Any:
+    """Set --threads, then the execution (precision) to evaluate with: as asked, or the fastest measured for auto."""
+    from profiler.precision import resolve_inference
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return resolve_inference(
+        model, args.precision, input_shape=spec.input_shape, batch_size=args.batch_size, device=args.device, threads=args.threads
+    )
+
+
+def _print_report(spec: Any, state: dict[str, Any], data: Any, m: dict[str, float], run_as: Any) -> None:
+    """Print the model, execution, data, clip and video accuracy lines (and skipped clips, if any)."""
     print(f"model    {spec.summary()}  (epoch {state.get('epoch')})")
     print(f"run as   {run_as.describe()}")
     print(f"data     {data!r}")
@@ -107,4 +152,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"videos   top1 {m['video_top1']:.2f}%  ({m['videos']:.0f} videos; softmax scores of each video's clips averaged)")
     if m["skipped"]:
         print(f"skipped  {m['skipped']:.0f} unreadable clips (not counted)")
-    return 0

@@ -6,6 +6,7 @@ import argparse
 import json
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,17 @@ def register(sub: Any) -> None:
     p.add_argument("model", metavar="MODEL", help="a preset name (see `e3d models`) or a spec JSON file")
     p.add_argument("--width-mult", type=positive_float, default=1.0, metavar="W", help="presets: width multiplier (default 1.0)")
     add_data_arguments(p)
-    c = p.add_argument_group("clips")
+    _add_clip_options(p.add_argument_group("clips"))
+    t = p.add_argument_group("training")
+    _add_recipe_options(t)
+    _add_hardware_options(t)
+    _add_init_options(t)
+    _add_output_options(p.add_argument_group("output"))
+    p.set_defaults(func=run)
+
+
+def _add_clip_options(c: Any) -> None:
+    """The "clips" group: clip shape, frame step, crop and flip."""
     c.add_argument("--sample-duration", type=positive_int, metavar="T", help="frames per clip (default 16, or the spec's)")
     c.add_argument(
         "--sample-size", type=positive_int, metavar="S", help="clip height and width (default 112; 48 for proxy tasks; or the spec's)"
@@ -56,7 +67,10 @@ def register(sub: Any) -> None:
     c.add_argument(
         "--flip", action=argparse.BooleanOptionalAction, help="random horizontal flip (default on, off for jester and proxy tasks)"
     )
-    t = p.add_argument_group("training")
+
+
+def _add_recipe_options(t: Any) -> None:
+    """The first "training" options: recipe, epochs, batch, optimiser, schedule and time limit."""
     t.add_argument(
         "--recipe",
         choices=RECIPES,
@@ -76,6 +90,10 @@ def register(sub: Any) -> None:
     )
     t.add_argument("--warmup", type=float, metavar="F", help="cosine: linear warm-up over this fraction of the steps (default 0)")
     t.add_argument("--max-minutes", type=positive_float, metavar="M", help="stop after the epoch in which M minutes have passed")
+
+
+def _add_hardware_options(t: Any) -> None:
+    """The "training" options of where and how fast it runs: loaders, device, threads, precision."""
     t.add_argument("--workers", type=non_negative_int, default=0, metavar="N", help="loader processes (default 0: load in this process)")
     t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     t.add_argument(
@@ -87,6 +105,10 @@ def register(sub: Any) -> None:
         help="fp32 (default, or the search's), bf16 (CPUs with AVX512-BF16/AMX, CUDA), fp16 (CUDA), "
         "or auto: the fastest a short calibration measures",
     )
+
+
+def _add_init_options(t: Any) -> None:
+    """The "training" options of the starting point: seed, frozen backbone, dropout, pretrained weights, head."""
     t.add_argument(
         "--seed", type=non_negative_int, metavar="S", help="seed of initialisation, shuffling and augmentation (default 0, or the search's)"
     )
@@ -98,11 +120,13 @@ def register(sub: Any) -> None:
         "--pretrained", metavar="CKPT", help="start from this checkpoint's weights (the classifier is replaced when classes differ)"
     )
     t.add_argument("--adapt-head", action="store_true", help="spec files: set the spec's class count to the dataset's instead of failing")
-    o = p.add_argument_group("output")
+
+
+def _add_output_options(o: Any) -> None:
+    """The "output" group: run folder, resume, progress bars."""
     o.add_argument("--out", metavar="DIR", help="run folder for checkpoints (default runs/train/<model>-<data>-w<W>-s<seed>)")
     o.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
 
 
 RECIPES = ("search", "paper")
@@ -158,7 +182,14 @@ def apply_recipe(args: argparse.Namespace) -> str | None:
 
 
 def _slug(text: str) -> str:
+    """``text`` with every run of characters other than letters, digits and dots made one dash."""
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-") or "data"
+
+
+def _is_spec_file(model: str) -> bool:
+    """Whether MODEL names a spec file (a .json name or an existing file) rather than a preset."""
+    path = Path(model)
+    return path.suffix == ".json" or path.is_file()
 
 
 def build_spec(args: argparse.Namespace, num_classes: int, default_size: int) -> tuple[Any, str]:
@@ -167,7 +198,7 @@ def build_spec(args: argparse.Namespace, num_classes: int, default_size: int) ->
     from search.train import ClassCountError
 
     path = Path(args.model)
-    if path.suffix == ".json" or path.is_file():
+    if _is_spec_file(args.model):
         spec = space.NetSpec.load(path)
         t, h, w = spec.clip
         if args.sample_duration or args.sample_size:
@@ -210,58 +241,122 @@ def load_pretrained(model: Any, path: str) -> str:
     return f"loaded {len(fit)} of {len(own)} tensors from {path}" + (f"; new: {', '.join(kept)}" if kept else "")
 
 
+@dataclass(frozen=True)
+class _Data:
+    """The opened training and validation splits and what was read to open them."""
+
+    source: str
+    kwargs: dict[str, Any]
+    default_size: int
+    train: Any
+    val: Any
+
+
 def run(args: argparse.Namespace) -> int:
     """Train and print one line per epoch."""
-    from tqdm import tqdm
+    from search.train import NonFiniteLossError
 
-    from search.data import PROXY_TASKS, DataError, open_dataset
-    from search.train import NonFiniteLossError, TrainConfig, fit, load_checkpoint, resolve_exec, seed_everything
-    from space import build
+    recipe_line = _prepare(args)
+    data = _open_datasets(args)
+    model, spec, name = _build_model(args, data)
+    out, stored = _run_folder(args, name, data.source)
+    config = _train_config(args, spec)
+    run_as, resumed_as = _exec_plan(args, model, data.train, config, stored)
+    _print_header(recipe_line, spec, model, data, run_as, resumed_as)
+    meta = _meta(args, data)
+    try:
+        result = _fit(args, model, data, config, out, run_as, meta)
+    except NonFiniteLossError as e:
+        print(f"e3d train: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"e3d train: the last finished epoch is saved in {out}; continue with --resume --out {out}", file=sys.stderr)
+        raise
+    _print_result(args, result)
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> str | None:
+    """Check --dropout, fill unset options from the recipe, and fail on an unknown preset before any data is read."""
+    from search.data import DataError
 
     if args.dropout is not None and not 0 <= args.dropout < 1:
         raise DataError(f"--dropout must be in [0, 1); got {args.dropout}")
     args.val_samples = None
     recipe_line = apply_recipe(args)
-    if not (Path(args.model).suffix == ".json" or Path(args.model).is_file()):
+    if not _is_spec_file(args.model):
         import space
 
         space.model_info(args.model)  # an unknown name fails here, before any data is read
-    source, fmt = data_source(args)
-    proxy = fmt in PROXY_TASKS or (fmt is None and source in PROXY_TASKS and not Path(source).exists())
-    kw = dataset_kwargs(args)
-    default_size = 48 if proxy else 112
-    clip_t = args.sample_duration or 16
+    return recipe_line
+
+
+def _is_proxy(source: str, fmt: str | None) -> bool:
+    """Whether (source, format) from :func:`data_source` names a built-in proxy task."""
+    from search.data import PROXY_TASKS
+
+    return fmt in PROXY_TASKS or (fmt is None and source in PROXY_TASKS and not Path(source).exists())
+
+
+def _clip(args: argparse.Namespace, default_size: int) -> tuple[int, int, int]:
+    """The clip (T, H, W) to read: a spec file's own unless --sample-size or --sample-duration is given."""
     if Path(args.model).suffix == ".json" and Path(args.model).is_file() and not (args.sample_size or args.sample_duration):
         import space
 
-        clip = space.NetSpec.load(args.model).clip
-    else:
-        size = args.sample_size or default_size
-        clip = (clip_t, size, size)
-    progress = not args.quiet
-    common = {**kw, "format": fmt, "clip": clip, "frame_step": args.frame_step, "progress": progress}
+        return space.NetSpec.load(args.model).clip
+    size = args.sample_size or default_size
+    return (args.sample_duration or 16, size, size)
+
+
+def _open_datasets(args: argparse.Namespace) -> _Data:
+    """Open the training and validation splits of --data at the clip the model reads."""
+    from search.data import open_dataset
+
+    source, fmt = data_source(args)
+    kw = dataset_kwargs(args)
+    default_size = 48 if _is_proxy(source, fmt) else 112
+    common = {**kw, "format": fmt, "clip": _clip(args, default_size), "frame_step": args.frame_step, "progress": not args.quiet}
     train = open_dataset(source, split="train", flip=args.flip, crop_position=args.crop, num_samples=args.num_samples, **common)
     val = open_dataset(source, split="val", **common, **({"num_samples": args.val_samples} if args.val_samples else {}))
-    fmt = train.format
+    return _Data(source, kw, default_size, train, val)
+
+
+def _build_model(args: argparse.Namespace, data: _Data) -> tuple[Any, Any, str]:
+    """Seed, then build the model (checked against the memory limit) and load --pretrained; returns (model, spec, name)."""
+    from profiler.footprint import check_memory
+    from search.train import seed_everything
+    from space import build
 
     seed_everything(args.seed)
-    spec, name = build_spec(args, train.num_classes, default_size)
-    from profiler.footprint import check_memory
-
+    spec, name = build_spec(args, data.train.num_classes, data.default_size)
     check_memory(spec, batch=args.batch_size, training=True)  # an oversized spec: one line, before allocating
     model = build(spec)
     if args.pretrained:
         print(load_pretrained(model, args.pretrained))
-    out = Path(args.out) if args.out else Path("runs") / "train" / f"{_slug(name)}-{_slug(Path(source).name)}-s{args.seed}"
+    return model, spec, name
+
+
+def _run_folder(args: argparse.Namespace, name: str, source: str) -> tuple[Path, dict[str, Any] | None]:
+    """The run folder, checked writable and free (unless --resume), and the checkpoint to resume from, if any."""
+    from search.data import DataError
+    from search.train import load_checkpoint
     from space.files import check_writable
 
+    out = Path(args.out) if args.out else Path("runs") / "train" / f"{_slug(name)}-{_slug(Path(source).name)}-s{args.seed}"
     check_writable(out)  # a read-only or full disk: one line now, not at the first checkpoint after an epoch
     if (out / "last.pt").is_file() and not args.resume:
         raise DataError(f"{out} already holds a checkpoint; pass --resume to continue it, or --out DIR to start elsewhere")
     stored = load_checkpoint(out) if args.resume and (out / "last.pt").is_file() else None
     if stored is not None:
         print(f"resuming {out} after epoch {int(stored['epoch'])}")
-    config = TrainConfig(
+    return out, stored
+
+
+def _train_config(args: argparse.Namespace, spec: Any) -> Any:
+    """The :class:`search.train.TrainConfig` the options ask for."""
+    from search.train import TrainConfig
+
+    return TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -279,20 +374,36 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         precision=args.precision,
     )
+
+
+def _exec_plan(args: argparse.Namespace, model: Any, train: Any, config: Any, stored: dict[str, Any] | None) -> tuple[Any, Any]:
+    """(run_as, resumed_as): how to execute, resolved now, or the resumed checkpoint's way when --precision allows it."""
+    from search.train import resolve_exec
+
     resumed_as = stored.get("exec") if stored is not None and args.precision in ("auto", stored["config"].get("precision")) else None
     run_as = None if resumed_as else resolve_exec(model, train, config)
+    return run_as, resumed_as
+
+
+def _print_header(recipe_line: str | None, spec: Any, model: Any, data: _Data, run_as: Any, resumed_as: Any) -> None:
+    """Print the recipe, model, splits and execution lines shown before the first epoch."""
     if recipe_line:
         print(recipe_line)
     print(f"model    {spec.summary()}  ({sum(p.numel() for p in model.parameters()):,} params)")
-    print(f"train    {train!r}{'' if train.transform.flip else ', no flip'}")
-    print(f"val      {val!r}")
+    print(f"train    {data.train!r}{'' if data.train.transform.flip else ', no flip'}")
+    print(f"val      {data.val!r}")
     print(f"run as   {run_as.describe() if run_as else 'as the checkpoint was trained: ' + str(resumed_as)}")
-    meta = {
-        "data": source,
-        "format": fmt,
+
+
+def _meta(args: argparse.Namespace, data: _Data) -> dict[str, Any]:
+    """What the checkpoint records about the data and the model, for ``e3d evaluate`` and ``--resume``."""
+    kw = data.kwargs
+    return {
+        "data": data.source,
+        "format": data.train.format,
         "annotations": args.annotations,
         "fold": args.fold,
-        "frame_step": train.sampling.step,
+        "frame_step": data.train.sampling.step,
         "data_seed": args.data_seed,
         "proxy_options": {k: getattr(kw["proxy_options"], k) for k in ("noise", "distractors", "speed", "digit_direction")},
         "cache_dir": kw["cache_dir"],
@@ -300,37 +411,45 @@ def run(args: argparse.Namespace) -> int:
         "width_mult": args.width_mult,
     }
 
-    def report(epoch: int, m: dict[str, float]) -> None:
-        line = (
-            f"epoch {epoch + 1}/{args.epochs}  train loss {m['train_loss']:.3f} top1 {m['train_top1']:.1f}%  "
-            f"val loss {m['val_loss']:.3f} top1 {m['val_top1']:.1f}% top5 {m['val_top5']:.1f}%  "
-            f"lr {m['lr']:g}  {m['clips_per_s']:.0f} clips/s  {m['seconds']:.0f}s"
-        )
-        if m["skipped"]:
-            line += f"  ({m['skipped']:.0f} unreadable clips skipped)"
-        tqdm.write(line)
 
-    try:
-        result = fit(
-            model,
-            train,
-            val,
-            config,
-            on_epoch=report,
-            checkpoint_dir=out,
-            resume=args.resume,
-            progress=progress,
-            meta=meta,
-            exec_config=run_as,
-        )
-    except NonFiniteLossError as e:
-        print(f"e3d train: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"e3d train: the last finished epoch is saved in {out}; continue with --resume --out {out}", file=sys.stderr)
-        raise
+def _epoch_line(epoch: int, epochs: int, m: dict[str, float]) -> str:
+    """The report line of one finished epoch (``epoch`` counts from 0)."""
+    line = (
+        f"epoch {epoch + 1}/{epochs}  train loss {m['train_loss']:.3f} top1 {m['train_top1']:.1f}%  "
+        f"val loss {m['val_loss']:.3f} top1 {m['val_top1']:.1f}% top5 {m['val_top5']:.1f}%  "
+        f"lr {m['lr']:g}  {m['clips_per_s']:.0f} clips/s  {m['seconds']:.0f}s"
+    )
+    if m["skipped"]:
+        line += f"  ({m['skipped']:.0f} unreadable clips skipped)"
+    return line
+
+
+def _fit(args: argparse.Namespace, model: Any, data: _Data, config: Any, out: Path, run_as: Any, meta: dict[str, Any]) -> Any:
+    """Run :func:`search.train.fit`, writing one line per epoch above the progress bars."""
+    from tqdm import tqdm
+
+    from search.train import fit
+
+    def report(epoch: int, m: dict[str, float]) -> None:
+        tqdm.write(_epoch_line(epoch, args.epochs, m))
+
+    return fit(
+        model,
+        data.train,
+        data.val,
+        config,
+        on_epoch=report,
+        checkpoint_dir=out,
+        resume=args.resume,
+        progress=not args.quiet,
+        meta=meta,
+        exec_config=run_as,
+    )
+
+
+def _print_result(args: argparse.Namespace, result: Any) -> None:
+    """Print the closing lines: an early stop, the final accuracy, the checkpoint."""
     if result.stopped_early:
         print(f"stopped after epoch {result.epochs_run}: --max-minutes {args.max_minutes:g} used up")
     print(f"done     {result.epochs_run} epochs, val top1 {result.val_top1:.1f}% (best {result.best_val_top1:.1f}%), {result.seconds:.0f}s")
     print(f"checkpoint {result.checkpoint}")
-    return 0
