@@ -63,27 +63,35 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load, compute, draw, write, print."""
-    import dataclasses
+    from analysis.report import summary_markdown
+    from space.files import write_text
 
-    from analysis import architectures, load_csv, load_study
-    from analysis.load import AnalysisError
-    from analysis.paper import PAPER_CLIP
-    from analysis.plots import (
-        plot_accuracy_vs_cost,
-        plot_latency_vs_cost,
-        plot_paper,
-        plot_paper_speed,
-        plot_width_curves,
-        save_figure,
-    )
-    from analysis.report import pareto_text, summary_markdown
-    from search.results import finished, trial_counts
+    _check_source(args)
+    results, note = _load(args)
+    figures = _figures(results, args.out, paper=not args.no_paper)
+    summary = summary_markdown(results, figures=figures, command=_command(args), latency_note=note, paper=not args.no_paper)
+    write_text(args.out / "summary.md", summary + "\n")
+    _print_pareto(results, args.out, n_figures=len(figures), note=note)
+    return 0
 
+
+def _check_source(args: argparse.Namespace) -> None:
+    """``--study`` and ``--storage`` go together (a usage error, exit 2, otherwise)."""
     if args.study is not None and not args.storage:
         args.parser.error("--study needs --storage URL (the storage e3d search used)")
     if args.storage and args.study is None:
         args.parser.error("--storage goes with --study NAME")
-    from space.files import check_writable, write_text
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The results of ``--study`` or ``--csv`` (with ``--budget-mflops`` and ``--measure-latency`` applied) and
+    the latency note; an error when ``--out`` is not writable or no trial finished."""
+    import dataclasses
+
+    from analysis import load_csv, load_study
+    from analysis.load import AnalysisError
+    from search.results import finished, trial_counts
+    from space.files import check_writable
 
     check_writable(args.out)  # a read-only or full --out is one line before any work
     results = load_study(args.study, storage=args.storage) if args.study is not None else load_csv(args.csv, strict=args.strict)
@@ -100,42 +108,62 @@ def run(args: argparse.Namespace) -> int:
 
         df, note = measure_latencies(df, progress=not args.quiet)
         results = dataclasses.replace(results, trials=df)
+    return results, note
 
-    out: Path = args.out
-    budget = results.budget_mflops
-    paper_budget = budget if results.budget_clip in (None, PAPER_CLIP) else None
+
+def _figures(results: Any, out: Path, *, paper: bool) -> list[Path]:
+    """Draw and save the figures of ``results`` in ``out`` (the paper's beside them when ``paper``); the files written."""
+    from analysis.plots import plot_accuracy_vs_cost, plot_latency_vs_cost, plot_width_curves, save_figure
+
+    df, budget, label = results.trials, results.budget_mflops, _short(results.name)
     has_latency = bool(df["latency_ms"].notna().any())
     figures: list[Path] = []
-    figures += save_figure(
-        plot_accuracy_vs_cost(df, budget=budget, title=f"{_short(results.name)}: accuracy vs multiply-adds"), out, "accuracy_vs_macs"
-    )
-    figures += save_figure(plot_width_curves(df, title=f"{_short(results.name)}: accuracy vs width"), out, "width_curves")
+    figures += save_figure(plot_accuracy_vs_cost(df, budget=budget, title=f"{label}: accuracy vs multiply-adds"), out, "accuracy_vs_macs")
+    figures += save_figure(plot_width_curves(df, title=f"{label}: accuracy vs width"), out, "width_curves")
     if has_latency:
-        figures += save_figure(plot_latency_vs_cost(df, title=f"{_short(results.name)}: latency vs multiply-adds"), out, "latency_vs_macs")
-    if not args.no_paper:
-        label = _short(results.name)
-        figures += save_figure(plot_paper(results=df, results_title=label, budget=budget, paper_budget=paper_budget), out, "paper_accuracy")
-        figures += save_figure(plot_paper(kind="width", results=df, results_title=label), out, "paper_width")
-        speed = plot_paper_speed(results=df if has_latency else None, results_title=label, cost="macs")
-        figures += save_figure(speed, out, "paper_speed")
-    summary = summary_markdown(results, figures=figures, command=_command(args), latency_note=note, paper=not args.no_paper)
-    write_text(out / "summary.md", summary + "\n")
+        figures += save_figure(plot_latency_vs_cost(df, title=f"{label}: latency vs multiply-adds"), out, "latency_vs_macs")
+    if paper:
+        figures += _paper_figures(results, out, has_latency=has_latency)
+    return figures
 
+
+def _paper_figures(results: Any, out: Path, *, has_latency: bool) -> list[Path]:
+    """Save the paper's Table 8 figures with ``results`` beside them; the files written."""
+    from analysis.paper import PAPER_CLIP
+    from analysis.plots import plot_paper, plot_paper_speed, save_figure
+
+    df, budget, label = results.trials, results.budget_mflops, _short(results.name)
+    paper_budget = budget if results.budget_clip in (None, PAPER_CLIP) else None
+    figures: list[Path] = []
+    figures += save_figure(plot_paper(results=df, results_title=label, budget=budget, paper_budget=paper_budget), out, "paper_accuracy")
+    figures += save_figure(plot_paper(kind="width", results=df, results_title=label), out, "paper_width")
+    speed = plot_paper_speed(results=df if has_latency else None, results_title=label, cost="macs")
+    figures += save_figure(speed, out, "paper_speed")
+    return figures
+
+
+def _print_pareto(results: Any, out: Path, *, n_figures: int, note: str | None) -> None:
+    """Print the accuracy-vs-multiply-adds Pareto table, the latency note (stderr) and the files written."""
+    from analysis import architectures
+    from analysis.report import pareto_text
+
+    df = results.trials
     n_arch = len(architectures(df))
     print(f"Pareto front of {results.name}: accuracy vs multiply-adds per clip ({n_arch} trained architecture(s))")
     print(pareto_text(df, cost="macs"))
     if note:
         print(note, file=sys.stderr)
-    print(f"\nwrote {out / 'summary.md'} and {len(figures)} figure files in {out}")
-    return 0
+    print(f"\nwrote {out / 'summary.md'} and {n_figures} figure files in {out}")
 
 
 def _short(name: str) -> str:
+    """A short label of a results name: a trials.csv's folder, else the name itself."""
     path = Path(name)
     return (path.parent.name or name) if path.name in ("trials.csv", "trials_full.csv") else name
 
 
 def _command(args: argparse.Namespace) -> str:
+    """The ``e3d analyze`` command that reproduces this analysis (storage credentials redacted)."""
     parts = ["e3d analyze"]
     if args.study is not None:
         from search.study import redact

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from e3d.cli import Parser, non_negative_int, positive_float, positive_int
 
@@ -137,28 +137,37 @@ def run_resize(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     """Summarise the dataset at PATH."""
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
-
-    from search.data import PROXY_TASKS, SPLITS, proxy_dataset, read_layout
-    from search.data.datasets import FrameCounts
+    from search.data import PROXY_TASKS, read_layout
 
     if args.format in PROXY_TASKS or (args.format is None and args.path in PROXY_TASKS and not Path(args.path).exists()):
-        task = args.format or args.path
         cache = None if args.path in PROXY_TASKS else args.path
-        print(f"dataset  {task} (built-in proxy task, cached under {cache or 'the default cache folder'})")
-        for split in SPLITS:
-            ds = proxy_dataset(task, split=split, cache_dir=cache, num_samples=args.num_samples)
-            frames = ds.videos.shape[1]
-            if split == "train":
-                names = ", ".join(ds.class_names)
-                print(f"classes  {ds.num_classes}: {names}")
-            print(
-                f"{split:<6}   {ds.num_videos} videos of {frames}x{ds.videos.shape[2]}x{ds.videos.shape[3]}, {len(ds)} clips  ({ds.path})"
-            )
-        return 0
-
+        return _check_proxy(args.format or args.path, cache=cache, num_samples=args.num_samples)
     layout = read_layout(args.path, format=args.format, annotations=args.annotations, fold=args.fold, allow_missing=args.allow_missing)
+    _print_layout(layout)
+    paths = sorted({r.path for recs in layout.splits.values() for r in recs})
+    reading = _read_videos(paths, decode=not args.quick, workers=args.workers)
+    return _report(reading, layout, videos=len(paths), quick=args.quick, show=args.show)
+
+
+def _check_proxy(task: str, *, cache: str | None, num_samples: int | None) -> int:
+    """Summarise a built-in proxy task (generated, or read from ``cache``): its classes and splits."""
+    from search.data import SPLITS, proxy_dataset
+
+    print(f"dataset  {task} (built-in proxy task, cached under {cache or 'the default cache folder'})")
+    for split in SPLITS:
+        ds = proxy_dataset(task, split=split, cache_dir=cache, num_samples=num_samples)
+        frames = ds.videos.shape[1]
+        if split == "train":
+            names = ", ".join(ds.class_names)
+            print(f"classes  {ds.num_classes}: {names}")
+        print(f"{split:<6}   {ds.num_videos} videos of {frames}x{ds.videos.shape[2]}x{ds.videos.shape[3]}, {len(ds)} clips  ({ds.path})")
+    return 0
+
+
+def _print_layout(layout: Any) -> None:
+    """Print a dataset layout's root, classes, notes and videos (and missing ones) per split."""
+    from search.data import SPLITS
+
     shown = ", ".join(layout.class_names[:6]) + (", ..." if len(layout.class_names) > 6 else "")
     print(f"dataset  {layout.root} ({layout.format} layout)")
     print(f"classes  {len(layout.class_names)}: {shown}")
@@ -167,36 +176,61 @@ def run_check(args: argparse.Namespace) -> int:
     print(f"{'split':<8} {'videos':>8} {'missing':>8}")
     for split in SPLITS:
         print(f"{split:<8} {len(layout.splits.get(split, ())):>8} {len(layout.missing.get(split, ())):>8}")
-    paths = sorted({r.path for recs in layout.splits.values() for r in recs})
+
+
+class _Reading(NamedTuple):
+    """What opening every video found."""
+
+    counts: list[int]
+    """Frame counts of the readable videos (decoded, else from the header)."""
+    bad: list[tuple[str, str]]
+    """(path, reason) of each unreadable video."""
+    disagree: list[tuple[str, int | None, int | None]]
+    """(path, header count, decoded count) where the two differ."""
+
+
+def _read_videos(paths: list[Path], *, decode: bool, workers: int) -> _Reading:
+    """Open every video in ``workers`` processes (decoding all its frames when ``decode``) behind a progress bar."""
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from search.data.datasets import FrameCounts
+
     loader: DataLoader[tuple[str, int | None, int | None, str | None]] = DataLoader(
-        FrameCounts(paths, decode=not args.quick), batch_size=None, num_workers=args.workers
+        FrameCounts(paths, decode=decode), batch_size=None, num_workers=workers
     )
-    counts: list[int] = []
-    bad: list[tuple[str, str]] = []
-    disagree: list[tuple[str, int | None, int | None]] = []
+    reading = _Reading([], [], [])
     for path, header, decoded, error in tqdm(loader, total=len(paths), desc="reading videos", unit="video", leave=False):
         if error is not None:
-            bad.append((path, error))
+            reading.bad.append((path, error))
             continue
         n = decoded if decoded is not None else header
         if n is not None:
-            counts.append(n)
+            reading.counts.append(n)
         if header is not None and decoded is not None and header != decoded:
-            disagree.append((path, header, decoded))
-    how = "decoded" if not args.quick else "from headers"
+            reading.disagree.append((path, header, decoded))
+    return reading
+
+
+def _report(reading: _Reading, layout: Any, *, videos: int, quick: bool, show: int) -> int:
+    """Print the frame counts and the problem files (at most ``show`` of each kind); 1 when a video is unreadable."""
+    from search.data import SPLITS
+
+    counts, bad, disagree = reading
+    how = "decoded" if not quick else "from headers"
     if counts:
         med = statistics.median(counts)
-        print(f"frames   min {min(counts)}  median {med:g}  max {max(counts)}  ({len(counts)} of {len(paths)} videos, {how})")
+        print(f"frames   min {min(counts)}  median {med:g}  max {max(counts)}  ({len(counts)} of {videos} videos, {how})")
     if disagree:
         print(f"header   {len(disagree)} video(s) whose header frame count differs from what decodes (the decoded count is used):")
-        for path, header, decoded in disagree[: args.show]:
+        for path, header, decoded in disagree[:show]:
             print(f"  {path}: header {header}, decoded {decoded}")
     for split in SPLITS:
-        for name in layout.missing.get(split, ())[: args.show]:
+        for name in layout.missing.get(split, ())[:show]:
             print(f"missing  {split}: {name}")
     if bad:
         print(f"unreadable {len(bad)} video(s) (training skips them, or stops with --fail-fast):")
-        for path, reason in bad[: args.show]:
+        for path, reason in bad[:show]:
             print(f"  {path}: {reason}")
         return 1
     print("unreadable 0")

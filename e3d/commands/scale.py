@@ -101,6 +101,7 @@ def resolve_target(target: str, *, width_mult: float, clip: tuple[int, int, int]
 
 
 def _configs(args: argparse.Namespace, num_classes: int) -> tuple[Any, Any]:
+    """The scaling plan's settings and the search config of a new scaling run (the options checked)."""
     from e3d.commands.search import proxy_config
     from search import scale as sc
     from search import study as st
@@ -143,7 +144,7 @@ def _open(args: argparse.Namespace, out: Path) -> tuple[Any, Any, Any, str]:
     from search import study as st
     from search.data import class_names
 
-    url = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    url = args.storage or st.sqlite_url(out / "study.db")
     storage = st.open_storage(url, heartbeat=args.heartbeat)
     cfg = search = None
     if not args.resume:
@@ -168,89 +169,117 @@ def _open(args: argparse.Namespace, out: Path) -> tuple[Any, Any, Any, str]:
 
 
 def _proxy(args: argparse.Namespace) -> Any:
+    """The ``ProxyConfig`` of ``args`` (:func:`e3d.commands.search.proxy_config`, imported lazily)."""
     from e3d.commands.search import proxy_config
 
     return proxy_config(args)
 
 
-def _run_jobs(args: argparse.Namespace, study: Any, search: Any, cfg: Any, url: str, *, latency: Any, on_trial: Any, on_plan: Any) -> Any:
+class _Progress:
+    """The points bar and the output files of a scaling run, kept up with its plan and trials."""
+
+    def __init__(self, study: Any, cfg: Any, out: Path, bar: Any, *, follow_jobs: bool) -> None:
+        self.study, self.cfg, self.out, self.bar = study, cfg, out, bar
+        self.follow_jobs = follow_jobs  # --jobs: the jobs plan; this process follows
+        self.plan: Any = None
+        self.notes: list[str] = []
+
+    def save(self) -> None:
+        """Rewrite the scaling outputs of the current plan (nothing before the first)."""
+        from search import scale as sc
+
+        if self.plan is not None:
+            sc.write_scale_outputs(self.out, self.cfg, self.plan, self.study.get_trials(deepcopy=False))
+
+    def on_plan(self, plan: Any, added: int) -> None:
+        """A new plan: the bar's total and position, its new notes, the outputs."""
+        from search import scale as sc
+
+        self.plan = plan
+        self.bar.total = len(plan.points) * self.cfg.seeds
+        self.bar.n = sum(r.done for r in sc.results_of(self.study.get_trials(deepcopy=False)).values())
+        self.bar.refresh()
+        for note in plan.notes[len(self.notes) :]:
+            self.bar.write(f"note: {note}")
+        self.notes = list(plan.notes)
+        self.save()
+
+    def on_trial(self, t: Any) -> None:
+        """A finished trial: its line, the bar, the plan (when following jobs) and the outputs."""
+        from e3d.commands.search import show_trial
+        from search import scale as sc
+
+        show_trial(self.bar, t)
+        if self.follow_jobs:
+            self.on_plan(sc.plan(self.cfg, sc.results_of(self.study.get_trials(deepcopy=False))), 0)
+        self.save()
+
+
+def _run_jobs(args: argparse.Namespace, study: Any, search: Any, cfg: Any, url: str, *, latency: Any, progress: _Progress) -> Any:
     """``--jobs`` N: N worker processes work through the plan (:mod:`search.jobs`); this one follows.
     Returns the final plan."""
+    from e3d.commands.search import jobs_line, run_local_jobs
     from search import scale as sc
-    from search.jobs import JobSpec, run_jobs
 
-    threads = search.proxy.threads
-    print(f"{args.jobs} local jobs, {threads} torch thread{'s' if threads != 1 else ''} each", file=sys.stderr)
+    print(jobs_line(args.jobs, search.proxy.threads), file=sys.stderr)
     first = sc.plan(cfg, sc.results_of(study.get_trials(deepcopy=False)))
-    on_plan(first, sc.enqueue(study, cfg, first.points))  # before the jobs start, so that they do not both queue it
-    run_jobs(study, JobSpec(url, args.study_name, search, 0, None, args.heartbeat, latency, scale=cfg), jobs=args.jobs, on_trial=on_trial)
+    progress.on_plan(first, sc.enqueue(study, cfg, first.points))  # before the jobs start, so that they do not both queue it
+    run_local_jobs(args, study, url, search, n_trials=0, timeout=None, latency=latency, on_trial=progress.on_trial, scale=cfg)
     return sc.plan(cfg, sc.results_of(study.get_trials(deepcopy=False)))
 
 
 def run(args: argparse.Namespace) -> int:
     """Plan the points, train them (resumably, with any number of workers), then write the curves."""
-    import dataclasses
-
-    from tqdm import tqdm
-
-    from analysis.scaling import load_scale, slopes, write_report
-    from e3d.commands.search import check_local_run
-    from search import scale as sc
+    import analysis.scaling  # noqa: F401  (matplotlib loads before training, as it always did)
+    from e3d.commands.search import interrupted, local_config, progress_bar, resume_command
     from search import study as st
-    from search.results import study_frame, write_outputs
 
     out: Path = args.out or Path("runs") / args.study_name
     out.mkdir(parents=True, exist_ok=True)
     study, search, cfg, url = _open(args, out)
-    jobs = getattr(args, "jobs", 1)
-    threads = args.threads or (1 if jobs > 1 else None)  # --jobs: one thread each by default
-    local = {"device": args.device, "num_workers": args.loader_workers, "threads": threads}
-    search = dataclasses.replace(search, proxy=dataclasses.replace(search.proxy, **local))
-    check_local_run(args, search)
-    base = cfg.spec
-    print(f"scale: {cfg.mode} of {base.summary()} ({sc.macs(base) / 1e6:.1f} M macs) along {', '.join(cfg.axes)}", file=sys.stderr)
-    print(f"proxy: {search.proxy.describe()}; {cfg.seeds} seed(s); storage: {st.redact(url)}", file=sys.stderr)
-    bar = tqdm(total=0, desc="points", unit="run", file=sys.stderr, disable=args.quiet or None)
-    state: dict[str, Any] = {"plan": None}
-
-    def save() -> None:
-        if state["plan"] is not None:
-            sc.write_scale_outputs(out, cfg, state["plan"], study.get_trials(deepcopy=False))
-
-    def on_plan(plan: Any, added: int) -> None:
-        state["plan"] = plan
-        bar.total = len(plan.points) * cfg.seeds
-        bar.n = sum(r.done for r in sc.results_of(study.get_trials(deepcopy=False)).values())
-        bar.refresh()
-        for note in plan.notes[len(state.get("notes", [])) :]:
-            bar.write(f"note: {note}")
-        state["notes"] = list(plan.notes)
-        save()
-
-    def on_trial(t: Any) -> None:
-        bar.write(st.trial_line(t))
-        if t.user_attrs.get("trained"):
-            bar.update(1)
-        if jobs > 1:  # the jobs plan; this process follows
-            on_plan(sc.plan(cfg, sc.results_of(study.get_trials(deepcopy=False))), 0)
-        save()
-
+    search = local_config(args, search)
+    _announce(search, cfg, url)
+    bar = progress_bar(args, total=0, desc="points", unit="run")
+    progress = _Progress(study, cfg, out, bar, follow_jobs=getattr(args, "jobs", 1) > 1)
     latency = st.latency_meter(search.latency_mode) if search.measure_latency else None
     started = time.perf_counter()
     try:
-        if jobs > 1:
-            final = _run_jobs(args, study, search, cfg, url, latency=latency, on_trial=on_trial, on_plan=on_plan)
-        else:
-            final = sc.run_scale(study, search, cfg, latency=latency, on_trial=on_trial, on_plan=on_plan, progress=not args.quiet)
+        final = _train(args, study, search, cfg, url, latency=latency, progress=progress)
     except KeyboardInterrupt:
         bar.close()
-        save()
-        again = f"e3d scale --resume --study-name {args.study_name} --out {out}" + (f" --storage {args.storage}" if args.storage else "")
-        print(f"\ninterrupted; every trained point is saved in {out}. Continue with:\n  {again}", file=sys.stderr)
-        return 130
+        progress.save()
+        return interrupted(f"every trained point is saved in {out}", resume_command(args, "scale", out, 0))
     bar.close()
-    state["plan"] = final
-    save()
+    progress.plan = final
+    progress.save()
+    _write_results(study, out, final, started=started)
+    return 0
+
+
+def _announce(search: Any, cfg: Any, url: str) -> None:
+    """Print what is scaled, along which axes, and the proxy task."""
+    from search import scale as sc
+    from search import study as st
+
+    base = cfg.spec
+    print(f"scale: {cfg.mode} of {base.summary()} ({sc.macs(base) / 1e6:.1f} M macs) along {', '.join(cfg.axes)}", file=sys.stderr)
+    print(f"proxy: {search.proxy.describe()}; {cfg.seeds} seed(s); storage: {st.redact(url)}", file=sys.stderr)
+
+
+def _train(args: argparse.Namespace, study: Any, search: Any, cfg: Any, url: str, *, latency: Any, progress: _Progress) -> Any:
+    """Train the plan's points in this process, or in ``--jobs`` N worker processes; returns the final plan."""
+    from search import scale as sc
+
+    if getattr(args, "jobs", 1) > 1:
+        return _run_jobs(args, study, search, cfg, url, latency=latency, progress=progress)
+    return sc.run_scale(study, search, cfg, latency=latency, on_trial=progress.on_trial, on_plan=progress.on_plan, progress=not args.quiet)
+
+
+def _write_results(study: Any, out: Path, final: Any, *, started: float) -> None:
+    """Write trials.csv, the curves and summary.md, then print the slopes, the exponents or path, and the files."""
+    from analysis.scaling import load_scale, slopes, write_report
+    from search.results import study_frame, write_outputs
+
     write_outputs(study_frame(study), out)
     paths = write_report(out)
     run_ = load_scale(out)
@@ -263,4 +292,3 @@ def run(args: argparse.Namespace) -> int:
     if final.path:
         print("expansion path: " + " -> ".join(f"{p.curve} ({p.macs / 1e6:.0f} M)" for p in final.path))
     print(f"\nwrote {out / 'points.csv'}, {out / 'path.csv'}, {paths['curves']}, {paths['summary']}")
-    return 0

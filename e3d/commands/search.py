@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -242,46 +242,52 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Create or join the study, then run one search worker."""
     from search import study as st
-    from search.budget import Budget, feasible_families
-    from search.searchspace import FAMILIES, check_families
 
     if args.export_results is not None:
         return export_results(args)
     if args.finalize:
         return finalize_existing(args)
-    config = None
-    if not args.resume:
-        budget = Budget(args.budget_mflops, args.budget_params, args.budget_latency_ms, args.budget_clip)
-        if args.latency_table:  # screened with the table's predictions; its settings are stored on the study
-            from search.latency import table_identity
-
-            mode = "eager" if args.eager_latency else "optimized"
-            budget = dataclasses.replace(budget, latency_table=table_identity(args.latency_table, budget, mode, sgs=args.sgs))
-        if budget.mflops is None and budget.params is None and budget.latency_ms is None:
-            raise st.StudyConfigError("give a budget: --budget-mflops, --budget-params and/or --budget-latency-ms (or --resume)")
-        families = check_families(args.families.split(",") if args.families else FAMILIES)
-        fits, minima = feasible_families(families, budget)
-        left_out = [f"{f} (min {minima[f][0] / 1e6:.0f} M macs)" for f in families if f not in fits]
-        if left_out:
-            print(f"left out, cannot fit the budget: {', '.join(left_out)}", file=sys.stderr)
-        config = st.SearchConfig(
-            budget=budget,
-            families=fits,
-            proxy=proxy_config(args),
-            objective=args.objective,
-            pruner=args.pruner,
-            rungs=args.rungs,
-            seed=args.seed,
-            baselines=not args.no_baselines,
-            latency_mode="eager" if args.eager_latency else "optimized",
-            sgs=args.sgs,
-        )
+    config = None if args.resume else _search_config(args)
 
     def enqueue(study: Any, config: Any) -> str:
         chosen = st.enqueue_baselines(study, config) if config.baselines else []
         return f"baselines: {', '.join(f'{f} {w:g}x' for f, w in chosen) or 'none of the presets fits'}"
 
     return run_study(args, config, enqueue=enqueue, n_trials=args.trials, timeout=args.timeout)
+
+
+def _search_config(args: argparse.Namespace) -> Any:
+    """The ``SearchConfig`` of a new search: its budget, the families that can fit it (the others are
+    named on stderr) and the proxy task."""
+    from search import study as st
+    from search.budget import Budget, feasible_families
+    from search.searchspace import FAMILIES, check_families
+
+    budget = Budget(args.budget_mflops, args.budget_params, args.budget_latency_ms, args.budget_clip)
+    if args.latency_table:  # screened with the table's predictions; its settings are stored on the study
+        from search.latency import table_identity
+
+        mode = "eager" if args.eager_latency else "optimized"
+        budget = dataclasses.replace(budget, latency_table=table_identity(args.latency_table, budget, mode, sgs=args.sgs))
+    if budget.mflops is None and budget.params is None and budget.latency_ms is None:
+        raise st.StudyConfigError("give a budget: --budget-mflops, --budget-params and/or --budget-latency-ms (or --resume)")
+    families = check_families(args.families.split(",") if args.families else FAMILIES)
+    fits, minima = feasible_families(families, budget)
+    left_out = [f"{f} (min {minima[f][0] / 1e6:.0f} M macs)" for f in families if f not in fits]
+    if left_out:
+        print(f"left out, cannot fit the budget: {', '.join(left_out)}", file=sys.stderr)
+    return st.SearchConfig(
+        budget=budget,
+        families=fits,
+        proxy=proxy_config(args),
+        objective=args.objective,
+        pruner=args.pruner,
+        rungs=args.rungs,
+        seed=args.seed,
+        baselines=not args.no_baselines,
+        latency_mode="eager" if args.eager_latency else "optimized",
+        sgs=args.sgs,
+    )
 
 
 def export_results(args: argparse.Namespace) -> int:
@@ -365,40 +371,110 @@ def run_study(args: argparse.Namespace, config: Any, *, enqueue: Any, n_trials: 
     """Open (create or join) the study of ``args``, run one worker, write the outputs, summarise.
 
     ``n_trials`` None: the study's stored ``--trials`` (a resumed search keeps its own)."""
-    from tqdm import tqdm
-
-    from search import study as st
-    from search.results import study_frame, write_outputs
-    from space.files import WriteError
-
     out, url = run_folder(args)
     with undone_on_failure(out, url):
-        storage = st.open_storage(url, heartbeat=args.heartbeat)
-        study, config, created = st.open_study(args.study_name, storage, config, resume=args.resume)
-        n = trial_count(study, n_trials, store=created or args.resume)
-        threads = args.threads or (1 if getattr(args, "jobs", 1) > 1 else None)  # --jobs: one thread each by default
-        local = {"device": args.device, "num_workers": args.loader_workers, "threads": threads}  # this worker's machine
-        config = dataclasses.replace(config, proxy=dataclasses.replace(config.proxy, **local))
-        check_local_run(args, config)
-        if created:
-            print(enqueue(study, config), file=sys.stderr)
-        else:
-            print(f"joining study {args.study_name!r} ({len(study.trials)} trials so far)", file=sys.stderr)
-        if config.kind == "search":
-            print(f"budget: {config.budget.describe()}; families: {', '.join(config.families)}; {n} searched trials", file=sys.stderr)
-        print(f"proxy: {config.proxy.describe()}; objective: {config.objective}; storage: {st.redact(url)}", file=sys.stderr)
-        data = st.load_proxy(config.proxy, progress=not args.quiet)
+        study, config, n, data = _open_run(args, url, config, enqueue=enqueue, n_trials=n_trials)
+    latency = _study_latency(args, config)
+    costs = ("macs", "latency_ms") if config.budget.latency_ms is not None and config.objective == "pareto" else ("macs",)
+    bar = _trials_bar(args, study, n)
+    save = _result_writer(study, out, config, costs=costs, bar=bar)
 
-    wants_latency = config.budget.latency_ms is not None or config.measure_latency
+    def on_trial(t: Any) -> None:
+        show_trial(bar, t)
+        save()
+
+    started = time.perf_counter()
+    try:
+        with watching(study, config, jobs=getattr(args, "jobs", 1), quiet=args.quiet):  # progress inside a trial
+            run_workers(args, study, url, config, data, n_trials=n, timeout=timeout, latency=latency, on_trial=on_trial)
+    except KeyboardInterrupt:
+        bar.close()
+        saved = "every finished trial is saved in the study" + ("" if save() else f" (the files in {out} could not be written)")
+        return interrupted(saved, resume_command(args, config.kind, out, n))
+    bar.close()
+    return _finish(args, study, config, out, costs=costs, started=started)
+
+
+def _open_run(args: argparse.Namespace, url: str, config: Any, *, enqueue: Any, n_trials: int | None) -> tuple[Any, Any, int, Any]:
+    """Open the storage and the study, set this machine's proxy settings, say what runs and load the
+    proxy data; returns (study, config, trials to run, data)."""
+    from search import study as st
+
+    storage = st.open_storage(url, heartbeat=args.heartbeat)
+    study, config, created = st.open_study(args.study_name, storage, config, resume=args.resume)
+    n = trial_count(study, n_trials, store=created or args.resume)
+    config = local_config(args, config)
+    _announce_study(args, study, config, url, created=created, enqueue=enqueue, n_trials=n)
+    return study, config, n, st.load_proxy(config.proxy, progress=not args.quiet)
+
+
+def _announce_study(args: argparse.Namespace, study: Any, config: Any, url: str, *, created: bool, enqueue: Any, n_trials: int) -> None:
+    """Print the queued baselines (a new study) or the trials so far (a joined one), the budget and the proxy task."""
+    from search import study as st
+
+    if created:
+        print(enqueue(study, config), file=sys.stderr)
+    else:
+        print(f"joining study {args.study_name!r} ({len(study.trials)} trials so far)", file=sys.stderr)
+    if config.kind == "search":
+        print(f"budget: {config.budget.describe()}; families: {', '.join(config.families)}; {n_trials} searched trials", file=sys.stderr)
+    print(f"proxy: {config.proxy.describe()}; objective: {config.objective}; storage: {st.redact(url)}", file=sys.stderr)
+
+
+def local_config(args: argparse.Namespace, config: Any) -> Any:
+    """``config`` with this machine's device, DataLoader workers and torch threads (one per job under
+    ``--jobs`` N unless ``--threads``), checked by :func:`check_local_run`."""
+    threads = args.threads or (1 if getattr(args, "jobs", 1) > 1 else None)  # --jobs: one thread each by default
+    local = {"device": args.device, "num_workers": args.loader_workers, "threads": threads}  # this worker's machine
+    config = dataclasses.replace(config, proxy=dataclasses.replace(config.proxy, **local))
+    check_local_run(args, config)
+    return config
+
+
+def _study_latency(args: argparse.Namespace, config: Any) -> Any:
+    """What measures a candidate's latency: the study's latency table, else a meter on this machine
+    when the budget or the study needs latencies, else None."""
+    from search import study as st
     from search.latency import study_latency
 
+    wants_latency = config.budget.latency_ms is not None or config.measure_latency
     latency = study_latency(config.budget, config.latency_mode, getattr(args, "latency_table", None))
     if latency is None and wants_latency:
         latency = st.latency_meter(config.latency_mode)
-    costs = ("macs", "latency_ms") if config.budget.latency_ms is not None and config.objective == "pareto" else ("macs",)
+    return latency
+
+
+def progress_bar(args: argparse.Namespace, *, total: int, desc: str, unit: str) -> Any:
+    """A tqdm bar on stderr, disabled by ``--quiet``."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=args.quiet or None)
+
+
+def _trials_bar(args: argparse.Namespace, study: Any, n_trials: int) -> Any:
+    """The trials bar: ``n_trials`` plus the queued baselines or sweep runs, advanced by those already trained."""
+    from search import study as st
+
     queued = sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("source") in ("baseline", "sweep"))
-    bar = tqdm(total=n + queued, desc="trials", unit="trial", file=sys.stderr, disable=args.quiet or None)
+    bar = progress_bar(args, total=n_trials + queued, desc="trials", unit="trial")
     bar.update(st.count_trained(study))
+    return bar
+
+
+def show_trial(bar: Any, t: Any) -> None:
+    """Write a finished trial's line above ``bar``; advance the bar when the trial trained."""
+    from search import study as st
+
+    bar.write(st.trial_line(t))
+    if t.user_attrs.get("trained"):
+        bar.update(1)
+
+
+def _result_writer(study: Any, out: Path, config: Any, *, costs: tuple[str, ...], bar: Any) -> Callable[[], dict[str, Path]]:
+    """A function that writes the result files of ``study`` to ``out`` and returns their paths."""
+    from search.results import study_frame, write_outputs
+    from space.files import WriteError
+
     unwritten: list[str] = []
 
     def save() -> dict[str, Path]:
@@ -413,22 +489,21 @@ def run_study(args: argparse.Namespace, config: Any, *, enqueue: Any, n_trials: 
             unwritten.append(str(e))
             return {}
 
-    def on_trial(t: Any) -> None:
-        bar.write(st.trial_line(t))
-        if t.user_attrs.get("trained"):
-            bar.update(1)
-        save()
+    return save
 
-    started = time.perf_counter()
-    try:
-        with watching(study, config, jobs=getattr(args, "jobs", 1), quiet=args.quiet):  # progress inside a trial
-            run_workers(args, study, url, config, data, n_trials=n, timeout=timeout, latency=latency, on_trial=on_trial)
-    except KeyboardInterrupt:
-        bar.close()
-        saved = "every finished trial is saved in the study" + ("" if save() else f" (the files in {out} could not be written)")
-        print(f"\ninterrupted; {saved}. Continue with:\n  {resume_command(args, config.kind, out, n)}", file=sys.stderr)
-        return 130
-    bar.close()
+
+def interrupted(saved: str, again: str) -> int:
+    """After Ctrl-C: say what is ``saved`` and the command that continues (``again``); the exit code 130."""
+    print(f"\ninterrupted; {saved}. Continue with:\n  {again}", file=sys.stderr)
+    return 130
+
+
+def _finish(args: argparse.Namespace, study: Any, config: Any, out: Path, *, costs: tuple[str, ...], started: float) -> int:
+    """Print the summary, write the result files (an error now), point to the next step, then finalize
+    a search unless ``--no-finalize``."""
+    from search.results import study_frame, write_outputs
+    from space.files import WriteError
+
     df = study_frame(study)
     print(summary(df, config, time.perf_counter() - started))
     try:
@@ -475,11 +550,33 @@ def run_workers(
     if jobs <= 1:
         st.run_worker(study, config, data, n_trials=n_trials, timeout=timeout, latency=latency, on_trial=on_trial)
         return
+    print(jobs_line(jobs, config.proxy.threads), file=sys.stderr)
+    run_local_jobs(args, study, url, config, n_trials=n_trials, timeout=timeout, latency=latency, on_trial=on_trial)
+
+
+def jobs_line(jobs: int, threads: int | None) -> str:
+    """The line that says how many local jobs run, with how many torch threads each."""
+    return f"{jobs} local jobs, {threads} torch thread{'s' if threads != 1 else ''} each"
+
+
+def run_local_jobs(
+    args: argparse.Namespace,
+    study: Any,
+    url: str,
+    config: Any,
+    *,
+    n_trials: int,
+    timeout: float | None,
+    latency: Any,
+    on_trial: Any,
+    scale: Any = None,
+) -> None:
+    """``--jobs`` N worker processes on this machine work on the study (a ``scale`` plan when given:
+    :class:`search.jobs.JobSpec`); this process reports their trials through ``on_trial``."""
     from search.jobs import JobSpec, run_jobs
 
-    threads = config.proxy.threads
-    print(f"{jobs} local jobs, {threads} torch thread{'s' if threads != 1 else ''} each", file=sys.stderr)
-    run_jobs(study, JobSpec(url, args.study_name, config, n_trials, timeout, args.heartbeat, latency), jobs=jobs, on_trial=on_trial)
+    spec = JobSpec(url, args.study_name, config, n_trials, timeout, args.heartbeat, latency, scale=scale)
+    run_jobs(study, spec, jobs=args.jobs, on_trial=on_trial)
 
 
 def summary(df: Any, config: Any, seconds: float) -> str:

@@ -193,3 +193,19 @@ def test_joining_a_study_with_another_plan_is_refused(
     assert run(capsys, *sweep, "--factors", "2")[0] == 0
     code, _, err = run(capsys, *sweep, "--factors", "3")
     assert code == 2 and "exists with another scaling plan; pass --resume" in err
+
+
+def test_ctrl_c_never_prints_the_storages_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command to continue names --storage with its password replaced (a PostgreSQL URL, served here by SQLite)."""
+    from search import study as st
+
+    open_storage = st.open_storage
+    monkeypatch.setattr(st, "check_storage_url", lambda url: None)
+    monkeypatch.setattr(st, "open_storage", lambda url, **kw: open_storage(st.sqlite_url(tmp_path / "pg.db"), **kw))
+    monkeypatch.setattr("search.train.fit", sized_fit([], interrupt_at=1))
+    url = "postgresql://e3d:s3cret-pw@db.example:5432/e3d"
+    code, out, err = run(capsys, *EXPAND, "--storage", url, "--out", str(tmp_path / "run"), *TINY)
+    assert code == 130 and "e3d scale --resume" in err and "--storage postgresql://***@db.example" in err
+    assert "s3cret-pw" not in out + err
