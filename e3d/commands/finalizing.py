@@ -40,8 +40,7 @@ def finalize_existing(args: argparse.Namespace) -> int:
 def finalize(args: argparse.Namespace, study: Any, config: Any, out: Path) -> int:
     """Retrain the study's finalists with new seeds, score them on the test split, write ``final.csv``
     and ``final.md`` in ``out`` and print the table; 130 after Ctrl-C (finished runs are kept)."""
-    from tqdm import tqdm
-
+    from e3d.commands.search import interrupted, progress_bar
     from search import finalize as fin
     from search import study as st
     from space.files import write_text
@@ -54,7 +53,7 @@ def finalize(args: argparse.Namespace, study: Any, config: Any, out: Path) -> in
     print(f"finalizing {', '.join(f.label for f in chosen)} with seeds {', '.join(map(str, seeds))} on the test split", file=sys.stderr)
     data = st.load_proxy(fconfig.proxy, progress=not args.quiet, test=True)
     total = len(chosen) * len(seeds)
-    bar = tqdm(total=total, desc="final runs", unit="run", file=sys.stderr, disable=args.quiet or None)
+    bar = progress_bar(args, total=total, desc="final runs", unit="run")
     bar.update(total - len(final.get_trials(deepcopy=False, states=(st.TrialState.WAITING,))))
 
     def on_trial(t: Any) -> None:
@@ -65,8 +64,7 @@ def finalize(args: argparse.Namespace, study: Any, config: Any, out: Path) -> in
         st.run_worker(final, fconfig, data, n_trials=0, on_trial=on_trial)
     except KeyboardInterrupt:
         bar.close()
-        print(f"\ninterrupted; finished final runs are kept. Continue with:\n  {finalize_command(args, out)}", file=sys.stderr)
-        return 130
+        return interrupted("finished final runs are kept", finalize_command(args, out))
     bar.close()
     table = fin.final_table(final, chosen, seeds, chance=100.0 / data.num_classes)
     text = fin.format_table(table, seeds=seeds, test_videos=getattr(data.test, "num_videos", len(data.test)))
