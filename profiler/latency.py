@@ -168,25 +168,48 @@ def measure_latency(
     if batch_size < 1 or repeats < 1 or warmup < 0:
         raise ValueError("batch_size and repeats must be >= 1 and warmup >= 0")
     dev = resolve_device(device)
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    x_shape = (batch_size, in_channels, *clip)
+    samples, other, used = _time_in_eval(model, x_shape, dev, dtype, threads=threads, warmup=warmup, repeats=repeats)
+    return _latency(samples, other, used, dev, dtype, batch_size=batch_size, clip=clip, warmup=warmup, repeats=repeats)
+
+
+def _time_in_eval(
+    model: nn.Module, x_shape: tuple[int, ...], dev: torch.device, dtype: torch.dtype, *, threads: int | None, warmup: int, repeats: int
+) -> tuple[list[float], float | None, int]:
+    """Time ``model`` on ``dev`` in eval mode with ``threads`` torch threads: (ms samples, other processes' load, threads used).
+
+    The thread count is restored first, then the model's training flag (absent in frozen TorchScript).
+    """
     was_training = getattr(model, "training", None)  # frozen TorchScript has no training flag
-    before = torch.get_num_threads()
-    if threads is not None:
-        if threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
     try:
-        model = model.to(dev)
-        if was_training is not None:
-            model.eval()
-        x = torch.randn((batch_size, in_channels, *clip), device=dev, dtype=dtype)
-        start, wall = _cpu_seconds(), time.perf_counter()
-        samples = _time(model, x, dev, warmup, repeats)
-        other = _other_load(start, time.perf_counter() - wall)
-        used = torch.get_num_threads()
+        with torch_threads(threads):
+            model = model.to(dev)
+            if was_training is not None:
+                model.eval()
+            x = torch.randn(x_shape, device=dev, dtype=dtype)
+            start, wall = _cpu_seconds(), time.perf_counter()
+            samples = _time(model, x, dev, warmup, repeats)
+            return samples, _other_load(start, time.perf_counter() - wall), torch.get_num_threads()
     finally:
-        torch.set_num_threads(before)
         if was_training is not None:
             model.train(was_training)
+
+
+def _latency(
+    samples: list[float],
+    other: float | None,
+    used: int,
+    dev: torch.device,
+    dtype: torch.dtype,
+    *,
+    batch_size: int,
+    clip: tuple[int, int, int],
+    warmup: int,
+    repeats: int,
+) -> Latency:
+    """The :class:`Latency` of timed ``samples`` (ms): median and quartiles, with the machine and its load."""
     med = median(samples)
     q1, _, q3 = quantiles(samples, n=4, method="inclusive") if len(samples) > 1 else (med, med, med)
     return Latency(

@@ -8,12 +8,11 @@ from typing import Any
 import torch
 
 from profiler.backends import COUNTERS, BackendCount
-from profiler.counting import UNRECOGNISED, Counts, count_module, count_spec, not_counted_category
+from profiler.counting import UNRECOGNISED, Counts, OpStat, count_module, count_spec, not_counted_category
 from profiler.latency import Latency, measure_latency, resolve_device
 from profiler.memory import PeakMemory, measure_peak_memory
 from profiler.optimize import OptimizedModel
-from profiler.targets import Target, TargetError, describe_error
-from space.spec import E3DError
+from profiler.targets import Target, TargetError, guard
 
 UNITS = {
     "macs": "multiply-adds of convolution and linear layers and of matrix products (matmul, einsum, attention), per clip",
@@ -103,11 +102,11 @@ def profile(
     result = Profile(target, counts, batch_size)
     if backend != "e3d":
         module, counter = target.module(), COUNTERS[backend]
-        result.backend = _guard(lambda: counter(module, target.input_shape), target)
+        result.backend = guard(lambda: counter(module, target.input_shape), target)
     clip = (target.input_shape[1], target.input_shape[2], target.input_shape[3])
     model = target.module()
     if memory:
-        result.memory = _guard(lambda: measure_peak_memory(model, batch_size=batch_size, clip=clip, device=device), target)
+        result.memory = guard(lambda: measure_peak_memory(model, batch_size=batch_size, clip=clip, device=device), target)
     if latency:
         timed, run_as = _in_precision(target, model, precision, optimize=optimize, batch_size=batch_size, device=device, threads=threads)
         result.extra["precision"] = run_as.as_dict()
@@ -115,7 +114,7 @@ def profile(
             timed = _optimized(target, device, batch_size, bf16=run_as.precision == "bf16")
             result.extra["latency_path"] = f"optimized: {timed.options.describe()}"
             result.extra["optimized_rel_error"] = timed.rel_error
-        result.latency = _guard(
+        result.latency = guard(
             lambda: measure_latency(
                 timed, batch_size=batch_size, clip=clip, device=device, threads=threads, warmup=warmup, repeats=repeats
             ),
@@ -135,9 +134,9 @@ def _in_precision(
 
     shape = target.input_shape
     if optimize:
-        chosen = _guard(lambda: pr.resolve_optimized(model, precision, input_shape=shape, batch_size=batch_size, threads=threads), target)
+        chosen = guard(lambda: pr.resolve_optimized(model, precision, input_shape=shape, batch_size=batch_size, threads=threads), target)
         return model, chosen
-    run_as = _guard(
+    run_as = guard(
         lambda: pr.resolve_inference(model, precision, input_shape=shape, batch_size=batch_size, device=device, threads=threads), target
     )
     if run_as.precision == "fp32" and not run_as.channels_last:
@@ -154,30 +153,13 @@ def _optimized(target: Target, device: str, batch_size: int, *, bf16: bool = Fal
     if target.kind == "torchscript":
         raise TargetError(f"{target.name} is TorchScript already; --optimize needs a preset, a spec file or a module")
     options = OptimizeOptions(bf16=bf16)
-    return _guard(
+    return guard(
         lambda: optimize_for_inference(target.module(), input_shape=target.input_shape, batch_size=batch_size, options=options), target
     )
 
 
 def _count_module(target: Target) -> Counts:
-    return _guard(lambda: count_module(target.module(), target.input_shape), target)
-
-
-def _guard(fn: Any, target: Target) -> Any:
-    """Run ``fn``; whatever the model raises on the clip becomes a one-line :class:`TargetError`
-    naming the target and the exception (kept as its ``__cause__`` for ``--debug``)."""
-    try:
-        return fn()
-    except E3DError:
-        raise
-    except Exception as e:  # the user's model may raise anything: AssertionError, ValueError, MemoryError ...
-        shape = "x".join(map(str, target.input_shape))
-        hint = ""
-        if target.kind == "torchscript":
-            hint = " (a traced TorchScript model runs only on the input shape it was traced with: set it with --frames and --size)"
-        elif isinstance(e, MemoryError) or "can't allocate memory" in str(e) or "out of memory" in str(e).lower():
-            hint = " (the model needs more memory than this machine has: try a smaller --batch-size, --frames or --size)"
-        raise TargetError(f"{target.name} failed on a {shape} clip: {describe_error(e)}{hint}") from e
+    return guard(lambda: count_module(target.module(), target.input_shape), target)
 
 
 def fmt_count(n: float) -> str:
@@ -191,6 +173,27 @@ def fmt_count(n: float) -> str:
 
 def render(p: Profile, *, per_layer: bool = False) -> str:
     """Human-readable report."""
+    c = p.counts
+    lines = _summary_lines(p)
+    if p.memory is not None:
+        lines.append(f"  peak memory   {p.memory.peak_mb:,.1f} MB for a batch of {p.batch_size} ({p.memory.method})")
+    if p.latency is not None:
+        lines += _latency_lines(p.latency, p.extra)
+    lines += ["", *_operator_lines(c)]
+    if c.not_counted:
+        lines += ["", *_not_counted_lines(c)]
+    groups = c.grouped(1)
+    if len(groups) > 1:
+        lines += ["", *_part_lines(groups, c.macs)]
+    if p.backend is not None:
+        lines += ["", *render_backend(p.backend, c)]
+    if per_layer:
+        lines += ["", *_layer_lines(c)]
+    return "\n".join(lines)
+
+
+def _summary_lines(p: Profile) -> list[str]:
+    """The target, its spec and its counts: params, macs, paper MFLOPs and activations."""
     c, t = p.counts, p.target
     shape = "x".join(map(str, c.input_shape))
     lines = [f"{t.name}  ({t.kind})  input 1x{shape} (one clip; C x T x H x W)"]
@@ -203,57 +206,68 @@ def render(p: Profile, *, per_layer: bool = False) -> str:
         f"  paper_mflops  {c.paper_flops / 1e6:,.2f}  (Table 8 convention: macs + BN, activations, pooling, conv biases)",
         f"  activations   {fmt_count(c.activations)} elements = {c.activations * 4 / 2**20:,.1f} MB in float32, per clip",
     ]
-    if p.memory is not None:
-        lines.append(f"  peak memory   {p.memory.peak_mb:,.1f} MB for a batch of {p.batch_size} ({p.memory.method})")
-    if p.latency is not None:
-        lat = p.latency
-        lines.append(
-            f"  latency       {lat.median_ms:,.2f} ms per batch of {lat.batch_size} (IQR {lat.iqr_ms:.2f} ms), "
-            f"{lat.clips_per_s:,.1f} clips/s  [{lat.device}: {lat.device_name}, {lat.threads} threads, torch {lat.torch_version}, "
-            f"{lat.dtype}, median of {lat.repeats} after {lat.warmup} warm-up]"
-        )
-        if "latency_path" in p.extra:
-            err = p.extra.get("optimized_rel_error")
-            check = "" if err is None else f"; max relative error vs eager {err:.1e}"
-            lines.append(f"                ({p.extra['latency_path']}{check})")
-        if "precision" in p.extra:
-            from profiler.precision import ExecConfig
+    return lines
 
-            lines.append(f"                ({ExecConfig.from_dict(p.extra['precision']).describe()})")
-        if lat.unreliable:
-            lines.append(
-                f"  warning       the repeats spread widely (IQR {100 * lat.spread:.0f}% of the median): the latency is unreliable; "
-                f"{lat.load_text()}. Measure on an idle machine, or with more --repeats."
-            )
-    lines.append("")
-    lines.append(f"  {'by operator':<26}{'calls':>7}{'macs':>14}{'share':>8}{'paper MFLOPs':>14}")
+
+def _latency_lines(lat: Latency, extra: dict[str, Any]) -> list[str]:
+    """The measured latency, the path and precision it was timed on, and a warning when it is unreliable."""
+    lines = [
+        f"  latency       {lat.median_ms:,.2f} ms per batch of {lat.batch_size} (IQR {lat.iqr_ms:.2f} ms), "
+        f"{lat.clips_per_s:,.1f} clips/s  [{lat.device}: {lat.device_name}, {lat.threads} threads, torch {lat.torch_version}, "
+        f"{lat.dtype}, median of {lat.repeats} after {lat.warmup} warm-up]"
+    ]
+    if "latency_path" in extra:
+        err = extra.get("optimized_rel_error")
+        check = "" if err is None else f"; max relative error vs eager {err:.1e}"
+        lines.append(f"                ({extra['latency_path']}{check})")
+    if "precision" in extra:
+        from profiler.precision import ExecConfig
+
+        lines.append(f"                ({ExecConfig.from_dict(extra['precision']).describe()})")
+    if lat.unreliable:
+        lines.append(
+            f"  warning       the repeats spread widely (IQR {100 * lat.spread:.0f}% of the median): the latency is unreliable; "
+            f"{lat.load_text()}. Measure on an idle machine, or with more --repeats."
+        )
+    return lines
+
+
+def _operator_lines(c: Counts) -> list[str]:
+    """The table by operator: calls, macs, share of all macs and paper MFLOPs, the costliest first."""
+    lines = [f"  {'by operator':<26}{'calls':>7}{'macs':>14}{'share':>8}{'paper MFLOPs':>14}"]
     for op, s in sorted(c.by_operator.items(), key=lambda kv: (-kv[1].macs, -kv[1].paper_flops)):
         share = f"{100 * s.macs / c.macs:.1f}%" if c.macs and s.macs else ""
         lines.append(f"  {op:<26}{s.calls:>7}{fmt_count(s.macs) if s.macs else '-':>14}{share:>8}{s.paper_flops / 1e6:>14,.2f}")
-    if c.not_counted:
-        lines.append("")
-        lines.append("  not counted in macs:")
-        for op, s in sorted(c.not_counted.items()):
-            why = not_counted_category(op)
-            shapes = f"; inputs {' | '.join(s.shapes)}" if why == UNRECOGNISED and s.shapes else ""
-            lines.append(f"    {op:<24}{s.calls:>5} calls {fmt_count(s.elements):>11} elements  {why}{shapes}")
-    groups = c.grouped(1)
-    if len(groups) > 1:
-        lines.append("")
-        lines.append(f"  {'by part':<26}{'macs':>14}{'share':>8}")
-        for name, s in groups.items():
-            share = f"{100 * s.macs / c.macs:.1f}%" if c.macs else ""
-            lines.append(f"  {name:<26}{fmt_count(s.macs):>14}{share:>8}")
-    if p.backend is not None:
-        lines += ["", *render_backend(p.backend, c)]
-    if per_layer:
-        lines.append("")
-        lines.append(f"  {'layer':<34}{'op':<26}{'macs':>14}{'params':>10}{'paper MFLOPs':>14}")
-        for name, op, cost in c.layers:
-            if cost.macs or cost.params or cost.paper_flops:
-                label = name or "(top)"  # an operator the model's own forward calls
-                lines.append(f"  {label:<34}{op:<26}{fmt_count(cost.macs):>14}{cost.params:>10,}{cost.paper_flops / 1e6:>14.3f}")
-    return "\n".join(lines)
+    return lines
+
+
+def _not_counted_lines(c: Counts) -> list[str]:
+    """The operators not counted in macs, why, and the input shapes of those without a cost rule."""
+    lines = ["  not counted in macs:"]
+    for op, s in sorted(c.not_counted.items()):
+        why = not_counted_category(op)
+        shapes = f"; inputs {' | '.join(s.shapes)}" if why == UNRECOGNISED and s.shapes else ""
+        lines.append(f"    {op:<24}{s.calls:>5} calls {fmt_count(s.elements):>11} elements  {why}{shapes}")
+    return lines
+
+
+def _part_lines(groups: dict[str, OpStat], total_macs: int) -> list[str]:
+    """The table by part of the network (stem, stages, head): macs and share of all macs."""
+    lines = [f"  {'by part':<26}{'macs':>14}{'share':>8}"]
+    for name, s in groups.items():
+        share = f"{100 * s.macs / total_macs:.1f}%" if total_macs else ""
+        lines.append(f"  {name:<26}{fmt_count(s.macs):>14}{share:>8}")
+    return lines
+
+
+def _layer_lines(c: Counts) -> list[str]:
+    """``--per-layer``: every layer with a cost: its operator, macs, params and paper MFLOPs."""
+    lines = [f"  {'layer':<34}{'op':<26}{'macs':>14}{'params':>10}{'paper MFLOPs':>14}"]
+    for name, op, cost in c.layers:
+        if cost.macs or cost.params or cost.paper_flops:
+            label = name or "(top)"  # an operator the model's own forward calls
+            lines.append(f"  {label:<34}{op:<26}{fmt_count(cost.macs):>14}{cost.params:>10,}{cost.paper_flops / 1e6:>14.3f}")
+    return lines
 
 
 def render_backend(b: BackendCount, c: Counts) -> list[str]:

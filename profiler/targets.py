@@ -2,8 +2,9 @@
 ``package.module:callable`` (importable from the working directory too) or ``path/to/file.py:callable``
 returning an ``nn.Module`` (keyword arguments from ``kwargs``), or a TorchScript file.
 
-Whatever the user's code raises while importing or building becomes a one-line :class:`TargetError`
-naming the target and the exception; the exception itself is kept as its ``__cause__`` (``--debug``).
+Whatever the user's code raises while importing or building (:data:`USER_ERRORS`: ``sys.exit()`` too)
+becomes a one-line :class:`TargetError` naming the target and the exception; the exception itself is kept
+as its ``__cause__`` (``--debug``). :func:`guard` does the same for what the model raises when it runs.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -27,6 +30,13 @@ from space.spec import E3DError, NetSpec
 
 class TargetError(E3DError):
     """A target that cannot be resolved to a model."""
+
+
+USER_ERRORS = (Exception, SystemExit)
+"""What the user's code may raise that becomes a one-line error: anything but KeyboardInterrupt (Ctrl-C
+stays an interruption). SystemExit: a module that calls ``sys.exit()`` or parses the command line when imported."""
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -97,9 +107,49 @@ def _is_import_path(target: str) -> bool:
 
 
 def describe_error(e: BaseException) -> str:
-    """``Type: first line of the message`` (just the type when the message is empty)."""
+    """``Type: first line of the message`` (just the type when the message is empty); a SystemExit says where it comes from."""
     text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+    described = f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+    if isinstance(e, SystemExit):
+        described += " (the code called sys.exit() or parsed the command line; keep that under if __name__ == '__main__')"
+    return described
+
+
+def parse_kwargs(text: str | None) -> dict[str, Any]:
+    """``--kwargs``: a JSON object of keyword arguments (``{}`` for None; one line naming the problem otherwise)."""
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TargetError(f"--kwargs is not valid JSON ({e}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise TargetError(f"--kwargs must be a JSON object of keyword arguments, got {text!r}")
+    return value
+
+
+def guard(fn: Callable[[], T], target: Target, *, batch_option: str = "--batch-size") -> T:
+    """Run ``fn``, which runs the target's model; whatever the model raises on the clip becomes a one-line
+    :class:`TargetError` naming the target and the exception (kept as its ``__cause__`` for ``--debug``).
+
+    ``batch_option``: the command's option for the batch size, named when the model runs out of memory.
+    """
+    try:
+        return fn()
+    except E3DError:
+        raise
+    except USER_ERRORS as e:  # the user's model may raise anything: AssertionError, ValueError, MemoryError, SystemExit ...
+        shape = "x".join(map(str, target.input_shape))
+        raise TargetError(f"{target.name} failed on a {shape} clip: {describe_error(e)}{_run_hint(target, e, batch_option)}") from e
+
+
+def _run_hint(target: Target, e: BaseException, batch_option: str) -> str:
+    """What to try when the model failed on the clip: another shape (traced TorchScript) or less memory."""
+    if target.kind == "torchscript":
+        return " (a traced TorchScript model runs only on the input shape it was traced with: set it with --frames and --size)"
+    if isinstance(e, MemoryError) or "can't allocate memory" in str(e) or "out of memory" in str(e).lower():
+        return f" (the model needs more memory than this machine has: try a smaller {batch_option}, --frames or --size)"
+    return ""
 
 
 def _clip(spec_clip: tuple[int, int, int], frames: int | None, size: int | None) -> tuple[int, int, int]:
@@ -150,7 +200,7 @@ def _import_target(target: str, *, frames: int | None, size: int | None, kwargs:
         model = obj(**kwargs)
     except E3DError:
         raise
-    except Exception as e:
+    except USER_ERRORS as e:
         raise TargetError(f"building {target} failed: {describe_error(e)}") from e
     if not isinstance(model, nn.Module):
         raise TargetError(f"{target}() returned a {type(model).__name__}, not an nn.Module")
@@ -166,7 +216,7 @@ def _import_module(name: str) -> object:
         return importlib.import_module(name)
     except ImportError as e:
         raise TargetError(f"cannot import {name!r} (from {cwd} or the installed packages): {e}") from e
-    except Exception as e:
+    except USER_ERRORS as e:
         raise TargetError(f"importing {name!r} failed: {describe_error(e)}") from e
 
 
@@ -188,7 +238,7 @@ def _import_file(source: str) -> object:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as e:
+    except USER_ERRORS as e:
         del sys.modules[name]
         raise TargetError(f"importing {source} failed: {describe_error(e)}") from e
     return module

@@ -5,9 +5,16 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from e3d.cli import positive_float, positive_int
+from e3d.commands.user_code import add_debug_argument, add_kwargs_argument, run_showing_traceback
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from profiler.export import ExportResult
+    from profiler.targets import Target
 
 EPILOG = """\
 examples:
@@ -15,6 +22,7 @@ examples:
   e3d export mobilenetv2 --width-mult 0.45 --format onnx --optimize --out mv2.onnx
   e3d export mobilenet --checkpoint kinetics_mobilenet_1.0x_RGB_16_best.pth --format torchscript --optimize --out m.pt
   e3d export shufflenet --format torchscript --int8 --calib-data motion --num-classes 10 --size 48 --out s8.pt
+  e3d export mypkg.models:make_net --kwargs '{"num_classes": 600}' --format onnx --out net.onnx
 
 --optimize: BatchNorm folded into the preceding convolutions; for TorchScript also the
 channels-last-3d memory format and a frozen graph, to be run with the oneDNN Graph fuser on:
@@ -25,7 +33,12 @@ The written file is reloaded and compared with the eager model on random clips e
 max relative error (max |out - eager| / max |eager|) is printed, and a float export above 1e-4
 fails. --int8 (TorchScript only) calibrates on --calib-data (a proxy task name such as motion or
 digits, or a dataset path, read by search.data; or 'random' for a speed-only model) and reports
-top-1 of float and int8 on its validation split."""
+top-1 of float and int8 on its validation split.
+
+A failure inside the model is one line naming the exception; --debug (or E3D_DEBUG=1) shows the traceback."""
+
+BATCH_OPTION = "--check-batch"
+"""The option that sets the batch the model runs on here (named when it runs out of memory)."""
 
 
 def register(sub: Any) -> None:
@@ -38,6 +51,7 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("target", metavar="TARGET", help="preset name, spec JSON file or package.module:callable")
+    add_kwargs_argument(p)
     p.add_argument("--format", choices=("torchscript", "onnx"), required=True, help="file format")
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="where to write the model")
     p.add_argument("--optimize", action="store_true", help="fold BatchNorm; TorchScript: channels-last-3d, frozen graph too")
@@ -62,13 +76,35 @@ def register(sub: Any) -> None:
     p.add_argument("--frames", type=positive_int, metavar="T", help="clip length (default 16, or the spec's)")
     p.add_argument("--size", type=positive_int, metavar="S", help="clip height and width (default 112, or the spec's)")
     p.add_argument("--check-batch", type=positive_int, default=2, metavar="B", help="random clips in the numerical check (default 2)")
+    add_debug_argument(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Resolve the target, export it, print the check."""
-    from profiler.export import ExportError, export_onnx, export_torchscript
-    from profiler.targets import resolve_target
+    """Resolve the target, export it, print the check; ``--debug`` prints the traceback behind a one-line error."""
+    return run_showing_traceback(_run, args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Check the options, build the model, export it (float or int8) and print the check."""
+    from profiler.targets import guard
+
+    _check_options(args)
+    target, model = _model(args)
+    guard(lambda: _run_once(model, target.input_shape, args.check_batch), target, batch_option=BATCH_OPTION)
+    if args.int8:
+        return _int8(args, target, model)
+    result = guard(lambda: _export_float(args, model, target.input_shape), target, batch_option=BATCH_OPTION)
+    print(result.summary())
+    if args.format == "torchscript" and args.optimize:
+        print("run it with torch.jit.enable_onednn_fusion(True) (or profiler.export.load_torchscript) for the fused kernels")
+    return 0
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """One line for options that do not go together, an unsupported bf16 or an output folder that cannot be written."""
+    from profiler.export import ExportError
+    from space.files import check_writable
 
     if args.int8 and args.format != "torchscript":
         raise ExportError("--int8 exports TorchScript only (use --format torchscript)")
@@ -82,10 +118,22 @@ def run(args: argparse.Namespace) -> int:
         if args.format != "torchscript" or not args.optimize or args.int8:
             raise ExportError("--precision bf16 exports an optimized float TorchScript model: --format torchscript --optimize, no --int8")
         check_supported("bf16")
-    from space.files import check_writable
-
     check_writable(args.out.parent)  # a read-only or full folder is one line now, not after the export
-    target = resolve_target(args.target, width_mult=args.width_mult, num_classes=args.num_classes, frames=args.frames, size=args.size)
+
+
+def _model(args: argparse.Namespace) -> tuple[Target, nn.Module]:
+    """TARGET as the options build it (``--kwargs`` for an import path), in eval mode, with ``--checkpoint`` loaded."""
+    from profiler.export import ExportError
+    from profiler.targets import parse_kwargs, resolve_target
+
+    target = resolve_target(
+        args.target,
+        width_mult=args.width_mult,
+        num_classes=args.num_classes,
+        frames=args.frames,
+        size=args.size,
+        kwargs=parse_kwargs(args.kwargs),
+    )
     if target.kind == "torchscript":
         raise ExportError(f"{args.target} is already TorchScript; export a preset, a spec file or a module")
     model = target.module().eval()
@@ -93,50 +141,67 @@ def run(args: argparse.Namespace) -> int:
         from space.checkpoints import load_checkpoint
 
         load_checkpoint(model, args.checkpoint)
-    shape = target.input_shape
-    if args.int8:
-        return _int8(args, model, shape)
-    if args.precision == "bf16":
-        result = export_torchscript(model, args.out, input_shape=shape, batch_size=args.check_batch, optimize=True, bf16=True)
-    else:
-        export = export_torchscript if args.format == "torchscript" else export_onnx
-        result = export(model, args.out, input_shape=shape, batch_size=args.check_batch, optimize=args.optimize)
-    print(result.summary())
-    if args.format == "torchscript" and args.optimize:
-        print("run it with torch.jit.enable_onednn_fusion(True) (or profiler.export.load_torchscript) for the fused kernels")
-    return 0
+    return target, model
 
 
-def _int8(args: argparse.Namespace, model: Any, shape: tuple[int, ...]) -> int:
+def _run_once(model: nn.Module, shape: tuple[int, ...], batch_size: int) -> None:
+    """Run the eager model on the check's clips: an error of the model's own is then named as it is (the
+    exporters wrap it in theirs)."""
     import torch
 
+    from profiler.optimize import example_input
+
+    with torch.no_grad():
+        model(example_input(model, shape, batch_size))
+
+
+def _export_float(args: argparse.Namespace, model: nn.Module, shape: tuple[int, ...]) -> ExportResult:
+    """Write the float (fp32 or bf16) TorchScript or ONNX file and check it against eager."""
+    from profiler.export import export_onnx, export_torchscript
+
+    if args.precision == "bf16":
+        return export_torchscript(model, args.out, input_shape=shape, batch_size=args.check_batch, optimize=True, bf16=True)
+    export = export_torchscript if args.format == "torchscript" else export_onnx
+    return export(model, args.out, input_shape=shape, batch_size=args.check_batch, optimize=args.optimize)
+
+
+def _int8(args: argparse.Namespace, target: Target, model: nn.Module) -> int:
+    """Calibrate, quantize, write and check the int8 TorchScript model; top-1 of float and int8 with real data."""
     from profiler.export import export_int8_torchscript
     from profiler.optimize import example_input
     from profiler.quantize import quantize_int8
+    from profiler.targets import guard
 
-    clip = (shape[1], shape[2], shape[3])
-    if args.calib_data == "random":
-        gen = torch.Generator().manual_seed(0)
-        batches: list[torch.Tensor] = [torch.randn(min(8, args.calib_clips), *shape, generator=gen)]
-        while sum(len(b) for b in batches) < args.calib_clips:
-            batches.append(torch.randn(min(8, args.calib_clips - sum(len(b) for b in batches)), *shape, generator=gen))
-        val = None
-    else:
-        train, val = _datasets(args.calib_data, clip, model)
-        batches = [x for x, _ in _batches(train, args.calib_clips)]
-    q = quantize_int8(model, batches, input_shape=shape)
-    result = export_int8_torchscript(q, model, args.out, x=example_input(model, shape, args.check_batch))
-    print(result.summary())
+    shape = target.input_shape
+    batches, val = _calibration(args, model, shape)
+    q = guard(lambda: quantize_int8(model, batches, input_shape=shape), target, batch_option=BATCH_OPTION)
+    x = example_input(model, shape, args.check_batch)
+    print(guard(lambda: export_int8_torchscript(q, model, args.out, x=x), target, batch_option=BATCH_OPTION).summary())
     if val is None:
         print("int8 accuracy change: not measured (calibrated on random clips; give --calib-data TASK or a dataset path)")
         return 0
     n = min(args.eval_clips, len(val))
-    float_top1, int8_top1 = _top1(model, val, n), _top1(q, val, n)
+    float_top1, int8_top1 = guard(lambda: (_top1(model, val, n), _top1(q, val, n)), target, batch_option=BATCH_OPTION)
     print(
         f"int8 accuracy on {getattr(val, 'name', args.calib_data)} ({n} validation clips): top-1 {int8_top1:.2f}% "
         f"vs float {float_top1:.2f}% (change {int8_top1 - float_top1:+.2f} points)"
     )
     return 0
+
+
+def _calibration(args: argparse.Namespace, model: nn.Module, shape: tuple[int, ...]) -> tuple[list[Any], Any]:
+    """The int8 calibration batches of ``--calib-data``, and its validation split (None for random clips)."""
+    import torch
+
+    if args.calib_data != "random":
+        clip = (shape[1], shape[2], shape[3])
+        train, val = _datasets(args.calib_data, clip, model)
+        return [x for x, _ in _batches(train, args.calib_clips)], val
+    gen = torch.Generator().manual_seed(0)
+    batches: list[torch.Tensor] = [torch.randn(min(8, args.calib_clips), *shape, generator=gen)]
+    while sum(len(b) for b in batches) < args.calib_clips:
+        batches.append(torch.randn(min(8, args.calib_clips - sum(len(b) for b in batches)), *shape, generator=gen))
+    return batches, None
 
 
 def _datasets(data: str, clip: tuple[int, int, int], model: Any) -> tuple[Any, Any]:

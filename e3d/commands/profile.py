@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
-import traceback
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from e3d.cli import non_negative_int, positive_float, positive_int
+from e3d.commands.user_code import add_debug_argument, add_kwargs_argument, run_showing_traceback
+
+if TYPE_CHECKING:
+    from profiler.report import Profile
+    from profiler.targets import Target
 
 EPILOG = """\
 TARGET is one of:
@@ -48,6 +51,15 @@ def register(sub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_target_arguments(p)
+    _add_measurement_arguments(p)
+    _add_report_arguments(p)
+    _add_data_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _add_target_arguments(p: argparse.ArgumentParser) -> None:
+    """TARGET, ``--paper-table`` and what builds the model and its clip."""
     p.add_argument("target", nargs="?", metavar="TARGET", help="preset name, spec JSON file, package.module:callable, or TorchScript file")
     p.add_argument(
         "--paper-table",
@@ -55,11 +67,15 @@ def register(sub: Any) -> None:
         help="print Table 8 side by side with e3d's counts and clips/s measured here (long: it times 21 presets, eager and "
         "optimized; --no-latency counts only, in seconds)",
     )
-    p.add_argument("--kwargs", metavar="JSON", help="""keyword arguments of an import path's callable: '{"num_classes": 600}'""")
+    add_kwargs_argument(p)
     p.add_argument("--width-mult", type=positive_float, metavar="W", help="width multiplier (presets only; default 1.0)")
     p.add_argument("--num-classes", type=positive_int, metavar="N", help="classes of the head (presets: 600)")
     p.add_argument("--frames", type=positive_int, metavar="T", help="clip length (default 16, or the spec's)")
     p.add_argument("--size", type=positive_int, metavar="S", help="clip height and width (default 112, or the spec's)")
+
+
+def _add_measurement_arguments(p: argparse.ArgumentParser) -> None:
+    """How the memory and latency are measured: batch, device, threads, passes, path and precision."""
     p.add_argument(
         "--batch-size", type=positive_int, default=8, metavar="B", help="clips per batch for latency and memory (default 8, the paper's)"
     )
@@ -80,6 +96,10 @@ def register(sub: Any) -> None:
         help="time in fp32 (default), bf16 (CPUs with AVX512-BF16/AMX; with --optimize the bf16 graph), fp16 (CUDA), or auto: "
         "the faster that a short calibration measures; --paper-table: bf16 or auto add the optimized bf16 and int8 columns",
     )
+
+
+def _add_report_arguments(p: argparse.ArgumentParser) -> None:
+    """What the report adds and how it is printed: per layer, predicted latency, another counter, traceback, JSON."""
     p.add_argument("--per-layer", action="store_true", help="also list every layer's macs, params and paper MFLOPs")
     p.add_argument(
         "--latency-table", metavar="FILE", help="also predict the latency from a table of e3d latency-table (printed next to measured)"
@@ -90,8 +110,12 @@ def register(sub: Any) -> None:
         default="e3d",
         help="also count with fvcore, ptflops or torch.utils.flop_counter (which reads TorchScript too) and show the differences",
     )
-    p.add_argument("--debug", action="store_true", help="show the traceback of a failure inside the model (also E3D_DEBUG=1)")
+    add_debug_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object (a list of rows with --paper-table)")
+
+
+def _add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """The group of the data-dependent cost (SGS): ``--data`` and the clips and weights it is counted with."""
     d = p.add_argument_group("data-dependent cost (SGS)")
     d.add_argument(
         "--data", metavar="PATH_OR_TASK", help="also count every clip of a dataset (a proxy task or a dataset path): min/mean/max"
@@ -101,37 +125,15 @@ def register(sub: Any) -> None:
     d.add_argument("--samples", type=positive_int, metavar="N", help="the first N clips only (proxy tasks: N videos; default all)")
     d.add_argument("--clip-index", type=non_negative_int, metavar="I", help="count clip I of --data exactly (the report's counts)")
     d.add_argument("--weights", metavar="CKPT", help="load these weights first (a checkpoint of e3d train): SGS bins depend on them")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Profile one target, or print the paper table; ``--debug`` prints the traceback behind a one-line error."""
-    from space.spec import E3DError
-
-    try:
-        return _run(args)
-    except E3DError as e:
-        if args.debug or os.environ.get("E3D_DEBUG", "") not in ("", "0"):
-            traceback.print_exception(e.__cause__ or e, file=sys.stderr)
-        raise
-
-
-def _kwargs(text: str | None) -> dict[str, Any]:
-    """``--kwargs``: a JSON object (one line naming the problem otherwise)."""
-    from profiler.targets import TargetError
-
-    if text is None:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise TargetError(f"--kwargs is not valid JSON ({e}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise TargetError(f"--kwargs must be a JSON object of keyword arguments, got {text!r}")
-    return value
+    return run_showing_traceback(_run, args)
 
 
 def _run(args: argparse.Namespace) -> int:
+    """Profile TARGET (or print the paper table) and print the report, or its JSON."""
     from profiler.latency import resolve_device
     from profiler.targets import TargetError
 
@@ -140,10 +142,24 @@ def _run(args: argparse.Namespace) -> int:
         return _paper_table(args)
     if args.target is None:
         raise TargetError("give a TARGET (preset, spec file, package.module:callable or TorchScript file), or --paper-table")
-    from profiler.report import profile, render
-    from profiler.targets import resolve_target
+    from profiler.report import profile
 
-    kwargs = _kwargs(args.kwargs)
+    target = _target(args)
+    predicted = _predicted(args, target)
+    result = profile(target, **_profile_options(args))
+    if args.data is not None:
+        _data_cost(args, result)
+    result.extra.update(predicted)
+    text = _report_text(args, result)
+    print(json.dumps(result.as_dict(), indent=2) if args.json else text)
+    return 0
+
+
+def _target(args: argparse.Namespace) -> Target:
+    """TARGET as the options build it, checked against ``--data`` and ``--clip-index``, with ``--weights`` loaded."""
+    from profiler.targets import TargetError, parse_kwargs, resolve_target
+
+    kwargs = parse_kwargs(args.kwargs)
     target = resolve_target(
         args.target, width_mult=args.width_mult, num_classes=args.num_classes, frames=args.frames, size=args.size, kwargs=kwargs
     )
@@ -153,36 +169,46 @@ def _run(args: argparse.Namespace) -> int:
         raise TargetError("--data and --weights need a preset or a spec file (an e3d network) as TARGET")
     if args.weights:
         _load_weights(target, args.weights)
-    predicted: dict[str, Any] = {}
-    if args.latency_table:  # checked before measuring: a table that does not fit is one line at once
-        from profiler.latency_table import predicted_latency
+    return target
 
-        predicted = predicted_latency(args.latency_table, target.spec, batch_size=args.batch_size, optimized=args.optimize)
-    result = profile(
-        target,
-        batch_size=args.batch_size,
-        device=args.device,
-        threads=args.threads,
-        latency=not args.no_latency,
-        memory=not args.no_latency,
-        backend=args.backend,
-        warmup=3 if args.warmup is None else args.warmup,
-        repeats=args.repeats or 10,
-        optimize=args.optimize,
-        precision=args.precision,
-    )
-    if args.data is not None:
-        _data_cost(args, result)
-    result.extra.update(predicted)
+
+def _predicted(args: argparse.Namespace, target: Target) -> dict[str, Any]:
+    """``--latency-table``: its prediction for the target (checked before measuring: a table that does not fit is one line at once)."""
+    if not args.latency_table:
+        return {}
+    from profiler.latency_table import predicted_latency
+
+    return predicted_latency(args.latency_table, target.spec, batch_size=args.batch_size, optimized=args.optimize)
+
+
+def _profile_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`profiler.report.profile` that the options ask for."""
+    return {
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "threads": args.threads,
+        "latency": not args.no_latency,
+        "memory": not args.no_latency,
+        "backend": args.backend,
+        "warmup": 3 if args.warmup is None else args.warmup,
+        "repeats": args.repeats or 10,
+        "optimize": args.optimize,
+        "precision": args.precision,
+    }
+
+
+def _report_text(args: argparse.Namespace, result: Profile) -> str:
+    """The text report, with the predicted latency, the ``--data`` block or the SGS note (without ``--json``)."""
+    from profiler.report import render
+
     text = render(result, per_layer=args.per_layer)
     if args.latency_table and not args.json:
         text += "\n" + _render_predicted(result)
     if not args.json and args.data is not None:
         text += "\n\n" + _render_data(result.extra)
-    elif not args.json and target.spec is not None and target.spec.sgs:
+    elif not args.json and result.target.spec is not None and result.target.spec.sgs:
         text += "\n\n  SGS: the counts above are for the most expensive clip (every SGS layer keeps its most bins); see --data"
-    print(json.dumps(result.as_dict(), indent=2) if args.json else text)
-    return 0
+    return text
 
 
 def _render_predicted(result: Any) -> str:

@@ -1,6 +1,8 @@
-"""Models that fail in the ways users' models do, for ``e3d profile`` tests."""
+"""Models that fail in the ways users' models do, for ``e3d profile`` and ``e3d export`` tests."""
 
 from __future__ import annotations
+
+import sys
 
 from torch import Tensor, nn
 
@@ -43,3 +45,25 @@ def out_of_memory() -> nn.Module:
 def raises() -> nn.Module:
     """A Raises model."""
     return Raises()
+
+
+class Exits(nn.Module):
+    """Calls ``sys.exit`` from its forward, as a script's model may."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        sys.exit(1)
+
+
+def exits() -> nn.Module:
+    """An Exits model."""
+    return Exits()
+
+
+def exiting_builder() -> nn.Module:
+    """Exits while building, as a builder that checks its environment may."""
+    sys.exit("no camera found")
+
+
+def interrupted_builder() -> nn.Module:
+    """Ctrl-C while building."""
+    raise KeyboardInterrupt

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,84 @@ def test_profile_optimize_refuses_torchscript_targets(capsys: pytest.CaptureFixt
     torch.jit.save(torch.jit.trace(torch.nn.Conv3d(3, 2, 1).eval(), torch.randn(1, 3, 2, 4, 4)), str(path))
     code, _, err = run(capsys, "profile", str(path), "--optimize", "--frames", "2", "--size", "4")
     assert code == 2 and "TorchScript already" in err and len(err.strip().splitlines()) == 1
+
+
+# -- failures inside the user's model or builder: one line, exit 2; --debug shows the traceback ------------
+
+FIXTURES = "tests.e3d.profile_fixtures"
+TINY = ["--frames", "4", "--size", "8"]
+
+USER_FAILURES = {
+    "forward raises": ([f"{FIXTURES}:raises"], f"{FIXTURES}:raises failed on a 3x4x8x8 clip: ValueError: unsupported clip layout"),
+    "forward asserts": ([f"{FIXTURES}:shape_check"], "failed on a 3x4x8x8 clip: AssertionError: expected 32 frames, got 4"),
+    "forward exits": ([f"{FIXTURES}:exits"], f"{FIXTURES}:exits failed on a 3x4x8x8 clip: SystemExit: 1 (the code called sys.exit()"),
+    "builder raises": ([f"{FIXTURES}:raising_builder"], f"building {FIXTURES}:raising_builder failed: KeyError: 'num_classes'"),
+    "builder exits": ([f"{FIXTURES}:exiting_builder"], f"building {FIXTURES}:exiting_builder failed: SystemExit: no camera found"),
+    "unknown kwarg": ([f"{FIXTURES}:shape_check", "--kwargs", '{"frame": 3}'], "unexpected keyword argument 'frame'"),
+    "kwargs not an object": ([f"{FIXTURES}:shape_check", "--kwargs", "[1]"], "must be a JSON object"),
+    "kwargs of a preset": (["mobilenet", "--kwargs", '{"a": 1}'], "--kwargs applies to import paths"),
+}
+
+
+@pytest.mark.parametrize(("argv", "words"), list(USER_FAILURES.values()), ids=list(USER_FAILURES))
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_failures_in_user_code_are_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], words: str, fmt: str
+) -> None:
+    out_file = tmp_path / "m"
+    code, out, err = run(capsys, "export", *argv, *TINY, "--format", fmt, "--out", str(out_file))
+    assert code == 2 and out == "", err
+    assert len(err.strip().splitlines()) == 1 and words in err, err
+    assert "Traceback" not in err and not out_file.exists()
+
+
+def test_kwargs_are_passed_to_the_callable(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out_file = tmp_path / "m.pt"
+    argv = ["export", f"{FIXTURES}:shape_check", "--kwargs", '{"frames": 4}', *TINY, "--format", "torchscript", "--out", str(out_file)]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "max relative error" in out
+    assert torch.jit.load(str(out_file))(torch.zeros(1, 3, 4, 8, 8)).shape == (1, 4, 4, 8, 8)
+
+
+def test_debug_shows_the_traceback_of_the_users_exception(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = ("export", f"{FIXTURES}:raises", *TINY, "--format", "torchscript", "--out", str(tmp_path / "m.pt"))
+    code, _, err = run(capsys, *argv, "--debug")
+    assert code == 2 and "Traceback" in err and 'raise ValueError("unsupported clip layout")' in err
+    assert err.strip().splitlines()[-1].startswith("e3d export: error:")
+    monkeypatch.setenv("E3D_DEBUG", "1")
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and "Traceback" in err
+    monkeypatch.setenv("E3D_DEBUG", "0")
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and "Traceback" not in err
+
+
+EXITS_AT_IMPORT = {
+    "exit_code": ("import sys\nsys.exit(3)\n", "SystemExit: 3 (the code called sys.exit()"),
+    "bare_exit": ("import sys\nsys.exit()\n", "SystemExit (the code called sys.exit()"),
+    "argparse": ("import argparse\nargparse.ArgumentParser().parse_args(['--nope'])\n", "SystemExit: 2 (the code called"),
+}
+
+
+@pytest.mark.parametrize("name", list(EXITS_AT_IMPORT))
+def test_a_module_that_exits_when_imported_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    source, words = EXITS_AT_IMPORT[name]
+    module = f"exits_at_import_{name}"  # a name of its own: importlib caches what it found under a name
+    (tmp_path / f"{module}.py").write_text(source + "def make():\n    return None\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    importlib.invalidate_caches()
+    for target, failed in ((f"{module}:make", f"importing {module!r} failed"), (f"./{module}.py:make", f"importing ./{module}.py failed")):
+        code, out, err = run(capsys, "export", target, *TINY, "--format", "torchscript", "--out", str(tmp_path / "m.pt"))
+        assert code == 2 and out == "" and "Traceback" not in err, err
+        assert err.strip().splitlines()[-1].startswith(f"e3d export: error: {failed}: {words}"), err  # argparse prints its usage first
+
+
+def test_ctrl_c_in_the_builder_is_an_interruption(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, "export", f"{FIXTURES}:interrupted_builder", "--format", "onnx", "--out", str(tmp_path / "m.onnx"))
+    assert code == 130 and "interrupted" in err

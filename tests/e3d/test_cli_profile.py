@@ -145,6 +145,8 @@ def test_main_is_importable_without_side_effects() -> None:
         (["tests.e3d.profile_fixtures:raises"], "ValueError: unsupported clip layout"),
         (["tests.e3d.profile_fixtures:raising_builder"], "building tests.e3d.profile_fixtures:raising_builder failed: KeyError"),
         (["tests.e3d.profile_fixtures:out_of_memory"], "failed: MemoryError"),
+        (["tests.e3d.profile_fixtures:exits"], "failed on a 3x16x112x112 clip: SystemExit"),
+        (["tests.e3d.profile_fixtures:exiting_builder"], "exiting_builder failed: SystemExit"),
         (["json:dumps"], "cannot be called with no arguments: missing a required argument: 'obj'"),
         (["tests.e3d.profile_fixtures:shape_check", "--kwargs", '{"frame": 3}'], "unexpected keyword argument 'frame'"),
         (["tests.e3d.profile_fixtures:shape_check", "--kwargs", "[1]"], "must be a JSON object"),

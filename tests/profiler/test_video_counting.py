@@ -1,5 +1,6 @@
 """Module counts of video models e3d did not write: against torch.utils.flop_counter (an independent
-count), with frames or heads folded into the batch axis, einsum, attention and unknown operators."""
+count), with frames or heads folded into the batch axis, einsum, matrix products, 1D and transposed
+convolutions, attention and unknown operators."""
 
 from __future__ import annotations
 
@@ -68,17 +69,64 @@ def test_heads_folded_into_the_batch_are_all_counted() -> None:
 
 
 class BMM(nn.Module):
-    """Attention scores with the heads in bmm's batch axis."""
+    """Attention scores with the heads in the batch axis of ``op``: bmm, baddbmm (plus a bias) or addbmm
+    (plus a bias, summed over the batch axis: over clips and heads)."""
+
+    def __init__(self, op: str = "bmm") -> None:
+        super().__init__()
+        self.op = op
 
     def forward(self, x: Tensor) -> Tensor:
         b, n, c = x.shape
         q = x.view(b, n, 4, c // 4).transpose(1, 2).reshape(b * 4, n, c // 4)
-        return torch.bmm(q, q.transpose(1, 2))
+        if self.op == "bmm":
+            return torch.bmm(q, q.transpose(1, 2))
+        return getattr(torch, self.op)(torch.ones(n, n), q, q.transpose(1, 2))
 
 
-def test_bmm_with_heads_in_the_batch_axis() -> None:
-    assert count_module(BMM(), (10, 16)).macs == 4 * 10 * 10 * 4
-    assert count_module(BMM(), (10, 16), batch=2).macs == 4 * 10 * 10 * 4
+@pytest.mark.parametrize("op", ["bmm", "baddbmm", "addbmm"])
+def test_batched_matrix_products_with_heads_in_the_batch_axis(op: str) -> None:
+    macs = 4 * 10 * 10 * 4  # 4 heads of (10 x 4) @ (4 x 10); addbmm's sum over them adds no multiply-adds of its own
+    one, two = count_module(BMM(op), (10, 16)), count_module(BMM(op), (10, 16), batch=2)
+    assert one.macs == two.macs == one.by_operator["matmul"].macs == macs
+    assert not one.lower_bound
+
+
+class PerFrame(nn.Module):
+    """``layer`` on every frame: (B, C, T, ...) run as (B*T, C, ...), frames folded into the batch axis."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, t = x.shape[:3]
+        return self.layer(x.transpose(1, 2).reshape(b * t, c, *x.shape[3:]))
+
+
+CONVS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], int]] = {
+    # aten's conv1d and conv_transpose{1,2,3}d (what these modules call in inference mode), counted like convolution:
+    # output elements x C_in / groups x kernel; a transposed one: input elements x C_out / groups x kernel
+    "conv1d": (lambda: nn.Conv1d(4, 6, 3), (4, 10), 6 * 8 * 4 * 3),
+    "conv1d, frames in the batch axis": (lambda: PerFrame(nn.Conv1d(4, 6, 3)), (4, 5, 10), 5 * 6 * 8 * 4 * 3),
+    "conv_transpose1d, stride 2": (lambda: nn.ConvTranspose1d(4, 6, 3, stride=2), (4, 5), 4 * 5 * 6 * 3),
+    "conv_transpose2d, 2 groups": (lambda: nn.ConvTranspose2d(4, 6, 3, groups=2), (4, 5, 5), 4 * 5 * 5 * 3 * 3 * 3),
+    "conv_transpose2d, frames in the batch axis": (
+        lambda: PerFrame(nn.ConvTranspose2d(4, 6, 3, groups=2)),
+        (4, 3, 5, 5),
+        3 * 4 * 5 * 5 * 3 * 3 * 3,
+    ),
+    "conv_transpose3d, stride 2": (lambda: nn.ConvTranspose3d(4, 6, 2, stride=2), (4, 2, 3, 3), 4 * 2 * 3 * 3 * 6 * 2 * 2 * 2),
+}
+
+
+@pytest.mark.parametrize(("make", "shape", "macs"), list(CONVS.values()), ids=list(CONVS))
+def test_1d_and_transposed_convolutions_count_their_multiply_adds(make: Callable[[], nn.Module], shape: tuple[int, ...], macs: int) -> None:
+    model = make()
+    one, two = count_module(model, shape), count_module(model, shape, batch=2)
+    assert one.macs == two.macs == macs
+    assert count_flop_counter(model, shape).total == macs
+    assert not one.lower_bound
 
 
 EQUATIONS = [
