@@ -313,6 +313,56 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 # -- evaluation ------------------------------------------------------------------------------------
 
 
+@dataclass
+class _EvalSums:
+    """Running sums over an evaluation: loss and clip hits, and each video's summed clip softmax scores and label."""
+
+    videos_of: list[int]
+    video_labels: torch.Tensor
+    scores: torch.Tensor | None = None
+    loss_sum: float = 0.0
+    top1: int = 0
+    top5: int = 0
+    clips: int = 0
+
+    def add(self, out: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, k: int) -> None:
+        """Add one batch's outputs ``out`` (on the CPU, float32) for the items ``idx`` with labels ``y``; top-k hits with ``k``."""
+        self.loss_sum += F.cross_entropy(out, y, reduction="sum").item()
+        pred = out.topk(k, 1).indices
+        self.top1 += int((pred[:, 0] == y).sum())
+        self.top5 += int((pred == y[:, None]).any(1).sum())
+        self.clips += len(y)
+        if self.scores is None:
+            self.scores = torch.zeros(len(self.video_labels), out.shape[1], dtype=torch.float64)
+        vid = torch.tensor([self.videos_of[i] for i in idx.tolist()])
+        self.scores.index_add_(0, vid, out.softmax(1).double())
+        self.video_labels[vid] = y
+
+
+def _eval_sums(data: Dataset[Any], n: int) -> _EvalSums:
+    """Empty sums for the ``n`` items of ``data`` (the video of each clip: ``data.clip_videos``, else one video per clip)."""
+    videos_of = list(getattr(data, "clip_videos", range(n)))
+    num_videos = max(videos_of) + 1
+    return _EvalSums(videos_of, torch.full((num_videos,), -1, dtype=torch.long))
+
+
+def _eval_metrics(sums: _EvalSums, data: Dataset[Any], skipped: int) -> dict[str, float]:
+    """:func:`evaluate`'s result from its sums; :class:`DataError` when no clip could be read."""
+    if sums.clips == 0 or sums.scores is None:
+        raise DataError(f"no clip of {getattr(data, 'name', 'the evaluation data')} could be read ({skipped} skipped)")
+    seen = sums.video_labels >= 0
+    video_correct = int((sums.scores[seen].argmax(1) == sums.video_labels[seen]).sum())
+    return {
+        "top1": 100.0 * sums.top1 / sums.clips,
+        "top5": 100.0 * sums.top5 / sums.clips,
+        "video_top1": 100.0 * video_correct / int(seen.sum()),
+        "loss": sums.loss_sum / sums.clips,
+        "clips": float(sums.clips),
+        "videos": float(int(seen.sum())),
+        "skipped": float(skipped),
+    }
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -333,14 +383,10 @@ def evaluate(
     run_as = exec_config or ExecConfig(device=device)
     dev = resolve_device(device)
     n = _length(data, "evaluation")
-    videos_of = list(getattr(data, "clip_videos", range(n)))
-    num_videos = max(videos_of) + 1
+    sums = _eval_sums(data, n)
     was_training = model.training
     model.eval()
     k = min(5, model_classes(model))
-    scores: torch.Tensor | None = None
-    video_labels = torch.full((num_videos,), -1, dtype=torch.long)
-    loss_sum, top1, top5, clips = 0.0, 0, 0, 0
     report = ErrorReport(data)
     loader = _loader(data, batch_size, num_workers, shuffle=False, seed=0, drop_last=False, pin=dev.type == "cuda")
     bar = tqdm(total=n, desc="evaluating", unit="clip", disable=not progress, leave=False)
@@ -352,32 +398,11 @@ def evaluate(
                 continue
             with run_as.autocast():
                 out = model(run_as.input(x.to(dev, non_blocking=True))).float().cpu()
-            loss_sum += F.cross_entropy(out, y, reduction="sum").item()
-            pred = out.topk(k, 1).indices
-            top1 += int((pred[:, 0] == y).sum())
-            top5 += int((pred == y[:, None]).any(1).sum())
-            clips += len(y)
-            if scores is None:
-                scores = torch.zeros(num_videos, out.shape[1], dtype=torch.float64)
-            vid = torch.tensor([videos_of[i] for i in idx.tolist()])
-            scores.index_add_(0, vid, out.softmax(1).double())
-            video_labels[vid] = y
+            sums.add(out, y, idx, k)
     finally:
         bar.close()
         model.train(was_training)
-    if clips == 0 or scores is None:
-        raise DataError(f"no clip of {getattr(data, 'name', 'the evaluation data')} could be read ({report.count} skipped)")
-    seen = video_labels >= 0
-    video_correct = int((scores[seen].argmax(1) == video_labels[seen]).sum())
-    return {
-        "top1": 100.0 * top1 / clips,
-        "top5": 100.0 * top5 / clips,
-        "video_top1": 100.0 * video_correct / int(seen.sum()),
-        "loss": loss_sum / clips,
-        "clips": float(clips),
-        "videos": float(int(seen.sum())),
-        "skipped": float(report.count),
-    }
+    return _eval_metrics(sums, data, report.count)
 
 
 # -- training ----------------------------------------------------------------------------------------
@@ -471,29 +496,66 @@ def _fit(
     meta: dict[str, Any] | None,
     exec_config: ExecConfig | None,
 ) -> FitResult:
+    """:func:`fit` under its thread setting."""
     start_time = time.perf_counter()
-    _length(train_data, "training")
-    _length(val_data, "validation")
-    check_classes(model, ("training", train_data), ("validation", val_data))
+    _check_data(model, train_data, val_data)
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    state = load_checkpoint(ckpt_path) if resume and ckpt_path is not None and ckpt_path.is_file() else None
+    state = _resume_state(ckpt_path, resume)
     if state is None:
         seed_everything(config.seed)
     run = _start(model, config, exec_config or _exec_of(model, train_data, config, state), _steps_per_epoch(train_data, config))
     run.on_batch = on_batch
     if state is not None:
-        _restore(run, state, ckpt_path)
+        _restore(run, state, ckpt_path)  # called from here: its warning's stacklevel names the caller of fit
     resumed_from = run.start_epoch
-    stopped_early = False
-    for epoch in range(run.start_epoch, config.epochs):
+    stopped_early = _train_epochs(
+        run, train_data, val_data, start_time, ckpt_path=ckpt_path, on_epoch=on_epoch, meta=meta, progress=progress
+    )
+    return _fit_result(run, start_time, stopped_early=stopped_early, resumed_from=resumed_from, ckpt_path=ckpt_path)
+
+
+def _check_data(model: nn.Module, train_data: Dataset[Any], val_data: Dataset[Any]) -> None:
+    """Raise when the training or validation data is empty or its number of classes is not the model's."""
+    _length(train_data, "training")
+    _length(val_data, "validation")
+    check_classes(model, ("training", train_data), ("validation", val_data))
+
+
+def _resume_state(ckpt_path: Path | None, resume: bool) -> dict[str, Any] | None:
+    """The checkpoint to continue from: only when resuming and the checkpoint file exists."""
+    return load_checkpoint(ckpt_path) if resume and ckpt_path is not None and ckpt_path.is_file() else None
+
+
+def _train_epochs(
+    run: _Run,
+    train_data: Dataset[Any],
+    val_data: Dataset[Any],
+    start_time: float,
+    *,
+    ckpt_path: Path | None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None,
+    meta: dict[str, Any] | None,
+    progress: bool,
+) -> bool:
+    """Run the epochs left, each followed by its checkpoint and ``on_epoch``; True when ``max_seconds`` stopped them early."""
+    for epoch in range(run.start_epoch, run.config.epochs):
         metrics = _run_epoch(run, train_data, val_data, epoch, progress=progress)
         if ckpt_path is not None:
             save_checkpoint(ckpt_path, _checkpoint_state(run, epoch, train_data, meta))
         if on_epoch is not None:
             on_epoch(epoch, dict(metrics))
-        if config.max_seconds is not None and time.perf_counter() - start_time > config.max_seconds and epoch + 1 < config.epochs:
-            stopped_early = True
-            break
+        if _out_of_time(run.config, start_time, epoch):
+            return True
+    return False
+
+
+def _out_of_time(config: TrainConfig, start_time: float, epoch: int) -> bool:
+    """Whether the ``max_seconds`` budget ran out during ``epoch`` with epochs still to go."""
+    return config.max_seconds is not None and time.perf_counter() - start_time > config.max_seconds and epoch + 1 < config.epochs
+
+
+def _fit_result(run: _Run, start_time: float, *, stopped_early: bool, resumed_from: int, ckpt_path: Path | None) -> FitResult:
+    """The :class:`FitResult` of a run whose epochs are done."""
     history = run.history
     last = history[-1] if history else {"val_top1": float("nan")}
     return FitResult(

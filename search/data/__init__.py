@@ -55,6 +55,38 @@ def _check_split(split: str) -> None:
         raise DataError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
 
 
+def _check_task(task: str) -> None:
+    """Raise :class:`DataError` unless ``task`` is one of :data:`PROXY_TASKS`."""
+    if task not in PROXY_TASKS:
+        raise DataError(f"unknown proxy task {task!r}; choose from {', '.join(PROXY_TASKS)}")
+
+
+def _sample_count(split: str, num_samples: int | None) -> int:
+    """How many proxy videos to render: ``num_samples``, else the split's :data:`DEFAULT_SAMPLES`; at least 1."""
+    n = DEFAULT_SAMPLES[split] if num_samples is None else num_samples
+    if n < 1:
+        raise DataError(f"num_samples must be >= 1; got {n}")
+    return n
+
+
+def _clip_cutting(
+    fmt: str,
+    split: str,
+    sampling: str | None,
+    clip: tuple[int, int, int],
+    frame_step: int | None,
+    scales: tuple[float, ...],
+    *,
+    position: str = "random",
+    flip: bool = False,
+) -> tuple[TemporalSampling, SpatialTransform]:
+    """How a split cuts clips (T, H, W) from ``fmt`` videos: its sampling (the split's default unless given) and transform."""
+    t, h, w = clip
+    mode = sampling or _SAMPLING[split]
+    temporal = TemporalSampling(mode, t, frame_step or DEFAULT_FRAME_STEP.get(fmt, 1))
+    return temporal, SpatialTransform((h, w), train=mode == "random", scales=scales, position=position, flip=flip and mode == "random")
+
+
 def proxy_dataset(
     task: str,
     *,
@@ -77,35 +109,89 @@ def proxy_dataset(
     non-overlapping window (two per video with the default 32-frame videos and 16-frame clips).
     ``cache_dir`` defaults to ``$E3D_CACHE`` or ``~/.cache/e3d``.
     """
-    if task not in PROXY_TASKS:
-        raise DataError(f"unknown proxy task {task!r}; choose from {', '.join(PROXY_TASKS)}")
+    _check_task(task)
     _check_split(split)
-    t, h, w = _check_clip(clip)
+    _check_clip(clip)
     opts = options or ProxyOptions()
-    n = DEFAULT_SAMPLES[split] if num_samples is None else num_samples
-    if n < 1:
-        raise DataError(f"num_samples must be >= 1; got {n}")
+    n = _sample_count(split, num_samples)
     video = opts.video_shape(clip)
-    path, labels = load_or_generate(
+    cache = Path(cache_dir or default_cache_dir())
+    path, labels = load_or_generate(task, split, num_samples=n, video=video, seed=seed, options=opts, cache_dir=cache, progress=progress)
+    names = class_names(task, opts)
+    temporal, spatial = _clip_cutting(task, split, sampling, clip, frame_step, scales)
+    return ProxyDataset(path, labels, names, sampling=temporal, transform=spatial, video_frames=video[0], seed=seed, name=f"{task}/{split}")
+
+
+def _proxy_task(text: str, format: str | None) -> str | None:
+    """The proxy task that ``open_dataset`` opens: ``format`` if one, else a task's name not shadowed by a path; None for data on disk."""
+    if format is None and text in PROXY_TASKS and not Path(text).exists():
+        return text
+    return format if format in PROXY_TASKS else None
+
+
+def _open_proxy(
+    task: str,
+    text: str,
+    split: str,
+    clip: tuple[int, int, int] | None,
+    flip: bool | None,
+    frame_step: int | None,
+    sampling: str | None,
+    scales: tuple[float, ...] | None,
+    seed: int,
+    num_samples: int | None,
+    cache_dir: str | Path | None,
+    options: ProxyOptions | None,
+    progress: bool,
+) -> ProxyDataset:
+    """``open_dataset`` of a proxy task: never flipped; a path given as ``text`` is the cache folder."""
+    if flip:
+        raise DataError(f"the {task} proxy task cannot be flipped (left and right are different classes or digits)")
+    return proxy_dataset(
         task,
-        split,
-        num_samples=n,
-        video=video,
+        split=split,
+        clip=clip or (16, 48, 48),
+        num_samples=num_samples,
         seed=seed,
-        options=opts,
-        cache_dir=Path(cache_dir or default_cache_dir()),
+        cache_dir=cache_dir if cache_dir is not None else (None if text in PROXY_TASKS else text),
+        options=options,
+        frame_step=frame_step,
+        scales=scales or PROXY_SCALES,
+        sampling=sampling,
         progress=progress,
     )
-    mode = sampling or _SAMPLING[split]
-    return ProxyDataset(
-        path,
-        labels,
-        class_names(task, opts),
-        sampling=TemporalSampling(mode, t, frame_step or DEFAULT_FRAME_STEP.get(task, 1)),
-        transform=SpatialTransform((h, w), train=mode == "random", scales=scales, flip=False),
-        video_frames=video[0],
-        seed=seed,
-        name=f"{task}/{split}",
+
+
+def _checked_layout(path: str | Path, format: str | None, annotations: str | Path | None, fold: int, allow_missing: bool) -> Layout:
+    """:func:`read_layout` of ``path``, after checking that ``format`` (when given) is a layout on disk."""
+    if format is not None and format not in FORMATS:
+        raise DataError(f"unknown data format {format!r}; choose from {', '.join(ALL_FORMATS)}")
+    return read_layout(path, format=format, annotations=annotations, fold=fold, allow_missing=allow_missing)
+
+
+def _layout_dataset(
+    layout: Layout,
+    split: str,
+    clip: tuple[int, int, int] | None,
+    frame_step: int | None,
+    sampling: str | None,
+    scales: tuple[float, ...] | None,
+    crop_position: str,
+    flip: bool | None,
+    seed: int,
+    on_error: str,
+    progress: bool,
+) -> VideoDataset:
+    """``open_dataset`` of a layout on disk: 16x112x112 clips and :data:`PAPER_SCALES` unless given; no flips for gestures."""
+    clip = _check_clip(clip or (16, 112, 112))
+    do_flip = flip if flip is not None else layout.format not in GESTURE_FORMATS
+    items, names = layout.split(split), layout.class_names
+    temporal, spatial = _clip_cutting(
+        layout.format, split, sampling, clip, frame_step, scales or PAPER_SCALES, position=crop_position, flip=do_flip
+    )
+    name = f"{layout.root.name}/{split} ({layout.format})"
+    return VideoDataset(
+        items, names, sampling=temporal, transform=spatial, seed=seed, on_error=on_error, name=name, format=layout.format, progress=progress
     )
 
 
@@ -142,43 +228,13 @@ def open_dataset(
     """
     _check_split(split)
     text = str(path_or_task)
-    if format is None and text in PROXY_TASKS and not Path(text).exists():
-        format = text
-    if format in PROXY_TASKS:
-        if flip:
-            raise DataError(f"the {format} proxy task cannot be flipped (left and right are different classes or digits)")
-        return proxy_dataset(
-            format,
-            split=split,
-            clip=clip or (16, 48, 48),
-            num_samples=num_samples,
-            seed=seed,
-            cache_dir=cache_dir if cache_dir is not None else (None if text in PROXY_TASKS else text),
-            options=proxy_options,
-            frame_step=frame_step,
-            scales=scales or PROXY_SCALES,
-            sampling=sampling,
-            progress=progress,
+    task = _proxy_task(text, format)
+    if task is not None:
+        return _open_proxy(
+            task, text, split, clip, flip, frame_step, sampling, scales, seed, num_samples, cache_dir, proxy_options, progress
         )
-    if format is not None and format not in FORMATS:
-        raise DataError(f"unknown data format {format!r}; choose from {', '.join(ALL_FORMATS)}")
-    layout = read_layout(path_or_task, format=format, annotations=annotations, fold=fold, allow_missing=allow_missing)
-    t, h, w = _check_clip(clip or (16, 112, 112))
-    mode = sampling or _SAMPLING[split]
-    do_flip = flip if flip is not None else layout.format not in GESTURE_FORMATS
-    return VideoDataset(
-        layout.split(split),
-        layout.class_names,
-        sampling=TemporalSampling(mode, t, frame_step or DEFAULT_FRAME_STEP.get(layout.format, 1)),
-        transform=SpatialTransform(
-            (h, w), train=mode == "random", scales=scales or PAPER_SCALES, position=crop_position, flip=do_flip and mode == "random"
-        ),
-        seed=seed,
-        on_error=on_error,
-        name=f"{layout.root.name}/{split} ({layout.format})",
-        format=layout.format,
-        progress=progress,
-    )
+    layout = _checked_layout(path_or_task, format, annotations, fold, allow_missing)
+    return _layout_dataset(layout, split, clip, frame_step, sampling, scales, crop_position, flip, seed, on_error, progress)
 
 
 __all__ = [
