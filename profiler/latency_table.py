@@ -47,8 +47,9 @@ import torch
 from torch import nn
 
 from profiler.latency import _time, device_name, resolve_device, torch_threads
+from space.blocks import BLOCKS
 from space.ops import Layer, Shape, Triple
-from space.spec import E3DError, NetSpec, UnitKey, trace_unit
+from space.spec import E3DError, NetSpec, StageSpec, UnitKey, trace_unit
 
 SCHEMA = "e3d-latency-table/2"
 """Version 2: block entries (version 1 held operation entries and is refused)."""
@@ -167,10 +168,24 @@ class Block:
         args = d["args"]
         if not isinstance(args, dict):
             raise ValueError(f"expected the block's arguments as an object, got {args!r}")
+        args = _as_passed_now(str(d["block"]), args)
         values = tuple(tuple(v) if isinstance(v, list) else v for v in args.values())
         block = cls(str(d["block"]), tuple(args), values, _ints(d["in_shape"]))
         block.traced  # noqa: B018 - a block that cannot be traced is a corrupt entry
         return block
+
+
+def _as_passed_now(fn: str, args: dict[str, Any]) -> dict[str, Any]:
+    """A stored stage block's arguments in the order a spec passes them today (``StageSpec.unit_kwargs``),
+    an argument the block gained since the table was written at the stage field's default, which builds
+    the block as before (e.g. ShuffleNetV1's ``expansion``). Other blocks, and arguments no stage has, as stored."""
+    if fn not in BLOCKS:
+        return args
+    names = ("cin", "channels", "act", "stride", *BLOCKS[fn].fields)
+    defaults = {f.name: f.default for f in dataclasses.fields(StageSpec)}
+    if not set(args) <= set(names) or not set(names) - set(args) <= set(defaults):
+        return args
+    return {n: args[n] if n in args else defaults[n] for n in names}
 
 
 def _macs(layer: Layer) -> int:

@@ -99,18 +99,24 @@ def inverted_residual(ops: Ops[X], x: X, *, cin: int, channels: int, stride: Tri
     return ops.add(x, y) if stride == ONE and cin == channels else y
 
 
-def shuffle_v1(ops: Ops[X], x: X, *, cin: int, channels: int, stride: Triple, act: str, groups: int, first_groups: int | None) -> X:
+def shuffle_v1(
+    ops: Ops[X], x: X, *, cin: int, channels: int, stride: Triple, act: str, expansion: float, groups: int, first_groups: int | None
+) -> X:
     """ShuffleNetV1 unit: grouped 1x1 -> channel shuffle -> 3x3x3 depthwise -> grouped 1x1.
 
-    The bottleneck is ``channels // 4`` wide. A stride-1 unit adds its input; a downsampling unit
-    produces ``channels - cin`` channels and concatenates an average-pooled input (kernel
-    (stride_T, 3, 3), padding (0, 1, 1)) after them. ``first_groups`` overrides the groups of the
-    first 1x1 (the paper leaves it ungrouped when its input has 24 channels).
+    The bottleneck is :func:`shuffle_v1_bottleneck` wide: ``channels // 4`` (the paper's) at
+    ``expansion`` 1, else ``channels * expansion / 4`` rounded down to a multiple of ``groups`` (at
+    least ``groups``). A stride-1 unit adds its input; a downsampling unit produces ``channels - cin``
+    channels and concatenates an average-pooled input (kernel (stride_T, 3, 3), padding (0, 1, 1))
+    after them. ``first_groups`` overrides the groups of the first 1x1 (the paper leaves it
+    ungrouped when its input has 24 channels).
     """
-    mid = channels // 4
+    ops.check(expansion > 0, "expansion", f"must be positive, got {expansion}")
+    ops.check(groups > 0, "groups", f"must be positive, got {groups}")
+    mid = shuffle_v1_bottleneck(channels, expansion, groups)
     down = stride != ONE
     ops.check(down or cin == channels, "stride", f"a unit that changes channels ({cin} -> {channels}) must downsample")
-    ops.check(groups > 0 and mid % groups == 0, "groups", f"groups={groups} must divide the bottleneck width {mid} (channels // 4)")
+    ops.check(mid % groups == 0, "groups", f"groups={groups} must divide the bottleneck width {mid} (channels // 4)")  # only at expansion 1
     out = channels - cin if down else channels
     ops.check(out > 0, "channels", f"a downsampling unit needs more output channels ({channels}) than input ({cin})")
     y = conv_bn(ops, "pw1", x, mid, groups=first_groups or groups, act=act)
@@ -122,6 +128,16 @@ def shuffle_v1(ops: Ops[X], x: X, *, cin: int, channels: int, stride: Triple, ac
     else:
         y = ops.add(y, x)
     return ops.act("act", y, act)
+
+
+def shuffle_v1_bottleneck(channels: int, expansion: float, groups: int) -> int:
+    """The bottleneck width of a ShuffleNetV1 unit: exactly the paper's ``channels // 4`` at ``expansion``
+    1 (which ``groups`` must divide), else ``channels * expansion / 4`` rounded down to a multiple of
+    ``groups`` and at least ``groups`` (so that any positive ``expansion`` makes a valid unit)."""
+    if expansion == 1:
+        return channels // 4
+    width = int(channels * expansion / 4 + 1e-9)  # a product a rounding error below an integer is that integer
+    return max(groups, width // groups * groups)
 
 
 def shuffle_v2(ops: Ops[X], x: X, *, cin: int, channels: int, stride: Triple, act: str) -> X:
@@ -232,13 +248,17 @@ class BlockType:
 
     fn: BlockFn
     fields: tuple[str, ...]
+    has_bottleneck: Callable[[float], bool] | None = None
+    """For blocks whose ``expansion`` sets an inner (bottleneck / expanded) width: whether a stage with a
+    given ``expansion`` has such a width to scale (the expansion axis of :mod:`space.scaling` scales
+    every stage that has one). None: ``expansion`` sets no inner width the axis may scale."""
 
 
 BLOCKS: dict[str, BlockType] = {
     "fire": BlockType(fire, ("squeeze", "bypass")),
     "dwsep": BlockType(dwsep, ()),
-    "inverted_residual": BlockType(inverted_residual, ("expansion",)),
-    "shuffle_v1": BlockType(shuffle_v1, ("groups", "first_groups")),
+    "inverted_residual": BlockType(inverted_residual, ("expansion",), has_bottleneck=lambda t: t != 1),  # t = 1: no expand
+    "shuffle_v1": BlockType(shuffle_v1, ("expansion", "groups", "first_groups"), has_bottleneck=lambda t: True),
     "shuffle_v2": BlockType(shuffle_v2, ()),
     "basic": BlockType(basic, ("shortcut",)),
     "bottleneck": BlockType(bottleneck, ("expansion", "groups", "shortcut")),

@@ -1,7 +1,8 @@
 """The paper's families as keyword-only factories that turn knobs into a ``NetSpec``.
 
 Knobs: ``width_mult`` (global), ``stage_mults`` (a width factor per stage on top of it), ``depths``
-(units per stage), and the family's own (MobileNetV2 ``expansions``, ShuffleNetV1 ``groups``).
+(units per stage), and the family's own (MobileNetV2 ``expansions``, ShuffleNetV1 ``groups`` and
+``expansions``).
 At the paper's widths and default knobs every factory reproduces the paper's code exactly
 (``../shared/reference/architectures.md``); at any other width > 0 it rounds channels so that the
 network still builds. The rounding rules are pure helpers below.
@@ -228,6 +229,7 @@ def shufflenet(
     groups: int = 3,
     depths: Sequence[int] | None = None,
     stage_mults: Sequence[float] | None = None,
+    expansions: Sequence[float] | None = None,
     num_classes: int = 600,
     clip: Clip = (16, 112, 112),
     dropout: float = 0.2,
@@ -237,10 +239,15 @@ def shufflenet(
     Stage widths are rounded to multiples of ``4 * groups`` and the stem to multiples of
     ``groups`` (the paper's ``int(c * w)`` at its widths, which are such multiples), and each stage
     is kept wider than the one before (its first unit concatenates its input). The first 1x1 of
-    the network is ungrouped when the stem has 24 channels, as in the paper."""
+    the network is ungrouped when the stem has 24 channels, as in the paper. ``expansions`` gives
+    each stage's bottleneck width as a factor of the paper's ``channels // 4`` (default 1; other
+    factors round it down to a multiple of ``groups``, see :func:`space.blocks.shuffle_v1_bottleneck`)."""
     if groups not in SHUFFLENET_WIDTHS:
         raise SpecError("groups", f"must be one of {', '.join(map(str, SHUFFLENET_WIDTHS))}; got {groups!r}")
     d, m = _knobs("shufflenet", (4, 8, 4), depths, stage_mults, width_mult)
+    t = tuple(1.0 for _ in d) if expansions is None else tuple(expansions)
+    if len(t) != len(d):
+        raise SpecError("expansions", f"shufflenet has {len(d)} stages, got {len(t)} expansions")
     stem_c = make_divisible(24 * width_mult, groups)
     widths, prev = [], stem_c
     for c, f in zip(SHUFFLENET_WIDTHS[groups], m, strict=True):
@@ -249,8 +256,8 @@ def shufflenet(
         widths.append(prev)
     first = 1 if stem_c == 24 else None
     stages = tuple(
-        _stage("shuffle_v1", c, n, S2, groups=groups, first_groups=first if i == 0 else None)
-        for i, (c, n) in enumerate(zip(widths, d, strict=True))
+        _stage("shuffle_v1", c, n, S2, expansion=e, groups=groups, first_groups=first if i == 0 else None)
+        for i, (c, n, e) in enumerate(zip(widths, d, t, strict=True))
     )
     return NetSpec(
         "shufflenet",

@@ -9,8 +9,11 @@ Every axis multiplies one knob by a factor and returns a new, validated spec (or
 * ``depth``: units per stage (all stages, or ``depth:1``), rounded to the nearest integer, at least 1.
 * ``frames`` / ``resolution``: the clip's T, or H and W, set to the size nearest to ``factor`` times the
   current one that the network's strides accept.
-* ``expansion``: the inverted-residual expansion ratio t (MobileNetV2: the width inside each block,
-  X3D's bottleneck width) of every stage that expands (t != 1), or of one stage (``expansion:3``).
+* ``expansion``: the bottleneck / expansion ratio (X3D's bottleneck width) of the families whose factory
+  has an ``expansions`` knob: MobileNetV2's expansion ratio t, ShuffleNetV1's bottleneck width as a
+  factor of ``channels // 4``. The whole-network axis scales every stage whose block has an inner width
+  to scale (:attr:`space.blocks.BlockType.has_bottleneck`: every ShuffleNetV1 stage, the MobileNetV2
+  stages that expand, t != 1); ``expansion:3`` scales one stage.
 
 Width, depth and expansion act on the family's factory knobs, recovered from the spec
 (:func:`family_knobs`), so any spec a family factory makes (a preset, a search's candidate) scales;
@@ -26,8 +29,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from space.blocks import BLOCKS
 from space.registry import model_info
-from space.spec import NetSpec, SpecError
+from space.spec import NetSpec, SpecError, StageSpec
 
 AXES = ("width", "depth", "frames", "resolution", "expansion")
 """Every scaling axis e3d knows."""
@@ -73,6 +77,14 @@ def has_axis(spec: NetSpec, axis: Axis | str) -> bool:
     if a.name == "expansion":
         return "expansions" in _factory_params(spec.family)
     return True
+
+
+def has_bottleneck(stage: StageSpec) -> bool:
+    """Whether the whole-network expansion axis scales ``stage``: its block has an inner width that its
+    ``expansion`` sets (a ShuffleNetV1 unit's bottleneck; a MobileNetV2 unit's expanded width, which a
+    unit with t = 1 lacks)."""
+    test = BLOCKS[stage.block].has_bottleneck
+    return test is not None and test(stage.expansion)
 
 
 def axes_of(spec: NetSpec) -> tuple[str, ...]:
@@ -199,9 +211,8 @@ def _scaled_knobs(spec: NetSpec, changes: Mapping[Axis, float]) -> dict[str, Any
         elif axis.name == "depth":
             kw["depths"] = [max(1, round(d * f)) if i in every else d for i, d in enumerate(kw["depths"])]
         elif axis.name == "expansion":
-            ts = kw["expansions"]
-            scaled = [i for i in every if axis.stage is not None or ts[i] != 1]
-            kw["expansions"] = [round(t * f, 4) if i in scaled else t for i, t in enumerate(ts)]
+            scaled = [i for i in every if axis.stage is not None or has_bottleneck(spec.stages[i])]
+            kw["expansions"] = [round(t * f, 4) if i in scaled else t for i, t in enumerate(kw["expansions"])]
     return kw
 
 
@@ -259,5 +270,5 @@ def scale_resolution(spec: NetSpec, factor: float) -> NetSpec:
 
 
 def scale_expansion(spec: NetSpec, factor: float, *, stage: int | None = None) -> NetSpec:
-    """Expansion ratio x ``factor``: every expanding stage, or one (families with an expansion knob)."""
+    """Expansion ratio x ``factor``: every stage with a bottleneck to scale, or one (families with an expansion knob)."""
     return scale(spec, Axis("expansion", stage), factor)

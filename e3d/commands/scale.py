@@ -21,7 +21,8 @@ examples:
 
 Costs are multiply-adds per clip of --clip (default: the spec's own, 16x112x112 for a preset); each
 point trains on the proxy clip scaled with it (2x frames: 2x proxy frames, rendered at that size).
-Axes: width (width:N for stage N), depth (depth:N), frames, resolution, expansion (MobileNetV2).
+Axes: width (width:N for stage N), depth (depth:N), frames, resolution, expansion (MobileNetV2's expansion
+ratio, ShuffleNetV1's bottleneck width).
 Outputs in --out: points.csv (every point), path.csv (the expansion path), curves.png, summary.md,
 trials.csv; several workers may run the same command against one --storage."""
 

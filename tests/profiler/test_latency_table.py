@@ -95,6 +95,19 @@ def test_blocks_round_trip_and_keys_are_distinct() -> None:
     assert strided and plain and {b.cls for b in strided}.isdisjoint(b.cls for b in plain)
 
 
+def test_a_block_stored_before_it_gained_an_argument_keeps_its_key() -> None:
+    """ShuffleNetV1 units gained ``expansion`` (its bottleneck width, 1.0 as before): an entry stored
+    without it is the same block, under the key a spec's unit has today (a published table still prices it)."""
+    blocks = [b for b in collect_blocks([spec("shufflenet", 1.0)]).values() if b.fn == "shuffle_v1"]
+    for b in blocks:
+        stored = b.to_dict()
+        del stored["args"]["expansion"]
+        assert Block.from_dict(json.loads(json.dumps(stored))).key == b.key
+    stored = {**blocks[0].to_dict(), "args": {**blocks[0].to_dict()["args"], "bogus": 1}}
+    with pytest.raises(ValueError, match="unexpected keyword argument"):  # an argument no stage has: still a corrupt entry
+        Block.from_dict(stored)
+
+
 def test_build_round_trips_through_json(tmp_path: Path) -> None:
     table = fake_table(tmp_path, [spec()])
     loaded = LatencyTable.load(tmp_path / "t.json")

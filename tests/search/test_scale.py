@@ -24,6 +24,11 @@ def shufflenet() -> space.NetSpec:
     return space.paper_spec("shufflenet", width_mult=0.5, num_classes=10)
 
 
+def shufflenetv2() -> space.NetSpec:
+    """A family without an expansion axis."""
+    return space.paper_spec("shufflenetv2", width_mult=0.5, num_classes=10)
+
+
 def results(points: list[sc.Point], accuracy: Callable[[sc.Point], float]) -> dict[str, sc.Result]:
     return {p.id: sc.Result((accuracy(p),), 1, False) for p in points}
 
@@ -74,8 +79,8 @@ def test_factors_are_used_as_given_and_a_bad_one_names_the_axis() -> None:
 
 
 def test_a_config_with_an_axis_the_family_lacks_is_refused() -> None:
-    with pytest.raises(SpecError, match=r"^expansion: shufflenet has no expansion axis"):
-        sc.ScaleConfig(shufflenet().to_json(), "axes", ("width", "expansion"))
+    with pytest.raises(SpecError, match=r"^expansion: shufflenetv2 has no expansion axis"):
+        sc.ScaleConfig(shufflenetv2().to_json(), "axes", ("width", "expansion"))
 
 
 def test_the_config_round_trips_through_its_dict() -> None:
@@ -227,8 +232,8 @@ def test_versus_trains_one_axis_alone_at_each_chosen_steps_cost() -> None:
         assert v.macs == pytest.approx(p.macs, rel=0.1)
     unfinished = {k: r for k, r in done.items() if not k.startswith("versus/2")}
     assert not sc.plan(cfg, unfinished).finished  # the last comparison is still to train
-    with pytest.raises(SpecError, match=r"^expansion: shufflenet has no expansion axis to compare with"):
-        sc.ScaleConfig(base.to_json(), "expand", ("depth",), to_macs=3e8, versus="expansion")
+    with pytest.raises(SpecError, match=r"^expansion: shufflenetv2 has no expansion axis to compare with"):
+        sc.ScaleConfig(shufflenetv2().to_json(), "expand", ("depth",), to_macs=3e8, versus="expansion")
 
 
 def test_a_point_queued_twice_is_trained_once() -> None:

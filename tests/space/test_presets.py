@@ -134,3 +134,22 @@ def test_every_module_runs_exactly_once_per_forward(name: str) -> None:
     for h in hooks:
         h.remove()
     assert calls == {n: 1 for n, _ in leaves}
+
+
+SHUFFLENET_COUNTS = {
+    (1, 0.5): (72143488, 424636), (1, 1.0): (185873344, 1304632), (2, 0.5): (72913248, 500684), (2, 1.0): (187714144, 1447144),
+    (3, 0.5): (71960832, 545772), (3, 1.0): (187711104, 1521504), (4, 0.5): (72831744, 583092), (4, 1.0): (187446848, 1578104),
+    (8, 0.5): (89940480, 735144), (8, 1.0): (195531264, 1883472),
+}  # fmt: skip
+"""(multiply-adds, parameters) of ShuffleNetV1 at 16x112x112 per (groups, width), counted before it had an expansion knob."""
+
+
+@pytest.mark.parametrize(("groups", "width"), SHUFFLENET_COUNTS)
+def test_shufflenet_at_expansion_1_is_the_network_it_was_before_the_knob(groups: int, width: float) -> None:
+    spec = space.families.shufflenet(groups=groups, width_mult=width)
+    assert space.families.shufflenet(groups=groups, width_mult=width, expansions=[1.0, 1.0, 1.0]) == spec
+    assert [s.expansion for s in spec.stages] == [1.0, 1.0, 1.0]
+    totals = count_spec(spec)
+    assert (totals.macs, totals.params) == SHUFFLENET_COUNTS[groups, width]
+    pw1 = [(layer.name, layer.out_shape[0]) for layer in spec.layers if layer.name.endswith(".pw1")]
+    assert pw1 == [(f"stages.{i}.{j}.pw1", s.channels // 4) for i, s in enumerate(spec.stages) for j in range(s.repeats)]

@@ -11,7 +11,7 @@ import pytest
 import space
 from profiler.counting import spec_totals
 from search.searchspace import SPACE, sample_params, spec_from_params
-from space.scaling import AXES, Axis, axes_of, family_knobs, scale, scale_depth, scale_many, scale_width
+from space.scaling import AXES, Axis, axes_of, family_knobs, has_bottleneck, scale, scale_depth, scale_many, scale_width
 from space.sgs import with_sgs
 from space.spec import NetSpec, SpecError
 
@@ -48,17 +48,62 @@ def test_every_axis_moves_the_cost_the_expected_way_and_round_trips(family: str,
 @pytest.mark.parametrize("factor", [0, -1.0, math.nan, math.inf, True, "2"])
 @pytest.mark.parametrize("axis", AXES)
 def test_factors_that_are_not_positive_numbers_are_refused_naming_the_axis(axis: str, factor: object) -> None:
-    with pytest.raises(SpecError) as e:
-        scale(base("mobilenetv2"), axis, factor)  # type: ignore[arg-type]
-    assert e.value.field == axis and "positive" in e.value.reason
+    for family in ("mobilenetv2", "shufflenet"):
+        with pytest.raises(SpecError) as e:
+            scale(base(family), axis, factor)  # type: ignore[arg-type]
+        assert e.value.field == axis and "positive" in e.value.reason
 
 
 def test_an_axis_the_family_lacks_is_refused_naming_it() -> None:
-    spec = base("shufflenet")
+    spec = base("shufflenetv2")
     assert "expansion" not in axes_of(spec)
-    with pytest.raises(SpecError, match=r"^expansion: shufflenet has no expansion axis; its axes: width, depth, frames, resolution$"):
+    with pytest.raises(SpecError, match=r"^expansion: shufflenetv2 has no expansion axis; its axes: width, depth, frames, resolution$"):
         scale(spec, "expansion", 2.0)
-    assert axes_of(base("mobilenetv2")) == AXES
+    assert axes_of(base("mobilenetv2")) == axes_of(base("shufflenet")) == AXES
+
+
+def test_the_families_with_a_bottleneck_knob_have_the_expansion_axis() -> None:
+    assert {f for f in FAMILIES if "expansion" in axes_of(base(f))} == {"mobilenetv2", "shufflenet"}
+    assert [has_bottleneck(s) for s in base("mobilenetv2").stages] == [False] + [True] * 6  # t = 1 expands nothing
+    assert [has_bottleneck(s) for s in base("shufflenet").stages] == [True] * 3
+    assert not any(has_bottleneck(s) for f in FAMILIES if f not in ("mobilenetv2", "shufflenet") for s in base(f).stages)
+
+
+@pytest.mark.parametrize("family", ["mobilenetv2", "shufflenet"])
+def test_expansions_must_give_one_factor_per_stage(family: str) -> None:
+    factory = space.model_info(family).factory
+    n = len(factory().stages)
+    with pytest.raises(SpecError, match=rf"^expansions: {family} has {n} stages, got 2 expansions$"):
+        factory(expansions=[2.0, 2.0])
+    with pytest.raises(SpecError) as e:
+        factory(expansions=[2.0] * (n - 1) + [0.0])
+    assert e.value.field == f"stages[{n - 1}].expansion" and "positive" in e.value.reason
+
+
+def test_expansion_scales_every_shufflenet_bottleneck_and_round_trips() -> None:
+    spec = base("shufflenet")
+    assert [s.groups for s in spec.stages] == [3, 3, 3]
+
+    def bottlenecks(s: NetSpec) -> list[int]:
+        return [layer.out_shape[0] for layer in s.layers if layer.name.endswith(".0.pw1")]
+
+    assert bottlenecks(spec) == [s.channels // 4 for s in spec.stages]
+    cost = macs(spec)
+    for f in (0.05, 0.5, 0.8, 1.5, 2.0, 3.3):
+        scaled = scale(spec, "expansion", f)
+        assert [s.expansion for s in scaled.stages] == [f] * 3
+        assert [s.channels for s in scaled.stages] == [s.channels for s in spec.stages]
+        # the paper's channels // 4, times the factor, rounded down to a multiple of the groups (at least one group)
+        assert bottlenecks(scaled) == [max(3, int(s.channels * f / 4) // 3 * 3) for s in spec.stages]
+        assert (macs(scaled) > cost) if f > 1 else (macs(scaled) < cost)
+        assert NetSpec.from_json(scaled.to_json()) == scaled
+        assert family_knobs(scaled)["expansions"] == [f] * 3
+        assert scale(scaled, "expansion", 1 / f) == spec
+    one = scale(spec, "expansion:1", 2.0)
+    assert [s.expansion for s in one.stages] == [1.0, 2.0, 1.0]
+    assert scale_many(spec, {"expansion": 2.0, "width": 2.0}) == space.families.shufflenet(
+        width_mult=2 * spec.width_mult, expansions=[2.0] * 3, num_classes=10
+    )
 
 
 def test_frames_below_what_the_strides_allow_is_one_error_naming_the_axis() -> None:

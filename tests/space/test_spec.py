@@ -50,6 +50,7 @@ def test_a_valid_spec_is_frozen_and_hashable() -> None:
         ("stages[0].channels", {"block": "fire", "channels": 9, "squeeze": 2}, "odd"),
         ("stages[0].squeeze", {"block": "fire", "channels": 8, "squeeze": 0}, "positive"),
         ("stages[0].expansion", {"block": "inverted_residual", "expansion": -1.0}, "positive"),
+        ("stages[0].expansion", {"block": "shuffle_v1", "channels": 48, "groups": 3, "expansion": 0.0}, "positive"),
         ("stages[0].expansion", {"block": "bottleneck", "channels": 10, "expansion": 4.0}, "does not divide"),
         ("stages[0].expansion", {"expansion": 6.0}, "not used by block 'dwsep'"),
         ("stages[0].groups", {"block": "shuffle_v2", "channels": 8, "groups": 2}, "not used by block"),
@@ -145,3 +146,13 @@ def test_a_conv_head_without_activation_passes_negative_scores_through() -> None
     with torch.no_grad():
         scores = model(torch.randn(4, 3, 8, 32, 32))
     assert (scores < 0).any()  # the paper's ReLU head could give none
+
+
+def test_a_shufflenet_unit_of_any_other_expansion_has_a_bottleneck_of_whole_groups() -> None:
+    """At expansion 1 the bottleneck is the paper's channels // 4, which the groups must divide; any other
+    factor rounds channels * expansion / 4 down to whole groups (at least one)."""
+    assert "bottleneck width 10" in raises("stages[0].groups", tiny, block="shuffle_v1", channels=42, groups=3)
+    for expansion, mid in ((0.01, 3), (0.5, 3), (1.01, 9), (1.5, 15), (4.0, 42)):
+        spec = tiny(block="shuffle_v1", channels=42, groups=3, expansion=expansion)
+        assert [layer.out_shape[0] for layer in spec.layers if layer.name.endswith("pw1")] == [mid]
+        assert NetSpec.from_json(spec.to_json()) == spec
