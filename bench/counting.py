@@ -43,7 +43,7 @@ import optuna
 import torch
 
 import space
-from e3d.cli import Parser
+from e3d.cli import Parser, positive_int
 from profiler.counting import clear_caches, count_module, count_spec
 from profiler.latency import cpu_name
 from search.searchspace import FAMILIES, price_candidates, sample_params
@@ -175,11 +175,13 @@ def models() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Print the screening rates (and the per-model table with ``--models``)."""
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--specs", type=int, default=40_000, help="candidates screened in all (default 40,000)")
-    p.add_argument("--cold", type=int, default=1000, help="candidates timed with a fresh cache, and uncached (default 1000)")
+    p.add_argument("--specs", type=positive_int, default=40_000, help="candidates screened in all (default 40,000)")
+    p.add_argument("--cold", type=positive_int, default=1000, help="candidates timed with a fresh cache, and uncached (default 1000)")
     p.add_argument("--families", nargs="+", default=list(FAMILIES), help="families to sample (default: the paper's five)")
     p.add_argument("--models", action="store_true", help="also time counting six presets (analytic, module, fvcore)")
     args = p.parse_args(argv)
+    if args.specs <= args.cold:
+        p.error(f"--specs ({args.specs}) must exceed --cold ({args.cold}): the steady rate is timed on the candidates after the cold ones")
     torch.set_num_threads(1)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     print(f"# {stamp} on {cpu_name()} ({platform.machine()}), 1 thread, torch {torch.__version__}, {load()}\n")

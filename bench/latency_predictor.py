@@ -21,6 +21,7 @@ import datetime
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,13 @@ import torch
 
 from analysis.latency import plot_predicted_vs_measured
 from analysis.plots import save_figure
-from e3d.cli import Parser
+from e3d.cli import Parser, positive_int
 from profiler.latency import cpu_name
 from profiler.latency_table import Comparison, LatencyTable, accuracy, compare, predictions_per_second
 from search.latency import at_clip, random_params, table8_specs
 from search.searchspace import FAMILIES
 from space.files import write_text
-from space.spec import NetSpec
+from space.spec import E3DError, NetSpec
 
 
 def bench_specs(table: LatencyTable, families: tuple[str, ...], n: int, seed: int) -> list[tuple[str, str, NetSpec]]:
@@ -92,16 +93,28 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Predict and measure, then write the results."""
+def main(argv: list[str] | None = None) -> int:
+    """Predict and measure, then write the results; 2 on bad input (a missing or corrupt table, one line)."""
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--table", type=Path, required=True)
-    p.add_argument("--specs", type=int, default=100, help="random candidates (default 100)")
+    p.add_argument("--specs", type=positive_int, default=100, help="random candidates (default 100)")
     p.add_argument("--seed", type=int, default=2, help="seed of the random candidates (default 2)")
     p.add_argument("--families", default=",".join(FAMILIES))
     p.add_argument("--out", type=Path, default=Path("docs/results/latency"))
     args = p.parse_args(argv)
-    table = LatencyTable.load(args.table)
+    try:
+        table = LatencyTable.load(args.table)
+        result, rows = run(table, args)
+    except E3DError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    write(args.out, result, rows, table)
+    return 0
+
+
+def run(table: LatencyTable, args: argparse.Namespace) -> tuple[dict[str, Any], list[Comparison]]:
+    """Predict and measure ``args.specs`` random candidates and Table 8 with ``table``: the result to
+    write and its rows."""
     specs = bench_specs(table, tuple(args.families.split(",")), args.specs, args.seed)
     rate = predictions_per_second(table, [s for _, _, s in specs], table.settings.modes[-1])
     started = time.time()
@@ -117,13 +130,18 @@ def main(argv: list[str] | None = None) -> None:
         "accuracy": report(rows, table, {n: s for n, _, s in specs}),
         "rows": [r.__dict__ for r in rows],
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_text(args.out / "latency_predictor.json", json.dumps(result, indent=1) + "\n")
-    write_text(args.out / "latency_predictor.md", markdown(result))
+    return result, rows
+
+
+def write(out: Path, result: dict[str, Any], rows: list[Comparison], table: LatencyTable) -> None:
+    """``latency_predictor.json``, ``.md`` and the scatter ``.png`` in ``out``; prints the markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "latency_predictor.json", json.dumps(result, indent=1) + "\n")
+    write_text(out / "latency_predictor.md", markdown(result))
     fig = plot_predicted_vs_measured(rows, title=f"{table.settings.describe()}; {result['date']}")
-    save_figure(fig, args.out, "latency_predictor", formats=("png",))
+    save_figure(fig, out, "latency_predictor", formats=("png",))
     print(markdown(result))
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

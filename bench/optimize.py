@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 
 import space
-from e3d.cli import Parser
+from e3d.cli import Parser, non_negative_int, positive_int
 from profiler.latency import cpu_name
 from profiler.optimize import OptimizeOptions, optimize_for_inference, relative_error
 from profiler.quantize import quantize_int8
@@ -235,15 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", type=_model, default=list(GOAL_MODELS), metavar="NAME[@W]", help="presets (default: the five)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--size", type=int, default=112)
-    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads (default: all cores)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed passes per variant before the rounds")
-    p.add_argument("--repeats", type=int, default=10, help="interleaved timed rounds")
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--frames", type=positive_int, default=16)
+    p.add_argument("--size", type=positive_int, default=112)
+    p.add_argument("--threads", type=positive_int, default=torch.get_num_threads(), help="torch intra-op threads (default: all cores)")
+    p.add_argument("--warmup", type=non_negative_int, default=3, help="untimed passes per variant before the rounds")
+    p.add_argument("--repeats", type=positive_int, default=10, help="interleaved timed rounds")
     p.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 variant")
     p.add_argument("--bf16", action="store_true", help="also time the optimized bf16 graph (a CPU with native bf16)")
-    p.add_argument("--calib-batches", type=int, default=2, help="random batches to calibrate int8 on")
+    p.add_argument("--calib-batches", type=positive_int, default=2, help="random batches to calibrate int8 on")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the raw timings as JSON")
     p.add_argument("--paper-code", type=Path, metavar="DIR", help="a checkout of the paper's repository: time its models too")
     args = p.parse_args(argv)

@@ -48,7 +48,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from analysis.plots import plot_front_vs_presets, save_figure
 from analysis.scaling import trained_on
-from e3d.cli import Parser
+from e3d.cli import Parser, positive_float, positive_int
 from e3d.commands.search import jobs_arg
 from profiler.latency import cpu_name
 from search import finalize as fin
@@ -69,6 +69,7 @@ from search.study import (
     open_storage,
     open_study,
     run_worker,
+    search_pruner,
     sqlite_url,
     trial_line,
 )
@@ -303,25 +304,29 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/search-vs-presets"))
     p.add_argument("--task", default="motion")
     p.add_argument("--families", default=",".join(FAMILIES), help="comma-separated (default: the paper's five)")
-    p.add_argument("--cpu-minutes", type=float, default=None, help="CPU budget of each search (front: the presets' time; budgets: 45)")
+    p.add_argument(
+        "--cpu-minutes", type=positive_float, default=None, help="CPU budget of each search (front: the presets' time; budgets: 45)"
+    )
     p.add_argument("--budgets", default="100,200,500", help="budgets mode: M multiply-adds per 16x112x112 clip")
-    p.add_argument("--final-seeds", type=int, default=3)
-    p.add_argument("--max-members", type=int, default=8, help="front mode: front members to retrain (default 8)")
+    p.add_argument("--final-seeds", type=positive_int, default=3)
+    p.add_argument("--max-members", type=positive_int, default=8, help="front mode: front members to retrain (default 8)")
     p.add_argument("--front-of", metavar="STUDY", help="front mode: take the front of this pareto study in the storage")
-    p.add_argument("--top-k", type=int, default=3, help="budgets mode: searched finalists per budget (default 3)")
+    p.add_argument("--top-k", type=positive_int, default=3, help="budgets mode: searched finalists per budget (default 3)")
     p.add_argument(
         "--pruner", choices=PRUNERS, default=None,
-        help="the search's pruner (budgets: default median; front: default none, rungs applies search.pruning's dominance rule)",
+        help="the search's pruner (budgets: default median; front: default none, rungs applies search.pruning's dominance rule; "
+        "median and hyperband cannot prune its pareto search)",
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--storage", help="database URL (default: sqlite <out>/bench.db)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per trial (default: torch's; 1 with --jobs)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads per trial (default: torch's; 1 with --jobs)")
     p.add_argument("--jobs", type=jobs_arg, default=1, help="worker processes training side by side, or auto (search.jobs; default 1)")
     p.add_argument("--tiny", action="store_true", help="smoke run: tiny clips and sets, 1 epoch, 2 presets per family")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     args.families = check_families(args.families.split(","))
-    args.pruner = args.pruner or ("none" if args.mode == "front" else "median")
+    objective = "pareto" if args.mode == "front" else "accuracy"
+    args.pruner = search_pruner(objective, args.pruner or ("none" if args.mode == "front" else None))
     try:
         args.budgets = [float(b) for b in args.budgets.split(",")]
     except ValueError:

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from e3d.cli import Parser
+from e3d.cli import Parser, non_negative_int, positive_int
+from e3d.commands.search import clip_arg
 from profiler.counting import spec_totals
 from profiler.precision import candidates, choose, detect_cpu, matmul_gflops, train_step_gflop, train_step_seconds
 from search.stats import geomean
@@ -108,21 +109,15 @@ def render(rows: list[Row], labels: list[str], peaks: dict[str, float], batch: i
     return out
 
 
-def clip_arg(text: str) -> tuple[int, int, int]:
-    """``TxHxW``."""
-    t, h, w = (int(v) for v in text.lower().split("x"))
-    return (t, h, w)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Measure and print the table."""
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clips", nargs="+", type=clip_arg, default=[(16, 48, 48)], metavar="TxHxW", help="default 16x48x48 (the proxy clip)")
     p.add_argument("--presets", nargs="+", metavar="NAME:WIDTH", help="default: every Table 8 preset")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--steps", type=int, default=3, help="timed steps per configuration (median; default 3)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as a --jobs trial)")
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--steps", type=positive_int, default=3, help="timed steps per configuration (median; default 3)")
+    p.add_argument("--warmup", type=non_negative_int, default=1, help="untimed steps first (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1, as a --jobs trial)")
     p.add_argument("--compile", action="store_true", help="also torch.compile (fp32; compiling takes minutes per preset)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

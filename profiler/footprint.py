@@ -120,7 +120,6 @@ def check_memory(spec: NetSpec, *, batch: int = 1, training: bool = False, limit
     cap = limit if limit is not None else memory_limit()
     if cap is not None and foot.total > cap:
         raise MemoryLimitError(
-            f"{spec.summary()} needs {foot.describe()}, above the limit of {human(cap)}; "
-            "shrink it, lower the batch, or raise --max-memory"
+            f"{spec.summary()} needs {foot.describe()}, above the limit of {human(cap)}; shrink it, lower the batch, or raise --max-memory"
         )
     return foot

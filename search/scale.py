@@ -91,7 +91,7 @@ class ScaleConfig:
         if self.versus is not None and not has_axis(spec, self.versus):
             raise SpecError(str(Axis.parse(self.versus)), f"{spec.family} has no {Axis.parse(self.versus).name} axis to compare with")
         for a, f in itertools.product(self.axes, self.factors):
-            scale(spec, a, f)  # a factor the axis cannot take is an error naming the axis, before any training
+            check_trainable(spec, a, f, self.proxy_clip)  # before any training
         for r in self.ratios:
             if not 0 < r < math.inf:
                 raise ScaleError(f"cost ratios must be positive numbers, got {r}")
@@ -241,6 +241,18 @@ def proxy_clip_for(spec: NetSpec, base: NetSpec, proxy: Clip) -> Clip:
         except SpecError:
             continue
     raise SpecError("clip", f"{spec.summary()} cannot run at a proxy clip near {'x'.join(f'{w:.0f}' for w in want)}")
+
+
+def check_trainable(spec: NetSpec, axis: str, factor: float, proxy: Clip) -> NetSpec:
+    """``spec`` scaled by ``factor`` along ``axis``; :class:`SpecError` naming the axis when the scaled
+    network fits its strides neither at the counting clip (:func:`space.scaling.scale`) nor at the
+    proxy clip scaled with it (:func:`proxy_clip_for`)."""
+    scaled = scale(spec, axis, factor)
+    try:
+        proxy_clip_for(scaled, spec, proxy)
+    except SpecError as e:
+        raise SpecError(axis, f"factor {factor:g} is below what the strides allow at the proxy clip: {e.reason}") from None
+    return scaled
 
 
 def _point(cfg: ScaleConfig, mode: str, step: int, axis: str, factors: Mapping[str, float], ratio: float, spec: NetSpec) -> Point:

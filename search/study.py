@@ -26,7 +26,7 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +52,9 @@ from space.spec import E3DError, NetSpec, SGSSpec, SpecError
 
 OBJECTIVES = ("accuracy", "pareto")
 PRUNERS = ("median", "hyperband", "none", "rungs")
+DEFAULT_PRUNERS = {"accuracy": "median", "pareto": "rungs"}
+"""The pruner of a search that names none. Optuna prunes no multi-objective trial, so a pareto
+search's is :mod:`search.pruning`'s dominance rule at rungs."""
 CONFIG_ATTR = "e3d_config"
 CONSTRAINTS = ("macs", "params", "latency")
 """Optuna constraint keys: relative excess over each budget bound."""
@@ -377,11 +380,29 @@ rank architectures at Spearman 0.45 with the final ones, epoch-2 accuracies at 0
 docs/PROXY_FIDELITY.md)."""
 
 
+def search_pruner(objective: str, pruner: str | None, *, rungs: Sequence[int] = ()) -> str:
+    """The pruner of a new search of ``objective``: ``pruner`` as given, or for None the objective's
+    :data:`DEFAULT_PRUNERS`. :class:`StudyConfigError` (one line) for a choice that would silently do
+    nothing: median or Hyperband on a pareto search (Optuna prunes no multi-objective trial), or a
+    rung schedule (``rungs``) for a pruner other than ``rungs``."""
+    chosen = pruner or DEFAULT_PRUNERS[objective]
+    if objective == "pareto" and chosen in ("median", "hyperband"):
+        raise StudyConfigError(
+            f"--pruner {chosen} cannot prune a pareto search (Optuna prunes no multi-objective trial): "
+            "use --pruner rungs (its default: trials dominated at a rung stop) or --pruner none"
+        )
+    if rungs and chosen != "rungs":
+        raise StudyConfigError(f"--rungs sets where --pruner rungs judges; the search's pruner is {chosen} (add --pruner rungs)")
+    return chosen
+
+
 def _pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
     if config.pruner == "rungs" and config.objective == "accuracy":  # pareto: search.pruning's own rule in _train
         from search.pruning import RungPruner, Rungs, default_rungs
 
         return RungPruner(Rungs(config.rungs or default_rungs(config.proxy.epochs)))
+    # pareto: Optuna prunes no multi-objective trial (a study stored with median or hyperband, which
+    # search_pruner refuses now, ran unpruned and still does)
     if config.objective == "pareto" or config.pruner == "none":
         return optuna.pruners.NopPruner()
     if config.pruner == "hyperband":

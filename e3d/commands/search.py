@@ -220,7 +220,9 @@ def register(sub: Any) -> None:
     )
     s.add_argument("--timeout", type=positive_float, metavar="S", help="stop this worker after S seconds")
     s.add_argument(
-        "--pruner", choices=("median", "hyperband", "none", "rungs"), default="median", help="stop weak candidates early (default median)"
+        "--pruner",
+        choices=("median", "hyperband", "none", "rungs"),
+        help="stop weak candidates early (default: median; pareto: rungs, the one that prunes a multi-objective search)",
     )
     s.add_argument(
         "--rungs", type=epoch_list, default=(), metavar="E,E", help="--pruner rungs: the epochs to judge at (default: the last but one)"
@@ -263,6 +265,7 @@ def _search_config(args: argparse.Namespace) -> Any:
     from search.budget import Budget, feasible_families
     from search.searchspace import FAMILIES, check_families
 
+    pruner = st.search_pruner(args.objective, args.pruner, rungs=args.rungs)
     budget = Budget(args.budget_mflops, args.budget_params, args.budget_latency_ms, args.budget_clip)
     if args.latency_table:  # screened with the table's predictions; its settings are stored on the study
         from search.latency import table_identity
@@ -281,7 +284,7 @@ def _search_config(args: argparse.Namespace) -> Any:
         families=fits,
         proxy=proxy_config(args),
         objective=args.objective,
-        pruner=args.pruner,
+        pruner=pruner,
         rungs=args.rungs,
         seed=args.seed,
         baselines=not args.no_baselines,

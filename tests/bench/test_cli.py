@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
 
 import pytest
 
@@ -33,3 +34,76 @@ def test_bad_jobs_are_one_line(name: str, capsys: pytest.CaptureFixture[str]) ->
         main(["--jobs", "0"])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.count("\n") == 1 and "--jobs" in err
+
+
+COUNTS = [
+    ("search_vs_presets", "--final-seeds", "0"),
+    ("search_vs_presets", "--max-members", "0"),
+    ("search_vs_presets", "--top-k", "-1"),
+    ("search_vs_presets", "--threads", "0"),
+    ("search_vs_presets", "--cpu-minutes", "0"),
+    ("train_speed", "--steps", "0"),
+    ("train_speed", "--batch-size", "0"),
+    ("train_speed", "--threads", "0"),
+    ("train_speed", "--warmup", "-1"),
+    ("train_speed", "--clips", "0x48x48"),
+    ("optimize", "--repeats", "0"),
+    ("optimize", "--batch-size", "0"),
+    ("optimize", "--frames", "0"),
+    ("optimize", "--size", "-112"),
+    ("optimize", "--threads", "0"),
+    ("optimize", "--calib-batches", "0"),
+    ("optimize", "--warmup", "-1"),
+    ("counting", "--specs", "0"),
+    ("counting", "--cold", "0"),
+    ("latency_predictor", "--specs", "0"),
+]
+REQUIRED = {"search_vs_presets": ["--mode", "front"], "latency_predictor": ["--table", "table.json"]}
+
+
+@pytest.mark.parametrize(("name", "option", "value"), COUNTS)
+def test_a_count_out_of_range_is_one_line_and_exit_2(name: str, option: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    main = importlib.import_module(f"bench.{name}").main
+    with pytest.raises(SystemExit) as exit_:
+        main([*REQUIRED.get(name, []), option, value])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and f"argument {option}: " in err and repr(value) in err
+
+
+def test_counting_needs_more_specs_than_cold_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.counting import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--specs", "100", "--cold", "100"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "--specs (100) must exceed --cold (100)" in err
+
+
+@pytest.mark.parametrize(("text", "words"), [(None, "cannot read latency table"), ("{", "is not a latency table (corrupt")])
+def test_latency_predictor_without_a_readable_table_is_one_line(
+    text: str | None, words: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.latency_predictor import main
+
+    table = tmp_path / "table.json"
+    if text is not None:
+        table.write_text(text)
+    assert main(["--table", str(table), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and words in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("pruner", ["median", "hyperband"])
+def test_a_front_search_with_a_pruner_that_cannot_prune_it_is_one_line(pruner: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.search_vs_presets import main
+
+    assert main(["--mode", "front", "--pruner", pruner]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--pruner {pruner} cannot prune a pareto search" in err
+
+
+def test_search_vs_presets_default_pruners_are_kept() -> None:
+    from bench.search_vs_presets import parse
+
+    assert parse(["--mode", "front"]).pruner == "none" and parse(["--mode", "budgets"]).pruner == "median"
+    assert parse(["--mode", "front", "--pruner", "rungs"]).pruner == "rungs"

@@ -104,9 +104,15 @@ def test_ctrl_c_keeps_every_trained_point_and_resume_finishes_the_same_path(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["shufflenet", "--width-mult", "0.5", "--axes", "width,expansion"], "expansion: shufflenet has no expansion axis"),
+        (["shufflenetv2", "--width-mult", "0.5", "--axes", "width,expansion"], "expansion: shufflenetv2 has no expansion axis"),
         (["mobilenetv2", "--axes", "width", "--factors", "-1"], "width: factor must be a positive number, got -1.0"),
         (["shufflenet", "--width-mult", "0.5", "--axes", "frames", "--factors", "0.25"], "frames: no clip with T near 4.0 (from 16)"),
+        (["shufflenet", "--width-mult", "0.5", "--axes", "resolution", "--factors", "0.1"], "resolution: no clip with H=W near 11.2"),
+        (
+            ["shufflenet", "--width-mult", "0.5", "--axes", "resolution", "--factors", "0.25"],
+            "resolution: factor 0.25 is below what the strides allow at the proxy clip: shufflenet w0.5",
+        ),
+        (["mobilenetv2", "--axes", "resolution", "--factors", "0"], "resolution: factor must be a positive number, got 0.0"),
         (["mobilenetv2", "--width-mult", "0.2", "--expand", "--to", "20M"], "--to 20M is below the base's cost (54.1 M"),
         (["mobilenetv2", "--expand"], "an expansion needs a target cost"),
         (["mobilenetv2", "--versus", "width"], "--versus compares an --expand path"),
@@ -118,6 +124,9 @@ def test_ctrl_c_keeps_every_trained_point_and_resume_finishes_the_same_path(
         "axis-lacking",
         "factor-negative",
         "frames-below-strides",
+        "resolution-below-strides",
+        "resolution-below-strides-at-the-proxy-clip",
+        "factor-zero",
         "target-below-base",
         "no-target",
         "versus-alone",

@@ -23,6 +23,7 @@ from search.pruning import (
     saved_cpu_seconds,
     stopped_at,
 )
+from search.study import SearchConfig
 
 
 def test_halving_keeps_the_best_share_and_ties() -> None:
@@ -191,6 +192,79 @@ def test_cli_rung_schedule_with_more_rungs_than_epochs_is_one_line(tmp_path: obj
         code = int(e.code or 0)
     err = capsys.readouterr().err.strip()
     assert code == 2 and "for 1-epoch trials: at most 0" in err and "\n" not in err
+
+
+def test_search_pruner_defaults_by_objective_and_refuses_what_would_not_act() -> None:
+    from search.study import StudyConfigError, search_pruner
+
+    assert search_pruner("accuracy", None) == "median" and search_pruner("pareto", None) == "rungs"
+    assert search_pruner("pareto", "none") == "none" and search_pruner("pareto", None, rungs=(2,)) == "rungs"
+    assert search_pruner("accuracy", "hyperband") == "hyperband" and search_pruner("accuracy", "rungs", rungs=(1, 2)) == "rungs"
+    for pruner in ("median", "hyperband"):
+        with pytest.raises(StudyConfigError, match=f"--pruner {pruner} cannot prune a pareto search.*--pruner rungs.*--pruner none"):
+            search_pruner("pareto", pruner)
+    with pytest.raises(StudyConfigError, match="--rungs sets where --pruner rungs judges; the search's pruner is median"):
+        search_pruner("accuracy", None, rungs=(2,))
+
+
+def _search_cli(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[SearchConfig]]:
+    """``e3d search`` with ``argv`` (3-epoch tiny trials), stopped before the study opens: the exit
+    code and the configs it would have searched with."""
+    from e3d.cli import main
+    from tests.search.conftest import TINY
+
+    configs: list[SearchConfig] = []
+
+    def run_study(args: object, config: SearchConfig, **_: object) -> int:
+        configs.append(config)
+        return 0
+
+    monkeypatch.setattr("e3d.commands.search.run_study", run_study)
+    tiny = [a if TINY[i - 1] != "--epochs" else "3" for i, a in enumerate(TINY)]
+    try:
+        return main(["search", *tiny, *argv]), configs
+    except SystemExit as e:
+        return int(e.code or 0), configs
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--objective", "pareto", "--pruner", "median"], "--pruner median cannot prune a pareto search"),
+        (["--objective", "pareto", "--pruner", "hyperband"], "--pruner hyperband cannot prune a pareto search"),
+        (["--rungs", "2"], "--rungs sets where --pruner rungs judges; the search's pruner is median (add --pruner rungs)"),
+        (["--objective", "pareto", "--pruner", "none", "--rungs", "2"], "the search's pruner is none"),
+        (["--pruner", "hyperband", "--rungs", "1,2"], "the search's pruner is hyperband"),
+    ],
+)
+def test_cli_a_pruner_that_would_not_act_is_one_line(
+    argv: list[str], words: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, configs = _search_cli(argv, monkeypatch)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and not configs, err
+    assert words in err and "\n" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "pruner", "rungs"),
+    [
+        ([], "median", ()),
+        (["--objective", "pareto"], "rungs", ()),
+        (["--objective", "pareto", "--rungs", "1"], "rungs", (1,)),
+        (["--objective", "pareto", "--pruner", "none"], "none", ()),
+    ],
+)
+def test_cli_default_pruner_is_median_for_accuracy_and_rungs_for_pareto(
+    argv: list[str], pruner: str, rungs: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from search.pruning import search_rungs
+
+    code, configs = _search_cli(argv, monkeypatch)
+    [config] = configs
+    assert code == 0 and (config.pruner, config.rungs) == (pruner, rungs)
+    if pruner == "rungs":  # the pareto default judges at the last epoch but one
+        assert search_rungs(objective="pareto", pruner=pruner, epochs=3, rungs=rungs) == Rungs(rungs or (2,))
 
 
 def _runs(curves: list[tuple[float, ...]], macs: list[float] | None = None) -> list[list[tuple[float, float]]]:
