@@ -211,9 +211,10 @@ class _Progress:
         from search import scale as sc
 
         show_trial(self.bar, t)
-        if self.follow_jobs:
+        if self.follow_jobs:  # the new plan's outputs are written by on_plan
             self.on_plan(sc.plan(self.cfg, sc.results_of(self.study.get_trials(deepcopy=False))), 0)
-        self.save()
+        else:
+            self.save()
 
 
 def _run_jobs(args: argparse.Namespace, study: Any, search: Any, cfg: Any, url: str, *, latency: Any, progress: _Progress) -> Any:
