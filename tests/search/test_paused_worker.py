@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -46,6 +47,26 @@ VICTIM = textwrap.dedent(
 )
 
 
+def _stop_outside_a_transaction(victim: subprocess.Popen[bytes], db: Path) -> None:
+    """SIGSTOP ``victim`` at a moment it holds no SQLite lock. Every transaction of a worker takes the
+    write lock (``BEGIN IMMEDIATE``; its heartbeat thread writes each second), and a process stopped
+    inside one keeps the lock until it runs again: the test's own reads would then wait for it and fail
+    with "database is locked" (what CI saw), which is not the behaviour under test."""
+    for _ in range(200):
+        victim.send_signal(signal.SIGSTOP)
+        probe = sqlite3.connect(db, timeout=0.5, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:
+            victim.send_signal(signal.SIGCONT)
+            time.sleep(0.05)
+        finally:
+            probe.close()
+    raise AssertionError("the victim held the database lock at every try")
+
+
 @pytest.mark.slow
 def test_a_paused_worker_wakes_and_goes_on(tmp_path: Path) -> None:
     st.load_proxy(st.ProxyConfig(clip=(8, 32, 32), train_samples=32, val_samples=16), progress=False)  # the cache, once
@@ -67,7 +88,7 @@ def test_a_paused_worker_wakes_and_goes_on(tmp_path: Path) -> None:
             continue
         running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.user_attrs.get("trained")]
         if running:
-            victim.send_signal(signal.SIGSTOP)
+            _stop_outside_a_transaction(victim, out / "study.db")
             paused = running[0].number
     assert paused is not None and storage is not None, "the victim never started training"
     time.sleep(2 * 1 + 5 + 2)  # past the grace period of a 1 s heartbeat
