@@ -734,14 +734,22 @@ def build_table(
     return table
 
 
-def predicted_latency(path: str | Path, spec: NetSpec | None, *, batch_size: int, optimized: bool = False) -> dict[str, Any]:
+def predicted_latency(
+    path: str | Path, spec: NetSpec | None, *, batch_size: int, optimized: bool = False, precision: str = "fp32"
+) -> dict[str, Any]:
     """What ``e3d profile --latency-table`` adds: the predicted ms per batch of ``spec`` on the eager (or
-    optimized) path, and the table's identity; :class:`LatencyTableError` when the table does not fit."""
+    optimized) path in ``precision`` (what the profile times in), and the table's identity;
+    :class:`LatencyTableError` when the table does not fit. ``auto`` is refused: it chooses the precision
+    while timing, so the table could price another one than is timed."""
     if spec is None:
         raise LatencyTableError("--latency-table prices an e3d network: give a preset or a spec file as TARGET")
     table = LatencyTable.load(path)
+    if precision == "auto":
+        raise LatencyTableError(
+            f"--precision auto picks the precision while timing; with --latency-table give the table's: --precision {table.settings.precision}"
+        )
     mode = "optimized" if optimized else "eager"
-    table.check(clip=spec.clip, batch_size=batch_size, precision="fp32", mode=mode)
+    table.check(clip=spec.clip, batch_size=batch_size, precision=precision, mode=mode)
     return {"latency_predicted_ms": round(table.predict(spec, mode), 3), "latency_predicted_path": mode, "latency_table": table.identity()}
 
 
