@@ -139,13 +139,12 @@ def _configs(args: argparse.Namespace, num_classes: int) -> tuple[Any, Any]:
     return cfg, search
 
 
-def _open(args: argparse.Namespace, out: Path) -> tuple[Any, Any, Any, str]:
-    """Create or join the study; returns (study, search config, scale config, storage URL)."""
+def _open(args: argparse.Namespace, url: str) -> tuple[Any, Any, Any]:
+    """Create or join the study at ``url``; returns (study, search config, scale config)."""
     from search import scale as sc
     from search import study as st
     from search.data import class_names
 
-    url = args.storage or st.sqlite_url(out / "study.db")
     storage = st.open_storage(url, heartbeat=args.heartbeat)
     cfg = search = None
     if not args.resume:
@@ -155,7 +154,7 @@ def _open(args: argparse.Namespace, out: Path) -> tuple[Any, Any, Any, str]:
     if created:
         assert cfg is not None
         study.set_user_attr(sc.SCALE_ATTR, cfg.to_dict())
-        return study, search, cfg, url
+        return study, search, cfg
     stored = None
     for _ in range(50):  # its creator stores the settings right after creating it
         stored = study.user_attrs.get(sc.SCALE_ATTR)
@@ -166,7 +165,7 @@ def _open(args: argparse.Namespace, out: Path) -> tuple[Any, Any, Any, str]:
         raise st.StudyConfigError(f"study {args.study_name!r} exists but was not made by e3d scale")
     if cfg is not None and stored != cfg.to_dict():
         raise st.StudyConfigError(f"study {args.study_name!r} exists with another scaling plan; pass --resume, or use another --study-name")
-    return study, search, sc.ScaleConfig.from_dict(stored), url
+    return study, search, sc.ScaleConfig.from_dict(stored)
 
 
 def _proxy(args: argparse.Namespace) -> Any:
@@ -233,12 +232,12 @@ def _run_jobs(args: argparse.Namespace, study: Any, search: Any, cfg: Any, url: 
 def run(args: argparse.Namespace) -> int:
     """Plan the points, train them (resumably, with any number of workers), then write the curves."""
     import analysis.scaling  # noqa: F401  (matplotlib loads before training, as it always did)
-    from e3d.commands.search import interrupted, local_config, progress_bar, resume_command
+    from e3d.commands.search import interrupted, local_config, progress_bar, resume_command, run_folder, undone_on_failure
     from search import study as st
 
-    out: Path = args.out or Path("runs") / args.study_name
-    out.mkdir(parents=True, exist_ok=True)
-    study, search, cfg, url = _open(args, out)
+    out, url = run_folder(args)
+    with undone_on_failure(out, url):
+        study, search, cfg = _open(args, url)
     search = local_config(args, search)
     _announce(search, cfg, url)
     bar = progress_bar(args, total=0, desc="points", unit="run")

@@ -321,7 +321,7 @@ def run_folder(args: argparse.Namespace) -> tuple[Path, str]:
 
     out: Path = args.out or Path("runs") / args.study_name
     if args.resume and args.storage is None and not (out / "study.db").is_file():
-        raise st.StudyConfigError(f"nothing to resume in {out}: no study.db there (give the --out of the search, or its --storage URL)")
+        raise st.StudyConfigError(f"nothing to resume in {out}: no study.db there (give the --out of the run, or its --storage URL)")
     return out, args.storage or st.sqlite_url(out / "study.db")
 
 

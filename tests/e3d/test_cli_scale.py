@@ -136,9 +136,17 @@ def test_ctrl_c_keeps_every_trained_point_and_resume_finishes_the_same_path(
     ],
 )
 def test_bad_input_is_one_line_with_exit_2(args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "scale", *args, "--out", str(tmp_path), "--quiet")
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "scale", *args, "--out", str(out), "--quiet")
     assert code == 2 and message in err, err
     assert err.strip().startswith("e3d scale: error:") and "\n" not in err.strip() and "Traceback" not in err
+    assert not out.exists(), "bad input left a run folder (and an empty study.db) behind"
+
+
+def test_resuming_nothing_is_one_line_and_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "scale", "--resume", "--out", str(out), "--quiet")
+    assert code == 2 and f"nothing to resume in {out}: no study.db there" in err and not out.exists()
 
 
 def test_ratios_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
