@@ -746,7 +746,8 @@ def predicted_latency(
     table = LatencyTable.load(path)
     if precision == "auto":
         raise LatencyTableError(
-            f"--precision auto picks the precision while timing; with --latency-table give the table's: --precision {table.settings.precision}"
+            "--precision auto picks the precision while timing; "
+            f"with --latency-table give the table's: --precision {table.settings.precision}"
         )
     mode = "optimized" if optimized else "eager"
     table.check(clip=spec.clip, batch_size=batch_size, precision=precision, mode=mode)

@@ -57,9 +57,10 @@ def register(sub: Any) -> None:
     p.add_argument("--optimize", action="store_true", help="fold BatchNorm; TorchScript: channels-last-3d, frozen graph too")
     p.add_argument(
         "--precision",
-        choices=("fp32", "bf16"),
+        choices=("fp32", "bf16", "auto"),
         default="fp32",
-        help="bf16: TorchScript --optimize in bf16 (CPUs with AVX512-BF16/AMX), checked against eager bf16 autocast (default fp32)",
+        help="bf16: TorchScript --optimize in bf16 (CPUs with AVX512-BF16/AMX), checked against eager bf16 autocast; "
+        "auto: bf16 where a short calibration of both optimized graphs finds it faster, else fp32 (default fp32)",
     )
     p.add_argument("--int8", action="store_true", help="post-training int8 quantization (TorchScript, x86 oneDNN kernels)")
     p.add_argument("--calib-data", metavar="DATA", help="int8 calibration data: proxy task name, dataset path, or 'random'")
@@ -94,7 +95,8 @@ def _run(args: argparse.Namespace) -> int:
     guard(lambda: _run_once(model, target.input_shape, args.check_batch), target, batch_option=BATCH_OPTION)
     if args.int8:
         return _int8(args, target, model)
-    result = guard(lambda: _export_float(args, model, target.input_shape), target, batch_option=BATCH_OPTION)
+    bf16 = _bf16(args, target, model)
+    result = guard(lambda: _export_float(args, model, target.input_shape, bf16=bf16), target, batch_option=BATCH_OPTION)
     print(result.summary())
     if args.format == "torchscript" and args.optimize:
         print("run it with torch.jit.enable_onednn_fusion(True) (or profiler.export.load_torchscript) for the fused kernels")
@@ -112,11 +114,13 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ExportError("--int8 needs --calib-data: a proxy task name, a dataset path, or 'random'")
     if args.calib_data and not args.int8:
         raise ExportError("--calib-data is for --int8")
+    if args.precision != "fp32" and (args.format != "torchscript" or not args.optimize or args.int8):
+        raise ExportError(
+            f"--precision {args.precision} exports an optimized float TorchScript model: --format torchscript --optimize, no --int8"
+        )
     if args.precision == "bf16":
         from profiler.precision import check_supported
 
-        if args.format != "torchscript" or not args.optimize or args.int8:
-            raise ExportError("--precision bf16 exports an optimized float TorchScript model: --format torchscript --optimize, no --int8")
         check_supported("bf16")
     check_writable(args.out.parent)  # a read-only or full folder is one line now, not after the export
 
@@ -155,11 +159,26 @@ def _run_once(model: nn.Module, shape: tuple[int, ...], batch_size: int) -> None
         model(example_input(model, shape, batch_size))
 
 
-def _export_float(args: argparse.Namespace, model: nn.Module, shape: tuple[int, ...]) -> ExportResult:
+def _bf16(args: argparse.Namespace, target: Target, model: nn.Module) -> bool:
+    """Whether the graph is written in bf16: ``--precision bf16``, or ``auto`` when the calibration of both
+    optimized graphs (at the paper's batch of 8, cached like profile's) picks it; ``auto`` prints its choice."""
+    if args.precision != "auto":
+        return bool(args.precision == "bf16")
+    from profiler.latency import PAPER_BATCH
+    from profiler.precision import resolve_optimized
+    from profiler.targets import guard
+
+    shape = target.input_shape
+    chosen = guard(lambda: resolve_optimized(model, "auto", input_shape=shape, batch_size=PAPER_BATCH), target, batch_option=BATCH_OPTION)
+    print(f"run as   {chosen.describe()}")
+    return chosen.precision == "bf16"
+
+
+def _export_float(args: argparse.Namespace, model: nn.Module, shape: tuple[int, ...], *, bf16: bool) -> ExportResult:
     """Write the float (fp32 or bf16) TorchScript or ONNX file and check it against eager."""
     from profiler.export import export_onnx, export_torchscript
 
-    if args.precision == "bf16":
+    if bf16:
         return export_torchscript(model, args.out, input_shape=shape, batch_size=args.check_batch, optimize=True, bf16=True)
     export = export_torchscript if args.format == "torchscript" else export_onnx
     return export(model, args.out, input_shape=shape, batch_size=args.check_batch, optimize=args.optimize)

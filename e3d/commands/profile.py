@@ -178,9 +178,7 @@ def _predicted(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         return {}
     from profiler.latency_table import predicted_latency
 
-    return predicted_latency(
-        args.latency_table, target.spec, batch_size=args.batch_size, optimized=args.optimize, precision=args.precision
-    )
+    return predicted_latency(args.latency_table, target.spec, batch_size=args.batch_size, optimized=args.optimize, precision=args.precision)
 
 
 def _profile_options(args: argparse.Namespace) -> dict[str, Any]:

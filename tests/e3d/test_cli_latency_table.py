@@ -107,7 +107,7 @@ def test_profile_prints_predicted_next_to_measured(tmp_path: Path, capsys: pytes
         (None, ["--batch-size", "2"], "measured for batch 1 (asked 2)"),
         (None, ["--size", "56"], "measured for clip 16x48x48 (asked 16x56x56)"),
         (None, ["--precision", "bf16"], "measured for precision fp32 (asked bf16)"),
-        (None, ["--precision", "auto"], "--precision auto picks the precision while timing; with --latency-table give the table's: --precision fp32"),
+        (None, ["--precision", "auto"], "with --latency-table give the table's: --precision fp32"),
         (lambda t: t[: len(t) // 3], [], "corrupt or truncated JSON"),
         (lambda t: t.replace('"complete": true', '"complete": false'), [], "is incomplete"),
         (lambda t: t.replace("e3d-latency-table/2", "e3d-latency-table/1"), [], "another format (e3d-latency-table/1"),

@@ -98,3 +98,35 @@ def test_bf16_inference_on_a_cpu_without_it_is_one_line(
         str(tmp_path / "m.pt"),
     )
     assert code == 2 and "neither AVX512-BF16 nor AMX-BF16" in err
+
+
+WITH_BF16 = precision.CpuInfo("Fake Xeon", "AVX512", frozenset({"avx512f", "avx512_bf16", "amx_bf16"}))
+
+
+@pytest.mark.parametrize(("fp32_s", "bf16_s", "chosen"), [(1.0, 0.5, "bf16"), (1.0, 0.99, "fp32")])
+def test_export_auto_writes_the_graph_its_calibration_picks(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fp32_s: float, bf16_s: float, chosen: str
+) -> None:
+    """Faked capability and timings, both ways: ``auto`` says what it chose and why, and the file is that graph
+    (its check against eager bf16 autocast for bf16). bf16 runs without native support too, only slower."""
+    monkeypatch.setenv("E3D_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(precision, "detect_cpu", lambda: WITH_BF16)
+    monkeypatch.setattr(precision, "optimized_seconds", lambda model, *, bf16, **_: bf16_s if bf16 else fp32_s)
+    argv = ["export", "mobilenet", *SMALL, "--format", "torchscript", "--optimize", "--precision", "auto", "--out", str(tmp_path / "m.pt")]
+    code, stdout, err = run(capsys, *argv)
+    assert code == 0, err
+    assert f"run as   precision {chosen} channels-last on cpu: calibrated" in stdout
+    assert ("vs eager bf16 autocast" in stdout) == (chosen == "bf16")
+    code, _, err = run(capsys, "export", "mobilenet", *SMALL, "--format", "onnx", "--precision", "auto", "--out", str(tmp_path / "m.onnx"))
+    assert code == 2 and "--precision auto exports an optimized float TorchScript model" in err
+
+
+def test_export_auto_without_native_bf16_is_fp32_without_timing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(precision, "detect_cpu", lambda: NO_BF16)
+    monkeypatch.setattr(precision, "optimized_seconds", lambda *a, **k: pytest.fail("timed on a CPU without bf16"))
+    argv = ["export", "mobilenet", *SMALL, "--format", "torchscript", "--optimize", "--precision", "auto", "--out", str(tmp_path / "m.pt")]
+    code, stdout, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "run as   precision fp32 channels-last on cpu: auto: this CPU has no native bf16" in stdout and "bf16 autocast" not in stdout

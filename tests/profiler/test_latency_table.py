@@ -285,12 +285,13 @@ def test_the_prediction_is_for_the_precision_that_is_timed(tmp_path: Path) -> No
     """A bf16 table prices a bf16 profile, an fp32 table does not (it priced fp32 whatever was timed),
     and ``auto`` (chosen while timing) is refused, naming the table's precision."""
     blocks = list(collect_blocks([spec()]).values())
-    build_table(blocks, settings(precision="bf16", modes=("eager",)), tmp_path / "bf16.json", measure=fake_ms, measure_empty=fake_call, progress=False)
+    bf16 = settings(precision="bf16", modes=("eager",))
+    build_table(blocks, bf16, tmp_path / "bf16.json", measure=fake_ms, measure_empty=fake_call, progress=False)
     fake_table(tmp_path, [spec()])
     assert predicted_latency(tmp_path / "bf16.json", spec(), batch_size=1, precision="bf16")["latency_predicted_ms"] > 0
     with pytest.raises(LatencyTableError, match=r"precision fp32 \(asked bf16\)"):
         predicted_latency(tmp_path / "t.json", spec(), batch_size=1, precision="bf16")
-    with pytest.raises(LatencyTableError, match="--precision auto .* --precision bf16"):
+    with pytest.raises(LatencyTableError, match=r"--precision auto .* --precision bf16"):
         predicted_latency(tmp_path / "bf16.json", spec(), batch_size=1, precision="auto")
 
 

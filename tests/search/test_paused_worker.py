@@ -27,6 +27,7 @@ def _no_finalize() -> list[str]:
     actions = build_parser()._subparsers._group_actions[0].choices["search"]._option_string_actions  # type: ignore[union-attr,index]
     return ["--no-finalize"] if "--no-finalize" in actions else []
 
+
 VICTIM = textwrap.dedent(
     """
     import sys, time
