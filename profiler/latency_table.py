@@ -759,7 +759,8 @@ def predicted_latency(
 
 @dataclass(frozen=True)
 class Comparison:
-    """One network on one path: predicted (None: the table cannot price it) and measured ms per batch."""
+    """One network on one path: predicted (None: the table cannot price it) and measured ms per batch,
+    and, when :func:`compare` measured every network twice, the second measurement."""
 
     name: str
     group: str
@@ -768,6 +769,7 @@ class Comparison:
     macs: int
     predicted_ms: float | None
     measured_ms: float | None
+    remeasured_ms: float | None = None
 
 
 def compare(
@@ -775,11 +777,15 @@ def compare(
     specs: Sequence[tuple[str, str, NetSpec]],
     *,
     measure: MeasureSpec = measure_spec,
+    remeasure: bool = False,
     progress: bool = True,
 ) -> list[Comparison]:
     """Predict and measure every (name, group, spec) on every path of the table, with its settings.
 
-    A network the table cannot price is kept with ``predicted_ms`` None and is not measured.
+    A network the table cannot price is kept with ``predicted_ms`` None and is not measured. With
+    ``remeasure``, a second pass over all of them, in the same order after the first has ended, measures
+    each again (``remeasured_ms``): how far two measurements of one network lie apart, minutes apart,
+    is the floor under any predictor's error (:func:`noise_floor`).
     """
     from tqdm import tqdm
 
@@ -794,7 +800,13 @@ def compare(
             predicted = None
         measured = measure(spec, table.settings, mode) if predicted is not None else None
         out.append(Comparison(name, group, spec.family, mode, spec_totals(spec).macs, predicted, measured))
-    return out
+    if not remeasure:
+        return out
+    again = []
+    bar = tqdm(zip(todo, out, strict=True), total=len(out), desc="again", unit="net", file=sys.stderr, disable=not progress or None)
+    for (_, _, spec, mode), r in bar:
+        again.append(r if r.measured_ms is None else dataclasses.replace(r, remeasured_ms=measure(spec, table.settings, mode)))
+    return again
 
 
 @dataclass(frozen=True)
@@ -834,6 +846,12 @@ def accuracy(rows: Sequence[Comparison]) -> Accuracy:
         within_10=100 * sum(e <= 0.10 + 1e-12 for e in errors) / len(errors),  # +-10% inclusive, despite rounding
         macs_spearman=float(spearmanr([r.macs for r in priced], meas).statistic),
     )
+
+
+def noise_floor(rows: Sequence[Comparison]) -> Accuracy:
+    """:func:`accuracy` of the second measurement taken as the prediction of the first: the best a
+    predictor can score against measurements this noisy (rows without a second measurement are left out)."""
+    return accuracy([dataclasses.replace(r, predicted_ms=r.remeasured_ms) for r in rows if r.remeasured_ms is not None])
 
 
 def predictions_per_second(table: LatencyTable, specs: Sequence[NetSpec], mode: str, *, seconds: float = 1.0) -> float:

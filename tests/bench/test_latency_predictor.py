@@ -32,3 +32,16 @@ def test_report_scores_the_per_family_overhead_and_one_overhead_side_by_side(tmp
         assert out[mode]["all"]["mape"] == pytest.approx(0.0, abs=1e-6)  # each family's scale is fitted exactly
         assert out[mode]["all, one overhead"]["mape"] > 5.0  # one overhead cannot fit both scales
         assert out[mode]["all, one overhead"]["networks"] == 3
+        assert "all, measured again" not in out[mode]  # measured once: no noise floor to report
+
+
+def test_report_scores_a_second_measurement_against_the_first(tmp_path: Path) -> None:
+    held_out = {"v2": spec("mobilenetv2", 0.35), "v1": spec("mobilenet", 1.25)}
+    table = fake_table(tmp_path, list(held_out.values()))
+    rows = [
+        Comparison(n, "random", s.family, m, 1, 1.0, 10.0 * (i + 1), remeasured_ms=12.0 * (i + 1))  # 20% off, ranks kept
+        for i, (n, s) in enumerate(held_out.items()) for m in table.settings.modes
+    ]  # fmt: skip
+    for groups in report(rows, table, held_out).values():
+        again = groups["all, measured again"]
+        assert again["mape"] == pytest.approx(20.0) and again["within_10"] == 0.0 and again["networks"] == 2

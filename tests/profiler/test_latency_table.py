@@ -380,3 +380,18 @@ def test_compare_predicts_and_measures_every_path(tmp_path: Path) -> None:
     assert rows[0].predicted_ms == table.predict(spec(), "eager") and rows[0].measured_ms == 1.0
     assert rows[2].predicted_ms is None and rows[2].measured_ms is None  # unpriced: not measured
     assert measured == ["eager", "optimized"]
+    assert all(r.remeasured_ms is None for r in rows)
+
+
+def test_remeasure_measures_each_priced_network_again_after_the_first_pass(tmp_path: Path) -> None:
+    from profiler.latency_table import compare, noise_floor
+
+    table = fake_table(tmp_path, [spec(), spec("mobilenetv2", 0.45)])
+    times = iter([10.0, 1.0, 20.0, 2.0, 11.0, 1.0, 18.0, 2.0])  # first pass, then the second, each eager then optimized
+    specs = [("a", "table8", spec()), ("b", "table8", spec("mobilenetv2", 0.45)), ("shuffle", "random", spec("shufflenet", 1.0))]
+    rows = compare(table, specs, measure=lambda s, st, mode: next(times), remeasure=True, progress=False)
+    pairs = [(r.measured_ms, r.remeasured_ms) for r in rows]
+    assert pairs == [(10.0, 11.0), (1.0, 1.0), (20.0, 18.0), (2.0, 2.0), (None, None), (None, None)]
+    floor = noise_floor(rows)
+    assert (floor.networks, floor.unpriced) == (4, 0)
+    assert floor.mape == pytest.approx(100 * (0.1 + 0 + 0.1 + 0) / 4) and floor.within_10 == pytest.approx(100.0)
