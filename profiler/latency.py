@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from profiler.allocator import allocator
 from space.spec import E3DError
 
 PAPER_BATCH = 8
@@ -61,6 +62,9 @@ class Latency:
     """The system's 1-minute load average right after the timing (None where the OS has none)."""
     cpus: int = 1
     """CPUs of this machine."""
+    allocator: str = "system"
+    """Whether malloc kept freed memory for reuse (``keep``) or ran as the system set it up
+    (:func:`profiler.allocator.allocator`): large activations time very differently under the two."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -230,6 +234,7 @@ def _latency(
         other_load=None if other is None else round(other, 2),
         load_avg=round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         cpus=os.cpu_count() or 1,
+        allocator=allocator(),
     )
 
 

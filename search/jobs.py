@@ -112,7 +112,7 @@ def run_jobs(
 ) -> list[dict[str, Any]]:
     """Run ``jobs`` worker processes on ``study`` (opened in this process on ``spec.url``) and wait for
     them. ``on_trial`` gets each finished trial, read back from the storage, in this process. Returns
-    each job's report (``search.study.WorkerReport`` as a dict, with ``job`` and ``pid``); raises
+    each job's report (``search.study.WorkerReport`` as a dict, with ``job``, ``pid`` and ``allocator``); raises
     :class:`JobsError` when a job failed, and KeyboardInterrupt after the jobs stopped on Ctrl-C."""
     enable_wal(spec.url)
     ctx = mp.get_context("spawn")
@@ -162,16 +162,17 @@ def _picklable(spec: JobSpec) -> JobSpec:
 
 def _job(spec: JobSpec, index: int, messages: Any) -> None:
     """One job process: join the study, run a worker (or the scaling plan), report each trial and the end."""
+    from profiler.allocator import keep_freed_memory
     from search import study as st
 
     try:
+        report: dict[str, Any] = {"allocator": keep_freed_memory()}
         storage = st.open_storage(spec.url, heartbeat=spec.heartbeat)
         study, _, _ = st.open_study(spec.study_name, storage, None, resume=True)
         config = spec.config
         latency = spec.latency
         if latency is None and (config.budget.latency_ms is not None or config.measure_latency):
             latency = st.latency_meter(config.latency_mode)
-        report: dict[str, Any] = {}
         on_trial: Callable[[FrozenTrial], None] = lambda t: messages.put(("trial", t.number))  # noqa: E731
         if spec.scale is not None:
             from search.scale import run_scale
@@ -183,7 +184,7 @@ def _job(spec: JobSpec, index: int, messages: Any) -> None:
                 study, config, data, n_trials=spec.n_trials, timeout=spec.timeout, latency=latency, on_trial=on_trial,
                 cpu_budget_s=spec.cpu_budget_s,
             )  # fmt: skip
-            report = dataclasses.asdict(done)
+            report.update(dataclasses.asdict(done))
         messages.put(("done", {"job": index, "pid": os.getpid(), **report}))
     except KeyboardInterrupt:
         sys.exit(130)

@@ -150,3 +150,13 @@ def test_a_training_checkpoint_on_a_full_disk_leaves_no_temporary_file(tmp_path:
     with pytest.raises(WriteError, match=r"last\.pt: no space left"):
         save_checkpoint(tmp_path / "last.pt", {"format": "e3d.checkpoint/1", "epoch": 2, "model": {"w": torch.zeros(100)}})
     assert listing(tmp_path) == ["last.pt"] and torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
+
+
+def test_an_unknown_allocator_setting_is_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from profiler import allocator
+
+    monkeypatch.setattr(allocator, "_state", None)  # as in a fresh process
+    monkeypatch.setenv("E3D_MALLOC", "turbo")
+    code, out, err = run(capsys, "models")
+    assert code == 2 and not out
+    assert err == "e3d models: error: E3D_MALLOC='turbo': choose keep or system\n"

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from profiler.allocator import allocator
 from profiler.latency import DeviceError, measure_latency, resolve_device
 from profiler.memory import measure_peak_memory
 
@@ -42,6 +43,7 @@ def test_statistics_are_positive_and_ordered() -> None:
     assert lat.clips_per_s == pytest.approx(4 * 1000 / lat.median_ms)
     assert lat.device == "cpu" and lat.dtype == "float32" and lat.torch_version == torch.__version__
     assert lat.batch_size == 4 and lat.repeats == 5 and lat.clip == (4, 16, 16)
+    assert lat.allocator == allocator()  # how malloc ran is recorded with the timing
 
 
 def test_missing_cuda_device_is_a_clear_error() -> None:

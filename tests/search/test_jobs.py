@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from search import study as st
 from search.budget import Budget
 from search.jobs import JobSpec, enable_wal, oversubscription, parse_jobs, run_jobs, usable_cores
+from tests.profiler.test_allocator import GLIBC
 
 PROXY = st.ProxyConfig(clip=(8, 32, 32), train_samples=24, val_samples=8, epochs=1, batch_size=8, threads=1)
 
@@ -62,6 +63,7 @@ def test_two_jobs_run_every_queued_trial_exactly_once(tmp_path: Path) -> None:
     runs = Counter((t.params["mobilenet.width_mult"], t.user_attrs["seed"]) for t in trials)
     assert len(runs) == 8 and set(runs.values()) == {1}  # none lost, none run twice
     assert len(reports) == 2 and sum(r["trained"] for r in reports) == 8
+    assert {r["allocator"] for r in reports} == {"keep" if GLIBC else "system"}  # each job set malloc up as the CLI does
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both jobs trained
     assert {t.user_attrs["precision"] for t in trials} == {"fp32 eager"}
 
