@@ -9,7 +9,8 @@ contiguous layout, eager): the forward pass of a batch of ``--batch-size`` clips
 inference mode (``profiler.latency.measure_latency``), and a training step (forward, cross-entropy,
 backward, SGD update: ``profiler.precision.train_step_seconds``) at ``--train-clip`` with
 ``--train-batch`` clips, with the page faults per pass and the child's peak memory. A preset's time
-under a setting is the median over the rounds; the speed-up is system / keep.
+under a setting is the median over the rounds; the speed-up is system / keep, and the verdict compares
+the rounds' times by Welch's test (``search.stats.compare``; with two rounds it has little power).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from e3d.commands.search import clip_arg
 from profiler.allocator import CHOICES, ENV, allocator
 from profiler.latency import cpu_name, measure_latency
 from profiler.precision import ExecConfig, train_step_seconds
-from search.stats import geomean
+from search.stats import compare, geomean
 from space.files import write_text
 from space.modules import build
 from space.registry import paper_spec
@@ -96,8 +97,8 @@ def run_child(setting: str, argv: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def summarise(runs: dict[str, list[list[dict[str, Any]]]]) -> list[dict[str, Any]]:
-    """Per preset and task: median ms and page faults per pass over the rounds under each setting, and
-    the speed-up system / keep."""
+    """Per preset and task: median ms and page faults per pass over the rounds under each setting, the
+    speed-up system / keep, and the verdict of ``search.stats.compare`` on the rounds' times."""
     out = []
     for i, first in enumerate(runs["system"][0]):
         row: dict[str, Any] = {"preset": first["preset"], "task": first["task"]}
@@ -108,17 +109,21 @@ def summarise(runs: dict[str, list[list[dict[str, Any]]]]) -> list[dict[str, Any
             row[f"{setting}_peak_gib"] = max(r["peak_gib"] for r in rounds)
             row[f"{setting}_applied"] = sorted({r["allocator"] for r in rounds})
         row["speedup"] = row["system_ms"] / row["keep_ms"]
+        verdict = compare([r[i]["ms"] for r in runs["system"]], [r[i]["ms"] for r in runs["keep"]])
+        row["verdict"] = {"win": "keep faster", "loss": "keep slower", "tie": "tie"}[verdict.outcome]
+        row["p"] = verdict.p
         out.append(row)
     return out
 
 
 def markdown(rows: list[dict[str, Any]], head: str) -> str:
     """The table, a geometric mean per task, and the run's header."""
-    title = "| preset | task | system ms | keep ms | speed-up | page faults per pass, system | keep |"
-    lines = [head, "", title, "|---|---|" + "---:|" * 5]
+    title = "| preset | task | system ms | keep ms | speed-up | verdict (Welch p) | page faults per pass, system | keep |"
+    lines = [head, "", title, "|---|---|" + "---:|" * 3 + "---|" + "---:|" * 2]
     for r in rows:
         cells = [r["preset"], r["task"], f"{r['system_ms']:.1f}", f"{r['keep_ms']:.1f}", f"{r['speedup']:.2f}x"]
-        lines.append("| " + " | ".join([*cells, f"{r['system_faults']:,.0f}", f"{r['keep_faults']:,.0f}"]) + " |")
+        cells += [f"{r['verdict']} ({r['p']:.2f})", f"{r['system_faults']:,.0f}", f"{r['keep_faults']:,.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for task in TASKS:
         ups = [r["speedup"] for r in rows if r["task"] == task]

@@ -25,7 +25,16 @@ def test_summary_takes_the_median_over_rounds_and_divides_system_by_keep() -> No
     (s,) = ba.summarise(runs)
     assert (s["system_ms"], s["keep_ms"], s["speedup"]) == (200.0, 100.0, 2.0)
     assert (s["system_faults"], s["keep_faults"], s["keep_applied"]) == (8e4, 0.0, ["keep"])
-    assert "| a 1x | infer | 200.0 | 100.0 | 2.00x | 80,000 | 0 |" in ba.markdown([s], "# head")
+    assert s["verdict"] == "tie" and 0.05 < s["p"] < 1  # 200 +- 100 against 100 +- 50 over three rounds
+    assert "| a 1x | infer | 200.0 | 100.0 | 2.00x | tie (0.22) | 80,000 | 0 |" in ba.markdown([s], "# head")
+
+
+def test_a_consistent_difference_is_a_verdict() -> None:
+    times = {"system": (400, 410, 405), "keep": (300, 302, 298)}
+    runs = {s: [[row("a 1x", "train", ms, 0.0, s)] for ms in t] for s, t in times.items()}
+    assert ba.summarise(runs)[0]["verdict"] == "keep faster"
+    runs["system"], runs["keep"] = runs["keep"], runs["system"]
+    assert ba.summarise(runs)[0]["verdict"] == "keep slower"
 
 
 def test_a_tiny_run_times_each_setting_in_its_own_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
