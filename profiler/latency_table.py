@@ -46,6 +46,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from profiler.allocator import ENV, allocator
 from profiler.latency import _time, device_name, resolve_device, torch_threads
 from space.blocks import BLOCKS
 from space.ops import Layer, Shape, Triple
@@ -424,6 +425,8 @@ class LatencyTable:
     planned: int = 0
     complete: bool = False
     created: str = ""
+    allocator: str = "system"
+    """How malloc ran while it was measured (:func:`profiler.allocator.allocator`; tables from before it: system)."""
     _fits: dict[str, dict[str, Regression | None]] = field(default_factory=dict, init=False, repr=False)
     _overheads: dict[tuple[str, str | None], Overhead] = field(default_factory=dict, init=False, repr=False)
     _prices: dict[str, dict[UnitKey, float]] = field(default_factory=dict, init=False, repr=False)
@@ -436,6 +439,7 @@ class LatencyTable:
             "schema": SCHEMA,
             "complete": self.complete,
             "created": self.created,
+            "allocator": self.allocator,
             "planned": self.planned,
             "settings": self.settings.as_dict(),
             "call_ms": self.call_ms,
@@ -462,6 +466,7 @@ class LatencyTable:
             planned=int(d["planned"]),
             complete=bool(d["complete"]),
             created=str(d["created"]),
+            allocator=str(d.get("allocator", "system")),
         )
         for e in d["entries"]:
             block = Block.from_dict(e)
@@ -506,7 +511,7 @@ class LatencyTable:
 
     def identity(self) -> dict[str, Any]:
         """The table's settings and fingerprint (stored on a study that screens with it)."""
-        return {**self.settings.as_dict(), "entries": len(self.entries), "sha256": self.fingerprint()}
+        return {**self.settings.as_dict(), "allocator": self.allocator, "entries": len(self.entries), "sha256": self.fingerprint()}
 
     # -- checks and pricing
 
@@ -661,14 +666,20 @@ MeasureCall = Callable[[TableSettings, str], float]
 
 
 def open_for_build(path: Path, settings: TableSettings) -> LatencyTable:
-    """The partial table at ``path`` to resume (same settings required), or a new one."""
+    """The partial table at ``path`` to resume (same settings and allocator required), or a new one."""
     if not path.exists():
-        return LatencyTable(settings, created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+        created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        return LatencyTable(settings, created=created, allocator=allocator())
     table = LatencyTable.load(path, complete=False)
     if table.settings != settings:
         have, want = table.settings.as_dict(), settings.as_dict()
         diff = ", ".join(f"{k} {_fmt(have[k])} (asked {_fmt(want[k])})" for k in have if have[k] != want[k])
         raise LatencyTableError(f"{path} holds a table measured with other settings: {diff}; use another --out")
+    if table.allocator != allocator():
+        raise LatencyTableError(
+            f"{path} was measured with malloc as {table.allocator}, this process runs it as {allocator()}: "
+            f"resume with {ENV}={table.allocator} or use another --out"
+        )
     return table
 
 

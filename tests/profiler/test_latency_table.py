@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -395,3 +396,33 @@ def test_remeasure_measures_each_priced_network_again_after_the_first_pass(tmp_p
     floor = noise_floor(rows)
     assert (floor.networks, floor.unpriced) == (4, 0)
     assert floor.mape == pytest.approx(100 * (0.1 + 0 + 0.1 + 0) / 4) and floor.within_10 == pytest.approx(100.0)
+
+
+def test_the_table_records_its_allocator_and_a_resume_under_another_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from profiler import latency_table as lt
+
+    monkeypatch.setattr(lt, "allocator", lambda: "keep")
+    blocks = list(collect_blocks([spec()]).values())
+    with pytest.raises(KeyboardInterrupt):
+        build_table(blocks, settings(), tmp_path / "t.json", measure=interrupted(), measure_empty=fake_call, progress=False)
+    partial = LatencyTable.load(tmp_path / "t.json", complete=False)
+    assert partial.allocator == "keep" and partial.identity()["allocator"] == "keep"
+    monkeypatch.setattr(lt, "allocator", lambda: "system")
+    with pytest.raises(LatencyTableError, match="malloc as keep, this process runs it as system: resume with E3D_MALLOC=keep"):
+        build_table(blocks, settings(), tmp_path / "t.json", measure=fake_ms, measure_empty=fake_call, progress=False)
+    data = json.loads((tmp_path / "t.json").read_text())
+    del data["allocator"]  # a table from before the field: measured with the system's malloc
+    assert LatencyTable.from_dict(data).allocator == "system"
+
+
+def interrupted() -> Callable[[Block, TableSettings, str], float]:
+    """A measure that stops the build (Ctrl-C) at its fifth measurement."""
+    calls: list[str] = []
+
+    def measure(b: Block, s: TableSettings, mode: str) -> float:
+        calls.append(b.key)
+        if len(calls) > 4:
+            raise KeyboardInterrupt
+        return 1.0
+
+    return measure
