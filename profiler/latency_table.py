@@ -511,7 +511,7 @@ class LatencyTable:
 
     def identity(self) -> dict[str, Any]:
         """The table's settings and fingerprint (stored on a study that screens with it)."""
-        return {**self.settings.as_dict(), "allocator": self.allocator, "entries": len(self.entries), "sha256": self.fingerprint()}
+        return {**self.settings.as_dict(), "entries": len(self.entries), "sha256": self.fingerprint()}
 
     # -- checks and pricing
 
