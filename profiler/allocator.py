@@ -53,13 +53,6 @@ def allocator() -> str:
     return _state or "system"
 
 
-def describe(state: str) -> str:
-    """What an :func:`allocator` state means, in words."""
-    if state == "keep":
-        return f"glibc malloc keeps freed memory for reuse (mmap off, no trimming; {ENV}=system turns it off)"
-    return "the system's allocator as configured"
-
-
 def _apply() -> str:
     wanted = os.environ.get(ENV, "keep").strip().lower() or "keep"
     if wanted not in CHOICES:

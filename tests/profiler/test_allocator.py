@@ -65,14 +65,14 @@ def test_system_and_a_preloaded_allocator_are_left_alone(fresh: pytest.MonkeyPat
     fresh.setattr(al, "_state", None)
     fresh.setenv(al.ENV, "keep")
     fresh.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
-    assert al.keep_freed_memory() == "system" and "as configured" in al.describe(al.allocator())
+    assert al.keep_freed_memory() == al.allocator() == "system"
 
 
 def test_it_is_applied_once(fresh: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     fresh.setattr(al, "_apply", lambda: calls.append("x") or "keep")
     assert al.keep_freed_memory() == al.keep_freed_memory() == al.allocator() == "keep"
-    assert calls == ["x"] and "E3D_MALLOC=system" in al.describe("keep")
+    assert calls == ["x"]
 
 
 def test_calibrations_are_cached_per_allocator(monkeypatch: pytest.MonkeyPatch) -> None:
