@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from e3d.cli import Parser, positive_int
+from e3d.cli import Parser, positive_int, preset_arg
 from e3d.commands.search import clip_arg
 from profiler.allocator import CHOICES, ENV, allocator
 from profiler.latency import cpu_name, measure_latency
@@ -149,15 +149,6 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="also write allocator.json and allocator.md here")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
-
-
-def preset_arg(text: str) -> tuple[str, float]:
-    """``NAME:WIDTH`` as (name, width)."""
-    name, _, width = text.partition(":")
-    try:
-        return name, float(width or 1.0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected NAME:WIDTH, got {text!r}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from e3d.cli import Parser, non_negative_int, positive_int
+from e3d.cli import Parser, non_negative_int, positive_int, preset_arg
 from e3d.commands.search import clip_arg
 from profiler.counting import spec_totals
 from profiler.precision import candidates, choose, detect_cpu, matmul_gflops, train_step_gflop, train_step_seconds
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     """Measure and print the table."""
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clips", nargs="+", type=clip_arg, default=[(16, 48, 48)], metavar="TxHxW", help="default 16x48x48 (the proxy clip)")
-    p.add_argument("--presets", nargs="+", metavar="NAME:WIDTH", help="default: every Table 8 preset")
+    p.add_argument("--presets", nargs="+", type=preset_arg, metavar="NAME:WIDTH", help="default: every Table 8 preset")
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--steps", type=positive_int, default=3, help="timed steps per configuration (median; default 3)")
     p.add_argument("--warmup", type=non_negative_int, default=1, help="untimed steps first (default 1)")
@@ -131,9 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--compile", action="store_true", help="also torch.compile (fp32; compiling takes minutes per preset)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    presets = (
-        [(s.split(":")[0], float(s.split(":")[1])) for s in args.presets] if args.presets else [(r.model, r.width_mult) for r in table8()]
-    )
+    presets = args.presets or [(r.model, r.width_mult) for r in table8()]
     cpu = detect_cpu()
     peaks = {"fp32": matmul_gflops("fp32", threads=args.threads)}
     if cpu.bf16:

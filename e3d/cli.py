@@ -46,6 +46,15 @@ def positive_float(text: str) -> float:
     return value
 
 
+def preset_arg(text: str) -> tuple[str, float]:
+    """argparse type: ``NAME:WIDTH`` as (name, width)."""
+    name, _, width = text.partition(":")
+    try:
+        return name, float(width)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME:WIDTH, got {text!r}") from None
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     try:

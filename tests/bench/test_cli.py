@@ -107,3 +107,11 @@ def test_search_vs_presets_default_pruners_are_kept() -> None:
 
     assert parse(["--mode", "front"]).pruner == "none" and parse(["--mode", "budgets"]).pruner == "median"
     assert parse(["--mode", "front", "--pruner", "rungs"]).pruner == "rungs"
+
+
+@pytest.mark.parametrize("name", ["train_speed", "allocator"])
+def test_a_preset_without_a_width_is_one_line(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(f"bench.{name}").main(["--presets", "mobilenet"])
+    assert e.value.code == 2
+    assert "--presets: expected NAME:WIDTH, got 'mobilenet'" in capsys.readouterr().err
