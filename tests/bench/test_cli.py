@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,3 +118,10 @@ def test_a_preset_without_a_width_is_one_line(name: str, capsys: pytest.CaptureF
         importlib.import_module(f"bench.{name}").main(["--presets", "mobilenet"])
     assert e.value.code == 2
     assert "--presets: expected NAME:WIDTH, got 'mobilenet'" in capsys.readouterr().err
+
+
+def test_an_unknown_allocator_setting_is_one_line() -> None:
+    env = {**os.environ, "E3D_MALLOC": "turbo"}
+    out = subprocess.run([sys.executable, "-m", "bench.counting", "--help"], env=env, capture_output=True, text=True, check=False)
+    assert out.returncode == 2 and not out.stdout
+    assert out.stderr == "error: E3D_MALLOC='turbo': choose keep or system\n"
