@@ -19,9 +19,13 @@ lie within the range the class was measured at. Anything else raises :class:`Unp
 never a silent extrapolation.
 
 A network's predicted latency (:meth:`LatencyTable.predict`) is ``call + sum over its blocks of
-(price - call)``, then a fitted per-network overhead ``const + scale * that``, fitted on calibration
-networks measured whole with the table (on the network's own family's, when the table has enough of them).
+(price - call)``, times a per-network scale: the median ratio of measured to summed over calibration
+networks measured whole with the table (the network's own family's, when the table has enough of them).
 Prediction reads the spec's traced units; no model is built.
+
+A block timed while something else takes a core (two threads on a two-core machine wait a whole
+time slice at every parallel region) can read 10-200x slow; after measuring, a build times again
+every entry more than :data:`RECHECK_RATIO` times its class's fit and keeps the faster reading.
 
 Tables are JSON files written atomically every few seconds and whenever a build stops, so an
 interrupted build resumes without re-measuring what it has (:func:`build_table`).
@@ -403,9 +407,8 @@ class Regression:
 
 @dataclass(frozen=True)
 class Overhead:
-    """Per-network correction: ``const_ms + scale * sum of the blocks``, fitted on ``networks``."""
+    """Per-network correction: ``scale * sum of the blocks``, fitted on ``networks``."""
 
-    const_ms: float = 0.0
     scale: float = 1.0
     networks: int = 0
 
@@ -427,6 +430,8 @@ class LatencyTable:
     created: str = ""
     allocator: str = "system"
     """How malloc ran while it was measured (:func:`profiler.allocator.allocator`; tables from before it: system)."""
+    rechecked: int = field(default=0, init=False, compare=False, repr=False)
+    """Entries the last :func:`build_table` timed again (see :meth:`outliers`); not saved."""
     _fits: dict[str, dict[str, Regression | None]] = field(default_factory=dict, init=False, repr=False)
     _overheads: dict[tuple[str, str | None], Overhead] = field(default_factory=dict, init=False, repr=False)
     _prices: dict[str, dict[UnitKey, float]] = field(default_factory=dict, init=False, repr=False)
@@ -571,7 +576,7 @@ class LatencyTable:
         if mode not in self.settings.modes:
             raise LatencyTableError(f"the latency table has no {mode} measurements (paths: {', '.join(self.settings.modes)})")
         o = self.overhead(mode, spec.family if per_family else None)
-        return o.const_ms + o.scale * self.block_sum(spec, mode)
+        return o.scale * self.block_sum(spec, mode)
 
     def predictor(self, mode: str = "eager") -> Callable[[NetSpec], float]:
         """``predict`` for one path, as the search's latency callable."""
@@ -589,6 +594,21 @@ class LatencyTable:
             else:
                 self._overheads[key] = fit_overhead([(self.block_sum(s, mode), ms[mode]) for s, ms in nets])
         return self._overheads[key]
+
+    def outliers(self) -> list[Block]:
+        """Entries more than :data:`RECHECK_RATIO` times their class's regression on some path."""
+        out = []
+        for block, ms in self.entries.values():
+            fits = [self._regressions(mode).get(block.cls) for mode in self.settings.modes]
+            if any(f is not None and ms[m] > RECHECK_RATIO * f(block) for m, f in zip(self.settings.modes, fits, strict=True)):
+                out.append(block)
+        return out
+
+    def forget_fits(self) -> None:
+        """Drop the regressions, prices and overheads computed so far (after entries changed)."""
+        self._fits.clear()
+        self._prices.clear()
+        self._overheads.clear()
 
     def _regressions(self, mode: str) -> dict[str, Regression | None]:
         if mode not in self._fits:
@@ -636,30 +656,27 @@ def fit_regression(points: Sequence[tuple[Block, float]]) -> Regression | None:
 
 
 MIN_CALIBRATION = 4
-"""Calibration networks needed to fit a constant besides the scale."""
+"""Calibration networks a family needs for an overhead of its own."""
 
 
 def fit_overhead(pairs: Sequence[tuple[float, float]]) -> Overhead:
-    """Fit ``measured = const + scale * sum`` over (sum, measured) pairs: both >= 0, on relative error.
+    """The median of measured / sum over (sum, measured) pairs with both > 0 (none: scale 1).
 
-    With fewer than :data:`MIN_CALIBRATION` networks, or when the constant would carry more than
-    half of the typical network (the measurements barely grow with the sum: noise, and a ranking
-    lost), only the scale is fitted: the median of measured / sum. No networks: 0 ms, scale 1.
+    A constant besides the scale was fitted before 2026-12-03; on three tables it priced held-out
+    networks no better and, fitted on a few stalled calibration networks, far worse (docs/LATENCY.md).
     """
-    pairs = [(s, m) for s, m in pairs if m > 0 and s > 0]
-    if not pairs:
-        return Overhead()
-    if len(pairs) >= MIN_CALIBRATION:
-        const, scale = _nnls([[1.0, s] for s, _ in pairs], [m for _, m in pairs])
-        if const <= 0.5 * median(m for _, m in pairs):
-            return Overhead(const, scale, len(pairs))
-    return Overhead(0.0, median(m / s for s, m in pairs), len(pairs))
+    ratios = [m / s for s, m in pairs if m > 0 and s > 0]
+    return Overhead(median(ratios), len(ratios)) if ratios else Overhead()
 
 
 # -- building --------------------------------------------------------------------------------------
 
 SAVE_SECONDS = 10.0
 """How often a build saves its table while measuring blocks."""
+RECHECK_RATIO = 2.0
+"""An entry more than this many times its class's regression is timed again (a stall, most likely)."""
+RECHECK_ROUNDS = 2
+"""At most this many more timings of an outlier; each path keeps its fastest reading."""
 MeasureBlock = Callable[[Block, TableSettings, str], float]
 MeasureSpec = Callable[[NetSpec, TableSettings, str], float]
 MeasureCall = Callable[[TableSettings, str], float]
@@ -735,6 +752,8 @@ def build_table(
                 if time.monotonic() - saved > SAVE_SECONDS:
                     table.save(out)
                     saved = time.monotonic()
+            if todo:
+                table.rechecked = _recheck(table, measure)
             for spec in nets:
                 table.networks.append((spec, {m: measure_network(spec, settings, m) for m in settings.modes}))
                 bar.update(1)
@@ -743,6 +762,23 @@ def build_table(
     finally:
         table.save(out)
     return table
+
+
+def _recheck(table: LatencyTable, measure: MeasureBlock) -> int:
+    """Time every outlier (:meth:`LatencyTable.outliers`) again, up to :data:`RECHECK_ROUNDS` times,
+    keeping each path's faster reading; the number of blocks timed again."""
+    again: set[str] = set()
+    for _ in range(RECHECK_ROUNDS):
+        blocks = table.outliers()
+        if not blocks:
+            break
+        for b in blocks:
+            new = _measured(functools.partial(measure, b, table.settings), b.key, table.settings)
+            old = table.entries[b.key][1]
+            table.entries[b.key] = (b, {m: min(old[m], new[m]) for m in old})
+            again.add(b.key)
+        table.forget_fits()
+    return len(again)
 
 
 def predicted_latency(
