@@ -35,7 +35,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 import space
-from e3d.cli import Parser
+from e3d.cli import Parser, preset_arg
 from profiler.latency import cpu_name
 from profiler.precision import ExecConfig, train_step_seconds
 from search.data import PROXY_TASKS, collate, open_dataset
@@ -106,7 +106,7 @@ def step_rate(model: torch.nn.Module, config: ExecConfig, clip: tuple[int, int, 
     return BATCH / seconds
 
 
-def measure_source(source: str, models: Sequence[str], *, batches: int, threads: int, cache_dir: str) -> list[Row]:
+def measure_source(source: str, models: Sequence[tuple[str, float]], *, batches: int, threads: int, cache_dir: str) -> list[Row]:
     """One :class:`Row` per model for ``source`` (a proxy task name or a folder of videos)."""
     train = open_dataset(source, split="train", cache_dir=cache_dir if source in PROXY_TASKS else None, progress=False)
     first = train[0]
@@ -121,14 +121,13 @@ def measure_source(source: str, models: Sequence[str], *, batches: int, threads:
     config = TrainConfig(epochs=1, batch_size=BATCH, threads=threads, precision="auto")
     classes = train.num_classes
     rows = []
-    for item in models:
-        name, width = item.split(":")
-        model = space.create_model(name, width_mult=float(width), num_classes=classes, sample_size=clip[1], sample_duration=clip[0])
+    for name, width in models:
+        model = space.create_model(name, width_mult=width, num_classes=classes, sample_size=clip[1], sample_duration=clip[0])
         fastest = resolve_exec(model, train, config)
         fp32 = step_rate(model, ExecConfig(threads=threads), clip, classes, batches)
         best = step_rate(model, fastest, clip, classes, batches)
         loop = fit(model, part, val, config, progress=False).history[-1]["clips_per_s"]
-        rows.append(Row(_name(source), clip, loader, workers, f"{name} {width}x", fastest.label, fp32, best, loop))
+        rows.append(Row(_name(source), clip, loader, workers, f"{name} {width:g}x", fastest.label, fp32, best, loop))
     return rows
 
 
@@ -157,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Print the table for every source and the verdict."""
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sources", nargs="+", default=["motion", "digits"], help="proxy task names or folders of videos")
-    p.add_argument("--models", nargs="+", default=["shufflenet:0.5", "mobilenetv2:0.45"], metavar="NAME:WIDTH")
+    p.add_argument("--models", nargs="+", type=preset_arg, default=[("shufflenet", 0.5), ("mobilenetv2", 0.45)], metavar="NAME:WIDTH")
     p.add_argument("--batches", type=int, default=30, help="batches of 16 per measurement (default 30)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for the model (default 1: a --jobs trial's)")
     p.add_argument("--cache-dir", default=None, help="proxy cache (default: a temporary folder)")

@@ -20,7 +20,7 @@ import time
 import torch
 
 import space
-from e3d.cli import Parser
+from e3d.cli import Parser, preset_arg
 from profiler.latency import cpu_name
 from search.data import PROXY_SCALES, proxy_dataset
 from search.train import TrainConfig, fit
@@ -30,7 +30,10 @@ def main(argv: list[str] | None = None) -> None:
     """Print one row per task, model and seed."""
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=["motion", "digits"])
-    p.add_argument("--models", nargs="+", default=["shufflenet:0.5", "mobilenetv2:0.45", "shufflenetv2:1.0", "mobilenet:1.0"])
+    p.add_argument(
+        "--models", nargs="+", type=preset_arg, metavar="NAME:WIDTH",
+        default=[("shufflenet", 0.5), ("mobilenetv2", 0.45), ("shufflenetv2", 1.0), ("mobilenet", 1.0)],
+    )  # fmt: skip
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--train-samples", type=int, default=800)
     p.add_argument("--lr", type=float, default=0.05)
@@ -50,18 +53,17 @@ def main(argv: list[str] | None = None) -> None:
         kw = {"cache_dir": cache, "progress": False, "frame_step": args.frame_step}
         train = proxy_dataset(task, split="train", num_samples=args.train_samples, scales=tuple(args.scales or PROXY_SCALES), **kw)
         val = proxy_dataset(task, split="val", **kw)
-        for item in args.models:
-            name, width = item.split(":")
+        for name, width in args.models:
             for seed in args.seeds:
                 torch.manual_seed(seed)
-                model = space.create_model(name, width_mult=float(width), num_classes=train.num_classes, sample_size=48, sample_duration=16)
+                model = space.create_model(name, width_mult=width, num_classes=train.num_classes, sample_size=48, sample_duration=16)
                 config = TrainConfig(epochs=args.epochs, batch_size=16, lr=args.lr, seed=seed, threads=args.threads)
                 t0 = time.perf_counter()
                 r = fit(model, train, val, config, progress=False)
                 curve = " ".join(f"{h['val_top1']:5.1f}" for h in r.history)
                 h = r.history[-1]
                 print(
-                    f"{task:<7} {name + ' ' + width + 'x':<18} {seed:>4} {train.sampling.step:>4} {curve:<24} {h['train_top1']:>10.1f} "
+                    f"{task:<7} {f'{name} {width:g}x':<18} {seed:>4} {train.sampling.step:>4} {curve:<24} {h['train_top1']:>10.1f} "
                     f"{h['clips_per_s']:>8.0f} {time.perf_counter() - t0:>5.0f}",
                     flush=True,
                 )
