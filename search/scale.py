@@ -499,6 +499,27 @@ def taken_by(trials: Iterable[FrozenTrial], number: int, point: str, seed: int) 
     return None
 
 
+def trained_before(trials: Iterable[FrozenTrial], spec: str, proxy_clip: Sequence[int], seed: int) -> FrozenTrial | None:
+    """A finished run of the same network (spec JSON), proxy clip and seed under another point of the
+    study, whose result training again would repeat (width alone at the cost of a step that chose width)."""
+    run = (spec, list(proxy_clip), seed)
+    for t in trials:
+        a = t.user_attrs
+        if t.state == TrialState.COMPLETE and a.get("accuracy") is not None and (a.get("spec"), a.get("proxy_clip"), a.get("seed")) == run:
+            return t
+    return None
+
+
+def reuse(trial: optuna.Trial, done: FrozenTrial) -> float:
+    """Record ``done``'s run as ``trial``'s (all but its point attributes), marked ``reused_from``."""
+    for k, v in done.user_attrs.items():
+        if k not in (*POINT_ATTRS, "retry_of"):
+            trial.set_user_attr(k, v)
+    trial.set_user_attr("trained", False)
+    trial.set_user_attr("reused_from", done.number)
+    return float(done.user_attrs["accuracy"])
+
+
 @dataclass
 class ScaleObjective(Objective):
     """Train one enqueued point: its spec at its proxy clip, on the proxy data of that clip."""
@@ -517,9 +538,13 @@ class ScaleObjective(Objective):
         a = trial.user_attrs
         if "point" not in a:  # another worker took the last queued point: nothing to train
             raise optuna.TrialPruned("no scaling point queued")
-        twin = taken_by(trial.study.get_trials(deepcopy=False), trial.number, a["point"], int(a["seed"]))
+        trials = trial.study.get_trials(deepcopy=False)
+        twin = taken_by(trials, trial.number, a["point"], int(a["seed"]))
         if twin is not None:
             raise optuna.TrialPruned(f"trial {twin} trains this point and seed")
+        same = trained_before(trials, a["spec"], a["proxy_clip"], int(a["seed"]))
+        if same is not None:
+            return reuse(trial, same)
         spec = NetSpec.from_json(a["spec"])
         clip: Clip = (int(a["proxy_clip"][0]), int(a["proxy_clip"][1]), int(a["proxy_clip"][2]))
         seed = int(a["seed"])

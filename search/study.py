@@ -881,6 +881,8 @@ def trial_line(t: FrozenTrial) -> str:
     took = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else 0.0
     lat = f"  {a['latency_ms']:.0f} ms/batch" if a.get("latency_ms") is not None else ""
     state = {"COMPLETE": "", "PRUNED": "  pruned", "FAIL": f"  FAILED {a.get('error', '')}"}.get(t.state.name, t.state.name)
+    if "reused_from" in a:
+        state += f"  (the run of trial {a['reused_from']}: same network and seed)"
     return f"{head}  {macs}  params {a.get('params', 0) / 1e6:5.2f} M{lat}  {acc_s}  {a.get('epochs', 0)} ep {took:5.0f} s{state}"
 
 

@@ -101,6 +101,30 @@ def test_ctrl_c_keeps_every_trained_point_and_resume_finishes_the_same_path(
     assert a[1].drop(columns="summary").equals(b[1].drop(columns="summary"))
 
 
+def test_a_network_trained_under_another_point_is_not_trained_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A factor of 1 on every axis is the base network: its run is reused, not repeated."""
+    import optuna
+
+    calls: list[Any] = []
+    monkeypatch.setattr("search.train.fit", sized_fit(calls))
+    args = [*EXPAND[:4], "--axes", "width,depth", "--factors", "1,2", "--out", str(tmp_path)]
+    code, out, err = run(capsys, *args, *TINY)
+    assert code == 0, err
+    points = pd.read_csv(tmp_path / "points.csv")
+    assert list(points["point"]) == ["base/0/base", "axes/0/widthx1", "axes/0/widthx2", "axes/0/depthx1", "axes/0/depthx2"]
+    ones = points[points["point"].str.endswith("x1")]
+    assert (ones["summary"] == points["summary"].iloc[0]).all() and (ones["accuracy_mean"] == points["accuracy_mean"].iloc[0]).all()
+    assert len(calls) == 3  # the base, width x2, depth x2
+    study = optuna.load_study(study_name="e3d-scale", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    reused = {t.user_attrs["point"]: t for t in study.get_trials() if "reused_from" in t.user_attrs}
+    assert set(reused) == {"axes/0/widthx1", "axes/0/depthx1"} and not any(t.user_attrs["trained"] for t in reused.values())
+    base = study.trials[reused["axes/0/widthx1"].user_attrs["reused_from"]]
+    assert base.user_attrs["point"] == "base/0/base" and base.user_attrs["trained"]
+    assert f"(the run of trial {base.number}: same network and seed)" in out + err
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
