@@ -499,13 +499,21 @@ def taken_by(trials: Iterable[FrozenTrial], number: int, point: str, seed: int) 
     return None
 
 
+def network(spec: str) -> dict[str, Any]:
+    """What a spec JSON builds: every field but ``width_mult``, a label that building and counting ignore
+    (two width factors that round to the same channels make one network)."""
+    fields = json.loads(spec)
+    fields.pop("width_mult", None)
+    return dict(fields)
+
+
 def trained_before(trials: Iterable[FrozenTrial], spec: str, proxy_clip: Sequence[int], seed: int) -> FrozenTrial | None:
-    """A finished run of the same network (spec JSON), proxy clip and seed under another point of the
-    study, whose result training again would repeat (width alone at the cost of a step that chose width)."""
-    run = (spec, list(proxy_clip), seed)
-    for t in trials:
-        a = t.user_attrs
-        if t.state == TrialState.COMPLETE and a.get("accuracy") is not None and (a.get("spec"), a.get("proxy_clip"), a.get("seed")) == run:
+    """A finished run of the same network (:func:`network`), proxy clip and seed under another point of
+    the study, whose result training again would repeat (width alone landing on a width step's network)."""
+    run = (network(spec), list(proxy_clip), seed)
+    done = (t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("accuracy") is not None and "spec" in t.user_attrs)
+    for t in done:
+        if (network(t.user_attrs["spec"]), t.user_attrs.get("proxy_clip"), t.user_attrs.get("seed")) == run:
             return t
     return None
 

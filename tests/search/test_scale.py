@@ -236,6 +236,21 @@ def test_versus_trains_one_axis_alone_at_each_chosen_steps_cost() -> None:
         sc.ScaleConfig(shufflenetv2().to_json(), "expand", ("depth",), to_macs=3e8, versus="expansion")
 
 
+def test_a_run_is_reused_only_for_the_same_network_proxy_clip_and_seed() -> None:
+    """Specs that differ only in their width label build one network (MobileNetV2 0.3419x and 0.3428x did)."""
+    a = space.paper_spec("mobilenetv2", width_mult=0.2)
+    attrs = {"spec": a.to_json(), "proxy_clip": [16, 48, 48], "seed": 0, "accuracy": 41.0}
+    done = optuna.trial.create_trial(state=TrialState.COMPLETE, value=41.0, user_attrs=attrs)
+    failed = optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={**attrs, "accuracy": None})
+    relabelled = a.replace(width_mult=0.2003).to_json()
+    assert sc.trained_before([failed, done], relabelled, (16, 48, 48), 0) is done
+    assert sc.trained_before([failed], relabelled, (16, 48, 48), 0) is None  # no result to reuse
+    assert sc.trained_before([done], relabelled, (16, 48, 48), 1) is None  # another seed
+    assert sc.trained_before([done], relabelled, (32, 48, 48), 0) is None  # another proxy clip
+    wider = space.paper_spec("mobilenetv2", width_mult=0.35).to_json()
+    assert sc.trained_before([done], wider, (16, 48, 48), 0) is None  # another network
+
+
 def test_a_point_queued_twice_is_trained_once() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study()
