@@ -502,9 +502,9 @@ def taken_by(trials: Iterable[FrozenTrial], number: int, point: str, seed: int) 
 def network(spec: str) -> dict[str, Any]:
     """What a spec JSON builds: every field but ``width_mult``, a label that building and counting ignore
     (two width factors that round to the same channels make one network)."""
-    fields = json.loads(spec)
+    fields: dict[str, Any] = json.loads(spec)
     fields.pop("width_mult", None)
-    return dict(fields)
+    return fields
 
 
 def trained_before(trials: Iterable[FrozenTrial], spec: str, proxy_clip: Sequence[int], seed: int) -> FrozenTrial | None:
