@@ -752,7 +752,7 @@ def build_table(
                 if time.monotonic() - saved > SAVE_SECONDS:
                     table.save(out)
                     saved = time.monotonic()
-            if todo:
+            if todo or nets:  # also when a build stopped while re-timing resumes
                 table.rechecked = _recheck(table, measure)
             for spec in nets:
                 table.networks.append((spec, {m: measure_network(spec, settings, m) for m in settings.modes}))
