@@ -207,7 +207,7 @@ def _in_millions(df: pd.DataFrame) -> pd.DataFrame:
 def summary_markdown(run: ScaleRun) -> str:
     """The run's summary: settings, the slope per curve, the expansion path, and every point."""
     cfg = run.config
-    lines = ["# Scaling study", "", f"Points {trained_on(run.points)}.", ""]
+    lines = ["# Scaling study", "", f"Points {trained_on(run.points)}.", "", *unfinished(run)]
     if cfg:
         base = json.loads(cfg["base"]) if "base" in cfg else {}
         lines += [f"Base: {base.get('family', '?')} at width {base.get('width_mult', '?')}; mode `{cfg.get('mode')}`, "
@@ -241,6 +241,16 @@ def summary_markdown(run: ScaleRun) -> str:
     points = _in_millions(run.points)
     lines += _table(points, [c for c in cols if c in points])
     return "\n".join(lines) + "\n"
+
+
+def unfinished(run: ScaleRun) -> list[str]:
+    """A paragraph saying how much of the plan is trained, when not all of it is (none when it is)."""
+    seeds = int(run.config.get("seeds", 1))
+    done = run.points["seeds_done"] >= seeds if "seeds_done" in run.points else run.points["accuracy_mean"].notna()
+    if done.all():
+        return []
+    return [f"**Unfinished:** {int(done.sum())} of the {len(done)} points planned so far have all {seeds} seed(s); "
+            "later steps are planned as earlier ones finish (`e3d scale --resume` continues).", ""]  # fmt: skip
 
 
 def trained_on(points: pd.DataFrame) -> str:

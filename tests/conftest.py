@@ -38,8 +38,6 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-
-
 @pytest.fixture
 def one_torch_thread() -> Iterator[None]:
     """One torch thread: several times faster than two when other jobs share the two cores."""

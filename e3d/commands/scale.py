@@ -249,12 +249,21 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         bar.close()
         progress.save()
+        _report_so_far(out)
         return interrupted(f"every trained point is saved in {out}", resume_command(args, "scale", out, 0))
     bar.close()
     progress.plan = final
     progress.save()
     _write_results(study, out, final, started=started)
     return 0
+
+
+def _report_so_far(out: Path) -> None:
+    """The curves and summary of the points trained so far (nothing before the first)."""
+    from analysis.scaling import load_scale, write_report
+
+    if (out / "points.csv").is_file() and load_scale(out).points["accuracy_mean"].notna().any():
+        write_report(out)
 
 
 def _announce(search: Any, cfg: Any, url: str) -> None:
