@@ -10,6 +10,9 @@ trial once), and a dead one's trial is failed by heartbeat and re-run.
 
 A SQLite storage is switched to write-ahead logging first (readers do not block the writer) and
 every connection waits up to a minute for a lock (``search.study.open_storage``) before it fails.
+
+SIGTERM (``kill``, ``timeout``, a scheduler's stop) stops the e3d command and every job as Ctrl-C does
+(:func:`search.interrupts.sigterm_interrupts`): trials in training are marked interrupted and queued again, the rest saved.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from urllib.parse import unquote
 import optuna
 from optuna.trial import FrozenTrial
 
+from search.interrupts import sigterm_interrupts
 from space.spec import E3DError
 
 
@@ -162,6 +166,11 @@ def _picklable(spec: JobSpec) -> JobSpec:
 
 def _job(spec: JobSpec, index: int, messages: Any) -> None:
     """One job process: join the study, run a worker (or the scaling plan), report each trial and the end."""
+    with sigterm_interrupts():
+        _work(spec, index, messages)
+
+
+def _work(spec: JobSpec, index: int, messages: Any) -> None:
     from profiler.allocator import keep_freed_memory
     from search import study as st
 

@@ -1,0 +1,93 @@
+"""SIGTERM as Ctrl-C: raised as KeyboardInterrupt within, the previous handler back after; an e3d search
+with two jobs stopped by SIGTERM marks its trials in training interrupted and says how to continue."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search import study as st
+from search.interrupts import sigterm_interrupts
+from tests.search.conftest import TINY
+
+
+def test_sigterm_raises_keyboard_interrupt_within_and_the_default_comes_back() -> None:
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    with pytest.raises(KeyboardInterrupt), sigterm_interrupts():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler runs at once; without it the process would end here
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_an_ignored_sigterm_stays_ignored() -> None:
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        with sigterm_interrupts():
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+VICTIM = textwrap.dedent(
+    """
+    import sys, time
+    import search.train
+    from search.train import FitResult
+    from e3d.cli import main
+
+    def slow_fit(model, train, val, config, **_):
+        time.sleep(120)  # "training" long enough to be stopped in
+        return FitResult(30.0, 30.0, 1, 0.01, [])
+
+    search.train.fit = slow_fit
+    sys.exit(main(["search", *sys.argv[2:], "--out", sys.argv[1]]))
+    """
+)
+
+
+def _training(db: Path) -> int:
+    """Trials in training in the victim's study, read without writing (0 before the study exists)."""
+    if not db.is_file():
+        return 0
+    query = (
+        "SELECT COUNT(*) FROM trials JOIN trial_user_attributes USING (trial_id) "
+        "WHERE state = 'RUNNING' AND key = 'trained' AND value_json = 'true'"
+    )
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            return int(con.execute(query).fetchone()[0])
+    except sqlite3.OperationalError:  # the schema is being created, or a writer holds the lock
+        return 0
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_search_with_two_jobs_as_ctrl_c_does(tmp_path: Path) -> None:
+    st.load_proxy(st.ProxyConfig(clip=(8, 32, 32), train_samples=32, val_samples=16), progress=False)  # the cache, once
+    out = tmp_path / "run"
+    argv = [*TINY, "--trials", "4", "--no-baselines", "--no-finalize", "--jobs", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    victim = subprocess.Popen([sys.executable, "-c", VICTIM, str(out), *argv], stderr=subprocess.PIPE, env=env, start_new_session=True)
+    deadline, running = time.time() + 240, 0
+    while running < 2 and time.time() < deadline and victim.poll() is None:
+        time.sleep(0.5)
+        running = _training(out / "study.db")
+    assert running == 2, "the two jobs never both started training"
+    os.killpg(victim.pid, signal.SIGTERM)  # the parent and both jobs, as `kill -TERM -PGID` or a scheduler
+    _, err = victim.communicate(timeout=120)
+    text = err.decode()
+    assert victim.returncode == 130, text[-3000:]
+    assert "Traceback" not in text and "e3d search --resume" in text
+    study = optuna.load_study(study_name="e3d-search", storage=f"sqlite:///{out / 'study.db'}")
+    assert not study.get_trials(states=(TrialState.RUNNING,))  # none left for the heartbeat to fail later
+    stopped = [t for t in study.trials if t.user_attrs.get("interrupted")]
+    assert len(stopped) == 2 and all(t.state == TrialState.FAIL for t in stopped)
