@@ -8,8 +8,8 @@ trial back to the parent, which prints it and writes the outputs. The processes 
 as on many machines: a trial is taken by exactly one of them (Optuna's storage hands out each waiting
 trial once), and a dead one's trial is failed by heartbeat and re-run.
 
-A SQLite storage is switched to write-ahead logging first (readers do not block the writer) and
-every connection waits up to a minute for a lock (``search.study.open_storage``) before it fails.
+A SQLite storage is in write-ahead-log mode (readers do not block the writer; ``search.study.SQLITE_PRAGMAS``)
+and every connection waits up to a minute for a lock (``search.study.open_storage``) before it fails.
 
 SIGTERM (``kill``, ``timeout``, a scheduler's stop) stops the e3d command and every job as Ctrl-C does
 (:func:`search.interrupts.sigterm_interrupts`): trials in training are marked interrupted and queued again, the rest saved.
@@ -22,12 +22,9 @@ import multiprocessing as mp
 import os
 import pickle
 import queue
-import sqlite3
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import optuna
 from optuna.trial import FrozenTrial
@@ -73,26 +70,6 @@ def oversubscription(jobs: int, threads: int | None, cores: int | None = None) -
     )
 
 
-def sqlite_file(url: str) -> Path | None:
-    """The file of a ``sqlite:///`` storage URL, or None."""
-    if not url.startswith("sqlite:///"):
-        return None
-    return Path(unquote(url.removeprefix("sqlite:///").split("?", 1)[0]))
-
-
-def enable_wal(url: str) -> bool:
-    """Put a SQLite storage in write-ahead-log mode (persistent in the file); False for other storages."""
-    path = sqlite_file(url)
-    if path is None:
-        return False
-    con = sqlite3.connect(path, timeout=60)
-    try:
-        mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-    finally:
-        con.close()
-    return str(mode).lower() == "wal"
-
-
 @dataclasses.dataclass(frozen=True)
 class JobSpec:
     """What each job process needs (picklable)."""
@@ -118,7 +95,6 @@ def run_jobs(
     them. ``on_trial`` gets each finished trial, read back from the storage, in this process. Returns
     each job's report (``search.study.WorkerReport`` as a dict, with ``job``, ``pid`` and ``allocator``); raises
     :class:`JobsError` when a job failed, and KeyboardInterrupt after the jobs stopped on Ctrl-C."""
-    enable_wal(spec.url)
     ctx = mp.get_context("spawn")
     messages: Any = ctx.Queue()
     procs = [ctx.Process(target=_job, args=(_picklable(spec), i, messages), name=f"e3d-job-{i}") for i in range(jobs)]
@@ -201,4 +177,4 @@ def _work(spec: JobSpec, index: int, messages: Any) -> None:
         messages.put(("error", f"job {index}: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"))
 
 
-__all__ = ["JobSpec", "JobsError", "enable_wal", "oversubscription", "parse_jobs", "run_jobs", "usable_cores"]
+__all__ = ["JobSpec", "JobsError", "oversubscription", "parse_jobs", "run_jobs", "usable_cores"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,16 @@ DATA = Path(__file__).parent / "data"
 SMALL_CLIP = (16, 48, 48)
 """Smallest clip that keeps every preset valid: ShuffleNetV1's average-pool shortcut needs an even T
 and at least 2x3x3 inputs at every downsampling unit (16 -> 2 frames, 48 -> 3 pixels there)."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, give each worker's torch its share of the cores (``-n 2`` on 2 cores: one thread
+    each). Two workers of two threads on two cores stall each other: the threads of every small op wait a
+    time slice for a core the other worker holds."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
 
 ALL_MODELS = space.list_models()
 SCALABLE = ["mobilenet", "mobilenetv2", "shufflenet", "shufflenetv2", "squeezenet", "sevnet"]

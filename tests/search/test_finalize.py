@@ -67,7 +67,7 @@ def test_tiny_finalize_end_to_end_reads_the_test_split_only_there(
         return real_open(*args, split=split, **kwargs)
 
     monkeypatch.setattr(search.data, "open_dataset", recording)
-    assert run("--out", str(tmp_path), "--trials", "2", "--no-finalize", "--test-samples", "16") == 0
+    assert run("--out", str(tmp_path), "--trials", "2", "--no-finalize") == 0
     assert "test" not in opened and "final.csv" not in capsys.readouterr().out
     assert run("--out", str(tmp_path), "--finalize", "--final-seeds", "2", "--top-k", "1") == 0
     assert opened.count("test") == 1
@@ -86,7 +86,7 @@ def test_tiny_finalize_end_to_end_reads_the_test_split_only_there(
 @pytest.mark.slow
 def test_ctrl_c_during_finalization_keeps_finished_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("search.train.fit", fake_fit([]))
-    assert run("--out", str(tmp_path), "--trials", "1", "--no-finalize", "--test-samples", "16") == 0
+    assert run("--out", str(tmp_path), "--trials", "1", "--no-finalize") == 0
     calls: list[int] = []
     quiet = fake_fit([])
 

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from search import study as st
 from search.budget import Budget
-from search.jobs import JobSpec, enable_wal, oversubscription, parse_jobs, run_jobs, usable_cores
+from search.jobs import JobSpec, oversubscription, parse_jobs, run_jobs, usable_cores
 from tests.profiler.test_allocator import GLIBC
 
 PROXY = st.ProxyConfig(clip=(8, 32, 32), train_samples=24, val_samples=8, epochs=1, batch_size=8, threads=1)
@@ -33,13 +33,13 @@ def test_jobs_values_and_the_oversubscription_warning() -> None:
     assert oversubscription(2, 2, cores=2) is not None
 
 
-def test_a_sqlite_storage_is_switched_to_write_ahead_logging(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    st.open_storage(url)
-    assert enable_wal(url)
-    with sqlite3.connect(tmp_path / "study.db") as con:
+def test_a_sqlite_storage_writes_ahead_and_commits_without_waiting_for_the_disk(tmp_path: Path) -> None:
+    storage = st.open_storage(st.sqlite_url(tmp_path / "study.db"))
+    optuna.create_study(storage=storage, study_name="s")
+    with sqlite3.connect(tmp_path / "study.db") as con:  # the mode is stored in the file
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert not enable_wal("postgresql://h/db")
+    with storage.engine.connect() as con:
+        assert con.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL (FULL is 2)
 
 
 @pytest.mark.slow
@@ -181,7 +181,6 @@ def test_workers_popping_one_sqlite_queue_at_once_take_each_trial_once(tmp_path:
     study = optuna.create_study(study_name="queue", storage=st.open_storage(url))
     for i in range(60):
         study.enqueue_trial({}, user_attrs={"i": i})
-    enable_wal(url)
     popped = FORK.Queue()
     _at_once(_pop_all, url, popped)
     ids = [popped.get() for _ in range(popped.qsize())]
