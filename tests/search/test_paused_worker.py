@@ -68,6 +68,13 @@ def _stop_outside_a_transaction(victim: subprocess.Popen[bytes], db: Path) -> No
     raise AssertionError("the victim held the database lock at every try")
 
 
+def _has_beaten(db: Path, trial_id: int) -> bool:
+    """Whether the trial's worker has recorded a heartbeat: Optuna never fails a trial without one as stale,
+    and with fast commits a worker can be seen training before its heartbeat thread first ran."""
+    with sqlite3.connect(db, timeout=5) as con:
+        return con.execute("SELECT COUNT(*) FROM trial_heartbeats WHERE trial_id = ?", (trial_id,)).fetchone()[0] > 0
+
+
 @pytest.mark.slow
 def test_a_paused_worker_wakes_and_goes_on(tmp_path: Path) -> None:
     st.load_proxy(st.ProxyConfig(clip=(8, 32, 32), train_samples=32, val_samples=16), progress=False)  # the cache, once
@@ -87,7 +94,8 @@ def test_a_paused_worker_wakes_and_goes_on(tmp_path: Path) -> None:
             study = optuna.load_study(study_name="e3d-search", storage=storage)
         except KeyError:
             continue
-        running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.user_attrs.get("trained")]
+        trials = study.get_trials(states=(TrialState.RUNNING,))
+        running = [t for t in trials if t.user_attrs.get("trained") and _has_beaten(out / "study.db", t._trial_id)]
         if running:
             _stop_outside_a_transaction(victim, out / "study.db")
             paused = running[0].number
