@@ -37,7 +37,7 @@ from pathlib import Path
 import optuna
 import torch
 
-from e3d.cli import Parser, positive_int
+from e3d.cli import Parser, non_negative_int, positive_int
 from e3d.cli import main as e3d_main
 from profiler.latency import cpu_name
 from search import study as st
@@ -84,7 +84,7 @@ def search_s_per_trial(folder: Path, trials: int) -> tuple[float, int]:
     if code != 0:
         raise RuntimeError(f"the search exited with {code}")
     seconds = time.perf_counter() - start
-    n = len(optuna.load_study(study_name="e3d-search", storage=st.sqlite_url(folder / "study.db")).trials)
+    n = len(optuna.load_study(study_name="e3d-search", storage=st.open_storage(st.sqlite_url(folder / "study.db"))).trials)
     return seconds / n, n
 
 
@@ -93,7 +93,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p = Parser(prog="python -m bench.storage_writes", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--writes", type=positive_int, default=200, help="attribute writes timed per setting and round (default 200)")
     p.add_argument("--rounds", type=positive_int, default=2, help="rounds, each timing both settings (default 2)")
-    p.add_argument("--search-trials", type=int, default=3, metavar="N", help="trained trials per small search; 0: none (default 3)")
+    p.add_argument(
+        "--search-trials", type=non_negative_int, default=3, metavar="N", help="trained trials per small search; 0: none (default 3)"
+    )
     p.add_argument("--out", type=Path, default=None, help="folder for the databases (default: a temporary folder, removed)")
     return p.parse_args(argv)
 

@@ -21,3 +21,11 @@ def test_each_setting_writes_its_own_database_and_the_report_compares_them(tmp_p
         with sqlite3.connect(tmp_path / f"round2-{setting}" / "writes.db") as con:
             assert con.execute("PRAGMA journal_mode").fetchone()[0] == mode
     assert st.SQLITE_PRAGMAS == ("journal_mode=WAL", "synchronous=NORMAL")  # restored after the "before" runs
+
+
+@pytest.mark.parametrize("flag", [["--search-trials", "-1"], ["--rounds", "0"], ["--writes", "x"]])
+def test_bad_counts_are_one_line_errors(flag: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        storage_writes.main(flag)
+    assert e.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
