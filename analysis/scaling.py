@@ -5,7 +5,8 @@ A run folder holds ``points.csv`` (one row per point: its axis, factors, cost an
 :func:`curves` groups the points into curves (one per axis, the compound targets, the expansion path;
 the base belongs to each), :func:`slopes` fits accuracy against log2 multiply-adds per curve (points
 of top-1 per doubling of the cost), :func:`plot_curves` draws them with a log x axis and
-:func:`summary_markdown` writes the summary.
+:func:`summary_markdown` writes the summary. Several studies side by side: :func:`compare_studies` (which
+axis each expansion chose and gained by, early and late) and :func:`write_comparison`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import datetime
 import io
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from analysis.load import AnalysisError
 from space.files import write_bytes, write_text
@@ -269,4 +272,108 @@ def write_report(folder: str | Path) -> dict[str, Path]:
     paths = {"curves": root / "curves.png", "summary": root / "summary.md"}
     write_bytes(paths["curves"], buf.getvalue())
     write_text(paths["summary"], summary_markdown(run))
+    return paths
+
+
+EARLY = 2
+"""Expansion steps that :func:`compare_studies` counts as early. X3D found depth and frames the most
+efficient expansions of its first steps and width among the last; these tables ask whether a study agrees."""
+
+
+def axis_gains(run: ScaleRun) -> pd.DataFrame:
+    """One row per axis of an expansion: the mean gain per doubling of its candidates (:func:`step_gains`) over
+    the early steps (at most :data:`EARLY`) and the later ones (NaN where it has none), the steps it was
+    tried at and the steps that chose it."""
+    from search.stats import summarize
+
+    gains = step_gains(run.points, run.path)
+    gains = gains[gains["gain_per_doubling"].notna()]
+    rows = []
+    for axis, g in gains.groupby("axis", sort=True):
+        early, late = (g.loc[sel, "gain_per_doubling"] for sel in (g["step"] <= EARLY, g["step"] > EARLY))
+        rows.append({
+            "axis": axis, "early": summarize(early).mean if len(early) else math.nan,
+            "late": summarize(late).mean if len(late) else math.nan, "tried": len(g), "chosen": int(g["chosen"].sum()),
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=["axis", "early", "late", "tried", "chosen"])
+
+
+def compare_studies(runs: Mapping[str, ScaleRun]) -> pd.DataFrame:
+    """One row per study: its expansion path (the axis of each step), its last point, and the path against
+    one axis alone at equal cost (:func:`versus_table`): at how many steps the path was ahead by mean, and
+    the verdicts (Welch's test over seeds) for the path, ties and the axis alone."""
+    rows = []
+    for name, run in runs.items():
+        steps = run.path[run.path["step"] > 0]
+        versus = versus_table(run.points, run.path).reindex(columns=["difference", "better"])
+        last = run.path.iloc[-1] if len(run.path) else None
+        rows.append({
+            "study": name, "path": " > ".join(map(str, steps["axis"])) or "(none)",
+            "last": "" if last is None else f"{last['macs'] / 1e6:,.0f} M: {last['accuracy_mean']:.1f}%",
+            "compared": len(versus), "ahead": int((versus["difference"] > 0).sum()),
+            "path_wins": int((versus["better"] == "path").sum()), "ties": int((versus["better"] == "tie").sum()),
+            "alone_wins": int((~versus["better"].isin(["path", "tie", "n/a (one seed)"])).sum()),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def comparison_markdown(runs: Mapping[str, ScaleRun], *, command: str = "") -> str:
+    """The studies side by side: each path against one axis alone, then each axis's gain per doubling early
+    and late in every study (``early / late``, with how often it was chosen of the steps it was tried at)."""
+    cpus = trained_on(pd.concat([r.points for r in runs.values()], ignore_index=True))
+    lines = ["# Scaling studies compared", "", f"{len(runs)} studies, {cpus}.", ""]
+    lines += [f"Made by `{command}`.", ""] if command else []
+    lines += ["## Each expansion path against one axis alone at equal cost", "",
+              "`ahead`: steps where the path's mean accuracy is higher; the verdicts are Welch's two-sided t-test over seeds, "
+              "alpha 0.05 (search.stats).", ""]  # fmt: skip
+    lines += _table(compare_studies(runs), ["study", "path", "last", "compared", "ahead", "path_wins", "ties", "alone_wins"])
+    lines += ["", f"## Gain per doubling of multiply-adds by axis: steps 1-{EARLY} / steps {EARLY + 1}+", "",
+              "Each cell: the mean over steps of the axis's candidate gain in top-1 points per doubling, measured from the "
+              "path point it grew from (early / late), then how many steps chose the axis of those it was tried at.", ""]  # fmt: skip
+    cells: dict[str, dict[str, str]] = {}
+    for name, run in runs.items():
+        for _, g in axis_gains(run).iterrows():
+            cells.setdefault(str(g["axis"]), {})[name] = (
+                f"{_cell(g['early']) or '-'} / {_cell(g['late']) or '-'} ({g['chosen']} of {g['tried']})"
+            )
+    table = pd.DataFrame([{"axis": axis, **{n: by.get(n, "") for n in runs}} for axis, by in sorted(cells.items())])
+    lines += _table(table, ["axis", *runs]) if len(table) else ["(no expansion steps)"]
+    return "\n".join(lines) + "\n"
+
+
+def plot_gains(runs: Mapping[str, ScaleRun], *, title: str = "") -> Figure:
+    """One panel per study: each axis's mean gain per doubling early (solid) and late (hatched)."""
+    fig = Figure(figsize=(3.2 * max(len(runs), 1), 3.6), layout="constrained")
+    axes = fig.subplots(1, max(len(runs), 1), sharey=True, squeeze=False)[0]
+    for ax, (name, run) in zip(axes, runs.items(), strict=False):
+        g = axis_gains(run)
+        x = np.arange(len(g))
+        colors = [AXIS_COLORS.get(str(a).split(":")[0], "grey") for a in g["axis"]]
+        ax.bar(x - 0.2, g["early"].fillna(0.0), 0.4, color=colors)
+        ax.bar(x + 0.2, g["late"].fillna(0.0), 0.4, color=colors, hatch="//", alpha=0.6)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xticks(x, list(g["axis"]), rotation=45, ha="right", fontsize=8)
+        ax.set_title(name, fontsize=9)
+        ax.grid(True, axis="y", alpha=0.3)
+    axes[0].set_ylabel("top-1 gain per doubling of multiply-adds")
+    keys = [Patch(color="grey", label=f"steps 1-{EARLY}"), Patch(color="grey", alpha=0.6, hatch="//", label=f"steps {EARLY + 1}+")]
+    axes[0].legend(handles=keys, fontsize=7)
+    fig.suptitle(title or "gain per doubling by axis, early and late steps", fontsize=10)
+    return fig
+
+
+def write_comparison(folders: list[Path], out: Path, *, command: str = "") -> dict[str, Path]:
+    """Write ``summary.md`` (naming the ``command`` that made it) and ``gains.png`` comparing the scale run
+    ``folders`` (named by folder) into ``out``."""
+    runs = {Path(f).name: load_scale(f) for f in folders}
+    if len(runs) != len(folders):
+        raise AnalysisError("two of the scale runs have the same folder name; name each study's folder apart")
+    fig = plot_gains(
+        runs, title=f"gain per doubling by axis, early and late steps\n{trained_on(pd.concat([r.points for r in runs.values()]))}"
+    )
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=130)
+    paths = {"summary": out / "summary.md", "gains": out / "gains.png"}
+    write_bytes(paths["gains"], buf.getvalue())
+    write_text(paths["summary"], comparison_markdown(runs, command=command))
     return paths

@@ -14,6 +14,7 @@ examples:
   e3d analyze --csv runs/e3d-search --out runs/e3d-search/analysis        a run folder of e3d search
   e3d analyze --csv trials.csv --out out --budget-mflops 200                any trials.csv
   e3d analyze --study s200 --storage postgresql://user:pw@host/db --out out
+  e3d analyze --scale runs/scale-a runs/scale-b --out out                   scaling studies side by side
 
 Writes to --out: accuracy_vs_macs, width_curves, latency_vs_macs (when latency was measured),
 paper_accuracy, paper_width and paper_speed (your results next to the paper's Table 8), each as PNG
@@ -22,7 +23,11 @@ width-multiplier curves and drops, deeper vs shallower families at equal multipl
 correlation of multiply-adds with latency. Prints the accuracy-vs-multiply-adds Pareto table.
 
 Only trials trained to the end count; rejected (over budget), pruned and failed trials are counted
-but not plotted. Repeated trials of one architecture (seeds) are averaged, their spread shown."""
+but not plotted. Repeated trials of one architecture (seeds) are averaged, their spread shown.
+
+With --scale (run folders of e3d scale): summary.md compares the studies (each expansion path against one
+axis alone at equal cost, and each axis's gain per doubling of multiply-adds in the early and the late
+steps) and gains.png draws the gains, one panel per study."""
 
 
 def register(sub: Any) -> None:
@@ -38,6 +43,7 @@ def register(sub: Any) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--study", metavar="NAME", help="an Optuna study name (with --storage)")
     src.add_argument("--csv", type=Path, metavar="PATH", help="a trials.csv, or a run folder of e3d search that holds one")
+    src.add_argument("--scale", type=Path, nargs="+", metavar="DIR", help="run folders of e3d scale, compared side by side")
     p.add_argument("--storage", metavar="URL", help="Optuna storage URL of --study, e.g. sqlite:///runs/x/study.db or postgresql://...")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the figures and summary.md (created)")
     p.add_argument(
@@ -67,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     from space.files import write_text
 
     _check_source(args)
+    if args.scale:
+        return _compare_scaling(args)
     results, note = _load(args)
     figures = _figures(results, args.out, paper=not args.no_paper)
     summary = summary_markdown(results, figures=figures, command=_command(args), latency_note=note, paper=not args.no_paper)
@@ -81,6 +89,25 @@ def _check_source(args: argparse.Namespace) -> None:
         args.parser.error("--study needs --storage URL (the storage e3d search used)")
     if args.storage and args.study is None:
         args.parser.error("--storage goes with --study NAME")
+
+
+SEARCH_ONLY = ("budget_mflops", "measure_latency", "no_paper", "strict")
+"""Options of a search's analysis, refused with ``--scale``."""
+
+
+def _compare_scaling(args: argparse.Namespace) -> int:
+    """Write and print the comparison of the ``--scale`` run folders."""
+    from analysis.scaling import write_comparison
+    from space.files import check_writable
+
+    given = [f"--{o.replace('_', '-')}" for o in SEARCH_ONLY if getattr(args, o) not in (None, False)]
+    if given:
+        args.parser.error(f"{', '.join(given)} analyse a search, not --scale runs")
+    check_writable(args.out)
+    paths = write_comparison(args.scale, args.out, command=f"e3d analyze --scale {' '.join(map(str, args.scale))} --out {args.out}")
+    print(paths["summary"].read_text(), end="")
+    print(f"\nwrote {paths['summary']} and {paths['gains']}")
+    return 0
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, str | None]:

@@ -13,6 +13,10 @@ from matplotlib.axes import Axes
 from analysis.load import AnalysisError
 from analysis.scaling import (
     PATH_CURVE,
+    ScaleRun,
+    axis_gains,
+    compare_studies,
+    comparison_markdown,
     curves,
     load_scale,
     plot_curves,
@@ -21,13 +25,10 @@ from analysis.scaling import (
     step_gains,
     summary_markdown,
     versus_table,
+    write_comparison,
     write_report,
 )
-
-
-def row(point: str, mode: str, axis: str, macs: float, acc: float, step: int = 0, on_path: bool = False) -> dict[str, object]:
-    return {"point": point, "mode": mode, "step": step, "axis": axis, "factors": "{}", "macs": macs, "cost_ratio": macs / 50e6,
-            "accuracy_mean": acc, "accuracy_sd": 1.0, "seeds_done": 2, "on_path": on_path, "summary": point}  # fmt: skip
+from tests.analysis.scale_runs import expand_run, row, versus_run
 
 
 def axes_run() -> pd.DataFrame:
@@ -37,14 +38,6 @@ def axes_run() -> pd.DataFrame:
         rows.append(row(f"axes/0/width@{r:g}", "axes", "width", 50e6 * r, 40.0 + 4 * math.log2(r)))
         rows.append(row(f"axes/0/depth@{r:g}", "axes", "depth", 50e6 * r, 40.0 + 2 * math.log2(r)))
     return pd.DataFrame(rows)
-
-
-def expand_run() -> tuple[pd.DataFrame, pd.DataFrame]:
-    rows = [row("base/0/base", "base", "base", 50e6, 40.0, 0, True)]
-    rows += [row("expand/1/width", "expand", "width", 100e6, 43.0, 1), row("expand/1/depth", "expand", "depth", 100e6, 46.0, 1, True)]
-    rows += [row("expand/2/width", "expand", "width", 200e6, 52.0, 2, True), row("expand/2/depth", "expand", "depth", 200e6, 47.0, 2)]
-    points = pd.DataFrame(rows)
-    return points, points[points["on_path"]].reset_index(drop=True)
 
 
 def test_the_slope_is_top1_per_doubling_of_multiply_adds() -> None:
@@ -132,3 +125,43 @@ def test_the_path_is_compared_with_one_axis_alone_at_equal_cost_over_seeds() -> 
     assert list(curves(points, path)) == ["width only", PATH_CURVE]
     one_seed = points.assign(seeds_done=1)
     assert list(versus_table(one_seed, path)["better"]) == ["n/a (one seed)"] * 2
+
+
+def test_each_axis_gains_early_and_late_and_counts_its_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    run = versus_run()
+    both_early = axis_gains(run).set_index("axis")
+    assert both_early.loc["width", "early"] == pytest.approx(4.5) and math.isnan(both_early.loc["width", "late"])
+    monkeypatch.setattr("analysis.scaling.EARLY", 1)
+    gains = axis_gains(run).set_index("axis")  # step 1 from the base (40% at 50 M), step 2 from depth (46% at 100 M)
+    assert list(gains.index) == ["depth", "width"]
+    assert gains.loc["width", ["early", "late"]].tolist() == [pytest.approx(3.0), pytest.approx(6.0)]
+    assert gains.loc["depth", ["early", "late"]].tolist() == [pytest.approx(6.0), pytest.approx(1.0)]
+    assert gains[["tried", "chosen"]].to_dict("list") == {"tried": [2, 2], "chosen": [1, 1]}
+
+
+def test_studies_are_compared_path_against_one_axis_alone() -> None:
+    row_ = compare_studies({"a": versus_run()}).iloc[0].to_dict()
+    assert row_ == {"study": "a", "path": "depth > width", "last": "200 M: 52.0%", "compared": 2, "ahead": 2, "path_wins": 1, "ties": 1,
+                    "alone_wins": 0}  # fmt: skip
+    points, path = expand_run()
+    no_versus = compare_studies({"b": ScaleRun(points, path)}).iloc[0]
+    assert (no_versus["compared"], no_versus["path_wins"]) == (0, 0)
+
+
+def test_a_comparison_of_run_folders_writes_its_summary_and_figure(tmp_path: Path) -> None:
+    for name in ("one", "two"):
+        run = versus_run()
+        (tmp_path / name).mkdir()
+        run.points.to_csv(tmp_path / name / "points.csv", index=False)
+        run.path.to_csv(tmp_path / name / "path.csv", index=False)
+    paths = write_comparison([tmp_path / "one", tmp_path / "two"], tmp_path / "out", command="e3d analyze --scale one two")
+    assert paths["gains"].read_bytes()[:4] == b"\x89PNG"
+    text = paths["summary"].read_text()
+    assert "Made by `e3d analyze --scale one two`." in text
+    assert "| a | depth > width |" not in text and text.count("| depth > width | 200 M: 52.0% | 2 | 2 | 1 | 1 | 0 |") == 2
+    assert "| width | 4.50 / - (1 of 2) | 4.50 / - (1 of 2) |" in text
+    assert text == comparison_markdown(
+        {"one": load_scale(tmp_path / "one"), "two": load_scale(tmp_path / "two")}, command="e3d analyze --scale one two"
+    )
+    with pytest.raises(AnalysisError, match="same folder name"):
+        write_comparison([tmp_path / "one", tmp_path / "one"], tmp_path / "out")

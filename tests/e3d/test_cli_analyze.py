@@ -10,6 +10,7 @@ import pytest
 
 from search.results import study_frame, write_outputs
 from tests.analysis.helpers import MIXED, T, make_study
+from tests.analysis.scale_runs import versus_run
 from tests.e3d.fixtures import run as run_cli
 
 FIGURES = ["accuracy_vs_macs", "width_curves", "paper_accuracy", "paper_width", "paper_speed"]
@@ -112,9 +113,31 @@ def test_csv_missing_columns(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         (["--study", "x", "--out", "o"], "--study needs --storage"),
         (["--csv", "t.csv", "--storage", "sqlite:///x.db", "--out", "o"], "--storage goes with --study"),
         (["--csv", "t.csv"], "--out"),
-        (["--out", "o"], "one of the arguments --study --csv is required"),
+        (["--out", "o"], "one of the arguments --study --csv --scale is required"),
         (["--csv", "t.csv", "--study", "x", "--out", "o"], "not allowed with argument"),
     ],
 )
 def test_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
     assert message in error_line(capsys, *argv)
+
+
+def test_scale_runs_are_compared_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folders = []
+    for name in ("shufflenet-motion", "mobilenetv2-digits"):
+        run_ = versus_run()
+        (tmp_path / name).mkdir()
+        run_.points.to_csv(tmp_path / name / "points.csv", index=False)
+        run_.path.to_csv(tmp_path / name / "path.csv", index=False)
+        folders.append(str(tmp_path / name))
+    code, out, _ = run(capsys, "--scale", *folders, "--out", str(tmp_path / "cmp"))
+    assert code == 0
+    assert "| axis | shufflenet-motion | mobilenetv2-digits |" in out and f"wrote {tmp_path / 'cmp' / 'summary.md'}" in out
+    assert (tmp_path / "cmp" / "gains.png").stat().st_size > 0
+    assert f"Made by `e3d analyze --scale {' '.join(folders)} --out {tmp_path / 'cmp'}`" in (tmp_path / "cmp" / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("extra", [["--strict"], ["--budget-mflops", "60"], ["--csv", "x"]])
+def test_scale_refuses_the_options_of_a_search(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str]) -> None:
+    code, _, err = run(capsys, "--scale", str(tmp_path), *extra, "--out", str(tmp_path / "cmp"))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "cmp").exists()
