@@ -25,6 +25,7 @@ from search.searchspace import FAMILIES, sample_params, spec_from_params
 from search.study import ProxyConfig, load_proxy
 from search.train import TrainConfig, evaluate, fit
 from space.modules import build
+from space.spec import NetSpec
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0, multivariate=True, group=True))
-    screen_times, feasible = [], []
+    screen_times: list[float] = []
+    feasible: list[NetSpec] = []
     while len(feasible) < args.candidates or len(screen_times) < 50:
         t = time.perf_counter()
         trial = study.ask()

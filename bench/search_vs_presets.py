@@ -179,6 +179,13 @@ def final_runs(final: optuna.Study, seeds: tuple[int, ...]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns).drop_duplicates(["label", "seed"], keep="last")
 
 
+def not_scored(final: optuna.Study) -> dict[str, str]:
+    """Finalists none of whose final runs has a test accuracy (refused at the proxy clip, say): label -> why."""
+    done = final.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    scored = {t.user_attrs.get("label") for t in done if t.user_attrs.get("test_accuracy") is not None}
+    return {a["label"]: str(a.get("rejected_reason") or "no test accuracy") for t in done if (a := t.user_attrs).get("label") not in scored}
+
+
 def front_report(runs: pd.DataFrame, *, chance: float) -> str:
     """Hypervolumes per seed of both groups with the verdict, and each preset's coverage."""
     hv = {
@@ -207,10 +214,10 @@ def front_report(runs: pd.DataFrame, *, chance: float) -> str:
     for c in sorted(cov, key=lambda c: c.preset_macs):
         accs = runs[runs["label"] == c.preset]["test_accuracy"].tolist()
         best = runs[runs["label"] == c.best]["test_accuracy"].tolist() if c.best else []
-        verdict = compare(best, accs, chance=chance).format() if best and accs else "-"
+        outcome = compare(best, accs, chance=chance).format() if best and accs else "-"
         lines.append(
             f"| {c.preset} | {c.preset_macs:.1f} | {summarize(accs).format()} | {c.best or '-'} | "
-            f"{'-' if c.best_macs is None else f'{c.best_macs:.1f}'} | {summarize(best).format() if best else '-'} | {verdict} |"
+            f"{'-' if c.best_macs is None else f'{c.best_macs:.1f}'} | {summarize(best).format() if best else '-'} | {outcome} |"
         )
     return "\n".join(lines)
 
@@ -246,7 +253,8 @@ def run_front(args: argparse.Namespace, storage: Any, proxy: ProxyConfig, traine
         f"budget {budget_s / 60:.1f} CPU-min = the presets' once) and {len(presets_f)} presets, seeds {', '.join(map(str, seeds))}; "
         f"{TEST}"
     )
-    return head + "\n\n" + front_report(runs, chance=args.chance)
+    skipped = "".join(f"\n\nNot scored: {label}: {why}" for label, why in not_scored(final).items())
+    return head + skipped + "\n\n" + front_report(runs, chance=args.chance)
 
 
 # -- budgets mode -----------------------------------------------------------------------------------

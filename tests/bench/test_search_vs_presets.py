@@ -141,3 +141,15 @@ def test_tiny_budgets_benchmark_end_to_end(tmp_path: Path, capsys: pytest.Captur
     assert spent >= 0.08 * 60 and spent - sum(t.user_attrs["cpu_seconds"] for t in searched[-2:]) < 0.08 * 60
     final = optuna.load_study(study_name="budget60.final", storage=f"sqlite:///{tmp_path / 'bench.db'}").trials
     assert len({t.user_attrs["worker"] for t in final}) == 2  # both jobs scored test-split runs
+
+
+def test_finalists_without_a_test_accuracy_are_named_with_the_reason() -> None:
+    study = optuna.create_study()
+    for label, attrs in [
+        ("search #1", {"test_accuracy": 50.0}),
+        ("search #1", {"rejected_reason": "over budget"}),  # scored with another seed
+        ("preset x", {"rejected_reason": "a 2x3x3 average pool needs a larger input"}),
+        ("preset y", {}),
+    ]:
+        study.add_trial(optuna.trial.create_trial(value=0.0, user_attrs={"label": label, **attrs}))
+    assert svp.not_scored(study) == {"preset x": "a 2x3x3 average pool needs a larger input", "preset y": "no test accuracy"}
