@@ -12,7 +12,6 @@ axis each expansion chose and gained by, early and late) and :func:`write_compar
 from __future__ import annotations
 
 import datetime
-import io
 import json
 import math
 from collections.abc import Mapping
@@ -27,7 +26,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from analysis.load import AnalysisError
-from space.files import write_bytes, write_text
+from analysis.plots import save_figure
+from space.files import write_text
 
 POINTS, PATH, CONFIG = "points.csv", "path.csv", "scale.json"
 PATH_CURVE = "expansion path"
@@ -267,12 +267,8 @@ def write_report(folder: str | Path) -> dict[str, Path]:
     root = Path(folder)
     run = load_scale(root)
     fig = plot_curves(run.points, run.path, title=f"accuracy vs multiply-adds per scaling axis\n{trained_on(run.points)}")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=130)
-    paths = {"curves": root / "curves.png", "summary": root / "summary.md"}
-    write_bytes(paths["curves"], buf.getvalue())
-    write_text(paths["summary"], summary_markdown(run))
-    return paths
+    (curves_png,) = save_figure(fig, root, "curves", formats=("png",))
+    return {"curves": curves_png, "summary": write_text(root / "summary.md", summary_markdown(run))}
 
 
 EARLY = 2
@@ -320,8 +316,7 @@ def compare_studies(runs: Mapping[str, ScaleRun]) -> pd.DataFrame:
 def comparison_markdown(runs: Mapping[str, ScaleRun], *, command: str = "") -> str:
     """The studies side by side: each path against one axis alone, then each axis's gain per doubling early
     and late in every study (``early / late``, with how often it was chosen of the steps it was tried at)."""
-    cpus = trained_on(pd.concat([r.points for r in runs.values()], ignore_index=True))
-    lines = ["# Scaling studies compared", "", f"{len(runs)} studies, {cpus}.", ""]
+    lines = ["# Scaling studies compared", "", f"{len(runs)} studies, {_trained_on_all(runs)}.", ""]
     lines += [f"Made by `{command}`.", ""] if command else []
     lines += ["## Each expansion path against one axis alone at equal cost", "",
               "`ahead`: steps where the path's mean accuracy is higher; the verdicts are Welch's two-sided t-test over seeds, "
@@ -368,12 +363,11 @@ def write_comparison(folders: list[Path], out: Path, *, command: str = "") -> di
     runs = {Path(f).name: load_scale(f) for f in folders}
     if len(runs) != len(folders):
         raise AnalysisError("two of the scale runs have the same folder name; name each study's folder apart")
-    fig = plot_gains(
-        runs, title=f"gain per doubling by axis, early and late steps\n{trained_on(pd.concat([r.points for r in runs.values()]))}"
-    )
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=130)
-    paths = {"summary": out / "summary.md", "gains": out / "gains.png"}
-    write_bytes(paths["gains"], buf.getvalue())
-    write_text(paths["summary"], comparison_markdown(runs, command=command))
-    return paths
+    fig = plot_gains(runs, title=f"gain per doubling by axis, early and late steps\n{_trained_on_all(runs)}")
+    (gains_png,) = save_figure(fig, out, "gains", formats=("png",))
+    return {"summary": write_text(out / "summary.md", comparison_markdown(runs, command=command)), "gains": gains_png}
+
+
+def _trained_on_all(runs: Mapping[str, ScaleRun]) -> str:
+    """:func:`trained_on` over the points of every run."""
+    return trained_on(pd.concat([r.points for r in runs.values()], ignore_index=True))

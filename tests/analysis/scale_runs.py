@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from analysis.scaling import ScaleRun
@@ -28,3 +30,11 @@ def versus_run() -> ScaleRun:
         row("versus/2/width@2", "versus", "width only", 199e6, 51.5, 2),
     ]
     return ScaleRun(pd.concat([points, pd.DataFrame(versus)], ignore_index=True), path)
+
+
+def save_run(run: ScaleRun, folder: Path) -> Path:
+    """Write ``run`` as a scale run folder (``points.csv``, ``path.csv``) at ``folder``, created."""
+    folder.mkdir(parents=True, exist_ok=True)
+    run.points.to_csv(folder / "points.csv", index=False)
+    run.path.to_csv(folder / "path.csv", index=False)
+    return folder

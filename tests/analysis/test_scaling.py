@@ -28,7 +28,7 @@ from analysis.scaling import (
     write_comparison,
     write_report,
 )
-from tests.analysis.scale_runs import expand_run, row, versus_run
+from tests.analysis.scale_runs import expand_run, row, save_run, versus_run
 
 
 def axes_run() -> pd.DataFrame:
@@ -88,9 +88,7 @@ def test_the_figure_has_a_log_x_axis_and_a_labelled_series_per_curve() -> None:
 
 
 def test_a_run_folder_gives_the_figure_and_the_summary(tmp_path: Path) -> None:
-    points, path = expand_run()
-    points.to_csv(tmp_path / "points.csv", index=False)
-    path.to_csv(tmp_path / "path.csv", index=False)
+    save_run(ScaleRun(*expand_run()), tmp_path)
     base = json.dumps({"family": "shufflenet", "width_mult": 0.5})
     settings = {"base": base, "mode": "expand", "axes": ["width", "depth"], "proxy_clip": [16, 48, 48], "notes": ["step 1: no frames"]}
     (tmp_path / "scale.json").write_text(json.dumps(settings))
@@ -150,10 +148,7 @@ def test_studies_are_compared_path_against_one_axis_alone() -> None:
 
 def test_a_comparison_of_run_folders_writes_its_summary_and_figure(tmp_path: Path) -> None:
     for name in ("one", "two"):
-        run = versus_run()
-        (tmp_path / name).mkdir()
-        run.points.to_csv(tmp_path / name / "points.csv", index=False)
-        run.path.to_csv(tmp_path / name / "path.csv", index=False)
+        save_run(versus_run(), tmp_path / name)
     paths = write_comparison([tmp_path / "one", tmp_path / "two"], tmp_path / "out", command="e3d analyze --scale one two")
     assert paths["gains"].read_bytes()[:4] == b"\x89PNG"
     text = paths["summary"].read_text()

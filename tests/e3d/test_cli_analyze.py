@@ -10,7 +10,7 @@ import pytest
 
 from search.results import study_frame, write_outputs
 from tests.analysis.helpers import MIXED, T, make_study
-from tests.analysis.scale_runs import versus_run
+from tests.analysis.scale_runs import save_run, versus_run
 from tests.e3d.fixtures import run as run_cli
 
 FIGURES = ["accuracy_vs_macs", "width_curves", "paper_accuracy", "paper_width", "paper_speed"]
@@ -122,13 +122,7 @@ def test_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv:
 
 
 def test_scale_runs_are_compared_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    folders = []
-    for name in ("shufflenet-motion", "mobilenetv2-digits"):
-        run_ = versus_run()
-        (tmp_path / name).mkdir()
-        run_.points.to_csv(tmp_path / name / "points.csv", index=False)
-        run_.path.to_csv(tmp_path / name / "path.csv", index=False)
-        folders.append(str(tmp_path / name))
+    folders = [str(save_run(versus_run(), tmp_path / name)) for name in ("shufflenet-motion", "mobilenetv2-digits")]
     code, out, _ = run(capsys, "--scale", *folders, "--out", str(tmp_path / "cmp"))
     assert code == 0
     assert "| axis | shufflenet-motion | mobilenetv2-digits |" in out and f"wrote {tmp_path / 'cmp' / 'summary.md'}" in out
