@@ -45,6 +45,14 @@ def preset_widths() -> list[tuple[str, float]]:
 
 
 @pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test shares one cache (proxy tasks, decoded video frames) inside pytest's temporary folder, never ~/.cache."""
+    cache = tmp_path_factory.getbasetemp() / "proxy-cache"
+    monkeypatch.setenv("E3D_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
 

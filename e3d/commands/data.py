@@ -37,7 +37,15 @@ def add_data_arguments(p: argparse.ArgumentParser, *, proxy_samples: bool = True
     g.add_argument("--proxy-noise", type=float, metavar="X", help="proxy tasks: pixel noise std, fraction of full range (default 0.12)")
     g.add_argument("--proxy-distractors", type=non_negative_int, metavar="K", help="proxy tasks: distractors per video (default 3)")
     g.add_argument("--proxy-speed", type=positive_float, metavar="X", help="proxy tasks: factor on every motion (default 1)")
-    g.add_argument("--cache-dir", metavar="DIR", help="proxy tasks: cache folder (default $E3D_CACHE or ~/.cache/e3d)")
+    g.add_argument(
+        "--cache-dir", metavar="DIR", help="cache of the proxy tasks and of decoded video frames (default $E3D_CACHE or ~/.cache/e3d)"
+    )
+    g.add_argument(
+        "--no-frame-cache",
+        action="store_true",
+        help="decode every clip from its video file (default: each video is decoded once and its frames kept as JPEG "
+        "under --cache-dir/frames, at the smallest size no crop enlarges: 224 pixels short side for 112-pixel clips)",
+    )
 
 
 def proxy_options(args: argparse.Namespace) -> Any:
@@ -80,6 +88,7 @@ def dataset_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "on_error": "raise" if args.fail_fast else "skip",
         "seed": args.data_seed,
         "cache_dir": cache,
+        "frame_cache": not args.no_frame_cache,
         "proxy_options": proxy_options(args),
     }
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from search.data.datasets import Batch, ClipDataset, ErrorReport, Indexed, Unreadable, VideoDataset, collate, collate_indexed
 from search.data.errors import DataError, DataWarning, VideoReadError
+from search.data.framecache import FrameCache, short_side_for
 from search.data.layouts import FORMATS, SPLITS, Layout, VideoRecord, detect_format, read_layout
 from search.data.proxy import (
     DEFAULT_SAMPLES,
@@ -181,8 +182,10 @@ def _layout_dataset(
     seed: int,
     on_error: str,
     progress: bool,
+    frame_cache: Path | None,
 ) -> VideoDataset:
-    """``open_dataset`` of a layout on disk: 16x112x112 clips and :data:`PAPER_SCALES` unless given; no flips for gestures."""
+    """``open_dataset`` of a layout on disk: 16x112x112 clips and :data:`PAPER_SCALES` unless given; no flips for gestures;
+    video files read through a :class:`FrameCache` in the folder ``frame_cache`` (None: decoded for every clip)."""
     clip = _check_clip(clip or (16, 112, 112))
     do_flip = flip if flip is not None else layout.format not in GESTURE_FORMATS
     items, names = layout.split(split), layout.class_names
@@ -190,8 +193,20 @@ def _layout_dataset(
         layout.format, split, sampling, clip, frame_step, scales or PAPER_SCALES, position=crop_position, flip=do_flip
     )
     name = f"{layout.root.name}/{split} ({layout.format})"
+    cache = None
+    if frame_cache is not None:
+        cache = FrameCache(frame_cache, short_side_for(spatial.size, spatial.scales if spatial.train else (1.0,)))
     return VideoDataset(
-        items, names, sampling=temporal, transform=spatial, seed=seed, on_error=on_error, name=name, format=layout.format, progress=progress
+        items,
+        names,
+        sampling=temporal,
+        transform=spatial,
+        seed=seed,
+        on_error=on_error,
+        name=name,
+        format=layout.format,
+        progress=progress,
+        frame_cache=cache,
     )
 
 
@@ -215,6 +230,7 @@ def open_dataset(
     cache_dir: str | Path | None = None,
     proxy_options: ProxyOptions | None = None,
     progress: bool = True,
+    frame_cache: bool = True,
 ) -> ClipDataset:
     """Open any dataset the trainer reads: a layout on disk, or a proxy task by name.
 
@@ -224,7 +240,9 @@ def open_dataset(
     data and :data:`PROXY_SCALES` for the proxy tasks. ``sampling`` overrides the split's default
     (random / center / all); ``frame_step`` defaults to :data:`DEFAULT_FRAME_STEP` (2 for Jester, as in the
     paper, and the motion task; else 1); ``flip`` defaults to on except for gesture-like data (:data:`GESTURE_FORMATS`).
-    ``on_error="raise"`` fails on the first unreadable video instead of skipping it.
+    ``on_error="raise"`` fails on the first unreadable video instead of skipping it. ``cache_dir`` (default
+    ``$E3D_CACHE`` or ``~/.cache/e3d``) holds the proxy tasks and, under ``frames/``, the frame cache that
+    reads each video file once (:mod:`search.data.framecache`; ``frame_cache=False`` decodes every clip from its file).
     """
     _check_split(split)
     text = str(path_or_task)
@@ -234,7 +252,8 @@ def open_dataset(
             task, text, split, clip, flip, frame_step, sampling, scales, seed, num_samples, cache_dir, proxy_options, progress
         )
     layout = _checked_layout(path_or_task, format, annotations, fold, allow_missing)
-    return _layout_dataset(layout, split, clip, frame_step, sampling, scales, crop_position, flip, seed, on_error, progress)
+    frames = Path(cache_dir or default_cache_dir()) / "frames" if frame_cache else None
+    return _layout_dataset(layout, split, clip, frame_step, sampling, scales, crop_position, flip, seed, on_error, progress, frames)
 
 
 __all__ = [
@@ -254,6 +273,7 @@ __all__ = [
     "DataError",
     "DataWarning",
     "ErrorReport",
+    "FrameCache",
     "Indexed",
     "Layout",
     "ProxyDataset",

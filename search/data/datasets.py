@@ -24,10 +24,11 @@ from torch.utils.data import Dataset, default_collate
 from tqdm import tqdm
 
 from search.data.errors import DataError, DataWarning, VideoReadError
+from search.data.framecache import FrameCache
 from search.data.layouts import VideoRecord
 from search.data.sampling import TemporalSampling
 from search.data.transforms import SpatialTransform
-from search.data.video import count_frames, read_clip
+from search.data.video import Plan, count_frames, read_clip
 
 ON_ERROR = ("skip", "raise")
 Item = tuple[Tensor, int]
@@ -119,7 +120,8 @@ class ClipDataset(Dataset[Item | Unreadable]):
 
 
 class VideoDataset(ClipDataset):
-    """Clips of video files or frame folders listed by ``records`` (see :mod:`search.data.layouts`)."""
+    """Clips of video files or frame folders listed by ``records`` (see :mod:`search.data.layouts`);
+    video files are read through ``frame_cache`` when one is given (see :mod:`search.data.framecache`)."""
 
     def __init__(
         self,
@@ -133,10 +135,12 @@ class VideoDataset(ClipDataset):
         name: str = "",
         format: str = "",
         progress: bool = True,
+        frame_cache: FrameCache | None = None,
     ) -> None:
         if not records:
             raise DataError(f"no videos in {name or 'the dataset'}")
         self.records = list(records)
+        self.frame_cache = frame_cache
         self.on_error = on_error
         self.unreadable: dict[str, str] = {}
         self._counts: dict[int, int] = {}
@@ -188,12 +192,23 @@ class VideoDataset(ClipDataset):
             return sampling.window(start, n) if start is not None else sampling.indices(n, u)
 
         try:
-            frames, n = read_clip(rec.path, plan, frames=self._counts.get(v))
+            frames, n = self._read(v, plan)
             clip = self.transform(frames, rng)
         except VideoReadError as e:
             return Unreadable(e.path, e.reason)
         self._counts[v] = n
         return clip, rec.label
+
+    def _read(self, v: int, plan: Plan) -> tuple[np.ndarray, int]:
+        """Frames of video ``v`` and its frame count: through the frame cache for a video file, if there is one."""
+        path = self.records[v].path
+        if self.frame_cache is None or path.is_dir():
+            return read_clip(path, plan, frames=self._counts.get(v))
+        frames, n = self.frame_cache.clip(path, plan)
+        known = self._counts.get(v)
+        if known is not None and known != n:
+            warnings.warn(DataWarning(f"{path}: header says {known} frames but {n} decode; using {n}"), stacklevel=3)
+        return frames, n
 
 
 def collate(batch: Sequence[Item | Unreadable | None]) -> tuple[Tensor, Tensor] | None:

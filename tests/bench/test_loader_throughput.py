@@ -23,7 +23,9 @@ def test_a_row_keeps_up_at_twice_the_fastest_step() -> None:
     slow = lt.Row("motion", (16, 48, 48), 99.0, 150.0, "m 1x", "fp32 eager", 40.0, 50.0, 30.0)
     assert not slow.keeps_up
     assert "| 99.0 | 150.0 | m 1x | fp32 eager | 40.0 | 50.0 | 30.0 | 1.98x (below 2x) |" in lt.table([slow])
-    assert "| 2.00x (keeps up) |" in lt.table([row])
+    assert "| 2.00x (keeps up) | - | - |" in lt.table([row])
+    video = lt.Row("folder v", (16, 112, 112), 99.0, 150.0, "m 1x", "fp32 eager", 40.0, 50.0, 30.0, first_pass=12.25, direct=6.0)
+    assert lt.table([video]).endswith("| 1.98x (below 2x) | 12.2 | 6.0 |")
 
 
 @pytest.mark.slow
@@ -38,4 +40,6 @@ def test_a_folder_of_videos_is_measured_at_the_paper_clip(tmp_path: Path, capsys
     loader, fastest = float(cells[2]), float(cells[7])
     assert loader > 0 and fastest > 0
     assert abs(float(cells[9].split("x")[0]) - loader / fastest) < 0.05 * loader / fastest + 0.01  # printed values are rounded
+    assert float(cells[10]) > 0 and float(cells[11]) > 0  # first pass and no frame cache, side by side
+    assert len(list((tmp_path / "cache" / "frames").glob("*.frames"))) == 4  # read through the cache: one entry per video
     assert "the loader keeps up (2x the fastest step) in" in out and "of 1 rows" in out

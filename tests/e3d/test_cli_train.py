@@ -111,9 +111,13 @@ def test_a_video_dataset_trains_with_an_unreadable_file_skipped(capsys: pytest.C
     clip = ["--sample-duration", "8", "--sample-size", "32", "--batch-size", "8", "--quiet", "--threads", "1"]
     argv = ["train", "mobilenet", "--width-mult", "0.25", "--data", str(root), "--epochs", "1", *clip]
     with pytest.warns(UserWarning, match=r"skipping .*bad\.mp4"):
-        code, stdout, err = run(capsys, *argv, "--out", str(tmp_path / "o"))
+        code, stdout, err = run(capsys, *argv, "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c"))
     assert code == 0, err
     assert "unreadable clips skipped" in stdout
+    assert len(list((tmp_path / "c" / "frames").glob("*.frames"))) == 8  # every readable video decoded once, kept
+    with pytest.warns(UserWarning, match=r"skipping .*bad\.mp4"):
+        code, _, err = run(capsys, *argv, "--out", str(tmp_path / "o3"), "--cache-dir", str(tmp_path / "c3"), "--no-frame-cache")
+    assert code == 0 and not (tmp_path / "c3" / "frames").exists(), err
     code, _, err = run(capsys, *argv, "--out", str(tmp_path / "o2"), "--fail-fast")
     assert code == 2 and "bad.mp4" in err and len(err.strip().splitlines()) == 1
 

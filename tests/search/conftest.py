@@ -1,10 +1,6 @@
-"""Search tests share one small cache of proxy data."""
+"""Search tests: the arguments of a tiny search (the cache of proxy data is set for every test in tests/conftest.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
-
-import pytest
 
 TINY = [
     "--families", "mobilenet,mobilenetv2", "--budget-mflops", "60", "--proxy-clip", "8x32x32",
@@ -14,10 +10,3 @@ TINY = [
 """A search that trains each candidate for seconds (mobilenetv2 0.2x is the one baseline under 60 M) and
 finalizes small: its best searched network and baseline, one seed each, on 16 test videos (finalization's
 defaults, 3 networks and the baselines x 3 seeds on 300 videos, take minutes on a busy machine)."""
-
-
-@pytest.fixture(autouse=True)
-def _proxy_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path_factory.getbasetemp() / "proxy-cache"
-    monkeypatch.setenv("E3D_CACHE", str(cache))
-    return cache

@@ -1,0 +1,152 @@
+"""Decoded-frame cache: each video file is decoded once, its frames stored as JPEG at a reduced size.
+
+Without it every clip decodes its video from the first frame to the end of the window it samples, at
+the file's own resolution: a folder of 720p H.264 files loads slower than a small network trains
+(docs/SPEED.md, "Does the loader keep up?"). With it, the first clip of a video decodes the whole
+video once, shrunk by the decoder's scaler (area averaging) so that its shorter side is
+``short_side`` pixels (never enlarged), and stores every frame as a JPEG in one file; every later clip
+reads and decodes only the frames it takes. This is what the paper's own pipeline does by hand
+(frames extracted to JPEG folders before training).
+
+``short_side`` comes from the transform (:func:`short_side_for`): the smallest side at which no crop of
+the multi-scale set is enlarged to the clip size, so the cache costs no detail the crops would use
+(frames are resampled twice and JPEG-compressed, which moves pixel values a little).
+
+One file per video, ``<root>/<key>.frames``: the key hashes the video's resolved path, size and
+modification time with the short side and JPEG quality, so a changed video is decoded again. A file
+is written under a temporary name and renamed when complete, so an interrupted run or a full disk
+leaves no partial entry; when writing fails, a :class:`DataWarning` says so once and videos are read
+from their files from then on (nothing else changes). A file that is not a complete entry is
+replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+import struct
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from search.data.errors import DataWarning, VideoReadError
+from search.data.resize import scaled_size
+from search.data.video import _READ_ERRORS, Plan, _open, _reason
+from space.files import WriteError, atomic_write
+
+MAGIC = b"E3DFRM1\0"
+_HEAD = struct.Struct("<8sQQQ")  # magic, frames, height, width; then frames + 1 uint64 offsets
+QUALITY = 90
+"""JPEG quality of the stored frames."""
+
+
+def short_side_for(size: tuple[int, int], scales: Sequence[float]) -> int:
+    """The shorter side at which the smallest crop scale still covers ``size`` pixels (no crop is enlarged)."""
+    return math.ceil(max(size) / min(scales))
+
+
+def decode_video(path: Path, short_side: int) -> np.ndarray:
+    """Every frame of a video file as uint8 (N, H, W, 3), shrunk so that the shorter side is at most ``short_side``."""
+    container, stream = _open(path)
+    frames: list[np.ndarray] = []
+    try:
+        ctx = stream.codec_context
+        width, height = scaled_size(ctx.width, ctx.height, short_side)
+        for frame in container.decode(stream):
+            frames.append(frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA"))
+    except _READ_ERRORS as e:
+        raise VideoReadError(path, f"{_reason(e)} after {len(frames)} frames") from None
+    finally:
+        container.close()
+    if not frames:
+        raise VideoReadError(path, "no frames decode")
+    return np.stack(frames)
+
+
+def _encode(frame: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, format="JPEG", quality=QUALITY)
+    return buf.getvalue()
+
+
+def _decode_jpeg(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def pack(frames: np.ndarray) -> bytes:
+    """The cache entry of uint8 frames (N, H, W, 3): a header, the offsets, then one JPEG per frame."""
+    jpegs = [_encode(f) for f in frames]
+    offsets = np.concatenate([[0], np.cumsum([len(j) for j in jpegs])]).astype("<u8")
+    n, h, w = frames.shape[:3]
+    return _HEAD.pack(MAGIC, n, h, w) + offsets.tobytes() + b"".join(jpegs)
+
+
+def unpack(path: Path, plan: Plan) -> tuple[np.ndarray, int] | None:
+    """Frames ``plan(n)`` of the entry at ``path`` and its frame count ``n``; None when it is not a complete entry."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HEAD.size)
+            if len(head) != _HEAD.size or head[:8] != MAGIC:
+                return None
+            _, n, _, _ = _HEAD.unpack(head)
+            offsets = np.frombuffer(f.read(8 * (n + 1)), "<u8")
+            base = _HEAD.size + 8 * (n + 1)
+            if len(offsets) != n + 1 or os.fstat(f.fileno()).st_size != base + int(offsets[-1]):
+                return None
+            indices = list(plan(int(n)))
+            got = {}
+            for i in sorted(set(indices)):
+                f.seek(base + int(offsets[i]))
+                got[i] = _decode_jpeg(f.read(int(offsets[i + 1] - offsets[i])))
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return np.stack([got[i] for i in indices]), int(n)
+
+
+class FrameCache:
+    """Clips of video files read through the cache under ``root`` (see the module doc)."""
+
+    def __init__(self, root: str | Path, short_side: int) -> None:
+        if short_side < 1:
+            raise ValueError(f"short_side must be positive; got {short_side}")
+        self.root = Path(root)
+        self.short_side = short_side
+        self.writable = True
+        """False after a write failed: videos are then decoded from their files."""
+
+    def entry(self, path: Path) -> Path:
+        """The cache file of the video at ``path`` (a function of its path, size and modification time)."""
+        st = path.stat()
+        key = f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{self.short_side}\0{QUALITY}"
+        return self.root / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.frames"
+
+    def clip(self, path: Path, plan: Plan) -> tuple[np.ndarray, int]:
+        """The frames ``plan(n)`` of the video at ``path`` (uint8 (K, H, W, 3)) and its frame count ``n``.
+
+        Raises :class:`VideoReadError` when the video cannot be read.
+        """
+        try:
+            entry = self.entry(path)
+        except OSError as e:
+            raise VideoReadError(path, _reason(e)) from None
+        got = unpack(entry, plan)
+        if got is not None:
+            return got
+        frames = decode_video(path, self.short_side)
+        self._store(entry, frames)
+        return frames[list(plan(len(frames)))], len(frames)
+
+    def _store(self, entry: Path, frames: np.ndarray) -> None:
+        if not self.writable:
+            return
+        try:
+            atomic_write(entry, lambda f: f.write(pack(frames)))
+        except WriteError as e:
+            self.writable = False
+            warnings.warn(DataWarning(f"frame cache off: {e}; reading videos from their files"), stacklevel=3)
