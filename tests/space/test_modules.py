@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import space
-from space.modules import set_inplace
+from space.modules import max_pool, set_inplace
 from tests.conftest import ALL_MODELS, SMALL_CLIP
 
 
@@ -30,3 +30,37 @@ def test_in_place_activations_change_neither_outputs_nor_gradients(name: str, on
     torch.testing.assert_close(outs[0][0], outs[1][0], rtol=0, atol=0)
     for a, b in zip(outs[0][1], outs[1][1], strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def _pool_inputs(model: nn.Module) -> list[bool]:
+    """Run ``model``'s max pools with a hook that records whether each input was channels-last-3d."""
+    seen: list[bool] = []
+    for m in model.modules():
+        if isinstance(m, nn.MaxPool3d):
+            m.register_forward_pre_hook(lambda _m, a: seen.append(a[0].is_contiguous(memory_format=torch.channels_last_3d)))
+    return seen
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_max_pools_run_channels_last_without_autograd_and_compute_the_same(name: str, one_torch_thread: None) -> None:
+    model = space.create_model(name, width_mult=0.25, num_classes=5, sample_size=SMALL_CLIP[1], sample_duration=SMALL_CLIP[0]).eval()
+    seen = _pool_inputs(model)
+    x = torch.randn(2, 3, *SMALL_CLIP)
+    with torch.no_grad():
+        fast = model(x)
+    pools = len(seen)
+    assert all(seen)  # every max pool (if the network has any) got a channels-last input
+    slow = model(x)  # autograd on: the plain call
+    assert not any(seen[pools:]) and len(seen) == 2 * pools
+    torch.testing.assert_close(fast, slow.detach(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_max_pool_keeps_the_input_layout_and_values(dtype: torch.dtype) -> None:
+    pool = nn.MaxPool3d(3, 2, 1)
+    x = torch.randn(2, 8, 6, 10, 10).to(dtype)
+    with torch.inference_mode():
+        y = max_pool(pool, x)
+        assert y.is_contiguous() and torch.equal(y, pool(x))
+        xcl = x.contiguous(memory_format=torch.channels_last_3d)
+        assert max_pool(pool, xcl).is_contiguous(memory_format=torch.channels_last_3d)
