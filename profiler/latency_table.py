@@ -20,7 +20,9 @@ never a silent extrapolation.
 
 A network's predicted latency (:meth:`LatencyTable.predict`) is ``call + sum over its blocks of
 (price - call)``, times a per-network scale: the median ratio of measured to summed over calibration
-networks measured whole with the table (the network's own family's, when the table has enough of them).
+networks measured whole with the table (the network's own family's, when the table has enough of them),
+each summed as a prediction sums it: from the entries the table happens to have and the regressions,
+so that the scale also corrects what the regressions miss on average.
 Prediction reads the spec's traced units; no model is built.
 
 A block timed while something else takes a core (two threads on a two-core machine wait a whole
@@ -585,15 +587,27 @@ class LatencyTable:
     def overhead(self, mode: str, family: str | None = None) -> Overhead:
         """The per-network overhead fitted on the calibration networks (none: 0 ms, scale 1); with a
         ``family``, on that family's networks alone when it has :data:`MIN_CALIBRATION` of them (what a
-        family's blocks cost together differs by family), else on all of them."""
+        family's blocks cost together differs by family), else on all of them. Each network is priced as a
+        prediction prices it (:meth:`block_sum`); one the table cannot price is left out."""
         key = (mode, family)
         if key not in self._overheads:
-            nets = [(s, ms) for s, ms in self.networks if family is None or s.family == family]
-            if family is not None and len(nets) < MIN_CALIBRATION:
+            pairs = self._calibration_pairs(mode, family)
+            if family is not None and len(pairs) < MIN_CALIBRATION:
                 self._overheads[key] = self.overhead(mode)
             else:
-                self._overheads[key] = fit_overhead([(self.block_sum(s, mode), ms[mode]) for s, ms in nets])
+                self._overheads[key] = fit_overhead(pairs)
         return self._overheads[key]
+
+    def _calibration_pairs(self, mode: str, family: str | None) -> list[tuple[float, float]]:
+        """(block sum, measured ms) of the calibration networks (of ``family``) that the table can price."""
+        pairs = []
+        for s, ms in self.networks:
+            if family is None or s.family == family:
+                try:
+                    pairs.append((self.block_sum(s, mode), ms[mode]))
+                except UnpricedLayerError:
+                    continue
+        return pairs
 
     def outliers(self) -> list[Block]:
         """Entries more than :data:`RECHECK_RATIO` times their class's regression on some path."""

@@ -51,7 +51,9 @@ def test_build_then_resume_measures_nothing_again(tmp_path: Path, capsys: pytest
     assert table.settings.modes == ("eager", "optimized") and table.settings.threads == 1
     assert fake_timing.count("network") == 4 and fake_timing.count("call") == 2 and len(fake_timing) == 2 * len(table.entries) + 6
     assert {s.family for s, _ in table.networks} == {"mobilenetv2"} and table.call_ms == {"eager": 0.001, "optimized": 0.001}
-    assert all(b.key in table.entries for s, _ in table.networks for b in lt.spec_blocks(s))  # calibration: priced exactly
+    calibration = {b.key for s, _ in table.networks for b in lt.spec_blocks(s)}
+    assert not calibration <= set(table.entries)  # sampled like any block: priced as a prediction prices them
+    assert all(o.networks == 2 for o in (table.overhead("eager"), table.overhead("optimized")))
     assert f"wrote {out}: {len(table.entries)} blocks" in stdout and "per-network overhead" in stdout and "empty call 1.0 us" in stdout
     assert "of" in err and "distinct blocks" in err
     fake_timing.clear()

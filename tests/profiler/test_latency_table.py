@@ -160,6 +160,21 @@ def test_overhead_is_fitted_per_family_when_the_family_has_enough_networks(tmp_p
     assert table.overhead("eager", "mobilenet").networks == 4 and table.overhead("eager").networks == 9
 
 
+def test_a_calibration_network_the_table_cannot_price_is_left_out_of_the_fit(tmp_path: Path) -> None:
+    v2 = [spec("mobilenetv2", w) for w in (0.2, 0.45, 0.7, 1.0)]
+    foreign = spec("shufflenet", 1.0)  # none of its blocks is in the table, nor any of their kind
+
+    def whole(s: NetSpec, st: TableSettings, mode: str) -> float:
+        return 100.0 if s.family == "shufflenet" else 2.0 * (CALL[mode] + sum(own_time(b, mode) for b in spec_blocks(s)))
+
+    table = fake_table(tmp_path, v2, calibration=[*v2, foreign], measure_network=whole)
+    assert len(table.networks) == 5
+    o = table.overhead("eager")
+    assert (o.scale, o.networks) == (pytest.approx(2.0, rel=1e-6), 4)
+    with pytest.raises(UnpricedLayerError):
+        table.predict(foreign, "eager")
+
+
 def test_fit_overhead_is_the_median_ratio() -> None:
     assert fit_overhead([]) == Overhead()
     assert fit_overhead([(10.0, 20.0), (5.0, 12.0), (0.0, 3.0)]) == Overhead(2.2, 2)  # median of 2.0 and 2.4
