@@ -15,8 +15,8 @@ the multi-scale set is enlarged to the clip size, so the cache costs no detail t
 One file per video, ``<root>/<key>.frames``: the key hashes the video's resolved path, size and
 modification time with the short side and JPEG quality, so a changed video is decoded again. A file
 is written under a temporary name and renamed when complete, so an interrupted run or a full disk
-leaves no partial entry; when writing fails, a :class:`DataWarning` says so once and videos are read
-from their files from then on (nothing else changes). A file that is not a complete entry is
+leaves no partial entry; when writing fails, a :class:`DataWarning` says so once and the videos not
+cached yet are read as without the cache from then on (:func:`search.data.video.read_clip`). A file that is not a complete entry is
 replaced.
 """
 
@@ -36,7 +36,7 @@ from PIL import Image
 
 from search.data.errors import DataWarning, VideoReadError
 from search.data.resize import scaled_size
-from search.data.video import _READ_ERRORS, Plan, _open, _reason
+from search.data.video import _READ_ERRORS, Plan, _open, _reason, read_clip
 from space.files import WriteError, atomic_write
 
 MAGIC = b"E3DFRM1\0"
@@ -118,7 +118,7 @@ class FrameCache:
         self.root = Path(root)
         self.short_side = short_side
         self.writable = True
-        """False after a write failed: videos are then decoded from their files."""
+        """False after a write failed: videos not cached yet are then read as without the cache."""
 
     def entry(self, path: Path) -> Path:
         """The cache file of the video at ``path`` (a function of its path, size and modification time)."""
@@ -138,13 +138,13 @@ class FrameCache:
         got = unpack(entry, plan)
         if got is not None:
             return got
+        if not self.writable:
+            return read_clip(path, plan)
         frames = decode_video(path, self.short_side)
         self._store(entry, frames)
         return frames[list(plan(len(frames)))], len(frames)
 
     def _store(self, entry: Path, frames: np.ndarray) -> None:
-        if not self.writable:
-            return
         try:
             atomic_write(entry, lambda f: f.write(pack(frames)))
         except WriteError as e:

@@ -74,9 +74,15 @@ def test_a_full_disk_warns_once_and_videos_are_read_from_their_files(tmp_path: P
     with pytest.warns(DataWarning, match="frame cache off: .*no space left"):
         clip, n = cache.clip(videos[0], lambda n: [3])
     assert n == 10 and decoded_levels(clip) == pytest.approx([level(3)], abs=2) and not cache.writable
+
+    def no_decode(path: Path, short_side: int) -> np.ndarray:
+        raise AssertionError("decoded whole although the cache is off")
+
+    monkeypatch.setattr(fc, "decode_video", no_decode)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        cache.clip(videos[1], lambda n: [4])
+        clip, n = cache.clip(videos[1], lambda n: [4])  # read as without the cache: only up to the frames it takes
+    assert n == 10 and decoded_levels(clip) == pytest.approx([level(4)], abs=2)
     assert entries(tmp_path / "frames") == []
 
 
