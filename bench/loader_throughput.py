@@ -29,7 +29,7 @@ import datetime
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,17 +101,18 @@ def loader_rate(data: Dataset[Any], batches: int, workers: int) -> float:
     )
     it = iter(loader)
     next(it)
-    n, t0 = 0, time.perf_counter()
-    for b in it:
-        n += len(b[1]) if b is not None else 0
-    return n / (time.perf_counter() - t0)
+    return _clips_per_s(it)
 
 
 def first_pass_rate(data: Dataset[Any]) -> float:
     """Clips/s of reading every video of ``data`` once, in batches of :data:`BATCH`, everything timed."""
-    loader = DataLoader(data, batch_size=BATCH, shuffle=False, collate_fn=collate)
+    return _clips_per_s(iter(DataLoader(data, batch_size=BATCH, shuffle=False, collate_fn=collate)))
+
+
+def _clips_per_s(batches: Iterator[tuple[Any, Any] | None]) -> float:
+    """Clips/s of reading the rest of ``batches`` (collated by :func:`search.data.collate`)."""
     n, t0 = 0, time.perf_counter()
-    for b in loader:
+    for b in batches:
         n += len(b[1]) if b is not None else 0
     return n / (time.perf_counter() - t0)
 
@@ -165,12 +166,12 @@ def table(rows: Sequence[Row]) -> str:
         verdict = "keeps up" if r.keeps_up else f"below {TARGET:g}x"
         lines.append(
             f"| {r.source} | {clip} | {r.loader:.1f} | {r.loader_workers:.1f} | {r.model} | {r.fastest} | {r.step_fp32:.1f} "
-            f"| {r.step_fastest:.1f} | {r.fit_loop:.1f} | {r.ratio:.2f}x ({verdict}) | {_rate(r.first_pass)} | {_rate(r.direct)} |"
+            f"| {r.step_fastest:.1f} | {r.fit_loop:.1f} | {r.ratio:.2f}x ({verdict}) | {_cell(r.first_pass)} | {_cell(r.direct)} |"
         )
     return "\n".join(lines)
 
 
-def _rate(x: float | None) -> str:
+def _cell(x: float | None) -> str:
     return "-" if x is None else f"{x:.1f}"
 
 

@@ -28,7 +28,7 @@ from search.data.framecache import FrameCache
 from search.data.layouts import VideoRecord
 from search.data.sampling import TemporalSampling
 from search.data.transforms import SpatialTransform
-from search.data.video import Plan, count_frames, read_clip
+from search.data.video import Plan, count_frames, count_mismatch, read_clip
 
 ON_ERROR = ("skip", "raise")
 Item = tuple[Tensor, int]
@@ -207,7 +207,7 @@ class VideoDataset(ClipDataset):
         frames, n = self.frame_cache.clip(path, plan)
         known = self._counts.get(v)
         if known is not None and known != n:
-            warnings.warn(DataWarning(f"{path}: header says {known} frames but {n} decode; using {n}"), stacklevel=3)
+            warnings.warn(count_mismatch(path, known, n), stacklevel=3)
         return frames, n
 
 

@@ -172,6 +172,11 @@ def _load_image(path: Path) -> np.ndarray:
         raise VideoReadError(path, _reason(e)) from None
 
 
+def count_mismatch(path: Path, header: int, decoded: int) -> DataWarning:
+    """The warning for a video whose header states ``header`` frames where ``decoded`` decode."""
+    return DataWarning(f"{path}: header says {header} frames but {decoded} decode; using {decoded}")
+
+
 def read_clip(path: Path, plan: Plan, *, frames: int | None = None) -> tuple[np.ndarray, int]:
     """The frames ``plan(n)`` of a video as a uint8 array (K, H, W, 3), and the frame count ``n`` used.
 
@@ -195,7 +200,7 @@ def read_clip(path: Path, plan: Plan, *, frames: int | None = None) -> tuple[np.
     if ended and count <= max(idx):
         if count == 0:
             raise VideoReadError(path, "no frames decode")
-        warnings.warn(DataWarning(f"{path}: header says {n} frames but {count} decode; using {count}"), stacklevel=2)
+        warnings.warn(count_mismatch(path, n, count), stacklevel=2)
         n = count
         idx = list(plan(n))
         if not set(idx) <= got.keys():

@@ -14,11 +14,6 @@ from tests.e3d.fixtures import run
 TINY = ["--proxy-clip", "8x32x32", "--train-samples", "24", "--val-samples", "8", "--epochs", "1", "--batch-size", "8", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("E3D_CACHE", str(tmp_path_factory.getbasetemp() / "proxy-cache"))
-
-
 def test_a_precision_this_machine_lacks_fails_before_any_trial(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,11 +16,6 @@ TINY = ["--proxy-clip", "8x32x32", "--train-samples", "32", "--val-samples", "16
 EXPAND = ["scale", "mobilenetv2", "--width-mult", "0.2", "--expand", "--to", "150M", "--axes", "width,depth,frames"]
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("E3D_CACHE", str(tmp_path_factory.getbasetemp() / "proxy-cache"))
-
-
 def sized_fit(calls: list[Any], *, interrupt_at: int | None = None) -> Any:
     """A stand-in for training: accuracy grows with the number of layers (so depth wins every step)."""
     from search.train import FitResult

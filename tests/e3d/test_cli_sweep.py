@@ -16,11 +16,6 @@ from tests.search.test_study import fake_fit
 TINY = ["--proxy-clip", "8x32x32", "--train-samples", "32", "--val-samples", "16", "--epochs", "1", "--batch-size", "8", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("E3D_CACHE", str(tmp_path_factory.getbasetemp() / "proxy-cache"))
-
-
 def test_sweep_trains_every_preset_once_per_seed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("search.train.fit", fake_fit([]))
     measured: list[space.NetSpec] = []
