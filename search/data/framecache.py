@@ -35,8 +35,7 @@ import numpy as np
 from PIL import Image
 
 from search.data.errors import DataWarning, VideoReadError
-from search.data.resize import scaled_size
-from search.data.video import _READ_ERRORS, Plan, _open, _reason, read_clip
+from search.data.video import Plan, _decode, _reason, read_clip
 from space.files import WriteError, atomic_write
 
 MAGIC = b"E3DFRM1\0"
@@ -52,20 +51,10 @@ def short_side_for(size: tuple[int, int], scales: Sequence[float]) -> int:
 
 def decode_video(path: Path, short_side: int) -> np.ndarray:
     """Every frame of a video file as uint8 (N, H, W, 3), shrunk so that the shorter side is at most ``short_side``."""
-    container, stream = _open(path)
-    frames: list[np.ndarray] = []
-    try:
-        ctx = stream.codec_context
-        width, height = scaled_size(ctx.width, ctx.height, short_side)
-        for frame in container.decode(stream):
-            frames.append(frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA"))
-    except _READ_ERRORS as e:
-        raise VideoReadError(path, f"{_reason(e)} after {len(frames)} frames") from None
-    finally:
-        container.close()
-    if not frames:
+    got, count, _ = _decode(path, None, None, short_side=short_side)
+    if count == 0:
         raise VideoReadError(path, "no frames decode")
-    return np.stack(frames)
+    return np.stack([got[i] for i in range(count)])
 
 
 def _encode(frame: np.ndarray) -> bytes:

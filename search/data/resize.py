@@ -24,21 +24,12 @@ import av
 from PIL import Image
 
 from search.data.errors import DataError, VideoReadError
-from search.data.video import _READ_ERRORS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, _open, _reason
+from search.data.video import _READ_ERRORS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, _open, _reason, scaled_size
 from space.files import FILE_ERRNOS, replacing
 
 CONTAINERS = {".mp4": ("mp4", "libx264"), ".m4v": ("mp4", "libx264"), ".mov": ("mov", "libx264"),
               ".mkv": ("matroska", "libx264"), ".avi": ("avi", "mpeg4"), ".webm": ("webm", "libvpx")}  # fmt: skip
 """Container format and the codec each video suffix is written with."""
-
-
-def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
-    """(width, height) with the shorter side ``short_side``, the aspect kept and both even (4:2:0 video
-    needs even sides); the size itself when its shorter side is not larger already."""
-    if min(width, height) <= short_side:
-        return width, height
-    f = short_side / min(width, height)
-    return max(2, round(width * f / 2) * 2), max(2, round(height * f / 2) * 2)
 
 
 def copy_file(src: Path, dst: Path) -> None:

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -106,18 +107,34 @@ def _open(path: Path) -> tuple[av.container.InputContainer, av.video.stream.Vide
     return container, container.streams.video[0]
 
 
-def _decode(path: Path, wanted: set[int], last: int | None) -> tuple[dict[int, np.ndarray], int, bool]:
-    """Decode frames 0..last (all when None), converting only ``wanted`` ones to RGB arrays.
+def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(width, height) with the shorter side ``short_side``, the aspect kept and both even (4:2:0 video
+    needs even sides); the size itself when its shorter side is not larger already."""
+    if min(width, height) <= short_side:
+        return width, height
+    f = short_side / min(width, height)
+    return max(2, round(width * f / 2) * 2), max(2, round(height * f / 2) * 2)
+
+
+def _decode(
+    path: Path, wanted: set[int] | None, last: int | None, *, short_side: int | None = None
+) -> tuple[dict[int, np.ndarray], int, bool]:
+    """Decode frames 0..last (all when None), converting only ``wanted`` ones (all when None) to RGB arrays,
+    shrunk by the decoder's scaler (area averaging) to at most ``short_side`` on the shorter side when given.
 
     Returns the arrays by index, the number of frames decoded and whether the stream ended.
     """
     container, stream = _open(path)
+    size: dict[str, Any] = {}
+    if short_side is not None:
+        width, height = scaled_size(stream.codec_context.width, stream.codec_context.height, short_side)
+        size = {"width": width, "height": height, "interpolation": "AREA"}
     got: dict[int, np.ndarray] = {}
     count = 0
     try:
         for i, frame in enumerate(container.decode(stream)):
-            if i in wanted:
-                got[i] = frame.to_ndarray(format="rgb24")
+            if wanted is None or i in wanted:
+                got[i] = frame.to_ndarray(format="rgb24", **size)
             count = i + 1
             if last is not None and i >= last:
                 return got, count, False
