@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import weakref
 from pathlib import Path
 
 import optuna
@@ -26,6 +27,27 @@ def test_sigterm_raises_keyboard_interrupt_within_and_the_default_comes_back() -
     with pytest.raises(KeyboardInterrupt), sigterm_interrupts():
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler runs at once; without it the process would end here
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_sigterm_landing_in_a_weakref_callback_is_delivered_after_it(capfd: pytest.CaptureFixture[str]) -> None:
+    """Python drops an exception raised in a weakref or gc callback (SQLAlchemy has such callbacks);
+    the interrupt must not be dropped with it, nor its traceback printed."""
+
+    def callback(_: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(10_000):  # the handler runs here, inside the callback
+            pass
+
+    class Thing:
+        pass
+
+    with pytest.raises(KeyboardInterrupt), sigterm_interrupts():
+        thing = Thing()
+        ref = weakref.ref(thing, callback)
+        del thing
+        time.sleep(5)
+    assert ref() is None and "Traceback" not in capfd.readouterr().err
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
