@@ -111,7 +111,7 @@ def memory_size(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``e3d`` console script; returns the exit code."""
     from profiler.allocator import keep_freed_memory
-    from search.interrupts import sigterm_interrupts
+    from search.interrupts import interrupt_signals
     from space.spec import E3DError
 
     args = build_parser().parse_args(argv)
@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         set_limit(args.max_memory)
     try:
         keep_freed_memory()
-        with sigterm_interrupts():
+        with interrupt_signals():
             return int(args.func(args) or 0)
     except E3DError as e:
         print(f"e3d {args.command}: error: {e}", file=sys.stderr)

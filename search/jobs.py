@@ -12,7 +12,7 @@ A SQLite storage is in write-ahead-log mode (readers do not block the writer; ``
 and every connection waits up to a minute for a lock (``search.study.open_storage``) before it fails.
 
 SIGTERM (``kill``, ``timeout``, a scheduler's stop) stops the e3d command and every job as Ctrl-C does
-(:func:`search.interrupts.sigterm_interrupts`): trials in training are marked interrupted and queued again, the rest saved.
+(:func:`search.interrupts.interrupt_signals`): trials in training are marked interrupted and queued again, the rest saved.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from search.interrupts import sigterm_interrupts
+from search.interrupts import interrupt_signals
 from space.spec import E3DError
 
 
@@ -142,7 +142,7 @@ def _picklable(spec: JobSpec) -> JobSpec:
 
 def _job(spec: JobSpec, index: int, messages: Any) -> None:
     """One job process: join the study, run a worker (or the scaling plan), report each trial and the end."""
-    with sigterm_interrupts():
+    with interrupt_signals():
         _work(spec, index, messages)
 
 

@@ -12,49 +12,57 @@ import textwrap
 import time
 import weakref
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
 from search import study as st
-from search.interrupts import sigterm_interrupts
+from search.interrupts import interrupt_signals
 from tests.search.conftest import TINY
 
 
 def test_sigterm_raises_keyboard_interrupt_within_and_the_default_comes_back() -> None:
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-    with pytest.raises(KeyboardInterrupt), sigterm_interrupts():
+    with pytest.raises(KeyboardInterrupt), interrupt_signals():
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler runs at once; without it the process would end here
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
-def test_sigterm_landing_in_a_weakref_callback_is_delivered_after_it(capfd: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("signum", "default"), [(signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler)])
+def test_an_interrupt_landing_in_a_weakref_callback_is_delivered_after_it(
+    signum: int, default: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
     """Python drops an exception raised in a weakref or gc callback (SQLAlchemy has such callbacks);
     the interrupt must not be dropped with it, nor its traceback printed."""
 
     def callback(_: object) -> None:
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signum)
         for _ in range(10_000):  # the handler runs here, inside the callback
             pass
 
     class Thing:
         pass
 
-    with pytest.raises(KeyboardInterrupt), sigterm_interrupts():
-        thing = Thing()
-        ref = weakref.ref(thing, callback)
-        del thing
-        time.sleep(5)
-    assert ref() is None and "Traceback" not in capfd.readouterr().err
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    previous = signal.signal(signum, default)
+    try:
+        with pytest.raises(KeyboardInterrupt), interrupt_signals():
+            thing = Thing()
+            ref = weakref.ref(thing, callback)
+            del thing
+            time.sleep(5)
+        assert ref() is None and "Traceback" not in capfd.readouterr().err
+        assert signal.getsignal(signum) is default
+    finally:
+        signal.signal(signum, previous)
 
 
 def test_an_ignored_sigterm_stays_ignored() -> None:
     previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
-        with sigterm_interrupts():
+        with interrupt_signals():
             assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGTERM, previous)
