@@ -154,19 +154,22 @@ def fixed(
 
     Training asks for contiguous bf16 because it is bit-for-bit reproducible: bf16 training in
     channels-last-3d on oneDNN is not (two identical runs on an AMX Xeon, torch 2.13, ended with
-    different weights), so an exact resume cannot be promised for it; ``auto`` may still pick it for
-    speed. Inference asks for channels-last (:func:`resolve_inference`)."""
+    different weights), so an exact resume cannot be promised for it, and ``auto`` does not consider it
+    for training either. Inference asks for channels-last (:func:`resolve_inference`)."""
     check_supported(precision, device, cpu=cpu)
     cl = half_channels_last and precision != "fp32" and torch.device(device).type == "cpu"
     return ExecConfig(precision, channels_last=cl, threads=threads, device=device, reason="asked for")
 
 
-def candidates(*, device: str = "cpu", threads: int | None = None, cpu: CpuInfo | None = None) -> list[ExecConfig]:
-    """What ``auto`` measures on a CPU, fp32 eager first: fp32 channels-last, and bf16 in both memory
-    formats where the CPU has native bf16."""
+def candidates(
+    *, device: str = "cpu", threads: int | None = None, cpu: CpuInfo | None = None, training: bool = False, half: bool = True
+) -> list[ExecConfig]:
+    """What ``auto`` measures on a CPU, fp32 eager first: fp32 channels-last, and where the CPU has native
+    bf16 (and ``half``), bf16 eager, and for inference bf16 channels-last too (not for ``training``:
+    it is not reproducible, see :func:`fixed`)."""
     out = [ExecConfig("fp32", False, threads, device), ExecConfig("fp32", True, threads, device)]
-    if (cpu or detect_cpu()).bf16:
-        out += [ExecConfig("bf16", False, threads, device), ExecConfig("bf16", True, threads, device)]
+    if half and (cpu or detect_cpu()).bf16:
+        out += [ExecConfig("bf16", False, threads, device)] + ([] if training else [ExecConfig("bf16", True, threads, device)])
     return out
 
 
@@ -237,16 +240,20 @@ def resolve(
     cpu: CpuInfo | None = None,
     cache: Path | None = None,
     half_channels_last: bool = False,
+    half: bool = True,
 ) -> ExecConfig:
     """The configuration ``precision`` means here. ``auto`` on a CPU: the cached calibration under
-    ``key``, else ``measure(config)`` (seconds per step) of each of :func:`candidates`, then
-    :func:`choose`, cached in ``cache`` (default :func:`cache_path`). ``auto`` on CUDA: autocast to
-    bf16 where supported, else fp16, channels as they are."""
+    ``key``, else ``measure(config)`` (seconds per step) of each of :func:`candidates` (training ones
+    unless ``half_channels_last``; fp32 only without ``half``), then :func:`choose`, cached in ``cache``
+    (default :func:`cache_path`). ``auto`` on CUDA: autocast to bf16 where supported, else fp16 (fp32
+    without ``half``), channels as they are."""
     if precision != "auto":
         return fixed(precision, device=device, threads=threads, cpu=cpu, half_channels_last=half_channels_last)
+    if torch.device(device).type == "cuda" and not half:
+        return ExecConfig("fp32", False, threads, device, reason="auto without half precision on a GPU: fp32")
     if torch.device(device).type == "cuda":
-        half = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return ExecConfig(half, False, threads, device, reason="auto on a GPU: CUDA mixed precision")
+        mixed = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return ExecConfig(mixed, False, threads, device, reason="auto on a GPU: CUDA mixed precision")
     path = cache or cache_path()
     hit = read_cache(path).get(key)
     if isinstance(hit, dict):
@@ -254,7 +261,8 @@ def resolve(
         return replace(found, threads=threads, device=device, reason=f"{found.reason}; cached in {path}")
     if measure is None:
         raise ValueError("auto needs a measure function when the calibration is not cached")
-    chosen = choose([(c, measure(c)) for c in candidates(device=device, threads=threads, cpu=cpu)])
+    measured = candidates(device=device, threads=threads, cpu=cpu, training=not half_channels_last, half=half)
+    chosen = choose([(c, measure(c)) for c in measured])
     write_cache(path, key, chosen)
     return chosen
 

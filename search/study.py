@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, unquote
 
 try:
@@ -49,6 +49,9 @@ from search.budget import Budget, Screen, feasible_families, screen, validate_fo
 from search.fidelity import QUEUED_SOURCES, CpuTimed, cpu_seconds, stop_if_budget_spent, stop_trial, trial_cpu_seconds
 from search.searchspace import SPACE, Clip, check_families, paper_presets, preset_params, sample_params, spec_from_params
 from space.spec import E3DError, NetSpec, SGSSpec, SpecError
+
+if TYPE_CHECKING:
+    from search.train import FitResult, TrainConfig
 
 OBJECTIVES = ("accuracy", "pareto")
 PRUNERS = ("median", "hyperband", "none", "rungs")
@@ -708,8 +711,7 @@ class Objective:
         return values
 
     def _train(self, trial: optuna.Trial, spec: NetSpec, seed: int) -> tuple[float, float, int]:
-        from search.train import NonFiniteLossError, TrainConfig, fit, resolve_exec
-        from space.modules import build
+        from search.train import TrainConfig
 
         p = self.config.proxy
         tc = TrainConfig(
@@ -745,21 +747,35 @@ class Objective:
                     acc = metrics["val_top1"]
                     stop_trial(trial, f"val top-1 {acc:.1f}% at epoch {epoch + 1}", epoch=epoch + 1, accuracy=acc)
 
+        result = self._fit(trial, spec, seed, tc, report)
+        return result.val_top1, result.best_val_top1, result.epochs_run
+
+    def _fit(
+        self, trial: optuna.Trial, spec: NetSpec, seed: int, tc: TrainConfig, report: Callable[[int, dict[str, float]], None]
+    ) -> FitResult:
+        """Build ``spec`` with ``seed``'s weights and train it as ``tc.precision`` resolves; when ``auto``
+        chose bf16 and the loss stops being finite, train it again from the same start in fp32 (recorded
+        as ``diverged``), so that ``auto`` never loses a trial to half precision."""
         import torch
 
-        torch.manual_seed(seed)
-        model = build(spec)
-        self.last_model = model
-        run_as = resolve_exec(model, self.data.train, tc)
-        trial.set_user_attr("precision", run_as.label)
-        trial.set_user_attr("run_as", run_as.as_dict())
-        try:
-            batches = progress_recorder(trial)
-            result = fit(model, self.data.train, self.data.val, tc, on_epoch=report, on_batch=batches, progress=False, exec_config=run_as)
-        except NonFiniteLossError as e:
-            trial.set_user_attr("error", f"non-finite loss: {e}")
-            raise
-        return result.val_top1, result.best_val_top1, result.epochs_run
+        from search.train import NonFiniteLossError, fit, resolve_exec
+        from space.modules import build
+
+        for half in (True, False):
+            torch.manual_seed(seed)
+            model = self.last_model = build(spec)
+            run_as = resolve_exec(model, self.data.train, tc, half=half)
+            trial.set_user_attr("precision", run_as.label)
+            trial.set_user_attr("run_as", run_as.as_dict())
+            try:
+                batches = progress_recorder(trial)
+                return fit(model, self.data.train, self.data.val, tc, on_epoch=report, on_batch=batches, progress=False, exec_config=run_as)
+            except NonFiniteLossError as e:
+                if not (half and tc.precision == "auto" and run_as.precision != "fp32"):
+                    trial.set_user_attr("error", f"non-finite loss: {e}")
+                    raise
+                trial.set_user_attr("diverged", f"{e}; trained again from the same start in fp32")
+        raise AssertionError("unreachable: the fp32 pass returns or raises")
 
 
 PROGRESS_ATTR = "progress"

@@ -571,18 +571,21 @@ def _fit_result(run: _Run, start_time: float, *, stopped_early: bool, resumed_fr
     )
 
 
-def resolve_exec(model: nn.Module, train_data: Dataset[Any], config: TrainConfig, *, cache: Path | None = None) -> ExecConfig:
+def resolve_exec(
+    model: nn.Module, train_data: Dataset[Any], config: TrainConfig, *, cache: Path | None = None, half: bool = True
+) -> ExecConfig:
     """How ``config.precision`` trains ``model`` here (:func:`profiler.precision.resolve`): ``auto``
-    times a few training steps of each candidate at the training batch and clip, once per CPU model,
-    torch version, threads and network shape (cached)."""
+    times a few training steps of each candidate at the training batch and clip (fp32 ones only
+    without ``half``), once per CPU model, torch version, threads and network shape (cached)."""
     shape = _input_shape(model, train_data)
     classes = model_classes(model)
-    key = cache_key("train", network_key(model, shape), batch_size=config.batch_size, device=config.device, threads=config.threads)
+    kind = "training" if half else "training-fp32"  # "train" held choices among bf16 channels-last too
+    key = cache_key(kind, network_key(model, shape), batch_size=config.batch_size, device=config.device, threads=config.threads)
 
     def measure(c: ExecConfig) -> float:
         return train_step_seconds(model, c, input_shape=shape, batch_size=config.batch_size, num_classes=classes)
 
-    return resolve(config.precision, measure=measure, key=key, device=config.device, threads=config.threads, cache=cache)
+    return resolve(config.precision, measure=measure, key=key, device=config.device, threads=config.threads, cache=cache, half=half)
 
 
 def _input_shape(model: nn.Module, data: Dataset[Any]) -> tuple[int, ...]:

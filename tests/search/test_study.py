@@ -120,6 +120,31 @@ def test_a_nan_loss_fails_that_trial_and_the_study_goes_on(tmp_path: Path, monke
     assert st.count_trained(study, source="search") >= 3
 
 
+def test_auto_trains_a_trial_again_in_fp32_when_its_bf16_diverges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from profiler.precision import ExecConfig
+    from search.train import NonFiniteLossError
+
+    real = fake_fit([])
+    starts: list[ExecConfig] = []
+
+    def diverging_bf16(*a: Any, exec_config: ExecConfig, **k: Any) -> Any:
+        starts.append(exec_config)
+        if exec_config.precision == "bf16":
+            raise NonFiniteLossError("the training loss became nan at epoch 1, step 2 under bf16 eager")
+        return real(*a, **k)
+
+    def calibrated(*a: Any, half: bool = True, **k: Any) -> ExecConfig:
+        return ExecConfig("bf16" if half else "fp32", not half, reason="calibrated (faked)")
+
+    monkeypatch.setattr("search.train.fit", diverging_bf16)
+    monkeypatch.setattr("search.train.resolve_exec", calibrated)
+    assert search(tmp_path, "--trials", "2", "--precision", "auto") == 0
+    trained = [t for t in load(tmp_path).trials if t.user_attrs.get("trained")]
+    assert trained and all(t.state.name == "COMPLETE" for t in trained)
+    assert all(t.user_attrs["precision"] == "fp32 channels-last" and "nan" in t.user_attrs["diverged"] for t in trained)
+    assert len(starts) >= 2 * len(trained) and [c.precision for c in starts] == ["bf16", "fp32"] * (len(starts) // 2)
+
+
 def test_pareto_objective_has_two_directions_and_no_pruning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("search.train.fit", fake_fit([10.0, 20.0, 15.0, 40.0]))
     assert search(tmp_path, "--trials", "3", "--objective", "pareto") == 0

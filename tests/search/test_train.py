@@ -297,7 +297,7 @@ def test_auto_uses_the_cached_calibration_and_a_resume_keeps_the_checkpoints_cho
     monkeypatch.setenv("E3D_CACHE", str(tmp_path / "cache"))
     cfg = config(epochs=1, precision="auto")
     net = tiny_model()
-    key = cache_key("train", network_key(net, (3, *CLIP)), batch_size=8, device="cpu", threads=None)
+    key = cache_key("training", network_key(net, (3, *CLIP)), batch_size=8, device="cpu", threads=None)
     write_cache(tmp_path / "cache" / "precision.json", key, ExecConfig("fp32", True, reason="calibrated (faked)"))
     chosen = resolve_exec(net, train, cfg)
     assert chosen.label == "fp32 channels-last" and "faked" in chosen.reason and "cached" in chosen.reason
