@@ -7,7 +7,8 @@ For each preset (10 classes) and clip it times training steps (forward, cross-en
 update on a batch already in memory: ``profiler.precision.train_step_seconds``) under fp32 eager,
 fp32 channels-last-3d, bf16 autocast (contiguous and channels-last; only on a CPU with native bf16) and,
 with ``--compile``, ``torch.compile`` of fp32 eager. ``auto`` is the configuration that
-``profiler.precision.choose`` (the rule of ``--precision auto``) picks from this run's timings; as the best of
+``profiler.precision.choose`` (the rule of ``--precision auto``) picks from this run's timings of its training
+candidates (bf16 channels-last is timed, not a candidate: it is not reproducible); as the best of
 several noisy timings its ratio is biased upwards, so fp32 eager and the pick are then timed once more, one
 right after the other, and ``auto re-timed (x)`` (the unbiased gain of ``--precision auto``) is theirs. Achieved
 GFLOP/s count 3 x forward multiply-adds x 2 FLOP per clip (``train_step_gflop``); the share is of this
@@ -86,7 +87,8 @@ def measure(name: str, width: float, clip: tuple[int, int, int], args: argparse.
         s = train_step_seconds(model, c, repeats=args.steps, **kw)
         row.seconds[c.label] = s
         timings.append((c, s))
-    pick = choose(timings)
+    training = {c.label for c in candidates(threads=args.threads, training=True)}  # bf16 channels-last: timed, not a candidate
+    pick = choose([t for t in timings if t[0].label in training])
     row.auto = pick.label
     if pick.label != "fp32 eager":
         eager = next(c for c, _ in timings if c.label == "fp32 eager")

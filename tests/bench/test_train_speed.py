@@ -5,6 +5,10 @@ from __future__ import annotations
 import pytest
 
 from bench import train_speed as ts
+from profiler.precision import CpuInfo
+from profiler.precision import candidates as real_candidates
+
+AMX = CpuInfo("Fake Xeon", "AVX512", frozenset({"avx512_bf16", "amx_bf16"}))
 
 
 def test_render_divides_each_configuration_by_fp32_eager() -> None:
@@ -48,3 +52,16 @@ def test_auto_s_gain_is_timed_again_after_the_choice(monkeypatch: pytest.MonkeyP
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[cells.index("fp32 channels-last") + 1 : cells.index("fp32 channels-last") + 3] == ["4.00", "1.25"]
     assert "auto re-timed 1.25x fp32 eager (best of the first timings 4.00x)" in out
+
+
+def test_auto_never_picks_bf16_channels_last_for_training(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """bf16 channels-last is timed as a column but is not a training candidate (not reproducible)."""
+    seconds = {"fp32 eager": 0.4, "fp32 channels-last": 0.3, "bf16 eager": 0.2, "bf16 channels-last": 0.1}
+    monkeypatch.setattr(ts, "detect_cpu", lambda: AMX)
+    monkeypatch.setattr(ts, "candidates", lambda **kw: real_candidates(**kw, cpu=AMX))
+    monkeypatch.setattr(ts, "train_step_seconds", lambda model, config, **_: seconds[config.label])
+    monkeypatch.setattr(ts, "matmul_gflops", lambda precision, **_: 100.0)
+    ts.main(["--presets", "mobilenet:0.5", "--clips", "16x32x32", "--batch-size", "2"])
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| mobilenet 0.5x"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[4:7] == ["1.33", "2.00", "4.00"] and cells[7] == "bf16 eager"
