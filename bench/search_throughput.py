@@ -3,7 +3,7 @@
 Run: python -m bench.search_throughput [--architectures 6] [--jobs auto] [--out runs/search-throughput] [--tiny]
 
 Takes ``--architectures`` of the fixed stratified set of :func:`search.fidelity.architecture_set`
-(spread over its range of multiply-adds) and trains all of them, with the default proxy protocol
+(spread over its range of multiply-adds, queued dearest first: :func:`spread`) and trains all of them, with the default proxy protocol
 (``search.study.ProxyConfig()``) and seed 0, twice, one configuration right after the other:
 
 * ``before``: one worker with torch's default threads, ``--precision fp32``: what ``e3d search`` did
@@ -58,12 +58,14 @@ class Result:
 
 
 def spread(archs: list[tuple[str, dict[str, Any]]], n: int) -> list[tuple[str, dict[str, Any]]]:
-    """``n`` of ``archs`` (sorted by cost) at evenly spaced ranks, cheapest and dearest included."""
+    """``n`` of ``archs`` (sorted by cost) at evenly spaced ranks, cheapest and dearest included, dearest
+    first: the order they are queued in, so that the workers' last trials are the shortest and the run's
+    tail (one worker done, the other still training) is as short as in a long search."""
     if not 1 <= n <= len(archs):
         raise E3DError(f"--architectures must be between 1 and {len(archs)}, got {n}")
     if n == 1:
         return archs[:1]
-    return [archs[round(i * (len(archs) - 1) / (n - 1))] for i in range(n)]
+    return [archs[round(i * (len(archs) - 1) / (n - 1))] for i in reversed(range(n))]
 
 
 def run_config(name: str, proxy: ProxyConfig, archs: list[tuple[str, dict[str, Any]]], out: Path, *, jobs: int) -> Result:

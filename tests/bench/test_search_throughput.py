@@ -10,10 +10,10 @@ from bench import search_throughput as st
 from space.spec import E3DError
 
 
-def test_spread_takes_evenly_spaced_ranks_with_both_ends() -> None:
+def test_spread_takes_evenly_spaced_ranks_with_both_ends_dearest_first() -> None:
     archs = [(f"a{i}", {"i": i}) for i in range(10)]
-    assert [label for label, _ in st.spread(archs, 4)] == ["a0", "a3", "a6", "a9"]
-    assert st.spread(archs, 1) == archs[:1] and st.spread(archs, 10) == archs
+    assert [label for label, _ in st.spread(archs, 4)] == ["a9", "a6", "a3", "a0"]  # dearest first: the shortest run last
+    assert st.spread(archs, 1) == archs[:1] and st.spread(archs, 10) == archs[::-1]
     with pytest.raises(E3DError, match="between 1 and 10"):
         st.spread(archs, 11)
 
