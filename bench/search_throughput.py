@@ -8,7 +8,8 @@ Takes ``--architectures`` of the fixed stratified set of :func:`search.fidelity.
 
 * ``before``: one worker with torch's default threads, ``--precision fp32``: what ``e3d search`` did
   before ``--jobs`` and ``--precision auto``;
-* ``after``: ``--jobs`` workers (:func:`search.jobs.run_jobs`) of one thread each, ``--precision auto``.
+* ``after``: ``--jobs`` workers (:func:`search.jobs.run_jobs`) of one thread each, ``--precision auto``,
+  each trial calibrating anew (an empty calibration cache: :func:`fresh_cache`).
 
 Each configuration is a fresh sweep study in ``<out>/throughput.db`` run by the search's own workers, so
 both train the same networks on the same videos; the report gives each one's wall time, trained trials
@@ -20,12 +21,15 @@ interrupted configuration mean nothing). ``--tiny`` is a smoke run (tiny clips, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import os
 import shlex
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +70,24 @@ def spread(archs: list[tuple[str, dict[str, Any]]], n: int) -> list[tuple[str, d
     if n == 1:
         return archs[:1]
     return [archs[round(i * (len(archs) - 1) / (n - 1))] for i in reversed(range(n))]
+
+
+@contextlib.contextmanager
+def fresh_cache(out: Path, base: ProxyConfig) -> Iterator[Path]:
+    """``$E3D_CACHE`` pointed at a new folder under ``out`` while the run lasts, with ``base``'s proxy task
+    generated there before anything is timed: every ``after`` trial then calibrates its precision, as a
+    search's new networks do (calibrations cached by an earlier run would make ``auto`` look free)."""
+    folder = Path(tempfile.mkdtemp(prefix="cache-", dir=out))
+    old = os.environ.get("E3D_CACHE")
+    os.environ["E3D_CACHE"] = str(folder)
+    try:
+        load_proxy(base, progress=False)
+        yield folder
+    finally:
+        if old is None:
+            os.environ.pop("E3D_CACHE", None)
+        else:
+            os.environ["E3D_CACHE"] = old
 
 
 def run_config(name: str, proxy: ProxyConfig, archs: list[tuple[str, dict[str, Any]]], out: Path, *, jobs: int) -> Result:
@@ -130,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         archs = [a for a in fid.architecture_set(seed=0) if runs_at(a[1], base.clip)]
         chosen = spread(sorted(archs, key=lambda a: macs_of(a[1])), args.architectures)
         args.out.mkdir(parents=True, exist_ok=True)
-        before = run_config("before", dataclasses.replace(base, precision="fp32", threads=None), chosen, args.out, jobs=0)
-        after = run_config("after", dataclasses.replace(base, precision="auto", threads=1), chosen, args.out, jobs=args.jobs)
+        with fresh_cache(args.out, base):
+            before = run_config("before", dataclasses.replace(base, precision="fp32", threads=None), chosen, args.out, jobs=0)
+            after = run_config("after", dataclasses.replace(base, precision="auto", threads=1), chosen, args.out, jobs=args.jobs)
     except E3DError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

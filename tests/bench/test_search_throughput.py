@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
 import pytest
 
 from bench import search_throughput as st
@@ -34,3 +35,9 @@ def test_a_tiny_run_trains_the_same_architectures_both_ways(tmp_path: Path, caps
     assert "after / before: **" in out and "trained trials per hour (2 jobs" in out
     table = [line for line in out.splitlines() if line.startswith(("| preset", "| sampled"))]
     assert len(table) == 2 and all(" - |" not in line for line in table)
+    # a second run calibrates again: nothing cached by the first makes auto look free
+    assert st.main(["--tiny", "--architectures", "2", "--jobs", "2", "--out", str(tmp_path)]) == 0
+    storage = f"sqlite:///{tmp_path / 'throughput.db'}"
+    last = sorted(s.study_name for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith("throughput.after"))[-1]
+    reasons = [t.user_attrs["run_as"]["reason"] for t in optuna.load_study(study_name=last, storage=storage).trials]
+    assert len(reasons) == 2 and all(r.startswith("calibrated") and "cached" not in r for r in reasons), reasons
