@@ -59,7 +59,7 @@ def test_profile_times_on_cuda_in_each_precision(capsys: pytest.CaptureFixture[s
     code, out, err = run(capsys, "profile", "mobilenet", *SMALL, *timing, "--device", "cuda", "--precision", asked)
     assert code == 0, err
     d = json.loads(out)
-    assert d["precision"]["precision"] == asked and d["clips_per_s"] > 0 and d["device"] == "cuda"
+    assert d["precision"]["precision"] == asked and d["clips_per_s"] > 0 and d["device"].startswith("cuda")
 
 
 def test_a_sweep_on_cuda_trains_every_preset_in_mixed_precision(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
