@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from profiler.precision import PRECISIONS, ExecConfig, cache_key, network_key, resolve, train_step_seconds
+from profiler.precision import PRECISIONS, ExecConfig, cache_key, gradients_repeat, network_key, resolve, train_step_seconds
 from search.data import DataError, ErrorReport, Indexed, collate_indexed
 from space import E3DError
 
@@ -582,7 +582,9 @@ def resolve_exec(
     kind = "training" if half else "training-fp32"  # "train" held choices among bf16 channels-last too
     key = cache_key(kind, network_key(model, shape), batch_size=config.batch_size, device=config.device, threads=config.threads)
 
-    def measure(c: ExecConfig) -> float:
+    def measure(c: ExecConfig) -> float:  # a half precision whose gradients do not repeat is left out: resumes must be exact
+        if c.precision != "fp32" and not gradients_repeat(model, c, input_shape=shape, batch_size=config.batch_size, num_classes=classes):
+            return math.inf
         return train_step_seconds(model, c, input_shape=shape, batch_size=config.batch_size, num_classes=classes)
 
     return resolve(config.precision, measure=measure, key=key, device=config.device, threads=config.threads, cache=cache, half=half)

@@ -61,7 +61,9 @@ def test_auto_never_picks_bf16_channels_last_for_training(monkeypatch: pytest.Mo
     monkeypatch.setattr(ts, "candidates", lambda **kw: real_candidates(**kw, cpu=AMX))
     monkeypatch.setattr(ts, "train_step_seconds", lambda model, config, **_: seconds[config.label])
     monkeypatch.setattr(ts, "matmul_gflops", lambda precision, **_: 100.0)
-    ts.main(["--presets", "mobilenet:0.5", "--clips", "16x32x32", "--batch-size", "2"])
-    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| mobilenet 0.5x"))
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[4:7] == ["1.33", "2.00", "4.00"] and cells[7] == "bf16 eager"
+    for repeat, pick in [(True, "bf16 eager"), (False, "fp32 channels-last")]:  # and not bf16 whose gradients do not repeat
+        monkeypatch.setattr(ts, "gradients_repeat", lambda *a, repeat=repeat, **k: repeat)
+        ts.main(["--presets", "mobilenet:0.5", "--clips", "16x32x32", "--batch-size", "2"])
+        row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| mobilenet 0.5x"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[4:7] == ["1.33", "2.00", "4.00"] and cells[7] == pick

@@ -17,6 +17,7 @@ from profiler.precision import (
     candidates,
     check_supported,
     choose,
+    gradients_repeat,
     matmul_gflops,
     network_key,
     read_cache,
@@ -74,6 +75,48 @@ def test_auto_picks_fp32_channels_last_when_it_wins_and_never_measures_bf16_with
     c = resolve("auto", measure=measure, key="k", cpu=EPYC, cache=tmp_path / "p.json")  # type: ignore[arg-type]
     assert (c.precision, c.channels_last) == ("fp32", True)
     assert seen == ["fp32 eager", "fp32 channels-last"]
+
+
+class DriftingGradient(torch.autograd.Function):
+    """Identity forward; its backward scales the gradient a little more on every call (a stand-in for a
+    kernel whose weight gradients differ between identical passes)."""
+
+    calls = 0
+
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: object, g: torch.Tensor) -> torch.Tensor:
+        DriftingGradient.calls += 1
+        return g * (1 + 1e-3 * DriftingGradient.calls)
+
+
+class Drifting(torch.nn.Module):
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return DriftingGradient.apply(self.inner(x))
+
+
+def test_gradients_repeat_tells_a_reproducible_network_from_one_whose_gradients_drift() -> None:
+    net = space.build(space.paper_spec("mobilenet", width_mult=0.25, num_classes=10, sample_size=32, sample_duration=8))
+    shape = {"input_shape": (3, 8, 32, 32), "batch_size": 2, "num_classes": 10}
+    state = torch.random.get_rng_state()
+    assert gradients_repeat(net, ExecConfig("fp32", True, 1), **shape)  # type: ignore[arg-type]
+    stem = net.stem
+    net.stem = Drifting(stem)  # type: ignore[assignment]
+    assert not gradients_repeat(net, ExecConfig("fp32", True, 1), **shape)  # type: ignore[arg-type]
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_a_candidate_timed_as_infinite_is_left_out_and_named(tmp_path: Path) -> None:
+    _seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last": 0.8, "bf16 eager": float("inf")})
+    c = resolve("auto", measure=measure, key="k", cpu=AMX, cache=tmp_path / "p.json")  # type: ignore[arg-type]
+    assert c.label == "fp32 channels-last" and "bf16 eager not reproducible" in c.reason
 
 
 def test_the_calibration_is_cached_per_key_and_written_atomically(tmp_path: Path) -> None:

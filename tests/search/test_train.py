@@ -310,6 +310,21 @@ def test_auto_uses_the_cached_calibration_and_a_resume_keeps_the_checkpoints_cho
     assert "from the checkpoint" in again.exec_config.reason
 
 
+@pytest.mark.parametrize(("repeats", "chosen"), [(True, "bf16 eager"), (False, "fp32 channels-last")])
+def test_auto_leaves_out_a_half_precision_whose_gradients_do_not_repeat(
+    data: tuple[Any, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repeats: bool, chosen: str
+) -> None:
+    import profiler.precision as precision
+    import search.train as train
+
+    seconds = {"fp32 eager": 1.0, "fp32 channels-last": 0.8, "bf16 eager": 0.5}
+    monkeypatch.setattr(precision, "detect_cpu", lambda: precision.CpuInfo("Fake Xeon", "AVX512", frozenset({"amx_bf16"})))
+    monkeypatch.setattr(train, "train_step_seconds", lambda model, c, **_: seconds[c.label])
+    monkeypatch.setattr(train, "gradients_repeat", lambda model, c, **_: repeats)
+    run_as = resolve_exec(tiny_model(), data[0], config(precision="auto"), cache=tmp_path / "p.json")
+    assert run_as.label == chosen and ("bf16 eager not reproducible" in run_as.reason) == (not repeats)
+
+
 @needs_bf16
 def test_a_non_finite_loss_under_bf16_names_the_precision(data: tuple[Any, Any]) -> None:
     with pytest.raises(NonFiniteLossError, match="under bf16 eager; lower the learning rate or train in fp32"):
