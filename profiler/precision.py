@@ -271,6 +271,17 @@ def resolve(
 # -- measurements -----------------------------------------------------------------------------------
 
 
+def _training_copy(
+    model: nn.Module, config: ExecConfig, *, input_shape: Sequence[int], batch_size: int, num_classes: int
+) -> tuple[nn.Module, Tensor, Tensor]:
+    """A copy of ``model`` prepared for ``config`` in training mode, and a fixed random batch (clips, labels) for it."""
+    m = config.prepare(copy.deepcopy(model).to(config.device).train())
+    gen = torch.Generator().manual_seed(0)
+    x = config.input(torch.randn(batch_size, *input_shape, generator=gen).to(config.device))
+    y = torch.randint(0, num_classes, (batch_size,), generator=gen).to(config.device)
+    return m, x, y
+
+
 def train_step_seconds(
     model: nn.Module,
     config: ExecConfig,
@@ -283,11 +294,8 @@ def train_step_seconds(
 ) -> float:
     """Median seconds of one SGD training step (forward, cross-entropy, backward, update) of a copy of
     ``model`` under ``config``, on a random batch; torch's RNG state and ``model`` are left as they were."""
-    m = config.prepare(copy.deepcopy(model).to(config.device).train())
+    m, x, y = _training_copy(model, config, input_shape=input_shape, batch_size=batch_size, num_classes=num_classes)
     opt = torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9)
-    gen = torch.Generator().manual_seed(0)
-    x = config.input(torch.randn(batch_size, *input_shape, generator=gen).to(config.device))
-    y = torch.randint(0, num_classes, (batch_size,), generator=gen).to(config.device)
     samples: list[float] = []
     with torch.random.fork_rng(devices=[]), torch_threads(config.threads):
         for i in range(warmup + repeats):
@@ -308,10 +316,7 @@ def gradients_repeat(model: nn.Module, config: ExecConfig, *, input_shape: Seque
     """Whether two backward passes of one random batch from the same weights give identical gradients under
     ``config`` (a copy of ``model``; torch's RNG state is left as it was). oneDNN's bf16 kernels need not: on
     an AMD EPYC with AVX512-BF16 some 3x3x3 convolutions' weight gradients differ between two such passes."""
-    m = config.prepare(copy.deepcopy(model).to(config.device).train())
-    gen = torch.Generator().manual_seed(0)
-    x = config.input(torch.randn(batch_size, *input_shape, generator=gen).to(config.device))
-    y = torch.randint(0, num_classes, (batch_size,), generator=gen).to(config.device)
+    m, x, y = _training_copy(model, config, input_shape=input_shape, batch_size=batch_size, num_classes=num_classes)
     grads: list[list[Tensor]] = []
     with torch.random.fork_rng(devices=[]), torch_threads(config.threads):
         for _ in range(2):
