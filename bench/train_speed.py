@@ -5,7 +5,8 @@ Run: python -m bench.train_speed [--clips 16x48x48 [16x112x112]] [--presets mobi
 
 For each preset (10 classes) and clip it times training steps (forward, cross-entropy, backward, SGD
 update on a batch already in memory: ``profiler.precision.train_step_seconds``) under fp32 eager,
-fp32 channels-last-3d, bf16 autocast (contiguous and channels-last; only on a CPU with native bf16) and,
+fp32 channels-last-3d (with PyTorch's backward, and ``+dw``: with e3d's depthwise backward,
+``profiler.convgrad``), bf16 autocast (contiguous and channels-last; only on a CPU with native bf16) and,
 with ``--compile``, ``torch.compile`` of fp32 eager. ``auto`` is the configuration that
 ``profiler.precision.choose`` (the rule of ``--precision auto``) picks from this run's timings of its training
 candidates (bf16 channels-last is timed, not a candidate: it is not reproducible; nor is bf16 eager where its
@@ -34,7 +35,16 @@ from torch import nn
 from e3d.cli import Parser, non_negative_int, positive_int, preset_arg
 from e3d.commands.search import clip_arg
 from profiler.counting import spec_totals
-from profiler.precision import candidates, choose, detect_cpu, gradients_repeat, matmul_gflops, train_step_gflop, train_step_seconds
+from profiler.precision import (
+    ExecConfig,
+    candidates,
+    choose,
+    detect_cpu,
+    gradients_repeat,
+    matmul_gflops,
+    train_step_gflop,
+    train_step_seconds,
+)
 from search.stats import geomean
 from space.paper import table8
 from space.registry import paper_spec
@@ -74,6 +84,13 @@ def compiled_step_seconds(model: nn.Module, *, input_shape: tuple[int, ...], bat
     return statistics.median(samples)
 
 
+def configurations(threads: int) -> list[ExecConfig]:
+    """Every configuration timed, fp32 eager first: the inference candidates of ``auto`` (bf16 ones where the CPU
+    has native bf16) and its training ones (fp32 channels-last+dw: e3d's depthwise backward)."""
+    found = {c.label: c for c in candidates(threads=threads) + candidates(threads=threads, training=True)}
+    return sorted(found.values(), key=lambda c: (c.precision != "fp32", c.channels_last, c.depthwise_grad))
+
+
 def measure(name: str, width: float, clip: tuple[int, int, int], args: argparse.Namespace) -> Row:
     """Every configuration of one preset, one after the other."""
     spec = paper_spec(name, width_mult=width, num_classes=CLASSES, sample_duration=clip[0], sample_size=clip[1])
@@ -84,7 +101,7 @@ def measure(name: str, width: float, clip: tuple[int, int, int], args: argparse.
     row = Row(name, width, clip, spec_totals(spec).macs)
     kw = {"input_shape": spec.input_shape, "batch_size": args.batch_size, "num_classes": CLASSES, "warmup": args.warmup}
     timings = []
-    for c in candidates(threads=args.threads):
+    for c in configurations(args.threads):
         s = train_step_seconds(model, c, repeats=args.steps, **kw)
         row.seconds[c.label] = s
         timings.append((c, s))
@@ -142,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     peaks = {"fp32": matmul_gflops("fp32", threads=args.threads)}
     if cpu.bf16:
         peaks["bf16"] = matmul_gflops("bf16", threads=args.threads)
-    labels = [c.label for c in candidates(threads=args.threads)] + (["compile"] if args.compile else [])
+    labels = [c.label for c in configurations(args.threads)] + (["compile"] if args.compile else [])
     started = datetime.datetime.now(datetime.timezone.utc)
     load = os.getloadavg()[0]
     print(f"# {started:%Y-%m-%d %H:%M} UTC, {cpu.describe()}, {os.cpu_count()} cores, load {load:.1f}, torch {torch.__version__}")

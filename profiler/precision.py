@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from profiler.allocator import allocator
+from profiler.convgrad import use_depthwise_grad
 from profiler.latency import cpu_name, torch_threads
 from space.spec import E3DError
 
@@ -94,11 +95,13 @@ class ExecConfig:
     threads: int | None = None
     device: str = "cpu"
     reason: str = "the default"
+    depthwise_grad: bool = False
+    """Train depthwise convolutions with e3d's input gradient (:mod:`profiler.convgrad`; fp32 on a CPU only)."""
 
     @property
     def label(self) -> str:
-        """Such as ``bf16 channels-last`` or ``fp32 eager``."""
-        return f"{self.precision} {'channels-last' if self.channels_last else 'eager'}"
+        """Such as ``bf16 channels-last``, ``fp32 eager`` or ``fp32 channels-last+dw`` (``+dw``: :attr:`depthwise_grad`)."""
+        return f"{self.precision} {'channels-last' if self.channels_last else 'eager'}{'+dw' if self.depthwise_grad else ''}"
 
     def describe(self) -> str:
         """One line: what runs, on what, and why."""
@@ -112,7 +115,7 @@ class ExecConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExecConfig:
         """Inverse of :meth:`as_dict` (unknown keys ignored)."""
-        return cls(**{k: d[k] for k in ("precision", "channels_last", "threads", "device", "reason") if k in d})
+        return cls(**{k: d[k] for k in ("precision", "channels_last", "threads", "device", "reason", "depthwise_grad") if k in d})
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """Autocast to this precision (nothing for fp32)."""
@@ -125,9 +128,12 @@ class ExecConfig:
         return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last and x.dim() == 5 else x
 
     def prepare(self, model: nn.Module) -> nn.Module:
-        """Put the model's 5-D weights in this memory format (in place); returns it."""
+        """Put the model's 5-D weights in this memory format and, with :attr:`depthwise_grad`, its depthwise
+        convolutions on e3d's backward (both in place); returns it."""
         if self.channels_last:
             model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+        if self.depthwise_grad:
+            use_depthwise_grad(model)
         return model
 
 
@@ -165,10 +171,10 @@ def fixed(
 def candidates(
     *, device: str = "cpu", threads: int | None = None, cpu: CpuInfo | None = None, training: bool = False, half: bool = True
 ) -> list[ExecConfig]:
-    """What ``auto`` measures on a CPU, fp32 eager first: fp32 channels-last, and where the CPU has native
-    bf16 (and ``half``), bf16 eager, and for inference bf16 channels-last too (not for ``training``:
-    it is not reproducible, see :func:`fixed`)."""
-    out = [ExecConfig("fp32", False, threads, device), ExecConfig("fp32", True, threads, device)]
+    """What ``auto`` measures on a CPU, fp32 eager first: fp32 channels-last (for ``training`` with e3d's
+    depthwise backward, ``+dw``), and where the CPU has native bf16 (and ``half``), bf16 eager, and for
+    inference bf16 channels-last too (not for ``training``: it is not reproducible, see :func:`fixed`)."""
+    out = [ExecConfig("fp32", False, threads, device), ExecConfig("fp32", True, threads, device, depthwise_grad=training)]
     if half and (cpu or detect_cpu()).bf16:
         out += [ExecConfig("bf16", False, threads, device)] + ([] if training else [ExecConfig("bf16", True, threads, device)])
     return out

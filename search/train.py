@@ -16,7 +16,7 @@ import math
 import random
 import time
 import warnings
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -579,8 +579,7 @@ def resolve_exec(
     without ``half``), once per CPU model, torch version, threads and network shape (cached)."""
     shape = _input_shape(model, train_data)
     classes = model_classes(model)
-    kind = "training" if half else "training-fp32"  # "train" held choices among bf16 channels-last too
-    key = cache_key(kind, network_key(model, shape), batch_size=config.batch_size, device=config.device, threads=config.threads)
+    key = calibration_key(model, shape, config, half=half)
 
     def measure(c: ExecConfig) -> float:  # a half precision whose gradients do not repeat is left out: resumes must be exact
         if c.precision != "fp32" and not gradients_repeat(model, c, input_shape=shape, batch_size=config.batch_size, num_classes=classes):
@@ -588,6 +587,13 @@ def resolve_exec(
         return train_step_seconds(model, c, input_shape=shape, batch_size=config.batch_size, num_classes=classes)
 
     return resolve(config.precision, measure=measure, key=key, device=config.device, threads=config.threads, cache=cache, half=half)
+
+
+def calibration_key(model: nn.Module, input_shape: Sequence[int], config: TrainConfig, *, half: bool = True) -> str:
+    """The cache key of ``auto``'s training calibration of ``model`` on clips of ``input_shape`` under ``config``."""
+    # earlier kinds, not reused: "train" (among bf16 channels-last too), "training" (fp32 channels-last without +dw)
+    kind = "training-dw" if half else "training-fp32-dw"
+    return cache_key(kind, network_key(model, input_shape), batch_size=config.batch_size, device=config.device, threads=config.threads)
 
 
 def _input_shape(model: nn.Module, data: Dataset[Any]) -> tuple[int, ...]:

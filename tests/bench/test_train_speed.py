@@ -34,8 +34,8 @@ def test_a_tiny_run_prints_every_preset_that_runs_and_the_geometric_means(capsys
 def test_auto_s_gain_is_timed_again_after_the_choice(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """The pick is the best of noisy first timings (here channels-last at 4x); timed again next to fp32
     eager it is 1.25x, and that unbiased ratio is what the table and the geometric mean report as re-timed."""
-    first = {"fp32 eager": 0.4, "fp32 channels-last": 0.1, "bf16 eager": 0.5, "bf16 channels-last": 0.5}
-    again = {"fp32 eager": 0.5, "fp32 channels-last": 0.4}
+    first = {"fp32 eager": 0.4, "fp32 channels-last": 0.2, "fp32 channels-last+dw": 0.1, "bf16 eager": 0.5, "bf16 channels-last": 0.5}
+    again = {"fp32 eager": 0.5, "fp32 channels-last+dw": 0.4}
     calls: list[str] = []
 
     def fake(model: object, config: object, **_: object) -> float:
@@ -47,23 +47,24 @@ def test_auto_s_gain_is_timed_again_after_the_choice(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(ts, "matmul_gflops", lambda precision, **_: 100.0)
     ts.main(["--presets", "mobilenet:0.5", "--clips", "16x32x32", "--batch-size", "2"])
     out = capsys.readouterr().out
-    assert calls[-2:] == ["fp32 eager", "fp32 channels-last"]
+    assert calls[-2:] == ["fp32 eager", "fp32 channels-last+dw"]
     row = next(line for line in out.splitlines() if line.startswith("| mobilenet 0.5x"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[cells.index("fp32 channels-last") + 1 : cells.index("fp32 channels-last") + 3] == ["4.00", "1.25"]
+    assert cells[4:6] == ["2.00", "4.00"]  # fp32 channels-last with PyTorch's backward, then with e3d's depthwise one
+    assert cells[cells.index("fp32 channels-last+dw") + 1 : cells.index("fp32 channels-last+dw") + 3] == ["4.00", "1.25"]
     assert "auto re-timed 1.25x fp32 eager (best of the first timings 4.00x)" in out
 
 
 def test_auto_never_picks_bf16_channels_last_for_training(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """bf16 channels-last is timed as a column but is not a training candidate (not reproducible)."""
-    seconds = {"fp32 eager": 0.4, "fp32 channels-last": 0.3, "bf16 eager": 0.2, "bf16 channels-last": 0.1}
+    seconds = {"fp32 eager": 0.4, "fp32 channels-last": 0.32, "fp32 channels-last+dw": 0.3, "bf16 eager": 0.2, "bf16 channels-last": 0.1}
     monkeypatch.setattr(ts, "detect_cpu", lambda: AMX)
     monkeypatch.setattr(ts, "candidates", lambda **kw: real_candidates(**kw, cpu=AMX))
     monkeypatch.setattr(ts, "train_step_seconds", lambda model, config, **_: seconds[config.label])
     monkeypatch.setattr(ts, "matmul_gflops", lambda precision, **_: 100.0)
-    for repeat, pick in [(True, "bf16 eager"), (False, "fp32 channels-last")]:  # and not bf16 whose gradients do not repeat
+    for repeat, pick in [(True, "bf16 eager"), (False, "fp32 channels-last+dw")]:  # and not bf16 whose gradients do not repeat
         monkeypatch.setattr(ts, "gradients_repeat", lambda *a, repeat=repeat, **k: repeat)
         ts.main(["--presets", "mobilenet:0.5", "--clips", "16x32x32", "--batch-size", "2"])
         row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| mobilenet 0.5x"))
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert cells[4:7] == ["1.33", "2.00", "4.00"] and cells[7] == pick
+        assert cells[4:8] == ["1.25", "1.33", "2.00", "4.00"] and cells[8] == pick

@@ -51,30 +51,30 @@ def test_auto_picks_bf16_when_it_measures_fastest_on_a_bf16_cpu(tmp_path: Path) 
 
 
 def test_training_auto_never_measures_bf16_channels_last_which_is_not_reproducible(tmp_path: Path) -> None:
-    seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last": 0.8, "bf16 eager": 0.6, "bf16 channels-last": 0.5})
+    seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8, "bf16 eager": 0.6, "bf16 channels-last": 0.5})
     c = resolve("auto", measure=measure, key="k", cpu=AMX, cache=tmp_path / "p.json")  # type: ignore[arg-type]
-    assert c.label == "bf16 eager" and seen == ["fp32 eager", "fp32 channels-last", "bf16 eager"]
+    assert c.label == "bf16 eager" and seen == ["fp32 eager", "fp32 channels-last+dw", "bf16 eager"]
 
 
 def test_auto_without_half_precision_measures_fp32_only(tmp_path: Path) -> None:
-    seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last": 0.8, "bf16 eager": 0.6})
+    seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8, "bf16 eager": 0.6})
     c = resolve("auto", measure=measure, key="k", cpu=AMX, cache=tmp_path / "p.json", half=False)  # type: ignore[arg-type]
-    assert c.label == "fp32 channels-last" and seen == ["fp32 eager", "fp32 channels-last"]
+    assert c.label == "fp32 channels-last+dw" and seen == ["fp32 eager", "fp32 channels-last+dw"]
 
 
 def test_auto_keeps_fp32_eager_when_bf16_is_slower_and_channels_last_gains_too_little(tmp_path: Path) -> None:
     # the measurement on an AMX machine: bf16 slower than fp32 for depthwise-heavy networks
-    _seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last": 0.99, "bf16 eager": 1.2, "bf16 channels-last": 1.3})
+    _seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.99, "bf16 eager": 1.2, "bf16 channels-last": 1.3})
     c = resolve("auto", measure=measure, key="k", cpu=AMX, cache=tmp_path / "p.json")  # type: ignore[arg-type]
     assert (c.precision, c.channels_last) == ("fp32", False)
     assert "nothing beat fp32 eager" in c.reason
 
 
 def test_auto_picks_fp32_channels_last_when_it_wins_and_never_measures_bf16_without_it(tmp_path: Path) -> None:
-    seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last": 0.8})
+    seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8})
     c = resolve("auto", measure=measure, key="k", cpu=EPYC, cache=tmp_path / "p.json")  # type: ignore[arg-type]
     assert (c.precision, c.channels_last) == ("fp32", True)
-    assert seen == ["fp32 eager", "fp32 channels-last"]
+    assert seen == ["fp32 eager", "fp32 channels-last+dw"]
 
 
 class DriftingGradient(torch.autograd.Function):
@@ -114,14 +114,14 @@ def test_gradients_repeat_tells_a_reproducible_network_from_one_whose_gradients_
 
 
 def test_a_candidate_timed_as_infinite_is_left_out_and_named(tmp_path: Path) -> None:
-    _seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last": 0.8, "bf16 eager": float("inf")})
+    _seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8, "bf16 eager": float("inf")})
     c = resolve("auto", measure=measure, key="k", cpu=AMX, cache=tmp_path / "p.json")  # type: ignore[arg-type]
-    assert c.label == "fp32 channels-last" and "bf16 eager not reproducible" in c.reason
+    assert c.label == "fp32 channels-last+dw" and "bf16 eager not reproducible" in c.reason
 
 
 def test_the_calibration_is_cached_per_key_and_written_atomically(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "p.json"
-    seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last": 0.8, "bf16 eager": 0.6, "bf16 channels-last": 0.5})
+    seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8, "bf16 eager": 0.6, "bf16 channels-last": 0.5})
     first = resolve("auto", measure=measure, key="a", cpu=AMX, cache=path)  # type: ignore[arg-type]
     again = resolve("auto", measure=None, key="a", cpu=AMX, cache=path)
     assert len(seen) == 3 and again.label == first.label and "cached" in again.reason

@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import space
-from profiler.precision import ExecConfig, cache_key, detect_cpu, network_key, write_cache
+from profiler.precision import ExecConfig, detect_cpu, write_cache
 from search.data import proxy_dataset
 from search.train import (
     CheckpointError,
@@ -23,6 +23,7 @@ from search.train import (
     TrainConfig,
     _milestones,
     _scheduler,
+    calibration_key,
     cosine_factor,
     evaluate,
     fit,
@@ -297,27 +298,28 @@ def test_auto_uses_the_cached_calibration_and_a_resume_keeps_the_checkpoints_cho
     monkeypatch.setenv("E3D_CACHE", str(tmp_path / "cache"))
     cfg = config(epochs=1, precision="auto")
     net = tiny_model()
-    key = cache_key("training", network_key(net, (3, *CLIP)), batch_size=8, device="cpu", threads=None)
-    write_cache(tmp_path / "cache" / "precision.json", key, ExecConfig("fp32", True, reason="calibrated (faked)"))
+    key = calibration_key(net, (3, *CLIP), cfg)
+    write_cache(tmp_path / "cache" / "precision.json", key, ExecConfig("fp32", True, reason="calibrated (faked)", depthwise_grad=True))
     chosen = resolve_exec(net, train, cfg)
-    assert chosen.label == "fp32 channels-last" and "faked" in chosen.reason and "cached" in chosen.reason
+    assert chosen.label == "fp32 channels-last+dw" and "faked" in chosen.reason and "cached" in chosen.reason
     result = fit(net, train, val, cfg, checkpoint_dir=tmp_path / "run", progress=False)
-    assert result.exec_config is not None and result.exec_config.label == "fp32 channels-last"
-    assert load_checkpoint(tmp_path / "run")["exec"]["channels_last"] is True
+    assert result.exec_config is not None and result.exec_config.label == "fp32 channels-last+dw"
+    stored = load_checkpoint(tmp_path / "run")["exec"]
+    assert stored["channels_last"] is True and stored["depthwise_grad"] is True
     (tmp_path / "cache" / "precision.json").unlink()  # a resume must not calibrate again
     again = fit(tiny_model(), train, val, config(epochs=2, precision="auto"), checkpoint_dir=tmp_path / "run", resume=True, progress=False)
-    assert again.exec_config is not None and again.exec_config.label == "fp32 channels-last"
+    assert again.exec_config is not None and again.exec_config.label == "fp32 channels-last+dw"
     assert "from the checkpoint" in again.exec_config.reason
 
 
-@pytest.mark.parametrize(("repeats", "chosen"), [(True, "bf16 eager"), (False, "fp32 channels-last")])
+@pytest.mark.parametrize(("repeats", "chosen"), [(True, "bf16 eager"), (False, "fp32 channels-last+dw")])
 def test_auto_leaves_out_a_half_precision_whose_gradients_do_not_repeat(
     data: tuple[Any, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repeats: bool, chosen: str
 ) -> None:
     import profiler.precision as precision
     import search.train as train
 
-    seconds = {"fp32 eager": 1.0, "fp32 channels-last": 0.8, "bf16 eager": 0.5}
+    seconds = {"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8, "bf16 eager": 0.5}
     monkeypatch.setattr(precision, "detect_cpu", lambda: precision.CpuInfo("Fake Xeon", "AVX512", frozenset({"amx_bf16"})))
     monkeypatch.setattr(train, "train_step_seconds", lambda model, c, **_: seconds[c.label])
     monkeypatch.setattr(train, "gradients_repeat", lambda model, c, **_: repeats)

@@ -1,0 +1,100 @@
+"""profiler/convgrad.py: e3d's depthwise input gradient equals PyTorch's, repeats exactly, and stays out of the way."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import space
+from profiler.convgrad import DepthwiseConv3d, depthwise_grad_input, is_depthwise, use_depthwise_grad
+from profiler.precision import ExecConfig, candidates
+from tests.conftest import ALL_MODELS, SMALL_CLIP
+
+CL = torch.channels_last_3d
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding"), [(3, (1, 1, 1), 1), (3, (2, 2, 2), 1), (3, (1, 2, 2), 1), (5, (2, 1, 2), 2), (3, (2, 2, 2), 0)]
+)
+@pytest.mark.parametrize("size", [(8, 9, 10), (7, 7, 6)])
+@pytest.mark.parametrize("fmt", [CL, torch.contiguous_format])
+def test_the_input_gradient_equals_pytorchs(
+    kernel: int, stride: tuple[int, int, int], padding: int, size: tuple[int, ...], fmt: torch.memory_format
+) -> None:
+    x = torch.randn(2, 4, *size, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
+    w = torch.randn(4, 1, kernel, kernel, kernel, dtype=torch.float64)
+    y = F.conv3d(x, w, None, stride, padding, 1, 4)
+    g = torch.randn_like(y)
+    (expected,) = torch.autograd.grad(y, x, g)
+    got = depthwise_grad_input(g, w, x.shape, stride=stride, padding=(padding,) * 3)
+    assert got.shape == x.shape and got.is_contiguous(memory_format=fmt) == g.is_contiguous(memory_format=fmt)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_every_model_trains_to_the_same_gradients_and_they_repeat_exactly(name: str, one_torch_thread: None) -> None:
+    model = space.create_model(name, width_mult=0.25, num_classes=5, sample_size=SMALL_CLIP[1], sample_duration=SMALL_CLIP[0])
+    model.to(memory_format=CL).train()  # type: ignore[call-overload]
+    fast = copy.deepcopy(model)
+    swapped = use_depthwise_grad(fast)
+    assert swapped == sum(is_depthwise(m) for m in model.modules())
+    assert fast.state_dict().keys() == model.state_dict().keys()
+    x = torch.randn(2, 3, *SMALL_CLIP).contiguous(memory_format=CL)
+    grads = []
+    for m in (model, fast, fast):
+        m.zero_grad(set_to_none=True)
+        torch.manual_seed(1)  # the same dropout masks
+        m(x).square().sum().backward()
+        grads.append([p.grad.clone() for p in m.parameters() if p.grad is not None])
+    scale = max(g.abs().max().item() for g in grads[0])  # some gradients are zero but for rounding (a bias before a BatchNorm)
+    for plain, mine, again in zip(*grads, strict=True):
+        torch.testing.assert_close(mine, plain, rtol=1e-3, atol=1e-5 * scale)  # float rounding apart
+        assert torch.equal(mine, again)  # deterministic: resumes stay exact
+
+
+def test_only_plain_depthwise_layers_are_swapped_and_only_once() -> None:
+    net = nn.Sequential(
+        nn.Conv3d(4, 4, 3, padding=1, groups=4),
+        nn.Conv3d(4, 8, 3, padding=1, groups=4),  # two outputs per group: not depthwise
+        nn.Conv3d(8, 8, 3, padding=2, dilation=2, groups=8),
+        nn.Conv3d(8, 8, 1),
+    )
+    assert use_depthwise_grad(net) == 1 and type(net[0]) is DepthwiseConv3d
+    assert [type(m) for m in net[1:]] == [nn.Conv3d] * 3
+    assert use_depthwise_grad(net) == 0  # already swapped
+
+
+def _grad_fn_name(layer: nn.Module, x: torch.Tensor) -> str:
+    return type(layer(x).grad_fn).__name__
+
+
+def test_it_runs_only_for_float32_training_on_a_cpu_without_autocast() -> None:
+    layer = nn.Conv3d(4, 4, 3, padding=1, groups=4)
+    use_depthwise_grad(layer)
+    x = torch.randn(1, 4, 4, 6, 6, requires_grad=True)
+    assert "Depthwise" in _grad_fn_name(layer, x)
+    assert "Depthwise" not in _grad_fn_name(layer.double(), x.double())
+    layer.float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert "Depthwise" not in _grad_fn_name(layer, x)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), F.conv3d(x, layer.weight, layer.bias, 1, 1, 1, 4), rtol=0, atol=0)
+
+
+def test_auto_trains_channels_last_with_it_and_explicit_fp32_does_not() -> None:
+    training = [c for c in candidates(training=True) if c.precision == "fp32"]
+    assert [c.label for c in training] == ["fp32 eager", "fp32 channels-last+dw"]
+    net = space.create_model("mobilenet", width_mult=0.25, num_classes=5, sample_size=32, sample_duration=8)
+    layers = sum(is_depthwise(m) for m in net.modules())
+    training[1].prepare(net)
+    assert layers > 0 and sum(type(m) is DepthwiseConv3d for m in net.modules()) == layers
+    plain = space.create_model("mobilenet", width_mult=0.25, num_classes=5, sample_size=32, sample_duration=8)
+    ExecConfig("fp32", True).prepare(plain)
+    assert not any(type(m) is DepthwiseConv3d for m in plain.modules())
+    assert (
+        ExecConfig.from_dict(training[1].as_dict()) == training[1] and ExecConfig.from_dict({"channels_last": True}).depthwise_grad is False
+    )
