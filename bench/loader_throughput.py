@@ -62,7 +62,7 @@ class Row:
     """Clips/s of the loader with 2 worker processes."""
     model: str
     fastest: str
-    """The configuration ``auto`` chose, such as ``fp32 channels-last``."""
+    """The configuration ``auto`` chose, such as ``fp32 channels-last+dw``."""
     step_fp32: float
     step_fastest: float
     fit_loop: float
