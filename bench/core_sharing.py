@@ -1,6 +1,6 @@
 """What the CPU's cores share: one single-thread process alone against one on every core at once.
 
-Run: python -m bench.core_sharing [--sizes-mib 2 15 120] [--seconds 2] [--processes N]
+Run: python -m bench.core_sharing [--sizes-mib 2 15 40 120] [--seconds 2] [--rounds 3] [--processes N]
 
 ``e3d search --jobs N`` runs one single-thread trial per core, which pays only where the cores do not slow each
 other down. Each workload runs first in one process alone, then in ``--processes`` (default: one per core)
@@ -11,8 +11,11 @@ started together, every process with one torch thread:
   set of three times ``n``: a size between one and two processes' share of the last-level cache shows whether
   they share it).
 
-Prints each workload's rate per process (GFLOP/s or GB/s moved) alone and together, and the share kept together
-(the mean over the processes). A share near 1 means the cores do not share that resource.
+Each round measures alone, then together. Prints each workload's rate per process (GFLOP/s or GB/s moved) alone
+and together (medians over the rounds), and the share kept together in each round (the mean over the processes of
+the rate together over the rate alone) and its median. A share near 1 means the cores do not share that resource;
+shares that move from round to round mean the sharing itself changes (another tenant, or where a virtual machine's
+cores are placed).
 """
 
 from __future__ import annotations
@@ -99,11 +102,29 @@ def l3_mib() -> float | None:
     return float(size.rstrip("KM")) * scale
 
 
+def measure(name: str, seconds: float, processes: int, rounds: int) -> str:
+    """A table row for workload ``name``: its rates alone and together (medians over ``rounds``, each round
+    alone then together) and the share kept in each round."""
+    alone, each, shares = [], [], []
+    for _ in range(rounds):
+        a, shared = together(name, seconds, 1)[0], together(name, seconds, processes)
+        alone.append(a)
+        each += shared
+        shares.append(kept(a, shared))
+    unit = "GFLOP/s" if name == "matmul" else "GB/s"
+    cells = [name, unit, f"{statistics.median(alone):.1f}", f"{statistics.median(each):.1f}"]
+    cells += [", ".join(f"{k:.2f}" for k in shares), f"{statistics.median(shares):.2f}"]
+    return "| " + " | ".join(cells) + " |"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure every workload alone and together; print the table."""
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes-mib", nargs="+", type=float, default=[2.0, 15.0, 120.0], help="tensor sizes of the add (default 2 15 120)")
+    p.add_argument(
+        "--sizes-mib", nargs="+", type=float, default=[2.0, 15.0, 40.0, 120.0], help="tensor sizes of the add (default 2 15 40 120)"
+    )
     p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per measurement (default 2)")
+    p.add_argument("--rounds", type=positive_int, default=3, help="rounds of alone-then-together per workload (default 3)")
     p.add_argument("--processes", type=positive_int, default=os.cpu_count() or 1, help="processes together (default: one per core)")
     args = p.parse_args(argv)
     if args.seconds <= 0 or min(args.sizes_mib) <= 0:
@@ -115,13 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         f"last-level cache {f'{l3:g} MiB' if l3 else 'unknown'}, torch {torch.__version__}"
     )
     print(f"# python -m bench.core_sharing {' '.join(sys.argv[1:] if argv is None else argv)}\n")
-    print(f"| workload | unit | alone | {args.processes} together (each) | share kept |\n|---|---|---:|---:|---:|")
+    print(f"| workload | unit | alone | {args.processes} together (each) | share kept, per round | median |")
+    print("|---|---|---:|---:|---|---:|")
     for name in ["matmul", *[f"add {s:g} MiB" for s in args.sizes_mib]]:
-        alone = together(name, args.seconds, 1)[0]
-        shared = together(name, args.seconds, args.processes)
-        unit = "GFLOP/s" if name == "matmul" else "GB/s"
-        each = "-".join(f"{r:.1f}" for r in (min(shared), max(shared)))
-        print(f"| {name} | {unit} | {alone:.1f} | {each} | {kept(alone, shared):.2f} |", flush=True)
+        print(measure(name, args.seconds, args.processes, args.rounds), flush=True)
     return 0
 
 
