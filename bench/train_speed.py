@@ -10,7 +10,7 @@ fp32 channels-last-3d (with PyTorch's backward, and ``+dw``: with e3d's depthwis
 with ``--compile``, ``torch.compile`` of fp32 eager. ``auto`` is the configuration that
 ``profiler.precision.choose`` (the rule of ``--precision auto``) picks from this run's timings of its training
 candidates (bf16 channels-last is timed, not a candidate: it is not reproducible; nor is bf16 eager where its
-gradients do not repeat on this CPU: ``gradients_repeat``); as the best of
+gradients do not repeat on this CPU: ``trainable``); as the best of
 several noisy timings its ratio is biased upwards, so fp32 eager and the pick are then timed once more, one
 right after the other, and ``auto re-timed (x)`` (the unbiased gain of ``--precision auto``) is theirs. Achieved
 GFLOP/s count 3 x forward multiply-adds x 2 FLOP per clip (``train_step_gflop``); the share is of this
@@ -40,10 +40,10 @@ from profiler.precision import (
     candidates,
     choose,
     detect_cpu,
-    gradients_repeat,
     matmul_gflops,
     train_step_gflop,
     train_step_seconds,
+    trainable,
 )
 from search.stats import geomean
 from space.paper import table8
@@ -106,9 +106,8 @@ def measure(name: str, width: float, clip: tuple[int, int, int], args: argparse.
         row.seconds[c.label] = s
         timings.append((c, s))
     shapes = {k: kw[k] for k in ("input_shape", "batch_size", "num_classes")}
-    training = {  # bf16 channels-last: timed, not a candidate; nor a half precision whose gradients do not repeat here
-        c.label for c in candidates(threads=args.threads, training=True) if c.precision == "fp32" or gradients_repeat(model, c, **shapes)
-    }
+    # bf16 channels-last: timed, not a candidate; nor a half precision whose gradients do not repeat here
+    training = {c.label for c in candidates(threads=args.threads, training=True) if trainable(model, c, **shapes)}
     pick = choose([t for t in timings if t[0].label in training])
     row.auto = pick.label
     if pick.label != "fp32 eager":

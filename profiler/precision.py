@@ -26,7 +26,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -115,7 +115,7 @@ class ExecConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExecConfig:
         """Inverse of :meth:`as_dict` (unknown keys ignored)."""
-        return cls(**{k: d[k] for k in ("precision", "channels_last", "threads", "device", "reason", "depthwise_grad") if k in d})
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """Autocast to this precision (nothing for fp32)."""
@@ -333,6 +333,14 @@ def gradients_repeat(model: nn.Module, config: ExecConfig, *, input_shape: Seque
             loss.backward()
             grads.append([q.grad.clone() for q in m.parameters() if q.grad is not None])
     return all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
+
+
+def trainable(model: nn.Module, config: ExecConfig, *, input_shape: Sequence[int], batch_size: int, num_classes: int) -> bool:
+    """Whether ``auto`` may train ``model`` under ``config``: fp32 always; a half precision only where its
+    gradients repeat (:func:`gradients_repeat`), since resumes must be exact."""
+    if config.precision == "fp32":
+        return True
+    return gradients_repeat(model, config, input_shape=input_shape, batch_size=batch_size, num_classes=num_classes)
 
 
 def inference_seconds(

@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from profiler.precision import PRECISIONS, ExecConfig, cache_key, gradients_repeat, network_key, resolve, train_step_seconds
+from profiler.precision import PRECISIONS, ExecConfig, cache_key, network_key, resolve, train_step_seconds, trainable
 from search.data import DataError, ErrorReport, Indexed, collate_indexed
 from space import E3DError
 
@@ -581,8 +581,8 @@ def resolve_exec(
     classes = model_classes(model)
     key = calibration_key(model, shape, config, half=half)
 
-    def measure(c: ExecConfig) -> float:  # a half precision whose gradients do not repeat is left out: resumes must be exact
-        if c.precision != "fp32" and not gradients_repeat(model, c, input_shape=shape, batch_size=config.batch_size, num_classes=classes):
+    def measure(c: ExecConfig) -> float:  # infinite: left out, see trainable
+        if not trainable(model, c, input_shape=shape, batch_size=config.batch_size, num_classes=classes):
             return math.inf
         return train_step_seconds(model, c, input_shape=shape, batch_size=config.batch_size, num_classes=classes)
 

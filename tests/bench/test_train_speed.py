@@ -63,7 +63,7 @@ def test_auto_never_picks_bf16_channels_last_for_training(monkeypatch: pytest.Mo
     monkeypatch.setattr(ts, "train_step_seconds", lambda model, config, **_: seconds[config.label])
     monkeypatch.setattr(ts, "matmul_gflops", lambda precision, **_: 100.0)
     for repeat, pick in [(True, "bf16 eager"), (False, "fp32 channels-last+dw")]:  # and not bf16 whose gradients do not repeat
-        monkeypatch.setattr(ts, "gradients_repeat", lambda *a, repeat=repeat, **k: repeat)
+        monkeypatch.setattr("profiler.precision.gradients_repeat", lambda *a, repeat=repeat, **k: repeat)
         ts.main(["--presets", "mobilenet:0.5", "--clips", "16x32x32", "--batch-size", "2"])
         row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| mobilenet 0.5x"))
         cells = [c.strip() for c in row.strip("|").split("|")]
