@@ -2,9 +2,10 @@
 
 PyTorch's CPU backward of a depthwise ``Conv3d`` (``groups == in_channels == out_channels``) computes the
 input gradient several times slower than the forward pass of the same layer, in channels-last-3d and contiguous
-layout alike (torch 2.13). Mathematically that gradient is itself a depthwise convolution: of the output
-gradient, spread back to the input's grid (zeros between its elements for a strided layer), with the kernel
-flipped in all three dimensions. :class:`DepthwiseConv3d` runs it as exactly that forward convolution and
+layout alike (torch 2.13). Mathematically that gradient is itself a depthwise convolution of the output
+gradient with the kernel flipped in all three dimensions; for a strided layer, one such stride-1 convolution
+per remainder of the input positions modulo the stride, each with the kernel taps that reach those positions
+(:func:`depthwise_grad_input`). :class:`DepthwiseConv3d` runs it as exactly those forward convolutions and
 leaves the weight gradient to PyTorch. The result is deterministic (two passes give identical gradients) and
 equal to PyTorch's up to float rounding. It runs only where it applies: float32 on a CPU, gradients enabled,
 no autocast; anything else runs the plain convolution. What it gains per training step is measured by
@@ -13,6 +14,8 @@ no autocast; anything else runs the plain convolution. What it gains per trainin
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from typing import Any
 
 import torch
@@ -25,18 +28,57 @@ Triple = tuple[int, int, int]
 
 def depthwise_grad_input(grad: Tensor, weight: Tensor, input_shape: torch.Size, *, stride: Triple, padding: Triple) -> Tensor:
     """The gradient of a depthwise ``conv3d(x, weight, stride=stride, padding=padding, groups=C)`` with
-    respect to ``x`` (of ``input_shape``), given the output gradient ``grad``: a stride-1 depthwise
-    convolution of ``grad`` (placed every ``stride`` elements on the grid of the kernel's valid positions)
-    with the flipped kernel. Keeps ``grad``'s memory format."""
-    k = weight.shape[2:]
-    grid = [input_shape[2 + i] + 2 * padding[i] - k[i] + 1 for i in range(3)]
-    spread = grad
-    if list(grad.shape[2:]) != grid:
-        fmt = torch.channels_last_3d if grad.is_contiguous(memory_format=torch.channels_last_3d) else torch.contiguous_format
-        spread = grad.new_zeros(*grad.shape[:2], *grid).contiguous(memory_format=fmt)
-        spread[:, :, :: stride[0], :: stride[1], :: stride[2]] = grad
-    pad = [k[i] - 1 - padding[i] for i in range(3)]
-    return F.conv3d(spread, weight.flip(2, 3, 4), None, 1, pad, 1, weight.shape[0])
+    respect to ``x`` (of ``input_shape``), given the output gradient ``grad``; in ``grad``'s memory format.
+
+    At stride 1 it is one depthwise convolution of ``grad`` with the flipped kernel. A strided layer's input
+    positions fall into ``prod(stride)`` classes by their remainders modulo the stride; the positions of one
+    class receive ``grad`` through one sub-grid of the kernel's taps, so each class is a stride-1 depthwise
+    convolution of ``grad`` with those taps, flipped (:func:`_phase`), written to every ``stride``-th
+    position. Together they do the forward pass's multiply-adds once, where spreading ``grad`` onto the
+    input grid with zeros in between would do them ``prod(stride)`` times over.
+    """
+    fmt = torch.channels_last_3d if grad.is_contiguous(memory_format=torch.channels_last_3d) else torch.contiguous_format
+    if tuple(stride) == (1, 1, 1):
+        pad = [weight.shape[2 + i] - 1 - padding[i] for i in range(3)]
+        if min(pad) >= 0:
+            return F.conv3d(grad, weight.flip(2, 3, 4), None, 1, pad, 1, weight.shape[0]).contiguous(memory_format=fmt)
+    out = torch.empty(input_shape, dtype=grad.dtype, device=grad.device, memory_format=fmt)
+    for phase in itertools.product(*(range(s) for s in stride)):
+        dims = [_phase(weight.shape[2 + i], stride[i], padding[i], phase[i], input_shape[2 + i], grad.shape[2 + i]) for i in range(3)]
+        target = out[:, :, phase[0] :: stride[0], phase[1] :: stride[1], phase[2] :: stride[2]]
+        if any(d is None for d in dims):
+            target.zero_()  # no tap of the kernel reaches these positions (if there are any)
+            continue
+        taps = [d for d in dims if d is not None]
+        w = weight[:, :, taps[0].taps, :, :][:, :, :, taps[1].taps, :][:, :, :, :, taps[2].taps].flip(2, 3, 4)
+        y = F.conv3d(grad, w, None, 1, [d.pad for d in taps], 1, weight.shape[0])
+        target.copy_(y[:, :, taps[0].window, taps[1].window, taps[2].window])
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Phase:
+    """Along one axis, the input positions ``i = stride * j + phase`` (``j = 0, 1, ...``): the kernel taps
+    that reach them, the zero padding of the stride-1 convolution over ``grad`` that computes them, and the
+    window of its output that holds them."""
+
+    taps: list[int]
+    pad: int
+    window: slice
+
+
+def _phase(k: int, s: int, p: int, r: int, n_in: int, n_out: int) -> _Phase | None:
+    """:class:`_Phase` of remainder ``r`` on an axis of kernel ``k``, stride ``s``, padding ``p``, ``n_in`` input
+    and ``n_out`` output positions; None when no tap reaches it or it has no positions. Tap ``t`` links input ``s*j + r`` to output
+    ``j - (t - p - r) / s`` where that is a whole number."""
+    taps = [t for t in range(k) if (t - p - r) % s == 0]
+    count = len(range(r, n_in, s))
+    if not taps or not count:
+        return None
+    shifts = [(t - p - r) // s for t in taps]  # increasing with t
+    pad = max(shifts[-1], count - 1 - shifts[0] - (n_out - 1), 0)
+    start = pad - shifts[-1]
+    return _Phase(taps, pad, slice(start, start + count))
 
 
 class _DepthwiseFn(torch.autograd.Function):

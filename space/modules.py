@@ -100,6 +100,55 @@ def max_pool(pool: nn.Module, x: Tensor) -> Tensor:
     return pool(x.contiguous(memory_format=cl)).contiguous()
 
 
+def avg_pool(pool: nn.Module, x: Tensor) -> Tensor:
+    """``pool(x)`` for an average pool, in ``x``'s layout when that is channels-last-3d on the CPU (its
+    gradient too: :func:`layout_grad`).
+
+    PyTorch's CPU average pool returns a contiguous tensor for a channels-last-3d input (torch 2.13). In
+    ShuffleNetV1's downsampling units that output is concatenated with the channels-last branch, so all
+    later layers, and their gradients back to the stem's max pool, ran contiguous or were converted at
+    every layer (docs/SPEED.md). Converting the small pooled tensor back keeps the network in one layout;
+    the values are the same. FX and TorchScript tracing keep the plain call.
+    """
+    if isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing() or x.device.type != "cpu":
+        return pool(x)
+    out = pool(layout_grad(x))
+    cl = torch.channels_last_3d
+    if x.dim() == 5 and x.is_contiguous(memory_format=cl) and not x.is_contiguous():
+        return out.contiguous(memory_format=cl)
+    return out
+
+
+class _LayoutGrad(torch.autograd.Function):
+    """The identity, whose gradient is made channels-last-3d."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return grad.contiguous(memory_format=torch.channels_last_3d)
+
+
+def layout_grad(x: Tensor) -> Tensor:
+    """``x``, and in training on the CPU with ``x`` channels-last-3d, a gradient passed back in that layout too.
+
+    The backward of PyTorch's global average pool returns a contiguous gradient whatever the input's layout
+    (torch 2.13). Element-wise backward kernels keep the layout of the gradient they receive, so in networks
+    whose units pass it on unchanged (an identity shortcut, a concatenation) the whole backward pass ran
+    contiguous against channels-last activations, with conversions at every convolution and max pool
+    (docs/SPEED.md). Converting it once at the head, where the tensor is small, keeps the backward in one
+    layout. FX and TorchScript tracing, inference and other devices get ``x`` itself.
+    """
+    if isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing() or not (torch.is_grad_enabled() and x.requires_grad):
+        return x
+    cl = torch.channels_last_3d
+    if x.device.type != "cpu" or x.dim() != 5 or not x.is_contiguous(memory_format=cl) or x.is_contiguous():
+        return x
+    return _LayoutGrad.apply(x)
+
+
 class Runner:
     """Tensor interpreter of the op vocabulary: named layers call the unit's submodules."""
 
@@ -122,12 +171,13 @@ class Runner:
         return self.m[name](x)
 
     def pool(self, name: str, x: Tensor, kind: str, kernel: Any, stride: Any, padding: Any) -> Tensor:
-        """Run the pooling module ``name`` (a max pool through :func:`max_pool`)."""
-        return max_pool(self.m[name], x) if kind == "max" else self.m[name](x)
+        """Run the pooling module ``name`` (a max pool through :func:`max_pool`, an average pool through
+        :func:`avg_pool`)."""
+        return max_pool(self.m[name], x) if kind == "max" else avg_pool(self.m[name], x)
 
     def global_pool(self, name: str, x: Tensor) -> Tensor:
-        """Run the global average pooling module ``name``."""
-        return self.m[name](x)
+        """Run the global average pooling module ``name`` (its gradient in ``x``'s layout: :func:`layout_grad`)."""
+        return self.m[name](layout_grad(x))
 
     def grid_pool(self, name: str, x: Tensor, cells: int) -> Tensor:
         """Run the adaptive (grid) average pooling module ``name``."""
@@ -163,8 +213,9 @@ class Runner:
         return channel_shuffle(x, groups)
 
     def subsample(self, x: Tensor, stride: Triple) -> Tensor:
-        """Every ``stride``-th position (what a 1x1x1 average pool with that stride computes)."""
-        return x[:, :, :: stride[0], :: stride[1], :: stride[2]]
+        """Every ``stride``-th position (what a 1x1x1 average pool with that stride computes; its gradient
+        in ``x``'s layout: :func:`layout_grad`)."""
+        return layout_grad(x)[:, :, :: stride[0], :: stride[1], :: stride[2]]
 
     def pad_channels(self, x: Tensor, channels: int) -> Tensor:
         """Zero channels appended up to ``channels``."""

@@ -18,13 +18,25 @@ CL = torch.channels_last_3d
 
 
 @pytest.mark.parametrize(
-    ("kernel", "stride", "padding"), [(3, (1, 1, 1), 1), (3, (2, 2, 2), 1), (3, (1, 2, 2), 1), (5, (2, 1, 2), 2), (3, (2, 2, 2), 0)]
+    ("kernel", "stride", "padding"),
+    [
+        (3, (1, 1, 1), 1),
+        (3, (2, 2, 2), 1),
+        (3, (1, 2, 2), 1),
+        (5, (2, 1, 2), 2),
+        (3, (2, 2, 2), 0),
+        (1, (2, 2, 2), 0),  # no tap reaches the odd positions
+        (3, (3, 1, 2), 2),  # more padding than the kernel needs
+        (3, (1, 1, 1), 2),
+    ],
 )
-@pytest.mark.parametrize("size", [(8, 9, 10), (7, 7, 6)])
+@pytest.mark.parametrize("size", [(8, 9, 10), (7, 7, 6), (1, 2, 3)])
 @pytest.mark.parametrize("fmt", [CL, torch.contiguous_format])
 def test_the_input_gradient_equals_pytorchs(
     kernel: int, stride: tuple[int, int, int], padding: int, size: tuple[int, ...], fmt: torch.memory_format
 ) -> None:
+    if min(size) + 2 * padding < kernel:
+        pytest.skip("no output: the kernel is larger than the padded input")
     x = torch.randn(2, 4, *size, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
     w = torch.randn(4, 1, kernel, kernel, kernel, dtype=torch.float64)
     y = F.conv3d(x, w, None, stride, padding, 1, 4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 import torch
@@ -64,3 +65,46 @@ def test_max_pool_keeps_the_input_layout_and_values(dtype: torch.dtype) -> None:
         assert y.is_contiguous() and torch.equal(y, pool(x))
         xcl = x.contiguous(memory_format=torch.channels_last_3d)
         assert max_pool(pool, xcl).is_contiguous(memory_format=torch.channels_last_3d)
+
+
+def _channels_innermost(t: torch.Tensor) -> bool:
+    """A 5-D tensor whose channels are its fastest-moving axis (channels-last-3d, or a channel slice of one)."""
+    return t.shape[1] == 1 or t.stride(1) == 1
+
+
+def _record_layouts(model: nn.Module) -> list[str]:
+    """Hooks on every leaf module: each 5-D output, and the gradient later passed back to it, that is not
+    channels-innermost is recorded as 'module: output' or 'module: gradient'."""
+    bad: list[str] = []
+
+    def check(name: str, what: str, t: torch.Tensor) -> None:
+        if t.dim() == 5 and not _channels_innermost(t):
+            bad.append(f"{name}: {what} {tuple(t.shape)} strides {t.stride()}")
+
+    def hook(name: str) -> Any:
+        def record(_m: nn.Module, _a: Any, out: Any) -> None:
+            if isinstance(out, torch.Tensor):
+                check(name, "output", out)
+                if out.requires_grad:
+                    out.register_hook(lambda g: check(name, "gradient", g))
+
+        return record
+
+    for name, m in model.named_modules():
+        if not list(m.children()):
+            m.register_forward_hook(hook(name))
+    return bad
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_channels_last_training_stays_channels_last_forward_and_backward(name: str, one_torch_thread: None) -> None:
+    """An average pool's output and the global pool's gradient come back contiguous from PyTorch; left so,
+    ShuffleNetV1's whole backward pass ran contiguous against channels-last activations (docs/SPEED.md)."""
+    cl = torch.channels_last_3d
+    model = space.create_model(name, width_mult=0.25, num_classes=5, sample_size=SMALL_CLIP[1], sample_duration=SMALL_CLIP[0])
+    model.to(memory_format=cl).train()  # type: ignore[call-overload]
+    x = torch.randn(16, 3, *SMALL_CLIP).contiguous(memory_format=cl).requires_grad_()  # one thread: oneDNN from batch 16
+    bad = _record_layouts(model)
+    model(x).square().sum().backward()
+    bad += [f"input: gradient strides {x.grad.stride()}"] if x.grad is not None and not _channels_innermost(x.grad) else []
+    assert not [b for b in bad if not b.split(":")[0].endswith(("shortcut", "pool"))], bad
