@@ -44,6 +44,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 """What ``--precision`` accepts."""
 MARGIN = 0.03
 """``auto`` keeps fp32 eager unless a candidate's step is at least this fraction faster (timing noise)."""
+GIVE_UP = 1.5
+"""A candidate whose first timed step is this many times the fastest median so far is not timed further."""
 CACHE_FILE = "precision.json"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -240,7 +242,7 @@ def write_cache(path: Path, key: str, config: ExecConfig) -> None:
 def resolve(
     precision: str,
     *,
-    measure: Callable[[ExecConfig], float] | None,
+    measure: Callable[[ExecConfig, float], float] | None,
     key: str,
     device: str = "cpu",
     threads: int | None = None,
@@ -248,12 +250,12 @@ def resolve(
     cache: Path | None = None,
     half_channels_last: bool = False,
     half: bool = True,
+    admissible: Callable[[ExecConfig], bool] | None = None,
 ) -> ExecConfig:
     """The configuration ``precision`` means here. ``auto`` on a CPU: the cached calibration under
-    ``key``, else ``measure(config)`` (seconds per step) of each of :func:`candidates` (training ones
-    unless ``half_channels_last``; fp32 only without ``half``), then :func:`choose`, cached in ``cache``
-    (default :func:`cache_path`). ``auto`` on CUDA: autocast to bf16 where supported, else fp16 (fp32
-    without ``half``), channels as they are."""
+    ``key``, else :func:`calibrate` over :func:`candidates` (training ones unless ``half_channels_last``;
+    fp32 only without ``half``), cached in ``cache`` (default :func:`cache_path`). ``auto`` on CUDA:
+    autocast to bf16 where supported, else fp16 (fp32 without ``half``), channels as they are."""
     if precision != "auto":
         return fixed(precision, device=device, threads=threads, cpu=cpu, half_channels_last=half_channels_last)
     if torch.device(device).type == "cuda" and not half:
@@ -269,9 +271,27 @@ def resolve(
     if measure is None:
         raise ValueError("auto needs a measure function when the calibration is not cached")
     measured = candidates(device=device, threads=threads, cpu=cpu, training=not half_channels_last, half=half)
-    chosen = choose([(c, measure(c)) for c in measured])
+    chosen = calibrate(measured, measure, admissible=admissible)
     write_cache(path, key, chosen)
     return chosen
+
+
+def calibrate(
+    configs: Sequence[ExecConfig], measure: Callable[[ExecConfig, float], float], *, admissible: Callable[[ExecConfig], bool] | None = None
+) -> ExecConfig:
+    """:func:`choose` among ``configs`` (fp32 eager first) timed in turn by ``measure(config, give_up)``: seconds
+    per step, where a measurement may stop after one timed step slower than ``give_up`` (:data:`GIVE_UP` times
+    the fastest so far). Only the pick is checked with ``admissible`` (a check may cost as much as a timing);
+    one that fails is left out as not reproducible and the choice made again."""
+    timings: list[tuple[ExecConfig, float]] = []
+    for c in configs:
+        fastest = min((s for _, s in timings), default=math.inf)
+        timings.append((c, measure(c, GIVE_UP * fastest)))
+    while True:
+        chosen = choose(timings)
+        if admissible is None or admissible(chosen):
+            return chosen
+        timings = [(c, math.inf if c.label == chosen.label else s) for c, s in timings]
 
 
 # -- measurements -----------------------------------------------------------------------------------
@@ -297,9 +317,11 @@ def train_step_seconds(
     num_classes: int,
     warmup: int = 1,
     repeats: int = 3,
+    give_up: float = math.inf,
 ) -> float:
     """Median seconds of one SGD training step (forward, cross-entropy, backward, update) of a copy of
-    ``model`` under ``config``, on a random batch; torch's RNG state and ``model`` are left as they were."""
+    ``model`` under ``config``, on a random batch; torch's RNG state and ``model`` are left as they were.
+    Stops timing once a step takes longer than ``give_up`` seconds (the median of the steps so far)."""
     m, x, y = _training_copy(model, config, input_shape=input_shape, batch_size=batch_size, num_classes=num_classes)
     opt = torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9)
     samples: list[float] = []
@@ -315,6 +337,8 @@ def train_step_seconds(
                 torch.cuda.synchronize()
             if i >= warmup:
                 samples.append(time.perf_counter() - t0)
+                if samples[-1] > give_up:
+                    break
     return statistics.median(samples)
 
 
@@ -344,9 +368,17 @@ def trainable(model: nn.Module, config: ExecConfig, *, input_shape: Sequence[int
 
 
 def inference_seconds(
-    model: nn.Module, config: ExecConfig, *, input_shape: Sequence[int], batch_size: int, warmup: int = 1, repeats: int = 3
+    model: nn.Module,
+    config: ExecConfig,
+    *,
+    input_shape: Sequence[int],
+    batch_size: int,
+    warmup: int = 1,
+    repeats: int = 3,
+    give_up: float = math.inf,
 ) -> float:
-    """Median seconds of one forward pass (inference mode) of a copy of ``model`` under ``config``."""
+    """Median seconds of one forward pass (inference mode) of a copy of ``model`` under ``config``; stops
+    timing once a pass takes longer than ``give_up`` seconds (the median of the passes so far)."""
     m = Autocast(copy.deepcopy(model).to(config.device).eval(), config)
     x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0)).to(config.device)
     samples: list[float] = []
@@ -358,6 +390,8 @@ def inference_seconds(
                 torch.cuda.synchronize()
             if i >= warmup:
                 samples.append(time.perf_counter() - t0)
+                if samples[-1] > give_up:
+                    break
     return statistics.median(samples)
 
 
@@ -375,8 +409,8 @@ def resolve_inference(
     ``auto`` times a few forward passes of each candidate (cached like training's calibration)."""
     key = cache_key("infer", network_key(model, input_shape), batch_size=batch_size, device=device, threads=threads)
 
-    def measure(c: ExecConfig) -> float:
-        return inference_seconds(model, c, input_shape=input_shape, batch_size=batch_size)
+    def measure(c: ExecConfig, give_up: float) -> float:
+        return inference_seconds(model, c, input_shape=input_shape, batch_size=batch_size, give_up=give_up)
 
     return resolve(precision, measure=measure, key=key, device=device, threads=threads, cache=cache, half_channels_last=True)
 

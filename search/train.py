@@ -576,17 +576,28 @@ def resolve_exec(
 ) -> ExecConfig:
     """How ``config.precision`` trains ``model`` here (:func:`profiler.precision.resolve`): ``auto``
     times a few training steps of each candidate at the training batch and clip (fp32 ones only
-    without ``half``), once per CPU model, torch version, threads and network shape (cached)."""
+    without ``half``), once per CPU model, torch version, threads and network shape (cached); a half
+    precision that times fastest must also be :func:`profiler.precision.trainable`."""
     shape = _input_shape(model, train_data)
     classes = model_classes(model)
     key = calibration_key(model, shape, config, half=half)
 
-    def measure(c: ExecConfig) -> float:  # infinite: left out, see trainable
-        if not trainable(model, c, input_shape=shape, batch_size=config.batch_size, num_classes=classes):
-            return math.inf
-        return train_step_seconds(model, c, input_shape=shape, batch_size=config.batch_size, num_classes=classes)
+    def measure(c: ExecConfig, give_up: float) -> float:
+        return train_step_seconds(model, c, input_shape=shape, batch_size=config.batch_size, num_classes=classes, give_up=give_up)
 
-    return resolve(config.precision, measure=measure, key=key, device=config.device, threads=config.threads, cache=cache, half=half)
+    def admissible(c: ExecConfig) -> bool:
+        return trainable(model, c, input_shape=shape, batch_size=config.batch_size, num_classes=classes)
+
+    return resolve(
+        config.precision,
+        measure=measure,
+        key=key,
+        device=config.device,
+        threads=config.threads,
+        cache=cache,
+        half=half,
+        admissible=admissible,
+    )
 
 
 def calibration_key(model: nn.Module, input_shape: Sequence[int], config: TrainConfig, *, half: bool = True) -> str:

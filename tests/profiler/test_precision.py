@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 import space
 from profiler.precision import (
+    GIVE_UP,
     Autocast,
     CpuInfo,
     ExecConfig,
     PrecisionError,
     cache_key,
+    calibrate,
     candidates,
     check_supported,
     choose,
@@ -35,7 +39,7 @@ def timer(seconds: dict[str, float]) -> tuple[list[str], object]:
     """A fake calibration: seconds per step by label; records what was measured."""
     seen: list[str] = []
 
-    def measure(c: ExecConfig) -> float:
+    def measure(c: ExecConfig, give_up: float) -> float:
         seen.append(c.label)
         return seconds[c.label]
 
@@ -75,6 +79,45 @@ def test_auto_picks_fp32_channels_last_when_it_wins_and_never_measures_bf16_with
     c = resolve("auto", measure=measure, key="k", cpu=EPYC, cache=tmp_path / "p.json")  # type: ignore[arg-type]
     assert (c.precision, c.channels_last) == ("fp32", True)
     assert seen == ["fp32 eager", "fp32 channels-last+dw"]
+
+
+def test_calibrate_checks_only_the_pick_and_chooses_again_when_it_fails() -> None:
+    configs = candidates(cpu=AMX, training=True)
+    seconds = {"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8, "bf16 eager": 0.5}
+    checked: list[str] = []
+
+    def admissible(c: ExecConfig) -> bool:
+        checked.append(c.label)
+        return c.precision == "fp32"
+
+    c = calibrate(configs, lambda c, _: seconds[c.label], admissible=admissible)
+    assert c.label == "fp32 channels-last+dw" and checked == ["bf16 eager", "fp32 channels-last+dw"]
+    assert "bf16 eager not reproducible" in c.reason
+    checked.clear()
+    seconds["bf16 eager"] = 2.0  # slower: never checked
+    assert calibrate(configs, lambda c, _: seconds[c.label], admissible=admissible).label == "fp32 channels-last+dw"
+    assert checked == ["fp32 channels-last+dw"]
+
+
+def test_calibrate_lets_each_measurement_give_up_at_a_multiple_of_the_fastest_so_far() -> None:
+    seconds = {"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8, "bf16 eager": 0.9}
+    limits: list[float] = []
+
+    def measure(c: ExecConfig, give_up: float) -> float:
+        limits.append(give_up)
+        return seconds[c.label]
+
+    calibrate(candidates(cpu=AMX, training=True), measure)
+    assert limits == [math.inf, GIVE_UP * 1.0, GIVE_UP * 0.8]
+
+
+@pytest.mark.parametrize(("give_up", "steps"), [(math.inf, 4), (0.0, 2)])
+def test_a_timing_stops_after_a_step_slower_than_give_up(give_up: float, steps: int) -> None:
+    net = nn.Sequential(nn.Conv3d(3, 4, 3), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 10))
+    calls: list[int] = []
+    net[0].register_forward_hook(lambda *_: calls.append(1))
+    train_step_seconds(net, ExecConfig("fp32", False), input_shape=(3, 4, 8, 8), batch_size=2, num_classes=10, give_up=give_up)
+    assert len(calls) == steps  # one warm-up step, then three timed ones or one
 
 
 class DriftingGradient(torch.autograd.Function):
