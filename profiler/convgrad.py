@@ -50,7 +50,7 @@ def depthwise_grad_input(grad: Tensor, weight: Tensor, input_shape: torch.Size, 
             target.zero_()  # no tap of the kernel reaches these positions (if there are any)
             continue
         taps = [d for d in dims if d is not None]
-        w = weight[:, :, taps[0].taps, :, :][:, :, :, taps[1].taps, :][:, :, :, :, taps[2].taps].flip(2, 3, 4)
+        w = weight[:, :, taps[0].taps][:, :, :, taps[1].taps][..., taps[2].taps].flip(2, 3, 4)
         y = F.conv3d(grad, w, None, 1, [d.pad for d in taps], 1, weight.shape[0])
         target.copy_(y[:, :, taps[0].window, taps[1].window, taps[2].window])
     return out
@@ -62,7 +62,7 @@ class _Phase:
     that reach them, the zero padding of the stride-1 convolution over ``grad`` that computes them, and the
     window of its output that holds them."""
 
-    taps: list[int]
+    taps: tuple[int, ...]
     pad: int
     window: slice
 
@@ -71,7 +71,7 @@ def _phase(k: int, s: int, p: int, r: int, n_in: int, n_out: int) -> _Phase | No
     """:class:`_Phase` of remainder ``r`` on an axis of kernel ``k``, stride ``s``, padding ``p``, ``n_in`` input
     and ``n_out`` output positions; None when no tap reaches it or it has no positions. Tap ``t`` links input ``s*j + r`` to output
     ``j - (t - p - r) / s`` where that is a whole number."""
-    taps = [t for t in range(k) if (t - p - r) % s == 0]
+    taps = tuple(t for t in range(k) if (t - p - r) % s == 0)
     count = len(range(r, n_in, s))
     if not taps or not count:
         return None

@@ -110,13 +110,16 @@ def avg_pool(pool: nn.Module, x: Tensor) -> Tensor:
     every layer (docs/SPEED.md). Converting the small pooled tensor back keeps the network in one layout;
     the values are the same. FX and TorchScript tracing keep the plain call.
     """
-    if isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing() or x.device.type != "cpu":
+    if isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing():
         return pool(x)
     out = pool(layout_grad(x))
-    cl = torch.channels_last_3d
-    if x.dim() == 5 and x.is_contiguous(memory_format=cl) and not x.is_contiguous():
-        return out.contiguous(memory_format=cl)
-    return out
+    return out.contiguous(memory_format=torch.channels_last_3d) if _channels_last_on_cpu(x) else out
+
+
+def _channels_last_on_cpu(x: Tensor) -> bool:
+    """A 5-D CPU tensor in channels-last-3d layout (and not also contiguous, as tensors with one channel or
+    one position are)."""
+    return x.device.type == "cpu" and x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
 
 
 class _LayoutGrad(torch.autograd.Function):
@@ -143,10 +146,7 @@ def layout_grad(x: Tensor) -> Tensor:
     """
     if isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing() or not (torch.is_grad_enabled() and x.requires_grad):
         return x
-    cl = torch.channels_last_3d
-    if x.device.type != "cpu" or x.dim() != 5 or not x.is_contiguous(memory_format=cl) or x.is_contiguous():
-        return x
-    return _LayoutGrad.apply(x)
+    return _LayoutGrad.apply(x) if _channels_last_on_cpu(x) else x
 
 
 class Runner:
