@@ -8,7 +8,7 @@ update on a batch already in memory: ``profiler.precision.train_step_seconds``) 
 fp32 channels-last-3d (with PyTorch's backward, and ``+dw``: with e3d's depthwise backward,
 ``profiler.convgrad``), bf16 autocast (contiguous and channels-last; only on a CPU with native bf16) and,
 with ``--compile``, ``torch.compile`` of fp32 eager. ``auto`` is the configuration that
-``profiler.precision.choose`` (the rule of ``--precision auto``) picks from this run's timings of its training
+``profiler.precision.calibrate`` (the rule of ``--precision auto``) picks from this run's timings of its training
 candidates (bf16 channels-last is timed, not a candidate: it is not reproducible; nor is bf16 eager where its
 gradients do not repeat on this CPU: ``trainable``); as the best of
 several noisy timings its ratio is biased upwards, so fp32 eager and the pick are then timed once more, one
@@ -37,8 +37,8 @@ from e3d.commands.search import clip_arg
 from profiler.counting import spec_totals
 from profiler.precision import (
     ExecConfig,
+    calibrate,
     candidates,
-    choose,
     detect_cpu,
     matmul_gflops,
     train_step_gflop,
@@ -100,18 +100,16 @@ def measure(name: str, width: float, clip: tuple[int, int, int], args: argparse.
     model = build(spec)
     row = Row(name, width, clip, spec_totals(spec).macs)
     kw = {"input_shape": spec.input_shape, "batch_size": args.batch_size, "num_classes": CLASSES, "warmup": args.warmup}
-    timings = []
     for c in configurations(args.threads):
-        s = train_step_seconds(model, c, repeats=args.steps, **kw)
-        row.seconds[c.label] = s
-        timings.append((c, s))
+        row.seconds[c.label] = train_step_seconds(model, c, repeats=args.steps, **kw)
     shapes = {k: kw[k] for k in ("input_shape", "batch_size", "num_classes")}
-    # bf16 channels-last: timed, not a candidate; nor a half precision whose gradients do not repeat here
-    training = {c.label for c in candidates(threads=args.threads, training=True) if trainable(model, c, **shapes)}
-    pick = choose([t for t in timings if t[0].label in training])
+    # auto's own rule on this run's timings: bf16 channels-last is timed, not a candidate; nor is a half
+    # precision whose gradients do not repeat here (checked only if it is the pick)
+    training = candidates(threads=args.threads, training=True)
+    pick = calibrate(training, lambda c, _: row.seconds[c.label], admissible=lambda c: trainable(model, c, **shapes))
     row.auto = pick.label
     if pick.label != "fp32 eager":
-        eager = next(c for c, _ in timings if c.label == "fp32 eager")
+        eager = training[0]  # fp32 eager
         again = [train_step_seconds(model, c, repeats=args.steps, **kw) for c in (eager, pick)]
         row.retimed = again[0] / again[1]
     if args.compile:

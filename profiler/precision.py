@@ -324,21 +324,31 @@ def train_step_seconds(
     Stops timing once a step takes longer than ``give_up`` seconds (the median of the steps so far)."""
     m, x, y = _training_copy(model, config, input_shape=input_shape, batch_size=batch_size, num_classes=num_classes)
     opt = torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9)
-    samples: list[float] = []
+
+    def step() -> None:
+        with config.autocast():
+            loss = F.cross_entropy(m(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
     with torch.random.fork_rng(devices=[]), torch_threads(config.threads):
-        for i in range(warmup + repeats):
-            t0 = time.perf_counter()
-            with config.autocast():
-                loss = F.cross_entropy(m(x).float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if torch.device(config.device).type == "cuda":
-                torch.cuda.synchronize()
-            if i >= warmup:
-                samples.append(time.perf_counter() - t0)
-                if samples[-1] > give_up:
-                    break
+        return _median_seconds(step, config.device, warmup=warmup, repeats=repeats, give_up=give_up)
+
+
+def _median_seconds(step: Callable[[], object], device: str, *, warmup: int, repeats: int, give_up: float) -> float:
+    """Median seconds of ``step`` (on ``device``, waited for on CUDA) over ``repeats`` runs after ``warmup``
+    untimed ones, stopping after the first run slower than ``give_up``."""
+    samples: list[float] = []
+    for i in range(warmup + repeats):
+        t0 = time.perf_counter()
+        step()
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            samples.append(time.perf_counter() - t0)
+            if samples[-1] > give_up:
+                break
     return statistics.median(samples)
 
 
@@ -381,18 +391,8 @@ def inference_seconds(
     timing once a pass takes longer than ``give_up`` seconds (the median of the passes so far)."""
     m = Autocast(copy.deepcopy(model).to(config.device).eval(), config)
     x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0)).to(config.device)
-    samples: list[float] = []
     with torch_threads(config.threads), torch.inference_mode():
-        for i in range(warmup + repeats):
-            t0 = time.perf_counter()
-            m(x)
-            if torch.device(config.device).type == "cuda":
-                torch.cuda.synchronize()
-            if i >= warmup:
-                samples.append(time.perf_counter() - t0)
-                if samples[-1] > give_up:
-                    break
-    return statistics.median(samples)
+        return _median_seconds(lambda: m(x), config.device, warmup=warmup, repeats=repeats, give_up=give_up)
 
 
 def resolve_inference(
