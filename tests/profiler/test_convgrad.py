@@ -1,8 +1,10 @@
-"""profiler/convgrad.py: e3d's depthwise input gradient equals PyTorch's, repeats exactly, and stays out of the way."""
+"""profiler/convgrad.py: e3d's depthwise input and weight gradients equal PyTorch's, repeat exactly, and stay out of the way."""
 
 from __future__ import annotations
 
 import copy
+import itertools
+import os
 
 import pytest
 import torch
@@ -10,7 +12,16 @@ import torch.nn.functional as F
 from torch import nn
 
 import space
-from profiler.convgrad import DepthwiseConv3d, depthwise_grad_input, is_depthwise, use_depthwise_grad
+from profiler import native
+from profiler.convgrad import (
+    DepthwiseConv3d,
+    channel_split,
+    depthwise_grad_input,
+    depthwise_grad_weight,
+    is_depthwise,
+    use_depthwise_grad,
+)
+from profiler.latency import torch_threads
 from profiler.precision import ExecConfig, candidates
 from tests.conftest import ALL_MODELS, SMALL_CLIP
 
@@ -45,6 +56,80 @@ def test_the_input_gradient_equals_pytorchs(
     got = depthwise_grad_input(g, w, x.shape, stride=stride, padding=(padding,) * 3)
     assert got.shape == x.shape and got.is_contiguous(memory_format=fmt) == g.is_contiguous(memory_format=fmt)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.fixture
+def kernel() -> None:
+    """The weight-gradient kernel is built here (it must be under CI, which has a C compiler)."""
+    if native.library("depthwise_wgrad") is None:
+        assert not os.environ.get("CI"), "CI has a C compiler: the kernel must build"
+        pytest.skip("no C compiler here: the kernel cannot be built")
+
+
+Triple = tuple[int, int, int]
+
+
+def _weight_case(channels: int, kernel: Triple, stride: Triple, padding: Triple, size: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+    x = torch.randn(3, channels, *size).contiguous(memory_format=CL)
+    w = torch.randn(channels, 1, *kernel)
+    g = torch.randn_like(F.conv3d(x, w, None, stride, padding, 1, channels)).contiguous(memory_format=CL)
+    return x, w, g
+
+
+@pytest.mark.parametrize(
+    ("kernel_size", "stride", "padding"),
+    [
+        ((3, 3, 3), (1, 1, 1), (1, 1, 1)),
+        ((3, 3, 3), (2, 2, 2), (1, 1, 1)),
+        ((3, 3, 3), (1, 2, 2), (1, 1, 1)),
+        ((3, 3, 3), (2, 2, 2), (0, 0, 0)),
+        ((3, 3, 3), (1, 1, 1), (2, 0, 2)),  # more padding than the kernel needs, and none
+        ((1, 3, 3), (1, 1, 1), (0, 1, 1)),
+        ((3, 1, 1), (2, 1, 1), (1, 0, 0)),  # one tap along the width: the general row path
+        ((5, 5, 5), (2, 1, 3), (2, 2, 2)),
+    ],
+)
+@pytest.mark.parametrize("channels", [3, 16, 20, 37])  # fewer than one vector, one, and a partial last vector
+@pytest.mark.parametrize("size", [(6, 9, 10), (1, 3, 2)])
+def test_the_weight_gradient_equals_pytorchs(
+    kernel: None, kernel_size: Triple, stride: Triple, padding: Triple, channels: int, size: tuple[int, ...]
+) -> None:
+    if any(n + 2 * p < k for n, p, k in zip(size, padding, kernel_size, strict=True)):
+        pytest.skip("no output: the kernel is larger than the padded input")
+    x, w, g = _weight_case(channels, kernel_size, stride, padding, size)
+    expected = torch.ops.aten.convolution_backward(
+        g.double(), x.double(), w.double(), None, stride, padding, [1] * 3, False, [0] * 3, channels, [False, True, False]
+    )[1]
+    got = depthwise_grad_weight(g, x, w, stride=stride, padding=padding)
+    assert got.shape == w.shape and got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+
+
+def test_the_weight_gradient_does_not_depend_on_the_threads(kernel: None) -> None:
+    x, w, g = _weight_case(53, (3, 3, 3), (1, 2, 2), (1, 1, 1), (5, 8, 8))
+    results = []
+    for threads in (1, 2, 3):
+        with torch_threads(threads):
+            results.append(depthwise_grad_weight(g, x, w, stride=(1, 2, 2), padding=(1, 1, 1)))
+    assert torch.equal(results[0], results[1]) and torch.equal(results[0], results[2])
+
+
+@pytest.mark.parametrize(("channels", "threads"), [(53, 2), (53, 8), (16, 2), (3, 2), (96, 3)])
+def test_the_channels_are_split_in_whole_vectors_covering_each_once(channels: int, threads: int) -> None:
+    parts = channel_split(channels, threads)
+    assert 1 <= len(parts) <= threads and parts[0][0] == 0 and parts[-1][1] == channels
+    assert all(hi == lo for (_, hi), (lo, _) in itertools.pairwise(parts))
+    assert all(lo % 16 == 0 and hi > lo for lo, hi in parts)
+
+
+def test_other_layouts_and_native_kernels_turned_off_run_pytorchs_weight_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, w, g = _weight_case(20, (3, 3, 3), (1, 1, 1), (1, 1, 1), (4, 6, 6))
+    args = (None, (1, 1, 1), (1, 1, 1), [1] * 3, False, [0] * 3, 20, [False, True, False])
+    plain = torch.ops.aten.convolution_backward(g.contiguous(), x.contiguous(), w, *args)[1]
+    assert torch.equal(depthwise_grad_weight(g.contiguous(), x.contiguous(), w, stride=(1, 1, 1), padding=(1, 1, 1)), plain)
+    monkeypatch.setenv("E3D_NATIVE", "0")
+    got = depthwise_grad_weight(g, x, w, stride=(1, 1, 1), padding=(1, 1, 1))
+    assert torch.equal(got, torch.ops.aten.convolution_backward(g, x, w, *args)[1])
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
