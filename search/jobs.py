@@ -93,7 +93,7 @@ def run_jobs(
 ) -> list[dict[str, Any]]:
     """Run ``jobs`` worker processes on ``study`` (opened in this process on ``spec.url``) and wait for
     them. ``on_trial`` gets each finished trial, read back from the storage, in this process. Returns
-    each job's report (``search.study.WorkerReport`` as a dict, with ``job``, ``pid`` and ``allocator``); raises
+    each job's report (``search.study.WorkerReport`` as a dict, with ``job``, ``pid``, ``threads`` and ``allocator``); raises
     :class:`JobsError` when a job failed, and KeyboardInterrupt after the jobs stopped on Ctrl-C."""
     ctx = mp.get_context("spawn")
     messages: Any = ctx.Queue()
@@ -147,14 +147,18 @@ def _job(spec: JobSpec, index: int, messages: Any) -> None:
 
 
 def _work(spec: JobSpec, index: int, messages: Any) -> None:
+    import torch
+
     from profiler.allocator import keep_freed_memory
     from search import study as st
 
     try:
         report: dict[str, Any] = {"allocator": keep_freed_memory()}
+        config = spec.config
+        if config.proxy.threads is not None:  # the whole job, not only its training: a job that loads data or
+            torch.set_num_threads(config.proxy.threads)  # builds a model on more threads slows the others' steps
         storage = st.open_storage(spec.url, heartbeat=spec.heartbeat)
         study, _, _ = st.open_study(spec.study_name, storage, None, resume=True)
-        config = spec.config
         latency = spec.latency
         if latency is None and (config.budget.latency_ms is not None or config.measure_latency):
             latency = st.latency_meter(config.latency_mode)
@@ -170,7 +174,7 @@ def _work(spec: JobSpec, index: int, messages: Any) -> None:
                 cpu_budget_s=spec.cpu_budget_s,
             )  # fmt: skip
             report.update(dataclasses.asdict(done))
-        messages.put(("done", {"job": index, "pid": os.getpid(), **report}))
+        messages.put(("done", {"job": index, "pid": os.getpid(), "threads": torch.get_num_threads(), **report}))
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as e:  # reported to the parent as one line

@@ -64,6 +64,7 @@ def test_two_jobs_run_every_queued_trial_exactly_once(tmp_path: Path) -> None:
     assert len(runs) == 8 and set(runs.values()) == {1}  # none lost, none run twice
     assert len(reports) == 2 and sum(r["trained"] for r in reports) == 8
     assert {r["allocator"] for r in reports} == {"keep" if GLIBC else "system"}  # each job set malloc up as the CLI does
+    assert {r["threads"] for r in reports} == {1}  # one thread for the whole job, not only while training
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both jobs trained
     assert {t.user_attrs["precision"] for t in trials} == {"fp32 eager"}
 
