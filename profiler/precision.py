@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from profiler.allocator import allocator
 from profiler.convgrad import use_depthwise_grad, weight_grad_backend
 from profiler.latency import cpu_name, torch_threads
+from profiler.native import cache_root
 from space.spec import E3DError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -203,8 +204,7 @@ def choose(timings: Sequence[tuple[ExecConfig, float]], *, margin: float = MARGI
 
 def cache_path() -> Path:
     """``$E3D_CACHE/precision.json`` (default ``~/.cache/e3d``)."""
-    root = os.environ.get("E3D_CACHE") or Path.home() / ".cache" / "e3d"
-    return Path(root) / CACHE_FILE
+    return cache_root() / CACHE_FILE
 
 
 def network_key(model: nn.Module, input_shape: Sequence[int]) -> str:

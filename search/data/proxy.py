@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from profiler.native import cache_root
 from search.data.datasets import ClipDataset, Item
 from search.data.errors import DataError
 from search.data.sampling import TemporalSampling
@@ -111,8 +112,8 @@ class ProxyOptions:
 
 
 def default_cache_dir() -> Path:
-    """``$E3D_CACHE`` or ``~/.cache/e3d``."""
-    return Path(os.environ.get("E3D_CACHE") or Path.home() / ".cache" / "e3d")
+    """``$E3D_CACHE`` or ``~/.cache/e3d`` (:func:`profiler.native.cache_root`)."""
+    return cache_root()
 
 
 def class_names(task: str, options: ProxyOptions | None = None) -> list[str]:
