@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from search.data import IMAGENET_MEAN, IMAGENET_STD, PAPER_SCALES, SpatialTransform
-from search.data.transforms import Crop
+from search.data.transforms import Crop, apply_crop
 
 
 def ramp(t: int = 4, h: int = 60, w: int = 80) -> np.ndarray:
@@ -60,11 +61,20 @@ def test_flip_mirrors_about_half_the_clips_and_resize_hits_the_size() -> None:
     frames = ramp()
     clip = t(frames, np.random.default_rng(3))
     assert clip.shape == (3, 4, 16, 24)
-    from search.data.transforms import apply_crop
-
     plain = apply_crop(frames, Crop(0, 10, 60), (16, 24), IMAGENET_MEAN, IMAGENET_STD)
     flipped = apply_crop(frames, Crop(0, 10, 60, flip=True), (16, 24), IMAGENET_MEAN, IMAGENET_STD)
     assert torch.equal(flipped, plain.flip(-1))
+
+
+@pytest.mark.parametrize(
+    ("side", "size"), [(64, (48, 48)), (53, (48, 48)), (45, (48, 48)), (32, (48, 48)), (224, (112, 112)), (17, (9, 13))]
+)
+def test_the_resize_is_pillows_bilinear_filter_within_one_grey_level(side: int, size: tuple[int, int]) -> None:
+    frames = np.random.default_rng(side).integers(0, 256, (4, side, side + 3, 3), dtype=np.uint8)
+    got = unnormalise(apply_crop(frames, Crop(0, 2, side), size, IMAGENET_MEAN, IMAGENET_STD)).round()
+    pil = [np.asarray(Image.fromarray(f[:, 2 : 2 + side]).resize(size[::-1], Image.Resampling.BILINEAR)) for f in frames]
+    diff = (got - torch.from_numpy(np.stack(pil)).permute(3, 0, 1, 2).float()).abs()
+    assert diff.max() <= 1 and (diff > 0).float().mean() < 0.02
 
 
 def test_grey_frames_feed_three_channels() -> None:
