@@ -91,8 +91,9 @@ def apply_crop(
     """Cut ``crop`` out of uint8 frames (T, H, W, C), resize to ``size``, flip, normalise -> (3, T, *size).
 
     The whole clip is resized at once by torch's antialiased bilinear resampling of uint8 images, Pillow's
-    ``BILINEAR`` filter: the same pixels for most sizes, one grey level apart in under 2% of them for some
-    (``tests/search/test_data_transforms.py``), and 5-7x faster than Pillow frame by frame (docs/SPEED.md).
+    ``BILINEAR`` filter with other fixed-point rounding: the same pixels as Pillow for the built-in tasks' crops,
+    one grey level apart in under 2% of them for some other shrinking sizes, and up to two levels in under 10%
+    when a crop is enlarged (``tests/search/test_data_transforms.py``); 5-7x faster than Pillow frame by frame.
     """
     x = torch.tensor(frames[:, crop.top : crop.top + crop.side, crop.left : crop.left + crop.side]).permute(0, 3, 1, 2)
     if tuple(x.shape[2:]) != tuple(size):

@@ -67,14 +67,21 @@ def test_flip_mirrors_about_half_the_clips_and_resize_hits_the_size() -> None:
 
 
 @pytest.mark.parametrize(
-    ("side", "size"), [(64, (48, 48)), (53, (48, 48)), (45, (48, 48)), (32, (48, 48)), (224, (112, 112)), (17, (9, 13))]
+    ("side", "size", "levels", "share"),
+    [
+        *[(side, (48, 48), 0, 0.0) for side in (56, 47, 39, 33, 28)],  # the built-in tasks' crops: Pillow's pixels
+        (53, (48, 48), 1, 0.02),
+        (133, (112, 112), 1, 0.02),
+        (17, (9, 13), 1, 0.02),
+        (64, (112, 112), 2, 0.10),  # enlarged
+    ],
 )
-def test_the_resize_is_pillows_bilinear_filter_within_one_grey_level(side: int, size: tuple[int, int]) -> None:
+def test_the_resize_is_pillows_bilinear_filter_up_to_rounding(side: int, size: tuple[int, int], levels: int, share: float) -> None:
     frames = np.random.default_rng(side).integers(0, 256, (4, side, side + 3, 3), dtype=np.uint8)
     got = unnormalise(apply_crop(frames, Crop(0, 2, side), size, IMAGENET_MEAN, IMAGENET_STD)).round()
     pil = [np.asarray(Image.fromarray(f[:, 2 : 2 + side]).resize(size[::-1], Image.Resampling.BILINEAR)) for f in frames]
     diff = (got - torch.from_numpy(np.stack(pil)).permute(3, 0, 1, 2).float()).abs()
-    assert diff.max() <= 1 and (diff > 0).float().mean() < 0.02
+    assert diff.max() <= levels and (diff > 0).float().mean() <= share
 
 
 def test_grey_frames_feed_three_channels() -> None:
