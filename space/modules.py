@@ -200,8 +200,8 @@ class Runner:
         return a + b
 
     def cat(self, a: Tensor, b: Tensor) -> Tensor:
-        """Concatenate along channels."""
-        return torch.cat((a, b), 1)
+        """Concatenate along channels (each part's gradient a contiguous tensor: :func:`layout_grad`)."""
+        return torch.cat((layout_grad(a), layout_grad(b)), 1)
 
     def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Two channel halves."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -72,13 +73,18 @@ def _channels_innermost(t: torch.Tensor) -> bool:
     return t.shape[1] == 1 or t.stride(1) == 1
 
 
-def _record_layouts(model: nn.Module) -> list[str]:
+def _dense_channels_last(t: torch.Tensor) -> bool:
+    """A 5-D tensor laid out as a whole channels-last-3d tensor (not a channel slice of a larger one)."""
+    return t.is_contiguous(memory_format=torch.channels_last_3d)
+
+
+def _record_layouts(model: nn.Module, ok: Callable[[torch.Tensor], bool] = _channels_innermost) -> list[str]:
     """Hooks on every leaf module: each 5-D output, and the gradient later passed back to it, that is not
-    channels-innermost is recorded as 'module: output' or 'module: gradient'."""
+    ``ok`` (channels-innermost) is recorded as 'module: output' or 'module: gradient'."""
     bad: list[str] = []
 
     def check(name: str, what: str, t: torch.Tensor) -> None:
-        if t.dim() == 5 and not _channels_innermost(t):
+        if t.dim() == 5 and not ok(t):
             bad.append(f"{name}: {what} {tuple(t.shape)} strides {t.stride()}")
 
     def hook(name: str) -> Any:
@@ -108,3 +114,16 @@ def test_channels_last_training_stays_channels_last_forward_and_backward(name: s
     model(x).square().sum().backward()
     bad += [f"input: gradient strides {x.grad.stride()}"] if x.grad is not None and not _channels_innermost(x.grad) else []
     assert not [b for b in bad if not b.split(":")[0].endswith(("shortcut", "pool"))], bad
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_channels_last_gradients_reach_every_layer_whole_not_as_channel_slices(name: str, one_torch_thread: None) -> None:
+    """The gradient of a concatenation is, for each part, a channel slice of the whole; PyTorch's BatchNorm
+    backward takes a slow path for such a gradient (SqueezeNet's training step: 1.16-1.18x, docs/SPEED.md)."""
+    cl = torch.channels_last_3d
+    model = space.create_model(name, width_mult=0.25, num_classes=5, sample_size=SMALL_CLIP[1], sample_duration=SMALL_CLIP[0])
+    model.to(memory_format=cl).train()  # type: ignore[call-overload]
+    x = torch.randn(16, 3, *SMALL_CLIP).contiguous(memory_format=cl)
+    bad = _record_layouts(model, ok=_dense_channels_last)
+    model(x).square().sum().backward()
+    assert not [b for b in bad if "gradient" in b and not b.split(":")[0].endswith(("shortcut", "pool"))], bad
