@@ -282,13 +282,12 @@ def calibrate(
 ) -> ExecConfig:
     """:func:`choose` among ``configs`` (fp32 eager first) timed in turn by ``measure(config, give_up)``: seconds
     per step, where a measurement may stop after one timed step slower than ``give_up`` (:data:`GIVE_UP` times
-    the fastest so far). fp32 eager, the baseline, is timed last: where a candidate beats it clearly (the usual
-    case), it then takes one timed step instead of three. Only the pick is checked with ``admissible`` (a
-    check may cost as much as a timing); one that fails is left out as not reproducible and the choice made again."""
-    seconds: dict[int, float] = {}
-    for i in [*range(1, len(configs)), 0]:
-        seconds[i] = measure(configs[i], GIVE_UP * min(seconds.values(), default=math.inf))
-    timings = [(c, seconds[i]) for i, c in enumerate(configs)]
+    the fastest so far). Only the pick is checked with ``admissible`` (a check may cost as much as a timing);
+    one that fails is left out as not reproducible and the choice made again."""
+    timings: list[tuple[ExecConfig, float]] = []
+    for c in configs:
+        fastest = min((s for _, s in timings), default=math.inf)
+        timings.append((c, measure(c, GIVE_UP * fastest)))
     while True:
         chosen = choose(timings)
         if admissible is None or admissible(chosen):
