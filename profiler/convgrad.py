@@ -6,7 +6,7 @@ layout alike (torch 2.13). Mathematically that gradient is itself a depthwise co
 gradient with the kernel flipped in all three dimensions; for a strided layer, one such stride-1 convolution
 per remainder of the input positions modulo the stride, each with the kernel taps that reach those positions
 (:func:`depthwise_grad_input`). :class:`DepthwiseConv3d` runs it as exactly those forward convolutions.
-The weight gradient, which PyTorch computes 6-12x slower than the forward pass, runs in a small C kernel
+The weight gradient, which PyTorch computes 5-13x slower than the forward pass, runs in a small C kernel
 that sums 16 channels at a time in vector registers (:func:`depthwise_grad_weight`; PyTorch's where it
 cannot be built). The result is deterministic (two passes give identical gradients, whatever the number of
 threads) and equal to PyTorch's up to float rounding. It runs only where it applies: float32 on a CPU, gradients enabled,
