@@ -72,7 +72,7 @@ def depthwise_grad_weight(grad: Tensor, x: Tensor, weight: Tensor, *, stride: Tr
     through :mod:`profiler.native`), splitting the channels between torch's threads; anything else, or where
     the kernel cannot be built, runs PyTorch's.
     """
-    lib = _kernel() if native.enabled() else None
+    lib = _usable_kernel()
     cl = torch.channels_last_3d
     native_layout = x.is_contiguous(memory_format=cl) and grad.is_contiguous(memory_format=cl)
     if lib is None or x.device.type != "cpu" or {x.dtype, grad.dtype} != {torch.float32} or not native_layout:
@@ -106,7 +106,12 @@ def _pool() -> ThreadPoolExecutor:
 
 def weight_grad_backend() -> str:
     """``e3d kernel`` where :func:`depthwise_grad_weight` runs e3d's kernel on this machine, else ``pytorch``."""
-    return "e3d kernel" if native.enabled() and _kernel() is not None else "pytorch"
+    return "pytorch" if _usable_kernel() is None else "e3d kernel"
+
+
+def _usable_kernel() -> ctypes.CDLL | None:
+    """:func:`_kernel` unless native kernels are turned off (``E3D_NATIVE=0``, read on every call)."""
+    return _kernel() if native.enabled() else None
 
 
 @cache

@@ -6,9 +6,9 @@ one of them, or ``auto``: on a CPU a short calibration times a few training (or 
 each candidate (:func:`candidates`) and keeps the fastest, unless nothing beats fp32 eager by
 :data:`MARGIN` (then fp32 eager: ``auto`` never picks a configuration that measured slower than it);
 on a GPU ``auto`` is CUDA mixed precision (bf16 where the GPU has it, else fp16). Calibrations are
-cached per CPU model, torch version, device, threads, batch, network shape, allocator
-(``profiler.allocator``) and depthwise weight-gradient code (``profiler.convgrad``) in a JSON file under
-the user's cache folder (``$E3D_CACHE`` or ``~/.cache/e3d``), written atomically.
+cached per CPU model, torch version, device, threads, batch, network shape and allocator
+(``profiler.allocator``), training ones also per depthwise weight-gradient code (``search.train``), in a
+JSON file under the user's cache folder (``$E3D_CACHE`` or ``~/.cache/e3d``), written atomically.
 
 bf16 counts as available on a CPU with native bf16 instructions (AVX512-BF16 or AMX-BF16, read from
 the CPU's flags, never assumed); elsewhere torch would emulate it at a fraction of fp32's speed, so
@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from profiler.allocator import allocator
-from profiler.convgrad import use_depthwise_grad, weight_grad_backend
+from profiler.convgrad import use_depthwise_grad
 from profiler.latency import cpu_name, torch_threads
 from profiler.native import cache_root
 from space.spec import E3DError
@@ -215,10 +215,9 @@ def network_key(model: nn.Module, input_shape: Sequence[int]) -> str:
 
 
 def cache_key(kind: str, network: str, *, batch_size: int, device: str, threads: int | None, cpu: CpuInfo | None = None) -> str:
-    """Calibrations are valid per CPU model, torch version, device, threads, batch, network, allocator and
-    depthwise weight-gradient code (:func:`profiler.convgrad.weight_grad_backend`)."""
+    """Calibrations are valid per CPU model, torch version, device, threads, batch, network and allocator."""
     parts = [kind, (cpu or detect_cpu()).name, torch.__version__, device, f"t{threads or 0}", f"b{batch_size}", network]
-    return "|".join([*parts, f"malloc-{allocator()}", f"dw-{weight_grad_backend()}"])
+    return "|".join([*parts, f"malloc-{allocator()}"])
 
 
 def read_cache(path: Path) -> dict[str, Any]:

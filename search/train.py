@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from profiler.convgrad import weight_grad_backend
 from profiler.precision import PRECISIONS, ExecConfig, cache_key, network_key, resolve, train_step_seconds, trainable
 from search.data import DataError, ErrorReport, Indexed, collate_indexed
 from space import E3DError
@@ -601,9 +602,10 @@ def resolve_exec(
 
 
 def calibration_key(model: nn.Module, input_shape: Sequence[int], config: TrainConfig, *, half: bool = True) -> str:
-    """The cache key of ``auto``'s training calibration of ``model`` on clips of ``input_shape`` under ``config``."""
+    """The cache key of ``auto``'s training calibration of ``model`` on clips of ``input_shape`` under ``config``,
+    per depthwise weight-gradient code (:func:`profiler.convgrad.weight_grad_backend`: it sets ``+dw``'s speed)."""
     # earlier kinds, not reused: "train" (among bf16 channels-last too), "training" (fp32 channels-last without +dw)
-    kind = "training-dw" if half else "training-fp32-dw"
+    kind = f"{'training-dw' if half else 'training-fp32-dw'}|dw-{weight_grad_backend()}"
     return cache_key(kind, network_key(model, input_shape), batch_size=config.batch_size, device=config.device, threads=config.threads)
 
 

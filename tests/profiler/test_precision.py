@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 import space
-from profiler import precision
 from profiler.precision import (
     GIVE_UP,
     Autocast,
@@ -186,14 +185,6 @@ def test_cache_keys_separate_cpus_batches_threads_and_networks() -> None:
         cache_key("train", k, batch_size=16, device="cpu", threads=2, cpu=AMX),
     }
     assert len(keys) == 4
-
-
-def test_cache_keys_separate_the_depthwise_weight_gradient_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    keys = set()
-    for backend in ("e3d kernel", "pytorch"):  # a machine without a C compiler calibrates anew
-        monkeypatch.setattr(precision, "weight_grad_backend", lambda b=backend: b)
-        keys.add(cache_key("train", "net", batch_size=16, device="cpu", threads=1, cpu=AMX))
-    assert len(keys) == 2
 
 
 def test_bf16_on_a_cpu_without_it_and_fp16_on_a_cpu_are_user_errors() -> None:

@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 import space
 from profiler.precision import ExecConfig, detect_cpu, write_cache
+from search import train as train_module
 from search.data import proxy_dataset
 from search.train import (
     CheckpointError,
@@ -289,6 +290,14 @@ def test_bf16_training_learns_resumes_exactly_and_is_recorded_in_the_checkpoint(
     resumed = fit(resumed_model, clips, clips, bf16, checkpoint_dir=tmp_path / "b", resume=True, progress=False)
     assert resumed.resumed_from == 3 and same_weights(resumed_model, whole)
     assert strip_timing(resumed.history) == strip_timing(full.history)
+
+
+def test_training_calibrations_are_keyed_by_the_depthwise_weight_gradient_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = set()
+    for backend in ("e3d kernel", "pytorch"):  # a machine without a C compiler calibrates anew
+        monkeypatch.setattr(train_module, "weight_grad_backend", lambda b=backend: b)
+        keys.add(calibration_key(tiny_model(), (3, *CLIP), config(precision="auto")))
+    assert len(keys) == 2
 
 
 def test_auto_uses_the_cached_calibration_and_a_resume_keeps_the_checkpoints_choice(
