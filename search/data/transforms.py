@@ -9,6 +9,7 @@ Everything is a few torch ops on uint8 frames; randomness comes from the ``numpy
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,7 +101,14 @@ def apply_crop(
         x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
     if crop.flip:
         x = x.flip(-1)
-    x = x.transpose(0, 1).float().expand(3, -1, -1, -1)  # (3, T, h, w); a grey frame feeds all three channels
+    shift, scale = _normaliser(tuple(mean), tuple(std))
+    x = x.transpose(0, 1).to(torch.float32, memory_format=torch.contiguous_format)  # (C, T, h, w)
+    return (x - shift).mul_(scale)  # (3, T, h, w); a grey frame feeds all three channels
+
+
+@functools.cache
+def _normaliser(mean: tuple[float, float, float], std: tuple[float, float, float]) -> tuple[Tensor, Tensor]:
+    """The per-channel shift and scale (3, 1, 1, 1) that map 0-255 pixels to ``(v / 255 - mean) / std``."""
     shift = torch.tensor([m * 255 for m in mean], dtype=torch.float32).view(3, 1, 1, 1)
     scale = torch.tensor([1 / (s * 255) for s in std], dtype=torch.float32).view(3, 1, 1, 1)
-    return ((x - shift) * scale).contiguous()
+    return shift, scale

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import itertools
 import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from search.data import DataWarning, FrameCache, VideoReadError, open_dataset
 from search.data import framecache as fc
@@ -46,6 +49,31 @@ def test_frames_are_shrunk_to_the_short_side_and_never_enlarged(tmp_path: Path, 
     cache.clip(video, lambda n: [0])
     clip, _ = cache.clip(video, lambda n: [0])
     assert clip.shape[1:3] == stored
+
+
+def test_an_entry_reads_as_pillow_decodes_its_frames_in_the_plans_order(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (6, 20, 28, 3), dtype=np.uint8)
+    entry = tmp_path / "e.frames"
+    entry.write_bytes(fc.pack(frames))
+    got, n = fc.unpack(entry, lambda n: [4, 1, 1, 5, 0]) or (None, 0)
+    data = entry.read_bytes()
+    base = fc._HEAD.size + 8 * 7
+    offsets = np.frombuffer(data[fc._HEAD.size : base], "<u8")
+    jpegs = [data[base + int(a) : base + int(b)] for a, b in itertools.pairwise(offsets)]
+    pillow = [np.asarray(Image.open(io.BytesIO(j)).convert("RGB")) for j in jpegs]
+    assert n == 6 and got is not None and got.shape == (5, 20, 28, 3)
+    for k, i in enumerate([4, 1, 1, 5, 0]):
+        assert np.array_equal(got[k], pillow[i])
+
+
+def test_an_entry_with_a_corrupt_frame_is_not_read(tmp_path: Path) -> None:
+    entry = tmp_path / "e.frames"
+    data = bytearray(fc.pack(np.zeros((2, 16, 16, 3), np.uint8)))
+    start = fc._HEAD.size + 8 * 3
+    data[start : start + 4] = b"\0\0\0\0"  # the first frame's JPEG start-of-image marker
+    entry.write_bytes(bytes(data))
+    assert fc.unpack(entry, lambda n: [0]) is None
 
 
 def test_a_changed_video_gets_a_new_entry_and_a_broken_entry_is_replaced(tmp_path: Path) -> None:
