@@ -144,9 +144,41 @@ def layout_grad(x: Tensor) -> Tensor:
     (docs/SPEED.md). Converting it once at the head, where the tensor is small, keeps the backward in one
     layout. FX and TorchScript tracing, inference and other devices get ``x`` itself.
     """
-    if isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing() or not (torch.is_grad_enabled() and x.requires_grad):
-        return x
-    return _LayoutGrad.apply(x) if _channels_last_on_cpu(x) else x
+    return _LayoutGrad.apply(x) if _records_grad(x) and _channels_last_on_cpu(x) else x
+
+
+def _records_grad(x: Tensor) -> bool:
+    """Whether autograd records an operation on ``x`` here (a tensor, not an FX proxy or a TorchScript trace)."""
+    return not (isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing()) and torch.is_grad_enabled() and x.requires_grad
+
+
+def _hooked(m: nn.Module) -> bool:
+    """Whether a forward hook (``m``'s own or a global one) would see a call of ``m``."""
+    g = nn.modules.module
+    return bool(m._forward_hooks or m._forward_pre_hooks or g._global_forward_hooks or g._global_forward_pre_hooks)
+
+
+class _ReLU6InPlace(torch.autograd.Function):
+    """ReLU6 in place whose backward reads its output, not a copy of its input.
+
+    PyTorch's in-place ReLU6 (``hardtanh_``) saves a copy of its input for the backward pass, because its
+    gradient formula reads the input (torch 2.13): a full-size copy per activation in training, the memory
+    and time that building it in place should save. The gradient passes where the input lies strictly
+    between 0 and 6, which is exactly where the output does, so reading the output gives the same gradient,
+    bit for bit (NaN included: none passes).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        ctx.mark_dirty(x)
+        y = F.hardtanh(x, 0.0, 6.0, inplace=True)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.hardtanh_backward(grad, y, 0.0, 6.0)
 
 
 class Runner:
@@ -167,8 +199,12 @@ class Runner:
         return self.m[name](x)
 
     def act(self, name: str, x: Tensor, kind: str) -> Tensor:
-        """Run the activation module ``name``."""
-        return self.m[name](x)
+        """Run the activation module ``name`` (an in-place ReLU6 that autograd records, on a tensor that is
+        not a view and with no hook to see the call, as :class:`_ReLU6InPlace`)."""
+        m = self.m[name]
+        if type(m) is nn.ReLU6 and m.inplace and _records_grad(x) and x._base is None and not _hooked(m):
+            return _ReLU6InPlace.apply(x)
+        return m(x)
 
     def pool(self, name: str, x: Tensor, kind: str, kernel: Any, stride: Any, padding: Any) -> Tensor:
         """Run the pooling module ``name`` (a max pool through :func:`max_pool`, an average pool through

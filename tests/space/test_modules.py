@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import space
-from space.modules import max_pool, set_inplace
+from space.modules import Runner, max_pool, set_inplace
 from tests.conftest import ALL_MODELS, SMALL_CLIP
 
 
@@ -32,6 +33,47 @@ def test_in_place_activations_change_neither_outputs_nor_gradients(name: str, on
     torch.testing.assert_close(outs[0][0], outs[1][0], rtol=0, atol=0)
     for a, b in zip(outs[0][1], outs[1][1], strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+class _Copies(TorchDispatchMode):
+    """Counts the aten clones run inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clones = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.clones += func.overloadpacket.__name__ == "clone"
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_in_place_activations_keep_no_copy_of_their_input_in_training(name: str, one_torch_thread: None) -> None:
+    model = space.create_model(name, width_mult=0.25, num_classes=5, sample_size=SMALL_CLIP[1], sample_duration=SMALL_CLIP[0]).train()
+    twin = set_inplace(copy.deepcopy(model), False)
+    x = torch.randn(2, 3, *SMALL_CLIP)
+    counts = []
+    for m in (model, twin):
+        with _Copies() as mode:
+            m(x)
+        counts.append(mode.clones)
+    assert counts[0] == counts[1]  # PyTorch's own in-place ReLU6 copies its input for the backward pass
+
+
+@pytest.mark.parametrize("view", [False, True])
+def test_relu6_in_place_gradients_equal_pytorchs_at_the_edges(view: bool) -> None:
+    values = torch.tensor([-1.0, 0.0, 1e-7, 3.0, 6.0 - 1e-6, 6.0, 7.0, float("nan")])
+    runner = Runner({"a": nn.ReLU6(inplace=True)})
+    x = values.repeat(4).requires_grad_()
+    grads = []
+    for act in (lambda t: runner.act("a", t, "relu6"), lambda t: torch.nn.functional.relu6(t)):
+        t = x * 1.0
+        y = act(t[1:] if view else t)
+        y.backward(torch.arange(1.0, y.numel() + 1))
+        grads.append((y.detach(), x.grad))
+        x.grad = None
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(grads[0][1], grads[1][1], rtol=0, atol=0)
 
 
 def _pool_inputs(model: nn.Module) -> list[bool]:
