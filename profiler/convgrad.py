@@ -109,6 +109,13 @@ def weight_grad_backend() -> str:
     return "pytorch" if _usable_kernel() is None else "e3d kernel"
 
 
+def weight_grad_note() -> str | None:
+    """Where :func:`depthwise_grad_weight` runs PyTorch's code because e3d's kernel cannot run here, a note
+    saying so and why; None where the kernel runs."""
+    why = native.unavailable("depthwise_wgrad")
+    return None if why is None else f"+dw without e3d's weight-gradient kernel ({why}), so with PyTorch's slower one"
+
+
 def _usable_kernel() -> ctypes.CDLL | None:
     """:func:`_kernel` unless native kernels are turned off (``E3D_NATIVE=0``, read on every call)."""
     return _kernel() if native.enabled() else None

@@ -34,8 +34,19 @@ def enabled() -> bool:
 
 def library(name: str) -> ctypes.CDLL | None:
     """The compiled kernel ``profiler/kernels/{name}.c`` (built once per source, compiler and CPU), or None
-    where native kernels are off or it cannot be built here."""
+    where native kernels are off or it cannot be built here (:func:`unavailable` says why)."""
     return _load(name) if enabled() else None
+
+
+def unavailable(name: str) -> str | None:
+    """Why :func:`library` gives no ``name`` here, in a few words; None where it loads."""
+    if not enabled():
+        return "turned off by E3D_NATIVE=0"
+    return None if _load(name) is not None else _failures.get(name, "it could not be loaded")
+
+
+_failures: dict[str, str] = {}
+"""Why each kernel that :func:`_load` could not give failed."""
 
 
 @cache
@@ -48,8 +59,14 @@ def _load(name: str) -> ctypes.CDLL | None:
         if not target.exists():
             _build(compiler, KERNELS / f"{name}.c", target)
         return ctypes.CDLL(str(target))
-    except (OSError, subprocess.SubprocessError):
-        return None
+    except FileNotFoundError:
+        _failures[name] = f"no C compiler: {compiler!r} not found (set $CC)"
+    except subprocess.CalledProcessError as e:
+        lines = (e.stderr or b"").decode(errors="replace").strip().splitlines()
+        _failures[name] = f"{compiler} failed: {lines[0] if lines else f'exit code {e.returncode}'}"
+    except (OSError, subprocess.SubprocessError) as e:
+        _failures[name] = f"{type(e).__name__}: {e}"
+    return None
 
 
 def _digest(source: bytes, compiler_version: bytes, compiler: str) -> str:

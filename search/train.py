@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from profiler.convgrad import weight_grad_backend
+from profiler.convgrad import weight_grad_backend, weight_grad_note
 from profiler.precision import PRECISIONS, ExecConfig, cache_key, network_key, resolve, train_step_seconds, trainable
 from search.data import DataError, ErrorReport, Indexed, collate_indexed
 from space import E3DError
@@ -578,7 +578,8 @@ def resolve_exec(
     """How ``config.precision`` trains ``model`` here (:func:`profiler.precision.resolve`): ``auto``
     times a few training steps of each candidate at the training batch and clip (fp32 ones only
     without ``half``), once per CPU model, torch version, threads and network shape (cached); a half
-    precision that times fastest must also be :func:`profiler.precision.trainable`."""
+    precision that times fastest must also be :func:`profiler.precision.trainable`. On a CPU where e3d's
+    depthwise weight-gradient kernel cannot run, ``auto``'s reason says so (:func:`profiler.convgrad.weight_grad_note`)."""
     shape = _input_shape(model, train_data)
     classes = model_classes(model)
     key = calibration_key(model, shape, config, half=half)
@@ -589,7 +590,7 @@ def resolve_exec(
     def admissible(c: ExecConfig) -> bool:
         return trainable(model, c, input_shape=shape, batch_size=config.batch_size, num_classes=classes)
 
-    return resolve(
+    chosen = resolve(
         config.precision,
         measure=measure,
         key=key,
@@ -599,6 +600,8 @@ def resolve_exec(
         half=half,
         admissible=admissible,
     )
+    note = weight_grad_note() if config.precision == "auto" and resolve_device(config.device).type == "cpu" else None
+    return dataclasses.replace(chosen, reason=f"{chosen.reason}; {note}") if note else chosen
 
 
 def calibration_key(model: nn.Module, input_shape: Sequence[int], config: TrainConfig, *, half: bool = True) -> str:

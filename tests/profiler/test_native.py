@@ -33,13 +33,21 @@ def test_a_kernel_is_built_once_and_then_loaded_from_the_cache(fresh: Path, monk
     assert native.library("depthwise_wgrad") is not None and list(fresh.iterdir()) == [built]
 
 
-def test_no_compiler_or_turned_off_means_no_kernel(fresh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_compiler_or_turned_off_means_no_kernel_and_says_why(fresh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CC", "/nonexistent/cc")
     assert native.library("depthwise_wgrad") is None
+    assert native.unavailable("depthwise_wgrad") == "no C compiler: '/nonexistent/cc' not found (set $CC)"
     monkeypatch.delenv("CC")
     native._load.cache_clear()
     monkeypatch.setenv("E3D_NATIVE", "0")
     assert native.library("depthwise_wgrad") is None and not fresh.exists()
+    assert native.unavailable("depthwise_wgrad") == "turned off by E3D_NATIVE=0"
+
+
+def test_a_compiler_that_fails_is_named_with_its_first_error_line(fresh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CC", "false")  # runs, and fails on --version too
+    assert native.library("depthwise_wgrad") is None
+    assert native.unavailable("depthwise_wgrad") == "false failed: exit code 1"
 
 
 def test_a_failed_build_leaves_nothing_behind(tmp_path: Path) -> None:

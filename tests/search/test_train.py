@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import space
+from profiler import convgrad, native
 from profiler.precision import ExecConfig, detect_cpu, write_cache
 from search import train as train_module
 from search.data import proxy_dataset
@@ -298,6 +299,30 @@ def test_training_calibrations_are_keyed_by_the_depthwise_weight_gradient_code(m
         monkeypatch.setattr(train_module, "weight_grad_backend", lambda b=backend: b)
         keys.add(calibration_key(tiny_model(), (3, *CLIP), config(precision="auto")))
     assert len(keys) == 2
+
+
+def test_auto_says_when_the_depthwise_kernel_cannot_run_here(
+    data: tuple[Any, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train, _ = data
+    monkeypatch.setenv("E3D_CACHE", str(tmp_path / "cache"))
+    cfg = config(epochs=1, precision="auto")
+    reasons = []
+    for cc in ("/nonexistent/cc", None):
+        if cc is None:
+            monkeypatch.delenv("CC")
+        else:
+            monkeypatch.setenv("CC", cc)
+        native._load.cache_clear()
+        convgrad._kernel.cache_clear()
+        key = calibration_key(tiny_model(), (3, *CLIP), cfg)
+        write_cache(tmp_path / "cache" / "precision.json", key, ExecConfig("fp32", True, reason="calibrated (faked)", depthwise_grad=True))
+        reasons.append(resolve_exec(tiny_model(), train, cfg).reason)
+    native._load.cache_clear()
+    convgrad._kernel.cache_clear()
+    assert "+dw without e3d's weight-gradient kernel (no C compiler: '/nonexistent/cc' not found" in reasons[0]
+    if native.library("depthwise_wgrad") is not None:
+        assert "weight-gradient kernel" not in reasons[1]
 
 
 def test_auto_uses_the_cached_calibration_and_a_resume_keeps_the_checkpoints_choice(
