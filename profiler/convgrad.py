@@ -104,15 +104,19 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="e3d-dw")
 
 
+KERNEL = "depthwise_wgrad"
+"""The C kernel's name (``profiler/kernels/depthwise_wgrad.c``)."""
+
+
 def weight_grad_backend() -> str:
     """``e3d kernel`` where :func:`depthwise_grad_weight` runs e3d's kernel on this machine, else ``pytorch``."""
-    return "pytorch" if _usable_kernel() is None else "e3d kernel"
+    return "pytorch" if native.unavailable(KERNEL) else "e3d kernel"
 
 
 def weight_grad_note() -> str | None:
     """Where :func:`depthwise_grad_weight` runs PyTorch's code because e3d's kernel cannot run here, a note
     saying so and why; None where the kernel runs."""
-    why = native.unavailable("depthwise_wgrad")
+    why = native.unavailable(KERNEL)
     return None if why is None else f"+dw without e3d's weight-gradient kernel ({why}), so with PyTorch's slower one"
 
 
@@ -124,7 +128,7 @@ def _usable_kernel() -> ctypes.CDLL | None:
 @cache
 def _kernel() -> ctypes.CDLL | None:
     """The weight-gradient kernel with its argument types declared, or None."""
-    lib = native.library("depthwise_wgrad")
+    lib = native.library(KERNEL)
     if lib is not None:
         lib.depthwise_wgrad.argtypes = [ctypes.c_void_p] * 3 + [ctypes.POINTER(ctypes.c_long), ctypes.c_long, ctypes.c_long]
         lib.depthwise_wgrad.restype = None

@@ -301,28 +301,38 @@ def test_training_calibrations_are_keyed_by_the_depthwise_weight_gradient_code(m
     assert len(keys) == 2
 
 
+def fake_cached_calibration(cache: Path, net: nn.Module, cfg: TrainConfig) -> None:
+    """``cache``'s calibration of ``net`` under ``cfg``, faked: fp32 channels-last+dw, so that nothing is timed."""
+    key = calibration_key(net, (3, *CLIP), cfg)
+    write_cache(cache / "precision.json", key, ExecConfig("fp32", True, reason="calibrated (faked)", depthwise_grad=True))
+
+
+def forget_kernels() -> None:
+    """Load (or build) the native kernels afresh on their next use, under the environment then."""
+    native._load.cache_clear()
+    convgrad._kernel.cache_clear()
+
+
 def test_auto_says_when_the_depthwise_kernel_cannot_run_here(
     data: tuple[Any, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     train, _ = data
     monkeypatch.setenv("E3D_CACHE", str(tmp_path / "cache"))
     cfg = config(epochs=1, precision="auto")
-    reasons = []
-    for cc in ("/nonexistent/cc", None):
-        if cc is None:
-            monkeypatch.delenv("CC")
-        else:
-            monkeypatch.setenv("CC", cc)
-        native._load.cache_clear()
-        convgrad._kernel.cache_clear()
-        key = calibration_key(tiny_model(), (3, *CLIP), cfg)
-        write_cache(tmp_path / "cache" / "precision.json", key, ExecConfig("fp32", True, reason="calibrated (faked)", depthwise_grad=True))
-        reasons.append(resolve_exec(tiny_model(), train, cfg).reason)
-    native._load.cache_clear()
-    convgrad._kernel.cache_clear()
-    assert "+dw without e3d's weight-gradient kernel (no C compiler: '/nonexistent/cc' not found" in reasons[0]
-    if native.library("depthwise_wgrad") is not None:
-        assert "weight-gradient kernel" not in reasons[1]
+
+    def reason() -> str:
+        forget_kernels()
+        fake_cached_calibration(tmp_path / "cache", tiny_model(), cfg)
+        return resolve_exec(tiny_model(), train, cfg).reason
+
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    without = reason()
+    monkeypatch.delenv("CC")
+    with_kernel = reason()
+    forget_kernels()
+    assert "+dw without e3d's weight-gradient kernel (no C compiler: '/nonexistent/cc' not found" in without
+    if native.library(convgrad.KERNEL) is not None:
+        assert "weight-gradient kernel" not in with_kernel
 
 
 def test_auto_uses_the_cached_calibration_and_a_resume_keeps_the_checkpoints_choice(
@@ -332,8 +342,7 @@ def test_auto_uses_the_cached_calibration_and_a_resume_keeps_the_checkpoints_cho
     monkeypatch.setenv("E3D_CACHE", str(tmp_path / "cache"))
     cfg = config(epochs=1, precision="auto")
     net = tiny_model()
-    key = calibration_key(net, (3, *CLIP), cfg)
-    write_cache(tmp_path / "cache" / "precision.json", key, ExecConfig("fp32", True, reason="calibrated (faked)", depthwise_grad=True))
+    fake_cached_calibration(tmp_path / "cache", net, cfg)
     chosen = resolve_exec(net, train, cfg)
     assert chosen.label == "fp32 channels-last+dw" and "faked" in chosen.reason and "cached" in chosen.reason
     result = fit(net, train, val, cfg, checkpoint_dir=tmp_path / "run", progress=False)
