@@ -318,6 +318,7 @@ def test_auto_says_when_the_depthwise_kernel_cannot_run_here(
 ) -> None:
     train, _ = data
     monkeypatch.setenv("E3D_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("E3D_NATIVE", raising=False)  # the kernels on, whatever the caller's environment
     cfg = config(epochs=1, precision="auto")
 
     def reason() -> str:
