@@ -1,7 +1,7 @@
 """How well does the search's proxy rank architectures? Train a fixed set under cheap and reference protocols.
 
 Run: python -m bench.proxy_fidelity [--out runs/proxy-fidelity] [--seeds 2] [--reference-seeds 1]
-                                    [--candidate NAME:epochs=5,train_samples=1200 ...] [--tiny]
+                                    [--candidate NAME:epochs=5,train_samples=1200 ...] [--precision auto] [--tiny]
 
 Trains the fixed stratified set of :func:`search.fidelity.architecture_set` (16 architectures: every
 family at its lowest and highest Table 8 width, and 7 specs sampled from the search space with seed
@@ -277,6 +277,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--candidate", action="append", default=[], metavar="NAME:K=V,...", help="another protocol to measure")
     p.add_argument("--arch-seed", type=int, default=0, help="seed of the sampled architectures (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: torch's)")
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32",
+        help="precision of every protocol, the reference's too, unless a --candidate sets its own (default fp32)",
+    )  # fmt: skip
     p.add_argument("--tiny", action="store_true", help="smoke run: 4 small architectures, tiny clips and sets")
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
@@ -296,19 +300,26 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def protocols_of(args: argparse.Namespace) -> dict[str, ProxyConfig]:
+    """The protocols to measure, by name: the default, the candidates, then the reference (when it has seeds),
+    each at ``--precision`` (unless a candidate sets its own) and ``--threads``."""
+    base, ref = (TINY, TINY_REFERENCE) if args.tiny else (DEFAULT, REFERENCE)
+    base, ref = (dataclasses.replace(p, precision=args.precision) for p in (base, ref))
+    protocols = {"default": base, **dict(parse_candidate(c, base) for c in args.candidate)}
+    if args.reference_seeds:
+        protocols["reference"] = ref
+    threads: int | None = args.threads or base.threads
+    return {n: dataclasses.replace(p, threads=threads) for n, p in protocols.items()}
+
+
 def measure(args: argparse.Namespace, command: str) -> int:
     """Train every protocol's missing runs, then write and print the report."""
     if args.seeds < 2 or args.reference_seeds < 0:
         raise ProtocolError("--seeds must be at least 2 (the noise ceiling needs two) and --reference-seeds at least 0")
-    base, ref = (TINY, TINY_REFERENCE) if args.tiny else (DEFAULT, REFERENCE)
-    threads: int | None = args.threads or base.threads
-    protocols = {"default": base, **dict(parse_candidate(c, base) for c in args.candidate)}
-    if args.reference_seeds:
-        protocols["reference"] = ref
-    protocols = {n: dataclasses.replace(p, threads=threads) for n, p in protocols.items()}
+    protocols = protocols_of(args)
     archs = fid.architecture_set(seed=args.arch_seed)
     if args.tiny:
-        archs = sorted((a for a in archs if runs_at(a[1], base.clip)), key=lambda a: macs_of(a[1]))[:TINY_ARCHITECTURES]
+        archs = sorted((a for a in archs if runs_at(a[1], protocols["default"].clip)), key=lambda a: macs_of(a[1]))[:TINY_ARCHITECTURES]
     args.out.mkdir(parents=True, exist_ok=True)
     storage = open_storage(sqlite_url(args.out / "fidelity.db"))
     classes = 0

@@ -26,6 +26,15 @@ def test_bad_candidate_protocols_are_one_line(tmp_path: Path, capsys: pytest.Cap
     assert pf.training_compute(pf.TINY_REFERENCE) / pf.training_compute(pf.TINY) >= 3
 
 
+def test_precision_applies_to_every_protocol_unless_a_candidate_sets_its_own() -> None:
+    args = pf.parse(["--precision", "auto", "--candidate", "cos:schedule=cosine", "--candidate", "b:precision=bf16", "--threads", "1"])
+    protocols = pf.protocols_of(args)
+    assert list(protocols) == ["default", "cos", "b", "reference"]
+    assert {n: p.precision for n, p in protocols.items()} == {"default": "auto", "cos": "auto", "b": "bf16", "reference": "auto"}
+    assert protocols["reference"].epochs == 2 * protocols["default"].epochs and all(p.threads == 1 for p in protocols.values())
+    assert {p.precision for p in pf.protocols_of(pf.parse(["--reference-seeds", "0"])).values()} == {"fp32"}
+
+
 def trials(out: Path) -> dict[str, int]:
     url = f"sqlite:///{out / 'fidelity.db'}"
     return {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(url, include_best_trial=False)}
