@@ -263,7 +263,10 @@ def report(
     missing = sorted(set(archs) - set(runs.loc[runs["protocol"] == "default", "architecture"]))
     if missing:
         lines += [f"Not trained under the default protocol (cannot run at its clip, or failed): {', '.join(missing)}", ""]
-    lines += [f"At chance ({chance:.1f}%, within 2 points) under the default protocol: {', '.join(low) or 'none'}", ""]
+    for name in dict.fromkeys(runs["protocol"]):
+        at = fid.at_chance(runs, name, chance)
+        lines.append(f"At chance ({chance:.1f}%, within 2 points) under {name}: {', '.join(at) or 'none'} ({len(at)})")
+    lines.append("")
     lines.append(architecture_table(runs, list(protocols)))
     return "\n".join(lines)
 
