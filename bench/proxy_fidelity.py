@@ -239,6 +239,9 @@ def report(
     low = fid.at_chance(runs, "default", chance)
     if "reference" in protocols:
         lines += ["", fid.format_fidelity(fid.fidelity_table(runs, "reference"), "reference"), ""]
+        verdicts = fid.agreement_verdicts(runs, "reference", "default")
+        lines += [f"{n} vs default, Spearman with the reference: {v.format(unit='in Spearman', digits=2)}" for n, v in verdicts.items()]
+        lines += [""] if verdicts else []
         if low:
             rest = runs[~runs["architecture"].isin(low)]
             note = f"Without the {len(low)} architectures at chance under the default protocol (tied last, they agree in any ranking "

@@ -34,7 +34,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from search.stats import kendall, spearman
+from search.stats import Verdict, compare_agreement, kendall, spearman
 from space.spec import E3DError
 
 RUN_COLUMNS = ("architecture", "protocol", "seed", "accuracy", "cpu_seconds")
@@ -111,6 +111,9 @@ class Fidelity:
     """Architectures both protocols ranked."""
     spearman: float
     kendall: float
+    one_run: float
+    """Spearman of one seed's accuracies with the reference, averaged over seeds: what a search sees,
+    which trains each candidate once."""
     noise_ceiling: float
     cpu_minutes: float
     """Per pass (one seed over the set)."""
@@ -123,15 +126,32 @@ class Fidelity:
 
 def fidelity(runs: pd.DataFrame, protocol: str, reference: str) -> Fidelity:
     """The :class:`Fidelity` of ``protocol`` against ``reference``."""
-    rho, tau, n = rank_agreement(ranking(runs, protocol), ranking(runs, reference))
-    seeds = int(runs.loc[runs["protocol"] == protocol, "seed"].nunique())
-    return Fidelity(protocol, seeds, n, rho, tau, noise_ceiling(runs, protocol), cpu_minutes_per_pass(runs, protocol))
+    ref = ranking(runs, reference)
+    rho, tau, n = rank_agreement(ranking(runs, protocol), ref)
+    rows = runs[runs["protocol"] == protocol]
+    one_run = [rank_agreement(g.set_index("architecture")["accuracy"], ref)[0] for _, g in rows.groupby("seed")]
+    seeds = len(one_run)
+    single = math.fsum(one_run) / seeds if seeds and not any(map(math.isnan, one_run)) else math.nan
+    return Fidelity(protocol, seeds, n, rho, tau, single, noise_ceiling(runs, protocol), cpu_minutes_per_pass(runs, protocol))
 
 
 def fidelity_table(runs: pd.DataFrame, reference: str) -> list[Fidelity]:
     """One :class:`Fidelity` per protocol in ``runs`` (the reference too: its rho is 1 by definition,
     its noise ceiling and cost are what the others are measured against)."""
     return [fidelity(runs, p, reference) for p in dict.fromkeys(runs["protocol"])]
+
+
+def agreement_verdicts(runs: pd.DataFrame, reference: str, baseline: str) -> dict[str, Verdict]:
+    """For every protocol but ``reference`` and ``baseline``: does it rank the architectures more like
+    ``reference`` than ``baseline`` does (:func:`search.stats.compare_agreement` over the architectures
+    all three ranked)?"""
+    ref, base = ranking(runs, reference), ranking(runs, baseline)
+    out = {}
+    for p in dict.fromkeys(runs["protocol"]):
+        if p not in (reference, baseline):
+            both = pd.concat([ranking(runs, p).rename("a"), base.rename("b"), ref.rename("r")], axis=1, join="inner").dropna()
+            out[str(p)] = compare_agreement(both["a"], both["b"], both["r"])
+    return out
 
 
 def _f(x: float, digits: int = 2) -> str:
@@ -141,14 +161,14 @@ def _f(x: float, digits: int = 2) -> str:
 def format_fidelity(rows: Sequence[Fidelity], reference: str) -> str:
     """A markdown table of :func:`fidelity_table`."""
     lines = [
-        f"| protocol | seeds | architectures | Spearman vs {reference} | Kendall vs {reference} | seed-to-seed Spearman | "
-        "CPU-min per pass | Spearman per CPU-min |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| protocol | seeds | architectures | Spearman vs {reference} | Kendall vs {reference} | one run: Spearman vs {reference} | "
+        "seed-to-seed Spearman | CPU-min per pass | Spearman per CPU-min |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r.protocol} | {r.seeds} | {r.architectures} | {_f(r.spearman)} | {_f(r.kendall)} | {_f(r.noise_ceiling)} | "
-            f"{_f(r.cpu_minutes, 1)} | {_f(r.per_cpu_minute, 3)} |"
+            f"| {r.protocol} | {r.seeds} | {r.architectures} | {_f(r.spearman)} | {_f(r.kendall)} | {_f(r.one_run)} | "
+            f"{_f(r.noise_ceiling)} | {_f(r.cpu_minutes, 1)} | {_f(r.per_cpu_minute, 3)} |"
         )
     return "\n".join(lines)
 

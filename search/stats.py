@@ -6,6 +6,9 @@ single value). A verdict compares two sets of runs (e.g. a searched network's te
 seeds against the best paper preset's) with Welch's two-sided t-test at ``alpha`` (0.05): a "win"
 or a "loss" needs p < alpha; anything else, including too few runs for a test, is a "tie". A "win"
 also needs a mean above chance: a network no better than guessing beats nothing.
+
+Two rankings are compared by how well each agrees with a third (:func:`compare_agreement`: the
+difference of their Spearman correlations with it, a paired bootstrap over the items ranked).
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from scipy import stats as _scipy
 ALPHA = 0.05
 TEST = "Welch's t-test, two-sided, alpha 0.05"
 """How every verdict is decided, in words (printed next to verdicts)."""
+
+RESAMPLES = 2000
+AGREEMENT_TEST = f"paired bootstrap over the items ranked, {RESAMPLES:,} resamples, two-sided, alpha 0.05"
+"""How :func:`compare_agreement` decides, in words."""
 
 Outcome = Literal["win", "tie", "loss"]
 
@@ -136,3 +143,36 @@ def kendall(x: Iterable[float], y: Iterable[float]) -> float:
     """Kendall's tau-b of paired values; NaN for fewer than three pairs or a constant side."""
     pairs = _ranked_pairs(x, y)
     return math.nan if pairs is None else float(_scipy.kendalltau(*pairs).statistic)
+
+
+def compare_agreement(
+    a: Iterable[float], b: Iterable[float], reference: Iterable[float], *, alpha: float = ALPHA, resamples: int = RESAMPLES, seed: int = 0
+) -> Verdict:
+    """Whether scores ``a`` rank the items more like ``reference`` than scores ``b`` do (the three paired
+    by item): ``diff`` is Spearman(a, reference) - Spearman(b, reference).
+
+    The items are resampled with replacement ``resamples`` times (seeded: the same inputs give the same
+    verdict); p is twice the smaller share of resampled differences at or beyond 0 on either side
+    (at most 1). Resamples in which a side is constant are skipped. Fewer than three items, or fewer
+    than half the resamples usable: a tie without a test.
+    """
+    import numpy as np
+
+    xa, xb, xr = (np.asarray([float(v) for v in x]) for x in (a, b, reference))
+    if not len(xa) == len(xb) == len(xr):
+        raise ValueError(f"rank agreement of {len(xa)}, {len(xb)} and {len(xr)} values")
+    diff = spearman(xa, xr) - spearman(xb, xr)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(resamples if len(xa) >= 3 else 0):
+        i = rng.integers(0, len(xa), len(xa))
+        d = spearman(xa[i], xr[i]) - spearman(xb[i], xr[i])
+        if not math.isnan(d):
+            diffs.append(d)
+    reason = AGREEMENT_TEST.replace("0.05", f"{alpha:g}").replace(f"{RESAMPLES:,}", f"{resamples:,}") + f", n={len(xa)}"
+    if math.isnan(diff) or len(diffs) < resamples / 2:
+        return Verdict("tie", diff, math.nan, f"too few items or usable resamples for a test; {reason}")
+    below, above = (sum(d <= 0 for d in diffs) / len(diffs)), (sum(d >= 0 for d in diffs) / len(diffs))
+    p = min(1.0, 2 * min(below, above))
+    outcome: Outcome = "tie" if p >= alpha else ("win" if diff > 0 else "loss")
+    return Verdict(outcome, diff, p, reason)

@@ -130,6 +130,7 @@ def test_the_fidelity_is_also_reported_without_the_architectures_at_chance() -> 
     text = pf.report(runs, epochs, protocols, list("abcd"), chance=10.0, command="cmd")
     assert "Without the 1 architectures at chance" in text
     assert "under default: a (1)" in text and "under reference: a (1)" in text
+    assert "auto vs default, Spearman with the reference: tie: +0.00 in Spearman, p=1 (paired bootstrap" in text
     # all four: a last in both, b first only in the reference; without a: b, c, d reversed at the top
     assert "| default | 2 | 4 | 0.40 |" in text and "| default | 2 | 3 | -0.50 |" in text
 

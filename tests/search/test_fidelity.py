@@ -12,6 +12,7 @@ from profiler.counting import spec_totals
 from search.fidelity import (
     FidelityError,
     RungScheduleError,
+    agreement_verdicts,
     architecture_set,
     check_rungs,
     epoch_agreement,
@@ -56,6 +57,8 @@ def test_fidelity_of_a_toy_proxy() -> None:
     assert f.spearman == pytest.approx(1.0) and f.kendall == pytest.approx(1.0) and f.architectures == 4
     # the two seeds disagree on b and c: the noise ceiling is below the fidelity of the mean
     assert f.noise_ceiling == pytest.approx(0.8)
+    # one run at a time: seed 0 swaps b and c (0.8), seed 1 ranks exactly (1.0)
+    assert f.one_run == pytest.approx(0.9)
     assert f.seeds == 2 and f.cpu_minutes == pytest.approx(1.0)  # 4 runs x 15 s per seed
     assert f.per_cpu_minute == pytest.approx(1.0)
 
@@ -66,8 +69,17 @@ def test_fidelity_table_and_markdown() -> None:
     ref = rows[0]
     assert ref.spearman == pytest.approx(1.0) and math.isnan(ref.noise_ceiling) and ref.cpu_minutes == pytest.approx(4.0)
     md = format_fidelity(rows, "ref")
-    assert "| proxy | 2 | 4 | 1.00 | 1.00 | 0.80 | 1.0 | 1.000 |" in md
-    assert "| ref | 1 | 4 | 1.00 | 1.00 | - | 4.0 | 0.250 |" in md
+    assert "| proxy | 2 | 4 | 1.00 | 1.00 | 0.90 | 0.80 | 1.0 | 1.000 |" in md
+    assert "| ref | 1 | 4 | 1.00 | 1.00 | 1.00 | - | 4.0 | 0.250 |" in md
+
+
+def test_agreement_verdicts_compare_every_other_protocol_with_the_baseline() -> None:
+    df = runs_table()
+    worse = df[df["protocol"] == "proxy"].assign(protocol="worse")
+    worse["accuracy"] = -worse["accuracy"]  # ranks the set backwards
+    verdicts = agreement_verdicts(pd.concat([df, worse], ignore_index=True), "ref", "proxy")
+    assert list(verdicts) == ["worse"]
+    assert verdicts["worse"].diff == pytest.approx(-2.0) and "n=4" in verdicts["worse"].reason
 
 
 def test_noise_ceiling_of_an_anti_correlated_pair() -> None:

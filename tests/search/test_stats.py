@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from search.stats import TEST, compare, sample_sd, summarize, welch_p
+from search.stats import TEST, compare, compare_agreement, sample_sd, summarize, welch_p
 
 
 def test_summary_of_two_values_uses_the_sample_sd() -> None:
@@ -82,3 +82,23 @@ def test_geomean_of_speedups() -> None:
     assert geomean([2.0, 8.0]) == pytest.approx(4.0)
     assert geomean(iter([0.5, 2.0, 1.0])) == pytest.approx(1.0)
     assert math.isnan(geomean([]))
+
+
+def test_a_ranking_closer_to_the_reference_wins_its_agreement_comparison() -> None:
+    reference = list(range(12))
+    close = [r + 0.6 * (-1) ** r for r in reference]  # neighbours swapped: Spearman 0.96
+    reversed_ = reference[::-1]
+    win = compare_agreement(close, reversed_, reference)
+    assert win.outcome == "win" and win.diff == pytest.approx(1 + (1 - 6 * 12 / (12 * 143))) and win.p < 0.01
+    assert "paired bootstrap" in win.reason and "n=12" in win.reason
+    assert compare_agreement(reversed_, close, reference).outcome == "loss"
+    same = compare_agreement(close, close, reference)
+    assert same.outcome == "tie" and same.diff == 0 and same.p == 1
+    assert compare_agreement(close, reversed_, reference) == win  # seeded: the same inputs, the same verdict
+
+
+def test_an_agreement_comparison_without_enough_items_is_a_tie_without_a_test() -> None:
+    v = compare_agreement([1, 2], [2, 1], [1, 2])
+    assert v.outcome == "tie" and math.isnan(v.p) and "too few" in v.reason
+    with pytest.raises(ValueError, match="rank agreement of 3, 2 and 3 values"):
+        compare_agreement([1, 2, 3], [1, 2], [1, 2, 3])
