@@ -1,6 +1,6 @@
 """Trained search trials per hour: one worker in fp32 against N one-thread workers that pick their precision.
 
-Run: python -m bench.search_throughput [--architectures 6] [--jobs auto] [--out runs/search-throughput] [--tiny]
+Run: python -m bench.search_throughput [--architectures 6] [--jobs auto] [--order abba] [--out runs/search-throughput] [--tiny]
 
 Takes ``--architectures`` of the fixed stratified set of :func:`search.fidelity.architecture_set`
 (spread over its range of multiply-adds, queued dearest first: :func:`spread`) and trains all of them, with the default proxy protocol
@@ -11,11 +11,15 @@ Takes ``--architectures`` of the fixed stratified set of :func:`search.fidelity.
 * ``after``: ``--jobs`` workers (:func:`search.jobs.run_jobs`) of one thread each, ``--precision auto``,
   each trial calibrating anew (an empty calibration cache: :func:`fresh_cache`).
 
-Each configuration is a fresh sweep study in ``<out>/throughput.db`` run by the search's own workers, so
-both train the same networks on the same videos; the report gives each one's wall time, trained trials
-per hour, the ratio (issue 15's target: >= 2x), each architecture's accuracy under both (they must agree
-within the seed spread) and what ``auto`` chose. Ctrl-C stops; a rerun starts over (wall times of an
-interrupted configuration mean nothing). ``--tiny`` is a smoke run (tiny clips, seconds).
+With ``--order abba`` (the default) the two run in the order before, after, after, before, and each
+configuration's trials per hour counts both of its rounds: a machine whose speed drifts steadily over
+the run then favours neither (``ab``: one round each, half the time). Each round is a fresh sweep study in
+``<out>/throughput.db`` run by the search's own workers in an empty cache, so all train the same networks on
+the same videos and every ``after`` round calibrates anew; the report gives each round's wall time and
+trained trials per hour, each configuration's over its rounds, the ratio (issue 15's target: >= 2x), each
+architecture's accuracy under both (they must agree within the seed spread) and what ``auto`` chose.
+Ctrl-C stops; a rerun starts over (wall times of an interrupted round mean nothing). ``--tiny`` is a smoke
+run (tiny clips, seconds).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import dataclasses
 import datetime
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -61,6 +66,16 @@ class Result:
         return len(self.trials) * 3600.0 / self.seconds
 
 
+ORDERS = {"ab": ("before", "after"), "abba": ("before", "after", "after", "before")}
+"""The order of the rounds, by ``--order``."""
+
+
+def combined(rounds: list[Result], name: str) -> Result:
+    """Configuration ``name`` over all its rounds: their wall times summed, their trials together."""
+    mine = [r for r in rounds if r.name == name]
+    return Result(name, mine[0].describe, sum(r.seconds for r in mine), [t for r in mine for t in r.trials])
+
+
 def spread(archs: list[tuple[str, dict[str, Any]]], n: int) -> list[tuple[str, dict[str, Any]]]:
     """``n`` of ``archs`` (sorted by cost) at evenly spaced ranks, cheapest and dearest included, dearest
     first: the order they are queued in, so that the workers' last trials are the shortest and the run's
@@ -74,7 +89,7 @@ def spread(archs: list[tuple[str, dict[str, Any]]], n: int) -> list[tuple[str, d
 
 @contextlib.contextmanager
 def fresh_cache(out: Path, base: ProxyConfig) -> Iterator[Path]:
-    """``$E3D_CACHE`` pointed at a new folder under ``out`` while the run lasts, with ``base``'s proxy task
+    """``$E3D_CACHE`` pointed at a new folder under ``out`` while the round lasts (removed after it), with ``base``'s proxy task
     generated there before anything is timed: every ``after`` trial then calibrates its precision, as a
     search's new networks do (calibrations cached by an earlier run would make ``auto`` look free)."""
     folder = Path(tempfile.mkdtemp(prefix="cache-", dir=out))
@@ -84,6 +99,7 @@ def fresh_cache(out: Path, base: ProxyConfig) -> Iterator[Path]:
         load_proxy(base, progress=False)
         yield folder
     finally:
+        shutil.rmtree(folder, ignore_errors=True)
         if old is None:
             os.environ.pop("E3D_CACHE", None)
         else:
@@ -110,19 +126,23 @@ def run_config(name: str, proxy: ProxyConfig, archs: list[tuple[str, dict[str, A
     return Result(name, proxy.describe(), seconds, done)
 
 
-def report(before: Result, after: Result, *, command: str, jobs: int) -> str:
-    """The markdown report: wall times, trials per hour and their ratio, accuracies side by side."""
+def report(rounds: list[Result], *, command: str, jobs: int) -> str:
+    """The markdown report: each round's wall time and trials per hour, each configuration's over its
+    rounds and their ratio, accuracies side by side (the last round of each)."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    before, after = combined(rounds, "before"), combined(rounds, "after")
     lines = [
         f"# Search throughput ({datetime.datetime.now():%Y-%m-%d %H:%M}, {cpu_name()}, {os.cpu_count()} CPUs, load {load:.1f} at the end)",
         "",
         f"`{command}`",
         "",
-        "| configuration | settings | trained | wall min | trials per hour |",
-        "|---|---|---:|---:|---:|",
+        "| round | configuration | settings | trained | wall min | trials per hour |",
+        "|---:|---|---|---:|---:|---:|",
     ]
+    for i, r in enumerate(rounds, 1):
+        lines.append(f"| {i} | {r.name} | {r.describe} | {len(r.trials)} | {r.seconds / 60:.1f} | {r.per_hour:.1f} |")
     for r in (before, after):
-        lines.append(f"| {r.name} | {r.describe} | {len(r.trials)} | {r.seconds / 60:.1f} | {r.per_hour:.1f} |")
+        lines.append(f"| all | {r.name} | | {len(r.trials)} | {r.seconds / 60:.1f} | {r.per_hour:.1f} |")
     lines += ["", f"after / before: **{after.per_hour / before.per_hour:.2f}x** trained trials per hour ({jobs} jobs; target >= 2x)", ""]
     lines += ["| architecture | before: fp32 % | after % | after ran as |", "|---|---:|---:|---|"]
     acc = {r.name: {t.user_attrs.get("label"): t for t in r.trials} for r in (before, after)}
@@ -139,6 +159,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/search-throughput"))
     p.add_argument("--architectures", type=int, default=6, help="how many of the fixed set to train (default 6)")
     p.add_argument("--jobs", type=jobs_arg, default="auto", help="workers of the 'after' configuration (default auto: one per core)")
+    p.add_argument(
+        "--order", choices=ORDERS, default="abba",
+        help="abba (default): before, after, after, before, so that a steady drift of the machine's speed cancels; ab: one round each",
+    )  # fmt: skip
     p.add_argument("--tiny", action="store_true", help="smoke run: tiny clips and sets")
     return p.parse_args(argv)
 
@@ -152,16 +176,22 @@ def main(argv: list[str] | None = None) -> int:
         archs = [a for a in fid.architecture_set(seed=0) if runs_at(a[1], base.clip)]
         chosen = spread(sorted(archs, key=lambda a: macs_of(a[1])), args.architectures)
         args.out.mkdir(parents=True, exist_ok=True)
-        with fresh_cache(args.out, base):
-            before = run_config("before", dataclasses.replace(base, precision="fp32", threads=None), chosen, args.out, jobs=0)
-            after = run_config("after", dataclasses.replace(base, precision="auto", threads=1), chosen, args.out, jobs=args.jobs)
+        configs = {
+            "before": (dataclasses.replace(base, precision="fp32", threads=None), 0),
+            "after": (dataclasses.replace(base, precision="auto", threads=1), args.jobs),
+        }
+        rounds = []
+        for name in ORDERS[args.order]:
+            proxy, jobs = configs[name]
+            with fresh_cache(args.out, base):
+                rounds.append(run_config(name, proxy, chosen, args.out, jobs=jobs))
     except E3DError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted; rerun the command to measure again", file=sys.stderr)
         return 130
-    text = report(before, after, command=command, jobs=args.jobs)
+    text = report(rounds, command=command, jobs=args.jobs)
     write_text(args.out / "throughput.md", text + "\n")
     print(text)
     return 0

@@ -25,19 +25,36 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert err.startswith("error: --architectures") and "\n" not in err
 
 
+def result(name: str, seconds: float, n: int) -> st.Result:
+    trials = [optuna.trial.create_trial(value=1.0, user_attrs={"label": f"x{i}", "accuracy": 50.0}) for i in range(n)]
+    return st.Result(name, f"{name} settings", seconds, trials)
+
+
+def test_abba_counts_both_rounds_of_each_configuration() -> None:
+    # a machine that slows down steadily: each round takes 60 s longer than the one before
+    rounds = [result("before", 600, 4), result("after", 360, 4), result("after", 420, 4), result("before", 780, 4)]
+    text = st.report(rounds, command="cmd", jobs=2)
+    assert "| all | before | | 8 | 23.0 | 20.9 |" in text and "| all | after | | 8 | 13.0 | 36.9 |" in text
+    assert "after / before: **1.77x**" in text  # (8 / 780 s) / (8 / 1380 s); round 1 against round 2 alone: 1.67x
+    numbered = [line.split("|")[1].strip() for line in text.splitlines() if "settings |" in line]
+    assert numbered == ["round", "1", "2", "3", "4"]
+    assert st.ORDERS["abba"] == ("before", "after", "after", "before")
+
+
 @pytest.mark.slow
 def test_a_tiny_run_trains_the_same_architectures_both_ways(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert st.main(["--tiny", "--architectures", "2", "--jobs", "2", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert (tmp_path / "throughput.md").read_text().strip() == out.strip()
-    rows = [line for line in out.splitlines() if line.startswith(("| before |", "| after |"))]
-    assert len(rows) == 2 and all("| 2 |" in r for r in rows)  # both trained the 2 architectures
+    rows = [line for line in out.splitlines() if line.startswith(("| all | before |", "| all | after |"))]
+    assert len(rows) == 2 and all("| 4 |" in r for r in rows)  # both rounds of both trained the 2 architectures
     assert "after / before: **" in out and "trained trials per hour (2 jobs" in out
     table = [line for line in out.splitlines() if line.startswith(("| preset", "| sampled"))]
     assert len(table) == 2 and all(" - |" not in line for line in table)
-    # a second run calibrates again: nothing cached by the first makes auto look free
-    assert st.main(["--tiny", "--architectures", "2", "--jobs", "2", "--out", str(tmp_path)]) == 0
+    # the second after round calibrates again: nothing cached by the first makes auto look free
     storage = f"sqlite:///{tmp_path / 'throughput.db'}"
-    last = sorted(s.study_name for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith("throughput.after"))[-1]
-    reasons = [t.user_attrs["run_as"]["reason"] for t in optuna.load_study(study_name=last, storage=storage).trials]
+    afters = sorted(s.study_name for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith("throughput.after"))
+    assert len(afters) == 2
+    reasons = [t.user_attrs["run_as"]["reason"] for t in optuna.load_study(study_name=afters[-1], storage=storage).trials]
     assert len(reasons) == 2 and all(r.startswith("calibrated") and "cached" not in r for r in reasons), reasons
+    assert not list(tmp_path.glob("cache-*"))  # each round's cache is removed after it
