@@ -73,9 +73,10 @@ def ranking(runs: pd.DataFrame, protocol: str) -> pd.Series:
     return rows.groupby("architecture")["accuracy"].mean()
 
 
-def _paired(a: pd.Series, b: pd.Series) -> tuple[list[float], list[float]]:
-    both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
-    return both["a"].tolist(), both["b"].tolist()
+def _paired(*scores: pd.Series) -> list[list[float]]:
+    """Per-architecture scores as lists over the architectures all of them have (in one order)."""
+    both = pd.concat([s.rename(i) for i, s in enumerate(scores)], axis=1, join="inner").dropna()
+    return [both[i].tolist() for i in range(len(scores))]
 
 
 def rank_agreement(a: pd.Series, b: pd.Series) -> tuple[float, float, int]:
@@ -84,10 +85,15 @@ def rank_agreement(a: pd.Series, b: pd.Series) -> tuple[float, float, int]:
     return spearman(x, y), kendall(x, y), len(x)
 
 
+def _seed_scores(runs: pd.DataFrame, protocol: str) -> dict[Any, pd.Series]:
+    """Each seed's accuracies under ``protocol`` (indexed by architecture), by seed."""
+    rows = runs[runs["protocol"] == protocol]
+    return {s: g.set_index("architecture")["accuracy"] for s, g in rows.groupby("seed")}
+
+
 def noise_ceiling(runs: pd.DataFrame, protocol: str) -> float:
     """Mean Spearman between the rankings of every two seeds of ``protocol`` (NaN with one seed)."""
-    rows = runs[runs["protocol"] == protocol]
-    by_seed = {s: g.set_index("architecture")["accuracy"] for s, g in rows.groupby("seed")}
+    by_seed = _seed_scores(runs, protocol)
     rhos = [rank_agreement(by_seed[s], by_seed[t])[0] for s, t in itertools.combinations(sorted(by_seed), 2)]
     rhos = [r for r in rhos if not math.isnan(r)]
     return sum(rhos) / len(rhos) if rhos else math.nan
@@ -128,8 +134,7 @@ def fidelity(runs: pd.DataFrame, protocol: str, reference: str) -> Fidelity:
     """The :class:`Fidelity` of ``protocol`` against ``reference``."""
     ref = ranking(runs, reference)
     rho, tau, n = rank_agreement(ranking(runs, protocol), ref)
-    rows = runs[runs["protocol"] == protocol]
-    one_run = [rank_agreement(g.set_index("architecture")["accuracy"], ref)[0] for _, g in rows.groupby("seed")]
+    one_run = [rank_agreement(scores, ref)[0] for scores in _seed_scores(runs, protocol).values()]
     seeds = len(one_run)
     single = math.fsum(one_run) / seeds if seeds and not any(map(math.isnan, one_run)) else math.nan
     return Fidelity(protocol, seeds, n, rho, tau, single, noise_ceiling(runs, protocol), cpu_minutes_per_pass(runs, protocol))
@@ -149,8 +154,7 @@ def agreement_verdicts(runs: pd.DataFrame, reference: str, baseline: str) -> dic
     out = {}
     for p in dict.fromkeys(runs["protocol"]):
         if p not in (reference, baseline):
-            both = pd.concat([ranking(runs, p).rename("a"), base.rename("b"), ref.rename("r")], axis=1, join="inner").dropna()
-            out[str(p)] = compare_agreement(both["a"], both["b"], both["r"])
+            out[str(p)] = compare_agreement(*_paired(ranking(runs, p), base, ref))
     return out
 
 

@@ -25,8 +25,12 @@ TEST = "Welch's t-test, two-sided, alpha 0.05"
 """How every verdict is decided, in words (printed next to verdicts)."""
 
 RESAMPLES = 2000
-AGREEMENT_TEST = f"paired bootstrap over the items ranked, {RESAMPLES:,} resamples, two-sided, alpha 0.05"
-"""How :func:`compare_agreement` decides, in words."""
+
+
+def agreement_test(resamples: int = RESAMPLES, alpha: float = ALPHA) -> str:
+    """How :func:`compare_agreement` decides, in words."""
+    return f"paired bootstrap over the items ranked, {resamples:,} resamples, two-sided, alpha {alpha:g}"
+
 
 Outcome = Literal["win", "tie", "loss"]
 
@@ -169,7 +173,7 @@ def compare_agreement(
         d = spearman(xa[i], xr[i]) - spearman(xb[i], xr[i])
         if not math.isnan(d):
             diffs.append(d)
-    reason = AGREEMENT_TEST.replace("0.05", f"{alpha:g}").replace(f"{RESAMPLES:,}", f"{resamples:,}") + f", n={len(xa)}"
+    reason = f"{agreement_test(resamples, alpha)}, n={len(xa)}"
     if math.isnan(diff) or len(diffs) < resamples / 2:
         return Verdict("tie", diff, math.nan, f"too few items or usable resamples for a test; {reason}")
     below, above = (sum(d <= 0 for d in diffs) / len(diffs)), (sum(d >= 0 for d in diffs) / len(diffs))
