@@ -10,6 +10,7 @@ from typing import Any
 from profiler.costs import Cost
 from profiler.counting import spec_totals
 from profiler.datacost import Bins, data_cost
+from profiler.latency_table import UnpricedLayerError
 from search.searchspace import SPACE, Clip, corner_params, spec_from_params
 from space.spec import E3DError, NetSpec, SpecError
 
@@ -78,10 +79,11 @@ def screen(
     """Check ``spec`` (at the budget clip) against every bound, cheapest first.
 
     Latency (``latency(spec)``, ms per batch: measured, or predicted from the budget's latency table)
-    is taken only for candidates within the analytic bounds, since measuring costs seconds. A spec
-    with SGS layers costs what its clips cost on average: ``bins`` are the bins each clip of the
-    proxy validation set keeps (see
-    :mod:`profiler.datacost`); without them it is screened at its most expensive clip.
+    is taken only for candidates within the analytic bounds, since measuring costs seconds; a candidate
+    the table cannot price (:class:`profiler.latency_table.UnpricedLayerError`) is rejected with that
+    reason, never extrapolated. A spec with SGS layers costs what its clips cost on average: ``bins``
+    are the bins each clip of the proxy validation set keeps (see :mod:`profiler.datacost`); without
+    them it is screened at its most expensive clip.
     """
     cost = data_cost(spec, bins).mean_cost() if bins and spec.sgs else spec_totals(spec)
     macs_x = cost.macs / (budget.mflops * 1e6) - 1 if budget.mflops is not None else -1.0
@@ -93,7 +95,10 @@ def screen(
         reasons.append(f"params {cost.params / 1e6:.2f} M > {budget.params / 1e6:g} M")  # type: ignore[operator]
     lat_ms, lat_x = None, 0.0
     if not reasons and budget.latency_ms is not None and latency is not None:
-        lat_ms = latency(spec)
+        try:
+            lat_ms = latency(spec)
+        except UnpricedLayerError as e:  # never extrapolated: rejected, and the reason recorded
+            return Screen(cost, (macs_x, params_x, 1.0), False, str(e))
         lat_x = lat_ms / budget.latency_ms - 1
         if lat_x > 0:
             what = "predicted latency" if budget.latency_table is not None else "latency"

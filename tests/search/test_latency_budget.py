@@ -14,6 +14,7 @@ from profiler.latency_table import Block, LatencyTable, LatencyTableError, Table
 from search import study as st
 from search.budget import Budget, screen
 from search.latency import at_clip, calibration_specs, random_params, space_specs, study_latency, table_identity
+from space.registry import paper_spec
 from space.spec import NetSpec
 from tests.search.conftest import TINY
 from tests.search.test_study import fake_fit
@@ -80,6 +81,17 @@ def test_screening_rejects_exactly_the_specs_predicted_over_the_bound(table_file
         assert verdict.feasible == (ms <= bound) and verdict.latency_ms == ms
         assert verdict.feasible or verdict.reason == f"predicted latency {ms:.1f} ms > {bound:g} ms"
     assert 0 < sum(ms > bound for _, ms in specs) < len(specs)
+
+
+def test_a_candidate_the_table_cannot_price_is_rejected_with_the_reason(table_file: Path) -> None:
+    table = LatencyTable.load(table_file)
+    budget = Budget(latency_ms=1e9, clip=CLIP, latency_table=table.identity())
+    spec = paper_spec("mobilenet", width_mult=4.0, num_classes=10)  # wider than any network the table measured
+    with pytest.raises(UnpricedLayerError) as unpriced:
+        table.predict(spec, "optimized")
+    verdict = screen(spec, budget, latency=table.predictor("optimized"))
+    assert not verdict.feasible and verdict.reason == str(unpriced.value) and verdict.latency_ms is None
+    assert verdict.constraints[2] > 0  # the sampler learns it as outside the bound
 
 
 def test_the_table_is_stored_on_the_study_config(table_file: Path) -> None:
