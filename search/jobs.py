@@ -94,7 +94,11 @@ def run_jobs(
     """Run ``jobs`` worker processes on ``study`` (opened in this process on ``spec.url``) and wait for
     them. ``on_trial`` gets each finished trial, read back from the storage, in this process. Returns
     each job's report (``search.study.WorkerReport`` as a dict, with ``job``, ``pid``, ``threads`` and ``allocator``); raises
-    :class:`JobsError` when a job failed, and KeyboardInterrupt after the jobs stopped on Ctrl-C."""
+    :class:`JobsError` when a job failed, and KeyboardInterrupt after the jobs stopped on Ctrl-C. Warns on
+    stderr first when the jobs' threads exceed this machine's cores (:func:`oversubscription`)."""
+    warning = oversubscription(jobs, spec.config.proxy.threads)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     ctx = mp.get_context("spawn")
     messages: Any = ctx.Queue()
     procs = [ctx.Process(target=_job, args=(_picklable(spec), i, messages), name=f"e3d-job-{i}") for i in range(jobs)]

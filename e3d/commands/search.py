@@ -426,11 +426,13 @@ def _announce_study(args: argparse.Namespace, study: Any, config: Any, url: str,
 
 def local_config(args: argparse.Namespace, config: Any) -> Any:
     """``config`` with this machine's device, DataLoader workers and torch threads (one per job under
-    ``--jobs`` N unless ``--threads``), checked by :func:`check_local_run`."""
+    ``--jobs`` N unless ``--threads``); fails in one line when this machine cannot run its precision."""
+    from profiler.precision import check_supported
+
     threads = args.threads or (1 if getattr(args, "jobs", 1) > 1 else None)  # --jobs: one thread each by default
     local = {"device": args.device, "num_workers": args.loader_workers, "threads": threads}  # this worker's machine
     config = dataclasses.replace(config, proxy=dataclasses.replace(config.proxy, **local))
-    check_local_run(args, config)
+    check_supported(config.proxy.precision, config.proxy.device)
     return config
 
 
@@ -519,19 +521,6 @@ def _finish(args: argparse.Namespace, study: Any, config: Any, out: Path, *, cos
     if config.kind == "search" and not getattr(args, "no_finalize", True):
         return finalize(args, study, config, out)
     return 0
-
-
-def check_local_run(args: argparse.Namespace, config: Any) -> None:
-    """Fail now, in one line, when this machine cannot run the study's precision; warn when ``--jobs``
-    asks for more threads than there are cores."""
-    from profiler.precision import check_supported
-    from search.jobs import oversubscription
-
-    check_supported(config.proxy.precision, config.proxy.device)
-    jobs = getattr(args, "jobs", 1)
-    warning = oversubscription(jobs, config.proxy.threads) if jobs > 1 else None
-    if warning:
-        print(warning, file=sys.stderr)
 
 
 def run_workers(

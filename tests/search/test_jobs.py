@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from search import study as st
 from search.budget import Budget
-from search.jobs import JobSpec, oversubscription, parse_jobs, run_jobs, usable_cores
+from search.jobs import JobsError, JobSpec, oversubscription, parse_jobs, run_jobs, usable_cores
 from tests.profiler.test_allocator import GLIBC
 
 PROXY = st.ProxyConfig(clip=(8, 32, 32), train_samples=24, val_samples=8, epochs=1, batch_size=8, threads=1)
@@ -77,6 +77,22 @@ def test_a_job_that_fails_is_one_error(tmp_path: Path) -> None:
     study, _, _ = st.open_study("other", st.open_storage(url), config)
     with pytest.raises(Exception, match="job 0: StudyConfigError: no study 'missing' to resume"):
         run_jobs(study, spec, jobs=1)
+
+
+@pytest.mark.slow
+def test_more_threads_than_cores_is_a_warning_before_the_jobs_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    config = st.SearchConfig(budget=Budget(), families=("mobilenet",), proxy=PROXY, kind="sweep")
+    spec = JobSpec(url, "missing", config, n_trials=0, timeout=None, heartbeat=2, latency=None)  # fails fast
+    study, _, _ = st.open_study("other", st.open_storage(url), config)
+    monkeypatch.setattr("search.jobs.usable_cores", lambda: 1)
+    for jobs, warned in ((1, False), (2, True)):
+        with pytest.raises(JobsError):
+            run_jobs(study, spec, jobs=jobs)
+        err = capsys.readouterr().err
+        assert ("warning: 2 jobs x 1 thread = 2 > 1 cores here" in err) == warned
 
 
 @pytest.mark.slow
