@@ -40,11 +40,33 @@ def counts(out: Path) -> dict[str, int]:
     return {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(url, include_best_trial=False)}
 
 
+def trained(out: Path) -> int:
+    """Trials of every study in the bench's storage that finished training."""
+    url = f"sqlite:///{out / 'bench.db'}"
+    studies = [optuna.load_study(study_name=s.study_name, storage=url) for s in optuna.get_all_study_summaries(url)]
+    return sum(t.state == optuna.trial.TrialState.COMPLETE and bool(t.user_attrs.get("trained")) for s in studies for t in s.trials)
+
+
 @pytest.mark.slow
 def test_tiny_front_benchmark_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import search.train
+
     args = ["--mode", "front", "--tiny", "--families", "mobilenetv2", "--final-seeds", "2", "--max-members", "1"]
     args += ["--out", str(tmp_path), "--quiet"]
+    real, calls = search.train.fit, {"n": 0, "stop": 3}
+
+    def interrupted(*a: Any, **k: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == calls["stop"]:  # Ctrl-C in the first searched trial, after the two presets
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(search.train, "fit", interrupted)
+    assert svp.main(args) == 130 and trained(tmp_path) == 2
+    calls.update(n=0, stop=0)
     assert svp.main(args) == 0
+    assert calls["n"] == trained(tmp_path) - 2  # the two finished before Ctrl-C were not trained again
+    monkeypatch.undo()
     out = capsys.readouterr().out
     runs = pd.read_csv(tmp_path / "front.csv")
     assert sorted(runs.groupby("role")["label"].nunique().items()) == [("candidate", 1), ("preset", 2)]

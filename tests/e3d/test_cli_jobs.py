@@ -10,6 +10,7 @@ import pytest
 import profiler.precision as precision
 import space
 from tests.e3d.fixtures import run
+from tests.search.conftest import TINY as SEARCH
 
 TINY = ["--proxy-clip", "8x32x32", "--train-samples", "24", "--val-samples", "8", "--epochs", "1", "--batch-size", "8", "--quiet"]
 
@@ -22,6 +23,9 @@ def test_a_precision_this_machine_lacks_fails_before_any_trial(
         capsys, "sweep", "--families", "mobilenet", "--seeds", "1", "--precision", "bf16", "--out", str(tmp_path / "r"), *TINY
     )
     assert code == 2 and err.strip().splitlines()[-1].startswith("e3d sweep: error: bf16 asked for, but this CPU has neither")
+    code, _, err = run(capsys, "search", *SEARCH, "--precision", "bf16", "--out", str(tmp_path / "s"))
+    assert code == 2 and err.strip().splitlines()[-1].startswith("e3d search: error: bf16 asked for, but this CPU has neither")
+    assert not (tmp_path / "s" / "trials.csv").exists()
     code, _, err = run(capsys, "sweep", "--jobs", "0", "--out", str(tmp_path / "r"), *TINY)
     assert code == 2 and "--jobs: must be a positive integer or auto" in err
 

@@ -34,6 +34,14 @@ def test_bf16_on_a_cpu_without_it_is_one_line_and_exit_2(
     assert not (tmp_path / "r" / "last.pt").exists()
     code, _, err = run(capsys, *train_argv(tmp_path, "--out", str(tmp_path / "r"), "--epochs", "1", "--precision", "fp16"))
     assert code == 2 and "fp16 is for CUDA devices" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, *train_argv(tmp_path, "--out", str(tmp_path / "r"), "--epochs", "1"))
+    assert code == 0, err
+    code, _, err = run(capsys, "evaluate", str(tmp_path / "r"), "--split", "val", "--precision", "bf16", "--threads", "1", "--quiet")
+    assert (
+        code == 2
+        and err.strip().startswith("e3d evaluate: error: bf16 asked for, but this CPU has neither")
+        and len(err.strip().splitlines()) == 1
+    )
 
 
 @pytest.mark.skipif(not precision.detect_cpu().bf16, reason="this CPU has no native bf16")

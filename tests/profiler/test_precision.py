@@ -199,6 +199,16 @@ def test_bf16_on_a_cpu_without_it_and_fp16_on_a_cpu_are_user_errors() -> None:
     assert resolve("fp32", measure=None, key="k", cpu=EPYC).label == "fp32 eager"
 
 
+def test_bf16_on_a_cuda_device_without_it_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake T4")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    with pytest.raises(PrecisionError, match=r"^bf16 asked for, but Fake T4 has no bf16 support; use fp16 or fp32$"):
+        check_supported("bf16", "cuda")
+    check_supported("fp16", "cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    check_supported("bf16", "cuda:0")
+
+
 def test_choose_needs_fp32_eager_first() -> None:
     with pytest.raises(ValueError, match="baseline"):
         choose([(ExecConfig("bf16", True), 1.0)])
