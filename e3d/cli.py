@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 COMMANDS = (
     "e3d.commands.models",
@@ -28,7 +28,12 @@ COMMANDS = (
 
 
 class Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are one line (``e3d models: error: ...``) and exit with 2."""
+    """ArgumentParser whose errors are one line (``e3d models: error: ...``) and exit with 2, and which
+    takes options only as spelled: a prefix such as ``--clip`` is refused, not read as ``--clip-index``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         """Print one line naming the problem and exit 2; ``--help`` shows the usage."""

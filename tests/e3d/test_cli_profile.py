@@ -110,6 +110,8 @@ def test_paper_table_lists_21_rows_within_tolerance(capsys: pytest.CaptureFixtur
         (["shufflenet", "--frames", "8"], "stages[2].stride"),
         (["mobilenet", "--device", "cuda:3"], "does not exist"),
         (["mobilenet", "--width-mult", "0"], "positive number"),
+        (["mobilenet", "--clip", "8", "--data", "motion"], "unrecognized arguments: --clip 8"),  # not --clip-index
+        (["mobilenet", "--width", "0.5"], "unrecognized arguments: --width 0.5"),  # not --width-mult
         (["tests.e3d.fixtures:tiny_model", "--width-mult", "2"], "preset names only"),
         ([], "give a TARGET"),
     ],
