@@ -29,8 +29,7 @@ from typing import Any
 
 import torch
 
-from e3d.cli import Parser, positive_int, preset_arg
-from e3d.commands.search import clip_arg
+from e3d.cli import Parser, clip_arg, positive_int, preset_arg
 from profiler.allocator import CHOICES, ENV, allocator
 from profiler.latency import cpu_name, measure_latency
 from profiler.precision import ExecConfig, train_step_seconds

@@ -32,8 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from e3d.cli import Parser, non_negative_int, positive_int, preset_arg
-from e3d.commands.search import clip_arg
+from e3d.cli import Parser, clip_arg, non_negative_int, positive_int, preset_arg
 from profiler.counting import spec_totals
 from profiler.precision import (
     ExecConfig,

@@ -51,6 +51,18 @@ def positive_float(text: str) -> float:
     return value
 
 
+def clip_arg(text: str) -> tuple[int, int, int]:
+    """argparse type: ``TxHxW`` such as ``16x112x112``."""
+    parts = text.lower().split("x")
+    try:
+        t, h, w = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be TxHxW like 16x112x112, got {text!r}") from None
+    if min(t, h, w) < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return (t, h, w)
+
+
 def preset_arg(text: str) -> tuple[str, float]:
     """argparse type: ``NAME:WIDTH`` as (name, width)."""
     name, _, width = text.partition(":")

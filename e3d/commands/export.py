@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from e3d.cli import positive_float, positive_int
-from e3d.commands.user_code import add_debug_argument, add_kwargs_argument, run_showing_traceback
+from e3d.cli import positive_int
+from e3d.commands.user_code import add_debug_argument, add_kwargs_argument, add_model_arguments, frames_and_size, run_showing_traceback
 
 if TYPE_CHECKING:
     from torch import nn
@@ -72,10 +72,7 @@ def register(sub: Any) -> None:
         metavar="PATH",
         help="weights: a paper .pth checkpoint, an e3d one, or e3d train's last.pt (presets and specs)",
     )
-    p.add_argument("--width-mult", type=positive_float, metavar="W", help="width multiplier (presets only; default 1.0)")
-    p.add_argument("--num-classes", type=positive_int, metavar="N", help="classes of the head (presets: 600)")
-    p.add_argument("--frames", type=positive_int, metavar="T", help="clip length (default 16, or the spec's)")
-    p.add_argument("--size", type=positive_int, metavar="S", help="clip height and width (default 112, or the spec's)")
+    add_model_arguments(p)
     p.add_argument("--check-batch", type=positive_int, default=2, metavar="B", help="random clips in the numerical check (default 2)")
     add_debug_argument(p)
     p.set_defaults(func=run)
@@ -130,13 +127,9 @@ def _model(args: argparse.Namespace) -> tuple[Target, nn.Module]:
     from profiler.export import ExportError
     from profiler.targets import parse_kwargs, resolve_target
 
+    frames, size = frames_and_size(args)
     target = resolve_target(
-        args.target,
-        width_mult=args.width_mult,
-        num_classes=args.num_classes,
-        frames=args.frames,
-        size=args.size,
-        kwargs=parse_kwargs(args.kwargs),
+        args.target, width_mult=args.width_mult, num_classes=args.num_classes, frames=frames, size=size, kwargs=parse_kwargs(args.kwargs)
     )
     if target.kind == "torchscript":
         raise ExportError(f"{args.target} is already TorchScript; export a preset, a spec file or a module")

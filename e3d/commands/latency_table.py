@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from e3d.cli import non_negative_int, positive_int
+from e3d.cli import clip_arg, non_negative_int, positive_int
 
 EPILOG = """\
 examples:
@@ -27,8 +27,6 @@ overhead. Run it again with the same options to resume an interrupted build."""
 
 def register(sub: Any) -> None:
     """Add the ``latency-table`` subcommand."""
-    from e3d.commands.search import clip_arg
-
     p = sub.add_parser(
         "latency-table",
         help="measure a per-block latency table on this device (for predicted latency in profile and search)",

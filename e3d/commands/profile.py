@@ -9,8 +9,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from e3d.cli import non_negative_int, positive_float, positive_int
-from e3d.commands.user_code import add_debug_argument, add_kwargs_argument, run_showing_traceback
+from e3d.cli import non_negative_int, positive_int
+from e3d.commands.user_code import add_debug_argument, add_kwargs_argument, add_model_arguments, frames_and_size, run_showing_traceback
 
 if TYPE_CHECKING:
     from profiler.report import Profile
@@ -68,10 +68,7 @@ def _add_target_arguments(p: argparse.ArgumentParser) -> None:
         "optimized; --no-latency counts only, in seconds)",
     )
     add_kwargs_argument(p)
-    p.add_argument("--width-mult", type=positive_float, metavar="W", help="width multiplier (presets only; default 1.0)")
-    p.add_argument("--num-classes", type=positive_int, metavar="N", help="classes of the head (presets: 600)")
-    p.add_argument("--frames", type=positive_int, metavar="T", help="clip length (default 16, or the spec's)")
-    p.add_argument("--size", type=positive_int, metavar="S", help="clip height and width (default 112, or the spec's)")
+    add_model_arguments(p)
 
 
 def _add_measurement_arguments(p: argparse.ArgumentParser) -> None:
@@ -160,9 +157,8 @@ def _target(args: argparse.Namespace) -> Target:
     from profiler.targets import TargetError, parse_kwargs, resolve_target
 
     kwargs = parse_kwargs(args.kwargs)
-    target = resolve_target(
-        args.target, width_mult=args.width_mult, num_classes=args.num_classes, frames=args.frames, size=args.size, kwargs=kwargs
-    )
+    frames, size = frames_and_size(args)
+    target = resolve_target(args.target, width_mult=args.width_mult, num_classes=args.num_classes, frames=frames, size=size, kwargs=kwargs)
     if args.data is None and args.clip_index is not None:
         raise TargetError("--clip-index counts a clip of --data; give --data too")
     if (args.data is not None or args.weights) and target.spec is None:

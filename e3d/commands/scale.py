@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from e3d.cli import positive_float, positive_int
+from e3d.cli import clip_arg, positive_float, positive_int
 
 EPILOG = """\
 examples:
@@ -48,7 +48,7 @@ def number_list(text: str) -> tuple[float, ...]:
 
 def register(sub: Any) -> None:
     """Add the ``scale`` subcommand."""
-    from e3d.commands.search import add_proxy_args, add_storage_args, clip_arg, count_arg
+    from e3d.commands.search import add_proxy_args, add_storage_args, count_arg
 
     p = sub.add_parser(
         "scale",

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from e3d.cli import non_negative_int, positive_float, positive_int
+from e3d.cli import clip_arg, non_negative_int, positive_float, positive_int
 from e3d.commands.finalizing import add_finalize_args, finalize, finalize_existing
 from e3d.commands.progress import watching
 
@@ -44,18 +44,6 @@ in budget are retrained with --final-seeds new seeds and scored on the test spli
 DEFAULT_TRIALS = 6
 TRIALS_ATTR = "e3d_trials"
 """Study user attribute: the ``--trials`` of the command that created (or last resumed) it."""
-
-
-def clip_arg(text: str) -> tuple[int, int, int]:
-    """argparse type: ``TxHxW`` such as ``16x112x112``."""
-    parts = text.lower().split("x")
-    try:
-        t, h, w = (int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be TxHxW like 16x112x112, got {text!r}") from None
-    if min(t, h, w) < 1:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
-    return (t, h, w)
 
 
 def count_arg(text: str) -> float:

@@ -1,6 +1,7 @@
-"""Options of the commands that run a user's model (``e3d profile``, ``e3d export``): ``--kwargs`` for an
-import path's callable (:func:`profiler.targets.parse_kwargs`), and ``--debug`` (or ``E3D_DEBUG=1``), which
-prints the traceback behind the one-line error of a failure inside the model (:func:`profiler.targets.guard`)."""
+"""Options of the commands that run a user's model (``e3d profile``, ``e3d export``): what builds it (width,
+classes, clip), ``--kwargs`` for an import path's callable (:func:`profiler.targets.parse_kwargs`), and
+``--debug`` (or ``E3D_DEBUG=1``), which prints the traceback behind the one-line error of a failure inside the
+model (:func:`profiler.targets.guard`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,35 @@ import sys
 import traceback
 from collections.abc import Callable
 
+from e3d.cli import clip_arg, positive_float, positive_int
+
 DEBUG_ENV = "E3D_DEBUG"
 """Set (to anything but 0) it does what ``--debug`` does."""
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """Add ``--width-mult``, ``--num-classes`` and the clip: ``--frames`` and ``--size``, or ``--clip TxHxW``
+    as ``e3d latency-table`` and ``e3d scale`` take it (read by :func:`frames_and_size`)."""
+    p.add_argument("--width-mult", type=positive_float, metavar="W", help="width multiplier (presets only; default 1.0)")
+    p.add_argument("--num-classes", type=positive_int, metavar="N", help="classes of the head (presets: 600)")
+    p.add_argument("--frames", type=positive_int, metavar="T", help="clip length (default 16, or the spec's)")
+    p.add_argument("--size", type=positive_int, metavar="S", help="clip height and width (default 112, or the spec's)")
+    p.add_argument("--clip", type=clip_arg, metavar="TxHxW", help="the clip as one option: --clip 8x112x112 is --frames 8 --size 112")
+
+
+def frames_and_size(args: argparse.Namespace) -> tuple[int | None, int | None]:
+    """The clip length and frame size asked for (None: the target's default): ``--clip`` (square frames
+    only, alone), else ``--frames`` and ``--size``. :class:`profiler.targets.TargetError` otherwise."""
+    from profiler.targets import TargetError
+
+    if args.clip is None:
+        return args.frames, args.size
+    if args.frames is not None or args.size is not None:
+        raise TargetError("give the clip as --clip TxHxW or as --frames and --size, not both")
+    t, h, w = args.clip
+    if h != w:
+        raise TargetError(f"--clip {t}x{h}x{w}: the clip is built with square frames, as --size builds it; give equal height and width")
+    return t, h
 
 
 def add_kwargs_argument(p: argparse.ArgumentParser) -> None:

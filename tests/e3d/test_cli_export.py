@@ -35,6 +35,15 @@ def test_export_writes_the_file_and_prints_the_check(capsys: pytest.CaptureFixtu
     assert _error(out) <= 1e-4
 
 
+def test_export_takes_the_clip_as_one_option(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out_file = tmp_path / "m.pt"
+    clip = "x".join(map(str, SMALL_CLIP))
+    argv = ["export", "shufflenetv2", "--width-mult", "0.25", "--clip", clip, "--num-classes", "10", "--format", "torchscript"]
+    code, _out, err = run(capsys, *argv, "--out", str(out_file))
+    assert code == 0, err
+    assert torch.jit.load(str(out_file))(torch.randn(1, 3, *SMALL_CLIP)).shape == (1, 10)
+
+
 @pytest.mark.slow
 def test_int8_export_with_random_calibration_says_accuracy_is_not_measured(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     out_file = tmp_path / "q.pt"
@@ -52,6 +61,7 @@ def test_int8_export_with_random_calibration_says_accuracy_is_not_measured(capsy
         (["--format", "torchscript", "--int8"], "--int8 needs --calib-data"),
         (["--format", "torchscript", "--calib-data", "motion"], "--calib-data is for --int8"),
         (["--format", "torchscript", "--checkpoint", "nope.pth"], "no such checkpoint file: nope.pth"),
+        (["--format", "torchscript", "--clip", "8x32x32"], "not both"),
     ],
 )
 def test_bad_export_input_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path, extra: list[str], words: str) -> None:

@@ -99,6 +99,17 @@ def test_paper_table_lists_21_rows_within_tolerance(capsys: pytest.CaptureFixtur
     assert code == 0 and len([ln for ln in out.splitlines() if "x " in ln]) >= 21
 
 
+@pytest.mark.parametrize("target", ["mobilenet", "tests.e3d.fixtures:tiny_model"])
+def test_clip_is_frames_and_size_in_one_option(capsys: pytest.CaptureFixture[str], target: str) -> None:
+    counts = []
+    for clip in (["--clip", "8x40x40"], ["--frames", "8", "--size", "40"]):
+        code, out, err = run(capsys, "profile", target, *clip, "--no-latency", "--json")
+        assert code == 0, err
+        report = json.loads(out)
+        counts.append((report["input_shape"], report["macs"]))
+    assert counts[0] == counts[1] and counts[0][0][-3:] == [8, 40, 40]
+
+
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
@@ -110,7 +121,9 @@ def test_paper_table_lists_21_rows_within_tolerance(capsys: pytest.CaptureFixtur
         (["shufflenet", "--frames", "8"], "stages[2].stride"),
         (["mobilenet", "--device", "cuda:3"], "does not exist"),
         (["mobilenet", "--width-mult", "0"], "positive number"),
-        (["mobilenet", "--clip", "8", "--data", "motion"], "unrecognized arguments: --clip 8"),  # not --clip-index
+        (["mobilenet", "--clip-ind", "3", "--data", "motion"], "unrecognized arguments: --clip-ind 3"),  # not --clip-index
+        (["mobilenet", "--clip", "8x64x32"], "square frames"),
+        (["mobilenet", "--clip", "8x64x64", "--size", "64"], "not both"),
         (["mobilenet", "--width", "0.5"], "unrecognized arguments: --width 0.5"),  # not --width-mult
         (["tests.e3d.fixtures:tiny_model", "--width-mult", "2"], "preset names only"),
         ([], "give a TARGET"),
