@@ -110,7 +110,7 @@ def with_params(study: optuna.Study) -> pd.DataFrame:
 
 def final_config(config: SearchConfig) -> SearchConfig:
     """The settings of the finalization study: the search's protocol, enqueued runs only, no pruning."""
-    return dataclasses.replace(config, kind="final", pruner="none", objective="accuracy", baselines=False)
+    return dataclasses.replace(config, kind="final", pruner="none", objective="accuracy", baselines=False, lag=0)
 
 
 def open_final(study: optuna.Study, config: SearchConfig, chosen: list[Finalist], seeds: tuple[int, ...]) -> optuna.Study:

@@ -38,6 +38,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.fidelity import CPU_ATTR, check_rungs, stop_trial
 from search.front import Point, dominates, pareto_front
+from search.lagged import seen_by
 
 RUNG_ATTR = "rung_reports"
 """Trial user attribute of a multi-objective trial's reports: ``{"<epoch>": accuracy}``."""
@@ -158,11 +159,12 @@ def search_rungs(*, objective: str, pruner: str, epochs: int, rungs: Sequence[in
     return Rungs(check_rungs(rungs, epochs) if rungs else default_rungs(epochs))
 
 
-def stop_if_dominated(trial: optuna.Trial, *, epoch: int, accuracy: float, rungs: Rungs) -> None:
+def stop_if_dominated(trial: optuna.Trial, *, epoch: int, accuracy: float, rungs: Rungs, lag: int = 0) -> None:
     """In a multi-objective search, raise :class:`optuna.TrialPruned` when :func:`pareto_should_prune`
-    stops ``trial`` after ``epoch`` (its ``accuracy`` and ``epochs`` attributes say where)."""
+    stops ``trial`` after ``epoch`` (its ``accuracy`` and ``epochs`` attributes say where), judged on
+    the trials it sees in a search with ``lag`` (:func:`search.lagged.seen_by`)."""
     macs_m = float(trial.user_attrs["macs"]) / 1e6
-    if pareto_should_prune(trial.study, trial, epoch=epoch, accuracy=accuracy, macs_m=macs_m, rungs=rungs):
+    if pareto_should_prune(seen_by(trial.study, trial.number, lag), trial, epoch=epoch, accuracy=accuracy, macs_m=macs_m, rungs=rungs):
         why = f"({accuracy:.1f}%, {macs_m:.1f} M) dominated by >= {rungs.dominated_fraction:.0%} of the trials at epoch {epoch}"
         stop_trial(trial, why, epoch=epoch, accuracy=accuracy)
 

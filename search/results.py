@@ -130,13 +130,16 @@ def finished(df: pd.DataFrame) -> pd.DataFrame:
 
 def trial_counts(df: pd.DataFrame) -> str:
     """How a study's trials ended, in words: ``"8 trials: 5 trained, 1 pruned, 1 failed, 1 rejected by
-    the budget"``, then any still running or queued. Trained: :func:`finished`; rejected: refused
+    the budget"``, then any still running or queued and a lagged search's surplus trials (pruned
+    untrained: :mod:`search.lagged`). Trained: :func:`finished`; rejected: refused
     before training (``feasible`` False); pruned and failed by state."""
     states = df["state"].astype(str).value_counts().to_dict()
     rejected = int((df["feasible"].astype("boolean") == False).sum())  # noqa: E712  (nullable boolean)
     rest = "".join(f", {n} {str(s).lower()}" for s, n in sorted(states.items()) if s not in ("COMPLETE", "PRUNED", "FAIL"))
+    surplus = int((df["surplus"].astype("boolean") == True).sum()) if "surplus" in df else 0  # noqa: E712
+    rest += f", {surplus} not run (surplus)" if surplus else ""
     head = f"{len(df)} trial{'' if len(df) == 1 else 's'}: {len(finished(df))} trained"
-    return f"{head}, {states.get('PRUNED', 0)} pruned, {states.get('FAIL', 0)} failed, {rejected} rejected by the budget{rest}"
+    return f"{head}, {states.get('PRUNED', 0) - surplus} pruned, {states.get('FAIL', 0)} failed, {rejected} rejected by the budget{rest}"
 
 
 def pareto_front(df: pd.DataFrame, costs: Sequence[str] = ("macs",)) -> pd.DataFrame:
@@ -150,7 +153,7 @@ def pareto_front(df: pd.DataFrame, costs: Sequence[str] = ("macs",)) -> pd.DataF
 
 SHORT_COLUMNS = [
     "number",
-    "status",  # trained, pruned, rejected (over budget, never trained), failed, running, queued
+    "status",  # trained, pruned, rejected (over budget, never trained), surplus (not run), failed, running, queued
     "source",
     "family",
     "width_mult",
@@ -177,7 +180,10 @@ _FLOAT_LEAVES = ("width_mult", "expansion", "bin_width", "dropout")
 
 
 def status(row: Mapping[str, Any]) -> str:
-    """What happened to a trial, in one word: trained, pruned, rejected, failed, running or queued."""
+    """What happened to a trial, in one word: trained, pruned, rejected, surplus (a lagged search's
+    trial numbered after its last counted one, not run: :mod:`search.lagged`), failed, running or queued."""
+    if str(row.get("surplus")).lower() == "true":
+        return "surplus"
     feasible = row.get("feasible")
     if feasible is not None and not (isinstance(feasible, float) and math.isnan(feasible)) and str(feasible).lower() in ("false", "0"):
         return "rejected"

@@ -47,6 +47,7 @@ from profiler.datacost import Bins, data_cost, dataset_bins
 from profiler.latency import cpu_name
 from search.budget import Budget, Screen, feasible_families, screen, validate_for_clip
 from search.fidelity import QUEUED_SOURCES, CpuTimed, cpu_seconds, stop_if_budget_spent, stop_trial, trial_cpu_seconds
+from search.lagged import LaggedPruner, LaggedSampler, surplus
 from search.searchspace import SPACE, Clip, check_families, paper_presets, preset_params, sample_params, spec_from_params
 from space.spec import E3DError, NetSpec, SGSSpec, SpecError
 
@@ -134,6 +135,10 @@ class SearchConfig:
     rungs: tuple[int, ...] = ()
     """``--pruner rungs``: the epochs it judges at (empty: :func:`search.pruning.default_rungs`); a
     measured schedule comes from :func:`search.fidelity.rung_schedule`."""
+    lag: int = 0
+    """0: one worker's search, each trial sampled and judged on all trials before it. L > 0: a search
+    that the seed decides with any number of workers, each trial sampled and judged on the trials
+    numbered below its own minus L (:mod:`search.lagged`; ``e3d search --jobs N`` sets 2N)."""
 
     def __post_init__(self) -> None:
         check_families(self.families)
@@ -147,6 +152,8 @@ class SearchConfig:
             raise SpecError("objective", f"must be one of {', '.join(OBJECTIVES)}")
         if self.pruner not in PRUNERS:
             raise SpecError("pruner", f"must be one of {', '.join(PRUNERS)}")
+        if self.lag < 0:
+            raise SpecError("lag", "must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -157,6 +164,7 @@ class SearchConfig:
         """The settings every worker of the study must agree on (``to_dict`` without machine-local ones)."""
         d = self.to_dict()
         d["proxy"] = {k: v for k, v in d["proxy"].items() if k not in ProxyConfig.LOCAL}
+        del d["lag"]  # set by whoever creates the study; a worker that joins follows it
         return d
 
     @classmethod
@@ -357,12 +365,16 @@ def sampler_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed & 0xFFFFFFFF, index]).generate_state(1)[0])
 
 
-def _sampler(config: SearchConfig, index: int = 0) -> optuna.samplers.BaseSampler:
+def _tpe(seed: int) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(
-            seed=sampler_seed(config.seed, index), multivariate=True, group=True, n_startup_trials=TPE_STARTUP
-        )
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=TPE_STARTUP)
+
+
+def _sampler(config: SearchConfig, index: int = 0) -> optuna.samplers.BaseSampler:
+    if config.lag > 0:
+        return LaggedSampler(_tpe, seed=config.seed, lag=config.lag)
+    return _tpe(sampler_seed(config.seed, index))
 
 
 def claim_worker_index(study: optuna.Study, me: str | None = None) -> int:
@@ -411,6 +423,13 @@ def search_pruner(objective: str, pruner: str | None, *, rungs: Sequence[int] = 
 
 
 def _pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
+    pruner = _unlagged_pruner(config)
+    if config.lag > 0 and not isinstance(pruner, optuna.pruners.HyperbandPruner):  # its brackets read the storage
+        return LaggedPruner(pruner, config.lag)
+    return pruner
+
+
+def _unlagged_pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
     if config.pruner == "rungs" and config.objective == "accuracy":  # pareto: search.pruning's own rule in _train
         from search.pruning import RungPruner, Rungs, default_rungs
 
@@ -505,14 +524,16 @@ def enqueue_baselines(study: optuna.Study, config: SearchConfig) -> list[tuple[s
 
 def count_trained(study: optuna.Study, *, source: str | None = None) -> int:
     """Trials that were trained to the end or pruned (or failed in training), optionally of one source."""
-    n = 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
-        a = t.user_attrs
-        if not a.get("trained") or (t.state == TrialState.FAIL and "error" not in a):
-            continue
-        if source is None or (a.get("source") == "baseline") == (source == "baseline"):
-            n += 1
-    return n
+    return sum(trained(t, source=source) for t in study.get_trials(deepcopy=False))
+
+
+def trained(t: FrozenTrial, *, source: str | None = None) -> bool:
+    """Whether ``t`` finished trained to the end, pruned or failed in training (and, given ``source``,
+    is a baseline for ``"baseline"``, else not one)."""
+    a = t.user_attrs
+    if not t.state.is_finished() or not a.get("trained") or (t.state == TrialState.FAIL and "error" not in a):
+        return False
+    return source is None or (a.get("source") == "baseline") == (source == "baseline")
 
 
 # -- the objective ----------------------------------------------------------------------------------
@@ -559,12 +580,18 @@ class Objective:
     cpu_budget_s: float | None = None
     """CPU seconds the searched trials may use together: a searched trial stops between epochs once they
     are spent (:func:`search.fidelity.stop_if_budget_spent`), so workers overshoot by an epoch, not a trial."""
+    n_trials: int | None = None
+    """The trained searched trials a lagged search runs: a searched trial numbered after the last of
+    them is not trained (:func:`search.lagged.surplus`), so that the seed decides which trials count."""
     last_model: Any = field(default=None, init=False, repr=False)
     """The network :meth:`_train` trained last (its SGS bins are measured after training)."""
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         """Run one trial (returns accuracy, or [accuracy, macs M(, latency)] for ``pareto``)."""
         cfg = self.config
+        if self._surplus(trial):
+            trial.set_user_attr("surplus", True)
+            raise optuna.TrialPruned(f"the search has its {self.n_trials} trained trials before trial {trial.number}")
         params = sample_params(trial, cfg.families, sgs=cfg.sgs)
         spec = spec_from_params(params, clip=cfg.budget.clip, num_classes=self.data.num_classes)
         seed = int(trial.user_attrs.get("seed", cfg.seed))
@@ -585,6 +612,14 @@ class Objective:
         if self.on_trained is not None:
             self.on_trained(trial, verdict, attrs)
         return accuracy if cfg.objective == "accuracy" else self._values(accuracy, verdict)
+
+    def _surplus(self, trial: optuna.Trial) -> bool:
+        """In a lagged search of :attr:`n_trials` trials without a CPU budget, whether this searched
+        trial comes after the last of them by number (waits until that is known)."""
+        cfg = self.config
+        if cfg.lag <= 0 or self.n_trials is None or self.cpu_budget_s is not None or trial.user_attrs.get("source") == "baseline":
+            return False
+        return surplus(trial.study, trial.number, self.n_trials, lambda t: trained(t, source="search"))
 
     def _screen(self, spec: NetSpec, bins: list[Bins] | None) -> tuple[Screen, NetSpec | None, str]:
         """The budget screen's verdict (with latency when asked), the spec at the proxy clip (None: not
@@ -739,7 +774,7 @@ class Objective:
             if budget_s is not None and cpu is not None and epoch + 1 < p.epochs:
                 stop_if_budget_spent(trial, cpu, budget_s, epoch=epoch + 1, accuracy=metrics["val_top1"])
             if not prune and rungs is not None and epoch + 1 < p.epochs:  # Optuna prunes no multi-objective trial
-                stop_if_dominated(trial, epoch=epoch + 1, accuracy=metrics["val_top1"], rungs=rungs)
+                stop_if_dominated(trial, epoch=epoch + 1, accuracy=metrics["val_top1"], rungs=rungs, lag=self.config.lag)
             if prune:
                 trial.report(metrics["val_top1"], epoch)
                 # pruning saves the epochs left; after the last one there is nothing to save
@@ -886,6 +921,8 @@ class WorkerReport:
     def count(self, t: FrozenTrial) -> None:
         """Count a finished trial: rejected by the screen, pruned, failed or trained."""
         a = t.user_attrs
+        if a.get("surplus"):
+            return
         if not a.get("feasible", True):
             self.rejected += 1
         elif t.state == TrialState.PRUNED:
@@ -899,6 +936,8 @@ class WorkerReport:
 def trial_line(t: FrozenTrial) -> str:
     """One line about a finished trial."""
     a = t.user_attrs
+    if a.get("surplus"):
+        return f"trial {t.number:>3} not run: the search had its trained trials before it"
     head = f"trial {t.number:>3} {a.get('source', ''):<8} {a.get('summary', '?')}"
     macs = f"macs {a.get('macs', 0) / 1e6:7.1f} M"
     if not a.get("feasible", True):
@@ -1013,7 +1052,7 @@ def run_worker(
 
     report.index = seed_sampler(study, config)
     requeue_interrupted(study)
-    objective = objective or Objective(config, data, latency, cpu_budget_s=cpu_budget_s)
+    objective = objective or Objective(config, data, latency, cpu_budget_s=cpu_budget_s, n_trials=n_trials)
     timed = objective if isinstance(objective, CpuTimed) else CpuTimed(objective)
     from search.train import NonFiniteLossError
 

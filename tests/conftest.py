@@ -53,6 +53,14 @@ def _cache_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 
 
 @pytest.fixture(autouse=True)
+def _one_job_per_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--jobs auto`` (the default of search, sweep and scale) is one worker, in the test's own process:
+    ``pytest -n 2`` already runs a test on each core, and stand-ins patched into this process reach no
+    worker process. Tests of the workers give ``--jobs N``; ``test_cli_jobs`` tests the default itself."""
+    monkeypatch.setattr("search.jobs.usable_cores", lambda: 1)
+
+
+@pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
 

@@ -108,10 +108,10 @@ def add_proxy_args(p: argparse.ArgumentParser, *, epochs: int = 3, train_samples
     x.add_argument(
         "--jobs",
         type=jobs_arg,
-        default=1,
+        default="auto",
         metavar="N",
-        help="train N trials side by side in local worker processes, one torch thread each unless --threads (auto: one per core; "
-        "default 1)",
+        help="train N trials side by side in local worker processes, one torch thread each unless --threads (default auto: one "
+        "per core); a search with N > 1 is still decided by --seed (each trial learns from those numbered 2N and more before it)",
     )
     x.add_argument("--loader-workers", type=non_negative_int, default=0, metavar="N", help="DataLoader workers (default 0: in-process)")
 
@@ -251,6 +251,7 @@ def _search_config(args: argparse.Namespace) -> Any:
     named on stderr) and the proxy task."""
     from search import study as st
     from search.budget import Budget, feasible_families
+    from search.lagged import lag_for
     from search.searchspace import FAMILIES, check_families
 
     pruner = st.search_pruner(args.objective, args.pruner, rungs=args.rungs)
@@ -275,6 +276,7 @@ def _search_config(args: argparse.Namespace) -> Any:
         pruner=pruner,
         rungs=args.rungs,
         seed=args.seed,
+        lag=lag_for(args.jobs),
         baselines=not args.no_baselines,
         latency_mode="eager" if args.eager_latency else "optimized",
         sgs=args.sgs,

@@ -30,6 +30,18 @@ def test_a_precision_this_machine_lacks_fails_before_any_trial(
     assert code == 2 and "--jobs: must be a positive integer or auto" in err
 
 
+def test_jobs_default_to_one_per_core_and_a_search_by_several_lags_two_trials_per_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    from e3d.cli import build_parser
+    from e3d.commands.search import _search_config
+
+    monkeypatch.setattr("search.jobs.usable_cores", lambda: 3)
+    default = SEARCH[: SEARCH.index("--jobs")]  # the tests' search, with --jobs left to its default
+    for extra, jobs, lag in (([], 3, 6), (["--jobs", "1"], 1, 0), (["--jobs", "2"], 2, 4)):
+        args = build_parser().parse_args(["search", *default, *extra])
+        assert (args.jobs, _search_config(args).lag) == (jobs, lag)
+    assert build_parser().parse_args(["sweep", *TINY]).jobs == 3
+
+
 @pytest.mark.slow
 def test_a_sweep_with_two_jobs_trains_every_preset_once_and_records_the_precision(
     capsys: pytest.CaptureFixture[str], tmp_path: Path

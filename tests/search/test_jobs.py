@@ -22,8 +22,10 @@ from tests.profiler.test_allocator import GLIBC
 PROXY = st.ProxyConfig(clip=(8, 32, 32), train_samples=24, val_samples=8, epochs=1, batch_size=8, threads=1)
 
 
-def test_jobs_values_and_the_oversubscription_warning() -> None:
-    assert parse_jobs("3") == 3 and parse_jobs("auto") == usable_cores() >= 1
+def test_jobs_values_and_the_oversubscription_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parse_jobs("3") == 3 and usable_cores() >= 1
+    monkeypatch.setattr("search.jobs.usable_cores", lambda: 5)
+    assert parse_jobs("auto") == 5
     for bad in ("0", "-1", "two"):
         with pytest.raises(ValueError, match="positive integer or auto"):
             parse_jobs(bad)

@@ -43,6 +43,15 @@ def test_trial_counts_say_how_every_trial_ended() -> None:
     assert trial_counts(df[df["state"] == "PRUNED"]) == "1 trial: 0 trained, 1 pruned, 0 failed, 0 rejected by the budget"
 
 
+def test_a_lagged_searchs_surplus_trial_is_neither_trained_nor_pruned() -> None:
+    df = study_frame(
+        make_study([T("mobilenet", 1.0, 50.0), T("mobilenet", 0.5, 40.0, state="PRUNED"), T("mobilenet", 0.5, None, state="PRUNED")])
+    )
+    df["surplus"] = [None, None, True]
+    assert short_table(df)["status"].tolist() == ["trained", "pruned", "surplus"]
+    assert trial_counts(df) == "3 trials: 1 trained, 1 pruned, 0 failed, 0 rejected by the budget, 1 not run (surplus)"
+
+
 def test_every_trials_cpu_time_is_in_both_tables(tmp_path: Path) -> None:
     study = make_study([T("mobilenet", 1.0, 50.0, cpu_seconds=61.234), T("mobilenet", 0.5, None, state="RUNNING")])
     write_outputs(study_frame(study), tmp_path)

@@ -1,0 +1,185 @@
+"""A lagged search: trial k learns from the trials below k - lag only, after they finished, so that the
+seed decides the search whatever the number of workers and the order their trials finish in."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search import lagged
+from search import study as st
+from search.budget import Budget
+from search.lagged import LaggedPruner, LaggedSampler, StudyBefore, lag_for, seen_by, surplus, trial_seed
+
+PROXY = st.ProxyConfig(clip=(8, 32, 32), train_samples=24, val_samples=8, epochs=3, batch_size=8, threads=1)
+
+
+def tpe(seed: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=4)
+
+
+def finished(study: optuna.Study, values: list[float]) -> None:
+    """Add one completed trial per value, x = value (a landscape TPE can model)."""
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for v in values:
+        study.add_trial(optuna.trial.create_trial(params={"x": v}, distributions=dist, value=v))
+
+
+def running(study: optuna.Study, n: int) -> list[int]:
+    """Start ``n`` trials that no one finishes yet (ids)."""
+    return [study._storage.create_new_trial(study._study_id) for _ in range(n)]
+
+
+def test_a_trial_sees_only_the_trials_below_its_window() -> None:
+    study = optuna.create_study()
+    finished(study, [0.1, 0.2, 0.3, 0.4, 0.5])
+    assert [t.number for t in StudyBefore(study, 3).get_trials()] == [0, 1, 2]
+    assert [t.number for t in seen_by(study, 5, 2).get_trials(states=(TrialState.COMPLETE,))] == [0, 1, 2]
+    assert seen_by(study, 5, 0) is study
+    assert StudyBefore(study, 3).direction == study.direction  # the rest is the study's
+
+
+def test_the_lag_is_zero_for_one_job_and_twice_the_jobs_otherwise() -> None:
+    assert [lag_for(j) for j in (1, 2, 16)] == [0, 4, 32]
+
+
+def test_trial_seeds_are_pure_and_distinct() -> None:
+    assert trial_seed(3, 7) == trial_seed(3, 7)
+    assert len({trial_seed(s, n) for s in (0, 1) for n in range(50)}) == 100
+
+
+def sampled_x(study: optuna.Study, sampler: optuna.samplers.BaseSampler) -> float:
+    study.sampler = sampler
+    return float(study.ask().suggest_float("x", 0, 1))
+
+
+def two_studies(*, window_done: bool) -> optuna.Study:
+    """Trials 0-7 finished; trials 8 and 9 still training, or finished best of all."""
+    base = [0.9, 0.1, 0.8, 0.2, 0.85, 0.15, 0.7, 0.3]
+    study = optuna.create_study(direction="maximize")
+    finished(study, [*base, 0.99, 0.98] if window_done else base)
+    if not window_done:
+        running(study, 2)
+    return study
+
+
+def test_what_runs_inside_the_window_does_not_change_a_lagged_trial() -> None:
+    def lagged_x(seed: int, *, window_done: bool) -> float:
+        return sampled_x(two_studies(window_done=window_done), LaggedSampler(tpe, seed=seed, lag=2))
+
+    def plain_x(seed: int, *, window_done: bool) -> float:
+        return sampled_x(two_studies(window_done=window_done), tpe(trial_seed(seed, 10)))
+
+    seeds = range(5)
+    assert all(lagged_x(s, window_done=False) == lagged_x(s, window_done=True) for s in seeds)
+    # an unlagged sampler with the same seed sees trials 8-9 in one study and not in the other
+    assert any(plain_x(s, window_done=False) != plain_x(s, window_done=True) for s in seeds)
+
+
+def test_a_lagged_trial_waits_for_the_trials_it_learns_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lagged, "POLL_S", 0.01)
+    study = optuna.create_study()
+    first, second = running(study, 2)
+    finish_at = time.perf_counter() + 0.3
+    threading.Timer(0.3, lambda: study._storage.set_trial_state_values(first, TrialState.COMPLETE, [1.0])).start()
+    study.sampler = LaggedSampler(tpe, seed=0, lag=1)
+    study.ask()  # trial 2 learns from trial 0 only
+    assert time.perf_counter() >= finish_at
+    assert study._storage.get_trial(second).state == TrialState.RUNNING  # not waited for
+    assert study.get_trials()[2].user_attrs[lagged.WAITED_ATTR] >= 0.25
+
+
+def test_a_trial_stopped_while_it_waits_fails_untrained(monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupt(_: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lagged.time, "sleep", interrupt)
+    study = optuna.create_study()
+    running(study, 1)
+    study.sampler = LaggedSampler(tpe, seed=0, lag=0)
+    with pytest.raises(KeyboardInterrupt):
+        study.ask()
+    assert [t.state for t in study.get_trials()] == [TrialState.RUNNING, TrialState.FAIL]
+
+
+def test_a_lagged_pruner_judges_on_the_trials_below_the_window() -> None:
+    study = optuna.create_study(direction="maximize")
+    for v in (0.9, 0.9, 0.1, 0.1, 0.1):  # trials 0-4, each reported v at step 0
+        t = study.ask()
+        t.report(v, 0)
+        study.tell(t, v)
+    trial = study.ask()
+    trial.report(0.5, 0)
+    frozen = study._storage.get_trial(trial._trial_id)
+    median = optuna.pruners.MedianPruner(n_startup_trials=0, n_warmup_steps=0)
+    assert not median.prune(study, frozen)  # all five: median 0.1, 0.5 is above it
+    assert LaggedPruner(median, 2).prune(study, frozen)  # trials 0-2: median 0.9
+
+
+def test_surplus_is_the_trials_after_the_nth_counted_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lagged, "POLL_S", 0.01)
+    study = optuna.create_study()
+    finished(study, [0.1, 0.2, 0.3])
+
+    def counts(t: Any) -> bool:
+        return t.number != 1  # trial 1 was, say, rejected by the screen
+
+    assert not surplus(study, 2, 2, counts)  # trials 0-1 hold one counted trial
+    assert surplus(study, 3, 2, counts)  # trials 0-2 hold two
+    (late,) = running(study, 1)  # trial 3, unknown yet: trial 4 waits for it
+    threading.Timer(0.2, lambda: study._storage.set_trial_state_values(late, TrialState.COMPLETE, [1.0])).start()
+    assert surplus(study, 4, 3, counts) and study._storage.get_trial(late).state == TrialState.COMPLETE
+
+
+def stand_in_fit(model: Any, train: Any, val: Any, config: Any, *, on_epoch: Any = None, **_: Any) -> Any:
+    """Training stood in: an accuracy per epoch that depends on the network, after a random pause, so
+    that two workers finish their trials in another order each run."""
+    from search.train import FitResult
+
+    acc = float(sum(p.numel() for p in model.parameters()) % 97)
+    for epoch in range(config.epochs):
+        time.sleep(random.SystemRandom().random() * 0.03)
+        if on_epoch is not None:
+            on_epoch(epoch, {"val_top1": acc * (epoch + 1) / config.epochs, "val_loss": 1.0, "train_loss": 1.0})
+    return FitResult(acc, acc, config.epochs, 0.01, [])
+
+
+def two_worker_search(db: Path, *, n_trials: int, lag: int) -> list[tuple[int, str, str, float | None]]:
+    """A search of ``n_trials`` by two workers (threads) of one study; each trial as (number, state, params, value)."""
+    url = f"sqlite:///{db}"
+    config = st.SearchConfig(budget=Budget(mflops=60), families=("mobilenet", "mobilenetv2"), proxy=PROXY, seed=3, lag=lag)
+    study, config, _ = st.open_study("lagged", st.open_storage(url), config)
+    st.enqueue_baselines(study, config)
+    data = st.load_proxy(config.proxy, progress=False)
+
+    def worker() -> None:
+        mine, stored, _ = st.open_study("lagged", st.open_storage(url), None, resume=True)
+        st.run_worker(mine, stored, data, n_trials=n_trials)
+
+    workers = [threading.Thread(target=worker) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    trials = sorted(study.get_trials(), key=lambda t: t.number)
+    return [(t.number, t.state.name, json.dumps(t.params, sort_keys=True), t.value) for t in trials]
+
+
+def test_two_workers_of_a_lagged_search_give_the_same_search_every_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("search.train.fit", stand_in_fit)
+    monkeypatch.setattr(lagged, "POLL_S", 0.01)
+    n = st.TPE_STARTUP + 4  # past the random start-up: TPE models what each trial saw
+    first = two_worker_search(tmp_path / "a.db", n_trials=n, lag=4)
+    again = two_worker_search(tmp_path / "b.db", n_trials=n, lag=4)
+    assert first == again
+    assert {"PRUNED", "COMPLETE"} <= {state for _, state, _, _ in first}  # the median pruner judged too
+    study = optuna.load_study(study_name="lagged", storage=f"sqlite:///{tmp_path / 'a.db'}")
+    assert st.count_trained(study, source="search") == n  # a trial past the n-th ran untrained, if one started
