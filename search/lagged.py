@@ -4,16 +4,19 @@ With one worker, trial k is sampled and judged after every trial before it has f
 decides everything. With several, what trial k sees depends on which of the others happen to be
 done: timing, not the seed. A *lagged* search (``SearchConfig.lag`` = L > 0) removes that:
 
-* trial k's sampler and pruner see only the trials numbered below k - L (:class:`StudyBefore`), and
-  trial k waits before it starts until all of those have finished (:func:`wait_until_finished`);
-  with L at least twice the workers, such waits are rare;
+* trial k's sampler and pruner learn from every trial numbered below k except the last L of those
+  that train (:func:`window`): trials rejected by the budget screen finish at once and do not count,
+  so a worker that rejects many in a row is not held up. Trial k waits before it starts until every
+  trial it learns from has finished (:func:`wait_for_window`); with L twice the workers, such waits
+  are rare;
 * trial k's sampler is a TPE sampler seeded from (seed, k) (:func:`trial_seed`), not one stream
   per worker, so it does not matter which worker takes which trial;
 * the workers stop together after the n-th trained searched trial *by number*: a later searched trial
   that started meanwhile is not trained (:func:`surplus`), whichever worker ran ahead.
 
 Training is deterministic per seed on one thread, so a lagged search run again with the same seed
-gives the same trials, the same pruning decisions and the same results, with 1, 2 or 16 workers.
+gives the same trials, the same pruning decisions and the same results, whatever number of workers
+runs it: the lag is the study's, set when it is created (``e3d search --jobs N``: 2N).
 Hyperband's brackets read the storage directly and are not lagged: a Hyperband search is decided by
 its seed with one worker only.
 """
@@ -23,16 +26,19 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+T = TypeVar("T")
 POLL_S = 0.5
 """How often a waiting trial looks at the storage again."""
 WAITED_ATTR = "lag_wait_s"
 """Trial user attribute: the seconds the trial waited for the trials it learns from."""
+SURPLUS_ATTR = "surplus"
+"""Trial user attribute: True on a searched trial numbered after the search's last counted one (not run)."""
 
 
 def lag_for(jobs: int) -> int:
@@ -47,32 +53,52 @@ def trial_seed(seed: int, number: int) -> int:
     return int(np.random.SeedSequence([seed & 0xFFFFFFFF, number, 1]).generate_state(1)[0])
 
 
-class StudyBefore:
-    """``study`` as trial ``end + lag`` of a lagged search may see it: only its trials numbered below
-    ``end``. Reads always go to the storage (Optuna's per-trial cache may predate a wait)."""
+def trains(t: FrozenTrial) -> bool:
+    """Whether ``t`` passed the budget screen and trains (``trained`` is set as its training starts)."""
+    return bool(t.user_attrs.get("trained"))
 
-    def __init__(self, study: optuna.Study, end: int) -> None:
+
+def window(trials: Sequence[FrozenTrial], number: int, lag: int) -> frozenset[int] | None:
+    """The numbers of the trials that trial ``number`` learns from: all below it but the ``lag`` latest
+    of those that train. None while not yet known: a trial below it has not passed the screen or
+    finished, or one it learns from is still running."""
+    below = [t for t in trials if t.number < number]
+    if not all(t.state.is_finished() or trains(t) for t in below):
+        return None
+    training = sorted(t.number for t in below if trains(t))
+    hidden = set(training[len(training) - lag :]) if lag > 0 else set()
+    seen = [t for t in below if t.number not in hidden]
+    if not all(t.state.is_finished() for t in seen):
+        return None
+    return frozenset(t.number for t in seen)
+
+
+class StudyOnly:
+    """``study`` holding only the trials ``numbers``: what a trial of a lagged search learns from.
+    Reads always go to the storage (Optuna's per-trial cache may predate a wait)."""
+
+    def __init__(self, study: optuna.Study, numbers: frozenset[int]) -> None:
         self._study = study
-        self._end = end
+        self._numbers = numbers
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._study, name)
 
     def _get_trials(self, deepcopy: bool = True, states: Sequence[TrialState] | None = None, use_cache: bool = False) -> list[FrozenTrial]:
         trials = self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=False)
-        return [t for t in trials if t.number < self._end]
+        return [t for t in trials if t.number in self._numbers]
 
     def get_trials(self, deepcopy: bool = True, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
-        """The study's trials numbered below ``end`` (``optuna.Study.get_trials``'s arguments)."""
+        """The study's trials among ``numbers`` (``optuna.Study.get_trials``'s arguments)."""
         return self._get_trials(deepcopy=deepcopy, states=states)
 
 
 def seen_by(study: optuna.Study, number: int, lag: int) -> optuna.Study:
-    """What trial ``number`` of a search with ``lag`` learns from: the whole study for lag 0, else
-    the trials numbered below ``number - lag``."""
+    """What trial ``number`` of a search with ``lag`` learns from: the whole study for lag 0, else its
+    :func:`window` (known once the trial has started, so this does not wait then)."""
     if lag <= 0:
         return study
-    view: Any = StudyBefore(study, number - lag)
+    view: Any = StudyOnly(study, wait_for_window(study, number, lag))
     return view  # quacks as a Study for Optuna's samplers and pruners
 
 
@@ -85,67 +111,71 @@ def _fail_stale(study: optuna.Study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
-def wait_until(study: optuna.Study, known: Callable[[list[FrozenTrial]], bool]) -> None:
-    """Poll the study's trials until ``known`` says so; a dead worker's trial fails meanwhile."""
-    while not known(study.get_trials(deepcopy=False)):
+def wait_until(study: optuna.Study, known: Callable[[list[FrozenTrial]], T | None]) -> T:
+    """Poll the study's trials until ``known`` gives an answer (not None); a dead worker's trial fails meanwhile."""
+    while (answer := known(study.get_trials(deepcopy=False))) is None:
         _fail_stale(study)
         time.sleep(POLL_S)
+    return answer
 
 
-def wait_until_finished(study: optuna.Study, end: int) -> None:
-    """Return once every trial numbered below ``end`` has finished."""
-    wait_until(study, lambda trials: all(t.state.is_finished() for t in trials if t.number < end))
+def wait_for_window(study: optuna.Study, number: int, lag: int) -> frozenset[int]:
+    """Trial ``number``'s :func:`window`, once known."""
+    return wait_until(study, lambda trials: window(trials, number, lag))
 
 
 class LaggedSampler(optuna.samplers.BaseSampler):
-    """Samples trial k with ``make(trial_seed(seed, k))`` on the trials below k - ``lag``, after they
-    have finished. ``make`` builds the underlying sampler (TPE in :mod:`search.study`)."""
+    """Samples trial k with ``make(trial_seed(seed, k))`` on its :func:`window` of ``lag``, once that is
+    known. ``make`` builds the underlying sampler (TPE in :mod:`search.study`)."""
 
     def __init__(self, make: Callable[[int], optuna.samplers.BaseSampler], *, seed: int, lag: int) -> None:
         self._make = make
         self._seed = seed
         self._lag = lag
-        self._samplers: dict[int, optuna.samplers.BaseSampler] = {}
+        self._trial: tuple[int, optuna.samplers.BaseSampler, frozenset[int]] | None = None
+        """The trial this worker runs: its number, sampler and window."""
 
-    def _for(self, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
-        if trial.number not in self._samplers:
-            self._samplers = {trial.number: self._make(trial_seed(self._seed, trial.number))}  # one trial at a time
-        return self._samplers[trial.number]
-
-    def _seen(self, study: optuna.Study, trial: FrozenTrial) -> optuna.Study:
-        return seen_by(study, trial.number, self._lag)
+    def _current(self, study: optuna.Study, trial: FrozenTrial) -> tuple[optuna.samplers.BaseSampler, optuna.Study]:
+        if self._trial is None or self._trial[0] != trial.number:
+            self._trial = (trial.number, self._make(trial_seed(self._seed, trial.number)), wait_for_window(study, trial.number, self._lag))
+        _, sampler, numbers = self._trial
+        view: Any = StudyOnly(study, numbers)
+        return sampler, view
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Wait until the trials this one learns from have finished (how long: :data:`WAITED_ATTR`).
         Stopped meanwhile (Ctrl-C), the trial fails at once, untrained, so that no trial waits on it."""
         start = time.perf_counter()
         try:
-            wait_until_finished(study, trial.number - self._lag)
+            sampler, view = self._current(study, trial)
         except KeyboardInterrupt:
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             raise
         study._storage.set_trial_user_attr(trial._trial_id, WAITED_ATTR, round(time.perf_counter() - start, 3))
-        self._for(trial).before_trial(self._seen(study, trial), trial)
+        sampler.before_trial(view, trial)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        """The underlying sampler's, on the trials this one sees."""
-        return self._for(trial).infer_relative_search_space(self._seen(study, trial), trial)
+        """The underlying sampler's, on the trials this one learns from."""
+        sampler, view = self._current(study, trial)
+        return sampler.infer_relative_search_space(view, trial)
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        """The underlying sampler's, on the trials this one sees."""
-        return self._for(trial).sample_relative(self._seen(study, trial), trial, search_space)
+        """The underlying sampler's, on the trials this one learns from."""
+        sampler, view = self._current(study, trial)
+        return sampler.sample_relative(view, trial, search_space)
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
-        """The underlying sampler's, on the trials this one sees."""
-        return self._for(trial).sample_independent(self._seen(study, trial), trial, param_name, param_distribution)
+        """The underlying sampler's, on the trials this one learns from."""
+        sampler, view = self._current(study, trial)
+        return sampler.sample_independent(view, trial, param_name, param_distribution)
 
     def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
         """The underlying sampler's (it may write the trial's constraints)."""
-        self._for(trial).after_trial(study, trial, state, values)
+        self._current(study, trial)[0].after_trial(study, trial, state, values)
 
 
 class LaggedPruner(optuna.pruners.BasePruner):
-    """``pruner`` judging trial k on the trials below k - ``lag`` only (finished before k started)."""
+    """``pruner`` judging trial k on its :func:`window` of ``lag`` only (finished before k started)."""
 
     def __init__(self, pruner: optuna.pruners.BasePruner, lag: int) -> None:
         self.pruner = pruner
@@ -159,29 +189,27 @@ class LaggedPruner(optuna.pruners.BasePruner):
 def surplus(study: optuna.Study, number: int, n_trials: int, counts: Callable[[FrozenTrial], bool]) -> bool:
     """Whether trial ``number`` comes after the ``n_trials``-th finished trial that ``counts`` (a
     trained searched one) by number; waits for the trials before it while that is not yet known."""
-    answer: list[bool] = []
 
-    def known(trials: list[FrozenTrial]) -> bool:
+    def known(trials: list[FrozenTrial]) -> bool | None:
         below = [t for t in trials if t.number < number]
         done = sum(1 for t in below if t.state.is_finished() and counts(t))
         open_ = sum(1 for t in below if not t.state.is_finished())
-        if done >= n_trials or done + open_ < n_trials:
-            answer.append(done >= n_trials)
-            return True
-        return False
+        return True if done >= n_trials else False if done + open_ < n_trials else None
 
-    wait_until(study, known)
-    return answer[0]
+    return wait_until(study, known)
 
 
 __all__ = [
+    "SURPLUS_ATTR",
     "WAITED_ATTR",
     "LaggedPruner",
     "LaggedSampler",
-    "StudyBefore",
+    "StudyOnly",
     "lag_for",
     "seen_by",
     "surplus",
+    "trains",
     "trial_seed",
-    "wait_until_finished",
+    "wait_for_window",
+    "window",
 ]

@@ -43,12 +43,26 @@ COLUMNS = [
     "task",
     "worker",
     "precision",  # what the trial trained with: fp32/bf16/fp16, eager or channels-last (profiler.precision)
+    "lag_wait_s",  # a lagged search (search.lagged): seconds the trial waited for the trials it learns from
+    "surplus",  # a lagged search's searched trial after its n-th trained one: not run
     "spec_json",
 ]
 """The fixed columns of ``trials.csv``, in order."""
 
 _ATTRS = ("source", "feasible", "rejected_reason", "family", "width_mult", "summary", "macs", "params", "paper_mflops", "activations")
-_RUN_ATTRS = ("latency_ms", "accuracy", "best_accuracy", "epochs", "cpu_seconds", "seed", "task", "worker", "precision")
+_RUN_ATTRS = (
+    "latency_ms",
+    "accuracy",
+    "best_accuracy",
+    "epochs",
+    "cpu_seconds",
+    "seed",
+    "task",
+    "worker",
+    "precision",
+    "lag_wait_s",
+    "surplus",
+)
 
 
 def flatten(value: Any, prefix: str) -> dict[str, Any]:

@@ -47,7 +47,7 @@ from profiler.datacost import Bins, data_cost, dataset_bins
 from profiler.latency import cpu_name
 from search.budget import Budget, Screen, feasible_families, screen, validate_for_clip
 from search.fidelity import QUEUED_SOURCES, CpuTimed, cpu_seconds, stop_if_budget_spent, stop_trial, trial_cpu_seconds
-from search.lagged import LaggedPruner, LaggedSampler, surplus
+from search.lagged import SURPLUS_ATTR, LaggedPruner, LaggedSampler, surplus
 from search.searchspace import SPACE, Clip, check_families, paper_presets, preset_params, sample_params, spec_from_params
 from space.spec import E3DError, NetSpec, SGSSpec, SpecError
 
@@ -138,7 +138,7 @@ class SearchConfig:
     lag: int = 0
     """0: one worker's search, each trial sampled and judged on all trials before it. L > 0: a search
     that the seed decides with any number of workers, each trial sampled and judged on the trials
-    numbered below its own minus L (:mod:`search.lagged`; ``e3d search --jobs N`` sets 2N)."""
+    before it but the last L that train (:mod:`search.lagged`; ``e3d search --jobs N`` sets 2N)."""
 
     def __post_init__(self) -> None:
         check_families(self.families)
@@ -590,7 +590,7 @@ class Objective:
         """Run one trial (returns accuracy, or [accuracy, macs M(, latency)] for ``pareto``)."""
         cfg = self.config
         if self._surplus(trial):
-            trial.set_user_attr("surplus", True)
+            trial.set_user_attr(SURPLUS_ATTR, True)
             raise optuna.TrialPruned(f"the search has its {self.n_trials} trained trials before trial {trial.number}")
         params = sample_params(trial, cfg.families, sgs=cfg.sgs)
         spec = spec_from_params(params, clip=cfg.budget.clip, num_classes=self.data.num_classes)
@@ -921,7 +921,7 @@ class WorkerReport:
     def count(self, t: FrozenTrial) -> None:
         """Count a finished trial: rejected by the screen, pruned, failed or trained."""
         a = t.user_attrs
-        if a.get("surplus"):
+        if a.get(SURPLUS_ATTR):
             return
         if not a.get("feasible", True):
             self.rejected += 1
@@ -936,7 +936,7 @@ class WorkerReport:
 def trial_line(t: FrozenTrial) -> str:
     """One line about a finished trial."""
     a = t.user_attrs
-    if a.get("surplus"):
+    if a.get(SURPLUS_ATTR):
         return f"trial {t.number:>3} not run: the search had its trained trials before it"
     head = f"trial {t.number:>3} {a.get('source', ''):<8} {a.get('summary', '?')}"
     macs = f"macs {a.get('macs', 0) / 1e6:7.1f} M"

@@ -111,7 +111,8 @@ def add_proxy_args(p: argparse.ArgumentParser, *, epochs: int = 3, train_samples
         default="auto",
         metavar="N",
         help="train N trials side by side in local worker processes, one torch thread each unless --threads (default auto: one "
-        "per core); a search with N > 1 is still decided by --seed (each trial learns from those numbered 2N and more before it)",
+        "per core); a search with N > 1 is still decided by --seed: each trial learns from the trials before it but the last 2N "
+        "that train",
     )
     x.add_argument("--loader-workers", type=non_negative_int, default=0, metavar="N", help="DataLoader workers (default 0: in-process)")
 

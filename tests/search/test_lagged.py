@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from search import lagged
 from search import study as st
 from search.budget import Budget
-from search.lagged import LaggedPruner, LaggedSampler, StudyBefore, lag_for, seen_by, surplus, trial_seed
+from search.lagged import LaggedPruner, LaggedSampler, StudyOnly, lag_for, seen_by, surplus, trial_seed, window
 
 PROXY = st.ProxyConfig(clip=(8, 32, 32), train_samples=24, val_samples=8, epochs=3, batch_size=8, threads=1)
 
@@ -26,25 +26,37 @@ def tpe(seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=4)
 
 
-def finished(study: optuna.Study, values: list[float]) -> None:
-    """Add one completed trial per value, x = value (a landscape TPE can model)."""
+def finished(study: optuna.Study, values: list[float], *, trained: bool = True) -> None:
+    """Add one completed trial per value, x = value (a landscape TPE can model), trained or rejected by the screen."""
     dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
     for v in values:
-        study.add_trial(optuna.trial.create_trial(params={"x": v}, distributions=dist, value=v))
+        study.add_trial(optuna.trial.create_trial(params={"x": v}, distributions=dist, value=v, user_attrs={"trained": trained}))
 
 
-def running(study: optuna.Study, n: int) -> list[int]:
-    """Start ``n`` trials that no one finishes yet (ids)."""
-    return [study._storage.create_new_trial(study._study_id) for _ in range(n)]
+def running(study: optuna.Study, n: int, *, screened: bool = True) -> list[int]:
+    """Start ``n`` trials that no one finishes yet (ids), in training or not yet past the screen."""
+    ids = [study._storage.create_new_trial(study._study_id) for _ in range(n)]
+    for i in ids if screened else []:
+        study._storage.set_trial_user_attr(i, "trained", True)
+    return ids
 
 
-def test_a_trial_sees_only_the_trials_below_its_window() -> None:
+def test_a_trial_learns_from_all_before_it_but_the_last_that_train() -> None:
     study = optuna.create_study()
-    finished(study, [0.1, 0.2, 0.3, 0.4, 0.5])
-    assert [t.number for t in StudyBefore(study, 3).get_trials()] == [0, 1, 2]
-    assert [t.number for t in seen_by(study, 5, 2).get_trials(states=(TrialState.COMPLETE,))] == [0, 1, 2]
-    assert seen_by(study, 5, 0) is study
-    assert StudyBefore(study, 3).direction == study.direction  # the rest is the study's
+    finished(study, [0.1, 0.2])
+    finished(study, [0.3], trained=False)  # trial 2: rejected by the screen
+    finished(study, [0.4])
+    assert window(study.get_trials(), 4, 2) == {0, 2}  # 1 and 3 are the last two that trained
+    assert window(study.get_trials(), 4, 0) == {0, 1, 2, 3}
+    running(study, 1)  # trial 4, in training
+    assert window(study.get_trials(), 5, 0) is None  # trial 5 learns from trial 4: it waits ...
+    assert window(study.get_trials(), 5, 1) == {0, 1, 2, 3}  # ... unless trial 4 is among the last that train
+    running(study, 1, screened=False)  # trial 5, not past the screen yet
+    assert window(study.get_trials(), 6, 2) is None  # may be rejected, or train: not known yet
+    view = StudyOnly(study, frozenset({0, 2}))
+    assert [t.number for t in view.get_trials()] == [0, 2] and view.direction == study.direction
+    assert seen_by(study, 4, 0) is study
+    assert [t.number for t in seen_by(study, 4, 2).get_trials()] == [0, 2]
 
 
 def test_the_lag_is_zero_for_one_job_and_twice_the_jobs_otherwise() -> None:
@@ -91,7 +103,7 @@ def test_a_lagged_trial_waits_for_the_trials_it_learns_from(monkeypatch: pytest.
     finish_at = time.perf_counter() + 0.3
     threading.Timer(0.3, lambda: study._storage.set_trial_state_values(first, TrialState.COMPLETE, [1.0])).start()
     study.sampler = LaggedSampler(tpe, seed=0, lag=1)
-    study.ask()  # trial 2 learns from trial 0 only
+    study.ask()  # trial 2 learns from trial 0 only (trial 1 is the last one that trains)
     assert time.perf_counter() >= finish_at
     assert study._storage.get_trial(second).state == TrialState.RUNNING  # not waited for
     assert study.get_trials()[2].user_attrs[lagged.WAITED_ATTR] >= 0.25
@@ -112,8 +124,9 @@ def test_a_trial_stopped_while_it_waits_fails_untrained(monkeypatch: pytest.Monk
 
 def test_a_lagged_pruner_judges_on_the_trials_below_the_window() -> None:
     study = optuna.create_study(direction="maximize")
-    for v in (0.9, 0.9, 0.1, 0.1, 0.1):  # trials 0-4, each reported v at step 0
+    for v in (0.9, 0.9, 0.1, 0.1, 0.1):  # trials 0-4, each trained and reported v at step 0
         t = study.ask()
+        t.set_user_attr("trained", True)
         t.report(v, 0)
         study.tell(t, v)
     trial = study.ask()
@@ -121,7 +134,7 @@ def test_a_lagged_pruner_judges_on_the_trials_below_the_window() -> None:
     frozen = study._storage.get_trial(trial._trial_id)
     median = optuna.pruners.MedianPruner(n_startup_trials=0, n_warmup_steps=0)
     assert not median.prune(study, frozen)  # all five: median 0.1, 0.5 is above it
-    assert LaggedPruner(median, 2).prune(study, frozen)  # trials 0-2: median 0.9
+    assert LaggedPruner(median, 2).prune(study, frozen)  # trials 0-2 (3 and 4 are the last two): median 0.9
 
 
 def test_surplus_is_the_trials_after_the_nth_counted_one(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,7 +166,8 @@ def stand_in_fit(model: Any, train: Any, val: Any, config: Any, *, on_epoch: Any
 
 
 def two_worker_search(db: Path, *, n_trials: int, lag: int) -> list[tuple[int, str, str, float | None]]:
-    """A search of ``n_trials`` by two workers (threads) of one study; each trial as (number, state, params, value)."""
+    """A search of ``n_trials`` by two workers (threads) of one study; each trial as (number, state, params,
+    value), up to the last one it ran (the surplus trials after it were not run)."""
     url = f"sqlite:///{db}"
     config = st.SearchConfig(budget=Budget(mflops=60), families=("mobilenet", "mobilenetv2"), proxy=PROXY, seed=3, lag=lag)
     study, config, _ = st.open_study("lagged", st.open_storage(url), config)
@@ -170,9 +184,12 @@ def two_worker_search(db: Path, *, n_trials: int, lag: int) -> list[tuple[int, s
     for w in workers:
         w.join()
     trials = sorted(study.get_trials(), key=lambda t: t.number)
-    return [(t.number, t.state.name, json.dumps(t.params, sort_keys=True), t.value) for t in trials]
+    last = max(t.number for t in trials if not t.user_attrs.get("surplus"))
+    assert all(t.user_attrs.get("surplus") for t in trials if t.number > last)  # how many started depends on timing
+    return [(t.number, t.state.name, json.dumps(t.params, sort_keys=True), t.value) for t in trials if t.number <= last]
 
 
+@pytest.mark.slow
 def test_two_workers_of_a_lagged_search_give_the_same_search_every_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("search.train.fit", stand_in_fit)
     monkeypatch.setattr(lagged, "POLL_S", 0.01)
