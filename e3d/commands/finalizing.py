@@ -38,9 +38,10 @@ def finalize_existing(args: argparse.Namespace) -> int:
 
 
 def finalize(args: argparse.Namespace, study: Any, config: Any, out: Path) -> int:
-    """Retrain the study's finalists with new seeds, score them on the test split, write ``final.csv``
-    and ``final.md`` in ``out`` and print the table; 130 after Ctrl-C (finished runs are kept)."""
-    from e3d.commands.search import interrupted, progress_bar
+    """Retrain the study's finalists with new seeds (``--jobs`` N side by side), score them on the test
+    split, write ``final.csv`` and ``final.md`` in ``out`` and print the table; 130 after Ctrl-C
+    (finished runs are kept)."""
+    from e3d.commands.search import interrupted, job_threads, progress_bar, run_folder, run_workers
     from search import finalize as fin
     from search import study as st
     from space.files import write_text
@@ -48,7 +49,7 @@ def finalize(args: argparse.Namespace, study: Any, config: Any, out: Path) -> in
     seeds = fin.final_seeds(config, args.final_seeds)
     chosen = fin.finalists(study, config, top_k=args.top_k)
     final = fin.open_final(study, config, chosen, seeds)
-    local = {"device": args.device, "num_workers": args.loader_workers, "threads": args.threads}
+    local = {"device": args.device, "num_workers": args.loader_workers, "threads": job_threads(args)}
     fconfig = fin.final_config(dataclasses.replace(config, proxy=dataclasses.replace(config.proxy, **local)))
     print(f"finalizing {', '.join(f.label for f in chosen)} with seeds {', '.join(map(str, seeds))} on the test split", file=sys.stderr)
     data = st.load_proxy(fconfig.proxy, progress=not args.quiet, test=True)
@@ -61,7 +62,7 @@ def finalize(args: argparse.Namespace, study: Any, config: Any, out: Path) -> in
         bar.update(1)
 
     try:
-        st.run_worker(final, fconfig, data, n_trials=0, on_trial=on_trial)
+        run_workers(args, final, run_folder(args)[1], fconfig, data, n_trials=0, timeout=None, latency=None, on_trial=on_trial)
     except KeyboardInterrupt:
         bar.close()
         return interrupted("finished final runs are kept", finalize_command(args, out))

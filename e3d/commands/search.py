@@ -420,11 +420,15 @@ def local_config(args: argparse.Namespace, config: Any) -> Any:
     ``--jobs`` N unless ``--threads``); fails in one line when this machine cannot run its precision."""
     from profiler.precision import check_supported
 
-    threads = args.threads or (1 if getattr(args, "jobs", 1) > 1 else None)  # --jobs: one thread each by default
-    local = {"device": args.device, "num_workers": args.loader_workers, "threads": threads}  # this worker's machine
+    local = {"device": args.device, "num_workers": args.loader_workers, "threads": job_threads(args)}  # this worker's machine
     config = dataclasses.replace(config, proxy=dataclasses.replace(config.proxy, **local))
     check_supported(config.proxy.precision, config.proxy.device)
     return config
+
+
+def job_threads(args: argparse.Namespace) -> int | None:
+    """Torch threads per trial: ``--threads``, else one under ``--jobs`` N > 1, else torch's choice (None)."""
+    return args.threads or (1 if getattr(args, "jobs", 1) > 1 else None)
 
 
 def _study_latency(args: argparse.Namespace, config: Any) -> Any:
@@ -558,7 +562,7 @@ def run_local_jobs(
     :class:`search.jobs.JobSpec`); this process reports their trials through ``on_trial``."""
     from search.jobs import JobSpec, run_jobs
 
-    spec = JobSpec(url, args.study_name, config, n_trials, timeout, args.heartbeat, latency, scale=scale)
+    spec = JobSpec(url, study.study_name, config, n_trials, timeout, args.heartbeat, latency, scale=scale)
     run_jobs(study, spec, jobs=args.jobs, on_trial=on_trial)
 
 

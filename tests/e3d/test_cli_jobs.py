@@ -53,3 +53,18 @@ def test_a_sweep_with_two_jobs_trains_every_preset_once_and_records_the_precisio
     assert len(short) == 4 and (short["status"] == "trained").all() and (short["precision"] == "fp32 eager").all()
     full = pd.read_csv(tmp_path / "trials_full.csv")
     assert sorted(full["width_mult"]) == sorted(space.model_info("mobilenet").paper_widths) and full["worker"].nunique() == 2
+
+
+@pytest.mark.slow
+def test_a_search_with_two_jobs_and_its_finalization_are_decided_by_the_seed(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    def search(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+        code, _, err = run(capsys, "search", *SEARCH, "--jobs", "2", "--trials", "3", "--seed", "1", "--out", str(out))
+        assert code == 0, err
+        assert err.count("2 local jobs, 1 torch thread each") == 2, err  # the search, then its finalization
+        trials = pd.read_csv(out / "trials.csv")
+        return trials[trials["status"] != "surplus"][["number", "status", "spec", "accuracy"]], pd.read_csv(out / "final.csv")
+
+    (trials, final), (trials_again, final_again) = search(tmp_path / "a"), search(tmp_path / "b")
+    pd.testing.assert_frame_equal(trials, trials_again)
+    pd.testing.assert_frame_equal(final, final_again)
+    assert (trials["status"] == "trained").sum() + (trials["status"] == "pruned").sum() >= 3

@@ -3,6 +3,7 @@ seed decides the search whatever the number of workers and the order their trial
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import threading
@@ -18,6 +19,7 @@ from search import lagged
 from search import study as st
 from search.budget import Budget
 from search.lagged import LaggedPruner, LaggedSampler, StudyOnly, lag_for, seen_by, surplus, trial_seed, window
+from space.spec import SpecError
 
 PROXY = st.ProxyConfig(clip=(8, 32, 32), train_samples=24, val_samples=8, epochs=3, batch_size=8, threads=1)
 
@@ -200,3 +202,14 @@ def test_two_workers_of_a_lagged_search_give_the_same_search_every_run(tmp_path:
     assert {"PRUNED", "COMPLETE"} <= {state for _, state, _, _ in first}  # the median pruner judged too
     study = optuna.load_study(study_name="lagged", storage=f"sqlite:///{tmp_path / 'a.db'}")
     assert st.count_trained(study, source="search") == n  # a trial past the n-th ran untrained, if one started
+
+
+def test_a_worker_that_joins_follows_the_studys_lag(tmp_path: Path) -> None:
+    storage = st.open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    config = st.SearchConfig(budget=Budget(mflops=60), families=("mobilenet",), proxy=PROXY, lag=4)
+    st.open_study("s", storage, config)
+    study, joined, created = st.open_study("s", storage, dataclasses.replace(config, lag=0))  # --jobs 1 on another machine
+    assert not created and joined.lag == 4
+    assert isinstance(study.sampler, LaggedSampler) and isinstance(study.pruner, LaggedPruner)
+    with pytest.raises(SpecError, match="lag"):
+        dataclasses.replace(config, lag=-1)
