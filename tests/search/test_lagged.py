@@ -213,3 +213,21 @@ def test_a_worker_that_joins_follows_the_studys_lag(tmp_path: Path) -> None:
     assert isinstance(study.sampler, LaggedSampler) and isinstance(study.pruner, LaggedPruner)
     with pytest.raises(SpecError, match="lag"):
         dataclasses.replace(config, lag=-1)
+
+
+def test_a_lagged_sampler_runs_under_hyperband_whose_pruner_is_left_unlagged() -> None:
+    config = st.SearchConfig(budget=Budget(mflops=60), families=("mobilenet",), proxy=PROXY, pruner="hyperband", lag=4)
+    assert isinstance(st._pruner(config), optuna.pruners.HyperbandPruner)  # its brackets read the storage itself
+    study = optuna.create_study(direction="maximize", sampler=st._sampler(config), pruner=st._pruner(config))
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("trained", True)
+        x = trial.suggest_float("x", 0, 1)
+        for step in range(3):
+            trial.report(x * (step + 1), step)
+            if trial.should_prune():
+                raise optuna.TrialPruned
+        return x
+
+    study.optimize(objective, n_trials=14)
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 14
