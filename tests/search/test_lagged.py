@@ -75,7 +75,7 @@ def sampled_x(study: optuna.Study, sampler: optuna.samplers.BaseSampler) -> floa
     return float(study.ask().suggest_float("x", 0, 1))
 
 
-def two_studies(*, window_done: bool) -> optuna.Study:
+def study_with_window(*, window_done: bool) -> optuna.Study:
     """Trials 0-7 finished; trials 8 and 9 still training, or finished best of all."""
     base = [0.9, 0.1, 0.8, 0.2, 0.85, 0.15, 0.7, 0.3]
     study = optuna.create_study(direction="maximize")
@@ -87,10 +87,10 @@ def two_studies(*, window_done: bool) -> optuna.Study:
 
 def test_what_runs_inside_the_window_does_not_change_a_lagged_trial() -> None:
     def lagged_x(seed: int, *, window_done: bool) -> float:
-        return sampled_x(two_studies(window_done=window_done), LaggedSampler(tpe, seed=seed, lag=2))
+        return sampled_x(study_with_window(window_done=window_done), LaggedSampler(tpe, seed=seed, lag=2))
 
     def plain_x(seed: int, *, window_done: bool) -> float:
-        return sampled_x(two_studies(window_done=window_done), tpe(trial_seed(seed, 10)))
+        return sampled_x(study_with_window(window_done=window_done), tpe(trial_seed(seed, 10)))
 
     seeds = range(5)
     assert all(lagged_x(s, window_done=False) == lagged_x(s, window_done=True) for s in seeds)
