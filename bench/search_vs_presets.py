@@ -27,7 +27,9 @@ Every step is a trial of a study in ``<out>/bench.db``: Ctrl-C loses only the ru
 and the same command continues (a finished search is not searched again; finished final runs
 are kept; a larger ``--final-seeds`` adds only the new seeds' runs). CPU time is the process CPU
 time of each trial (:class:`search.fidelity.CpuTimed`), so ``--jobs`` N (N one-thread worker
-processes side by side, :mod:`search.jobs`) shortens the wall time, not the budget. Writes
+processes side by side, :mod:`search.jobs`) shortens the wall time, not the budget. With ``--jobs`` N > 1 a
+new search is lagged as ``e3d search --jobs N`` makes it (:mod:`search.lagged`): the seed decides its
+trials; the CPU budget, where it stops. (Runs before 2026-12-05 16:00 UTC searched unlagged.) Writes
 ``<out>/<mode>.md`` (and CSVs; front mode also ``front.png``) and prints the tables.
 """
 
@@ -56,6 +58,7 @@ from search import front
 from search.budget import Budget
 from search.fidelity import CPU_ATTR, QUEUED_SOURCES, cpu_seconds
 from search.jobs import JobSpec, run_jobs
+from search.lagged import lag_for
 from search.pruning import saved_cpu_seconds
 from search.results import frame, trial_counts, trial_row
 from search.searchspace import FAMILIES, check_families, paper_presets, preset_params
@@ -112,6 +115,16 @@ def run_trials(study: optuna.Study, config: SearchConfig, args: argparse.Namespa
         return
     data = load_proxy(config.proxy, progress=not args.quiet, test=config.kind == "final")
     run_worker(study, config, data, n_trials=n, on_trial=on_trial, cpu_budget_s=budget_s)
+
+
+def search_config(args: argparse.Namespace, proxy: ProxyConfig, *, mflops: float, **kw: Any) -> SearchConfig:
+    """A new search of this benchmark, as ``e3d search --jobs`` makes it: lagged with ``--jobs`` > 1
+    (:func:`search.lagged.lag_for`), so that its trials are those its seed decides, whatever the timing;
+    its CPU budget still decides where it stops."""
+    return SearchConfig(
+        budget=Budget(mflops=mflops), families=args.families, proxy=proxy, pruner=args.pruner, seed=args.seed,
+        lag=lag_for(args.jobs), **kw,
+    )  # fmt: skip
 
 
 # -- the presets, once ------------------------------------------------------------------------------
@@ -232,10 +245,7 @@ def run_front(args: argparse.Namespace, storage: Any, proxy: ProxyConfig, traine
             raise BenchError(f"study {args.front_of!r} is a single-objective search: a front needs --objective pareto")
     else:
         check_budget(budget_s, cheapest)
-        config = SearchConfig(
-            budget=Budget(mflops=FRONT_MFLOPS), families=args.families, proxy=proxy, objective="pareto", pruner=args.pruner,
-            baselines=False, seed=args.seed,
-        )  # fmt: skip
+        config = search_config(args, proxy, mflops=FRONT_MFLOPS, objective="pareto", baselines=False)
         study, config, _ = open_study("front", storage, config)
         run_trials(study, config, args, budget_s=budget_s)
     members = front_members(study, args.max_members)
@@ -267,7 +277,7 @@ def run_budgets(args: argparse.Namespace, storage: Any, proxy: ProxyConfig, trai
     check_budget(budget_s, cheapest)
     parts = []
     for mflops in args.budgets:
-        config = SearchConfig(budget=Budget(mflops=mflops), families=args.families, proxy=proxy, pruner=args.pruner, seed=args.seed)
+        config = search_config(args, proxy, mflops=mflops)
         study, config, created = open_study(f"budget{mflops:g}", storage, config)
         if created:
             from search.study import enqueue_baselines

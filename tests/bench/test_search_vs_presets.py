@@ -175,3 +175,11 @@ def test_finalists_without_a_test_accuracy_are_named_with_the_reason() -> None:
     ]:
         study.add_trial(optuna.trial.create_trial(value=0.0, user_attrs={"label": label, **attrs}))
     assert svp.not_scored(study) == {"preset x": "a 2x3x3 average pool needs a larger input", "preset y": "no test accuracy"}
+
+
+@pytest.mark.parametrize(("jobs", "lag"), [("1", 0), ("2", 4), ("3", 6)])
+@pytest.mark.parametrize("mode", ["front", "budgets"])
+def test_searches_are_lagged_as_e3d_search_makes_them(mode: str, jobs: str, lag: int, tmp_path: Path) -> None:
+    args = svp.parse(["--mode", mode, "--jobs", jobs, "--out", str(tmp_path)])
+    config = svp.search_config(args, svp.TINY, mflops=100.0)
+    assert (config.lag, config.seed, config.budget.mflops) == (lag, 0, 100.0)
