@@ -58,7 +58,7 @@ from search import front
 from search.budget import Budget
 from search.fidelity import CPU_ATTR, QUEUED_SOURCES, cpu_seconds
 from search.jobs import JobSpec, run_jobs
-from search.lagged import lag_for
+from search.lagged import WAITED_ATTR, lag_for
 from search.pruning import saved_cpu_seconds
 from search.results import frame, trial_counts, trial_row
 from search.searchspace import FAMILIES, check_families, paper_presets, preset_params
@@ -292,20 +292,22 @@ def run_budgets(args: argparse.Namespace, storage: Any, proxy: ProxyConfig, trai
         write_text(args.out / f"budget{mflops:g}.csv", table.to_csv(index=False))
         top = table[table["role"] == "candidate"].iloc[0]
         parts.append(
-            f"## {mflops:g} M multiply-adds: {search_line(study, budget_s, epochs=proxy.epochs)}; "
+            f"## {mflops:g} M multiply-adds: {search_line(study, budget_s, epochs=proxy.epochs, lag=config.lag)}; "
             f"verdict of the top candidate by validation: {top['verdict'] or 'not run yet'}\n\n"
             + fin.format_table(table, seeds=seeds, test_videos=proxy.test_samples)
         )
     return "\n\n".join(parts)
 
 
-def search_line(study: optuna.Study, budget_s: float, *, epochs: int) -> str:
-    """What a budgeted search's searched trials (not its baselines) spent, how they ended, and what
-    pruning saved them."""
+def search_line(study: optuna.Study, budget_s: float, *, epochs: int, lag: int) -> str:
+    """What a budgeted search's searched trials (not its baselines) spent, how they ended, what pruning
+    saved them, and (``lag`` > 0) how long its trials waited for those they learn from."""
     searched = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("source") not in QUEUED_SOURCES]
     stopped = sum("stopped" in t.user_attrs for t in searched)
+    waited = sum(float(t.user_attrs.get(WAITED_ATTR, 0.0)) for t in study.get_trials(deepcopy=False))
+    lagging = f"lagged by {lag} (its trials waited {waited:.1f} s in all); " if lag > 0 else "not lagged; "
     return (
-        f"{cpu_seconds(searched) / 60:.1f} CPU-min of searched trials (budget {budget_s / 60:.1f}); "
+        lagging + f"{cpu_seconds(searched) / 60:.1f} CPU-min of searched trials (budget {budget_s / 60:.1f}); "
         f"searched {trial_counts(frame(trial_row(t) for t in searched))} ({stopped} of the pruned stopped when the "
         "budget was spent); pruning saved them "
         f"~{saved_cpu_seconds(searched, epochs) / 60:.1f} CPU-min (each pruned trial's epochs not run, at its own rate)"

@@ -183,3 +183,18 @@ def test_searches_are_lagged_as_e3d_search_makes_them(mode: str, jobs: str, lag:
     args = svp.parse(["--mode", mode, "--jobs", jobs, "--out", str(tmp_path)])
     config = svp.search_config(args, svp.TINY, mflops=100.0)
     assert (config.lag, config.seed, config.budget.mflops) == (lag, 0, 100.0)
+
+
+@pytest.mark.parametrize("lag", [0, 4])
+def test_search_line_says_whether_and_how_long_trials_waited(lag: int) -> None:
+    from search.lagged import WAITED_ATTR
+
+    study = optuna.create_study(direction="maximize")
+    for waited, source in [(0.5, "search"), (1.25, "search"), (0.25, "baseline")]:
+        t = study.ask()
+        t.set_user_attr("source", source)
+        t.set_user_attr(WAITED_ATTR, waited)
+        study.tell(t, 50.0)
+    line = svp.search_line(study, 60.0, epochs=3, lag=lag)
+    assert line.startswith("lagged by 4 (its trials waited 2.0 s in all); " if lag else "not lagged; ")
+    assert "searched 2 trials" in line
