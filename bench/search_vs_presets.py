@@ -29,7 +29,7 @@ are kept; a larger ``--final-seeds`` adds only the new seeds' runs). CPU time is
 time of each trial (:class:`search.fidelity.CpuTimed`), so ``--jobs`` N (N one-thread worker
 processes side by side, :mod:`search.jobs`) shortens the wall time, not the budget. With ``--jobs`` N > 1 a
 new search is lagged as ``e3d search --jobs N`` makes it (:mod:`search.lagged`): the seed decides its
-trials; the CPU budget, where it stops. (Runs before 2026-12-05 16:00 UTC searched unlagged.) Writes
+trials; the CPU budget, where it stops. (Before commit 832879b it searched unlagged.) Writes
 ``<out>/<mode>.md`` (and CSVs; front mode also ``front.png``) and prints the tables.
 """
 
