@@ -302,9 +302,10 @@ def run_budgets(args: argparse.Namespace, storage: Any, proxy: ProxyConfig, trai
 def search_line(study: optuna.Study, budget_s: float, *, epochs: int, lag: int) -> str:
     """What a budgeted search's searched trials (not its baselines) spent, how they ended, what pruning
     saved them, and (``lag`` > 0) how long its trials waited for those they learn from."""
-    searched = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("source") not in QUEUED_SOURCES]
+    trials = study.get_trials(deepcopy=False)
+    searched = [t for t in trials if t.user_attrs.get("source") not in QUEUED_SOURCES]
     stopped = sum("stopped" in t.user_attrs for t in searched)
-    waited = sum(float(t.user_attrs.get(WAITED_ATTR, 0.0)) for t in study.get_trials(deepcopy=False))
+    waited = sum(float(t.user_attrs.get(WAITED_ATTR, 0.0)) for t in trials)
     lagging = f"lagged by {lag} (its trials waited {waited:.1f} s in all); " if lag > 0 else "not lagged; "
     return (
         lagging + f"{cpu_seconds(searched) / 60:.1f} CPU-min of searched trials (budget {budget_s / 60:.1f}); "
