@@ -119,6 +119,50 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return folded
 
 
+def _triple(v: int | Sequence[int]) -> tuple[int, int, int]:
+    t = (v, v, v) if isinstance(v, int) else tuple(v)
+    return t[0], t[1], t[2]
+
+
+def _averaging_conv(pool: nn.AvgPool3d, channels: int, like: Tensor) -> nn.Conv3d | None:
+    """A depthwise Conv3d of weight 1 / window computing ``pool`` on ``channels`` channels, or None where
+    the pool is not such a sum (ceil mode, a divisor override, or padding left out of the count)."""
+    if pool.ceil_mode or pool.divisor_override is not None or not pool.count_include_pad:
+        return None
+    kernel, stride, padding = (_triple(v) for v in (pool.kernel_size, pool.stride, pool.padding))
+    conv = nn.Conv3d(channels, channels, kernel, stride=stride, padding=padding, groups=channels, bias=False)
+    with torch.no_grad():
+        conv.weight.fill_(1.0 / (kernel[0] * kernel[1] * kernel[2]))
+    return conv.to(device=like.device).eval()
+
+
+def pools_as_convs(model: nn.Module, x: Tensor) -> nn.Module:
+    """``model`` (in place) with every AvgPool3d that ``x`` reaches replaced by the depthwise convolution
+    that computes it (zero padding, weight 1 / window: ``count_include_pad``'s average).
+
+    PyTorch's CPU average pool is slow next to oneDNN's depthwise convolution (1.4-4.1 ms against
+    0.15-0.32 ms for ShuffleNetV1 1x's shortcut pools, batch 8, 16x112x112, 2 threads: docs/SPEED.md), has no
+    bf16 kernel, and the oneDNN Graph fuser cannot fuse it. One forward pass of ``x`` finds each pool's
+    channel count. Pools ``x`` does not reach, or that are not a plain average, are left as they are.
+    """
+    channels: dict[nn.Module, Tensor] = {}
+    pools = [m for m in model.modules() if isinstance(m, nn.AvgPool3d)]
+    hooks = [p.register_forward_pre_hook(lambda mod, args: channels.setdefault(mod, args[0])) for p in pools]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            seen = channels.get(child)
+            conv = _averaging_conv(child, seen.shape[1], seen) if isinstance(child, nn.AvgPool3d) and seen is not None else None
+            if conv is not None:
+                setattr(parent, name, conv)
+    return model
+
+
 class _Fp32Pool(nn.Module):
     """An average pool run in float32 on a bf16 clip (PyTorch has no bf16 ``avg_pool3d`` on the CPU;
     eager autocast runs it in float32 too), returning bf16."""
@@ -183,12 +227,15 @@ class OptimizeOptions:
     channels_last: bool = True
     freeze: bool = True
     fuse: bool = True
+    pools_as_convs: bool = True
+    """Average pools as depthwise convolutions (:func:`pools_as_convs`)."""
     bf16: bool = False
     """Weights and activations in bf16 (CPUs with AVX512-BF16 or AMX); float32 in and out."""
 
     def describe(self) -> str:
         """Short text such as ``fold-bn+channels-last+frozen+onednn-graph``."""
-        steps = [("fold-bn", self.fold_bn), ("bf16", self.bf16), ("channels-last", self.channels_last), ("frozen", self.freeze)]
+        steps = [("fold-bn", self.fold_bn), ("pool-conv", self.pools_as_convs), ("bf16", self.bf16), ("channels-last", self.channels_last)]
+        steps.append(("frozen", self.freeze))
         steps.append(("onednn-graph", self.fuse))
         return "+".join(s for s, on in steps if on) or "traced"
 
@@ -257,6 +304,8 @@ def trace(model: nn.Module, x: Tensor, *, options: OptimizeOptions) -> torch.jit
     """Steps 1-3 of the optimized path: the traced (frozen) graph of ``model`` for inputs like ``x``."""
     m = fold_batchnorm(model) if options.fold_bn else copy.deepcopy(model).eval()
     set_inplace(m, False)  # in-place activations after a concatenation or sum keep the fuser from fusing there
+    if options.pools_as_convs:
+        m = pools_as_convs(m, x)
     if options.bf16:
         m = _Bf16(pool_in_fp32(m.to(torch.bfloat16)))
     if options.channels_last:

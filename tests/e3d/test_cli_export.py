@@ -100,7 +100,7 @@ def test_profile_optimize_times_the_optimized_path(capsys: pytest.CaptureFixture
     code, out, err = run(capsys, *argv)
     assert code == 0, err
     d = json.loads(out)
-    assert d["latency_path"].startswith("optimized: fold-bn+channels-last+frozen")
+    assert d["latency_path"].startswith("optimized: fold-bn+pool-conv+channels-last+frozen")
     assert d["optimized_rel_error"] <= 1e-4 and d["clips_per_s"] > 0
 
 

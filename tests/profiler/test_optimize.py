@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -14,6 +16,7 @@ from profiler.optimize import (
     check_close,
     fold_batchnorm,
     optimize_for_inference,
+    pools_as_convs,
     relative_error,
 )
 from profiler.quantize import FALLBACK_ENGINE, EngineFallbackWarning, QuantizationError, quantize_int8
@@ -70,9 +73,58 @@ def test_optimized_model_matches_eager_on_any_batch(name: str, width: float) -> 
             assert relative_error(opt(x), model(x)) <= FLOAT_TOLERANCE
 
 
+@pytest.mark.parametrize(
+    ("pool", "replaced"),
+    [
+        (nn.AvgPool3d(3, 2, 1), True),
+        (nn.AvgPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)), True),
+        (nn.AvgPool3d(2), True),
+        (nn.AvgPool3d(3, 2, 1, count_include_pad=False), False),
+        (nn.AvgPool3d(3, 2, 1, ceil_mode=True), False),
+        (nn.AvgPool3d(3, 2, 1, divisor_override=5), False),
+    ],
+)
+def test_pools_as_convs_computes_each_plain_average_pool_as_a_depthwise_conv(pool: nn.AvgPool3d, replaced: bool) -> None:
+    model = nn.Sequential(nn.Conv3d(3, 6, 1), pool, nn.ReLU()).eval()
+    x = clips(2)
+    with torch.no_grad():
+        expected = model(x)
+        converted = pools_as_convs(copy.deepcopy(model), x)
+        out = converted(x)
+    conv = converted[1]
+    assert isinstance(conv, nn.Conv3d) == replaced
+    if replaced:
+        assert conv.groups == conv.in_channels == conv.out_channels == 6 and conv.bias is None
+    assert relative_error(out, expected) <= 1e-6
+
+
+def test_pools_as_convs_leaves_a_pool_the_clip_does_not_reach() -> None:
+    class Skips(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.unused = nn.AvgPool3d(2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2
+
+    assert isinstance(pools_as_convs(Skips(), clips(1)).unused, nn.AvgPool3d)
+
+
+def test_the_optimized_shufflenet_has_no_average_pool_left() -> None:
+    """ShuffleNetV1's downsampling shortcuts average-pool; the optimized graph convolves instead."""
+    model = small_model("shufflenet", 0.5)
+    assert any(isinstance(m, nn.AvgPool3d) for m in model.modules())
+    graph = str(optimize_for_inference(model, batch_size=2).graph.inlined_graph)
+    assert "aten::avg_pool3d" not in graph
+    unconverted = optimize_for_inference(model, batch_size=2, options=OptimizeOptions(pools_as_convs=False))
+    assert "aten::avg_pool3d" in str(unconverted.graph.inlined_graph)
+
+
 def test_every_step_can_be_turned_off() -> None:
     model = small_model()
-    opt = optimize_for_inference(model, options=OptimizeOptions(fold_bn=False, channels_last=False, freeze=False, fuse=False))
+    opt = optimize_for_inference(
+        model, options=OptimizeOptions(fold_bn=False, pools_as_convs=False, channels_last=False, freeze=False, fuse=False)
+    )
     assert opt.options.describe() == "traced"
     assert "batch_norm" in str(opt.graph.inlined_graph)
 

@@ -46,15 +46,21 @@ def test_a_bf16_export_matches_eager_bf16_within_the_stated_tolerance(tmp_path: 
     assert "BFloat16" in str(loaded.graph.graph)
 
 
+@pytest.mark.parametrize("pools_as_convs", [True, False])
 @pytest.mark.parametrize("name", space.list_models())
-def test_every_registered_model_runs_optimized_in_bf16(name: str) -> None:
-    """Fails without the float32 average pool: PyTorch has no bf16 avg_pool3d on the CPU, and the
-    ShuffleNetV1 shortcut uses one (``--paper-table --precision bf16``
+def test_every_registered_model_runs_optimized_in_bf16(name: str, pools_as_convs: bool) -> None:
+    """Without pools as convolutions, fails without the float32 average pool: PyTorch has no bf16
+    avg_pool3d on the CPU, and the ShuffleNetV1 shortcut uses one (``--paper-table --precision bf16``
     stopped with a traceback at ShuffleNetV1)."""
     torch.manual_seed(0)
     model = space.create_model(name, width_mult=0.25, num_classes=10, sample_size=64, sample_duration=16).eval()
-    opt = optimize_for_inference(model, batch_size=1, options=OptimizeOptions(bf16=True))
+    opt = optimize_for_inference(model, batch_size=1, options=OptimizeOptions(bf16=True, pools_as_convs=pools_as_convs))
     assert opt.rel_error is not None and opt.rel_error <= BF16_TOLERANCE
+    assert ("aten::avg_pool3d" in str(opt.graph.inlined_graph)) == (not pools_as_convs and _has_avg_pool(model))
+
+
+def _has_avg_pool(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.AvgPool3d) for m in model.modules())
 
 
 def test_the_bf16_check_is_live_and_a_plain_bf16_export_is_refused(tmp_path: Path) -> None:
