@@ -4,9 +4,11 @@
 version this CPU runs:
 
 1. :func:`fold_batchnorm`: every BatchNorm3d is folded into the convolution before it (the conv
-   gets ``w * g / sqrt(var + eps)`` and a bias), the BatchNorm becomes ``nn.Identity``;
+   gets ``w * g / sqrt(var + eps)`` and a bias), the BatchNorm becomes ``nn.Identity``; every plain
+   average pool becomes a depthwise convolution (:func:`pools_as_convs`);
 2. weights and the input clip in the channels-last-3d memory format (N, T, H, W, C in memory),
-   which oneDNN's 3D convolutions and pools prefer;
+   which oneDNN's 3D convolutions and pools prefer (in bf16 only the weights: the stem convolution
+   takes the 3-channel clip as it comes and outputs channels-last-3d);
 3. ``torch.jit.trace`` and ``torch.jit.freeze``: a graph with the weights as constants;
 4. run with TorchScript's oneDNN Graph fuser on (``torch.jit.enable_onednn_fusion``), which
    fuses each conv with the activation and residual add after it (it compiles on the first calls).
@@ -309,7 +311,9 @@ def trace(model: nn.Module, x: Tensor, *, options: OptimizeOptions) -> torch.jit
     if options.bf16:
         m = _Bf16(pool_in_fp32(m.to(torch.bfloat16)))
     if options.channels_last:
-        m = _ChannelsLast(m.to(memory_format=torch.channels_last_3d))  # type: ignore[call-overload]
+        m = m.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+        # bf16: converting the 3-channel clip costs more than it saves (docs/SPEED.md)
+        m = m if options.bf16 else _ChannelsLast(m)
     m.eval()
     with torch.inference_mode(False), torch.no_grad():
         graph = torch.jit.trace(m, x, check_trace=False)
