@@ -451,7 +451,19 @@ def _conv_layer(op: str, args: Sequence[Any], kwargs: dict[str, Any], y: torch.T
     in_shape, out_shape = fold(xs), fold(ys)
     if transposed:
         in_shape, out_shape = out_shape, in_shape
+    if not transposed and not bias and _is_averaging(w, groups):
+        return Layer(name, "avgpool", in_shape, out_shape, kernel=triple(kernel))
     return Layer(name, "conv", in_shape, out_shape, kernel=kernel, groups=groups, bias=bias)  # type: ignore[arg-type]
+
+
+def _is_averaging(w: torch.Tensor, groups: int) -> bool:
+    """Whether a convolution's weight makes it an average pool that counts its padding: depthwise, every weight
+    1 / window (in the weight's dtype), as :func:`profiler.optimize.pools_as_convs` writes one. Counted as the pool
+    it computes, an optimized graph costs what its eager model does. Weights on the meta device have no values."""
+    if w.device.type == "meta" or groups != w.shape[0] or w.shape[1] != 1:
+        return False
+    mean = torch.tensor(1.0 / prod(w.shape[2:]), dtype=torch.float32).to(w.dtype)
+    return bool((w == mean).all())
 
 
 def _attention_layer(args: Sequence[Any], y: torch.Tensor | None, name: str) -> Layer:

@@ -5,8 +5,8 @@ A *table* holds, for one device, precision, clip and batch size, the measured la
 channels, output channels, stride and other arguments at its input size, the head), exactly as
 :meth:`space.spec.NetSpec.traced_segments` cuts a network into units. Each is built and timed alone as
 one module, on the eager path and, on CPU, on the optimized path
-(:func:`profiler.optimize.optimize_for_inference`: BatchNorm folded, channels-last-3d, frozen
-TorchScript), so whatever a block's layers cost together (a concatenation that changes the fused
+(:func:`profiler.optimize.optimize_for_inference`: BatchNorm folded, average pools as convolutions,
+channels-last-3d, frozen TorchScript), so whatever a block's layers cost together (a concatenation that changes the fused
 graph's layout, a shuffle) is in its entry. The table also holds ``call_ms``: what calling a module
 that does nothing costs on each path, which every block timed alone pays once and a whole network
 pays once in all.

@@ -13,6 +13,7 @@ from torch import nn
 import space
 from profiler import count_module, count_spec
 from profiler.counting import spec_totals
+from profiler.optimize import OptimizeOptions, optimize_for_inference
 from space import NetSpec, SpecError, StageSpec, StemSpec
 from tests.conftest import ALL_MODELS, preset_widths
 
@@ -157,6 +158,26 @@ def test_torchscript_modules_count_like_eager(name: str) -> None:
     traced = torch.jit.trace(model, torch.zeros(1, *spec.input_shape))
     a, b = count_spec(spec), count_module(traced, spec.input_shape)
     assert (a.macs, a.params, a.paper_flops) == (b.macs, b.params, b.paper_flops)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_an_optimized_graph_counts_its_pools_as_convolutions_like_eager(bf16: bool) -> None:
+    """ShuffleNetV1's shortcut pools run as depthwise convolutions in the optimized graph
+    (``profiler.optimize.pools_as_convs``); counted as the pools they compute, the graph costs what the spec does."""
+    spec = space.paper_spec("shufflenet", width_mult=0.5, sample_size=48)
+    model = space.build(spec).eval()
+    graph = optimize_for_inference(model, options=OptimizeOptions(bf16=bf16), check=False).graph
+    a, b = count_spec(spec), count_module(graph, spec.input_shape)
+    assert a.macs == b.macs  # (the paper's FLOPs differ: BatchNorm is folded into the convolutions)
+    assert b.params <= a.params  # folded too; the pools' constant weights are no parameters
+
+
+@pytest.mark.parametrize("fill", [0.5, 1 / 27 + 1e-3])
+def test_a_depthwise_conv_that_does_not_average_counts_as_a_conv(fill: float) -> None:
+    conv = nn.Conv3d(4, 4, 3, padding=1, groups=4, bias=False)
+    nn.init.constant_(conv.weight, fill)
+    counts = count_module(conv, (4, 2, 4, 4))
+    assert counts.macs == 4 * 2 * 4 * 4 * 27
 
 
 def test_count_module_restores_training_mode() -> None:
