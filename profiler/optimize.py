@@ -126,16 +126,17 @@ def _triple(v: int | Sequence[int]) -> tuple[int, int, int]:
     return t[0], t[1], t[2]
 
 
-def _averaging_conv(pool: nn.AvgPool3d, channels: int, like: Tensor) -> nn.Conv3d | None:
-    """A depthwise Conv3d of weight 1 / window computing ``pool`` on ``channels`` channels, or None where
-    the pool is not such a sum (ceil mode, a divisor override, or padding left out of the count)."""
+def _averaging_conv(pool: nn.AvgPool3d, x: Tensor) -> nn.Conv3d | None:
+    """A depthwise Conv3d of weight 1 / window computing ``pool`` on inputs like ``x``, or None where the pool
+    is not such a sum (ceil mode, a divisor override, or padding left out of the count)."""
     if pool.ceil_mode or pool.divisor_override is not None or not pool.count_include_pad:
         return None
     kernel, stride, padding = (_triple(v) for v in (pool.kernel_size, pool.stride, pool.padding))
-    conv = nn.Conv3d(channels, channels, kernel, stride=stride, padding=padding, groups=channels, bias=False)
+    c = x.shape[1]
+    conv = nn.Conv3d(c, c, kernel, stride=stride, padding=padding, groups=c, bias=False, device=x.device)
     with torch.no_grad():
         conv.weight.fill_(1.0 / (kernel[0] * kernel[1] * kernel[2]))
-    return conv.to(device=like.device).eval()
+    return conv.eval()
 
 
 def pools_as_convs(model: nn.Module, x: Tensor) -> nn.Module:
@@ -147,9 +148,9 @@ def pools_as_convs(model: nn.Module, x: Tensor) -> nn.Module:
     bf16 kernel, and the oneDNN Graph fuser cannot fuse it. One forward pass of ``x`` finds each pool's
     channel count. Pools ``x`` does not reach, or that are not a plain average, are left as they are.
     """
-    channels: dict[nn.Module, Tensor] = {}
+    inputs: dict[nn.Module, Tensor] = {}
     pools = [m for m in model.modules() if isinstance(m, nn.AvgPool3d)]
-    hooks = [p.register_forward_pre_hook(lambda mod, args: channels.setdefault(mod, args[0])) for p in pools]
+    hooks = [p.register_forward_pre_hook(lambda mod, args: inputs.setdefault(mod, args[0])) for p in pools]
     try:
         with torch.no_grad():
             model(x)
@@ -158,8 +159,7 @@ def pools_as_convs(model: nn.Module, x: Tensor) -> nn.Module:
             h.remove()
     for parent in list(model.modules()):
         for name, child in parent.named_children():
-            seen = channels.get(child)
-            conv = _averaging_conv(child, seen.shape[1], seen) if isinstance(child, nn.AvgPool3d) and seen is not None else None
+            conv = _averaging_conv(child, inputs[child]) if isinstance(child, nn.AvgPool3d) and child in inputs else None
             if conv is not None:
                 setattr(parent, name, conv)
     return model
@@ -236,9 +236,10 @@ class OptimizeOptions:
 
     def describe(self) -> str:
         """Short text such as ``fold-bn+channels-last+frozen+onednn-graph``."""
-        steps = [("fold-bn", self.fold_bn), ("pool-conv", self.pools_as_convs), ("bf16", self.bf16), ("channels-last", self.channels_last)]
-        steps.append(("frozen", self.freeze))
-        steps.append(("onednn-graph", self.fuse))
+        steps = (
+            ("fold-bn", self.fold_bn), ("pool-conv", self.pools_as_convs), ("bf16", self.bf16),
+            ("channels-last", self.channels_last), ("frozen", self.freeze), ("onednn-graph", self.fuse),
+        )  # fmt: skip
         return "+".join(s for s, on in steps if on) or "traced"
 
 
