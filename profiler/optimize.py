@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from space.modules import set_inplace
+from space.ops import triple
 from space.spec import E3DError
 
 FLOAT_TOLERANCE = 1e-4
@@ -121,17 +122,12 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return folded
 
 
-def _triple(v: int | Sequence[int]) -> tuple[int, int, int]:
-    t = (v, v, v) if isinstance(v, int) else tuple(v)
-    return t[0], t[1], t[2]
-
-
 def _averaging_conv(pool: nn.AvgPool3d, x: Tensor) -> nn.Conv3d | None:
     """A depthwise Conv3d of weight 1 / window computing ``pool`` on inputs like ``x``, or None where the pool
     is not such a sum (ceil mode, a divisor override, or padding left out of the count)."""
     if pool.ceil_mode or pool.divisor_override is not None or not pool.count_include_pad:
         return None
-    kernel, stride, padding = (_triple(v) for v in (pool.kernel_size, pool.stride, pool.padding))
+    kernel, stride, padding = (triple(v) for v in (pool.kernel_size, pool.stride, pool.padding))
     c = x.shape[1]
     conv = nn.Conv3d(c, c, kernel, stride=stride, padding=padding, groups=c, bias=False, device=x.device)
     with torch.no_grad():
@@ -148,8 +144,10 @@ def pools_as_convs(model: nn.Module, x: Tensor) -> nn.Module:
     bf16 kernel, and the oneDNN Graph fuser cannot fuse it. One forward pass of ``x`` finds each pool's
     channel count. Pools ``x`` does not reach, or that are not a plain average, are left as they are.
     """
-    inputs: dict[nn.Module, Tensor] = {}
     pools = [m for m in model.modules() if isinstance(m, nn.AvgPool3d)]
+    if not pools:
+        return model  # nothing to find: no forward pass
+    inputs: dict[nn.Module, Tensor] = {}
     hooks = [p.register_forward_pre_hook(lambda mod, args: inputs.setdefault(mod, args[0])) for p in pools]
     try:
         with torch.no_grad():
@@ -157,11 +155,17 @@ def pools_as_convs(model: nn.Module, x: Tensor) -> nn.Module:
     finally:
         for h in hooks:
             h.remove()
+    return _replace_children(model, lambda m: _averaging_conv(m, inputs[m]) if isinstance(m, nn.AvgPool3d) and m in inputs else None)
+
+
+def _replace_children(model: nn.Module, replacement: Callable[[nn.Module], nn.Module | None]) -> nn.Module:
+    """``model`` (in place) with each submodule for which ``replacement`` gives a module replaced by it under
+    its own name (replacements are not visited again)."""
     for parent in list(model.modules()):
         for name, child in parent.named_children():
-            conv = _averaging_conv(child, inputs[child]) if isinstance(child, nn.AvgPool3d) and child in inputs else None
-            if conv is not None:
-                setattr(parent, name, conv)
+            new = replacement(child)
+            if new is not None:
+                setattr(parent, name, new)
     return model
 
 
@@ -180,11 +184,7 @@ class _Fp32Pool(nn.Module):
 
 def pool_in_fp32(model: nn.Module) -> nn.Module:
     """``model`` (in place) with every AvgPool3d wrapped in :class:`_Fp32Pool` under its own name."""
-    for parent in list(model.modules()):
-        for name, child in parent.named_children():
-            if isinstance(child, nn.AvgPool3d):
-                setattr(parent, name, _Fp32Pool(child))
-    return model
+    return _replace_children(model, lambda m: _Fp32Pool(m) if isinstance(m, nn.AvgPool3d) else None)
 
 
 class _Bf16(nn.Module):

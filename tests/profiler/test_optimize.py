@@ -110,6 +110,15 @@ def test_pools_as_convs_leaves_a_pool_the_clip_does_not_reach() -> None:
     assert isinstance(pools_as_convs(Skips(), clips(1)).unused, nn.AvgPool3d)
 
 
+def test_pools_as_convs_runs_no_forward_pass_without_average_pools() -> None:
+    class NoPool(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise AssertionError("pools_as_convs ran the model although it has no average pool")
+
+    model = NoPool()
+    assert pools_as_convs(model, clips(1)) is model
+
+
 def test_the_optimized_shufflenet_has_no_average_pool_left() -> None:
     """ShuffleNetV1's downsampling shortcuts average-pool; the optimized graph convolves instead."""
     model = small_model("shufflenet", 0.5)
