@@ -8,11 +8,17 @@ job control ignores SIGINT, so SIGTERM is how such a run is stopped.)
 A signal handler runs wherever the main thread is, also inside a garbage-collector or weakref callback
 (SQLAlchemy has some), where Python prints the exception and drops it. Such a dropped interrupt, from
 SIGTERM or from Ctrl-C's SIGINT, is sent again from a thread, so it lands at a later point that can raise.
+
+An interrupt that lands inside a SQLAlchemy query can make SQLAlchemy log a second error while it unwinds
+("Error closing cursor" on a connection already closed), with a traceback, through Python's last-resort
+handler. Once an interrupt was raised, such records are dropped: the run is stopping and the one message
+that matters is how to continue it. Before that, SQLAlchemy's warnings and errors print as they did.
 """
 
 from __future__ import annotations
 
 import _thread
+import logging
 import os
 import signal
 import sys
@@ -24,6 +30,9 @@ from typing import Any
 
 _TAKEN_OVER = {signal.SIGTERM: signal.SIG_DFL, signal.SIGINT: signal.default_int_handler}
 """The signals handled within :func:`interrupt_signals`, each only while it has this (default) handler."""
+
+_RAISED = threading.Event()
+"""Set once :func:`_interrupt` raised within the current :func:`interrupt_signals`."""
 
 
 @contextmanager
@@ -42,6 +51,11 @@ def interrupt_signals() -> Iterator[None]:
         hook = sys.unraisablehook
         sys.unraisablehook = _redeliver(hook)
         restore.callback(setattr, sys, "unraisablehook", hook)
+        _RAISED.clear()
+        if not logging.getLogger().handlers:  # else the program's own logging set-up decides
+            quiet, sqlalchemy = _stderr_until_interrupted(), logging.getLogger("sqlalchemy")
+            sqlalchemy.addHandler(quiet)
+            restore.callback(sqlalchemy.removeHandler, quiet)
         yield
 
 
@@ -51,7 +65,16 @@ class _Interrupted(KeyboardInterrupt):
 
 
 def _interrupt(signum: int, frame: Any) -> None:
+    _RAISED.set()
     raise _Interrupted(signum)
+
+
+def _stderr_until_interrupted() -> logging.Handler:
+    """What Python's last-resort handler does (WARNING and above to stderr), until an interrupt was raised."""
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(lambda record: not _RAISED.is_set())
+    return handler
 
 
 def _redeliver(hook: Any) -> Any:

@@ -59,6 +59,43 @@ def test_an_interrupt_landing_in_a_weakref_callback_is_delivered_after_it(
         signal.signal(signum, previous)
 
 
+QUIET = textwrap.dedent(
+    """
+    import logging, os, signal, time
+    from search.interrupts import interrupt_signals
+
+    pool = logging.getLogger("sqlalchemy.pool.impl.QueuePool")
+    try:
+        with interrupt_signals():
+            pool.error("before the interrupt")
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+    except KeyboardInterrupt:
+        pass
+    with interrupt_signals():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            try:
+                raise RuntimeError("Cannot operate on a closed database.")
+            except RuntimeError:
+                pool.error("Error closing cursor", exc_info=True)  # as SQLAlchemy logs it while unwinding
+    with interrupt_signals():
+        pool.error("in the next run")
+    """
+)
+
+
+def test_what_sqlalchemy_logs_after_an_interrupt_is_dropped_and_nothing_before() -> None:
+    """An interrupt inside a query can make SQLAlchemy log "Error closing cursor" with a traceback
+    (seen in CI: a search with two jobs stopped by SIGTERM); a program without logging set up
+    (e3d's command line) must print its warnings before an interrupt and none after."""
+    done = subprocess.run([sys.executable, "-c", QUIET], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["before the interrupt", "in the next run"]
+
+
 def test_an_ignored_sigterm_stays_ignored() -> None:
     previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
