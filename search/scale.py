@@ -553,9 +553,16 @@ class ScaleObjective(Objective):
         same = trained_before(trials, a["spec"], a["proxy_clip"], int(a["seed"]))
         if same is not None:
             return reuse(trial, same)
+        try:  # stopped anywhere in the point's own work (data, timing, training, its record): run it again
+            return self._run(trial, a)
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)
+            raise
+
+    def _run(self, trial: optuna.Trial, a: dict[str, Any]) -> float:
+        """Train the point's network, recording it and how it did; its held-out accuracy."""
         spec = NetSpec.from_json(a["spec"])
         clip: Clip = (int(a["proxy_clip"][0]), int(a["proxy_clip"][1]), int(a["proxy_clip"][2]))
-        seed = int(a["seed"])
         c = spec_totals(spec)
         self.data = self._data(clip)
         latency = self.latency(spec) if self.latency is not None else None
@@ -564,11 +571,7 @@ class ScaleObjective(Objective):
                 "latency_ms": latency, "task": self.data.task, "worker": worker_id(), "cpu": cpu_name(), "trained": True}  # fmt: skip
         for k, v in info.items():
             trial.set_user_attr(k, v)
-        try:
-            accuracy, best, epochs = self._train(trial, validate_for_clip(spec, clip), seed)
-        except KeyboardInterrupt:
-            trial.set_user_attr("interrupted", True)
-            raise
+        accuracy, best, epochs = self._train(trial, validate_for_clip(spec, clip), int(a["seed"]))
         trial.set_user_attr("accuracy", accuracy)
         trial.set_user_attr("best_accuracy", best)
         trial.set_user_attr("epochs", epochs)

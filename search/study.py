@@ -669,8 +669,8 @@ class Objective:
     ) -> tuple[float, Screen]:
         """Train the candidate and record how it did: its score (the test split's for a final run) and
         its verdict (an SGS network's from its trained cost)."""
-        trial.set_user_attr("trained", True)
-        try:
+        try:  # an interrupt landing in the write itself also marks the trial interrupted
+            trial.set_user_attr("trained", True)
             accuracy, best, epochs = self._train(trial, proxy_spec, seed)
         except BaseException as e:
             if spec.sgs:  # stopped before its trained cost exists: the screen's estimate

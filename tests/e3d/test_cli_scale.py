@@ -7,8 +7,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pandas as pd
 import pytest
+from optuna.trial import TrialState
 
 from tests.e3d.fixtures import run
 
@@ -98,6 +100,35 @@ def test_ctrl_c_keeps_every_trained_point_and_resume_finishes_the_same_path(
     assert run(capsys, *EXPAND, "--out", str(tmp_path / "b"), *TINY)[0] == 0
     a, b = check_outputs(tmp_path / "a"), check_outputs(tmp_path / "b")
     assert a[1].drop(columns="summary").equals(b[1].drop(columns="summary"))
+
+
+def test_ctrl_c_while_a_point_is_timed_runs_that_point_again_on_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Stopped before training starts (here while its latency is timed), a point is still interrupted, not
+    failed: the resumed run trains it, and every point ends with an accuracy."""
+    timed: list[Any] = []
+
+    def meter(mode: str) -> Any:
+        def measure(spec: Any) -> float:
+            timed.append(spec)
+            if len(timed) == 2:
+                raise KeyboardInterrupt
+            return 7.0
+
+        return measure
+
+    monkeypatch.setattr("search.study.latency_meter", meter)
+    monkeypatch.setattr("search.train.fit", sized_fit([]))
+    sweep = ["scale", "mobilenetv2", "--width-mult", "0.2", "--axes", "width", "--factors", "2", "--latency", *TINY]
+    code, _, err = run(capsys, *sweep, "--out", str(tmp_path))
+    assert code == 130 and "e3d scale --resume" in err
+    stopped = optuna.load_study(study_name="e3d-scale", storage=f"sqlite:///{tmp_path / 'study.db'}").get_trials(states=(TrialState.FAIL,))
+    assert len(stopped) == 1 and stopped[0].user_attrs.get("interrupted")  # else the resumed run would wait for it forever
+    code, _, err = run(capsys, "scale", "--resume", "--out", str(tmp_path), "--quiet")
+    assert code == 0, err
+    points = pd.read_csv(tmp_path / "points.csv")
+    assert len(points) == 2 and points["accuracy_mean"].notna().all() and (points["latency_ms"] == 7.0).all()
 
 
 def test_a_network_trained_under_another_point_is_not_trained_again(
@@ -216,8 +247,6 @@ def test_two_local_jobs_train_every_point_and_seed_once(tmp_path: Path, capsys: 
     assert "2 local jobs, 1 torch thread each" in err
     points, _ = check_outputs(tmp_path)
     assert len(points) == 3
-    import optuna
-
     study = optuna.load_study(study_name="e3d-scale", storage=f"sqlite:///{tmp_path / 'study.db'}")
     trained = [t.user_attrs for t in study.get_trials() if t.user_attrs.get("trained")]
     assert sorted((a["point"], a["seed"]) for a in trained) == sorted((p, s) for p in points["point"] for s in (0, 1))

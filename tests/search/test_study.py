@@ -60,6 +60,26 @@ def fake_fit(accuracies: list[float]) -> Any:
     return fit
 
 
+def test_an_interrupt_just_after_the_trained_mark_is_still_an_interrupted_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C or SIGTERM can land while the "trained" mark is being written, before training starts
+    (seen in CI): that trial too must be marked interrupted, so that a resumed search runs it again."""
+    real = optuna.Trial.set_user_attr
+    marks = {"n": 0}
+
+    def set_user_attr(self: optuna.Trial, key: str, value: Any) -> None:
+        real(self, key, value)
+        if key == "trained":
+            marks["n"] += 1
+            if marks["n"] == 2:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr("search.train.fit", fake_fit([]))
+    monkeypatch.setattr(optuna.Trial, "set_user_attr", set_user_attr)
+    assert search(tmp_path, "--trials", "3") == 130
+    stopped = [t for t in load(tmp_path).trials if t.user_attrs.get("trained") and t.state.name == "FAIL"]
+    assert len(stopped) == 1 and stopped[0].user_attrs.get("interrupted")
+
+
 def test_resume_after_an_interruption_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}
     real = fake_fit([])
