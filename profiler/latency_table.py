@@ -411,9 +411,8 @@ def regression_features(block: Block) -> tuple[float, float, float, float]:
     """The terms a class regression weighs: 1, multiply-adds, elements and elements^1.5 (per million).
 
     The last one since 2026-12-05: with the first three alone, fitted on relative error over many small
-    blocks, the entries of 8 ms or more of the depthwise families' classes measured a median 1.11-1.35x
-    their class's price on both paths of that day's table, and large networks were priced low
-    (docs/LATENCY.md)."""
+    blocks, the entries of 8 ms or more measured a median 1.05-1.35x their class's price (per block
+    function and path, that day's table), and large networks were priced low (docs/LATENCY.md)."""
     e = block.elements / 1e6
     return 1.0, block.macs / 1e6, e, e**1.5
 
