@@ -61,8 +61,9 @@ def fake_fit(accuracies: list[float]) -> Any:
 
 
 def test_an_interrupt_just_after_the_trained_mark_is_still_an_interrupted_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ctrl-C or SIGTERM can land while the "trained" mark is being written, before training starts
-    (seen in CI): that trial too must be marked interrupted, so that a resumed search runs it again."""
+    """Ctrl-C or SIGTERM can land while the "trained" mark is being written, before training starts (the
+    two-job SIGTERM test kills within that window): the trial must still be marked interrupted, so that a
+    resumed search runs it again."""
     real = optuna.Trial.set_user_attr
     marks = {"n": 0}
 
