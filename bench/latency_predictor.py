@@ -9,7 +9,9 @@ networks are left out here, so none of these was used in fitting) plus the 21 Ta
 the table's clip with 600 classes. Each is predicted from the table and measured whole on this machine
 with the table's settings (batch, threads, warm-up, repeats), on every path the table has. Reports
 Spearman, MAPE and the share within +-10% (all, random, Table 8), multiply-adds alone's Spearman, and
-the predictor's specs per second. Then (unless ``--no-remeasure``) every network is measured once more,
+the predictor's specs per second; on the same measurements, every network priced with one overhead for all
+families (row ``all, one overhead``) and with the class regressions as they were until 2026-12-05, without
+their size term (``all, three-term regressions``). Then (unless ``--no-remeasure``) every network is measured once more,
 after all of them were, and that second measurement is scored as if it predicted the first (row ``all,
 measured again``): the floor that measurement noise puts under any predictor's error. Writes
 ``latency_predictor.json``, ``latency_predictor.md`` and the scatter ``latency_predictor.png``.
@@ -64,10 +66,18 @@ def one_overhead(rows: list[Comparison], table: LatencyTable, specs: dict[str, N
     ]
 
 
+def without_size_term(rows: list[Comparison], table: LatencyTable, specs: dict[str, NetSpec]) -> list[Comparison]:
+    """``rows`` re-predicted with the three-term class regressions (``LatencyTable.size_term`` off), the
+    overheads fitted again with them (the same measurements: the two regressions side by side)."""
+    three = dataclasses.replace(table, size_term=False)
+    return [dataclasses.replace(r, predicted_ms=three.predict(specs[r.name], r.mode)) if r.predicted_ms is not None else r for r in rows]
+
+
 def report(rows: list[Comparison], table: LatencyTable, specs: dict[str, NetSpec]) -> dict[str, Any]:
     """Accuracy per path and group, as a dict; ``all, one overhead``: every network, priced with one
-    overhead for all families (:func:`one_overhead`); ``all, measured again``: the second measurement
-    scored as if it were the prediction of the first (:func:`noise_floor`), when there is one."""
+    overhead for all families (:func:`one_overhead`); ``all, three-term regressions``: every network,
+    priced without the regressions' size term (:func:`without_size_term`); ``all, measured again``: the
+    second measurement scored as if it were the prediction of the first (:func:`noise_floor`), when there is one."""
     out: dict[str, Any] = {}
     for mode in table.settings.modes:
         of_mode = [r for r in rows if r.mode == mode]
@@ -76,6 +86,7 @@ def report(rows: list[Comparison], table: LatencyTable, specs: dict[str, NetSpec
             "random": accuracy([r for r in of_mode if r.group == "random"]).as_dict(),
             "table8": accuracy([r for r in of_mode if r.group == "table8"]).as_dict(),
             "all, one overhead": accuracy(one_overhead(of_mode, table, specs)).as_dict(),
+            "all, three-term regressions": accuracy(without_size_term(of_mode, table, specs)).as_dict(),
         }
         if any(r.remeasured_ms is not None for r in of_mode):
             out[mode]["all, measured again"] = noise_floor(of_mode).as_dict()

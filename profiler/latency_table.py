@@ -442,6 +442,9 @@ class LatencyTable:
     created: str = ""
     allocator: str = "system"
     """How malloc ran while it was measured (:func:`profiler.allocator.allocator`; tables from before it: system)."""
+    size_term: bool = field(default=True, compare=False)
+    """Whether class regressions get their elements^1.5 term (:func:`fit_regression`); off, they are the
+    three-term ones used until 2026-12-05 (``bench.latency_predictor`` scores both). Not saved."""
     rechecked: int = field(default=0, init=False, compare=False, repr=False)
     """Entries the last :func:`build_table` timed again (see :meth:`outliers`); not saved."""
     _fits: dict[str, dict[str, Regression | None]] = field(default_factory=dict, init=False, repr=False)
@@ -639,7 +642,7 @@ class LatencyTable:
             classes: dict[str, list[tuple[Block, float]]] = {}
             for block, ms in self.entries.values():
                 classes.setdefault(block.cls, []).append((block, ms[mode]))
-            self._fits[mode] = {cls: fit_regression(points) for cls, points in classes.items()}
+            self._fits[mode] = {cls: fit_regression(points, size_term=self.size_term) for cls, points in classes.items()}
         return self._fits[mode]
 
 
@@ -669,11 +672,12 @@ def _nnls(rows: list[list[float]], target: list[float]) -> list[float]:
     return [float(c) for c in coef]
 
 
-def fit_regression(points: Sequence[tuple[Block, float]]) -> Regression | None:
-    """The class regression (None with fewer than 3 distinct entries: exact lookups only)."""
+def fit_regression(points: Sequence[tuple[Block, float]], *, size_term: bool = True) -> Regression | None:
+    """The class regression (None with fewer than 3 distinct entries: exact lookups only); with
+    ``size_term`` and at least :data:`SIZE_TERM_ENTRIES` entries, with its elements^1.5 term."""
     if len({b.key for b, _ in points}) < 3 or any(ms <= 0 for _, ms in points):
         return None
-    terms = 4 if len({b.key for b, _ in points}) >= SIZE_TERM_ENTRIES else 3
+    terms = 4 if size_term and len({b.key for b, _ in points}) >= SIZE_TERM_ENTRIES else 3
     coef = _nnls([list(regression_features(b))[:terms] for b, _ in points], [ms for _, ms in points]) + [0.0] * (4 - terms)
     macs, elements = [b.macs for b, _ in points], [b.elements for b, _ in points]
     return Regression((coef[0], coef[1], coef[2], coef[3]), (min(macs), min(elements)), (max(macs), max(elements)))

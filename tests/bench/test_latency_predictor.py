@@ -1,7 +1,9 @@
-"""The latency-predictor bench's report: the per-family overhead next to one overhead for all, on the same measurements."""
+"""The latency-predictor bench's report: the per-family overhead next to one overhead for all, and the regressions
+next to the three-term ones, on the same measurements."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from bench.latency_predictor import report
 from profiler.latency_table import Comparison, TableSettings, spec_blocks
 from space.spec import NetSpec
-from tests.profiler.test_latency_table import CALL, fake_table, own_time, spec
+from tests.profiler.test_latency_table import CALL, fake_table, own_time, spec, superlinear_ms
 
 SCALE = {"mobilenetv2": 2.0, "mobilenet": 1.2}
 
@@ -45,3 +47,20 @@ def test_report_scores_a_second_measurement_against_the_first(tmp_path: Path) ->
     for groups in report(rows, table, held_out).values():
         again = groups["all, measured again"]
         assert again["mape"] == pytest.approx(20.0) and again["within_10"] == 0.0 and again["networks"] == 2
+
+
+def test_report_scores_the_three_term_regressions_on_the_same_measurements(tmp_path: Path) -> None:
+    """Blocks whose cost grows faster than their elements: networks measured as the three-term regressions
+    price them score 0% off in that row, and the size-term regressions (the table's own) do not."""
+    table = fake_table(tmp_path, [spec("mobilenetv2", w) for w in (0.2, 0.35, 0.7, 1.0)], measure=superlinear_ms)
+    three = dataclasses.replace(table, size_term=False)
+    held_out = {f"w{w}": spec("mobilenetv2", w) for w in (0.45, 0.65, 0.9)}
+    rows = [
+        Comparison(n, "random", s.family, m, i + 1, table.predict(s, m), three.predict(s, m))
+        for i, (n, s) in enumerate(held_out.items()) for m in table.settings.modes
+    ]  # fmt: skip
+    out = report(rows, table, held_out)
+    for mode in table.settings.modes:
+        assert out[mode]["all, three-term regressions"]["mape"] == pytest.approx(0.0, abs=1e-6)
+        assert out[mode]["all, three-term regressions"]["networks"] == 3
+        assert out[mode]["all"]["mape"] > 0.5  # the table's own prediction differs: the size term is in it
