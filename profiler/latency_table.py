@@ -14,8 +14,9 @@ pays once in all.
 Pricing a block (:meth:`LatencyTable.price`) takes its entry when the table has one; otherwise a
 regression fitted on the entries of its class (same block function, same arguments other than
 sizes, same sequence of layer kinds): ``ms = c0 + c1 * macs + c2 * elements + c3 * elements^1.5``
-(non-negative coefficients, fitted on relative error; the last term lets the cost of an element grow
-with the block, whose large maps miss the caches), used only when the block's multiply-adds and elements both
+(non-negative coefficients, fitted on relative error; the last term, for a class of at least
+:data:`SIZE_TERM_ENTRIES` entries, lets the cost of an element grow with the block, whose large maps
+miss the caches), used only when the block's multiply-adds and elements both
 lie within the range the class was measured at. Anything else raises :class:`UnpricedLayerError`:
 never a silent extrapolation.
 
