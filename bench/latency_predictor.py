@@ -27,6 +27,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,20 +58,21 @@ def bench_specs(table: LatencyTable, families: tuple[str, ...], n: int, seed: in
     return out
 
 
+def repriced(rows: list[Comparison], specs: dict[str, NetSpec], predict: Callable[[NetSpec, str], float]) -> list[Comparison]:
+    """``rows`` with every priced network predicted again by ``predict(spec, mode)``: another predictor on the
+    same measurements, side by side."""
+    return [dataclasses.replace(r, predicted_ms=predict(specs[r.name], r.mode)) if r.predicted_ms is not None else r for r in rows]
+
+
 def one_overhead(rows: list[Comparison], table: LatencyTable, specs: dict[str, NetSpec]) -> list[Comparison]:
-    """``rows`` re-predicted with one overhead fitted on all calibration networks instead of each
-    family's (the same measurements: the two predictors side by side)."""
-    return [
-        dataclasses.replace(r, predicted_ms=table.predict(specs[r.name], r.mode, per_family=False)) if r.predicted_ms is not None else r
-        for r in rows
-    ]
+    """``rows`` re-predicted with one overhead fitted on all calibration networks instead of each family's."""
+    return repriced(rows, specs, lambda spec, mode: table.predict(spec, mode, per_family=False))
 
 
 def without_size_term(rows: list[Comparison], table: LatencyTable, specs: dict[str, NetSpec]) -> list[Comparison]:
     """``rows`` re-predicted with the three-term class regressions (``LatencyTable.size_term`` off), the
-    overheads fitted again with them (the same measurements: the two regressions side by side)."""
-    three = dataclasses.replace(table, size_term=False)
-    return [dataclasses.replace(r, predicted_ms=three.predict(specs[r.name], r.mode)) if r.predicted_ms is not None else r for r in rows]
+    overheads fitted again with them."""
+    return repriced(rows, specs, dataclasses.replace(table, size_term=False).predict)
 
 
 def report(rows: list[Comparison], table: LatencyTable, specs: dict[str, NetSpec]) -> dict[str, Any]:

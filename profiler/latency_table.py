@@ -676,9 +676,10 @@ def _nnls(rows: list[list[float]], target: list[float]) -> list[float]:
 def fit_regression(points: Sequence[tuple[Block, float]], *, size_term: bool = True) -> Regression | None:
     """The class regression (None with fewer than 3 distinct entries: exact lookups only); with
     ``size_term`` and at least :data:`SIZE_TERM_ENTRIES` entries, with its elements^1.5 term."""
-    if len({b.key for b, _ in points}) < 3 or any(ms <= 0 for _, ms in points):
+    distinct = len({b.key for b, _ in points})
+    if distinct < 3 or any(ms <= 0 for _, ms in points):
         return None
-    terms = 4 if size_term and len({b.key for b, _ in points}) >= SIZE_TERM_ENTRIES else 3
+    terms = 4 if size_term and distinct >= SIZE_TERM_ENTRIES else 3
     coef = _nnls([list(regression_features(b))[:terms] for b, _ in points], [ms for _, ms in points]) + [0.0] * (4 - terms)
     macs, elements = [b.macs for b, _ in points], [b.elements for b, _ in points]
     return Regression((coef[0], coef[1], coef[2], coef[3]), (min(macs), min(elements)), (max(macs), max(elements)))
