@@ -1,7 +1,7 @@
 """How well a latency table predicts whole networks it was not fitted on, eager and optimized.
 
 Run (after ``e3d latency-table --out TABLE ...``):
-    python -m bench.latency_predictor --table TABLE [--specs 100] [--seed 2] [--out docs/results/latency]
+    python -m bench.latency_predictor --table TABLE [--specs 100] [--seed 2] [--recalibrate] [--out docs/results/latency]
 
 Networks: ``--specs`` random candidates of the table's families (seed ``--seed``; the table's own
 random candidates use seed 0 and its calibration networks seeds 1000-1004 by default, and calibration
@@ -11,9 +11,11 @@ with the table's settings (batch, threads, warm-up, repeats), on every path the 
 Spearman, MAPE and the share within +-10% (all, random, Table 8), multiply-adds alone's Spearman, and
 the predictor's specs per second; on the same measurements, every network priced with one overhead for all
 families (row ``all, one overhead``) and with the class regressions as they were until 2026-12-05, without
-their size term (``all, three-term regressions``). Then (unless ``--no-remeasure``) every network is measured once more,
-after all of them were, and that second measurement is scored as if it predicted the first (row ``all,
-measured again``): the floor that measurement noise puts under any predictor's error. Writes
+their size term (``all, three-term regressions``), and, with ``--recalibrate``, with a copy of the table whose
+calibration networks were timed again just before the networks were measured (``all, recalibrated``:
+:func:`profiler.latency_table.recalibrate`; the table file is left as it is). Then (unless ``--no-remeasure``)
+every network is measured once more, after all of them were, and that second measurement is scored as if it
+predicted the first (row ``all, measured again``): the floor that measurement noise puts under any predictor's error. Writes
 ``latency_predictor.json``, ``latency_predictor.md`` and the scatter ``latency_predictor.png``.
 """
 
@@ -37,7 +39,7 @@ from analysis.latency import plot_predicted_vs_measured
 from analysis.plots import save_figure
 from e3d.cli import Parser, positive_int
 from profiler.latency import cpu_name
-from profiler.latency_table import Comparison, LatencyTable, accuracy, compare, noise_floor, predictions_per_second
+from profiler.latency_table import Comparison, LatencyTable, accuracy, compare, noise_floor, predictions_per_second, recalibrate
 from search.latency import at_clip, random_params, table8_specs
 from search.searchspace import FAMILIES
 from space.files import write_text
@@ -75,10 +77,13 @@ def without_size_term(rows: list[Comparison], table: LatencyTable, specs: dict[s
     return repriced(rows, specs, dataclasses.replace(table, size_term=False).predict)
 
 
-def report(rows: list[Comparison], table: LatencyTable, specs: dict[str, NetSpec]) -> dict[str, Any]:
+def report(
+    rows: list[Comparison], table: LatencyTable, specs: dict[str, NetSpec], *, recalibrated: LatencyTable | None = None
+) -> dict[str, Any]:
     """Accuracy per path and group, as a dict; ``all, one overhead``: every network, priced with one
     overhead for all families (:func:`one_overhead`); ``all, three-term regressions``: every network,
-    priced without the regressions' size term (:func:`without_size_term`); ``all, measured again``: the
+    priced without the regressions' size term (:func:`without_size_term`); ``all, recalibrated``: every network
+    priced by the ``recalibrated`` table, when there is one; ``all, measured again``: the
     second measurement scored as if it were the prediction of the first (:func:`noise_floor`), when there is one."""
     out: dict[str, Any] = {}
     for mode in table.settings.modes:
@@ -90,6 +95,8 @@ def report(rows: list[Comparison], table: LatencyTable, specs: dict[str, NetSpec
             "all, one overhead": accuracy(one_overhead(of_mode, table, specs)).as_dict(),
             "all, three-term regressions": accuracy(without_size_term(of_mode, table, specs)).as_dict(),
         }
+        if recalibrated is not None:
+            out[mode]["all, recalibrated"] = accuracy(repriced(of_mode, specs, recalibrated.predict)).as_dict()
         if any(r.remeasured_ms is not None for r in of_mode):
             out[mode]["all, measured again"] = noise_floor(of_mode).as_dict()
     return out
@@ -123,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         "--remeasure", action=argparse.BooleanOptionalAction, default=True,
         help="measure every network a second time after the first pass, and score that against the first: the noise floor (default on)",
     )  # fmt: skip
+    p.add_argument(
+        "--recalibrate", action="store_true",
+        help="also score a copy of the table whose calibration networks are timed again first (row 'all, recalibrated')",
+    )  # fmt: skip
     args = p.parse_args(argv)
     try:
         table = LatencyTable.load(args.table)
@@ -140,6 +151,12 @@ def run(table: LatencyTable, args: argparse.Namespace) -> tuple[dict[str, Any], 
     specs = bench_specs(table, tuple(args.families.split(",")), args.specs, args.seed)
     rate = predictions_per_second(table, [s for _, _, s in specs], table.settings.modes[-1])
     started = time.time()
+    recalibrated, drift = None, None
+    if args.recalibrate:
+        recalibrated = LatencyTable.from_dict(table.to_dict())
+        drift = recalibrate(recalibrated)
+        moved = ", ".join(f"{m} {r:.3f}x" for m, r in drift.items())
+        print(f"calibration networks timed again: {moved} their time in the table", file=sys.stderr)
     rows = compare(table, specs, remeasure=args.remeasure)
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
@@ -149,7 +166,8 @@ def run(table: LatencyTable, args: argparse.Namespace) -> tuple[dict[str, Any], 
         "table": {"path": str(args.table), **table.identity(), "allocator": table.allocator},
         "bench_seconds": round(time.time() - started, 1),
         "specs_per_second": rate,
-        "accuracy": report(rows, table, {n: s for n, _, s in specs}),
+        "recalibrated": None if recalibrated is None else {"at": recalibrated.recalibrated, "drift": drift},
+        "accuracy": report(rows, table, {n: s for n, _, s in specs}, recalibrated=recalibrated),
         "rows": [r.__dict__ for r in rows],
     }
     return result, rows

@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from statistics import median
+from statistics import fmean, median
 from typing import Any
 
 import torch
@@ -443,6 +443,8 @@ class LatencyTable:
     created: str = ""
     allocator: str = "system"
     """How malloc ran while it was measured (:func:`profiler.allocator.allocator`; tables from before it: system)."""
+    recalibrated: str = ""
+    """When :func:`recalibrate` last timed the calibration networks again (ISO time; empty: never)."""
     size_term: bool = field(default=True, compare=False)
     """Whether class regressions get their elements^1.5 term (:func:`fit_regression`); off, they are the
     three-term ones used until 2026-12-05 (``bench.latency_predictor`` scores both). Not saved."""
@@ -461,6 +463,7 @@ class LatencyTable:
             "complete": self.complete,
             "created": self.created,
             "allocator": self.allocator,
+            "recalibrated": self.recalibrated,
             "planned": self.planned,
             "settings": self.settings.as_dict(),
             "call_ms": self.call_ms,
@@ -488,6 +491,7 @@ class LatencyTable:
             complete=bool(d["complete"]),
             created=str(d["created"]),
             allocator=str(d.get("allocator", "system")),
+            recalibrated=str(d.get("recalibrated", "")),
         )
         for e in d["entries"]:
             block = Block.from_dict(e)
@@ -814,6 +818,43 @@ def _recheck(table: LatencyTable, measure: MeasureBlock) -> int:
             again.add(b.key)
         table.forget_fits()
     return len(again)
+
+
+def recalibrate(table: LatencyTable, *, measure_network: MeasureSpec = measure_spec, progress: bool = True) -> Times:
+    """Time the table's calibration networks again, with its settings, and keep the new times; per path, the
+    geometric mean over the networks of the new time over the old (0.95: the device is 5% faster now).
+
+    A device's speed drifts (another tenant of the host, clocks, where a virtual machine's cores sit), and a
+    table keeps the speed of the hour it was built. The per-network overhead is fitted on these networks
+    (:meth:`LatencyTable.overhead`), so after this every prediction follows the device's speed now while the
+    blocks keep their relative costs. Stamps :attr:`LatencyTable.recalibrated`; the caller saves the table
+    (its fingerprint changes: a study screened with the old one refuses it). Refuses a table measured on
+    another device, torch or malloc setting (:func:`check_here`).
+    """
+    from tqdm import tqdm
+
+    check_here(table)
+    if not table.networks:
+        raise LatencyTableError("the latency table has no calibration networks to time again (built with --calibration 0)")
+    modes = table.settings.modes
+    bar = tqdm(table.networks, desc="calibration networks", unit="net", file=sys.stderr, disable=not progress or None)
+    new = [(spec, {m: measure_network(spec, table.settings, m) for m in modes}) for spec, _ in bar]
+    drift = {m: math.exp(fmean(math.log(n[m] / o[m]) for (_, n), (_, o) in zip(new, table.networks, strict=True))) for m in modes}
+    table.networks = new
+    table.recalibrated = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    table.forget_fits()
+    return drift
+
+
+def check_here(table: LatencyTable) -> None:
+    """:class:`LatencyTableError` unless this process measures as the table was measured: the same device
+    model, torch version and malloc setting (threads, clip and batch come from the table's settings)."""
+    s = table.settings
+    here = {"device": device_name(resolve_device(s.device)), "torch": torch.__version__, "malloc": allocator()}
+    have = {"device": s.device_name, "torch": s.torch_version, "malloc": table.allocator}
+    diff = [f"{k} {have[k]} (here {here[k]})" for k in have if have[k] != here[k]]
+    if diff:
+        raise LatencyTableError(f"the latency table was measured with another {', '.join(diff)}; build one here (e3d latency-table)")
 
 
 def predicted_latency(

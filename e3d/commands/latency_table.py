@@ -16,13 +16,19 @@ examples:
   e3d latency-table --device cuda:0 --clip 16x112x112 --batch-size 8 --out table-gpu.json
   e3d search --budget-latency-ms 300 --latency-table runs/table-cpu.json --trials 20
   e3d profile mobilenetv2 --width-mult 0.45 --latency-table runs/table-cpu.json
+  e3d latency-table --recalibrate runs/table-cpu.json                the same table, at this hour's speed
 
 The table times every distinct block (the stem, each block of a stage at its channels, stride and
 other arguments and at its input size, the head) of the Table 8 presets and, when the space holds
 more than --max-entries, a designed sample of the rest (each class's extremes, then points spread over
 its cost), each as one module on every path; other blocks are priced by a per-class regression within
 the measured ranges, never outside them. Whole networks of every family calibrate the per-network
-overhead. Run it again with the same options to resume an interrupted build."""
+overhead. Run it again with the same options to resume an interrupted build.
+
+A machine's speed drifts by several percent within an hour (other tenants, clocks): --recalibrate
+times a table's calibration networks again (a minute or two, on the machine that built it) and keeps
+their new times, so that its predictions follow the device as it is now; the blocks keep their costs
+relative to each other. A study screened with the table before refuses it after (its fingerprint changed)."""
 
 
 def register(sub: Any) -> None:
@@ -35,7 +41,14 @@ def register(sub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--out", type=Path, required=True, metavar="FILE", help="the table (JSON); resumed when it exists")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", type=Path, metavar="FILE", help="the table (JSON); resumed when it exists")
+    target.add_argument(
+        "--recalibrate",
+        type=Path,
+        metavar="FILE",
+        help="time the calibration networks of the table FILE again and keep their new times (see below); the table's settings apply",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="default fp32")
     p.add_argument("--clip", type=clip_arg, default=(16, 112, 112), metavar="TxHxW", help="clip size (default 16x112x112)")
@@ -88,9 +101,12 @@ def plan(args: argparse.Namespace) -> tuple[list[Any], list[Any], int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Plan, then measure (resuming), then summarise."""
+    """Plan, then measure (resuming), then summarise; or recalibrate a table."""
     from profiler import latency_table as lt
     from profiler.latency_table import LatencyTableError, TableSettings, build_table
+
+    if args.recalibrate:
+        return recalibrate(args.recalibrate, progress=not args.quiet)
 
     paths = tuple(p.strip() for p in args.paths.split(",")) if args.paths else None
     settings = TableSettings.here(
@@ -129,4 +145,21 @@ def run(args: argparse.Namespace) -> int:
         fit = "; ".join(f"{f}: {o.scale:.3f} x sum ({o.networks} networks)" for f, o in fits)
         print(f"{mode}: per-network overhead, {fit}; empty call {table.call_ms[mode] * 1000:.1f} us")
     print(f"wrote {args.out}: {len(table.entries)} blocks in {(time.perf_counter() - start) / 60:.1f} min (this run)")
+    return 0
+
+
+def recalibrate(path: Path, *, progress: bool) -> int:
+    """Time the calibration networks of the table at ``path`` again, save it, and say how far the device moved."""
+    from profiler import latency_table as lt
+
+    table = lt.LatencyTable.load(path)
+    since = table.recalibrated or table.created
+    drift = lt.recalibrate(table, measure_network=lt.measure_spec, progress=progress)
+    table.save(path)
+    for mode, ratio in drift.items():
+        print(
+            f"{mode}: the {len(table.networks)} calibration networks took {ratio:.3f}x their time of {since}; "
+            f"per-network overhead now {table.overhead(mode).scale:.3f} x sum"
+        )
+    print(f"wrote {path}")
     return 0

@@ -3,15 +3,18 @@ next to the three-term ones, on the same measurements."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import functools
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bench.latency_predictor import report
-from profiler.latency_table import Comparison, TableSettings, spec_blocks
+from profiler.latency_table import Comparison, LatencyTable, TableSettings, build_table, collect_blocks, spec_blocks
 from space.spec import NetSpec
-from tests.profiler.test_latency_table import CALL, fake_table, own_time, spec, superlinear_ms
+from tests.profiler.test_latency_table import CALL, fake_call, fake_ms, fake_table, here_settings, own_time, spec, superlinear_ms
 
 SCALE = {"mobilenetv2": 2.0, "mobilenet": 1.2}
 
@@ -64,3 +67,29 @@ def test_report_scores_the_three_term_regressions_on_the_same_measurements(tmp_p
         assert out[mode]["all, three-term regressions"]["mape"] == pytest.approx(0.0, abs=1e-6)
         assert out[mode]["all, three-term regressions"]["networks"] == 3
         assert out[mode]["all"]["mape"] > 0.5  # the table's own prediction differs: the size term is in it
+
+
+def test_recalibrate_scores_a_copy_timed_again_and_leaves_the_table_file_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The device is 20% faster than when the table was built: the table prices 25% high, the recalibrated copy exactly."""
+    import bench.latency_predictor as bench
+
+    calibration = [spec("mobilenetv2", w) for w in (0.2, 0.45, 0.7, 1.0)]
+    held_out = {"a": spec("mobilenetv2", 0.35), "b": spec("mobilenetv2", 0.9)}
+    path = tmp_path / "t.json"
+    blocks = list(collect_blocks([*calibration, *held_out.values()]).values())
+    measures: dict[str, Any] = {"measure": fake_ms, "measure_network": whole, "measure_empty": fake_call}
+    build_table(blocks, here_settings(), path, calibration=calibration, progress=False, **measures)
+
+    def now(s: NetSpec, st: TableSettings, mode: str) -> float:
+        return 0.8 * whole(s, st, mode)
+
+    monkeypatch.setattr(bench, "compare", functools.partial(bench.compare, measure=now, progress=False))
+    monkeypatch.setattr(bench, "recalibrate", functools.partial(bench.recalibrate, measure_network=now, progress=False))
+    monkeypatch.setattr(bench, "bench_specs", lambda *_: [(n, "random", s) for n, s in held_out.items()])
+    args = argparse.Namespace(table=path, specs=2, seed=2, families="mobilenetv2", remeasure=False, recalibrate=True)
+    result, _ = bench.run(LatencyTable.load(path), args)
+    assert result["recalibrated"]["drift"] == {"eager": pytest.approx(0.8), "optimized": pytest.approx(0.8)}
+    for groups in result["accuracy"].values():
+        assert groups["all"]["mape"] == pytest.approx(25.0)
+        assert groups["all, recalibrated"]["mape"] == pytest.approx(0.0, abs=1e-6) and groups["all, recalibrated"]["networks"] == 2
+    assert LatencyTable.load(path).recalibrated == ""

@@ -136,3 +136,21 @@ def test_profile_of_an_unpriceable_network_is_one_line(tmp_path: Path, capsys: p
     code, _, err = run(capsys, "profile", "sevnet", "--size", "48", "--batch-size", "1", "--latency-table", str(out), "--no-latency")
     assert code == 2 and "cannot price" in err and err.count("\n") == 1
     assert main(["profile", "mobilenetv2", "--size", "48", "--batch-size", "1", "--no-latency", "--latency-table", str(out)]) == 0
+
+
+def test_recalibrate_times_the_networks_again_and_keeps_the_new_times(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fake_timing: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "t.json"
+    assert run(capsys, "latency-table", "--out", str(out), *TINY)[0] == 0
+    built = lt.LatencyTable.load(out)
+    monkeypatch.setattr(lt, "measure_spec", lambda net, s, mode: 1.1 * (5.0 + 0.5 * len(net.layers)))  # 10% slower now
+    code, stdout, err = run(capsys, "latency-table", "--recalibrate", str(out), "--quiet")
+    assert code == 0, err
+    table = lt.LatencyTable.load(out)
+    assert f"eager: the 2 calibration networks took 1.100x their time of {built.created}" in stdout
+    assert table.recalibrated >= built.created and table.entries == built.entries
+    for mode in table.settings.modes:
+        assert table.overhead(mode).scale == pytest.approx(1.1 * built.overhead(mode).scale)
+    code, _, err = run(capsys, "latency-table", "--recalibrate", str(tmp_path / "missing.json"))
+    assert code == 2 and err.count("\n") == 1 and "cannot read latency table" in err

@@ -27,6 +27,7 @@ from profiler.latency_table import (
     measure_call,
     measure_spec,
     predicted_latency,
+    recalibrate,
     spec_blocks,
 )
 from space.registry import paper_spec
@@ -476,3 +477,42 @@ def interrupted() -> Callable[[Block, TableSettings, str], float]:
         return 1.0
 
     return measure
+
+
+def here_settings() -> TableSettings:
+    """:func:`settings` with this machine's device model and torch, as :func:`recalibrate` requires."""
+    import torch
+
+    from profiler.latency import device_name
+
+    return settings(device_name=device_name(torch.device("cpu")), torch_version=torch.__version__)
+
+
+def test_recalibrate_makes_predictions_follow_the_device_now(tmp_path: Path) -> None:
+    nets = [spec("mobilenetv2", w) for w in (0.2, 0.45, 0.7, 1.0)]
+
+    def whole(s: NetSpec, st: TableSettings, mode: str, factor: float = 2.0) -> float:
+        return factor * (CALL[mode] + sum(own_time(b, mode) for b in spec_blocks(s)))
+
+    blocks = list(collect_blocks([*nets, spec("mobilenetv2", 0.35)]).values())
+    out = tmp_path / "t.json"
+    measures: dict[str, Any] = {"measure": fake_ms, "measure_network": whole, "measure_empty": fake_call}
+    table = build_table(blocks, here_settings(), out, calibration=nets, progress=False, **measures)
+    held_out = spec("mobilenetv2", 0.35)
+    before, fingerprint = table.predict(held_out, "eager"), table.fingerprint()
+    drift = recalibrate(table, measure_network=lambda s, st, m: whole(s, st, m, factor=1.8), progress=False)
+    assert drift == {m: pytest.approx(0.9) for m in ("eager", "optimized")}
+    assert table.predict(held_out, "eager") == pytest.approx(0.9 * before, rel=1e-9)  # the fitted overhead followed
+    assert table.recalibrated and table.fingerprint() != fingerprint  # a study that screened with it before refuses it
+    table.save(out)
+    again = LatencyTable.load(out)
+    assert again.recalibrated == table.recalibrated and again.networks == table.networks
+
+
+def test_recalibrate_refuses_a_table_of_another_machine_or_without_networks(tmp_path: Path) -> None:
+    other = fake_table(tmp_path, [spec()], calibration=[spec()], measure_network=lambda s, st, m: 1.0)
+    with pytest.raises(LatencyTableError, match=r"measured with another device test cpu \(here .+\), torch x \(here "):
+        recalibrate(other, measure_network=lambda s, st, m: 1.0, progress=False)
+    bare = build_table([], here_settings(), tmp_path / "bare.json", measure_empty=fake_call, progress=False)
+    with pytest.raises(LatencyTableError, match="no calibration networks"):
+        recalibrate(bare, measure_network=lambda s, st, m: 1.0, progress=False)
