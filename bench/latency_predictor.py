@@ -39,7 +39,17 @@ from analysis.latency import plot_predicted_vs_measured
 from analysis.plots import save_figure
 from e3d.cli import Parser, positive_int
 from profiler.latency import cpu_name
-from profiler.latency_table import Comparison, LatencyTable, accuracy, compare, noise_floor, predictions_per_second, recalibrate
+from profiler.latency_table import (
+    Comparison,
+    LatencyTable,
+    accuracy,
+    compare,
+    noise_floor,
+    percent_errors,
+    predictions_per_second,
+    recalibrate,
+)
+from search import stats
 from search.latency import at_clip, random_params, table8_specs
 from search.searchspace import FAMILIES
 from space.files import write_text
@@ -83,36 +93,54 @@ def report(
     """Accuracy per path and group, as a dict; ``all, one overhead``: every network, priced with one
     overhead for all families (:func:`one_overhead`); ``all, three-term regressions``: every network,
     priced without the regressions' size term (:func:`without_size_term`); ``all, recalibrated``: every network
-    priced by the ``recalibrated`` table, when there is one; ``all, measured again``: the
-    second measurement scored as if it were the prediction of the first (:func:`noise_floor`), when there is one."""
+    priced by the ``recalibrated`` table, when there is one; each of these three with its verdict against ``all``
+    (:func:`against`); ``all, measured again``: the second measurement scored as if it were the prediction of the
+    first (:func:`noise_floor`), when there is one."""
     out: dict[str, Any] = {}
     for mode in table.settings.modes:
         of_mode = [r for r in rows if r.mode == mode]
+        others = {
+            "all, one overhead": one_overhead(of_mode, table, specs),
+            "all, three-term regressions": without_size_term(of_mode, table, specs),
+        }
+        if recalibrated is not None:
+            others["all, recalibrated"] = repriced(of_mode, specs, recalibrated.predict)
         out[mode] = {
             "all": accuracy(of_mode).as_dict(),
             "random": accuracy([r for r in of_mode if r.group == "random"]).as_dict(),
             "table8": accuracy([r for r in of_mode if r.group == "table8"]).as_dict(),
-            "all, one overhead": accuracy(one_overhead(of_mode, table, specs)).as_dict(),
-            "all, three-term regressions": accuracy(without_size_term(of_mode, table, specs)).as_dict(),
+            **{name: {**accuracy(alt).as_dict(), "vs_all": against(alt, of_mode)} for name, alt in others.items()},
         }
-        if recalibrated is not None:
-            out[mode]["all, recalibrated"] = accuracy(repriced(of_mode, specs, recalibrated.predict)).as_dict()
         if any(r.remeasured_ms is not None for r in of_mode):
             out[mode]["all, measured again"] = noise_floor(of_mode).as_dict()
     return out
 
 
+ERRORS = {"win": "smaller", "tie": "tie", "loss": "larger"}
+"""A verdict of :func:`against`, as the markdown says it of the other row's errors."""
+
+
+def against(other: list[Comparison], rows: list[Comparison]) -> dict[str, Any]:
+    """Whether ``other`` prices the same networks better than ``rows``: the project's test
+    (:func:`search.stats.compare`, Welch's, two-sided, sample sd) on the two lists of per-network absolute
+    percentage errors. ``win``: ``other``'s errors are smaller; ``mape_lower_by``: how much smaller on average."""
+    v = stats.compare([-e for e in percent_errors(other)], [-e for e in percent_errors(rows)])
+    return {"outcome": v.outcome, "mape_lower_by": v.diff, "p": v.p, "test": v.reason}
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The accuracy table as markdown."""
     lines = [
-        "| path | group | priced | Spearman | MAPE | within +-10% | macs-alone Spearman |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| path | group | priced | Spearman | MAPE | within +-10% | macs-alone Spearman | errors vs `all` (Welch) |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for mode, groups in result["accuracy"].items():
         for group, a in groups.items():
+            v = a.get("vs_all")
+            verdict = f"{ERRORS[v['outcome']]} (p {v['p']:.2f})" if v else ""
             lines.append(
                 f"| {mode} | {group} | {a['networks']} (+{a['unpriced']} unpriced) | {a['spearman']:.3f} | {a['mape']:.1f}% "
-                f"| {a['within_10']:.0f}% | {a['macs_spearman']:.3f} |"
+                f"| {a['within_10']:.0f}% | {a['macs_spearman']:.3f} | {verdict} |"
             )
     lines.append(f"\npredictor: {result['specs_per_second']:,.0f} specs/s (one core, spec already traced)")
     return "\n".join(lines) + "\n"
@@ -166,11 +194,16 @@ def run(table: LatencyTable, args: argparse.Namespace) -> tuple[dict[str, Any], 
         "table": {"path": str(args.table), **table.identity(), "allocator": table.allocator},
         "bench_seconds": round(time.time() - started, 1),
         "specs_per_second": rate,
-        "recalibrated": None if recalibrated is None else {"at": recalibrated.recalibrated, "drift": drift},
+        "recalibrated": None if recalibrated is None else recalibration(recalibrated, drift),
         "accuracy": report(rows, table, {n: s for n, _, s in specs}, recalibrated=recalibrated),
         "rows": [r.__dict__ for r in rows],
     }
     return result, rows
+
+
+def recalibration(table: LatencyTable, drift: dict[str, float] | None) -> dict[str, Any]:
+    """When the copy was recalibrated, how far its networks moved, and their new times (to price it again)."""
+    return {"at": table.recalibrated, "drift": drift, "networks": [{"summary": s.summary(), "ms": ms} for s, ms in table.networks]}
 
 
 def write(out: Path, result: dict[str, Any], rows: list[Comparison], table: LatencyTable) -> None:

@@ -954,21 +954,30 @@ def accuracy(rows: Sequence[Comparison]) -> Accuracy:
     priced rows (NaN with fewer than 2)."""
     from scipy.stats import spearmanr
 
-    priced = [r for r in rows if r.predicted_ms is not None and r.measured_ms is not None]
+    priced = _priced(rows)
     if len(priced) < 2:
         nan = float("nan")
         return Accuracy(len(priced), len(rows) - len(priced), nan, nan, nan, nan)
     pred = [float(r.predicted_ms) for r in priced]  # type: ignore[arg-type]
     meas = [float(r.measured_ms) for r in priced]  # type: ignore[arg-type]
-    errors = [abs(p / m - 1) for p, m in zip(pred, meas, strict=True)]
+    errors = percent_errors(priced)
     return Accuracy(
         networks=len(priced),
         unpriced=len(rows) - len(priced),
         spearman=float(spearmanr(pred, meas).statistic),
-        mape=100 * sum(errors) / len(errors),
-        within_10=100 * sum(e <= 0.10 + 1e-12 for e in errors) / len(errors),  # +-10% inclusive, despite rounding
+        mape=sum(errors) / len(errors),
+        within_10=100 * sum(e <= 10 + 1e-10 for e in errors) / len(errors),  # +-10% inclusive, despite rounding
         macs_spearman=float(spearmanr([r.macs for r in priced], meas).statistic),
     )
+
+
+def _priced(rows: Sequence[Comparison]) -> list[Comparison]:
+    return [r for r in rows if r.predicted_ms is not None and r.measured_ms is not None]
+
+
+def percent_errors(rows: Sequence[Comparison]) -> list[float]:
+    """``100 * |predicted / measured - 1|`` of every priced and measured row, in order."""
+    return [100 * abs(r.predicted_ms / r.measured_ms - 1) for r in _priced(rows)]  # type: ignore[operator]
 
 
 def noise_floor(rows: Sequence[Comparison]) -> Accuracy:

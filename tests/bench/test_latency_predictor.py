@@ -37,6 +37,7 @@ def test_report_scores_the_per_family_overhead_and_one_overhead_side_by_side(tmp
         assert out[mode]["all"]["mape"] == pytest.approx(0.0, abs=1e-6)  # each family's scale is fitted exactly
         assert out[mode]["all, one overhead"]["mape"] > 5.0  # one overhead cannot fit both scales
         assert out[mode]["all, one overhead"]["networks"] == 3
+        assert out[mode]["all, one overhead"]["vs_all"]["outcome"] == "loss"  # its errors are larger, by Welch's test
         assert "all, measured again" not in out[mode]  # measured once: no noise floor to report
 
 
@@ -91,5 +92,10 @@ def test_recalibrate_scores_a_copy_timed_again_and_leaves_the_table_file_as_it_w
     assert result["recalibrated"]["drift"] == {"eager": pytest.approx(0.8), "optimized": pytest.approx(0.8)}
     for groups in result["accuracy"].values():
         assert groups["all"]["mape"] == pytest.approx(25.0)
-        assert groups["all, recalibrated"]["mape"] == pytest.approx(0.0, abs=1e-6) and groups["all, recalibrated"]["networks"] == 2
+        recalibrated = groups["all, recalibrated"]
+        assert recalibrated["mape"] == pytest.approx(0.0, abs=1e-6) and recalibrated["networks"] == 2
+        assert recalibrated["vs_all"]["outcome"] == "win" and recalibrated["vs_all"]["mape_lower_by"] == pytest.approx(25.0)
+    timed_again = [{m: now(s, here_settings(), m) for m in ("eager", "optimized")} for s in calibration]
+    assert [n["ms"] for n in result["recalibrated"]["networks"]] == timed_again
+    assert "| eager | all, recalibrated | 2 (+0 unpriced) | 1.000 | 0.0% | 100% |" in bench.markdown(result)
     assert LatencyTable.load(path).recalibrated == ""
