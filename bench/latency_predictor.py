@@ -1,7 +1,8 @@
 """How well a latency table predicts whole networks it was not fitted on, eager and optimized.
 
 Run (after ``e3d latency-table --out TABLE ...``):
-    python -m bench.latency_predictor --table TABLE [--specs 100] [--seed 2] [--recalibrate] [--out docs/results/latency]
+    python -m bench.latency_predictor --table TABLE [--specs 100] [--seed 2] [--recalibrate] [--also TABLE2]
+        [--out docs/results/latency]
 
 Networks: ``--specs`` random candidates of the table's families (seed ``--seed``; the table's own
 random candidates use seed 0 and its calibration networks seeds 1000-1004 by default, and calibration
@@ -9,13 +10,15 @@ networks are left out here, so none of these was used in fitting) plus the 21 Ta
 the table's clip with 600 classes. Each is predicted from the table and measured whole on this machine
 with the table's settings (batch, threads, warm-up, repeats), on every path the table has. Reports
 Spearman, MAPE and the share within +-10% (all, random, Table 8), multiply-adds alone's Spearman, and
-the predictor's specs per second; on the same measurements, every network priced with one overhead for all
-families (row ``all, one overhead``) and with the class regressions as they were until 2026-12-05, without
-their size term (``all, three-term regressions``), and, with ``--recalibrate``, with a copy of the table whose
-calibration networks were timed again just before the networks were measured (``all, recalibrated``:
-:func:`profiler.latency_table.recalibrate`; the table file is left as it is). Then (unless ``--no-remeasure``)
-every network is measured once more, after all of them were, and that second measurement is scored as if it
-predicted the first (row ``all, measured again``): the floor that measurement noise puts under any predictor's error. Writes
+the predictor's specs per second. On the same measurements, other predictors side by side, each with the verdict
+of Welch's test (``search.stats``) on its per-network absolute errors against the table's own: one overhead for
+all families (row ``all, one overhead``); the class regressions as they were until 2026-12-05, without their size
+term (``all, three-term regressions``); with ``--recalibrate``, a copy of the table whose calibration networks were
+timed again just before the networks were measured (``all, recalibrated``:
+:func:`profiler.latency_table.recalibrate`; the table file is left as it is); every table given with ``--also``
+(another build, an older one: ``all, table PATH``). Then (unless ``--no-remeasure``) every network is measured
+once more, after all of them were, and that second measurement is scored as if it predicted the first (row
+``all, measured again``): the floor that measurement noise puts under any predictor's error. Writes
 ``latency_predictor.json``, ``latency_predictor.md`` and the scatter ``latency_predictor.png``.
 """
 
@@ -29,7 +32,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,8 @@ from profiler.latency import cpu_name
 from profiler.latency_table import (
     Comparison,
     LatencyTable,
+    LatencyTableError,
+    UnpricedLayerError,
     accuracy,
     compare,
     noise_floor,
@@ -72,8 +77,15 @@ def bench_specs(table: LatencyTable, families: tuple[str, ...], n: int, seed: in
 
 def repriced(rows: list[Comparison], specs: dict[str, NetSpec], predict: Callable[[NetSpec, str], float]) -> list[Comparison]:
     """``rows`` with every priced network predicted again by ``predict(spec, mode)``: another predictor on the
-    same measurements, side by side."""
-    return [dataclasses.replace(r, predicted_ms=predict(specs[r.name], r.mode)) if r.predicted_ms is not None else r for r in rows]
+    same measurements, side by side (one it cannot price: unpriced)."""
+
+    def again(r: Comparison) -> Comparison:
+        try:
+            return dataclasses.replace(r, predicted_ms=predict(specs[r.name], r.mode))
+        except UnpricedLayerError:
+            return dataclasses.replace(r, predicted_ms=None)
+
+    return [again(r) if r.predicted_ms is not None else r for r in rows]
 
 
 def one_overhead(rows: list[Comparison], table: LatencyTable, specs: dict[str, NetSpec]) -> list[Comparison]:
@@ -88,23 +100,22 @@ def without_size_term(rows: list[Comparison], table: LatencyTable, specs: dict[s
 
 
 def report(
-    rows: list[Comparison], table: LatencyTable, specs: dict[str, NetSpec], *, recalibrated: LatencyTable | None = None
+    rows: list[Comparison], table: LatencyTable, specs: dict[str, NetSpec], *, tables: Mapping[str, LatencyTable] | None = None
 ) -> dict[str, Any]:
     """Accuracy per path and group, as a dict; ``all, one overhead``: every network, priced with one
     overhead for all families (:func:`one_overhead`); ``all, three-term regressions``: every network,
-    priced without the regressions' size term (:func:`without_size_term`); ``all, recalibrated``: every network
-    priced by the ``recalibrated`` table, when there is one; each of these three with its verdict against ``all``
-    (:func:`against`); ``all, measured again``: the second measurement scored as if it were the prediction of the
-    first (:func:`noise_floor`), when there is one."""
+    priced without the regressions' size term (:func:`without_size_term`); a row per entry of ``tables``:
+    every network priced by that table (a recalibrated copy, another build); each of these with its verdict
+    against ``all`` (:func:`against`); ``all, measured again``: the second measurement scored as if it were the
+    prediction of the first (:func:`noise_floor`), when there is one."""
     out: dict[str, Any] = {}
     for mode in table.settings.modes:
         of_mode = [r for r in rows if r.mode == mode]
         others = {
             "all, one overhead": one_overhead(of_mode, table, specs),
             "all, three-term regressions": without_size_term(of_mode, table, specs),
+            **{name: repriced(of_mode, specs, t.predict) for name, t in (tables or {}).items()},
         }
-        if recalibrated is not None:
-            others["all, recalibrated"] = repriced(of_mode, specs, recalibrated.predict)
         out[mode] = {
             "all": accuracy(of_mode).as_dict(),
             "random": accuracy([r for r in of_mode if r.group == "random"]).as_dict(),
@@ -162,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         "--recalibrate", action="store_true",
         help="also score a copy of the table whose calibration networks are timed again first (row 'all, recalibrated')",
     )  # fmt: skip
+    p.add_argument(
+        "--also", type=Path, action="append", default=[], metavar="TABLE",
+        help="also score another table of the same settings on the same measurements (row 'all, table TABLE'); repeatable",
+    )  # fmt: skip
     args = p.parse_args(argv)
     try:
         table = LatencyTable.load(args.table)
@@ -176,15 +191,14 @@ def main(argv: list[str] | None = None) -> int:
 def run(table: LatencyTable, args: argparse.Namespace) -> tuple[dict[str, Any], list[Comparison]]:
     """Predict and measure ``args.specs`` random candidates and Table 8 with ``table``: the result to
     write and its rows."""
+    also = {f"all, table {path}": same_settings(LatencyTable.load(path), table, path) for path in args.also}
     specs = bench_specs(table, tuple(args.families.split(",")), args.specs, args.seed)
     rate = predictions_per_second(table, [s for _, _, s in specs], table.settings.modes[-1])
     started = time.time()
-    recalibrated, drift = None, None
+    tables, recalibrated = dict(also), None
     if args.recalibrate:
-        recalibrated = LatencyTable.from_dict(table.to_dict())
-        drift = recalibrate(recalibrated)
-        moved = ", ".join(f"{m} {r:.3f}x" for m, r in drift.items())
-        print(f"calibration networks timed again: {moved} their time in the table", file=sys.stderr)
+        copy = tables["all, recalibrated"] = LatencyTable.from_dict(table.to_dict())
+        recalibrated = recalibration(copy, recalibrate(copy))
     rows = compare(table, specs, remeasure=args.remeasure)
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
@@ -192,17 +206,31 @@ def run(table: LatencyTable, args: argparse.Namespace) -> tuple[dict[str, Any], 
         "machine": f"{platform.machine()}, {os.cpu_count()} logical cores, load average {os.getloadavg()[0]:.1f} at the end",
         "torch": torch.__version__,
         "table": {"path": str(args.table), **table.identity(), "allocator": table.allocator},
+        "also": {name: t.identity() for name, t in also.items()},
         "bench_seconds": round(time.time() - started, 1),
         "specs_per_second": rate,
-        "recalibrated": None if recalibrated is None else recalibration(recalibrated, drift),
-        "accuracy": report(rows, table, {n: s for n, _, s in specs}, recalibrated=recalibrated),
+        "recalibrated": recalibrated,
+        "accuracy": report(rows, table, {n: s for n, _, s in specs}, tables=tables),
         "rows": [r.__dict__ for r in rows],
     }
     return result, rows
 
 
-def recalibration(table: LatencyTable, drift: dict[str, float] | None) -> dict[str, Any]:
-    """When the copy was recalibrated, how far its networks moved, and their new times (to price it again)."""
+def same_settings(other: LatencyTable, table: LatencyTable, path: Path) -> LatencyTable:
+    """``other``, when it was measured with ``table``'s clip, batch, precision and paths; else a one-line error."""
+    s = table.settings
+    try:
+        for mode in s.modes:
+            other.check(clip=s.clip, batch_size=s.batch_size, precision=s.precision, mode=mode)
+    except LatencyTableError as e:
+        raise LatencyTableError(f"--also {path}: {e}") from None
+    return other
+
+
+def recalibration(table: LatencyTable, drift: dict[str, float]) -> dict[str, Any]:
+    """When the copy was recalibrated, how far its networks moved (also printed), and their new times (to price it again)."""
+    moved = ", ".join(f"{m} {r:.3f}x" for m, r in drift.items())
+    print(f"calibration networks timed again: {moved} their time in the table", file=sys.stderr)
     return {"at": table.recalibrated, "drift": drift, "networks": [{"summary": s.summary(), "ms": ms} for s, ms in table.networks]}
 
 

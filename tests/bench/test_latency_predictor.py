@@ -14,7 +14,7 @@ import pytest
 from bench.latency_predictor import report
 from profiler.latency_table import Comparison, LatencyTable, TableSettings, build_table, collect_blocks, spec_blocks
 from space.spec import NetSpec
-from tests.profiler.test_latency_table import CALL, fake_call, fake_ms, fake_table, here_settings, own_time, spec, superlinear_ms
+from tests.profiler.test_latency_table import CALL, fake_call, fake_ms, fake_table, here_settings, own_time, settings, spec, superlinear_ms
 
 SCALE = {"mobilenetv2": 2.0, "mobilenet": 1.2}
 
@@ -87,7 +87,7 @@ def test_recalibrate_scores_a_copy_timed_again_and_leaves_the_table_file_as_it_w
     monkeypatch.setattr(bench, "compare", functools.partial(bench.compare, measure=now, progress=False))
     monkeypatch.setattr(bench, "recalibrate", functools.partial(bench.recalibrate, measure_network=now, progress=False))
     monkeypatch.setattr(bench, "bench_specs", lambda *_: [(n, "random", s) for n, s in held_out.items()])
-    args = argparse.Namespace(table=path, specs=2, seed=2, families="mobilenetv2", remeasure=False, recalibrate=True)
+    args = argparse.Namespace(table=path, specs=2, seed=2, families="mobilenetv2", remeasure=False, recalibrate=True, also=[])
     result, _ = bench.run(LatencyTable.load(path), args)
     assert result["recalibrated"]["drift"] == {"eager": pytest.approx(0.8), "optimized": pytest.approx(0.8)}
     for groups in result["accuracy"].values():
@@ -99,3 +99,41 @@ def test_recalibrate_scores_a_copy_timed_again_and_leaves_the_table_file_as_it_w
     assert [n["ms"] for n in result["recalibrated"]["networks"]] == timed_again
     assert "| eager | all, recalibrated | 2 (+0 unpriced) | 1.000 | 0.0% | 100% |" in bench.markdown(result)
     assert LatencyTable.load(path).recalibrated == ""
+
+
+def test_also_scores_another_table_on_the_same_measurements(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A table whose calibration networks read 25% slower prices every network 25% high next to the table's own."""
+    import bench.latency_predictor as bench
+
+    calibration = [spec("mobilenetv2", w) for w in (0.2, 0.45, 0.7, 1.0)]
+    held_out = {"a": spec("mobilenetv2", 0.35), "b": spec("mobilenetv2", 0.9)}
+    (tmp_path / "own").mkdir()
+    own = fake_table(tmp_path / "own", [*calibration, *held_out.values()], calibration=calibration, measure_network=whole)
+    slower = fake_table(
+        tmp_path, [*calibration, *held_out.values()], calibration=calibration, measure_network=lambda s, st, m: 1.25 * whole(s, st, m)
+    )
+    monkeypatch.setattr(bench, "compare", functools.partial(bench.compare, measure=whole, progress=False))
+    monkeypatch.setattr(bench, "bench_specs", lambda *_: [(n, "random", s) for n, s in held_out.items()])
+    args = argparse.Namespace(
+        table=tmp_path / "own" / "t.json",
+        specs=2,
+        seed=2,
+        families="mobilenetv2",
+        remeasure=False,
+        recalibrate=False,
+        also=[tmp_path / "t.json"],
+    )
+    result, _ = bench.run(own, args)
+    name = f"all, table {tmp_path / 't.json'}"
+    assert result["also"] == {name: slower.identity()} and result["recalibrated"] is None
+    for groups in result["accuracy"].values():
+        assert groups["all"]["mape"] == pytest.approx(0.0, abs=1e-6) and "all, recalibrated" not in groups
+        assert groups[name]["mape"] == pytest.approx(25.0) and groups[name]["vs_all"]["outcome"] == "loss"
+
+    other = tmp_path / "other.json"
+    build_table([], settings(clip=(16, 56, 56)), other, measure_empty=fake_call, progress=False)
+    assert bench.main(["--table", str(tmp_path / "t.json"), "--also", str(other), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--also {other}: the latency table was measured for clip 16x56x56 (asked 16x48x48)" in err
