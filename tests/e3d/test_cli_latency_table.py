@@ -154,3 +154,12 @@ def test_recalibrate_times_the_networks_again_and_keeps_the_new_times(
         assert table.overhead(mode).scale == pytest.approx(1.1 * built.overhead(mode).scale)
     code, _, err = run(capsys, "latency-table", "--recalibrate", str(tmp_path / "missing.json"))
     assert code == 2 and err.count("\n") == 1 and "cannot read latency table" in err
+
+
+def test_the_default_table_times_every_block_of_the_default_space() -> None:
+    """Timing all 3,468 instead of a designed sample of 1,500 priced new networks better (docs/LATENCY.md, 2026-12-06)."""
+    from e3d.cli import build_parser
+    from e3d.commands.latency_table import plan
+
+    blocks, calibration, collected = plan(build_parser().parse_args(["latency-table", "--out", "t.json"]))
+    assert len(blocks) == collected > 3000 and len(calibration) == 20
