@@ -145,8 +145,9 @@ def study_latency(budget: Budget, mode: str, path: str | Path | None) -> Callabl
         )
     table = LatencyTable.load(path)
     if table.identity() != stored:
+        since = f", recalibrated {table.recalibrated}" if table.recalibrated else ""
         raise StudyConfigError(
-            f"{path} (sha256 {table.fingerprint()[:12]}, {table.settings.device_name}) is not the latency table this study screens "
-            f"with (sha256 {stored['sha256'][:12]}, {stored['device_name']}): a study cannot mix tables"
+            f"{path} (sha256 {table.fingerprint()[:12]}, {table.settings.device_name}{since}) is not the latency table this study "
+            f"screens with (sha256 {stored['sha256'][:12]}, {stored['device_name']}): a study cannot mix tables"
         )
     return table.predictor(mode)

@@ -121,6 +121,12 @@ def test_a_study_refuses_a_second_different_table(tmp_path: Path, table_file: Pa
     assert predict is not None and predict(spec) == ms
     with pytest.raises(st.StudyConfigError, match="cannot mix tables"):
         study_latency(stored.budget, "optimized", other)
+    recalibrated = LatencyTable.load(table_file)
+    recalibrated.networks = [(spec, {"eager": ms, "optimized": ms})]  # new times of its calibration networks, as --recalibrate leaves it
+    recalibrated.recalibrated = "2026-12-06T00:17:52+00:00"
+    recalibrated.save(other)
+    with pytest.raises(st.StudyConfigError, match=r"recalibrated 2026-12-06T00:17:52\+00:00\) is not the latency table .* cannot mix"):
+        study_latency(stored.budget, "optimized", other)
     with pytest.raises(st.StudyConfigError, match="pass that file with --latency-table"):
         study_latency(stored.budget, "optimized", None)
     with pytest.raises(st.StudyConfigError, match="made without a latency table"):
