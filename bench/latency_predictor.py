@@ -199,6 +199,8 @@ def run(table: LatencyTable, args: argparse.Namespace) -> tuple[dict[str, Any], 
     if args.recalibrate:
         copy = tables["all, recalibrated"] = LatencyTable.from_dict(table.to_dict())
         recalibrated = recalibration(copy, recalibrate(copy))
+        moved = ", ".join(f"{m} {r:.3f}x" for m, r in recalibrated["drift"].items())
+        print(f"calibration networks timed again: {moved} their time in the table", file=sys.stderr)
     rows = compare(table, specs, remeasure=args.remeasure)
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
@@ -228,9 +230,7 @@ def same_settings(other: LatencyTable, table: LatencyTable, path: Path) -> Laten
 
 
 def recalibration(table: LatencyTable, drift: dict[str, float]) -> dict[str, Any]:
-    """When the copy was recalibrated, how far its networks moved (also printed), and their new times (to price it again)."""
-    moved = ", ".join(f"{m} {r:.3f}x" for m, r in drift.items())
-    print(f"calibration networks timed again: {moved} their time in the table", file=sys.stderr)
+    """When the copy was recalibrated, how far its networks moved, and their new times (to price it again)."""
     return {"at": table.recalibrated, "drift": drift, "networks": [{"summary": s.summary(), "ms": ms} for s, ms in table.networks]}
 
 

@@ -826,8 +826,9 @@ def recalibrate(table: LatencyTable, *, measure_network: MeasureSpec = measure_s
 
     A device's speed drifts (another tenant of the host, clocks, where a virtual machine's cores sit), and a
     table keeps the speed of the hour it was built. The per-network overhead is fitted on these networks
-    (:meth:`LatencyTable.overhead`), so after this every prediction follows the device's speed now while the
-    blocks keep their relative costs. Stamps :attr:`LatencyTable.recalibrated`; the caller saves the table
+    (:meth:`LatencyTable.overhead`), so after this every prediction follows the device's speed of the moment
+    while the blocks keep their relative costs (speed that moves from minute to minute it cannot follow:
+    docs/LATENCY.md measured both outcomes). Stamps :attr:`LatencyTable.recalibrated`; the caller saves the table
     (its fingerprint changes: a study screened with the old one refuses it). Refuses a table measured on
     another device, torch or malloc setting (:func:`check_here`).
     """
