@@ -157,9 +157,11 @@ def test_recalibrate_times_the_networks_again_and_keeps_the_new_times(
 
 
 def test_the_default_table_times_every_block_of_the_default_space() -> None:
-    """Timing all 3,468 instead of a designed sample of 1,500 priced new networks better (docs/LATENCY.md, 2026-12-06)."""
+    """Every block instead of a designed sample of 1,500, and 40 calibration networks instead of 20 (8 per family for
+    its overhead): what priced new networks best on 2026-12-06 (docs/LATENCY.md)."""
     from e3d.cli import build_parser
     from e3d.commands.latency_table import plan
+    from search.searchspace import FAMILIES
 
     blocks, calibration, collected = plan(build_parser().parse_args(["latency-table", "--out", "t.json"]))
-    assert len(blocks) == collected > 3000 and len(calibration) == 20
+    assert len(blocks) == collected > 3000 and len(calibration) == 40 and {s.family for s in calibration[:5]} == set(FAMILIES)
