@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import platform
@@ -49,11 +50,14 @@ from profiler.latency_table import (
     UnpricedLayerError,
     accuracy,
     compare,
+    measure_spec,
     noise_floor,
     percent_errors,
     predictions_per_second,
     recalibrate,
 )
+from profiler.measuring import NETWORKS_EVERY, MeasuringProcess
+from profiler.memory import lifetime_peaks_gib
 from search import stats
 from search.latency import at_clip, random_params, table8_specs
 from search.searchspace import FAMILIES
@@ -154,6 +158,10 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {a['within_10']:.0f}% | {a['macs_spearman']:.3f} | {verdict} |"
             )
     lines.append(f"\npredictor: {result['specs_per_second']:,.0f} specs/s (one core, spec already traced)")
+    peak = result["peak_memory_gib"]
+    lines.append(
+        f"\npeak resident memory: {peak['bench']:.1f} GiB in the bench, {peak['measuring']:.1f} GiB in its largest measuring process"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -196,12 +204,14 @@ def run(table: LatencyTable, args: argparse.Namespace) -> tuple[dict[str, Any], 
     rate = predictions_per_second(table, [s for _, _, s in specs], table.settings.modes[-1])
     started = time.time()
     tables, recalibrated = dict(also), None
-    if args.recalibrate:
-        copy = tables["all, recalibrated"] = LatencyTable.from_dict(table.to_dict())
-        recalibrated = recalibration(copy, recalibrate(copy))
-        moved = ", ".join(f"{m} {r:.3f}x" for m, r in recalibrated["drift"].items())
-        print(f"calibration networks timed again: {moved} their time in the table", file=sys.stderr)
-    rows = compare(table, specs, remeasure=args.remeasure)
+    with MeasuringProcess(every=NETWORKS_EVERY) as proc:  # as the table's build measured its networks (profiler.measuring)
+        measure = functools.partial(proc, measure_spec)
+        if args.recalibrate:
+            copy = tables["all, recalibrated"] = LatencyTable.from_dict(table.to_dict())
+            recalibrated = recalibration(copy, recalibrate(copy, measure_network=measure))
+            moved = ", ".join(f"{m} {r:.3f}x" for m, r in recalibrated["drift"].items())
+            print(f"calibration networks timed again: {moved} their time in the table", file=sys.stderr)
+        rows = compare(table, specs, measure=measure, remeasure=args.remeasure)
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
         "cpu": cpu_name(),
@@ -211,6 +221,7 @@ def run(table: LatencyTable, args: argparse.Namespace) -> tuple[dict[str, Any], 
         "also": {name: t.identity() for name, t in also.items()},
         "bench_seconds": round(time.time() - started, 1),
         "specs_per_second": rate,
+        "peak_memory_gib": dict(zip(("bench", "measuring"), lifetime_peaks_gib(), strict=True)),
         "recalibrated": recalibrated,
         "accuracy": report(rows, table, {n: s for n, _, s in specs}, tables=tables),
         "rows": [r.__dict__ for r in rows],

@@ -7,6 +7,7 @@ import ctypes
 import ctypes.util
 import os
 import resource
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -26,6 +27,14 @@ class PeakMemory:
 
     peak_mb: float
     method: str
+
+
+def lifetime_peaks_gib() -> tuple[float, float]:
+    """Peak resident memory in GiB over their lifetimes: of this process, and of the largest child process it
+    has waited for (0 before one has exited), from ``getrusage`` (KiB on Linux, bytes on macOS)."""
+    unit = 1 if sys.platform == "darwin" else 1024
+    own, child = (resource.getrusage(who).ru_maxrss * unit / 2**30 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own, child
 
 
 def _trim_allocator() -> None:

@@ -60,6 +60,15 @@ def _one_job_per_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("search.jobs.usable_cores", lambda: 1)
 
 
+@pytest.fixture
+def measure_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """:class:`profiler.measuring.MeasuringProcess` calls in the test's own process, where stand-in measure
+    functions patched in are seen (a closure does not pickle to a child). ``test_measuring`` tests the child."""
+    from profiler.measuring import MeasuringProcess
+
+    monkeypatch.setattr(MeasuringProcess, "__call__", lambda self, fn, *args: fn(*args))
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

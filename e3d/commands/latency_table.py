@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -109,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
     """Plan, then measure (resuming), then summarise; or recalibrate a table."""
     from profiler import latency_table as lt
     from profiler.latency_table import LatencyTableError, TableSettings, build_table
+    from profiler.measuring import MeasuringProcess
+    from profiler.memory import lifetime_peaks_gib
 
     if args.recalibrate:
         return recalibrate(args.recalibrate, progress=not args.quiet)
@@ -132,16 +135,17 @@ def run(args: argparse.Namespace) -> int:
     what = f"{len(blocks)} of {collected} distinct blocks, {len(calibration)} networks"
     print(f"latency table on {settings.describe()}: {what}", file=sys.stderr)
     start = time.perf_counter()
-    table = build_table(
-        blocks,
-        settings,
-        args.out,
-        calibration=calibration,
-        measure=lt.measure_block,
-        measure_network=lt.measure_spec,
-        measure_empty=lt.measure_call,
-        progress=not args.quiet,
-    )
+    with MeasuringProcess() as proc:  # this process traces nothing: its memory stays flat (profiler.measuring)
+        table = build_table(
+            blocks,
+            settings,
+            args.out,
+            calibration=calibration,
+            measure=functools.partial(proc, lt.measure_block),
+            measure_network=functools.partial(proc, lt.measure_spec),
+            measure_empty=functools.partial(proc, lt.measure_call),
+            progress=not args.quiet,
+        )
     if table.rechecked:
         print(f"timed again {table.rechecked} blocks that read over {lt.RECHECK_RATIO:g}x their kind's fit (a stall, most likely)")
     families = sorted({s.family for s, _ in table.networks})
@@ -150,16 +154,20 @@ def run(args: argparse.Namespace) -> int:
         fit = "; ".join(f"{f}: {o.scale:.3f} x sum ({o.networks} networks)" for f, o in fits)
         print(f"{mode}: per-network overhead, {fit}; empty call {table.call_ms[mode] * 1000:.1f} us")
     print(f"wrote {args.out}: {len(table.entries)} blocks in {(time.perf_counter() - start) / 60:.1f} min (this run)")
+    own, child = lifetime_peaks_gib()
+    print(f"peak resident memory: {own:.1f} GiB in this process, {child:.1f} GiB in the largest measuring process")
     return 0
 
 
 def recalibrate(path: Path, *, progress: bool) -> int:
     """Time the calibration networks of the table at ``path`` again, save it, and say how far the device moved."""
     from profiler import latency_table as lt
+    from profiler.measuring import NETWORKS_EVERY, MeasuringProcess
 
     table = lt.LatencyTable.load(path)
     since = table.recalibrated or table.created
-    drift = lt.recalibrate(table, measure_network=lt.measure_spec, progress=progress)
+    with MeasuringProcess(every=NETWORKS_EVERY) as proc:
+        drift = lt.recalibrate(table, measure_network=functools.partial(proc, lt.measure_spec), progress=progress)
     table.save(path)
     for mode, ratio in drift.items():
         print(

@@ -70,7 +70,9 @@ def test_report_scores_the_three_term_regressions_on_the_same_measurements(tmp_p
         assert out[mode]["all"]["mape"] > 0.5  # the table's own prediction differs: the size term is in it
 
 
-def test_recalibrate_scores_a_copy_timed_again_and_leaves_the_table_file_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_recalibrate_scores_a_copy_timed_again_and_leaves_the_table_file_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, measure_here: None
+) -> None:
     """The device is 20% faster than when the table was built: the table prices 25% high, the recalibrated copy exactly."""
     import bench.latency_predictor as bench
 
@@ -84,8 +86,9 @@ def test_recalibrate_scores_a_copy_timed_again_and_leaves_the_table_file_as_it_w
     def now(s: NetSpec, st: TableSettings, mode: str) -> float:
         return 0.8 * whole(s, st, mode)
 
-    monkeypatch.setattr(bench, "compare", functools.partial(bench.compare, measure=now, progress=False))
-    monkeypatch.setattr(bench, "recalibrate", functools.partial(bench.recalibrate, measure_network=now, progress=False))
+    monkeypatch.setattr(bench, "measure_spec", now)
+    monkeypatch.setattr(bench, "compare", functools.partial(bench.compare, progress=False))
+    monkeypatch.setattr(bench, "recalibrate", functools.partial(bench.recalibrate, progress=False))
     monkeypatch.setattr(bench, "bench_specs", lambda *_: [(n, "random", s) for n, s in held_out.items()])
     args = argparse.Namespace(table=path, specs=2, seed=2, families="mobilenetv2", remeasure=False, recalibrate=True, also=[])
     result, _ = bench.run(LatencyTable.load(path), args)
@@ -98,11 +101,12 @@ def test_recalibrate_scores_a_copy_timed_again_and_leaves_the_table_file_as_it_w
     timed_again = [{m: now(s, here_settings(), m) for m in ("eager", "optimized")} for s in calibration]
     assert [n["ms"] for n in result["recalibrated"]["networks"]] == timed_again
     assert "| eager | all, recalibrated | 2 (+0 unpriced) | 1.000 | 0.0% | 100% |" in bench.markdown(result)
+    assert result["peak_memory_gib"]["bench"] > 0.01 and "GiB in the bench" in bench.markdown(result)
     assert LatencyTable.load(path).recalibrated == ""
 
 
 def test_also_scores_another_table_on_the_same_measurements(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], measure_here: None
 ) -> None:
     """A table whose calibration networks read 25% slower prices every network 25% high next to the table's own."""
     import bench.latency_predictor as bench
@@ -114,7 +118,8 @@ def test_also_scores_another_table_on_the_same_measurements(
     slower = fake_table(
         tmp_path, [*calibration, *held_out.values()], calibration=calibration, measure_network=lambda s, st, m: 1.25 * whole(s, st, m)
     )
-    monkeypatch.setattr(bench, "compare", functools.partial(bench.compare, measure=whole, progress=False))
+    monkeypatch.setattr(bench, "measure_spec", whole)
+    monkeypatch.setattr(bench, "compare", functools.partial(bench.compare, progress=False))
     monkeypatch.setattr(bench, "bench_specs", lambda *_: [(n, "random", s) for n, s in held_out.items()])
     args = argparse.Namespace(
         table=tmp_path / "own" / "t.json",

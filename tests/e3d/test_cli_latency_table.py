@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,8 @@ TINY = [
 
 
 @pytest.fixture
-def fake_timing(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Made-up times instead of measurements; returns the keys measured, in order."""
+def fake_timing(monkeypatch: pytest.MonkeyPatch, measure_here: None) -> list[str]:
+    """Made-up times instead of measurements (in this process); returns the keys measured, in order."""
     calls: list[str] = []
 
     def block(b: lt.Block, s: lt.TableSettings, mode: str) -> float:
@@ -165,3 +166,29 @@ def test_the_default_table_times_every_block_of_the_default_space() -> None:
 
     blocks, calibration, collected = plan(build_parser().parse_args(["latency-table", "--out", "t.json"]))
     assert len(blocks) == collected > 3000 and len(calibration) == 40 and {s.family for s in calibration[:5]} == set(FAMILIES)
+
+
+def traced_types() -> int:
+    """How many types TorchScript has registered in this process, about: the index in the name it gives a
+    newly traced module's type (each traced module registers its own, with its graph, until the process exits)."""
+    import torch
+
+    probe = torch.jit.trace(torch.nn.Conv3d(1, 1, 1), torch.randn(1, 1, 1, 1, 1))
+    found = re.search(r"___torch_mangle_(\d+)", probe._c._type().qualified_name())
+    return int(found.group(1)) if found else 0
+
+
+def test_a_build_and_a_recalibration_trace_nothing_in_this_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Real timings, every one in a child process: TorchScript's registry of traced types, which nothing
+    empties, does not grow here (a default build's grew to 10 GiB in one process)."""
+    out = tmp_path / "t.json"
+    before = traced_types()
+    code, stdout, err = run(capsys, "latency-table", "--out", str(out), *TINY)
+    assert code == 0, err
+    peaks = re.search(r"peak resident memory: ([\d.]+) GiB in this process, ([\d.]+) GiB in the largest measuring process", stdout)
+    assert peaks and float(peaks.group(2)) > 0, stdout
+    code, _, err = run(capsys, "latency-table", "--recalibrate", str(out), "--quiet")
+    assert code == 0, err
+    table = lt.LatencyTable.load(out)
+    assert table.complete and table.recalibrated and all(ms["optimized"] > 0 for _, ms in table.networks)
+    assert traced_types() <= before + 1  # the probe's own

@@ -65,3 +65,14 @@ def test_peak_memory_sees_memory_allocated_inside_the_pass() -> None:
     mem = measure_peak_memory(Hungry(), batch_size=1, clip=(1, 4, 4))
     assert mem.peak_mb > 40
     assert "RSS" in mem.method or "rss" in mem.method
+
+
+def test_lifetime_peaks_count_a_child_process_once_it_has_exited() -> None:
+    import subprocess
+    import sys
+
+    from profiler.memory import lifetime_peaks_gib
+
+    subprocess.run([sys.executable, "-c", "b = b'x' * (300 * 2**20)"], check=True)
+    own, child = lifetime_peaks_gib()
+    assert own > 0.01 and child >= 0.29
