@@ -191,4 +191,4 @@ def test_a_build_and_a_recalibration_trace_nothing_in_this_process(tmp_path: Pat
     assert code == 0, err
     table = lt.LatencyTable.load(out)
     assert table.complete and table.recalibrated and all(ms["optimized"] > 0 for _, ms in table.networks)
-    assert traced_types() <= before + 1  # the probe's own
+    assert traced_types() <= before + 10  # the probe's own take a few; timing in this process, over 5,000
