@@ -8,7 +8,8 @@ Networks: ``--specs`` random candidates of the table's families (seed ``--seed``
 random candidates use seed 0 and its calibration networks seeds 1000-1004 by default, and calibration
 networks are left out here, so none of these was used in fitting) plus the 21 Table 8 presets, all at
 the table's clip with 600 classes. Each is predicted from the table and measured whole on this machine
-with the table's settings (batch, threads, warm-up, repeats), on every path the table has. Reports
+with the table's settings (batch, threads, warm-up, repeats), on every path the table has, in a child process as
+``e3d latency-table`` measures (``profiler.measuring``; the peak memory of both is reported). Reports
 Spearman, MAPE and the share within +-10% (all, random, Table 8), multiply-adds alone's Spearman, and
 the predictor's specs per second. On the same measurements, other predictors side by side, each with the verdict
 of Welch's test (``search.stats``) on its per-network absolute errors against the table's own: one overhead for

@@ -22,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
 from typing import Any, TypeVar
 
-from profiler.allocator import allocator
+from profiler.allocator import allocator, keep_freed_memory
 from space.spec import E3DError
 
 T = TypeVar("T")
@@ -42,8 +42,6 @@ class MeasuringProcessError(E3DError):
 def _start_child(malloc: str) -> None:
     """Runs first in every child: malloc as the caller's (``keep`` or ``system``)."""
     if malloc == "keep":
-        from profiler.allocator import keep_freed_memory
-
         keep_freed_memory()
 
 
