@@ -32,6 +32,7 @@ import torch
 from e3d.cli import Parser, clip_arg, positive_int, preset_arg
 from profiler.allocator import CHOICES, ENV, allocator
 from profiler.latency import cpu_name, measure_latency
+from profiler.memory import lifetime_peaks_gib
 from profiler.precision import ExecConfig, train_step_seconds
 from search.stats import compare, geomean
 from space.files import write_text
@@ -66,7 +67,7 @@ def child(args: argparse.Namespace) -> list[dict[str, Any]]:
             run()
             ms, flt = per_pass(run, args.repeats + 1)
             rows.append({"preset": f"{name} {width:g}x", "task": task, "ms": ms, "faults": flt, "allocator": allocator()})
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    peak, _ = lifetime_peaks_gib()
     return [{**r, "peak_gib": peak} for r in rows]
 
 
