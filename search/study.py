@@ -842,27 +842,42 @@ def _constrain(trial: optuna.Trial, violations: tuple[float, float, float]) -> N
 
 def latency_meter(mode: str = "optimized") -> Callable[[NetSpec], float]:
     """Median ms per batch of 8 clips of a spec's clip on this machine, on the ``optimized``
-    inference path (what would deploy; see ``profiler.optimize``) or ``eager``. Memoised per spec.
+    inference path (what would deploy; see ``profiler.optimize``) or ``eager``, at this process's torch
+    thread count. Memoised per spec.
+
+    Each spec is timed in a child process (:class:`profiler.measuring.MeasuringProcess`, a fresh one every
+    :data:`~profiler.measuring.NETWORKS_EVERY` networks): tracing leaves about 25 MB per network in the
+    process that traces, which a long search would otherwise pile up in itself."""
+    import torch
+
+    from profiler.measuring import NETWORKS_EVERY, MeasuringProcess
+
+    seen: dict[NetSpec, float] = {}
+    proc = MeasuringProcess(every=NETWORKS_EVERY)  # its child exits when the meter is dropped, or at exit
+
+    def measure(spec: NetSpec) -> float:
+        if spec not in seen:
+            seen[spec] = proc(time_spec, spec, mode, torch.get_num_threads())
+        return seen[spec]
+
+    return measure
+
+
+def time_spec(spec: NetSpec, mode: str, threads: int) -> float:
+    """Median ms per batch of 8 clips of ``spec`` on ``threads`` torch threads (see :func:`latency_meter`).
 
     A network with SGS layers cannot be traced (its shapes depend on the clip): it is timed eagerly,
     on random clips (unrelated frames: close to its most expensive clip)."""
     from profiler.latency import measure_latency
     from space.modules import build
 
-    seen: dict[NetSpec, float] = {}
+    model: Any = build(spec).eval()
+    if mode == "optimized" and not spec.sgs:
+        from profiler.optimize import optimize_for_inference
 
-    def measure(spec: NetSpec) -> float:
-        if spec not in seen:
-            model: Any = build(spec).eval()
-            if mode == "optimized" and not spec.sgs:
-                from profiler.optimize import optimize_for_inference
-
-                # traced at batch 8, so the oneDNN fuser is compiled for the timed shape
-                model = optimize_for_inference(model, input_shape=spec.input_shape, batch_size=8)
-            seen[spec] = measure_latency(model, batch_size=8, clip=spec.clip, warmup=2, repeats=3).median_ms
-        return seen[spec]
-
-    return measure
+        # traced at batch 8, so the oneDNN fuser is compiled for the timed shape
+        model = optimize_for_inference(model, input_shape=spec.input_shape, batch_size=8)
+    return measure_latency(model, batch_size=8, clip=spec.clip, threads=threads, warmup=2, repeats=3).median_ms
 
 
 QUEUED_ATTRS = ("source", "seed", "label", "role", "val_accuracy")

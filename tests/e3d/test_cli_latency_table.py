@@ -12,6 +12,7 @@ from e3d.cli import main
 from profiler import latency_table as lt
 from space.spec import NetSpec
 from tests.e3d.fixtures import run
+from tests.traced import traced_types
 
 TINY = [
     "--clip", "16x48x48", "--batch-size", "1", "--threads", "1", "--families", "mobilenetv2", "--samples", "2",
@@ -166,16 +167,6 @@ def test_the_default_table_times_every_block_of_the_default_space() -> None:
 
     blocks, calibration, collected = plan(build_parser().parse_args(["latency-table", "--out", "t.json"]))
     assert len(blocks) == collected > 3000 and len(calibration) == 40 and {s.family for s in calibration[:5]} == set(FAMILIES)
-
-
-def traced_types() -> int:
-    """How many types TorchScript has registered in this process, about: the index in the name it gives a
-    newly traced module's type (each traced module registers its own, with its graph, until the process exits)."""
-    import torch
-
-    probe = torch.jit.trace(torch.nn.Conv3d(1, 1, 1), torch.randn(1, 1, 1, 1, 1))
-    found = re.search(r"___torch_mangle_(\d+)", probe._c._type().qualified_name())
-    return int(found.group(1)) if found else 0
 
 
 def test_a_build_and_a_recalibration_trace_nothing_in_this_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -174,3 +174,38 @@ def test_search_screens_with_the_table(
     assert search(tmp_path, "--trials", "2", "--budget-latency-ms", bound, "--latency-table", str(other)) == 2
     err = capsys.readouterr().err
     assert "exists with other settings" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_search_meter_times_candidates_in_a_child_and_memoises_them() -> None:
+    """Without a table a search times each candidate on the optimized path: the tracing happens in a child
+    process, so a long search does not pile up TorchScript's ~25 MB per network in itself."""
+    from tests.traced import traced_types
+
+    spec = paper_spec("mobilenetv2", width_mult=0.2, num_classes=5, sample_size=32)
+    meter = st.latency_meter("optimized")
+    before = traced_types()
+    ms = meter(spec)
+    assert ms > 0 and meter(spec) == ms
+    assert traced_types() <= before + 3  # tracing here: dozens of types per network
+
+
+@pytest.mark.usefixtures("measure_here")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_search_meter_times_at_this_process_thread_count(monkeypatch: pytest.MonkeyPatch, threads: int) -> None:
+    import torch
+
+    calls: list[tuple[str, int]] = []
+    monkeypatch.setattr(st, "time_spec", lambda spec, mode, n: calls.append((mode, n)) or 1.0)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    st.latency_meter("eager")(paper_spec("mobilenetv2", width_mult=0.2, num_classes=5, sample_size=32))
+    assert calls == [("eager", threads)]
+
+
+def test_time_spec_times_on_the_threads_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    import profiler.latency
+
+    seen: dict[str, object] = {}
+    real = profiler.latency.measure_latency
+    monkeypatch.setattr(profiler.latency, "measure_latency", lambda model, **kw: seen.update(kw) or real(model, **kw))
+    assert st.time_spec(paper_spec("mobilenetv2", width_mult=0.2, num_classes=5, sample_size=32), "eager", 1) > 0
+    assert seen["threads"] == 1 and seen["batch_size"] == 8
