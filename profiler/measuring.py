@@ -10,12 +10,16 @@ calls (:data:`RECYCLE_EVERY` for blocks, :data:`NETWORKS_EVERY` for networks), w
 accumulates; the caller's process traces nothing.
 
 The child starts with ``spawn`` (no fork of a process whose OpenMP threads are running), keeps freed
-memory as the caller does (:mod:`profiler.allocator`), and gets the caller's exceptions back as raised.
+memory as the caller does (:mod:`profiler.allocator`), and gives its exceptions back to the caller as raised.
+It ignores Ctrl-C, which reaches the whole process group: the caller decides; a call interrupted in the caller
+kills the child at once, so that the caller's exit does not wait for the measurement.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.util
+import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -40,7 +44,8 @@ class MeasuringProcessError(E3DError):
 
 
 def _start_child(malloc: str) -> None:
-    """Runs first in every child: malloc as the caller's (``keep`` or ``system``)."""
+    """Runs first in every child: Ctrl-C ignored (the caller stops the child), malloc as the caller's (``keep`` or ``system``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if malloc == "keep":
         keep_freed_memory()
 
@@ -48,38 +53,58 @@ def _start_child(malloc: str) -> None:
 class MeasuringProcess:
     """``proc(fn, *args)`` returns ``fn(*args)`` computed in a child process (``fn`` and its arguments must
     pickle: a module-level function, plain data), replaced by a fresh child every ``every`` calls. Use it as a
-    context manager, or :meth:`close` it, so that the last child exits."""
+    context manager, or :meth:`close` it, so that the last child exits; one left open is killed when it is
+    collected or when this process exits (also a multiprocessing child's exit, which waits for its own children
+    and runs no ``atexit`` hooks)."""
 
     def __init__(self, *, every: int = RECYCLE_EVERY) -> None:
         if every < 1:
             raise ValueError(f"every must be >= 1; got {every}")
         self.every = every
         self.calls = 0
-        self._pool: ProcessPoolExecutor | None = None
+        self._box: list[ProcessPoolExecutor | None] = [None]  # not self: the finalizer must not keep self alive
+        multiprocessing.util.Finalize(self, _stop, args=(self._box,), kwargs={"kill": True}, exitpriority=100)
 
     def __call__(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._pool is not None and self.calls % self.every == 0:
+        if self._box[0] is not None and self.calls % self.every == 0:
             self.close()
-        if self._pool is None:
+        pool = self._box[0]
+        if pool is None:
             context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(1, mp_context=context, initializer=_start_child, initargs=(allocator(),))
+            pool = self._box[0] = ProcessPoolExecutor(1, mp_context=context, initializer=_start_child, initargs=(allocator(),))
         self.calls += 1
         try:
-            return self._pool.submit(fn, *args).result()
+            return pool.submit(fn, *args).result()
         except BrokenProcessPool:
             self.close()
             raise MeasuringProcessError(
                 f"the measuring process died while running {getattr(fn, '__name__', fn)} (out of memory, or a crash in a kernel)"
             ) from None
+        except KeyboardInterrupt:  # the measurement is of no use any more
+            self.kill()
+            raise
 
     def close(self) -> None:
-        """Let the current child finish and exit."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        """Let the current child finish its call and exit."""
+        _stop(self._box, kill=False)
+
+    def kill(self) -> None:
+        """Stop the current child now, in the middle of a call if it is in one."""
+        _stop(self._box, kill=True)
 
     def __enter__(self) -> MeasuringProcess:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
+
+
+def _stop(box: list[ProcessPoolExecutor | None], *, kill: bool) -> None:
+    """Stop the child of the pool in ``box``, at once with ``kill`` (else after its call), and empty the box."""
+    pool, box[0] = box[0], None
+    if pool is None:
+        return
+    if kill:
+        for child in list((pool._processes or {}).values()):  # no public way before Python 3.14's terminate_workers
+            child.kill()
+    pool.shutdown(wait=True, cancel_futures=True)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import gc
+import multiprocessing
 import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -37,3 +43,81 @@ def test_a_child_that_dies_is_one_error_and_the_next_call_gets_a_fresh_one() -> 
 def test_every_must_be_positive() -> None:
     with pytest.raises(ValueError, match="every must be >= 1"):
         MeasuringProcess(every=0)
+
+
+def test_the_child_ignores_ctrl_c_which_reaches_the_whole_process_group() -> None:
+    with MeasuringProcess() as proc:
+        assert proc(signal.getsignal, signal.SIGINT) == signal.SIG_IGN
+
+
+@pytest.fixture
+def usr1_interrupts() -> Iterator[None]:
+    """SIGUSR1 raises KeyboardInterrupt here, as Ctrl-C would (SIGINT itself may be the test runner's)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    yield
+    signal.signal(signal.SIGUSR1, previous)
+
+
+@pytest.mark.usefixtures("usr1_interrupts")
+def test_a_call_interrupted_in_the_caller_kills_the_child_at_once() -> None:
+    proc = MeasuringProcess()
+    child = proc(os.getpid)
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGUSR1)).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        proc(time.sleep, 60)
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)  # gone, and waited for
+    assert time.monotonic() - started < 30
+    assert proc(os.getpid) != child  # the next call gets a fresh child
+    proc.close()
+
+
+KEPT: list[MeasuringProcess] = []
+
+
+def _measure_once_and_exit(pids: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    """A multiprocessing child that leaves its measuring process open (as an interrupted search job does)."""
+    KEPT.append(MeasuringProcess())
+    pids.put(KEPT[0](os.getpid))
+
+
+def gone(pid: int, *, within: float) -> bool:
+    """Whether process ``pid`` is gone (or a zombie nobody waited for yet) within ``within`` seconds."""
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split(") ")[1].startswith("Z"):
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_multiprocessing_child_exits_although_its_measuring_process_is_open() -> None:
+    """Such a child waits for its own children when it exits and runs no atexit hooks: the measuring
+    child, which ignores Ctrl-C, must be stopped by then, or the exit hangs (an interrupted ``--jobs`` search did)."""
+    context = multiprocessing.get_context("spawn")
+    pids = context.Queue()
+    job = context.Process(target=_measure_once_and_exit, args=(pids,))
+    job.start()
+    try:
+        grandchild = pids.get(timeout=60)
+        job.join(timeout=30)
+        assert job.exitcode == 0 and gone(grandchild, within=5)
+    finally:
+        job.kill()
+
+
+def test_a_measuring_process_dropped_unclosed_stops_its_child() -> None:
+    proc = MeasuringProcess()
+    child = proc(os.getpid)
+    del proc
+    gc.collect()
+    assert gone(child, within=10)
