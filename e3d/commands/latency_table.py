@@ -136,17 +136,22 @@ def run(args: argparse.Namespace) -> int:
     what = f"{len(blocks)} of {collected} distinct blocks, {len(calibration)} networks"
     print(f"latency table on {settings.describe()}: {what}", file=sys.stderr)
     start = time.perf_counter()
-    with MeasuringProcess() as proc:  # this process traces nothing: its memory stays flat (profiler.measuring)
-        table = build_table(
-            blocks,
-            settings,
-            args.out,
-            calibration=calibration,
-            measure=functools.partial(proc, lt.measure_block),
-            measure_network=functools.partial(proc, lt.measure_spec),
-            measure_empty=functools.partial(proc, lt.measure_call),
-            progress=not args.quiet,
-        )
+    try:
+        with MeasuringProcess() as proc:  # this process traces nothing: its memory stays flat (profiler.measuring)
+            table = build_table(
+                blocks,
+                settings,
+                args.out,
+                calibration=calibration,
+                measure=functools.partial(proc, lt.measure_block),
+                measure_network=functools.partial(proc, lt.measure_spec),
+                measure_empty=functools.partial(proc, lt.measure_call),
+                progress=not args.quiet,
+            )
+    except KeyboardInterrupt:
+        done = len(lt.LatencyTable.load(args.out, complete=False).entries) if args.out.exists() else 0
+        print(f"\ninterrupted; {done} blocks timed so far are saved in {args.out}: the same command goes on from there", file=sys.stderr)
+        return 130
     if table.rechecked:
         print(f"timed again {table.rechecked} blocks that read over {lt.RECHECK_RATIO:g}x their kind's fit (a stall, most likely)")
     families = sorted({s.family for s, _ in table.networks})

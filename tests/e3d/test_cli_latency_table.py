@@ -64,6 +64,24 @@ def test_build_then_resume_measures_nothing_again(tmp_path: Path, capsys: pytest
     assert fake_timing == []
 
 
+def test_ctrl_c_says_what_is_saved_and_that_the_same_command_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fake_timing: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "t.json"
+    block = lt.measure_block
+
+    def stop_after_a_few(b: lt.Block, s: lt.TableSettings, mode: str) -> float:
+        if len(fake_timing) >= 6:  # the empty call on both paths, then two blocks on both
+            raise KeyboardInterrupt
+        return block(b, s, mode)
+
+    monkeypatch.setattr(lt, "measure_block", stop_after_a_few)
+    code, _, err = run(capsys, "latency-table", "--out", str(out), *TINY)
+    saved = lt.LatencyTable.load(out, complete=False)
+    assert code == 130 and f"interrupted; {len(saved.entries)} blocks timed so far are saved in {out}: the same command goes on" in err
+    assert len(saved.entries) >= 2
+
+
 def test_resume_with_other_settings_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], fake_timing: list[str]) -> None:
     out = tmp_path / "t.json"
     assert run(capsys, "latency-table", "--out", str(out), *TINY)[0] == 0
