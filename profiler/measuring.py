@@ -11,8 +11,9 @@ accumulates; the caller's process traces nothing.
 
 The child starts with ``spawn`` (no fork of a process whose OpenMP threads are running), keeps freed
 memory as the caller does (:mod:`profiler.allocator`), and gives its exceptions back to the caller as raised.
-It ignores Ctrl-C, which reaches the whole process group: the caller decides; a call interrupted in the caller
-kills the child at once, so that the caller's exit does not wait for the measurement.
+It ignores Ctrl-C and SIGTERM, which may reach the whole process group: the caller decides (e3d stops on either,
+:mod:`search.interrupts`); a call interrupted in the caller kills the child at once, so that the caller's exit does
+not wait for the measurement.
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ class MeasuringProcessError(E3DError):
 
 
 def _start_child(malloc: str) -> None:
-    """Runs first in every child: Ctrl-C ignored (the caller stops the child), malloc as the caller's (``keep`` or ``system``)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Runs first in every child: Ctrl-C and SIGTERM ignored (the caller stops the child), malloc as the caller's
+    (``keep`` or ``system``)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
     if malloc == "keep":
         keep_freed_memory()
 

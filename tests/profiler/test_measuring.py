@@ -45,9 +45,10 @@ def test_every_must_be_positive() -> None:
         MeasuringProcess(every=0)
 
 
-def test_the_child_ignores_ctrl_c_which_reaches_the_whole_process_group() -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_the_child_ignores_what_may_reach_the_whole_process_group(signum: signal.Signals) -> None:
     with MeasuringProcess() as proc:
-        assert proc(signal.getsignal, signal.SIGINT) == signal.SIG_IGN
+        assert proc(signal.getsignal, signum) == signal.SIG_IGN
 
 
 @pytest.fixture
