@@ -864,20 +864,22 @@ def latency_meter(mode: str = "optimized") -> Callable[[NetSpec], float]:
 
 
 def time_spec(spec: NetSpec, mode: str, threads: int) -> float:
-    """Median ms per batch of 8 clips of ``spec`` on ``threads`` torch threads (see :func:`latency_meter`).
+    """Median ms per batch of 8 clips of ``spec`` (see :func:`latency_meter`), built, traced and timed on
+    ``threads`` torch threads: more would slow another job's training, and its calibration, beside it.
 
     A network with SGS layers cannot be traced (its shapes depend on the clip): it is timed eagerly,
     on random clips (unrelated frames: close to its most expensive clip)."""
-    from profiler.latency import measure_latency
+    from profiler.latency import measure_latency, torch_threads
     from space.modules import build
 
-    model: Any = build(spec).eval()
-    if mode == "optimized" and not spec.sgs:
-        from profiler.optimize import optimize_for_inference
+    with torch_threads(threads):
+        model: Any = build(spec).eval()
+        if mode == "optimized" and not spec.sgs:
+            from profiler.optimize import optimize_for_inference
 
-        # traced at batch 8, so the oneDNN fuser is compiled for the timed shape
-        model = optimize_for_inference(model, input_shape=spec.input_shape, batch_size=8)
-    return measure_latency(model, batch_size=8, clip=spec.clip, threads=threads, warmup=2, repeats=3).median_ms
+            # traced at batch 8, so the oneDNN fuser is compiled for the timed shape
+            model = optimize_for_inference(model, input_shape=spec.input_shape, batch_size=8)
+        return measure_latency(model, batch_size=8, clip=spec.clip, warmup=2, repeats=3).median_ms
 
 
 QUEUED_ATTRS = ("source", "seed", "label", "role", "val_accuracy")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -201,11 +202,19 @@ def test_the_search_meter_times_at_this_process_thread_count(monkeypatch: pytest
     assert calls == [("eager", threads)]
 
 
-def test_time_spec_times_on_the_threads_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
-    import profiler.latency
+def test_time_spec_builds_traces_and_times_on_the_threads_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
 
-    seen: dict[str, object] = {}
-    real = profiler.latency.measure_latency
-    monkeypatch.setattr(profiler.latency, "measure_latency", lambda model, **kw: seen.update(kw) or real(model, **kw))
-    assert st.time_spec(paper_spec("mobilenetv2", width_mult=0.2, num_classes=5, sample_size=32), "eager", 1) > 0
-    assert seen["threads"] == 1 and seen["batch_size"] == 8
+    import profiler.latency
+    import profiler.optimize
+
+    seen: list[tuple[str, int]] = []
+
+    def noting_threads(name: str, real: Any) -> Any:
+        return lambda *a, **kw: seen.append((name, torch.get_num_threads())) or real(*a, **kw)
+
+    for module, name in ((profiler.optimize, "optimize_for_inference"), (profiler.latency, "measure_latency")):
+        monkeypatch.setattr(module, name, noting_threads(name, getattr(module, name)))
+    with profiler.latency.torch_threads(2):  # the caller's count, which the timing must not use
+        assert st.time_spec(paper_spec("mobilenetv2", width_mult=0.2, num_classes=5, sample_size=32), "optimized", 1) > 0
+        assert seen == [("optimize_for_inference", 1), ("measure_latency", 1)] and torch.get_num_threads() == 2
