@@ -13,14 +13,18 @@ The child starts with ``spawn`` (no fork of a process whose OpenMP threads are r
 memory as the caller does (:mod:`profiler.allocator`), and gives its exceptions back to the caller as raised.
 It ignores Ctrl-C and SIGTERM, which may reach the whole process group: the caller decides (e3d stops on either,
 :mod:`search.interrupts`); a call interrupted in the caller kills the child at once, so that the caller's exit does
-not wait for the measurement.
+not wait for the measurement; a caller killed outright (``kill -9``, the out-of-memory killer) leaves a child that
+exits within a second (it checks once a second that its parent is alive; nothing else would end it).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.util
+import os
 import signal
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -44,13 +48,21 @@ class MeasuringProcessError(E3DError):
     """The child process died while measuring (out of memory, or a crash in a kernel)."""
 
 
-def _start_child(malloc: str) -> None:
-    """Runs first in every child: Ctrl-C and SIGTERM ignored (the caller stops the child), malloc as the caller's
-    (``keep`` or ``system``)."""
+def _start_child(malloc: str, parent: int) -> None:
+    """Runs first in every child: Ctrl-C and SIGTERM ignored (the caller stops the child), an exit once the
+    ``parent`` process is gone, malloc as the caller's (``keep`` or ``system``)."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
+    threading.Thread(target=_exit_without, args=(parent,), daemon=True, name="e3d-parent-watch").start()
     if malloc == "keep":
         keep_freed_memory()
+
+
+def _exit_without(parent: int) -> None:
+    """Exit this process once ``parent`` is no longer its parent (killed outright: it said nothing)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 class MeasuringProcess:
@@ -74,7 +86,7 @@ class MeasuringProcess:
         pool = self._box[0]
         if pool is None:
             context = multiprocessing.get_context("spawn")
-            pool = self._box[0] = ProcessPoolExecutor(1, mp_context=context, initializer=_start_child, initargs=(allocator(),))
+            pool = self._box[0] = ProcessPoolExecutor(1, mp_context=context, initializer=_start_child, initargs=(allocator(), os.getpid()))
         self.calls += 1
         try:
             return pool.submit(fn, *args).result()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import multiprocessing
 import os
@@ -99,6 +100,31 @@ def gone(pid: int, *, within: float) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def _measure_once_and_wait(pids: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    """A multiprocessing child that keeps its measuring process and waits to be killed."""
+    KEPT.append(MeasuringProcess())
+    pids.put(KEPT[0](os.getpid))
+    time.sleep(600)
+
+
+def test_the_child_of_a_caller_killed_outright_exits_too() -> None:
+    """``kill -9`` or the out-of-memory killer: no finalizer runs, and the idle child would wait for a call forever."""
+    context = multiprocessing.get_context("spawn")
+    pids = context.Queue()
+    job = context.Process(target=_measure_once_and_wait, args=(pids,))
+    job.start()
+    try:
+        grandchild = pids.get(timeout=60)
+    finally:
+        job.kill()
+    job.join()
+    try:
+        assert gone(grandchild, within=10)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(grandchild, signal.SIGKILL)
 
 
 def test_a_multiprocessing_child_exits_although_its_measuring_process_is_open() -> None:
