@@ -53,16 +53,21 @@ def _start_child(malloc: str, parent: int) -> None:
     ``parent`` process is gone, malloc as the caller's (``keep`` or ``system``)."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
-    threading.Thread(target=_exit_without, args=(parent,), daemon=True, name="e3d-parent-watch").start()
+    when_orphaned(parent, lambda: os._exit(1))
     if malloc == "keep":
         keep_freed_memory()
 
 
-def _exit_without(parent: int) -> None:
-    """Exit this process once ``parent`` is no longer its parent (killed outright: it said nothing)."""
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(1)
+def when_orphaned(parent: int, then: Callable[[], object]) -> None:
+    """Call ``then`` from a daemon thread once ``parent`` is no longer this process's parent: it was killed
+    outright (``kill -9``, the out-of-memory killer), which tells its children nothing. Checked once a second."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        then()
+
+    threading.Thread(target=watch, daemon=True, name="e3d-parent-watch").start()
 
 
 class MeasuringProcess:

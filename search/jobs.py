@@ -13,6 +13,8 @@ and every connection waits up to a minute for a lock (``search.study.open_storag
 
 SIGTERM (``kill``, ``timeout``, a scheduler's stop) stops the e3d command and every job as Ctrl-C does
 (:func:`search.interrupts.interrupt_signals`): trials in training are marked interrupted and queued again, the rest saved.
+A job whose e3d command was killed outright (``kill -9``, the out-of-memory killer) stops the same way within a
+second, rather than train on unseen.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import multiprocessing as mp
 import os
 import pickle
 import queue
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +32,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
+from profiler.measuring import when_orphaned
 from search.interrupts import interrupt_signals
 from space.spec import E3DError
 
@@ -101,7 +105,8 @@ def run_jobs(
         print(warning, file=sys.stderr, flush=True)
     ctx = mp.get_context("spawn")
     messages: Any = ctx.Queue()
-    procs = [ctx.Process(target=_job, args=(_picklable(spec), i, messages), name=f"e3d-job-{i}") for i in range(jobs)]
+    job = _picklable(spec)
+    procs = [ctx.Process(target=_job, args=(job, i, messages, os.getpid()), name=f"e3d-job-{i}") for i in range(jobs)]
     for p in procs:
         p.start()
     reports: list[dict[str, Any]] = []
@@ -144,10 +149,15 @@ def _picklable(spec: JobSpec) -> JobSpec:
     return spec
 
 
-def _job(spec: JobSpec, index: int, messages: Any) -> None:
-    """One job process: join the study, run a worker (or the scaling plan), report each trial and the end."""
+def _job(spec: JobSpec, index: int, messages: Any, parent: int) -> None:
+    """One job process: join the study, run a worker (or the scaling plan), report each trial and the end; stop
+    as on SIGTERM if the ``parent`` e3d process is killed outright."""
     with interrupt_signals():
-        _work(spec, index, messages)
+        try:
+            when_orphaned(parent, lambda: os.kill(os.getpid(), signal.SIGTERM))
+            _work(spec, index, messages)
+        except KeyboardInterrupt:
+            sys.exit(130)
 
 
 def _work(spec: JobSpec, index: int, messages: Any) -> None:
@@ -179,8 +189,6 @@ def _work(spec: JobSpec, index: int, messages: Any) -> None:
             )  # fmt: skip
             report.update(dataclasses.asdict(done))
         messages.put(("done", {"job": index, "pid": os.getpid(), "threads": torch.get_num_threads(), **report}))
-    except KeyboardInterrupt:
-        sys.exit(130)
     except Exception as e:  # reported to the parent as one line
         messages.put(("error", f"job {index}: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"))
 

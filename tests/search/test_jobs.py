@@ -204,3 +204,20 @@ def test_workers_popping_one_sqlite_queue_at_once_take_each_trial_once(tmp_path:
     _at_once(_pop_all, url, popped)
     ids = [popped.get() for _ in range(popped.qsize())]
     assert sorted(ids) == sorted(t._trial_id for t in study.get_trials()), Counter(ids).most_common(3)
+
+
+def test_a_job_whose_e3d_command_was_killed_outright_stops_as_on_sigterm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its parent gone (``kill -9``), a job interrupts itself: its trial in training is then marked interrupted
+    and queued again, as on Ctrl-C, instead of training on unseen. Here the parent it is told of is not its parent."""
+    import os
+
+    from search import jobs
+
+    def work(spec: JobSpec, index: int, messages: Any) -> None:
+        time.sleep(10)
+
+    monkeypatch.setattr(jobs, "_work", work)
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as stopped:
+        jobs._job(None, 0, None, parent=os.getpid())  # type: ignore[arg-type]
+    assert stopped.value.code == 130 and time.monotonic() - started < 5
