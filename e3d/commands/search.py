@@ -440,8 +440,21 @@ def _study_latency(args: argparse.Namespace, config: Any) -> Any:
     wants_latency = config.budget.latency_ms is not None or config.measure_latency
     latency = study_latency(config.budget, config.latency_mode, getattr(args, "latency_table", None))
     if latency is None and wants_latency:
+        import torch
+
         latency = st.latency_meter(config.latency_mode)
+        threads = config.proxy.threads or torch.get_num_threads()
+        print(meter_note(config.latency_mode, threads=threads, jobs=getattr(args, "jobs", 1)), file=sys.stderr)
     return latency
+
+
+def meter_note(mode: str, *, threads: int, jobs: int) -> str:
+    """What a latency measured during the search means: its path, batch and threads, and beside what."""
+    note = f"latency: each candidate timed here, {mode} path, batch 8, {threads} torch thread{'s' if threads != 1 else ''}"
+    if jobs > 1:
+        others = f"{jobs - 1} other job{'s' if jobs > 2 else ''}"
+        note += f", beside {others} training (noisier: a table from e3d latency-table prices every candidate alike)"
+    return note
 
 
 def progress_bar(args: argparse.Namespace, *, total: int, desc: str, unit: str) -> Any:

@@ -177,6 +177,22 @@ def test_search_screens_with_the_table(
     assert "exists with other settings" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_search_timing_candidates_says_how(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("search.train.fit", fake_fit([]))
+    monkeypatch.setattr("search.study.latency_meter", lambda mode: lambda spec: 1.0)
+    assert search(tmp_path, "--trials", "1", "--budget-latency-ms", "50", "--threads", "1", "--no-baselines") == 0
+    assert "latency: each candidate timed here, optimized path, batch 8, 1 torch thread\n" in capsys.readouterr().err
+
+
+def test_the_note_on_a_timed_latency_names_the_other_jobs() -> None:
+    from e3d.commands.search import meter_note
+
+    assert meter_note("eager", threads=2, jobs=1) == "latency: each candidate timed here, eager path, batch 8, 2 torch threads"
+    assert meter_note("optimized", threads=1, jobs=3).endswith(
+        "1 torch thread, beside 2 other jobs training (noisier: a table from e3d latency-table prices every candidate alike)"
+    )
+
+
 def test_the_search_meter_times_candidates_in_a_child_and_memoises_them() -> None:
     """Without a table a search times each candidate on the optimized path: the tracing happens in a child
     process, so a long search does not pile up TorchScript's ~25 MB per network in itself."""
