@@ -434,18 +434,24 @@ def job_threads(args: argparse.Namespace) -> int | None:
 def _study_latency(args: argparse.Namespace, config: Any) -> Any:
     """What measures a candidate's latency: the study's latency table, else a meter on this machine
     when the budget or the study needs latencies, else None."""
-    from search import study as st
     from search.latency import study_latency
 
     wants_latency = config.budget.latency_ms is not None or config.measure_latency
     latency = study_latency(config.budget, config.latency_mode, getattr(args, "latency_table", None))
     if latency is None and wants_latency:
-        import torch
-
-        latency = st.latency_meter(config.latency_mode)
-        threads = config.proxy.threads or torch.get_num_threads()
-        print(meter_note(config.latency_mode, threads=threads, jobs=getattr(args, "jobs", 1)), file=sys.stderr)
+        latency = latency_meter(args, config)
     return latency
+
+
+def latency_meter(args: argparse.Namespace, config: Any) -> Any:
+    """A meter that times each candidate on this machine (:func:`search.study.latency_meter`), after saying how."""
+    import torch
+
+    from search import study as st
+
+    threads = config.proxy.threads or torch.get_num_threads()
+    print(meter_note(config.latency_mode, threads=threads, jobs=getattr(args, "jobs", 1)), file=sys.stderr)
+    return st.latency_meter(config.latency_mode)
 
 
 def meter_note(mode: str, *, threads: int, jobs: int) -> str:
