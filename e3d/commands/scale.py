@@ -232,7 +232,7 @@ def _run_jobs(args: argparse.Namespace, study: Any, search: Any, cfg: Any, url: 
 def run(args: argparse.Namespace) -> int:
     """Plan the points, train them (resumably, with any number of workers), then write the curves."""
     import analysis.scaling  # noqa: F401  (matplotlib loads before training, as it always did)
-    from e3d.commands.search import interrupted, latency_meter, local_config, progress_bar, resume_command, run_folder, undone_on_failure
+    from e3d.commands.search import interrupted, local_config, meter_here, progress_bar, resume_command, run_folder, undone_on_failure
 
     out, url = run_folder(args)
     with undone_on_failure(out, url):
@@ -241,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
     _announce(search, cfg, url)
     bar = progress_bar(args, total=0, desc="points", unit="run")
     progress = _Progress(study, cfg, out, bar, follow_jobs=getattr(args, "jobs", 1) > 1)
-    latency = latency_meter(args, search) if search.measure_latency else None
+    latency = meter_here(args, search) if search.measure_latency else None
     started = time.perf_counter()
     try:
         final = _train(args, study, search, cfg, url, latency=latency, progress=progress)

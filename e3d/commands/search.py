@@ -439,11 +439,11 @@ def _study_latency(args: argparse.Namespace, config: Any) -> Any:
     wants_latency = config.budget.latency_ms is not None or config.measure_latency
     latency = study_latency(config.budget, config.latency_mode, getattr(args, "latency_table", None))
     if latency is None and wants_latency:
-        latency = latency_meter(args, config)
+        latency = meter_here(args, config)
     return latency
 
 
-def latency_meter(args: argparse.Namespace, config: Any) -> Any:
+def meter_here(args: argparse.Namespace, config: Any) -> Any:
     """A meter that times each candidate on this machine (:func:`search.study.latency_meter`), after saying how."""
     import torch
 
