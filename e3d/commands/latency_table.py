@@ -172,8 +172,12 @@ def recalibrate(path: Path, *, progress: bool) -> int:
 
     table = lt.LatencyTable.load(path)
     since = table.recalibrated or table.created
-    with MeasuringProcess(every=NETWORKS_EVERY) as proc:
-        drift = lt.recalibrate(table, measure_network=functools.partial(proc, lt.measure_spec), progress=progress)
+    try:
+        with MeasuringProcess(every=NETWORKS_EVERY) as proc:
+            drift = lt.recalibrate(table, measure_network=functools.partial(proc, lt.measure_spec), progress=progress)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; {path} is unchanged", file=sys.stderr)
+        return 130
     table.save(path)
     for mode, ratio in drift.items():
         print(

@@ -82,6 +82,25 @@ def test_ctrl_c_says_what_is_saved_and_that_the_same_command_goes_on(
     assert len(saved.entries) >= 2
 
 
+def test_a_recalibration_stopped_by_ctrl_c_leaves_the_table_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fake_timing: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "t.json"
+    assert run(capsys, "latency-table", "--out", str(out), *TINY)[0] == 0
+    before = out.read_bytes()
+    timed: list[str] = []
+
+    def stop_at_the_second(net: NetSpec, s: lt.TableSettings, mode: str) -> float:
+        timed.append(mode)
+        if len(timed) > 1:
+            raise KeyboardInterrupt
+        return 1.0
+
+    monkeypatch.setattr(lt, "measure_spec", stop_at_the_second)
+    code, _, err = run(capsys, "latency-table", "--recalibrate", str(out), "--quiet")
+    assert code == 130 and f"interrupted; {out} is unchanged" in err and out.read_bytes() == before
+
+
 def test_resume_with_other_settings_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], fake_timing: list[str]) -> None:
     out = tmp_path / "t.json"
     assert run(capsys, "latency-table", "--out", str(out), *TINY)[0] == 0
