@@ -26,6 +26,7 @@ import pickle
 import queue
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -124,8 +125,7 @@ def run_jobs(
             elif kind == "error":
                 errors.append(str(payload))
     except KeyboardInterrupt:
-        for p in procs:
-            p.join(timeout=30)
+        _stop(procs)
         raise
     for p in procs:
         p.join()
@@ -133,6 +133,25 @@ def run_jobs(
     if errors or crashed:
         raise JobsError("; ".join(errors + crashed))
     return reports
+
+
+STOP_GRACE_S = 5.0
+"""Seconds the jobs get to stop on a signal that reached them too, before they are sent SIGTERM."""
+
+
+def _stop(procs: list[Any]) -> None:
+    """After Ctrl-C or SIGTERM here: let the jobs stop on the same signal (Ctrl-C in a terminal and ``kill -TERM
+    -PGID`` reach every process of the group), send SIGTERM to those still running after :data:`STOP_GRACE_S`
+    (``kill PID`` reached this process alone: they would train on, and this process would wait for them at exit),
+    then give each 30 s to save its trial."""
+    deadline = time.monotonic() + STOP_GRACE_S
+    for p in procs:
+        p.join(timeout=max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        if p.is_alive():
+            p.terminate()  # SIGTERM: the job marks its trial interrupted, as on Ctrl-C
+    for p in procs:
+        p.join(timeout=30)
 
 
 def _trial(study: optuna.Study, number: int) -> FrozenTrial:

@@ -221,3 +221,39 @@ def test_a_job_whose_e3d_command_was_killed_outright_stops_as_on_sigterm(monkeyp
     with pytest.raises(SystemExit) as stopped:
         jobs._job(None, 0, None, parent=os.getpid())  # type: ignore[arg-type]
     assert stopped.value.code == 130 and time.monotonic() - started < 5
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_e3d_process_alone_stops_its_jobs_too(tmp_path: Path) -> None:
+    """``kill PID`` reaches only the e3d process; its jobs must stop too (trials marked interrupted), not train on
+    while the e3d process waits for them at exit."""
+    import os
+    import signal
+    import threading
+
+    from search.interrupts import interrupt_signals
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    config = st.SearchConfig(budget=Budget(mflops=200), families=("mobilenet",), proxy=PROXY, pruner="none", baselines=False)
+    study, config, _ = st.open_study("term", st.open_storage(url, heartbeat=2), config)
+    st.load_proxy(config.proxy, progress=False)
+    first = threading.Event()
+    sent: list[float] = []
+
+    def terminate_this_process() -> None:
+        if first.wait(timeout=120):
+            sent.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=terminate_this_process, daemon=True).start()
+    try:
+        with interrupt_signals(), pytest.raises(KeyboardInterrupt):
+            run_jobs(study, JobSpec(url, "term", config, 10**9, None, 2, None), jobs=2, on_trial=lambda t: first.set())
+        assert sent and time.monotonic() - sent[0] < 30
+        assert not multiprocessing.active_children()
+        trials = study.get_trials(deepcopy=False)
+        assert not [t for t in trials if t.state == TrialState.RUNNING]
+        assert any(t.user_attrs.get("interrupted") for t in trials)
+    finally:
+        for child in multiprocessing.active_children():
+            child.kill()
