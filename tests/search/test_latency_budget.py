@@ -9,8 +9,12 @@ from typing import Any
 
 import optuna
 import pytest
+import torch
 
+import profiler.latency
+import profiler.optimize
 from e3d.cli import main
+from e3d.commands.search import meter_note
 from profiler.latency_table import Block, LatencyTable, LatencyTableError, TableSettings, UnpricedLayerError, build_table, collect_blocks
 from search import study as st
 from search.budget import Budget, screen
@@ -19,6 +23,7 @@ from space.registry import paper_spec
 from space.spec import NetSpec
 from tests.search.conftest import TINY
 from tests.search.test_study import fake_fit
+from tests.traced import traced_types
 
 FAMILIES = ("mobilenet", "mobilenetv2")
 CLIP = (16, 112, 112)
@@ -185,8 +190,6 @@ def test_a_search_timing_candidates_says_how(tmp_path: Path, monkeypatch: pytest
 
 
 def test_the_note_on_a_timed_latency_names_the_other_jobs() -> None:
-    from e3d.commands.search import meter_note
-
     assert meter_note("eager", threads=2, jobs=1) == "latency: each candidate timed here, eager path, batch 8, 2 torch threads"
     assert meter_note("optimized", threads=1, jobs=3).endswith(
         "1 torch thread, beside 2 other jobs training (noisier: a table from e3d latency-table prices every candidate alike)"
@@ -196,8 +199,6 @@ def test_the_note_on_a_timed_latency_names_the_other_jobs() -> None:
 def test_the_search_meter_times_candidates_in_a_child_and_memoises_them() -> None:
     """Without a table a search times each candidate on the optimized path: the tracing happens in a child
     process, so a long search does not pile up TorchScript's ~25 MB per network in itself."""
-    from tests.traced import traced_types
-
     spec = paper_spec("mobilenetv2", width_mult=0.2, num_classes=5, sample_size=32)
     meter = st.latency_meter("optimized")
     before = traced_types()
@@ -209,8 +210,6 @@ def test_the_search_meter_times_candidates_in_a_child_and_memoises_them() -> Non
 @pytest.mark.usefixtures("measure_here")
 @pytest.mark.parametrize("threads", [1, 2])
 def test_the_search_meter_times_at_this_process_thread_count(monkeypatch: pytest.MonkeyPatch, threads: int) -> None:
-    import torch
-
     calls: list[tuple[str, int]] = []
     monkeypatch.setattr(st, "time_spec", lambda spec, mode, n: calls.append((mode, n)) or 1.0)
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
@@ -219,11 +218,6 @@ def test_the_search_meter_times_at_this_process_thread_count(monkeypatch: pytest
 
 
 def test_time_spec_builds_traces_and_times_on_the_threads_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
-    import torch
-
-    import profiler.latency
-    import profiler.optimize
-
     seen: list[tuple[str, int]] = []
 
     def noting_threads(name: str, real: Any) -> Any:
