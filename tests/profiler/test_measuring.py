@@ -82,10 +82,25 @@ def test_a_call_interrupted_in_the_caller_kills_the_child_at_once() -> None:
 KEPT: list[MeasuringProcess] = []
 
 
-def _measure_once_and_exit(pids: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    """A multiprocessing child that leaves its measuring process open (as an interrupted search job does)."""
+def _measure_once(pids: multiprocessing.Queue, linger: float) -> None:  # type: ignore[type-arg]
+    """A multiprocessing child that measures once, leaves its measuring process open (as an interrupted search job
+    did) and exits after ``linger`` seconds."""
     KEPT.append(MeasuringProcess())
     pids.put(KEPT[0](os.getpid))
+    time.sleep(linger)
+
+
+@contextlib.contextmanager
+def job_with_a_measuring_child(linger: float) -> Iterator[tuple[multiprocessing.process.BaseProcess, int]]:
+    """A job process running :func:`_measure_once`, and the pid of its measuring child; the job is killed after."""
+    context = multiprocessing.get_context("spawn")
+    pids = context.Queue()
+    job = context.Process(target=_measure_once, args=(pids, linger))
+    job.start()
+    try:
+        yield job, pids.get(timeout=60)
+    finally:
+        job.kill()
 
 
 def gone(pid: int, *, within: float) -> bool:
@@ -102,24 +117,11 @@ def gone(pid: int, *, within: float) -> bool:
     return False
 
 
-def _measure_once_and_wait(pids: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    """A multiprocessing child that keeps its measuring process and waits to be killed."""
-    KEPT.append(MeasuringProcess())
-    pids.put(KEPT[0](os.getpid))
-    time.sleep(600)
-
-
 def test_the_child_of_a_caller_killed_outright_exits_too() -> None:
     """``kill -9`` or the out-of-memory killer: no finalizer runs, and the idle child would wait for a call forever."""
-    context = multiprocessing.get_context("spawn")
-    pids = context.Queue()
-    job = context.Process(target=_measure_once_and_wait, args=(pids,))
-    job.start()
-    try:
-        grandchild = pids.get(timeout=60)
-    finally:
+    with job_with_a_measuring_child(600) as (job, grandchild):
         job.kill()
-    job.join()
+        job.join()
     try:
         assert gone(grandchild, within=10)
     finally:
@@ -130,16 +132,9 @@ def test_the_child_of_a_caller_killed_outright_exits_too() -> None:
 def test_a_multiprocessing_child_exits_although_its_measuring_process_is_open() -> None:
     """Such a child waits for its own children when it exits and runs no atexit hooks: the measuring
     child, which ignores Ctrl-C, must be stopped by then, or the exit hangs (an interrupted ``--jobs`` search did)."""
-    context = multiprocessing.get_context("spawn")
-    pids = context.Queue()
-    job = context.Process(target=_measure_once_and_exit, args=(pids,))
-    job.start()
-    try:
-        grandchild = pids.get(timeout=60)
+    with job_with_a_measuring_child(0) as (job, grandchild):
         job.join(timeout=30)
         assert job.exitcode == 0 and gone(grandchild, within=5)
-    finally:
-        job.kill()
 
 
 def test_a_measuring_process_dropped_unclosed_stops_its_child() -> None:
