@@ -16,6 +16,7 @@ from typing import Any
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.trial import TrialState
 
 from search import study as st
@@ -94,6 +95,33 @@ def test_what_sqlalchemy_logs_after_an_interrupt_is_dropped_and_nothing_before()
     done = subprocess.run([sys.executable, "-c", QUIET], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == ["before the interrupt", "in the next run"]
+
+
+@pytest.mark.parametrize(("event", "nth"), [("before_cursor_execute", n) for n in range(3)] + [("checkin", 0)])
+def test_an_interrupt_landing_in_a_storage_write_is_raised_after_it(tmp_path: Path, event: str, nth: int) -> None:
+    """A signal that lands inside SQLAlchemy (as the write's ``nth`` statement goes out, or as its connection
+    goes back to the pool) stops the process only once the storage call is over: the write is saved and its
+    connection back in the pool. Raised in the middle, the write was lost, or its connection left checked out
+    with SQLite's write lock held, so that the next write waited a minute and failed."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    storage = st.open_storage(url, heartbeat=60)
+    trial = optuna.create_study(storage=storage, study_name="s").ask()
+    calls: list[object] = []
+
+    def land_here(*_args: Any) -> None:
+        calls.append(None)
+        if len(calls) == nth + 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(10_000):  # the handler runs here
+                pass
+
+    sqlalchemy.event.listen(storage.engine if event != "checkin" else storage.engine.pool, event, land_here)
+    with pytest.raises(KeyboardInterrupt), interrupt_signals():
+        trial.set_user_attr("trained", True)
+        time.sleep(5)  # not reached: the interrupt comes out of set_user_attr
+    assert len(calls) > nth and storage.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    saved = optuna.load_study(study_name="s", storage=st.open_storage(url, heartbeat=60)).get_trials()[0]
+    assert saved.user_attrs == {"trained": True}
 
 
 def test_an_ignored_sigterm_stays_ignored() -> None:
