@@ -9,11 +9,11 @@ A signal handler runs wherever the main thread is, also inside a garbage-collect
 (SQLAlchemy has some), where Python prints the exception and drops it. Such a dropped interrupt, from
 SIGTERM or from Ctrl-C's SIGINT, is sent again from a thread, so it lands at a later point that can raise.
 
-An interrupt that lands inside a storage call (SQLAlchemy or Optuna's storages) is raised when the call is over,
-out of it: raised in the middle, it could leave the call's
-connection checked out of the pool with SQLite's write lock held, and the process's own next write (marking its
-trial interrupted), and every other worker's, then waited a minute for the lock and failed ("database is
-locked"): 5 stops in 100 with a signal at a random moment of a loop of writes, before.
+An interrupt that lands inside a storage call (SQLAlchemy or Optuna's storages) is raised when the call is
+over, out of it. Raised in the middle, it lost the call's write or left its connection checked out of the pool
+with SQLite's write lock held: the process's own next write (marking its trial interrupted) and every other
+worker's then waited a minute for the lock and failed ("database is locked"). A loop of writes stopped at
+random moments did one or the other in 5 stops of 100 (a script, 2026-12-06), in none since.
 
 An interrupt that lands inside a SQLAlchemy query can make SQLAlchemy log a second error while it unwinds
 ("Error closing cursor" on a connection already closed), with a traceback, through Python's last-resort
