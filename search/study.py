@@ -1093,21 +1093,29 @@ def run_worker(
     return report
 
 
+WAIT_POLL_S = 0.5
+"""How often a worker done with its share looks whether the trials running elsewhere have finished."""
+
+
 def _wait_for_others(study: optuna.Study) -> bool:
-    """A worker done with its share: True once there is work again (a trial to retry), after waiting a
-    heartbeat for the trials still running elsewhere; False when none runs. A trial whose worker died
-    fails once its heartbeat is older than the grace period, and is re-enqueued for this worker to run."""
+    """A worker done with its share: True once there is work again (a trial to retry), or after a heartbeat
+    with trials still running elsewhere; False as soon as none runs (looked at every :data:`WAIT_POLL_S`, so
+    that the last worker to finish is not kept waiting up to a heartbeat for this one). A trial whose worker
+    died fails once its heartbeat is older than the grace period, and is re-enqueued for this worker to run."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
-    if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        return True
     # an RDB storage reaches the study wrapped in a cache, which answers for it (isinstance would not)
     heartbeat = getattr(study._storage, "get_heartbeat_interval", lambda: None)()
-    if heartbeat is None or not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        return False
-    time.sleep(heartbeat)
-    return True
+    deadline = time.monotonic() + (heartbeat or 0)
+    while True:
+        if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            return True
+        if heartbeat is None or not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            return False
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(WAIT_POLL_S)
 
 
 def _done(study: optuna.Study, n_trials: int, cpu_budget_s: float | None = None) -> bool:

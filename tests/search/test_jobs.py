@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import sqlite3
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -152,6 +153,21 @@ def test_a_worker_waits_for_a_dead_workers_trial_and_runs_its_retry(tmp_path: Pa
     trials = study.get_trials()
     assert trials[0].state == TrialState.FAIL  # failed as stale once its grace period passed ...
     assert [t.state for t in trials[1:]] == [TrialState.COMPLETE] and trials[1].user_attrs.get("trained")  # ... and re-run here
+
+
+def test_a_worker_done_with_its_share_stops_once_the_others_trials_finish_not_a_heartbeat_later(tmp_path: Path) -> None:
+    """The worker that finishes first waited a whole heartbeat (10 s by default) at a time, so a run of jobs
+    ended up to a heartbeat after its last trial; it now looks every ``WAIT_POLL_S``."""
+    storage = st.open_storage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat=60)
+    study = optuna.create_study(storage=storage, study_name="s")
+    elsewhere = study.ask()  # a trial another worker is training
+    storage.record_heartbeat(elsewhere._trial_id)
+    timer = threading.Timer(1.0, study.tell, (elsewhere, 1.0))
+    timer.start()
+    started = time.monotonic()
+    assert st._wait_for_others(study) is False  # nothing left to run, once that trial is done ...
+    assert time.monotonic() - started < 30  # ... well before the heartbeat
+    timer.join()
 
 
 FORK = multiprocessing.get_context("fork")
