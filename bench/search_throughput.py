@@ -65,6 +65,14 @@ class Result:
         """Trained trials per hour of wall time."""
         return len(self.trials) * 3600.0 / self.seconds
 
+    @property
+    def outside_trials(self) -> float:
+        """Wall seconds not spanned by the trials (first start to last end): starting and stopping workers,
+        and waiting."""
+        starts = [t.datetime_start for t in self.trials if t.datetime_start is not None]
+        ends = [t.datetime_complete for t in self.trials if t.datetime_complete is not None]
+        return self.seconds - ((max(ends) - min(starts)).total_seconds() if starts and ends else 0.0)
+
 
 ORDERS = {"ab": ("before", "after"), "abba": ("before", "after", "after", "before")}
 """The order of the rounds, by ``--order``."""
@@ -136,13 +144,14 @@ def report(rounds: list[Result], *, command: str, jobs: int) -> str:
         "",
         f"`{command}`",
         "",
-        "| round | configuration | settings | trained | wall min | trials per hour |",
-        "|---:|---|---|---:|---:|---:|",
+        "| round | configuration | settings | trained | wall min | trials per hour | outside trials s |",
+        "|---:|---|---|---:|---:|---:|---:|",
     ]
     for i, r in enumerate(rounds, 1):
-        lines.append(f"| {i} | {r.name} | {r.describe} | {len(r.trials)} | {r.seconds / 60:.1f} | {r.per_hour:.1f} |")
+        cells = f"{len(r.trials)} | {r.seconds / 60:.1f} | {r.per_hour:.1f} | {r.outside_trials:.1f}"
+        lines.append(f"| {i} | {r.name} | {r.describe} | {cells} |")
     for r in (before, after):
-        lines.append(f"| all | {r.name} | | {len(r.trials)} | {r.seconds / 60:.1f} | {r.per_hour:.1f} |")
+        lines.append(f"| all | {r.name} | | {len(r.trials)} | {r.seconds / 60:.1f} | {r.per_hour:.1f} | |")
     lines += ["", f"after / before: **{after.per_hour / before.per_hour:.2f}x** trained trials per hour ({jobs} jobs; target >= 2x)", ""]
     lines += ["| architecture | before: fp32 % | after % | after ran as |", "|---|---:|---:|---|"]
     acc = {r.name: {t.user_attrs.get("label"): t for t in r.trials} for r in (before, after)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import optuna
@@ -34,11 +35,22 @@ def test_abba_counts_both_rounds_of_each_configuration() -> None:
     # a machine that slows down steadily: each round takes 60 s longer than the one before
     rounds = [result("before", 600, 4), result("after", 360, 4), result("after", 420, 4), result("before", 780, 4)]
     text = st.report(rounds, command="cmd", jobs=2)
-    assert "| all | before | | 8 | 23.0 | 20.9 |" in text and "| all | after | | 8 | 13.0 | 36.9 |" in text
+    assert "| all | before | | 8 | 23.0 | 20.9 | |" in text and "| all | after | | 8 | 13.0 | 36.9 | |" in text
     assert "after / before: **1.77x**" in text  # (8 / 780 s) / (8 / 1380 s); round 1 against round 2 alone: 1.67x
     numbered = [line.split("|")[1].strip() for line in text.splitlines() if "settings |" in line]
     assert numbered == ["round", "1", "2", "3", "4"]
     assert st.ORDERS["abba"] == ("before", "after", "after", "before")
+
+
+def test_a_round_reports_the_seconds_its_trials_do_not_span() -> None:
+    """Starting the workers, and one waiting for the other at the end, show up there (issue 15's bench)."""
+    r = result("after", 100, 2)
+    t0 = datetime.datetime(2026, 12, 6, 9, 0, 0)
+    for trial, (start, end) in zip(r.trials, [(2, 50), (3, 92)], strict=True):
+        trial.datetime_start, trial.datetime_complete = t0 + datetime.timedelta(seconds=start), t0 + datetime.timedelta(seconds=end)
+    assert r.outside_trials == pytest.approx(10.0)  # 100 s of wall, trials from 2 s to 92 s
+    text = st.report([result("before", 100, 2), r], command="c", jobs=2)
+    assert "| 2 | after | after settings | 2 | 1.7 | 72.0 | 10.0 |" in text
 
 
 @pytest.mark.slow
