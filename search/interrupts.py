@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from types import FrameType
 from typing import Any
 
 _TAKEN_OVER = {signal.SIGTERM: signal.SIG_DFL, signal.SIGINT: signal.default_int_handler}
@@ -74,16 +75,20 @@ STORAGE_MODULES = ("sqlalchemy.", "optuna.storages.")
 """Code an interrupt does not land in: a storage call runs to its end first."""
 
 
-def _interrupt(signum: int, frame: Any) -> None:
+def _interrupt(signum: int, frame: FrameType | None) -> None:
     outermost = storage_call(frame)
     if outermost is not None:
         _raise_on_return(outermost, signum)
         return
+    _raise(signum)
+
+
+def _raise(signum: int) -> None:
     _RAISED.set()
     raise _Interrupted(signum)
 
 
-def storage_call(frame: Any) -> Any:
+def storage_call(frame: FrameType | None) -> FrameType | None:
     """The outermost frame of :data:`STORAGE_MODULES` code among ``frame`` and its callers (None: none)."""
     outermost = None
     while frame is not None:
@@ -93,15 +98,14 @@ def storage_call(frame: Any) -> Any:
     return outermost
 
 
-def _raise_on_return(target: Any, signum: int) -> None:
+def _raise_on_return(target: FrameType, signum: int) -> None:
     """Raise the interrupt from this thread's profile hook once ``target`` returns or raises: the error then
     comes out of that call, to its caller, with the call finished (a profiler set before is left off)."""
 
-    def profile(frame: Any, event: str, _arg: Any) -> None:
+    def profile(frame: FrameType, event: str, _arg: Any) -> None:
         if frame is target and event == "return":
             sys.setprofile(None)
-            _RAISED.set()
-            raise _Interrupted(signum)
+            _raise(signum)
 
     sys.setprofile(profile)
 
