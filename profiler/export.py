@@ -16,6 +16,7 @@ import contextlib
 import io
 import logging
 import warnings
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from profiler.optimize import (
     optimize_for_inference,
     relative_error,
 )
+from profiler.quantize import quantized_engine
 from space.files import replacing
 from space.spec import E3DError
 
@@ -116,30 +118,56 @@ def export_torchscript(
 def export_int8_torchscript(quantized: OptimizedModel, eager: nn.Module, path: str | Path, *, x: Tensor) -> ExportResult:
     """Save an int8 model from :func:`profiler.quantize.quantize_int8`; report its error vs eager on ``x``."""
     p = Path(path)
+    engine = quantized.options.int8_engine
+    if engine is None:
+        raise ExportError("export_int8_torchscript needs a model from profiler.quantize.quantize_int8")
     with replacing(p) as tmp:
-        _save(quantized.graph, tmp)
+        _save(quantized.graph, tmp, extra={INT8_ENGINE_FILE: engine})
         loaded = load_torchscript(tmp, fuse=False)
         with torch.no_grad():
             err = relative_error(loaded(x), _eager_output(eager, x))
     check = f"reloaded int8 TorchScript vs float eager on {_batch_text(x)}"
-    return ExportResult(p, "torchscript", True, True, err, check, "fx-int8(onednn)+channels-last+frozen")
+    return ExportResult(p, "torchscript", True, True, err, check, quantized.options.describe())
+
+
+INT8_ENGINE_FILE = "e3d-int8-engine"
+"""The extra file of an exported int8 TorchScript archive that names the quantized engine of its weights."""
 
 
 def load_torchscript(path: str | Path, *, fuse: bool = True) -> OptimizedModel:
-    """Load an exported TorchScript file on the CPU; ``fuse`` runs it with the oneDNN Graph fuser."""
+    """Load an exported TorchScript file on the CPU; ``fuse`` runs it with the oneDNN Graph fuser. An int8
+    file is loaded under the quantized engine it was exported with (its weights are repacked as it loads)."""
     try:
-        graph = torch.jit.load(str(path), map_location="cpu")
+        graph = jit_load(path)
     except Exception as e:  # torch raises RuntimeError or ValueError for files that are not TorchScript
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ExportError(f"{path}: not a TorchScript file ({first})") from None
-    return OptimizedModel(graph, options=OptimizeOptions(fuse=fuse))
+    return OptimizedModel(graph, options=OptimizeOptions(fuse=fuse, int8_engine=_int8_engine(Path(path))))
 
 
-def _save(graph: torch.jit.ScriptModule, path: Path) -> None:
-    """Serialise in memory, then write with Python: torch's own file writer aborts the process
-    (an uncaught c10::Error) when the disk is full."""
+def jit_load(path: str | Path) -> torch.jit.ScriptModule:
+    """``torch.jit.load`` on the CPU, under the quantized engine that an int8 file of
+    :func:`export_int8_torchscript` records (what torch raises for a file that is not TorchScript)."""
+    engine = _int8_engine(Path(path))
+    with quantized_engine(engine) if engine else contextlib.nullcontext():
+        return torch.jit.load(str(path), map_location="cpu")
+
+
+def _int8_engine(path: Path) -> str | None:
+    """The quantized engine an exported int8 file records (None for other files, or ones that are not archives)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if n.endswith(f"/extra/{INT8_ENGINE_FILE}")]
+            return z.read(names[0]).decode() if names else None
+    except (OSError, zipfile.BadZipFile, UnicodeDecodeError):
+        return None
+
+
+def _save(graph: torch.jit.ScriptModule, path: Path, *, extra: dict[str, str] | None = None) -> None:
+    """Serialise in memory (with the ``extra`` files in the archive), then write with Python: torch's own
+    file writer aborts the process (an uncaught c10::Error) when the disk is full."""
     buffer = io.BytesIO()
-    torch.jit.save(graph, buffer)
+    torch.jit.save(graph, buffer, _extra_files=extra or {})
     path.write_bytes(buffer.getvalue())  # an OSError here becomes a WriteError naming the final path (replacing)
 
 

@@ -233,11 +233,15 @@ class OptimizeOptions:
     """Average pools as depthwise convolutions (:func:`pools_as_convs`)."""
     bf16: bool = False
     """Weights and activations in bf16 (CPUs with AVX512-BF16 or AMX); float32 in and out."""
+    int8_engine: str | None = None
+    """The quantized engine that packed an int8 graph's weights (None: not int8). A saved int8 graph
+    repacks its weights when it is loaded, under the engine selected then, so it must be loaded under this one."""
 
     def describe(self) -> str:
-        """Short text such as ``fold-bn+channels-last+frozen+onednn-graph``."""
+        """Short text such as ``fold-bn+channels-last+frozen+onednn-graph`` (``fx-int8(onednn)+...`` for int8)."""
+        int8 = f"fx-int8({self.int8_engine})"
         steps = (
-            ("fold-bn", self.fold_bn), ("pool-conv", self.pools_as_convs), ("bf16", self.bf16),
+            (int8, self.int8_engine is not None), ("fold-bn", self.fold_bn), ("pool-conv", self.pools_as_convs), ("bf16", self.bf16),
             ("channels-last", self.channels_last), ("frozen", self.freeze), ("onednn-graph", self.fuse),
         )  # fmt: skip
         return "+".join(s for s, on in steps if on) or "traced"

@@ -109,7 +109,8 @@ def _quantize(
         quantized = convert_fx(prepared)  # type: ignore[operator]
         with torch.no_grad():
             graph = torch.jit.freeze(torch.jit.trace(_Layout(quantized, channels_last), x, check_trace=False).eval())
-    return OptimizedModel(graph, options=OptimizeOptions(fold_bn=True, channels_last=channels_last, freeze=True, fuse=False))
+    options = OptimizeOptions(pools_as_convs=False, channels_last=channels_last, freeze=True, fuse=False, int8_engine=engine)
+    return OptimizedModel(graph, options=options)
 
 
 def _layout(x: Tensor, channels_last: bool) -> Tensor:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import torch
 from torch import nn
 
 import space
@@ -177,8 +176,10 @@ def _file_target(path: Path, *, num_classes: int | None, frames: int | None, siz
 
         check_memory(spec)  # refused before any per-layer work or allocation
         return Target(str(path), "spec", spec.input_shape, spec)
+    from profiler.export import jit_load
+
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        module = jit_load(path)
     except Exception as e:  # torch raises RuntimeError, ValueError or pickle errors here
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TargetError(f"{path} is neither an e3d spec (JSON) nor a TorchScript file ({first})") from None

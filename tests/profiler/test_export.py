@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from torch import nn
 
 from profiler.export import ExportError, export_int8_torchscript, export_onnx, export_torchscript, load_torchscript, run_onnx
 from profiler.optimize import FLOAT_TOLERANCE, relative_error
-from profiler.quantize import quantize_int8
+from profiler.quantize import quantize_int8, quantized_engine
+from profiler.targets import resolve_target
 from tests.profiler.deploy_helpers import clips, small_model
 
 
@@ -49,7 +53,38 @@ def test_int8_torchscript_file_reloads(tmp_path: Path) -> None:
     assert result.int8 and result.rel_error < 0.5
     loaded = load_torchscript(tmp_path / "q.pt", fuse=False)
     with torch.no_grad():
-        assert torch.allclose(loaded(x), q(x))
+        assert torch.equal(loaded(x), q(x))  # the same kernels: on an AVX2-only EPYC fbgemm's differed by one step
+    assert result.pipeline.startswith(f"fx-int8({q.options.int8_engine})")
+
+
+def _load_with_torchscript(path: Path) -> nn.Module:
+    return load_torchscript(path, fuse=False)
+
+
+def _load_as_profile_target(path: Path) -> nn.Module:
+    return resolve_target(str(path)).module()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("load", [_load_with_torchscript, _load_as_profile_target])
+def test_an_int8_file_loads_under_the_engine_that_packed_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, load: Callable[[Path], nn.Module]
+) -> None:
+    model = small_model("mobilenetv2", 0.2)
+    q = quantize_int8(model, [clips(2)])
+    export_int8_torchscript(q, model, tmp_path / "q.pt", x=clips(2))
+    engines: list[str] = []
+    jit_load = torch.jit.load
+
+    def spy(*args: Any, **kwargs: Any) -> torch.jit.ScriptModule:
+        engines.append(torch.backends.quantized.engine)
+        return jit_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch.jit, "load", spy)
+    with quantized_engine("qnnpack"):  # a program that selected another engine
+        load(tmp_path / "q.pt")
+        assert torch.backends.quantized.engine == "qnnpack"
+    assert engines == [q.options.int8_engine] and q.options.int8_engine == "onednn"
 
 
 def test_loading_something_that_is_not_torchscript_is_one_clear_error(tmp_path: Path) -> None:
