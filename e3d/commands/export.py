@@ -33,7 +33,9 @@ The written file is reloaded and compared with the eager model on random clips e
 max relative error (max |out - eager| / max |eager|) is printed, and a float export above 1e-4
 fails. --int8 (TorchScript only) calibrates on --calib-data (a proxy task name such as motion or
 digits, or a dataset path, read by search.data; or 'random' for a speed-only model) and reports
-top-1 of float and int8 on its validation split.
+top-1 of float and int8 on its validation split. The int8 file names the quantized engine of its
+weights; load it with profiler.export.load_torchscript, which selects that engine (with plain
+torch.jit.load, first set torch.backends.quantized.engine to the one printed in fx-int8(...)).
 
 A failure inside the model is one line naming the exception; --debug (or E3D_DEBUG=1) shows the traceback."""
 
