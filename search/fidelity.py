@@ -28,14 +28,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import optuna
-import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from search.stats import Verdict, compare_agreement, kendall, spearman
 from space.spec import E3DError
+
+if TYPE_CHECKING:  # pandas is imported where tables are made: search jobs, which import this module, make none
+    import pandas as pd
 
 RUN_COLUMNS = ("architecture", "protocol", "seed", "accuracy", "cpu_seconds")
 EXTRA_RUN_COLUMNS = ("family", "macs", "precision")
@@ -75,6 +77,8 @@ def ranking(runs: pd.DataFrame, protocol: str) -> pd.Series:
 
 def _paired(*scores: pd.Series) -> list[list[float]]:
     """Per-architecture scores as lists over the architectures all of them have (in one order)."""
+    import pandas as pd
+
     both = pd.concat([s.rename(i) for i, s in enumerate(scores)], axis=1, join="inner").dropna()
     return [both[i].tolist() for i in range(len(scores))]
 
@@ -362,6 +366,8 @@ def trial_tables(trials: Sequence[FrozenTrial], protocol: str) -> tuple[pd.DataF
     :data:`EXTRA_RUN_COLUMNS` on runs) of the completed trials of one protocol's study; each trial carries its
     architecture's ``label`` and its ``seed`` as user attributes, its per-epoch validation
     accuracies as intermediate values (epoch index from 0)."""
+    import pandas as pd
+
     runs, epochs = [], []
     for t in trials:
         a = t.user_attrs

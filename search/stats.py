@@ -16,9 +16,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Literal
-
-from scipy import stats as _scipy
 
 ALPHA = 0.05
 TEST = "Welch's t-test, two-sided, alpha 0.05"
@@ -106,7 +105,7 @@ def welch_p(a: Summary, b: Summary) -> float:
     if se == 0.0:
         return 0.0 if diff != 0.0 else 1.0
     dof = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1))
-    return float(2.0 * _scipy.t.sf(abs(diff) / se, dof))
+    return float(2.0 * _scipy().t.sf(abs(diff) / se, dof))
 
 
 def compare(a: Iterable[float], b: Iterable[float], *, alpha: float = ALPHA, chance: float | None = None) -> Verdict:
@@ -127,6 +126,14 @@ def compare(a: Iterable[float], b: Iterable[float], *, alpha: float = ALPHA, cha
     return Verdict(outcome, diff, p, reason)
 
 
+def _scipy() -> ModuleType:
+    """``scipy.stats``, imported on first use: it takes about half a second, which every search job and e3d
+    command would otherwise pay at start whether or not it computes a statistic."""
+    from scipy import stats
+
+    return stats
+
+
 def _ranked_pairs(x: Iterable[float], y: Iterable[float]) -> tuple[list[float], list[float]] | None:
     xs, ys = [float(v) for v in x], [float(v) for v in y]
     if len(xs) != len(ys):
@@ -140,13 +147,13 @@ def spearman(x: Iterable[float], y: Iterable[float]) -> float:
     """Spearman's rank correlation of paired values (ties get mean ranks); NaN for fewer than three
     pairs or a constant side."""
     pairs = _ranked_pairs(x, y)
-    return math.nan if pairs is None else float(_scipy.spearmanr(*pairs).statistic)
+    return math.nan if pairs is None else float(_scipy().spearmanr(*pairs).statistic)
 
 
 def kendall(x: Iterable[float], y: Iterable[float]) -> float:
     """Kendall's tau-b of paired values; NaN for fewer than three pairs or a constant side."""
     pairs = _ranked_pairs(x, y)
-    return math.nan if pairs is None else float(_scipy.kendalltau(*pairs).statistic)
+    return math.nan if pairs is None else float(_scipy().kendalltau(*pairs).statistic)
 
 
 def compare_agreement(

@@ -6,6 +6,7 @@ import dataclasses
 import multiprocessing
 import os
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -268,3 +269,24 @@ def test_after_a_stop_the_jobs_still_running_get_sigterm() -> None:
     finally:
         for p in (quick, deaf):
             p.kill()
+
+
+WORKER = """
+import sys
+from search import study as st
+from search.budget import Budget
+proxy = st.ProxyConfig(clip=(8, 32, 32), train_samples=24, val_samples=8, epochs=1, batch_size=8, threads=1)
+config = st.SearchConfig(budget=Budget(), families=("mobilenet",), proxy=proxy, pruner="none", baselines=False, kind="sweep")
+study, config, _ = st.open_study("s", st.open_storage(st.sqlite_url(sys.argv[1])), config)
+st.enqueue_sweep(study, config.families, (0,))
+st.run_worker(study, config, st.load_proxy(config.proxy, progress=False), n_trials=0)
+print(len(study.trials), *sorted(m for m in ("pandas", "scipy.stats") if m in sys.modules))
+"""
+
+
+def test_a_job_trains_without_importing_pandas_or_scipy(tmp_path: Path) -> None:
+    """Each job is a new process: what it imports delays its first trial (about a second for these two)."""
+    env = {**os.environ, "E3D_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", WORKER, str(tmp_path / "s.db")], capture_output=True, text=True, env=env, check=True)
+    trials, *imported = done.stdout.split()
+    assert int(trials) >= 1 and imported == []
