@@ -137,18 +137,22 @@ INT8_ENGINE_FILE = "e3d-int8-engine"
 def load_torchscript(path: str | Path, *, fuse: bool = True) -> OptimizedModel:
     """Load an exported TorchScript file on the CPU; ``fuse`` runs it with the oneDNN Graph fuser. An int8
     file is loaded under the quantized engine it was exported with (its weights are repacked as it loads)."""
+    engine = _int8_engine(Path(path))
     try:
-        graph = jit_load(path)
+        graph = _jit_load(path, engine)
     except Exception as e:  # torch raises RuntimeError or ValueError for files that are not TorchScript
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ExportError(f"{path}: not a TorchScript file ({first})") from None
-    return OptimizedModel(graph, options=OptimizeOptions(fuse=fuse, int8_engine=_int8_engine(Path(path))))
+    return OptimizedModel(graph, options=OptimizeOptions(fuse=fuse, int8_engine=engine))
 
 
 def jit_load(path: str | Path) -> torch.jit.ScriptModule:
     """``torch.jit.load`` on the CPU, under the quantized engine that an int8 file of
     :func:`export_int8_torchscript` records (what torch raises for a file that is not TorchScript)."""
-    engine = _int8_engine(Path(path))
+    return _jit_load(path, _int8_engine(Path(path)))
+
+
+def _jit_load(path: str | Path, engine: str | None) -> torch.jit.ScriptModule:
     with quantized_engine(engine) if engine else contextlib.nullcontext():
         return torch.jit.load(str(path), map_location="cpu")
 

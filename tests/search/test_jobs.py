@@ -271,11 +271,11 @@ def test_after_a_stop_the_jobs_still_running_get_sigterm() -> None:
             p.kill()
 
 
-WORKER = """
+WORKER = f"""
 import sys
 from search import study as st
 from search.budget import Budget
-proxy = st.ProxyConfig(clip=(8, 32, 32), train_samples=24, val_samples=8, epochs=1, batch_size=8, threads=1)
+proxy = st.{PROXY!r}
 config = st.SearchConfig(budget=Budget(), families=("mobilenet",), proxy=proxy, pruner="none", baselines=False, kind="sweep")
 study, config, _ = st.open_study("s", st.open_storage(st.sqlite_url(sys.argv[1])), config)
 st.enqueue_sweep(study, config.families, (0,))
