@@ -8,7 +8,8 @@ Networks: ``--specs`` random candidates of the table's families (seed ``--seed``
 random candidates use seed 0 and its calibration networks seeds 1000-1004 by default, and calibration
 networks are left out here, so none of these was used in fitting) plus the 21 Table 8 presets, all at
 the table's clip with 600 classes. Each is predicted from the table and measured whole on this machine
-with the table's settings (batch, threads, warm-up, repeats), on every path the table has, in a child process as
+with the table's settings (batch, threads, warm-up, repeats), on every path the table has, all of them in
+one random order (seed ``--seed``: the machine's drift is not confounded with a group or family), in a child process as
 ``e3d latency-table`` measures (``profiler.measuring``; the peak memory of both is reported). Reports
 Spearman, MAPE and the share within +-10% (all, random, Table 8), multiply-adds alone's Spearman, and
 the predictor's specs per second. On the same measurements, other predictors side by side, each with the verdict
@@ -212,7 +213,7 @@ def run(table: LatencyTable, args: argparse.Namespace) -> tuple[dict[str, Any], 
             recalibrated = recalibration(copy, recalibrate(copy, measure_network=measure))
             moved = ", ".join(f"{m} {r:.3f}x" for m, r in recalibrated["drift"].items())
             print(f"calibration networks timed again: {moved} their time in the table", file=sys.stderr)
-        rows = compare(table, specs, measure=measure, remeasure=args.remeasure)
+        rows = compare(table, specs, measure=measure, remeasure=args.remeasure, seed=args.seed)
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
         "cpu": cpu_name(),

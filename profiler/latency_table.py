@@ -31,6 +31,12 @@ A block timed while something else takes a core (two threads on a two-core machi
 time slice at every parallel region) can read 10-200x slow; after measuring, a build times again
 every entry more than :data:`RECHECK_RATIO` times its class's fit and keeps the faster reading.
 
+A build times its blocks and calibration networks, and :func:`compare` its networks, in a seeded random
+order (:func:`measuring_order`): a machine whose speed drifts while it measures (a shared VM's does, by 10% and
+more within minutes) then spreads that drift over every class, family and group as noise, instead of making the
+ones measured together all slow or all fast, and the scale fitted on the calibration networks sees the same
+machine on average as the blocks it scales.
+
 Tables are JSON files written atomically every few seconds and whenever a build stops, so an
 interrupted build resumes without re-measuring what it has (:func:`build_table`).
 """
@@ -43,6 +49,7 @@ import functools
 import hashlib
 import json
 import math
+import random
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -716,9 +723,18 @@ RECHECK_RATIO = 2.0
 """An entry more than this many times its class's regression is timed again (a stall, most likely)."""
 RECHECK_ROUNDS = 2
 """At most this many more timings of an outlier; each path keeps its fastest reading."""
+ORDER_SEED = 0
+"""The seed of :func:`measuring_order` in a build and in :func:`compare` (unless given)."""
 MeasureBlock = Callable[[Block, TableSettings, str], float]
 MeasureSpec = Callable[[NetSpec, TableSettings, str], float]
 MeasureCall = Callable[[TableSettings, str], float]
+
+
+def measuring_order(n: int, seed: int = ORDER_SEED) -> list[int]:
+    """A seeded random permutation of ``range(n)``: the order in which ``n`` things are timed."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return order
 
 
 def open_for_build(path: Path, settings: TableSettings) -> LatencyTable:
@@ -763,8 +779,9 @@ def build_table(
     measure_empty: MeasureCall = measure_call,
     progress: bool = True,
 ) -> LatencyTable:
-    """Measure the empty call (once), every block of ``blocks`` and every ``calibration`` network not yet
-    in the table at ``out`` (resuming it when it exists); marks the table complete at the end.
+    """Measure the empty call (once), then every block of ``blocks`` and every ``calibration`` network not
+    yet in the table at ``out`` (resuming it when it exists), all in one :func:`measuring_order`; marks the
+    table complete at the end.
 
     The table is saved every :data:`SAVE_SECONDS` and whenever the build stops (an error, Ctrl-C), so
     a resumed build re-measures at most the last few seconds' work (none after Ctrl-C). Progress: a bar
@@ -785,18 +802,19 @@ def build_table(
         with bar:
             if not table.call_ms:
                 table.call_ms = _measured(functools.partial(measure_empty, settings), "an empty module", settings)
-            for b in todo:
-                table.entries[b.key] = (b, _measured(functools.partial(measure, b, settings), b.key, settings))
+            work: list[Block | NetSpec] = [*todo, *nets]
+            for i in measuring_order(len(work)):
+                item = work[i]
+                if isinstance(item, Block):
+                    table.entries[item.key] = (item, _measured(functools.partial(measure, item, settings), item.key, settings))
+                else:
+                    table.networks.append((item, {m: measure_network(item, settings, m) for m in settings.modes}))
                 bar.update(1)
                 if time.monotonic() - saved > SAVE_SECONDS:
                     table.save(out)
                     saved = time.monotonic()
             if todo or nets:  # also when a build stopped while re-timing resumes
                 table.rechecked = _recheck(table, measure)
-            for spec in nets:
-                table.networks.append((spec, {m: measure_network(spec, settings, m) for m in settings.modes}))
-                bar.update(1)
-                table.save(out)
         table.complete = True
     finally:
         table.save(out)
@@ -903,8 +921,10 @@ def compare(
     measure: MeasureSpec = measure_spec,
     remeasure: bool = False,
     progress: bool = True,
+    seed: int = ORDER_SEED,
 ) -> list[Comparison]:
-    """Predict and measure every (name, group, spec) on every path of the table, with its settings.
+    """Predict and measure every (name, group, spec) on every path of the table, with its settings; the rows
+    come in that order, the measurements are taken in ``seed``'s :func:`measuring_order`.
 
     A network the table cannot price is kept with ``predicted_ms`` None and is not measured. With
     ``remeasure``, a second pass over all of them, in the same order after the first has ended, measures
@@ -915,22 +935,25 @@ def compare(
 
     from profiler.counting import spec_totals
 
-    out = []
     todo = [(n, g, s, m) for n, g, s in specs for m in table.settings.modes]
-    for name, group, spec, mode in tqdm(todo, desc="networks", unit="net", file=sys.stderr, disable=not progress or None):
+    order = measuring_order(len(todo), seed)
+    out: list[Comparison | None] = [None] * len(todo)
+    for i in tqdm(order, desc="networks", unit="net", file=sys.stderr, disable=not progress or None):
+        name, group, spec, mode = todo[i]
         try:
             predicted: float | None = table.predict(spec, mode)
         except UnpricedLayerError:
             predicted = None
         measured = measure(spec, table.settings, mode) if predicted is not None else None
-        out.append(Comparison(name, group, spec.family, mode, spec_totals(spec).macs, predicted, measured))
+        out[i] = Comparison(name, group, spec.family, mode, spec_totals(spec).macs, predicted, measured)
+    rows = [r for r in out if r is not None]
     if not remeasure:
-        return out
-    again = []
-    bar = tqdm(zip(todo, out, strict=True), total=len(out), desc="again", unit="net", file=sys.stderr, disable=not progress or None)
-    for (_, _, spec, mode), r in bar:
-        again.append(r if r.measured_ms is None else dataclasses.replace(r, remeasured_ms=measure(spec, table.settings, mode)))
-    return again
+        return rows
+    for i in tqdm(order, desc="again", unit="net", file=sys.stderr, disable=not progress or None):
+        r, spec, mode = rows[i], todo[i][2], todo[i][3]
+        if r.measured_ms is not None:
+            rows[i] = dataclasses.replace(r, remeasured_ms=measure(spec, table.settings, mode))
+    return rows
 
 
 @dataclass(frozen=True)

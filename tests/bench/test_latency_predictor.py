@@ -98,7 +98,9 @@ def test_recalibrate_scores_a_copy_timed_again_and_leaves_the_table_file_as_it_w
         recalibrated = groups["all, recalibrated"]
         assert recalibrated["mape"] == pytest.approx(0.0, abs=1e-6) and recalibrated["networks"] == 2
         assert recalibrated["vs_all"]["outcome"] == "win" and recalibrated["vs_all"]["mape_lower_by"] == pytest.approx(25.0)
-    timed_again = [{m: now(s, here_settings(), m) for m in ("eager", "optimized")} for s in calibration]
+    stored = [s for s, _ in LatencyTable.load(path).networks]  # in the order the build timed them
+    assert sorted(s.to_json() for s in stored) == sorted(s.to_json() for s in calibration)
+    timed_again = [{m: now(s, here_settings(), m) for m in ("eager", "optimized")} for s in stored]
     assert [n["ms"] for n in result["recalibrated"]["networks"]] == timed_again
     assert "| eager | all, recalibrated | 2 (+0 unpriced) | 1.000 | 0.0% | 100% |" in bench.markdown(result)
     assert result["peak_memory_gib"]["bench"] > 0.01 and "GiB in the bench" in bench.markdown(result)

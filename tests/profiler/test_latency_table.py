@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -438,10 +439,19 @@ def test_compare_predicts_and_measures_every_path(tmp_path: Path) -> None:
 def test_remeasure_measures_each_priced_network_again_after_the_first_pass(tmp_path: Path) -> None:
     from profiler.latency_table import compare, noise_floor
 
-    table = fake_table(tmp_path, [spec(), spec("mobilenetv2", 0.45)])
-    times = iter([10.0, 1.0, 20.0, 2.0, 11.0, 1.0, 18.0, 2.0])  # first pass, then the second, each eager then optimized
-    specs = [("a", "table8", spec()), ("b", "table8", spec("mobilenetv2", 0.45)), ("shuffle", "random", spec("shufflenet", 1.0))]
-    rows = compare(table, specs, measure=lambda s, st, mode: next(times), remeasure=True, progress=False)
+    a, b = spec(), spec("mobilenetv2", 0.7)
+    table = fake_table(tmp_path, [a, b])
+    times = {(a, "eager"): [10.0, 11.0], (a, "optimized"): [1.0, 1.0], (b, "eager"): [20.0, 18.0], (b, "optimized"): [2.0, 2.0]}
+    passes: list[tuple[NetSpec, str]] = []
+
+    def measure(s: NetSpec, st: TableSettings, mode: str) -> float:
+        first = (s, mode) not in passes
+        passes.append((s, mode))
+        return times[s, mode][0 if first else 1]
+
+    specs = [("a", "table8", a), ("b", "table8", b), ("shuffle", "random", spec("shufflenet", 1.0))]
+    rows = compare(table, specs, measure=measure, remeasure=True, progress=False)
+    assert len(set(passes[:4])) == 4 and passes[4:] == passes[:4]  # every network once, then again in the same order
     pairs = [(r.measured_ms, r.remeasured_ms) for r in rows]
     assert pairs == [(10.0, 11.0), (1.0, 1.0), (20.0, 18.0), (2.0, 2.0), (None, None), (None, None)]
     floor = noise_floor(rows)
@@ -516,3 +526,56 @@ def test_recalibrate_refuses_a_table_of_another_machine_or_without_networks(tmp_
     bare = build_table([], here_settings(), tmp_path / "bare.json", measure_empty=fake_call, progress=False)
     with pytest.raises(LatencyTableError, match="no calibration networks"):
         recalibrate(bare, measure_network=lambda s, st, m: 1.0, progress=False)
+
+
+def test_measuring_order_is_a_seeded_permutation() -> None:
+    from profiler.latency_table import measuring_order
+
+    order = measuring_order(50)
+    assert sorted(order) == list(range(50)) and order != list(range(50))
+    assert measuring_order(50) == order and measuring_order(50, seed=1) != order
+
+
+def test_a_build_times_blocks_and_calibration_networks_in_one_shuffled_order(tmp_path: Path) -> None:
+    # a machine that drifts while it measures must not make one family's blocks, or the calibration
+    # networks timed after every block, all slow or all fast together
+    nets = [spec("mobilenetv2", w) for w in (0.2, 0.45, 0.7, 1.0)] + [spec("shufflenetv2", w) for w in (0.5, 1.0)]
+    blocks = list(collect_blocks(nets).values())
+    timed: list[str] = []
+
+    def block_ms(b: Block, s: TableSettings, mode: str) -> float:
+        timed.append(b.key)
+        return fake_ms(b, s, mode)
+
+    def net_ms(n: NetSpec, s: TableSettings, mode: str) -> float:
+        timed.append(n.to_json())
+        return 1.0
+
+    fake_table(tmp_path, nets, calibration=nets, measure=block_ms, measure_network=net_ms)
+    first = [t for i, t in enumerate(timed) if i % 2 == 0]  # each thing is timed on two paths in a row
+    given = [b.key for b in blocks] + [n.to_json() for n in nets]
+    assert sorted(first) == sorted(given) and first != given
+    last_block = max(i for i, t in enumerate(first) if t in {b.key for b in blocks})
+    assert any(first.index(n.to_json()) < last_block for n in nets)  # calibration networks among the blocks
+    families = [t.split("|")[0] for t in first if "|" in t and t.split("|")[0] in {"inverted_residual", "shuffle_v2"}]
+    switches = sum(a != b for a, b in itertools.pairwise(families))
+    assert switches > 2  # the two families' blocks interleave
+
+
+def test_compare_measures_in_a_shuffled_order_and_returns_rows_in_the_given_one(tmp_path: Path) -> None:
+    from profiler.latency_table import compare
+
+    widths = (0.2, 0.3, 0.45, 0.6, 0.7, 0.8, 1.0)
+    specs = [(f"w{w}", "random", spec("mobilenetv2", w)) for w in widths]
+    table = fake_table(tmp_path, [s for _, _, s in specs])
+    seen: list[tuple[float, str]] = []
+
+    def measure(s: NetSpec, st: TableSettings, mode: str) -> float:
+        seen.append((s.width_mult, mode))
+        return s.width_mult + (0.5 if mode == "optimized" else 0.0)
+
+    rows = compare(table, specs, measure=measure, progress=False)
+    given = [(w, m) for w in widths for m in ("eager", "optimized")]
+    assert [(r.name, r.mode) for r in rows] == [(f"w{w}", m) for w, m in given]
+    assert all(r.measured_ms == measure(spec("mobilenetv2", float(r.name[1:])), table.settings, r.mode) for r in rows)
+    assert sorted(seen[: len(given)]) == sorted(given) and seen[: len(given)] != given
