@@ -160,6 +160,8 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {a['within_10']:.0f}% | {a['macs_spearman']:.3f} | {verdict} |"
             )
     lines.append(f"\npredictor: {result['specs_per_second']:,.0f} specs/s (one core, spec already traced)")
+    for mode, repeat in result["table"].get("repeat", {}).items():
+        lines.append(f"\nthe table's build, timing again ({mode}): {repeat}")
     peak = result["peak_memory_gib"]
     lines.append(
         f"\npeak resident memory: {peak['bench']:.1f} GiB in the bench, {peak['measuring']:.1f} GiB in its largest measuring process"
@@ -219,7 +221,12 @@ def run(table: LatencyTable, args: argparse.Namespace) -> tuple[dict[str, Any], 
         "cpu": cpu_name(),
         "machine": f"{platform.machine()}, {os.cpu_count()} logical cores, load average {os.getloadavg()[0]:.1f} at the end",
         "torch": torch.__version__,
-        "table": {"path": str(args.table), **table.identity(), "allocator": table.allocator},
+        "table": {
+            "path": str(args.table),
+            **table.identity(),
+            "allocator": table.allocator,
+            "repeat": {m: r.describe() for m, r in table.repeat.items()},
+        },
         "also": {name: t.identity() for name, t in also.items()},
         "bench_seconds": round(time.time() - started, 1),
         "specs_per_second": rate,

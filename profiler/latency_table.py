@@ -37,6 +37,11 @@ more within minutes) then spreads that drift over every class, family and group 
 ones measured together all slow or all fast, and the scale fitted on the calibration networks sees the same
 machine on average as the blocks it scales.
 
+A build ends by timing up to :data:`REPEAT_NETWORKS` of its calibration networks a second time
+(:func:`repeatability`): how far those second timings lie from the first, minutes apart, is what this
+device's own readings vary by, and so the floor under any prediction's error on it (``repeat``, printed
+by ``e3d latency-table`` and next to every prediction of ``e3d profile``).
+
 Tables are JSON files written atomically every few seconds and whenever a build stops, so an
 interrupted build resumes without re-measuring what it has (:func:`build_table`).
 """
@@ -433,6 +438,24 @@ class Overhead:
     networks: int = 0
 
 
+@dataclass(frozen=True)
+class Repeat:
+    """How well a device repeated its own timings: ``networks`` timed a second time, minutes after the first;
+    the mean absolute percentage difference of the second timing from the first, and the share (percent) of
+    networks whose second timing lies within +-10% of the first."""
+
+    networks: int
+    mape: float
+    within_10: float
+
+    def describe(self) -> str:
+        """One line for a person."""
+        return (
+            f"{self.within_10:.0f}% of {self.networks} calibration networks timed again came within +-10% of their first "
+            f"timing (mean difference {self.mape:.1f}%)"
+        )
+
+
 Times = dict[str, float]
 """Milliseconds per path (``{"eager": ..., "optimized": ...}``)."""
 
@@ -452,6 +475,9 @@ class LatencyTable:
     """How malloc ran while it was measured (:func:`profiler.allocator.allocator`; tables from before it: system)."""
     recalibrated: str = ""
     """When :func:`recalibrate` last timed the calibration networks again (ISO time; empty: never)."""
+    repeat: dict[str, Repeat] = field(default_factory=dict)
+    """Per path, how well the device repeated its timings of the calibration networks (:func:`repeatability`;
+    empty: not checked, as in tables from before 2026-12-06). Not part of the fingerprint."""
     size_term: bool = field(default=True, compare=False)
     """Whether class regressions get their elements^1.5 term (:func:`fit_regression`); off, they are the
     three-term ones used until 2026-12-05 (``bench.latency_predictor`` scores both). Not saved."""
@@ -471,6 +497,7 @@ class LatencyTable:
             "created": self.created,
             "allocator": self.allocator,
             "recalibrated": self.recalibrated,
+            "repeat": {m: asdict(r) for m, r in self.repeat.items()},
             "planned": self.planned,
             "settings": self.settings.as_dict(),
             "call_ms": self.call_ms,
@@ -499,6 +526,7 @@ class LatencyTable:
             created=str(d["created"]),
             allocator=str(d.get("allocator", "system")),
             recalibrated=str(d.get("recalibrated", "")),
+            repeat={str(m): Repeat(**r) for m, r in d.get("repeat", {}).items()},
         )
         for e in d["entries"]:
             block = Block.from_dict(e)
@@ -780,8 +808,8 @@ def build_table(
     progress: bool = True,
 ) -> LatencyTable:
     """Measure the empty call (once), then every block of ``blocks`` and every ``calibration`` network not
-    yet in the table at ``out`` (resuming it when it exists), all in one :func:`measuring_order`; marks the
-    table complete at the end.
+    yet in the table at ``out`` (resuming it when it exists), all in one :func:`measuring_order`; then time
+    some calibration networks again (:func:`repeatability`, once per table); marks the table complete at the end.
 
     The table is saved every :data:`SAVE_SECONDS` and whenever the build stops (an error, Ctrl-C), so
     a resumed build re-measures at most the last few seconds' work (none after Ctrl-C). Progress: a bar
@@ -815,6 +843,8 @@ def build_table(
                     saved = time.monotonic()
             if todo or nets:  # also when a build stopped while re-timing resumes
                 table.rechecked = _recheck(table, measure)
+        if not table.repeat:
+            table.repeat = repeatability(table, measure_network=measure_network, progress=progress)
         table.complete = True
     finally:
         table.save(out)
@@ -865,6 +895,28 @@ def recalibrate(table: LatencyTable, *, measure_network: MeasureSpec = measure_s
     return drift
 
 
+REPEAT_NETWORKS = 10
+"""Calibration networks a build times a second time at its end (:func:`repeatability`)."""
+
+
+def repeatability(table: LatencyTable, *, measure_network: MeasureSpec = measure_spec, progress: bool = True) -> dict[str, Repeat]:
+    """Time the first :data:`REPEAT_NETWORKS` calibration networks of ``table`` again, with its settings, and say
+    per path how far the second timings lie from the first (:class:`Repeat`; empty without networks). What this
+    device's own readings vary by, minutes apart, is the floor under any prediction's error on it (docs/LATENCY.md);
+    the table's times stay as they are."""
+    from tqdm import tqdm
+
+    nets = table.networks[:REPEAT_NETWORKS]
+    modes = table.settings.modes
+    bar = tqdm(nets, desc="timing again", unit="net", file=sys.stderr, disable=not progress or None)
+    again = [{m: measure_network(spec, table.settings, m) for m in modes} for spec, _ in bar]
+    out = {}
+    for m in modes if nets else ():
+        mape, within_10 = error_summary([100 * abs(a[m] / first[m] - 1) for a, (_, first) in zip(again, nets, strict=True)])
+        out[m] = Repeat(len(nets), mape, within_10)
+    return out
+
+
 def check_here(table: LatencyTable) -> None:
     """:class:`LatencyTableError` unless this process measures as the table was measured: the same device
     model, torch version and malloc setting (threads, clip and batch come from the table's settings)."""
@@ -880,7 +932,8 @@ def predicted_latency(
     path: str | Path, spec: NetSpec | None, *, batch_size: int, optimized: bool = False, precision: str = "fp32"
 ) -> dict[str, Any]:
     """What ``e3d profile --latency-table`` adds: the predicted ms per batch of ``spec`` on the eager (or
-    optimized) path in ``precision`` (what the profile times in), and the table's identity;
+    optimized) path in ``precision`` (what the profile times in), the table's identity and how well its device
+    repeated its own timings on that path (:attr:`LatencyTable.repeat`; None: not checked);
     :class:`LatencyTableError` when the table does not fit. ``auto`` is refused: it chooses the precision
     while timing, so the table could price another one than is timed."""
     if spec is None:
@@ -893,7 +946,13 @@ def predicted_latency(
         )
     mode = "optimized" if optimized else "eager"
     table.check(clip=spec.clip, batch_size=batch_size, precision=precision, mode=mode)
-    return {"latency_predicted_ms": round(table.predict(spec, mode), 3), "latency_predicted_path": mode, "latency_table": table.identity()}
+    repeat = table.repeat.get(mode)
+    return {
+        "latency_predicted_ms": round(table.predict(spec, mode), 3),
+        "latency_predicted_path": mode,
+        "latency_table": table.identity(),
+        "latency_table_repeat": asdict(repeat) if repeat else None,
+    }
 
 
 # -- how well the predictor predicts ---------------------------------------------------------------
@@ -984,15 +1043,23 @@ def accuracy(rows: Sequence[Comparison]) -> Accuracy:
         return Accuracy(len(priced), len(rows) - len(priced), nan, nan, nan, nan)
     pred = [float(r.predicted_ms) for r in priced]  # type: ignore[arg-type]
     meas = [float(r.measured_ms) for r in priced]  # type: ignore[arg-type]
-    errors = percent_errors(priced)
+    mape, within_10 = error_summary(percent_errors(priced))
     return Accuracy(
         networks=len(priced),
         unpriced=len(rows) - len(priced),
         spearman=float(spearmanr(pred, meas).statistic),
-        mape=sum(errors) / len(errors),
-        within_10=100 * sum(e <= 10 + 1e-10 for e in errors) / len(errors),  # +-10% inclusive, despite rounding
+        mape=mape,
+        within_10=within_10,
         macs_spearman=float(spearmanr([r.macs for r in priced], meas).statistic),
     )
+
+
+def error_summary(errors: Sequence[float]) -> tuple[float, float]:
+    """The mean of absolute percentage ``errors`` and the share (percent) of them within +-10% (inclusive,
+    despite rounding); NaN for none."""
+    if not errors:
+        return math.nan, math.nan
+    return fmean(errors), 100 * sum(e <= 10 + 1e-10 for e in errors) / len(errors)
 
 
 def _priced(rows: Sequence[Comparison]) -> list[Comparison]:

@@ -26,8 +26,9 @@ of the rest (each class's extremes, then points spread over its cost). By defaul
 (3,619 at 16x112x112 with the calibration networks': about 8 minutes on 2 CPU cores, about 4 GiB of
 memory at peak, in a child process that a fresh one replaces after about 500 blocks). Other blocks
 are priced by a per-class regression within the measured ranges, never outside them. Whole networks of
-every family calibrate the per-network overhead. Run it again with the same options to resume an
-interrupted build.
+every family calibrate the per-network overhead; at the end, 10 of them are timed a second time, and how
+far those timings moved from the first is printed and stored: this device's own variation, which no
+prediction from the table can beat. Run it again with the same options to resume an interrupted build.
 
 --recalibrate times a table's calibration networks again (well under a minute on the machine that built
 it) and keeps their new times, so that its predictions follow the device's speed of that moment: for a
@@ -159,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
         fits = [(f or "all", table.overhead(mode, f)) for f in (None, *families)]
         fit = "; ".join(f"{f}: {o.scale:.3f} x sum ({o.networks} networks)" for f, o in fits)
         print(f"{mode}: per-network overhead, {fit}; empty call {table.call_ms[mode] * 1000:.1f} us")
+        if mode in table.repeat:
+            print(f"{mode}: {table.repeat[mode].describe()}: no prediction from this table is surer than that")
     print(f"wrote {args.out}: {len(table.entries)} blocks in {(time.perf_counter() - start) / 60:.1f} min (this run)")
     own, child = lifetime_peaks_gib()
     print(f"peak resident memory: {own:.1f} GiB in this process, {child:.1f} GiB in the largest measuring process")

@@ -104,6 +104,7 @@ def test_recalibrate_scores_a_copy_timed_again_and_leaves_the_table_file_as_it_w
     assert [n["ms"] for n in result["recalibrated"]["networks"]] == timed_again
     assert "| eager | all, recalibrated | 2 (+0 unpriced) | 1.000 | 0.0% | 100% |" in bench.markdown(result)
     assert result["peak_memory_gib"]["bench"] > 0.01 and "GiB in the bench" in bench.markdown(result)
+    assert "the table's build, timing again (eager): 100% of 4 calibration networks timed again came within +-10%" in bench.markdown(result)
     assert LatencyTable.load(path).recalibrated == ""
 
 

@@ -51,13 +51,15 @@ def test_build_then_resume_measures_nothing_again(tmp_path: Path, capsys: pytest
     table = lt.LatencyTable.load(out)
     assert table.complete and len(table.networks) == 2 and table.settings.clip == (16, 48, 48)
     assert table.settings.modes == ("eager", "optimized") and table.settings.threads == 1
-    assert fake_timing.count("network") == 4 and fake_timing.count("call") == 2 and len(fake_timing) == 2 * len(table.entries) + 6
+    # two networks on two paths, then both again (the repeat check), and the empty call on two paths
+    assert fake_timing.count("network") == 8 and fake_timing.count("call") == 2 and len(fake_timing) == 2 * len(table.entries) + 10
     assert {s.family for s, _ in table.networks} == {"mobilenetv2"} and table.call_ms == {"eager": 0.001, "optimized": 0.001}
     calibration = {b.key for s, _ in table.networks for b in lt.spec_blocks(s)}
     assert not calibration <= set(table.entries)  # sampled like any block: priced as a prediction prices them
     assert all(o.networks == 2 for o in (table.overhead("eager"), table.overhead("optimized")))
     assert f"wrote {out}: {len(table.entries)} blocks" in stdout and "per-network overhead" in stdout and "empty call 1.0 us" in stdout
     assert "of" in err and "distinct blocks" in err
+    assert "optimized: 100% of 2 calibration networks timed again came within +-10% of their first timing" in stdout
     fake_timing.clear()
     code, _, err = run(capsys, "latency-table", "--out", str(out), *TINY)
     assert code == 0, err
@@ -137,9 +139,12 @@ def test_profile_prints_predicted_next_to_measured(tmp_path: Path, capsys: pytes
 
     expected = spec.predict(paper_spec("mobilenetv2", width_mult=0.45).replace(clip=(16, 48, 48)), "eager")
     assert f"{expected:,.2f} ms per batch" in line and "measured" in line and "eager" in line
+    after = stdout.splitlines()[stdout.splitlines().index(line) + 1]
+    assert "the table's device: 100% of 2 calibration networks timed again came within +-10%" in after
     code, stdout, _ = run(capsys, "profile", *common, "--no-latency", "--json", "--optimize")
     d = json.loads(stdout)
     assert d["latency_predicted_path"] == "optimized" and d["latency_table"]["sha256"] == spec.fingerprint()
+    assert d["latency_table_repeat"] == {"networks": 2, "mape": 0.0, "within_10": 100.0}
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,13 @@ import pytest
 
 from profiler.latency_table import (
     RECHECK_ROUNDS,
+    REPEAT_NETWORKS,
     SIZE_TERM_ENTRIES,
     Block,
     LatencyTable,
     LatencyTableError,
     Overhead,
+    Repeat,
     TableSettings,
     UnpricedLayerError,
     build_table,
@@ -552,7 +554,8 @@ def test_a_build_times_blocks_and_calibration_networks_in_one_shuffled_order(tmp
         return 1.0
 
     fake_table(tmp_path, nets, calibration=nets, measure=block_ms, measure_network=net_ms)
-    first = [t for i, t in enumerate(timed) if i % 2 == 0]  # each thing is timed on two paths in a row
+    built = timed[: 2 * (len(blocks) + len(nets))]  # then some networks are timed again (repeatability)
+    first = [t for i, t in enumerate(built) if i % 2 == 0]  # each thing is timed on two paths in a row
     given = [b.key for b in blocks] + [n.to_json() for n in nets]
     assert sorted(first) == sorted(given) and first != given
     last_block = max(i for i, t in enumerate(first) if t in {b.key for b in blocks})
@@ -581,3 +584,70 @@ def test_compare_measures_in_a_shuffled_order_and_returns_rows_in_the_given_one(
     given = [(w, m) for w in widths for m in ("eager", "optimized")]
     assert [(r.name, r.mode, r.measured_ms) for r in rows] == [(f"w{w}", m, ms(w, m)) for w, m in given]
     assert sorted(seen) == sorted(given) and seen != given
+
+
+def test_a_build_ends_by_timing_calibration_networks_again_and_stores_how_far_they_moved(tmp_path: Path) -> None:
+    widths = (0.2, 0.3, 0.35, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2, 1.4)
+    nets = [spec("mobilenetv2", w) for w in widths]
+    assert len(nets) > REPEAT_NETWORKS
+    moved = dict(zip(widths, (1.5, 0.95, 1.2, 1.0, 1.1) * 3, strict=False))  # second timing / first, per width
+    seen: Counter[str] = Counter()
+
+    def whole(s: NetSpec, st: TableSettings, mode: str) -> float:
+        seen[s.to_json()] += 1
+        again = seen[s.to_json()] > len(st.modes)
+        return (10.0 if mode == "eager" else 4.0) * (moved[s.width_mult] if again else 1.0)
+
+    table = fake_table(tmp_path, nets, calibration=nets, measure_network=whole)
+    timed_again = [s.width_mult for s, _ in table.networks[:REPEAT_NETWORKS]]
+    assert sorted(seen.values()) == [2] * (len(nets) - REPEAT_NETWORKS) + [4] * REPEAT_NETWORKS
+    assert all(seen[s.to_json()] == 4 for s, _ in table.networks[:REPEAT_NETWORKS])
+    errors = [100 * abs(moved[w] - 1) for w in timed_again]
+    for mode in ("eager", "optimized"):
+        r = table.repeat[mode]
+        assert r.networks == REPEAT_NETWORKS and r.mape == pytest.approx(sum(errors) / len(errors))
+        assert r.within_10 == pytest.approx(100 * sum(moved[w] in (0.95, 1.0, 1.1) for w in timed_again) / REPEAT_NETWORKS)
+    assert [ms for _, ms in table.networks] == [{"eager": 10.0, "optimized": 4.0}] * len(nets)  # the first timings are kept
+    loaded = LatencyTable.load(tmp_path / "t.json")
+    assert loaded.repeat == table.repeat and loaded.fingerprint() == table.fingerprint()
+    without = LatencyTable.from_dict({**table.to_dict(), "repeat": {}})
+    assert without.fingerprint() == table.fingerprint()  # a study screened with the table still accepts it
+
+
+def test_a_build_stopped_while_timing_again_resumes_with_that_alone(tmp_path: Path) -> None:
+    nets = [spec("mobilenetv2", w) for w in (0.2, 0.45, 0.7)]
+    blocks = list(collect_blocks(nets).values())
+    timed: list[str] = []
+
+    def stops_when_timing_again(s: NetSpec, st: TableSettings, mode: str) -> float:
+        if timed.count(s.to_json()) == len(st.modes):
+            raise KeyboardInterrupt
+        timed.append(s.to_json())
+        return 1.0
+
+    kw: dict[str, Any] = {"calibration": nets, "measure": fake_ms, "measure_empty": fake_call, "progress": False}
+    with pytest.raises(KeyboardInterrupt):
+        build_table(blocks, settings(), tmp_path / "t.json", measure_network=stops_when_timing_again, **kw)
+    partial = LatencyTable.load(tmp_path / "t.json", complete=False)
+    assert not partial.complete and not partial.repeat and len(partial.entries) == len(blocks) and len(partial.networks) == 3
+
+    def no_block(b: Block, s: TableSettings, mode: str) -> float:
+        raise AssertionError("every block was timed already")
+
+    again: list[str] = []
+
+    def counting(s: NetSpec, st: TableSettings, mode: str) -> float:
+        again.append(s.to_json())
+        return 1.0
+
+    table = build_table(blocks, settings(), tmp_path / "t.json", measure_network=counting, **{**kw, "measure": no_block})
+    assert table.complete and sorted(again) == sorted(n.to_json() for n in nets for _ in range(2))
+    assert table.repeat["eager"] == Repeat(3, 0.0, 100.0)
+
+
+def test_a_table_without_calibration_networks_or_from_before_has_no_repeat(tmp_path: Path) -> None:
+    table = fake_table(tmp_path, [spec()])
+    assert table.repeat == {} and LatencyTable.load(tmp_path / "t.json").repeat == {}
+    old = json.loads((tmp_path / "t.json").read_text())
+    del old["repeat"]
+    assert LatencyTable.from_dict(old).repeat == {}
