@@ -441,18 +441,20 @@ class Overhead:
 @dataclass(frozen=True)
 class Repeat:
     """How well a device repeated its own timings: ``networks`` timed a second time, minutes after the first;
-    the mean absolute percentage difference of the second timing from the first, and the share (percent) of
-    networks whose second timing lies within +-10% of the first."""
+    the mean absolute percentage difference of the second timing from the first, the share (percent) of
+    networks whose second timing lies within +-10% of the first, and the geometric mean of second / first
+    (away from 1: the device's speed drifted between the two, as :func:`recalibrate` measures)."""
 
     networks: int
     mape: float
     within_10: float
+    ratio: float
 
     def describe(self) -> str:
         """One line for a person."""
         return (
             f"{self.within_10:.0f}% of {self.networks} calibration networks timed again came within +-10% of their first "
-            f"timing (mean difference {self.mape:.1f}%)"
+            f"timing (mean difference {self.mape:.1f}%; {self.ratio:.2f}x their first time in the geometric mean)"
         )
 
 
@@ -912,8 +914,9 @@ def repeatability(table: LatencyTable, *, measure_network: MeasureSpec = measure
     again = [{m: measure_network(spec, table.settings, m) for m in modes} for spec, _ in bar]
     out = {}
     for m in modes if nets else ():
-        mape, within_10 = error_summary([100 * abs(a[m] / first[m] - 1) for a, (_, first) in zip(again, nets, strict=True)])
-        out[m] = Repeat(len(nets), mape, within_10)
+        ratios = [a[m] / first[m] for a, (_, first) in zip(again, nets, strict=True)]
+        mape, within_10 = error_summary([100 * abs(r - 1) for r in ratios])
+        out[m] = Repeat(len(nets), mape, within_10, math.exp(fmean(map(math.log, ratios))))
     return out
 
 

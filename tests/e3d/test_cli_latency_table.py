@@ -144,7 +144,7 @@ def test_profile_prints_predicted_next_to_measured(tmp_path: Path, capsys: pytes
     code, stdout, _ = run(capsys, "profile", *common, "--no-latency", "--json", "--optimize")
     d = json.loads(stdout)
     assert d["latency_predicted_path"] == "optimized" and d["latency_table"]["sha256"] == spec.fingerprint()
-    assert d["latency_table_repeat"] == {"networks": 2, "mape": 0.0, "within_10": 100.0}
+    assert d["latency_table_repeat"] == {"networks": 2, "mape": 0.0, "within_10": 100.0, "ratio": 1.0}
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -607,6 +608,7 @@ def test_a_build_ends_by_timing_calibration_networks_again_and_stores_how_far_th
         r = table.repeat[mode]
         assert r.networks == REPEAT_NETWORKS and r.mape == pytest.approx(sum(errors) / len(errors))
         assert r.within_10 == pytest.approx(100 * sum(moved[w] in (0.95, 1.0, 1.1) for w in timed_again) / REPEAT_NETWORKS)
+        assert r.ratio == pytest.approx(math.prod(moved[w] for w in timed_again) ** (1 / REPEAT_NETWORKS))
     assert [ms for _, ms in table.networks] == [{"eager": 10.0, "optimized": 4.0}] * len(nets)  # the first timings are kept
     loaded = LatencyTable.load(tmp_path / "t.json")
     assert loaded.repeat == table.repeat and loaded.fingerprint() == table.fingerprint()
@@ -642,7 +644,7 @@ def test_a_build_stopped_while_timing_again_resumes_with_that_alone(tmp_path: Pa
 
     table = build_table(blocks, settings(), tmp_path / "t.json", measure_network=counting, **{**kw, "measure": no_block})
     assert table.complete and sorted(again) == sorted(n.to_json() for n in nets for _ in range(2))
-    assert table.repeat["eager"] == Repeat(3, 0.0, 100.0)
+    assert table.repeat["eager"] == Repeat(3, 0.0, 100.0, 1.0)
 
 
 def test_a_table_without_calibration_networks_or_from_before_has_no_repeat(tmp_path: Path) -> None:
