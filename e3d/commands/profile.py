@@ -210,11 +210,11 @@ def _report_text(args: argparse.Namespace, result: Profile) -> str:
 def _render_predicted(result: Any) -> str:
     """The predicted latency next to the measured one (``--latency-table``), and how well the table's device
     repeated its own timings: no prediction from the table is surer than that."""
+    from profiler.latency_table import Repeat
+
     e, lat = result.extra, result.latency
     pred = e["latency_predicted_ms"]
     measured = f"measured {lat.median_ms:,.2f} ms (predicted {(pred / lat.median_ms - 1) * 100:+.1f}%)" if lat else "not measured"
-    from profiler.latency_table import Repeat
-
     table = f"{e['latency_table']['device_name']} table, {e['latency_predicted_path']}"
     line = f"  predicted     {pred:,.2f} ms per batch ({table}); {measured}"
     repeat = e.get("latency_table_repeat")
