@@ -23,7 +23,7 @@ The table times every distinct block (the stem, each block of a stage at its cha
 other arguments and at its input size, the head) of the Table 8 presets and of --samples random
 candidates, each as one module on every path; with more than --max-entries of them, a designed sample
 of the rest (each class's extremes, then points spread over its cost). By default that is all of them
-(3,619 at 16x112x112 with the calibration networks': about 8 minutes on 2 CPU cores, about 4 GiB of
+(3,619 at 16x112x112 with the calibration networks': 7-14 minutes on this project's 2-core CPUs, about 4 GiB of
 memory at peak, in a child process that a fresh one replaces after about 500 blocks). Other blocks
 are priced by a per-class regression within the measured ranges, never outside them. Whole networks of
 every family calibrate the per-network overhead; at the end, 10 of them are timed a second time, and how
