@@ -882,16 +882,12 @@ def recalibrate(table: LatencyTable, *, measure_network: MeasureSpec = measure_s
     (its fingerprint changes: a study screened with the old one refuses it). Refuses a table measured on
     another device, torch or malloc setting (:func:`check_here`).
     """
-    from tqdm import tqdm
-
     check_here(table)
     if not table.networks:
         raise LatencyTableError("the latency table has no calibration networks to time again (built with --calibration 0)")
-    modes = table.settings.modes
-    bar = tqdm(table.networks, desc="calibration networks", unit="net", file=sys.stderr, disable=not progress or None)
-    new = [(spec, {m: measure_network(spec, table.settings, m) for m in modes}) for spec, _ in bar]
-    drift = {m: math.exp(fmean(math.log(n[m] / o[m]) for (_, n), (_, o) in zip(new, table.networks, strict=True))) for m in modes}
-    table.networks = new
+    new = _time_again(table, table.networks, measure_network, desc="calibration networks", progress=progress)
+    drift = {m: _geometric_mean(r) for m, r in _ratios(new, table.networks).items()}
+    table.networks = [(spec, n) for (spec, _), n in zip(table.networks, new, strict=True)]
     table.recalibrated = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     table.forget_fits()
     return drift
@@ -906,18 +902,32 @@ def repeatability(table: LatencyTable, *, measure_network: MeasureSpec = measure
     per path how far the second timings lie from the first (:class:`Repeat`; empty without networks). What this
     device's own readings vary by, minutes apart, is the floor under any prediction's error on it (docs/LATENCY.md);
     the table's times stay as they are."""
+    nets = table.networks[:REPEAT_NETWORKS]
+    new = _time_again(table, nets, measure_network, desc="timing again", progress=progress)
+    out = {}
+    for m, ratios in _ratios(new, nets).items():
+        mape, within_10 = error_summary([100 * abs(r - 1) for r in ratios])
+        out[m] = Repeat(len(nets), mape, within_10, _geometric_mean(ratios))
+    return out
+
+
+def _time_again(
+    table: LatencyTable, networks: Sequence[tuple[NetSpec, Times]], measure_network: MeasureSpec, *, desc: str, progress: bool
+) -> list[Times]:
+    """Time ``networks`` (some of the table's calibration networks) again with the table's settings, on every path."""
     from tqdm import tqdm
 
-    nets = table.networks[:REPEAT_NETWORKS]
-    modes = table.settings.modes
-    bar = tqdm(nets, desc="timing again", unit="net", file=sys.stderr, disable=not progress or None)
-    again = [{m: measure_network(spec, table.settings, m) for m in modes} for spec, _ in bar]
-    out = {}
-    for m in modes if nets else ():
-        ratios = [a[m] / first[m] for a, (_, first) in zip(again, nets, strict=True)]
-        mape, within_10 = error_summary([100 * abs(r - 1) for r in ratios])
-        out[m] = Repeat(len(nets), mape, within_10, math.exp(fmean(map(math.log, ratios))))
-    return out
+    bar = tqdm(networks, desc=desc, unit="net", file=sys.stderr, disable=not progress or None)
+    return [{m: measure_network(spec, table.settings, m) for m in table.settings.modes} for spec, _ in bar]
+
+
+def _ratios(new: Sequence[Times], networks: Sequence[tuple[NetSpec, Times]]) -> dict[str, list[float]]:
+    """Per path, each network's new time over its stored one, in their order."""
+    return {m: [n[m] / old[m] for n, (_, old) in zip(new, networks, strict=True)] for m in (new[0] if new else {})}
+
+
+def _geometric_mean(values: Sequence[float]) -> float:
+    return math.exp(fmean(map(math.log, values)))
 
 
 def check_here(table: LatencyTable) -> None:
