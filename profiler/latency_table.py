@@ -450,6 +450,11 @@ class Repeat:
     within_10: float
     ratio: float
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Repeat:
+        """Inverse of ``asdict`` (``KeyError``/``TypeError``/``ValueError`` for a missing field or one that is no number)."""
+        return cls(int(d["networks"]), float(d["mape"]), float(d["within_10"]), float(d["ratio"]))
+
     def describe(self) -> str:
         """One line for a person."""
         return (
@@ -528,7 +533,7 @@ class LatencyTable:
             created=str(d["created"]),
             allocator=str(d.get("allocator", "system")),
             recalibrated=str(d.get("recalibrated", "")),
-            repeat={str(m): Repeat(**r) for m, r in d.get("repeat", {}).items()},
+            repeat={str(m): Repeat.from_dict(r) for m, r in d.get("repeat", {}).items()},
         )
         for e in d["entries"]:
             block = Block.from_dict(e)

@@ -218,7 +218,7 @@ def _render_predicted(result: Any) -> str:
     table = f"{e['latency_table']['device_name']} table, {e['latency_predicted_path']}"
     line = f"  predicted     {pred:,.2f} ms per batch ({table}); {measured}"
     repeat = e.get("latency_table_repeat")
-    return line + (f"\n                the table's device: {Repeat(**repeat).describe()}" if repeat else "")
+    return line + (f"\n                the table's device: {Repeat.from_dict(repeat).describe()}" if repeat else "")
 
 
 def _load_weights(target: Any, path: str) -> None:

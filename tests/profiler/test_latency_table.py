@@ -297,6 +297,10 @@ def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
         build_table([], settings(clip=(16, 56, 56), batch_size=2), tmp_path / "t.json", measure=fake_ms, progress=False)
 
 
+BAD_REPEAT = {"networks": 10, "mape": 1.0, "within_10": "lots", "ratio": 1.0}
+"""A repeat check with a field that is no number (described, it would fail to format)."""
+
+
 @pytest.mark.parametrize(
     ("mangle", "message"),
     [
@@ -307,6 +311,8 @@ def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
         (lambda text: text.replace('"cin"', '"cinn"', 1), "corrupt latency table.*cannot be traced"),
         (lambda text: text.replace('"eager": ', '"eager": "fast", "x": ', 1), "corrupt latency table"),
         (lambda text: text.replace('"call_ms"', '"call"', 1), "corrupt latency table"),
+        (lambda text: text.replace('"repeat": {}', f'"repeat": {{"eager": {json.dumps(BAD_REPEAT)}}}', 1), "corrupt latency table"),
+        (lambda text: text.replace('"repeat": {}', '"repeat": {"eager": 50}', 1), "corrupt latency table"),
         (lambda text: text.replace("e3d-latency-table/2", "other/2"), "schema"),
     ],
 )
