@@ -1,4 +1,4 @@
-"""A faster backward pass for depthwise 3D convolutions on a CPU.
+"""A faster backward pass for depthwise and grouped pointwise 3D convolutions on a CPU.
 
 PyTorch's CPU backward of a depthwise ``Conv3d`` (``groups == in_channels == out_channels``) computes the
 input gradient several times slower than the forward pass of the same layer, in channels-last-3d and contiguous
@@ -9,9 +9,16 @@ per remainder of the input positions modulo the stride, each with the kernel tap
 The weight gradient, which PyTorch computes 5-13x slower than the forward pass, runs in a small C kernel
 that sums 16 channels at a time in vector registers (:func:`depthwise_grad_weight`; PyTorch's where it
 cannot be built). The result is deterministic (two passes give identical gradients, whatever the number of
-threads) and equal to PyTorch's up to float rounding. It runs only where it applies: float32 on a CPU, gradients enabled,
-no autocast; anything else runs the plain convolution. What it gains per training step is measured by
-``bench.train_speed`` (its ``fp32 channels-last`` and ``fp32 channels-last+dw`` columns).
+threads) and equal to PyTorch's up to float rounding.
+
+A grouped pointwise ``Conv3d`` (1x1x1 kernel, stride 1, ``1 < groups``, as in ShuffleNetV1) gets its weight
+gradient, which PyTorch computes 2-12x slower than its forward pass in channels-last-3d, from one batched
+matrix product of the channels-last views (:func:`grouped_pointwise_grad_weight`, :class:`GroupedPointwiseConv3d`);
+its input gradient stays PyTorch's. It repeats exactly at a given number of threads.
+
+Both run only where they apply: float32 on a CPU, gradients enabled, no autocast; anything else runs the plain
+convolution. What they gain per training step is measured by ``bench.train_speed`` (its ``fp32 channels-last``
+and ``fp32 channels-last+dw`` columns).
 """
 
 from __future__ import annotations
@@ -191,8 +198,51 @@ class DepthwiseConv3d(nn.Conv3d):
         return super()._conv_forward(input, weight, bias)
 
 
+def grouped_pointwise_grad_weight(grad: Tensor, x: Tensor, groups: int) -> Tensor:
+    """The gradient of ``conv3d(x, weight, groups=groups)`` with respect to a 1x1x1 ``weight`` (stride 1, no
+    padding), given the output gradient ``grad``: per group, the output gradient's channels times the input's,
+    summed over clips and positions, as one batched matrix product (views, no copies, of channels-last tensors)."""
+    n_in, n_out = x.shape[1], grad.shape[1]
+    rows = x.numel() // n_in
+    xs = x.permute(0, 2, 3, 4, 1).reshape(rows, groups, n_in // groups).transpose(0, 1)
+    gs = grad.permute(0, 2, 3, 4, 1).reshape(rows, groups, n_out // groups).permute(1, 2, 0)
+    return torch.bmm(gs, xs).reshape(n_out, n_in // groups, 1, 1, 1)
+
+
+class _GroupedPointwiseFn(torch.autograd.Function):
+    """``conv3d`` of a grouped pointwise layer whose weight gradient is :func:`grouped_pointwise_grad_weight`."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: Tensor, weight: Tensor, bias: Tensor | None, groups: int) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.groups = groups  # type: ignore[attr-defined]
+        return F.conv3d(x, weight, bias, 1, 0, 1, groups)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        conv = ([1] * 3, [0] * 3, [1] * 3, False, [0] * 3, ctx.groups, [True, False, False])
+        gx = torch.ops.aten.convolution_backward(grad, x, weight, None, *conv)[0] if need_x else None
+        gw = grouped_pointwise_grad_weight(grad, x, ctx.groups) if need_w else None
+        gb = grad.sum((0, 2, 3, 4)) if need_b else None
+        return gx, gw, gb, None
+
+
+class GroupedPointwiseConv3d(nn.Conv3d):
+    """A grouped pointwise ``nn.Conv3d`` (same parameters and state dict) whose float32 CPU training backward
+    computes the weight gradient as a batched matrix product (:func:`grouped_pointwise_grad_weight`)."""
+
+    def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        if _applies(input) and (input.requires_grad or weight.requires_grad):
+            return _GroupedPointwiseFn.apply(input, weight, bias, self.groups)
+        return super()._conv_forward(input, weight, bias)
+
+
 def _applies(x: Tensor) -> bool:
-    """Whether :class:`_DepthwiseFn` may run on ``x``: float32 on a CPU with gradients on and no autocast."""
+    """Whether e3d's backward (:class:`_DepthwiseFn`, :class:`_GroupedPointwiseFn`) may run on ``x``: float32 on a
+    CPU with gradients on and no autocast."""
     return torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
 
 
@@ -208,10 +258,30 @@ def is_depthwise(m: nn.Module) -> bool:
     )
 
 
-def use_depthwise_grad(model: nn.Module) -> int:
-    """Make every depthwise ``nn.Conv3d`` of ``model`` a :class:`DepthwiseConv3d` in place (its class only:
-    parameters, buffers and state dict stay as they are); returns how many it changed (none the second time)."""
-    layers = [m for m in model.modules() if is_depthwise(m)]
-    for m in layers:
-        m.__class__ = DepthwiseConv3d
-    return len(layers)
+MIN_GROUP_INPUTS = 16
+"""Grouped pointwise layers with fewer input channels per group keep PyTorch's weight gradient: there the
+batched matrix product ran up to 4x slower than oneDNN's channels-last one (AMD EPYC with AVX2, torch 2.13;
+from 16 on it was 1.6-12x faster for every such layer of the ShuffleNetV1 presets at 16x48x48 and 16x112x112)."""
+
+
+def is_grouped_pointwise(m: nn.Module) -> bool:
+    """A plain ``nn.Conv3d`` with a 1x1x1 kernel, stride 1, no padding, several groups of at least
+    :data:`MIN_GROUP_INPUTS` input channels each."""
+    return (
+        type(m) is nn.Conv3d
+        and m.groups > 1
+        and m.in_channels // m.groups >= MIN_GROUP_INPUTS
+        and m.kernel_size == m.stride == m.dilation == (1, 1, 1)
+        and m.padding in ((0, 0, 0), "valid")
+    )
+
+
+def use_e3d_grads(model: nn.Module) -> int:
+    """Make every depthwise ``nn.Conv3d`` of ``model`` a :class:`DepthwiseConv3d` and every grouped pointwise
+    one a :class:`GroupedPointwiseConv3d`, in place (their class only: parameters, buffers and state dict stay
+    as they are); returns how many it changed (none the second time)."""
+    swaps: list[tuple[nn.Module, type[nn.Conv3d]]] = [(m, DepthwiseConv3d) for m in model.modules() if is_depthwise(m)]
+    swaps += [(m, GroupedPointwiseConv3d) for m in model.modules() if is_grouped_pointwise(m)]
+    for m, cls in swaps:
+        m.__class__ = cls
+    return len(swaps)

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from profiler.allocator import allocator
-from profiler.convgrad import use_depthwise_grad
+from profiler.convgrad import use_e3d_grads
 from profiler.latency import cpu_name, torch_threads
 from profiler.native import cache_root
 from space.spec import E3DError
@@ -99,7 +99,8 @@ class ExecConfig:
     device: str = "cpu"
     reason: str = "the default"
     depthwise_grad: bool = False
-    """Train depthwise convolutions with e3d's input gradient (:mod:`profiler.convgrad`; fp32 on a CPU only)."""
+    """Train depthwise and grouped pointwise convolutions with e3d's gradients (:mod:`profiler.convgrad`; fp32 on
+    a CPU only). The name is kept for the configurations stored with results before the grouped pointwise ones."""
 
     @property
     def label(self) -> str:
@@ -132,11 +133,11 @@ class ExecConfig:
 
     def prepare(self, model: nn.Module) -> nn.Module:
         """Put the model's 5-D weights in this memory format and, with :attr:`depthwise_grad`, its depthwise
-        convolutions on e3d's backward (both in place); returns it."""
+        and grouped pointwise convolutions on e3d's backward (both in place); returns it."""
         if self.channels_last:
             model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
         if self.depthwise_grad:
-            use_depthwise_grad(model)
+            use_e3d_grads(model)
         return model
 
 
@@ -175,7 +176,7 @@ def candidates(
     *, device: str = "cpu", threads: int | None = None, cpu: CpuInfo | None = None, training: bool = False, half: bool = True
 ) -> list[ExecConfig]:
     """What ``auto`` measures on a CPU, fp32 eager first: fp32 channels-last (for ``training`` with e3d's
-    depthwise backward, ``+dw``), and where the CPU has native bf16 (and ``half``), bf16 eager, and for
+    depthwise and grouped pointwise backward, ``+dw``), and where the CPU has native bf16 (and ``half``), bf16 eager, and for
     inference bf16 channels-last too (not for ``training``: it is not reproducible, see :func:`fixed`)."""
     out = [ExecConfig("fp32", False, threads, device), ExecConfig("fp32", True, threads, device, depthwise_grad=training)]
     if half and (cpu or detect_cpu()).bf16:

@@ -1,4 +1,4 @@
-"""profiler/convgrad.py: e3d's depthwise input and weight gradients equal PyTorch's, repeat exactly, and stay out of the way."""
+"""profiler/convgrad.py: e3d's depthwise and grouped pointwise gradients equal PyTorch's, repeat exactly, and stay out of the way."""
 
 from __future__ import annotations
 
@@ -14,12 +14,16 @@ from torch import nn
 import space
 from profiler import native
 from profiler.convgrad import (
+    MIN_GROUP_INPUTS,
     DepthwiseConv3d,
+    GroupedPointwiseConv3d,
     channel_split,
     depthwise_grad_input,
     depthwise_grad_weight,
+    grouped_pointwise_grad_weight,
     is_depthwise,
-    use_depthwise_grad,
+    is_grouped_pointwise,
+    use_e3d_grads,
 )
 from profiler.latency import torch_threads
 from profiler.precision import ExecConfig, candidates
@@ -137,8 +141,8 @@ def test_every_model_trains_to_the_same_gradients_and_they_repeat_exactly(name: 
     model = space.create_model(name, width_mult=0.25, num_classes=5, sample_size=SMALL_CLIP[1], sample_duration=SMALL_CLIP[0])
     model.to(memory_format=CL).train()  # type: ignore[call-overload]
     fast = copy.deepcopy(model)
-    swapped = use_depthwise_grad(fast)
-    assert swapped == sum(is_depthwise(m) for m in model.modules())
+    swapped = use_e3d_grads(fast)
+    assert swapped == sum(is_depthwise(m) or is_grouped_pointwise(m) for m in model.modules())
     assert fast.state_dict().keys() == model.state_dict().keys()
     x = torch.randn(2, 3, *SMALL_CLIP).contiguous(memory_format=CL)
     grads = []
@@ -153,33 +157,75 @@ def test_every_model_trains_to_the_same_gradients_and_they_repeat_exactly(name: 
         assert torch.equal(mine, again)  # deterministic: resumes stay exact
 
 
-def test_only_plain_depthwise_layers_are_swapped_and_only_once() -> None:
+def test_only_plain_depthwise_and_wide_grouped_pointwise_layers_are_swapped_and_only_once() -> None:
+    wide = 2 * MIN_GROUP_INPUTS
     net = nn.Sequential(
         nn.Conv3d(4, 4, 3, padding=1, groups=4),
+        nn.Conv3d(wide, 6, 1, groups=2),
         nn.Conv3d(4, 8, 3, padding=1, groups=4),  # two outputs per group: not depthwise
         nn.Conv3d(8, 8, 3, padding=2, dilation=2, groups=8),
-        nn.Conv3d(8, 8, 1),
+        nn.Conv3d(8, 8, 1),  # one group
+        nn.Conv3d(wide - 2, 6, 1, groups=2),  # fewer inputs per group than MIN_GROUP_INPUTS
+        nn.Conv3d(wide, 6, 1, stride=2, groups=2),
+        nn.Conv3d(wide, 6, 3, padding=1, groups=2),
     )
-    assert use_depthwise_grad(net) == 1 and type(net[0]) is DepthwiseConv3d
-    assert [type(m) for m in net[1:]] == [nn.Conv3d] * 3
-    assert use_depthwise_grad(net) == 0  # already swapped
+    assert use_e3d_grads(net) == 2 and type(net[0]) is DepthwiseConv3d and type(net[1]) is GroupedPointwiseConv3d
+    assert [type(m) for m in net[2:]] == [nn.Conv3d] * 6
+    assert use_e3d_grads(net) == 0  # already swapped
 
 
 def _grad_fn_name(layer: nn.Module, x: torch.Tensor) -> str:
     return type(layer(x).grad_fn).__name__
 
 
-def test_it_runs_only_for_float32_training_on_a_cpu_without_autocast() -> None:
-    layer = nn.Conv3d(4, 4, 3, padding=1, groups=4)
-    use_depthwise_grad(layer)
-    x = torch.randn(1, 4, 4, 6, 6, requires_grad=True)
-    assert "Depthwise" in _grad_fn_name(layer, x)
-    assert "Depthwise" not in _grad_fn_name(layer.double(), x.double())
+@pytest.mark.parametrize(
+    ("layer", "fn"),
+    [(nn.Conv3d(32, 32, 3, padding=1, groups=32), "Depthwise"), (nn.Conv3d(32, 8, 1, groups=2), "GroupedPointwise")],
+)
+def test_it_runs_only_for_float32_training_on_a_cpu_without_autocast(layer: nn.Conv3d, fn: str) -> None:
+    plain = copy.deepcopy(layer)
+    use_e3d_grads(layer)
+    x = torch.randn(1, 32, 4, 6, 6, requires_grad=True)
+    assert fn in _grad_fn_name(layer, x)
+    assert fn not in _grad_fn_name(layer.double(), x.double())
     layer.float()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert "Depthwise" not in _grad_fn_name(layer, x)
+        assert fn not in _grad_fn_name(layer, x)
     with torch.no_grad():
-        torch.testing.assert_close(layer(x), F.conv3d(x, layer.weight, layer.bias, 1, 1, 1, 4), rtol=0, atol=0)
+        torch.testing.assert_close(layer(x), plain(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("channels", "out", "groups"), [(32, 8, 2), (48, 96, 3), (64, 64, 4)])
+@pytest.mark.parametrize("size", [(4, 6, 6), (1, 1, 1)])
+@pytest.mark.parametrize("fmt", [CL, torch.contiguous_format])
+def test_the_grouped_pointwise_weight_gradient_equals_pytorchs(
+    channels: int, out: int, groups: int, size: tuple[int, ...], fmt: torch.memory_format
+) -> None:
+    x = torch.randn(3, channels, *size).contiguous(memory_format=fmt)
+    w = torch.randn(out, channels // groups, 1, 1, 1)
+    g = torch.randn(3, out, *size).contiguous(memory_format=fmt)
+    args = (None, [1] * 3, [0] * 3, [1] * 3, False, [0] * 3, groups, [False, True, False])
+    expected = torch.ops.aten.convolution_backward(g.double(), x.double(), w.double(), *args)[1]
+    got = grouped_pointwise_grad_weight(g, x, groups)
+    assert got.shape == w.shape and got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+
+
+def test_a_grouped_pointwise_layer_trains_to_pytorchs_gradients_and_they_repeat_exactly() -> None:
+    layer = nn.Conv3d(48, 24, 1, groups=3, bias=True).to(memory_format=CL)  # type: ignore[call-overload]
+    fast = copy.deepcopy(layer)
+    use_e3d_grads(fast)
+    x = torch.randn(2, 48, 3, 5, 5).contiguous(memory_format=CL)
+    grads = []
+    with torch_threads(2):
+        for m in (layer, fast, fast):
+            xi = x.clone().requires_grad_()
+            m.zero_grad(set_to_none=True)
+            m(xi).sin().sum().backward()
+            grads.append([xi.grad, m.weight.grad, m.bias.grad])
+    for plain, mine, again in zip(*grads, strict=True):
+        torch.testing.assert_close(mine, plain, rtol=1e-4, atol=1e-5)
+        assert torch.equal(mine, again)
 
 
 def test_auto_trains_channels_last_with_it_and_explicit_fp32_does_not() -> None:
