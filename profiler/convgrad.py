@@ -14,7 +14,8 @@ threads) and equal to PyTorch's up to float rounding.
 A grouped pointwise ``Conv3d`` (1x1x1 kernel, stride 1, ``1 < groups``, as in ShuffleNetV1) gets its weight
 gradient, which PyTorch computes 2-12x slower than its forward pass in channels-last-3d, from one batched
 matrix product of the channels-last views (:func:`grouped_pointwise_grad_weight`, :class:`GroupedPointwiseConv3d`);
-its input gradient stays PyTorch's. It repeats exactly at a given number of threads.
+its input gradient stays PyTorch's. It repeats exactly at a given number of threads. Any other convolution with
+a bias (SqueezeNet's) gets its bias gradient as a plain sum (:class:`BiasedConv3d`), not from oneDNN's backward.
 
 Both run only where they apply: float32 on a CPU, gradients enabled, no autocast; anything else runs the plain
 convolution. What they gain per training step is measured by ``bench.train_speed`` (its ``fp32 channels-last``
@@ -240,6 +241,39 @@ class GroupedPointwiseConv3d(nn.Conv3d):
         return super()._conv_forward(input, weight, bias)
 
 
+class _BiasedFn(torch.autograd.Function):
+    """``conv3d`` with a bias whose gradient is a plain sum of the output gradient; PyTorch's backward the rest."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: Tensor, weight: Tensor, bias: Tensor, conv: tuple[Triple, Triple, Triple, int]) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.conv = conv  # type: ignore[attr-defined]
+        return F.conv3d(x, weight, bias, *conv)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.conv
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        gx = gw = None
+        if need_x or need_w:
+            mask = [need_x, need_w, False]
+            gx, gw, _ = torch.ops.aten.convolution_backward(grad, x, weight, None, stride, padding, dilation, False, [0] * 3, groups, mask)
+        return gx, gw, grad.sum((0, 2, 3, 4)) if need_b else None, None
+
+
+class BiasedConv3d(nn.Conv3d):
+    """An ``nn.Conv3d`` with a bias (same parameters and state dict) whose float32 CPU training backward sums the
+    bias gradient itself: oneDNN's channels-last backward took 60 ms more for it than for the weight gradient
+    alone in SqueezeNet's first layer (3 input channels, batch 16, 16x48x48; AMD EPYC, AVX2), a sum 3.6 ms."""
+
+    def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        if bias is not None and _applies(input) and (input.requires_grad or weight.requires_grad or bias.requires_grad):
+            return _BiasedFn.apply(input, weight, bias, (self.stride, self.padding, self.dilation, self.groups))
+        return super()._conv_forward(input, weight, bias)
+
+
 def _applies(x: Tensor) -> bool:
     """Whether e3d's backward (:class:`_DepthwiseFn`, :class:`_GroupedPointwiseFn`) may run on ``x``: float32 on a
     CPU with gradients on and no autocast."""
@@ -276,12 +310,28 @@ def is_grouped_pointwise(m: nn.Module) -> bool:
     )
 
 
+def is_plain_biased(m: nn.Module) -> bool:
+    """A plain ``nn.Conv3d`` with a bias and numeric zero padding that is neither depthwise nor grouped pointwise."""
+    return (
+        type(m) is nn.Conv3d
+        and m.bias is not None
+        and m.padding_mode == "zeros"
+        and not isinstance(m.padding, str)
+        and not (is_depthwise(m) or is_grouped_pointwise(m))
+    )
+
+
+def e3d_class(m: nn.Module) -> type[nn.Conv3d] | None:
+    """The class whose backward e3d gives ``m`` (:class:`DepthwiseConv3d`, :class:`GroupedPointwiseConv3d`,
+    :class:`BiasedConv3d`), or None where it keeps PyTorch's."""
+    kinds = ((is_depthwise, DepthwiseConv3d), (is_grouped_pointwise, GroupedPointwiseConv3d), (is_plain_biased, BiasedConv3d))
+    return next((cls for test, cls in kinds if test(m)), None)
+
+
 def use_e3d_grads(model: nn.Module) -> int:
-    """Make every depthwise ``nn.Conv3d`` of ``model`` a :class:`DepthwiseConv3d` and every grouped pointwise
-    one a :class:`GroupedPointwiseConv3d`, in place (their class only: parameters, buffers and state dict stay
-    as they are); returns how many it changed (none the second time)."""
-    swaps: list[tuple[nn.Module, type[nn.Conv3d]]] = [(m, DepthwiseConv3d) for m in model.modules() if is_depthwise(m)]
-    swaps += [(m, GroupedPointwiseConv3d) for m in model.modules() if is_grouped_pointwise(m)]
+    """Give every layer of ``model`` that :func:`e3d_class` names that class, in place (its class only:
+    parameters, buffers and state dict stay as they are); returns how many it changed (none the second time)."""
+    swaps = [(m, cls) for m in model.modules() if (cls := e3d_class(m)) is not None]
     for m, cls in swaps:
         m.__class__ = cls
     return len(swaps)

@@ -608,8 +608,9 @@ def calibration_key(model: nn.Module, input_shape: Sequence[int], config: TrainC
     """The cache key of ``auto``'s training calibration of ``model`` on clips of ``input_shape`` under ``config``,
     per depthwise weight-gradient code (:func:`profiler.convgrad.weight_grad_backend`: it sets ``+dw``'s speed)."""
     # earlier kinds, not reused: "train" (among bf16 channels-last too), "training" (fp32 channels-last without +dw),
-    # "training-dw" and "training-fp32-dw" (+dw without e3d's grouped pointwise weight gradient)
-    kind = f"{'training-dwpw' if half else 'training-fp32-dwpw'}|dw-{weight_grad_backend()}"
+    # "training-dw" and "training-fp32-dw" (+dw for depthwise layers only), "training-dwpw" and "training-fp32-dwpw"
+    # (+dw without e3d's bias gradients)
+    kind = f"{'training-dw3' if half else 'training-fp32-dw3'}|dw-{weight_grad_backend()}"
     return cache_key(kind, network_key(model, input_shape), batch_size=config.batch_size, device=config.device, threads=config.threads)
 
 

@@ -15,14 +15,15 @@ import space
 from profiler import native
 from profiler.convgrad import (
     MIN_GROUP_INPUTS,
+    BiasedConv3d,
     DepthwiseConv3d,
     GroupedPointwiseConv3d,
     channel_split,
     depthwise_grad_input,
     depthwise_grad_weight,
+    e3d_class,
     grouped_pointwise_grad_weight,
     is_depthwise,
-    is_grouped_pointwise,
     use_e3d_grads,
 )
 from profiler.latency import torch_threads
@@ -142,7 +143,7 @@ def test_every_model_trains_to_the_same_gradients_and_they_repeat_exactly(name: 
     model.to(memory_format=CL).train()  # type: ignore[call-overload]
     fast = copy.deepcopy(model)
     swapped = use_e3d_grads(fast)
-    assert swapped == sum(is_depthwise(m) or is_grouped_pointwise(m) for m in model.modules())
+    assert swapped == sum(e3d_class(m) is not None for m in model.modules())
     assert fast.state_dict().keys() == model.state_dict().keys()
     x = torch.randn(2, 3, *SMALL_CLIP).contiguous(memory_format=CL)
     grads = []
@@ -157,20 +158,22 @@ def test_every_model_trains_to_the_same_gradients_and_they_repeat_exactly(name: 
         assert torch.equal(mine, again)  # deterministic: resumes stay exact
 
 
-def test_only_plain_depthwise_and_wide_grouped_pointwise_layers_are_swapped_and_only_once() -> None:
+def test_only_plain_depthwise_wide_grouped_pointwise_and_biased_layers_are_swapped_and_only_once() -> None:
     wide = 2 * MIN_GROUP_INPUTS
     net = nn.Sequential(
         nn.Conv3d(4, 4, 3, padding=1, groups=4),
         nn.Conv3d(wide, 6, 1, groups=2),
-        nn.Conv3d(4, 8, 3, padding=1, groups=4),  # two outputs per group: not depthwise
-        nn.Conv3d(8, 8, 3, padding=2, dilation=2, groups=8),
-        nn.Conv3d(8, 8, 1),  # one group
-        nn.Conv3d(wide - 2, 6, 1, groups=2),  # fewer inputs per group than MIN_GROUP_INPUTS
-        nn.Conv3d(wide, 6, 1, stride=2, groups=2),
-        nn.Conv3d(wide, 6, 3, padding=1, groups=2),
+        nn.Conv3d(4, 8, 3, padding=1),
+        nn.Conv3d(4, 8, 3, padding=1, groups=4, bias=False),  # two outputs per group: not depthwise
+        nn.Conv3d(8, 8, 3, padding=2, dilation=2, groups=8, bias=False),
+        nn.Conv3d(8, 8, 1, bias=False),  # one group
+        nn.Conv3d(wide - 2, 6, 1, groups=2, bias=False),  # fewer inputs per group than MIN_GROUP_INPUTS
+        nn.Conv3d(wide, 6, 1, stride=2, groups=2, bias=False),
+        nn.Conv3d(wide, 6, 3, padding="same", groups=2),
     )
-    assert use_e3d_grads(net) == 2 and type(net[0]) is DepthwiseConv3d and type(net[1]) is GroupedPointwiseConv3d
-    assert [type(m) for m in net[2:]] == [nn.Conv3d] * 6
+    assert use_e3d_grads(net) == 3
+    assert [type(m) for m in net[:3]] == [DepthwiseConv3d, GroupedPointwiseConv3d, BiasedConv3d]
+    assert [type(m) for m in net[3:]] == [nn.Conv3d] * 6
     assert use_e3d_grads(net) == 0  # already swapped
 
 
@@ -180,7 +183,11 @@ def _grad_fn_name(layer: nn.Module, x: torch.Tensor) -> str:
 
 @pytest.mark.parametrize(
     ("layer", "fn"),
-    [(nn.Conv3d(32, 32, 3, padding=1, groups=32), "Depthwise"), (nn.Conv3d(32, 8, 1, groups=2), "GroupedPointwise")],
+    [
+        (nn.Conv3d(32, 32, 3, padding=1, groups=32), "Depthwise"),
+        (nn.Conv3d(32, 8, 1, groups=2), "GroupedPointwise"),
+        (nn.Conv3d(32, 8, 3, padding=1, stride=(1, 2, 2)), "Biased"),
+    ],
 )
 def test_it_runs_only_for_float32_training_on_a_cpu_without_autocast(layer: nn.Conv3d, fn: str) -> None:
     plain = copy.deepcopy(layer)
@@ -211,19 +218,26 @@ def test_the_grouped_pointwise_weight_gradient_equals_pytorchs(
     torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
 
 
-def test_a_grouped_pointwise_layer_trains_to_pytorchs_gradients_and_they_repeat_exactly() -> None:
-    layer = nn.Conv3d(48, 24, 1, groups=3, bias=True).to(memory_format=CL)  # type: ignore[call-overload]
+@pytest.mark.parametrize(
+    "layer", [nn.Conv3d(48, 24, 1, groups=3), nn.Conv3d(48, 24, 3, padding=(0, 1, 1), stride=(1, 2, 2))], ids=["grouped", "biased"]
+)
+@pytest.mark.parametrize("x_grad", [True, False])  # a first layer needs no input gradient
+def test_grouped_pointwise_and_biased_layers_train_to_pytorchs_gradients_and_they_repeat_exactly(layer: nn.Conv3d, x_grad: bool) -> None:
+    layer = layer.to(memory_format=CL)  # type: ignore[call-overload]
     fast = copy.deepcopy(layer)
-    use_e3d_grads(fast)
+    assert use_e3d_grads(fast) == 1
     x = torch.randn(2, 48, 3, 5, 5).contiguous(memory_format=CL)
     grads = []
     with torch_threads(2):
         for m in (layer, fast, fast):
-            xi = x.clone().requires_grad_()
+            xi = x.clone().requires_grad_(x_grad)
             m.zero_grad(set_to_none=True)
             m(xi).sin().sum().backward()
             grads.append([xi.grad, m.weight.grad, m.bias.grad])
     for plain, mine, again in zip(*grads, strict=True):
+        if plain is None:
+            assert mine is None and again is None
+            continue
         torch.testing.assert_close(mine, plain, rtol=1e-4, atol=1e-5)
         assert torch.equal(mine, again)
 
