@@ -5,7 +5,7 @@ Run: python -m bench.train_speed [--clips 16x48x48 [16x112x112]] [--presets mobi
 
 For each preset (10 classes) and clip it times training steps (forward, cross-entropy, backward, SGD
 update on a batch already in memory: ``profiler.precision.train_step_seconds``) under fp32 eager,
-fp32 channels-last-3d (with PyTorch's backward, and ``+dw``: with e3d's depthwise backward,
+fp32 channels-last-3d (with PyTorch's backward, and ``+dw``: with e3d's convolution backward,
 ``profiler.convgrad``), bf16 autocast (contiguous and channels-last; only on a CPU with native bf16) and,
 with ``--compile``, ``torch.compile`` of fp32 eager. ``auto`` is the configuration that
 ``profiler.precision.calibrate`` (the rule of ``--precision auto``) picks from this run's timings of its training
@@ -85,7 +85,7 @@ def compiled_step_seconds(model: nn.Module, *, input_shape: tuple[int, ...], bat
 
 def configurations(threads: int) -> list[ExecConfig]:
     """Every configuration timed, fp32 eager first: the inference candidates of ``auto`` (bf16 ones where the CPU
-    has native bf16) and its training ones (fp32 channels-last+dw: e3d's depthwise backward)."""
+    has native bf16) and its training ones (fp32 channels-last+dw: e3d's convolution backward)."""
     found = {c.label: c for c in candidates(threads=threads) + candidates(threads=threads, training=True)}
     return sorted(found.values(), key=lambda c: (c.precision != "fp32", c.channels_last, c.depthwise_grad))
 

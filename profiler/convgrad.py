@@ -1,4 +1,4 @@
-"""A faster backward pass for depthwise and grouped pointwise 3D convolutions on a CPU.
+"""Faster backward passes for 3D convolutions on a CPU: depthwise, grouped pointwise, and bias gradients.
 
 PyTorch's CPU backward of a depthwise ``Conv3d`` (``groups == in_channels == out_channels``) computes the
 input gradient several times slower than the forward pass of the same layer, in channels-last-3d and contiguous
@@ -17,8 +17,8 @@ matrix product of the channels-last views (:func:`grouped_pointwise_grad_weight`
 its input gradient stays PyTorch's. It repeats exactly at a given number of threads. Any other convolution with
 a bias (SqueezeNet's) gets its bias gradient as a plain sum (:class:`BiasedConv3d`), not from oneDNN's backward.
 
-Both run only where they apply: float32 on a CPU, gradients enabled, no autocast; anything else runs the plain
-convolution. What they gain per training step is measured by ``bench.train_speed`` (its ``fp32 channels-last``
+All three run only where they apply: float32 on a CPU, gradients enabled, no autocast; anything else runs the
+plain convolution. What they gain per training step is measured by ``bench.train_speed`` (its ``fp32 channels-last``
 and ``fp32 channels-last+dw`` columns).
 """
 
@@ -275,8 +275,8 @@ class BiasedConv3d(nn.Conv3d):
 
 
 def _applies(x: Tensor) -> bool:
-    """Whether e3d's backward (:class:`_DepthwiseFn`, :class:`_GroupedPointwiseFn`) may run on ``x``: float32 on a
-    CPU with gradients on and no autocast."""
+    """Whether e3d's backward (:class:`_DepthwiseFn`, :class:`_GroupedPointwiseFn`, :class:`_BiasedFn`) may run on
+    ``x``: float32 on a CPU with gradients on and no autocast."""
     return torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
 
 

@@ -99,8 +99,9 @@ class ExecConfig:
     device: str = "cpu"
     reason: str = "the default"
     depthwise_grad: bool = False
-    """Train depthwise and grouped pointwise convolutions with e3d's gradients (:mod:`profiler.convgrad`; fp32 on
-    a CPU only). The name is kept for the configurations stored with results before the grouped pointwise ones."""
+    """Train convolutions with e3d's gradients where it has faster ones (:func:`profiler.convgrad.use_e3d_grads`:
+    depthwise, grouped pointwise, biases; fp32 on a CPU only). Named when only depthwise ones had them; kept so
+    that the configurations stored with earlier results still read."""
 
     @property
     def label(self) -> str:
@@ -132,8 +133,8 @@ class ExecConfig:
         return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last and x.dim() == 5 else x
 
     def prepare(self, model: nn.Module) -> nn.Module:
-        """Put the model's 5-D weights in this memory format and, with :attr:`depthwise_grad`, its depthwise
-        and grouped pointwise convolutions on e3d's backward (both in place); returns it."""
+        """Put the model's 5-D weights in this memory format and, with :attr:`depthwise_grad`, its
+        convolutions on e3d's backward where it has one (both in place); returns it."""
         if self.channels_last:
             model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
         if self.depthwise_grad:
@@ -176,7 +177,7 @@ def candidates(
     *, device: str = "cpu", threads: int | None = None, cpu: CpuInfo | None = None, training: bool = False, half: bool = True
 ) -> list[ExecConfig]:
     """What ``auto`` measures on a CPU, fp32 eager first: fp32 channels-last (for ``training`` with e3d's
-    depthwise and grouped pointwise backward, ``+dw``), and where the CPU has native bf16 (and ``half``), bf16 eager, and for
+    convolution backward, ``+dw``), and where the CPU has native bf16 (and ``half``), bf16 eager, and for
     inference bf16 channels-last too (not for ``training``: it is not reproducible, see :func:`fixed`)."""
     out = [ExecConfig("fp32", False, threads, device), ExecConfig("fp32", True, threads, device, depthwise_grad=training)]
     if half and (cpu or detect_cpu()).bf16:
