@@ -1,4 +1,4 @@
-"""profiler/convgrad.py: e3d's depthwise and grouped pointwise gradients equal PyTorch's, repeat exactly, and stay out of the way."""
+"""profiler/convgrad.py: e3d's depthwise, grouped pointwise and bias gradients equal PyTorch's, repeat exactly, and stay out of the way."""
 
 from __future__ import annotations
 
