@@ -311,14 +311,9 @@ def is_grouped_pointwise(m: nn.Module) -> bool:
 
 
 def is_plain_biased(m: nn.Module) -> bool:
-    """A plain ``nn.Conv3d`` with a bias and numeric zero padding that is neither depthwise nor grouped pointwise."""
-    return (
-        type(m) is nn.Conv3d
-        and m.bias is not None
-        and m.padding_mode == "zeros"
-        and not isinstance(m.padding, str)
-        and not (is_depthwise(m) or is_grouped_pointwise(m))
-    )
+    """A plain ``nn.Conv3d`` with a bias and numeric zero padding (:func:`e3d_class` gives depthwise and grouped
+    pointwise ones their own classes first)."""
+    return type(m) is nn.Conv3d and m.bias is not None and m.padding_mode == "zeros" and not isinstance(m.padding, str)
 
 
 def e3d_class(m: nn.Module) -> type[nn.Conv3d] | None:
