@@ -42,7 +42,7 @@ from search import fidelity as fid
 from search.budget import Budget
 from search.pruning import Rungs, replay
 from search.searchspace import FAMILIES, spec_from_params
-from search.stats import compare, summarize
+from search.stats import compare, compare_paired, summarize
 from search.study import (
     ProxyConfig,
     SearchConfig,
@@ -172,7 +172,8 @@ def architecture_table(runs: pd.DataFrame, protocols: list[str]) -> str:
 
 def against_default(runs: pd.DataFrame, *, chance: float) -> list[str]:
     """Markdown: each candidate protocol's ranking against the default's, and how many architectures'
-    accuracies differ from the default's (Welch's test per architecture, :func:`search.stats.compare`)."""
+    accuracies differ from the default's (Welch's test per architecture, :func:`search.stats.compare`), and
+    whether they differ on average (paired over the architectures, :func:`search.stats.compare_paired`)."""
     lines = [fid.format_fidelity(fid.fidelity_table(runs, "default"), "default"), ""]
     default = runs[runs["protocol"] == "default"]
     for name in dict.fromkeys(runs.loc[runs["protocol"] != "default", "protocol"]):
@@ -183,11 +184,13 @@ def against_default(runs: pd.DataFrame, *, chance: float) -> list[str]:
         }
         differ = [f"{a} ({v.outcome} {v.diff:+.1f} pp, p={v.p:.2g})" for a, v in verdicts.items() if v.outcome != "tie"]
         mean_diff = summarize(v.diff for v in verdicts.values())
+        means = rows.groupby("architecture")["accuracy"].mean()
+        paired = compare_paired(means, default.groupby("architecture")["accuracy"].mean()[means.index])
         ran_as = ", ".join(f"{label} x{n}" for label, n in rows["precision"].value_counts().items())
         lines.append(
             f"{name} (ran as {ran_as or 'unknown'}) vs default: {len(verdicts) - len(differ)} of {len(verdicts)} architectures tie; "
-            f"accuracy difference {mean_diff.format()} pp (mean ± sample sd over architectures)"
-            + (f"; differ: {'; '.join(differ)}" if differ else "")
+            f"accuracy difference {mean_diff.format()} pp (mean ± sample sd over architectures); "
+            f"over the architectures, {paired.format()}" + (f"; differ: {'; '.join(differ)}" if differ else "")
         )
     return lines
 

@@ -7,6 +7,10 @@ seeds against the best paper preset's) with Welch's two-sided t-test at ``alpha`
 or a "loss" needs p < alpha; anything else, including too few runs for a test, is a "tie". A "win"
 also needs a mean above chance: a network no better than guessing beats nothing.
 
+Where the same items (architectures, say) were measured both ways, :func:`compare_paired` decides
+whether the differences average away from zero (paired t-test over the items, the same alpha): more
+power than item-by-item verdicts when each item has few runs.
+
 Two rankings are compared by how well each agrees with a third (:func:`compare_agreement`: the
 difference of their Spearman correlations with it, a paired bootstrap over the items ranked).
 """
@@ -124,6 +128,27 @@ def compare(a: Iterable[float], b: Iterable[float], *, alpha: float = ALPHA, cha
     if outcome == "win" and chance is not None and sa.mean <= chance:
         return Verdict("tie", diff, p, f"mean {sa.mean:.1f}% is not above chance ({chance:.1f}%); {reason}")
     return Verdict(outcome, diff, p, reason)
+
+
+def compare_paired(a: Iterable[float], b: Iterable[float], *, alpha: float = ALPHA) -> Verdict:
+    """Verdict of ``a`` against ``b`` measured on the same items, ``a[i]`` paired with ``b[i]``: a
+    two-sided paired t-test on the differences (win / loss when p < ``alpha``, else tie).
+
+    When the differences do not vary the test is degenerate: p is 0 if they are not zero, 1 if they are.
+    """
+    xs, ys = [float(v) for v in a], [float(v) for v in b]
+    if len(xs) != len(ys):
+        raise ValueError(f"paired values need equal lengths ({len(xs)} vs {len(ys)})")
+    d = summarize(x - y for x, y in zip(xs, ys, strict=True))
+    test = f"paired t-test over {d.n} items, two-sided, alpha {alpha:g}, sample sd of the differences"
+    if d.n < 2:
+        return Verdict("tie", d.mean, math.nan, f"too few pairs for a test; {test}")
+    if d.sd == 0.0:
+        p = 0.0 if d.mean != 0.0 else 1.0
+    else:
+        p = float(2.0 * _scipy().t.sf(abs(d.mean) / (d.sd / math.sqrt(d.n)), d.n - 1))
+    outcome: Outcome = "tie" if p >= alpha else ("win" if d.mean > 0 else "loss")
+    return Verdict(outcome, d.mean, p, test)
 
 
 def _scipy() -> ModuleType:

@@ -94,6 +94,9 @@ def test_a_candidate_precision_is_compared_with_the_default_architecture_by_arch
     assert "| auto | 2 | 4 | 1.00 |" in same and "auto (ran as fp32 channels-last x8) vs default: 4 of 4 architectures tie" in same
     moved = "\n".join(pf.against_default(synthetic_runs({"b": 8.0}), chance=10.0))
     assert "3 of 4 architectures tie" in moved and "differ: b (win +8.0 pp" in moved
+    assert "over the architectures, tie: +2.0 pp" in moved and "paired t-test over 4 items" in moved
+    steady = "\n".join(pf.against_default(synthetic_runs(dict(zip("abcd", (1.0, 1.2, 0.8, 1.1), strict=True))), chance=10.0))
+    assert "4 of 4 architectures tie" in steady and "over the architectures, win: +1.0 pp" in steady
 
 
 def test_the_report_without_a_reference_compares_with_the_default() -> None:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from search.stats import TEST, compare, compare_agreement, sample_sd, summarize, welch_p
+from search.stats import TEST, compare, compare_agreement, compare_paired, sample_sd, summarize, welch_p
 
 
 def test_summary_of_two_values_uses_the_sample_sd() -> None:
@@ -54,6 +54,31 @@ def test_equal_means_tie_and_zero_spread_is_degenerate() -> None:
     assert same.outcome == "tie" and same.p == 1.0
     apart = compare([61.0, 61.0], [60.0, 60.0])
     assert apart.outcome == "win" and apart.p == 0.0
+
+
+def test_a_paired_comparison_tests_the_mean_difference() -> None:
+    # differences 1, 2, 3: mean 2, sample sd 1, t = 2 sqrt(3) with 2 degrees of freedom
+    t = 2 * math.sqrt(3)
+    v = compare_paired([11.0, 22.0, 33.0], [10.0, 20.0, 30.0])
+    assert v.diff == pytest.approx(2.0) and v.p == pytest.approx(1 - t / math.sqrt(t * t + 2))
+    assert v.outcome == "tie" and "paired t-test over 3 items" in v.reason
+
+
+def test_pairing_finds_a_steady_shift_that_the_spread_between_items_hides() -> None:
+    b = [10.0, 30.0, 50.0, 70.0, 90.0]
+    a = [x + s for x, s in zip(b, (1.0, 1.2, 0.8, 1.1, 0.9), strict=True)]
+    assert compare(a, b).outcome == "tie"
+    assert compare_paired(a, b).outcome == "win" and compare_paired(b, a).outcome == "loss"
+    assert compare_paired(a, b).p < 1e-3
+
+
+def test_a_paired_comparison_of_constant_differences_is_degenerate_and_of_one_pair_is_no_test() -> None:
+    assert compare_paired([2.0, 3.0], [1.0, 2.0]).p == 0.0
+    assert compare_paired([1.0, 2.0], [1.0, 2.0]).outcome == "tie"
+    one = compare_paired([5.0], [1.0])
+    assert one.outcome == "tie" and math.isnan(one.p)
+    with pytest.raises(ValueError, match="equal lengths"):
+        compare_paired([1.0, 2.0], [1.0])
 
 
 def test_too_few_runs_is_never_a_win() -> None:
