@@ -80,7 +80,7 @@ class Verdict:
     diff: float
     """mean(a) - mean(b)."""
     p: float
-    """Welch's two-sided p-value (NaN when there are too few runs for a test)."""
+    """Two-sided p-value of the test named in ``reason`` (NaN when there are too few runs for a test)."""
     reason: str
 
     def format(self, unit: str = "pp", digits: int = 1) -> str:
