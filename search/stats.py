@@ -104,12 +104,21 @@ def welch_p(a: Summary, b: Summary) -> float:
     if a.n < 2 or b.n < 2:
         raise ValueError("Welch's t-test needs at least two values on each side")
     va, vb = a.sd**2 / a.n, b.sd**2 / b.n
-    se = math.sqrt(va + vb)
-    diff = a.mean - b.mean
+    dof = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1)) if va + vb else math.nan
+    return _t_p(a.mean - b.mean, math.sqrt(va + vb), dof)
+
+
+def _t_p(diff: float, se: float, dof: float) -> float:
+    """Two-sided p-value of a t statistic ``diff / se`` with ``dof`` degrees of freedom; when ``se`` is 0 the
+    test is degenerate: 0 if ``diff`` is not zero, 1 if it is."""
     if se == 0.0:
         return 0.0 if diff != 0.0 else 1.0
-    dof = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1))
     return float(2.0 * _scipy().t.sf(abs(diff) / se, dof))
+
+
+def _outcome(diff: float, p: float, alpha: float) -> Outcome:
+    """Win or loss (by the sign of ``diff``) when p < ``alpha``, else tie."""
+    return "tie" if p >= alpha else ("win" if diff > 0 else "loss")
 
 
 def compare(a: Iterable[float], b: Iterable[float], *, alpha: float = ALPHA, chance: float | None = None) -> Verdict:
@@ -123,7 +132,7 @@ def compare(a: Iterable[float], b: Iterable[float], *, alpha: float = ALPHA, cha
     if sa.n < 2 or sb.n < 2:
         return Verdict("tie", diff, math.nan, f"too few runs for a test (n={sa.n} vs {sb.n}); {TEST}")
     p = welch_p(sa, sb)
-    outcome: Outcome = "tie" if p >= alpha else ("win" if diff > 0 else "loss")
+    outcome = _outcome(diff, p, alpha)
     reason = f"{TEST.replace('0.05', f'{alpha:g}')}, n={sa.n} vs {sb.n}, sample sd"
     if outcome == "win" and chance is not None and sa.mean <= chance:
         return Verdict("tie", diff, p, f"mean {sa.mean:.1f}% is not above chance ({chance:.1f}%); {reason}")
@@ -143,12 +152,8 @@ def compare_paired(a: Iterable[float], b: Iterable[float], *, alpha: float = ALP
     test = f"paired t-test over {d.n} items, two-sided, alpha {alpha:g}, sample sd of the differences"
     if d.n < 2:
         return Verdict("tie", d.mean, math.nan, f"too few pairs for a test; {test}")
-    if d.sd == 0.0:
-        p = 0.0 if d.mean != 0.0 else 1.0
-    else:
-        p = float(2.0 * _scipy().t.sf(abs(d.mean) / (d.sd / math.sqrt(d.n)), d.n - 1))
-    outcome: Outcome = "tie" if p >= alpha else ("win" if d.mean > 0 else "loss")
-    return Verdict(outcome, d.mean, p, test)
+    p = _t_p(d.mean, d.sd / math.sqrt(d.n), d.n - 1)
+    return Verdict(_outcome(d.mean, p, alpha), d.mean, p, test)
 
 
 def _scipy() -> ModuleType:
