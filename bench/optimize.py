@@ -1,10 +1,10 @@
 """Eager vs optimized vs int8 clips/s of the paper's models, timed side by side in one run.
 
-    python bench/optimize.py                      # the five models of the speed goal, batch 8, 16x112x112
-    python bench/optimize.py --repeats 20 --no-int8
-    python bench/optimize.py --json out.json
-    python bench/optimize.py --paper-code ../Efficient-3DCNNs   # also the paper's own model code, eager
-    python bench/optimize.py --bf16 --models shufflenet@1 ...     # also the optimized bf16 graph (a CPU with native bf16)
+    python -m bench.optimize                      # the five models of the speed goal, batch 8, 16x112x112
+    python -m bench.optimize --repeats 20 --no-int8
+    python -m bench.optimize --json out.json
+    python -m bench.optimize --paper-code ../Efficient-3DCNNs  # also the paper's own model code, eager
+    python -m bench.optimize --bf16 --models shufflenet@1 ...    # also the optimized bf16 graph (a CPU with native bf16)
 
 Every model is built once (random weights, BatchNorm statistics from a few random batches so that
 activations have a trained network's scale), then optimized (profiler.optimize_for_inference) and

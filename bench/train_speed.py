@@ -1,7 +1,7 @@
 """Training clips/s of every Table 8 preset under each precision and memory format, side by side in one run.
 
 Run: python -m bench.train_speed [--clips 16x48x48 [16x112x112]] [--presets mobilenet:1.0 ...] [--steps 3]
-     [--threads 1] [--compile] [--markdown]
+     [--threads 1] [--compile]
 
 For each preset (10 classes) and clip it times training steps (forward, cross-entropy, backward, SGD
 update on a batch already in memory: ``profiler.precision.train_step_seconds``) under fp32 eager,

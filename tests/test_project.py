@@ -1,9 +1,16 @@
-"""Project-level promises: the README's commands are the ones CI runs."""
+"""Project-level promises: the README's commands are the ones CI runs, and the commands that the README, the docs
+and the sources give name options that exist."""
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
+
+import pytest
+
+from e3d.cli import build_parser
+from tests.bench.test_cli import bench_options
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,3 +32,38 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     test = readme_commands()[1].removeprefix(". .venv/bin/activate && ")
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test in ci, f"{test!r} is not a line of .ci/run"
+
+
+PACKAGES = ("space", "profiler", "search", "analysis", "e3d", "bench")
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *[p for d in PACKAGES for p in sorted((ROOT / d).rglob("*.py"))]]
+"""The README, the docs, and the packages' sources (their docstrings, help texts and messages)."""
+OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+
+def _command_lines() -> list[tuple[str, str]]:
+    """(document, line) of the :data:`DOCUMENTS`, with lines continued by a backslash joined."""
+    return [(d.name, line) for d in DOCUMENTS for line in re.sub(r"\\\n\s*", " ", d.read_text()).splitlines()]
+
+
+def _e3d_options(words: list[str]) -> set[str] | None:
+    """The options of the e3d subcommand that ``words`` start with (a nested one such as ``data resize`` too);
+    None where the first word is not a subcommand (prose such as "e3d is")."""
+    parser, known, depth = build_parser(), set(), 0
+    for word in words:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or word not in subs[0].choices:
+            break
+        parser, depth = subs[0].choices[word], depth + 1
+        known |= {o for a in parser._actions for o in a.option_strings}
+    return known | {"--help"} if depth else None
+
+
+def test_every_option_the_documents_give_a_command_exists(capsys: pytest.CaptureFixture[str]) -> None:
+    unknown, commands = [], 0
+    for doc, line in _command_lines():
+        for m in re.finditer(r"\b(e3d|python -m bench\.(\w+)) ([^`|;&#)]*)", line):
+            words = m.group(3).split()
+            known = bench_options(m.group(2), capsys) | {"--help"} if m.group(2) else _e3d_options(words)
+            commands += known is not None
+            unknown += [f"{doc}: {m.group(0)[:60]}: {o}" for o in OPTION.findall(m.group(3)) if known is not None and o not in known]
+    assert commands > 100 and not unknown, unknown
