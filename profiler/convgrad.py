@@ -7,7 +7,7 @@ gradient with the kernel flipped in all three dimensions; for a strided layer, o
 per remainder of the input positions modulo the stride, each with the kernel taps that reach those positions
 (:func:`depthwise_grad_input`). :class:`DepthwiseConv3d` runs it as exactly those forward convolutions.
 The weight gradient, which PyTorch computes 5-13x slower than the forward pass, runs in a small C kernel
-that sums 16 channels at a time in vector registers (:func:`depthwise_grad_weight`; PyTorch's where it
+that sums as many channels at a time as a vector register holds (:func:`depthwise_grad_weight`; PyTorch's where it
 cannot be built). The result is deterministic (two passes give identical gradients, whatever the number of
 threads) and equal to PyTorch's up to float rounding.
 

@@ -610,7 +610,7 @@ def calibration_key(model: nn.Module, input_shape: Sequence[int], config: TrainC
     # earlier kinds, not reused: "train" (among bf16 channels-last too), "training" (fp32 channels-last without +dw),
     # "training-dw" and "training-fp32-dw" (+dw for depthwise layers only), "training-dwpw" and "training-fp32-dwpw"
     # (+dw without e3d's bias gradients), "training-dw3" and "training-fp32-dw3" (+dw before BatchNorm of few channels
-    # trained contiguous)
+    # trained contiguous, and with a depthwise kernel of 16-channel vectors on every CPU)
     kind = f"{'training-dw4' if half else 'training-fp32-dw4'}|dw-{weight_grad_backend()}"
     return cache_key(kind, network_key(model, input_shape), batch_size=config.batch_size, device=config.device, threads=config.threads)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import ctypes
 import itertools
 import os
 
@@ -27,7 +28,7 @@ from profiler.convgrad import (
     use_e3d_grads,
 )
 from profiler.latency import torch_threads
-from profiler.precision import ExecConfig, candidates
+from profiler.precision import ExecConfig, candidates, detect_cpu
 from tests.conftest import ALL_MODELS, SMALL_CLIP
 
 CL = torch.channels_last_3d
@@ -108,6 +109,15 @@ def test_the_weight_gradient_equals_pytorchs(
     got = depthwise_grad_weight(g, x, w, stride=stride, padding=padding)
     assert got.shape == w.shape and got.dtype == torch.float32
     torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+
+
+def test_the_kernel_holds_as_many_channels_per_vector_as_the_cpus_registers(kernel: None) -> None:
+    """A vector type wider than the registers is kept in memory between operations (3-7x slower on AVX2)."""
+    lib = native.library("depthwise_wgrad")
+    assert lib is not None
+    lib.depthwise_wgrad_lanes.restype = ctypes.c_long
+    flags = detect_cpu().flags
+    assert lib.depthwise_wgrad_lanes() == (16 if "avx512f" in flags else 8 if "avx" in flags else 4)
 
 
 def test_the_weight_gradient_does_not_depend_on_the_threads(kernel: None) -> None:
