@@ -12,7 +12,7 @@
 #include <string.h>
 
 /* Channels per vector: the width of the CPU's vector registers (-march=native). A wider vector type is kept
- * in memory between operations: 16 channels on an AVX2-only EPYC ran 3-7x slower than 8. */
+ * in memory between operations: 16 channels on an AVX2-only EPYC ran 1.5-7x slower than 8. */
 #if defined(__AVX512F__)
 enum { VL = 16 };
 #elif defined(__AVX__)

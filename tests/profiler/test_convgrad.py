@@ -112,7 +112,7 @@ def test_the_weight_gradient_equals_pytorchs(
 
 
 def test_the_kernel_holds_as_many_channels_per_vector_as_the_cpus_registers(kernel: None) -> None:
-    """A vector type wider than the registers is kept in memory between operations (3-7x slower on AVX2)."""
+    """A vector type wider than the registers is kept in memory between operations (1.5-7x slower on AVX2)."""
     lib = native.library("depthwise_wgrad")
     assert lib is not None
     lib.depthwise_wgrad_lanes.restype = ctypes.c_long
