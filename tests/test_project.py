@@ -35,7 +35,8 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
 
 
 PACKAGES = ("space", "profiler", "search", "analysis", "e3d", "bench")
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *[p for d in PACKAGES for p in sorted((ROOT / d).rglob("*.py"))]]
+MARKDOWN = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCUMENTS = [*MARKDOWN, *[p for d in PACKAGES for p in sorted((ROOT / d).rglob("*.py"))]]
 """The README, the docs, and the packages' sources (their docstrings, help texts and messages)."""
 OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
@@ -67,3 +68,21 @@ def test_every_option_the_documents_give_a_command_exists(capsys: pytest.Capture
             commands += known is not None
             unknown += [f"{doc}: {m.group(0)[:60]}: {o}" for o in OPTION.findall(m.group(3)) if known is not None and o not in known]
     assert commands > 100 and not unknown, unknown
+
+
+def _anchors(markdown: str) -> set[str]:
+    """The link targets of a markdown file's headings, as GitHub spells them."""
+    headings = re.findall(r"^#+ (.*)$", markdown, re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_relative_link_of_the_readme_and_docs_resolves() -> None:
+    broken = []
+    for doc in MARKDOWN:
+        text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+        for link in re.findall(r"\]\((?!https?://)([^)\s]+)\)", text):
+            path, _, anchor = link.partition("#")
+            target = doc.parent / path if path else doc
+            if not target.exists() or (anchor and target.suffix == ".md" and anchor not in _anchors(target.read_text())):
+                broken.append(f"{doc.name}: {link}")
+    assert not broken, broken
