@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import argparse
 import re
+from functools import cache
 from pathlib import Path
 
 import pytest
 
 from e3d.cli import build_parser
-from tests.bench.test_cli import bench_options
+from tests.bench.test_cli import OPTION, bench_options
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +39,6 @@ PACKAGES = ("space", "profiler", "search", "analysis", "e3d", "bench")
 MARKDOWN = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 DOCUMENTS = [*MARKDOWN, *[p for d in PACKAGES for p in sorted((ROOT / d).rglob("*.py"))]]
 """The README, the docs, and the packages' sources (their docstrings, help texts and messages)."""
-OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
 
 def _command_lines() -> list[tuple[str, str]]:
@@ -46,10 +46,10 @@ def _command_lines() -> list[tuple[str, str]]:
     return [(d.name, line) for d in DOCUMENTS for line in re.sub(r"\\\n\s*", " ", d.read_text()).splitlines()]
 
 
-def _e3d_options(words: list[str]) -> set[str] | None:
-    """The options of the e3d subcommand that ``words`` start with (a nested one such as ``data resize`` too);
-    None where the first word is not a subcommand (prose such as "e3d is")."""
-    parser, known, depth = build_parser(), set(), 0
+def _e3d_options(parser: argparse.ArgumentParser, words: list[str]) -> set[str] | None:
+    """The options of the subcommand of ``parser`` (e3d's) that ``words`` start with (a nested one such as ``data
+    resize`` too); None where the first word is not a subcommand (prose such as "e3d is")."""
+    known, depth = set(), 0
     for word in words:
         subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
         if not subs or word not in subs[0].choices:
@@ -60,19 +60,22 @@ def _e3d_options(words: list[str]) -> set[str] | None:
 
 
 def test_every_option_the_documents_give_a_command_exists(capsys: pytest.CaptureFixture[str]) -> None:
-    unknown, commands = [], 0
+    unknown, commands, parser, benches = [], 0, build_parser(), {}
     for doc, line in _command_lines():
         for m in re.finditer(r"\b(e3d|python -m bench\.(\w+)) ([^`|;&#)]*)", line):
-            words = m.group(3).split()
-            known = bench_options(m.group(2), capsys) | {"--help"} if m.group(2) else _e3d_options(words)
+            words, bench = m.group(3).split(), m.group(2)
+            if bench and bench not in benches:
+                benches[bench] = bench_options(bench, capsys) | {"--help"}
+            known = benches[bench] if bench else _e3d_options(parser, words)
             commands += known is not None
             unknown += [f"{doc}: {m.group(0)[:60]}: {o}" for o in OPTION.findall(m.group(3)) if known is not None and o not in known]
     assert commands > 100 and not unknown, unknown
 
 
-def _anchors(markdown: str) -> set[str]:
+@cache
+def _anchors(markdown: Path) -> set[str]:
     """The link targets of a markdown file's headings, as GitHub spells them."""
-    headings = re.findall(r"^#+ (.*)$", markdown, re.M)
+    headings = re.findall(r"^#+ (.*)$", markdown.read_text(), re.M)
     return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
 
 
@@ -83,6 +86,6 @@ def test_every_relative_link_of_the_readme_and_docs_resolves() -> None:
         for link in re.findall(r"\]\((?!https?://)([^)\s]+)\)", text):
             path, _, anchor = link.partition("#")
             target = doc.parent / path if path else doc
-            if not target.exists() or (anchor and target.suffix == ".md" and anchor not in _anchors(target.read_text())):
+            if not target.exists() or (anchor and target.suffix == ".md" and anchor not in _anchors(target.resolve())):
                 broken.append(f"{doc.name}: {link}")
     assert not broken, broken

@@ -31,12 +31,16 @@ def test_a_bad_option_is_one_line_and_exit_2(name: str, capsys: pytest.CaptureFi
     assert err.count("\n") == 1 and ": error: " in err and "usage:" not in err
 
 
+OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+"""A long option as a command line spells it."""
+
+
 def bench_options(name: str, capsys: pytest.CaptureFixture[str]) -> set[str]:
     """The options that ``python -m bench.NAME --help`` lists (after the description, which is the docstring)."""
     with pytest.raises(SystemExit) as exit_:
         importlib.import_module(f"bench.{name}").main(["--help"])
     assert exit_.value.code == 0
-    return set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", capsys.readouterr().out.split("\noptions:\n")[1]))
+    return set(OPTION.findall(capsys.readouterr().out.split("\noptions:\n")[1]))
 
 
 @pytest.mark.parametrize("name", BENCHES)
@@ -45,7 +49,7 @@ def test_every_option_of_the_docstrings_command_lines_is_an_option(name: str, ca
     docs' commands are checked line by line in tests/test_project.py."""
     doc = importlib.import_module(f"bench.{name}").__doc__ or ""
     usage = "\n".join(part for part in doc.split("\n\n") if f"python -m bench.{name}" in part)
-    named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", usage))
+    named = set(OPTION.findall(usage))
     assert usage and not named - bench_options(name, capsys) - {"--help"}
 
 
