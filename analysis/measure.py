@@ -28,7 +28,8 @@ def measure_latencies(
     """
     from tqdm import tqdm
 
-    from profiler.latency import cpu_name, measure_latency
+    from profiler.latency import measure_latency
+    from profiler.precision import detect_cpu
     from space.modules import build
     from space.spec import NetSpec
 
@@ -46,7 +47,7 @@ def measure_latencies(
         threads_used = lat.threads
     fill = out["spec_json"].map(measured)
     out["latency_ms"] = out["latency_ms"].where(out["latency_ms"].notna(), fill)
-    where = cpu_name() if device == "cpu" else device
+    where = detect_cpu().describe() if device == "cpu" else device
     note = (
         f"Latency of {len(measured)} architecture(s) measured by e3d analyze on {platform.node()} ({where}, "
         f"{threads_used if threads_used is not None else '-'} threads), eager PyTorch, batch {batch_size}, median of {repeats} "

@@ -31,9 +31,9 @@ import torch
 
 from e3d.cli import Parser, clip_arg, positive_int, preset_arg
 from profiler.allocator import CHOICES, ENV, allocator
-from profiler.latency import cpu_name, measure_latency
+from profiler.latency import measure_latency
 from profiler.memory import lifetime_peaks_gib
-from profiler.precision import ExecConfig, train_step_seconds
+from profiler.precision import ExecConfig, detect_cpu, train_step_seconds
 from search.stats import compare, geomean
 from space.files import write_text
 from space.modules import build
@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     infer, train = "x".join(map(str, args.clip)), "x".join(map(str, args.train_clip))
     head = (
-        f"# {when}, {cpu_name()}, {os.cpu_count()} CPUs, {args.threads} torch threads, torch {torch.__version__}; "
+        f"# {when}, {detect_cpu().describe()}, {os.cpu_count()} CPUs, {args.threads} torch threads, torch {torch.__version__}; "
         f"inference {infer} batch {args.batch_size}, training {train} batch {args.train_batch}; "
         f"{args.rounds} rounds, median of {args.repeats} passes each"
     )

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from e3d.cli import Parser, positive_int
-from profiler.latency import cpu_name
+from profiler.precision import detect_cpu
 
 MIB = 2**20
 
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     l3 = l3_mib()
     print(
-        f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_name()}, {os.cpu_count()} cores, "
+        f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {detect_cpu().describe()}, {os.cpu_count()} cores, "
         f"last-level cache {f'{l3:g} MiB' if l3 else 'unknown'}, torch {torch.__version__}"
     )
     print(f"# python -m bench.core_sharing {' '.join(sys.argv[1:] if argv is None else argv)}\n")

@@ -45,7 +45,7 @@ import torch
 import space
 from e3d.cli import Parser, positive_int
 from profiler.counting import clear_caches, count_module, count_spec
-from profiler.latency import cpu_name
+from profiler.precision import detect_cpu
 from search.searchspace import FAMILIES, price_candidates, sample_params
 
 TARGET = 10_000
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--specs ({args.specs}) must exceed --cold ({args.cold}): the steady rate is timed on the candidates after the cold ones")
     torch.set_num_threads(1)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    print(f"# {stamp} on {cpu_name()} ({platform.machine()}), 1 thread, torch {torch.__version__}, {load()}\n")
+    print(f"# {stamp} on {detect_cpu().describe()} ({platform.machine()}), 1 thread, torch {torch.__version__}, {load()}\n")
     screening(args.families, args.specs, args.cold)
     if args.models:
         models()

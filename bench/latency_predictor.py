@@ -44,7 +44,6 @@ import torch
 from analysis.latency import plot_predicted_vs_measured
 from analysis.plots import save_figure
 from e3d.cli import Parser, positive_int
-from profiler.latency import cpu_name
 from profiler.latency_table import (
     Comparison,
     LatencyTable,
@@ -60,6 +59,7 @@ from profiler.latency_table import (
 )
 from profiler.measuring import NETWORKS_EVERY, MeasuringProcess
 from profiler.memory import lifetime_peaks_gib
+from profiler.precision import detect_cpu
 from search import stats
 from search.latency import at_clip, random_params, table8_specs
 from search.searchspace import FAMILIES
@@ -218,7 +218,7 @@ def run(table: LatencyTable, args: argparse.Namespace) -> tuple[dict[str, Any], 
         rows = compare(table, specs, measure=measure, remeasure=args.remeasure, seed=args.seed)
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
-        "cpu": cpu_name(),
+        "cpu": detect_cpu().describe(),
         "machine": f"{platform.machine()}, {os.cpu_count()} logical cores, load average {os.getloadavg()[0]:.1f} at the end",
         "torch": torch.__version__,
         "table": {

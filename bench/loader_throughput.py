@@ -39,8 +39,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 import space
 from e3d.cli import Parser, preset_arg
-from profiler.latency import cpu_name
-from profiler.precision import ExecConfig, train_step_seconds
+from profiler.precision import ExecConfig, detect_cpu, train_step_seconds
 from search.data import PROXY_TASKS, collate, open_dataset
 from search.train import TrainConfig, fit, resolve_exec
 
@@ -190,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     cache = args.cache_dir or tempfile.mkdtemp(prefix="e3d-bench-")
     started = time.perf_counter()
-    head = f"{cpu_name()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, torch {torch.__version__}, {args.threads} thread(s)"
+    load = os.getloadavg()[0]
+    head = f"{detect_cpu().describe()}, {os.cpu_count()} cores, load {load:.1f}, torch {torch.__version__}, {args.threads} thread(s)"
     print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {head}; batch {BATCH}")
     rows: list[Row] = []
     for source in args.sources:

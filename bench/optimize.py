@@ -44,8 +44,8 @@ from torch import Tensor, nn
 
 import space
 from e3d.cli import Parser, non_negative_int, positive_int
-from profiler.latency import cpu_name
 from profiler.optimize import OptimizeOptions, optimize_for_inference, relative_error
+from profiler.precision import detect_cpu
 from profiler.quantize import quantize_int8
 from search.stats import geomean
 from space.spec import E3DError
@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             print(f"round {r + 1}/{args.repeats}", file=sys.stderr, flush=True)
     return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": f"{cpu_name()}, {torch.get_num_threads()} threads, {platform.node()}",
+        "machine": f"{detect_cpu().describe()}, {torch.get_num_threads()} threads, {platform.node()}",
         "torch": torch.__version__,
         "batch_size": args.batch_size,
         "clip": list(clip),

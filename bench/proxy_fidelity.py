@@ -36,8 +36,7 @@ import pandas as pd
 import torch
 
 from e3d.cli import Parser
-from profiler.latency import cpu_name
-from profiler.precision import PRECISIONS
+from profiler.precision import PRECISIONS, detect_cpu
 from search import fidelity as fid
 from search.budget import Budget
 from search.pruning import Rungs, replay
@@ -231,7 +230,7 @@ def report(
     base = training_compute(protocols["default"])
     threads = protocols["default"].threads or torch.get_num_threads()
     lines = [
-        f"# Proxy fidelity ({datetime.datetime.now():%Y-%m-%d %H:%M}, {cpu_name()}, {threads} torch threads per trial)",
+        f"# Proxy fidelity ({datetime.datetime.now():%Y-%m-%d %H:%M}, {detect_cpu().describe()}, {threads} torch threads per trial)",
         "",
         f"`{command}`",
         "",

@@ -43,7 +43,7 @@ import optuna
 from bench.proxy_fidelity import TINY, macs_of, protocol_config, runs_at
 from e3d.cli import Parser
 from e3d.commands.search import jobs_arg
-from profiler.latency import cpu_name
+from profiler.precision import detect_cpu
 from search import fidelity as fid
 from search.jobs import JobSpec, run_jobs
 from search.study import HEARTBEAT_S, ProxyConfig, load_proxy, open_storage, open_study, run_worker, sqlite_url
@@ -139,8 +139,9 @@ def report(rounds: list[Result], *, command: str, jobs: int) -> str:
     rounds and their ratio, accuracies side by side (the last round of each)."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     before, after = combined(rounds, "before"), combined(rounds, "after")
+    cpu = detect_cpu().describe()
     lines = [
-        f"# Search throughput ({datetime.datetime.now():%Y-%m-%d %H:%M}, {cpu_name()}, {os.cpu_count()} CPUs, load {load:.1f} at the end)",
+        f"# Search throughput ({datetime.datetime.now():%Y-%m-%d %H:%M}, {cpu}, {os.cpu_count()} CPUs, load {load:.1f} at the end)",
         "",
         f"`{command}`",
         "",

@@ -19,7 +19,7 @@ import optuna
 import torch
 
 from e3d.cli import Parser
-from profiler.latency import cpu_name
+from profiler.precision import detect_cpu
 from search.budget import Budget, screen
 from search.searchspace import FAMILIES, sample_params, spec_from_params
 from search.study import ProxyConfig, load_proxy
@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     proxy = ProxyConfig(epochs=args.epochs, train_samples=args.train_samples, val_samples=args.val_samples)
     budget = Budget(mflops=args.budget_mflops)
-    print(f"# {datetime.datetime.now():%Y-%m-%d %H:%M} on {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    where = f"{detect_cpu().describe()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    print(f"# {datetime.datetime.now():%Y-%m-%d %H:%M} on {where}")
     print(f"# proxy: {proxy.describe()}; budget: {budget.describe()}\n")
 
     t0 = time.perf_counter()

@@ -52,7 +52,7 @@ from analysis.plots import plot_front_vs_presets, save_figure
 from analysis.scaling import trained_on
 from e3d.cli import Parser, positive_float, positive_int
 from e3d.commands.search import jobs_arg
-from profiler.latency import cpu_name
+from profiler.precision import detect_cpu
 from search import finalize as fin
 from search import front
 from search.budget import Budget
@@ -382,7 +382,7 @@ def bench(args: argparse.Namespace, command: str) -> int:
         raise BenchError("no preset finished training: nothing to measure the CPU budget with")
     body = (run_front if args.mode == "front" else run_budgets)(args, storage, proxy, trained)
     threads = f"{proxy.threads or torch.get_num_threads()} torch threads per trial" + (f", {args.jobs} jobs" if args.jobs > 1 else "")
-    when = f"{datetime.datetime.now():%Y-%m-%d %H:%M}, {cpu_name()}, {threads}"
+    when = f"{datetime.datetime.now():%Y-%m-%d %H:%M}, {detect_cpu().describe()}, {threads}"
     head = f"# Search vs presets, {args.mode} ({when})"
     text = f"{head}\n\n`{command}`\n\nproxy: {proxy.describe()}; task {proxy.task}\n\n{body}\n"
     write_text(args.out / f"{args.mode}.md", text)

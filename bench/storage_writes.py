@@ -39,7 +39,7 @@ import torch
 
 from e3d.cli import Parser, non_negative_int, positive_int
 from e3d.cli import main as e3d_main
-from profiler.latency import cpu_name
+from profiler.precision import detect_cpu
 from search import study as st
 from search.stats import summarize
 
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="e3d-storage-"))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"# {stamp} on {cpu_name()} ({platform.machine()}), torch {torch.__version__}, databases in {out}")
+    print(f"# {stamp} on {detect_cpu().describe()} ({platform.machine()}), torch {torch.__version__}, databases in {out}")
     results: dict[str, dict[str, list[float]]] = {name: {"write": [], "trial": []} for name in SETTINGS}
     try:
         for r in range(args.rounds):

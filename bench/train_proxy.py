@@ -21,7 +21,7 @@ import torch
 
 import space
 from e3d.cli import Parser, preset_arg
-from profiler.latency import cpu_name
+from profiler.precision import detect_cpu
 from search.data import PROXY_SCALES, proxy_dataset
 from search.train import TrainConfig, fit
 
@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cache-dir", default=None, help="proxy cache (default: a temporary folder)")
     args = p.parse_args(argv)
     cache = args.cache_dir or tempfile.mkdtemp(prefix="e3d-bench-")
-    where = f"{cpu_name()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, torch {torch.__version__}, {args.threads} threads"
+    load = os.getloadavg()[0]
+    where = f"{detect_cpu().describe()}, {os.cpu_count()} cores, load {load:.1f}, torch {torch.__version__}, {args.threads} threads"
     print(f"# {datetime.datetime.now():%Y-%m-%d %H:%M} on {where}")
     print(f"# {args.epochs} epochs of {args.train_samples} clips, batch 16, lr {args.lr:g}, 16x48x48; val: 300 videos")
     print(f"# crop scales {args.scales or 'default'}, frame step {args.frame_step or 'default'}\n")

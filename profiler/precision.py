@@ -69,9 +69,11 @@ class CpuInfo:
         return bool({"avx512_bf16", "amx_bf16"} & self.flags)
 
     def describe(self) -> str:
-        """Such as ``Intel(R) Xeon(R) Processor (AVX512; avx512_bf16, amx_bf16)``."""
+        """Such as ``Intel(R) Xeon(R) Processor (AVX512: avx2, avx512f, avx512_bf16, amx_bf16)``: the model name, which
+        does not tell CPUs of one family apart (two EPYCs of this project: one with AVX2 only, one with AVX512-BF16),
+        with torch's vector ISA and the flags that decide e3d's kernels and precisions."""
         shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8") if f in self.flags]
-        return f"{self.name} ({self.isa}; {', '.join(shown) or 'no AVX'})"
+        return f"{self.name} ({self.isa}: {', '.join(shown) or 'no AVX'})"
 
 
 @cache
@@ -217,8 +219,9 @@ def network_key(model: nn.Module, input_shape: Sequence[int]) -> str:
 
 
 def cache_key(kind: str, network: str, *, batch_size: int, device: str, threads: int | None, cpu: CpuInfo | None = None) -> str:
-    """Calibrations are valid per CPU model, torch version, device, threads, batch, network and allocator."""
-    parts = [kind, (cpu or detect_cpu()).name, torch.__version__, device, f"t{threads or 0}", f"b{batch_size}", network]
+    """Calibrations are valid per CPU (model, ISA and flags: :meth:`CpuInfo.describe`), torch version, device,
+    threads, batch, network and allocator."""
+    parts = [kind, (cpu or detect_cpu()).describe(), torch.__version__, device, f"t{threads or 0}", f"b{batch_size}", network]
     return "|".join([*parts, f"malloc-{allocator()}"])
 
 

@@ -36,7 +36,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from profiler.counting import spec_totals
-from profiler.latency import cpu_name
+from profiler.precision import detect_cpu
 from search.budget import validate_for_clip
 from search.searchspace import Clip
 from search.stats import summarize
@@ -568,7 +568,8 @@ class ScaleObjective(Objective):
         latency = self.latency(spec) if self.latency is not None else None
         info = {"family": spec.family, "width_mult": spec.width_mult, "summary": spec.summary(), "macs": c.macs, "params": c.params,
                 "paper_mflops": round(c.paper_flops / 1e6, 3), "activations": c.activations, "feasible": True, "rejected_reason": "",
-                "latency_ms": latency, "task": self.data.task, "worker": worker_id(), "cpu": cpu_name(), "trained": True}  # fmt: skip
+                "latency_ms": latency, "task": self.data.task, "worker": worker_id(),
+                "cpu": detect_cpu().describe(), "trained": True}  # fmt: skip
         for k, v in info.items():
             trial.set_user_attr(k, v)
         accuracy, best, epochs = self._train(trial, validate_for_clip(spec, clip), int(a["seed"]))

@@ -44,7 +44,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from profiler.counting import spec_totals
 from profiler.datacost import Bins, data_cost, dataset_bins
-from profiler.latency import cpu_name
+from profiler.precision import detect_cpu
 from search.budget import Budget, Screen, feasible_families, screen, validate_for_clip
 from search.fidelity import QUEUED_SOURCES, CpuTimed, cpu_seconds, stop_if_budget_spent, stop_trial, trial_cpu_seconds
 from search.lagged import SURPLUS_ATTR, LaggedPruner, LaggedSampler, surplus
@@ -657,7 +657,7 @@ class Objective:
             "seed": seed,
             "task": self.data.task,
             "worker": worker_id(),
-            "cpu": cpu_name(),
+            "cpu": detect_cpu().describe(),
         }
         if spec.sgs:
             attrs["macs_upper_bound"] = spec_totals(spec).macs

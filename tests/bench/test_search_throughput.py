@@ -9,6 +9,7 @@ import optuna
 import pytest
 
 from bench import search_throughput as st
+from profiler.precision import detect_cpu
 from space.spec import E3DError
 
 
@@ -58,6 +59,7 @@ def test_a_tiny_run_trains_the_same_architectures_both_ways(tmp_path: Path, caps
     assert st.main(["--tiny", "--architectures", "2", "--jobs", "2", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert (tmp_path / "throughput.md").read_text().strip() == out.strip()
+    assert f", {detect_cpu().describe()}, " in out.splitlines()[0]  # the CPU with its ISA, not only its model name
     rows = [line for line in out.splitlines() if line.startswith(("| all | before |", "| all | after |"))]
     assert len(rows) == 2 and all("| 4 |" in r for r in rows)  # both rounds of both trained the 2 architectures
     assert "after / before: **" in out and "trained trials per hour (2 jobs" in out

@@ -71,9 +71,9 @@ def test_tiny_front_benchmark_end_to_end(tmp_path: Path, monkeypatch: pytest.Mon
     runs = pd.read_csv(tmp_path / "front.csv")
     assert sorted(runs.groupby("role")["label"].nunique().items()) == [("candidate", 1), ("preset", 2)]
     assert set(runs["seed"]) == {1, 2} and runs["test_accuracy"].between(0, 100).all()
-    from profiler.latency import cpu_name
+    from profiler.precision import detect_cpu
 
-    assert (runs["cpu"] == cpu_name()).all() and (tmp_path / "front.png").stat().st_size > 0  # each run says where it ran
+    assert (runs["cpu"] == detect_cpu().describe()).all() and (tmp_path / "front.png").stat().st_size > 0  # each run says where it ran
     assert "Hypervolume" in out and "presets: " in out and "of 2" in out and "Welch" in out
     studies = counts(tmp_path)
     assert set(studies) == {"presets", "front", "front.final"} and studies["front.final"] == 6

@@ -41,9 +41,10 @@ def check_outputs(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     assert path["macs"].is_monotonic_increasing and list(path["step"]) == list(range(len(path)))
     assert points["accuracy_mean"].notna().all()
     assert (out / "curves.png").stat().st_size > 1000 and "## Expansion path" in (out / "summary.md").read_text()
-    from profiler.latency import cpu_name
+    from profiler.precision import detect_cpu
 
-    assert (points["cpu"] == cpu_name()).all() and f"Points trained on {cpu_name()}; drawn" in (out / "summary.md").read_text()
+    cpu = detect_cpu().describe()  # the model name and its ISA: "AMD EPYC" alone names CPUs with and without AVX-512
+    assert (points["cpu"] == cpu).all() and f"Points trained on {cpu}; drawn" in (out / "summary.md").read_text()
     assert set(json.loads((out / "scale.json").read_text())) >= {"base", "mode", "axes", "to_macs"}
     return points, path
 

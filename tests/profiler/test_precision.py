@@ -33,6 +33,7 @@ from profiler.precision import (
 
 AMX = CpuInfo("Fake Xeon", "AVX512", frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}))
 EPYC = CpuInfo("Fake EPYC", "AVX2", frozenset({"avx2"}))
+EPYC_AVX512 = CpuInfo("Fake EPYC", "AVX512", frozenset({"avx2", "avx512f", "avx512_bf16"}))
 
 
 def timer(seconds: dict[str, float]) -> tuple[list[str], object]:
@@ -183,8 +184,9 @@ def test_cache_keys_separate_cpus_batches_threads_and_networks() -> None:
         cache_key("train", k, batch_size=16, device="cpu", threads=1, cpu=EPYC),
         cache_key("train", k, batch_size=8, device="cpu", threads=1, cpu=AMX),
         cache_key("train", k, batch_size=16, device="cpu", threads=2, cpu=AMX),
+        cache_key("train", k, batch_size=16, device="cpu", threads=1, cpu=EPYC_AVX512),  # EPYC's name, AVX-512's flags
     }
-    assert len(keys) == 4
+    assert len(keys) == 5
 
 
 def test_bf16_on_a_cpu_without_it_and_fp16_on_a_cpu_are_user_errors() -> None:
