@@ -28,8 +28,8 @@ def measure_latencies(
     """
     from tqdm import tqdm
 
+    from profiler.cpu import detect_cpu
     from profiler.latency import measure_latency
-    from profiler.precision import detect_cpu
     from space.modules import build
     from space.spec import NetSpec
 

@@ -31,9 +31,10 @@ import torch
 
 from e3d.cli import Parser, clip_arg, positive_int, preset_arg
 from profiler.allocator import CHOICES, ENV, allocator
+from profiler.cpu import detect_cpu
 from profiler.latency import measure_latency
 from profiler.memory import lifetime_peaks_gib
-from profiler.precision import ExecConfig, detect_cpu, train_step_seconds
+from profiler.precision import ExecConfig, train_step_seconds
 from search.stats import compare, geomean
 from space.files import write_text
 from space.modules import build

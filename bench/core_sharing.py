@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from e3d.cli import Parser, positive_int
-from profiler.precision import detect_cpu
+from profiler.cpu import detect_cpu
 
 MIB = 2**20
 

@@ -45,7 +45,7 @@ import torch
 import space
 from e3d.cli import Parser, positive_int
 from profiler.counting import clear_caches, count_module, count_spec
-from profiler.precision import detect_cpu
+from profiler.cpu import detect_cpu
 from search.searchspace import FAMILIES, price_candidates, sample_params
 
 TARGET = 10_000

@@ -22,7 +22,7 @@ import torch
 import space
 from bench.optimize import GOAL_MODELS, _model
 from e3d.cli import Parser
-from profiler.precision import detect_cpu
+from profiler.cpu import detect_cpu
 from profiler.quantize import quantize_int8
 
 

@@ -44,6 +44,7 @@ import torch
 from analysis.latency import plot_predicted_vs_measured
 from analysis.plots import save_figure
 from e3d.cli import Parser, positive_int
+from profiler.cpu import detect_cpu
 from profiler.latency_table import (
     Comparison,
     LatencyTable,
@@ -59,7 +60,6 @@ from profiler.latency_table import (
 )
 from profiler.measuring import NETWORKS_EVERY, MeasuringProcess
 from profiler.memory import lifetime_peaks_gib
-from profiler.precision import detect_cpu
 from search import stats
 from search.latency import at_clip, random_params, table8_specs
 from search.searchspace import FAMILIES

@@ -39,7 +39,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 import space
 from e3d.cli import Parser, preset_arg
-from profiler.precision import ExecConfig, detect_cpu, train_step_seconds
+from profiler.cpu import detect_cpu
+from profiler.precision import ExecConfig, train_step_seconds
 from search.data import PROXY_TASKS, collate, open_dataset
 from search.train import TrainConfig, fit, resolve_exec
 

@@ -44,8 +44,8 @@ from torch import Tensor, nn
 
 import space
 from e3d.cli import Parser, non_negative_int, positive_int
+from profiler.cpu import detect_cpu
 from profiler.optimize import OptimizeOptions, optimize_for_inference, relative_error
-from profiler.precision import detect_cpu
 from profiler.quantize import quantize_int8
 from search.stats import geomean
 from space.spec import E3DError

@@ -36,7 +36,8 @@ import pandas as pd
 import torch
 
 from e3d.cli import Parser
-from profiler.precision import PRECISIONS, detect_cpu
+from profiler.cpu import detect_cpu
+from profiler.precision import PRECISIONS
 from search import fidelity as fid
 from search.budget import Budget
 from search.pruning import Rungs, replay

@@ -43,7 +43,7 @@ import optuna
 from bench.proxy_fidelity import TINY, macs_of, protocol_config, runs_at
 from e3d.cli import Parser
 from e3d.commands.search import jobs_arg
-from profiler.precision import detect_cpu
+from profiler.cpu import detect_cpu
 from search import fidelity as fid
 from search.jobs import JobSpec, run_jobs
 from search.study import HEARTBEAT_S, ProxyConfig, load_proxy, open_storage, open_study, run_worker, sqlite_url

@@ -19,7 +19,7 @@ import optuna
 import torch
 
 from e3d.cli import Parser
-from profiler.precision import detect_cpu
+from profiler.cpu import detect_cpu
 from search.budget import Budget, screen
 from search.searchspace import FAMILIES, sample_params, spec_from_params
 from search.study import ProxyConfig, load_proxy

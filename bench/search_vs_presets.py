@@ -52,7 +52,7 @@ from analysis.plots import plot_front_vs_presets, save_figure
 from analysis.scaling import trained_on
 from e3d.cli import Parser, positive_float, positive_int
 from e3d.commands.search import jobs_arg
-from profiler.precision import detect_cpu
+from profiler.cpu import detect_cpu
 from search import finalize as fin
 from search import front
 from search.budget import Budget

@@ -39,7 +39,7 @@ import torch
 
 from e3d.cli import Parser, non_negative_int, positive_int
 from e3d.cli import main as e3d_main
-from profiler.precision import detect_cpu
+from profiler.cpu import detect_cpu
 from search import study as st
 from search.stats import summarize
 

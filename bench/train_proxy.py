@@ -21,7 +21,7 @@ import torch
 
 import space
 from e3d.cli import Parser, preset_arg
-from profiler.precision import detect_cpu
+from profiler.cpu import detect_cpu
 from search.data import PROXY_SCALES, proxy_dataset
 from search.train import TrainConfig, fit
 

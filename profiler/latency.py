@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 
 from profiler.allocator import allocator
+from profiler.cpu import detect_cpu
 from space.spec import E3DError
 
 PAPER_BATCH = 8
@@ -115,18 +115,6 @@ def _other_load(before: tuple[float, float] | None, wall_s: float) -> float | No
 
 
 @cache
-def cpu_name() -> str:
-    """The CPU model as the OS reports it."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "cpu"
-
-
 def resolve_device(device: str | torch.device) -> torch.device:
     """Parse ``device`` and check that it exists here (:class:`DeviceError` otherwise)."""
     try:
@@ -144,10 +132,10 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def device_name(dev: torch.device) -> str:
-    """Human name of a device (CPU model or GPU name)."""
+    """Human name of a device: the GPU's name, or the CPU's model with its ISA and flags (:meth:`CpuInfo.describe`)."""
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    return cpu_name() if dev.type == "cpu" else dev.type
+    return detect_cpu().describe() if dev.type == "cpu" else dev.type
 
 
 def measure_latency(

@@ -937,7 +937,8 @@ def _geometric_mean(values: Sequence[float]) -> float:
 
 def check_here(table: LatencyTable) -> None:
     """:class:`LatencyTableError` unless this process measures as the table was measured: the same device
-    model, torch version and malloc setting (threads, clip and batch come from the table's settings)."""
+    (a CPU's model, ISA and flags: :func:`profiler.latency.device_name`), torch version and malloc setting
+    (threads, clip and batch come from the table's settings)."""
     s = table.settings
     here = {"device": device_name(resolve_device(s.device)), "torch": torch.__version__, "malloc": allocator()}
     have = {"device": s.device_name, "torch": s.torch_version, "malloc": table.allocator}

@@ -6,7 +6,7 @@ one of them, or ``auto``: on a CPU a short calibration times a few training (or 
 each candidate (:func:`candidates`) and keeps the fastest, unless nothing beats fp32 eager by
 :data:`MARGIN` (then fp32 eager: ``auto`` never picks a configuration that measured slower than it);
 on a GPU ``auto`` is CUDA mixed precision (bf16 where the GPU has it, else fp16). Calibrations are
-cached per CPU model, torch version, device, threads, batch, network shape and allocator
+cached per CPU (model, ISA and flags), torch version, device, threads, batch, network shape and allocator
 (``profiler.allocator``), training ones also per depthwise weight-gradient code (``search.train``), in a
 JSON file under the user's cache folder (``$E3D_CACHE`` or ``~/.cache/e3d``), written atomically.
 
@@ -27,7 +27,6 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,8 @@ from torch import Tensor, nn
 
 from profiler.allocator import allocator
 from profiler.convgrad import use_e3d_grads
-from profiler.latency import cpu_name, torch_threads
+from profiler.cpu import CpuInfo, detect_cpu
+from profiler.latency import torch_threads
 from profiler.native import cache_root
 from space.spec import E3DError
 
@@ -53,42 +53,6 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 class PrecisionError(E3DError):
     """A precision this machine or device cannot run (the message names what is missing)."""
-
-
-@dataclass(frozen=True)
-class CpuInfo:
-    """The CPU as the OS and torch see it: model name, torch's vector ISA and the relevant flags."""
-
-    name: str
-    isa: str
-    flags: frozenset[str]
-
-    @property
-    def bf16(self) -> bool:
-        """Native bf16 arithmetic: AVX512-BF16 or AMX-BF16."""
-        return bool({"avx512_bf16", "amx_bf16"} & self.flags)
-
-    def describe(self) -> str:
-        """Such as ``Intel(R) Xeon(R) Processor (AVX512: avx2, avx512f, avx512_bf16, amx_bf16)``: the model name, which
-        does not tell CPUs of one family apart (two EPYCs of this project: one with AVX2 only, one with AVX512-BF16),
-        with torch's vector ISA and the flags that decide e3d's kernels and precisions."""
-        shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8") if f in self.flags]
-        return f"{self.name} ({self.isa}: {', '.join(shown) or 'no AVX'})"
-
-
-@cache
-def detect_cpu() -> CpuInfo:
-    """This machine's CPU (flags from ``/proc/cpuinfo``; none where it cannot be read)."""
-    flags: frozenset[str] = frozenset()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = frozenset(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    return CpuInfo(cpu_name(), torch.backends.cpu.get_cpu_capability(), flags)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from profiler.counting import spec_totals
-from profiler.precision import detect_cpu
+from profiler.cpu import detect_cpu
 from search.budget import validate_for_clip
 from search.searchspace import Clip
 from search.stats import summarize

@@ -43,8 +43,8 @@ from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCal
 from optuna.trial import FrozenTrial, TrialState
 
 from profiler.counting import spec_totals
+from profiler.cpu import detect_cpu
 from profiler.datacost import Bins, data_cost, dataset_bins
-from profiler.precision import detect_cpu
 from search.budget import Budget, Screen, feasible_families, screen, validate_for_clip
 from search.fidelity import QUEUED_SOURCES, CpuTimed, cpu_seconds, stop_if_budget_spent, stop_trial, trial_cpu_seconds
 from search.lagged import SURPLUS_ATTR, LaggedPruner, LaggedSampler, surplus

@@ -577,7 +577,7 @@ def resolve_exec(
 ) -> ExecConfig:
     """How ``config.precision`` trains ``model`` here (:func:`profiler.precision.resolve`): ``auto``
     times a few training steps of each candidate at the training batch and clip (fp32 ones only
-    without ``half``), once per CPU model, torch version, threads and network shape (cached); a half
+    without ``half``), once per CPU (model, ISA and flags), torch version, threads and network shape (cached); a half
     precision that times fastest must also be :func:`profiler.precision.trainable`. On a CPU where e3d's
     depthwise weight-gradient kernel cannot run, ``auto``'s reason says so (:func:`profiler.convgrad.weight_grad_note`)."""
     shape = _input_shape(model, train_data)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench import optimize
-from profiler.precision import detect_cpu
+from profiler.cpu import detect_cpu
 
 FAKE_PAPER_CODE = """
 import space

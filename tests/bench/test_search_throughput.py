@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from bench import search_throughput as st
-from profiler.precision import detect_cpu
+from profiler.cpu import detect_cpu
 from space.spec import E3DError
 
 

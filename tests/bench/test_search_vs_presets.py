@@ -71,7 +71,7 @@ def test_tiny_front_benchmark_end_to_end(tmp_path: Path, monkeypatch: pytest.Mon
     runs = pd.read_csv(tmp_path / "front.csv")
     assert sorted(runs.groupby("role")["label"].nunique().items()) == [("candidate", 1), ("preset", 2)]
     assert set(runs["seed"]) == {1, 2} and runs["test_accuracy"].between(0, 100).all()
-    from profiler.precision import detect_cpu
+    from profiler.cpu import detect_cpu
 
     assert (runs["cpu"] == detect_cpu().describe()).all() and (tmp_path / "front.png").stat().st_size > 0  # each run says where it ran
     assert "Hypervolume" in out and "presets: " in out and "of 2" in out and "Welch" in out

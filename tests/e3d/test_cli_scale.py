@@ -41,7 +41,7 @@ def check_outputs(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     assert path["macs"].is_monotonic_increasing and list(path["step"]) == list(range(len(path)))
     assert points["accuracy_mean"].notna().all()
     assert (out / "curves.png").stat().st_size > 1000 and "## Expansion path" in (out / "summary.md").read_text()
-    from profiler.precision import detect_cpu
+    from profiler.cpu import detect_cpu
 
     cpu = detect_cpu().describe()  # the model name and its ISA: "AMD EPYC" alone names CPUs with and without AVX-512
     assert (points["cpu"] == cpu).all() and f"Points trained on {cpu}; drawn" in (out / "summary.md").read_text()

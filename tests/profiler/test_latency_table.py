@@ -507,6 +507,20 @@ def here_settings() -> TableSettings:
     return settings(device_name=device_name(torch.device("cpu")), torch_version=torch.__version__)
 
 
+def test_a_table_of_a_cpu_with_this_model_name_but_not_its_isa_is_refused() -> None:
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from profiler.allocator import allocator
+    from profiler.cpu import cpu_name
+    from profiler.latency_table import check_here
+
+    check_here(SimpleNamespace(settings=here_settings(), allocator=allocator()))  # type: ignore[arg-type]
+    bare = replace(here_settings(), device_name=cpu_name())  # the model name alone, as tables named CPUs before 2026-12-07
+    with pytest.raises(LatencyTableError, match=f"another device {cpu_name()} "):
+        check_here(SimpleNamespace(settings=bare, allocator=allocator()))  # type: ignore[arg-type]
+
+
 def test_recalibrate_makes_predictions_follow_the_device_now(tmp_path: Path) -> None:
     nets = [spec("mobilenetv2", w) for w in (0.2, 0.45, 0.7, 1.0)]
 

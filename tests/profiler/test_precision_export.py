@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import space
+from profiler.cpu import detect_cpu
 from profiler.export import ExportError, export_torchscript, load_torchscript
 from profiler.optimize import (
     BF16_TOLERANCE,
@@ -17,7 +18,6 @@ from profiler.optimize import (
     optimize_for_inference,
     relative_error,
 )
-from profiler.precision import detect_cpu
 
 pytestmark = [
     pytest.mark.usefixtures("one_torch_thread"),
