@@ -15,6 +15,7 @@ from functools import cache
 import torch
 
 
+@cache
 def cpu_name() -> str:
     """The CPU model as the OS reports it."""
     try:

@@ -7,7 +7,6 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from functools import cache
 from statistics import median, quantiles
 from typing import Any
 
@@ -114,7 +113,6 @@ def _other_load(before: tuple[float, float] | None, wall_s: float) -> float | No
     return max(0.0, (busy - own) / wall_s)
 
 
-@cache
 def resolve_device(device: str | torch.device) -> torch.device:
     """Parse ``device`` and check that it exists here (:class:`DeviceError` otherwise)."""
     try:

@@ -53,6 +53,15 @@ def test_missing_cuda_device_is_a_clear_error() -> None:
         resolve_device("tpu")
 
 
+def test_a_device_is_looked_up_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(DeviceError, match="does not exist"):  # not the first answer, kept
+        resolve_device("cuda:1")
+
+
 class Hungry(nn.Module):
     """Allocates about 64 MB inside its forward."""
 
