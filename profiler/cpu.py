@@ -15,17 +15,22 @@ from functools import cache
 import torch
 
 
-@cache
-def cpu_name() -> str:
-    """The CPU model as the OS reports it."""
+def _cpuinfo(field: str) -> str | None:
+    """The value of the first ``field`` line of ``/proc/cpuinfo`` (None where there is none or it cannot be read)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith(field):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "cpu"
+    return None
+
+
+@cache
+def cpu_name() -> str:
+    """The CPU model as the OS reports it."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine() or "cpu"
 
 
 @dataclass(frozen=True)
@@ -52,13 +57,5 @@ class CpuInfo:
 @cache
 def detect_cpu() -> CpuInfo:
     """This machine's CPU (flags from ``/proc/cpuinfo``; none where it cannot be read)."""
-    flags: frozenset[str] = frozenset()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = frozenset(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
+    flags = frozenset((_cpuinfo("flags") or "").split())
     return CpuInfo(cpu_name(), torch.backends.cpu.get_cpu_capability(), flags)
