@@ -16,7 +16,6 @@ the rounds' times by Welch's test (``search.stats.compare``; with two rounds it 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import resource
@@ -29,9 +28,9 @@ from typing import Any
 
 import torch
 
+from bench import machine_stamp
 from e3d.cli import Parser, clip_arg, positive_int, preset_arg
 from profiler.allocator import CHOICES, ENV, allocator
-from profiler.cpu import detect_cpu
 from profiler.latency import measure_latency
 from profiler.memory import lifetime_peaks_gib
 from profiler.precision import ExecConfig, train_step_seconds
@@ -165,10 +164,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"round {i + 1}/{args.rounds}: {setting}", file=sys.stderr, flush=True)
             runs[setting].append(run_child(setting, argv))
     rows = summarise(runs)
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     infer, train = "x".join(map(str, args.clip)), "x".join(map(str, args.train_clip))
     head = (
-        f"# {when}, {detect_cpu().describe()}, {os.cpu_count()} CPUs, {args.threads} torch threads, torch {torch.__version__}; "
+        f"# {machine_stamp(threads=args.threads)}; "
         f"inference {infer} batch {args.batch_size}, training {train} batch {args.train_batch}; "
         f"{args.rounds} rounds, median of {args.repeats} passes each"
     )

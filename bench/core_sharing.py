@@ -21,7 +21,6 @@ cores are placed).
 from __future__ import annotations
 
 import argparse
-import datetime
 import multiprocessing as mp
 import os
 import statistics
@@ -33,8 +32,8 @@ from typing import Any
 
 import torch
 
+from bench import machine_stamp
 from e3d.cli import Parser, positive_int
-from profiler.cpu import detect_cpu
 
 MIB = 2**20
 
@@ -131,10 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --seconds and --sizes-mib must be positive", file=sys.stderr)
         return 2
     l3 = l3_mib()
-    print(
-        f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {detect_cpu().describe()}, {os.cpu_count()} cores, "
-        f"last-level cache {f'{l3:g} MiB' if l3 else 'unknown'}, torch {torch.__version__}"
-    )
+    print(f"# {machine_stamp()}, last-level cache {f'{l3:g} MiB' if l3 else 'unknown'}")
     print(f"# python -m bench.core_sharing {' '.join(sys.argv[1:] if argv is None else argv)}\n")
     print(f"| workload | unit | alone | {args.processes} together (each) | share kept, per round | median |")
     print("|---|---|---:|---:|---|---:|")

@@ -30,10 +30,8 @@ analytically, by running the module, and with fvcore.
 from __future__ import annotations
 
 import argparse
-import datetime
 import math
 import os
-import platform
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -43,9 +41,9 @@ import optuna
 import torch
 
 import space
+from bench import machine_stamp
 from e3d.cli import Parser, positive_int
 from profiler.counting import clear_caches, count_module, count_spec
-from profiler.cpu import detect_cpu
 from search.searchspace import FAMILIES, price_candidates, sample_params
 
 TARGET = 10_000
@@ -183,8 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.specs <= args.cold:
         p.error(f"--specs ({args.specs}) must exceed --cold ({args.cold}): the steady rate is timed on the candidates after the cold ones")
     torch.set_num_threads(1)
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    print(f"# {stamp} on {detect_cpu().describe()} ({platform.machine()}), 1 thread, torch {torch.__version__}, {load()}\n")
+    print(f"# {machine_stamp(threads=1)}\n")
     screening(args.families, args.specs, args.cold)
     if args.models:
         models()

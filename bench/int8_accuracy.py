@@ -12,7 +12,6 @@ not the absolute top-1.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import time
 from pathlib import Path
@@ -20,9 +19,9 @@ from pathlib import Path
 import torch
 
 import space
+from bench import machine_stamp
 from bench.optimize import GOAL_MODELS, _model
 from e3d.cli import Parser
-from profiler.cpu import detect_cpu
 from profiler.quantize import quantize_int8
 
 
@@ -72,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"model": name, "width_mult": width, "float_top1": f, "int8_top1": i8, "change": i8 - f})
         took = time.perf_counter() - t0
         print(f"{name:<14}{width:>5g}x  float {f:6.2f}%  int8 {i8:6.2f}%  change {i8 - f:+6.2f} points  ({took:.0f} s)", flush=True)
-    stamp = f"{datetime.datetime.now().isoformat(timespec='seconds')}, {detect_cpu().describe()}, torch {torch.__version__}"
+    stamp = machine_stamp(threads=torch.get_num_threads())
     setting = f"<= {args.epochs} epochs (<= {args.max_seconds:g} s) per model, lr {args.lr:g}, {args.eval_clips} val clips"
     print(f"{stamp}; task {args.task} 16x48x48, {setting}")
     if args.json:

@@ -25,7 +25,6 @@ machine; the header line says where and when they were taken.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import tempfile
 import time
@@ -38,8 +37,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 import space
+from bench import machine_stamp
 from e3d.cli import Parser, preset_arg
-from profiler.cpu import detect_cpu
 from profiler.precision import ExecConfig, train_step_seconds
 from search.data import PROXY_TASKS, collate, open_dataset
 from search.train import TrainConfig, fit, resolve_exec
@@ -190,9 +189,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     cache = args.cache_dir or tempfile.mkdtemp(prefix="e3d-bench-")
     started = time.perf_counter()
-    load = os.getloadavg()[0]
-    head = f"{detect_cpu().describe()}, {os.cpu_count()} cores, load {load:.1f}, torch {torch.__version__}, {args.threads} thread(s)"
-    print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {head}; batch {BATCH}")
+    print(f"# {machine_stamp(threads=args.threads)}; batch {BATCH}")
     rows: list[Row] = []
     for source in args.sources:
         rows += measure_source(source, args.models, batches=args.batches, threads=args.threads, cache_dir=cache)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import shlex
 import sys
 from pathlib import Path
@@ -35,8 +34,8 @@ import optuna
 import pandas as pd
 import torch
 
+from bench import machine_stamp
 from e3d.cli import Parser
-from profiler.cpu import detect_cpu
 from profiler.precision import PRECISIONS
 from search import fidelity as fid
 from search.budget import Budget
@@ -231,7 +230,7 @@ def report(
     base = training_compute(protocols["default"])
     threads = protocols["default"].threads or torch.get_num_threads()
     lines = [
-        f"# Proxy fidelity ({datetime.datetime.now():%Y-%m-%d %H:%M}, {detect_cpu().describe()}, {threads} torch threads per trial)",
+        f"# Proxy fidelity ({machine_stamp(threads=f'{threads} torch thread(s) per trial')})",
         "",
         f"`{command}`",
         "",

@@ -40,10 +40,10 @@ from typing import Any
 
 import optuna
 
+from bench import machine_stamp
 from bench.proxy_fidelity import TINY, macs_of, protocol_config, runs_at
 from e3d.cli import Parser
 from e3d.commands.search import jobs_arg
-from profiler.cpu import detect_cpu
 from search import fidelity as fid
 from search.jobs import JobSpec, run_jobs
 from search.study import HEARTBEAT_S, ProxyConfig, load_proxy, open_storage, open_study, run_worker, sqlite_url
@@ -137,11 +137,9 @@ def run_config(name: str, proxy: ProxyConfig, archs: list[tuple[str, dict[str, A
 def report(rounds: list[Result], *, command: str, jobs: int) -> str:
     """The markdown report: each round's wall time and trials per hour, each configuration's over its
     rounds and their ratio, accuracies side by side (the last round of each)."""
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     before, after = combined(rounds, "before"), combined(rounds, "after")
-    cpu = detect_cpu().describe()
     lines = [
-        f"# Search throughput ({datetime.datetime.now():%Y-%m-%d %H:%M}, {cpu}, {os.cpu_count()} CPUs, load {load:.1f} at the end)",
+        f"# Search throughput ({machine_stamp()}, at the end)",
         "",
         f"`{command}`",
         "",

@@ -11,15 +11,14 @@ exactly the settings `e3d search` uses by default.
 from __future__ import annotations
 
 import argparse
-import datetime
 import time
 from statistics import mean
 
 import optuna
 import torch
 
+from bench import machine_stamp
 from e3d.cli import Parser
-from profiler.cpu import detect_cpu
 from search.budget import Budget, screen
 from search.searchspace import FAMILIES, sample_params, spec_from_params
 from search.study import ProxyConfig, load_proxy
@@ -39,8 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     proxy = ProxyConfig(epochs=args.epochs, train_samples=args.train_samples, val_samples=args.val_samples)
     budget = Budget(mflops=args.budget_mflops)
-    where = f"{detect_cpu().describe()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    print(f"# {datetime.datetime.now():%Y-%m-%d %H:%M} on {where}")
+    print(f"# {machine_stamp(threads=torch.get_num_threads())}")
     print(f"# proxy: {proxy.describe()}; budget: {budget.describe()}\n")
 
     t0 = time.perf_counter()

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import shlex
 import sys
 from pathlib import Path
@@ -50,9 +49,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from analysis.plots import plot_front_vs_presets, save_figure
 from analysis.scaling import trained_on
+from bench import machine_stamp
 from e3d.cli import Parser, positive_float, positive_int
 from e3d.commands.search import jobs_arg
-from profiler.cpu import detect_cpu
 from search import finalize as fin
 from search import front
 from search.budget import Budget
@@ -382,8 +381,7 @@ def bench(args: argparse.Namespace, command: str) -> int:
         raise BenchError("no preset finished training: nothing to measure the CPU budget with")
     body = (run_front if args.mode == "front" else run_budgets)(args, storage, proxy, trained)
     threads = f"{proxy.threads or torch.get_num_threads()} torch threads per trial" + (f", {args.jobs} jobs" if args.jobs > 1 else "")
-    when = f"{datetime.datetime.now():%Y-%m-%d %H:%M}, {detect_cpu().describe()}, {threads}"
-    head = f"# Search vs presets, {args.mode} ({when})"
+    head = f"# Search vs presets, {args.mode} ({machine_stamp(threads=threads)})"
     text = f"{head}\n\n`{command}`\n\nproxy: {proxy.describe()}; task {proxy.task}\n\n{body}\n"
     write_text(args.out / f"{args.mode}.md", text)
     print(text)

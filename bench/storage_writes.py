@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -35,11 +33,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import optuna
-import torch
 
+from bench import machine_stamp
 from e3d.cli import Parser, non_negative_int, positive_int
 from e3d.cli import main as e3d_main
-from profiler.cpu import detect_cpu
 from search import study as st
 from search.stats import summarize
 
@@ -105,8 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="e3d-storage-"))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"# {stamp} on {detect_cpu().describe()} ({platform.machine()}), torch {torch.__version__}, databases in {out}")
+    print(f"# {machine_stamp()}, databases in {out}")
     results: dict[str, dict[str, list[float]]] = {name: {"write": [], "trial": []} for name in SETTINGS}
     try:
         for r in range(args.rounds):

@@ -12,16 +12,14 @@ where and when the numbers were taken; they move by several points between seeds
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
 import tempfile
 import time
 
 import torch
 
 import space
+from bench import machine_stamp
 from e3d.cli import Parser, preset_arg
-from profiler.cpu import detect_cpu
 from search.data import PROXY_SCALES, proxy_dataset
 from search.train import TrainConfig, fit
 
@@ -44,9 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cache-dir", default=None, help="proxy cache (default: a temporary folder)")
     args = p.parse_args(argv)
     cache = args.cache_dir or tempfile.mkdtemp(prefix="e3d-bench-")
-    load = os.getloadavg()[0]
-    where = f"{detect_cpu().describe()}, {os.cpu_count()} cores, load {load:.1f}, torch {torch.__version__}, {args.threads} threads"
-    print(f"# {datetime.datetime.now():%Y-%m-%d %H:%M} on {where}")
+    print(f"# {machine_stamp(threads=args.threads)}")
     print(f"# {args.epochs} epochs of {args.train_samples} clips, batch 16, lr {args.lr:g}, 16x48x48; val: 300 videos")
     print(f"# crop scales {args.scales or 'default'}, frame step {args.frame_step or 'default'}\n")
     print(f"{'task':<7} {'model':<18} {'seed':>4} {'step':>4} {'val top1 per epoch':<24} {'train top1':>10} {'clips/s':>8} {'s':>5}")

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench import machine_stamp
 from e3d.cli import Parser, clip_arg, non_negative_int, positive_int, preset_arg
 from profiler.counting import spec_totals
 from profiler.precision import (
@@ -157,8 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         peaks["bf16"] = matmul_gflops("bf16", threads=args.threads)
     labels = [c.label for c in configurations(args.threads)] + (["compile"] if args.compile else [])
     started = datetime.datetime.now(datetime.timezone.utc)
-    load = os.getloadavg()[0]
-    print(f"# {started:%Y-%m-%d %H:%M} UTC, {cpu.describe()}, {os.cpu_count()} cores, load {load:.1f}, torch {torch.__version__}")
+    print(f"# {machine_stamp()}")
     command = "python -m bench.train_speed " + " ".join(sys.argv[1:] if argv is None else argv)
     print(f"# {args.threads} thread(s), batch {args.batch_size}, median of {args.steps} steps after {args.warmup}; command: {command}")
     print("# matmul 1024^2: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()) + "\n")
