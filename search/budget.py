@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -138,8 +139,28 @@ def feasible_families(families: Sequence[str], budget: Budget) -> tuple[tuple[st
 
 
 def validate_for_clip(spec: NetSpec, clip: Clip) -> NetSpec:
-    """The same network at another clip (the proxy clip); :class:`SpecError` if it cannot run there."""
+    """The same network at another clip (the proxy clip); :class:`SpecError` if it cannot run there, or
+    cannot train there (:func:`check_sgs_trainable`)."""
     try:
-        return spec.replace(clip=clip)
+        at_clip = spec.replace(clip=clip)
+        check_sgs_trainable(at_clip)
     except SpecError as e:
         raise SpecError(e.field, f"{e.reason} [at the proxy clip]") from None
+    return at_clip
+
+
+def check_sgs_trainable(spec: NetSpec) -> None:
+    """:class:`SpecError` where training could reach a BatchNorm with one value per channel: after an SGS layer
+    the clips of a batch that kept the same number of bins run on together (``space.modules.Net``), so a clip
+    that keeps the fewest bins (each layer's ``multiple``) may run alone, and a BatchNorm whose map is then a
+    single position cannot compute its batch statistics (PyTorch stops the training step). Inference is not
+    affected; networks without SGS always run their whole batch together."""
+    if not spec.sgs:
+        return
+    layers = spec.trace([s.multiple for s in spec.sgs])
+    first = next(i for i, layer in enumerate(layers) if layer.kind == "similarity")
+    for layer in layers[first:]:
+        if layer.kind == "bn" and math.prod(layer.in_shape[1:]) == 1:
+            fewest = ", ".join(str(s.multiple) for s in spec.sgs)
+            reason = f"{layer.name} would normalise a single position per channel for a clip that keeps {fewest} bin(s) alone in its group"
+            raise SpecError("clip", f"{reason}: training cannot run it")

@@ -195,6 +195,7 @@ def _is_spec_file(model: str) -> bool:
 def build_spec(args: argparse.Namespace, num_classes: int, default_size: int) -> tuple[Any, str]:
     """The spec to train and a short model name; presets take the dataset's class count."""
     import space
+    from search.budget import check_sgs_trainable
     from search.train import ClassCountError
 
     path = Path(args.model)
@@ -224,6 +225,7 @@ def build_spec(args: argparse.Namespace, num_classes: int, default_size: int) ->
     dropout = args.dropout if args.dropout is not None else (0.9 if args.freeze_backbone else None)
     if dropout is not None:
         spec = spec.replace(dropout=dropout)
+    check_sgs_trainable(spec)
     return spec, name
 
 

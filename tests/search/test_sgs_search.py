@@ -9,10 +9,11 @@ import torch
 import space
 from profiler.counting import spec_totals
 from profiler.datacost import data_cost, dataset_bins
-from search.budget import Budget, screen, validate_for_clip
+from search.budget import Budget, check_sgs_trainable, screen, validate_for_clip
 from search.searchspace import FAMILIES, SPACE, corner_params, preset_params, sample_params, spec_from_params
 from search.study import Objective, ProxyConfig, SearchConfig, load_proxy
 from space.sgs import with_sgs
+from space.spec import SpecError
 
 
 @pytest.mark.parametrize("width", space.model_info("sevnet").paper_widths)
@@ -117,3 +118,30 @@ def test_sgs_over_budget_after_training_is_infeasible_to_the_sampler(monkeypatch
     assert t.user_attrs["macs_untrained"] == round(cheap) and t.user_attrs["macs"] == full
     assert t.user_attrs["feasible"] is False and "after training" in t.user_attrs["rejected_reason"]
     assert t.constraints["macs"] == pytest.approx(full / (budget.mflops * 1e6) - 1) and t.constraints["macs"] > 0
+
+
+SGS_AFTER_FIRST = ["mobilenet", "mobilenetv2", "shufflenetv2", "squeezenet", "sevnet"]
+"""The families whose network with SGS after its first stage can be built at a 16x32x32 clip."""
+
+
+@pytest.mark.parametrize("family", SGS_AFTER_FIRST)
+def test_an_sgs_network_that_would_normalise_one_position_per_clip_cannot_train_at_that_clip(family: str) -> None:
+    spec = spec_from_params({**preset_params(family, 0.5), f"{family}.sgs": SPACE[family].sgs_after[0], f"{family}.sgs_bin_width": 0.5})
+    with pytest.raises(SpecError, match=r"_bn would normalise a single position per channel .* \[at the proxy clip\]"):
+        validate_for_clip(spec, (16, 32, 32))
+    validate_for_clip(spec, (16, 48, 48))  # its last maps are 2x2 there
+    check_sgs_trainable(spec)  # and larger still at the budget clip
+    check_sgs_trainable(validate_for_clip(spec_from_params(preset_params(family, 0.5)), (16, 32, 32)))  # without SGS: the whole batch
+
+
+def test_a_search_rejects_such_a_candidate_instead_of_stopping_in_its_training() -> None:
+    """A clip that keeps one bin runs on alone after the SGS layer; at 16x32x32 MobileNet's last maps are 1x1x1, and
+    training stopped the whole search with PyTorch's "Expected more than 1 value per channel when training"."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    proxy = ProxyConfig(clip=(16, 32, 32), train_samples=16, val_samples=8, epochs=1, batch_size=8)
+    config = SearchConfig(budget=Budget(mflops=500), families=("mobilenet",), proxy=proxy, sgs=True, pruner="none")
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({**preset_params("mobilenet", 0.5), "mobilenet.sgs": 0, "mobilenet.sgs_bin_width": 0.5})
+    study.optimize(Objective(config, load_proxy(proxy, progress=False)), n_trials=1)
+    a = study.trials[0].user_attrs
+    assert "accuracy" not in a and not a["feasible"] and "single position per channel" in a["rejected_reason"]
