@@ -8,20 +8,22 @@ Every run goes through the search's own trial code (``search.study.Objective`` i
 so an SGS network is measured exactly as a search measures it: ``macs`` is the trained network's
 mean over the proxy validation clips (counted at 16x112x112), ``macs_untrained`` the untrained one's.
 
-    python scripts/sev_sgs.py --task motion --out runs/sev-sgs       # then the same with --task digits
-    e3d analyze --csv runs/sev-sgs/motion/trials.csv               # the usual analysis of the rows
+    python -m bench.sev_sgs --task motion --out runs/sev-sgs       # then the same with --task digits
+    e3d analyze --csv runs/sev-sgs/motion/trials.csv             # the usual analysis of the rows
 
 Writes ``<out>/<task>/trials.csv`` (the search's schema; extra SGS attributes in ``sgs.csv``) and
 prints a summary table (mean and spread over seeds). Interrupt and run again to continue: the study
-lives in ``<out>/<task>/study.db``.
+lives in ``<out>/<task>/study.db``. ``--tiny`` is a smoke run (tiny clips, seconds a network).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from statistics import fmean
 from typing import Any
@@ -30,12 +32,19 @@ import optuna
 import pandas as pd
 import torch
 
+from bench import machine_stamp
+from bench.proxy_fidelity import TINY
+from e3d.cli import Parser, positive_float, positive_int
 from profiler.counting import spec_totals
 from search import study as st
 from search.budget import Budget
 from search.results import study_frame, write_outputs
 from search.searchspace import SPACE, preset_params, spec_from_params
 from search.stats import compare, summarize
+from space.files import write_text
+
+TINY_CLIP = (16, 48, 48)
+"""``--tiny``'s clip: the default proxy clip (TINY's has too few frames and positions for an SGS layer to train)."""
 
 FAMILIES = ("squeezenet", "mobilenet", "mobilenetv2", "shufflenet", "shufflenetv2", "sevnet")
 
@@ -55,11 +64,11 @@ def matched_width(family: str, target_macs: float) -> float:
     return min((w for w in around if SPACE[family].width[0] <= w <= SPACE[family].width[1]), key=lambda w: abs(macs(w) - target_macs))
 
 
-def runs(target_macs: float, bin_widths: list[float]) -> list[dict[str, Any]]:
-    """The parameters of every network: each family at its matched width, without SGS and with SGS
+def runs(target_macs: float, bin_widths: list[float], *, families: Sequence[str] = FAMILIES) -> list[dict[str, Any]]:
+    """The parameters of every network: each of ``families`` at its matched width, without SGS and with SGS
     after its first stage at each bin width."""
     out = []
-    for family in FAMILIES:
+    for family in families:
         params = preset_params(family, matched_width(family, target_macs))
         out.append(params)
         out += [{**params, f"{family}.sgs": SPACE[family].sgs_after[0], f"{family}.sgs_bin_width": w} for w in bin_widths]
@@ -70,6 +79,11 @@ def _key(params: dict[str, Any], seed: int | None) -> str:
     return json.dumps({**params, "seed": seed}, sort_keys=True)
 
 
+def trained(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``df`` (``trials_full.csv``'s columns) that trained: complete, with an accuracy (not rejected)."""
+    return df[(df["state"] == "COMPLETE") & df["accuracy"].notna()]
+
+
 def summary(df: pd.DataFrame, extra: dict[int, dict[str, Any]]) -> str:
     """Markdown table: per family and variant (no SGS, SGS at each bin width), mean and spread over
     seeds of top-1 and of the mean multiply-adds over the validation clips, and the bins kept."""
@@ -77,7 +91,7 @@ def summary(df: pd.DataFrame, extra: dict[int, dict[str, Any]]) -> str:
         "| family | width | SGS | top-1 % (mean ± sample sd (n)) | per seed | macs M (mean over val clips) | bins kept (of max) | s/run |",
         "|---|---:|---|---:|---|---:|---:|---:|",
     ]
-    done = df[df["state"] == "COMPLETE"].copy()
+    done = trained(df).copy()
     done["variant"] = done["number"].map(lambda n: extra[n]["bin_width"] if extra[n]["sgs"] else -1.0)
     for family in FAMILIES:
         for variant in sorted(done[done["family"] == family]["variant"].unique()):
@@ -101,7 +115,8 @@ def summary(df: pd.DataFrame, extra: dict[int, dict[str, Any]]) -> str:
 
 def verdicts(df: pd.DataFrame, extra: dict[int, dict[str, Any]]) -> str:
     """SEVNet against each other family, both without SGS, by :func:`search.stats.compare` over seeds."""
-    done = df[(df["state"] == "COMPLETE") & df["number"].map(lambda n: not extra[n]["sgs"])]
+    done = trained(df)
+    done = done[done["number"].map(lambda n: not extra[n]["sgs"])]
     acc = {str(f): [float(a) for a in g.sort_values("seed")["accuracy"]] for f, g in done.groupby("family")}
     lines = ["| SEVNet vs | verdict |", "|---|---|"]
     lines += [f"| {f} | {compare(acc['sevnet'], acc[f], chance=10.0).format()} |" for f in FAMILIES if f != "sevnet" and f in acc]
@@ -127,49 +142,86 @@ def from_results(folder: Path) -> str:
     df = pd.read_csv(folder / "trials.csv")
     extra = read_extra(folder / "sgs.csv")
     text = summary(df, extra) + "\n\n" + verdicts(df, extra)
-    (folder / "summary.md").write_text(text + "\n")
+    write_text(folder / "summary.md", text + "\n")
     return text
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run (or continue) the evidence study of one task and print its summary."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line (one-line errors, exit 2, for bad values)."""
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", choices=("motion", "digits"), default="motion")
     p.add_argument("--out", type=Path, default=Path("runs/sev-sgs"))
-    p.add_argument("--target-mflops", type=float, default=150.0, help="multiply-adds per 16x112x112 clip, millions (default 150)")
-    p.add_argument("--seeds", type=int, default=2)
-    p.add_argument("--bin-widths", default="0.5", help="SGS bin widths to run, comma-separated (default 0.5, SGSSpec's default)")
-    p.add_argument("--train-samples", type=int, default=600)
-    p.add_argument("--val-samples", type=int, default=200)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES), help="families to run (default: all six)")
+    p.add_argument("--target-mflops", type=positive_float, default=150.0, help="multiply-adds per 16x112x112 clip, millions (default 150)")
+    p.add_argument("--seeds", type=positive_int, default=2)
+    p.add_argument("--bin-widths", type=bin_widths, default=[0.5], help="SGS bin widths, comma-separated (default 0.5, SGSSpec's)")
+    p.add_argument("--train-samples", type=positive_int, default=600)
+    p.add_argument("--val-samples", type=positive_int, default=200)
+    p.add_argument("--epochs", type=positive_int, default=3)
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--lr", type=positive_float, default=0.05)
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--tiny", action="store_true", help="a smoke run: clip 16x48x48, 16 training and 16 validation videos, 2 epochs")
     p.add_argument("--from-results", type=Path, metavar="DIR", help="only rewrite DIR/summary.md from its trials.csv and sgs.csv")
-    args = p.parse_args(argv)
-    if args.from_results:
-        print(from_results(args.from_results))
-        return 0
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    return p.parse_args(argv)
+
+
+def bin_widths(text: str) -> list[float]:
+    """``0.1,0.5`` as ``[0.1, 0.5]``: each a number in (0, 1]."""
+    try:
+        widths = [float(w) for w in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers, got {text!r}") from None
+    if not all(0 < w <= 1 for w in widths):
+        raise argparse.ArgumentTypeError(f"bin widths must be in (0, 1], got {text!r}")
+    return widths
+
+
+def proxy_of(args: argparse.Namespace) -> st.ProxyConfig:
+    """The proxy protocol the command line asks for (``--tiny``: TINY's clip and sizes, the task's own)."""
+    if args.tiny:
+        return dataclasses.replace(TINY, clip=TINY_CLIP, task=args.task, threads=args.threads)
+    sizes = {k: getattr(args, k) for k in ("train_samples", "val_samples", "epochs", "batch_size", "lr", "threads")}
+    return st.ProxyConfig(task=args.task, **sizes)
+
+
+def enqueue(study: optuna.Study, args: argparse.Namespace) -> None:
+    """Queue every run the study does not hold yet (more bin widths or seeds extend it)."""
+    held = {_key(t.params or t.system_attrs.get("fixed_params", {}), t.user_attrs.get("seed")) for t in study.get_trials(deepcopy=False)}
+    for seed in range(args.seeds):
+        for params in runs(args.target_mflops * 1e6, args.bin_widths, families=args.families):
+            if _key(params, seed) not in held:
+                study.enqueue_trial(params, user_attrs={"source": "sweep", "seed": seed})
+
+
+def sgs_attributes(study: optuna.Study) -> dict[int, dict[str, Any]]:
+    """Per trial number: whether it has SGS, where and with how many bins, and its multiply-add attributes."""
+    keys = ("macs_untrained", "macs_min", "macs_max", "macs_upper_bound", "sgs_mean_bins")
+    extra: dict[int, dict[str, Any]] = {}
+    for t in study.get_trials(deepcopy=False):
+        layers = json.loads(t.user_attrs.get("spec", "{}")).get("sgs", [])
+        first = layers[0] if layers else {}
+        extra[t.number] = {
+            "sgs": bool(layers),
+            "after": first.get("after_stage"),
+            "max_bins": first.get("bins"),
+            "bin_width": first.get("bin_width", 0.5) if layers else None,
+            **{k: t.user_attrs.get(k) for k in keys},
+        }
+    return extra
+
+
+def run_task(args: argparse.Namespace) -> str:
+    """Train every queued run of ``args.task`` (a progress line per trial), write the folder's outputs and
+    return its summary and verdicts."""
     out = args.out / args.task
     out.mkdir(parents=True, exist_ok=True)
-    proxy = st.ProxyConfig(
-        task=args.task,
-        train_samples=args.train_samples,
-        val_samples=args.val_samples,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
+    families = tuple(args.families)
+    config = st.SearchConfig(
+        budget=Budget(), families=families, proxy=proxy_of(args), pruner="none", baselines=False, kind="sweep", sgs=True
     )
-    config = st.SearchConfig(budget=Budget(), families=FAMILIES, proxy=proxy, pruner="none", baselines=False, kind="sweep", sgs=True)
-    storage = st.open_storage(f"sqlite:///{(out / 'study.db').resolve()}")
-    study, config, _ = st.open_study("sev-sgs", storage, config)
-    queued = {_key(t.params or t.system_attrs.get("fixed_params", {}), t.user_attrs.get("seed")) for t in study.get_trials(deepcopy=False)}
-    for seed in range(args.seeds):  # only the runs the study does not hold yet: more bin widths or seeds extend it
-        for params in runs(args.target_mflops * 1e6, [float(w) for w in args.bin_widths.split(",")]):
-            if _key(params, seed) not in queued:
-                study.enqueue_trial(params, user_attrs={"source": "sweep", "seed": seed})
+    study, config, _ = st.open_study("sev-sgs", st.open_storage(st.sqlite_url(out / "study.db")), config)
+    enqueue(study, args)
     data = st.load_proxy(config.proxy)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()
@@ -181,22 +233,23 @@ def main(argv: list[str] | None = None) -> int:
     st.run_worker(study, config, data, n_trials=0, on_trial=on_trial)
     df = study_frame(study)
     write_outputs(df, out)
-    extra: dict[int, dict[str, Any]] = {}
-    for t in study.get_trials(deepcopy=False):
-        spec = json.loads(t.user_attrs.get("spec", "{}"))
-        layers = spec.get("sgs", [])
-        keys = ("macs_untrained", "macs_min", "macs_max", "macs_upper_bound", "sgs_mean_bins")
-        extra[t.number] = {
-            "sgs": bool(layers),
-            "after": layers[0]["after_stage"] if layers else None,
-            "max_bins": layers[0]["bins"] if layers else None,
-            "bin_width": layers[0].get("bin_width", 0.5) if layers else None,
-            **{k: t.user_attrs.get(k) for k in keys},
-        }
-    pd.DataFrame([{"number": n, **e} for n, e in extra.items()]).to_csv(out / "sgs.csv", index=False)
-    table = summary(df, extra) + "\n\n" + verdicts(df, extra)
-    (out / "summary.md").write_text(table + "\n")
-    print(table)
+    extra = sgs_attributes(study)
+    write_text(out / "sgs.csv", pd.DataFrame([{"number": n, **e} for n, e in extra.items()]).to_csv(index=False))
+    text = summary(df, extra) + "\n\n" + verdicts(df, extra)
+    write_text(out / "summary.md", text + "\n")
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run (or continue) the evidence study of one task and print its summary."""
+    args = parse_args(argv)
+    if args.from_results:
+        print(from_results(args.from_results))
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"# {machine_stamp(threads=torch.get_num_threads())}", file=sys.stderr)
+    print(run_task(args))
     return 0
 
 
