@@ -8,12 +8,11 @@ Every run goes through the search's own trial code (``search.study.Objective`` i
 so an SGS network is measured exactly as a search measures it: ``macs`` is the trained network's
 mean over the proxy validation clips (counted at 16x112x112), ``macs_untrained`` the untrained one's.
 
-    python -m bench.sev_sgs --task motion --out runs/sev-sgs       # then the same with --task digits
-    e3d analyze --csv runs/sev-sgs/motion/trials.csv             # the usual analysis of the rows
+Run: python -m bench.sev_sgs [--task motion|digits] [--out runs/sev-sgs] [--bin-widths 0.5] [--seeds 2] [--families ...] [--tiny]
 
-Writes ``<out>/<task>/trials.csv`` (the search's schema; extra SGS attributes in ``sgs.csv``) and
-prints a summary table (mean and spread over seeds). Interrupt and run again to continue: the study
-lives in ``<out>/<task>/study.db``. ``--tiny`` is a smoke run (tiny clips, seconds a network).
+Writes ``<out>/<task>/trials.csv`` (the search's schema; ``e3d analyze --csv`` reads it), the extra SGS attributes
+in ``sgs.csv``, and prints a summary table (mean and spread over seeds). Interrupt and run again to continue: the
+study lives in ``<out>/<task>/study.db``. ``--tiny`` is a smoke run (a few videos, seconds a network).
 """
 
 from __future__ import annotations
