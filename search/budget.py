@@ -12,12 +12,16 @@ from profiler.costs import Cost
 from profiler.counting import spec_totals
 from profiler.datacost import Bins, data_cost
 from profiler.latency_table import UnpricedLayerError
-from search.searchspace import SPACE, Clip, corner_params, spec_from_params
+from search.searchspace import SPACE, Clip, corner_params, paper_presets, preset_params, spec_from_params
 from space.spec import E3DError, NetSpec, SpecError
 
 
 class BudgetError(E3DError):
     """A budget no candidate of the chosen families can meet."""
+
+
+class ProxyClipError(E3DError):
+    """A proxy clip (and batch size) at which no family of a search can train."""
 
 
 @dataclass(frozen=True)
@@ -138,29 +142,56 @@ def feasible_families(families: Sequence[str], budget: Budget) -> tuple[tuple[st
     return fits, minima
 
 
-def validate_for_clip(spec: NetSpec, clip: Clip) -> NetSpec:
+def validate_for_clip(spec: NetSpec, clip: Clip, *, batch_size: int = 2) -> NetSpec:
     """The same network at another clip (the proxy clip); :class:`SpecError` if it cannot run there, or
-    cannot train there (:func:`check_sgs_trainable`)."""
+    cannot train there in batches of ``batch_size`` clips (:func:`check_batch_norms`)."""
     try:
         at_clip = spec.replace(clip=clip)
-        check_sgs_trainable(at_clip)
+        check_batch_norms(at_clip, batch_size=batch_size)
     except SpecError as e:
         raise SpecError(e.field, f"{e.reason} [at the proxy clip]") from None
     return at_clip
 
 
-def check_sgs_trainable(spec: NetSpec) -> None:
-    """:class:`SpecError` where training could reach a BatchNorm with one value per channel: after an SGS layer
-    the clips of a batch that kept the same number of bins run on together (``space.modules.Net``), so a clip
-    that keeps the fewest bins (each layer's ``multiple``) may run alone, and a BatchNorm whose map is then a
-    single position cannot compute its batch statistics (PyTorch stops the training step). Inference is not
-    affected; networks without SGS always run their whole batch together."""
-    if not spec.sgs:
-        return
-    layers = spec.trace([s.multiple for s in spec.sgs])
-    first = next(i for i, layer in enumerate(layers) if layer.kind == "similarity")
-    for layer in layers[first:]:
-        if layer.kind == "bn" and math.prod(layer.in_shape[1:]) == 1:
+def check_batch_norms(spec: NetSpec, *, batch_size: int) -> None:
+    """:class:`SpecError` where a training step could give a BatchNorm one value per channel, whose batch
+    statistics PyTorch cannot take (it stops the step): ``batch_size`` clips of one position each there, or,
+    after an SGS layer, one clip of one position. After SGS the clips that kept the same number of bins run on
+    together (``space.modules.Net``), so a clip that keeps the fewest (each layer's ``multiple``) may run alone.
+    Inference is not affected."""
+    layers = spec.trace([s.multiple for s in spec.sgs]) if spec.sgs else spec.layers
+    clips, why = batch_size, f"a batch of {batch_size} clip(s)"
+    for layer in layers:
+        if layer.kind == "similarity":
             fewest = ", ".join(str(s.multiple) for s in spec.sgs)
-            reason = f"{layer.name} would normalise a single position per channel for a clip that keeps {fewest} bin(s) alone in its group"
-            raise SpecError("clip", f"{reason}: training cannot run it")
+            clips, why = 1, f"a clip that keeps {fewest} bin(s) alone in its group after SGS"
+        if layer.kind == "bn" and clips * math.prod(layer.in_shape[1:]) == 1:
+            where = "x".join(map(str, layer.in_shape[1:]))
+            raise SpecError(
+                "clip", f"{layer.name} would normalise a single value per channel ({why}, a {where} map): training cannot run it"
+            )
+
+
+def trainable_families(families: Sequence[str], clip: Clip, *, batch_size: int) -> tuple[str, ...]:
+    """The families of which some Table 8 preset or smallest candidate (:func:`corner_params`, no SGS) can train at
+    ``clip`` in batches of ``batch_size`` (:func:`validate_for_clip`). Width and depth do not change where a
+    family's strides take its maps, so a family none of these can train has no candidate that could, and a search
+    would only reject its candidates, one after another. :class:`ProxyClipError` naming each family's first reason
+    when none is left."""
+    reasons = {f: r for f in families if (r := _untrainable(f, clip, batch_size)) is not None}
+    if len(reasons) == len(families):
+        at = f"{'x'.join(map(str, clip))} in batches of {batch_size}"
+        raise ProxyClipError(f"no family can train at the proxy clip {at}: " + "; ".join(f"{f}: {r}" for f, r in reasons.items()))
+    return tuple(f for f in families if f not in reasons)
+
+
+def _untrainable(family: str, clip: Clip, batch_size: int) -> str | None:
+    """None where a preset or smallest candidate of ``family`` can train at ``clip``, else the first one's reason."""
+    first = None
+    for params in [preset_params(family, w) for _, w in paper_presets([family])] + corner_params(family):
+        try:
+            validate_for_clip(spec_from_params(params), clip, batch_size=batch_size)
+            return None
+        except SpecError as e:
+            first = first or str(e)
+    return first

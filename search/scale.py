@@ -572,7 +572,7 @@ class ScaleObjective(Objective):
                 "cpu": detect_cpu().describe(), "trained": True}  # fmt: skip
         for k, v in info.items():
             trial.set_user_attr(k, v)
-        accuracy, best, epochs = self._train(trial, validate_for_clip(spec, clip), int(a["seed"]))
+        accuracy, best, epochs = self._train(trial, validate_for_clip(spec, clip, batch_size=self.config.proxy.batch_size), int(a["seed"]))
         trial.set_user_attr("accuracy", accuracy)
         trial.set_user_attr("best_accuracy", best)
         trial.set_user_attr("epochs", epochs)

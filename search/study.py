@@ -631,7 +631,7 @@ class Objective:
         if not verdict.feasible:
             return verdict, None, verdict.reason
         try:
-            return verdict, validate_for_clip(spec, cfg.proxy.clip), verdict.reason
+            return verdict, validate_for_clip(spec, cfg.proxy.clip, batch_size=cfg.proxy.batch_size), verdict.reason
         except SpecError as e:
             return verdict, None, str(e)
 

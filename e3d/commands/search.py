@@ -75,7 +75,13 @@ def add_proxy_args(p: argparse.ArgumentParser, *, epochs: int = 3, train_samples
     x.add_argument("--task", choices=("motion", "digits"), default="motion", help="built-in proxy task (default motion)")
     x.add_argument("--data", metavar="PATH", help="train on a dataset instead (any layout e3d train reads)")
     x.add_argument("--format", dest="data_format", metavar="F", help="layout of --data (guessed when omitted)")
-    x.add_argument("--proxy-clip", type=clip_arg, default=(16, 48, 48), metavar="TxHxW", help="training clip (default 16x48x48)")
+    x.add_argument(
+        "--proxy-clip",
+        type=clip_arg,
+        default=(16, 48, 48),
+        metavar="TxHxW",
+        help="training clip (default 16x48x48); networks that cannot train at it are rejected; a search leaves out families that cannot",
+    )
     x.add_argument(
         "--train-samples",
         type=positive_int,
@@ -251,7 +257,7 @@ def _search_config(args: argparse.Namespace) -> Any:
     """The ``SearchConfig`` of a new search: its budget, the families that can fit it (the others are
     named on stderr) and the proxy task."""
     from search import study as st
-    from search.budget import Budget, feasible_families
+    from search.budget import Budget, feasible_families, trainable_families
     from search.lagged import lag_for
     from search.searchspace import FAMILIES, check_families
 
@@ -269,10 +275,15 @@ def _search_config(args: argparse.Namespace) -> Any:
     left_out = [f"{f} (min {minima[f][0] / 1e6:.0f} M macs)" for f in families if f not in fits]
     if left_out:
         print(f"left out, cannot fit the budget: {', '.join(left_out)}", file=sys.stderr)
+    proxy = proxy_config(args)
+    trainable = trainable_families(fits, proxy.clip, batch_size=proxy.batch_size)
+    if len(trainable) < len(fits):
+        at = f"{'x'.join(map(str, proxy.clip))} in batches of {proxy.batch_size}"
+        print(f"left out, cannot train at the proxy clip {at}: {', '.join(f for f in fits if f not in trainable)}", file=sys.stderr)
     return st.SearchConfig(
         budget=budget,
-        families=fits,
-        proxy=proxy_config(args),
+        families=trainable,
+        proxy=proxy,
         objective=args.objective,
         pruner=pruner,
         rungs=args.rungs,

@@ -195,7 +195,6 @@ def _is_spec_file(model: str) -> bool:
 def build_spec(args: argparse.Namespace, num_classes: int, default_size: int) -> tuple[Any, str]:
     """The spec to train and a short model name; presets take the dataset's class count."""
     import space
-    from search.budget import check_sgs_trainable
     from search.train import ClassCountError
 
     path = Path(args.model)
@@ -225,7 +224,6 @@ def build_spec(args: argparse.Namespace, num_classes: int, default_size: int) ->
     dropout = args.dropout if args.dropout is not None else (0.9 if args.freeze_backbone else None)
     if dropout is not None:
         spec = spec.replace(dropout=dropout)
-    check_sgs_trainable(spec)
     return spec, name
 
 
@@ -326,12 +324,14 @@ def _open_datasets(args: argparse.Namespace) -> _Data:
 def _build_model(args: argparse.Namespace, data: _Data) -> tuple[Any, Any, str]:
     """Seed, then build the model (checked against the memory limit) and load --pretrained; returns (model, spec, name)."""
     from profiler.footprint import check_memory
+    from search.budget import check_batch_norms
     from search.train import seed_everything
     from space import build
 
     seed_everything(args.seed)
     spec, name = build_spec(args, data.train.num_classes, data.default_size)
     check_memory(spec, batch=args.batch_size, training=True)  # an oversized spec: one line, before allocating
+    check_batch_norms(spec, batch_size=args.batch_size)  # so is one whose BatchNorm would see one value per channel
     model = build(spec)
     if args.pretrained:
         print(load_pretrained(model, args.pretrained))

@@ -75,7 +75,7 @@ def test_sweep_with_sgs_runs_each_preset_with_and_without(tmp_path: Path, monkey
 
     monkeypatch.setenv("E3D_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("search.train.fit", fake_fit([]))
-    # 16x48x48: at 16x32x32 a lone clip that keeps one bin would reach a 1x1x1 BatchNorm (search.budget.check_sgs_trainable)
+    # 16x48x48: at 16x32x32 a lone clip that keeps one bin would reach a 1x1x1 BatchNorm (search.budget.check_batch_norms)
     tiny = ["--proxy-clip", "16x48x48", "--train-samples", "16", "--val-samples", "8", "--epochs", "1", "--batch-size", "8", "--quiet"]
     assert main(["sweep", "--families", "sevnet", "--sgs", "--seeds", "1", "--no-latency", "--out", str(tmp_path), *tiny]) == 0
     df = pd.read_csv(tmp_path / "trials_full.csv")

@@ -62,14 +62,16 @@ def test_train_a_spec_file_and_its_class_count(capsys: pytest.CaptureFixture[str
     assert "clip8x32x32" in stdout  # the spec's clip decides the data's clip
 
 
-def test_an_sgs_spec_that_cannot_train_at_the_clip_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_a_net_that_cannot_train_at_the_clip_and_batch_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     from space.sgs import with_sgs
 
     with_sgs(space.paper_spec("mobilenet", width_mult=0.5, num_classes=10), 0).save(tmp_path / "sgs.json")
     common = ["--format", "motion", "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o"), "--epochs", "1", "--quiet"]
     code, _, err = run(capsys, "train", str(tmp_path / "sgs.json"), "--sample-size", "32", *common)
     assert code == 2 and len(err.strip().splitlines()) == 1, err  # was PyTorch's "Expected more than 1 value per channel" traceback
-    assert "stages.3.0.dw_bn would normalise a single position per channel" in err
+    assert "stages.3.0.dw_bn would normalise a single value per channel (a clip that keeps 1 bin(s) alone" in err
+    code, _, err = run(capsys, "train", "mobilenet", "--width-mult", "0.5", "--sample-size", "32", "--batch-size", "1", *common)
+    assert code == 2 and "stages.3.0.dw_bn would normalise a single value per channel (a batch of 1 clip(s), a 1x1x1 map)" in err
 
 
 def ucf_with_a_bad_list(root: Path, line: str) -> Path:

@@ -10,7 +10,7 @@ import pytest
 
 import space
 from profiler.counting import spec_totals
-from search.budget import Budget, BudgetError, feasible_families, parse_count, screen
+from search.budget import Budget, BudgetError, ProxyClipError, check_batch_norms, feasible_families, parse_count, screen, trainable_families
 from search.searchspace import FAMILIES
 from search.study import Objective, ProxyConfig, ProxyData, SearchConfig
 
@@ -35,6 +35,21 @@ def test_an_impossible_budget_names_the_smallest_network() -> None:
     fits, minima = feasible_families(FAMILIES, Budget(mflops=40))
     assert fits and all(minima[f][0] <= 40e6 for f in fits)
     assert set(FAMILIES) - set(fits) == {f for f in FAMILIES if minima[f][0] > 40e6}
+
+
+def test_a_batch_of_one_clip_cannot_train_where_a_batch_norm_sees_a_single_position() -> None:
+    small = space.paper_spec("mobilenet", width_mult=0.5, sample_size=32)  # its last maps are 1x1x1
+    with pytest.raises(space.SpecError, match=r"stages\.3\.0\.dw_bn would normalise a single value per channel \(a batch of 1 clip"):
+        check_batch_norms(small, batch_size=1)
+    check_batch_norms(small, batch_size=2)  # two values per channel
+    check_batch_norms(space.paper_spec("mobilenet", width_mult=0.5), batch_size=1)  # 1x4x4 at 112x112
+
+
+def test_families_that_cannot_train_at_the_proxy_clip_are_left_out_and_none_left_is_an_error() -> None:
+    assert trainable_families(FAMILIES, (16, 48, 48), batch_size=16) == FAMILIES
+    assert trainable_families(FAMILIES, (16, 32, 32), batch_size=16) == tuple(f for f in FAMILIES if f != "shufflenet")  # its pools
+    with pytest.raises(ProxyClipError, match=r"can train at the proxy clip 16x32x32 in batches of 1: squeezenet: .*shufflenetv2: "):
+        trainable_families(FAMILIES, (16, 32, 32), batch_size=1)
 
 
 def test_parse_count() -> None:

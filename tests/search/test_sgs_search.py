@@ -9,7 +9,7 @@ import torch
 import space
 from profiler.counting import spec_totals
 from profiler.datacost import data_cost, dataset_bins
-from search.budget import Budget, check_sgs_trainable, screen, validate_for_clip
+from search.budget import Budget, check_batch_norms, screen, validate_for_clip
 from search.searchspace import FAMILIES, SPACE, corner_params, preset_params, sample_params, spec_from_params
 from search.study import Objective, ProxyConfig, SearchConfig, load_proxy
 from space.sgs import with_sgs
@@ -127,11 +127,11 @@ SGS_AFTER_FIRST = ["mobilenet", "mobilenetv2", "shufflenetv2", "squeezenet", "se
 @pytest.mark.parametrize("family", SGS_AFTER_FIRST)
 def test_an_sgs_network_that_would_normalise_one_position_per_clip_cannot_train_at_that_clip(family: str) -> None:
     spec = spec_from_params({**preset_params(family, 0.5), f"{family}.sgs": SPACE[family].sgs_after[0], f"{family}.sgs_bin_width": 0.5})
-    with pytest.raises(SpecError, match=r"_bn would normalise a single position per channel .* \[at the proxy clip\]"):
+    with pytest.raises(SpecError, match=r"_bn would normalise a single value per channel \(a clip that keeps 1 bin\(s\) alone"):
         validate_for_clip(spec, (16, 32, 32))
     validate_for_clip(spec, (16, 48, 48))  # its last maps are 2x2 there
-    check_sgs_trainable(spec)  # and larger still at the budget clip
-    check_sgs_trainable(validate_for_clip(spec_from_params(preset_params(family, 0.5)), (16, 32, 32)))  # without SGS: the whole batch
+    check_batch_norms(spec, batch_size=16)  # and larger still at the budget clip
+    check_batch_norms(validate_for_clip(spec_from_params(preset_params(family, 0.5)), (16, 32, 32)), batch_size=2)  # no SGS: whole batches
 
 
 def test_a_search_rejects_such_a_candidate_instead_of_stopping_in_its_training() -> None:
@@ -144,4 +144,4 @@ def test_a_search_rejects_such_a_candidate_instead_of_stopping_in_its_training()
     study.enqueue_trial({**preset_params("mobilenet", 0.5), "mobilenet.sgs": 0, "mobilenet.sgs_bin_width": 0.5})
     study.optimize(Objective(config, load_proxy(proxy, progress=False)), n_trials=1)
     a = study.trials[0].user_attrs
-    assert "accuracy" not in a and not a["feasible"] and "single position per channel" in a["rejected_reason"]
+    assert "accuracy" not in a and not a["feasible"] and "single value per channel" in a["rejected_reason"]

@@ -189,6 +189,8 @@ def test_pareto_objective_has_two_directions_and_no_pruning(tmp_path: Path, monk
         (["--resume", "--study-name", "ghost"], "nothing to resume in"),
         (["--budget-mflops", "60", "--families", "alexnet"], "unknown family 'alexnet'"),
         (["--budget-mflops", "-3"], "must be a positive number"),
+        # every candidate would be rejected, one after another, for as long as the search ran (--timeout ends it then)
+        (["--budget-mflops", "300", "--families", "shufflenet", "--proxy-clip", "16x32x32", "--timeout", "5"], "no family can train at"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], words: str) -> None:
