@@ -16,6 +16,7 @@ to the sampler (a trained SGS candidate's constraints are written after training
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import importlib.util
@@ -66,6 +67,10 @@ CONSTRAINTS = ("macs", "params", "latency")
 
 class StorageError(E3DError):
     """The study storage cannot be reached or holds something else."""
+
+
+class NothingTrainsError(E3DError):
+    """A search whose candidates are all rejected before training, one after another (:data:`NOTHING_TRAINS`)."""
 
 
 class StudyConfigError(E3DError):
@@ -934,13 +939,17 @@ class WorkerReport:
     """This worker's index in the study (its sampler is seeded from the study's seed and it)."""
     seconds: float = 0.0
     lines: list[str] = field(default_factory=list)
+    rejected_in_a_row: list[str] = field(default_factory=list)
+    """The reasons of this worker's latest trials, all rejected by the screen (emptied by any other)."""
 
     def count(self, t: FrozenTrial) -> None:
         """Count a finished trial: rejected by the screen, pruned, failed or trained."""
         a = t.user_attrs
         if a.get(SURPLUS_ATTR):
             return
-        if not a.get("feasible", True):
+        rejected = not a.get("feasible", True)
+        self.rejected_in_a_row = [*self.rejected_in_a_row, str(a.get("rejected_reason", ""))] if rejected else []
+        if rejected:
             self.rejected += 1
         elif t.state == TrialState.PRUNED:
             self.pruned += 1
@@ -1064,6 +1073,7 @@ def run_worker(
         report.count(t)
         if on_trial is not None:
             on_trial(t)
+        check_something_trains(st, report.rejected_in_a_row)
         if _done(st, n_trials, cpu_budget_s):
             st.stop()
 
@@ -1116,6 +1126,26 @@ def _wait_for_others(study: optuna.Study) -> bool:
         if time.monotonic() >= deadline:
             return True
         time.sleep(WAIT_POLL_S)
+
+
+NOTHING_TRAINS = 200
+"""Candidates in a row that a worker sees rejected before training, in a study where none has trained, after which
+it gives up (:func:`check_something_trains`)."""
+
+
+def check_something_trains(study: optuna.Study, reasons: Sequence[str]) -> None:
+    """:class:`NothingTrainsError` once ``reasons`` (of a worker's latest trials, all rejected by the screen) number
+    :data:`NOTHING_TRAINS` and no trial of ``study`` has trained: a budget that no candidate meets in a way the
+    families' smallest networks do not show (a latency bound, say) would otherwise be searched for ever. The
+    message counts the reasons by their first word and quotes the last. A study that trained once is left alone."""
+    if len(reasons) < NOTHING_TRAINS or count_trained(study):
+        return
+    kinds = collections.Counter(r.split(" ", 1)[0].rstrip(":") for r in reasons).most_common()
+    counted = ", ".join(f"{n} by {kind}" for kind, n in kinds)
+    raise NothingTrainsError(
+        f"{len(reasons)} candidates in a row were rejected before training and no trial of the study has trained ({counted}; "
+        f"the last: {reasons[-1]}): loosen the budget or change the families or the proxy clip"
+    )
 
 
 def _done(study: optuna.Study, n_trials: int, cpu_budget_s: float | None = None) -> bool:

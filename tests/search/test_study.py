@@ -14,6 +14,7 @@ import pytest
 import space
 from e3d.cli import main
 from search import study as st
+from search.budget import Budget
 from search.results import COLUMNS
 from tests.search.conftest import TINY
 
@@ -270,3 +271,25 @@ def test_the_median_pruner_judges_from_the_second_epoch() -> None:
     assert not weak.should_prune()  # epoch 1 ranks poorly: no verdict there
     weak.report(10.0, 1)
     assert weak.should_prune()
+
+
+def _latency_bound_search(monkeypatch: pytest.MonkeyPatch, latency: Any, *, timeout: float) -> st.WorkerReport:
+    """A search of two families under a latency bound (``latency``: ms of a spec), training with :func:`fake_fit`."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    monkeypatch.setattr(st, "NOTHING_TRAINS", 5)
+    monkeypatch.setattr("search.train.fit", fake_fit([]))
+    proxy = st.ProxyConfig(clip=(8, 32, 32), train_samples=16, val_samples=8, epochs=1, batch_size=8)
+    config = st.SearchConfig(budget=Budget(latency_ms=1.0), families=("mobilenet", "mobilenetv2"), proxy=proxy)
+    study = optuna.create_study(direction="maximize")
+    return st.run_worker(study, config, st.load_proxy(proxy, progress=False), n_trials=2, timeout=timeout, latency=latency)
+
+
+def test_a_search_whose_candidates_are_all_rejected_gives_up_instead_of_searching_for_ever(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(st.NothingTrainsError, match=r"^5 candidates in a row were rejected before training .*\(.*by latency.*; the last: "):
+        _latency_bound_search(monkeypatch, lambda spec: 2.0, timeout=60)  # without the guard: 60 s, then no error
+
+
+def test_a_search_that_trained_once_goes_on_through_rejections(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = iter(range(10_000))
+    report = _latency_bound_search(monkeypatch, lambda spec: 0.5 if next(calls) == 0 else 2.0, timeout=3)  # the first fits
+    assert report.trained == 1 and report.rejected >= 5 and report.rejected_in_a_row
