@@ -78,6 +78,8 @@ class ScaleConfig:
     proxy_clip: Clip = (16, 48, 48)
     versus: str | None = None
     """``expand``: also train the base scaled along this one axis (e.g. ``width``) to each path point's cost."""
+    batch_size: int = 2
+    """Clips per training step (the proxy's): every point must train in such batches at its proxy clip."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -91,7 +93,7 @@ class ScaleConfig:
         if self.versus is not None and not has_axis(spec, self.versus):
             raise SpecError(str(Axis.parse(self.versus)), f"{spec.family} has no {Axis.parse(self.versus).name} axis to compare with")
         for a, f in itertools.product(self.axes, self.factors):
-            check_trainable(spec, a, f, self.proxy_clip)  # before any training
+            check_trainable(spec, a, f, self.proxy_clip, batch_size=self.batch_size)  # before any training
         for r in self.ratios:
             if not 0 < r < math.inf:
                 raise ScaleError(f"cost ratios must be positive numbers, got {r}")
@@ -229,34 +231,35 @@ def factor_for_cost(
 
 
 @functools.lru_cache(maxsize=4096)
-def proxy_clip_for(spec: NetSpec, base: NetSpec, proxy: Clip) -> Clip:
-    """The training clip of ``spec``: ``proxy`` scaled as ``spec``'s clip is to ``base``'s, the nearest the strides accept."""
+def proxy_clip_for(spec: NetSpec, base: NetSpec, proxy: Clip, *, batch_size: int = 2) -> Clip:
+    """The training clip of ``spec``: ``proxy`` scaled as ``spec``'s clip is to ``base``'s, the nearest at which it can
+    train in batches of ``batch_size`` (:func:`search.budget.validate_for_clip`)."""
     want = [p * c / b for p, c, b in zip(proxy, spec.clip, base.clip, strict=True)]
     order = lambda w: sorted(range(max(1, round(w) - 3), round(w) + 4), key=lambda n: (abs(n - w), n))  # noqa: E731
     for t, h in itertools.product(order(want[0]), order(want[1])):
         clip = (t, h, max(1, round(h * want[2] / want[1])))
         try:
-            validate_for_clip(spec, clip)
+            validate_for_clip(spec, clip, batch_size=batch_size)
             return clip
         except SpecError:
             continue
     raise SpecError("clip", f"{spec.summary()} cannot run at a proxy clip near {'x'.join(f'{w:.0f}' for w in want)}")
 
 
-def check_trainable(spec: NetSpec, axis: str, factor: float, proxy: Clip) -> NetSpec:
+def check_trainable(spec: NetSpec, axis: str, factor: float, proxy: Clip, *, batch_size: int = 2) -> NetSpec:
     """``spec`` scaled by ``factor`` along ``axis``; :class:`SpecError` naming the axis when the scaled
     network fits its strides neither at the counting clip (:func:`space.scaling.scale`) nor at the
-    proxy clip scaled with it (:func:`proxy_clip_for`)."""
+    proxy clip scaled with it, in batches of ``batch_size`` (:func:`proxy_clip_for`)."""
     scaled = scale(spec, axis, factor)
     try:
-        proxy_clip_for(scaled, spec, proxy)
+        proxy_clip_for(scaled, spec, proxy, batch_size=batch_size)
     except SpecError as e:
         raise SpecError(axis, f"factor {factor:g} is below what the strides allow at the proxy clip: {e.reason}") from None
     return scaled
 
 
 def _point(cfg: ScaleConfig, mode: str, step: int, axis: str, factors: Mapping[str, float], ratio: float, spec: NetSpec) -> Point:
-    return Point(mode, step, axis, dict(factors), ratio, spec, proxy_clip_for(spec, cfg.spec, cfg.proxy_clip))
+    return Point(mode, step, axis, dict(factors), ratio, spec, proxy_clip_for(spec, cfg.spec, cfg.proxy_clip, batch_size=cfg.batch_size))
 
 
 def base_point(cfg: ScaleConfig) -> Point:

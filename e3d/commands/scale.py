@@ -124,13 +124,25 @@ def _configs(args: argparse.Namespace, num_classes: int) -> tuple[Any, Any]:
     if args.factors and mode != "axes":
         raise sc.ScaleError("--factors is for single-axis sweeps (without --compound or --expand)")
     axes = tuple(a.strip() for a in args.axes.split(",") if a.strip())
+    proxy = proxy_config(args)
     cfg = sc.ScaleConfig(
-        spec.to_json(), mode, axes, args.ratios, args.factors, args.step, args.to, args.grid, args.seeds, args.proxy_clip, args.versus
+        spec.to_json(),
+        mode,
+        axes,
+        args.ratios,
+        args.factors,
+        args.step,
+        args.to,
+        args.grid,
+        args.seeds,
+        args.proxy_clip,
+        args.versus,
+        proxy.batch_size,
     )
     search = st.SearchConfig(
         budget=Budget(clip=spec.clip),
         families=(spec.family,),
-        proxy=proxy_config(args),
+        proxy=proxy,
         pruner="none",
         baselines=False,
         kind="scale",

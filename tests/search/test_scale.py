@@ -58,6 +58,18 @@ def test_the_proxy_clip_scales_with_the_clip() -> None:
     assert wide[0] == 16 and abs(wide[1] - 96) <= 3 and wide[1] == wide[2]
 
 
+def test_the_proxy_clip_is_one_the_points_can_train_at_in_the_proxys_batches() -> None:
+    from search.budget import check_batch_norms
+
+    base = space.paper_spec("mobilenet", width_mult=0.5)
+    assert sc.proxy_clip_for(base, base, (16, 32, 32)) == (16, 32, 32)  # last maps 1x1x1: fine for batches of 2 or more
+    alone = sc.proxy_clip_for(base, base, (16, 32, 32), batch_size=1)
+    assert alone != (16, 32, 32) and abs(alone[1] - 32) <= 3
+    check_batch_norms(base.replace(clip=alone), batch_size=1)
+    cfg = sc.ScaleConfig(base.to_json(), "axes", ("width",), ratios=(2.0,), proxy_clip=(16, 32, 32), batch_size=1)
+    assert {p.proxy_clip for p in sc.plan(cfg, {}).points} == {alone}  # the base and its wider point
+
+
 # -- planning ----------------------------------------------------------------------------------------
 
 
