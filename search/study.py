@@ -947,11 +947,12 @@ class WorkerReport:
         a = t.user_attrs
         if a.get(SURPLUS_ATTR):
             return
-        rejected = not a.get("feasible", True)
-        self.rejected_in_a_row = [*self.rejected_in_a_row, str(a.get("rejected_reason", ""))] if rejected else []
-        if rejected:
+        if not a.get("feasible", True):
             self.rejected += 1
-        elif t.state == TrialState.PRUNED:
+            self.rejected_in_a_row.append(str(a.get("rejected_reason", "")))
+            return
+        self.rejected_in_a_row.clear()
+        if t.state == TrialState.PRUNED:
             self.pruned += 1
         elif t.state == TrialState.FAIL:
             self.failed += 1
