@@ -34,7 +34,7 @@ import optuna
 import pandas as pd
 import torch
 
-from bench import machine_stamp
+from bench import guarded, machine_stamp
 from e3d.cli import Parser
 from profiler.precision import PRECISIONS
 from search import fidelity as fid
@@ -298,14 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run (or continue) the measurement and print the report; 2 on bad input, 130 after Ctrl-C."""
     args = parse(argv)
     command = "python -m bench.proxy_fidelity " + shlex.join(sys.argv[1:] if argv is None else argv)
-    try:
-        return measure(args, command)
-    except E3DError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; finished runs are kept in {args.out / 'fidelity.db'}. Continue with:\n  {command}", file=sys.stderr)
-        return 130
+    kept = f"interrupted; finished runs are kept in {args.out / 'fidelity.db'}. Continue with:\n  {command}"
+    return guarded(lambda: measure(args, command), interrupted=kept)
 
 
 def protocols_of(args: argparse.Namespace) -> dict[str, ProxyConfig]:

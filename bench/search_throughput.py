@@ -40,7 +40,7 @@ from typing import Any
 
 import optuna
 
-from bench import machine_stamp
+from bench import guarded, machine_stamp
 from bench.proxy_fidelity import TINY, macs_of, protocol_config, runs_at
 from e3d.cli import Parser
 from e3d.commands.search import jobs_arg
@@ -179,26 +179,24 @@ def main(argv: list[str] | None = None) -> int:
     """Train both configurations and print the report; 2 on bad input, 130 after Ctrl-C."""
     args = parse(argv)
     command = "python -m bench.search_throughput " + shlex.join(sys.argv[1:] if argv is None else argv)
-    try:
-        base = TINY if args.tiny else ProxyConfig()
-        archs = [a for a in fid.architecture_set(seed=0) if runs_at(a[1], base.clip)]
-        chosen = spread(sorted(archs, key=lambda a: macs_of(a[1])), args.architectures)
-        args.out.mkdir(parents=True, exist_ok=True)
-        configs = {
-            "before": (dataclasses.replace(base, precision="fp32", threads=None), 0),
-            "after": (dataclasses.replace(base, precision="auto", threads=1), args.jobs),
-        }
-        rounds = []
-        for name in ORDERS[args.order]:
-            proxy, jobs = configs[name]
-            with fresh_cache(args.out, base):
-                rounds.append(run_config(name, proxy, chosen, args.out, jobs=jobs))
-    except E3DError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted; rerun the command to measure again", file=sys.stderr)
-        return 130
+    return guarded(lambda: measure(args, command), interrupted="interrupted; rerun the command to measure again")
+
+
+def measure(args: argparse.Namespace, command: str) -> int:
+    """Run the rounds in ``args.order``, then write ``<out>/throughput.md`` and print it."""
+    base = TINY if args.tiny else ProxyConfig()
+    archs = [a for a in fid.architecture_set(seed=0) if runs_at(a[1], base.clip)]
+    chosen = spread(sorted(archs, key=lambda a: macs_of(a[1])), args.architectures)
+    args.out.mkdir(parents=True, exist_ok=True)
+    configs = {
+        "before": (dataclasses.replace(base, precision="fp32", threads=None), 0),
+        "after": (dataclasses.replace(base, precision="auto", threads=1), args.jobs),
+    }
+    rounds = []
+    for name in ORDERS[args.order]:
+        proxy, jobs = configs[name]
+        with fresh_cache(args.out, base):
+            rounds.append(run_config(name, proxy, chosen, args.out, jobs=jobs))
     text = report(rounds, command=command, jobs=args.jobs)
     write_text(args.out / "throughput.md", text + "\n")
     print(text)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ import optuna
 import pandas as pd
 import torch
 
-from bench import machine_stamp
+from bench import guarded, machine_stamp
 from bench.proxy_fidelity import TINY
 from e3d.cli import Parser, positive_float, positive_int
 from profiler.counting import spec_totals
@@ -248,8 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"# {machine_stamp(threads=torch.get_num_threads())}", file=sys.stderr)
-    print(run_task(args))
-    return 0
+    command = "python -m bench.sev_sgs " + shlex.join(sys.argv[1:] if argv is None else argv)
+    kept = f"interrupted; finished runs are kept in {args.out / args.task / 'study.db'}. Continue with:\n  {command}"
+
+    def run() -> int:
+        print(run_task(args))
+        return 0
+
+    return guarded(run, interrupted=kept)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ def test_a_tiny_run_trains_each_variant_once_and_a_rerun_trains_none_again(tmp_p
     assert (tmp_path / "motion" / "summary.md").read_text() == out
     assert sev_sgs.main(argv) == 0
     assert len(pd.read_csv(tmp_path / "motion" / "trials_full.csv")) == 4
+    capsys.readouterr()
+    assert sev_sgs.main(argv[1:]) == 2  # the default protocol into the tiny run's study: refused in one line
+    assert "exists with other settings" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("bad", [["--seeds", "0"], ["--bin-widths", "0.5,x"], ["--bin-widths", "1.5"], ["--families", "resnet18"]])
