@@ -118,13 +118,15 @@ def verdicts(df: pd.DataFrame, extra: dict[int, dict[str, Any]]) -> str:
     done = trained(df)
     done = done[done["number"].map(lambda n: not extra[n]["sgs"])]
     acc = {str(f): [float(a) for a in g.sort_values("seed")["accuracy"]] for f, g in done.groupby("family")}
+    if "sevnet" not in acc:
+        return "(no verdicts: SEVNet without SGS has not trained)"
     lines = ["| SEVNet vs | verdict |", "|---|---|"]
     lines += [f"| {f} | {compare(acc['sevnet'], acc[f], chance=10.0).format()} |" for f in FAMILIES if f != "sevnet" and f in acc]
     return "\n".join(lines)
 
 
 def read_extra(path: Path) -> dict[int, dict[str, Any]]:
-    """The per-trial SGS attributes of a written ``sgs.csv``, as :func:`main` collects them."""
+    """The per-trial SGS attributes of a written ``sgs.csv``, as :func:`sgs_attributes` collects them."""
     extra: dict[int, dict[str, Any]] = {}
     for r in pd.read_csv(path).to_dict("records"):
         e: dict[str, Any] = {str(k): (None if isinstance(v, float) and v != v else v) for k, v in r.items() if k != "number"}

@@ -40,6 +40,13 @@ def test_a_tiny_run_trains_each_variant_once_and_a_rerun_trains_none_again(tmp_p
     assert "exists with other settings" in capsys.readouterr().err
 
 
+def test_without_sevnet_the_summary_says_there_are_no_verdicts() -> None:
+    folder = RESULTS / "motion"
+    df, extra = pd.read_csv(folder / "trials.csv"), sev_sgs.read_extra(folder / "sgs.csv")
+    assert sev_sgs.verdicts(df[df["family"] != "sevnet"], extra) == "(no verdicts: SEVNet without SGS has not trained)"
+    assert sev_sgs.verdicts(df, extra).startswith("| SEVNet vs | verdict |")
+
+
 @pytest.mark.parametrize("bad", [["--seeds", "0"], ["--bin-widths", "0.5,x"], ["--bin-widths", "1.5"], ["--families", "resnet18"]])
 def test_bad_input_is_one_line_and_exit_2(bad: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
