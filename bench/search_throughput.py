@@ -139,7 +139,7 @@ def report(rounds: list[Result], *, command: str, jobs: int) -> str:
     rounds and their ratio, accuracies side by side (the last round of each)."""
     before, after = combined(rounds, "before"), combined(rounds, "after")
     lines = [
-        f"# Search throughput ({machine_stamp()}, at the end)",
+        f"# Search throughput (at the end of the run: {machine_stamp()})",
         "",
         f"`{command}`",
         "",
