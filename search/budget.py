@@ -56,6 +56,10 @@ class Budget:
             parts.append(f"latency <= {self.latency_ms:g} ms per batch of 8")
         return (", ".join(parts) or "no budget") + f" per {'x'.join(map(str, self.clip))} clip"
 
+    def within_analytic(self, macs: float, params: float) -> bool:
+        """Whether ``macs`` multiply-adds and ``params`` parameters meet the analytic bounds (no latency)."""
+        return (self.mflops is None or macs <= self.mflops * 1e6) and (self.params is None or params <= self.params)
+
 
 def parse_count(text: str) -> float:
     """Parse ``2.5M``, ``800k`` or ``1500000`` into a number (for ``--budget-params``)."""
@@ -123,11 +127,7 @@ def feasible_families(families: Sequence[str], budget: Budget) -> tuple[tuple[st
     Raises :class:`BudgetError` with the smallest buildable cost when none fits.
     """
     minima = {f: family_minimum(f, budget.clip) for f in families}
-    fits = tuple(
-        f
-        for f in families
-        if (budget.mflops is None or minima[f][0] <= budget.mflops * 1e6) and (budget.params is None or minima[f][1] <= budget.params)
-    )
+    fits = tuple(f for f in families if budget.within_analytic(*minima[f]))
     if not fits:
         best = min(families, key=lambda f: minima[f][0])
         parts = []

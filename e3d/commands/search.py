@@ -32,8 +32,9 @@ many workers on many machines (each runs the same command):
 
 The budget is in multiply-adds (macs) per clip of --budget-clip (default 16x112x112, the paper's input).
 Over-budget candidates are rejected by the analytic counter before training and the sampler is told;
-families that cannot fit the budget or train at --proxy-clip are left out, and a search whose candidates
-are all rejected (200 in a row, none trained) stops with the reasons counted.
+families that cannot fit the budget or train at --proxy-clip are left out, and a search stops with the
+reasons counted once 50 candidates in a row met the multiply-add and parameter bounds but were rejected
+all the same (by latency, say) while none has trained.
 The paper's presets that fit the budget are trained first as baselines; --trials counts searched
 candidates on top of them. Outputs in --out: trials.csv (one short row per trial), trials_full.csv (every
 column), best.json, recipe.json (how candidates were trained: e3d train best.json uses it), pareto.json,

@@ -285,11 +285,28 @@ def _latency_bound_search(monkeypatch: pytest.MonkeyPatch, latency: Any, *, time
 
 
 def test_a_search_whose_candidates_are_all_rejected_gives_up_instead_of_searching_for_ever(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(st.NothingTrainsError, match=r"^5 candidates in a row were rejected before training .*\(.*by latency.*; the last: "):
+    with pytest.raises(st.NothingTrainsError, match=r"^5 candidates in a row met .* \(5 by latency; the last: latency 2.0 ms"):
         _latency_bound_search(monkeypatch, lambda spec: 2.0, timeout=60)  # without the guard: 60 s, then no error
 
 
 def test_a_search_that_trained_once_goes_on_through_rejections(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = iter(range(10_000))
     report = _latency_bound_search(monkeypatch, lambda spec: 0.5 if next(calls) == 0 else 2.0, timeout=3)  # the first fits
-    assert report.trained == 1 and report.rejected >= 5 and report.rejected_in_a_row
+    assert report.trained == 1 and report.rejected >= 5
+
+
+def test_only_rejections_the_analytic_bounds_did_not_foresee_count_towards_giving_up() -> None:
+    """A tight multiply-add budget can take hundreds of candidates to meet (feasible_families says it can be met);
+    only candidates that met it and were rejected all the same count, and a trained one starts the count again."""
+
+    def trial(macs: float, reason: str = "") -> optuna.trial.FrozenTrial:
+        attrs = {"macs": macs, "params": 1e5, "feasible": not reason, "rejected_reason": reason}
+        return optuna.trial.create_trial(value=1.0, user_attrs=attrs)
+
+    budget, reasons = Budget(mflops=25, latency_ms=1.0), ["latency 3.0 ms > 1 ms"]
+    st.track_unforeseen(reasons, trial(90e6, "macs 90.0 M > 25 M"), budget)
+    assert reasons == ["latency 3.0 ms > 1 ms"]  # over the analytic bound: neither counted nor a reason to start again
+    st.track_unforeseen(reasons, trial(24e6, "latency 2.0 ms > 1 ms"), budget)
+    assert reasons == ["latency 3.0 ms > 1 ms", "latency 2.0 ms > 1 ms"]
+    st.track_unforeseen(reasons, trial(24e6), budget)
+    assert reasons == []
