@@ -273,26 +273,27 @@ def test_the_median_pruner_judges_from_the_second_epoch() -> None:
     assert weak.should_prune()
 
 
-def _latency_bound_search(monkeypatch: pytest.MonkeyPatch, latency: Any, *, timeout: float) -> st.WorkerReport:
-    """A search of two families under a latency bound (``latency``: ms of a spec), training with :func:`fake_fit`."""
+def _latency_bound_search(monkeypatch: pytest.MonkeyPatch, latency: Any) -> st.WorkerReport:
+    """A search for two trained candidates of two families under a latency bound (``latency``: ms of a spec), training
+    with :func:`fake_fit`, that gives up after 5 rejections in a row while none has trained."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     monkeypatch.setattr(st, "NOTHING_TRAINS", 5)
     monkeypatch.setattr("search.train.fit", fake_fit([]))
     proxy = st.ProxyConfig(clip=(8, 32, 32), train_samples=16, val_samples=8, epochs=1, batch_size=8)
     config = st.SearchConfig(budget=Budget(latency_ms=1.0), families=("mobilenet", "mobilenetv2"), proxy=proxy)
     study = optuna.create_study(direction="maximize")
-    return st.run_worker(study, config, st.load_proxy(proxy, progress=False), n_trials=2, timeout=timeout, latency=latency)
+    return st.run_worker(study, config, st.load_proxy(proxy, progress=False), n_trials=2, timeout=120, latency=latency)
 
 
 def test_a_search_whose_candidates_are_all_rejected_gives_up_instead_of_searching_for_ever(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(st.NothingTrainsError, match=r"^5 candidates in a row met .* \(5 by latency; the last: latency 2.0 ms"):
-        _latency_bound_search(monkeypatch, lambda spec: 2.0, timeout=60)  # without the guard: 60 s, then no error
+        _latency_bound_search(monkeypatch, lambda spec: 2.0)  # without the guard: 120 s, then no error
 
 
 def test_a_search_that_trained_once_goes_on_through_rejections(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = iter(range(10_000))
-    report = _latency_bound_search(monkeypatch, lambda spec: 0.5 if next(calls) == 0 else 2.0, timeout=3)  # the first fits
-    assert report.trained == 1 and report.rejected >= 5
+    report = _latency_bound_search(monkeypatch, lambda spec: 0.5 if next(calls) in (0, 8) else 2.0)  # the 1st and 9th fit
+    assert (report.trained, report.rejected) == (2, 7)
 
 
 def test_only_rejections_the_analytic_bounds_did_not_foresee_count_towards_giving_up() -> None:
