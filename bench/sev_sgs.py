@@ -38,7 +38,7 @@ from e3d.cli import Parser, positive_float, positive_int
 from profiler.counting import spec_totals
 from search import study as st
 from search.budget import Budget
-from search.results import study_frame, write_outputs
+from search.results import finished, study_frame, write_outputs
 from search.searchspace import SPACE, preset_params, spec_from_params
 from search.stats import compare, summarize
 from space.files import write_text
@@ -79,11 +79,6 @@ def _key(params: dict[str, Any], seed: int | None) -> str:
     return json.dumps({**params, "seed": seed}, sort_keys=True)
 
 
-def trained(df: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``df`` (``trials_full.csv``'s columns) that trained: complete, with an accuracy (not rejected)."""
-    return df[(df["state"] == "COMPLETE") & df["accuracy"].notna()]
-
-
 def summary(df: pd.DataFrame, extra: dict[int, dict[str, Any]]) -> str:
     """Markdown table: per family and variant (no SGS, SGS at each bin width), mean and spread over
     seeds of top-1 and of the mean multiply-adds over the validation clips, and the bins kept."""
@@ -91,7 +86,7 @@ def summary(df: pd.DataFrame, extra: dict[int, dict[str, Any]]) -> str:
         "| family | width | SGS | top-1 % (mean ± sample sd (n)) | per seed | macs M (mean over val clips) | bins kept (of max) | s/run |",
         "|---|---:|---|---:|---|---:|---:|---:|",
     ]
-    done = trained(df).copy()
+    done = finished(df).copy()
     done["variant"] = done["number"].map(lambda n: extra[n]["bin_width"] if extra[n]["sgs"] else -1.0)
     for family in FAMILIES:
         for variant in sorted(done[done["family"] == family]["variant"].unique()):
@@ -115,7 +110,7 @@ def summary(df: pd.DataFrame, extra: dict[int, dict[str, Any]]) -> str:
 
 def verdicts(df: pd.DataFrame, extra: dict[int, dict[str, Any]]) -> str:
     """SEVNet against each other family, both without SGS, by :func:`search.stats.compare` over seeds."""
-    done = trained(df)
+    done = finished(df)
     done = done[done["number"].map(lambda n: not extra[n]["sgs"])]
     acc = {str(f): [float(a) for a in g.sort_values("seed")["accuracy"]] for f, g in done.groupby("family")}
     if "sevnet" not in acc:
