@@ -25,11 +25,15 @@ def machine_stamp(*, threads: int | str | None = None) -> str:
     ``threads`` is given (a count, or words such as ``1 torch thread per trial``). The load is the 1-minute load
     average now (``?`` where the OS has none): a report written at the end of a run gives it at the end."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    load = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "?"
-    text = f"{now:%Y-%m-%d %H:%M} UTC, {detect_cpu().describe()}, {os.cpu_count()} cores, load {load}, torch {torch.__version__}"
+    text = f"{now:%Y-%m-%d %H:%M} UTC, {detect_cpu().describe()}, {os.cpu_count()} cores, load {load_average()}, torch {torch.__version__}"
     if isinstance(threads, int):
         threads = f"{threads} torch thread(s)"
     return f"{text}, {threads}" if threads else text
+
+
+def load_average() -> str:
+    """The 1-minute load average now, to one decimal (``?`` where the OS has none)."""
+    return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "?"
 
 
 def guarded(run: Callable[[], int], *, interrupted: str) -> int:

@@ -41,7 +41,7 @@ import optuna
 import torch
 
 import space
-from bench import machine_stamp
+from bench import load_average, machine_stamp
 from e3d.cli import Parser, positive_int
 from profiler.counting import clear_caches, count_module, count_spec
 from search.searchspace import FAMILIES, price_candidates, sample_params
@@ -114,8 +114,7 @@ def best_of(fn: Callable[[], object], repeats: int) -> float:
 
 def load() -> str:
     """The 1-minute load average and the CPU count, in words."""
-    avg = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "?"
-    return f"load average {avg} on {os.cpu_count()} CPUs"
+    return f"load average {load_average()} on {os.cpu_count()} CPUs"
 
 
 def screening(families: Sequence[str], total: int, cold: int) -> None:

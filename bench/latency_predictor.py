@@ -43,6 +43,7 @@ import torch
 
 from analysis.latency import plot_predicted_vs_measured
 from analysis.plots import save_figure
+from bench import load_average
 from e3d.cli import Parser, positive_int
 from profiler.cpu import detect_cpu
 from profiler.latency_table import (
@@ -219,7 +220,7 @@ def run(table: LatencyTable, args: argparse.Namespace) -> tuple[dict[str, Any], 
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
         "cpu": detect_cpu().describe(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} logical cores, load average {os.getloadavg()[0]:.1f} at the end",
+        "machine": f"{platform.machine()}, {os.cpu_count()} logical cores, load average {load_average()} at the end",
         "torch": torch.__version__,
         "table": {
             "path": str(args.table),

@@ -25,7 +25,6 @@ machine; the header line says where and when they were taken.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -37,7 +36,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 import space
-from bench import machine_stamp
+from bench import load_average, machine_stamp
 from e3d.cli import Parser, preset_arg
 from profiler.precision import ExecConfig, train_step_seconds
 from search.data import PROXY_TASKS, collate, open_dataset
@@ -196,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(table(rows))
     kept = sum(r.keeps_up for r in rows)
     print(f"\nthe loader keeps up ({TARGET:g}x the fastest step) in {kept} of {len(rows)} rows")
-    print(f"# took {(time.perf_counter() - started) / 60:.1f} min; load average at the end {os.getloadavg()[0]:.1f}")
+    print(f"# took {(time.perf_counter() - started) / 60:.1f} min; load average at the end {load_average()}")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import optuna
 
-from bench import machine_stamp
+from bench import load_average, machine_stamp
 from e3d.cli import Parser, non_negative_int, positive_int
 from e3d.cli import main as e3d_main
 from search import study as st
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
             continue
         before, after = summarize(results["before"][key]), summarize(results["after"][key])
         print(f"{unit}: before {before.format(2)}, after {after.format(2)} (mean ± sample sd): {before.mean / after.mean:.1f}x")
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end")
+    print(f"load average {load_average()} on {os.cpu_count()} CPUs at the end")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import statistics
 import sys
 import time
@@ -32,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench import machine_stamp
+from bench import load_average, machine_stamp
 from e3d.cli import Parser, clip_arg, non_negative_int, positive_int, preset_arg
 from profiler.counting import spec_totals
 from profiler.precision import (
@@ -181,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         where = f"{len(at)} presets at {'x'.join(map(str, clip))}"
         print(f"\ngeometric mean over {where}: auto re-timed {retimed:.2f}x fp32 eager (best of the first timings {ratio:.2f}x); {others}")
     took = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() / 60
-    print(f"# took {took:.0f} min; load average at the end {os.getloadavg()[0]:.1f}")
+    print(f"# took {took:.0f} min; load average at the end {load_average()}")
 
 
 if __name__ == "__main__":
