@@ -18,6 +18,8 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
+from profiler.cpu import detect_cpu
+
 KERNELS = Path(__file__).with_name("kernels")
 FLAGS = ("-O3", "-march=native", "-shared", "-fPIC")
 
@@ -76,13 +78,9 @@ def _digest(source: bytes, compiler_version: bytes, compiler: str) -> str:
 
 
 def _cpu_flags() -> str:
-    """The CPU's model and flag lines from ``/proc/cpuinfo`` (what ``-march=native`` reads); empty elsewhere."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            lines = [line for line in f if line.startswith(("model name", "flags"))]
-    except OSError:
-        return ""
-    return "".join(sorted(set(lines)))
+    """The CPU's model name and flags (what ``-march=native`` reads), as :func:`profiler.cpu.detect_cpu` finds them."""
+    cpu = detect_cpu()
+    return f"{cpu.name}: {' '.join(sorted(cpu.flags))}"
 
 
 def _build(compiler: str, source: Path, target: Path) -> None:
