@@ -600,8 +600,7 @@ class Objective:
         params = sample_params(trial, cfg.families, sgs=cfg.sgs)
         spec = spec_from_params(params, clip=cfg.budget.clip, num_classes=self.data.num_classes)
         seed = int(trial.user_attrs.get("seed", cfg.seed))
-        bins = self._sgs_bins(spec, seed) if spec.sgs else None
-        verdict, proxy_spec, reason = self._screen(spec, bins)
+        verdict, proxy_spec, reason, bins = self._screen(spec, seed)
         feasible = proxy_spec is not None
         attrs = self._attrs(trial, params["family"], spec, verdict, feasible=feasible, reason=reason, seed=seed, bins=bins)
         for k, v in attrs.items():
@@ -626,19 +625,22 @@ class Objective:
             return False
         return surplus(trial.study, trial.number, self.n_trials, lambda t: trained(t, source="search"))
 
-    def _screen(self, spec: NetSpec, bins: list[Bins] | None) -> tuple[Screen, NetSpec | None, str]:
-        """The budget screen's verdict (with latency when asked), the spec at the proxy clip (None: not
-        trained) and the reason it is not."""
+    def _screen(self, spec: NetSpec, seed: int) -> tuple[Screen, NetSpec | None, str, list[Bins] | None]:
+        """The budget screen's verdict (with latency when asked), the spec at the proxy clip (None: not trained),
+        the reason it is not, and an SGS network's bins on the proxy validation clips (:meth:`_sgs_bins`)."""
         cfg = self.config
+        try:
+            proxy_spec: NetSpec | None = validate_for_clip(spec, cfg.proxy.clip, batch_size=cfg.proxy.batch_size)
+            clip_reason = ""
+        except SpecError as e:
+            proxy_spec, clip_reason = None, str(e)
+        bins = self._sgs_bins(proxy_spec, seed) if spec.sgs and proxy_spec is not None else None
         verdict = screen(spec, cfg.budget, latency=self.latency, bins=bins)
         if verdict.feasible and verdict.latency_ms is None and cfg.measure_latency and self.latency is not None:
             verdict = dataclasses.replace(verdict, latency_ms=self.latency(spec))
         if not verdict.feasible:
-            return verdict, None, verdict.reason
-        try:
-            return verdict, validate_for_clip(spec, cfg.proxy.clip, batch_size=cfg.proxy.batch_size), verdict.reason
-        except SpecError as e:
-            return verdict, None, str(e)
+            return verdict, None, verdict.reason, bins
+        return verdict, proxy_spec, clip_reason or verdict.reason, bins
 
     def _attrs(
         self, trial: optuna.Trial, family: str, spec: NetSpec, verdict: Screen, *, feasible: bool, reason: str, seed: int, bins: Any
@@ -695,14 +697,9 @@ class Objective:
         self.last_model = None
         return accuracy, verdict
 
-    def _sgs_bins(self, spec: NetSpec, seed: int) -> list[Bins] | None:
-        """Bins the proxy validation clips keep in the untrained network (None: no data, or the spec
-        cannot run at the proxy clip, which the screen reports anyway)."""
+    def _sgs_bins(self, proxy_spec: NetSpec, seed: int) -> list[Bins] | None:
+        """Bins the proxy validation clips keep in the untrained network at the proxy clip (None: no data)."""
         if self.data.val is None:
-            return None
-        try:
-            proxy_spec = validate_for_clip(spec, self.config.proxy.clip)
-        except SpecError:
             return None
         import torch
 
