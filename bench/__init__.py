@@ -4,13 +4,11 @@
 import datetime
 import os
 import sys
-from collections.abc import Callable
 
 import torch
 
 from profiler.allocator import AllocatorError, keep_freed_memory
 from profiler.cpu import detect_cpu
-from space.spec import E3DError
 
 try:
     keep_freed_memory()
@@ -34,16 +32,3 @@ def machine_stamp(*, threads: int | str | None = None) -> str:
 def load_average() -> str:
     """The 1-minute load average now, to one decimal (``?`` where the OS has none)."""
     return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "?"
-
-
-def guarded(run: Callable[[], int], *, interrupted: str) -> int:
-    """``run()``'s exit code; for an e3d error, its one line and 2 (as the e3d command does); after Ctrl-C,
-    ``interrupted`` (what was kept and how to go on) and 130."""
-    try:
-        return run()
-    except E3DError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\n{interrupted}", file=sys.stderr)
-        return 130

@@ -34,8 +34,8 @@ import optuna
 import pandas as pd
 import torch
 
-from bench import guarded, machine_stamp
-from e3d.cli import Parser
+from bench import machine_stamp
+from e3d.cli import Parser, guarded
 from profiler.precision import PRECISIONS
 from search import fidelity as fid
 from search.budget import Budget

@@ -40,9 +40,9 @@ from typing import Any
 
 import optuna
 
-from bench import guarded, machine_stamp
+from bench import machine_stamp
 from bench.proxy_fidelity import TINY, macs_of, protocol_config, runs_at
-from e3d.cli import Parser
+from e3d.cli import Parser, guarded
 from e3d.commands.search import jobs_arg
 from search import fidelity as fid
 from search.jobs import JobSpec, run_jobs

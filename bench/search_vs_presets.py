@@ -49,8 +49,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from analysis.plots import plot_front_vs_presets, save_figure
 from analysis.scaling import trained_on
-from bench import guarded, machine_stamp
-from e3d.cli import Parser, positive_float, positive_int
+from bench import machine_stamp
+from e3d.cli import Parser, guarded, positive_float, positive_int
 from e3d.commands.search import jobs_arg
 from search import finalize as fin
 from search import front
@@ -357,7 +357,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run (or continue) the benchmark; 2 on bad input, 130 after Ctrl-C."""
     command = "python -m bench.search_vs_presets " + shlex.join(sys.argv[1:] if argv is None else argv)
-    return guarded(lambda: bench(parse(argv), command), interrupted=f"interrupted; finished runs are kept. Continue with:\n  {command}")
+    return guarded(
+        lambda: bench(parse(argv), command),
+        interrupted=f"interrupted; finished runs are kept. Continue with:\n  {command}",
+    )
 
 
 def bench(args: argparse.Namespace, command: str) -> int:

@@ -32,9 +32,9 @@ import optuna
 import pandas as pd
 import torch
 
-from bench import guarded, machine_stamp
+from bench import machine_stamp
 from bench.proxy_fidelity import TINY
-from e3d.cli import Parser, positive_float, positive_int
+from e3d.cli import Parser, guarded, positive_float, positive_int
 from profiler.counting import spec_totals
 from search import study as st
 from search.budget import Budget

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 COMMANDS = (
@@ -127,33 +127,44 @@ def memory_size(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``e3d`` console script; returns the exit code."""
-    from profiler.allocator import keep_freed_memory
-    from search.interrupts import interrupt_signals
-    from space.spec import E3DError
-
     args = build_parser().parse_args(argv)
     if getattr(args, "max_memory", None) is not None:
         from profiler.footprint import set_limit
 
         set_limit(args.max_memory)
-    try:
+
+    def run() -> int:
+        from profiler.allocator import keep_freed_memory
+        from search.interrupts import interrupt_signals
+
         keep_freed_memory()
         with interrupt_signals():
             return int(args.func(args) or 0)
+
+    return guarded(run, prefix=f"e3d {args.command}: ")
+
+
+def guarded(run: Callable[[], int], *, prefix: str = "", interrupted: str = "interrupted") -> int:
+    """``run()``'s exit code, with what a user can cause as one line on stderr after ``prefix``: an e3d error, or a
+    file error wherever it is met (a full disk, a folder without permission), 2; Ctrl-C, ``interrupted`` (what was
+    kept and how to go on), 130; a closed pipe, 0. Anything else is a bug, and its traceback shows."""
+    from space.files import FILE_ERRNOS, describe_os_error
+    from space.spec import E3DError
+
+    try:
+        return run()
     except E3DError as e:
-        print(f"e3d {args.command}: error: {e}", file=sys.stderr)
+        print(f"{prefix}error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"e3d {args.command}: interrupted", file=sys.stderr)
+        print(f"{prefix}{interrupted}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
-    except OSError as e:  # a full disk or a folder without permission, wherever it is met: one line
-        from space.files import FILE_ERRNOS, describe_os_error
-
+    except OSError as e:
         if e.errno not in FILE_ERRNOS:
             raise
-        print(f"e3d {args.command}: error: {e.filename or 'a file'}: {describe_os_error(e)}", file=sys.stderr)
+        print(f"{prefix}error: {e.filename or 'a file'}: {describe_os_error(e)}", file=sys.stderr)
         return 2
 
 

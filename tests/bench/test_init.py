@@ -11,7 +11,6 @@ import torch
 import bench
 from bench import machine_stamp
 from profiler.cpu import detect_cpu
-from space.spec import SpecError
 
 
 def test_the_stamp_names_the_time_in_utc_the_cpu_with_its_isa_the_cores_the_load_and_torch(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -32,20 +31,3 @@ def test_the_stamp_ends_with_the_threads_it_is_given(threads: int | str, said: s
 def test_the_stamp_says_so_where_the_os_has_no_load_average(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(bench.os, "getloadavg")
     assert ", load ?, " in machine_stamp()
-
-
-def test_guarded_passes_the_exit_code_on_and_turns_e3d_errors_and_ctrl_c_into_lines(capsys: pytest.CaptureFixture[str]) -> None:
-    assert bench.guarded(lambda: 0, interrupted="-") == 0 and bench.guarded(lambda: 3, interrupted="-") == 3
-
-    def bad() -> int:
-        raise SpecError("stages[0].channels", "must be positive")
-
-    def stopped() -> int:
-        raise KeyboardInterrupt
-
-    assert bench.guarded(bad, interrupted="-") == 2
-    assert capsys.readouterr().err == "error: stages[0].channels: must be positive\n"
-    assert bench.guarded(stopped, interrupted="interrupted; continue with: again") == 130
-    assert capsys.readouterr().err == "\ninterrupted; continue with: again\n"
-    with pytest.raises(ValueError, match="a bug"):  # anything else is not an e3d error: its traceback shows
-        bench.guarded(lambda: int("a bug"), interrupted="-")

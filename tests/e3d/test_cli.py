@@ -1,0 +1,40 @@
+"""e3d/cli.py: what a user can cause ends in one line and an exit code; a bug shows its traceback."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from e3d.cli import guarded
+from space.spec import SpecError
+
+
+def _raise(e: BaseException) -> int:
+    raise e
+
+
+def test_guarded_passes_the_exit_code_on() -> None:
+    assert guarded(lambda: 0, prefix="x: ") == 0 and guarded(lambda: 3, prefix="x: ") == 3
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "line"),
+    [
+        (SpecError("stages[0].channels", "must be positive"), 2, "e3d x: error: stages[0].channels: must be positive"),
+        (OSError(errno.ENOSPC, "No space left on device", "runs/a.csv"), 2, "e3d x: error: runs/a.csv: no space left on the device"),
+        (KeyboardInterrupt(), 130, "e3d x: interrupted; continue with: again"),
+        (BrokenPipeError(errno.EPIPE, "Broken pipe"), 0, ""),
+    ],
+)
+def test_guarded_turns_what_a_user_can_cause_into_one_line(
+    capsys: pytest.CaptureFixture[str], error: BaseException, code: int, line: str
+) -> None:
+    assert guarded(lambda: _raise(error), prefix="e3d x: ", interrupted="interrupted; continue with: again") == code
+    assert capsys.readouterr().err == (f"{line}\n" if line else "")
+
+
+@pytest.mark.parametrize("error", [ValueError("a bug"), OSError(errno.EBADF, "Bad file descriptor")])
+def test_guarded_lets_a_bug_show_its_traceback(error: BaseException) -> None:
+    with pytest.raises(type(error)):
+        guarded(lambda: _raise(error), prefix="x: ")
