@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import zlib
 from collections.abc import Iterable, Mapping
@@ -293,6 +294,20 @@ def _kinetics_split(value: str, filename: str) -> str | None:
     return None
 
 
+def _kinetics_name(row: Mapping[str, str | None], where: str) -> str:
+    """``<youtube_id>_<start:06d>_<end:06d>`` of a Kinetics row; :class:`DataError` unless 0 <= start <= end, finite."""
+    try:
+        start, end = float(row["time_start"] or ""), float(row["time_end"] or "")
+        youtube_id = row["youtube_id"]
+        if not youtube_id:
+            raise ValueError
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{where}: needs youtube_id, time_start and time_end") from None
+    if not (math.isfinite(start) and math.isfinite(end) and 0 <= start <= end):
+        raise DataError(f"{where}: time_start {row['time_start']!r} and time_end {row['time_end']!r} must be finite, 0 <= start <= end")
+    return f"{youtube_id}_{int(start):06d}_{int(end):06d}"
+
+
 def read_kinetics(root: Path, *, annotations: Path | None = None, allow_missing: bool = False) -> Layout:
     """Kinetics-400/600/700: ``label,youtube_id,time_start,time_end,split`` CSVs."""
     ann = _annotation_dir(root, annotations, "*.csv", "annotations")
@@ -310,17 +325,14 @@ def read_kinetics(root: Path, *, annotations: Path | None = None, allow_missing:
                     split = _kinetics_split(row.get("split") or "", path.stem)
                     if split is None:
                         raise DataError(f"{path} line {i + 2}: unknown split {row.get('split')!r}")
-                    try:
-                        name = f"{row['youtube_id']}_{int(float(row['time_start'])):06d}_{int(float(row['time_end'])):06d}"
-                    except (KeyError, TypeError, ValueError):
-                        raise DataError(f"{path} line {i + 2}: needs youtube_id, time_start and time_end") from None
+                    name = _kinetics_name(row, f"{path} line {i + 2}")
                     label = (row.get("label") or "").strip()
                     if not label:
                         unlabelled.add(split)
                         continue
                     rows[split].append((label, name))
                     sources.setdefault(split, str(path))
-        except OSError as e:
+        except (OSError, UnicodeDecodeError, csv.Error) as e:
             raise DataError(f"cannot read {path}: {e}") from None
     if not rows["train"]:
         raise DataError(f"no labelled training rows (label,youtube_id,time_start,time_end,split) in the CSVs of {ann}")
@@ -395,8 +407,8 @@ def detect_format(root: Path) -> str:
                 with c.open(encoding="utf-8-sig") as f:
                     if "youtube_id" in f.readline():
                         return "kinetics"
-            except OSError:
-                continue
+            except (OSError, UnicodeDecodeError):
+                continue  # unreadable or not text: not a Kinetics CSV
         if len(list(d.glob("*.json"))) == 1:
             return "json"
     return "folder"

@@ -49,3 +49,10 @@ def test_bad_paths_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], t
     assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
     code, _, err = run(capsys, "data", "check", str(tmp_path), "--format", "ucf101")
     assert code == 2 and "no classInd.txt under" in err
+
+
+def test_a_binary_csv_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "x.csv").write_bytes(bytes(range(128, 256)))
+    for extra in ((), ("--format", "kinetics")):
+        code, _, err = run(capsys, "data", "check", str(tmp_path), *extra)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err

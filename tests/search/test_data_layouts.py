@@ -179,3 +179,24 @@ def test_missing_path_and_empty_dataset(tmp_path: Path) -> None:
         read_layout(tmp_path / "empty")
     with pytest.raises(DataError, match="unknown data format"):
         read_layout(tmp_path, format="hmdb")
+
+
+def test_a_binary_csv_is_not_kinetics_and_cannot_be_read_as_kinetics(tmp_path: Path) -> None:
+    root = tmp_path / "bincsv"
+    root.mkdir()
+    (root / "x.csv").write_bytes(bytes(range(128, 256)) * 8)
+    assert detect_format(root) == "folder"
+    with pytest.raises(DataError, match="no videos found"):
+        read_layout(root)
+    with pytest.raises(DataError, match=r"cannot read .*x\.csv"):
+        read_layout(root, format="kinetics")
+    with pytest.raises(DataError, match=r"cannot read .*x\.csv"):
+        read_layout(kinetics(tmp_path / "k"), annotations=root / "x.csv")
+
+
+@pytest.mark.parametrize(("start", "end"), [("inf", "10"), ("1e400", "10"), ("nan", "10"), ("-1", "10"), ("20", "10"), ("0", "-inf")])
+def test_kinetics_times_must_be_finite_and_ordered(tmp_path: Path, start: str, end: str) -> None:
+    root = kinetics(tmp_path / "k")
+    (root / "kinetics_train.csv").write_text(f"label,youtube_id,time_start,time_end,split\nabseiling,aaa,{start},{end},train\n")
+    with pytest.raises(DataError, match=r"line 2: time_start .* must be finite, 0 <= start <= end"):
+        read_layout(root)
