@@ -27,7 +27,7 @@ import importlib.util
 import json
 import math
 import os
-import uuid
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from search.data.datasets import ClipDataset, Item
 from search.data.errors import DataError
 from search.data.sampling import TemporalSampling
 from search.data.transforms import SpatialTransform
+from space.files import atomic_write, write_text
 
 PROXY_TASKS = ("motion", "digits")
 GENERATOR_VERSION = 2
@@ -367,29 +368,40 @@ def load_or_generate(
     folder = cache_dir / "proxy"
     key = _cache_key(task, split, num_samples, video, seed, options)
     npy, meta = folder / f"{key}.npy", folder / f"{key}.json"
-    if npy.is_file() and meta.is_file():
-        try:
-            labels = np.asarray(json.loads(meta.read_text())["labels"], np.int64)
-            if len(labels) == num_samples:
-                return npy, labels
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache entry is generated again
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(f"cannot create the cache folder {folder}: {e}") from None
+    if npy.exists() or meta.exists():
+        labels, damage = _read_cached(npy, meta, (num_samples, *video))
+        if labels is not None:
+            return npy, labels
+        print(f"proxy cache {npy} is damaged ({damage}); generating it again", file=sys.stderr)
     videos, labels = generate(task, split, num_samples=num_samples, video=video, seed=seed, options=options, progress=progress)
-    tmp = f".{uuid.uuid4().hex}.tmp"
-    try:
-        with open(npy.with_name(npy.name + tmp), "wb") as f:
-            np.save(f, videos)
-        os.replace(npy.with_name(npy.name + tmp), npy)
-        info = {"task": task, "split": split, "seed": seed, "video": video, "options": asdict(options), "labels": labels.tolist()}
-        meta.with_name(meta.name + tmp).write_text(json.dumps(info))
-        os.replace(meta.with_name(meta.name + tmp), meta)
-    except OSError as e:
-        raise DataError(f"cannot write the proxy cache {npy}: {e}") from None
+    info = {"task": task, "split": split, "seed": seed, "video": video, "options": asdict(options), "labels": labels.tolist()}
+    atomic_write(npy, lambda f: np.save(f, videos))
+    write_text(meta, json.dumps(info))
     return npy, labels
+
+
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _read_cached(npy: Path, meta: Path, shape: tuple[int, ...]) -> tuple[np.ndarray | None, str]:
+    """The labels of a cache entry whose ``.npy`` holds uint8 videos of ``shape`` in full, else (None, what is wrong)."""
+    where = meta
+    try:
+        labels = np.asarray(json.loads(meta.read_text(encoding="utf-8"))["labels"], np.int64)
+        where = npy
+        with open(npy, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version not in _NPY_HEADERS:
+                return None, f".npy format version {version}"
+            stored, fortran, dtype = _NPY_HEADERS[version](f)
+            size = os.fstat(f.fileno()).st_size - f.tell()
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return None, f"{where.name}: {(e.strerror if isinstance(e, OSError) else None) or str(e) or type(e).__name__}"
+    if labels.shape != shape[:1]:
+        return None, f"{labels.size} labels for {shape[0]} videos"
+    if stored != shape or fortran or dtype != np.uint8 or size != math.prod(shape):
+        return None, f"{size} bytes of {dtype} {stored}, expected {math.prod(shape)} bytes of uint8 {shape}"
+    return labels, ""
 
 
 class ProxyDataset(ClipDataset):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -52,6 +53,38 @@ def test_cached_on_first_use_and_reused(tmp_path: Path, monkeypatch: pytest.Monk
     assert np.array_equal(np.asarray(again.videos), np.asarray(first.videos))
     monkeypatch.setenv("E3D_CACHE", str(tmp_path))
     assert proxy_dataset("motion", split="val", num_samples=10, progress=False).path == first.path
+
+
+def _truncate(npy: Path, meta: Path) -> None:
+    npy.write_bytes(npy.read_bytes()[:1000])
+
+
+def _float32(npy: Path, meta: Path) -> None:
+    np.save(npy, np.load(npy).astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        _truncate,
+        _float32,
+        lambda npy, meta: npy.write_bytes(b""),
+        lambda npy, meta: meta.write_text("{"),
+        lambda npy, meta: meta.write_text('{"labels": [1]}'),
+        lambda npy, meta: meta.unlink(),
+    ],
+    ids=["truncated", "float32", "empty", "bad-json", "few-labels", "no-json"],
+)
+def test_a_damaged_cache_entry_is_generated_again(tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: Any) -> None:
+    first = proxy_dataset("digits", split="val", clip=(4, 12, 12), num_samples=3, cache_dir=tmp_path, progress=False)
+    expected = np.array(first.videos)
+    damage(first.path, first.path.with_suffix(".json"))
+    capsys.readouterr()
+    again = proxy_dataset("digits", split="val", clip=(4, 12, 12), num_samples=3, cache_dir=tmp_path, progress=False)
+    err = capsys.readouterr().err
+    assert f"proxy cache {first.path} is damaged" in err and len(err.strip().splitlines()) == 1
+    assert np.array_equal(np.asarray(again.videos), expected) and again.video_labels == first.video_labels
+    assert sorted(p.suffix for p in (tmp_path / "proxy").iterdir()) == [".json", ".npy"]  # no temporary file left
 
 
 def test_clip_length_size_and_sample_count_are_configurable(tmp_path: Path) -> None:
