@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -125,7 +126,8 @@ def register(sub: Any) -> None:
         "(split lists, annotations) copied as is: every layout e3d reads reads the copy like the original. The "
         "trainer decodes each video at its own size for every clip; a 720p video costs many times what 112-pixel "
         "crops need. Files are renamed into place when complete: run it again after an interruption and it skips "
-        "what is done. Exit code 0: every file copied; 1: some videos could not be read (listed, left out).",
+        "what is done. Exit code 0: every file copied; 1: some videos or frame images could not be read (listed, left "
+        "out); 130: interrupted (run it again to go on).",
     )
     r.add_argument("src", type=Path, metavar="SRC", help="dataset folder to copy")
     r.add_argument("dst", type=Path, metavar="DST", help="where the copy goes (outside SRC)")
@@ -137,7 +139,11 @@ def run_resize(args: argparse.Namespace) -> int:
     """Copy SRC to DST with smaller videos and frames."""
     from search.data.resize import resize_tree
 
-    report = resize_tree(args.src, args.dst, args.short_side)
+    try:
+        report = resize_tree(args.src, args.dst, args.short_side)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the files done so far are in {args.dst}: the same command goes on from there", file=sys.stderr)
+        return 130
     print(report.summary())
     for path, reason in sorted(report.unreadable.items()):
         print(f"  unreadable: {path}: {reason}")

@@ -25,7 +25,7 @@ from PIL import Image
 
 from search.data.errors import DataError, VideoReadError
 from search.data.video import _READ_ERRORS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, _open, _reason, scaled_size
-from space.files import FILE_ERRNOS, replacing
+from space.files import FILE_ERRNOS, check_writable, replacing
 
 CONTAINERS = {".mp4": ("mp4", "libx264"), ".m4v": ("mp4", "libx264"), ".mov": ("mov", "libx264"),
               ".mkv": ("matroska", "libx264"), ".avi": ("avi", "mpeg4"), ".webm": ("webm", "libvpx")}  # fmt: skip
@@ -74,15 +74,20 @@ def resize_video(src: Path, dst: Path, short_side: int) -> bool:
 
 def resize_image(src: Path, dst: Path, short_side: int) -> bool:
     """Save ``src`` rescaled so that its shorter side is ``short_side`` (bilinear) as ``dst`` and return
-    True; an image that is not larger is copied as it is (False)."""
-    with Image.open(src) as im:
-        size = scaled_size(im.width, im.height, short_side)
-        if size == im.size:
-            copy_file(src, dst)
-            return False
-        extra = {"quality": 95} if im.format == "JPEG" else {}
-        with replacing(dst) as tmp:
-            im.resize(size, Image.Resampling.BILINEAR).save(tmp, format=im.format, **extra)
+    True; an image that is not larger is copied as it is (False). :class:`VideoReadError` when ``src``
+    cannot be read (not an image, truncated); a file that cannot be written is a :class:`WriteError`."""
+    try:
+        with Image.open(src) as im:
+            size, fmt = scaled_size(im.width, im.height, short_side), im.format
+            small = None if size == im.size else im.resize(size, Image.Resampling.BILINEAR)  # decodes the whole image
+    except _READ_ERRORS as e:
+        raise VideoReadError(src, _reason(e)) from None
+    if small is None:
+        copy_file(src, dst)
+        return False
+    extra = {"quality": 95} if fmt == "JPEG" else {}
+    with replacing(dst) as tmp:
+        small.save(tmp, format=fmt, **extra)
     return True
 
 
@@ -97,14 +102,14 @@ class ResizeReport:
     skipped: int = 0
     """Files already in the destination (an earlier run wrote them)."""
     unreadable: dict[str, str] = field(default_factory=dict)
-    """Videos that could not be read, with the reason (left out of the copy)."""
+    """Videos and frame images that could not be read, with the reason (left out of the copy)."""
 
     def summary(self) -> str:
         """One line."""
         bad = len(self.unreadable)
         return (
             f"{self.videos} videos re-encoded, {self.images} frame images rescaled, {self.copied} files copied as they are, "
-            f"{self.skipped} already there" + (f", {bad} unreadable videos left out" if bad else "")
+            f"{self.skipped} already there" + (f", {bad} unreadable files left out" if bad else "")
         )
 
 
@@ -138,6 +143,7 @@ def resize_tree(src: Path, dst: Path, short_side: int, *, progress: bool = True)
         raise DataError(f"{src} is not a folder")
     if dst.resolve() == src.resolve() or dst.resolve().is_relative_to(src.resolve()):
         raise DataError(f"the destination {dst} must lie outside {src}")
+    check_writable(dst)  # a file, or a folder that cannot be written: one line before any work
     report = ResizeReport()
     todo = list(files(src))
     for path in tqdm(todo, desc="resizing", unit="file", disable=not progress):
@@ -145,7 +151,6 @@ def resize_tree(src: Path, dst: Path, short_side: int, *, progress: bool = True)
         if out.exists():
             report.skipped += 1
             continue
-        out.parent.mkdir(parents=True, exist_ok=True)
         try:
             kind = _write(path, out, short_side)
         except VideoReadError as e:

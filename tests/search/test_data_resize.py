@@ -92,11 +92,16 @@ def test_an_unreadable_video_is_listed_and_left_out(tmp_path: Path, capsys: pyte
     assert sorted(p.name for p in (tmp_path / "dst" / "jump").iterdir()) == ["good.mp4"]
 
 
-@pytest.mark.parametrize(("where", "words"), [("inside", "must lie outside"), ("missing", "is not a folder")])
+@pytest.mark.parametrize(
+    ("where", "words"),
+    [("inside", "must lie outside"), ("missing", "is not a folder"), ("file", "is a file, not a folder"), ("below-file", "is a file")],
+)
 def test_bad_folders_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str, words: str) -> None:
     src = tmp_path / "src"
-    src.mkdir()
-    args = (str(src), str(src / "copy")) if where == "inside" else (str(tmp_path / "nowhere"), str(tmp_path / "dst"))
+    write_frames(src / "run" / "b", level_frames(1, h=96, w=64))
+    (tmp_path / "file").write_text("")
+    dst = {"inside": src / "copy", "file": tmp_path / "file", "below-file": tmp_path / "file" / "copy"}.get(where, tmp_path / "dst")
+    args = (str(tmp_path / "nowhere") if where == "missing" else str(src), str(dst))
     code, _, err = run(capsys, "data", "resize", *args)
     assert code == 2 and len(err.strip().splitlines()) == 1 and words in err
 
@@ -117,3 +122,39 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(
     last = err.strip().splitlines()[-1]  # after the progress bar
     assert code == 2 and err.count("error") == 1 and last.startswith("e3d data: error: cannot write") and "no space left" in last
     assert not [p for p in dst.rglob("*") if p.is_file()], "neither the file nor its temporary part is left"
+
+
+def test_an_unreadable_frame_image_is_listed_and_left_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "src"
+    write_frames(src / "run" / "b", level_frames(3, h=96, w=64))
+    frame = src / "run" / "b" / "image_00002.jpg"
+    frame.write_bytes(frame.read_bytes()[: frame.stat().st_size // 3])  # truncated
+    (src / "run" / "b" / "image_00003.jpg").write_text("not an image")
+    code, out, err = run(capsys, "data", "resize", str(src), str(tmp_path / "dst"), "--short-side", "32")
+    assert code == 1 and "1 frame images rescaled" in out and "2 unreadable files left out" in out, err
+    assert "image_00002.jpg: Truncated File Read" in out and "image_00003.jpg: cannot identify image file" in out
+    assert sorted(p.name for p in (tmp_path / "dst" / "run" / "b").iterdir()) == ["image_00001.jpg"]
+
+
+def test_ctrl_c_says_that_the_same_command_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_frames(src / "run" / "b", level_frames(3, h=96, w=64))
+    import search.data.resize as rs
+
+    real, calls = rs.Image.Image.save, []
+
+    def save(self: object, fp: object, *args: object, **kwargs: object) -> None:
+        calls.append(fp)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C at the second frame
+        real(self, fp, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rs.Image.Image, "save", save)
+    code, _, err = run(capsys, "data", "resize", str(src), str(dst), "--short-side", "32")
+    hint = f"interrupted; the files done so far are in {dst}: the same command goes on from there"
+    assert code == 130 and err.strip().splitlines()[-1] == hint
+    monkeypatch.undo()
+    code, out, _ = run(capsys, "data", "resize", str(src), str(dst), "--short-side", "32")
+    assert code == 0 and "2 frame images rescaled, 0 files copied as they are, 1 already there" in out
