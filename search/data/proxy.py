@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from profiler.footprint import human, memory_limit
 from profiler.native import cache_root
 from search.data.datasets import ClipDataset, Item
 from search.data.errors import DataError
@@ -58,6 +59,8 @@ DIRECTIONS = ("right", "left", "up", "down")
 _SPLIT_INDEX = {"train": 0, "val": 1, "test": 2}
 _TASK_INDEX = {"motion": 1, "digits": 2}
 _CHUNK = 64
+_RENDER_BYTES = 20
+"""Bytes per pixel of a chunk that rendering the object, or one distractor, holds at once (measured: 11 to 19)."""
 _OBJECT_SIZE = (0.6, 0.8)
 """Side of the motion task's sprite (the ellipse's bounding square) as a fraction of the canvas side."""
 _BACKGROUND = 0.4
@@ -315,6 +318,24 @@ def _quantise(video: Tensor, rng: np.random.Generator, noise: float) -> np.ndarr
     return np.clip(np.rint(v * 255), 0, 255).astype(np.uint8)
 
 
+def generation_bytes(num_samples: int, video: tuple[int, int, int], options: ProxyOptions) -> int:
+    """About the most memory :func:`generate` holds: the uint8 videos, and the float32 rendering of one chunk,
+    which grows with the distractors (measured: up to 20 bytes per pixel for the object and each distractor)."""
+    pixels = math.prod(video)
+    return num_samples * pixels + min(num_samples, _CHUNK) * pixels * _RENDER_BYTES * (options.distractors + 2)
+
+
+def _check_memory(task: str, split: str, num_samples: int, video: tuple[int, int, int], options: ProxyOptions) -> None:
+    """:class:`DataError` when generating would need more than :func:`profiler.footprint.memory_limit`."""
+    need, cap = generation_bytes(num_samples, video, options), memory_limit()
+    if cap is not None and need > cap:
+        raise DataError(
+            f"generating {task}/{split} ({num_samples} videos of {'x'.join(map(str, video))}, {options.distractors} distractors) "
+            f"needs about {human(need)} of memory, above the limit of {human(cap)}; "
+            "lower --num-samples or --proxy-distractors, or raise --max-memory"
+        )
+
+
 def generate(
     task: str, split: str, *, num_samples: int, video: tuple[int, int, int], seed: int, options: ProxyOptions, progress: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -323,6 +344,7 @@ def generate(
         raise DataError(f"unknown proxy task {task!r}; choose from {', '.join(PROXY_TASKS)}")
     if split not in _SPLIT_INDEX:
         raise DataError(f"unknown split {split!r}; choose from train, val, test")
+    _check_memory(task, split, num_samples, video, options)
     frames, h, w = video
     out = np.empty((num_samples, frames, h, w), np.uint8)
     labels = np.empty(num_samples, np.int64)

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from profiler import footprint
 from search.data import DataError, ProxyOptions, collate, open_dataset, proxy_dataset
 from search.data import proxy as proxy_module
 from search.data.proxy import MOTION_CLASSES, digit_pool, generate
@@ -153,3 +154,16 @@ def test_open_dataset_reads_a_task_by_name_and_rejects_bad_requests(tmp_path: Pa
         open_dataset("motion", split="train", flip=True, cache_dir=tmp_path)
     with pytest.raises(DataError, match="noise"):
         ProxyOptions(noise=2)
+
+
+def test_what_cannot_fit_in_memory_is_refused_before_generating(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(DataError, match=r"1000000000 videos of 32x56x56, 3 distractors\) needs about 91.3 TiB of memory"):
+        proxy_dataset("digits", split="train", num_samples=10**9, cache_dir=tmp_path, progress=False)
+    with pytest.raises(DataError, match="100000000 distractors"):
+        proxy_dataset("motion", split="train", num_samples=2, options=ProxyOptions(distractors=10**8), cache_dir=tmp_path, progress=False)
+    assert not (tmp_path / "proxy").exists() or not list((tmp_path / "proxy").iterdir())
+    cached = proxy_dataset("motion", split="val", clip=(4, 12, 12), num_samples=3, cache_dir=tmp_path, progress=False)
+    monkeypatch.setattr(footprint, "_limit", 1000)  # --max-memory 1000: a cached task still opens, a new one is refused
+    assert proxy_dataset("motion", split="val", clip=(4, 12, 12), num_samples=3, cache_dir=tmp_path, progress=False).path == cached.path
+    with pytest.raises(DataError, match="above the limit of 1000 B; lower --num-samples or --proxy-distractors, or raise --max-memory"):
+        proxy_dataset("motion", split="test", clip=(4, 12, 12), num_samples=3, cache_dir=tmp_path, progress=False)
