@@ -4,7 +4,8 @@ Defaults follow the paper (SGD, momentum 0.9, dampening 0.9, weight decay 1e-3, 
 rate cut by 10x at 50% and 75% of the epochs, as in its 60-epoch fine-tuning with cuts at 30 and 45;
 ``schedule="plateau"`` cuts it when the validation loss stops improving, three times at most, as it does
 from scratch). A checkpoint is written after every epoch (atomically); ``resume`` continues from it
-exactly: model, optimizer, scheduler, RNG states and epoch. Each epoch's shuffle order and random crops
+exactly: model, optimizer, scheduler, RNG states and epoch (it refuses another model or setting:
+:func:`check_resume`). Each epoch's shuffle order and random crops
 are drawn from ``(seed, epoch)``, so a run is reproducible whatever the number of loader workers.
 """
 
@@ -15,7 +16,6 @@ import functools
 import math
 import random
 import time
-import warnings
 from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -433,7 +433,11 @@ def _scheduler(opt: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch:
     )
 
 
-_RESUME_SAFE = {"epochs", "max_seconds", "num_workers", "device", "eval_batch_size", "threads"}
+_RESUME_SAFE = {"epochs", "max_seconds", "num_workers", "device", "eval_batch_size", "threads", "precision"}
+"""Settings a resume may change: how long and where it runs, not what it trains (another precision only
+loses bit-exactness: :func:`fit`)."""
+_META_RESUME_SAFE = {"cache_dir", "model", "width_mult"}
+"""Metadata a resume may change: where caches are, and how the model was named (the spec compares the model)."""
 
 
 def fit(
@@ -457,7 +461,8 @@ def fit(
     ``seconds``, ``clips_per_s`` and ``skipped``; whatever it raises propagates unchanged.
     ``on_batch(epoch_index, clips_done, clips_total)`` runs after every training step. With
     ``checkpoint_dir`` a checkpoint (``last.pt``, with ``meta`` stored alongside) is written after every
-    epoch, and ``resume`` continues from it when present. Raises :class:`NonFiniteLossError` when the
+    epoch, and ``resume`` continues from it when present, refusing another model, setting or ``meta``
+    (:func:`check_resume`). Raises :class:`NonFiniteLossError` when the
     training loss stops being finite. ``exec_config`` is how to run (precision, memory format); by
     default :func:`resolve_exec` of ``config.precision``, or, resuming, the one the checkpoint was
     trained with (unless another precision is asked for).
@@ -507,7 +512,7 @@ def _fit(
     run = _start(model, config, exec_config or _exec_of(model, train_data, config, state), _steps_per_epoch(train_data, config))
     run.on_batch = on_batch
     if state is not None:
-        _restore(run, state, ckpt_path)  # called from here: its warning's stacklevel names the caller of fit
+        _restore(run, state, ckpt_path, meta)
     resumed_from = run.start_epoch
     stopped_early = _train_epochs(
         run, train_data, val_data, start_time, ckpt_path=ckpt_path, on_epoch=on_epoch, meta=meta, progress=progress
@@ -685,11 +690,59 @@ def _start(model: nn.Module, config: TrainConfig, exec_config: ExecConfig, steps
     return _Run(model, config, dev, opt, _scheduler(opt, config, steps_per_epoch), exec_config, scaler)
 
 
-def _restore(run: _Run, state: dict[str, Any], ckpt_path: Path | None) -> None:
-    """Continue from a checkpoint: weights, optimiser, schedule, RNG states, history and epoch."""
-    changed = sorted(k for k, v in state["config"].items() if k not in _RESUME_SAFE and getattr(run.config, k, v) != _tuple(v))
-    if changed:
-        warnings.warn(f"resuming with different settings ({', '.join(changed)}): the run will not match an uninterrupted one", stacklevel=4)
+def check_resume(state: dict[str, Any], *, config: TrainConfig, model: nn.Module, meta: dict[str, Any] | None, path: Path | None) -> None:
+    """Refuse to continue the checkpoint ``state`` (read from ``path``) as another experiment:
+    :class:`CheckpointError` when ``model``'s spec differs from the stored one, :class:`ConfigError` naming
+    each training setting (all but :data:`_RESUME_SAFE`) or metadata entry (those both hold, but
+    :data:`_META_RESUME_SAFE`) that differs. Its optimiser and schedule would be restored anyway, so a
+    changed one would be ignored or would not load."""
+    spec, stored_spec = getattr(model, "spec", None), state.get("spec")
+    models = _differences(_plain(stored_spec), _plain(spec.to_dict()), skip=set()) if stored_spec and spec is not None else []
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k in state["config"]}
+    differ = _differences(_plain(state["config"]), _plain(settings), skip=_RESUME_SAFE)
+    stored_meta, meta = state.get("meta") or {}, meta or {}
+    common = stored_meta.keys() & meta.keys()
+    differ += _differences(_plain({k: stored_meta[k] for k in common}), _plain({k: meta[k] for k in common}), skip=_META_RESUME_SAFE)
+    others = f"other settings: {', '.join(differ)}; resume with the same ones, or train a new run elsewhere"
+    if models:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this model: {', '.join(models)}" + (f"; and it was trained with {others}" if differ else "")
+        )
+    if differ:
+        raise ConfigError(f"{path} was trained with {others}")
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with tuples as lists, as a checkpoint stores it."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _differences(stored: dict[str, Any], now: dict[str, Any], *, skip: set[str]) -> list[str]:
+    """``key stored (now new)`` for each key of ``now`` outside ``skip`` whose value differs (only ``key
+    differs`` for long values)."""
+    found = []
+    for key in sorted(now.keys() - skip):
+        old, new = stored.get(key), now[key]
+        if not _same(old, new):
+            shown = f"{old!r} (now {new!r})"
+            found.append(f"{key} {shown}" if len(shown) <= 60 else f"{key} differs")
+    return found
+
+
+def _same(old: Any, new: Any) -> bool:
+    """Equal, or two spellings of the same existing path."""
+    if old == new:
+        return True
+    return isinstance(old, str) and isinstance(new, str) and Path(old).exists() and Path(old).resolve() == Path(new).resolve()
+
+
+def _restore(run: _Run, state: dict[str, Any], ckpt_path: Path | None, meta: dict[str, Any] | None) -> None:
+    """Continue from a checkpoint (:func:`check_resume` first): weights, optimiser, schedule, RNG states, history and epoch."""
+    check_resume(state, config=run.config, model=run.model, meta=meta, path=ckpt_path)
     try:
         run.model.load_state_dict(state["model"])
         run.opt.load_state_dict(state["optimizer"])
@@ -840,10 +893,6 @@ def _checkpoint_state(run: _Run, epoch: int, train_data: Dataset[Any], meta: dic
     }
 
 
-def _tuple(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
-
-
 __all__ = [
     "SCHEDULES",
     "CheckpointError",
@@ -853,6 +902,7 @@ __all__ = [
     "NonFiniteLossError",
     "TrainConfig",
     "check_classes",
+    "check_resume",
     "evaluate",
     "fit",
     "last_layer",

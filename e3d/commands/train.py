@@ -254,16 +254,18 @@ class _Data:
 
 def run(args: argparse.Namespace) -> int:
     """Train and print one line per epoch."""
-    from search.train import NonFiniteLossError
+    from search.train import NonFiniteLossError, check_resume
 
     recipe_line = _prepare(args)
     data = _open_datasets(args)
     model, spec, name = _build_model(args, data)
     out, stored = _run_folder(args, name, data.source)
     config = _train_config(args, spec)
+    meta = _meta(args, data)
+    if stored is not None:
+        check_resume(stored, config=config, model=model, meta=meta, path=out / "last.pt")  # before any calibration
     run_as, resumed_as = _exec_plan(args, model, data.train, config, stored)
     _print_header(recipe_line, spec, model, data, run_as, resumed_as)
-    meta = _meta(args, data)
     try:
         result = _fit(args, model, data, config, out, run_as, meta)
     except NonFiniteLossError as e:
@@ -384,6 +386,9 @@ def _exec_plan(args: argparse.Namespace, model: Any, train: Any, config: Any, st
 
     resumed_as = stored.get("exec") if stored is not None and args.precision in ("auto", stored["config"].get("precision")) else None
     run_as = None if resumed_as else resolve_exec(model, train, config)
+    if stored is not None and run_as is not None:
+        was = stored["config"].get("precision")
+        print(f"note     {args.precision}, not the checkpoint's {was}: the run will not match an uninterrupted one")
     return run_as, resumed_as
 
 

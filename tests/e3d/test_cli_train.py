@@ -44,6 +44,15 @@ def test_train_a_preset_on_a_proxy_task_then_resume(capsys: pytest.CaptureFixtur
 
     code, _, err = run(capsys, *argv, "--epochs", "2")
     assert code == 2 and "already holds a checkpoint; pass --resume" in err and len(err.strip().splitlines()) == 1
+    for other, words in [
+        (["--schedule", "cosine"], "other settings: schedule 'step' (now 'cosine')"),  # was KeyError: 'lr_lambdas'
+        (
+            ["--sample-size", "40", "--frame-step", "3"],
+            "clip [8, 32, 32] (now [8, 40, 40]); and it was trained with other settings: frame_step 2 (now 3)",
+        ),
+    ]:
+        code, _, err = run(capsys, *argv, "--epochs", "2", "--resume", *other)  # the last option given wins
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
     code, stdout, err = run(capsys, *argv, "--epochs", "2", "--resume")
     assert code == 0, err
     assert "resuming" in stdout and "epoch 2/2" in stdout and "epoch 1/2" not in stdout

@@ -170,6 +170,26 @@ def test_a_checkpoint_of_another_model_is_rejected(data: tuple[Any, Any], tmp_pa
         load_checkpoint(tmp_path / "junk.pt")
 
 
+def test_a_resume_refuses_other_settings_model_or_data(data: tuple[Any, Any], tmp_path: Path) -> None:
+    train, val = data
+    meta = {"data": "digits", "frame_step": 1, "cache_dir": "a"}
+    fit(tiny_model(), train, val, config(epochs=1), checkpoint_dir=tmp_path, progress=False, meta=meta)
+
+    def resume(cfg: TrainConfig, model: nn.Module | None = None, **changed: Any) -> None:
+        fit(model or tiny_model(), train, val, cfg, checkpoint_dir=tmp_path, resume=True, progress=False, meta={**meta, **changed})
+
+    with pytest.raises(ConfigError, match=r"other settings: schedule 'step' \(now 'cosine'\)"):  # was KeyError: 'lr_lambdas'
+        resume(config(epochs=2, schedule="cosine"))
+    with pytest.raises(ConfigError, match=r"lr 0.05 \(now 0.1\), data 'digits' \(now 'motion'\), frame_step 1 \(now 3\)"):
+        resume(config(epochs=2, lr=0.1), data="motion", frame_step=3)  # was accepted, the new lr silently ignored
+    other_clip = space.build(space.paper_spec("mobilenet", width_mult=0.25, num_classes=10, sample_size=40, sample_duration=8))
+    with pytest.raises(CheckpointError, match=r"does not fit this model: clip \[8, 32, 32\] \(now \[8, 40, 40\]\)"):
+        resume(config(epochs=2), other_clip)
+    assert load_checkpoint(tmp_path)["epoch"] == 1
+    resume(config(epochs=2, num_workers=1), cache_dir="b")  # more epochs, other loaders, another cache: the same run
+    assert load_checkpoint(tmp_path)["epoch"] == 2
+
+
 def test_freeze_backbone_trains_only_the_last_layer_with_high_dropout(data: tuple[Any, Any]) -> None:
     train, val = data
     model = tiny_model()
