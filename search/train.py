@@ -458,7 +458,8 @@ def fit(
 
     ``on_epoch(epoch_index, metrics)`` runs after each epoch's validation and checkpoint with
     ``train_loss``, ``train_top1``, ``val_loss``, ``val_top1``, ``val_top5``, ``val_video_top1``, ``lr``,
-    ``seconds``, ``clips_per_s`` and ``skipped``; whatever it raises propagates unchanged.
+    ``seconds``, ``clips_per_s``, ``skipped`` (unreadable clips) and ``left_out`` (clips of a batch too small for
+    BatchNorm to train on: a last partial batch of one clip, or one left so by unreadable clips); whatever it raises propagates unchanged.
     ``on_batch(epoch_index, clips_done, clips_total)`` runs after every training step. With
     ``checkpoint_dir`` a checkpoint (``last.pt``, with ``meta`` stored alongside) is written after every
     epoch, and ``resume`` continues from it when present, refusing another model, setting or ``meta``
@@ -764,6 +765,8 @@ class _EpochStats:
     correct: int = 0
     seen: int = 0
     steps: int = 0
+    left_out: int = 0
+    """Clips of batches too small for the model's BatchNorm layers (:func:`_batch_norms_take`), not trained on."""
 
 
 def _run_epoch(run: _Run, train_data: Dataset[Any], val_data: Dataset[Any], epoch: int, *, progress: bool) -> dict[str, float]:
@@ -799,6 +802,7 @@ def _run_epoch(run: _Run, train_data: Dataset[Any], val_data: Dataset[Any], epoc
         "seconds": time.perf_counter() - t0,
         "clips_per_s": stats.seen / train_seconds,
         "skipped": float(skipped + val["skipped"]),
+        "left_out": float(stats.left_out),
     }
     run.history.append(metrics)
     return metrics
@@ -835,6 +839,10 @@ def _train_epoch(run: _Run, train_data: Dataset[Any], epoch: int, lr: float, *, 
             report(bad)
             if len(y) == 0:
                 continue
+            if not _batch_norms_take(run, len(y)):
+                stats.left_out += len(y)
+                bar.update(len(y) + len(bad))
+                continue
             _train_step(run, x, y, stats, where=f"epoch {epoch + 1}, step {stats.steps + 1} (lr {lr:g})")
             bar.update(len(y) + len(bad))
             if run.on_batch is not None:
@@ -845,6 +853,23 @@ def _train_epoch(run: _Run, train_data: Dataset[Any], epoch: int, lr: float, *, 
     if stats.seen == 0:
         raise DataError(f"no training clip could be read in epoch {epoch + 1} ({report.count} skipped)")
     return stats, report.count
+
+
+def _batch_norms_take(run: _Run, clips: int) -> bool:
+    """Whether a training step on ``clips`` clips leaves every BatchNorm more than one value per channel, as
+    :func:`search.budget.check_batch_norms` of the model's spec says. A full batch is taken as it is (checked
+    before training), and so is any batch of a frozen backbone (its BatchNorm layers do not train) or of a
+    model without a spec. A smaller one comes from unreadable clips skipped or an epoch's last clips."""
+    spec = getattr(run.model, "spec", None)
+    if clips >= run.config.batch_size or run.config.freeze_backbone or spec is None or not hasattr(spec, "trace"):
+        return True
+    from search.budget import check_batch_norms  # not at the top: it imports the search space, and optuna
+
+    try:
+        check_batch_norms(spec, batch_size=clips)
+    except E3DError:
+        return False
+    return True
 
 
 def _train_step(run: _Run, x: torch.Tensor, y: torch.Tensor, stats: _EpochStats, *, where: str) -> None:

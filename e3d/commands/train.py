@@ -428,6 +428,8 @@ def _epoch_line(epoch: int, epochs: int, m: dict[str, float]) -> str:
     )
     if m["skipped"]:
         line += f"  ({m['skipped']:.0f} unreadable clips skipped)"
+    if m["left_out"]:
+        line += f"  ({m['left_out']:.0f} clips left out: too few in their batch for BatchNorm)"
     return line
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 import space
 from profiler import convgrad, native
@@ -188,6 +188,14 @@ def test_a_resume_refuses_other_settings_model_or_data(data: tuple[Any, Any], tm
     assert load_checkpoint(tmp_path)["epoch"] == 1
     resume(config(epochs=2, num_workers=1), cache_dir="b")  # more epochs, other loaders, another cache: the same run
     assert load_checkpoint(tmp_path)["epoch"] == 2
+
+
+def test_a_batch_too_small_for_batch_norm_is_left_out_and_counted(data: tuple[Any, Any]) -> None:
+    train, val = data
+    three = Subset(train, [0, 1, 2])  # batches of 2 clips and 1; the network's last maps are 1x1x1
+    result = fit(tiny_model(), three, val, config(epochs=2, batch_size=2), progress=False)  # was ValueError from BatchNorm
+    assert [h["left_out"] for h in result.history] == [1.0, 1.0]
+    assert [h["skipped"] for h in result.history] == [0.0, 0.0]
 
 
 def test_freeze_backbone_trains_only_the_last_layer_with_high_dropout(data: tuple[Any, Any]) -> None:
