@@ -92,14 +92,17 @@ def _fill_data_args(args: argparse.Namespace, meta: dict[str, Any]) -> None:
 
 
 def _open_split(args: argparse.Namespace, spec: Any, meta: dict[str, Any]) -> Any:
-    """Open --split of the data at the model's clip, with the proxy options and frame step it was trained with."""
+    """Open --split of the data at the model's clip, with the frame step it was trained with, and on the data it
+    was trained on, its proxy options and number of training and validation videos."""
     from search.data import ProxyOptions, open_dataset
 
     _fill_data_args(args, meta)
     source, fmt = data_source(args)
     kw = dataset_kwargs(args)
-    if meta.get("proxy_options") and args.data == meta.get("data"):
-        kw["proxy_options"] = ProxyOptions(**meta["proxy_options"])
+    if args.data == meta.get("data"):
+        if meta.get("proxy_options"):
+            kw["proxy_options"] = ProxyOptions(**meta["proxy_options"])
+        kw["num_samples"] = meta.get(f"{args.split}_samples")
     return open_dataset(
         source, split=args.split, format=fmt, clip=spec.clip, frame_step=meta.get("frame_step"), progress=not args.quiet, **kw
     )

@@ -412,6 +412,8 @@ def _meta(args: argparse.Namespace, data: _Data) -> dict[str, Any]:
         "fold": args.fold,
         "frame_step": data.train.sampling.step,
         "data_seed": args.data_seed,
+        "train_samples": args.num_samples,
+        "val_samples": args.val_samples,
         "proxy_options": {k: getattr(kw["proxy_options"], k) for k in ("noise", "distractors", "speed", "digit_direction")},
         "cache_dir": kw["cache_dir"],
         "model": args.model,

@@ -172,6 +172,9 @@ def test_a_searched_spec_trains_the_way_the_search_trained_it(capsys: pytest.Cap
     c = state["config"]
     assert (c["lr"], c["epochs"], c["batch_size"], c["seed"], c["precision"]) == (0.05, 1, 8, 3, "fp32")
     assert "16 clips of 16 videos" in stdout and "12 clips of 12 videos" in stdout, "the search's training and held-out videos"
+    for split, videos in (("val", 12), ("train", 16)):  # evaluate reads them too (it read the default 300 and 1200)
+        code, stdout, err = run(capsys, "evaluate", str(tmp_path / "a"), "--split", split, "--json", *cache)
+        assert code == 0 and json.loads(stdout)["videos"] == videos, err
     # an option given on the command line wins; no --data: the search's task
     code, stdout, err = run(capsys, "train", str(best), "--lr", "0.02", "--seed", "1", "--out", str(tmp_path / "b"), *cache)
     assert code == 0, err
