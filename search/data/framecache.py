@@ -6,7 +6,9 @@ the file's own resolution: a folder of 720p H.264 files loads slower than a smal
 video once, shrunk by the decoder's scaler (area averaging) so that its shorter side is
 ``short_side`` pixels (never enlarged), and stores every frame as a JPEG in one file; every later clip
 reads and decodes only the frames it takes. This is what the paper's own pipeline does by hand
-(frames extracted to JPEG folders before training).
+(frames extracted to JPEG folders before training). The first clip takes its frames from those JPEGs
+too, so that every read of a video gives the same pixels (the first epoch and the next, or an
+evaluation, see the same clips).
 
 ``short_side`` comes from the transform (:func:`short_side_for`): the smallest side at which no crop of
 the multi-scale set is enlarged to the clip size, so the cache costs no detail the crops would use
@@ -71,12 +73,23 @@ def _decode_jpeg(data: bytes, out: np.ndarray) -> None:
         raise ValueError("a stored frame's size differs from the entry's")
 
 
+def _decode_all(jpegs: Sequence[bytes], h: int, w: int) -> np.ndarray:
+    """Stored frames of ``h`` x ``w`` pixels as uint8 (K, H, W, 3): the pixels every read of the entry gives."""
+    frames = np.empty((len(jpegs), h, w, 3), np.uint8)
+    for k, data in enumerate(jpegs):
+        _decode_jpeg(data, frames[k])
+    return frames
+
+
 def pack(frames: np.ndarray) -> bytes:
     """The cache entry of uint8 frames (N, H, W, 3): a header, the offsets, then one JPEG per frame."""
-    jpegs = [_encode(f) for f in frames]
+    return _pack([_encode(f) for f in frames], frames.shape[1], frames.shape[2])
+
+
+def _pack(jpegs: Sequence[bytes], h: int, w: int) -> bytes:
+    """The cache entry of frames of ``h`` x ``w`` pixels stored as ``jpegs``."""
     offsets = np.concatenate([[0], np.cumsum([len(j) for j in jpegs])]).astype("<u8")
-    n, h, w = frames.shape[:3]
-    return _HEAD.pack(MAGIC, n, h, w) + offsets.tobytes() + b"".join(jpegs)
+    return _HEAD.pack(MAGIC, len(jpegs), h, w) + offsets.tobytes() + b"".join(jpegs)
 
 
 def unpack(path: Path, plan: Plan) -> tuple[np.ndarray, int] | None:
@@ -136,12 +149,14 @@ class FrameCache:
         if not self.writable:
             return read_clip(path, plan)
         frames = decode_video(path, self.short_side)
-        self._store(entry, frames)
-        return frames[list(plan(len(frames)))], len(frames)
+        n, h, w = frames.shape[:3]
+        jpegs = [_encode(f) for f in frames]
+        self._store(entry, _pack(jpegs, h, w))
+        return _decode_all([jpegs[i] for i in plan(n)], h, w), n
 
-    def _store(self, entry: Path, frames: np.ndarray) -> None:
+    def _store(self, entry: Path, data: bytes) -> None:
         try:
-            atomic_write(entry, lambda f: f.write(pack(frames)))
+            atomic_write(entry, lambda f: f.write(data))
         except WriteError as e:
             self.writable = False
             warnings.warn(DataWarning(f"frame cache off: {e}; reading videos from their files"), stacklevel=3)

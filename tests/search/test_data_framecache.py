@@ -42,6 +42,15 @@ def test_a_video_is_decoded_once_then_read_from_its_entry(tmp_path: Path, monkey
     assert np.abs(again.astype(int) - first.astype(int)).max() <= 4  # JPEG at quality 90 of uniform frames
 
 
+def test_the_first_read_of_a_video_gives_the_pixels_of_every_later_read(tmp_path: Path) -> None:
+    noise = np.random.default_rng(0).integers(0, 256, (6, 32, 48, 3), dtype=np.uint8)  # far from lossless in JPEG
+    video = write_video(tmp_path / "v.mkv", noise, codec="ffv1")
+    cache = FrameCache(tmp_path / "frames", 64)
+    first, _ = cache.clip(video, lambda n: [3, 1, 1])
+    again, _ = cache.clip(video, lambda n: [3, 1, 1])
+    assert np.array_equal(first, again)  # the first read skipped the JPEG round-trip: epoch 1 saw other pixels
+
+
 @pytest.mark.parametrize(("short_side", "stored"), [(16, (16, 24)), (200, (32, 48))])
 def test_frames_are_shrunk_to_the_short_side_and_never_enlarged(tmp_path: Path, short_side: int, stored: tuple[int, int]) -> None:
     video = write_video(tmp_path / "v.mkv", level_frames(10, 32, 48), codec="ffv1")
