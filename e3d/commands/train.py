@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,7 +87,7 @@ def _add_recipe_options(t: Any) -> None:
     t.add_argument("--weight-decay", type=float, default=1e-3, metavar="WD", help="weight decay (default 1e-3)")
     t.add_argument(
         "--schedule",
-        choices=("step", "plateau", "cosine"),
+        choices=SCHEDULES,
         help="lr schedule (default step: x0.1 at 50%% and 75%% of the epochs; cosine: after every step, to 0; or the search's)",
     )
     t.add_argument("--warmup", type=float, metavar="F", help="cosine: linear warm-up over this fraction of the steps (default 0)")
@@ -101,7 +103,7 @@ def _add_hardware_options(t: Any) -> None:
     )
     t.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16", "fp16"),
+        choices=PRECISIONS,
         help="fp32 (default, or the search's), bf16 (CPUs with AVX512-BF16/AMX, CUDA), fp16 (CUDA), "
         "or auto: the fastest a short calibration measures",
     )
@@ -130,6 +132,10 @@ def _add_output_options(o: Any) -> None:
 
 
 RECIPES = ("search", "paper")
+SCHEDULES = ("step", "plateau", "cosine")
+"""The lr schedules (:data:`search.train.SCHEDULES`, not imported: it imports torch)."""
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+"""The precisions (:data:`profiler.precision.PRECISIONS`)."""
 PAPER = {"epochs": 5, "batch_size": 16, "lr": 0.1, "schedule": "step", "warmup": 0.0, "seed": 0, "precision": "fp32"}
 """The trainer's own defaults (the paper's optimiser) for what neither the command nor a recipe sets."""
 
@@ -143,6 +149,51 @@ def find_recipe(model: str) -> Path | None:
     return recipe if recipe.is_file() else None
 
 
+def _whole(value: Any, minimum: int) -> bool:
+    return type(value) is int and value >= minimum
+
+
+def _number(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+_RECIPE_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "clip": ("three positive integers", lambda v: isinstance(v, list) and len(v) == 3 and all(_whole(x, 1) for x in v)),
+    "epochs": ("a positive integer", lambda v: _whole(v, 1)),
+    "batch_size": ("a positive integer", lambda v: _whole(v, 1)),
+    "train_samples": ("a positive integer", lambda v: _whole(v, 1)),
+    "val_samples": ("a positive integer", lambda v: _whole(v, 1)),
+    "seed": ("a non-negative integer", lambda v: _whole(v, 0)),
+    "data_seed": ("a non-negative integer", lambda v: _whole(v, 0)),
+    "lr": ("a positive number", lambda v: _number(v) and v > 0),
+    "warmup": ("a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1),
+    "schedule": (f"one of {', '.join(SCHEDULES)}", lambda v: v in SCHEDULES),
+    "precision": (f"one of {', '.join(PRECISIONS)}", lambda v: v in PRECISIONS),
+    "task": ("a task name", lambda v: isinstance(v, str)),
+    "data": ("a path", lambda v: isinstance(v, str)),
+    "data_format": ("a format name", lambda v: isinstance(v, str)),
+}
+"""What each field of ``recipe.json`` must be when present and not null (``clip`` must be present)."""
+
+
+def read_recipe(path: Path) -> dict[str, Any]:
+    """The recipe at ``path``; :class:`search.data.DataError` naming the file and field when it is not one
+    ``e3d search`` writes (a field of the wrong type or range, as a hand edit can leave)."""
+    from search.data import DataError
+
+    try:
+        recipe = json.loads(path.read_text())
+    except ValueError as e:
+        raise DataError(f"{path} is not a recipe written by e3d search ({type(e).__name__}: {e})") from None
+    if not isinstance(recipe, dict) or "clip" not in recipe:
+        raise DataError(f"{path} is not a recipe written by e3d search (no clip)")
+    for key, (what, ok) in _RECIPE_FIELDS.items():
+        value = recipe.get(key)
+        if value is not None and not ok(value):
+            raise DataError(f"{path}: {key} must be {what}; got {json.dumps(value)}")
+    return recipe
+
+
 def apply_recipe(args: argparse.Namespace) -> str | None:
     """Fill what the command left unset from the search's recipe (``--recipe search``, the default
     for a spec file with a ``recipe.json`` beside it), then from :data:`PAPER`. Returns a line that
@@ -154,11 +205,8 @@ def apply_recipe(args: argparse.Namespace) -> str | None:
         raise DataError(f"no recipe.json beside {args.model} (e3d search writes one in its run folder); use --recipe paper")
     line = None
     if found is not None:
-        try:
-            recipe = json.loads(found.read_text())
-            t, h, w = recipe["clip"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise DataError(f"{found} is not a recipe written by e3d search ({type(e).__name__}: {e})") from None
+        recipe = read_recipe(found)
+        t, h, w = recipe["clip"]
         if args.data is None and args.format is None:
             args.data, args.format = recipe.get("data") or recipe.get("task"), recipe.get("data_format")
         same_data = (args.data or args.format) in (recipe.get("data"), recipe.get("task"))

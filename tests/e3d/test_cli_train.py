@@ -202,6 +202,15 @@ def test_recipe_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path
     (best.parent / "recipe.json").write_text("{not json")
     code, _, err = run(capsys, "train", str(best), "--out", str(tmp_path / "o"))
     assert code == 2 and "is not a recipe written by e3d search" in err and len(err.strip().splitlines()) == 1
+    for field, value, words in [  # hand edits: were TypeError and ValueError tracebacks
+        ("epochs", "x", 'epochs must be a positive integer; got "x"'),
+        ("epochs", 1.5, "epochs must be a positive integer; got 1.5"),
+        ("seed", -5, "seed must be a non-negative integer; got -5"),
+        ("clip", [8, "32", 32], "clip must be three positive integers"),
+    ]:
+        best = search_run(tmp_path / f"{field}{value}", **{field: value})
+        code, _, err = run(capsys, "train", str(best), "--out", str(tmp_path / "o"))
+        assert code == 2 and f"recipe.json: {words}" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_the_searchs_precision_comes_with_its_recipe(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
