@@ -308,7 +308,27 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"cannot read checkpoint {load_error_message(p, e)}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{p} is not an e3d checkpoint")
+    _check_fields(state, p)
     return state
+
+
+_FIELDS: dict[str, type] = {"meta": dict, "spec": dict, "config": dict, "exec": dict, "class_names": list, "history": list, "epoch": int}
+"""The type of each field of a checkpoint that may be absent (or None); ``model`` is required."""
+_KIND_NAMES = {dict: "a dict", list: "a list", int: "an integer"}
+
+
+def _check_fields(state: dict[str, Any], path: Path) -> None:
+    """:class:`CheckpointError` naming ``path`` and the field where a checkpoint is not as :func:`fit` writes
+    one (a hand edit, another program's file): ``model`` missing or not a dict of tensors, another
+    field of another type."""
+    model = state.get("model")
+    if not isinstance(model, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()):
+        found = "missing" if model is None else f"a {type(model).__name__}"
+        raise CheckpointError(f"{path}: field 'model' must be a dict of tensors (a state_dict); it is {found}")
+    for key, kind in _FIELDS.items():
+        value = state.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise CheckpointError(f"{path}: field {key!r} must be {_KIND_NAMES[kind]}; it is a {type(value).__name__}")
 
 
 # -- evaluation ------------------------------------------------------------------------------------
@@ -530,7 +550,17 @@ def _check_data(model: nn.Module, train_data: Dataset[Any], val_data: Dataset[An
 
 def _resume_state(ckpt_path: Path | None, resume: bool) -> dict[str, Any] | None:
     """The checkpoint to continue from: only when resuming and the checkpoint file exists."""
-    return load_checkpoint(ckpt_path) if resume and ckpt_path is not None and ckpt_path.is_file() else None
+    return load_resumable(ckpt_path) if resume and ckpt_path is not None and ckpt_path.is_file() else None
+
+
+def load_resumable(path: str | Path) -> dict[str, Any]:
+    """:func:`load_checkpoint` of a checkpoint that :func:`fit` can continue: :class:`CheckpointError` naming the
+    first field it needs but that is missing."""
+    state = load_checkpoint(path)
+    missing = next((k for k in ("config", "optimizer", "scheduler", "rng", "history", "epoch") if state.get(k) is None), None)
+    if missing is not None:
+        raise CheckpointError(f"{path}: field {missing!r} is missing: training cannot continue from it (--pretrained can start from it)")
+    return state
 
 
 def _train_epochs(
@@ -932,6 +962,7 @@ __all__ = [
     "fit",
     "last_layer",
     "load_checkpoint",
+    "load_resumable",
     "model_classes",
     "resolve_device",
     "resolve_exec",

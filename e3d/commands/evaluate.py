@@ -69,11 +69,15 @@ def _load_state(checkpoint: str) -> tuple[dict[str, Any], Any]:
     """The checkpoint's stored state and its model spec; a checkpoint without a spec fails."""
     from search.train import CheckpointError, load_checkpoint
     from space import NetSpec
+    from space.spec import SpecError
 
     state = load_checkpoint(checkpoint)
     if not state.get("spec"):
         raise CheckpointError(f"{checkpoint} has no model spec (it was not written by e3d train)")
-    return state, NetSpec.from_dict(state["spec"])
+    try:
+        return state, NetSpec.from_dict(state["spec"])
+    except SpecError as e:
+        raise CheckpointError(f"{checkpoint}: field 'spec' is not a valid spec: {e}") from None
 
 
 def _fill_data_args(args: argparse.Namespace, meta: dict[str, Any]) -> None:
@@ -94,18 +98,54 @@ def _fill_data_args(args: argparse.Namespace, meta: dict[str, Any]) -> None:
 def _open_split(args: argparse.Namespace, spec: Any, meta: dict[str, Any]) -> Any:
     """Open --split of the data at the model's clip, with the frame step it was trained with, and on the data it
     was trained on, its proxy options and number of training and validation videos."""
-    from search.data import ProxyOptions, open_dataset
+    from search.data import open_dataset
 
+    _check_meta(args.checkpoint, meta)
     _fill_data_args(args, meta)
     source, fmt = data_source(args)
     kw = dataset_kwargs(args)
     if args.data == meta.get("data"):
         if meta.get("proxy_options"):
-            kw["proxy_options"] = ProxyOptions(**meta["proxy_options"])
+            kw["proxy_options"] = _proxy_options(args.checkpoint, meta["proxy_options"])
         kw["num_samples"] = meta.get(f"{args.split}_samples")
     return open_dataset(
         source, split=args.split, format=fmt, clip=spec.clip, frame_step=meta.get("frame_step"), progress=not args.quiet, **kw
     )
+
+
+_META_FIELDS: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(("data", "format", "annotations", "cache_dir"), (str,)),
+    **dict.fromkeys(("fold", "data_seed", "frame_step", "train_samples", "val_samples"), (int,)),
+    "proxy_options": (dict,),
+}
+"""The type of each entry of a checkpoint's ``meta`` that evaluate reads (each may be absent or None)."""
+_KIND_NAMES = {str: "a string", int: "an integer", dict: "a dict"}
+
+
+def _check_meta(checkpoint: str, meta: dict[str, Any]) -> None:
+    """:class:`search.train.CheckpointError` naming the checkpoint and the entry of ``meta`` of another type."""
+    from search.train import CheckpointError
+
+    for key, kinds in _META_FIELDS.items():
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+            raise CheckpointError(f"{checkpoint}: meta field {key!r} must be {_KIND_NAMES[kinds[0]]}; it is {value!r}")
+
+
+def _proxy_options(checkpoint: str, stored: dict[str, Any]) -> Any:
+    """The :class:`search.data.ProxyOptions` stored in a checkpoint's meta; unknown names fail in one line."""
+    from dataclasses import fields
+
+    from search.data import ProxyOptions
+    from search.train import CheckpointError
+
+    unknown = sorted(set(stored) - {f.name for f in fields(ProxyOptions)})
+    if unknown:
+        raise CheckpointError(f"{checkpoint}: meta field 'proxy_options' has unknown entries: {', '.join(map(str, unknown))}")
+    try:
+        return ProxyOptions(**stored)
+    except TypeError as e:  # a value of another type; one out of range is ProxyOptions' own DataError
+        raise CheckpointError(f"{checkpoint}: meta field 'proxy_options' holds a value of the wrong type ({e})") from None
 
 
 def _check_classes(state: dict[str, Any], spec: Any, data: Any) -> None:

@@ -391,14 +391,14 @@ def _build_model(args: argparse.Namespace, data: _Data) -> tuple[Any, Any, str]:
 def _run_folder(args: argparse.Namespace, name: str, source: str) -> tuple[Path, dict[str, Any] | None]:
     """The run folder, checked writable and free (unless --resume), and the checkpoint to resume from, if any."""
     from search.data import DataError
-    from search.train import load_checkpoint
+    from search.train import load_resumable
     from space.files import check_writable
 
     out = Path(args.out) if args.out else Path("runs") / "train" / f"{_slug(name)}-{_slug(Path(source).name)}-s{args.seed}"
     check_writable(out)  # a read-only or full disk: one line now, not at the first checkpoint after an epoch
     if (out / "last.pt").is_file() and not args.resume:
         raise DataError(f"{out} already holds a checkpoint; pass --resume to continue it, or --out DIR to start elsewhere")
-    stored = load_checkpoint(out) if args.resume and (out / "last.pt").is_file() else None
+    stored = load_resumable(out / "last.pt") if args.resume and (out / "last.pt").is_file() else None
     if stored is not None:
         print(f"resuming {out} after epoch {int(stored['epoch'])}")
     return out, stored

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
 from e3d.cli import main
+from search.train import load_checkpoint
 from tests.conftest import torch_threads
 from tests.e3d.fixtures import run
 
@@ -57,3 +60,25 @@ def test_class_count_mismatch_and_bad_checkpoints(capsys: pytest.CaptureFixture[
     (tmp_path / "bad.pt").write_text("not a checkpoint")
     code, _, err = run(capsys, "evaluate", str(tmp_path / "bad.pt"))
     assert code == 2 and "cannot read checkpoint" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (lambda s: s.pop("model"), "field 'model' must be a dict of tensors (a state_dict); it is missing"),
+        (lambda s: s.update(model=[1, 2]), "field 'model' must be a dict of tensors (a state_dict); it is a list"),
+        (lambda s: s.update(meta="digits"), "field 'meta' must be a dict; it is a str"),
+        (lambda s: s["meta"]["proxy_options"].update(bogus=1), "meta field 'proxy_options' has unknown entries: bogus"),
+        (lambda s: s["meta"].update(frame_step="2"), "meta field 'frame_step' must be an integer; it is '2'"),
+        (lambda s: s.update(spec={"clip": [8, 32, 32]}), "field 'spec' is not a valid spec"),
+    ],
+    ids=["no-model", "model-list", "meta-string", "proxy-options", "frame-step", "spec"],
+)
+def test_a_hand_edited_checkpoint_is_one_line_naming_the_field(
+    capsys: pytest.CaptureFixture[str], checkpoint: Path, tmp_path: Path, edit: Any, words: str
+) -> None:
+    state = load_checkpoint(checkpoint / "run")
+    edit(state)
+    torch.save(state, tmp_path / "edited.pt")
+    code, _, err = run(capsys, "evaluate", str(tmp_path / "edited.pt"), "--quiet")  # were KeyError, TypeError, AttributeError
+    assert code == 2 and f"edited.pt: {words}" in err and len(err.strip().splitlines()) == 1, err

@@ -143,6 +143,15 @@ def test_a_video_dataset_trains_with_an_unreadable_file_skipped(capsys: pytest.C
     assert code == 2 and "bad.mp4" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_pretrained_checkpoint_without_a_state_dict_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import torch
+
+    torch.save({"format": "e3d.checkpoint/1", "model": [1, 2]}, tmp_path / "edited.pt")
+    argv = ["train", "mobilenet", "--format", "motion", "--pretrained", str(tmp_path / "edited.pt"), "--out", str(tmp_path / "o")]
+    code, _, err = run(capsys, *argv, "--cache-dir", str(tmp_path / "c"), *TINY)  # was AttributeError: 'list' has no 'items'
+    assert code == 2 and "edited.pt: field 'model' must be a dict of tensors" in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_help_explains_the_defaults() -> None:
     proc = subprocess.run([sys.executable, "-m", "e3d", "train", "--help"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0

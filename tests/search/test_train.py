@@ -31,6 +31,7 @@ from search.train import (
     fit,
     load_checkpoint,
     resolve_exec,
+    save_checkpoint,
 )
 from space import E3DError
 
@@ -165,6 +166,11 @@ def test_a_checkpoint_of_another_model_is_rejected(data: tuple[Any, Any], tmp_pa
     other = space.build(space.paper_spec("shufflenetv2", width_mult=0.25, num_classes=10, sample_size=32, sample_duration=8))
     with pytest.raises(CheckpointError, match="does not fit this model"):
         fit(other, train, val, config(epochs=2), checkpoint_dir=tmp_path, resume=True, progress=False)
+    state = load_checkpoint(tmp_path)
+    del state["config"]
+    save_checkpoint(tmp_path / "last.pt", state)
+    with pytest.raises(CheckpointError, match="field 'config' is missing: training cannot continue from it"):
+        fit(tiny_model(), train, val, config(epochs=2), checkpoint_dir=tmp_path, resume=True, progress=False)
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
