@@ -319,7 +319,7 @@ _KIND_NAMES = {dict: "a dict", list: "a list", int: "an integer"}
 
 def _check_fields(state: dict[str, Any], path: Path) -> None:
     """:class:`CheckpointError` naming ``path`` and the field where a checkpoint is not as :func:`fit` writes
-    one (a hand edit, another program's file): ``model`` missing or not a dict of tensors, another
+    one (a hand edit, another program's file): ``model`` missing, not a dict of tensors or not finite, another
     field of another type."""
     model = state.get("model")
     if not isinstance(model, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()):
@@ -329,6 +329,11 @@ def _check_fields(state: dict[str, Any], path: Path) -> None:
         value = state.get(key)
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
             raise CheckpointError(f"{path}: field {key!r} must be {_KIND_NAMES[kind]}; it is a {type(value).__name__}")
+    bad = next((k for k, v in model.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise CheckpointError(
+            f"{path}: weight {bad} is not finite (NaN or infinite): the training diverged, and these weights predict nothing"
+        )
 
 
 # -- evaluation ------------------------------------------------------------------------------------
