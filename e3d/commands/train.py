@@ -320,10 +320,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"e3d train: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"e3d train: the last finished epoch is saved in {out}; continue with --resume --out {out}", file=sys.stderr)
+        print(_interrupted(out), file=sys.stderr)
         raise
     _print_result(args, result)
     return 0
+
+
+def _interrupted(out: Path) -> str:
+    """What Ctrl-C leaves: the last finished epoch's checkpoint, or nothing before the first epoch ends."""
+    if (out / "last.pt").is_file():
+        return f"e3d train: the last finished epoch is saved in {out}; continue with --resume --out {out}"
+    return f"e3d train: stopped before the first epoch finished: nothing is saved in {out}"
 
 
 def _prepare(args: argparse.Namespace) -> str | None:

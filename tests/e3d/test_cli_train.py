@@ -152,6 +152,21 @@ def test_a_pretrained_checkpoint_without_a_state_dict_is_one_line(capsys: pytest
     assert code == 2 and "edited.pt: field 'model' must be a dict of tensors" in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_ctrl_c_before_the_first_epoch_ends_says_nothing_is_saved(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import search.train
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(search.train, "fit", interrupted)
+    argv = ["train", "mobilenet", "--width-mult", "0.25", "--format", "motion", "--out", str(tmp_path / "o")]
+    code, _, err = run(capsys, *argv, "--cache-dir", str(tmp_path / "c"), *TINY)
+    assert code == 130 and "stopped before the first epoch finished: nothing is saved in" in err, err
+    assert "the last finished epoch is saved" not in err  # there was no last.pt
+
+
 def test_help_explains_the_defaults() -> None:
     proc = subprocess.run([sys.executable, "-m", "e3d", "train", "--help"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0
