@@ -675,8 +675,15 @@ def _exec_of(model: nn.Module, train_data: Dataset[Any], config: TrainConfig, st
     stored = state["exec"]
     if config.precision in ("auto", state["config"].get("precision", "fp32")):
         found = ExecConfig.from_dict(stored)
-        return dataclasses.replace(found, threads=config.threads, device=config.device, reason=f"from the checkpoint ({found.reason})")
+        return dataclasses.replace(found, threads=config.threads, device=config.device, reason=_from_checkpoint(found.reason))
     return resolve_exec(model, train_data, config)
+
+
+def _from_checkpoint(reason: str) -> str:
+    """``from the checkpoint (reason)``, once: a checkpoint resumed before holds that already."""
+    while reason.startswith("from the checkpoint (") and reason.endswith(")"):
+        reason = reason[len("from the checkpoint (") : -1]
+    return f"from the checkpoint ({reason})"
 
 
 @dataclass

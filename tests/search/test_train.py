@@ -388,6 +388,8 @@ def test_auto_uses_the_cached_calibration_and_a_resume_keeps_the_checkpoints_cho
     again = fit(tiny_model(), train, val, config(epochs=2, precision="auto"), checkpoint_dir=tmp_path / "run", resume=True, progress=False)
     assert again.exec_config is not None and again.exec_config.label == "fp32 channels-last+dw"
     assert "from the checkpoint" in again.exec_config.reason
+    third = fit(tiny_model(), train, val, config(epochs=3, precision="auto"), checkpoint_dir=tmp_path / "run", resume=True, progress=False)
+    assert third.exec_config is not None and third.exec_config.reason == again.exec_config.reason  # was nested once per resume
 
 
 @pytest.mark.parametrize(("repeats", "chosen"), [(True, "bf16 eager"), (False, "fp32 channels-last+dw")])
