@@ -26,7 +26,8 @@ examples:
 A spec file from a search (best.json, with recipe.json beside it) trains by default with the search's
 proxy settings: its task, clip, videos, epochs, batch, lr and seed (--recipe search); any option given
 here overrides one of them, and --recipe paper uses the defaults below instead.
-A checkpoint is written to --out after every epoch; --resume continues an interrupted run exactly.
+A checkpoint is written to --out after every epoch; --resume continues an interrupted run exactly
+(with the same model, data and training options: other ones are refused; --epochs may grow).
 Defaults are the paper's optimiser (SGD, momentum 0.9, dampening 0.9, weight decay 1e-3, lr 0.1 cut
 by 10x at 50% and 75% of the epochs). Accuracies are percentages of clips (top-1/top-5) on the
 validation split (its centre window of each video); `e3d evaluate` reports video accuracy on the test split."""
