@@ -94,6 +94,21 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def device_arg(text: str) -> str:
+    """argparse type: ``cpu``, or ``cuda``/``cuda:N`` where that device exists (torch is imported only for those)."""
+    if text == "cpu":
+        return text
+    from profiler.latency import DeviceError, resolve_device
+
+    try:
+        kind = resolve_device(text).type
+    except DeviceError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if kind not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"unsupported device {text!r}; use cpu, cuda or cuda:N")
+    return text
+
+
 def build_parser() -> Parser:
     """The full ``e3d`` parser with every subcommand registered."""
     parser = Parser(

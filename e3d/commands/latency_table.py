@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from e3d.cli import clip_arg, non_negative_int, positive_int
+from e3d.cli import clip_arg, device_arg, non_negative_int, positive_int
 
 EPILOG = """\
 examples:
@@ -55,7 +55,7 @@ def register(sub: Any) -> None:
         metavar="FILE",
         help="time the calibration networks of the table FILE again and keep their new times (see below); the table's settings apply",
     )
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--device", type=device_arg, default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="default fp32")
     p.add_argument("--clip", type=clip_arg, default=(16, 112, 112), metavar="TxHxW", help="clip size (default 16x112x112)")
     p.add_argument("--batch-size", type=positive_int, default=8, metavar="B", help="clips per batch (default 8, what the search bounds)")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from e3d.cli import non_negative_int, positive_float, positive_int
+from e3d.cli import device_arg, non_negative_int, positive_float, positive_int
 from e3d.commands.data import add_data_arguments, data_source, dataset_kwargs
 
 EPILOG = """\
@@ -98,7 +98,7 @@ def _add_recipe_options(t: Any) -> None:
 def _add_hardware_options(t: Any) -> None:
     """The "training" options of where and how fast it runs: loaders, device, threads, precision."""
     t.add_argument("--workers", type=non_negative_int, default=0, metavar="N", help="loader processes (default 0: load in this process)")
-    t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    t.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     t.add_argument(
         "--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's; 1 is often faster on a busy machine)"
     )

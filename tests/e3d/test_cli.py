@@ -8,6 +8,7 @@ import pytest
 
 from e3d.cli import guarded
 from space.spec import SpecError
+from tests.e3d.fixtures import run
 
 
 def _raise(e: BaseException) -> int:
@@ -38,3 +39,22 @@ def test_guarded_turns_what_a_user_can_cause_into_one_line(
 def test_guarded_lets_a_bug_show_its_traceback(error: BaseException) -> None:
     with pytest.raises(type(error)):
         guarded(lambda: _raise(error), prefix="x: ")
+
+
+COMMANDS_WITH_DEVICE = [
+    ["train", "mobilenet"],
+    ["evaluate", "runs/x"],
+    ["sweep"],
+    ["search", "--budget-mflops", "100"],
+    ["scale", "mobilenet"],
+    ["profile", "mobilenet"],
+    ["latency-table", "--out", "t.json"],
+]
+"""Each command that takes ``--device``, with what else it needs to parse."""
+
+
+@pytest.mark.parametrize("command", COMMANDS_WITH_DEVICE, ids=lambda c: c[0])
+@pytest.mark.parametrize(("device", "words"), [("bogus", "unknown device 'bogus'"), ("cuda:abc", "unknown device 'cuda:abc'")])
+def test_a_bad_device_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], command: list[str], device: str, words: str) -> None:
+    code, _, err = run(capsys, *command, "--device", device)  # was torch's RuntimeError traceback in train, evaluate, sweep
+    assert code == 2 and len(err.strip().splitlines()) == 1 and words in err, err
