@@ -40,6 +40,10 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest float32: a learning rate above it cannot be applied to float32 weights."""
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
     try:
@@ -48,6 +52,14 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def learning_rate(text: str) -> float:
+    """argparse type: a number > 0 that float32 weights can take (at most :data:`FLOAT32_MAX`)."""
+    value = positive_float(text)
+    if value > FLOAT32_MAX:
+        raise argparse.ArgumentTypeError(f"must be at most {FLOAT32_MAX:.4g} (float32), got {text!r}")
     return value
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from e3d.cli import clip_arg, device_arg, non_negative_int, positive_float, positive_int
+from e3d.cli import clip_arg, device_arg, learning_rate, non_negative_int, positive_float, positive_int
 from e3d.commands.finalizing import add_finalize_args, finalize, finalize_existing
 from e3d.commands.progress import watching
 
@@ -101,7 +101,7 @@ def add_proxy_args(p: argparse.ArgumentParser, *, epochs: int = 3, train_samples
     x.add_argument("--epochs", type=positive_int, default=epochs, metavar="E", help=f"epochs per candidate (default {epochs})")
     x.add_argument("--trial-seconds", type=positive_float, metavar="S", help="also stop a candidate's training after S seconds")
     x.add_argument("--batch-size", type=positive_int, default=16, metavar="B")
-    x.add_argument("--lr", type=positive_float, default=0.05, help="SGD learning rate (default 0.05)")
+    x.add_argument("--lr", type=learning_rate, default=0.05, help="SGD learning rate (default 0.05)")
     x.add_argument("--data-seed", type=int, default=0, help="seed of the proxy-task videos (default 0)")
     x.add_argument("--device", type=device_arg, default="cpu", help="cpu or cuda[:N]")
     x.add_argument(

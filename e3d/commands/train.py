@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from e3d.cli import device_arg, non_negative_int, positive_float, positive_int
+from e3d.cli import device_arg, learning_rate, non_negative_int, positive_float, positive_int
 from e3d.commands.data import add_data_arguments, data_source, dataset_kwargs
 
 EPILOG = """\
@@ -82,7 +82,7 @@ def _add_recipe_options(t: Any) -> None:
     )
     t.add_argument("--epochs", type=positive_int, metavar="N", help="epochs (default 5, or the search's)")
     t.add_argument("--batch-size", type=positive_int, metavar="B", help="clips per step (default 16, or the search's)")
-    t.add_argument("--lr", type=positive_float, metavar="LR", help="initial learning rate (default 0.1, the paper's; or the search's)")
+    t.add_argument("--lr", type=learning_rate, metavar="LR", help="initial learning rate (default 0.1, the paper's; or the search's)")
     t.add_argument("--momentum", type=float, default=0.9, metavar="M", help="SGD momentum (default 0.9)")
     t.add_argument("--dampening", type=float, default=0.9, metavar="D", help="SGD dampening (default 0.9)")
     t.add_argument("--weight-decay", type=float, default=1e-3, metavar="WD", help="weight decay (default 1e-3)")

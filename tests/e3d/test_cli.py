@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
 import pytest
 
@@ -41,12 +42,20 @@ def test_guarded_lets_a_bug_show_its_traceback(error: BaseException) -> None:
         guarded(lambda: _raise(error), prefix="x: ")
 
 
+STUDIES = [["sweep"], ["search", "--budget-mflops", "100"], ["scale", "mobilenet"]]
+"""The commands that train on a proxy task, with what else they need to parse."""
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run each test in its own folder: a command that should have refused its options writes nothing here."""
+    monkeypatch.chdir(tmp_path)
+
+
 COMMANDS_WITH_DEVICE = [
     ["train", "mobilenet"],
     ["evaluate", "runs/x"],
-    ["sweep"],
-    ["search", "--budget-mflops", "100"],
-    ["scale", "mobilenet"],
+    *STUDIES,
     ["profile", "mobilenet"],
     ["latency-table", "--out", "t.json"],
 ]
@@ -58,3 +67,10 @@ COMMANDS_WITH_DEVICE = [
 def test_a_bad_device_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], command: list[str], device: str, words: str) -> None:
     code, _, err = run(capsys, *command, "--device", device)  # was torch's RuntimeError traceback in train, evaluate, sweep
     assert code == 2 and len(err.strip().splitlines()) == 1 and words in err, err
+
+
+@pytest.mark.parametrize("command", [["train", "mobilenet"], *STUDIES], ids=lambda c: c[0])
+@pytest.mark.parametrize("lr", ["1e39", "inf", "nan", "0"])
+def test_a_learning_rate_outside_float32_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], command: list[str], lr: str) -> None:
+    code, _, err = run(capsys, *command, "--lr", lr)  # 1e39 was "value cannot be converted to type float without overflow"
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "argument --lr: must be" in err, err
