@@ -44,6 +44,10 @@ FLOAT32_MAX = 3.4028234663852886e38
 """The largest float32: a learning rate above it cannot be applied to float32 weights."""
 
 
+MAX_THREADS = 1024
+"""Most torch threads a ``--threads`` option takes: far past any core count; 100000 made torch crash."""
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
     try:
@@ -84,6 +88,19 @@ def preset_arg(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected NAME:WIDTH, got {text!r}") from None
 
 
+def _int_in(text: str, low: int, high: int, what: str) -> int:
+    """``text`` as an integer from ``low`` to ``high``; ``what`` names the kind in the error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    if value > high:
+        raise argparse.ArgumentTypeError(f"must be at most {high}, got {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     try:
@@ -104,6 +121,11 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
     return value
+
+
+def thread_count(text: str) -> int:
+    """argparse type: torch CPU threads, 1 to :data:`MAX_THREADS`."""
+    return _int_in(text, 1, MAX_THREADS, "a positive integer")
 
 
 def device_arg(text: str) -> str:

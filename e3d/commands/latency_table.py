@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from e3d.cli import clip_arg, device_arg, non_negative_int, positive_int
+from e3d.cli import MAX_THREADS, clip_arg, device_arg, non_negative_int, positive_int, thread_count
 
 EPILOG = """\
 examples:
@@ -60,7 +60,9 @@ def register(sub: Any) -> None:
     p.add_argument("--clip", type=clip_arg, default=(16, 112, 112), metavar="TxHxW", help="clip size (default 16x112x112)")
     p.add_argument("--batch-size", type=positive_int, default=8, metavar="B", help="clips per batch (default 8, what the search bounds)")
     p.add_argument("--paths", metavar="P,P", help="eager and/or optimized (default both on CPU fp32, eager otherwise)")
-    p.add_argument("--threads", type=positive_int, metavar="N", help="torch CPU threads while timing (default: torch's)")
+    p.add_argument(
+        "--threads", type=thread_count, metavar="N", help=f"torch CPU threads while timing, at most {MAX_THREADS} (default: torch's)"
+    )
     p.add_argument("--families", metavar="F,F", help="families of the space (default: the paper's five)")
     p.add_argument(
         "--samples",

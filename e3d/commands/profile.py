@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from e3d.cli import device_arg, non_negative_int, positive_int
+from e3d.cli import MAX_THREADS, device_arg, non_negative_int, positive_int, thread_count
 from e3d.commands.user_code import add_debug_argument, add_kwargs_argument, add_model_arguments, frames_and_size, run_showing_traceback
 
 if TYPE_CHECKING:
@@ -77,7 +77,12 @@ def _add_measurement_arguments(p: argparse.ArgumentParser) -> None:
         "--batch-size", type=positive_int, default=8, metavar="B", help="clips per batch for latency and memory (default 8, the paper's)"
     )
     p.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads for the latency measurement (default: torch's)")
+    p.add_argument(
+        "--threads",
+        type=thread_count,
+        metavar="N",
+        help=f"CPU threads for the latency measurement, at most {MAX_THREADS} (default: torch's)",
+    )
     p.add_argument("--warmup", type=non_negative_int, metavar="N", help="untimed passes first (default 3; 1 for --paper-table)")
     p.add_argument("--repeats", type=positive_int, metavar="N", help="timed passes (default 10; 3 for --paper-table)")
     p.add_argument("--no-latency", action="store_true", help="count only: skip the memory and latency measurements")

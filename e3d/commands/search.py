@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from e3d.cli import clip_arg, device_arg, learning_rate, non_negative_int, positive_float, positive_int
+from e3d.cli import MAX_THREADS, clip_arg, device_arg, learning_rate, non_negative_int, positive_float, positive_int, thread_count
 from e3d.commands.finalizing import add_finalize_args, finalize, finalize_existing
 from e3d.commands.progress import watching
 
@@ -105,7 +105,10 @@ def add_proxy_args(p: argparse.ArgumentParser, *, epochs: int = 3, train_samples
     x.add_argument("--data-seed", type=int, default=0, help="seed of the proxy-task videos (default 0)")
     x.add_argument("--device", type=device_arg, default="cpu", help="cpu or cuda[:N]")
     x.add_argument(
-        "--threads", type=positive_int, metavar="N", help="torch CPU threads while training (on a busy machine 1 can be fastest)"
+        "--threads",
+        type=thread_count,
+        metavar="N",
+        help=f"torch CPU threads while training, at most {MAX_THREADS} (on a busy machine 1 can be fastest)",
     )
     x.add_argument(
         "--precision",

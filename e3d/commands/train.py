@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from e3d.cli import device_arg, learning_rate, non_negative_int, positive_float, positive_int
+from e3d.cli import MAX_THREADS, device_arg, learning_rate, non_negative_int, positive_float, positive_int, thread_count
 from e3d.commands.data import add_data_arguments, data_source, dataset_kwargs
 
 EPILOG = """\
@@ -100,7 +100,10 @@ def _add_hardware_options(t: Any) -> None:
     t.add_argument("--workers", type=non_negative_int, default=0, metavar="N", help="loader processes (default 0: load in this process)")
     t.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     t.add_argument(
-        "--threads", type=positive_int, metavar="N", help="torch CPU threads (default: torch's; 1 is often faster on a busy machine)"
+        "--threads",
+        type=thread_count,
+        metavar="N",
+        help=f"torch CPU threads, at most {MAX_THREADS} (default: torch's; 1 is often faster on a busy machine)",
     )
     t.add_argument(
         "--precision",

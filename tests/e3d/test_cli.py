@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from e3d.cli import guarded
+from e3d.cli import MAX_THREADS, guarded, thread_count
 from space.spec import SpecError
 from tests.e3d.fixtures import run
 
@@ -59,7 +59,7 @@ COMMANDS_WITH_DEVICE = [
     ["profile", "mobilenet"],
     ["latency-table", "--out", "t.json"],
 ]
-"""Each command that takes ``--device``, with what else it needs to parse."""
+"""Each command that takes ``--device`` and ``--threads``, with what else it needs to parse."""
 
 
 @pytest.mark.parametrize("command", COMMANDS_WITH_DEVICE, ids=lambda c: c[0])
@@ -74,3 +74,10 @@ def test_a_bad_device_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str],
 def test_a_learning_rate_outside_float32_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], command: list[str], lr: str) -> None:
     code, _, err = run(capsys, *command, "--lr", lr)  # 1e39 was "value cannot be converted to type float without overflow"
     assert code == 2 and len(err.strip().splitlines()) == 1 and "argument --lr: must be" in err, err
+
+
+@pytest.mark.parametrize("command", COMMANDS_WITH_DEVICE, ids=lambda c: c[0])
+def test_more_threads_than_max_threads_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    code, _, err = run(capsys, *command, "--threads", "100000")  # was a segfault (exit 139) in evaluate and train
+    assert code == 2 and len(err.strip().splitlines()) == 1 and f"argument --threads: must be at most {MAX_THREADS}" in err, err
+    assert thread_count(str(MAX_THREADS)) == MAX_THREADS
