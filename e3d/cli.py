@@ -48,6 +48,10 @@ MAX_THREADS = 1024
 """Most torch threads a ``--threads`` option takes: far past any core count; 100000 made torch crash."""
 
 
+MAX_HEARTBEAT_S = 86400
+"""Longest ``--heartbeat`` interval, a day; Python's thread waits overflow past ~9e9 s."""
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
     try:
@@ -102,30 +106,23 @@ def _int_in(text: str, low: int, high: int, what: str) -> int:
 
 
 def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+    """argparse type: an integer >= 1 that fits in 64 bits."""
+    return _int_in(text, 1, sys.maxsize, "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
-    return value
+    """argparse type: an integer >= 0 that fits in 64 bits."""
+    return _int_in(text, 0, sys.maxsize, "a non-negative integer")
 
 
 def thread_count(text: str) -> int:
     """argparse type: torch CPU threads, 1 to :data:`MAX_THREADS`."""
     return _int_in(text, 1, MAX_THREADS, "a positive integer")
+
+
+def heartbeat_seconds(text: str) -> int:
+    """argparse type: a heartbeat interval in seconds, 1 to :data:`MAX_HEARTBEAT_S`."""
+    return _int_in(text, 1, MAX_HEARTBEAT_S, "a positive integer")
 
 
 def device_arg(text: str) -> str:

@@ -15,7 +15,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from e3d.cli import MAX_THREADS, clip_arg, device_arg, learning_rate, non_negative_int, positive_float, positive_int, thread_count
+from e3d.cli import (
+    MAX_HEARTBEAT_S,
+    MAX_THREADS,
+    clip_arg,
+    device_arg,
+    heartbeat_seconds,
+    learning_rate,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    thread_count,
+)
 from e3d.commands.finalizing import add_finalize_args, finalize, finalize_existing
 from e3d.commands.progress import watching
 
@@ -102,7 +113,7 @@ def add_proxy_args(p: argparse.ArgumentParser, *, epochs: int = 3, train_samples
     x.add_argument("--trial-seconds", type=positive_float, metavar="S", help="also stop a candidate's training after S seconds")
     x.add_argument("--batch-size", type=positive_int, default=16, metavar="B")
     x.add_argument("--lr", type=learning_rate, default=0.05, help="SGD learning rate (default 0.05)")
-    x.add_argument("--data-seed", type=int, default=0, help="seed of the proxy-task videos (default 0)")
+    x.add_argument("--data-seed", type=non_negative_int, default=0, metavar="S", help="seed of the proxy-task videos (default 0)")
     x.add_argument("--device", type=device_arg, default="cpu", help="cpu or cuda[:N]")
     x.add_argument(
         "--threads",
@@ -138,10 +149,10 @@ def add_storage_args(p: argparse.ArgumentParser, *, name: str) -> None:
     o.add_argument("--resume", action="store_true", help="continue the existing study with its stored settings")
     o.add_argument(
         "--heartbeat",
-        type=positive_int,
+        type=heartbeat_seconds,
         default=10,
         metavar="S",
-        help="heartbeat interval; a dead worker's trial fails after ~2S and is re-run",
+        help=f"heartbeat interval in seconds, at most {MAX_HEARTBEAT_S} (default 10); a dead worker's trial fails after ~2S and is re-run",
     )
     o.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -229,7 +240,7 @@ def register(sub: Any) -> None:
         "--rungs", type=epoch_list, default=(), metavar="E,E", help="--pruner rungs: the epochs to judge at (default: the last but one)"
     )
     s.add_argument("--no-baselines", action="store_true", help="do not train the paper's presets that fit the budget first")
-    s.add_argument("--seed", type=int, default=0, help="seed of sampling and of every candidate's training (default 0)")
+    s.add_argument("--seed", type=non_negative_int, default=0, help="seed of sampling and of every candidate's training (default 0)")
     s.add_argument(
         "--export-results",
         type=Path,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import errno
+import sys
 from pathlib import Path
 
 import pytest
 
-from e3d.cli import MAX_THREADS, guarded, thread_count
+from e3d.cli import MAX_HEARTBEAT_S, MAX_THREADS, guarded, thread_count
 from space.spec import SpecError
 from tests.e3d.fixtures import run
 
@@ -81,3 +82,23 @@ def test_more_threads_than_max_threads_is_one_line_and_exit_2(capsys: pytest.Cap
     code, _, err = run(capsys, *command, "--threads", "100000")  # was a segfault (exit 139) in evaluate and train
     assert code == 2 and len(err.strip().splitlines()) == 1 and f"argument --threads: must be at most {MAX_THREADS}" in err, err
     assert thread_count(str(MAX_THREADS)) == MAX_THREADS
+
+
+@pytest.mark.parametrize("command", STUDIES, ids=lambda c: c[0])
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--data-seed", "-1"], "argument --data-seed: must be a non-negative integer"),  # was numpy's ValueError traceback
+        (["--heartbeat", "100000000000"], f"argument --heartbeat: must be at most {MAX_HEARTBEAT_S}"),  # was OverflowError, exit 0
+        (["--batch-size", str(2**64)], f"argument --batch-size: must be at most {sys.maxsize}"),  # was islice's ValueError
+        (["--epochs", "0"], "argument --epochs: must be a positive integer"),
+    ],
+)
+def test_bad_study_numbers_are_one_line(capsys: pytest.CaptureFixture[str], command: list[str], argv: list[str], words: str) -> None:
+    code, _, err = run(capsys, *command, *argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and words in err, err
+
+
+def test_a_negative_search_seed_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "search", "--budget-mflops", "100", "--seed", "-1")  # was numpy's ValueError traceback
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "argument --seed: must be a non-negative integer" in err, err
