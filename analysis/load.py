@@ -70,7 +70,7 @@ def normalize(df: pd.DataFrame) -> pd.DataFrame:
     """A copy with every :data:`search.results.COLUMNS` present, :data:`NUMERIC` as float (``number``
     as a nullable integer), ``feasible`` as a nullable boolean and ``state`` upper-case.
 
-    A value that is not a number raises :class:`AnalysisError`.
+    A value that is not a number, or a ``number`` that is not a whole one, raises :class:`AnalysisError`.
     """
     records: list[dict[str, Any]] = [{str(k): v for k, v in r.items()} for r in df.to_dict("records")]
     out = frame(records) if len(df) else pd.DataFrame(columns=[*COLUMNS, *(c for c in df.columns if c not in COLUMNS)])
@@ -78,14 +78,23 @@ def normalize(df: pd.DataFrame) -> pd.DataFrame:
         out["number"] = range(len(out))
     for col in NUMERIC:
         values = pd.to_numeric(out[col], errors="coerce")
-        bad = out[col].notna() & values.isna()
-        if bad.any():
-            raise AnalysisError(f"column {col!r} holds a value that is not a number: {out.loc[bad, col].iloc[0]!r}")
+        _refuse(out[col], out[col].notna() & values.isna(), "a value that is not a number")
         out[col] = values.astype(float)
+    whole = (out["number"] % 1 == 0) & (out["number"].abs() < 2**63)
+    _refuse(out["number"], out["number"].notna() & ~whole, "a value that is not a trial number (a whole number)")
     out["number"] = out["number"].astype("Int64")
     out["feasible"] = _booleans(out["feasible"])
     out["state"] = out["state"].astype(str).str.upper()
     return out.reset_index(drop=True)
+
+
+def _refuse(col: pd.Series, bad: pd.Series, what: str) -> None:
+    """Raise :class:`AnalysisError` naming ``col``'s first ``bad`` value and its row (data rows counted from 1)."""
+    if bad.any():
+        row = int(bad.to_numpy().argmax())
+        value = col.iloc[row]
+        shown = repr(value) if isinstance(value, str) else str(value)
+        raise AnalysisError(f"column {col.name!r} holds {what}: {shown} (row {row + 1})")
 
 
 def _booleans(col: pd.Series) -> pd.Series:
@@ -160,14 +169,18 @@ def load_csv(path: str | Path, *, strict: bool = False) -> Results:
         raise AnalysisError(f"{p} lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (it needs {', '.join(REQUIRED)})")
     if not len(raw):
         raise AnalysisError(f"{p} has no trials (a header and no rows)")
-    df, dropped = validate(normalize(raw), strict=strict, source=str(p))
+    try:
+        normalized = normalize(raw)
+    except AnalysisError as e:
+        raise AnalysisError(f"{p}: {e}") from None
+    df, dropped = validate(normalized, strict=strict, source=str(p))
     if not len(df):
         raise AnalysisError(f"{p}: no usable rows ({'; '.join(dropped)})")
     return dataclasses.replace(_results(df, str(p), _config_next_to(p)), dropped=tuple(dropped))
 
 
 COSTS = ("macs", "params", "paper_mflops", "activations", "latency_ms")
-"""Columns that count something: never negative."""
+"""Columns that count something: never negative, never infinite (NaN: unknown)."""
 
 
 def _numbers(df: pd.DataFrame, mask: pd.Series) -> str:
@@ -186,12 +199,13 @@ def _spec_ok(text: Any) -> bool:
 
 def problems(df: pd.DataFrame) -> list[tuple[str, pd.Series]]:
     """Each kind of corrupt row of a normalised frame: (what, rows) for duplicated trials, specs that
-    do not parse, negative costs, trained trials without costs, and accuracies outside [0, 100]."""
+    do not parse, negative or infinite costs, trained trials without costs, and accuracies outside [0, 100]."""
     trained = (df["state"] == "COMPLETE") & df["feasible"].fillna(True).astype(bool) & df["accuracy"].notna()
     out = [
         ("duplicated trial", df.duplicated(subset=["number"], keep="first")),
         ("unparsable spec_json", ~df["spec_json"].map(_spec_ok).astype(bool)),
         ("negative cost", (df[list(COSTS)] < 0).any(axis=1)),
+        ("infinite cost", (df[list(COSTS)] == float("inf")).any(axis=1)),
         ("trained trial without macs or params", trained & df[["macs", "params"]].isna().any(axis=1)),
         ("accuracy outside [0, 100]", ~df["accuracy"].between(0, 100) & df["accuracy"].notna()),
         ("best_accuracy outside [0, 100]", ~df["best_accuracy"].between(0, 100) & df["best_accuracy"].notna()),

@@ -101,18 +101,27 @@ def test_minimal_csv_with_only_the_required_columns_loads(tmp_path: Path) -> Non
     assert df["state"].tolist() == ["COMPLETE"] and df["feasible"].isna().all() and df["number"].tolist() == [0]
 
 
+NUMBERED = ",".join(("number", *REQUIRED)) + "\n"
+"""The header of a CSV of the required columns with trial numbers."""
+
+ROW = "COMPLETE,mobilenet,1.0,2e8,3e6,50"
+"""The required columns of a trained trial."""
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("", "is empty"),
         (",".join(REQUIRED) + "\n", "has no trials"),
-        (",".join(REQUIRED) + "\nCOMPLETE,mobilenet,1.0,lots,3e6,50\n", "'macs' holds a value that is not a number: 'lots'"),
+        (",".join(REQUIRED) + "\nCOMPLETE,mobilenet,1.0,lots,3e6,50\n", "t.csv: column 'macs' holds a value that is not a number: 'lots'"),
+        (NUMBERED + f"0,{ROW}\n1.5,{ROW}\n", "column 'number' holds a value that is not a trial number (a whole number): 1.5 (row 2)"),
+        (NUMBERED + f"1e30,{ROW}\n", "column 'number' holds a value that is not a trial number (a whole number): 1e+30 (row 1)"),
     ],
 )
 def test_bad_csv_is_one_line(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "t.csv"
     path.write_text(text)
-    with pytest.raises(AnalysisError, match=message):
+    with pytest.raises(AnalysisError, match=re.escape(message)):  # a 1.5 or 1e30 number was pandas' TypeError traceback
         load_csv(path)
 
 
@@ -136,6 +145,8 @@ def _corrupt(tmp_path: Path, how: str) -> Path:
         df = pd.concat([df, df.loc[[done[0]]]], ignore_index=True)
     elif how == "negative macs":
         df.loc[done[0], "macs"] = -5e6
+    elif how == "infinite latency":
+        df.loc[done[0], "latency_ms"] = float("inf")
     elif how == "accuracy 130":
         df.loc[done[0], "accuracy"] = 130.0
     elif how == "missing params":
@@ -150,6 +161,7 @@ def _corrupt(tmp_path: Path, how: str) -> Path:
         ("truncated spec", "unparsable spec_json: 2 rows"),
         ("duplicated row", "duplicated trial: 1 row"),
         ("negative macs", "negative cost: 1 row"),
+        ("infinite latency", "infinite cost: 1 row"),  # --strict kept it
         ("accuracy 130", "accuracy outside [0, 100]: 1 row"),
         ("missing params", "trained trial without macs or params: 1 row"),
     ],
