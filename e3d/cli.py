@@ -172,7 +172,17 @@ def memory_size(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``e3d`` console script; returns the exit code."""
+    """Entry point of the ``e3d`` console script; returns the exit code. Ctrl-C before the command runs (while
+    the commands and torch load: the first seconds) is one line and 130 too."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("e3d: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and run its command in :func:`guarded`."""
     args = build_parser().parse_args(argv)
     if getattr(args, "max_memory", None) is not None:
         from profiler.footprint import set_limit

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import errno
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import e3d
+from e3d import cli
 from e3d.cli import MAX_HEARTBEAT_S, MAX_THREADS, guarded, thread_count
 from space.spec import SpecError
 from tests.e3d.fixtures import run
@@ -102,3 +105,24 @@ def test_bad_study_numbers_are_one_line(capsys: pytest.CaptureFixture[str], comm
 def test_a_negative_search_seed_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "search", "--budget-mflops", "100", "--seed", "-1")  # was numpy's ValueError traceback
     assert code == 2 and len(err.strip().splitlines()) == 1 and "argument --seed: must be a non-negative integer" in err, err
+
+
+def test_ctrl_c_while_the_commands_load_is_one_line_and_130(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted() -> None:
+        raise KeyboardInterrupt  # Ctrl-C while the commands import torch: the first seconds of every e3d command
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    try:
+        code = cli.main(["models"])
+    except KeyboardInterrupt:
+        pytest.fail("main() let Ctrl-C out: its traceback shows")
+    assert code == 130 and capsys.readouterr().err == "e3d: interrupted\n"
+
+
+def test_the_e3d_command_starts_without_torch() -> None:
+    """What runs before main() (the console script imports e3d.cli) cannot catch Ctrl-C, so it does not load torch."""
+    code = "import sys, e3d.cli; assert 'torch' not in sys.modules, 'e3d.cli imported torch'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert [getattr(e3d, name).__name__ for name in ("create_model", "Counts")] == ["create_model", "Counts"]  # the API, on first use
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = e3d.nope  # type: ignore[attr-defined]
