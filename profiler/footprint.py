@@ -57,7 +57,9 @@ class Footprint:
 
 
 def human(n: float) -> str:
-    """Bytes as ``12.3 GiB``."""
+    """Bytes as ``12.3 GiB`` (``>1e280 PiB`` for a count too large to divide as a float)."""
+    if abs(n) > 10**280 * 1024**5:  # compared exactly, however large an int; dividing it would overflow
+        return ">1e280 PiB"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if abs(n) < 1024 or unit == "PiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

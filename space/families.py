@@ -64,13 +64,20 @@ def clear_shared_parts() -> None:
 
 def floor_width(channels: float) -> int:
     """The paper's rule ``int(c * w)``, never below 1."""
-    return max(1, int(channels))
+    return max(1, int(_finite(channels)))
 
 
 def make_divisible(value: float, divisor: int) -> int:
     """Nearest multiple of ``divisor`` (at least ``divisor``), never more than 10% below ``value``."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    rounded = max(divisor, int(_finite(value) + divisor / 2) // divisor * divisor)
     return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def _finite(channels: float) -> float:
+    """``channels``, or :class:`SpecError` naming ``width_mult`` when the product overflowed to infinity."""
+    if not math.isfinite(channels):
+        raise SpecError("width_mult", "too large: the channel counts overflow to infinity")
+    return channels
 
 
 def interpolate(width_mult: float, table: Sequence[tuple[float, float]]) -> float:
@@ -88,7 +95,7 @@ def interpolate(width_mult: float, table: Sequence[tuple[float, float]]) -> floa
 def _knobs(
     name: str, default: Sequence[int], depths: Sequence[int] | None, stage_mults: Sequence[float] | None, width_mult: float
 ) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) or not width_mult > 0 or width_mult == float("inf"):
+    if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) or not 0 < width_mult < math.inf:
         raise SpecError("width_mult", f"must be a positive number, got {width_mult!r}")
     d = tuple(default if depths is None else depths)
     m = tuple(1.0 for _ in default) if stage_mults is None else tuple(stage_mults)
@@ -97,8 +104,8 @@ def _knobs(
     if len(m) != len(default):
         raise SpecError("stage_mults", f"{name} has {len(default)} stages, got {len(m)} factors")
     for i, f in enumerate(m):
-        if not f > 0:
-            raise SpecError(f"stage_mults[{i}]", f"must be positive, got {f}")
+        if not 0 < f < math.inf:
+            raise SpecError(f"stage_mults[{i}]", f"must be a positive number, got {f}")
     return d, m
 
 

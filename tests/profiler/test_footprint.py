@@ -67,3 +67,8 @@ def test_max_memory_refuses_a_small_network_and_a_large_limit_lets_it_through(ca
     assert code == 0, err
     with pytest.raises(MemoryLimitError):
         check_memory(spec, batch=64, training=True, limit=2**20)
+
+
+def test_a_huge_width_is_one_line_not_a_float_overflow(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "profile", "squeezenet", "--width-mult", "1e300", "--clip", "8x32x32", "--no-latency")
+    assert code == 2 and ">1e280 PiB" in err and len(err.strip().splitlines()) == 1

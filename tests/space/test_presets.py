@@ -153,3 +153,14 @@ def test_shufflenet_at_expansion_1_is_the_network_it_was_before_the_knob(groups:
     assert (totals.macs, totals.params) == SHUFFLENET_COUNTS[groups, width]
     pw1 = [(layer.name, layer.out_shape[0]) for layer in spec.layers if layer.name.endswith(".pw1")]
     assert pw1 == [(f"stages.{i}.{j}.pw1", s.channels // 4) for i, s in enumerate(spec.stages) for j in range(s.repeats)]
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_a_width_whose_channel_counts_overflow_is_a_spec_error_naming_width_mult(name: str) -> None:
+    with pytest.raises(space.SpecError, match="width_mult: too large"):
+        space.paper_spec(name, width_mult=1e307)
+
+
+def test_infinite_stage_mults_are_refused() -> None:
+    with pytest.raises(space.SpecError, match=r"stage_mults\[1\]"):
+        space.families.mobilenet(stage_mults=[1.0, float("inf"), 1.0, 1.0, 1.0])
