@@ -70,7 +70,7 @@ from profiler.allocator import ENV, allocator
 from profiler.latency import _time, device_name, resolve_device, torch_threads
 from space.blocks import BLOCKS
 from space.ops import Layer, Shape, Triple
-from space.spec import E3DError, NetSpec, StageSpec, UnitKey, trace_unit
+from space.spec import E3DError, JSONError, NetSpec, StageSpec, UnitKey, parse_json, trace_unit
 
 SCHEMA = "e3d-latency-table/2"
 """Version 2: block entries (version 1 held operation entries and is refused)."""
@@ -548,10 +548,10 @@ class LatencyTable:
         an older format or, with ``complete``, still being built."""
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            data = parse_json(path.read_text())
         except OSError as e:
             raise LatencyTableError(f"cannot read latency table {path}: {e.strerror}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        except (JSONError, UnicodeDecodeError) as e:
             raise LatencyTableError(f"{path} is not a latency table (corrupt or truncated JSON: {e})") from None
         schema = data.get("schema") if isinstance(data, dict) else None
         if isinstance(schema, str) and schema.startswith("e3d-latency-table/") and schema != SCHEMA:

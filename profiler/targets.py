@@ -12,8 +12,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import json
 import os
+import reprlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +24,7 @@ from torch import nn
 
 import space
 from space.ops import Shape
-from space.spec import E3DError, NetSpec
+from space.spec import E3DError, JSONError, NetSpec, parse_json
 
 
 class TargetError(E3DError):
@@ -119,9 +119,9 @@ def parse_kwargs(text: str | None) -> dict[str, Any]:
     if text is None:
         return {}
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise TargetError(f"--kwargs is not valid JSON ({e}): {text!r}") from None
+        value = parse_json(text)
+    except JSONError as e:
+        raise TargetError(f"--kwargs is {e}: {reprlib.repr(text)}") from None
     if not isinstance(value, dict):
         raise TargetError(f"--kwargs must be a JSON object of keyword arguments, got {text!r}")
     return value

@@ -38,6 +38,23 @@ class SpecError(E3DError, ValueError):
         self.reason = reason
 
 
+class JSONError(E3DError, ValueError):
+    """JSON text that cannot be read: malformed, or beyond what Python parses (a number of too many digits,
+    nesting too deep). The message is the reason alone; callers name the file or option."""
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads(text)``, every way it can fail on the text turned into one :class:`JSONError` line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise JSONError(f"not valid JSON ({e})") from None
+    except RecursionError:
+        raise JSONError("not readable JSON (nested too deeply)") from None
+    except ValueError as e:  # an integer past sys.get_int_max_str_digits()
+        raise JSONError(f"not readable JSON ({str(e).split(';')[0]})") from None
+
+
 def _int(path: str, value: object, *, minimum: int = 1, name: str = "") -> int:
     """``value`` if it is an integer >= ``minimum``; else :class:`SpecError` for field ``path.name`` (or ``path``)."""
     if type(value) is int and value >= minimum:  # the common case, first (bool is not int here)
@@ -519,9 +536,9 @@ class NetSpec:
     def from_json(cls, text: str) -> NetSpec:
         """Parse JSON text made by :meth:`to_json`."""
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SpecError("spec", f"not valid JSON ({e})") from None
+            data = parse_json(text)
+        except JSONError as e:
+            raise SpecError("spec", str(e)) from None
         return cls.from_dict(data)
 
     @classmethod

@@ -166,6 +166,8 @@ def test_main_is_importable_without_side_effects() -> None:
         (["tests.e3d.profile_fixtures:shape_check", "--kwargs", '{"frame": 3}'], "unexpected keyword argument 'frame'"),
         (["tests.e3d.profile_fixtures:shape_check", "--kwargs", "[1]"], "must be a JSON object"),
         (["tests.e3d.profile_fixtures:shape_check", "--kwargs", "{oops"], "not valid JSON"),
+        (["tests.e3d.profile_fixtures:shape_check", "--kwargs", "[" * 100_000], "--kwargs is not readable JSON (nested too deeply)"),
+        (["tests.e3d.profile_fixtures:shape_check", "--kwargs", '{"frames": 1' + "0" * 5000 + "}"], "(4300 digits)"),
         (["mobilenet", "--kwargs", '{"a": 1}'], "--kwargs applies to import paths"),
         (["nosuchdir/models.py:make"], "no such file: nosuchdir/models.py"),
     ],

@@ -306,6 +306,8 @@ BAD_REPEAT = {"networks": 10, "mape": 1.0, "within_10": "lots", "ratio": 1.0}
     [
         (lambda text: text[: len(text) // 2], "corrupt or truncated JSON"),
         (lambda text: "", "corrupt or truncated JSON"),
+        (lambda text: text.replace('"planned": ', '"planned": 1' + "0" * 5000 + ', "x": ', 1), "corrupt or truncated JSON.*4300 digits"),
+        (lambda text: "[" * 100_000, "corrupt or truncated JSON.*nested too deeply"),
         (lambda text: text.replace('"block"', '"blok"', 1), "corrupt latency table"),
         (lambda text: text.replace('"inverted_residual"', '"no_such_block"', 1), "corrupt latency table.*no_such_block"),
         (lambda text: text.replace('"cin"', '"cinn"', 1), "corrupt latency table.*cannot be traced"),

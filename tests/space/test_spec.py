@@ -113,6 +113,8 @@ def test_json_errors_name_the_field() -> None:
     raises("family", NetSpec.from_dict, {k: v for k, v in d.items() if k != "family"})
     raises("spec", NetSpec.from_json, "{not json")
     raises("spec", NetSpec.from_json, "[1, 2]")
+    assert "4300 digits" in raises("spec", NetSpec.from_json, '{"stem": {"channels": 1' + "0" * 5000 + "}}")
+    assert "nested too deeply" in raises("spec", NetSpec.from_json, '{"stem": ' + "[" * 100_000)
 
 
 def test_load_reports_the_file(tmp_path: Any) -> None:
