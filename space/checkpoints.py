@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,10 +130,21 @@ def read_checkpoint(path: str | Path) -> Any:
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"no such checkpoint file: {p}")
+    if _is_torchscript(p):
+        raise CheckpointError(f"{p} is a TorchScript model, not a checkpoint: give a file of torch.save(model.state_dict())")
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError, AttributeError, TypeError) as e:
+    except Exception as e:  # a file that is no checkpoint makes the unpickler raise anything (KeyError, IndexError ...)
         raise CheckpointError(load_error_message(p, e)) from None
+
+
+def _is_torchscript(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (what ``torch.jit.save`` writes: a zip with ``constants.pkl``)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(name.count("/") == 1 and name.endswith("/constants.pkl") for name in z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def load_error_message(path: str | Path, e: BaseException) -> str:
@@ -152,7 +164,13 @@ def load_error_message(path: str | Path, e: BaseException) -> str:
         return f"{path}: not a readable PyTorch checkpoint (unpickling failed: {_reason(e)})"
     if isinstance(e, OSError) and not str(e).strip():
         return f"{path}: cannot be read ({type(e).__name__})"
+    if not isinstance(e, _DESCRIBED):  # what the unpickler raises on bytes that are no pickle: KeyError: 101
+        return f"{path}: not a readable PyTorch checkpoint (unpickling failed: {type(e).__name__}: {_reason(e)})"
     return f"{path}: not a readable PyTorch checkpoint ({_reason(e)})"
+
+
+_DESCRIBED = (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError, AttributeError, TypeError)
+"""What torch.load raises with a message that says what is wrong by itself."""
 
 
 def _reason(e: BaseException) -> str:
@@ -199,7 +217,7 @@ def _check_shapes(state: Mapping[str, Tensor], target: Mapping[str, Tensor], sou
         got = state[key]
         if got.shape != ref.shape:
             hint = ""
-            if key == "head.fc.weight" or key == "head.fc.bias":
+            if key in ("head.fc.weight", "head.fc.bias") and got.dim() > 0:
                 hint = f"; the checkpoint has {got.shape[0]} classes, the model {ref.shape[0]} (set num_classes)"
             raise CheckpointError(
                 f"{what}: {source_name[key]} has shape {tuple(got.shape)} but the model's {key} needs {tuple(ref.shape)}{hint}"
@@ -296,7 +314,7 @@ def checkpoint_classes(obj: Any) -> int | None:
     except CheckpointError:
         return None
     for key in ("classifier.1.weight", "classifier.1.bias", "head.fc.weight", "head.fc.bias"):
-        if key in state:
+        if key in state and state[key].dim() > 0:  # a 0-d tensor has no classes to read (its shape is refused later)
             return int(state[key].shape[0])
     return None
 

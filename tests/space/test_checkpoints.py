@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 import space
-from space.checkpoints import CheckpointError, checkpoint_state, paper_names, read_checkpoint
+from space.checkpoints import CheckpointError, checkpoint_classes, checkpoint_state, paper_names, read_checkpoint
 from tests.conftest import SMALL_CLIP, PaperModel, paper_code_models
 
 PAPER = paper_code_models()
@@ -187,13 +187,39 @@ def test_a_pickle_that_needs_more_than_tensors_is_refused(tmp_path: Path) -> Non
         read_checkpoint(path)
 
 
-@pytest.mark.parametrize(("content", "words"), [(None, "no such checkpoint file"), (b"not a checkpoint", "not a readable PyTorch")])
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (None, "no such checkpoint file"),
+        (b"not a checkpoint", "not a readable PyTorch"),
+        (b"hello", "not a readable PyTorch checkpoint (unpickling failed: KeyError: 101)"),
+        (b"abc", "not a readable PyTorch checkpoint (unpickling failed: IndexError"),
+    ],
+)
 def test_unreadable_files_are_one_clear_error(tmp_path: Path, content: bytes | None, words: str) -> None:
     path = tmp_path / "x.pth"
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(CheckpointError, match=words):
+    with pytest.raises(CheckpointError) as e:
         read_checkpoint(path)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_torchscript_file_is_named_as_such_without_torch_s_warning(tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
+    path = tmp_path / "model.pt"
+    torch.jit.save(torch.jit.script(nn.Linear(2, 2)), path)
+    recwarn.clear()
+    with pytest.raises(CheckpointError, match="is a TorchScript model, not a checkpoint"):
+        read_checkpoint(path)
+    assert not recwarn.list
+
+
+def test_a_0_d_classifier_has_no_classes_and_does_not_fit() -> None:
+    state = paper_state(_mobilenet())
+    state["module.classifier.1.weight"] = state["module.classifier.1.bias"] = torch.tensor(3.0)
+    assert checkpoint_classes({"state_dict": state}) is None
+    with pytest.raises(CheckpointError, match=r"classifier.1.weight has shape \(\) but the model's head.fc.weight needs"):
+        checkpoint_state({"state_dict": state}, space.paper_spec("mobilenet", width_mult=0.5))
 
 
 def test_families_without_paper_checkpoints_are_an_error() -> None:
