@@ -194,7 +194,9 @@ def state_dict_of(obj: Any, *, source: str = "checkpoint") -> dict[str, Tensor]:
 
     if isinstance(obj, Mapping) and "state_dict" in obj:
         obj = obj["state_dict"]
-    elif isinstance(obj, Mapping) and obj.get("format") == FORMAT and isinstance(obj.get("model"), Mapping):
+    elif isinstance(obj, Mapping) and obj.get("format") == FORMAT:
+        if not isinstance(obj.get("model"), Mapping):
+            raise CheckpointError(f"{source}: an e3d checkpoint without weights (no state dict under 'state_dict' or 'model')")
         obj = obj["model"]  # a checkpoint of e3d train (search.train.fit): weights under "model"
     if not isinstance(obj, Mapping) or not obj:
         raise CheckpointError(f"{source}: expected a state_dict (names -> tensors) or a dict with a 'state_dict' entry")

@@ -227,14 +227,14 @@ def _render_predicted(result: Any) -> str:
 
 
 def _load_weights(target: Any, path: str) -> None:
-    """Load an e3d train checkpoint into the target's model (its spec must be the target's)."""
-    from search.train import CheckpointError, load_checkpoint
+    """Load an e3d checkpoint into the target's model: one of e3d train (weights under ``model``) or of e3d
+    convert-checkpoint (the same marker, weights under ``state_dict``). Every key and shape is checked against
+    the target's spec (:func:`space.checkpoints.checkpoint_state`)."""
+    from search.train import load_checkpoint
+    from space.checkpoints import checkpoint_state
 
-    state = load_checkpoint(path)
-    try:
-        target.module().load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"the weights in {path} do not fit {target.name}: {str(e).strip().splitlines()[0]}") from None
+    state = checkpoint_state(load_checkpoint(path), target.spec, source=str(path))
+    target.module().load_state_dict(state, strict=True)
 
 
 def _data_cost(args: argparse.Namespace, result: Any) -> None:

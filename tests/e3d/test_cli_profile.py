@@ -317,3 +317,31 @@ def test_a_torchscript_graph_that_needs_another_input_shape_is_one_line(capsys: 
     assert "failed on a 3x16x112x112 clip: RuntimeError" in err and "set it with --frames and --size" in err
     d = profile_json(capsys, str(tmp_path / "fixed.pt"), "--no-latency", "--frames", "4", "--size", "8")
     assert d["macs"] == 0 and d["kind"] == "torchscript"
+
+
+def _weights(kind: str, path: Path) -> Path:
+    """A checkpoint of mobilenet 0.5x with 10 classes as e3d convert-checkpoint or e3d train writes it, or a damaged one."""
+    from space.checkpoints import FORMAT, save_converted
+
+    spec = space.paper_spec("mobilenet", width_mult=0.5, num_classes=10)
+    state = space.build(spec).state_dict()
+    if kind == "converted":
+        save_converted(path, state, spec, model="mobilenet", source="paper.pth")
+    else:
+        torch.save({"format": FORMAT, **{"trained": {"model": state}, "no model": {}, "model list": {"model": [1]}}[kind]}, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"), [("converted", None), ("trained", None), ("no model", "without weights"), ("model list", "without weights")]
+)
+def test_weights_of_convert_checkpoint_and_of_train_load(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: str, words: str | None
+) -> None:
+    weights = _weights(kind, tmp_path / "w.pth")
+    argv = ["mobilenet", "--width-mult", "0.5", "--num-classes", "10", "--clip", "8x32x32", "--no-latency", "--weights", str(weights)]
+    code, _, err = run(capsys, "profile", *argv)
+    if words is None:
+        assert code == 0, err
+    else:
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
