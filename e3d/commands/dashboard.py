@@ -45,9 +45,20 @@ def register(sub: Any) -> None:
     p.add_argument("--storage", metavar="URL", help="the study's storage when it is not RUN/study.db (postgresql://...)")
     p.add_argument("--study-name", metavar="NAME", help="the study (default: the only one in the storage)")
     p.add_argument("--host", default="localhost", help="address to serve on (default localhost)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--port", type=port, default=8080, help="port, 0 to 65535 (default 8080; 0: any free one)")
     p.add_argument("--no-artifacts", action="store_true", help="do not attach the run folder's files to the study")
     p.set_defaults(func=run)
+
+
+def port(text: str) -> int:
+    """argparse type: a TCP port, 0 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number (0 to 65535), got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number (0 to 65535), got {text!r}")
+    return value
 
 
 def open_run(run: Path, storage: str | None, study_name: str | None) -> Any:
@@ -59,12 +70,35 @@ def open_run(run: Path, storage: str | None, study_name: str | None) -> Any:
     if storage is None and not (run / "study.db").is_file():
         raise DashboardError(f"no study.db in {run}; give the run folder of e3d search, or --storage URL")
     url = storage or st.sqlite_url(run / "study.db")
+    db = st.sqlite_path(url)
+    if db is not None:
+        _check_optuna_file(db)
     store = st.open_storage(url)
     names = st.list_studies(store)
+    where = st.redact(url)
+    if not names:
+        raise DashboardError(f"no study in {where}")
+    if study_name is not None and study_name not in names:
+        raise DashboardError(f"no study {study_name!r} in {where}; it has {', '.join(sorted(names))}")
     name = study_name or _the_search(names)
-    if name is None or name not in names:
-        raise DashboardError(f"give --study-name: studies in {st.redact(url)}: {', '.join(sorted(names)) or 'none'}")
+    if name is None:
+        raise DashboardError(f"give --study-name: studies in {where}: {', '.join(sorted(names))}")
     return optuna.load_study(study_name=name, storage=store)
+
+
+def _check_optuna_file(db: Path) -> None:
+    """:class:`DashboardError` unless the SQLite file ``db`` holds an Optuna storage, checked read-only
+    (opening an empty or foreign file as a storage would write Optuna's tables into it)."""
+    import contextlib
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as con:
+            found = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'studies'").fetchone()
+    except sqlite3.Error:
+        found = None
+    if found is None:
+        raise DashboardError(f"{db} holds no Optuna study (it is empty or not a study database); give the run folder of e3d search")
 
 
 def _the_search(names: list[str]) -> str | None:
@@ -121,20 +155,27 @@ def run(args: argparse.Namespace) -> int:
     from wsgiref.simple_server import make_server
 
     study = open_run(args.run, args.storage, args.study_name)
-    if not args.no_artifacts:
-        added = attach_artifacts(study, args.run)
-        if added:
-            print(f"attached to study {study.study_name!r}: {', '.join(added)}")
-    application = app(study, args.run)
-    try:
-        server = make_server(args.host, args.port, application)
+    try:  # bound before anything is written: a port that cannot be served leaves the run folder as it was
+        server = make_server(args.host, args.port, _not_ready)
     except OSError as e:
         raise DashboardError(f"cannot serve on {args.host}:{args.port}: {e.strerror or e}") from None
-    print(f"optuna-dashboard for study {study.study_name!r} ({len(study.trials)} trials): http://{args.host}:{args.port}/  (Ctrl-C stops)")
     try:
+        if not args.no_artifacts:
+            added = attach_artifacts(study, args.run)
+            if added:
+                print(f"attached to study {study.study_name!r}: {', '.join(added)}")
+        server.set_app(app(study, args.run))
+        url = f"http://{args.host}:{server.server_port}/"
+        print(f"optuna-dashboard for study {study.study_name!r} ({len(study.trials)} trials): {url}  (Ctrl-C stops)")
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
     return 0
+
+
+def _not_ready(environ: Any, start_response: Any) -> list[bytes]:
+    """The WSGI application of the server until the dashboard's is set (it serves nothing before)."""
+    start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+    return [b"starting"]

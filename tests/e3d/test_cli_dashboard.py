@@ -89,3 +89,24 @@ def test_a_finalized_run_opens_its_search_study_not_the_finalization_study(tmp_p
     make_study(MIXED[:1], storage=url, name="e3d-search" + SUFFIX)  # what the default search's finalization adds
     assert open_run(folder, None, None).study_name == "e3d-search"
     assert open_run(folder, None, "e3d-search" + SUFFIX).study_name == "e3d-search" + SUFFIX
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_a_port_out_of_range_is_one_line_and_creates_nothing(capsys: pytest.CaptureFixture[str], run_folder: Path, port: str) -> None:
+    before = sorted(run_folder.rglob("*"))
+    code, _, err = run(capsys, "dashboard", str(run_folder), "--port", port)
+    assert code == 2 and "--port: must be a port number (0 to 65535)" in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(run_folder.rglob("*")) == before and not (run_folder / "artifacts").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a database"])
+def test_a_study_db_without_a_study_is_left_as_it_was(capsys: pytest.CaptureFixture[str], tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "study.db").write_bytes(content)
+    code, _, err = run(capsys, "dashboard", str(tmp_path))
+    assert code == 2 and "holds no Optuna study" in err and len(err.strip().splitlines()) == 1, err
+    assert (tmp_path / "study.db").read_bytes() == content
+
+
+def test_an_unknown_study_name_is_named(capsys: pytest.CaptureFixture[str], run_folder: Path) -> None:
+    code, _, err = run(capsys, "dashboard", str(run_folder), "--study-name", "nosuch")
+    assert code == 2 and "no study 'nosuch' in" in err and "it has e3d-search" in err and "give --study-name" not in err, err
