@@ -42,17 +42,24 @@ def run(args: argparse.Namespace) -> int:
     """Print the findings; with ``--out`` also write them and the figures."""
     from analysis.paper import paper_findings
     from analysis.report import paper_text
+    from space.files import check_writable
 
+    if args.out is not None:
+        check_writable(args.out)  # a file, or a folder under one, is one line before anything is computed
     text = paper_text(paper_findings())
     print(text)
     if args.out is not None:
-        from analysis.plots import plot_paper, plot_paper_speed, save_figure
-
-        out: Path = args.out
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "paper_findings.md").write_text(f"# The paper's findings from Table 8 (`e3d paper`)\n\n{text}\n")
-        files = save_figure(plot_paper(cost="paper_mflops"), out, "paper_accuracy")
-        files += save_figure(plot_paper(kind="width"), out, "paper_width")
-        files += save_figure(plot_paper_speed(), out, "paper_speed")
-        print(f"\nwrote {out / 'paper_findings.md'} and {len(files)} figure files in {out}")
+        _write(args.out, text)
     return 0
+
+
+def _write(out: Path, text: str) -> None:
+    """``paper_findings.md`` and the figures in ``out``, each written atomically."""
+    from analysis.plots import plot_paper, plot_paper_speed, save_figure
+    from space.files import write_text
+
+    findings = write_text(out / "paper_findings.md", f"# The paper's findings from Table 8 (`e3d paper`)\n\n{text}\n")
+    files = save_figure(plot_paper(cost="paper_mflops"), out, "paper_accuracy")
+    files += save_figure(plot_paper(kind="width"), out, "paper_width")
+    files += save_figure(plot_paper_speed(), out, "paper_speed")
+    print(f"\nwrote {findings} and {len(files)} figure files in {out}")

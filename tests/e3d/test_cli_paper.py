@@ -52,3 +52,17 @@ def test_out_writes_the_findings_and_figures(tmp_path: Path, capsys: pytest.Capt
     for stem in ("paper_accuracy", "paper_width", "paper_speed"):
         assert (tmp_path / f"{stem}.png").stat().st_size > 0 and (tmp_path / f"{stem}.svg").stat().st_size > 0
     assert "wrote" in out
+
+
+@pytest.mark.parametrize(
+    ("out", "words"),
+    [("afile", "afile is a file, not a folder"), ("afile/sub", "afile is a file, not a folder"), ("dir", "it is a folder")],
+)
+def test_an_out_that_cannot_be_written_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], out: str, words: str) -> None:
+    from tests.e3d.fixtures import run as run_cli
+
+    (tmp_path / "afile").write_text("keep")
+    (tmp_path / "dir" / "paper_findings.md").mkdir(parents=True)  # in the way of the findings file
+    code, _, err = run_cli(capsys, "paper", "--out", str(tmp_path / out))
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+    assert (tmp_path / "afile").read_text() == "keep"
