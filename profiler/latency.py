@@ -124,8 +124,10 @@ def resolve_device(device: str | torch.device) -> torch.device:
         index = dev.index or 0
         if index >= n:
             raise DeviceError(f"CUDA device {dev} does not exist: this machine has {n} CUDA device{'s' if n != 1 else ''}")
-    elif dev.type not in ("cpu", "mps", "meta"):
-        raise DeviceError(f"unsupported device {device!r}; use cpu or cuda[:N]")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError("the mps device (Apple GPU) is not available on this machine; use cpu or cuda[:N]")
+    elif dev.type not in ("cpu", "mps"):  # meta among them: it has no data, so nothing on it can be timed
+        raise DeviceError(f"unsupported device {device!r}: it cannot run a model to time; use cpu or cuda[:N]")
     return dev
 
 

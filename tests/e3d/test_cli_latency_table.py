@@ -225,3 +225,15 @@ def test_a_build_and_a_recalibration_trace_nothing_in_this_process(tmp_path: Pat
     table = lt.LatencyTable.load(out)
     assert table.complete and table.recalibrated and all(ms["optimized"] > 0 for _, ms in table.networks)
     assert traced_types() <= before + 10  # the probe's own take a few; timing in this process, over 5,000
+
+
+@pytest.mark.parametrize("device", ["meta", "mps"])
+def test_a_device_that_cannot_be_timed_builds_no_table(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str
+) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    code, _, err = run(capsys, "latency-table", "--device", device, "--clip", "8x32x32", "--out", str(tmp_path / "t.json"))
+    assert code == 2 and device in err and len(err.strip().splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []

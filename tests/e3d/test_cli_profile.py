@@ -345,3 +345,8 @@ def test_weights_of_convert_checkpoint_and_of_train_load(
         assert code == 0, err
     else:
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_meta_device_is_refused_not_timed(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "profile", "squeezenet", "--width-mult", "0.25", "--clip", "8x32x32", "--device", "meta")
+    assert code == 2 and out == "" and "'meta': it cannot run a model to time" in err and len(err.strip().splitlines()) == 1, err

@@ -53,6 +53,16 @@ def test_missing_cuda_device_is_a_clear_error() -> None:
         resolve_device("tpu")
 
 
+def test_devices_that_cannot_be_timed_here_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(DeviceError, match="'meta': it cannot run a model to time"):
+        resolve_device("meta")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(DeviceError, match=r"mps device .* is not available"):
+        resolve_device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("mps") == torch.device("mps")
+
+
 def test_a_device_is_looked_up_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
