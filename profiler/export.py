@@ -37,7 +37,7 @@ from profiler.optimize import (
     relative_error,
 )
 from profiler.quantize import quantized_engine
-from space.files import replacing
+from space.files import replacing, replacing_files
 from space.spec import E3DError
 
 FORMATS = ("torchscript", "onnx")
@@ -230,15 +230,22 @@ def export_onnx(
         raise ExportError(f"ONNX export needs the onnx and onnxscript packages ({e}); pip install -e .") from None
     assert program is not None
     check = f"onnxruntime (CPU) vs eager on {_batch_text(x)}"
-    with replacing(p) as tmp:  # checked under a temporary name; renamed into place only when it passes
+    with replacing_files(p) as tmp:  # checked in a temporary folder; moved into place (weights first) only when it passes
         _save_onnx(program, tmp)
         y = run_onnx(tmp, x)
         err = check_close(y, _eager_output(model, x), tolerance=tolerance, what=f"the exported {p.name} run by onnxruntime")
     return ExportResult(p, "onnx", optimize, False, err, check, "fold-bn" if optimize else "plain")
 
 
+ONNX_INLINE_BYTES = 1_610_612_736
+"""Weights up to this size (torch's own threshold, 1.5 GiB) go inside the ``.onnx`` file; larger ones, which
+protobuf's 2 GB limit keeps out of it, go to ``<name>.onnx.data`` beside it."""
+
+
 def _save_onnx(program: torch.onnx.ONNXProgram, path: Path) -> None:
-    program.save(str(path), external_data=False)
+    """Write ``program`` to ``path``; its weights beside it as ``<name>.data`` when they exceed :data:`ONNX_INLINE_BYTES`."""
+    size = sum(v.const_value.nbytes for v in program.model.graph.initializers.values() if v.const_value is not None)
+    program.save(str(path), external_data=size > ONNX_INLINE_BYTES)
 
 
 def run_onnx(path: str | Path, x: Tensor) -> Tensor:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -106,6 +107,31 @@ def replacing(path: str | Path) -> Iterator[Path]:
     except BaseException:
         _remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def replacing_files(path: str | Path) -> Iterator[Path]:
+    """:func:`replacing` for writers that put more files beside the one they are given (ONNX's external
+    weights, ``model.onnx.data``): yields ``path``'s name inside a temporary folder beside ``path``. When
+    the block ends, the other files written there are renamed beside ``path`` first and ``path`` itself
+    last, so that it never refers to files not yet in place; the folder is removed whatever happens."""
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(p.parent, e, what="create the folder") from None
+    folder = temporary_name(p)
+    try:
+        folder.mkdir()
+        yield folder / p.name
+        for f in sorted(folder.iterdir()):
+            if f.name != p.name:
+                os.replace(f, p.with_name(f.name))
+        os.replace(folder / p.name, p)
+    except OSError as e:
+        raise write_error(p, e) from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def check_writable(folder: str | Path, *, create: bool = False) -> Path:

@@ -44,6 +44,20 @@ def test_onnx_runs_in_onnxruntime_on_any_batch_and_agrees_with_eager(tmp_path: P
         assert relative_error(run_onnx(tmp_path / "m.onnx", x), model(x)) <= FLOAT_TOLERANCE
 
 
+def test_onnx_weights_too_large_for_one_file_end_up_beside_it_under_their_final_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("profiler.export.ONNX_INLINE_BYTES", 0)  # as if the weights were over 1.5 GiB
+    model = small_model("mobilenetv2", 0.2)
+    out = tmp_path / "out" / "big.onnx"
+    export_onnx(model, out)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["big.onnx", "big.onnx.data"], "nothing left under a temporary name"
+    assert b"big.onnx.data" in out.read_bytes() and b".tmp" not in out.read_bytes()
+    x = clips(3, seed=7)
+    with torch.no_grad():
+        assert relative_error(run_onnx(out, x), model(x)) <= FLOAT_TOLERANCE
+
+
 @pytest.mark.slow
 def test_int8_torchscript_file_reloads(tmp_path: Path) -> None:
     model = small_model("shufflenetv2", 0.25)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from space.files import WriteError, atomic_write, check_writable, missing_parents, remove_empty, replacing, write_text
+from space.files import WriteError, atomic_write, check_writable, missing_parents, remove_empty, replacing, replacing_files, write_text
 from tests.faults import listing, no_space, readonly_dir
 
 __all__ = ["readonly_dir"]  # fixture
@@ -73,3 +73,18 @@ def test_missing_parents_are_removed_again_only_when_empty(tmp_path: Path) -> No
     write_text(tmp_path / "a" / "keep.txt", "x")
     remove_empty(folders)
     assert listing(tmp_path / "a") == ["keep.txt"]
+
+
+def test_replacing_files_moves_the_companions_first_and_leaves_no_temporary_folder(tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    with replacing_files(out) as tmp:
+        assert tmp.name == "m.onnx" and tmp.parent.parent == tmp_path
+        tmp.write_text("model")
+        tmp.with_name("m.onnx.data").write_text("weights")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
+    with pytest.raises(ValueError, match="check failed"), replacing_files(out) as tmp:
+        tmp.write_text("new model")
+        tmp.with_name("m.onnx.data").write_text("new weights")
+        raise ValueError("check failed")
+    assert (out.read_text(), (tmp_path / "m.onnx.data").read_text()) == ("model", "weights")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
