@@ -30,7 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from profiler.costs import ARITHMETIC_KINDS, ELEMENTWISE_KINDS, MAC_KINDS, Cost, conv_type, layer_cost, layer_terms
 from profiler.einsum import einsum_steps
 from space.ops import Layer, Shape, triple
-from space.spec import CACHE_SIZE, NetSpec, UnitKey, trace_unit
+from space.spec import CACHE_SIZE, E3DError, NetSpec, UnitKey, trace_unit
 
 MAX_SHAPES = 3
 """Distinct input shapes kept per operator that is not counted (for the report)."""
@@ -253,6 +253,30 @@ def clear_caches() -> None:
     _SEGMENT_COSTS.clear()
 
 
+class CountingError(E3DError):
+    """A model whose operators the counter cannot see."""
+
+
+def quantized_ops(model: nn.Module) -> list[str]:
+    """The quantized operators (``quantized::conv3d``) of a TorchScript model, or the quantized modules of an
+    eager one: they run below the dispatcher that :func:`count_module` counts at, and fail there."""
+    if isinstance(model, torch.jit.ScriptModule):
+        try:
+            nodes = list(_nodes(model.inlined_graph.nodes()))
+        except (RuntimeError, AttributeError):
+            return []
+        return sorted({n.kind() for n in nodes if n.kind().startswith("quantized::")})
+    return sorted({type(m).__name__ for m in model.modules() if type(m).__module__.startswith("torch.ao.nn.quantized")})
+
+
+def _nodes(nodes: Iterable[torch.Node]) -> Iterator[torch.Node]:
+    """Every node of a TorchScript graph, those inside blocks (if, loop) too."""
+    for node in nodes:
+        yield node
+        for block in node.blocks():
+            yield from _nodes(block.nodes())
+
+
 def count_module(model: nn.Module, input_shape: Sequence[int], *, clip: torch.Tensor | None = None, batch: int = 1) -> Counts:
     """Count any module by running it once (eval, inference mode) on zero clips of ``input_shape``.
 
@@ -264,6 +288,12 @@ def count_module(model: nn.Module, input_shape: Sequence[int], *, clip: torch.Te
     """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
+    quantized = quantized_ops(model)
+    if quantized:
+        raise CountingError(
+            f"an int8 (quantized) model cannot be counted: its {', '.join(quantized)} run where e3d's counter cannot see them; "
+            "profile the preset, spec or module it was exported from"
+        )
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     if clip is not None:
         if tuple(clip.shape) != tuple(input_shape):

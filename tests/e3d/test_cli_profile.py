@@ -350,3 +350,13 @@ def test_weights_of_convert_checkpoint_and_of_train_load(
 def test_the_meta_device_is_refused_not_timed(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "profile", "squeezenet", "--width-mult", "0.25", "--clip", "8x32x32", "--device", "meta")
     assert code == 2 and out == "" and "'meta': it cannot run a model to time" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_an_int8_torchscript_file_is_said_to_be_uncountable(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from tests.profiler.test_counting import _dynamic_int8
+
+    path = tmp_path / "q.pt"
+    torch.jit.save(torch.jit.trace(_dynamic_int8(), torch.zeros(1, 3, 8, 32, 32)), path)
+    code, _, err = run(capsys, "profile", str(path), "--clip", "8x32x32", "--no-latency")
+    assert code == 2 and "int8 (quantized) model cannot be counted" in err and "input shape" not in err, err
+    assert len(err.strip().splitlines()) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import warnings
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from torch import nn
 
 import space
 from profiler import count_module, count_spec
-from profiler.counting import spec_totals
+from profiler.counting import CountingError, spec_totals
 from profiler.optimize import OptimizeOptions, optimize_for_inference
 from space import NetSpec, SpecError, StageSpec, StemSpec
 from tests.conftest import ALL_MODELS, preset_widths
@@ -286,3 +287,22 @@ def test_collector_paused_pauses_then_restores_the_collector(enabled: bool) -> N
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def _dynamic_int8() -> nn.Module:
+    """A model whose Linear runs as quantized::linear_dynamic (below the dispatcher the counter sees)."""
+    from torch.ao.quantization import quantize_dynamic
+
+    float_model = nn.Sequential(nn.Conv3d(3, 4, 1), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation
+        return quantize_dynamic(float_model, {nn.Linear}, dtype=torch.qint8)
+
+
+@pytest.mark.parametrize("script", [False, True])
+def test_an_int8_model_is_refused_not_counted_short_of_its_quantized_ops(script: bool) -> None:
+    model = _dynamic_int8()
+    if script:
+        model = torch.jit.trace(model, torch.zeros(1, 3, 2, 4, 4))
+    with pytest.raises(CountingError, match=r"int8 .* cannot be counted: its .*(Linear|quantized::linear_dynamic)"):
+        count_module(model, (3, 2, 4, 4))
