@@ -91,6 +91,7 @@ def resolve_target(
     if path.is_file():
         return _file_target(path, num_classes=num_classes, frames=frames, size=size)
     if _is_import_path(target) and not path.exists():
+        _no_num_classes(num_classes)
         return _import_target(target, frames=frames, size=size, kwargs=kwargs or {})
     if path.suffix or "/" in target:
         raise TargetError(f"no such file: {target}")
@@ -151,6 +152,12 @@ def _run_hint(target: Target, e: BaseException, batch_option: str) -> str:
     return ""
 
 
+def _no_num_classes(num_classes: int | None) -> None:
+    """``--num-classes`` sets the head of an e3d network; a module or TorchScript file has its own, which it cannot change."""
+    if num_classes is not None:
+        raise TargetError("--num-classes applies to preset names and spec files only (a module or TorchScript file has its own head)")
+
+
 def _clip(spec_clip: tuple[int, int, int], frames: int | None, size: int | None) -> tuple[int, int, int]:
     t, h, w = spec_clip
     return (frames or t, size or h, size or w)
@@ -176,6 +183,7 @@ def _file_target(path: Path, *, num_classes: int | None, frames: int | None, siz
 
         check_memory(spec)  # refused before any per-layer work or allocation
         return Target(str(path), "spec", spec.input_shape, spec)
+    _no_num_classes(num_classes)
     from profiler.export import jit_load
 
     try:

@@ -21,7 +21,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """Add ``--width-mult``, ``--num-classes`` and the clip: ``--frames`` and ``--size``, or ``--clip TxHxW``
     as ``e3d latency-table`` and ``e3d scale`` take it (read by :func:`frames_and_size`)."""
     p.add_argument("--width-mult", type=positive_float, metavar="W", help="width multiplier (presets only; default 1.0)")
-    p.add_argument("--num-classes", type=positive_int, metavar="N", help="classes of the head (presets: 600)")
+    p.add_argument("--num-classes", type=positive_int, metavar="N", help="classes of the head (presets and spec files only; presets: 600)")
     p.add_argument("--frames", type=positive_int, metavar="T", help="clip length (default 16, or the spec's)")
     p.add_argument("--size", type=positive_int, metavar="S", help="clip height and width (default 112, or the spec's)")
     p.add_argument("--clip", type=clip_arg, metavar="TxHxW", help="the clip as one option: --clip 8x112x112 is --frames 8 --size 112")

@@ -360,3 +360,16 @@ def test_an_int8_torchscript_file_is_said_to_be_uncountable(capsys: pytest.Captu
     code, _, err = run(capsys, "profile", str(path), "--clip", "8x32x32", "--no-latency")
     assert code == 2 and "int8 (quantized) model cannot be counted" in err and "input shape" not in err, err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["profile", "export"])
+@pytest.mark.parametrize("kind", ["import path", "torchscript"])
+def test_num_classes_is_refused_where_it_cannot_apply(capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str, kind: str) -> None:
+    target = "tests.e3d.fixtures:tiny_model"
+    if kind == "torchscript":
+        target = str(tmp_path / "m.pt")
+        torch.jit.save(torch.jit.trace(tiny_model().eval(), torch.zeros(1, 3, 4, 8, 8)), target)
+    extra = ["--no-latency"] if command == "profile" else ["--format", "onnx", "--out", str(tmp_path / "x.onnx")]
+    code, _, err = run(capsys, command, target, "--num-classes", "9", "--frames", "4", "--size", "8", *extra)
+    assert code == 2 and "--num-classes applies to preset names and spec files only" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x.onnx").exists()
