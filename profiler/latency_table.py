@@ -700,12 +700,13 @@ def _fmt(v: Any) -> str:
 
 
 def _times(v: Any, modes: Sequence[str]) -> Times:
-    """A ``{mode: ms}`` dict with a finite non-negative time for every mode."""
+    """A ``{mode: ms}`` dict with a finite positive time for every mode (nothing runs in no time, and the
+    overhead fit and recalibration divide by these)."""
     if not isinstance(v, dict):
         raise ValueError(f"expected a dict of times per path, got {v!r}")
     out = {m: float(v[m]) for m in modes}
-    if not all(math.isfinite(t) and t >= 0 for t in out.values()):
-        raise ValueError(f"invalid times {v!r}")
+    if not all(math.isfinite(t) and t > 0 for t in out.values()):
+        raise ValueError(f"invalid times {v!r}: each must be a finite number of ms above 0")
     return out
 
 

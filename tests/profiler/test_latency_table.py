@@ -327,6 +327,20 @@ def test_corrupt_tables_are_one_line_errors(tmp_path: Path, mangle: object, mess
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("part", ["entries", "networks", "call_ms"])
+@pytest.mark.parametrize("ms", [0.0, -1.0])
+def test_times_of_zero_or_less_are_corrupt(tmp_path: Path, part: str, ms: float) -> None:
+    fake_table(tmp_path, [spec()], calibration=[spec()], measure_network=lambda s, st, mode: 1.0)
+    data = json.loads((tmp_path / "t.json").read_text())
+    if part == "call_ms":
+        data["call_ms"] = {m: ms for m in data["call_ms"]}
+    else:
+        data[part][0]["ms"] = {m: ms for m in data[part][0]["ms"]}
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(LatencyTableError, match=r"corrupt latency table .*above 0"):
+        LatencyTable.load(tmp_path / "bad.json")
+
+
 def test_an_operation_level_table_is_refused(tmp_path: Path) -> None:
     old = {"schema": "e3d-latency-table/1", "complete": True, "settings": settings().as_dict(), "entries": [], "networks": []}
     (tmp_path / "old.json").write_text(json.dumps(old))
