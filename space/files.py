@@ -55,6 +55,24 @@ def write_error(path: str | Path, e: OSError, *, what: str = "write") -> WriteEr
     return WriteError(f"cannot {what} {path}: {describe_os_error(e)}")
 
 
+def file_name(path: str | Path) -> Path:
+    """``path`` as a ``Path``; :class:`WriteError` when it names no file to write (``""``, ``.``, ``..``)."""
+    p = Path(path)
+    if p.name in ("", ".", ".."):
+        raise WriteError(f"cannot write {str(path)!r}: it names no file (give a file name)")
+    return p
+
+
+def check_file(path: str | Path) -> Path:
+    """Raise :class:`WriteError` unless a file can be written at ``path``: it names a file, is no folder, and its
+    folder can be written (:func:`check_writable`). For output files, before long work."""
+    p = file_name(path)
+    if p.is_dir():
+        raise WriteError(f"cannot write {p}: it is a folder")
+    check_writable(p.parent)
+    return p
+
+
 def temporary_name(path: Path) -> Path:
     """A unique temporary name beside ``path`` (same folder, so the rename is atomic)."""
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
@@ -92,7 +110,7 @@ def write_text(path: str | Path, text: str, *, encoding: str = "utf-8") -> Path:
 def replacing(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path`` for writers that need a file name (``with replacing(p) as tmp:
     library.save(tmp)``); renamed to ``path`` when the block ends, removed when it raises."""
-    p = Path(path)
+    p = file_name(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -115,7 +133,7 @@ def replacing_files(path: str | Path) -> Iterator[Path]:
     weights, ``model.onnx.data``): yields ``path``'s name inside a temporary folder beside ``path``. When
     the block ends, the other files written there are renamed beside ``path`` first and ``path`` itself
     last, so that it never refers to files not yet in place; the folder is removed whatever happens."""
-    p = Path(path)
+    p = file_name(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:

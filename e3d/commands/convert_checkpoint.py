@@ -40,9 +40,9 @@ def run(args: argparse.Namespace) -> int:
     """Convert, check by loading into the preset, save."""
     import space
     from space.checkpoints import checkpoint_classes, checkpoint_state, read_checkpoint, save_converted
-    from space.files import check_writable
+    from space.files import check_file
 
-    check_writable(args.out.parent)
+    check_file(args.out)
     obj = read_checkpoint(args.path)
     classes = args.num_classes or checkpoint_classes(obj) or 600
     spec = space.paper_spec(args.model, width_mult=args.width_mult, num_classes=classes)

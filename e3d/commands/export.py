@@ -105,7 +105,7 @@ def _run(args: argparse.Namespace) -> int:
 def _check_options(args: argparse.Namespace) -> None:
     """One line for options that do not go together, an unsupported bf16 or an output folder that cannot be written."""
     from profiler.export import ExportError
-    from space.files import check_writable
+    from space.files import check_file
 
     if args.int8 and args.format != "torchscript":
         raise ExportError("--int8 exports TorchScript only (use --format torchscript)")
@@ -121,7 +121,7 @@ def _check_options(args: argparse.Namespace) -> None:
         from profiler.precision import check_supported
 
         check_supported("bf16")
-    check_writable(args.out.parent)  # a read-only or full folder is one line now, not after the export
+    check_file(args.out)  # no file name, a folder, a read-only or full folder: one line now, not after the export
 
 
 def _model(args: argparse.Namespace) -> tuple[Target, nn.Module]:

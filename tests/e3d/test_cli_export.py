@@ -190,3 +190,20 @@ def test_a_module_that_exits_when_imported_is_one_line_and_exit_2(
 def test_ctrl_c_in_the_builder_is_an_interruption(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _, err = run(capsys, "export", f"{FIXTURES}:interrupted_builder", "--format", "onnx", "--out", str(tmp_path / "m.onnx"))
     assert code == 130 and "interrupted" in err
+
+
+@pytest.mark.parametrize("command", ["export", "convert-checkpoint"])
+@pytest.mark.parametrize("out", [".", "", "folder"])
+def test_an_out_that_names_no_file_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, out: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    argv = (
+        ["mobilenet", "--width-mult", "0.5", *SMALL, "--format", "torchscript"]
+        if command == "export"
+        else ["nope.pth", "--model", "mobilenet"]
+    )
+    code, _, err = run(capsys, command, *argv, "--out", out)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert ("it is a folder" if out == "folder" else "it names no file") in err and "failed on a clip" not in err

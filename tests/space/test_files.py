@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from space.files import WriteError, atomic_write, check_writable, missing_parents, remove_empty, replacing, replacing_files, write_text
+from space.files import (
+    WriteError,
+    atomic_write,
+    check_file,
+    check_writable,
+    missing_parents,
+    remove_empty,
+    replacing,
+    replacing_files,
+    write_text,
+)
 from tests.faults import listing, no_space, readonly_dir
 
 __all__ = ["readonly_dir"]  # fixture
@@ -88,3 +98,20 @@ def test_replacing_files_moves_the_companions_first_and_leaves_no_temporary_fold
         raise ValueError("check failed")
     assert (out.read_text(), (tmp_path / "m.onnx.data").read_text()) == ("model", "weights")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "out/.."])
+def test_a_path_that_names_no_file_is_one_line(tmp_path: Path, name: str) -> None:
+    with pytest.raises(WriteError, match="it names no file"):
+        write_text(name, "x")
+    with pytest.raises(WriteError, match="it names no file"):
+        check_file(name)
+
+
+def test_check_file_refuses_a_folder_and_a_file_as_parent(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("keep")
+    with pytest.raises(WriteError, match="it is a folder"):
+        check_file(tmp_path)
+    with pytest.raises(WriteError, match="afile is a file, not a folder"):
+        check_file(tmp_path / "afile" / "x.json")
+    assert check_file(tmp_path / "new" / "x.json") == tmp_path / "new" / "x.json" and not (tmp_path / "new").exists()
