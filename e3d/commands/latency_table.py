@@ -37,6 +37,18 @@ moves from minute to minute. A study screened with the table before refuses it a
 changed)."""
 
 
+MAX_SAMPLES = 100_000
+"""The most ``--samples``: collecting their blocks alone takes a few minutes (about 1.5 ms each)."""
+
+
+def samples(text: str) -> int:
+    """argparse type of ``--samples``: an integer from 0 to :data:`MAX_SAMPLES`."""
+    value = non_negative_int(text)
+    if value > MAX_SAMPLES:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SAMPLES:,} (collecting the blocks of each takes time), got {text!r}")
+    return value
+
+
 def register(sub: Any) -> None:
     """Add the ``latency-table`` subcommand."""
     p = sub.add_parser(
@@ -66,10 +78,10 @@ def register(sub: Any) -> None:
     p.add_argument("--families", metavar="F,F", help="families of the space (default: the paper's five)")
     p.add_argument(
         "--samples",
-        type=non_negative_int,
+        type=samples,
         default=300,
         metavar="N",
-        help="random candidates to collect blocks from (default 300: enough that every kind of block has entries)",
+        help=f"random candidates to collect blocks from (default 300: enough for entries of every kind of block; at most {MAX_SAMPLES:,})",
     )
     p.add_argument(
         "--max-entries",
@@ -116,9 +128,11 @@ def run(args: argparse.Namespace) -> int:
     from profiler.latency_table import LatencyTableError, TableSettings, build_table
     from profiler.measuring import MeasuringProcess
     from profiler.memory import lifetime_peaks_gib
+    from space.files import check_file
 
     if args.recalibrate:
         return recalibrate(args.recalibrate, progress=not args.quiet)
+    check_file(args.out)  # a parent that is a file, or a read-only folder: one line before planning and timing
 
     paths = tuple(p.strip() for p in args.paths.split(",")) if args.paths else None
     settings = TableSettings.here(

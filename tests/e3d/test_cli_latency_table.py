@@ -237,3 +237,20 @@ def test_a_device_that_cannot_be_timed_builds_no_table(
     code, _, err = run(capsys, "latency-table", "--device", device, "--clip", "8x32x32", "--out", str(tmp_path / "t.json"))
     assert code == 2 and device in err and len(err.strip().splitlines()) == 1, err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--out", "afile/t.json"], "afile is a file, not a folder"),
+        (["--out", "t.json", "--samples", "1000000000000"], "--samples: must be at most 100,000"),
+    ],
+)
+def test_an_output_or_sample_count_that_cannot_work_is_refused_before_planning(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], words: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("keep")
+    monkeypatch.setattr("e3d.commands.latency_table.plan", lambda args: pytest.fail("planned"))
+    code, _, err = run(capsys, "latency-table", "--clip", "8x32x32", *argv)
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
