@@ -106,15 +106,21 @@ def write_text(path: str | Path, text: str, *, encoding: str = "utf-8") -> Path:
     return write_bytes(path, text.encode(encoding))
 
 
-@contextlib.contextmanager
-def replacing(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` for writers that need a file name (``with replacing(p) as tmp:
-    library.save(tmp)``); renamed to ``path`` when the block ends, removed when it raises."""
+def _in_folder(path: str | Path) -> Path:
+    """``path`` (:func:`file_name`), with its folder created."""
     p = file_name(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise write_error(p.parent, e, what="create the folder") from None
+    return p
+
+
+@contextlib.contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` for writers that need a file name (``with replacing(p) as tmp:
+    library.save(tmp)``); renamed to ``path`` when the block ends, removed when it raises."""
+    p = _in_folder(path)
     tmp = temporary_name(p)
     try:
         yield tmp
@@ -133,11 +139,7 @@ def replacing_files(path: str | Path) -> Iterator[Path]:
     weights, ``model.onnx.data``): yields ``path``'s name inside a temporary folder beside ``path``. When
     the block ends, the other files written there are renamed beside ``path`` first and ``path`` itself
     last, so that it never refers to files not yet in place; the folder is removed whatever happens."""
-    p = file_name(path)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise write_error(p.parent, e, what="create the folder") from None
+    p = _in_folder(path)
     folder = temporary_name(p)
     try:
         folder.mkdir()
