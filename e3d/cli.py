@@ -156,7 +156,7 @@ def build_parser() -> Parser:
             "--max-memory",
             type=memory_size,
             metavar="SIZE",
-            help="refuse networks whose estimated memory exceeds SIZE, e.g. 8G (default: 80%% of this machine's RAM)",
+            help="refuse networks and proxy-task generation whose estimated memory exceeds SIZE, e.g. 8G (default: 80%% of RAM)",
         )
     return parser
 
