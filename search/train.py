@@ -98,8 +98,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1; got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr must be a positive number; got {self.lr}")
-        if not (0 <= self.momentum < 1 and 0 <= self.dampening < 1 and self.weight_decay >= 0):
-            raise ConfigError("momentum and dampening must be in [0, 1) and weight_decay >= 0")
+        if not (0 <= self.momentum < 1 and 0 <= self.dampening < 1 and 0 <= self.weight_decay < math.inf):
+            raise ConfigError("momentum and dampening must be in [0, 1) and weight_decay a finite number >= 0")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
         if not all(0 < m < 1 for m in self.milestones) or not 0 < self.gamma < 1:

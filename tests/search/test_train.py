@@ -154,6 +154,9 @@ def test_class_count_mismatch_and_bad_settings_are_user_errors(data: tuple[Any, 
         config(schedule="cosine", warmup=1.0)
     with pytest.raises(ConfigError, match="lr"):
         config(lr=0.0)
+    for bad in ({"momentum": math.nan}, {"dampening": math.inf}, {"weight_decay": math.inf}, {"weight_decay": math.nan}):
+        with pytest.raises(ConfigError, match="weight_decay a finite number"):
+            config(**bad)
     assert issubclass(ClassCountError, E3DError) and issubclass(ConfigError, E3DError)
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
