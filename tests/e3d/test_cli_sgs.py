@@ -51,7 +51,7 @@ def test_profile_data_reports_min_mean_max_and_one_clip(capsys: pytest.CaptureFi
         (["--clip-index", "1"], "give --data too"),
         (["--data", "motion", "--samples", "3", "--clip-index", "5"], "past the 3 clips"),
         (["--data", "nowhere/at/all"], "nowhere"),
-        (["--weights", "missing.pt"], "no checkpoint"),
+        (["--weights", "missing.pt"], "no such checkpoint file: missing.pt"),
     ],
 )
 def test_bad_data_options_are_one_line_errors(capsys: pytest.CaptureFixture[str], sgs_file: Path, argv: list[str], words: str) -> None:
