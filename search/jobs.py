@@ -50,8 +50,14 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+MAX_JOBS_PER_CORE = 4
+"""Most local jobs per usable core: above one per core they already share cores (a warning:
+:func:`oversubscription`); far above, thousands of processes would only exhaust memory."""
+
+
 def parse_jobs(text: str) -> int:
-    """``--jobs`` value: a positive integer, or ``auto`` (one per usable core)."""
+    """``--jobs`` value: a positive integer up to :data:`MAX_JOBS_PER_CORE` per usable core, or ``auto`` (one per
+    usable core)."""
     if text == "auto":
         return usable_cores()
     try:
@@ -60,6 +66,9 @@ def parse_jobs(text: str) -> int:
         raise ValueError(f"must be a positive integer or auto, got {text!r}") from None
     if n < 1:
         raise ValueError(f"must be a positive integer or auto, got {text!r}")
+    most = MAX_JOBS_PER_CORE * usable_cores()
+    if n > most:
+        raise ValueError(f"must be at most {most} ({MAX_JOBS_PER_CORE} per core here: each job is a training process), got {text!r}")
     return n
 
 

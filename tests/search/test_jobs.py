@@ -35,6 +35,9 @@ def test_jobs_values_and_the_oversubscription_warning(monkeypatch: pytest.Monkey
     for bad in ("0", "-1", "two"):
         with pytest.raises(ValueError, match="positive integer or auto"):
             parse_jobs(bad)
+    assert parse_jobs("20") == 20  # oversubscribed: a warning when the jobs start
+    with pytest.raises(ValueError, match=r"at most 20 \(4 per core here"):
+        parse_jobs("21")
     assert oversubscription(2, None, cores=2) is None
     warning = oversubscription(3, None, cores=2)
     assert warning is not None and "3 jobs x 1 thread = 3 > 2 cores" in warning
