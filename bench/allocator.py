@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from bench import machine_stamp
-from e3d.cli import Parser, clip_arg, positive_int, preset_arg
+from e3d.cli import Parser, clip_arg, positive_int, preset_arg, thread_count
 from profiler.allocator import CHOICES, ENV, allocator
 from profiler.latency import measure_latency
 from profiler.memory import lifetime_peaks_gib
@@ -143,7 +143,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=positive_int, default=8, help="inference batch (default 8, the paper's)")
     p.add_argument("--train-clip", type=clip_arg, default=(16, 112, 112), metavar="TxHxW", help="training clip (default 16x112x112)")
     p.add_argument("--train-batch", type=positive_int, default=8, help="training batch (default 8)")
-    p.add_argument("--threads", type=positive_int, default=torch.get_num_threads(), help="torch threads (default: torch's)")
+    p.add_argument("--threads", type=thread_count, default=torch.get_num_threads(), help="torch threads (default: torch's)")
     p.add_argument("--repeats", type=positive_int, default=3, help="timed passes per preset and task (median; default 3)")
     p.add_argument("--rounds", type=positive_int, default=2, help="children per setting, alternating (default 2)")
     p.add_argument("--out", type=Path, help="also write allocator.json and allocator.md here")

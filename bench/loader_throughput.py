@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 import space
 from bench import load_average, machine_stamp
-from e3d.cli import Parser, preset_arg
+from e3d.cli import Parser, preset_arg, thread_count
 from profiler.precision import ExecConfig, train_step_seconds
 from search.data import PROXY_TASKS, collate, open_dataset
 from search.train import TrainConfig, fit, resolve_exec
@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--sources", nargs="+", default=["motion", "digits"], help="proxy task names or folders of videos")
     p.add_argument("--models", nargs="+", type=preset_arg, default=[("shufflenet", 0.5), ("mobilenetv2", 0.45)], metavar="NAME:WIDTH")
     p.add_argument("--batches", type=int, default=30, help="batches of 16 per measurement (default 30)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads for the model (default 1: a --jobs trial's)")
+    p.add_argument("--threads", type=thread_count, default=1, help="torch threads for the model (default 1: a --jobs trial's)")
     p.add_argument(
         "--cache-dir",
         default=None,

@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 
 import space
-from e3d.cli import Parser, non_negative_int, positive_int
+from e3d.cli import Parser, non_negative_int, positive_int, thread_count
 from profiler.cpu import detect_cpu
 from profiler.optimize import OptimizeOptions, optimize_for_inference, relative_error
 from profiler.quantize import quantize_int8
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--frames", type=positive_int, default=16)
     p.add_argument("--size", type=positive_int, default=112)
-    p.add_argument("--threads", type=positive_int, default=torch.get_num_threads(), help="torch intra-op threads (default: all cores)")
+    p.add_argument("--threads", type=thread_count, default=torch.get_num_threads(), help="torch intra-op threads (default: all cores)")
     p.add_argument("--warmup", type=non_negative_int, default=3, help="untimed passes per variant before the rounds")
     p.add_argument("--repeats", type=positive_int, default=10, help="interleaved timed rounds")
     p.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 variant")

@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from bench import machine_stamp
-from e3d.cli import Parser, guarded
+from e3d.cli import Parser, guarded, thread_count
 from profiler.precision import PRECISIONS
 from search import fidelity as fid
 from search.budget import Budget
@@ -284,7 +284,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reference-seeds", type=int, default=1, help="seeds of the reference protocol (default 1; 0 skips it)")
     p.add_argument("--candidate", action="append", default=[], metavar="NAME:K=V,...", help="another protocol to measure")
     p.add_argument("--arch-seed", type=int, default=0, help="seed of the sampled architectures (default 0)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: torch's)")
+    p.add_argument("--threads", type=thread_count, default=None, help="torch threads per run (default: torch's)")
     p.add_argument(
         "--precision", choices=PRECISIONS, default="fp32",
         help="precision of every protocol, the reference's too, unless a --candidate sets its own (default fp32)",

@@ -50,7 +50,7 @@ from optuna.trial import FrozenTrial, TrialState
 from analysis.plots import plot_front_vs_presets, save_figure
 from analysis.scaling import trained_on
 from bench import machine_stamp
-from e3d.cli import Parser, guarded, positive_float, positive_int
+from e3d.cli import Parser, guarded, positive_float, positive_int, thread_count
 from e3d.commands.search import jobs_arg
 from search import finalize as fin
 from search import front
@@ -339,7 +339,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--storage", help="database URL (default: sqlite <out>/bench.db)")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch threads per trial (default: torch's; 1 with --jobs)")
+    p.add_argument("--threads", type=thread_count, default=None, help="torch threads per trial (default: torch's; 1 with --jobs)")
     p.add_argument("--jobs", type=jobs_arg, default=1, help="worker processes training side by side, or auto (search.jobs; default 1)")
     p.add_argument("--tiny", action="store_true", help="smoke run: tiny clips and sets, 1 epoch, 2 presets per family")
     p.add_argument("--quiet", action="store_true")

@@ -34,7 +34,7 @@ import torch
 
 from bench import machine_stamp
 from bench.proxy_fidelity import TINY
-from e3d.cli import Parser, guarded, positive_float, positive_int
+from e3d.cli import Parser, guarded, positive_float, positive_int, thread_count
 from profiler.counting import spec_totals
 from search import study as st
 from search.budget import Budget
@@ -157,7 +157,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=positive_int, default=3)
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--lr", type=positive_float, default=0.05)
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=thread_count, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--tiny", action="store_true", help="a smoke run: clip 16x48x48, 16 training and 16 validation videos, 2 epochs")
     p.add_argument("--from-results", type=Path, metavar="DIR", help="only rewrite DIR/summary.md from its trials.csv and sgs.csv")
     return p.parse_args(argv)

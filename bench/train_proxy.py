@@ -19,7 +19,7 @@ import torch
 
 import space
 from bench import machine_stamp
-from e3d.cli import Parser, preset_arg
+from e3d.cli import Parser, preset_arg, thread_count
 from search.data import PROXY_SCALES, proxy_dataset
 from search.train import TrainConfig, fit
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--train-samples", type=int, default=800)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: faster than 2 on a busy 2-core machine)")
+    p.add_argument("--threads", type=thread_count, default=1, help="torch threads (default 1: faster than 2 on a busy 2-core machine)")
     p.add_argument("--scales", type=float, nargs="+", help="training crop scales (default: the proxy tasks' 1 and 2^-1/4)")
     p.add_argument("--frame-step", type=int, help="frame step (default: the task's, 2 for motion and 1 for digits)")
     p.add_argument("--cache-dir", default=None, help="proxy cache (default: a temporary folder)")

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench import load_average, machine_stamp
-from e3d.cli import Parser, clip_arg, non_negative_int, positive_int, preset_arg
+from e3d.cli import Parser, clip_arg, non_negative_int, positive_int, preset_arg, thread_count
 from profiler.counting import spec_totals
 from profiler.precision import (
     ExecConfig,
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--steps", type=positive_int, default=3, help="timed steps per configuration (median; default 3)")
     p.add_argument("--warmup", type=non_negative_int, default=1, help="untimed steps first (default 1)")
-    p.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1, as a --jobs trial)")
+    p.add_argument("--threads", type=thread_count, default=1, help="torch threads (default 1, as a --jobs trial)")
     p.add_argument("--compile", action="store_true", help="also torch.compile (fp32; compiling takes minutes per preset)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
