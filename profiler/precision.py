@@ -112,7 +112,10 @@ def check_supported(precision: str, device: str = "cpu", *, cpu: CpuInfo | None 
     """Raise :class:`PrecisionError` when ``precision`` cannot run natively on ``device``."""
     if precision not in PRECISIONS:
         raise PrecisionError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise PrecisionError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
     if dev.type == "cuda":
         if precision == "bf16" and not torch.cuda.is_bf16_supported():
             raise PrecisionError(f"bf16 asked for, but {torch.cuda.get_device_name(dev)} has no bf16 support; use fp16 or fp32")

@@ -196,6 +196,9 @@ def test_bf16_on_a_cpu_without_it_and_fp16_on_a_cpu_are_user_errors() -> None:
         check_supported("fp16", cpu=AMX)
     with pytest.raises(PrecisionError, match="unknown precision"):
         check_supported("int4", cpu=AMX)
+    for device in ("bogus", "cuda:abc"):  # the CLI checks --device first; a caller of the library may not
+        with pytest.raises(PrecisionError, match=f"unknown device '{device}'"):
+            check_supported("fp32", device, cpu=AMX)
     check_supported("bf16", cpu=AMX)
     assert resolve("bf16", measure=None, key="k", cpu=AMX).label == "bf16 eager"
     assert resolve("fp32", measure=None, key="k", cpu=EPYC).label == "fp32 eager"
