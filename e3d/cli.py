@@ -92,8 +92,8 @@ def preset_arg(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected NAME:WIDTH, got {text!r}") from None
 
 
-def _int_in(text: str, low: int, high: int, what: str) -> int:
-    """``text`` as an integer from ``low`` to ``high``; ``what`` names the kind in the error."""
+def int_in(text: str, low: int, high: int, what: str) -> int:
+    """argparse helper: ``text`` as an integer from ``low`` to ``high``; ``what`` names the kind in the error."""
     try:
         value = int(text)
     except ValueError:
@@ -107,22 +107,22 @@ def _int_in(text: str, low: int, high: int, what: str) -> int:
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 that fits in 64 bits."""
-    return _int_in(text, 1, sys.maxsize, "a positive integer")
+    return int_in(text, 1, sys.maxsize, "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0 that fits in 64 bits."""
-    return _int_in(text, 0, sys.maxsize, "a non-negative integer")
+    return int_in(text, 0, sys.maxsize, "a non-negative integer")
 
 
 def thread_count(text: str) -> int:
     """argparse type: torch CPU threads, 1 to :data:`MAX_THREADS`."""
-    return _int_in(text, 1, MAX_THREADS, "a positive integer")
+    return int_in(text, 1, MAX_THREADS, "a positive integer")
 
 
 def heartbeat_seconds(text: str) -> int:
     """argparse type: a heartbeat interval in seconds, 1 to :data:`MAX_HEARTBEAT_S`."""
-    return _int_in(text, 1, MAX_HEARTBEAT_S, "a positive integer")
+    return int_in(text, 1, MAX_HEARTBEAT_S, "a positive integer")
 
 
 def device_arg(text: str) -> str:

@@ -14,6 +14,7 @@ import mimetypes
 from pathlib import Path
 from typing import Any
 
+from e3d.cli import int_in
 from space.spec import E3DError
 
 EPILOG = """\
@@ -52,13 +53,7 @@ def register(sub: Any) -> None:
 
 def port(text: str) -> int:
     """argparse type: a TCP port, 0 to 65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a port number (0 to 65535), got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number (0 to 65535), got {text!r}")
-    return value
+    return int_in(text, 0, 65535, "a port number (0 to 65535)")
 
 
 def open_run(run: Path, storage: str | None, study_name: str | None) -> Any:

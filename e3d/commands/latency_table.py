@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from e3d.cli import MAX_THREADS, clip_arg, device_arg, non_negative_int, positive_int, thread_count
+from e3d.cli import MAX_THREADS, clip_arg, device_arg, int_in, non_negative_int, positive_int, thread_count
 
 EPILOG = """\
 examples:
@@ -43,10 +43,7 @@ MAX_SAMPLES = 100_000
 
 def samples(text: str) -> int:
     """argparse type of ``--samples``: an integer from 0 to :data:`MAX_SAMPLES`."""
-    value = non_negative_int(text)
-    if value > MAX_SAMPLES:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_SAMPLES:,} (collecting the blocks of each takes time), got {text!r}")
-    return value
+    return int_in(text, 0, MAX_SAMPLES, "a non-negative integer")
 
 
 def register(sub: Any) -> None:

@@ -95,7 +95,7 @@ def test_a_finalized_run_opens_its_search_study_not_the_finalization_study(tmp_p
 def test_a_port_out_of_range_is_one_line_and_creates_nothing(capsys: pytest.CaptureFixture[str], run_folder: Path, port: str) -> None:
     before = sorted(run_folder.rglob("*"))
     code, _, err = run(capsys, "dashboard", str(run_folder), "--port", port)
-    assert code == 2 and "--port: must be a port number (0 to 65535)" in err and len(err.strip().splitlines()) == 1, err
+    assert code == 2 and "--port: must be " in err and "65535" in err and len(err.strip().splitlines()) == 1, err
     assert sorted(run_folder.rglob("*")) == before and not (run_folder / "artifacts").exists()
 
 

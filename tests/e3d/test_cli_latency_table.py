@@ -243,7 +243,7 @@ def test_a_device_that_cannot_be_timed_builds_no_table(
     ("argv", "words"),
     [
         (["--out", "afile/t.json"], "afile is a file, not a folder"),
-        (["--out", "t.json", "--samples", "1000000000000"], "--samples: must be at most 100,000"),
+        (["--out", "t.json", "--samples", "1000000000000"], "--samples: must be at most 100000"),
     ],
 )
 def test_an_output_or_sample_count_that_cannot_work_is_refused_before_planning(
