@@ -184,11 +184,12 @@ def read_recipe(path: Path) -> dict[str, Any]:
     """The recipe at ``path``; :class:`search.data.DataError` naming the file and field when it is not one
     ``e3d search`` writes (a field of the wrong type or range, as a hand edit can leave)."""
     from search.data import DataError
+    from space.spec import JSONError, parse_json
 
     try:
-        recipe = json.loads(path.read_text())
-    except ValueError as e:
-        raise DataError(f"{path} is not a recipe written by e3d search ({type(e).__name__}: {e})") from None
+        recipe = parse_json(path.read_text())
+    except JSONError as e:
+        raise DataError(f"{path} is not a recipe written by e3d search ({e})") from None
     if not isinstance(recipe, dict) or "clip" not in recipe:
         raise DataError(f"{path} is not a recipe written by e3d search (no clip)")
     for key, (what, ok) in _RECIPE_FIELDS.items():

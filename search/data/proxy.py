@@ -45,6 +45,7 @@ from search.data.errors import DataError
 from search.data.sampling import TemporalSampling
 from search.data.transforms import SpatialTransform
 from space.files import atomic_write, write_text
+from space.spec import parse_json
 
 PROXY_TASKS = ("motion", "digits")
 GENERATOR_VERSION = 2
@@ -409,7 +410,7 @@ def _read_cached(npy: Path, meta: Path, shape: tuple[int, ...]) -> tuple[np.ndar
     """The labels of a cache entry whose ``.npy`` holds uint8 videos of ``shape`` in full, else (None, what is wrong)."""
     where = meta
     try:
-        labels = np.asarray(json.loads(meta.read_text(encoding="utf-8"))["labels"], np.int64)
+        labels = np.asarray(parse_json(meta.read_text(encoding="utf-8"))["labels"], np.int64)
         where = npy
         with open(npy, "rb") as f:
             version = np.lib.format.read_magic(f)

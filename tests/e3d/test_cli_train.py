@@ -223,9 +223,10 @@ def test_recipe_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path
     code, _, err = run(capsys, "train", str(spec), "--recipe", "search", "--format", "motion", "--out", str(tmp_path / "o"))
     assert code == 2 and "no recipe.json beside" in err and "--recipe paper" in err and len(err.strip().splitlines()) == 1
     best = search_run(tmp_path / "bad")
-    (best.parent / "recipe.json").write_text("{not json")
-    code, _, err = run(capsys, "train", str(best), "--out", str(tmp_path / "o"))
-    assert code == 2 and "is not a recipe written by e3d search" in err and len(err.strip().splitlines()) == 1
+    for text in ("{not json", "[" * 100_000):  # nested too deeply: was a RecursionError traceback
+        (best.parent / "recipe.json").write_text(text)
+        code, _, err = run(capsys, "train", str(best), "--out", str(tmp_path / "o"))
+        assert code == 2 and "is not a recipe written by e3d search" in err and len(err.strip().splitlines()) == 1
     for field, value, words in [  # hand edits: were TypeError and ValueError tracebacks
         ("epochs", "x", 'epochs must be a positive integer; got "x"'),
         ("epochs", 1.5, "epochs must be a positive integer; got 1.5"),

@@ -71,10 +71,11 @@ def _float32(npy: Path, meta: Path) -> None:
         _float32,
         lambda npy, meta: npy.write_bytes(b""),
         lambda npy, meta: meta.write_text("{"),
+        lambda npy, meta: meta.write_text("[" * 100_000),
         lambda npy, meta: meta.write_text('{"labels": [1]}'),
         lambda npy, meta: meta.unlink(),
     ],
-    ids=["truncated", "float32", "empty", "bad-json", "few-labels", "no-json"],
+    ids=["truncated", "float32", "empty", "bad-json", "deep-json", "few-labels", "no-json"],
 )
 def test_a_damaged_cache_entry_is_generated_again(tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: Any) -> None:
     first = proxy_dataset("digits", split="val", clip=(4, 12, 12), num_samples=3, cache_dir=tmp_path, progress=False)
