@@ -8,7 +8,7 @@ update on a batch already in memory: ``profiler.precision.train_step_seconds``) 
 fp32 channels-last-3d (with PyTorch's backward, and ``+dw``: with e3d's convolution backward,
 ``profiler.convgrad``), bf16 autocast (contiguous and channels-last; only on a CPU with native bf16) and,
 with ``--compile``, ``torch.compile`` of fp32 eager. ``auto`` is the configuration that
-``profiler.precision.calibrate`` (the rule of ``--precision auto``) picks from this run's timings of its training
+``profiler.precision.choose`` (the rule of ``--precision auto``) picks from this run's timings of its training
 candidates (bf16 channels-last is timed, not a candidate: it is not reproducible; nor is bf16 eager where its
 gradients do not repeat on this CPU: ``trainable``); as the best of
 several noisy timings its ratio is biased upwards, so fp32 eager and the pick are then timed once more, one
@@ -36,8 +36,8 @@ from e3d.cli import Parser, clip_arg, non_negative_int, positive_int, preset_arg
 from profiler.counting import spec_totals
 from profiler.precision import (
     ExecConfig,
-    calibrate,
     candidates,
+    choose,
     detect_cpu,
     matmul_gflops,
     train_step_gflop,
@@ -105,7 +105,7 @@ def measure(name: str, width: float, clip: tuple[int, int, int], args: argparse.
     # auto's own rule on this run's timings: bf16 channels-last is timed, not a candidate; nor is a half
     # precision whose gradients do not repeat here (checked only if it is the pick)
     training = candidates(threads=args.threads, training=True)
-    pick = calibrate(training, lambda c, _: row.seconds[c.label], admissible=lambda c: trainable(model, c, **shapes))
+    pick = choose([(c, row.seconds[c.label]) for c in training], admissible=lambda c: trainable(model, c, **shapes))
     row.auto = pick.label
     if pick.label != "fp32 eager":
         eager = training[0]  # fp32 eager

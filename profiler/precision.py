@@ -45,10 +45,12 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 """What ``--precision`` accepts."""
 MARGIN = 0.03
 """``auto`` keeps fp32 eager unless a candidate's step is at least this fraction faster (timing noise)."""
-GIVE_UP = 1.5
-"""A candidate whose first timed step is this many times the fastest median so far is not timed further."""
+CLOSE = 1.25
+"""A candidate whose first timed step is more than this many times the fastest first step is not timed again."""
 CACHE_FILE = "precision.json"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+StepTimer = Callable[[int], list[float]]
+"""Times ``n`` more steps (or passes) of one prepared, warmed-up candidate: each one's seconds."""
 
 
 class PrecisionError(E3DError):
@@ -154,15 +156,22 @@ def candidates(
     return out
 
 
-def choose(timings: Sequence[tuple[ExecConfig, float]], *, margin: float = MARGIN) -> ExecConfig:
+def choose(
+    timings: Sequence[tuple[ExecConfig, float]], *, margin: float = MARGIN, admissible: Callable[[ExecConfig], bool] | None = None
+) -> ExecConfig:
     """The fastest of ``timings`` (configuration, seconds per step; fp32 eager first; infinite: left out as not
-    reproducible), unless none beats fp32 eager by ``margin``: then fp32 eager. The reason lists every timing."""
+    reproducible), unless none beats fp32 eager by ``margin``: then fp32 eager. The reason lists every timing.
+    Only the pick is checked with ``admissible`` (a check may cost as much as a timing); one that fails is left
+    out as not reproducible and the choice made again."""
     if not timings:
         raise ValueError("no timings to choose from")
     base, base_s = timings[0]
     if base.precision != "fp32" or base.channels_last:
         raise ValueError("the first timing must be fp32 eager, the baseline")
     best, best_s = min(timings, key=lambda t: t[1])
+    if best_s < base_s * (1 - margin) and admissible is not None and not admissible(best):
+        left_out = [(c, math.inf if c.label == best.label else s) for c, s in timings]
+        return choose(left_out, margin=margin, admissible=admissible)
     measured = ", ".join(f"{c.label} {s * 1000:.0f} ms" if math.isfinite(s) else f"{c.label} not reproducible" for c, s in timings)
     if best_s < base_s * (1 - margin):
         why = f"calibrated, {base_s / best_s:.2f}x fp32 eager ({measured} per step)"
@@ -214,7 +223,7 @@ def write_cache(path: Path, key: str, config: ExecConfig) -> None:
 def resolve(
     precision: str,
     *,
-    measure: Callable[[ExecConfig, float], float] | None,
+    start: Callable[[ExecConfig], StepTimer] | None,
     key: str,
     device: str = "cpu",
     threads: int | None = None,
@@ -225,7 +234,7 @@ def resolve(
     admissible: Callable[[ExecConfig], bool] | None = None,
 ) -> ExecConfig:
     """The configuration ``precision`` means here. ``auto`` on a CPU: the cached calibration under
-    ``key``, else :func:`calibrate` over :func:`candidates` (training ones unless ``half_channels_last``;
+    ``key``, else :func:`calibrate` over :func:`candidates` with ``start`` (training ones unless ``half_channels_last``;
     fp32 only without ``half``), cached in ``cache`` (default :func:`cache_path`). ``auto`` on CUDA:
     autocast to bf16 where supported, else fp16 (fp32 without ``half``), channels as they are."""
     if precision != "auto":
@@ -240,30 +249,29 @@ def resolve(
     if isinstance(hit, dict):
         found = ExecConfig.from_dict(hit)
         return replace(found, threads=threads, device=device, reason=f"{found.reason}; cached in {path}")
-    if measure is None:
-        raise ValueError("auto needs a measure function when the calibration is not cached")
+    if start is None:
+        raise ValueError("auto needs a timer to start when the calibration is not cached")
     measured = candidates(device=device, threads=threads, cpu=cpu, training=not half_channels_last, half=half)
-    chosen = calibrate(measured, measure, admissible=admissible)
+    chosen = calibrate(measured, start, admissible=admissible)
     write_cache(path, key, chosen)
     return chosen
 
 
 def calibrate(
-    configs: Sequence[ExecConfig], measure: Callable[[ExecConfig, float], float], *, admissible: Callable[[ExecConfig], bool] | None = None
+    configs: Sequence[ExecConfig], start: Callable[[ExecConfig], StepTimer], *, admissible: Callable[[ExecConfig], bool] | None = None
 ) -> ExecConfig:
-    """:func:`choose` among ``configs`` (fp32 eager first) timed in turn by ``measure(config, give_up)``: seconds
-    per step, where a measurement may stop after one timed step slower than ``give_up`` (:data:`GIVE_UP` times
-    the fastest so far). Only the pick is checked with ``admissible`` (a check may cost as much as a timing);
-    one that fails is left out as not reproducible and the choice made again."""
-    timings: list[tuple[ExecConfig, float]] = []
-    for c in configs:
-        fastest = min((s for _, s in timings), default=math.inf)
-        timings.append((c, measure(c, GIVE_UP * fastest)))
-    while True:
-        chosen = choose(timings)
-        if admissible is None or admissible(chosen):
-            return chosen
-        timings = [(c, math.inf if c.label == chosen.label else s) for c, s in timings]
+    """:func:`choose` among ``configs`` (fp32 eager first). ``start(config)`` prepares and warms up a candidate
+    (all are warmed up before any is timed, so that none pays the process's own warm-up) and returns its
+    :data:`StepTimer`. Each is timed for one step; those within :data:`CLOSE` of the fastest first step are
+    timed twice more and their median of three counts (one alone ahead needs no more); ``admissible``: as
+    in :func:`choose`."""
+    timers = [(c, start(c)) for c in configs]
+    samples = [(c, timer(1)) for c, timer in timers]
+    fastest = min(s[0] for _, s in samples)
+    close = [i for i, (_, s) in enumerate(samples) if s[0] <= CLOSE * fastest]
+    for i in close if len(close) > 1 else []:
+        samples[i][1].extend(timers[i][1](2))
+    return choose([(c, statistics.median(s)) for c, s in samples], admissible=admissible)
 
 
 # -- measurements -----------------------------------------------------------------------------------
@@ -280,20 +288,12 @@ def _training_copy(
     return m, x, y
 
 
-def train_step_seconds(
-    model: nn.Module,
-    config: ExecConfig,
-    *,
-    input_shape: Sequence[int],
-    batch_size: int,
-    num_classes: int,
-    warmup: int = 1,
-    repeats: int = 3,
-    give_up: float = math.inf,
-) -> float:
-    """Median seconds of one SGD training step (forward, cross-entropy, backward, update) of a copy of
-    ``model`` under ``config``, on a random batch; torch's RNG state and ``model`` are left as they were.
-    Stops timing once a step takes longer than ``give_up`` seconds (the median of the steps so far)."""
+def train_step_timer(
+    model: nn.Module, config: ExecConfig, *, input_shape: Sequence[int], batch_size: int, num_classes: int, warmup: int = 1
+) -> StepTimer:
+    """A :data:`StepTimer` of SGD training steps (forward, cross-entropy, backward, update) of a copy of
+    ``model`` under ``config`` on a fixed random batch, after ``warmup`` untimed steps; torch's RNG state and
+    ``model`` are left as they were."""
     m, x, y = _training_copy(model, config, input_shape=input_shape, batch_size=batch_size, num_classes=num_classes)
     opt = torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9)
 
@@ -304,24 +304,41 @@ def train_step_seconds(
         loss.backward()
         opt.step()
 
-    with torch.random.fork_rng(devices=[]), torch_threads(config.threads):
-        return _median_seconds(step, config.device, warmup=warmup, repeats=repeats, give_up=give_up)
+    return _step_timer(step, config, warmup=warmup)
 
 
-def _median_seconds(step: Callable[[], object], device: str, *, warmup: int, repeats: int, give_up: float) -> float:
-    """Median seconds of ``step`` (on ``device``, waited for on CUDA) over ``repeats`` runs after ``warmup``
-    untimed ones, stopping after the first run slower than ``give_up``."""
-    samples: list[float] = []
-    for i in range(warmup + repeats):
-        t0 = time.perf_counter()
-        step()
-        if torch.device(device).type == "cuda":
-            torch.cuda.synchronize()
-        if i >= warmup:
-            samples.append(time.perf_counter() - t0)
-            if samples[-1] > give_up:
-                break
-    return statistics.median(samples)
+def train_step_seconds(
+    model: nn.Module,
+    config: ExecConfig,
+    *,
+    input_shape: Sequence[int],
+    batch_size: int,
+    num_classes: int,
+    warmup: int = 1,
+    repeats: int = 3,
+) -> float:
+    """Median seconds of ``repeats`` training steps of :func:`train_step_timer`."""
+    timer = train_step_timer(model, config, input_shape=input_shape, batch_size=batch_size, num_classes=num_classes, warmup=warmup)
+    return statistics.median(timer(repeats))
+
+
+def _step_timer(step: Callable[[], object], config: ExecConfig, *, warmup: int) -> StepTimer:
+    """The :data:`StepTimer` of ``step`` on ``config``'s device (waited for on CUDA) and threads, each call in
+    its own copy of torch's RNG state; ``warmup`` untimed runs first."""
+
+    def timed(n: int) -> list[float]:
+        samples = []
+        with torch.random.fork_rng(devices=[]), torch_threads(config.threads):
+            for _ in range(n):
+                t0 = time.perf_counter()
+                step()
+                if torch.device(config.device).type == "cuda":
+                    torch.cuda.synchronize()
+                samples.append(time.perf_counter() - t0)
+        return samples
+
+    timed(warmup)
+    return timed
 
 
 def gradients_repeat(model: nn.Module, config: ExecConfig, *, input_shape: Sequence[int], batch_size: int, num_classes: int) -> bool:
@@ -349,22 +366,24 @@ def trainable(model: nn.Module, config: ExecConfig, *, input_shape: Sequence[int
     return gradients_repeat(model, config, input_shape=input_shape, batch_size=batch_size, num_classes=num_classes)
 
 
-def inference_seconds(
-    model: nn.Module,
-    config: ExecConfig,
-    *,
-    input_shape: Sequence[int],
-    batch_size: int,
-    warmup: int = 1,
-    repeats: int = 3,
-    give_up: float = math.inf,
-) -> float:
-    """Median seconds of one forward pass (inference mode) of a copy of ``model`` under ``config``; stops
-    timing once a pass takes longer than ``give_up`` seconds (the median of the passes so far)."""
+def inference_timer(model: nn.Module, config: ExecConfig, *, input_shape: Sequence[int], batch_size: int, warmup: int = 1) -> StepTimer:
+    """A :data:`StepTimer` of forward passes (inference mode) of a copy of ``model`` under ``config`` on a
+    fixed random batch, after ``warmup`` untimed ones."""
     m = Autocast(copy.deepcopy(model).to(config.device).eval(), config)
     x = torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0)).to(config.device)
-    with torch_threads(config.threads), torch.inference_mode():
-        return _median_seconds(lambda: m(x), config.device, warmup=warmup, repeats=repeats, give_up=give_up)
+
+    def step() -> None:
+        with torch.inference_mode():
+            m(x)
+
+    return _step_timer(step, config, warmup=warmup)
+
+
+def inference_seconds(
+    model: nn.Module, config: ExecConfig, *, input_shape: Sequence[int], batch_size: int, warmup: int = 1, repeats: int = 3
+) -> float:
+    """Median seconds of ``repeats`` forward passes of :func:`inference_timer`."""
+    return statistics.median(inference_timer(model, config, input_shape=input_shape, batch_size=batch_size, warmup=warmup)(repeats))
 
 
 def resolve_inference(
@@ -381,10 +400,10 @@ def resolve_inference(
     ``auto`` times a few forward passes of each candidate (cached like training's calibration)."""
     key = cache_key("infer", network_key(model, input_shape), batch_size=batch_size, device=device, threads=threads)
 
-    def measure(c: ExecConfig, give_up: float) -> float:
-        return inference_seconds(model, c, input_shape=input_shape, batch_size=batch_size, give_up=give_up)
+    def start(c: ExecConfig) -> StepTimer:
+        return inference_timer(model, c, input_shape=input_shape, batch_size=batch_size)
 
-    return resolve(precision, measure=measure, key=key, device=device, threads=threads, cache=cache, half_channels_last=True)
+    return resolve(precision, start=start, key=key, device=device, threads=threads, cache=cache, half_channels_last=True)
 
 
 def resolve_optimized(
@@ -492,6 +511,7 @@ __all__ = [
     "detect_cpu",
     "fixed",
     "inference_seconds",
+    "inference_timer",
     "matmul_gflops",
     "network_key",
     "resolve",
@@ -499,4 +519,5 @@ __all__ = [
     "resolve_optimized",
     "train_step_gflop",
     "train_step_seconds",
+    "train_step_timer",
 ]

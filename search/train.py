@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from profiler.convgrad import weight_grad_backend, weight_grad_note
-from profiler.precision import PRECISIONS, ExecConfig, cache_key, network_key, resolve, train_step_seconds, trainable
+from profiler.precision import PRECISIONS, ExecConfig, StepTimer, cache_key, network_key, resolve, train_step_timer, trainable
 from search.data import DataError, ErrorReport, Indexed, collate_indexed
 from space import E3DError
 
@@ -625,15 +625,15 @@ def resolve_exec(
     classes = model_classes(model)
     key = calibration_key(model, shape, config, half=half)
 
-    def measure(c: ExecConfig, give_up: float) -> float:
-        return train_step_seconds(model, c, input_shape=shape, batch_size=config.batch_size, num_classes=classes, give_up=give_up)
+    def start(c: ExecConfig) -> StepTimer:
+        return train_step_timer(model, c, input_shape=shape, batch_size=config.batch_size, num_classes=classes)
 
     def admissible(c: ExecConfig) -> bool:
         return trainable(model, c, input_shape=shape, batch_size=config.batch_size, num_classes=classes)
 
     chosen = resolve(
         config.precision,
-        measure=measure,
+        start=start,
         key=key,
         device=config.device,
         threads=config.threads,

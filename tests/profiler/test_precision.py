@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,11 +11,12 @@ from torch import nn
 
 import space
 from profiler.precision import (
-    GIVE_UP,
+    CLOSE,
     Autocast,
     CpuInfo,
     ExecConfig,
     PrecisionError,
+    StepTimer,
     cache_key,
     calibrate,
     candidates,
@@ -29,6 +30,7 @@ from profiler.precision import (
     resolve_optimized,
     train_step_gflop,
     train_step_seconds,
+    train_step_timer,
 )
 
 AMX = CpuInfo("Fake Xeon", "AVX512", frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}))
@@ -36,53 +38,53 @@ EPYC = CpuInfo("Fake EPYC", "AVX2", frozenset({"avx2"}))
 EPYC_AVX512 = CpuInfo("Fake EPYC", "AVX512", frozenset({"avx2", "avx512f", "avx512_bf16"}))
 
 
-def timer(seconds: dict[str, float]) -> tuple[list[str], object]:
-    """A fake calibration: seconds per step by label; records what was measured."""
+def timer(seconds: dict[str, float]) -> tuple[list[str], Callable[[ExecConfig], StepTimer]]:
+    """A fake calibration: seconds per step by label; records what was started."""
     seen: list[str] = []
 
-    def measure(c: ExecConfig, give_up: float) -> float:
+    def start(c: ExecConfig) -> StepTimer:
         seen.append(c.label)
-        return seconds[c.label]
+        return lambda n: [seconds[c.label]] * n
 
-    return seen, measure
+    return seen, start
 
 
 def test_auto_picks_bf16_when_it_measures_fastest_on_a_bf16_cpu(tmp_path: Path) -> None:
-    seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last": 0.8, "bf16 eager": 0.6, "bf16 channels-last": 0.5})
-    c = resolve("auto", measure=measure, key="k", cpu=AMX, cache=tmp_path / "p.json", half_channels_last=True)  # type: ignore[arg-type]
+    seen, start = timer({"fp32 eager": 1.0, "fp32 channels-last": 0.8, "bf16 eager": 0.6, "bf16 channels-last": 0.5})
+    c = resolve("auto", start=start, key="k", cpu=AMX, cache=tmp_path / "p.json", half_channels_last=True)
     assert (c.precision, c.channels_last) == ("bf16", True)
     assert seen == ["fp32 eager", "fp32 channels-last", "bf16 eager", "bf16 channels-last"]
     assert "2.00x fp32 eager" in c.reason
 
 
 def test_training_auto_never_measures_bf16_channels_last_which_is_not_reproducible(tmp_path: Path) -> None:
-    seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8, "bf16 eager": 0.6, "bf16 channels-last": 0.5})
-    c = resolve("auto", measure=measure, key="k", cpu=AMX, cache=tmp_path / "p.json")  # type: ignore[arg-type]
+    seen, start = timer({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8, "bf16 eager": 0.6, "bf16 channels-last": 0.5})
+    c = resolve("auto", start=start, key="k", cpu=AMX, cache=tmp_path / "p.json")
     assert c.label == "bf16 eager" and seen == ["fp32 eager", "fp32 channels-last+dw", "bf16 eager"]
 
 
 def test_auto_without_half_precision_measures_fp32_only(tmp_path: Path) -> None:
-    seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8, "bf16 eager": 0.6})
-    c = resolve("auto", measure=measure, key="k", cpu=AMX, cache=tmp_path / "p.json", half=False)  # type: ignore[arg-type]
+    seen, start = timer({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8, "bf16 eager": 0.6})
+    c = resolve("auto", start=start, key="k", cpu=AMX, cache=tmp_path / "p.json", half=False)
     assert c.label == "fp32 channels-last+dw" and seen == ["fp32 eager", "fp32 channels-last+dw"]
 
 
 def test_auto_keeps_fp32_eager_when_bf16_is_slower_and_channels_last_gains_too_little(tmp_path: Path) -> None:
     # the issue's measurement on an AMX machine: bf16 slower than fp32 for depthwise-heavy networks
-    _seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.99, "bf16 eager": 1.2, "bf16 channels-last": 1.3})
-    c = resolve("auto", measure=measure, key="k", cpu=AMX, cache=tmp_path / "p.json")  # type: ignore[arg-type]
+    _seen, start = timer({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.99, "bf16 eager": 1.2, "bf16 channels-last": 1.3})
+    c = resolve("auto", start=start, key="k", cpu=AMX, cache=tmp_path / "p.json")
     assert (c.precision, c.channels_last) == ("fp32", False)
     assert "nothing beat fp32 eager" in c.reason
 
 
 def test_auto_picks_fp32_channels_last_when_it_wins_and_never_measures_bf16_without_it(tmp_path: Path) -> None:
-    seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8})
-    c = resolve("auto", measure=measure, key="k", cpu=EPYC, cache=tmp_path / "p.json")  # type: ignore[arg-type]
+    seen, start = timer({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8})
+    c = resolve("auto", start=start, key="k", cpu=EPYC, cache=tmp_path / "p.json")
     assert (c.precision, c.channels_last) == ("fp32", True)
     assert seen == ["fp32 eager", "fp32 channels-last+dw"]
 
 
-def test_calibrate_checks_only_the_pick_and_chooses_again_when_it_fails() -> None:
+def test_choose_checks_only_the_pick_and_chooses_again_when_it_fails() -> None:
     configs = candidates(cpu=AMX, training=True)
     seconds = {"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8, "bf16 eager": 0.5}
     checked: list[str] = []
@@ -91,34 +93,65 @@ def test_calibrate_checks_only_the_pick_and_chooses_again_when_it_fails() -> Non
         checked.append(c.label)
         return c.precision == "fp32"
 
-    c = calibrate(configs, lambda c, _: seconds[c.label], admissible=admissible)
+    c = choose([(c, seconds[c.label]) for c in configs], admissible=admissible)
     assert c.label == "fp32 channels-last+dw" and checked == ["bf16 eager", "fp32 channels-last+dw"]
     assert "bf16 eager not reproducible" in c.reason
     checked.clear()
     seconds["bf16 eager"] = 2.0  # slower: never checked
-    assert calibrate(configs, lambda c, _: seconds[c.label], admissible=admissible).label == "fp32 channels-last+dw"
+    assert choose([(c, seconds[c.label]) for c in configs], admissible=admissible).label == "fp32 channels-last+dw"
     assert checked == ["fp32 channels-last+dw"]
 
 
-def test_calibrate_lets_each_measurement_give_up_at_a_multiple_of_the_fastest_so_far() -> None:
-    seconds = {"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8, "bf16 eager": 0.9}
-    limits: list[float] = []
+def steps_timed(firsts: dict[str, float], later: float | dict[str, float]) -> tuple[ExecConfig, dict[str, int], list[str]]:
+    """:func:`calibrate` over the AMX CPU's training candidates whose first timed steps take ``firsts`` seconds
+    and every later one ``later`` (or ``later[label]``): the pick, how many steps each timed, and the order of events."""
+    counts: dict[str, int] = {}
+    events: list[str] = []
 
-    def measure(c: ExecConfig, give_up: float) -> float:
-        limits.append(give_up)
-        return seconds[c.label]
+    def start(c: ExecConfig) -> StepTimer:
+        events.append(f"warm {c.label}")
 
-    calibrate(candidates(cpu=AMX, training=True), measure)
-    assert limits == [math.inf, GIVE_UP * 1.0, GIVE_UP * 0.8]
+        def timed(n: int) -> list[float]:
+            events.append(f"time {c.label}")
+            then = later[c.label] if isinstance(later, dict) else later
+            out = [firsts[c.label] if counts.get(c.label, 0) + i == 0 else then for i in range(n)]
+            counts[c.label] = counts.get(c.label, 0) + n
+            return out
+
+        return timed
+
+    return calibrate(candidates(cpu=AMX, training=True), start), counts, events
 
 
-@pytest.mark.parametrize(("give_up", "steps"), [(math.inf, 4), (0.0, 2)])
-def test_a_timing_stops_after_a_step_slower_than_give_up(give_up: float, steps: int) -> None:
+def test_calibrate_warms_every_candidate_up_before_timing_any() -> None:
+    _, _, events = steps_timed({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.5, "bf16 eager": 0.9}, 0.5)
+    labels = ["fp32 eager", "fp32 channels-last+dw", "bf16 eager"]
+    assert events == [f"warm {label}" for label in labels] + [f"time {label}" for label in labels]
+
+
+def test_calibrate_times_again_only_candidates_close_to_the_fastest_first_step() -> None:
+    far = 0.5 * CLOSE * 1.01
+    pick, counts, _ = steps_timed({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.5, "bf16 eager": far}, 0.5)
+    assert counts == {"fp32 eager": 1, "fp32 channels-last+dw": 1, "bf16 eager": 1}  # one alone ahead: no more steps
+    assert pick.label == "fp32 channels-last+dw" and "fp32 eager 1000 ms" in pick.reason
+    pick, counts, _ = steps_timed({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.5, "bf16 eager": 0.5 * CLOSE}, 0.5)
+    assert counts == {"fp32 eager": 1, "fp32 channels-last+dw": 3, "bf16 eager": 3}
+
+
+def test_calibrate_takes_the_median_of_three_steps_of_close_candidates() -> None:
+    # bf16's first step was the fastest, its later ones are slower than channels-last's: the median decides
+    firsts = {"fp32 eager": 1.0, "fp32 channels-last+dw": 0.5, "bf16 eager": 0.45}
+    pick, _, _ = steps_timed(firsts, {"fp32 eager": 1.0, "fp32 channels-last+dw": 0.5, "bf16 eager": 0.7})
+    assert pick.label == "fp32 channels-last+dw" and "fp32 channels-last+dw 500 ms, bf16 eager 700 ms" in pick.reason
+
+
+def test_a_step_timer_warms_up_then_times_as_many_steps_as_asked() -> None:
     net = nn.Sequential(nn.Conv3d(3, 4, 3), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 10))
     calls: list[int] = []
     net[0].register_forward_hook(lambda *_: calls.append(1))
-    train_step_seconds(net, ExecConfig("fp32", False), input_shape=(3, 4, 8, 8), batch_size=2, num_classes=10, give_up=give_up)
-    assert len(calls) == steps  # one warm-up step, then three timed ones or one
+    timed = train_step_timer(net, ExecConfig("fp32", False), input_shape=(3, 4, 8, 8), batch_size=2, num_classes=10, warmup=2)
+    assert len(calls) == 2
+    assert len(timed(3)) == 3 and len(calls) == 5 and len(timed(1)) == 1 and len(calls) == 6
 
 
 class DriftingGradient(torch.autograd.Function):
@@ -150,26 +183,26 @@ def test_gradients_repeat_tells_a_reproducible_network_from_one_whose_gradients_
     net = space.build(space.paper_spec("mobilenet", width_mult=0.25, num_classes=10, sample_size=32, sample_duration=8))
     shape = {"input_shape": (3, 8, 32, 32), "batch_size": 2, "num_classes": 10}
     state = torch.random.get_rng_state()
-    assert gradients_repeat(net, ExecConfig("fp32", True, 1), **shape)  # type: ignore[arg-type]
+    assert gradients_repeat(net, ExecConfig("fp32", True, 1), **shape)
     stem = net.stem
     net.stem = Drifting(stem)  # type: ignore[assignment]
-    assert not gradients_repeat(net, ExecConfig("fp32", True, 1), **shape)  # type: ignore[arg-type]
+    assert not gradients_repeat(net, ExecConfig("fp32", True, 1), **shape)
     assert torch.equal(torch.random.get_rng_state(), state)
 
 
 def test_a_candidate_timed_as_infinite_is_left_out_and_named(tmp_path: Path) -> None:
-    _seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8, "bf16 eager": float("inf")})
-    c = resolve("auto", measure=measure, key="k", cpu=AMX, cache=tmp_path / "p.json")  # type: ignore[arg-type]
+    _seen, start = timer({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8, "bf16 eager": float("inf")})
+    c = resolve("auto", start=start, key="k", cpu=AMX, cache=tmp_path / "p.json")
     assert c.label == "fp32 channels-last+dw" and "bf16 eager not reproducible" in c.reason
 
 
 def test_the_calibration_is_cached_per_key_and_written_atomically(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "p.json"
-    seen, measure = timer({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8, "bf16 eager": 0.6, "bf16 channels-last": 0.5})
-    first = resolve("auto", measure=measure, key="a", cpu=AMX, cache=path)  # type: ignore[arg-type]
-    again = resolve("auto", measure=None, key="a", cpu=AMX, cache=path)
+    seen, start = timer({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8, "bf16 eager": 0.6, "bf16 channels-last": 0.5})
+    first = resolve("auto", start=start, key="a", cpu=AMX, cache=path)
+    again = resolve("auto", start=None, key="a", cpu=AMX, cache=path)
     assert len(seen) == 3 and again.label == first.label and "cached" in again.reason
-    resolve("auto", measure=measure, key="b", cpu=AMX, cache=path)  # type: ignore[arg-type]
+    resolve("auto", start=start, key="b", cpu=AMX, cache=path)
     assert set(read_cache(path)) == {"a", "b"} and len(seen) == 6
     assert [p.name for p in path.parent.iterdir()] == ["p.json"]  # no temporary file left
 
@@ -200,8 +233,8 @@ def test_bf16_on_a_cpu_without_it_and_fp16_on_a_cpu_are_user_errors() -> None:
         with pytest.raises(PrecisionError, match=f"unknown device '{device}'"):
             check_supported("fp32", device, cpu=AMX)
     check_supported("bf16", cpu=AMX)
-    assert resolve("bf16", measure=None, key="k", cpu=AMX).label == "bf16 eager"
-    assert resolve("fp32", measure=None, key="k", cpu=EPYC).label == "fp32 eager"
+    assert resolve("bf16", start=None, key="k", cpu=AMX).label == "bf16 eager"
+    assert resolve("fp32", start=None, key="k", cpu=EPYC).label == "fp32 eager"
 
 
 def test_bf16_on_a_cuda_device_without_it_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -246,16 +279,16 @@ def test_the_autocast_wrapper_returns_float32_close_to_fp32() -> None:
 def test_auto_on_the_optimized_path_takes_bf16_only_where_it_measures_faster(tmp_path: Path) -> None:
     net = space.build(space.paper_spec("mobilenet", width_mult=0.25, num_classes=10, sample_size=32, sample_duration=8))
     kw = {"input_shape": (3, 8, 32, 32), "batch_size": 8, "cache": tmp_path / "p.json"}
-    fast_bf16 = resolve_optimized(net, "auto", cpu=AMX, measure=lambda bf16: 0.2 if bf16 else 0.5, **kw)  # type: ignore[arg-type]
+    fast_bf16 = resolve_optimized(net, "auto", cpu=AMX, measure=lambda bf16: 0.2 if bf16 else 0.5, **kw)
     assert fast_bf16.precision == "bf16" and fast_bf16.channels_last and "2.50x optimized fp32" in fast_bf16.reason
-    slow_bf16 = resolve_optimized(net, "auto", cpu=AMX, measure=lambda bf16: 0.5, **{**kw, "cache": tmp_path / "q.json"})  # type: ignore[arg-type]
+    slow_bf16 = resolve_optimized(net, "auto", cpu=AMX, measure=lambda bf16: 0.5, **{**kw, "cache": tmp_path / "q.json"})
     assert slow_bf16.precision == "fp32" and "bf16 not 3% faster" in slow_bf16.reason
-    no_bf16 = resolve_optimized(net, "auto", cpu=EPYC, measure=lambda bf16: 1 / 0, **kw)  # type: ignore[arg-type]
+    no_bf16 = resolve_optimized(net, "auto", cpu=EPYC, measure=lambda bf16: 1 / 0, **kw)
     assert no_bf16.precision == "fp32" and "no native bf16" in no_bf16.reason
     with pytest.raises(PrecisionError, match="neither AVX512-BF16"):
-        resolve_optimized(net, "bf16", cpu=EPYC, **kw)  # type: ignore[arg-type]
+        resolve_optimized(net, "bf16", cpu=EPYC, **kw)
     with pytest.raises(PrecisionError, match="fp32 or bf16"):
-        resolve_optimized(net, "fp16", cpu=AMX, **kw)  # type: ignore[arg-type]
+        resolve_optimized(net, "fp16", cpu=AMX, **kw)
 
 
 def test_step_gflop_counts_forward_and_backward_and_the_matmul_peak_is_measured() -> None:

@@ -404,7 +404,7 @@ def test_auto_leaves_out_a_half_precision_whose_gradients_do_not_repeat(
 
     seconds = {"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8, "bf16 eager": 0.5}
     monkeypatch.setattr(precision, "detect_cpu", lambda: precision.CpuInfo("Fake Xeon", "AVX512", frozenset({"amx_bf16"})))
-    monkeypatch.setattr(train, "train_step_seconds", lambda model, c, **_: seconds[c.label])
+    monkeypatch.setattr(train, "train_step_timer", lambda model, c, **_: lambda n: [seconds[c.label]] * n)
     monkeypatch.setattr(precision, "gradients_repeat", lambda model, c, **_: repeats)
     run_as = resolve_exec(tiny_model(), data[0], config(precision="auto"), cache=tmp_path / "p.json")
     assert run_as.label == chosen and ("bf16 eager not reproducible" in run_as.reason) == (not repeats)
