@@ -120,6 +120,14 @@ def thread_count(text: str) -> int:
     return int_in(text, 1, MAX_THREADS, "a positive integer")
 
 
+def worker_count(text: str) -> int:
+    """argparse type: loader or decoder processes, 0 to as many per usable core as ``--jobs`` takes
+    (:data:`search.jobs.MAX_JOBS_PER_CORE`; each is a process: thousands would exhaust the machine)."""
+    from search.jobs import MAX_JOBS_PER_CORE, usable_cores
+
+    return int_in(text, 0, MAX_JOBS_PER_CORE * usable_cores(), "a non-negative integer")
+
+
 def heartbeat_seconds(text: str) -> int:
     """argparse type: a heartbeat interval in seconds, 1 to :data:`MAX_HEARTBEAT_S`."""
     return int_in(text, 1, MAX_HEARTBEAT_S, "a positive integer")

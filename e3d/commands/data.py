@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from e3d.cli import Parser, non_negative_int, positive_float, positive_int
+from e3d.cli import Parser, non_negative_int, positive_float, positive_int, worker_count
 
 FORMATS = ("folder", "ucf101", "jester", "kinetics", "json", "motion", "digits")
 """What --format accepts: search.data.ALL_FORMATS (spelled out so that `e3d --help` need not import torch)."""
@@ -115,7 +115,7 @@ def register(sub: Any) -> None:
     c.add_argument("--allow-missing", action="store_true", help="report videos a split file names but that are not on disk, and go on")
     c.add_argument("--num-samples", type=positive_int, metavar="N", help="proxy tasks: videos per split (default 1200 / 300 / 300)")
     c.add_argument("--quick", action="store_true", help="read container headers only (fast; finds fewer problems)")
-    c.add_argument("--workers", type=non_negative_int, default=2, metavar="N", help="processes that decode in parallel (default 2)")
+    c.add_argument("--workers", type=worker_count, default=2, metavar="N", help="processes that decode in parallel (default 2)")
     c.add_argument("--show", type=positive_int, default=20, metavar="N", help="list at most N problem files (default 20)")
     c.set_defaults(func=run_check)
     r = dsub.add_parser(

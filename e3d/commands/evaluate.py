@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from e3d.cli import MAX_THREADS, device_arg, non_negative_int, positive_int, thread_count
+from e3d.cli import MAX_THREADS, device_arg, positive_int, thread_count, worker_count
 from e3d.commands.data import add_data_arguments, data_source, dataset_kwargs
 
 
@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
     p.add_argument("--split", choices=("train", "val", "test"), default="test", help="split to evaluate (default test)")
     add_data_arguments(p, proxy_samples=False)
     p.add_argument("--batch-size", type=positive_int, default=32, metavar="B", help="clips per batch (default 32)")
-    p.add_argument("--workers", type=non_negative_int, default=0, metavar="N", help="loader processes (default 0)")
+    p.add_argument("--workers", type=worker_count, default=0, metavar="N", help="loader processes (default 0)")
     p.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--threads", type=thread_count, metavar="N", help=f"torch CPU threads, at most {MAX_THREADS} (default: torch's)")
     p.add_argument(

@@ -26,9 +26,9 @@ from e3d.cli import (
     positive_float,
     positive_int,
     thread_count,
+    worker_count,
 )
 from e3d.commands.finalizing import add_finalize_args, finalize, finalize_existing
-from e3d.commands.progress import watching
 
 EPILOG = """\
 examples:
@@ -137,7 +137,7 @@ def add_proxy_args(p: argparse.ArgumentParser, *, epochs: int = 3, train_samples
         "per core); a search with N > 1 is still decided by --seed: each trial learns from the trials before it but the last 2N "
         "that train",
     )
-    x.add_argument("--loader-workers", type=non_negative_int, default=0, metavar="N", help="DataLoader workers (default 0: in-process)")
+    x.add_argument("--loader-workers", type=worker_count, default=0, metavar="N", help="DataLoader workers (default 0: in-process)")
 
 
 def add_storage_args(p: argparse.ArgumentParser, *, name: str) -> None:
@@ -404,6 +404,8 @@ def run_study(args: argparse.Namespace, config: Any, *, enqueue: Any, n_trials: 
     def on_trial(t: Any) -> None:
         show_trial(bar, t)
         save()
+
+    from e3d.commands.progress import watching
 
     started = time.perf_counter()
     try:

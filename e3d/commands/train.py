@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from e3d.cli import MAX_THREADS, device_arg, learning_rate, non_negative_int, positive_float, positive_int, thread_count
+from e3d.cli import MAX_THREADS, device_arg, learning_rate, non_negative_int, positive_float, positive_int, thread_count, worker_count
 from e3d.commands.data import add_data_arguments, data_source, dataset_kwargs
 
 EPILOG = """\
@@ -97,7 +97,7 @@ def _add_recipe_options(t: Any) -> None:
 
 def _add_hardware_options(t: Any) -> None:
     """The "training" options of where and how fast it runs: loaders, device, threads, precision."""
-    t.add_argument("--workers", type=non_negative_int, default=0, metavar="N", help="loader processes (default 0: load in this process)")
+    t.add_argument("--workers", type=worker_count, default=0, metavar="N", help="loader processes (default 0: load in this process)")
     t.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     t.add_argument(
         "--threads",

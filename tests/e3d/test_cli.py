@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 import e3d
+import search.jobs
 from e3d import cli
-from e3d.cli import MAX_HEARTBEAT_S, MAX_THREADS, guarded, thread_count
+from e3d.cli import MAX_HEARTBEAT_S, MAX_THREADS, guarded, thread_count, worker_count
 from space.spec import SpecError
 from tests.e3d.fixtures import run
 
@@ -87,6 +88,19 @@ def test_more_threads_than_max_threads_is_one_line_and_exit_2(capsys: pytest.Cap
     assert thread_count(str(MAX_THREADS)) == MAX_THREADS
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["train", "mobilenet", "--workers"], ["evaluate", "runs/x", "--workers"], ["data", "check", "motion", "--workers"]]
+    + [[*c, "--loader-workers"] for c in STUDIES],
+    ids=lambda c: c[0],
+)
+def test_more_loader_processes_than_four_per_core_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    most = search.jobs.MAX_JOBS_PER_CORE * search.jobs.usable_cores()  # as patched by tests/conftest.py
+    code, _, err = run(capsys, *command, "100000")  # each is a process; there was no bound
+    assert code == 2 and len(err.strip().splitlines()) == 1 and f"{command[-1]}: must be at most {most}, got '100000'" in err, err
+    assert worker_count(str(most)) == most and worker_count("0") == 0
+
+
 @pytest.mark.parametrize("command", STUDIES, ids=lambda c: c[0])
 @pytest.mark.parametrize(
     ("argv", "words"),
@@ -126,3 +140,9 @@ def test_the_e3d_command_starts_without_torch() -> None:
     assert [getattr(e3d, name).__name__ for name in ("create_model", "Counts")] == ["create_model", "Counts"]  # the API, on first use
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = e3d.nope  # type: ignore[attr-defined]
+
+
+def test_help_builds_every_command_s_parser_without_torch() -> None:
+    """``e3d --help`` took 2.1 s, most of it loading torch (through the dashboard's, search's and sweep's modules)."""
+    code = "import sys, e3d.cli; e3d.cli.build_parser(); assert 'torch' not in sys.modules, 'building the parser imported torch'"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -192,3 +192,10 @@ def test_channels_last_gradients_reach_every_layer_whole_not_as_channel_slices(n
     bad = _record_layouts(model, ok=_dense_channels_last)
     model(x).square().sum().backward()
     assert not [b for b in bad if "gradient" in b and not b.split(":")[0].endswith(("shortcut", "pool"))], bad
+
+
+def test_the_space_package_loads_its_modules_on_first_use() -> None:
+    """``space.Net`` and ``space.build`` (torch) are imported when first asked for; the spec, registry and paper tables without torch."""
+    assert space.build is space.modules.build and space.Net is space.modules.Net
+    with pytest.raises(AttributeError, match="module 'space' has no attribute 'nope'"):
+        _ = space.nope  # type: ignore[attr-defined]
