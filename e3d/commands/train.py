@@ -108,7 +108,7 @@ def _add_hardware_options(t: Any) -> None:
     t.add_argument(
         "--precision",
         choices=PRECISIONS,
-        help="fp32 (default, or the search's), bf16 (CPUs with AVX512-BF16/AMX, CUDA), fp16 (CUDA), "
+        help="fp32 (default, or the search's; with --resume the checkpoint's), bf16 (CPUs with AVX512-BF16/AMX, CUDA), fp16 (CUDA), "
         "or auto: the fastest a short calibration measures",
     )
 
@@ -313,6 +313,8 @@ def run(args: argparse.Namespace) -> int:
     data = _open_datasets(args)
     model, spec, name = _build_model(args, data)
     out, stored = _run_folder(args, name, data.source)
+    if stored is not None and args.asked_precision is None:
+        args.precision = stored["config"].get("precision", args.precision)
     config = _train_config(args, spec)
     meta = _meta(args, data)
     if stored is not None:
@@ -345,6 +347,7 @@ def _prepare(args: argparse.Namespace) -> str | None:
     if args.dropout is not None and not 0 <= args.dropout < 1:
         raise DataError(f"--dropout must be in [0, 1); got {args.dropout}")
     args.val_samples = None
+    args.asked_precision = args.precision  # None: a resume keeps the checkpoint's (apply_recipe fills it in)
     recipe_line = apply_recipe(args)
     if not _is_spec_file(args.model):
         import space

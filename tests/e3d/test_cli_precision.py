@@ -44,6 +44,20 @@ def test_bf16_on_a_cpu_without_it_is_one_line_and_exit_2(
     )
 
 
+def test_a_resume_without_precision_keeps_the_checkpoint_s(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The command an interrupted run prints (``--resume --out``, no ``--precision``) resumed an ``auto`` or bf16
+    run in fp32, the default, with a note that it would not match the uninterrupted run."""
+    out = tmp_path / "r"
+    code, _, err = run(capsys, *train_argv(tmp_path, "--out", str(out), "--epochs", "1", "--precision", "auto"))
+    assert code == 0, err
+    code, stdout, err = run(capsys, *train_argv(tmp_path, "--out", str(out), "--epochs", "2", "--resume"))
+    assert code == 0, err
+    assert "run as   as the checkpoint was trained" in stdout and "note" not in stdout, stdout
+    assert load_checkpoint(out)["config"]["precision"] == "auto"
+    code, stdout, err = run(capsys, *train_argv(tmp_path, "--out", str(out), "--epochs", "3", "--resume", "--precision", "fp32"))
+    assert code == 0 and "note     fp32, not the checkpoint's auto: the run will not match an uninterrupted one" in stdout, err
+
+
 @pytest.mark.skipif(not precision.detect_cpu().bf16, reason="this CPU has no native bf16")
 def test_train_and_evaluate_in_bf16_say_so_and_record_it(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     out = tmp_path / "run"
