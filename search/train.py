@@ -31,7 +31,8 @@ from tqdm import tqdm
 from profiler.convgrad import weight_grad_backend, weight_grad_note
 from profiler.precision import PRECISIONS, ExecConfig, StepTimer, cache_key, network_key, resolve, train_step_timer, trainable
 from search.data import DataError, ErrorReport, Indexed, collate_indexed
-from space import E3DError
+from space import E3DError, checkpoints
+from space.checkpoints import read_checkpoint
 
 SCHEDULES = ("step", "plateau", "cosine")
 CHECKPOINT_FORMAT = "e3d.checkpoint/1"
@@ -46,7 +47,7 @@ class ClassCountError(E3DError, ValueError):
     """The model's number of classes differs from the dataset's."""
 
 
-class CheckpointError(E3DError, ValueError):
+class CheckpointError(checkpoints.CheckpointError, ValueError):
     """A checkpoint that cannot be read or does not fit the model."""
 
 
@@ -298,14 +299,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if p.is_dir():
         p = p / CHECKPOINT_NAME
-    if not p.is_file():
-        raise CheckpointError(f"no checkpoint at {p}")
     try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many kinds on a damaged or foreign file
-        from space.checkpoints import load_error_message
-
-        raise CheckpointError(f"cannot read checkpoint {load_error_message(p, e)}") from None
+        state = read_checkpoint(p)
+    except checkpoints.CheckpointError as e:
+        raise CheckpointError(str(e)) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{p} is not an e3d checkpoint")
     _check_fields(state, p)

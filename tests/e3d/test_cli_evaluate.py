@@ -57,10 +57,10 @@ def test_class_count_mismatch_and_bad_checkpoints(capsys: pytest.CaptureFixture[
     code, _, err = run(capsys, "evaluate", str(checkpoint / "run"), "--format", "motion", "--quiet")
     assert code == 2 and "trained on other classes" in err
     code, _, err = run(capsys, "evaluate", str(tmp_path / "none.pt"))
-    assert code == 2 and "no checkpoint at" in err
+    assert code == 2 and "no such checkpoint file" in err
     (tmp_path / "bad.pt").write_text("not a checkpoint")
     code, _, err = run(capsys, "evaluate", str(tmp_path / "bad.pt"))
-    assert code == 2 and "cannot read checkpoint" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "bad.pt: not a readable PyTorch checkpoint" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
