@@ -300,9 +300,9 @@ def train_step_timer(
     def step() -> None:
         with config.autocast():
             loss = F.cross_entropy(m(x).float(), y)
-        opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        opt.zero_grad(set_to_none=True)  # no gradients kept between steps: calibrate holds every candidate's copy at once
 
     return _step_timer(step, config, warmup=warmup)
 

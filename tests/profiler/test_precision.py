@@ -154,6 +154,16 @@ def test_a_step_timer_warms_up_then_times_as_many_steps_as_asked() -> None:
     assert len(timed(3)) == 3 and len(calls) == 5 and len(timed(1)) == 1 and len(calls) == 6
 
 
+def test_a_training_step_timer_keeps_no_gradients_between_calls() -> None:
+    """calibrate holds every candidate's copy until all are timed: their gradients would add a model's size each."""
+    net = nn.Sequential(nn.Conv3d(3, 4, 3), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 10))
+    copies: list[nn.Module] = []
+    net[0].register_forward_hook(lambda module, *_: copies.append(module))  # the hook goes with the copy that is timed
+    timed = train_step_timer(net, ExecConfig("fp32", False), input_shape=(3, 4, 8, 8), batch_size=2, num_classes=10)
+    timed(2)
+    assert copies[-1] is not net[0] and all(p.grad is None for p in copies[-1].parameters())
+
+
 class DriftingGradient(torch.autograd.Function):
     """Identity forward; its backward scales the gradient a little more on every call (a stand-in for a
     kernel whose weight gradients differ between identical passes)."""
