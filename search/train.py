@@ -294,11 +294,15 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     write_bytes(path, buffer.getvalue())  # a unique temporary name, then a rename; WriteError on failure
 
 
+def checkpoint_file(path: str | Path) -> Path:
+    """``path``, or the checkpoint in it when it is a run folder (``last.pt``, what :func:`fit` writes there)."""
+    p = Path(path)
+    return p / CHECKPOINT_NAME if p.is_dir() else p
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`fit` (a file, or a folder holding ``last.pt``)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / CHECKPOINT_NAME
+    p = checkpoint_file(path)
     try:
         state = read_checkpoint(p)
     except checkpoints.CheckpointError as e:
@@ -967,6 +971,7 @@ __all__ = [
     "TrainConfig",
     "check_classes",
     "check_resume",
+    "checkpoint_file",
     "evaluate",
     "fit",
     "last_layer",

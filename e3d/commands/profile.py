@@ -7,7 +7,6 @@ import json
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from e3d.cli import MAX_THREADS, device_arg, non_negative_int, positive_int, thread_count
@@ -231,10 +230,10 @@ def _load_weights(target: Any, path: str) -> None:
     """Load an e3d checkpoint into the target's model: one of e3d train (a file, or its run folder; weights under
     ``model``) or of e3d convert-checkpoint (the same marker, weights under ``state_dict``). Every key and shape is
     checked against the target's spec (:func:`space.checkpoints.checkpoint_state`)."""
-    from search.train import CHECKPOINT_NAME
+    from search.train import checkpoint_file
     from space.checkpoints import checkpoint_state, read_checkpoint
 
-    file = Path(path) / CHECKPOINT_NAME if Path(path).is_dir() else Path(path)
+    file = checkpoint_file(path)
     state = checkpoint_state(read_checkpoint(file), target.spec, source=str(file))
     target.module().load_state_dict(state, strict=True)
 

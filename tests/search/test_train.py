@@ -26,6 +26,7 @@ from search.train import (
     _milestones,
     _scheduler,
     calibration_key,
+    checkpoint_file,
     cosine_factor,
     evaluate,
     fit,
@@ -428,3 +429,9 @@ def test_on_batch_reports_clips_done_after_every_step(data: tuple[Any, Any]) -> 
         mine = [c for c in calls if c[0] == epoch]
         done = [c[1] for c in mine]
         assert len(mine) >= 2 and done == sorted(done) and done[-1] == mine[-1][2]  # the epoch ends complete
+
+
+def test_checkpoint_file_is_the_run_folder_s_last_pt_or_the_path_itself(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    assert checkpoint_file(tmp_path / "run") == tmp_path / "run" / "last.pt"
+    assert checkpoint_file(tmp_path / "other.pt") == tmp_path / "other.pt"  # a file, there or not
