@@ -315,7 +315,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 _FIELDS: dict[str, type] = {"meta": dict, "spec": dict, "config": dict, "exec": dict, "class_names": list, "history": list, "epoch": int}
 """The type of each field of a checkpoint that may be absent (or None); ``model`` is required."""
-_KIND_NAMES = {dict: "a dict", list: "a list", int: "an integer"}
+_KIND_NAMES = {dict: "a dict", list: "a list", int: "an integer", str: "a string"}
 
 
 def _check_fields(state: dict[str, Any], path: Path) -> None:
@@ -326,15 +326,22 @@ def _check_fields(state: dict[str, Any], path: Path) -> None:
     if not isinstance(model, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()):
         found = "missing" if model is None else f"a {type(model).__name__}"
         raise CheckpointError(f"{path}: field 'model' must be a dict of tensors (a state_dict); it is {found}")
-    for key, kind in _FIELDS.items():
-        value = state.get(key)
-        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-            raise CheckpointError(f"{path}: field {key!r} must be {_KIND_NAMES[kind]}; it is a {type(value).__name__}")
+    check_field_types(state, _FIELDS, where=f"{path}: field")
     bad = next((k for k, v in model.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
     if bad is not None:
         raise CheckpointError(
             f"{path}: weight {bad} is not finite (NaN or infinite): the training diverged, and these weights predict nothing"
         )
+
+
+def check_field_types(record: dict[str, Any], kinds: dict[str, type], *, where: str) -> None:
+    """:class:`CheckpointError` ``"<where> '<key>' must be <kind>; it is <value>"`` for the first entry of ``record``
+    that is not of its type in ``kinds`` (a dict, list, int or str; absent or None passes; a bool is no int)."""
+    for key, kind in kinds.items():
+        value = record.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            found = repr(value) if isinstance(value, (str, int, float)) else f"a {type(value).__name__}"
+            raise CheckpointError(f"{where} {key!r} must be {_KIND_NAMES[kind]}; it is {found}")
 
 
 # -- evaluation ------------------------------------------------------------------------------------

@@ -113,23 +113,19 @@ def _open_split(args: argparse.Namespace, spec: Any, meta: dict[str, Any]) -> An
     )
 
 
-_META_FIELDS: dict[str, tuple[type, ...]] = {
-    **dict.fromkeys(("data", "format", "annotations", "cache_dir"), (str,)),
-    **dict.fromkeys(("fold", "data_seed", "frame_step", "train_samples", "val_samples"), (int,)),
-    "proxy_options": (dict,),
+_META_FIELDS: dict[str, type] = {
+    **dict.fromkeys(("data", "format", "annotations", "cache_dir"), str),
+    **dict.fromkeys(("fold", "data_seed", "frame_step", "train_samples", "val_samples"), int),
+    "proxy_options": dict,
 }
 """The type of each entry of a checkpoint's ``meta`` that evaluate reads (each may be absent or None)."""
-_KIND_NAMES = {str: "a string", int: "an integer", dict: "a dict"}
 
 
 def _check_meta(checkpoint: str, meta: dict[str, Any]) -> None:
     """:class:`search.train.CheckpointError` naming the checkpoint and the entry of ``meta`` of another type."""
-    from search.train import CheckpointError
+    from search.train import check_field_types
 
-    for key, kinds in _META_FIELDS.items():
-        value = meta.get(key)
-        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
-            raise CheckpointError(f"{checkpoint}: meta field {key!r} must be {_KIND_NAMES[kinds[0]]}; it is {value!r}")
+    check_field_types(meta, _META_FIELDS, where=f"{checkpoint}: meta field")
 
 
 def _proxy_options(checkpoint: str, stored: dict[str, Any]) -> Any:

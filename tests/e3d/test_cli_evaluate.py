@@ -68,13 +68,14 @@ def test_class_count_mismatch_and_bad_checkpoints(capsys: pytest.CaptureFixture[
     [
         (lambda s: s.pop("model"), "field 'model' must be a dict of tensors (a state_dict); it is missing"),
         (lambda s: s.update(model=[1, 2]), "field 'model' must be a dict of tensors (a state_dict); it is a list"),
-        (lambda s: s.update(meta="digits"), "field 'meta' must be a dict; it is a str"),
+        (lambda s: s.update(meta="digits"), "field 'meta' must be a dict; it is 'digits'"),
+        (lambda s: s.update(history={"epoch": 1}), "field 'history' must be a list; it is a dict"),
         (lambda s: s["meta"]["proxy_options"].update(bogus=1), "meta field 'proxy_options' has unknown entries: bogus"),
         (lambda s: s["meta"].update(frame_step="2"), "meta field 'frame_step' must be an integer; it is '2'"),
         (lambda s: s.update(spec={"clip": [8, 32, 32]}), "field 'spec' is not a valid spec"),
         (lambda s: s["model"]["head.fc.weight"].fill_(math.nan), "weight head.fc.weight is not finite"),  # was "top1 10%, loss nan"
     ],
-    ids=["no-model", "model-list", "meta-string", "proxy-options", "frame-step", "spec", "nan-weights"],
+    ids=["no-model", "model-list", "meta-string", "history-dict", "proxy-options", "frame-step", "spec", "nan-weights"],
 )
 def test_a_hand_edited_checkpoint_is_one_line_naming_the_field(
     capsys: pytest.CaptureFixture[str], checkpoint: Path, tmp_path: Path, edit: Any, words: str
