@@ -188,7 +188,7 @@ def read_recipe(path: Path) -> dict[str, Any]:
 
     try:
         recipe = parse_json(path.read_text())
-    except JSONError as e:
+    except (JSONError, UnicodeDecodeError) as e:
         raise DataError(f"{path} is not a recipe written by e3d search ({e})") from None
     if not isinstance(recipe, dict) or "clip" not in recipe:
         raise DataError(f"{path} is not a recipe written by e3d search (no clip)")
@@ -208,15 +208,14 @@ def apply_recipe(args: argparse.Namespace) -> str | None:
     found = find_recipe(args.model) if args.recipe != "paper" else None
     if args.recipe == "search" and found is None:
         raise DataError(f"no recipe.json beside {args.model} (e3d search writes one in its run folder); use --recipe paper")
-    line = None
-    if found is not None:
-        recipe = read_recipe(found)
-        t, h, w = recipe["clip"]
+    args.recipe_clip = None
+    recipe = read_recipe(found) if found is not None else None
+    if recipe is not None:
+        args.recipe_clip = tuple(recipe["clip"])
         if args.data is None and args.format is None:
             args.data, args.format = recipe.get("data") or recipe.get("task"), recipe.get("data_format")
         same_data = (args.data or args.format) in (recipe.get("data"), recipe.get("task"))
         fill = {k: recipe.get(k) for k in ("epochs", "batch_size", "lr", "schedule", "warmup", "seed", "precision")}
-        fill.update({"sample_duration": t, "sample_size": h if h == w else None})
         if same_data and recipe.get("data") is None:  # the built-in task: the same videos
             fill.update({"num_samples": recipe.get("train_samples"), "val_samples": recipe.get("val_samples")})
             if args.data_seed == 0:
@@ -224,14 +223,16 @@ def apply_recipe(args: argparse.Namespace) -> str | None:
         for key, value in fill.items():
             if getattr(args, key, None) is None and value is not None:
                 setattr(args, key, value)
-        line = (
-            f"recipe   the search's ({found}): clip {args.sample_duration}x{args.sample_size}x{args.sample_size}, "
-            f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr:g}, seed {args.seed}; --recipe paper for the paper's"
-        )
     for key, value in PAPER.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    return line
+    if recipe is None:
+        return None
+    t, h, w = _clip(args, 0)
+    return (
+        f"recipe   the search's ({found}): clip {t}x{h}x{w}, {args.epochs} epochs, batch {args.batch_size}, "
+        f"lr {args.lr:g}, seed {args.seed}; --recipe paper for the paper's"
+    )
 
 
 def _slug(text: str) -> str:
@@ -253,11 +254,7 @@ def build_spec(args: argparse.Namespace, num_classes: int, default_size: int) ->
     path = Path(args.model)
     if _is_spec_file(args.model):
         spec = space.NetSpec.load(path)
-        t, h, w = spec.clip
-        if args.sample_duration or args.sample_size:
-            t = args.sample_duration or t
-            h = w = args.sample_size or h
-            spec = spec.replace(clip=(t, h, w))
+        spec = spec.replace(clip=_clip(args, default_size))
         if spec.num_classes != num_classes:
             if not args.adapt_head:
                 raise ClassCountError(
@@ -266,13 +263,8 @@ def build_spec(args: argparse.Namespace, num_classes: int, default_size: int) ->
             spec = spec.replace(num_classes=num_classes)
         name = path.stem
     else:
-        spec = space.paper_spec(
-            args.model,
-            width_mult=args.width_mult,
-            num_classes=num_classes,
-            sample_size=args.sample_size or default_size,
-            sample_duration=args.sample_duration or 16,
-        )
+        t, size, _ = _clip(args, default_size)
+        spec = space.paper_spec(args.model, width_mult=args.width_mult, num_classes=num_classes, sample_size=size, sample_duration=t)
         name = f"{args.model}-w{args.width_mult:g}"
     dropout = args.dropout if args.dropout is not None else (0.9 if args.freeze_backbone else None)
     if dropout is not None:
@@ -349,10 +341,12 @@ def _prepare(args: argparse.Namespace) -> str | None:
     args.val_samples = None
     args.asked_precision = args.precision  # None: a resume keeps the checkpoint's (apply_recipe fills it in)
     recipe_line = apply_recipe(args)
-    if not _is_spec_file(args.model):
-        import space
+    import space
 
-        space.model_info(args.model)  # an unknown name fails here, before any data is read
+    if _is_spec_file(args.model):
+        space.NetSpec.load(args.model)  # a missing or bad spec fails here, before any data is read
+    else:
+        space.model_info(args.model)  # so does an unknown name
     return recipe_line
 
 
@@ -364,13 +358,19 @@ def _is_proxy(source: str, fmt: str | None) -> bool:
 
 
 def _clip(args: argparse.Namespace, default_size: int) -> tuple[int, int, int]:
-    """The clip (T, H, W) to read: a spec file's own unless --sample-size or --sample-duration is given."""
-    if Path(args.model).suffix == ".json" and Path(args.model).is_file() and not (args.sample_size or args.sample_duration):
+    """The clip (T, H, W) to train at: --sample-duration and --sample-size where given, else the search recipe's,
+    else a spec file's own, else 16 frames of ``default_size`` squared."""
+    if args.recipe_clip is not None:
+        t, h, w = args.recipe_clip
+    elif _is_spec_file(args.model):
         import space
 
-        return space.NetSpec.load(args.model).clip
-    size = args.sample_size or default_size
-    return (args.sample_duration or 16, size, size)
+        t, h, w = space.NetSpec.load(args.model).clip
+    else:
+        t, h, w = 16, default_size, default_size
+    if args.sample_size:
+        h = w = args.sample_size
+    return (args.sample_duration or t, h, w)
 
 
 def _open_datasets(args: argparse.Namespace) -> _Data:
@@ -479,6 +479,8 @@ def _meta(args: argparse.Namespace, data: _Data) -> dict[str, Any]:
         "val_samples": args.val_samples,
         "proxy_options": {k: getattr(kw["proxy_options"], k) for k in ("noise", "distractors", "speed", "digit_direction")},
         "cache_dir": kw["cache_dir"],
+        "crop": data.train.transform.position,
+        "flip": data.train.transform.flip,
         "model": args.model,
         "width_mult": args.width_mult,
     }

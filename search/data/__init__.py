@@ -100,6 +100,7 @@ def proxy_dataset(
     frame_step: int | None = None,
     scales: tuple[float, ...] = PROXY_SCALES,
     sampling: str | None = None,
+    crop_position: str = "random",
     progress: bool = True,
 ) -> ProxyDataset:
     """A built-in proxy task (``motion`` or ``digits``), generated on first use and cached.
@@ -119,7 +120,7 @@ def proxy_dataset(
     cache = Path(cache_dir or default_cache_dir())
     path, labels = load_or_generate(task, split, num_samples=n, video=video, seed=seed, options=opts, cache_dir=cache, progress=progress)
     names = class_names(task, opts)
-    temporal, spatial = _clip_cutting(task, split, sampling, clip, frame_step, scales)
+    temporal, spatial = _clip_cutting(task, split, sampling, clip, frame_step, scales, position=crop_position)
     return ProxyDataset(path, labels, names, sampling=temporal, transform=spatial, video_frames=video[0], seed=seed, name=f"{task}/{split}")
 
 
@@ -135,6 +136,7 @@ def _open_proxy(
     text: str,
     split: str,
     clip: tuple[int, int, int] | None,
+    crop_position: str,
     flip: bool | None,
     frame_step: int | None,
     sampling: str | None,
@@ -159,6 +161,7 @@ def _open_proxy(
         frame_step=frame_step,
         scales=scales or PROXY_SCALES,
         sampling=sampling,
+        crop_position=crop_position,
         progress=progress,
     )
 
@@ -249,7 +252,20 @@ def open_dataset(
     task = _proxy_task(text, format)
     if task is not None:
         return _open_proxy(
-            task, text, split, clip, flip, frame_step, sampling, scales, seed, num_samples, cache_dir, proxy_options, progress
+            task,
+            text,
+            split,
+            clip,
+            crop_position,
+            flip,
+            frame_step,
+            sampling,
+            scales,
+            seed,
+            num_samples,
+            cache_dir,
+            proxy_options,
+            progress,
         )
     layout = _checked_layout(path_or_task, format, annotations, fold, allow_missing)
     frames = Path(cache_dir or default_cache_dir()) / "frames" if frame_cache else None

@@ -50,6 +50,7 @@ def test_train_a_preset_on_a_proxy_task_then_resume(capsys: pytest.CaptureFixtur
             ["--sample-size", "40", "--frame-step", "3"],
             "clip [8, 32, 32] (now [8, 40, 40]); and it was trained with other settings: frame_step 2 (now 3)",
         ),
+        (["--crop", "corner"], "other settings: crop 'random' (now 'corner')"),  # was accepted: the run changed its crops
     ]:
         code, _, err = run(capsys, *argv, "--epochs", "2", "--resume", *other)  # the last option given wins
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
@@ -206,6 +207,22 @@ def test_a_searched_spec_trains_the_way_the_search_trained_it(capsys: pytest.Cap
     assert (c["lr"], c["seed"], c["epochs"]) == (0.02, 1, 1) and load_checkpoint(tmp_path / "b")["meta"]["format"] == "motion"
 
 
+def test_a_recipe_without_lr_or_seed_and_with_a_non_square_clip(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    best = search_run(tmp_path / "search", clip=[8, 32, 40], lr=None, seed=None)  # was a TypeError; the clip was squared
+    code, stdout, err = run(capsys, "train", str(best), "--out", str(tmp_path / "a"), "--cache-dir", str(tmp_path / "c"), "--quiet")
+    assert code == 0, err
+    assert "clip 8x32x40, 1 epochs, batch 8, lr 0.1, seed 0;" in stdout
+    state = load_checkpoint(tmp_path / "a")
+    assert state["spec"]["clip"] == [8, 32, 40] and (state["config"]["lr"], state["config"]["seed"]) == (0.1, 0)
+
+
+def test_a_missing_spec_file_fails_before_any_data_is_made(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cache = tmp_path / "c"
+    code, _, err = run(capsys, "train", str(tmp_path / "none.json"), "--format", "motion", "--cache-dir", str(cache), "--quiet")
+    assert code == 2 and "cannot read" in err and len(err.strip().splitlines()) == 1
+    assert not cache.exists(), "the proxy task was generated first (1,200 videos) before the spec was read"
+
+
 def test_recipe_paper_uses_the_trainers_defaults(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     best = search_run(tmp_path / "search")
     argv = ["train", str(best), "--recipe", "paper", "--format", "motion", "--cache-dir", str(tmp_path / "c"), "--epochs", "1", *TINY]
@@ -223,8 +240,8 @@ def test_recipe_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path
     code, _, err = run(capsys, "train", str(spec), "--recipe", "search", "--format", "motion", "--out", str(tmp_path / "o"))
     assert code == 2 and "no recipe.json beside" in err and "--recipe paper" in err and len(err.strip().splitlines()) == 1
     best = search_run(tmp_path / "bad")
-    for text in ("{not json", "[" * 100_000):  # nested too deeply: was a RecursionError traceback
-        (best.parent / "recipe.json").write_text(text)
+    for text in (b"{not json", b"[" * 100_000, b"\xff\xfe{"):  # too deep: was a RecursionError; not UTF-8: UnicodeDecodeError
+        (best.parent / "recipe.json").write_bytes(text)
         code, _, err = run(capsys, "train", str(best), "--out", str(tmp_path / "o"))
         assert code == 2 and "is not a recipe written by e3d search" in err and len(err.strip().splitlines()) == 1
     for field, value, words in [  # hand edits: were TypeError and ValueError tracebacks

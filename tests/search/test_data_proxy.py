@@ -147,6 +147,8 @@ def test_same_seed_and_epoch_give_the_same_clips_whatever_the_workers(tmp_path: 
 def test_open_dataset_reads_a_task_by_name_and_rejects_bad_requests(tmp_path: Path) -> None:
     ds = open_dataset("motion", split="val", num_samples=4, cache_dir=tmp_path, progress=False)
     assert ds.format == "motion" and ds.sampling.mode == "center" and not ds.transform.train
+    corner = open_dataset("motion", split="train", num_samples=4, cache_dir=tmp_path, crop_position="corner", progress=False)
+    assert corner.transform.train and corner.transform.position == "corner"  # was dropped: every proxy crop was random
     with pytest.raises(DataError, match="unknown proxy task"):
         proxy_dataset("faces", split="train")
     with pytest.raises(DataError, match="unknown split"):
