@@ -309,6 +309,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(str(e)) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{p} is not an e3d checkpoint")
+    if isinstance(state.get("model"), str) and "state_dict" in state:
+        raise CheckpointError(f"{p} holds converted weights (e3d convert-checkpoint), not a run of e3d train; use it as --pretrained")
     _check_fields(state, p)
     return state
 
@@ -327,7 +329,12 @@ def _check_fields(state: dict[str, Any], path: Path) -> None:
         found = "missing" if model is None else f"a {type(model).__name__}"
         raise CheckpointError(f"{path}: field 'model' must be a dict of tensors (a state_dict); it is {found}")
     check_field_types(state, _FIELDS, where=f"{path}: field")
-    bad = next((k for k, v in model.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    check_finite(model, path)
+
+
+def check_finite(weights: dict[str, torch.Tensor], path: str | Path) -> None:
+    """:class:`CheckpointError` naming the first weight of ``weights`` (read from ``path``) that holds a NaN or inf."""
+    bad = next((k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
     if bad is not None:
         raise CheckpointError(
             f"{path}: weight {bad} is not finite (NaN or infinite): the training diverged, and these weights predict nothing"

@@ -273,10 +273,16 @@ def build_spec(args: argparse.Namespace, num_classes: int, default_size: int) ->
 
 
 def load_pretrained(model: Any, path: str) -> str:
-    """Copy every tensor of the checkpoint whose name and shape fit; returns a one-line summary."""
-    from search.train import CheckpointError, load_checkpoint
+    """Copy every tensor of the checkpoint (e3d train's run or file, e3d convert-checkpoint's file, or a state dict
+    with e3d's names) whose name and shape fit; returns a one-line summary."""
+    from search.train import CheckpointError, check_finite, checkpoint_file
+    from space.checkpoints import is_e3d_state, read_checkpoint, state_dict_of
 
-    state = load_checkpoint(path)["model"]
+    file = checkpoint_file(path)
+    state = state_dict_of(read_checkpoint(file), source=str(file))  # e3d train's, convert-checkpoint's, or a state dict
+    if not is_e3d_state(state):
+        raise CheckpointError(f"{file} holds weights under other names (the paper's?); convert them first with e3d convert-checkpoint")
+    check_finite(state, file)
     own = model.state_dict()
     fit = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not fit:

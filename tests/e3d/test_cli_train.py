@@ -150,7 +150,29 @@ def test_a_pretrained_checkpoint_without_a_state_dict_is_one_line(capsys: pytest
     torch.save({"format": "e3d.checkpoint/1", "model": [1, 2]}, tmp_path / "edited.pt")
     argv = ["train", "mobilenet", "--format", "motion", "--pretrained", str(tmp_path / "edited.pt"), "--out", str(tmp_path / "o")]
     code, _, err = run(capsys, *argv, "--cache-dir", str(tmp_path / "c"), *TINY)  # was AttributeError: 'list' has no 'items'
-    assert code == 2 and "edited.pt: field 'model' must be a dict of tensors" in err and len(err.strip().splitlines()) == 1, err
+    assert code == 2 and "edited.pt: an e3d checkpoint without weights" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_weights_of_convert_checkpoint_are_pretrained_weights(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import torch
+
+    from space.checkpoints import save_converted
+
+    spec = space.paper_spec("mobilenet", width_mult=0.25, num_classes=600, sample_size=32, sample_duration=8)
+    state = space.build(spec).state_dict()
+    save_converted(tmp_path / "conv.pth", state, spec, model="mobilenet", source="paper.pth")
+    argv = ["train", "mobilenet", "--width-mult", "0.25", "--format", "motion", "--cache-dir", str(tmp_path / "c"), *TINY]
+    code, stdout, err = run(capsys, *argv, "--epochs", "1", "--pretrained", str(tmp_path / "conv.pth"), "--out", str(tmp_path / "o"))
+    assert code == 0, err  # was "field 'model' must be a dict of tensors; it is a str"
+    assert f"loaded {len(state) - 2} of {len(state)} tensors" in stdout and "new: head.fc.bias, head.fc.weight" in stdout
+    code, _, err = run(capsys, "evaluate", str(tmp_path / "conv.pth"))
+    assert code == 2 and "holds converted weights (e3d convert-checkpoint), not a run of e3d train" in err
+    torch.save({k.replace("stem.", "conv1."): v for k, v in state.items()}, tmp_path / "paper.pth")
+    state["head.fc.weight"][0, 0] = float("nan")
+    torch.save(state, tmp_path / "nan.pth")
+    for file, words in (("paper.pth", "under other names"), ("nan.pth", "weight head.fc.weight is not finite")):
+        code, _, err = run(capsys, *argv, "--pretrained", str(tmp_path / file), "--out", str(tmp_path / "p"))
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_ctrl_c_before_the_first_epoch_ends_says_nothing_is_saved(
