@@ -49,16 +49,16 @@ def add_data_arguments(p: argparse.ArgumentParser, *, proxy_samples: bool = True
     )
 
 
-def proxy_options(args: argparse.Namespace) -> Any:
-    """The :class:`search.data.ProxyOptions` the arguments ask for."""
+def proxy_options(args: argparse.Namespace, base: Any = None) -> Any:
+    """The :class:`search.data.ProxyOptions` the arguments ask for; those not given are ``base``'s (default: the defaults)."""
     from search.data import ProxyOptions
 
-    defaults = ProxyOptions()
+    defaults = base or ProxyOptions()
     return ProxyOptions(
         noise=defaults.noise if args.proxy_noise is None else args.proxy_noise,
         distractors=defaults.distractors if args.proxy_distractors is None else args.proxy_distractors,
         speed=defaults.speed if args.proxy_speed is None else args.proxy_speed,
-        digit_direction=args.digit_direction,
+        digit_direction=args.digit_direction or defaults.digit_direction,
     )
 
 

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from e3d.cli import MAX_THREADS, device_arg, positive_int, thread_count, worker_count
-from e3d.commands.data import add_data_arguments, data_source, dataset_kwargs
+from e3d.commands.data import add_data_arguments, data_source, dataset_kwargs, proxy_options
 
 
 def register(sub: Any) -> None:
@@ -106,7 +106,7 @@ def _open_split(args: argparse.Namespace, spec: Any, meta: dict[str, Any]) -> An
     kw = dataset_kwargs(args)
     if args.data == meta.get("data"):
         if meta.get("proxy_options"):
-            kw["proxy_options"] = _proxy_options(args.checkpoint, meta["proxy_options"])
+            kw["proxy_options"] = proxy_options(args, base=_proxy_options(args.checkpoint, meta["proxy_options"]))  # given ones win
         kw["num_samples"] = meta.get(f"{args.split}_samples")
     return open_dataset(
         source, split=args.split, format=fmt, clip=spec.clip, frame_step=meta.get("frame_step"), progress=not args.quiet, **kw

@@ -393,11 +393,13 @@ def read_json(root: Path, *, annotations: Path | None = None, allow_missing: boo
     return Layout("json", root, names, splits, tuple(notes), missing)
 
 
-def detect_format(root: Path) -> str:
-    """Guess the layout of ``root`` from its annotation files (``folder`` when there are none)."""
-    if root.is_file() and root.suffix == ".json":
+def detect_format(root: Path, annotations: Path | None = None) -> str:
+    """Guess the layout of ``root`` from its annotation files, in ``annotations`` (a folder or a file in one) first
+    (``folder`` when there are none)."""
+    if any(p is not None and p.is_file() and p.suffix == ".json" for p in (root, annotations)):
         return "json"
-    for d in (root, root / "ucfTrainTestlist", root / "annotations"):
+    given = [] if annotations is None else [annotations if annotations.is_dir() else annotations.parent]
+    for d in (*given, root, root / "ucfTrainTestlist", root / "annotations"):
         if (d / "classInd.txt").is_file():
             return "ucf101"
         if any(d.glob("*labels*.csv")) and any(d.glob("*train*.csv")):
@@ -424,9 +426,14 @@ def read_layout(
     ann = Path(annotations).expanduser() if annotations is not None else None
     if path.is_file() and path.suffix == ".json":
         path, ann = path.parent, path
-    fmt = format or detect_format(path)
+    if ann is not None and not ann.exists():
+        raise DataError(f"annotations path {ann} does not exist")
+    fmt = format or detect_format(path, ann)
     if fmt not in FORMATS:
         raise DataError(f"unknown data format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if fmt == "folder" and ann is not None:
+        others = ", ".join(FORMATS[1:])
+        raise DataError(f"--annotations {ann}: the folder layout reads no split lists; name the layout with --format ({others})")
     if not path.is_dir():
         raise DataError(f"data path {path} is not a folder")
     if fmt == "folder":

@@ -50,6 +50,15 @@ def test_prints_clip_and_video_accuracy_on_the_test_split(capsys: pytest.Capture
     assert 0 <= m["top1"] <= m["top5"] <= 100
 
 
+def test_a_proxy_option_given_wins_over_the_checkpoints(capsys: pytest.CaptureFixture[str], checkpoint: Path) -> None:
+    losses = []
+    for more in ([], ["--proxy-noise", "0.5"]):  # the second read the stored noise too: the same videos, the same loss
+        code, out, err = run(capsys, "evaluate", str(checkpoint / "run"), "--split", "val", "--json", "--quiet", *more)
+        assert code == 0, err
+        losses.append(json.loads(out)["loss"])
+    assert losses[0] != losses[1]
+
+
 def test_class_count_mismatch_and_bad_checkpoints(capsys: pytest.CaptureFixture[str], checkpoint: Path, tmp_path: Path) -> None:
     code, _, err = run(capsys, "evaluate", str(checkpoint / "run"), "--format", "digits", "--digit-direction", "--quiet")
     assert code == 2 and "the checkpoint's model has 10 classes but digits/test has 40" in err

@@ -200,3 +200,16 @@ def test_kinetics_times_must_be_finite_and_ordered(tmp_path: Path, start: str, e
     (root / "kinetics_train.csv").write_text(f"label,youtube_id,time_start,time_end,split\nabseiling,aaa,{start},{end},train\n")
     with pytest.raises(DataError, match=r"line 2: time_start .* must be finite, 0 <= start <= end"):
         read_layout(root)
+
+
+def test_annotations_elsewhere_are_read_and_unused_ones_refused(tmp_path: Path) -> None:
+    root = ucf101(tmp_path / "ucf")
+    moved = (root / "ucfTrainTestlist").rename(tmp_path / "lists")
+    assert detect_format(root) == "folder" and detect_format(root, moved) == "ucf101"  # was read as class folders
+    assert read_layout(root, annotations=moved).format == "ucf101"
+    plain = tmp_path / "plain"
+    touch_video(plain / "cat" / "a.mkv")
+    (tmp_path / "notes.txt").write_text("x")
+    for ann, words in ((tmp_path / "nowhere", "does not exist"), (tmp_path / "notes.txt", "the folder layout reads no split lists")):
+        with pytest.raises(DataError, match=words):  # was silently ignored
+            read_layout(plain, annotations=ann)
