@@ -126,8 +126,9 @@ def register(sub: Any) -> None:
         "(split lists, annotations) copied as is: every layout e3d reads reads the copy like the original. The "
         "trainer decodes each video at its own size for every clip; a 720p video costs many times what 112-pixel "
         "crops need. Files are renamed into place when complete: run it again after an interruption and it skips "
-        "what is done. Exit code 0: every file copied; 1: some videos or frame images could not be read (listed, left "
-        "out); 130: interrupted (run it again to go on).",
+        "what is done (at the same --short-side: DST remembers it). Symbolic links to folders are followed. Exit code "
+        "0: every file copied; 1: some videos or frame images could not be read (listed, copied as they are, so "
+        "the copy reads as the original); 130: interrupted (run it again to go on).",
     )
     r.add_argument("src", type=Path, metavar="SRC", help="dataset folder to copy")
     r.add_argument("dst", type=Path, metavar="DST", help="where the copy goes (outside SRC)")

@@ -8,11 +8,15 @@ lists, annotation files) copied as it is. Names, folders and frame counts stay t
 layout e3d reads (folder, UCF-101, Jester, Kinetics, JSON) reads the copy as it read the original.
 
 Each file is written under a hidden temporary name and renamed when complete: an interrupted run
-leaves no partial file, and running it again skips the files already done.
+leaves no partial file, and running it again skips the files already done (DST remembers its short side in
+:data:`MARKER`; another one is refused). Symbolic links to folders are followed (but not back up to a folder above them). A video or
+frame image that cannot be read is copied as it is, so the copy is exactly as unreadable as the original (a
+frame folder missing a frame would read as a shorter video).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -25,11 +29,13 @@ from PIL import Image
 
 from search.data.errors import DataError, VideoReadError
 from search.data.video import _READ_ERRORS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, _open, _reason, scaled_size
-from space.files import FILE_ERRNOS, check_writable, replacing
+from space.files import FILE_ERRNOS, check_writable, replacing, write_text
 
 CONTAINERS = {".mp4": ("mp4", "libx264"), ".m4v": ("mp4", "libx264"), ".mov": ("mov", "libx264"),
               ".mkv": ("matroska", "libx264"), ".avi": ("avi", "mpeg4"), ".webm": ("webm", "libvpx")}  # fmt: skip
 """Container format and the codec each video suffix is written with."""
+MARKER = ".e3d-resize"
+"""The hidden file in DST that holds the short side its files were written at (JSON; no suffix, so that no layout reads it)."""
 
 
 def copy_file(src: Path, dst: Path) -> None:
@@ -102,24 +108,28 @@ class ResizeReport:
     skipped: int = 0
     """Files already in the destination (an earlier run wrote them)."""
     unreadable: dict[str, str] = field(default_factory=dict)
-    """Videos and frame images that could not be read, with the reason (left out of the copy)."""
+    """Videos and frame images that could not be read, with the reason (copied as they are)."""
 
     def summary(self) -> str:
         """One line."""
         bad = len(self.unreadable)
         return (
             f"{self.videos} videos re-encoded, {self.images} frame images rescaled, {self.copied} files copied as they are, "
-            f"{self.skipped} already there" + (f", {bad} unreadable files left out" if bad else "")
+            f"{self.skipped} already there" + (f", {bad} unreadable files copied as they are" if bad else "")
         )
 
 
-def files(root: Path) -> Iterator[Path]:
-    """Every file under ``root`` (following no hidden file or folder), in a stable order."""
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(names):
-            if not name.startswith("."):
-                yield Path(folder) / name
+def files(root: Path, chain: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Every file under ``root`` in a stable order: no hidden file or folder; linked folders followed, except one
+    that leads back to a folder above it (``chain``: the real paths of the folders above)."""
+    chain += (os.path.realpath(root),)
+    entries = sorted((e for e in os.scandir(root) if not e.name.startswith(".")), key=lambda e: (e.is_dir(), e.name))
+    for entry in entries:
+        if not entry.is_dir():
+            if entry.is_file():
+                yield Path(entry.path)
+        elif os.path.realpath(entry.path) not in chain:
+            yield from files(Path(entry.path), chain)
 
 
 def _write(src: Path, dst: Path, short_side: int) -> str:
@@ -144,6 +154,7 @@ def resize_tree(src: Path, dst: Path, short_side: int, *, progress: bool = True)
     if dst.resolve() == src.resolve() or dst.resolve().is_relative_to(src.resolve()):
         raise DataError(f"the destination {dst} must lie outside {src}")
     check_writable(dst)  # a file, or a folder that cannot be written: one line before any work
+    _claim(dst, short_side)
     report = ResizeReport()
     todo = list(files(src))
     for path in tqdm(todo, desc="resizing", unit="file", disable=not progress):
@@ -155,6 +166,20 @@ def resize_tree(src: Path, dst: Path, short_side: int, *, progress: bool = True)
             kind = _write(path, out, short_side)
         except VideoReadError as e:
             report.unreadable[str(path)] = e.reason
+            copy_file(path, out)
             continue
         setattr(report, kind, getattr(report, kind) + 1)
     return report
+
+
+def _claim(dst: Path, short_side: int) -> None:
+    """Record ``short_side`` in ``dst``'s :data:`MARKER`; :class:`DataError` when ``dst`` holds a copy at another one."""
+    marker = dst / MARKER
+    try:
+        before = json.loads(marker.read_text()).get("short_side") if marker.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        before = None  # unreadable: the files say nothing either way; this run's size is recorded
+    if before not in (None, short_side):
+        raise DataError(f"{dst} holds a copy at --short-side {before}; run it with --short-side {before} to finish it, or copy elsewhere")
+    if before is None:
+        write_text(marker, json.dumps({"short_side": short_side}) + "\n")

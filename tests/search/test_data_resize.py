@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from search.data import open_dataset
-from search.data.resize import resize_tree, scaled_size
+from search.data.resize import MARKER, resize_tree, scaled_size
 from search.data.video import count_frames, read_clip
 from tests.e3d.fixtures import run
 from tests.search.video_fixtures import CODECS, decoded_levels, level_frames, write_frames, write_video
@@ -54,7 +54,7 @@ def test_every_video_and_frame_shrinks_with_names_frames_and_levels_kept(tmp_pat
     assert (dst / "splits.txt").read_text() == (src / "splits.txt").read_text()
     clip, n = read_clip(dst / "run" / "b", lambda n: range(n))
     assert n == 12 and clip.shape[1:3] == (48, 32)
-    assert not list(dst.rglob(".*")), "no temporary file is left"
+    assert [p.name for p in dst.rglob(".*")] == [MARKER], "no temporary file is left"
     data = open_dataset(dst, split="train", clip=(8, 32, 32), progress=False)  # the folder layout reads the copy
     assert tuple(data.class_names) == ("jump", "run")
 
@@ -82,14 +82,14 @@ def test_an_interrupted_run_leaves_no_partial_file_and_the_next_one_goes_on(tmp_
     assert (report.images, report.skipped) == (4, 2)
 
 
-def test_an_unreadable_video_is_listed_and_left_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unreadable_video_is_listed_and_copied_as_it_is(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "src"
     write_video(src / "jump" / "good.mp4", level_frames(8, h=64, w=96))
     (src / "jump" / "empty.mp4").write_bytes(b"")
     code, out, _ = run(capsys, "data", "resize", str(src), str(tmp_path / "dst"), "--short-side", "32")
     assert code == 1 and "1 videos re-encoded" in out and "unreadable 1" not in out
     assert "unreadable: " in out and "empty.mp4: empty file" in out
-    assert sorted(p.name for p in (tmp_path / "dst" / "jump").iterdir()) == ["good.mp4"]
+    assert sorted(p.name for p in (tmp_path / "dst" / "jump").iterdir()) == ["empty.mp4", "good.mp4"]  # a split list still finds it
 
 
 @pytest.mark.parametrize(
@@ -121,19 +121,21 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(
     code, _, err = run(capsys, "data", "resize", str(src), str(dst), "--short-side", "32")
     last = err.strip().splitlines()[-1]  # after the progress bar
     assert code == 2 and err.count("error") == 1 and last.startswith("e3d data: error: cannot write") and "no space left" in last
-    assert not [p for p in dst.rglob("*") if p.is_file()], "neither the file nor its temporary part is left"
+    assert not [p for p in dst.rglob("*") if p.is_file() and p.name != MARKER], "neither the file nor its temporary part is left"
 
 
-def test_an_unreadable_frame_image_is_listed_and_left_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unreadable_frame_image_is_listed_and_copied_as_it_is(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "src"
     write_frames(src / "run" / "b", level_frames(3, h=96, w=64))
     frame = src / "run" / "b" / "image_00002.jpg"
     frame.write_bytes(frame.read_bytes()[: frame.stat().st_size // 3])  # truncated
     (src / "run" / "b" / "image_00003.jpg").write_text("not an image")
     code, out, err = run(capsys, "data", "resize", str(src), str(tmp_path / "dst"), "--short-side", "32")
-    assert code == 1 and "1 frame images rescaled" in out and "2 unreadable files left out" in out, err
+    assert code == 1 and "1 frame images rescaled" in out and "2 unreadable files copied as they are" in out, err
     assert "image_00002.jpg: Truncated File Read" in out and "image_00003.jpg: cannot identify image file" in out
-    assert sorted(p.name for p in (tmp_path / "dst" / "run" / "b").iterdir()) == ["image_00001.jpg"]
+    copy = tmp_path / "dst" / "run" / "b"  # was image_00001.jpg alone: a readable video one frame long
+    assert sorted(p.name for p in copy.iterdir()) == ["image_00001.jpg", "image_00002.jpg", "image_00003.jpg"]
+    assert (copy / "image_00002.jpg").read_bytes() == frame.read_bytes()
 
 
 def test_ctrl_c_says_that_the_same_command_goes_on(
@@ -158,3 +160,25 @@ def test_ctrl_c_says_that_the_same_command_goes_on(
     monkeypatch.undo()
     code, out, _ = run(capsys, "data", "resize", str(src), str(dst), "--short-side", "32")
     assert code == 0 and "2 frame images rescaled, 0 files copied as they are, 1 already there" in out
+
+
+def test_another_short_side_is_refused_where_a_copy_was_made(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_frames(src / "run" / "b", level_frames(2, h=96, w=64))
+    assert run(capsys, "data", "resize", str(src), str(dst), "--short-side", "48")[0] == 0
+    code, _, err = run(capsys, "data", "resize", str(src), str(dst), "--short-side", "32")  # was "2 already there": 48 kept
+    assert code == 2 and "holds a copy at --short-side 48" in err and len(err.strip().splitlines()) == 1
+    code, out, _ = run(capsys, "data", "resize", str(src), str(dst), "--short-side", "48")
+    assert code == 0 and "2 already there" in out
+
+
+def test_linked_folders_are_followed_but_not_round_a_loop(tmp_path: Path) -> None:
+    real, src = tmp_path / "real", tmp_path / "src"
+    write_frames(real / "cat" / "b", level_frames(2, h=96, w=64))
+    src.mkdir()
+    (src / "cat").symlink_to(real / "cat")  # was left out of the copy
+    (src / "dog").symlink_to(real / "cat")  # the same folder under another name: a class of its own
+    (real / "cat" / "up").symlink_to(src)  # a link back to an ancestor: not followed
+    resize_tree(src, tmp_path / "dst", 32, progress=False)
+    found = sorted(str(p.relative_to(tmp_path / "dst")) for p in (tmp_path / "dst").rglob("*.jpg"))
+    assert found == [f"{c}/b/image_0000{i}.jpg" for c in ("cat", "dog") for i in (1, 2)]
