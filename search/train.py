@@ -550,7 +550,7 @@ def _fit(
     state = _resume_state(ckpt_path, resume)
     if state is None:
         seed_everything(config.seed)
-    run = _start(model, config, exec_config or _exec_of(model, train_data, config, state), _steps_per_epoch(train_data, config))
+    run = _start(model, config, exec_config or exec_for(model, train_data, config, state), _steps_per_epoch(train_data, config))
     run.on_batch = on_batch
     if state is not None:
         _restore(run, state, ckpt_path, meta)
@@ -683,7 +683,7 @@ def _input_shape(model: nn.Module, data: Dataset[Any]) -> tuple[int, ...]:
     raise DataError("no readable clip to calibrate the precision on")
 
 
-def _exec_of(model: nn.Module, train_data: Dataset[Any], config: TrainConfig, state: dict[str, Any] | None) -> ExecConfig:
+def exec_for(model: nn.Module, train_data: Dataset[Any], config: TrainConfig, state: dict[str, Any] | None) -> ExecConfig:
     """The checkpoint's configuration when resuming with the same (or ``auto``) precision, else a new one."""
     if state is None or not state.get("exec"):
         return resolve_exec(model, train_data, config)
@@ -987,6 +987,7 @@ __all__ = [
     "check_resume",
     "checkpoint_file",
     "evaluate",
+    "exec_for",
     "fit",
     "last_layer",
     "load_checkpoint",

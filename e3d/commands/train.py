@@ -317,8 +317,8 @@ def run(args: argparse.Namespace) -> int:
     meta = _meta(args, data)
     if stored is not None:
         check_resume(stored, config=config, model=model, meta=meta, path=out / "last.pt")  # before any calibration
-    run_as, resumed_as = _exec_plan(args, model, data.train, config, stored)
-    _print_header(recipe_line, spec, model, data, run_as, resumed_as)
+    run_as = _exec_plan(args, model, data.train, config, stored)
+    _print_header(recipe_line, spec, model, data, run_as)
     try:
         result = _fit(args, model, data, config, out, run_as, meta)
     except NonFiniteLossError as e:
@@ -449,26 +449,25 @@ def _train_config(args: argparse.Namespace, spec: Any) -> Any:
     )
 
 
-def _exec_plan(args: argparse.Namespace, model: Any, train: Any, config: Any, stored: dict[str, Any] | None) -> tuple[Any, Any]:
-    """(run_as, resumed_as): how to execute, resolved now, or the resumed checkpoint's way when --precision allows it."""
-    from search.train import resolve_exec
+def _exec_plan(args: argparse.Namespace, model: Any, train: Any, config: Any, stored: dict[str, Any] | None) -> Any:
+    """How to execute: the resumed checkpoint's way when --precision allows it (on this run's threads), else resolved now."""
+    from search.train import exec_for
 
-    resumed_as = stored.get("exec") if stored is not None and args.precision in ("auto", stored["config"].get("precision")) else None
-    run_as = None if resumed_as else resolve_exec(model, train, config)
-    if stored is not None and run_as is not None:
+    run_as = exec_for(model, train, config, stored)
+    if stored is not None and stored.get("exec") and not run_as.reason.startswith("from the checkpoint"):
         was = stored["config"].get("precision")
         print(f"note     {args.precision}, not the checkpoint's {was}: the run will not match an uninterrupted one")
-    return run_as, resumed_as
+    return run_as
 
 
-def _print_header(recipe_line: str | None, spec: Any, model: Any, data: _Data, run_as: Any, resumed_as: Any) -> None:
+def _print_header(recipe_line: str | None, spec: Any, model: Any, data: _Data, run_as: Any) -> None:
     """Print the recipe, model, splits and execution lines shown before the first epoch."""
     if recipe_line:
         print(recipe_line)
     print(f"model    {spec.summary()}  ({sum(p.numel() for p in model.parameters()):,} params)")
     print(f"train    {data.train!r}{'' if data.train.transform.flip else ', no flip'}")
     print(f"val      {data.val!r}")
-    print(f"run as   {run_as.describe() if run_as else 'as the checkpoint was trained: ' + str(resumed_as)}")
+    print(f"run as   {run_as.describe()}")
 
 
 def _meta(args: argparse.Namespace, data: _Data) -> dict[str, Any]:

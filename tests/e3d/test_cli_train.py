@@ -54,9 +54,10 @@ def test_train_a_preset_on_a_proxy_task_then_resume(capsys: pytest.CaptureFixtur
     ]:
         code, _, err = run(capsys, *argv, "--epochs", "2", "--resume", *other)  # the last option given wins
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
-    code, stdout, err = run(capsys, *argv, "--epochs", "2", "--resume")
+    code, stdout, err = run(capsys, *argv, "--epochs", "2", "--resume", "--threads", "2")
     assert code == 0, err
     assert "resuming" in stdout and "epoch 2/2" in stdout and "epoch 1/2" not in stdout
+    assert "run as   precision fp32 eager on cpu, 2 threads: from the checkpoint (" in stdout  # was the stored dict, 1 thread
     assert load_checkpoint(out)["epoch"] == 2
 
 
