@@ -55,16 +55,21 @@ def parse_json(text: str | bytes) -> Any:
         raise JSONError(f"not readable JSON ({str(e).split(';')[0]})") from None
 
 
+MAX_INT = 1 << 20
+"""The largest integer a spec field may hold (channels, classes, repeats, clip sides): no video network that can be
+built needs more, and beyond it counts are numbers with dozens of digits that describe nothing."""
+
+
 def _int(path: str, value: object, *, minimum: int = 1, name: str = "") -> int:
-    """``value`` if it is an integer >= ``minimum``; else :class:`SpecError` for field ``path.name`` (or ``path``)."""
-    if type(value) is int and value >= minimum:  # the common case, first (bool is not int here)
+    """``value`` if it is an integer in [``minimum``, :data:`MAX_INT`]; else :class:`SpecError` for field ``path.name`` (or ``path``)."""
+    if type(value) is int and minimum <= value <= MAX_INT:  # the common case, first (bool is not int here)
         return value
     path = f"{path}.{name}" if name else path
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(path, f"must be an integer, got {value!r}")
     if value < minimum:
         raise SpecError(path, f"must be >= {minimum}, got {value}")
-    return value
+    raise SpecError(path, f"must be at most {MAX_INT:,}, got {value:,}")
 
 
 def _float(path: str, value: object, *, name: str = "") -> float:
@@ -210,11 +215,11 @@ def _exact_key(stage: StageSpec) -> tuple[Any, ...]:
 
 
 def _known_valid(stage: StageSpec) -> bool:
-    """True if the stage's channels and repeats are integers >= 1 and a stage with exactly its other field
+    """True if the stage's channels and repeats are integers in [1, :data:`MAX_INT`] and a stage with exactly its other field
     values and types was found valid before."""
     if type(stage.stride) is not tuple or type(stage.channels) is not int or type(stage.repeats) is not int:
         return False
-    if stage.channels < 1 or stage.repeats < 1:
+    if not (1 <= stage.channels <= MAX_INT and 1 <= stage.repeats <= MAX_INT):
         return False
     try:
         return _exact_key(stage) in _VALID_STAGES

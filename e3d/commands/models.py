@@ -18,10 +18,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument("name", nargs="?", metavar="NAME", help="a preset name (see the list)")
     p.add_argument(
-        "--width-mult", type=positive_float, default=1.0, metavar="W", help="global width multiplier, any number > 0 (default 1.0)"
+        "--width-mult", type=positive_float, metavar="W", help="with NAME: global width multiplier, any number > 0 (default 1.0)"
     )
-    p.add_argument("--num-classes", type=int, default=600, metavar="N", help="classes of the head (default 600, Kinetics-600)")
-    p.add_argument("--json", action="store_true", help="print the spec as JSON (a file e3d train/profile accept)")
+    p.add_argument("--num-classes", type=int, metavar="N", help="with NAME: classes of the head (default 600, Kinetics-600)")
+    p.add_argument("--json", action="store_true", help="with NAME: print the spec as JSON (a file e3d train/profile accept)")
     p.set_defaults(func=run)
 
 
@@ -31,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from profiler import count_spec
 
     if args.name is None:
+        options = (("--width-mult", args.width_mult), ("--num-classes", args.num_classes), ("--json", args.json or None))
+        given = [o for o, v in options if v is not None]
+        if given:
+            raise space.E3DError(f"{', '.join(given)}: for one preset (e3d models NAME {given[0]} ...); the list shows all at 1.0x")
         rows = []
         for name in space.list_models():
             info = space.model_info(name)
@@ -42,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         for r in [header, *rows]:
             print(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
         return 0
-    spec = space.paper_spec(args.name, width_mult=args.width_mult, num_classes=args.num_classes)
+    spec = space.paper_spec(args.name, width_mult=args.width_mult or 1.0, num_classes=600 if args.num_classes is None else args.num_classes)
     if args.json:
         print(spec.to_json())
         return 0

@@ -39,6 +39,9 @@ def test_any_positive_width_builds(capsys: pytest.CaptureFixture[str]) -> None:
         (["models", "mobilenet", "--width-mult", "0"], "must be a positive number"),
         (["models", "mobilenet", "--width-mult", "-1"], "must be a positive number"),
         (["models", "mobilenet", "--width-mult", "wide"], "must be a positive number, got 'wide'"),
+        (["models", "--width-mult", "0.5"], "--width-mult: for one preset"),  # was the 1.0x list, the option ignored
+        (["models", "--json", "--num-classes", "10"], "--num-classes, --json: for one preset"),
+        (["models", "shufflenet", "--width-mult", "1e30"], "stem.channels: must be at most 1,048,576"),  # was printed: 60-digit counts
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], words: str) -> None:

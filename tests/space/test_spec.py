@@ -39,6 +39,8 @@ def test_a_valid_spec_is_frozen_and_hashable() -> None:
         ("stages[0].channels", {"channels": 0}, ">= 1"),
         ("stages[0].channels", {"channels": -4}, ">= 1"),
         ("stages[0].repeats", {"repeats": 0}, ">= 1"),
+        ("stages[0].channels", {"channels": 10**30}, "at most 1,048,576"),  # was counted: params with 60 digits
+        ("stages[0].repeats", {"repeats": 1 << 21}, "at most 1,048,576"),
         ("stages[0].block", {"block": "octconv"}, "unknown block type"),
         ("stages[0].stride[1]", {"stride": (1, 0, 1)}, ">= 1"),
         ("stages[0].stride", {"stride": (2, 2)}, "3 integers"),
