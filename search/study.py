@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 import time
 import warnings
@@ -215,19 +216,21 @@ def _split_credentials(url: str) -> tuple[str, str, str] | None:
     return (scheme, userinfo, host) if at else None
 
 
+_SECRET_QUERY = re.compile(r"(?i)([?&][^=&#]*(?:password|secret|token)[^=&#]*=)([^&#]*)")
+"""A query parameter of a URL whose value is a secret (libpq's ``password``, ``sslpassword``, a token)."""
+
+
 def redact(url: str) -> str:
-    """A storage URL without its credentials, for messages."""
+    """A storage URL without its credentials (``user:password@`` and secret query parameters), for messages."""
     parts = _split_credentials(url)
-    return url if parts is None else f"{parts[0]}://***@{parts[2]}"
+    return _SECRET_QUERY.sub(r"\1***", url if parts is None else f"{parts[0]}://***@{parts[2]}")
 
 
 def scrub(text: str, url: str) -> str:
     """``text`` (a driver's error message) with every piece of ``url``'s password replaced by ``***``."""
     parts = _split_credentials(url)
-    if parts is None:
-        return text
-    password = parts[1].partition(":")[2]
-    secrets = {password, unquote(password), *password.split("@"), *unquote(password).split("@")}
+    passwords = [m.group(2) for m in _SECRET_QUERY.finditer(url)] + ([parts[1].partition(":")[2]] if parts else [])
+    secrets = {piece for p in passwords for whole in (p, unquote(p)) for piece in (whole, *whole.split("@"))}
     for s in sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True):
         text = text.replace(s, "***")
     return text

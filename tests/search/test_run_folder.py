@@ -69,6 +69,12 @@ def test_the_interrupt_hint_and_every_error_keep_the_password_secret() -> None:
         st.open_storage(url)
     assert "s3cr" not in str(e.value) and "tpw" not in str(e.value), "the raw @ is encoded: no piece of the password is a host"
     assert "127.0.0.1" in str(e.value)
+    for url in ("postgresql://127.0.0.1:1/db?user=u&password=s3cretpw", "postgresql://u@127.0.0.1:1/db?sslpassword=s3cretpw&x=1"):
+        assert "s3cretpw" not in st.redact(url) and "password=***" in st.redact(url)  # was printed as it was
+        assert st.scrub(f"connection to {url} failed (s3cretpw)", url).count("s3cretpw") == 0
+        with pytest.raises(st.StorageError) as e:
+            st.open_storage(url)
+        assert "s3cretpw" not in str(e.value)
 
 
 @pytest.mark.slow
