@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,9 +240,12 @@ def _config_next_to(csv: Path) -> Mapping[str, Any] | None:
         summaries = optuna.get_all_study_summaries(sqlite_url(db), include_best_trial=False)
     except Exception:  # a database of something else: the CSV alone still analyses
         return None
-    if len(summaries) != 1:
+    from search.finalize import SUFFIX
+
+    searched = [s for s in summaries if not s.study_name.endswith(SUFFIX)]  # not the finalists' study beside it
+    if len(searched) != 1:
         return None
-    config = summaries[0].user_attrs.get(CONFIG_ATTR)
+    config = searched[0].user_attrs.get(CONFIG_ATTR)
     return config if isinstance(config, Mapping) else None
 
 
@@ -250,7 +254,8 @@ def _results(df: pd.DataFrame, name: str, config: Mapping[str, Any] | None) -> R
     mflops = budget.get("mflops")
     clip = budget.get("clip")
     if clip is None and "spec.clip" in df and df["spec.clip"].notna().any():
-        clip = [int(v) for v in str(df["spec.clip"].dropna().iloc[0]).split("x")]
+        found = re.fullmatch(r"(\d+)x(\d+)x(\d+)", str(df["spec.clip"].dropna().iloc[0]).strip())
+        clip = [int(v) for v in found.groups()] if found else None  # another text: the clip is unknown
     return Results(
         trials=df,
         name=name,

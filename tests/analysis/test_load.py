@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import optuna
 import pandas as pd
 import pytest
 
@@ -55,6 +56,16 @@ def test_run_folder_reads_the_budget_from_its_study_db(tmp_path: Path) -> None:
     write_outputs(study_frame(study), tmp_path)
     results = load_csv(tmp_path)
     assert results.budget_mflops == 77.0 and len(results.trials) == len(MIXED)
+    optuna.create_study(study_name="hand-made.final", storage=f"sqlite:///{tmp_path / 'study.db'}")  # as finalizing leaves it
+    assert load_csv(tmp_path).budget_mflops == 77.0, "was None (budget unknown) once the finalists' study was beside it"
+
+
+def test_a_clip_column_of_another_form_leaves_the_clip_unknown(tmp_path: Path) -> None:
+    df = study_frame(make_study(MIXED, budget_mflops=None))
+    for text, clip in (("8x32x40", (8, 32, 40)), ("abc", None), ("16x112", None)):  # "abc" was a ValueError traceback
+        df["spec.clip"] = text
+        df.to_csv(tmp_path / "t.csv", index=False)
+        assert load_csv(tmp_path / "t.csv").budget_clip == clip
 
 
 def test_sqlite_study_loads_by_name(tmp_path: Path) -> None:
