@@ -54,13 +54,13 @@ def extreme_params(family: str) -> list[dict[str, Any]]:
 
 
 def random_params(families: Sequence[str], n: int, *, seed: int) -> Iterator[dict[str, Any]]:
-    """``n`` candidates drawn uniformly from the space (Optuna's random sampler, seeded; no SGS)."""
+    """``n`` candidates drawn uniformly from the space (Optuna's random sampler, seeded with ``seed``'s low 32 bits; no SGS)."""
     import optuna
 
     from search.searchspace import sample_params
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed & 0xFFFFFFFF))  # NumPy's seeds are 32-bit
     for _ in range(n):
         yield sample_params(study.ask(), families)
 

@@ -98,7 +98,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--warmup", type=non_negative_int, default=2, metavar="N", help="untimed runs per entry (default 2)")
     p.add_argument("--repeats", type=positive_int, default=5, metavar="N", help="timed runs per entry; the median is kept (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random candidates (calibration uses seed + 1)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random candidates (calibration uses seed + 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -125,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     from profiler.latency_table import LatencyTableError, TableSettings, build_table
     from profiler.measuring import MeasuringProcess
     from profiler.memory import lifetime_peaks_gib
+    from profiler.precision import check_supported
     from space.files import check_file
 
     if args.recalibrate:
@@ -142,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         repeats=args.repeats,
     )
+    check_supported(args.precision, args.device)  # fp16 on a CPU, bf16 without it: before any block is timed
     if args.out.exists():  # resuming: the settings must match, checked before planning
         lt.open_for_build(args.out, settings)
     blocks, calibration, collected = plan(args)

@@ -119,6 +119,8 @@ def test_resume_with_other_settings_is_one_line(tmp_path: Path, capsys: pytest.C
         (["--precision", "bf16", "--paths", "eager,optimized"], "CPU fp32 only"),
         (["--paths", "fast"], "unknown path fast"),
         (["--families", "nope"], "unknown family"),
+        (["--precision", "fp16"], "fp16 is for CUDA devices"),  # was timed block by block, then failed at an average pool
+        (["--seed", "-3"], "must be a non-negative integer"),  # was NumPy's ValueError traceback
     ],
 )
 def test_bad_options_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:

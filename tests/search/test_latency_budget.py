@@ -238,3 +238,8 @@ def test_time_spec_builds_traces_and_times_on_the_threads_it_is_given(monkeypatc
     with profiler.latency.torch_threads(2):  # the caller's count, which the timing must not use
         assert st.time_spec(paper_spec("mobilenetv2", width_mult=0.2, num_classes=5, sample_size=32), "optimized", 1) > 0
         assert seen == [("optimize_for_inference", 1), ("measure_latency", 1)] and torch.get_num_threads() == 2
+
+
+def test_a_seed_past_32_bits_draws_as_its_low_bits() -> None:
+    big = list(random_params(["mobilenet"], 3, seed=2**40 + 7))  # was NumPy's "Seed must be between 0 and 2**32 - 1"
+    assert big == list(random_params(["mobilenet"], 3, seed=7))
