@@ -131,6 +131,10 @@ def versus_table(points: pd.DataFrame, path: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SLOPE_COLUMNS = ("curve", "points", "macs_min_m", "macs_max_m", "accuracy_min", "accuracy_max", "slope_per_doubling")
+"""The columns of :func:`slopes`' table."""
+
+
 def slopes(points: pd.DataFrame, path: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per curve: points, cost range, accuracy range and the slope per doubling of multiply-adds,
     steepest first. For an expansion, each axis also gets a row ``<axis> (steps)``: the mean of its
@@ -152,7 +156,8 @@ def slopes(points: pd.DataFrame, path: pd.DataFrame | None = None) -> pd.DataFra
             "accuracy_max": done["accuracy_mean"].max() if len(done) else math.nan,
             "slope_per_doubling": slope(c["macs"], c["accuracy_mean"]),
         })  # fmt: skip
-    return pd.DataFrame(rows).sort_values("slope_per_doubling", ascending=False, na_position="last").reset_index(drop=True)
+    table = pd.DataFrame(rows, columns=list(SLOPE_COLUMNS))  # no curve (no point trained): the columns still
+    return table.sort_values("slope_per_doubling", ascending=False, na_position="last").reset_index(drop=True)
 
 
 def plot_curves(points: pd.DataFrame, path: pd.DataFrame | None = None, *, ax: Axes | None = None, title: str = "") -> Figure:

@@ -42,7 +42,7 @@ from search.searchspace import Clip
 from search.stats import summarize
 from search.study import Objective, ProxyData, SearchConfig, load_proxy, run_worker, worker_id
 from space.files import write_text
-from space.scaling import Axis, axes_of, has_axis, scale, scale_many
+from space.scaling import Axis, check_axis, has_axis, scale, scale_many
 from space.spec import E3DError, NetSpec, SpecError
 
 MODES = ("axes", "compound", "expand")
@@ -86,8 +86,7 @@ class ScaleConfig:
             raise ScaleError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         spec = self.spec
         for a in self.axes:
-            if not has_axis(spec, a):
-                raise SpecError(str(Axis.parse(a)), f"{spec.family} has no {Axis.parse(a).name} axis; its axes: {', '.join(axes_of(spec))}")
+            check_axis(spec, a)
         if not self.axes:
             raise ScaleError("choose at least one axis")
         if self.versus is not None and not has_axis(spec, self.versus):

@@ -79,6 +79,16 @@ def has_axis(spec: NetSpec, axis: Axis | str) -> bool:
     return True
 
 
+def check_axis(spec: NetSpec, axis: Axis | str) -> Axis:
+    """``axis`` parsed; :class:`SpecError` when ``spec``'s family has no such axis, or the network no such stage."""
+    a = Axis.parse(axis)
+    if not has_axis(spec, a):
+        raise SpecError(str(a), f"{spec.family} has no {a.name} axis; its axes: {', '.join(axes_of(spec))}")
+    if a.stage is not None and a.stage >= len(spec.stages):
+        raise SpecError(str(a), f"{spec.family} has stages 0..{len(spec.stages) - 1}, got stage {a.stage}")
+    return a
+
+
 def has_bottleneck(stage: StageSpec) -> bool:
     """Whether the whole-network expansion axis scales ``stage``: its block has an inner width that its
     ``expansion`` sets (a ShuffleNetV1 unit's bottleneck; a MobileNetV2 unit's expanded width, which a
@@ -201,8 +211,6 @@ def _scaled_knobs(spec: NetSpec, changes: Mapping[Axis, float]) -> dict[str, Any
     kw = family_knobs(spec)
     n = len(spec.stages)
     for axis, f in changes.items():
-        if axis.stage is not None and axis.stage >= n:
-            raise SpecError(str(axis), f"{spec.family} has stages 0..{n - 1}, got stage {axis.stage}")
         every = range(n) if axis.stage is None else [axis.stage]
         if axis.name == "width" and axis.stage is None:
             kw["width_mult"] = round(kw["width_mult"] * f, 6)
@@ -223,11 +231,8 @@ def scale_many(spec: NetSpec, factors: Mapping[str, float] | Mapping[Axis, float
     """
     changes: dict[Axis, float] = {}
     for key, f in factors.items():
-        axis = Axis.parse(key)
+        axis = check_axis(spec, key)
         changes[axis] = check_factor(axis, f)
-        if not has_axis(spec, axis):
-            have = ", ".join(axes_of(spec))
-            raise SpecError(str(axis), f"{spec.family} has no {axis.name} axis; its axes: {have}")
     knobs = {a: f for a, f in changes.items() if a.name not in CLIP_AXES}
     out = spec
     if knobs:

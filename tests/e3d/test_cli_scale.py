@@ -161,6 +161,7 @@ def test_a_network_trained_under_another_point_is_not_trained_again(
     [
         (["shufflenetv2", "--width-mult", "0.5", "--axes", "width,expansion"], "expansion: shufflenetv2 has no expansion axis"),
         (["mobilenetv2", "--axes", "width", "--factors", "-1"], "width: factor must be a positive number, got -1.0"),
+        (["mobilenet", "--axes", "width:9"], "width:9: mobilenet has stages 0..4, got stage 9"),  # trained the base, then a KeyError
         (["shufflenet", "--width-mult", "0.5", "--axes", "frames", "--factors", "0.25"], "frames: no clip with T near 4.0 (from 16)"),
         (["shufflenet", "--width-mult", "0.5", "--axes", "resolution", "--factors", "0.1"], "resolution: no clip with H=W near 11.2"),
         (
@@ -178,6 +179,7 @@ def test_a_network_trained_under_another_point_is_not_trained_again(
     ids=[
         "axis-lacking",
         "factor-negative",
+        "stage-beyond-the-last",
         "frames-below-strides",
         "resolution-below-strides",
         "resolution-below-strides-at-the-proxy-clip",
