@@ -457,12 +457,13 @@ def list_studies(storage: BaseStorage) -> list[str]:
 
 
 def open_study(
-    name: str, storage: BaseStorage, config: SearchConfig | None, *, resume: bool = False
+    name: str, storage: BaseStorage, config: SearchConfig | None, *, resume: bool = False, kind: str | None = None
 ) -> tuple[optuna.Study, SearchConfig, bool]:
     """Create the study, or join it when it exists (its settings must equal ``config``).
 
-    With ``resume`` the study must exist and its stored settings are used. Returns the study, its
-    settings and whether this call created it (the creator enqueues the baselines).
+    With ``resume`` the study must exist and its stored settings are used. ``kind`` (default: ``config``'s): an
+    existing study of another kind (a search joined by a sweep) is refused. Returns the study, its settings and
+    whether this call created it (the creator enqueues the baselines).
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # e3d prints its own line per trial
     existing = name in list_studies(storage)
@@ -480,6 +481,9 @@ def open_study(
         if stored is None:
             raise StudyConfigError(f"study {name!r} exists but was not made by e3d search")
         stored_config = SearchConfig.from_dict(stored)
+        kind = kind or (config.kind if config is not None else None)
+        if kind is not None and stored_config.kind != kind:
+            raise StudyConfigError(f"study {name!r} is a {stored_config.kind}, not a {kind}; use another --study-name or --out")
         if config is not None and not resume and stored_config.shared() != config.shared():
             diff = _diff(stored_config.shared(), config.shared())
             raise StudyConfigError(

@@ -9,20 +9,36 @@ import sys
 from pathlib import Path
 from typing import Any
 
+FINAL_SEEDS = 3
+"""Default new seeds per finalist."""
+TOP_K = 3
+"""Default searched architectures to finalize."""
+
 
 def add_finalize_args(p: argparse.ArgumentParser) -> None:
     """``--finalize``, ``--final-seeds``, ``--top-k`` and ``--no-finalize``."""
     from e3d.cli import positive_int
 
     f = p.add_argument_group("finalization (scores on the test split, which the search never reads)")
-    f.add_argument(
+    either = f.add_mutually_exclusive_group()
+    either.add_argument(
         "--finalize",
         action="store_true",
         help="only finalize the finished search in --out (or --storage/--study-name); continues an interrupted finalization",
     )
-    f.add_argument("--final-seeds", type=positive_int, default=3, metavar="N", help="new seeds per finalist (default 3)")
-    f.add_argument("--top-k", type=positive_int, default=3, metavar="K", help="searched architectures to finalize (default 3)")
-    f.add_argument("--no-finalize", action="store_true", help="end without finalizing (the winner is then chosen on validation only)")
+    seeds_help = f"new seeds per finalist (default {FINAL_SEEDS})"
+    f.add_argument("--final-seeds", type=positive_int, default=FINAL_SEEDS, metavar="N", help=seeds_help)
+    f.add_argument("--top-k", type=positive_int, default=TOP_K, metavar="K", help=f"searched architectures to finalize (default {TOP_K})")
+    either.add_argument("--no-finalize", action="store_true", help="end without finalizing (the winner is then chosen on validation only)")
+
+
+def finalize_options(args: argparse.Namespace) -> str:
+    """The finalization options of ``args`` that differ from the defaults, as command-line text (for a resume hint)."""
+    if args.no_finalize:
+        return " --no-finalize"
+    return (f" --final-seeds {args.final_seeds}" if args.final_seeds != FINAL_SEEDS else "") + (
+        f" --top-k {args.top_k}" if args.top_k != TOP_K else ""
+    )
 
 
 def finalize_existing(args: argparse.Namespace) -> int:
@@ -33,7 +49,7 @@ def finalize_existing(args: argparse.Namespace) -> int:
     args.resume = True
     out, url = run_folder(args)
     storage = st.open_storage(url, heartbeat=args.heartbeat)
-    study, config, _ = st.open_study(args.study_name, storage, None, resume=True)
+    study, config, _ = st.open_study(args.study_name, storage, None, resume=True, kind="search")
     return finalize(args, study, config, out)
 
 

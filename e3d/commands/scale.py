@@ -162,7 +162,7 @@ def _open(args: argparse.Namespace, url: str) -> tuple[Any, Any, Any]:
     if not args.resume:
         classes = len(class_names(args.task)) if args.data is None else st.load_proxy(_proxy(args), progress=not args.quiet).num_classes
         cfg, search = _configs(args, classes)
-    study, search, created = st.open_study(args.study_name, storage, search, resume=args.resume)
+    study, search, created = st.open_study(args.study_name, storage, search, resume=args.resume, kind="scale")
     if created:
         assert cfg is not None
         study.set_user_attr(sc.SCALE_ATTR, cfg.to_dict())

@@ -28,7 +28,7 @@ from e3d.cli import (
     thread_count,
     worker_count,
 )
-from e3d.commands.finalizing import add_finalize_args, finalize, finalize_existing
+from e3d.commands.finalizing import add_finalize_args, finalize, finalize_existing, finalize_options
 
 EPILOG = """\
 examples:
@@ -258,6 +258,9 @@ def run(args: argparse.Namespace) -> int:
     from search import study as st
 
     if args.export_results is not None:
+        if args.finalize or args.resume:
+            other = "--finalize" if args.finalize else "--resume"
+            raise st.StudyConfigError(f"--export-results only rebuilds the result files; leave out {other}")
         return export_results(args)
     if args.finalize:
         return finalize_existing(args)
@@ -381,7 +384,7 @@ def resume_command(args: argparse.Namespace, kind: str, out: Path, n_trials: int
 
     again = f"e3d {kind} --resume --study-name {args.study_name} --out {out}"
     if kind == "search":
-        again += f" --trials {n_trials}"
+        again += f" --trials {n_trials}" + finalize_options(args)
     if args.storage:
         again += f" --storage {st.redact(args.storage)}"
         if st.redact(args.storage) != args.storage:
@@ -425,7 +428,7 @@ def _open_run(args: argparse.Namespace, url: str, config: Any, *, enqueue: Any, 
     from search import study as st
 
     storage = st.open_storage(url, heartbeat=args.heartbeat)
-    study, config, created = st.open_study(args.study_name, storage, config, resume=args.resume)
+    study, config, created = st.open_study(args.study_name, storage, config, resume=args.resume, kind=getattr(args, "command", None))
     n = trial_count(study, n_trials, store=created or args.resume)
     config = local_config(args, config)
     _announce_study(args, study, config, url, created=created, enqueue=enqueue, n_trials=n)

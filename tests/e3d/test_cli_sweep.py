@@ -61,3 +61,14 @@ def test_sweep_resumes_where_it_stopped(tmp_path: Path, monkeypatch: pytest.Monk
     done = df[df["state"] == "COMPLETE"]
     assert sorted(done["width_mult"]) == sorted(space.model_info("shufflenetv2").paper_widths)
     assert len(FAMILIES) == 5, "a sweep covers the paper's five families unless told otherwise"
+
+
+def test_a_sweep_refuses_to_go_on_with_a_search_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from search import study as st
+    from search.budget import Budget
+
+    storage = st.open_storage(st.sqlite_url(tmp_path / "study.db"))
+    st.open_study("e3d-search", storage, st.SearchConfig(budget=Budget(100.0), families=("mobilenet",)))
+    code = main(["sweep", "--resume", "--out", str(tmp_path), "--study-name", "e3d-search", "--quiet"])
+    err = capsys.readouterr().err  # was exit 0, the search's stored trial count set to 0
+    assert code == 2 and "study 'e3d-search' is a search, not a sweep" in err

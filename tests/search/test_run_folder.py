@@ -57,11 +57,32 @@ def test_resume_keeps_the_study_s_trials_and_the_hint_names_them(
     assert st.count_trained(load(tmp_path), source="search") == 2, "the resumed search ran the study's 2 trials, not the default 6"
 
 
+def test_the_interrupt_hint_keeps_the_finalization_options() -> None:
+    from e3d.commands.search import resume_command
+
+    def hint(**finalizing: object) -> str:
+        args = argparse.Namespace(study_name="s", storage=None, **{"no_finalize": False, "final_seeds": 3, "top_k": 3, **finalizing})
+        return resume_command(args, "search", Path("runs/s"), 4)
+
+    assert hint().endswith("--trials 4")
+    assert hint(no_finalize=True).endswith("--trials 4 --no-finalize")  # was left out: the resumed run finalized
+    assert hint(final_seeds=5, top_k=2).endswith("--trials 4 --final-seeds 5 --top-k 2")
+
+
+def test_conflicting_actions_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, words in (
+        (["--finalize", "--no-finalize", "--out", str(tmp_path)], "not allowed with argument --finalize"),  # was: finalized
+        (["--export-results", str(tmp_path), "--finalize"], "leave out --finalize"),  # was: finalize skipped, silently
+    ):
+        code, _, err = search(capsys, *argv)
+        assert code == 2 and words in err, err
+
+
 def test_the_interrupt_hint_and_every_error_keep_the_password_secret() -> None:
     from e3d.commands.search import resume_command
 
     url = "postgresql://nobody:s3cr@tpw@127.0.0.1:1/none"
-    args = argparse.Namespace(study_name="s", storage=url)
+    args = argparse.Namespace(study_name="s", storage=url, no_finalize=False, final_seeds=3, top_k=3)
     hint = resume_command(args, "search", Path("runs/s"), 4)
     assert "s3cr" not in hint and "tpw" not in hint and "--storage postgresql://***@127.0.0.1:1/none" in hint
     assert st.redact(url) == "postgresql://***@127.0.0.1:1/none"
