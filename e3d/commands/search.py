@@ -83,6 +83,35 @@ def jobs_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+STUDY_PROXY_OPTIONS = (
+    *("task", "data", "data_format", "proxy_clip", "train_samples", "val_samples", "test_samples", "epochs"),
+    *("trial_seconds", "batch_size", "lr", "data_seed", "precision"),
+)
+"""The proxy options stored with a study (a resumed study uses its own); device, threads, jobs and loader workers are
+each worker's."""
+SEARCH_OPTIONS = (
+    *("budget_mflops", "budget_params", "budget_latency_ms", "budget_clip", "latency_table", "eager_latency", "families"),
+    *("objective", "pruner", "rungs", "seed", "no_baselines", "sgs", *STUDY_PROXY_OPTIONS),
+)
+"""The options of ``e3d search`` stored with its study."""
+
+
+def keep_study_defaults(p: argparse.ArgumentParser, dests: tuple[str, ...]) -> None:
+    """Record the defaults of ``dests`` (options stored with a study) on ``p``, for :func:`refuse_on_resume`."""
+    p.set_defaults(study_defaults={d: p.get_default(d) for d in dests})
+
+
+def refuse_on_resume(args: argparse.Namespace) -> None:
+    """With ``--resume``: :class:`search.study.StudyConfigError` naming each option given that the study stores
+    (it would be ignored: the study goes on with the settings it was made with)."""
+    from search.study import StudyConfigError
+
+    given = [d for d, default in args.study_defaults.items() if args.resume and getattr(args, d) != default]
+    if given:
+        flags = ", ".join("--format" if d == "data_format" else "--" + d.replace("_", "-") for d in given)
+        raise StudyConfigError(f"{flags}: a resumed study goes on with its own settings; leave them out (or use another --out)")
+
+
 def add_proxy_args(p: argparse.ArgumentParser, *, epochs: int = 3, train_samples: int = 800, val_samples: int = 200) -> None:
     """The options that define how each candidate is trained and scored."""
     x = p.add_argument_group("proxy task")
@@ -251,6 +280,7 @@ def register(sub: Any) -> None:
     add_proxy_args(p)
     add_storage_args(p, name="e3d-search")
     p.set_defaults(func=run)
+    keep_study_defaults(p, SEARCH_OPTIONS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -264,6 +294,7 @@ def run(args: argparse.Namespace) -> int:
         return export_results(args)
     if args.finalize:
         return finalize_existing(args)
+    refuse_on_resume(args)
     config = None if args.resume else _search_config(args)
 
     def enqueue(study: Any, config: Any) -> str:

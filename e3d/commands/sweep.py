@@ -6,7 +6,15 @@ import argparse
 from typing import Any
 
 from e3d.cli import positive_int
-from e3d.commands.search import add_proxy_args, add_storage_args, proxy_config, run_study
+from e3d.commands.search import (
+    STUDY_PROXY_OPTIONS,
+    add_proxy_args,
+    add_storage_args,
+    keep_study_defaults,
+    proxy_config,
+    refuse_on_resume,
+    run_study,
+)
 
 EPILOG = """\
 examples:
@@ -41,6 +49,7 @@ def register(sub: Any) -> None:
     add_proxy_args(p, epochs=4, train_samples=1200, val_samples=300)
     add_storage_args(p, name="e3d-sweep")
     p.set_defaults(func=run)
+    keep_study_defaults(p, ("families", "sgs", "seeds", "no_latency", "eager_latency", *STUDY_PROXY_OPTIONS))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from search.budget import Budget
     from search.searchspace import FAMILIES, check_families
 
+    refuse_on_resume(args)
     config = None
     if not args.resume:
         config = st.SearchConfig(

@@ -69,6 +69,14 @@ def test_the_interrupt_hint_keeps_the_finalization_options() -> None:
     assert hint(final_seeds=5, top_k=2).endswith("--trials 4 --final-seeds 5 --top-k 2")
 
 
+def test_options_a_study_stores_are_refused_with_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--resume", "--out", str(tmp_path), "--budget-mflops", "500", "--format", "ucf101", "--epochs", "2", "--trials", "9"]
+    code, _, err = search(capsys, *argv)  # were ignored: the study went on with its stored budget, families and epochs
+    assert code == 2 and "--budget-mflops, --format, --epochs: a resumed study goes on with its own settings" in err
+    code, _, err = search(capsys, "--resume", "--out", str(tmp_path), "--trials", "9", "--jobs", "1", "--threads", "1")
+    assert code == 2 and "nothing to resume" in err, "a worker's own options (and --trials) pass"
+
+
 def test_conflicting_actions_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for argv, words in (
         (["--finalize", "--no-finalize", "--out", str(tmp_path)], "not allowed with argument --finalize"),  # was: finalized
