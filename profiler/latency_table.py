@@ -827,6 +827,7 @@ def build_table(
 
     out = Path(out)
     table = open_for_build(out, settings)
+    _check_plan(table, out, blocks, calibration)
     table.planned = len({b.key for b in blocks})
     todo = [b for b in dict.fromkeys(blocks) if b.key not in table.entries]
     done_nets = {s.to_json() for s, _ in table.networks}
@@ -857,6 +858,19 @@ def build_table(
     finally:
         table.save(out)
     return table
+
+
+def _check_plan(table: LatencyTable, out: Path, blocks: Sequence[Block], calibration: Sequence[NetSpec]) -> None:
+    """:class:`LatencyTableError` when the table being resumed holds blocks or calibration networks that ``blocks``
+    and ``calibration`` do not (a resume with other families, samples, seed or calibration would mix two plans)."""
+    keys, nets = {b.key for b in blocks}, {s.to_json() for s in calibration}
+    stray = sum(k not in keys for k in table.entries)
+    stray_nets = sum(s.to_json() not in nets for s, _ in table.networks)
+    if stray or stray_nets:
+        raise LatencyTableError(
+            f"{out} holds {stray} blocks and {stray_nets} calibration networks that this plan does not (other --families, "
+            "--samples, --seed or --calibration than it was begun with?); resume with those, or use another --out"
+        )
 
 
 def _recheck(table: LatencyTable, measure: MeasureBlock) -> int:

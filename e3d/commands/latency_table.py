@@ -119,6 +119,23 @@ def plan(args: argparse.Namespace) -> tuple[list[Any], list[Any], int]:
     return design_sample(blocks, args.max_entries, keep=keep), calibration, len(blocks)
 
 
+def _overheads(table: Any, mode: str) -> str:
+    """``all: 0.949 x sum (12 networks); mobilenet: ...`` for ``mode``; a family with too few calibration networks
+    of its own is priced with all of them, and says so."""
+    from profiler.latency_table import MIN_CALIBRATION
+
+    shared = table.overhead(mode)
+    parts = [f"all: {shared.scale:.3f} x sum ({shared.networks} networks)"]
+    for family in sorted({s.family for s, _ in table.networks}):
+        own = table.overhead(mode, family)
+        if own is shared:
+            n = sum(s.family == family for s, _ in table.networks)
+            parts.append(f"{family}: as all ({n} of its own, fewer than {MIN_CALIBRATION})")
+        else:
+            parts.append(f"{family}: {own.scale:.3f} x sum ({own.networks} networks)")
+    return "; ".join(parts)
+
+
 def run(args: argparse.Namespace) -> int:
     """Plan, then measure (resuming), then summarise; or recalibrate a table."""
     from profiler import latency_table as lt
@@ -170,11 +187,8 @@ def run(args: argparse.Namespace) -> int:
         return 130
     if table.rechecked:
         print(f"timed again {table.rechecked} blocks that read over {lt.RECHECK_RATIO:g}x their kind's fit (a stall, most likely)")
-    families = sorted({s.family for s, _ in table.networks})
     for mode in settings.modes:
-        fits = [(f or "all", table.overhead(mode, f)) for f in (None, *families)]
-        fit = "; ".join(f"{f}: {o.scale:.3f} x sum ({o.networks} networks)" for f, o in fits)
-        print(f"{mode}: per-network overhead, {fit}; empty call {table.call_ms[mode] * 1000:.1f} us")
+        print(f"{mode}: per-network overhead, {_overheads(table, mode)}; empty call {table.call_ms[mode] * 1000:.1f} us")
         if mode in table.repeat:
             print(f"{mode}: {table.repeat[mode].describe()}: no prediction from this table is surer than that")
     print(f"wrote {args.out}: {len(table.entries)} blocks in {(time.perf_counter() - start) / 60:.1f} min (this run)")

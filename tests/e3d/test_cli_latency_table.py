@@ -60,6 +60,7 @@ def test_build_then_resume_measures_nothing_again(tmp_path: Path, capsys: pytest
     assert f"wrote {out}: {len(table.entries)} blocks" in stdout and "per-network overhead" in stdout and "empty call 1.0 us" in stdout
     assert "of" in err and "distinct blocks" in err
     assert "optimized: 100% of 2 calibration networks timed again came within +-10% of their first timing" in stdout
+    assert "eager: per-network overhead, all: " in stdout and "mobilenetv2: as all (2 of its own, fewer than 4)" in stdout  # was "x sum (2"
     fake_timing.clear()
     code, _, err = run(capsys, "latency-table", "--out", str(out), *TINY)
     assert code == 0, err
@@ -109,6 +110,16 @@ def test_resume_with_other_settings_is_one_line(tmp_path: Path, capsys: pytest.C
     code, _, err = run(capsys, "latency-table", "--out", str(out), *TINY, "--paths", "eager")
     assert code == 2 and err.count("\n") == 1
     assert "holds a table measured with other settings: modes eager/optimized (asked eager); use another --out" in err
+
+
+def test_resume_with_another_plan_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], fake_timing: list[str]) -> None:
+    out = tmp_path / "t.json"
+    assert run(capsys, "latency-table", "--out", str(out), *TINY)[0] == 0
+    before = out.read_bytes()
+    code, _, err = run(capsys, "latency-table", "--out", str(out), *TINY, "--families", "shufflenetv2")  # was merged: two plans
+    last = err.strip().splitlines()[-1]  # after the plan's line
+    assert code == 2 and err.count("error") == 1 and "calibration networks that this plan does not (other --families" in last
+    assert out.read_bytes() == before
 
 
 @pytest.mark.parametrize(
