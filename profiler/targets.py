@@ -174,24 +174,45 @@ def _file_target(path: Path, *, num_classes: int | None, frames: int | None, siz
             "profile the spec, preset or module it was exported from (or export it with --format torchscript)"
         )
     if head.startswith(b"{"):
-        spec = NetSpec.load(path)
-        changes: dict[str, object] = {"clip": _clip(spec.clip, frames, size)}
-        if num_classes:
-            changes["num_classes"] = num_classes
-        spec = spec.replace(**changes)
-        from profiler.footprint import check_memory
-
-        check_memory(spec)  # refused before any per-layer work or allocation
-        return Target(str(path), "spec", spec.input_shape, spec)
-    _no_num_classes(num_classes)
+        return _spec_target(path, NetSpec.load(path), num_classes=num_classes, frames=frames, size=size)
     from profiler.export import jit_load
 
     try:
         module = jit_load(path)
     except Exception as e:  # torch raises RuntimeError, ValueError or pickle errors here
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TargetError(f"{path} is neither an e3d spec (JSON) nor a TorchScript file ({first})") from None
+        spec = _checkpoint_spec(path)
+        if spec is None:
+            raise TargetError(f"{path} is neither an e3d spec (JSON), an e3d checkpoint nor a TorchScript file ({first})") from None
+        return _spec_target(path, spec, num_classes=num_classes, frames=frames, size=size)
+    _no_num_classes(num_classes)
     return Target(str(path), "torchscript", (3, *_clip((16, 112, 112), frames, size)), _module=module)
+
+
+def _spec_target(path: Path, spec: NetSpec, *, num_classes: int | None, frames: int | None, size: int | None) -> Target:
+    """The target of ``spec`` (read from ``path``) at the asked clip and classes, refused when it cannot fit in memory."""
+    changes: dict[str, object] = {"clip": _clip(spec.clip, frames, size)}
+    if num_classes:
+        changes["num_classes"] = num_classes
+    spec = spec.replace(**changes)
+    from profiler.footprint import check_memory
+
+    check_memory(spec)  # refused before any per-layer work or allocation
+    return Target(str(path), "spec", spec.input_shape, spec)
+
+
+def _checkpoint_spec(path: Path) -> NetSpec | None:
+    """The spec stored in an e3d checkpoint (of e3d train or e3d convert-checkpoint) at ``path``; None for any other
+    file. A checkpoint whose spec is not valid is a :class:`space.spec.SpecError`."""
+    from space.checkpoints import FORMAT, CheckpointError, read_checkpoint
+
+    try:
+        state = read_checkpoint(path)
+    except CheckpointError:
+        return None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("spec"), dict):
+        return None
+    return NetSpec.from_dict(state["spec"])
 
 
 def _import_target(target: str, *, frames: int | None, size: int | None, kwargs: dict[str, Any]) -> Target:

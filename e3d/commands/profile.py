@@ -24,6 +24,7 @@ TARGET is one of:
                          mypkg is looked for in the working directory too)
   a Python file          e3d profile path/to/models.py:make_net --kwargs '{"num_classes": 600}'
   a TorchScript file     e3d profile model.pt                  (also what e3d export writes)
+  an e3d checkpoint      e3d profile runs/train/x/last.pt      (its spec; e3d train's or convert-checkpoint's)
 
 Counts come from every operator's full input and output shapes, so frames or attention heads folded
 into the batch axis are counted whole; einsum, matmul/bmm and scaled_dot_product_attention have cost
@@ -60,7 +61,8 @@ def register(sub: Any) -> None:
 
 def _add_target_arguments(p: argparse.ArgumentParser) -> None:
     """TARGET, ``--paper-table`` and what builds the model and its clip."""
-    p.add_argument("target", nargs="?", metavar="TARGET", help="preset name, spec JSON file, package.module:callable, or TorchScript file")
+    what = "preset name, spec JSON file, package.module:callable, TorchScript file or e3d checkpoint"
+    p.add_argument("target", nargs="?", metavar="TARGET", help=what)
     p.add_argument(
         "--paper-table",
         action="store_true",
@@ -143,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.paper_table:
         return _paper_table(args)
     if args.target is None:
-        raise TargetError("give a TARGET (preset, spec file, package.module:callable or TorchScript file), or --paper-table")
+        raise TargetError("give a TARGET (preset, spec file, module:callable, TorchScript file or e3d checkpoint), or --paper-table")
     from profiler.report import profile
 
     target = _target(args)

@@ -347,6 +347,14 @@ def test_weights_of_convert_checkpoint_and_of_train_load(
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_an_e3d_checkpoint_profiles_as_its_spec(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    preset = profile_json(capsys, "mobilenet", "--width-mult", "0.5", "--num-classes", "10", "--clip", "8x32x32", "--no-latency")
+    d = profile_json(capsys, str(_weights("converted", tmp_path / "c.pth")), "--clip", "8x32x32", "--no-latency")
+    assert d["kind"] == "spec" and (d["macs"], d["params"]) == (preset["macs"], preset["params"])  # was "neither an e3d spec"
+    code, _, err = run(capsys, "profile", str(_weights("trained", tmp_path / "t.pth")), "--no-latency")  # no spec in it
+    assert code == 2 and "neither an e3d spec (JSON), an e3d checkpoint nor a TorchScript file" in err
+
+
 def test_the_meta_device_is_refused_not_timed(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "profile", "squeezenet", "--width-mult", "0.25", "--clip", "8x32x32", "--device", "meta")
     assert code == 2 and out == "" and "'meta': it cannot run a model to time" in err and len(err.strip().splitlines()) == 1, err
