@@ -143,6 +143,8 @@ def _run(args: argparse.Namespace) -> int:
 
     resolve_device(args.device)
     if args.paper_table:
+        if args.target is not None:
+            raise TargetError(f"--paper-table profiles Table 8's presets; leave out TARGET ({args.target})")
         return _paper_table(args)
     if args.target is None:
         raise TargetError("give a TARGET (preset, spec file, module:callable, TorchScript file or e3d checkpoint), or --paper-table")
@@ -337,16 +339,23 @@ def _paper_table(args: argparse.Namespace) -> int:
     for row in bar:
         bar.clear()
         print(render_row(row), flush=True)
+    counts = "params and paper_mflops: e3d's count of each preset vs Table 8; macs = conv + linear multiply-adds per clip"
+    print(f"\n{counts}{_timing_note(args)}")
+    return 0
+
+
+def _timing_note(args: argparse.Namespace) -> str:
+    """What the clips/s columns of the paper table are (nothing under --no-latency: none was timed)."""
+    if args.no_latency:
+        return "; clips/s: not timed (--no-latency)."
     warmup = 1 if args.warmup is None else args.warmup
     bf16 = _deployed_columns(args).get("bf16", False)
-    print(
-        "\nparams and paper_mflops: e3d's count of each preset vs Table 8; macs = conv + linear multiply-adds per clip; "
-        f"clips/s here: batch {args.batch_size}, 16x112x112, {args.device}, median of {args.repeats or 3} after {warmup} warm-up. "
+    return (
+        f"; clips/s here: batch {args.batch_size}, 16x112x112, {args.device}, median of {args.repeats or 3} after {warmup} warm-up. "
         "optimized: the same model on e3d's inference path (BN folded, channels-last-3d, frozen TorchScript, oneDNN Graph fusion), "
         "timed right after it."
         + (" opt bf16: that path in bf16; int8: quantized (calibrated on random clips: speed only); both timed right after." * bf16)
     )
-    return 0
 
 
 def _with_estimate(rows: Iterable[Any]) -> Iterator[Any]:

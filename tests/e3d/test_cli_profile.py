@@ -97,6 +97,9 @@ def test_paper_table_lists_21_rows_within_tolerance(capsys: pytest.CaptureFixtur
     assert all(abs(r["params_diff_pct"]) < 1 and abs(r["mflops_diff_pct"]) < 2 for r in rows)
     code, out, _ = run(capsys, "profile", "--paper-table", "--no-latency")
     assert code == 0 and len([ln for ln in out.splitlines() if "x " in ln]) >= 21
+    assert "clips/s: not timed (--no-latency)" in out and "median of" not in out  # was "median of 3 after 1 warm-up"
+    code, _, err = run(capsys, "profile", "mobilenet", "--paper-table", "--no-latency")
+    assert code == 2 and "leave out TARGET (mobilenet)" in err  # was ignored
 
 
 @pytest.mark.parametrize("target", ["mobilenet", "tests.e3d.fixtures:tiny_model"])
