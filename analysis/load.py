@@ -200,13 +200,15 @@ def _spec_ok(text: Any) -> bool:
 
 def problems(df: pd.DataFrame) -> list[tuple[str, pd.Series]]:
     """Each kind of corrupt row of a normalised frame: (what, rows) for duplicated trials, specs that
-    do not parse, negative or infinite costs, trained trials without costs, and accuracies outside [0, 100]."""
+    do not parse, negative or infinite costs, widths that are not positive, trained trials without costs, and
+    accuracies outside [0, 100]."""
     trained = (df["state"] == "COMPLETE") & df["feasible"].fillna(True).astype(bool) & df["accuracy"].notna()
     out = [
         ("duplicated trial", df.duplicated(subset=["number"], keep="first")),
         ("unparsable spec_json", ~df["spec_json"].map(_spec_ok).astype(bool)),
         ("negative cost", (df[list(COSTS)] < 0).any(axis=1)),
         ("infinite cost", (df[list(COSTS)] == float("inf")).any(axis=1)),
+        ("width_mult not a positive number", ~(df["width_mult"] > 0) & df["width_mult"].notna()),
         ("trained trial without macs or params", trained & df[["macs", "params"]].isna().any(axis=1)),
         ("accuracy outside [0, 100]", ~df["accuracy"].between(0, 100) & df["accuracy"].notna()),
         ("best_accuracy outside [0, 100]", ~df["best_accuracy"].between(0, 100) & df["best_accuracy"].notna()),

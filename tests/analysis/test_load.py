@@ -158,6 +158,8 @@ def _corrupt(tmp_path: Path, how: str) -> Path:
         df.loc[done[0], "macs"] = -5e6
     elif how == "infinite latency":
         df.loc[done[0], "latency_ms"] = float("inf")
+    elif how == "width -1":
+        df.loc[done[0], "width_mult"] = -1.0
     elif how == "accuracy 130":
         df.loc[done[0], "accuracy"] = 130.0
     elif how == "missing params":
@@ -173,6 +175,7 @@ def _corrupt(tmp_path: Path, how: str) -> Path:
         ("duplicated row", "duplicated trial: 1 row"),
         ("negative macs", "negative cost: 1 row"),
         ("infinite latency", "infinite cost: 1 row"),  # --strict kept it
+        ("width -1", "width_mult not a positive number: 1 row"),  # was analysed as a "-1x" network, --strict too
         ("accuracy 130", "accuracy outside [0, 100]: 1 row"),
         ("missing params", "trained trial without macs or params: 1 row"),
     ],
