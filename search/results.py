@@ -45,6 +45,7 @@ COLUMNS = [
     "precision",  # what the trial trained with: fp32/bf16/fp16, eager or channels-last (profiler.precision)
     "lag_wait_s",  # a lagged search (search.lagged): seconds the trial waited for the trials it learns from
     "surplus",  # a lagged search's searched trial after its n-th trained one: not run
+    "interrupted",  # stopped by Ctrl-C or SIGTERM while training (state FAIL): a resumed run trains it again
     "spec_json",
 ]
 """The fixed columns of ``trials.csv``, in order."""
@@ -62,6 +63,7 @@ _RUN_ATTRS = (
     "precision",
     "lag_wait_s",
     "surplus",
+    "interrupted",
 )
 
 
@@ -152,8 +154,10 @@ def trial_counts(df: pd.DataFrame) -> str:
     rest = "".join(f", {n} {str(s).lower()}" for s, n in sorted(states.items()) if s not in ("COMPLETE", "PRUNED", "FAIL"))
     surplus = int((df["surplus"].astype("boolean") == True).sum()) if "surplus" in df else 0  # noqa: E712
     rest += f", {surplus} not run (surplus)" if surplus else ""
+    stopped = int((df["interrupted"].astype("boolean") == True).sum()) if "interrupted" in df else 0  # noqa: E712
+    failed = f"{states.get('FAIL', 0) - stopped} failed" + (f", {stopped} interrupted" if stopped else "")
     head = f"{len(df)} trial{'' if len(df) == 1 else 's'}: {len(finished(df))} trained"
-    return f"{head}, {states.get('PRUNED', 0) - surplus} pruned, {states.get('FAIL', 0)} failed, {rejected} rejected by the budget{rest}"
+    return f"{head}, {states.get('PRUNED', 0) - surplus} pruned, {failed}, {rejected} rejected by the budget{rest}"
 
 
 def pareto_front(df: pd.DataFrame, costs: Sequence[str] = ("macs",)) -> pd.DataFrame:
@@ -167,7 +171,7 @@ def pareto_front(df: pd.DataFrame, costs: Sequence[str] = ("macs",)) -> pd.DataF
 
 SHORT_COLUMNS = [
     "number",
-    "status",  # trained, pruned, rejected (over budget, never trained), surplus (not run), failed, running, queued
+    "status",  # trained, pruned, rejected (over budget, never trained), surplus (not run), interrupted, failed, running, queued
     "source",
     "family",
     "width_mult",
@@ -182,7 +186,7 @@ SHORT_COLUMNS = [
     "duration_s",
     "cpu_seconds",
     "summary",
-    "note",  # why a candidate was rejected
+    "note",  # why a candidate was rejected, or what an interrupted one awaits
     "spec",  # the spec as one line of JSON (NetSpec.from_json reads it)
 ]
 """The columns of the short ``trials.csv``; ``trials_full.csv`` holds every column of :func:`frame`."""
@@ -195,9 +199,12 @@ _FLOAT_LEAVES = ("width_mult", "expansion", "bin_width", "dropout")
 
 def status(row: Mapping[str, Any]) -> str:
     """What happened to a trial, in one word: trained, pruned, rejected, surplus (a lagged search's
-    trial numbered after its last counted one, not run: :mod:`search.lagged`), failed, running or queued."""
+    trial numbered after its last counted one, not run: :mod:`search.lagged`), interrupted (stopped by Ctrl-C or
+    SIGTERM while it trained), failed, running or queued."""
     if str(row.get("surplus")).lower() == "true":
         return "surplus"
+    if str(row.get("interrupted")).lower() == "true":
+        return "interrupted"
     feasible = row.get("feasible")
     if feasible is not None and not (isinstance(feasible, float) and math.isnan(feasible)) and str(feasible).lower() in ("false", "0"):
         return "rejected"
@@ -205,6 +212,8 @@ def status(row: Mapping[str, Any]) -> str:
     return _STATUS.get(state, state.lower())
 
 
+INTERRUPTED_NOTE = "stopped by Ctrl-C or SIGTERM; a resumed run trains it again"
+"""The note of an interrupted trial in the short ``trials.csv``."""
 _STATUS = {"COMPLETE": "trained", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "queued"}
 
 
@@ -224,6 +233,7 @@ def short_table(df: pd.DataFrame) -> pd.DataFrame:
     out["duration_s"] = pd.to_numeric(df["duration_s"], errors="coerce").round(0)
     out["cpu_seconds"] = pd.to_numeric(df["cpu_seconds"], errors="coerce").round(1) if "cpu_seconds" in df else None
     out["note"] = df["rejected_reason"].where(out["status"] == "rejected")
+    out.loc[out["status"] == "interrupted", "note"] = INTERRUPTED_NOTE
     out["precision"] = df.get("precision")
     out["spec"] = [_compact(v) for v in df["spec_json"]]
     return _integers(out[SHORT_COLUMNS])

@@ -13,7 +13,18 @@ import pytest
 
 import space
 from analysis import AnalysisError, load_csv
-from search.results import COLUMNS, SHORT_COLUMNS, export_results, frame, recipe, short_table, study_frame, trial_counts, write_outputs
+from search.results import (
+    COLUMNS,
+    INTERRUPTED_NOTE,
+    SHORT_COLUMNS,
+    export_results,
+    frame,
+    recipe,
+    short_table,
+    study_frame,
+    trial_counts,
+    write_outputs,
+)
 from tests.analysis.helpers import MIXED, T, make_study
 
 
@@ -50,6 +61,17 @@ def test_a_lagged_searchs_surplus_trial_is_neither_trained_nor_pruned() -> None:
     df["surplus"] = [None, None, True]
     assert short_table(df)["status"].tolist() == ["trained", "pruned", "surplus"]
     assert trial_counts(df) == "3 trials: 1 trained, 1 pruned, 0 failed, 0 rejected by the budget, 1 not run (surplus)"
+
+
+def test_an_interrupted_trial_is_said_to_be_one() -> None:
+    df = study_frame(
+        make_study([T("mobilenet", 1.0, 50.0), T("mobilenet", 0.5, None, state="FAIL"), T("mobilenet", 2.0, None, state="FAIL")])
+    )
+    df["interrupted"] = [None, True, None]  # as search.study marks a trial stopped by Ctrl-C
+    short = short_table(df)
+    assert short["status"].tolist() == ["trained", "interrupted", "failed"]  # was "failed", with no note
+    assert short["note"].tolist()[1] == INTERRUPTED_NOTE
+    assert trial_counts(df) == "3 trials: 1 trained, 0 pruned, 1 failed, 1 interrupted, 0 rejected by the budget"
 
 
 def test_every_trials_cpu_time_is_in_both_tables(tmp_path: Path) -> None:
