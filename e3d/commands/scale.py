@@ -260,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         bar.close()
         progress.save()
-        _report_so_far(out)
+        _report_so_far(study, out)
         return interrupted(f"every trained point is saved in {out}", resume_command(args, "scale", out, 0))
     bar.close()
     progress.plan = final
@@ -269,10 +269,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_so_far(out: Path) -> None:
-    """The curves and summary of the points trained so far (nothing before the first)."""
+def _report_so_far(study: Any, out: Path) -> None:
+    """trials.csv, and the curves and summary of the points trained so far (none before the first)."""
     from analysis.scaling import load_scale, write_report
+    from search.results import study_frame, write_outputs
 
+    write_outputs(study_frame(study), out)
     if (out / "points.csv").is_file() and load_scale(out).points["accuracy_mean"].notna().any():
         write_report(out)
 

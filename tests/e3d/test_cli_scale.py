@@ -90,6 +90,7 @@ def test_ctrl_c_keeps_every_trained_point_and_resume_finishes_the_same_path(
     code, _, err = run(capsys, *EXPAND, "--out", str(tmp_path / "a"), *TINY)
     assert code == 130 and "e3d scale --resume" in err
     assert pd.read_csv(tmp_path / "a" / "points.csv")["accuracy_mean"].notna().sum() == 2
+    assert pd.read_csv(tmp_path / "a" / "trials.csv")["status"].tolist().count("trained") == 2  # was not written
     summary = (tmp_path / "a" / "summary.md").read_text()  # what was trained so far, drawn
     assert "**Unfinished:** 2 of the 4 points planned so far have all 1 seed(s)" in summary
     assert (tmp_path / "a" / "curves.png").stat().st_size > 1000
