@@ -25,6 +25,7 @@ from analysis.load import Results
 from analysis.paper import DATASETS, PLATFORMS, PaperFindings
 from analysis.pareto import cost_info, pareto_table
 from search.results import trial_counts
+from search.stats import signed
 
 Column = tuple[str, Callable[[pd.Series], str]]
 """A table column: its header and how to write one row's cell."""
@@ -60,7 +61,7 @@ def _f(col: str, fmt: str, scale: float = 1.0) -> Callable[[pd.Series], str]:
         v = r[col]
         if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
             return "-"
-        return format(float(v) * scale, fmt)
+        return signed(float(v) * scale, int(fmt[2:-1])) if fmt.startswith("+.") else format(float(v) * scale, fmt)
 
     return cell
 
@@ -131,8 +132,8 @@ def width_line(s: WidthSummary) -> str:
         return f"(needs width steps both below and at or above {s.threshold:g}x to compare: {s.n_below} below, {s.n_above} above)"
     ratio = "" if math.isnan(s.ratio) else f": {s.ratio:.1f}x steeper below {s.threshold:g}x"
     return (
-        f"Per 0.1 of width, steps that end below {s.threshold:g}x lose {s.below:+.2f} pp on average ({s.n_below} steps), "
-        f"steps at or above it {s.above:+.2f} pp ({s.n_above} steps){ratio}."
+        f"Per 0.1 of width, steps that end below {s.threshold:g}x lose {signed(s.below)} pp on average ({s.n_below} steps), "
+        f"steps at or above it {signed(s.above)} pp ({s.n_above} steps){ratio}."
     )
 
 
@@ -163,7 +164,7 @@ def depth_line(d: pd.DataFrame) -> str:
     if not len(compared):
         return f"(no deeper-family model ({', '.join(DEEPER)}) is as cheap as any shallower one)"
     wins = int((compared["gain"] > 0).sum())
-    return f"A deeper family is more accurate in {wins} of {len(compared)} comparisons; mean gain {compared['gain'].mean():+.2f} pp."
+    return f"A deeper family is more accurate in {wins} of {len(compared)} comparisons; mean gain {signed(compared['gain'].mean())} pp."
 
 
 def correlation_line(c: RankCorrelation) -> str:
@@ -229,7 +230,7 @@ def paper_headlines(f: PaperFindings) -> str:
     d = [f.datasets[k].depth for k in DATASETS]
     ratios = " / ".join(f"{s.ratio:.1f}x" for s in w)
     wins = " / ".join(f"{int((x['gain'] > 0).sum())} of {int(x['gain'].notna().sum())}" for x in d)
-    gains = " / ".join(f"{x['gain'].mean():+.2f}" for x in d)
+    gains = " / ".join(f"{signed(x['gain'].mean())}" for x in d)
     speed = ", ".join(f"{PLATFORMS[k]} {c.rho:.2f}" for k, c in f.speed.items())
     return "\n".join(
         [
@@ -298,7 +299,9 @@ def _paper_depth(f: PaperFindings, keys: list[str]) -> list[str]:
 
 def _deeper_cell(r: pd.Series) -> str:
     """A depth comparison row's deeper model, its MFLOPs and its gain (``-`` when there is none)."""
-    return "-" if pd.isna(r["deeper_family"]) else f"{r['deeper_family']} {r['deeper_width']:g}x ({r['deeper_cost']:g}): {r['gain']:+.2f}"
+    if pd.isna(r["deeper_family"]):
+        return "-"
+    return f"{r['deeper_family']} {r['deeper_width']:g}x ({r['deeper_cost']:g}): {signed(r['gain'])}"
 
 
 def _paper_speed(f: PaperFindings) -> list[str]:

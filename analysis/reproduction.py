@@ -25,7 +25,7 @@ import pandas as pd
 
 import analysis
 from search.results import finished
-from search.stats import sample_sd
+from search.stats import sample_sd, signed
 from space.paper import table8
 
 LEVELS = 4
@@ -61,7 +61,8 @@ def width_line(trials: pd.DataFrame) -> str:
 
     def one(df: pd.DataFrame) -> str:
         s = analysis.width_summary(analysis.width_drops(df))
-        return f"{s.below:+.2f} / {s.above:+.2f} pp per 0.1x ({s.below / s.above:.1f}x)" if s.above else f"{s.below:+.2f} / {s.above:+.2f}"
+        both = f"{signed(s.below)} / {signed(s.above)}"
+        return f"{both} pp per 0.1x ({s.below / s.above:.1f}x)" if s.above else both
 
     parts = [f"all seeds {one(trials)}"] + [f"seed {k} {one(g)}" for k, g in by_seed(trials).items()]
     return "; ".join(parts)
@@ -72,7 +73,7 @@ def depth_line(trials: pd.DataFrame) -> str:
 
     def one(df: pd.DataFrame) -> str:
         d = analysis.depth_comparison(df)
-        return f"{int((d['gain'] > 0).sum())} of {len(d)} wins, mean {d['gain'].mean():+.1f} pp"
+        return f"{int((d['gain'] > 0).sum())} of {len(d)} wins, mean {signed(d['gain'].mean(), 1)} pp"
 
     return "; ".join([f"all seeds {one(trials)}"] + [f"seed {k} {one(g)}" for k, g in by_seed(trials).items()])
 
@@ -159,7 +160,7 @@ def _lines(table: pd.DataFrame, trials: dict[str, pd.DataFrame]) -> Iterator[str
     yield from _squeezenet_speed_lines(table)
     yield from _shufflenet_lines(table)
     mean_gap = fmean(table["motion_mean"].dropna()) - fmean(table["digits_mean"].dropna())
-    yield f"\nmean top-1 motion minus digits over the presets: {mean_gap:+.1f} pp"
+    yield f"\nmean top-1 motion minus digits over the presets: {signed(mean_gap, 1)} pp"
 
 
 def _preset_lines(table: pd.DataFrame, trials: dict[str, pd.DataFrame]) -> Iterator[str]:

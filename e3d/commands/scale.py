@@ -302,6 +302,7 @@ def _write_results(study: Any, out: Path, final: Any, *, started: float) -> None
     """Write trials.csv, the curves and summary.md, then print the slopes, the exponents or path, and the files."""
     from analysis.scaling import load_scale, slopes, write_report
     from search.results import study_frame, write_outputs
+    from search.stats import signed
 
     write_outputs(study_frame(study), out)
     paths = write_report(out)
@@ -309,7 +310,7 @@ def _write_results(study: Any, out: Path, final: Any, *, started: float) -> None
     print(f"\n{len(run_.points)} points in {(time.perf_counter() - started) / 60:.1f} min; accuracy per doubling of multiply-adds:")
     for _, r in slopes(run_.points, run_.path).iterrows():
         span = f"{r['macs_min_m']:.0f}-{r['macs_max_m']:.0f} M"
-        print(f"  {r['curve']:<16} {r['slope_per_doubling']:+6.2f} pp  ({int(r['points'])} points, {span})")
+        print(f"  {r['curve']:<16} {signed(r['slope_per_doubling']):>6} pp  ({int(r['points'])} points, {span})")
     if final.exponents:
         print("compound exponents (factor = step ** (exponent * phi)): " + ", ".join(f"{a} {e:.2f}" for a, e in final.exponents.items()))
     if final.path:
