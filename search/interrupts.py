@@ -41,6 +41,10 @@ _TAKEN_OVER = {signal.SIGTERM: signal.SIG_DFL, signal.SIGINT: signal.default_int
 _RAISED = threading.Event()
 """Set once :func:`_interrupt` raised within the current :func:`interrupt_signals`."""
 
+_HOLDING = threading.Event()
+"""Set between :func:`hold` and :func:`let_go`: an interrupt is kept in :data:`_HELD` instead of raised."""
+_HELD: list[int] = []
+
 
 @contextmanager
 def interrupt_signals() -> Iterator[None]:
@@ -59,6 +63,7 @@ def interrupt_signals() -> Iterator[None]:
         sys.unraisablehook = _redeliver(hook)
         restore.callback(setattr, sys, "unraisablehook", hook)
         _RAISED.clear()
+        restore.callback(_HOLDING.clear)  # the worker lets go; nothing is held past its run
         if not logging.getLogger().handlers:  # else the program's own logging set-up decides
             quiet, sqlalchemy = _stderr_until_interrupted(), logging.getLogger("sqlalchemy")
             sqlalchemy.addHandler(quiet)
@@ -75,7 +80,26 @@ STORAGE_MODULES = ("sqlalchemy.", "optuna.storages.")
 """Code an interrupt does not land in: a storage call runs to its end first."""
 
 
+def hold() -> None:
+    """From now until :func:`let_go`, an interrupt is kept, not raised: a trial that finished training is being
+    recorded (the step between Optuna's objective and its tell is not a storage call, and an interrupt raised
+    there left the trial RUNNING, to be failed as stale and trained again)."""
+    _HOLDING.set()
+
+
+def let_go() -> None:
+    """End :func:`hold`, and raise the interrupt that came meanwhile, if one did."""
+    _HOLDING.clear()
+    if _HELD:
+        signum = _HELD[0]
+        _HELD.clear()
+        _raise(signum)
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    if _HOLDING.is_set():
+        _HELD.append(signum)
+        return
     outermost = storage_call(frame)
     if outermost is not None:
         _raise_on_return(outermost, signum)

@@ -49,6 +49,7 @@ from profiler.cpu import detect_cpu
 from profiler.datacost import Bins, data_cost, dataset_bins
 from search.budget import Budget, Screen, feasible_families, screen, validate_for_clip
 from search.fidelity import QUEUED_SOURCES, CpuTimed, cpu_seconds, stop_if_budget_spent, stop_trial, trial_cpu_seconds
+from search.interrupts import hold, let_go
 from search.lagged import SURPLUS_ATTR, LaggedPruner, LaggedSampler, surplus
 from search.searchspace import SPACE, Clip, check_families, paper_presets, preset_params, sample_params, spec_from_params
 from space.spec import E3DError, NetSpec, SGSSpec, SpecError
@@ -1009,14 +1010,20 @@ class _Guarded:
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         self.taken_over = None
+        let_go()  # the previous trial is recorded (or its tell failed): interrupts land again
         try:
             value = self.objective(trial)
+        except optuna.TrialPruned:
+            self._check(trial)
+            hold()  # until Optuna has recorded it (run_worker's callback lets go)
+            raise
         except Exception:
             self._check(trial)
             raise
         self._check(trial)
         if self.taken_over is not None:
             raise optuna.exceptions.UpdateFinishedTrialError(f"trial {trial.number} was finished by another worker")
+        hold()
         return value
 
     def _check(self, trial: optuna.Trial) -> None:
@@ -1083,6 +1090,7 @@ def run_worker(
         check_something_trains(st, unforeseen)
         if _done(st, n_trials, cpu_budget_s):
             st.stop()
+        let_go()  # the trial is recorded and reported: an interrupt that came meanwhile is raised now
 
     report.index = seed_sampler(study, config)
     requeue_interrupted(study)
@@ -1093,19 +1101,22 @@ def run_worker(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna.study._optimize").addFilter(_QUIET_INTERRUPT)
     logging.getLogger("optuna.study._optimize").addFilter(_QUIET_TAKEN_OVER)
-    while timeout is None or time.perf_counter() - start < timeout:
-        if not _done(study, n_trials, cpu_budget_s):
-            left = None if timeout is None else timeout - (time.perf_counter() - start)
-            guarded = _Guarded(timed)
-            try:
-                study.optimize(guarded, timeout=left, callbacks=[callback], catch=(NonFiniteLossError,), gc_after_trial=True)
-            except (optuna.exceptions.UpdateFinishedTrialError, ValueError, AssertionError):
-                # optuna cannot tell a trial another worker failed ("Cannot tell a FAIL trial")
-                if not _taken_over(guarded):
-                    raise
-            continue
-        if not _wait_for_others(study):
-            break
+    try:
+        while timeout is None or time.perf_counter() - start < timeout:
+            if not _done(study, n_trials, cpu_budget_s):
+                left = None if timeout is None else timeout - (time.perf_counter() - start)
+                guarded = _Guarded(timed)
+                try:
+                    study.optimize(guarded, timeout=left, callbacks=[callback], catch=(NonFiniteLossError,), gc_after_trial=True)
+                except (optuna.exceptions.UpdateFinishedTrialError, ValueError, AssertionError):
+                    # optuna cannot tell a trial another worker failed ("Cannot tell a FAIL trial")
+                    if not _taken_over(guarded):
+                        raise
+                continue
+            if not _wait_for_others(study):
+                break
+    finally:
+        let_go()  # an interrupt held while the last trial was recorded is not lost
     report.seconds = time.perf_counter() - start
     return report
 

@@ -44,9 +44,7 @@ def _oversized(tmp_path: Path, **change: int) -> Path:
     return path
 
 
-def test_a_spec_of_a_million_channels_is_refused_in_one_line_before_building(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_spec_of_a_million_channels_is_refused_in_one_line_before_building(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _oversized(tmp_path, channels=1_000_000)  # just under space.spec.MAX_INT
     for argv in (["profile", str(path), "--no-latency"], ["export", str(path), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]):
         start = time.perf_counter()

@@ -186,3 +186,34 @@ def test_sigterm_stops_a_search_with_two_jobs_as_ctrl_c_does(tmp_path: Path) -> 
     assert not study.get_trials(states=(TrialState.RUNNING,))  # none left for the heartbeat to fail later
     stopped = [t for t in study.trials if t.user_attrs.get("interrupted")]
     assert len(stopped) == 2 and all(t.state == TrialState.FAIL for t in stopped)
+
+
+@pytest.mark.parametrize("outcome", [TrialState.COMPLETE, TrialState.PRUNED])
+def test_an_interrupt_between_a_finished_trial_and_its_tell_waits_for_the_tell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outcome: TrialState
+) -> None:
+    """Optuna's step from the objective's return to its tell is not a storage call: an interrupt raised there left
+    the trial RUNNING, so that a search killed at that moment lost a trained trial (failed as stale, trained again)."""
+    import optuna.study._optimize as optimize
+
+    from search.budget import Budget
+
+    real = optimize._tell_with_warning
+
+    def interrupted_tell(*args: Any, **kwargs: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(10_000):  # the handler runs here, before the tell
+            pass
+        return real(*args, **kwargs)
+
+    def objective(trial: optuna.Trial) -> float:
+        if outcome == TrialState.PRUNED:
+            raise optuna.TrialPruned
+        return 50.0
+
+    monkeypatch.setattr(optimize, "_tell_with_warning", interrupted_tell)
+    config = st.SearchConfig(budget=Budget(100.0), families=("mobilenet",), baselines=False)
+    study, config, _ = st.open_study("s", st.open_storage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat=60), config)
+    with pytest.raises(KeyboardInterrupt), interrupt_signals():
+        st.run_worker(study, config, None, n_trials=5, objective=objective)  # type: ignore[arg-type]
+    assert [t.state for t in study.get_trials()] == [outcome]
