@@ -684,14 +684,12 @@ class Objective:
     ) -> tuple[float, Screen]:
         """Train the candidate and record how it did: its score (the test split's for a final run) and
         its verdict (an SGS network's from its trained cost)."""
-        try:  # an interrupt landing in the write itself also marks the trial interrupted
+        try:  # stopped here (in the write too), the trial is marked interrupted by _Guarded
             trial.set_user_attr("trained", True)
             accuracy, best, epochs = self._train(trial, proxy_spec, seed)
-        except BaseException as e:
+        except BaseException:
             if spec.sgs:  # stopped before its trained cost exists: the screen's estimate
                 _constrain(trial, violations)
-            if isinstance(e, KeyboardInterrupt):
-                trial.set_user_attr("interrupted", True)  # re-enqueued by the next worker that starts
             raise
         trial.set_user_attr("accuracy", accuracy)
         trial.set_user_attr("best_accuracy", best)
@@ -910,7 +908,8 @@ def requeue_interrupted(study: optuna.Study) -> int:
     for t in trials:
         if t.state == TrialState.FAIL and t.user_attrs.get("interrupted") and t.number not in done:
             attrs: dict[str, Any] = {k: t.user_attrs[k] for k in QUEUED_ATTRS if k in t.user_attrs}
-            study.enqueue_trial(t.params, user_attrs={**attrs, "retry_of": t.number})
+            params = {**t.system_attrs.get("fixed_params", {}), **t.params}  # queued ones it had not suggested yet too
+            study.enqueue_trial(params, user_attrs={**attrs, "retry_of": t.number})
             n += 1
     return n
 
@@ -1016,6 +1015,9 @@ class _Guarded:
         except optuna.TrialPruned:
             self._check(trial)
             hold()  # until Optuna has recorded it (run_worker's callback lets go)
+            raise
+        except KeyboardInterrupt:  # in training or before it (an enqueued preset too): the next worker runs it again
+            trial.set_user_attr("interrupted", True)
             raise
         except Exception:
             self._check(trial)

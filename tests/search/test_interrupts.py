@@ -217,3 +217,21 @@ def test_an_interrupt_between_a_finished_trial_and_its_tell_waits_for_the_tell(
     with pytest.raises(KeyboardInterrupt), interrupt_signals():
         st.run_worker(study, config, None, n_trials=5, objective=objective)  # type: ignore[arg-type]
     assert [t.state for t in study.get_trials()] == [outcome]
+
+
+def test_a_queued_trial_stopped_before_training_is_marked_interrupted_and_queued_again(tmp_path: Path) -> None:
+    from search.budget import Budget
+
+    config = st.SearchConfig(budget=Budget(100.0), families=("mobilenet",), baselines=False)
+    study, config, _ = st.open_study("s", st.open_storage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat=60), config)
+    study.enqueue_trial({"family": "mobilenet"}, user_attrs={"source": "baseline"})
+
+    def objective(trial: optuna.Trial) -> float:
+        raise KeyboardInterrupt  # as Ctrl-C while the candidate is screened, before any training
+
+    with pytest.raises(KeyboardInterrupt):
+        st.run_worker(study, config, None, n_trials=5, objective=objective)  # type: ignore[arg-type]
+    (stopped,) = study.get_trials()
+    assert stopped.state == TrialState.FAIL and stopped.user_attrs["interrupted"], "was a failure like any other: never run again"
+    assert st.requeue_interrupted(study) == 1
+    assert study.get_trials()[-1].system_attrs["fixed_params"] == {"family": "mobilenet"}, "was queued with no params: another network"
