@@ -416,6 +416,8 @@ def resume_command(args: argparse.Namespace, kind: str, out: Path, n_trials: int
     again = f"e3d {kind} --resume --study-name {args.study_name} --out {out}"
     if kind == "search":
         again += f" --trials {n_trials}" + finalize_options(args)
+    if getattr(args, "jobs", None) is not None:
+        again += f" --jobs {args.jobs}"  # as many as ran: the default depends on the machine
     if args.storage:
         again += f" --storage {st.redact(args.storage)}"
         if st.redact(args.storage) != args.storage:

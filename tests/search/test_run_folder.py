@@ -67,6 +67,7 @@ def test_the_interrupt_hint_keeps_the_finalization_options() -> None:
     assert hint().endswith("--trials 4")
     assert hint(no_finalize=True).endswith("--trials 4 --no-finalize")  # was left out: the resumed run finalized
     assert hint(final_seeds=5, top_k=2).endswith("--trials 4 --final-seeds 5 --top-k 2")
+    assert hint(jobs=1).endswith("--trials 4 --jobs 1")  # was left out: the resumed run took the machine's default, 2
 
 
 def test_options_a_study_stores_are_refused_with_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
