@@ -46,8 +46,11 @@ def measure_latencies(
         measured[arch] = lat.median_ms
         threads_used = lat.threads
     fill = out["spec_json"].map(measured)
-    out["latency_ms"] = out["latency_ms"].where(out["latency_ms"].notna(), fill)
     where = detect_cpu().describe() if device == "cpu" else device
+    filled = out["latency_ms"].isna() & fill.notna()
+    out["latency_ms"] = out["latency_ms"].where(~filled, fill)
+    out["cpu"] = out["cpu"].astype(object) if "cpu" in out else None
+    out.loc[filled, "cpu"] = f"{platform.node()}: {where}"  # where these were timed (the figure says so)
     note = (
         f"Latency of {len(measured)} architecture(s) measured by e3d analyze on {platform.node()} ({where}, "
         f"{threads_used if threads_used is not None else '-'} threads), eager PyTorch, batch {batch_size}, median of {repeats} "

@@ -259,6 +259,17 @@ def plot_width_curves(df: pd.DataFrame, *, threshold: float = WIDTH_THRESHOLD, t
     return fig
 
 
+def timed_on(df: pd.DataFrame, latency: str = "latency_ms") -> str | None:
+    """``timed on: <CPU>`` for the measured latencies of ``df`` (its ``cpu`` column, which the search's workers and
+    ``e3d analyze --measure-latency`` fill); None for another latency column (the paper's, of its own platforms)."""
+    if latency != "latency_ms":
+        return None
+    cpus = sorted({str(c) for c in df.loc[df[latency].notna(), "cpu"].dropna()}) if "cpu" in df else []
+    if not cpus:
+        return "timed on: a CPU not recorded"
+    return "timed on: " + "; ".join(cpus[:2]) + (f" and {len(cpus) - 2} more" if len(cpus) > 2 else "")
+
+
 def plot_latency_vs_cost(
     df: pd.DataFrame,
     *,
@@ -285,7 +296,9 @@ def plot_latency_vs_cost(
     corr = speed_rank_correlation(df, cost=cost, latency=latency)
     if len(arch):
         rho = "undefined" if math.isnan(corr.rho) else f"{corr.rho:.2f}"
-        ax.text(0.03, 0.96, f"Spearman ρ = {rho} (n = {corr.n})", transform=ax.transAxes, va="top", fontsize=9)
+        where = timed_on(df, latency)
+        text = f"Spearman ρ = {rho} (n = {corr.n})" + (f"\n{where}" if where else "")
+        ax.text(0.03, 0.96, text, transform=ax.transAxes, va="top", fontsize=9 if where is None else 7)
         _legend(ax)
     else:
         _empty(ax, "no latency measured")

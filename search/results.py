@@ -42,6 +42,7 @@ COLUMNS = [
     "seed",
     "task",
     "worker",
+    "cpu",  # the worker's CPU (profiler.cpu): where its latency was measured
     "precision",  # what the trial trained with: fp32/bf16/fp16, eager or channels-last (profiler.precision)
     "lag_wait_s",  # a lagged search (search.lagged): seconds the trial waited for the trials it learns from
     "surplus",  # a lagged search's searched trial after its n-th trained one: not run
@@ -60,6 +61,7 @@ _RUN_ATTRS = (
     "seed",
     "task",
     "worker",
+    "cpu",
     "precision",
     "lag_wait_s",
     "surplus",

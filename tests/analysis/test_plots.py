@@ -19,6 +19,7 @@ from analysis import (
     save_figure,
     speed_rank_correlation,
 )
+from profiler.cpu import detect_cpu
 from tests.analysis.helpers import MIXED, T, make_study
 
 
@@ -100,6 +101,22 @@ def test_latency_vs_cost_series_and_printed_rank_correlation() -> None:
     rho = speed_rank_correlation(df)
     assert rho.n == 4
     assert any(f"ρ = {rho.rho:.2f} (n = 4)" in t.get_text() for t in ax.texts)
+    assert any("timed on: a CPU not recorded" in t.get_text() for t in ax.texts)  # said nothing of the machine
+    df["cpu"] = "AMD EPYC (AVX2: avx2)"
+    assert any("timed on: AMD EPYC (AVX2: avx2)" in t.get_text() for t in only_axes(plot_latency_vs_cost(df)).texts)
+
+
+def test_latencies_measured_by_analyze_record_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    from analysis.measure import measure_latencies
+
+    monkeypatch.setattr("profiler.latency.measure_latency", lambda *a, **k: types.SimpleNamespace(median_ms=12.0, threads=2))
+    df = from_study(make_study([T("mobilenet", 0.5, 40.0, latency_ms=50.0), T("mobilenet", 1.0, 50.0)])).trials
+    df["cpu"] = ["the search's CPU", None]
+    out, note = measure_latencies(df, progress=False)
+    assert out["latency_ms"].tolist() == [50.0, 12.0] and out["cpu"][0] == "the search's CPU"
+    assert out["cpu"][1].endswith(detect_cpu().describe()) and "measured by e3d analyze on" in note
 
 
 def test_latency_vs_cost_with_nothing_timed_says_so(trials: object) -> None:
