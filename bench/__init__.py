@@ -32,3 +32,26 @@ def machine_stamp(*, threads: int | str | None = None) -> str:
 def load_average() -> str:
     """The 1-minute load average now, to one decimal (``?`` where the OS has none)."""
     return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "?"
+
+
+def known_preset(name: str, width: float, text: str) -> tuple[str, float]:
+    """``(name, width)`` where ``name`` is a registered preset (:func:`space.list_models`) and ``width`` a
+    positive number; otherwise an ``argparse.ArgumentTypeError`` naming ``text``, so that an unknown preset
+    is one line and exit 2 before anything runs."""
+    import argparse
+    import math
+
+    from space.registry import list_models
+
+    if name not in list_models():
+        raise argparse.ArgumentTypeError(f"unknown preset {name!r} in {text!r}; choose from {', '.join(list_models())}")
+    if not (math.isfinite(width) and width > 0):
+        raise argparse.ArgumentTypeError(f"the width must be a positive number, got {text!r}")
+    return name, width
+
+
+def preset_arg(text: str) -> tuple[str, float]:
+    """argparse type: ``NAME:WIDTH`` (:func:`e3d.cli.preset_arg`) of a registered preset at a positive width."""
+    from e3d.cli import preset_arg as name_and_width
+
+    return known_preset(*name_and_width(text), text)

@@ -28,14 +28,14 @@ from typing import Any
 
 import torch
 
-from bench import machine_stamp
-from e3d.cli import Parser, clip_arg, positive_int, preset_arg, thread_count
+from bench import machine_stamp, preset_arg
+from e3d.cli import Parser, clip_arg, guarded, positive_int, thread_count
 from profiler.allocator import CHOICES, ENV, allocator
 from profiler.latency import measure_latency
 from profiler.memory import lifetime_peaks_gib
 from profiler.precision import ExecConfig, train_step_seconds
 from search.stats import compare, geomean
-from space.files import write_text
+from space.files import check_writable, write_text
 from space.modules import build
 from space.registry import paper_spec
 
@@ -151,13 +151,21 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Alternate children under each setting, then print (and write) the comparison."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Alternate children under each setting, then print (and write) the comparison; 2 on bad input (an
+    unknown preset, an ``--out`` that cannot be written: refused before any child runs), 130 after Ctrl-C."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse(argv)
     if args.child:
         print(json.dumps(child(args)))
-        return
+        return 0
+    return guarded(lambda: compare_settings(args, argv))
+
+
+def compare_settings(args: argparse.Namespace, argv: list[str]) -> int:
+    """The parent's work: the children, the summary, the report."""
+    if args.out:
+        check_writable(args.out)
     runs: dict[str, list[list[dict[str, Any]]]] = {s: [] for s in CHOICES}
     for i in range(args.rounds):
         for setting in ("system", "keep"):
@@ -176,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         write_text(args.out / "allocator.json", json.dumps({"header": head, "rows": rows, "runs": runs}, indent=1) + "\n")
         write_text(args.out / "allocator.md", text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

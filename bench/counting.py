@@ -44,7 +44,8 @@ import space
 from bench import load_average, machine_stamp
 from e3d.cli import Parser, positive_int
 from profiler.counting import clear_caches, count_module, count_spec
-from search.searchspace import FAMILIES, price_candidates, sample_params
+from search.searchspace import FAMILIES, check_families, price_candidates, sample_params
+from space.spec import SpecError
 
 TARGET = 10_000
 """Specs per second the screening must reach on one core."""
@@ -177,6 +178,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--families", nargs="+", default=list(FAMILIES), help="families to sample (default: the paper's five)")
     p.add_argument("--models", action="store_true", help="also time counting six presets (analytic, module, fvcore)")
     args = p.parse_args(argv)
+    try:
+        args.families = list(check_families(args.families))
+    except SpecError as e:
+        p.error(f"argument --families: {e.reason}")
     if args.specs <= args.cold:
         p.error(f"--specs ({args.specs}) must exceed --cold ({args.cold}): the steady rate is timed on the candidates after the cold ones")
     torch.set_num_threads(1)

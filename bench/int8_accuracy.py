@@ -21,8 +21,10 @@ import torch
 import space
 from bench import machine_stamp
 from bench.optimize import GOAL_MODELS, _model
-from e3d.cli import Parser
+from e3d.cli import Parser, guarded, positive_float, positive_int
 from profiler.quantize import quantize_int8
+from search.data import PROXY_TASKS
+from space.files import check_writable, write_text
 
 
 def top1(model: torch.nn.Module, data: object, n: int, batch_size: int = 16) -> float:
@@ -42,20 +44,31 @@ def top1(model: torch.nn.Module, data: object, n: int, batch_size: int = 16) -> 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", type=_model, default=list(GOAL_MODELS), metavar="NAME[@W]")
+    p.add_argument("--task", choices=PROXY_TASKS, default="motion")
+    p.add_argument("--epochs", type=positive_int, default=3)
+    p.add_argument(
+        "--max-seconds", type=positive_float, default=300, help="training budget per model (stops after the epoch that exceeds it)"
+    )
+    p.add_argument("--lr", type=positive_float, default=0.1)
+    p.add_argument("--calib-clips", type=positive_int, default=64)
+    p.add_argument("--eval-clips", type=positive_int, default=300)
+    p.add_argument("--train-samples", type=positive_int, default=None, help="training videos (default: the task's full split)")
+    p.add_argument("--json", type=Path, metavar="FILE")
+    args = p.parse_args(argv)
+    if args.json is not None and args.json.is_dir():
+        p.error(f"argument --json: {args.json} is a folder, not a file")
+    return guarded(lambda: measure(args))
+
+
+def measure(args: argparse.Namespace) -> int:
+    """Train, quantize and evaluate every model; print a row each (and write the JSON)."""
     from search.data import proxy_dataset
     from search.train import TrainConfig, fit
 
-    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", type=_model, default=list(GOAL_MODELS), metavar="NAME[@W]")
-    p.add_argument("--task", default="motion")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--max-seconds", type=float, default=300, help="training budget per model (stops after the epoch that exceeds it)")
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--calib-clips", type=int, default=64)
-    p.add_argument("--eval-clips", type=int, default=300)
-    p.add_argument("--train-samples", type=int, default=None, help="training videos (default: the task's full split)")
-    p.add_argument("--json", type=Path, metavar="FILE")
-    args = p.parse_args(argv)
+    if args.json is not None:
+        check_writable(args.json.parent)
     clip = (16, 48, 48)
     train = proxy_dataset(args.task, split="train", clip=clip, num_samples=args.train_samples)
     val = proxy_dataset(args.task, split="val", clip=clip)
@@ -75,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     setting = f"<= {args.epochs} epochs (<= {args.max_seconds:g} s) per model, lr {args.lr:g}, {args.eval_clips} val clips"
     print(f"{stamp}; task {args.task} 16x48x48, {setting}")
     if args.json:
-        args.json.write_text(json.dumps({"date": stamp, "task": args.task, "rows": rows}, indent=2) + "\n")
+        write_text(args.json, json.dumps({"date": stamp, "task": args.task, "rows": rows}, indent=2) + "\n")
     return 0
 
 

@@ -36,8 +36,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 import space
-from bench import load_average, machine_stamp
-from e3d.cli import Parser, preset_arg, thread_count
+from bench import load_average, machine_stamp, preset_arg
+from e3d.cli import Parser, guarded, positive_int, thread_count
 from profiler.precision import ExecConfig, train_step_seconds
 from search.data import PROXY_TASKS, collate, open_dataset
 from search.train import TrainConfig, fit, resolve_exec
@@ -173,12 +173,12 @@ def _cell(x: float | None) -> str:
     return "-" if x is None else f"{x:.1f}"
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Print the table for every source and the verdict."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the table for every source and the verdict; 2 on bad input (refused before anything is timed)."""
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sources", nargs="+", default=["motion", "digits"], help="proxy task names or folders of videos")
     p.add_argument("--models", nargs="+", type=preset_arg, default=[("shufflenet", 0.5), ("mobilenetv2", 0.45)], metavar="NAME:WIDTH")
-    p.add_argument("--batches", type=int, default=30, help="batches of 16 per measurement (default 30)")
+    p.add_argument("--batches", type=positive_int, default=30, help="batches of 16 per measurement (default 30)")
     p.add_argument("--threads", type=thread_count, default=1, help="torch threads for the model (default 1: a --jobs trial's)")
     p.add_argument(
         "--cache-dir",
@@ -186,6 +186,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="proxy and frame cache (default: a new temporary folder, so that the first pass starts from an empty cache)",
     )
     args = p.parse_args(argv)
+    for source in args.sources:
+        if source not in PROXY_TASKS and not Path(source).is_dir():
+            p.error(f"argument --sources: {source!r} is neither a proxy task ({', '.join(PROXY_TASKS)}) nor a folder of videos")
+    return guarded(lambda: measure(args))
+
+
+def measure(args: argparse.Namespace) -> int:
+    """Measure every source and print the table and the verdict."""
     cache = args.cache_dir or tempfile.mkdtemp(prefix="e3d-bench-")
     started = time.perf_counter()
     print(f"# {machine_stamp(threads=args.threads)}; batch {BATCH}")
@@ -196,7 +204,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     kept = sum(r.keeps_up for r in rows)
     print(f"\nthe loader keeps up ({TARGET:g}x the fastest step) in {kept} of {len(rows)} rows")
     print(f"# took {(time.perf_counter() - started) / 60:.1f} min; load average at the end {load_average()}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -19,8 +19,8 @@ a CPU with AMX) is a geometric mean of optimized-bf16/eager-fp32 clips/s >= 5.
 ``models/<family>.py`` are imported from there, never copied into e3d) adds the paper's own model of
 each preset as one more interleaved variant, checked to have the preset's parameter count; the goal
 (issue 15) is e3d's eager at least as fast as the paper's code (geometric mean >= 1).
-int8's accuracy change needs a trained model and a labelled proxy task: --proxy-task NAME trains
-each model briefly on it (search.data / search.train) and reports top-1 of float vs int8.
+int8's accuracy change needs a trained model and a labelled proxy task: ``python -m bench.int8_accuracy``
+trains each model briefly on one (search.data / search.train) and reports top-1 of float vs int8.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 import space
+from bench import known_preset
 from e3d.cli import Parser, non_negative_int, positive_int, thread_count
 from profiler.cpu import detect_cpu
 from profiler.optimize import OptimizeOptions, optimize_for_inference, relative_error
@@ -227,8 +228,13 @@ def render(result: dict[str, object]) -> str:
 
 
 def _model(text: str) -> tuple[str, float]:
+    """argparse type: ``NAME[@WIDTH]`` of a registered preset (width 1 when left out)."""
     name, _, width = text.partition("@")
-    return name, float(width or 1.0)
+    try:
+        value = float(width or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME[@WIDTH], got {text!r}") from None
+    return known_preset(name, value, text)
 
 
 def main(argv: list[str] | None = None) -> int:

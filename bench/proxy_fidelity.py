@@ -18,7 +18,7 @@ Prints (and writes to ``<out>/fidelity.md``, with ``runs.csv`` and ``epochs.csv`
 protocol against the reference (Spearman and Kendall of the mean rankings, the seed-to-seed noise
 ceiling, CPU-minutes per pass, Spearman per CPU-minute; :mod:`search.fidelity`), how the default
 protocol's epoch-e ranks agree with its final ranks and the rung schedule that follows, and every
-architecture's accuracy. ``--tiny`` is a smoke run (4 small architectures, 8x32x32 clips, seconds).
+architecture's accuracy. ``--tiny`` is a smoke run (3 small architectures, 8x32x32 clips, seconds).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from search.study import (
     sqlite_url,
     trial_line,
 )
-from space.files import write_text
+from space.files import check_writable, write_text
 from space.spec import E3DError
 
 DEFAULT = ProxyConfig()
@@ -289,7 +289,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--precision", choices=PRECISIONS, default="fp32",
         help="precision of every protocol, the reference's too, unless a --candidate sets its own (default fp32)",
     )  # fmt: skip
-    p.add_argument("--tiny", action="store_true", help="smoke run: 4 small architectures, tiny clips and sets")
+    p.add_argument("--tiny", action="store_true", help=f"smoke run: {TINY_ARCHITECTURES} small architectures, tiny clips and sets")
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
 
@@ -318,6 +318,7 @@ def measure(args: argparse.Namespace, command: str) -> int:
     """Train every protocol's missing runs, then write and print the report."""
     if args.seeds < 2 or args.reference_seeds < 0:
         raise ProtocolError("--seeds must be at least 2 (the noise ceiling needs two) and --reference-seeds at least 0")
+    check_writable(args.out)
     protocols = protocols_of(args)
     archs = fid.architecture_set(seed=args.arch_seed)
     if args.tiny:

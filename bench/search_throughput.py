@@ -47,7 +47,7 @@ from e3d.commands.search import jobs_arg
 from search import fidelity as fid
 from search.jobs import JobSpec, run_jobs
 from search.study import HEARTBEAT_S, ProxyConfig, load_proxy, open_storage, open_study, run_worker, sqlite_url
-from space.files import write_text
+from space.files import check_writable, write_text
 from space.spec import E3DError
 
 
@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def measure(args: argparse.Namespace, command: str) -> int:
     """Run the rounds in ``args.order``, then write ``<out>/throughput.md`` and print it."""
+    check_writable(args.out)
     base = TINY if args.tiny else ProxyConfig()
     archs = [a for a in fid.architecture_set(seed=0) if runs_at(a[1], base.clip)]
     chosen = spread(sorted(archs, key=lambda a: macs_of(a[1])), args.architectures)

@@ -75,7 +75,7 @@ from search.study import (
     sqlite_url,
     trial_line,
 )
-from space.files import write_text
+from space.files import check_writable, write_text
 from space.spec import E3DError
 
 TINY = ProxyConfig(clip=(8, 32, 32), train_samples=16, val_samples=16, test_samples=16, epochs=1, batch_size=8, threads=1)
@@ -365,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def bench(args: argparse.Namespace, command: str) -> int:
     """The presets once, then the chosen mode; writes ``<out>/<mode>.md`` and prints it."""
+    check_writable(args.out)
     base = TINY if args.tiny else ProxyConfig()
     proxy = dataclasses.replace(base, task=args.task, threads=args.threads or (1 if args.jobs > 1 else base.threads))
     args.out.mkdir(parents=True, exist_ok=True)

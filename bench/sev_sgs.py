@@ -41,7 +41,7 @@ from search.budget import Budget
 from search.results import finished, study_frame, write_outputs
 from search.searchspace import SPACE, preset_params, spec_from_params
 from search.stats import compare, summarize
-from space.files import write_text
+from space.files import check_writable, write_text
 
 TINY_CLIP = (16, 48, 48)
 """``--tiny``'s clip: the default proxy clip (TINY's has too few frames and positions for an SGS layer to train)."""
@@ -160,7 +160,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=thread_count, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--tiny", action="store_true", help="a smoke run: clip 16x48x48, 16 training and 16 validation videos, 2 epochs")
     p.add_argument("--from-results", type=Path, metavar="DIR", help="only rewrite DIR/summary.md from its trials.csv and sgs.csv")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.from_results is not None:
+        missing = [name for name in ("trials.csv", "sgs.csv") if not (args.from_results / name).is_file()]
+        if missing:
+            p.error(f"argument --from-results: {args.from_results} has no {' nor '.join(missing)} (a task folder of a finished run)")
+    return args
 
 
 def bin_widths(text: str) -> list[float]:
@@ -212,7 +217,7 @@ def run_task(args: argparse.Namespace) -> str:
     """Train every queued run of ``args.task`` (a progress line per trial), write the folder's outputs and
     return its summary and verdicts."""
     out = args.out / args.task
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out, create=True)
     families = tuple(args.families)
     config = st.SearchConfig(
         budget=Budget(), families=families, proxy=proxy_of(args), pruner="none", baselines=False, kind="sweep", sgs=True
@@ -241,15 +246,20 @@ def main(argv: list[str] | None = None) -> int:
     """Run (or continue) the evidence study of one task and print its summary."""
     args = parse_args(argv)
     if args.from_results:
-        print(from_results(args.from_results))
-        return 0
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"# {machine_stamp(threads=torch.get_num_threads())}", file=sys.stderr)
+
+        def rewrite() -> int:
+            print(from_results(args.from_results))
+            return 0
+
+        return guarded(rewrite)
     command = "python -m bench.sev_sgs " + shlex.join(sys.argv[1:] if argv is None else argv)
     kept = f"interrupted; finished runs are kept in {args.out / args.task / 'study.db'}. Continue with:\n  {command}"
 
     def run() -> int:
+        check_writable(args.out / args.task, create=True)  # before anything is printed or trained
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        print(f"# {machine_stamp(threads=torch.get_num_threads())}", file=sys.stderr)
         print(run_task(args))
         return 0
 

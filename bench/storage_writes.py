@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -35,10 +34,11 @@ from pathlib import Path
 import optuna
 
 from bench import load_average, machine_stamp
-from e3d.cli import Parser, non_negative_int, positive_int
+from e3d.cli import Parser, guarded, non_negative_int, positive_int
 from e3d.cli import main as e3d_main
 from search import study as st
 from search.stats import summarize
+from space.files import WriteError, check_writable
 
 SETTINGS: dict[str, tuple[str, ...]] = {"before": ("journal_mode=DELETE", "synchronous=FULL"), "after": st.SQLITE_PRAGMAS}
 """The connection settings compared."""
@@ -97,9 +97,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Time both settings ``--rounds`` times and print the report."""
+def main(argv: list[str] | None = None) -> int:
+    """Time both settings ``--rounds`` times and print the report; 2 on bad input (an ``--out`` that cannot be
+    written: refused before anything is timed), 130 after Ctrl-C."""
     args = parse(argv)
+    return guarded(lambda: measure(args))
+
+
+def measure(args: argparse.Namespace) -> int:
+    """The rounds and the report."""
+    if args.out is not None:
+        check_writable(args.out)
+        earlier = [args.out / f"round{r + 1}-{name}" for r in range(args.rounds) for name in SETTINGS]
+        if any(f.exists() for f in earlier):
+            raise WriteError(f"{args.out} already holds rounds of an earlier run: choose another --out")
     out = args.out or Path(tempfile.mkdtemp(prefix="e3d-storage-"))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     print(f"# {machine_stamp()}, databases in {out}")
@@ -128,11 +139,8 @@ def main(argv: list[str] | None = None) -> None:
         before, after = summarize(results["before"][key]), summarize(results["after"][key])
         print(f"{unit}: before {before.format(2)}, after {after.format(2)} (mean ± sample sd): {before.mean / after.mean:.1f}x")
     print(f"load average {load_average()} on {os.cpu_count()} CPUs at the end")
+    return 0
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+    raise SystemExit(main())

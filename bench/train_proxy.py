@@ -18,29 +18,34 @@ import time
 import torch
 
 import space
-from bench import machine_stamp
-from e3d.cli import Parser, preset_arg, thread_count
-from search.data import PROXY_SCALES, proxy_dataset
+from bench import machine_stamp, preset_arg
+from e3d.cli import Parser, guarded, non_negative_int, positive_float, positive_int, thread_count
+from search.data import PROXY_SCALES, PROXY_TASKS, proxy_dataset
 from search.train import TrainConfig, fit
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Print one row per task, model and seed."""
+def main(argv: list[str] | None = None) -> int:
+    """Print one row per task, model and seed; 2 on bad input (refused before anything trains)."""
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tasks", nargs="+", default=["motion", "digits"])
+    p.add_argument("--tasks", nargs="+", choices=PROXY_TASKS, default=["motion", "digits"])
     p.add_argument(
         "--models", nargs="+", type=preset_arg, metavar="NAME:WIDTH",
         default=[("shufflenet", 0.5), ("mobilenetv2", 0.45), ("shufflenetv2", 1.0), ("mobilenet", 1.0)],
     )  # fmt: skip
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--train-samples", type=int, default=800)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--epochs", type=positive_int, default=3)
+    p.add_argument("--train-samples", type=positive_int, default=800)
+    p.add_argument("--lr", type=positive_float, default=0.05)
+    p.add_argument("--seeds", type=non_negative_int, nargs="+", default=[0])
     p.add_argument("--threads", type=thread_count, default=1, help="torch threads (default 1: faster than 2 on a busy 2-core machine)")
-    p.add_argument("--scales", type=float, nargs="+", help="training crop scales (default: the proxy tasks' 1 and 2^-1/4)")
-    p.add_argument("--frame-step", type=int, help="frame step (default: the task's, 2 for motion and 1 for digits)")
+    p.add_argument("--scales", type=positive_float, nargs="+", help="training crop scales (default: the proxy tasks' 1 and 2^-1/4)")
+    p.add_argument("--frame-step", type=positive_int, help="frame step (default: the task's, 2 for motion and 1 for digits)")
     p.add_argument("--cache-dir", default=None, help="proxy cache (default: a temporary folder)")
     args = p.parse_args(argv)
+    return guarded(lambda: measure(args))
+
+
+def measure(args: argparse.Namespace) -> int:
+    """Train every task, model and seed and print its row."""
     cache = args.cache_dir or tempfile.mkdtemp(prefix="e3d-bench-")
     print(f"# {machine_stamp(threads=args.threads)}")
     print(f"# {args.epochs} epochs of {args.train_samples} clips, batch 16, lr {args.lr:g}, 16x48x48; val: 300 videos")
@@ -64,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
                     f"{h['clips_per_s']:>8.0f} {time.perf_counter() - t0:>5.0f}",
                     flush=True,
                 )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench import load_average, machine_stamp
-from e3d.cli import Parser, clip_arg, non_negative_int, positive_int, preset_arg, thread_count
+from bench import load_average, machine_stamp, preset_arg
+from e3d.cli import Parser, clip_arg, non_negative_int, positive_int, thread_count
 from profiler.counting import spec_totals
 from profiler.precision import (
     ExecConfig,
