@@ -28,7 +28,7 @@ import av
 from PIL import Image
 
 from search.data.errors import DataError, VideoReadError
-from search.data.video import _READ_ERRORS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, _open, _reason, scaled_size
+from search.data.video import _READ_ERRORS, IMAGE_EXTENSIONS, SCALER_THREADS, VIDEO_EXTENSIONS, _open, _reason, scaled_size
 from space.files import FILE_ERRNOS, check_writable, replacing, write_text
 
 CONTAINERS = {".mp4": ("mp4", "libx264"), ".m4v": ("mp4", "libx264"), ".mov": ("mov", "libx264"),
@@ -66,7 +66,7 @@ def resize_video(src: Path, dst: Path, short_side: int) -> bool:
                 if codec != "libx264":  # the others default to a low bit rate: 2 bits per pixel, at least 500 kbit/s
                     o.bit_rate = max(500_000, int(2 * width * height * float(rate)))
                 for frame in container.decode(stream):
-                    small = frame.reformat(width=width, height=height, format="yuv420p")
+                    small = frame.reformat(width=width, height=height, format="yuv420p", threads=SCALER_THREADS)
                     small.pts, small.time_base = n, step  # frame n at the stream's rate
                     out.mux(o.encode(small))
                     n += 1

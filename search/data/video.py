@@ -32,6 +32,10 @@ Plan = Callable[[int], Sequence[int]]
 """Frame indices of one clip, given the number of frames of the video."""
 
 _DIGITS = re.compile(r"(\d+)")
+SCALER_THREADS = 1
+"""Threads of FFmpeg's scaler. PyAV's default, 0, starts a pool of slice threads per scaler: once, in a DataLoader
+worker, freeing that pool hung for ever (the pool's thread waiting on its condition, the worker joining it; gdb,
+2026-12-07, a full-suite run). One thread starts no pool."""
 _READ_ERRORS = (av.error.FFmpegError, OSError, ValueError, RuntimeError, EOFError, IndexError, MemoryError, SyntaxError)
 
 
@@ -134,7 +138,7 @@ def _decode(
     try:
         for i, frame in enumerate(container.decode(stream)):
             if wanted is None or i in wanted:
-                got[i] = frame.to_ndarray(format="rgb24", **size)
+                got[i] = frame.to_ndarray(format="rgb24", threads=SCALER_THREADS, **size)
             count = i + 1
             if last is not None and i >= last:
                 return got, count, False
