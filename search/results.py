@@ -46,7 +46,7 @@ COLUMNS = [
     "precision",  # what the trial trained with: fp32/bf16/fp16, eager or channels-last (profiler.precision)
     "lag_wait_s",  # a lagged search (search.lagged): seconds the trial waited for the trials it learns from
     "surplus",  # a lagged search's searched trial after its n-th trained one: not run
-    "interrupted",  # stopped by Ctrl-C or SIGTERM while training (state FAIL): a resumed run trains it again
+    "interrupted",  # stopped by Ctrl-C or SIGTERM while it ran, in training or before (state FAIL): a resumed run runs it again
     "spec_json",
 ]
 """The fixed columns of ``trials.csv``, in order."""
@@ -202,7 +202,7 @@ _FLOAT_LEAVES = ("width_mult", "expansion", "bin_width", "dropout")
 def status(row: Mapping[str, Any]) -> str:
     """What happened to a trial, in one word: trained, pruned, rejected, surplus (a lagged search's
     trial numbered after its last counted one, not run: :mod:`search.lagged`), interrupted (stopped by Ctrl-C or
-    SIGTERM while it trained), failed, running or queued."""
+    SIGTERM while it ran), failed, running or queued."""
     if str(row.get("surplus")).lower() == "true":
         return "surplus"
     if str(row.get("interrupted")).lower() == "true":
