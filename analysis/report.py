@@ -24,8 +24,8 @@ from analysis.findings import (
 from analysis.load import Results
 from analysis.paper import DATASETS, PLATFORMS, PaperFindings
 from analysis.pareto import cost_info, pareto_table
+from profiler.report import signed
 from search.results import trial_counts
-from search.stats import signed
 
 Column = tuple[str, Callable[[pd.Series], str]]
 """A table column: its header and how to write one row's cell."""

@@ -24,8 +24,9 @@ from typing import cast
 import pandas as pd
 
 import analysis
+from profiler.report import signed
 from search.results import finished
-from search.stats import sample_sd, signed
+from search.stats import sample_sd
 from space.paper import table8
 
 LEVELS = 4

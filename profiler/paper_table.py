@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, replace
 
 from profiler.counting import spec_totals
 from profiler.latency import measure_latency
+from profiler.report import signed
 from space.paper import PaperRow, table8
 from space.registry import paper_spec
 
@@ -138,10 +139,10 @@ COLUMNS: list[Column] = [
     ("width", 6, lambda r: f"{r.width_mult:g}x"),
     ("params M", 9, lambda r: f"{r.params_m:.3f}"),
     ("paper", 7, lambda r: f"{r.paper_params_m:.2f}"),
-    ("diff", 7, lambda r: f"{r.params_diff_pct:+.2f}%"),
+    ("diff", 7, lambda r: f"{signed(r.params_diff_pct)}%"),
     ("paper_mflops", 13, lambda r: f"{r.paper_mflops:.1f}"),
     ("paper", 7, lambda r: f"{r.paper_table_mflops:g}"),
-    ("diff", 7, lambda r: f"{r.mflops_diff_pct:+.2f}%"),
+    ("diff", 7, lambda r: f"{signed(r.mflops_diff_pct)}%"),
     ("macs M", 9, lambda r: f"{r.macs_m:.1f}"),
     ("clips/s here", 13, lambda r: "-" if r.clips_per_s is None else f"{r.clips_per_s:.1f}"),
     ("optimized", 10, lambda r: "-" if r.optimized_clips_per_s is None else f"{r.optimized_clips_per_s:.1f}"),

@@ -171,6 +171,11 @@ def fmt_count(n: float) -> str:
     return f"{n:,.0f}"
 
 
+def signed(x: float, digits: int = 2) -> str:
+    """A difference with its sign (``+1.25``, ``-0.40``); one that rounds to zero as ``+0.00``, never ``-0.00``."""
+    return f"{(round(x, digits) or 0.0):+.{digits}f}"
+
+
 def render(p: Profile, *, per_layer: bool = False) -> str:
     """Human-readable report."""
     c = p.counts

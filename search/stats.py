@@ -53,11 +53,6 @@ class Summary:
         return f"{self.mean:.{digits}f} ± {self.sd:.{digits}f} (n={self.n})"
 
 
-def signed(x: float, digits: int = 2) -> str:
-    """A difference with its sign (``+1.25``, ``-0.40``); one that rounds to zero as ``+0.00``, never ``-0.00``."""
-    return f"{(round(x, digits) or 0.0):+.{digits}f}"
-
-
 def sample_sd(values: Iterable[float]) -> float:
     """Sample standard deviation (n - 1 in the denominator); NaN for fewer than two values."""
     xs = [float(v) for v in values]

@@ -301,8 +301,8 @@ def _train(args: argparse.Namespace, study: Any, search: Any, cfg: Any, url: str
 def _write_results(study: Any, out: Path, final: Any, *, started: float) -> None:
     """Write trials.csv, the curves and summary.md, then print the slopes, the exponents or path, and the files."""
     from analysis.scaling import load_scale, slopes, write_report
+    from profiler.report import signed
     from search.results import study_frame, write_outputs
-    from search.stats import signed
 
     write_outputs(study_frame(study), out)
     paths = write_report(out)

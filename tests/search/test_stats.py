@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from search.stats import TEST, compare, compare_agreement, compare_paired, sample_sd, signed, summarize, welch_p
+from search.stats import TEST, compare, compare_agreement, compare_paired, sample_sd, summarize, welch_p
 
 
 def test_summary_of_two_values_uses_the_sample_sd() -> None:
@@ -127,8 +127,3 @@ def test_an_agreement_comparison_without_enough_items_is_a_tie_without_a_test() 
     assert v.outcome == "tie" and math.isnan(v.p) and "too few" in v.reason
     with pytest.raises(ValueError, match="rank agreement of 3, 2 and 3 values"):
         compare_agreement([1, 2, 3], [1, 2], [1, 2, 3])
-
-
-def test_a_signed_difference_that_rounds_to_zero_is_plus_zero() -> None:
-    assert [signed(x) for x in (1.256, -0.4, -0.001, -0.0, 0.0)] == ["+1.26", "-0.40", "+0.00", "+0.00", "+0.00"]  # was "-0.00"
-    assert signed(-0.04, 1) == "+0.0" and signed(-0.06, 1) == "-0.1"
