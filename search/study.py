@@ -486,10 +486,7 @@ def open_study(
         if kind is not None and stored_config.kind != kind:
             raise StudyConfigError(f"study {name!r} is a {stored_config.kind}, not a {kind}; use another --study-name or --out")
         if config is not None and not resume and stored_config.shared() != config.shared():
-            diff = _diff(stored_config.shared(), config.shared())
-            raise StudyConfigError(
-                f"study {name!r} exists with other settings ({diff}); pass --resume to continue it, or use another --study-name"
-            )
+            raise _other_settings(name, _diff(stored_config.shared(), config.shared()))
         return _with_sampler(study, stored_config), stored_config, False
     assert config is not None
     try:
@@ -502,6 +499,27 @@ def open_study(
 
 def _with_sampler(study: optuna.Study, config: SearchConfig) -> optuna.Study:
     return optuna.load_study(study_name=study.study_name, storage=study._storage, sampler=_sampler(config), pruner=_pruner(config))
+
+
+SETTINGS_ATTR = "e3d_settings"
+"""Study user attribute: settings of the command that made the study which its config does not hold."""
+
+
+def check_settings(study: optuna.Study, name: str, settings: dict[str, Any], *, created: bool) -> None:
+    """Store ``settings`` on a study just created; for one joined, :class:`StudyConfigError` where they differ
+    from the stored ones (a worker joining a sweep of 2 seeds with ``--seeds 3`` would train no third seed)."""
+    if created:
+        study.set_user_attr(SETTINGS_ATTR, settings)
+        return
+    stored = study.user_attrs.get(SETTINGS_ATTR, {})
+    if diff := _diff({k: stored.get(k) for k in settings if k in stored}, {k: v for k, v in settings.items() if k in stored}):
+        raise _other_settings(name, diff)
+
+
+def _other_settings(name: str, diff: str) -> StudyConfigError:
+    return StudyConfigError(
+        f"study {name!r} exists with other settings ({diff}); pass --resume to continue it, or use another --study-name"
+    )
 
 
 def _diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> str:

@@ -425,13 +425,22 @@ def resume_command(args: argparse.Namespace, kind: str, out: Path, n_trials: int
     return again
 
 
-def run_study(args: argparse.Namespace, config: Any, *, enqueue: Any, n_trials: int | None, timeout: float | None = None) -> int:
+def run_study(
+    args: argparse.Namespace,
+    config: Any,
+    *,
+    enqueue: Any,
+    n_trials: int | None,
+    timeout: float | None = None,
+    settings: dict[str, Any] | None = None,
+) -> int:
     """Open (create or join) the study of ``args``, run one worker, write the outputs, summarise.
 
-    ``n_trials`` None: the study's stored ``--trials`` (a resumed search keeps its own)."""
+    ``n_trials`` None: the study's stored ``--trials`` (a resumed search keeps its own). ``settings``: more
+    of the command's settings that a worker joining the study must share (:func:`search.study.check_settings`)."""
     out, url = run_folder(args)
     with undone_on_failure(out, url):
-        study, config, n, data = _open_run(args, url, config, enqueue=enqueue, n_trials=n_trials)
+        study, config, n, data = _open_run(args, url, config, enqueue=enqueue, n_trials=n_trials, settings=settings or {})
     latency = _study_latency(args, config)
     costs = ("macs", "latency_ms") if config.budget.latency_ms is not None and config.objective == "pareto" else ("macs",)
     bar = _trials_bar(args, study, n)
@@ -455,13 +464,17 @@ def run_study(args: argparse.Namespace, config: Any, *, enqueue: Any, n_trials: 
     return _finish(args, study, config, out, costs=costs, started=started)
 
 
-def _open_run(args: argparse.Namespace, url: str, config: Any, *, enqueue: Any, n_trials: int | None) -> tuple[Any, Any, int, Any]:
+def _open_run(
+    args: argparse.Namespace, url: str, config: Any, *, enqueue: Any, n_trials: int | None, settings: dict[str, Any]
+) -> tuple[Any, Any, int, Any]:
     """Open the storage and the study, set this machine's proxy settings, say what runs and load the
     proxy data; returns (study, config, trials to run, data)."""
     from search import study as st
 
     storage = st.open_storage(url, heartbeat=args.heartbeat)
     study, config, created = st.open_study(args.study_name, storage, config, resume=args.resume, kind=getattr(args, "command", None))
+    if not args.resume:
+        st.check_settings(study, args.study_name, settings, created=created)
     n = trial_count(study, n_trials, store=created or args.resume)
     config = local_config(args, config)
     _announce_study(args, study, config, url, created=created, enqueue=enqueue, n_trials=n)

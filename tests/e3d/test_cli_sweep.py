@@ -72,3 +72,15 @@ def test_a_sweep_refuses_to_go_on_with_a_search_study(tmp_path: Path, capsys: py
     code = main(["sweep", "--resume", "--out", str(tmp_path), "--study-name", "e3d-search", "--quiet"])
     err = capsys.readouterr().err  # was exit 0, the search's stored trial count set to 0
     assert code == 2 and "study 'e3d-search' is a search, not a sweep" in err
+
+
+def test_a_worker_joining_a_sweep_with_other_seeds_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("search.train.fit", fake_fit([]))
+    args = ["sweep", "--families", "shufflenetv2", "--no-latency", "--out", str(tmp_path), *TINY]
+    assert main([*args, "--seeds", "1"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--seeds", "2"]) == 2  # was 0: joined, trained no second seed
+    assert "exists with other settings (seeds: stored 1, given 2); pass --resume" in capsys.readouterr().err
+    assert main([*args, "--seeds", "1"]) == 0, "a worker with the same seeds joins"
