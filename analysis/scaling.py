@@ -138,14 +138,16 @@ SLOPE_COLUMNS = ("curve", "points", "macs_min_m", "macs_max_m", "accuracy_min", 
 def slopes(points: pd.DataFrame, path: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per curve: points, cost range, accuracy range and the slope per doubling of multiply-adds,
     steepest first. For an expansion, each axis also gets a row ``<axis> (steps)``: the mean of its
-    candidates' gains per doubling over the steps (:func:`step_gains`), each measured from the path."""
+    candidates' gains per doubling over the steps (:func:`step_gains`), each measured from the path; its
+    ranges span the steps' both ends, the path points they grew from included."""
     rows = []
     if path is not None and len(path):
         for axis, g in step_gains(points, path).groupby("axis", sort=False):
             done = g[g["gain_per_doubling"].notna()]
+            ends = pd.concat([done["accuracy_from"], done["accuracy_to"]])
             rows.append({
                 "curve": f"{axis} (steps)", "points": len(done), "macs_min_m": g["macs_from"].min() / 1e6,
-                "macs_max_m": g["macs_to"].max() / 1e6, "accuracy_min": g["accuracy_to"].min(), "accuracy_max": g["accuracy_to"].max(),
+                "macs_max_m": g["macs_to"].max() / 1e6, "accuracy_min": ends.min(), "accuracy_max": ends.max(),
                 "slope_per_doubling": done["gain_per_doubling"].mean() if len(done) else math.nan,
             })  # fmt: skip
     for name, c in curves(points, path).items():
@@ -188,7 +190,7 @@ def plot_curves(points: pd.DataFrame, path: pd.DataFrame | None = None, *, ax: A
     ax.set_xscale("log")
     ax.set_xlabel("multiply-adds per clip (M, log scale)")
     ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title(title or "accuracy vs multiply-adds per scaling axis")
+    ax.set_title(title or f"accuracy vs multiply-adds per scaling axis\n{trained_on(points)}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return fig
@@ -224,7 +226,9 @@ def summary_markdown(run: ScaleRun) -> str:
         lines += [f"- note: {n}" for n in cfg.get("notes", [])] + ([""] if cfg.get("notes") else [])
     sl = slopes(run.points, run.path)
     lines += ["## Accuracy per doubling of multiply-adds", "",
-              "Least-squares slope of top-1 (%) against log2(multiply-adds), base included in every curve.", ""]  # fmt: skip
+              "Least-squares slope of top-1 (%) against log2(multiply-adds), base included in every curve; for "
+              "`<axis> (steps)`, the mean of that axis's candidate gains per doubling, each from the path point it grew "
+              "from (ranges: both ends of those steps).", ""]  # fmt: skip
     lines += _table(sl, ["curve", "points", "macs_min_m", "macs_max_m", "accuracy_min", "accuracy_max", "slope_per_doubling"])
     if len(run.path):
         lines += ["", "## Expansion path", ""]
@@ -251,14 +255,14 @@ def summary_markdown(run: ScaleRun) -> str:
     return "\n".join(lines) + "\n"
 
 
-def unfinished(run: ScaleRun) -> list[str]:
-    """A paragraph saying how much of the plan is trained, when not all of it is (none when it is)."""
+def unfinished(run: ScaleRun, name: str = "") -> list[str]:
+    """A paragraph saying how much of the plan (of study ``name``) is trained, when not all of it is (none when it is)."""
     seeds = int(run.config.get("seeds", 1))
     done = run.points["seeds_done"] >= seeds if "seeds_done" in run.points else run.points["accuracy_mean"].notna()
     if done.all():
         return []
-    return [f"**Unfinished:** {int(done.sum())} of the {len(done)} points planned so far have all {seeds} seed(s); "
-            "later steps are planned as earlier ones finish (`e3d scale --resume` continues).", ""]  # fmt: skip
+    return [f"**Unfinished{f' ({name})' if name else ''}:** {int(done.sum())} of the {len(done)} points planned so far have all "
+            f"{seeds} seed(s); later steps are planned as earlier ones finish (`e3d scale --resume` continues).", ""]  # fmt: skip
 
 
 def trained_on(points: pd.DataFrame) -> str:
@@ -271,7 +275,7 @@ def write_report(folder: str | Path) -> dict[str, Path]:
     """Write ``curves.png`` and ``summary.md`` into a scale run folder; returns their paths."""
     root = Path(folder)
     run = load_scale(root)
-    fig = plot_curves(run.points, run.path, title=f"accuracy vs multiply-adds per scaling axis\n{trained_on(run.points)}")
+    fig = plot_curves(run.points, run.path)
     (curves_png,) = save_figure(fig, root, "curves", formats=("png",))
     return {"curves": curves_png, "summary": write_text(root / "summary.md", summary_markdown(run))}
 
@@ -323,6 +327,7 @@ def comparison_markdown(runs: Mapping[str, ScaleRun], *, command: str = "") -> s
     and late in every study (``early / late``, with how often it was chosen of the steps it was tried at)."""
     lines = ["# Scaling studies compared", "", f"{len(runs)} studies, {_trained_on_all(runs)}.", ""]
     lines += [f"Made by `{command}`.", ""] if command else []
+    lines += [line for name, run in runs.items() for line in unfinished(run, name)]
     lines += ["## Each expansion path against one axis alone at equal cost", "",
               "`ahead`: steps where the path's mean accuracy is higher; the verdicts are Welch's two-sided t-test over seeds, "
               "alpha 0.05 (search.stats).", ""]  # fmt: skip
@@ -355,10 +360,10 @@ def plot_gains(runs: Mapping[str, ScaleRun], *, title: str = "") -> Figure:
         ax.set_xticks(x, list(g["axis"]), rotation=45, ha="right", fontsize=8)
         ax.set_title(name, fontsize=9)
         ax.grid(True, axis="y", alpha=0.3)
-    axes[0].set_ylabel("top-1 gain per doubling of multiply-adds")
+    axes[0].set_ylabel("top-1 gain (points) per doubling of multiply-adds")
     keys = [Patch(color="grey", label=f"steps 1-{EARLY}"), Patch(color="grey", alpha=0.6, hatch="//", label=f"steps {EARLY + 1}+")]
     axes[0].legend(handles=keys, fontsize=7)
-    fig.suptitle(title or "gain per doubling by axis, early and late steps", fontsize=10)
+    fig.suptitle(title or f"gain per doubling by axis, early and late steps\n{_trained_on_all(runs)}", fontsize=10)
     return fig
 
 
@@ -368,7 +373,7 @@ def write_comparison(folders: list[Path], out: Path, *, command: str = "") -> di
     runs = {Path(f).name: load_scale(f) for f in folders}
     if len(runs) != len(folders):
         raise AnalysisError("two of the scale runs have the same folder name; name each study's folder apart")
-    fig = plot_gains(runs, title=f"gain per doubling by axis, early and late steps\n{_trained_on_all(runs)}")
+    fig = plot_gains(runs)
     (gains_png,) = save_figure(fig, out, "gains", formats=("png",))
     return {"summary": write_text(out / "summary.md", comparison_markdown(runs, command=command)), "gains": gains_png}
 

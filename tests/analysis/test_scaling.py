@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 from pathlib import Path
@@ -20,6 +21,7 @@ from analysis.scaling import (
     curves,
     load_scale,
     plot_curves,
+    plot_gains,
     slope,
     slopes,
     step_gains,
@@ -70,6 +72,9 @@ def test_an_expansion_is_a_path_and_steps_measured_from_it() -> None:
     assert table.loc[PATH_CURVE, "slope_per_doubling"] == pytest.approx(6.0)
     assert table.loc["width (steps)", "slope_per_doubling"] == pytest.approx(4.5)
     assert table.loc["depth (steps)", "slope_per_doubling"] == pytest.approx(3.5)
+    ranges = table[["macs_min_m", "macs_max_m", "accuracy_min", "accuracy_max"]].to_dict("index")
+    assert ranges["width (steps)"] == {"macs_min_m": 50.0, "macs_max_m": 200.0, "accuracy_min": 40.0, "accuracy_max": 52.0}  # min was 43
+    assert ranges["depth (steps)"] == {"macs_min_m": 50.0, "macs_max_m": 200.0, "accuracy_min": 40.0, "accuracy_max": 47.0}
     assert list(curves(points, path)) == [PATH_CURVE]
 
 
@@ -80,9 +85,10 @@ def legend(ax: Axes) -> list[str]:
 
 
 def test_the_figure_has_a_log_x_axis_and_a_labelled_series_per_curve() -> None:
-    fig = plot_curves(axes_run())
+    fig = plot_curves(axes_run().assign(cpu="Some CPU"))
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
+    assert f"trained on Some CPU; drawn {datetime.date.today():%Y-%m-%d}" in ax.get_title()  # was no CPU nor date (notebook 04)
     assert legend(ax) == ["base", "width", "depth"]
     points, path = expand_run()
     labels = legend(plot_curves(points, path).axes[0])
@@ -162,3 +168,13 @@ def test_a_comparison_of_run_folders_writes_its_summary_and_figure(tmp_path: Pat
     )
     with pytest.raises(AnalysisError, match="same folder name"):
         write_comparison([tmp_path / "one", tmp_path / "one"], tmp_path / "out")
+    assert "unfinished" not in text.lower()
+    assert "trained on an unrecorded CPU" in plot_gains({"one": load_scale(tmp_path / "one")}).get_suptitle()  # was no CPU nor date
+
+
+def test_a_comparison_says_which_studies_are_unfinished() -> None:
+    half = versus_run()
+    half.points.loc[half.points["step"] == 2, "seeds_done"] = 0
+    text = comparison_markdown({"done": versus_run(), "half": half})  # was silent: the half-trained step counted
+    assert "**Unfinished (half):** 4 of the 7 points planned so far have all 1 seed(s)" in text
+    assert "(done)" not in text
