@@ -48,14 +48,25 @@ def kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return KERNEL
 
 
+FIGURE_TEXTS = """import gc, json
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+print(json.dumps([t.get_text() for f in gc.get_objects() if type(f) is Figure for t in f.findobj(Text)]))"""
+"""A last cell, added by the test: every text of every figure the notebook drew, as JSON."""
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_executes(path: Path, kernel: str, tmp_path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(FIGURE_TEXTS))
     work = tmp_path / "work"
     work.mkdir()
     NotebookClient(nb, kernel_name=kernel, timeout=600, resources={"metadata": {"path": str(work)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    texts = json.loads(nb.cells[-1].outputs[0]["text"])
+    unnamed = [t for t in texts if "not recorded" in t or "unrecorded CPU" in t]
+    assert not unnamed, f"a figure does not say which CPU measured it: {unnamed[0]!r}"  # was 02's latency panel
     assert not [o for o in outputs if o.output_type == "error"]
     warned = [o["text"] for o in outputs if o.output_type == "stream" and o.get("name") == "stderr" and "Warning" in o["text"]]
     assert not warned, f"a cell printed a warning: {warned[0][:200]}"
