@@ -9,6 +9,7 @@ hand-made CSV that has at least :data:`REQUIRED`. Numbers are floats (NaN where 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import re
 from collections.abc import Mapping
@@ -265,3 +266,9 @@ def _results(df: pd.DataFrame, name: str, config: Mapping[str, Any] | None) -> R
         budget_clip=(clip[0], clip[1], clip[2]) if clip is not None and len(clip) == 3 else None,
         config=json.loads(json.dumps(config)) if config is not None else None,
     )
+
+
+def trained_on(rows: pd.DataFrame) -> str:
+    """Where and when the rows (points, trials) were trained: their CPUs (column ``cpu``, ``;``-separated) and today's date."""
+    cpus = sorted({c.strip() for cell in rows.get("cpu", pd.Series(dtype=str)).dropna() for c in str(cell).split(";") if c.strip()})
+    return f"trained on {', '.join(cpus) or 'an unrecorded CPU'}; drawn {datetime.date.today():%Y-%m-%d}"

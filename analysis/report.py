@@ -21,7 +21,7 @@ from analysis.findings import (
     width_drops,
     width_summary,
 )
-from analysis.load import Results
+from analysis.load import Results, trained_on
 from analysis.paper import DATASETS, PLATFORMS, PaperFindings
 from analysis.pareto import cost_info, pareto_table
 from profiler.report import signed
@@ -180,7 +180,7 @@ def summary_markdown(
     lines = [f"# Analysis of {results.name}", ""]
     if command:
         lines += [f"Written by `{command}`.", ""]
-    lines += ["## Trials", "", _counts(df), ""]
+    lines += ["## Trials", "", f"{_counts(df)} Trials {trained_on(df)}.", ""]
     lines += [_budget_line(results), ""]
     proxy = (results.config or {}).get("proxy")
     if proxy:
@@ -209,7 +209,7 @@ def summary_markdown(
 
 
 def _counts(df: pd.DataFrame) -> str:
-    sources = df["source"].dropna().astype(str).value_counts().to_dict()
+    sources = df["source"].fillna("search").astype(str).value_counts().to_dict()  # a surplus trial stops before it records one
     src = ", ".join(f"{v} {k}" for k, v in sorted(sources.items(), key=lambda kv: str(kv[0])))
     return trial_counts(df) + (f" (by source: {src})." if src else ".")
 

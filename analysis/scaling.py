@@ -11,7 +11,6 @@ axis each expansion chose and gained by, early and late) and :func:`write_compar
 
 from __future__ import annotations
 
-import datetime
 import json
 import math
 from collections.abc import Mapping
@@ -25,7 +24,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from analysis.load import AnalysisError
+from analysis.load import AnalysisError, trained_on
 from analysis.plots import save_figure
 from space.files import write_text
 
@@ -263,12 +262,6 @@ def unfinished(run: ScaleRun, name: str = "") -> list[str]:
         return []
     return [f"**Unfinished{f' ({name})' if name else ''}:** {int(done.sum())} of the {len(done)} points planned so far have all "
             f"{seeds} seed(s); later steps are planned as earlier ones finish (`e3d scale --resume` continues).", ""]  # fmt: skip
-
-
-def trained_on(points: pd.DataFrame) -> str:
-    """Where and when the points were trained: their CPUs (``points.csv``'s ``cpu``) and today's date."""
-    cpus = sorted({c.strip() for cell in points.get("cpu", pd.Series(dtype=str)).dropna() for c in str(cell).split(";") if c.strip()})
-    return f"trained on {', '.join(cpus) or 'an unrecorded CPU'}; drawn {datetime.date.today():%Y-%m-%d}"
 
 
 def write_report(folder: str | Path) -> dict[str, Path]:

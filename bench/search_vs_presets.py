@@ -47,8 +47,8 @@ import pandas as pd
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from analysis.load import trained_on
 from analysis.plots import plot_front_vs_presets, save_figure
-from analysis.scaling import trained_on
 from bench import machine_stamp
 from e3d.cli import Parser, guarded, positive_float, positive_int, thread_count
 from e3d.commands.search import jobs_arg

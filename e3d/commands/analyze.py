@@ -140,15 +140,18 @@ def _load(args: argparse.Namespace) -> tuple[Any, str | None]:
 
 def _figures(results: Any, out: Path, *, paper: bool) -> list[Path]:
     """Draw and save the figures of ``results`` in ``out`` (the paper's beside them when ``paper``); the files written."""
+    from analysis.load import trained_on
     from analysis.plots import plot_accuracy_vs_cost, plot_latency_vs_cost, plot_width_curves, save_figure
 
     df, budget, label = results.trials, results.budget_mflops, _short(results.name)
+    where = trained_on(df)
     has_latency = bool(df["latency_ms"].notna().any())
     figures: list[Path] = []
-    figures += save_figure(plot_accuracy_vs_cost(df, budget=budget, title=f"{label}: accuracy vs multiply-adds"), out, "accuracy_vs_macs")
-    figures += save_figure(plot_width_curves(df, title=f"{label}: accuracy vs width"), out, "width_curves")
+    accuracy = plot_accuracy_vs_cost(df, budget=budget, title=f"{label}: accuracy vs multiply-adds\n{where}")
+    figures += save_figure(accuracy, out, "accuracy_vs_macs")
+    figures += save_figure(plot_width_curves(df, title=f"{label}: accuracy vs width\n{where}"), out, "width_curves")
     if has_latency:
-        figures += save_figure(plot_latency_vs_cost(df, title=f"{label}: latency vs multiply-adds"), out, "latency_vs_macs")
+        figures += save_figure(plot_latency_vs_cost(df, title=f"{label}: latency vs multiply-adds\n{where}"), out, "latency_vs_macs")
     if paper:
         figures += _paper_figures(results, out, has_latency=has_latency)
     return figures

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import re
 
 import pandas as pd
 
@@ -30,3 +32,13 @@ def test_budget_line_tells_unknown_from_none() -> None:
     assert "Budget: unknown (give --budget-mflops" in summary_markdown(unknown, paper=False)
     given = dataclasses.replace(results, budget_mflops=80.0)
     assert "Budget: multiply-adds <= 80 M per 16x112x112 clip." in summary_markdown(given, paper=False)
+
+
+def test_the_trials_line_counts_every_trial_by_source_and_names_the_cpu() -> None:
+    results = from_study(make_study(MIXED))
+    df = results.trials.assign(cpu="Some CPU")
+    df.loc[df.index[-1], "source"] = None  # a lagged search's surplus trial records no source
+    text = summary_markdown(dataclasses.replace(results, trials=df), paper=False)
+    by_source = re.search(r"\(by source: (.*?)\)", text)
+    assert by_source is not None and sum(int(n.split()[0]) for n in by_source.group(1).split(", ")) == len(df)  # was one short
+    assert f"Trials trained on Some CPU; drawn {datetime.date.today():%Y-%m-%d}." in text  # was neither CPU nor date

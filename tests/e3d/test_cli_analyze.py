@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -57,6 +59,27 @@ def test_sqlite_study_with_latency(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "Budget: multiply-adds <= 250 M" in summary and "Spearman rho 0.50 (p 0.67, n 3)" in summary
     assert "## Pareto front: accuracy vs latency per batch of 8 (ms)" in summary
     assert f"e3d analyze --study timed --storage {url}" in summary
+
+
+def test_each_figure_names_the_cpus_and_the_day(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import analysis.plots
+
+    titles: dict[str, str] = {}
+    real = analysis.plots.save_figure
+
+    def save(fig: Any, out: Path, stem: str, **kw: Any) -> list[Path]:
+        titles[stem] = " ".join(ax.get_title() for ax in fig.axes)
+        return real(fig, out, stem, **kw)
+
+    monkeypatch.setattr(analysis.plots, "save_figure", save)
+    study = make_study([T("mobilenet", 0.5, 40.0, latency_ms=30.0), T("shufflenet", 0.5, 45.0, latency_ms=50.0)])
+    write_outputs(study_frame(study).assign(cpu="Some CPU"), tmp_path)
+    assert run(capsys, "--csv", str(tmp_path), "--out", str(tmp_path / "a"), "--no-paper")[0] == 0
+    where = f"trained on Some CPU; drawn {datetime.date.today():%Y-%m-%d}"
+    assert sorted(titles) == ["accuracy_vs_macs", "latency_vs_macs", "width_curves"]
+    assert all(where in t for t in titles.values()), titles  # were without CPU and date
 
 
 @pytest.mark.slow
