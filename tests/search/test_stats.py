@@ -127,3 +127,11 @@ def test_an_agreement_comparison_without_enough_items_is_a_tie_without_a_test() 
     assert v.outcome == "tie" and math.isnan(v.p) and "too few" in v.reason
     with pytest.raises(ValueError, match="rank agreement of 3, 2 and 3 values"):
         compare_agreement([1, 2, 3], [1, 2], [1, 2, 3])
+
+
+@pytest.mark.parametrize(("value", "na", "nb"), [(21 / 300 * 100, 2, 10), (23 / 300 * 100, 2, 9), (56.7, 3, 7)])
+def test_equal_runs_on_both_sides_tie_with_p_1(value: float, na: int, nb: int) -> None:
+    s = summarize([value] * nb)
+    assert (s.mean, s.sd) == (value, 0.0)  # the mean was off by a unit in the last place, the sd 1e-15
+    v = compare([value] * na, [value] * nb)
+    assert (v.outcome, v.diff, v.p) == ("tie", 0.0, 1.0)  # was a "loss" at p=0.015 for the first
