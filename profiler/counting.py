@@ -371,6 +371,7 @@ _ELEMENTWISE = {
     "reciprocal", "softmax", "_softmax", "log_softmax", "_log_softmax", "addcmul", "addcdiv", "lerp", "sign", "floor",
     "ceil", "amax", "amin", "var", "var_mean", "std", "std_mean", "prod", "cos", "sin", "where",
     "masked_fill", "logsumexp", "norm", "linalg_vector_norm", "square", "maximum", "minimum", "true_divide",
+    "floor_divide", "remainder", "fmod",
 }  # fmt: skip
 """Element-wise arithmetic and reductions: neither convention counts them as multiply-adds."""
 _NORMS = {"layer_norm", "native_layer_norm", "group_norm", "native_group_norm", "instance_norm", "rms_norm", "_fused_rms_norm"}
