@@ -56,6 +56,10 @@ def _numeric(text: str) -> bool:
     return True
 
 
+COST_FORMATS = {"macs": ".1f", "params": ".2f", "latency_ms": ".1f"}
+"""How every table prints each cost (in its unit: M multiply-adds, M parameters, ms)."""
+
+
 def _f(col: str, fmt: str, scale: float = 1.0) -> Callable[[pd.Series], str]:
     def cell(r: pd.Series) -> str:
         v = r[col]
@@ -81,12 +85,12 @@ def pareto_text(df: pd.DataFrame, *, cost: str = "macs") -> str:
         ("trial(s)", lambda r: str(r["trials"])),
         ("source", lambda r: str(r["source"])),
         ("top-1 %", _accuracy),
-        ("macs M", _f("macs", ".1f", 1e-6)),
-        ("params M", _f("params", ".2f", 1e-6)),
-        ("latency ms", _f("latency_ms", ".1f")),
+        ("macs M", _f("macs", COST_FORMATS["macs"], 1e-6)),
+        ("params M", _f("params", COST_FORMATS["params"], 1e-6)),
+        ("latency ms", _f("latency_ms", COST_FORMATS["latency_ms"])),
         ("architecture", lambda r: str(r["summary"])),
     ]
-    if cost not in ("macs", "params", "latency_ms"):
+    if cost not in COST_FORMATS:
         columns.insert(3, (cost, _f(cost, ".4g")))
     return table(front, columns)
 
@@ -145,13 +149,13 @@ def depth_text(df: pd.DataFrame, *, cost: str = "macs") -> str:
         return f"(needs finished trials of a shallower family: {', '.join(SHALLOWER)})"
     columns: list[Column] = [
         ("shallower model", lambda r: f"{r['family']} {r['width_mult']:.3g}x"),
-        (f"{cost} {info.unit}".rstrip(), _f("cost", ".4g", info.scale)),
+        (f"{cost} {info.unit}".rstrip(), _f("cost", COST_FORMATS.get(cost, ".4g"), info.scale)),
         ("top-1 %", _f("accuracy", ".2f")),
         (
             "best deeper model, no costlier",
             lambda r: "-" if pd.isna(r["deeper_family"]) else f"{r['deeper_family']} {r['deeper_width']:.3g}x",
         ),
-        (f"its {cost} {info.unit}".rstrip(), _f("deeper_cost", ".4g", info.scale)),
+        (f"its {cost} {info.unit}".rstrip(), _f("deeper_cost", COST_FORMATS.get(cost, ".4g"), info.scale)),
         ("its top-1 %", _f("deeper_accuracy", ".2f")),
         ("gain pp", _f("gain", "+.2f")),
     ]

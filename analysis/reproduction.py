@@ -24,6 +24,7 @@ from typing import cast
 import pandas as pd
 
 import analysis
+from analysis.load import trained_on
 from profiler.report import signed
 from search.results import finished
 from search.stats import sample_sd
@@ -103,7 +104,7 @@ def main_figure(trials: dict[str, pd.DataFrame], stem: Path) -> None:
     fig = Figure(figsize=(11, 8), layout="constrained")
     axes = fig.subplots(2, 2)
     for ax, (task, df) in zip(axes[0], trials.items(), strict=True):
-        analysis.plot_width_curves(df, title=f"{task} proxy task (this machine, 3 epochs)", ax=ax)
+        analysis.plot_width_curves(df, title=f"{task} proxy task, 3 epochs\n{trained_on(df)}", ax=ax)
     for ax, (dataset, title) in zip(axes[1], (("jester", "Jester (paper)"), ("kinetics600", "Kinetics-600 (paper)")), strict=True):
         analysis.plot_width_curves(analysis.paper_frame(dataset), title=title, ax=ax)
     analysis.plots.save_figure(fig, stem.parent, stem.name)

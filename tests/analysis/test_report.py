@@ -9,7 +9,7 @@ import re
 import pandas as pd
 
 from analysis import from_study
-from analysis.report import pareto_text, summary_markdown, table, width_text
+from analysis.report import depth_text, pareto_text, summary_markdown, table, width_text
 from tests.analysis.helpers import MIXED, T, make_study
 
 
@@ -42,3 +42,8 @@ def test_the_trials_line_counts_every_trial_by_source_and_names_the_cpu() -> Non
     by_source = re.search(r"\(by source: (.*?)\)", text)
     assert by_source is not None and sum(int(n.split()[0]) for n in by_source.group(1).split(", ")) == len(df)  # was one short
     assert f"Trials trained on Some CPU; drawn {datetime.date.today():%Y-%m-%d}." in text  # was neither CPU nor date
+
+
+def test_the_depth_table_prints_each_cost_as_the_other_tables_do() -> None:
+    text = depth_text(from_study(make_study(MIXED)).trials)
+    assert "|   93.7 |" in text and "|  232.4 |" in text and "|       71.7 |" in text  # was 93.72 beside 232.4 (.4g)

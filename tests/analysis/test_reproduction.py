@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import math
 from pathlib import Path
 
@@ -28,3 +29,13 @@ def test_the_published_table_is_what_the_code_prints(capsys: pytest.CaptureFixtu
     args = ["--motion", str(RESULTS / "motion" / "trials.csv"), "--digits", str(RESULTS / "digits" / "trials.csv")]
     assert main([*args, "--latency", str(RESULTS / "paper_table.json")]) == 0
     assert capsys.readouterr().out == (RESULTS / "reproduction.md").read_text()
+
+
+def test_the_main_figure_names_the_cpu_and_the_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import analysis.plots
+
+    drawn: list[str] = []
+    monkeypatch.setattr(analysis.plots, "save_figure", lambda fig, out, stem: drawn.extend(ax.get_title() for ax in fig.axes))
+    args = ["--motion", str(RESULTS / "motion"), "--digits", str(RESULTS / "digits"), "--figure", str(tmp_path / "width")]
+    assert main([*args, "--latency", str(RESULTS / "paper_table.json")]) == 0
+    assert sum(f"trained on AMD EPYC; drawn {datetime.date.today():%Y-%m-%d}" in t for t in drawn) == 2  # was "this machine"
