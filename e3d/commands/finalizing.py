@@ -95,5 +95,4 @@ def finalize_command(args: argparse.Namespace, out: Path) -> str:
     """The command that continues (or repeats) this finalization."""
     from e3d.commands.search import resume_command
 
-    again = resume_command(args, "search", out, 0).replace(" --resume", " --finalize").replace(" --trials 0", "")
-    return again + f" --final-seeds {args.final_seeds} --top-k {args.top_k}"
+    return resume_command(args, "search", out, 0).replace(" --resume", " --finalize").replace(" --trials 0", "")  # keeps its options

@@ -58,6 +58,7 @@ def test_resume_keeps_the_study_s_trials_and_the_hint_names_them(
 
 
 def test_the_interrupt_hint_keeps_the_finalization_options() -> None:
+    from e3d.commands.finalizing import finalize_command
     from e3d.commands.search import resume_command
 
     def hint(**finalizing: object) -> str:
@@ -68,6 +69,9 @@ def test_the_interrupt_hint_keeps_the_finalization_options() -> None:
     assert hint(no_finalize=True).endswith("--trials 4 --no-finalize")  # was left out: the resumed run finalized
     assert hint(final_seeds=5, top_k=2).endswith("--trials 4 --final-seeds 5 --top-k 2")
     assert hint(jobs=1).endswith("--trials 4 --jobs 1")  # was left out: the resumed run took the machine's default, 2
+    finalize = argparse.Namespace(study_name="s", storage=None, no_finalize=False, final_seeds=2, top_k=2, jobs=1)
+    again = finalize_command(finalize, Path("runs/s"))
+    assert again == "e3d search --finalize --study-name s --out runs/s --final-seeds 2 --top-k 2 --jobs 1"  # each was there twice
 
 
 def test_options_a_study_stores_are_refused_with_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
