@@ -387,7 +387,7 @@ def undone_on_failure(out: Path, url: str) -> Iterator[None]:
 
     new_folders = missing_parents(out)
     db = st.sqlite_path(url)
-    fresh = [] if db is None or db.exists() else [db, db.with_name(db.name + "-journal"), db.with_name(db.name + "-wal")]
+    fresh = [] if db is None or db.exists() else [db.with_name(db.name + end) for end in ("", "-journal", "-wal", "-shm")]
     check_writable(out)  # a read-only or full --out is one line now, not a traceback after the first trial
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -148,6 +148,14 @@ def test_bad_storage_urls_are_one_clear_line_and_leave_no_folder(
     assert listing(tmp_path) == [], "a failed start leaves no empty run folder"
 
 
+def test_a_start_that_fails_after_the_study_is_made_leaves_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "ds" / "a").mkdir(parents=True)  # a UCF-101 layout without its classInd.txt
+    out = tmp_path / "run"
+    code, _, err = search(capsys, *TINY, "--data", str(tmp_path / "ds"), "--format", "ucf101", "--out", str(out))
+    assert code == 2 and "no classInd.txt" in err
+    assert not out.exists(), list(out.iterdir())  # was study.db-shm
+
+
 def test_resume_into_a_missing_folder_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = search(capsys, "--resume", "--out", str(tmp_path / "missing"), "--quiet")
     assert code == 2 and "nothing to resume in" in err and len(err.strip().splitlines()) == 1
