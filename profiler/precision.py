@@ -22,9 +22,9 @@ import copy
 import hashlib
 import json
 import math
-import os
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -39,6 +39,7 @@ from profiler.convgrad import use_e3d_grads
 from profiler.cpu import CpuInfo, detect_cpu
 from profiler.latency import torch_threads
 from profiler.native import cache_root
+from space.files import WriteError, write_text
 from space.spec import E3DError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -210,14 +211,31 @@ def read_cache(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+class CacheWarning(UserWarning):
+    """A calibration could not be cached (it is used for this run all the same)."""
+
+
 def write_cache(path: Path, key: str, config: ExecConfig) -> None:
-    """Add one calibration to the cache file (re-read first, written to a temporary name and renamed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Add one calibration to the cache file (re-read first, written to a temporary name and renamed); where
+    that fails (a full disk, a folder in its place) a :class:`CacheWarning`, and the file is left as it was."""
     data = read_cache(path)
     data[key] = config.as_dict()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    try:
+        write_text(path, json.dumps(data, indent=1, sort_keys=True))
+    except WriteError as e:
+        warnings.warn(CacheWarning(f"{e}; the calibration is used for this run only"), stacklevel=2)
+
+
+def cached(entry: Any) -> ExecConfig | None:
+    """The configuration a cache entry holds; None for one this code did not write (measured again then)."""
+    if not isinstance(entry, dict) or "precision" not in entry:
+        return None
+    try:
+        c = ExecConfig.from_dict(entry)
+    except TypeError:
+        return None
+    flags_ok = isinstance(c.channels_last, bool) and isinstance(c.depthwise_grad, bool) and isinstance(c.reason, str)
+    return c if c.precision in DTYPES and flags_ok else None
 
 
 def resolve(
@@ -245,9 +263,8 @@ def resolve(
         mixed = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return ExecConfig(mixed, False, threads, device, reason="auto on a GPU: CUDA mixed precision")
     path = cache or cache_path()
-    hit = read_cache(path).get(key)
-    if isinstance(hit, dict):
-        found = ExecConfig.from_dict(hit)
+    found = cached(read_cache(path).get(key))
+    if found is not None:
         return replace(found, threads=threads, device=device, reason=f"{found.reason}; cached in {path}")
     if start is None:
         raise ValueError("auto needs a timer to start when the calibration is not cached")
@@ -428,9 +445,8 @@ def resolve_optimized(
         return ExecConfig("fp32", True, threads, "cpu", reason="auto: this CPU has no native bf16")
     path = cache or cache_path()
     key = cache_key("optimized", network_key(model, input_shape), batch_size=batch_size, device="cpu", threads=threads, cpu=cpu)
-    hit = read_cache(path).get(key)
-    if isinstance(hit, dict):
-        found = ExecConfig.from_dict(hit)
+    found = cached(read_cache(path).get(key))
+    if found is not None:
         return replace(found, threads=threads, reason=f"{found.reason}; cached in {path}")
     timer = measure or (lambda bf16: optimized_seconds(model, bf16=bf16, input_shape=input_shape, batch_size=batch_size, threads=threads))
     fp32_s, bf16_s = timer(False), timer(True)

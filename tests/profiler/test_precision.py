@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,11 +14,13 @@ import space
 from profiler.precision import (
     CLOSE,
     Autocast,
+    CacheWarning,
     CpuInfo,
     ExecConfig,
     PrecisionError,
     StepTimer,
     cache_key,
+    cached,
     calibrate,
     candidates,
     check_supported,
@@ -215,6 +218,24 @@ def test_the_calibration_is_cached_per_key_and_written_atomically(tmp_path: Path
     resolve("auto", start=start, key="b", cpu=AMX, cache=path)
     assert set(read_cache(path)) == {"a", "b"} and len(seen) == 6
     assert [p.name for p in path.parent.iterdir()] == ["p.json"]  # no temporary file left
+
+
+def test_a_cache_that_cannot_be_written_warns_and_the_calibration_is_used(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.mkdir()  # a folder where the file belongs: writing fails as on a full disk (one line, no traceback)
+    _seen, start = timer({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8})
+    with pytest.warns(CacheWarning, match=rf"cannot write {path}: .*; the calibration is used for this run only"):
+        c = resolve("auto", start=start, key="k", cpu=EPYC, cache=path)  # was IsADirectoryError from the command
+    assert c.label == "fp32 channels-last+dw" and list(tmp_path.iterdir()) == [path]  # no temporary file left
+
+
+@pytest.mark.parametrize("entry", [{"precision": "int3"}, {"precision": "bf16", "channels_last": "yes"}, {"bogus": 1, "lanes": 2}, []])
+def test_a_cache_entry_this_code_did_not_write_is_measured_again(tmp_path: Path, entry: object) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"k": entry}))
+    seen, start = timer({"fp32 eager": 1.0, "fp32 channels-last+dw": 0.8})
+    c = resolve("auto", start=start, key="k", cpu=EPYC, cache=path)  # was KeyError: 'int3' in the training that used it
+    assert c.label == "fp32 channels-last+dw" and seen and cached(read_cache(path)["k"]) == c
 
 
 def test_cache_keys_separate_cpus_batches_threads_and_networks() -> None:
