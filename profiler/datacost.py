@@ -135,7 +135,7 @@ def dataset_bins(
     out: list[Bins] = []
     model = model.to(device)
     loader = DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=_stack_clips)
-    for clips in tqdm(loader, desc="SGS bins", unit="batch", disable=not progress, leave=False):
+    for clips in tqdm(loader, desc="SGS bins", unit="batch", disable=not progress or None, leave=False):
         if clips is not None:
             out += batch_bins(model, clips.to(device))
     return out

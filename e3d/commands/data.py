@@ -216,7 +216,7 @@ def _read_videos(paths: list[Path], *, decode: bool, workers: int) -> _Reading:
         FrameCounts(paths, decode=decode), batch_size=None, num_workers=workers
     )
     reading = _Reading([], [], [])
-    for path, header, decoded, error in tqdm(loader, total=len(paths), desc="reading videos", unit="video", leave=False):
+    for path, header, decoded, error in tqdm(loader, total=len(paths), desc="reading videos", unit="video", leave=False, disable=None):
         if error is not None:
             reading.bad.append((path, error))
             continue

@@ -148,7 +148,11 @@ class VideoDataset(ClipDataset):
         if sampling.mode == "all":
             items = []
             bar = tqdm(
-                self.records, desc=f"counting frames ({name})", unit="video", disable=not progress or len(records) < 200, leave=False
+                self.records,
+                desc=f"counting frames ({name})",
+                unit="video",
+                disable=not progress or len(records) < 200 or None,
+                leave=False,
             )
             for v, rec in enumerate(bar):
                 try:

@@ -157,7 +157,7 @@ def resize_tree(src: Path, dst: Path, short_side: int, *, progress: bool = True)
     _claim(dst, short_side)
     report = ResizeReport()
     todo = list(files(src))
-    for path in tqdm(todo, desc="resizing", unit="file", disable=not progress):
+    for path in tqdm(todo, desc="resizing", unit="file", disable=not progress or None):
         out = dst / path.relative_to(src)
         if out.exists():
             report.skipped += 1

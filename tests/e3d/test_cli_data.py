@@ -26,6 +26,7 @@ def test_summarises_a_folder_dataset_and_lists_unreadable_files(capsys: pytest.C
     (root / "train" / "jump" / "empty.mp4").write_bytes(b"")
     code, out, err = run(capsys, "data", "check", str(root), "--workers", "0")
     assert code == 1, err
+    assert "\r" not in err, "no progress bar where stderr is no terminal (was drawn into logs)"
     assert "(folder layout)" in out and "classes  2: jump, run" in out
     lines = {ln.split()[0]: ln.split()[1:] for ln in out.splitlines() if ln.split() and ln.split()[0] in ("train", "val", "test")}
     assert lines["train"][0] == "4" and lines["val"][0] == "2" and lines["test"][0] == "2"
