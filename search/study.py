@@ -1000,19 +1000,23 @@ def trial_line(t: FrozenTrial) -> str:
     return f"{head}  {macs}  params {a.get('params', 0) / 1e6:5.2f} M{lat}  {acc_s}  {a.get('epochs', 0)} ep {took:5.0f} s{state}"
 
 
-class QuietInterrupt(logging.Filter):
-    """Drops Optuna's log records of a trial stopped by Ctrl-C (a traceback, then "failed with value
-    None"): stopping a worker is not an error, and the CLI says how to resume. A trial failed by any
-    other error keeps its first record, with the error."""
+class QuietReported(logging.Filter):
+    """Drops Optuna's log records (a traceback, then "failed with value None") of a trial that e3d reports in
+    a line of its own: stopped by Ctrl-C (not an error; the CLI says how to resume), failed by a non-finite
+    loss (its trial line says so), or failed by another worker while this one was paused. A trial failed by
+    any other error keeps its first record, with the error."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """False for the records to drop."""
-        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+        from search.train import NonFiniteLossError
+
+        reported = (KeyboardInterrupt, NonFiniteLossError, optuna.exceptions.UpdateFinishedTrialError)
+        if record.exc_info and isinstance(record.exc_info[1], reported):
             return False
         return "failed with value None" not in record.getMessage()
 
 
-_QUIET_INTERRUPT = QuietInterrupt()
+_QUIET_REPORTED = QuietReported()
 
 
 class _Guarded:
@@ -1051,16 +1055,6 @@ class _Guarded:
             self.taken_over = trial.number
 
 
-class QuietTakenOver(logging.Filter):
-    """Drops Optuna's log record of a trial that another worker failed while this one was paused
-    (e3d logs one line of its own)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """False for the records to drop."""
-        return not (record.exc_info and isinstance(record.exc_info[1], optuna.exceptions.UpdateFinishedTrialError))
-
-
-_QUIET_TAKEN_OVER = QuietTakenOver()
 _log = logging.getLogger("e3d.search")
 
 
@@ -1119,8 +1113,7 @@ def run_worker(
     from search.train import NonFiniteLossError
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("optuna.study._optimize").addFilter(_QUIET_INTERRUPT)
-    logging.getLogger("optuna.study._optimize").addFilter(_QUIET_TAKEN_OVER)
+    logging.getLogger("optuna.study._optimize").addFilter(_QUIET_REPORTED)
     try:
         while timeout is None or time.perf_counter() - start < timeout:
             if not _done(study, n_trials, cpu_budget_s):

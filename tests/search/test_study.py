@@ -135,7 +135,16 @@ def test_a_nan_loss_fails_that_trial_and_the_study_goes_on(tmp_path: Path, monke
         return real(*a, **k)
 
     monkeypatch.setattr("search.train.fit", nan_once)
-    assert search(tmp_path, "--trials", "3") == 0
+    logged: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = logged.append  # type: ignore[method-assign]
+    optimize_log = logging.getLogger("optuna.study._optimize")
+    optimize_log.addHandler(handler)
+    try:
+        assert search(tmp_path, "--trials", "3") == 0
+    finally:
+        optimize_log.removeHandler(handler)
+    assert not [r.getMessage() for r in logged if "failed" in r.getMessage()]  # was Optuna's traceback on stderr
     study = load(tmp_path)
     failed = [t for t in study.trials if t.state.name == "FAIL"]
     assert len(failed) == 1 and "non-finite loss" in failed[0].user_attrs["error"]
