@@ -43,10 +43,11 @@ def finalize_options(args: argparse.Namespace) -> str:
 
 def finalize_existing(args: argparse.Namespace) -> int:
     """``e3d search --finalize``: open the run's study (it must exist) and finalize it."""
-    from e3d.commands.search import run_folder
+    from e3d.commands.search import refuse_on_resume, run_folder
     from search import study as st
 
     args.resume = True
+    refuse_on_resume(args, what="a finalization")
     out, url = run_folder(args)
     storage = st.open_storage(url, heartbeat=args.heartbeat)
     study, config, _ = st.open_study(args.study_name, storage, None, resume=True, kind="search")

@@ -101,15 +101,16 @@ def keep_study_defaults(p: argparse.ArgumentParser, dests: tuple[str, ...]) -> N
     p.set_defaults(study_defaults={d: p.get_default(d) for d in dests})
 
 
-def refuse_on_resume(args: argparse.Namespace) -> None:
-    """With ``--resume``: :class:`search.study.StudyConfigError` naming each option given that the study stores
-    (it would be ignored: the study goes on with the settings it was made with)."""
+def refuse_on_resume(args: argparse.Namespace, *, what: str = "a resumed study") -> None:
+    """With ``--resume`` (or ``--finalize``: ``what`` names it): :class:`search.study.StudyConfigError` naming
+    each option given that the study stores (it would be ignored: the study goes on with the settings it was
+    made with)."""
     from search.study import StudyConfigError
 
     given = [d for d, default in args.study_defaults.items() if args.resume and getattr(args, d) != default]
     if given:
         flags = ", ".join("--format" if d == "data_format" else "--" + d.replace("_", "-") for d in given)
-        raise StudyConfigError(f"{flags}: a resumed study goes on with its own settings; leave them out (or use another --out)")
+        raise StudyConfigError(f"{flags}: {what} goes on with the study's own settings; leave them out (or use another --out)")
 
 
 def add_proxy_args(p: argparse.ArgumentParser, *, epochs: int = 3, train_samples: int = 800, val_samples: int = 200) -> None:

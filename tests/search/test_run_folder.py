@@ -77,7 +77,9 @@ def test_the_interrupt_hint_keeps_the_finalization_options() -> None:
 def test_options_a_study_stores_are_refused_with_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--resume", "--out", str(tmp_path), "--budget-mflops", "500", "--format", "ucf101", "--epochs", "2", "--trials", "9"]
     code, _, err = search(capsys, *argv)  # were ignored: the study went on with its stored budget, families and epochs
-    assert code == 2 and "--budget-mflops, --format, --epochs: a resumed study goes on with its own settings" in err
+    assert code == 2 and "--budget-mflops, --format, --epochs: a resumed study goes on with the study's own settings" in err
+    code, _, err = search(capsys, "--finalize", "--out", str(tmp_path), "--test-samples", "20", "--task", "digits")
+    assert code == 2 and "--task, --test-samples: a finalization goes on with the study's own settings" in err  # were ignored
     code, _, err = search(capsys, "--resume", "--out", str(tmp_path), "--trials", "9", "--jobs", "1", "--threads", "1")
     assert code == 2 and "nothing to resume" in err, "a worker's own options (and --trials) pass"
 
