@@ -66,8 +66,10 @@ def parse_count(text: str) -> float:
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kKmMgG]?)\s*", text)
     if not m:
         raise ValueError(f"not a count: {text!r} (use e.g. 2.5M, 800k or 1500000)")
-    scale = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}[m.group(2).lower()]
-    return float(m.group(1)) * scale
+    value = float(m.group(1)) * {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}[m.group(2).lower()]
+    if not math.isfinite(value):
+        raise ValueError(f"too large a count: {text!r}")
+    return value
 
 
 @dataclass(frozen=True)

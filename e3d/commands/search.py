@@ -73,6 +73,13 @@ def count_arg(text: str) -> float:
     return value
 
 
+def study_name(text: str) -> str:
+    """argparse type: a study name, not blank (it names the default run folder too)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
 def jobs_arg(text: str) -> int:
     """argparse type: ``--jobs``, a positive integer or ``auto`` (one per core)."""
     from search.jobs import parse_jobs
@@ -173,7 +180,7 @@ def add_proxy_args(p: argparse.ArgumentParser, *, epochs: int = 3, train_samples
 def add_storage_args(p: argparse.ArgumentParser, *, name: str) -> None:
     """Where the study lives and where its outputs go."""
     o = p.add_argument_group("storage and output")
-    o.add_argument("--study-name", default=name, metavar="NAME", help=f"study name (default {name})")
+    o.add_argument("--study-name", type=study_name, default=name, metavar="NAME", help=f"study name (default {name})")
     o.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: SQLite file in --out); postgresql://... for many workers")
     o.add_argument("--out", type=Path, metavar="DIR", help="run folder (default runs/<study-name>)")
     o.add_argument("--resume", action="store_true", help="continue the existing study with its stored settings")

@@ -56,6 +56,8 @@ def test_parse_count() -> None:
     assert parse_count("2.5M") == 2.5e6 and parse_count("800k") == 8e5 and parse_count("1500000") == 1.5e6
     with pytest.raises(ValueError):
         parse_count("lots")
+    with pytest.raises(ValueError, match="too large a count: '1e400'"):
+        parse_count("1e400")  # was inf: a budget of "params <= inf M", an expansion that never reached its target
 
 
 class Recorder(Objective):

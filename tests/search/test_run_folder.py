@@ -158,6 +158,17 @@ def test_a_start_that_fails_after_the_study_is_made_leaves_nothing(tmp_path: Pat
     assert not out.exists(), list(out.iterdir())  # was study.db-shm
 
 
+@pytest.mark.parametrize(
+    ("argv", "words"), [(["--study-name", " "], "--study-name: must not be empty"), (["--budget-params", "1e400"], "too large")]
+)
+def test_blank_names_and_endless_counts_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], words: str
+) -> None:
+    code, _, err = search(capsys, *TINY, "--out", str(tmp_path / "run"), *argv)
+    assert code == 2 and words in err  # were accepted: a study named "" in runs/, a budget of "params <= inf M"
+    assert not (tmp_path / "run").exists()
+
+
 def test_resume_into_a_missing_folder_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = search(capsys, "--resume", "--out", str(tmp_path / "missing"), "--quiet")
     assert code == 2 and "nothing to resume in" in err and len(err.strip().splitlines()) == 1
