@@ -145,6 +145,17 @@ def load_study(name: str, *, storage: str) -> Results:
     return results
 
 
+def read_table(p: Path) -> pd.DataFrame:
+    """A CSV file as a frame; :class:`AnalysisError` in one line for an empty or unreadable one."""
+    try:
+        return pd.read_csv(p)
+    except pd.errors.EmptyDataError:
+        raise AnalysisError(f"{p} is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise AnalysisError(f"{p} is not a readable CSV: {first}") from None
+
+
 def load_csv(path: str | Path, *, strict: bool = False) -> Results:
     """Read a ``trials.csv`` (or a run folder of ``e3d search`` that holds one); for a run folder or
     its short ``trials.csv``, the full record beside it (``trials_full.csv``) is what is read.
@@ -157,13 +168,7 @@ def load_csv(path: str | Path, *, strict: bool = False) -> Results:
     p = full_csv(path)  # a run folder or its short trials.csv: the full record beside it
     if not p.is_file():
         raise AnalysisError(f"no such file: {p}")
-    try:
-        raw = pd.read_csv(p)
-    except pd.errors.EmptyDataError:
-        raise AnalysisError(f"{p} is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise AnalysisError(f"{p} is not a readable CSV: {first}") from None
+    raw = read_table(p)
     missing = [c for c in REQUIRED if c not in raw.columns]
     if missing and {"status", "spec", "macs_m"} <= set(raw.columns):
         raise AnalysisError(f"{p} is the short table of a run; analyse its trials_full.csv (it is not beside it)")

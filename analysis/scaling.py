@@ -11,6 +11,7 @@ axis each expansion chose and gained by, early and late) and :func:`write_compar
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from analysis.load import AnalysisError, trained_on
+from analysis.load import AnalysisError, read_table, trained_on
 from analysis.plots import save_figure
 from space.files import write_text
 
@@ -44,18 +45,54 @@ class ScaleRun:
     config: dict[str, Any] = field(default_factory=dict)
 
 
+KEYS = {POINTS: ("point", "mode", "axis", "macs"), PATH: ("step", "point", "axis", "macs")}
+"""Columns every row of each table fills; with ``accuracy_mean`` (empty until trained), those it needs."""
+
+
 def load_scale(folder: str | Path) -> ScaleRun:
-    """Read a scale run folder (``points.csv``, ``path.csv``, ``scale.json``)."""
+    """Read a scale run folder (``points.csv``, ``path.csv``, ``scale.json``); :class:`AnalysisError` in one
+    line for a file that is missing, unreadable, lacks a column, has a row cut short or a non-number cost or
+    accuracy."""
     root = Path(folder)
     if not (root / POINTS).is_file():
         raise AnalysisError(f"{root} holds no {POINTS}: not an e3d scale run folder")
-    points = pd.read_csv(root / POINTS)
-    missing = [c for c in ("point", "mode", "axis", "macs", "accuracy_mean") if c not in points]
+    points = _checked(read_table(root / POINTS), root / POINTS)
+    path = _checked(read_table(root / PATH), root / PATH) if (root / PATH).is_file() else points.iloc[0:0]
+    return ScaleRun(points, path, _settings(root / CONFIG) if (root / CONFIG).is_file() else {})
+
+
+def _checked(df: pd.DataFrame, p: Path) -> pd.DataFrame:
+    """``df`` with numeric ``macs`` and ``accuracy_mean``, or :class:`AnalysisError` naming what is wrong."""
+    keys = KEYS[p.name]
+    missing = [c for c in (*keys, "accuracy_mean") if c not in df]
     if missing:
-        raise AnalysisError(f"{root / POINTS} lacks the columns {', '.join(missing)}")
-    path = pd.read_csv(root / PATH) if (root / PATH).is_file() else points.iloc[0:0]
-    config = json.loads((root / CONFIG).read_text()) if (root / CONFIG).is_file() else {}
-    return ScaleRun(points, path, config)
+        raise AnalysisError(f"{p} lacks the columns {', '.join(missing)}")
+    with p.open(newline="") as f:
+        widths = [len(row) for row in csv.reader(f)]
+    short = [i for i, n in enumerate(widths) if 0 < n < widths[0]]
+    if short:
+        raise AnalysisError(f"{p}: row {short[0] + 1} has {widths[short[0]]} of {widths[0]} fields (cut short?)")
+    blank = df[df[list(keys)].isna().any(axis=1)]
+    if len(blank):
+        raise AnalysisError(f"{p}: row {blank.index[0] + 2} lacks {', '.join(c for c in keys if pd.isna(blank.iloc[0][c]))}")
+    for column in ("macs", "accuracy_mean"):
+        numbers = pd.to_numeric(df[column], errors="coerce")
+        bad = df[numbers.isna() & df[column].notna()]
+        if len(bad):
+            raise AnalysisError(f"{p}: row {bad.index[0] + 2}: {column} {bad.iloc[0][column]!r} is not a number")
+        df = df.assign(**{column: numbers})
+    return df
+
+
+def _settings(p: Path) -> dict[str, Any]:
+    """A ``scale.json``; :class:`AnalysisError` for one that is not the JSON object ``e3d scale`` writes."""
+    try:
+        settings = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise AnalysisError(f"{p} is not readable JSON: {e}") from None
+    if not isinstance(settings, dict) or "mode" not in settings:
+        raise AnalysisError(f"{p} is not the settings of an e3d scale run (no mode)")
+    return settings
 
 
 def curves(points: pd.DataFrame, path: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:

@@ -6,6 +6,7 @@ import datetime
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -115,6 +116,26 @@ def test_a_folder_without_points_is_a_clear_error(tmp_path: Path) -> None:
         load_scale(tmp_path)
     pd.DataFrame({"point": ["x"]}).to_csv(tmp_path / "points.csv", index=False)
     with pytest.raises(AnalysisError, match="lacks the columns mode, axis, macs, accuracy_mean"):
+        load_scale(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        (lambda f: (f / "scale.json").write_text("garbage"), r"scale\.json is not readable JSON"),  # was JSONDecodeError
+        (lambda f: (f / "scale.json").write_text('{"a": 1}'), r"not the settings of an e3d scale run"),  # was accepted
+        (lambda f: (f / "points.csv").write_text(""), r"points\.csv is empty"),  # was EmptyDataError
+        (lambda f: (f / "points.csv").write_text((f / "points.csv").read_text()[:150]), r"row 2 has 10 of 12 fields \(cut short\?\)"),
+        (lambda f: (f / "points.csv").write_text((f / "points.csv").read_text().replace(",base,0,base,", ",,0,base,")), "row 2 lacks mode"),
+        (lambda f: (f / "path.csv").write_text((f / "path.csv").read_text().replace(",52.0,", ",oops,")), r"accuracy_mean 'oops' is not"),
+    ],
+)
+def test_a_damaged_run_folder_is_one_clear_error(tmp_path: Path, damage: Any, words: str) -> None:
+    save_run(versus_run(), tmp_path)
+    (tmp_path / "scale.json").write_text(json.dumps({"mode": "expand"}))
+    load_scale(tmp_path)
+    damage(tmp_path)  # a truncated points.csv was analysed as if whole
+    with pytest.raises(AnalysisError, match=words):
         load_scale(tmp_path)
 
 
