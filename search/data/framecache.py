@@ -32,6 +32,7 @@ import struct
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import simplejpeg
@@ -92,29 +93,58 @@ def _pack(jpegs: Sequence[bytes], h: int, w: int) -> bytes:
     return _HEAD.pack(MAGIC, len(jpegs), h, w) + offsets.tobytes() + b"".join(jpegs)
 
 
+def _read_index(f: BinaryIO) -> tuple[int, int, int, np.ndarray] | None:
+    """(frames, height, width, offsets) of the open entry ``f``; None unless the header and offsets fit the file.
+
+    Every count is bounded by the file's size before it sizes a read, so a corrupt header cannot ask for
+    more than the file holds; the frame size is checked against the frames themselves (:func:`_frame_bytes`).
+    """
+    head = f.read(_HEAD.size)
+    if len(head) != _HEAD.size or head[:8] != MAGIC:
+        return None
+    _, n, h, w = _HEAD.unpack(head)
+    size = os.fstat(f.fileno()).st_size
+    if n < 1 or h < 1 or w < 1 or 8 * (n + 1) > size - _HEAD.size:
+        return None
+    offsets = np.frombuffer(f.read(8 * (n + 1)), "<u8")
+    if len(offsets) != n + 1 or offsets[0] != 0 or np.any(offsets[1:] < offsets[:-1]):
+        return None
+    if size != _HEAD.size + 8 * (n + 1) + int(offsets[-1]):
+        return None
+    return n, h, w, offsets
+
+
+def _frame_bytes(f: BinaryIO, offsets: np.ndarray, wanted: Sequence[int], h: int, w: int) -> list[bytes] | None:
+    """The stored JPEGs of frames ``wanted``; None when one is not an ``h`` x ``w`` JPEG (a corrupt header or frame)."""
+    base = _HEAD.size + 8 * len(offsets)
+    jpegs = []
+    for i in wanted:
+        f.seek(base + int(offsets[i]))
+        jpegs.append(f.read(int(offsets[i + 1]) - int(offsets[i])))
+        if simplejpeg.decode_jpeg_header(jpegs[-1])[:2] != (h, w):
+            return None
+    return jpegs
+
+
 def unpack(path: Path, plan: Plan) -> tuple[np.ndarray, int] | None:
     """Frames ``plan(n)`` of the entry at ``path`` and its frame count ``n``; None when it is not a complete entry."""
     try:
         with open(path, "rb") as f:
-            head = f.read(_HEAD.size)
-            if len(head) != _HEAD.size or head[:8] != MAGIC:
+            index = _read_index(f)
+            if index is None:
                 return None
-            _, n, h, w = _HEAD.unpack(head)
-            offsets = np.frombuffer(f.read(8 * (n + 1)), "<u8")
-            base = _HEAD.size + 8 * (n + 1)
-            if len(offsets) != n + 1 or os.fstat(f.fileno()).st_size != base + int(offsets[-1]):
-                return None
-            indices = list(plan(int(n)))
+            n, h, w, offsets = index
+            indices = list(plan(n))
             wanted = sorted(set(indices))
-            frames = np.empty((len(wanted), h, w, 3), np.uint8)
-            for k, i in enumerate(wanted):
-                f.seek(base + int(offsets[i]))
-                _decode_jpeg(f.read(int(offsets[i + 1] - offsets[i])), frames[k])
+            jpegs = _frame_bytes(f, offsets, wanted, h, w)
+        if jpegs is None:
+            return None
+        frames = _decode_all(jpegs, h, w)
     except (OSError, ValueError):
         return None
     if indices == wanted:
-        return frames, int(n)
-    return frames[np.searchsorted(wanted, indices)], int(n)
+        return frames, n
+    return frames[np.searchsorted(wanted, indices)], n
 
 
 class FrameCache:

@@ -392,7 +392,7 @@ def load_or_generate(
     key = _cache_key(task, split, num_samples, video, seed, options)
     npy, meta = folder / f"{key}.npy", folder / f"{key}.json"
     if npy.exists() or meta.exists():
-        labels, damage = _read_cached(npy, meta, (num_samples, *video))
+        labels, damage = _read_cached(npy, meta, (num_samples, *video), len(class_names(task, options)))
         if labels is not None:
             return npy, labels
         print(f"proxy cache {npy} is damaged ({damage}); generating it again", file=sys.stderr)
@@ -406,11 +406,24 @@ def load_or_generate(
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
-def _read_cached(npy: Path, meta: Path, shape: tuple[int, ...]) -> tuple[np.ndarray | None, str]:
-    """The labels of a cache entry whose ``.npy`` holds uint8 videos of ``shape`` in full, else (None, what is wrong)."""
+def _label_array(raw: object, num_classes: int) -> np.ndarray:
+    """``raw`` (a JSON value) as int64 labels; ValueError unless it is a list of integers in [0, ``num_classes``)."""
+    if not isinstance(raw, list):
+        raise ValueError(f"labels are a {type(raw).__name__}, not a list")
+    bad = [v for v in raw if type(v) is not int or not 0 <= v < num_classes]
+    if bad:
+        raise ValueError(f"label {bad[0]!r} is not a class index in [0, {num_classes})")
+    return np.asarray(raw, np.int64).reshape(-1)
+
+
+def _read_cached(npy: Path, meta: Path, shape: tuple[int, ...], num_classes: int) -> tuple[np.ndarray | None, str]:
+    """The labels of a cache entry whose ``.npy`` holds uint8 videos of ``shape`` in full, else (None, what is wrong).
+
+    The labels must be class indices in [0, ``num_classes``): a loss over out-of-range targets fails mid-training.
+    """
     where = meta
     try:
-        labels = np.asarray(parse_json(meta.read_text(encoding="utf-8"))["labels"], np.int64)
+        labels = _label_array(parse_json(meta.read_text(encoding="utf-8"))["labels"], num_classes)
         where = npy
         with open(npy, "rb") as f:
             version = np.lib.format.read_magic(f)

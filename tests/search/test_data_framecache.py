@@ -85,6 +85,44 @@ def test_an_entry_with_a_corrupt_frame_is_not_read(tmp_path: Path) -> None:
     assert fc.unpack(entry, lambda n: [0]) is None
 
 
+def _set_field(offset: int, value: int) -> bytes:
+    """An entry of two 16x16 frames whose little-endian uint64 at ``offset`` is ``value``."""
+    data = bytearray(fc.pack(np.zeros((2, 16, 16, 3), np.uint8)))
+    data[offset : offset + 8] = value.to_bytes(8, "little")
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _set_field(8, 1 << 62 | 2),
+        _set_field(8, 3),
+        _set_field(8, 0),
+        _set_field(16, 1 << 40 | 16),
+        _set_field(24, 1 << 40 | 16),
+        _set_field(16, 0),
+        _set_field(16, 17),
+        _set_field(fc._HEAD.size + 8, 1 << 63),
+        _set_field(fc._HEAD.size, 8),
+    ],
+    ids=[
+        "frames-bit-62",
+        "frames-off-by-one",
+        "no-frames",
+        "height-bit-40",
+        "width-bit-40",
+        "no-height",
+        "height-off",
+        "offset-huge",
+        "first-offset",
+    ],
+)
+def test_an_entry_with_a_corrupt_header_is_not_read(tmp_path: Path, data: bytes) -> None:
+    entry = tmp_path / "e.frames"
+    entry.write_bytes(data)
+    assert fc.unpack(entry, lambda n: [0, n - 1]) is None
+
+
 def test_a_changed_video_gets_a_new_entry_and_a_broken_entry_is_replaced(tmp_path: Path) -> None:
     video = write_video(tmp_path / "v.mkv", level_frames(10), codec="ffv1")
     cache = FrameCache(tmp_path / "frames", 32)

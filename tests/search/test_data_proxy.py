@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,17 @@ def _float32(npy: Path, meta: Path) -> None:
     np.save(npy, np.load(npy).astype(np.float32))
 
 
+def _set_label(value: object) -> Any:
+    """A damage that sets the second cached label to ``value``."""
+
+    def damage(npy: Path, meta: Path) -> None:
+        info = json.loads(meta.read_text())
+        info["labels"][1] = value
+        meta.write_text(json.dumps(info))
+
+    return damage
+
+
 @pytest.mark.parametrize(
     "damage",
     [
@@ -74,8 +86,28 @@ def _float32(npy: Path, meta: Path) -> None:
         lambda npy, meta: meta.write_text("[" * 100_000),
         lambda npy, meta: meta.write_text('{"labels": [1]}'),
         lambda npy, meta: meta.unlink(),
+        _set_label(-1),
+        _set_label(10),
+        _set_label(2**70),
+        _set_label(1.5),
+        _set_label("3"),
+        _set_label(None),
     ],
-    ids=["truncated", "float32", "empty", "bad-json", "deep-json", "few-labels", "no-json"],
+    ids=[
+        "truncated",
+        "float32",
+        "empty",
+        "bad-json",
+        "deep-json",
+        "few-labels",
+        "no-json",
+        "label-negative",
+        "label-too-big",
+        "label-huge",
+        "label-float",
+        "label-str",
+        "label-null",
+    ],
 )
 def test_a_damaged_cache_entry_is_generated_again(tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: Any) -> None:
     first = proxy_dataset("digits", split="val", clip=(4, 12, 12), num_samples=3, cache_dir=tmp_path, progress=False)
