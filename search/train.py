@@ -343,12 +343,17 @@ def check_finite(weights: dict[str, torch.Tensor], path: str | Path) -> None:
 
 def check_field_types(record: dict[str, Any], kinds: dict[str, type], *, where: str) -> None:
     """:class:`CheckpointError` ``"<where> '<key>' must be <kind>; it is <value>"`` for the first entry of ``record``
-    that is not of its type in ``kinds`` (a dict, list, int or str; absent or None passes; a bool is no int)."""
+    that is not of its type in ``kinds`` (a dict, list, int or str; absent or None passes; a bool is no int).
+
+    The integers of checkpoints are counts, seeds and indices (an epoch, a frame step): a negative one is refused too,
+    as a damaged field, before it reaches the trainer or a random generator that fails on it."""
     for key, kind in kinds.items():
         value = record.get(key)
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
             found = repr(value) if isinstance(value, (str, int, float)) else f"a {type(value).__name__}"
             raise CheckpointError(f"{where} {key!r} must be {_KIND_NAMES[kind]}; it is {found}")
+        if kind is int and isinstance(value, int) and value < 0:
+            raise CheckpointError(f"{where} {key!r} must be a non-negative integer; it is {value!r}")
 
 
 # -- evaluation ------------------------------------------------------------------------------------
@@ -801,17 +806,35 @@ def _same(old: Any, new: Any) -> bool:
 def _restore(run: _Run, state: dict[str, Any], ckpt_path: Path | None, meta: dict[str, Any] | None) -> None:
     """Continue from a checkpoint (:func:`check_resume` first): weights, optimiser, schedule, RNG states, history and epoch."""
     check_resume(state, config=run.config, model=run.model, meta=meta, path=ckpt_path)
+    mismatch = _key_mismatch(run.model.state_dict(), state["model"])
+    if mismatch is not None:
+        raise CheckpointError(f"checkpoint {ckpt_path} does not fit this model: {mismatch}")
     try:
         run.model.load_state_dict(state["model"])
         run.opt.load_state_dict(state["optimizer"])
     except (RuntimeError, ValueError, KeyError) as e:
-        raise CheckpointError(f"checkpoint {ckpt_path} does not fit this model: {str(e).splitlines()[0]}") from None
+        raise CheckpointError(f"checkpoint {ckpt_path} does not fit this model: {_one_line(str(e))}") from None
     run.sched.load_state_dict(state["scheduler"])
     if state.get("scaler"):
         run.scaler.load_state_dict(state["scaler"])
     _set_rng_state(state["rng"])
     run.history = [dict(h) for h in state["history"]]
     run.start_epoch = int(state["epoch"])
+
+
+def _key_mismatch(own: dict[str, Any], stored: dict[str, Any]) -> str | None:
+    """``missing keys a, b; unexpected key c`` (the first few of each) when ``stored`` names other tensors than ``own``."""
+    missing = [k for k in own if k not in stored]
+    unexpected = [k for k in stored if k not in own]
+    found = [(what, keys) for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+    return "; ".join(f"{what} key{'s' * (len(keys) > 1)} {checkpoints._listing(keys)}" for what, keys in found) or None
+
+
+def _one_line(message: str, limit: int = 3) -> str:
+    """A multi-line error message (PyTorch's ``Error(s) in loading state_dict``) as one line: its first ``limit`` details."""
+    head, *details = [line.strip() for line in message.splitlines() if line.strip()] or [""]
+    more = f" (and {len(details) - limit} more)" if len(details) > limit else ""
+    return " ".join([head, *details[:limit]]) + more
 
 
 @dataclass

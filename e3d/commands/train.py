@@ -154,7 +154,7 @@ def find_recipe(model: str) -> Path | None:
 
 
 def _whole(value: Any, minimum: int) -> bool:
-    return type(value) is int and value >= minimum
+    return type(value) is int and minimum <= value <= sys.maxsize  # the bound of --seed and every integer option
 
 
 def _number(value: Any) -> bool:
@@ -163,12 +163,12 @@ def _number(value: Any) -> bool:
 
 _RECIPE_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "clip": ("three positive integers", lambda v: isinstance(v, list) and len(v) == 3 and all(_whole(x, 1) for x in v)),
-    "epochs": ("a positive integer", lambda v: _whole(v, 1)),
-    "batch_size": ("a positive integer", lambda v: _whole(v, 1)),
-    "train_samples": ("a positive integer", lambda v: _whole(v, 1)),
-    "val_samples": ("a positive integer", lambda v: _whole(v, 1)),
-    "seed": ("a non-negative integer", lambda v: _whole(v, 0)),
-    "data_seed": ("a non-negative integer", lambda v: _whole(v, 0)),
+    "epochs": ("a positive 64-bit integer", lambda v: _whole(v, 1)),
+    "batch_size": ("a positive 64-bit integer", lambda v: _whole(v, 1)),
+    "train_samples": ("a positive 64-bit integer", lambda v: _whole(v, 1)),
+    "val_samples": ("a positive 64-bit integer", lambda v: _whole(v, 1)),
+    "seed": ("a non-negative 64-bit integer", lambda v: _whole(v, 0)),
+    "data_seed": ("a non-negative 64-bit integer", lambda v: _whole(v, 0)),
     "lr": ("a positive number", lambda v: _number(v) and v > 0),
     "warmup": ("a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1),
     "schedule": (f"one of {', '.join(SCHEDULES)}", lambda v: v in SCHEDULES),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import space
-from search.train import load_checkpoint
+from search.train import load_checkpoint, save_checkpoint
 from tests.e3d.fixtures import run
 from tests.search.video_fixtures import level_frames, write_frames, write_video
 
@@ -59,6 +59,34 @@ def test_train_a_preset_on_a_proxy_task_then_resume(capsys: pytest.CaptureFixtur
     assert "resuming" in stdout and "epoch 2/2" in stdout and "epoch 1/2" not in stdout
     assert "run as   precision fp32 eager on cpu, 2 threads: from the checkpoint (" in stdout  # was the stored dict, 1 thread
     assert load_checkpoint(out)["epoch"] == 2
+
+
+def test_resuming_a_damaged_checkpoint_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    argv = [
+        "train",
+        "mobilenet",
+        "--width-mult",
+        "0.25",
+        "--format",
+        "motion",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--out",
+        str(out),
+        *TINY,
+    ]
+    code, _, err = run(capsys, *argv, "--epochs", "1")
+    assert code == 0, err
+    good = load_checkpoint(out)
+    key = next(iter(good["model"]))
+    for state, words in [
+        ({**good, "epoch": -1}, "field 'epoch' must be a non-negative integer; it is -1"),  # was numpy's ValueError traceback
+        ({**good, "model": {k: v for k, v in good["model"].items() if k != key}}, f"does not fit this model: missing key {key}"),
+    ]:
+        save_checkpoint(out / "last.pt", state)
+        code, _, err = run(capsys, *argv, "--epochs", "2", "--resume")
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_train_a_spec_file_and_its_class_count(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -268,9 +296,12 @@ def test_recipe_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path
         code, _, err = run(capsys, "train", str(best), "--out", str(tmp_path / "o"))
         assert code == 2 and "is not a recipe written by e3d search" in err and len(err.strip().splitlines()) == 1
     for field, value, words in [  # hand edits: were TypeError and ValueError tracebacks
-        ("epochs", "x", 'epochs must be a positive integer; got "x"'),
-        ("epochs", 1.5, "epochs must be a positive integer; got 1.5"),
-        ("seed", -5, "seed must be a non-negative integer; got -5"),
+        ("epochs", "x", 'epochs must be a positive 64-bit integer; got "x"'),
+        ("epochs", 1.5, "epochs must be a positive 64-bit integer; got 1.5"),
+        ("seed", -5, "seed must be a non-negative 64-bit integer; got -5"),
+        ("seed", 2**70, f"seed must be a non-negative 64-bit integer; got {2**70}"),  # was an OverflowError traceback
+        ("data_seed", 2**64, f"data_seed must be a non-negative 64-bit integer; got {2**64}"),
+        ("batch_size", True, "batch_size must be a positive 64-bit integer; got true"),
         ("clip", [8, "32", 32], "clip must be three positive integers"),
     ]:
         best = search_run(tmp_path / f"{field}{value}", **{field: value})

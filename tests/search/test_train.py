@@ -180,6 +180,29 @@ def test_a_checkpoint_of_another_model_is_rejected(data: tuple[Any, Any], tmp_pa
         load_checkpoint(tmp_path / "junk.pt")
 
 
+def test_a_damaged_checkpoint_is_refused_in_one_line_naming_what_is_wrong(data: tuple[Any, Any], tmp_path: Path) -> None:
+    train, val = data
+    fit(tiny_model(), train, val, config(epochs=1), checkpoint_dir=tmp_path, progress=False)
+    good = load_checkpoint(tmp_path)
+    key = next(iter(good["model"]))
+
+    def resume_from(state: dict[str, Any]) -> str:
+        save_checkpoint(tmp_path / "last.pt", state)
+        with pytest.raises(CheckpointError) as caught:
+            fit(tiny_model(), train, val, config(epochs=2), checkpoint_dir=tmp_path, resume=True, progress=False)
+        assert len(str(caught.value).splitlines()) == 1
+        return str(caught.value)
+
+    assert "field 'epoch' must be a non-negative integer; it is -1" in resume_from({**good, "epoch": -1})  # was numpy's ValueError
+    weights = {k: v for k, v in good["model"].items() if k != key}
+    message = resume_from({**good, "model": weights})  # was cut off after "Error(s) in loading state_dict for Net:"
+    assert message.endswith(f"does not fit this model: missing key {key}")
+    message = resume_from({**good, "model": {**good["model"], "extra.weight": torch.zeros(1)}})
+    assert message.endswith("does not fit this model: unexpected key extra.weight")
+    message = resume_from({**good, "model": {**good["model"], key: torch.zeros(1, 2, 3)}})
+    assert f"size mismatch for {key}: copying a param with shape torch.Size([1, 2, 3])" in message
+
+
 def test_a_resume_refuses_other_settings_model_or_data(data: tuple[Any, Any], tmp_path: Path) -> None:
     train, val = data
     meta = {"data": "digits", "frame_step": 1, "cache_dir": "a"}
