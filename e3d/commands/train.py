@@ -51,7 +51,7 @@ def register(sub: Any) -> None:
     _add_hardware_options(t)
     _add_init_options(t)
     _add_output_options(p.add_argument_group("output"))
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, data_seed=None)  # None: a recipe's, else 0 (apply_recipe)
 
 
 def _add_clip_options(c: Any) -> None:
@@ -130,7 +130,7 @@ def _add_init_options(t: Any) -> None:
 
 def _add_output_options(o: Any) -> None:
     """The "output" group: run folder, resume, progress bars."""
-    o.add_argument("--out", metavar="DIR", help="run folder for checkpoints (default runs/train/<model>-<data>-w<W>-s<seed>)")
+    o.add_argument("--out", metavar="DIR", help="run folder for checkpoints (default runs/train/<model>-w<W>-<data>-s<seed>, e.g. runs/train/mobilenet-w0.5-motion-s0)")
     o.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -140,7 +140,7 @@ SCHEDULES = ("step", "plateau", "cosine")
 """The lr schedules (:data:`search.train.SCHEDULES`, not imported: it imports torch)."""
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 """The precisions (:data:`profiler.precision.PRECISIONS`)."""
-PAPER = {"epochs": 5, "batch_size": 16, "lr": 0.1, "schedule": "step", "warmup": 0.0, "seed": 0, "precision": "fp32"}
+PAPER = {"epochs": 5, "batch_size": 16, "lr": 0.1, "schedule": "step", "warmup": 0.0, "seed": 0, "precision": "fp32", "data_seed": 0}
 """The trainer's own defaults (the paper's optimiser) for what neither the command nor a recipe sets."""
 
 
@@ -218,8 +218,7 @@ def apply_recipe(args: argparse.Namespace) -> str | None:
         fill = {k: recipe.get(k) for k in ("epochs", "batch_size", "lr", "schedule", "warmup", "seed", "precision")}
         if same_data and recipe.get("data") is None:  # the built-in task: the same videos
             fill.update({"num_samples": recipe.get("train_samples"), "val_samples": recipe.get("val_samples")})
-            if args.data_seed == 0:
-                args.data_seed = recipe.get("data_seed") or 0
+            fill["data_seed"] = recipe.get("data_seed")
         for key, value in fill.items():
             if getattr(args, key, None) is None and value is not None:
                 setattr(args, key, value)
@@ -419,7 +418,9 @@ def _run_folder(args: argparse.Namespace, name: str, source: str) -> tuple[Path,
     check_writable(out)  # a read-only or full disk: one line now, not at the first checkpoint after an epoch
     if (out / "last.pt").is_file() and not args.resume:
         raise DataError(f"{out} already holds a checkpoint; pass --resume to continue it, or --out DIR to start elsewhere")
-    stored = load_resumable(out / "last.pt") if args.resume and (out / "last.pt").is_file() else None
+    if args.resume and not (out / "last.pt").is_file():
+        raise DataError(f"nothing to resume in {out}: no last.pt there (give the --out of the run, or leave out --resume)")
+    stored = load_resumable(out / "last.pt") if args.resume else None
     if stored is not None:
         print(f"resuming {out} after epoch {int(stored['epoch'])}")
     return out, stored

@@ -258,6 +258,32 @@ def test_a_searched_spec_trains_the_way_the_search_trained_it(capsys: pytest.Cap
     assert (c["lr"], c["seed"], c["epochs"]) == (0.02, 1, 1) and load_checkpoint(tmp_path / "b")["meta"]["format"] == "motion"
 
 
+def test_resume_with_nothing_to_resume_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    argv = ["train", "mobilenet", "--width-mult", "0.25", "--format", "motion", "--out", str(tmp_path / "none"), "--resume"]
+    code, _, err = run(capsys, *argv, "--cache-dir", str(tmp_path / "c"), *TINY)
+    assert code == 2 and f"nothing to resume in {tmp_path / 'none'}" in err  # was a silent start from scratch
+    assert not (tmp_path / "none").exists()
+
+
+def test_the_default_run_folder_is_the_one_help_and_readme_name(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = "runs/train/mobilenet-w0.5-motion-s0"  # the help and the README said mobilenet-motion-w0.5-s0
+    code, _, err = run(capsys, "train", "mobilenet", "--width-mult", "0.5", "--format", "motion", "--cache-dir", "c", *TINY)
+    assert code == 0 and (tmp_path / folder / "last.pt").is_file(), err
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert f"e.g. {folder})" in " ".join(run(capsys, "train", "--help")[1].split()) and f"e3d profile {folder}/last.pt" in readme
+
+
+def test_an_explicit_data_seed_0_wins_over_the_recipes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    best = search_run(tmp_path / "search", data_seed=7)
+    cache = ["--cache-dir", str(tmp_path / "c"), "--quiet", "--threads", "1"]
+    for out, given, expected in (("a", [], 7), ("b", ["--data-seed", "0"], 0)):  # was 7 both times
+        code, _, err = run(capsys, "train", str(best), *given, "--out", str(tmp_path / out), *cache)
+        assert code == 0 and load_checkpoint(tmp_path / out)["meta"]["data_seed"] == expected, err
+
+
 def test_a_recipe_without_lr_or_seed_and_with_a_non_square_clip(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     best = search_run(tmp_path / "search", clip=[8, 32, 40], lr=None, seed=None)  # was a TypeError; the clip was squared
     code, stdout, err = run(capsys, "train", str(best), "--out", str(tmp_path / "a"), "--cache-dir", str(tmp_path / "c"), "--quiet")
