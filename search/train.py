@@ -435,7 +435,7 @@ def evaluate(
     k = min(5, model_classes(model))
     report = ErrorReport(data)
     loader = _loader(data, batch_size, num_workers, shuffle=False, seed=0, drop_last=False, pin=dev.type == "cuda")
-    bar = tqdm(total=n, desc="evaluating", unit="clip", disable=not progress, leave=False)
+    bar = tqdm(total=n, desc="evaluating", unit="clip", disable=not progress or None, leave=False)
     try:
         for idx, x, y, bad in loader:
             report(bad)
@@ -913,7 +913,7 @@ def _train_epoch(run: _Run, train_data: Dataset[Any], epoch: int, lr: float, *, 
     stats = _EpochStats()
     report = ErrorReport(train_data)
     total = len(loader) * config.batch_size if loader.drop_last else _length(train_data, "training")
-    bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{config.epochs}", unit="clip", disable=not progress)
+    bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{config.epochs}", unit="clip", disable=not progress or None)
     try:
         for _, x, y, bad in loader:
             report(bad)

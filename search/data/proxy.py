@@ -351,7 +351,7 @@ def generate(
     labels = np.empty(num_samples, np.int64)
     pool = digit_pool(split) if task == "digits" else np.empty(0, np.int64)
     chunks = range(0, num_samples, _CHUNK)
-    for start in tqdm(chunks, desc=f"generating {task}/{split}", unit="chunk", disable=not progress, leave=False):
+    for start in tqdm(chunks, desc=f"generating {task}/{split}", unit="chunk", disable=not progress or None, leave=False):
         n = min(_CHUNK, num_samples - start)
         rng = np.random.default_rng([GENERATOR_VERSION, _TASK_INDEX[task], _SPLIT_INDEX[split], seed, start])
         with torch.no_grad():

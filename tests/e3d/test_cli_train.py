@@ -276,6 +276,14 @@ def test_the_default_run_folder_is_the_one_help_and_readme_name(
     assert f"e.g. {folder})" in " ".join(run(capsys, "train", "--help")[1].split()) and f"e3d profile {folder}/last.pt" in readme
 
 
+def test_no_progress_bar_where_stderr_is_no_terminal(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    loud = [a for a in TINY if a != "--quiet"]
+    argv = ["train", "mobilenet", "--width-mult", "0.25", "--format", "motion", "--epochs", "1", "--out", str(tmp_path / "o"), *loud]
+    code, out, err = run(capsys, *argv, "--cache-dir", str(tmp_path / "c"))
+    assert code == 0 and "epoch 1/1" in out, err
+    assert "\r" not in err + out  # the data generation, epoch and evaluation bars were drawn into logs
+
+
 def test_an_explicit_data_seed_0_wins_over_the_recipes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     best = search_run(tmp_path / "search", data_seed=7)
     cache = ["--cache-dir", str(tmp_path / "c"), "--quiet", "--threads", "1"]
