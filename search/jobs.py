@@ -218,6 +218,7 @@ def _work(spec: JobSpec, index: int, messages: Any) -> None:
             report.update(dataclasses.asdict(done))
         messages.put(("done", {"job": index, "pid": os.getpid(), "threads": torch.get_num_threads(), **report}))
     except Exception as e:  # reported to the parent as one line
+        e = st.storage_failed(e) if isinstance(e, st.STORAGE_FAILURES) else e
         messages.put(("error", f"job {index}: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"))
 
 

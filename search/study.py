@@ -1003,14 +1003,15 @@ def trial_line(t: FrozenTrial) -> str:
 class QuietReported(logging.Filter):
     """Drops Optuna's log records (a traceback, then "failed with value None") of a trial that e3d reports in
     a line of its own: stopped by Ctrl-C (not an error; the CLI says how to resume), failed by a non-finite
-    loss (its trial line says so), or failed by another worker while this one was paused. A trial failed by
+    loss (its trial line says so), failed by another worker while this one was paused, or by the storage (the worker
+    stops with :class:`StorageError`). A trial failed by
     any other error keeps its first record, with the error."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """False for the records to drop."""
         from search.train import NonFiniteLossError
 
-        reported = (KeyboardInterrupt, NonFiniteLossError, optuna.exceptions.UpdateFinishedTrialError)
+        reported = (KeyboardInterrupt, NonFiniteLossError, optuna.exceptions.UpdateFinishedTrialError, *STORAGE_FAILURES)
         if record.exc_info and isinstance(record.exc_info[1], reported):
             return False
         return "failed with value None" not in record.getMessage()
@@ -1128,10 +1129,29 @@ def run_worker(
                 continue
             if not _wait_for_others(study):
                 break
+    except STORAGE_FAILURES as e:  # a full disk under a SQLite study, a database gone away: one line, not a traceback each
+        raise storage_failed(e) from None
     finally:
         let_go()  # an interrupt held while the last trial was recorded is not lost
     report.seconds = time.perf_counter() - start
     return report
+
+
+STORAGE_FAILURES = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError)
+"""What Optuna's database storage raises when the database cannot be written or reached."""
+
+
+def storage_failed(e: BaseException) -> StorageError:
+    """The one-line :class:`StorageError` for one of :data:`STORAGE_FAILURES`."""
+    return StorageError(f"the study's storage failed: {root_cause(e)}; every trial recorded before is kept (--resume goes on)")
+
+
+def root_cause(e: BaseException) -> str:
+    """The first line of the innermost exception that ``e`` was raised from (``database or disk is full``)."""
+    while (e.__cause__ or e.__context__) is not None:
+        e = e.__cause__ or e.__context__  # type: ignore[assignment]
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 WAIT_POLL_S = 0.5

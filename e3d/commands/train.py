@@ -130,7 +130,8 @@ def _add_init_options(t: Any) -> None:
 
 def _add_output_options(o: Any) -> None:
     """The "output" group: run folder, resume, progress bars."""
-    o.add_argument("--out", metavar="DIR", help="run folder for checkpoints (default runs/train/<model>-w<W>-<data>-s<seed>, e.g. runs/train/mobilenet-w0.5-motion-s0)")
+    default = "runs/train/<model>-w<W>-<data>-s<seed>, e.g. runs/train/mobilenet-w0.5-motion-s0"
+    o.add_argument("--out", metavar="DIR", help=f"run folder for checkpoints (default {default})")
     o.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
 

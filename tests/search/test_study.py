@@ -151,6 +151,30 @@ def test_a_nan_loss_fails_that_trial_and_the_study_goes_on(tmp_path: Path, monke
     assert st.count_trained(study, source="search") >= 3
 
 
+def test_a_storage_that_fails_mid_search_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    real = fake_fit([])
+    calls = {"n": 0}
+
+    def disk_fills(*a: Any, **k: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            try:
+                raise sqlite3.OperationalError("database or disk is full")
+            except sqlite3.OperationalError as e:
+                raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from e
+        return real(*a, **k)
+
+    monkeypatch.setattr("search.train.fit", disk_fills)
+    assert search(tmp_path, "--trials", "3", "--jobs", "1") == 2  # was 1, after a dozen chained tracebacks
+    err = capsys.readouterr().err
+    assert "the study's storage failed: database or disk is full; every trial recorded before is kept" in err
+    assert "Traceback" not in err
+
+
 def test_auto_trains_a_trial_again_in_fp32_when_its_bf16_diverges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from profiler.precision import ExecConfig
     from search.train import NonFiniteLossError
