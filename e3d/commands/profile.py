@@ -56,7 +56,12 @@ def register(sub: Any) -> None:
     _add_measurement_arguments(p)
     _add_report_arguments(p)
     _add_data_arguments(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, paper_table_defaults={d: p.get_default(d) for d in TARGET_OPTIONS})
+
+
+TARGET_OPTIONS = ("kwargs", "width_mult", "num_classes", "frames", "size", "clip", "optimize", "per_layer", "latency_table", "backend",
+                  "data", "data_format", "split", "samples", "clip_index", "weights")  # fmt: skip
+"""Options that shape one TARGET's profile: ``--paper-table`` (the presets as Table 8 has them) refuses them."""
 
 
 def _add_target_arguments(p: argparse.ArgumentParser) -> None:
@@ -145,6 +150,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.paper_table:
         if args.target is not None:
             raise TargetError(f"--paper-table profiles Table 8's presets; leave out TARGET ({args.target})")
+        given = [d for d, default in args.paper_table_defaults.items() if getattr(args, d) != default]
+        if given:
+            flags = ", ".join("--format" if d == "data_format" else "--" + d.replace("_", "-") for d in given)
+            raise TargetError(f"{flags}: --paper-table profiles Table 8's presets at the paper's clip and widths; leave them out")
         return _paper_table(args)
     if args.target is None:
         raise TargetError("give a TARGET (preset, spec file, module:callable, TorchScript file or e3d checkpoint), or --paper-table")

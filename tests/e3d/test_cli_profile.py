@@ -101,6 +101,8 @@ def test_paper_table_lists_21_rows_within_tolerance(capsys: pytest.CaptureFixtur
     assert "-0.00%" not in out and "+0.00%" in out  # mobilenetv2 0.7x: -0.003%, was printed "-0.00%"
     code, _, err = run(capsys, "profile", "mobilenet", "--paper-table", "--no-latency")
     assert code == 2 and "leave out TARGET (mobilenet)" in err  # was ignored
+    code, _, err = run(capsys, "profile", "--paper-table", "--no-latency", "--clip", "8x48x48", "--width-mult", "2", "--per-layer")
+    assert code == 2 and "--width-mult, --clip, --per-layer: --paper-table profiles Table 8's presets" in err  # were ignored
 
 
 @pytest.mark.parametrize("target", ["mobilenet", "tests.e3d.fixtures:tiny_model"])
