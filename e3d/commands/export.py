@@ -43,6 +43,10 @@ BATCH_OPTION = "--check-batch"
 """The option that sets the batch the model runs on here (named when it runs out of memory)."""
 
 
+CALIB_CLIPS, EVAL_CLIPS = 64, 256
+"""Default clips of ``--int8``'s calibration and of its top-1 check."""
+
+
 def register(sub: Any) -> None:
     """Add the ``export`` subcommand."""
     p = sub.add_parser(
@@ -66,8 +70,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--int8", action="store_true", help="post-training int8 quantization (TorchScript, x86 oneDNN kernels)")
     p.add_argument("--calib-data", metavar="DATA", help="int8 calibration data: proxy task name, dataset path, or 'random'")
-    p.add_argument("--calib-clips", type=positive_int, default=64, metavar="N", help="clips to calibrate int8 on (default 64)")
-    p.add_argument("--eval-clips", type=positive_int, default=256, metavar="N", help="validation clips for int8's top-1 (default 256)")
+    p.add_argument(
+        "--calib-clips", type=positive_int, default=CALIB_CLIPS, metavar="N", help=f"clips to calibrate int8 on (default {CALIB_CLIPS})"
+    )
+    p.add_argument(
+        "--eval-clips", type=positive_int, default=EVAL_CLIPS, metavar="N", help=f"validation clips for int8's top-1 (default {EVAL_CLIPS})"
+    )
     p.add_argument(
         "--checkpoint",
         type=Path,
@@ -111,8 +119,14 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ExportError("--int8 exports TorchScript only (use --format torchscript)")
     if args.int8 and not args.calib_data:
         raise ExportError("--int8 needs --calib-data: a proxy task name, a dataset path, or 'random'")
-    if args.calib_data and not args.int8:
-        raise ExportError("--calib-data is for --int8")
+    int8_only = (
+        ("--calib-data", bool(args.calib_data)),
+        ("--calib-clips", args.calib_clips != CALIB_CLIPS),
+        ("--eval-clips", args.eval_clips != EVAL_CLIPS),
+    )
+    given = [flag for flag, on in int8_only if on]
+    if given and not args.int8:
+        raise ExportError(f"{', '.join(given)}: for --int8")
     if args.precision != "fp32" and (args.format != "torchscript" or not args.optimize or args.int8):
         raise ExportError(
             f"--precision {args.precision} exports an optimized float TorchScript model: --format torchscript --optimize, no --int8"

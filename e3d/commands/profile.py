@@ -177,8 +177,10 @@ def _target(args: argparse.Namespace) -> Target:
     kwargs = parse_kwargs(args.kwargs)
     frames, size = frames_and_size(args)
     target = resolve_target(args.target, width_mult=args.width_mult, num_classes=args.num_classes, frames=frames, size=size, kwargs=kwargs)
-    if args.data is None and args.clip_index is not None:
-        raise TargetError("--clip-index counts a clip of --data; give --data too")
+    data_only = [f for f, on in (("--clip-index", args.clip_index is not None), ("--samples", args.samples is not None),
+                                 ("--split", args.split != "val"), ("--format", args.data_format is not None)) if on]  # fmt: skip
+    if args.data is None and data_only:
+        raise TargetError(f"{', '.join(data_only)}: for the clips of --data; give --data too")
     if (args.data is not None or args.weights) and target.spec is None:
         raise TargetError("--data and --weights need a preset or a spec file (an e3d network) as TARGET")
     if args.weights:

@@ -59,7 +59,8 @@ def test_int8_export_with_random_calibration_says_accuracy_is_not_measured(capsy
     [
         (["--format", "onnx", "--int8", "--calib-data", "random"], "--int8 exports TorchScript only"),
         (["--format", "torchscript", "--int8"], "--int8 needs --calib-data"),
-        (["--format", "torchscript", "--calib-data", "motion"], "--calib-data is for --int8"),
+        (["--format", "torchscript", "--calib-data", "motion"], "--calib-data: for --int8"),
+        (["--format", "torchscript", "--calib-clips", "5", "--eval-clips", "9"], "--calib-clips, --eval-clips: for --int8"),  # were ignored
         (["--format", "torchscript", "--checkpoint", "nope.pth"], "no such checkpoint file: nope.pth"),
         (["--format", "torchscript", "--clip", "8x32x32"], "not both"),
     ],

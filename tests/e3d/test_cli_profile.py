@@ -132,6 +132,7 @@ def test_clip_is_frames_and_size_in_one_option(capsys: pytest.CaptureFixture[str
         (["mobilenet", "--clip", "8x64x64", "--size", "64"], "not both"),
         (["mobilenet", "--width", "0.5"], "unrecognized arguments: --width 0.5"),  # not --width-mult
         (["tests.e3d.fixtures:tiny_model", "--width-mult", "2"], "preset names only"),
+        (["mobilenet", "--samples", "5", "--split", "test"], "--samples, --split: for the clips of --data; give --data too"),  # ignored
         ([], "give a TARGET"),
     ],
 )
