@@ -306,7 +306,9 @@ def run(args: argparse.Namespace) -> int:
     config = None if args.resume else _search_config(args)
 
     def enqueue(study: Any, config: Any) -> str:
-        chosen = st.enqueue_baselines(study, config) if config.baselines else []
+        if not config.baselines:
+            return "baselines: none (--no-baselines)"
+        chosen = st.enqueue_baselines(study, config)
         return f"baselines: {', '.join(f'{f} {w:g}x' for f, w in chosen) or 'none of the presets fits'}"
 
     return run_study(args, config, enqueue=enqueue, n_trials=args.trials, timeout=args.timeout)

@@ -122,6 +122,7 @@ def test_odd_characters_in_out_keep_the_database_inside_it(
     out = tmp_path / name
     code, _, err = search(capsys, *TINY, "--out", str(out), "--trials", "1", "--no-baselines")
     assert code == 0, err
+    assert "baselines: none (--no-baselines)" in err  # was "none of the presets fits"
     assert listing(tmp_path) == [name] and "study.db" in listing(out)
     assert st.count_trained(load(out), source="search") == 1
     prefix = tmp_path / name[0]
