@@ -114,14 +114,17 @@ def refuse_on_resume(args: argparse.Namespace, *, what: str = "a resumed study")
     made with)."""
     from search.study import StudyConfigError
 
-    given = [d for d, default in args.study_defaults.items() if args.resume and getattr(args, d) != default]
+    given = [d for d, default in args.study_defaults.items() if args.resume and getattr(args, d, default) != default]
     if given:
         flags = ", ".join("--format" if d == "data_format" else "--" + d.replace("_", "-") for d in given)
         raise StudyConfigError(f"{flags}: {what} goes on with the study's own settings; leave them out (or use another --out)")
 
 
-def add_proxy_args(p: argparse.ArgumentParser, *, epochs: int = 3, train_samples: int = 800, val_samples: int = 200) -> None:
-    """The options that define how each candidate is trained and scored."""
+def add_proxy_args(
+    p: argparse.ArgumentParser, *, epochs: int = 3, train_samples: int = 800, val_samples: int = 200, test: bool = False
+) -> None:
+    """The options that define how each candidate is trained and scored (``test``: and ``--test-samples``, for a
+    command that finalizes)."""
     x = p.add_argument_group("proxy task")
     x.add_argument("--task", choices=("motion", "digits"), default="motion", help="built-in proxy task (default motion)")
     x.add_argument("--data", metavar="PATH", help="train on a dataset instead (any layout e3d train reads)")
@@ -143,9 +146,10 @@ def add_proxy_args(p: argparse.ArgumentParser, *, epochs: int = 3, train_samples
     x.add_argument(
         "--val-samples", type=positive_int, default=val_samples, metavar="N", help=f"proxy-task validation videos (default {val_samples})"
     )
-    x.add_argument(
-        "--test-samples", type=positive_int, default=300, metavar="N", help="test videos, read by finalization only (default 300)"
-    )
+    if test:
+        x.add_argument(
+            "--test-samples", type=positive_int, default=300, metavar="N", help="test videos, read by finalization only (default 300)"
+        )
     x.add_argument("--epochs", type=positive_int, default=epochs, metavar="E", help=f"epochs per candidate (default {epochs})")
     x.add_argument("--trial-seconds", type=positive_float, metavar="S", help="also stop a candidate's training after S seconds")
     x.add_argument("--batch-size", type=positive_int, default=16, metavar="B")
@@ -213,7 +217,7 @@ def proxy_config(args: argparse.Namespace) -> Any:
         clip=args.proxy_clip,
         train_samples=args.train_samples,
         val_samples=args.val_samples,
-        test_samples=args.test_samples,
+        test_samples=getattr(args, "test_samples", ProxyConfig.test_samples),  # a sweep or scale never finalizes
         epochs=args.epochs,
         trial_seconds=args.trial_seconds,
         batch_size=args.batch_size,
@@ -285,7 +289,7 @@ def register(sub: Any) -> None:
         help="only rebuild DIR's trials.csv, trials_full.csv, best.json, pareto.json and recipe.json from its study, then exit",
     )
     add_finalize_args(p)
-    add_proxy_args(p)
+    add_proxy_args(p, test=True)
     add_storage_args(p, name="e3d-search")
     p.set_defaults(func=run)
     keep_study_defaults(p, SEARCH_OPTIONS)

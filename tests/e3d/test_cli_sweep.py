@@ -84,3 +84,10 @@ def test_a_worker_joining_a_sweep_with_other_seeds_is_refused(
     assert main([*args, "--seeds", "2"]) == 2  # was 0: joined, trained no second seed
     assert "exists with other settings (seeds: stored 1, given 2); pass --resume" in capsys.readouterr().err
     assert main([*args, "--seeds", "1"]) == 0, "a worker with the same seeds joins"
+
+
+@pytest.mark.parametrize("command", ["sweep", "scale"])
+def test_commands_that_never_finalize_take_no_test_samples(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    with pytest.raises(SystemExit) as e:
+        main([command, "shufflenet", "--test-samples", "20"] if command == "scale" else [command, "--test-samples", "20"])
+    assert e.value.code == 2 and "unrecognized arguments: --test-samples 20" in capsys.readouterr().err  # was accepted, unused
