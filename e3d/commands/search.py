@@ -335,6 +335,8 @@ def _search_config(args: argparse.Namespace) -> Any:
         budget = dataclasses.replace(budget, latency_table=table_identity(args.latency_table, budget, mode, sgs=args.sgs))
     if budget.mflops is None and budget.params is None and budget.latency_ms is None:
         raise st.StudyConfigError("give a budget: --budget-mflops, --budget-params and/or --budget-latency-ms (or --resume)")
+    if args.eager_latency and budget.latency_ms is None:
+        raise st.StudyConfigError("--eager-latency says how --budget-latency-ms is timed; give that budget too")
     families = check_families(args.families.split(",") if args.families else FAMILIES)
     fits, minima = feasible_families(families, budget)
     left_out = [f"{f} (min {minima[f][0] / 1e6:.0f} M macs)" for f in families if f not in fits]

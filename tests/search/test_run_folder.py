@@ -160,7 +160,12 @@ def test_a_start_that_fails_after_the_study_is_made_leaves_nothing(tmp_path: Pat
 
 
 @pytest.mark.parametrize(
-    ("argv", "words"), [(["--study-name", " "], "--study-name: must not be empty"), (["--budget-params", "1e400"], "too large")]
+    ("argv", "words"),
+    [
+        (["--study-name", " "], "--study-name: must not be empty"),
+        (["--budget-params", "1e400"], "too large"),
+        (["--eager-latency"], "--eager-latency says how --budget-latency-ms is timed"),  # was ignored
+    ],
 )
 def test_blank_names_and_endless_counts_are_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], words: str
