@@ -208,7 +208,10 @@ def epoch_list(text: str) -> tuple[int, ...]:
 
 def proxy_config(args: argparse.Namespace) -> Any:
     """The ``ProxyConfig`` of the parsed proxy-task options."""
-    from search.study import ProxyConfig
+    from search.study import ProxyConfig, StudyConfigError
+
+    if args.data_format is not None and args.data is None:
+        raise StudyConfigError(f"--format {args.data_format} is the layout of --data; give --data PATH too")
 
     return ProxyConfig(
         task=args.task,

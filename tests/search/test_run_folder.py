@@ -165,6 +165,7 @@ def test_a_start_that_fails_after_the_study_is_made_leaves_nothing(tmp_path: Pat
         (["--study-name", " "], "--study-name: must not be empty"),
         (["--budget-params", "1e400"], "too large"),
         (["--eager-latency"], "--eager-latency says how --budget-latency-ms is timed"),  # was ignored
+        (["--format", "ucf101"], "--format ucf101 is the layout of --data; give --data PATH too"),  # was "data path motion"
     ],
 )
 def test_blank_names_and_endless_counts_are_refused(
