@@ -168,7 +168,7 @@ def test_a_start_that_fails_after_the_study_is_made_leaves_nothing(tmp_path: Pat
         (["--format", "ucf101"], "--format ucf101 is the layout of --data; give --data PATH too"),  # was "data path motion"
     ],
 )
-def test_blank_names_and_endless_counts_are_refused(
+def test_bad_options_are_refused_before_the_run_folder_is_made(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], words: str
 ) -> None:
     code, _, err = search(capsys, *TINY, "--out", str(tmp_path / "run"), *argv)
