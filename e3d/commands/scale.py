@@ -27,6 +27,10 @@ Outputs in --out: points.csv (every point), path.csv (the expansion path), curve
 trials.csv; several workers may run the same command against one --storage."""
 
 
+STEP, GRID = 2.0, 2
+"""Defaults of ``--step`` and ``--grid``."""
+
+
 def ratio_list(text: str) -> tuple[float, ...]:
     """argparse type: comma-separated positive numbers (cost ratios)."""
     values = []
@@ -70,8 +74,12 @@ def register(sub: Any) -> None:
     g.add_argument("--ratios", type=ratio_list, default=(0.25, 0.5, 2.0, 4.0), metavar="R,R",
                    help="cost ratios to the base: the sweep's points, or --compound's targets (default 0.25,0.5,2,4)")  # fmt: skip
     g.add_argument("--factors", type=number_list, default=(), metavar="F,F", help="single-axis sweep at these axis factors instead")
-    g.add_argument("--step", type=positive_float, default=2.0, metavar="S", help="cost ratio per expansion step / of the grid (default 2)")
-    g.add_argument("--grid", type=positive_int, default=2, metavar="K", help="compound grid: cost shares of 1/K per axis (default 2)")
+    g.add_argument(
+        "--step", type=positive_float, default=STEP, metavar="S", help=f"cost ratio per expansion step / of the grid (default {STEP:g})"
+    )
+    g.add_argument(
+        "--grid", type=positive_int, default=GRID, metavar="K", help=f"compound grid: cost shares of 1/K per axis (default {GRID})"
+    )
     g.add_argument("--versus", metavar="AXIS", help="--expand: also scale the base along AXIS alone to each step's cost (e.g. width)")
     g.add_argument("--seeds", type=positive_int, default=1, metavar="N", help="seeds 0..N-1 per point (default 1)")
     g.add_argument("--latency", action="store_true", help="also measure every point's latency on this machine (batch 8)")
@@ -123,6 +131,10 @@ def _configs(args: argparse.Namespace, num_classes: int) -> tuple[Any, Any]:
         raise sc.ScaleError("--versus compares an --expand path with one axis at equal cost")
     if args.factors and mode != "axes":
         raise sc.ScaleError("--factors is for single-axis sweeps (without --compound or --expand)")
+    if args.step != STEP and mode == "axes":
+        raise sc.ScaleError("--step sets the cost ratio of --expand's steps or of --compound's grid")
+    if args.grid != GRID and mode != "compound":
+        raise sc.ScaleError("--grid is for --compound")
     axes = tuple(a.strip() for a in args.axes.split(",") if a.strip())
     proxy = proxy_config(args)
     cfg = sc.ScaleConfig(

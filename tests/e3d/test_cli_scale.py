@@ -173,6 +173,8 @@ def test_a_network_trained_under_another_point_is_not_trained_again(
         (["mobilenetv2", "--width-mult", "0.2", "--expand", "--to", "20M"], "--to 20M is below the base's cost (54.1 M"),
         (["mobilenetv2", "--expand"], "an expansion needs a target cost"),
         (["mobilenetv2", "--versus", "width"], "--versus compares an --expand path"),
+        (["mobilenetv2", "--step", "3"], "--step sets the cost ratio of --expand's steps"),  # was ignored
+        (["mobilenetv2", "--expand", "--to", "500M", "--grid", "3"], "--grid is for --compound"),  # was ignored
         (["mobilenetv3"], "unknown model 'mobilenetv3'"),
         (["resnet18"], "e3d scale trains the search space's families"),
         ([str(Path(__file__))], "not valid JSON"),
@@ -188,6 +190,8 @@ def test_a_network_trained_under_another_point_is_not_trained_again(
         "target-below-base",
         "no-target",
         "versus-alone",
+        "step-without-expand",
+        "grid-without-compound",
         "unknown",
         "resnet",
         "not-a-spec",
