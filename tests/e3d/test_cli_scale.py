@@ -174,7 +174,7 @@ def test_a_network_trained_under_another_point_is_not_trained_again(
         (["mobilenetv2", "--expand"], "an expansion needs a target cost"),
         (["mobilenetv2", "--versus", "width"], "--versus compares an --expand path"),
         (["mobilenetv2", "--step", "3"], "--step sets the cost ratio of --expand's steps"),  # was ignored
-        (["mobilenetv2", "--expand", "--to", "500M", "--grid", "3"], "--grid is for --compound"),  # was ignored
+        (["mobilenetv2", "--expand", "--to", "5000M", "--grid", "3"], "--grid is for --compound"),  # was ignored
         (["mobilenetv3"], "unknown model 'mobilenetv3'"),
         (["resnet18"], "e3d scale trains the search space's families"),
         ([str(Path(__file__))], "not valid JSON"),
