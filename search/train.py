@@ -107,6 +107,8 @@ class TrainConfig:
             raise ConfigError("milestones must be fractions in (0, 1) and gamma in (0, 1)")
         if not 0 <= self.warmup < 1:
             raise ConfigError(f"warmup must be a fraction in [0, 1); got {self.warmup}")
+        if self.warmup and self.schedule != "cosine":
+            raise ConfigError(f"warmup is for the cosine schedule; the {self.schedule} schedule has none (got {self.warmup})")
         if self.num_workers < 0 or self.patience < 0:
             raise ConfigError("num_workers and patience must be >= 0")
         if self.max_seconds is not None and not self.max_seconds > 0:

@@ -153,6 +153,8 @@ def test_class_count_mismatch_and_bad_settings_are_user_errors(data: tuple[Any, 
         config(schedule="linear")
     with pytest.raises(ConfigError, match="warmup"):
         config(schedule="cosine", warmup=1.0)
+    with pytest.raises(ConfigError, match="warmup is for the cosine schedule; the step schedule has none"):
+        config(warmup=0.5)  # was accepted, and the step schedule never warmed up
     with pytest.raises(ConfigError, match="lr"):
         config(lr=0.0)
     for bad in ({"momentum": math.nan}, {"dampening": math.inf}, {"weight_decay": math.inf}, {"weight_decay": math.nan}):
