@@ -66,12 +66,13 @@ def data_source(args: argparse.Namespace) -> tuple[str, str | None]:
     """(path or task, format) from ``--data`` and ``--format``; a proxy ``--format`` needs no ``--data``."""
     from search.data import PROXY_TASKS, DataError
 
-    if args.data is None:
-        if args.format in PROXY_TASKS:
-            return args.format, args.format
-        raise DataError("--data PATH is required (or --format motion / --format digits for a built-in proxy task)")
     if args.format in PROXY_TASKS:
+        given = [flag for flag, on in (("--annotations", args.annotations is not None), ("--fold", args.fold != 1)) if on]
+        if given:
+            raise DataError(f"{', '.join(given)}: for a dataset's split lists; the built-in {args.format} task has none")
         return args.format, args.format
+    if args.data is None:
+        raise DataError("--data PATH is required (or --format motion / --format digits for a built-in proxy task)")
     return args.data, args.format
 
 

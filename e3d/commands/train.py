@@ -344,6 +344,8 @@ def _prepare(args: argparse.Namespace) -> str | None:
 
     if args.dropout is not None and not 0 <= args.dropout < 1:
         raise DataError(f"--dropout must be in [0, 1); got {args.dropout}")
+    if args.adapt_head and not _is_spec_file(args.model):
+        raise DataError(f"--adapt-head is for spec files; a preset ({args.model}) takes the dataset's class count anyway")
     args.val_samples = None
     args.asked_precision = args.precision  # None: a resume keeps the checkpoint's (apply_recipe fills it in)
     recipe_line = apply_recipe(args)

@@ -258,6 +258,19 @@ def test_a_searched_spec_trains_the_way_the_search_trained_it(capsys: pytest.Cap
     assert (c["lr"], c["seed"], c["epochs"]) == (0.02, 1, 1) and load_checkpoint(tmp_path / "b")["meta"]["format"] == "motion"
 
 
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--fold", "2", "--annotations", "x"], "--annotations, --fold: for a dataset's split lists; the built-in motion task has none"),
+        (["--adapt-head"], "--adapt-head is for spec files; a preset (mobilenet)"),
+    ],
+)
+def test_options_for_other_inputs_are_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path, extra: list[str], words: str) -> None:
+    argv = ["train", "mobilenet", "--width-mult", "0.25", "--format", "motion", "--out", str(tmp_path / "o"), *extra]
+    code, _, err = run(capsys, *argv, "--cache-dir", str(tmp_path / "c"), *TINY)
+    assert code == 2 and words in err, err  # were accepted and ignored
+
+
 def test_resume_with_nothing_to_resume_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     argv = ["train", "mobilenet", "--width-mult", "0.25", "--format", "motion", "--out", str(tmp_path / "none"), "--resume"]
     code, _, err = run(capsys, *argv, "--cache-dir", str(tmp_path / "c"), *TINY)
