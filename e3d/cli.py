@@ -166,6 +166,7 @@ def build_parser() -> Parser:
             metavar="SIZE",
             help="refuse networks and proxy-task generation whose estimated memory exceeds SIZE, e.g. 8G (default: 80%% of RAM)",
         )
+        command.set_defaults(parser=command)  # errors found after parsing name their command (_main)
     return parser
 
 
@@ -191,7 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     """Parse ``argv`` and run its command in :func:`guarded`."""
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # argparse's own message would name the top parser ("e3d: error: ...")
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if getattr(args, "max_memory", None) is not None:
         from profiler.footprint import set_limit
 

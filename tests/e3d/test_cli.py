@@ -146,3 +146,9 @@ def test_help_builds_every_command_s_parser_without_torch() -> None:
     """``e3d --help`` took 2.1 s, most of it loading torch (through the dashboard's, search's and sweep's modules)."""
     code = "import sys, e3d.cli; e3d.cli.build_parser(); assert 'torch' not in sys.modules, 'building the parser imported torch'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(("argv", "prog"), [(["models", "--bogus"], "e3d models"), (["data", "check", "x", "--bogus"], "e3d data")])
+def test_an_unknown_option_names_its_command(capsys: pytest.CaptureFixture[str], argv: list[str], prog: str) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and err == f"{prog}: error: unrecognized arguments: --bogus\n"  # was "e3d: error: ..."
