@@ -17,7 +17,7 @@ from e3d.cli import Parser, non_negative_int, positive_float, positive_int, work
 FORMATS = ("folder", "ucf101", "jester", "kinetics", "json", "motion", "digits")
 """What --format accepts: search.data.ALL_FORMATS (spelled out so that `e3d --help` need not import torch)."""
 FORMAT_HELP = (
-    "layout of --data: ucf101, jester, kinetics, json (the paper's annotation file), folder (root/<class>/<video>), "
+    "layout of {}: ucf101, jester, kinetics, json (the paper's annotation file), folder (root/<class>/<video>), "
     "or a built-in proxy task: motion, digits (default: guessed from the path)"
 )
 
@@ -26,7 +26,7 @@ def add_data_arguments(p: argparse.ArgumentParser, *, proxy_samples: bool = True
     """The arguments that say which dataset to read and how (shared by train, evaluate and data check)."""
     g = p.add_argument_group("data")
     g.add_argument("--data", metavar="PATH", help="dataset folder, annotation file, or a proxy task name (motion, digits)")
-    g.add_argument("--format", choices=FORMATS, help=FORMAT_HELP)
+    g.add_argument("--format", choices=FORMATS, help=FORMAT_HELP.format("--data"))
     g.add_argument("--annotations", metavar="PATH", help="folder or file of the split lists (default: found under --data)")
     g.add_argument("--fold", type=positive_int, default=1, metavar="N", help="UCF-101 split 1, 2 or 3 (default 1)")
     g.add_argument("--allow-missing", action="store_true", help="skip videos a split file names but that are not on disk")
@@ -110,7 +110,7 @@ def register(sub: Any) -> None:
         "2: the dataset itself cannot be used (missing path, missing split file, unknown class, ...).",
     )
     c.add_argument("path", metavar="PATH", help="dataset folder or annotation file, or a proxy task name (motion, digits)")
-    c.add_argument("--format", choices=FORMATS, help=FORMAT_HELP)
+    c.add_argument("--format", choices=FORMATS, help=FORMAT_HELP.format("PATH"))
     c.add_argument("--annotations", metavar="PATH", help="folder or file of the split lists (default: found under PATH)")
     c.add_argument("--fold", type=positive_int, default=1, metavar="N", help="UCF-101 split 1, 2 or 3 (default 1)")
     c.add_argument("--allow-missing", action="store_true", help="report videos a split file names but that are not on disk, and go on")

@@ -62,3 +62,8 @@ def test_a_binary_csv_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str],
 def test_a_proxy_task_too_large_for_memory_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _, err = run(capsys, "data", "check", str(tmp_path), "--format", "digits", "--num-samples", "1000000000")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "needs about 91.3 TiB of memory" in err, err
+
+
+def test_check_help_names_its_own_argument(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "data", "check", "--help")
+    assert code == 0 and "layout of PATH" in " ".join(out.split()) and "--data" not in out  # said "layout of --data"
