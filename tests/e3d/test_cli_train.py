@@ -20,21 +20,15 @@ TINY = ["--sample-duration", "8", "--sample-size", "32", "--num-samples", "16", 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+def tiny_mobilenet(tmp_path: Path, out: Path) -> list[str]:
+    """``e3d train`` of MobileNet 0.25x on a few clips of the motion task (cached under ``tmp_path``) into ``out``."""
+    cache = ["--cache-dir", str(tmp_path / "c")]
+    return ["train", "mobilenet", "--width-mult", "0.25", "--format", "motion", *cache, "--out", str(out), *TINY]
+
+
 def test_train_a_preset_on_a_proxy_task_then_resume(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     out = tmp_path / "run"
-    argv = [
-        "train",
-        "mobilenet",
-        "--width-mult",
-        "0.25",
-        "--format",
-        "motion",
-        "--cache-dir",
-        str(tmp_path / "c"),
-        "--out",
-        str(out),
-        *TINY,
-    ]
+    argv = tiny_mobilenet(tmp_path, out)
     code, stdout, err = run(capsys, *argv, "--epochs", "1")
     assert code == 0, err
     assert "epoch 1/1" in stdout and "val loss" in stdout and "top1" in stdout and "clips/s" in stdout
@@ -63,19 +57,7 @@ def test_train_a_preset_on_a_proxy_task_then_resume(capsys: pytest.CaptureFixtur
 
 def test_resuming_a_damaged_checkpoint_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     out = tmp_path / "run"
-    argv = [
-        "train",
-        "mobilenet",
-        "--width-mult",
-        "0.25",
-        "--format",
-        "motion",
-        "--cache-dir",
-        str(tmp_path / "c"),
-        "--out",
-        str(out),
-        *TINY,
-    ]
+    argv = tiny_mobilenet(tmp_path, out)
     code, _, err = run(capsys, *argv, "--epochs", "1")
     assert code == 0, err
     good = load_checkpoint(out)
@@ -266,14 +248,12 @@ def test_a_searched_spec_trains_the_way_the_search_trained_it(capsys: pytest.Cap
     ],
 )
 def test_options_for_other_inputs_are_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path, extra: list[str], words: str) -> None:
-    argv = ["train", "mobilenet", "--width-mult", "0.25", "--format", "motion", "--out", str(tmp_path / "o"), *extra]
-    code, _, err = run(capsys, *argv, "--cache-dir", str(tmp_path / "c"), *TINY)
+    code, _, err = run(capsys, *tiny_mobilenet(tmp_path, tmp_path / "o"), *extra)
     assert code == 2 and words in err, err  # were accepted and ignored
 
 
 def test_resume_with_nothing_to_resume_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    argv = ["train", "mobilenet", "--width-mult", "0.25", "--format", "motion", "--out", str(tmp_path / "none"), "--resume"]
-    code, _, err = run(capsys, *argv, "--cache-dir", str(tmp_path / "c"), *TINY)
+    code, _, err = run(capsys, *tiny_mobilenet(tmp_path, tmp_path / "none"), "--resume")
     assert code == 2 and f"nothing to resume in {tmp_path / 'none'}" in err  # was a silent start from scratch
     assert not (tmp_path / "none").exists()
 
@@ -290,9 +270,8 @@ def test_the_default_run_folder_is_the_one_help_and_readme_name(
 
 
 def test_no_progress_bar_where_stderr_is_no_terminal(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    loud = [a for a in TINY if a != "--quiet"]
-    argv = ["train", "mobilenet", "--width-mult", "0.25", "--format", "motion", "--epochs", "1", "--out", str(tmp_path / "o"), *loud]
-    code, out, err = run(capsys, *argv, "--cache-dir", str(tmp_path / "c"))
+    loud = [a for a in tiny_mobilenet(tmp_path, tmp_path / "o") if a != "--quiet"]
+    code, out, err = run(capsys, *loud, "--epochs", "1")
     assert code == 0 and "epoch 1/1" in out, err
     assert "\r" not in err + out  # the data generation, epoch and evaluation bars were drawn into logs
 
