@@ -40,6 +40,13 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def given_options(args: argparse.Namespace, defaults: dict[str, Any]) -> str:
+    """The options among ``defaults`` (dest -> parser default) that ``args`` sets otherwise, as flags
+    (``--width-mult, --format``); empty when none is."""
+    given = [d for d, default in defaults.items() if getattr(args, d, default) != default]
+    return ", ".join("--format" if d == "data_format" else "--" + d.replace("_", "-") for d in given)
+
+
 FLOAT32_MAX = 3.4028234663852886e38
 """The largest float32: a learning rate above it cannot be applied to float32 weights."""
 

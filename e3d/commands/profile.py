@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from e3d.cli import MAX_THREADS, device_arg, non_negative_int, positive_int, thread_count
+from e3d.cli import MAX_THREADS, device_arg, given_options, non_negative_int, positive_int, thread_count
 from e3d.commands.user_code import add_debug_argument, add_kwargs_argument, add_model_arguments, frames_and_size, run_showing_traceback
 
 if TYPE_CHECKING:
@@ -150,9 +150,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.paper_table:
         if args.target is not None:
             raise TargetError(f"--paper-table profiles Table 8's presets; leave out TARGET ({args.target})")
-        given = [d for d, default in args.paper_table_defaults.items() if getattr(args, d) != default]
-        if given:
-            flags = ", ".join("--format" if d == "data_format" else "--" + d.replace("_", "-") for d in given)
+        if flags := given_options(args, args.paper_table_defaults):
             raise TargetError(f"{flags}: --paper-table profiles Table 8's presets at the paper's clip and widths; leave them out")
         return _paper_table(args)
     if args.target is None:

@@ -20,6 +20,7 @@ from e3d.cli import (
     MAX_THREADS,
     clip_arg,
     device_arg,
+    given_options,
     heartbeat_seconds,
     learning_rate,
     non_negative_int,
@@ -114,9 +115,7 @@ def refuse_on_resume(args: argparse.Namespace, *, what: str = "a resumed study")
     made with)."""
     from search.study import StudyConfigError
 
-    given = [d for d, default in args.study_defaults.items() if args.resume and getattr(args, d, default) != default]
-    if given:
-        flags = ", ".join("--format" if d == "data_format" else "--" + d.replace("_", "-") for d in given)
+    if args.resume and (flags := given_options(args, args.study_defaults)):
         raise StudyConfigError(f"{flags}: {what} goes on with the study's own settings; leave them out (or use another --out)")
 
 
