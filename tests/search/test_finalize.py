@@ -17,8 +17,10 @@ from tests.search.test_study import fake_fit
 
 
 def run(*args: str) -> int:
+    """``e3d search`` with the tiny settings; ``--finalize`` with only a worker's (it refuses the settings a study stores)."""
+    base = ["--quiet", "--jobs", "1"] if "--finalize" in args else TINY
     try:
-        return main(["search", *TINY, *args])
+        return main(["search", *base, *args])
     except SystemExit as e:
         return int(e.code or 0)
 
