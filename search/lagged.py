@@ -23,6 +23,7 @@ its seed with one worker only.
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -111,17 +112,39 @@ def _fail_stale(study: optuna.Study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
-def wait_until(study: optuna.Study, known: Callable[[list[FrozenTrial]], T | None]) -> T:
-    """Poll the study's trials until ``known`` gives an answer (not None); a dead worker's trial fails meanwhile."""
+def wait_until(study: optuna.Study, known: Callable[[list[FrozenTrial]], T | None], *, alive: Callable[[], None] = lambda: None) -> T:
+    """Poll the study's trials until ``known`` gives an answer (not None), calling ``alive`` at every poll; a dead
+    worker's trial fails meanwhile."""
     while (answer := known(study.get_trials(deepcopy=False))) is None:
+        alive()
         _fail_stale(study)
         time.sleep(POLL_S)
     return answer
 
 
-def wait_for_window(study: optuna.Study, number: int, lag: int) -> frozenset[int]:
-    """Trial ``number``'s :func:`window`, once known."""
-    return wait_until(study, lambda trials: window(trials, number, lag))
+def wait_for_window(study: optuna.Study, number: int, lag: int, *, alive: Callable[[], None] = lambda: None) -> frozenset[int]:
+    """Trial ``number``'s :func:`window`, once known (``alive``: as in :func:`wait_until`)."""
+    return wait_until(study, lambda trials: window(trials, number, lag), alive=alive)
+
+
+def heartbeat(study: optuna.Study, trial_id: int) -> Callable[[], None]:
+    """Records the trial's heartbeat now, and returns what records it again at most once per half heartbeat
+    interval: a trial that waits for its window (before Optuna's own heartbeat starts, after sampling) is
+    alive to the other workers, and one whose worker stopped meanwhile goes stale and fails like any other
+    (it was left running for ever, and every later trial waited on it). Nothing where the storage keeps none."""
+    storage: Any = study._storage  # an RDB storage wrapped in a cache, which answers for it
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    if interval is None:
+        return lambda: None
+    last = [-math.inf]
+
+    def beat() -> None:
+        if time.monotonic() - last[0] >= interval / 2:
+            storage.record_heartbeat(trial_id)
+            last[0] = time.monotonic()
+
+    beat()
+    return beat
 
 
 class LaggedSampler(optuna.samplers.BaseSampler):
@@ -135,23 +158,28 @@ class LaggedSampler(optuna.samplers.BaseSampler):
         self._trial: tuple[int, optuna.samplers.BaseSampler, frozenset[int]] | None = None
         """The trial this worker runs: its number, sampler and window."""
 
-    def _current(self, study: optuna.Study, trial: FrozenTrial) -> tuple[optuna.samplers.BaseSampler, optuna.Study]:
+    def _current(
+        self, study: optuna.Study, trial: FrozenTrial, *, alive: Callable[[], None] = lambda: None
+    ) -> tuple[optuna.samplers.BaseSampler, optuna.Study]:
         if self._trial is None or self._trial[0] != trial.number:
-            self._trial = (trial.number, self._make(trial_seed(self._seed, trial.number)), wait_for_window(study, trial.number, self._lag))
+            numbers = wait_for_window(study, trial.number, self._lag, alive=alive)
+            self._trial = (trial.number, self._make(trial_seed(self._seed, trial.number)), numbers)
         _, sampler, numbers = self._trial
         view: Any = StudyOnly(study, numbers)
         return sampler, view
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Wait until the trials this one learns from have finished (how long: :data:`WAITED_ATTR`).
-        Stopped meanwhile (Ctrl-C), the trial fails at once, untrained, so that no trial waits on it."""
+        """Wait until the trials this one learns from have finished (how long: :data:`WAITED_ATTR`), with a
+        :func:`heartbeat`. Stopped meanwhile (Ctrl-C), the trial fails at once, untrained and marked
+        ``interrupted``, so that no trial waits on it."""
         start = time.perf_counter()
         try:
-            sampler, view = self._current(study, trial)
+            sampler, view = self._current(study, trial, alive=heartbeat(study, trial._trial_id))
+            study._storage.set_trial_user_attr(trial._trial_id, WAITED_ATTR, round(time.perf_counter() - start, 3))
         except KeyboardInterrupt:
+            study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             raise
-        study._storage.set_trial_user_attr(trial._trial_id, WAITED_ATTR, round(time.perf_counter() - start, 3))
         sampler.before_trial(view, trial)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:

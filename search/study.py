@@ -927,6 +927,8 @@ def requeue_interrupted(study: optuna.Study) -> int:
         if t.state == TrialState.FAIL and t.user_attrs.get("interrupted") and t.number not in done:
             attrs: dict[str, Any] = {k: t.user_attrs[k] for k in QUEUED_ATTRS if k in t.user_attrs}
             params = {**t.system_attrs.get("fixed_params", {}), **t.params}  # queued ones it had not suggested yet too
+            if not params:
+                continue  # a searched trial stopped before it sampled: the search samples anew anyway
             study.enqueue_trial(params, user_attrs={**attrs, "retry_of": t.number})
             n += 1
     return n

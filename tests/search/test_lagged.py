@@ -122,6 +122,26 @@ def test_a_trial_stopped_while_it_waits_fails_untrained(monkeypatch: pytest.Monk
     with pytest.raises(KeyboardInterrupt):
         study.ask()
     assert [t.state for t in study.get_trials()] == [TrialState.RUNNING, TrialState.FAIL]
+    assert study.get_trials()[1].user_attrs == {"interrupted": True}  # was counted "failed"; nothing to queue again
+    assert st.requeue_interrupted(study) == 0
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_trial_whose_worker_dies_while_it_waits_goes_stale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(storage=storage, sampler=LaggedSampler(tpe, seed=0, lag=0))
+    running(study, 1)  # trial 0 trains elsewhere
+
+    def killed(_: float) -> None:
+        raise SystemExit  # the worker ends while trial 1 waits for trial 0 (as SIGKILL leaves it: running)
+
+    monkeypatch.setattr(lagged.time, "sleep", killed)
+    with pytest.raises(SystemExit):
+        study.ask()
+    monkeypatch.undo()
+    time.sleep(2.5)  # past the grace period
+    optuna.storages.fail_stale_trials(study)  # what every other worker does while it waits
+    assert study.get_trials()[1].state == TrialState.FAIL  # was running for ever (no heartbeat): later trials waited on it
 
 
 def test_a_lagged_pruner_judges_on_the_trials_below_the_window() -> None:
