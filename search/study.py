@@ -507,7 +507,8 @@ SETTINGS_ATTR = "e3d_settings"
 
 def check_settings(study: optuna.Study, name: str, settings: dict[str, Any], *, created: bool) -> None:
     """Store ``settings`` on a study just created; for one joined, :class:`StudyConfigError` where they differ
-    from the stored ones (a worker joining a sweep of 2 seeds with ``--seeds 3`` would train no third seed)."""
+    from the stored ones (a worker joining a sweep of 2 seeds with ``--seeds 3`` would train no third seed; one
+    with a shorter ``--heartbeat`` would fail the others' live trials as stale)."""
     if created:
         study.set_user_attr(SETTINGS_ATTR, settings)
         return

@@ -317,7 +317,7 @@ def run(args: argparse.Namespace) -> int:
         chosen = st.enqueue_baselines(study, config)
         return f"baselines: {', '.join(f'{f} {w:g}x' for f, w in chosen) or 'none of the presets fits'}"
 
-    return run_study(args, config, enqueue=enqueue, n_trials=args.trials, timeout=args.timeout)
+    return run_study(args, config, enqueue=enqueue, n_trials=args.trials, timeout=args.timeout, settings={"heartbeat": args.heartbeat})
 
 
 def _search_config(args: argparse.Namespace) -> Any:

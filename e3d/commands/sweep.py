@@ -79,4 +79,4 @@ def run(args: argparse.Namespace) -> int:
         variants = " (with and without SGS)" if config.sgs else ""
         return f"sweep: {n} runs ({n // len(seeds)} presets{variants} x {len(seeds)} seeds)"
 
-    return run_study(args, config, enqueue=enqueue, n_trials=0, settings={"seeds": args.seeds})
+    return run_study(args, config, enqueue=enqueue, n_trials=0, settings={"seeds": args.seeds, "heartbeat": args.heartbeat})

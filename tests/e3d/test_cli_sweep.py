@@ -84,6 +84,9 @@ def test_a_worker_joining_a_sweep_with_other_seeds_is_refused(
     assert main([*args, "--seeds", "2"]) == 2  # was 0: joined, trained no second seed
     assert "exists with other settings (seeds: stored 1, given 2); pass --resume" in capsys.readouterr().err
     assert main([*args, "--seeds", "1"]) == 0, "a worker with the same seeds joins"
+    capsys.readouterr()
+    assert main([*args, "--seeds", "1", "--heartbeat", "1"]) == 2  # was 0: it failed the others' live trials as stale
+    assert "exists with other settings (heartbeat: stored 10, given 1)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["sweep", "scale"])

@@ -176,6 +176,15 @@ def test_bad_options_are_refused_before_the_run_folder_is_made(
     assert not (tmp_path / "run").exists()
 
 
+def test_a_worker_with_another_heartbeat_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("search.train.fit", fake_fit([]))
+    assert search(capsys, *TINY, "--out", str(tmp_path), "--trials", "1", "--no-baselines")[0] == 0
+    code, _, err = search(capsys, *TINY, "--out", str(tmp_path), "--trials", "1", "--no-baselines", "--heartbeat", "1")
+    assert code == 2 and "other settings (heartbeat: stored 10, given 1)" in err  # joined: it failed the others' live trials
+
+
 def test_resume_into_a_missing_folder_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = search(capsys, "--resume", "--out", str(tmp_path / "missing"), "--quiet")
     assert code == 2 and "nothing to resume in" in err and len(err.strip().splitlines()) == 1
