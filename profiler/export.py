@@ -135,9 +135,11 @@ INT8_ENGINE_FILE = "e3d-int8-engine"
 
 
 def load_torchscript(path: str | Path, *, fuse: bool = True) -> OptimizedModel:
-    """Load an exported TorchScript file on the CPU; ``fuse`` runs it with the oneDNN Graph fuser. An int8
-    file is loaded under the quantized engine it was exported with (its weights are repacked as it loads)."""
+    """Load an exported TorchScript file on the CPU; ``fuse`` runs a float one with the oneDNN Graph fuser. An
+    int8 file is loaded under the quantized engine it was exported with (its weights are repacked as it loads)
+    and runs unfused: the fuser failed on its second call ("could not add op to the graph")."""
     engine = _int8_engine(Path(path))
+    fuse = fuse and engine is None
     try:
         graph = _jit_load(path, engine)
     except Exception as e:  # torch raises RuntimeError or ValueError for files that are not TorchScript
