@@ -97,8 +97,8 @@ STUDY_PROXY_OPTIONS = (
 )
 """The proxy options stored with a study (a resumed study uses its own); device, threads, jobs and loader workers are
 each worker's."""
-SEARCH_OPTIONS = (
-    *("budget_mflops", "budget_params", "budget_latency_ms", "budget_clip", "latency_table", "eager_latency", "families"),
+SEARCH_OPTIONS = (  # not --latency-table: a resume passes the study's table again (checked against the one stored)
+    *("budget_mflops", "budget_params", "budget_latency_ms", "budget_clip", "eager_latency", "families"),
     *("objective", "pruner", "rungs", "seed", "no_baselines", "sgs", *STUDY_PROXY_OPTIONS),
 )
 """The options of ``e3d search`` stored with its study."""
@@ -434,6 +434,7 @@ def resume_command(args: argparse.Namespace, kind: str, out: Path, n_trials: int
     again = f"e3d {kind} --resume --study-name {args.study_name} --out {out}"
     if kind == "search":
         again += f" --trials {n_trials}" + finalize_options(args)
+        again += f" --latency-table {args.latency_table}" if getattr(args, "latency_table", None) else ""
     if getattr(args, "jobs", None) is not None:
         again += f" --jobs {args.jobs}"  # as many as ran: the default depends on the machine
     if args.storage:

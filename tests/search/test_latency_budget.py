@@ -180,6 +180,9 @@ def test_search_screens_with_the_table(
     assert search(tmp_path, "--trials", "2", "--budget-latency-ms", bound, "--latency-table", str(other)) == 2
     err = capsys.readouterr().err
     assert "exists with other settings" in err and len(err.strip().splitlines()) == 1
+    resume = ["search", "--resume", "--out", str(tmp_path), "--trials", "3", "--quiet", "--jobs", "1", "--no-finalize"]
+    assert main([*resume, "--latency-table", str(table_file)]) == 0  # was refused: the table is a stored option
+    assert st.count_trained(optuna.load_study(study_name="e3d-search", storage=f"sqlite:///{tmp_path / 'study.db'}"), source="search") == 3
 
 
 def test_a_search_timing_candidates_says_how(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
