@@ -98,7 +98,11 @@ def export_torchscript(
         raise ExportError("a bf16 export is an optimized one: pass optimize (--optimize)")
     tolerance = tolerance if tolerance is not None else BF16_TOLERANCE if bf16 else FLOAT_TOLERANCE
     x = example_input(model, input_shape, batch_size)
-    options = OptimizeOptions(bf16=bf16) if optimize else OptimizeOptions(fold_bn=False, channels_last=False, freeze=False, fuse=False)
+    options = (
+        OptimizeOptions(bf16=bf16)
+        if optimize
+        else OptimizeOptions(fold_bn=False, channels_last=False, freeze=False, fuse=False, pools_as_convs=False)
+    )
     if optimize:
         graph = optimize_for_inference(model, input_shape=x.shape[1:], batch_size=batch_size, options=options, tolerance=tolerance).graph
     else:

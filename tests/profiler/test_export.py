@@ -31,6 +31,7 @@ def test_torchscript_reloads_and_agrees_with_eager(tmp_path: Path, optimize: boo
         assert relative_error(loaded(x), ref) <= FLOAT_TOLERANCE
         assert relative_error(plain(x), ref) <= FLOAT_TOLERANCE
     assert ("batch_norm" in str(plain.inlined_graph)) is not optimize
+    assert ("pool-conv" in result.summary()) is optimize  # a plain export said "plain: pool-conv" (it is a bare trace)
 
 
 @pytest.mark.parametrize("optimize", [True, False])
