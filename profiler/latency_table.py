@@ -869,7 +869,7 @@ def _check_plan(table: LatencyTable, out: Path, blocks: Sequence[Block], calibra
     if stray or stray_nets:
         raise LatencyTableError(
             f"{out} holds {stray} blocks and {stray_nets} calibration networks that this plan does not (other --families, "
-            "--samples, --seed or --calibration than it was begun with?); resume with those, or use another --out"
+            "--samples, --seed, --calibration or --max-entries than it was begun with?); resume with those, or use another --out"
         )
 
 

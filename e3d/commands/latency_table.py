@@ -85,7 +85,7 @@ def register(sub: Any) -> None:
         type=positive_int,
         default=4000,
         metavar="N",
-        help="blocks to time at most, besides Table 8's, the calibration networks' and each class's extremes (default 4000: "
+        help="blocks to time at most, besides Table 8's and each class's extremes (default 4000: "
         "every block of the default space and calibration networks at the default clip, 3,619; fewer take less time and price "
         "more blocks by regression)",
     )
