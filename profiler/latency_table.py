@@ -832,7 +832,7 @@ def build_table(
     todo = [b for b in dict.fromkeys(blocks) if b.key not in table.entries]
     done_nets = {s.to_json() for s, _ in table.networks}
     nets = [s for s in calibration if s.to_json() not in done_nets]
-    table.complete = False
+    finished, table.complete = table.complete, False
     saved = time.monotonic()
     bar = tqdm(total=len(todo) + len(nets), desc="latency table", unit="block", file=sys.stderr, disable=not progress or None)
     try:
@@ -850,7 +850,7 @@ def build_table(
                 if time.monotonic() - saved > SAVE_SECONDS:
                     table.save(out)
                     saved = time.monotonic()
-            if todo or nets:  # also when a build stopped while re-timing resumes
+            if todo or nets or not finished:  # also when a build stopped while re-timing resumes
                 table.rechecked = _recheck(table, measure)
         if not table.repeat:
             table.repeat = repeatability(table, measure_network=measure_network, progress=progress)

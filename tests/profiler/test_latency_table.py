@@ -683,6 +683,25 @@ def test_a_build_stopped_while_timing_again_resumes_with_that_alone(tmp_path: Pa
     assert table.repeat["eager"] == Repeat(3, 0.0, 100.0, 1.0)
 
 
+def test_a_build_stopped_while_it_times_a_stall_again_times_it_on_resume(tmp_path: Path) -> None:
+    s = spec()
+    blocks = [b for b in collect_blocks([s]).values() if b.fn == "inverted_residual"]
+    stalled = blocks[1].key
+    calls: dict[str, int] = {}
+
+    def stops_at_the_recheck(b: Block, st: TableSettings, mode: str) -> float:
+        calls[b.key] = calls.get(b.key, 0) + 1
+        if calls[b.key] > len(st.modes):
+            raise KeyboardInterrupt  # Ctrl-C as the stalled block is timed again
+        return fake_ms(b, st, mode) * (50.0 if b.key == stalled else 1.0)
+
+    with pytest.raises(KeyboardInterrupt):
+        fake_table(tmp_path, [s], measure=stops_at_the_recheck)
+    table = fake_table(tmp_path, [s])  # the resume: every block is timed already
+    assert table.complete and table.rechecked == 1  # was 0: the stall stayed in the finished table
+    assert table.entries[stalled][1]["eager"] == pytest.approx(fake_ms(blocks[1], table.settings, "eager"))
+
+
 def test_a_table_without_calibration_networks_or_from_before_has_no_repeat(tmp_path: Path) -> None:
     table = fake_table(tmp_path, [spec()])
     assert table.repeat == {} and LatencyTable.load(tmp_path / "t.json").repeat == {}
