@@ -513,7 +513,8 @@ def check_settings(study: optuna.Study, name: str, settings: dict[str, Any], *, 
         study.set_user_attr(SETTINGS_ATTR, settings)
         return
     stored = study.user_attrs.get(SETTINGS_ATTR, {})
-    if diff := _diff({k: stored.get(k) for k in settings if k in stored}, {k: v for k, v in settings.items() if k in stored}):
+    known = [k for k in settings if k in stored]  # a study made before a setting was stored is not judged by it
+    if diff := _diff({k: stored[k] for k in known}, {k: settings[k] for k in known}):
         raise _other_settings(name, diff)
 
 
@@ -1006,9 +1007,9 @@ def trial_line(t: FrozenTrial) -> str:
 class QuietReported(logging.Filter):
     """Drops Optuna's log records (a traceback, then "failed with value None") of a trial that e3d reports in
     a line of its own: stopped by Ctrl-C (not an error; the CLI says how to resume), failed by a non-finite
-    loss (its trial line says so), failed by another worker while this one was paused, or by the storage (the worker
-    stops with :class:`StorageError`). A trial failed by
-    any other error keeps its first record, with the error."""
+    loss (its trial line says so), failed by another worker while this one was paused, or by the storage (the
+    worker stops with :class:`StorageError`). A trial failed by any other error keeps its first record, with
+    the error."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """False for the records to drop."""

@@ -808,7 +808,7 @@ def _same(old: Any, new: Any) -> bool:
 def _restore(run: _Run, state: dict[str, Any], ckpt_path: Path | None, meta: dict[str, Any] | None) -> None:
     """Continue from a checkpoint (:func:`check_resume` first): weights, optimiser, schedule, RNG states, history and epoch."""
     check_resume(state, config=run.config, model=run.model, meta=meta, path=ckpt_path)
-    mismatch = _key_mismatch(run.model.state_dict(), state["model"])
+    mismatch = checkpoints.key_mismatch(run.model.state_dict(), state["model"])
     if mismatch is not None:
         raise CheckpointError(f"checkpoint {ckpt_path} does not fit this model: {mismatch}")
     try:
@@ -822,14 +822,6 @@ def _restore(run: _Run, state: dict[str, Any], ckpt_path: Path | None, meta: dic
     _set_rng_state(state["rng"])
     run.history = [dict(h) for h in state["history"]]
     run.start_epoch = int(state["epoch"])
-
-
-def _key_mismatch(own: dict[str, Any], stored: dict[str, Any]) -> str | None:
-    """``missing keys a, b; unexpected key c`` (the first few of each) when ``stored`` names other tensors than ``own``."""
-    missing = [k for k in own if k not in stored]
-    unexpected = [k for k in stored if k not in own]
-    found = [(what, keys) for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
-    return "; ".join(f"{what} key{'s' * (len(keys) > 1)} {checkpoints._listing(keys)}" for what, keys in found) or None
 
 
 def _one_line(message: str, limit: int = 3) -> str:

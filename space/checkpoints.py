@@ -214,6 +214,15 @@ def _listing(keys: list[str], limit: int = 5) -> str:
     return ", ".join(keys[:limit]) + more
 
 
+def key_mismatch(own: Mapping[str, Any], stored: Mapping[str, Any]) -> str | None:
+    """``missing keys a, b; unexpected key c`` (the first few of each) when ``stored`` names other tensors than
+    ``own``; None when it names the same."""
+    missing = [k for k in own if k not in stored]
+    unexpected = [k for k in stored if k not in own]
+    found = [(what, keys) for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+    return "; ".join(f"{what} key{'s' * (len(keys) > 1)} {_listing(keys)}" for what, keys in found) or None
+
+
 def _check_shapes(state: Mapping[str, Tensor], target: Mapping[str, Tensor], source_name: Mapping[str, str], what: str) -> None:
     for key, ref in target.items():
         got = state[key]
