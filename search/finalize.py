@@ -2,7 +2,7 @@
 
 The top-k distinct searched architectures by validation accuracy and the best paper preset in the
 budget (the baseline with the best validation accuracy; without trained baselines, the preset with
-the most multiply-adds that fits) are retrained with ``seeds`` new seeds (the study's seed + 1 ...
+the most multiply-adds that fits, latency bound included) are retrained with ``seeds`` new seeds (the study's seed + 1 ...
 + N, never the seed that selected them) under the study's own proxy protocol, and scored on the test
 split, which nothing before this step reads. Each candidate gets a verdict against the preset from
 :mod:`search.stats` (Welch's t-test on the test accuracies over seeds, sample sd).
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from search.results import finished, study_frame
 from search.searchspace import preset_params
 from search.stats import TEST, Summary, compare, summarize
 from search.study import SearchConfig, open_study, presets_in_budget
-from space.spec import E3DError
+from space.spec import E3DError, NetSpec
 
 SUFFIX = ".final"
 """The finalization study of study ``s`` is ``s.final``, in the same storage."""
@@ -73,31 +74,37 @@ def candidates(df: pd.DataFrame, *, top_k: int) -> list[Finalist]:
     ]
 
 
-def best_preset(df: pd.DataFrame, config: SearchConfig) -> Finalist | None:
+def best_preset(df: pd.DataFrame, config: SearchConfig, *, latency: Callable[[NetSpec], float] | None = None) -> Finalist | None:
     """The hand-scaled network to beat: the paper preset in budget with the best validation accuracy
-    in the study, or, when the study trained none, the one with the most multiply-adds."""
-    fits = presets_in_budget(config)
-    if not fits:
-        return None
+    in the study, or, when the study trained none, the one with the most multiply-adds that fits the
+    budget, its latency bound priced by ``latency`` (a bound with no ``latency`` is an error)."""
     done = finished(df)
     base = done[done["source"].isin(("baseline", "sweep"))]
     if len(base):
         top = base.sort_values(["accuracy", "macs"], ascending=[False, True]).iloc[0]
         family, width = str(top["family"]), float(top["width_mult"])
         return Finalist(f"preset {family} {width:g}x", "preset", preset_params(family, width), float(top["accuracy"]))
+    if config.budget.latency_ms is not None and latency is None:
+        raise FinalizeError("the budget bounds latency: the preset to beat needs a latency meter or table")
+    fits = presets_in_budget(config, latency=latency)
+    if not fits:
+        return None
     family, width, _ = max(fits, key=lambda f: f[2])
     return Finalist(f"preset {family} {width:g}x", "preset", preset_params(family, width), None)
 
 
-def finalists(study: optuna.Study, config: SearchConfig, *, top_k: int = 3) -> list[Finalist]:
-    """The candidates and the best preset of a search study (:func:`candidates`, :func:`best_preset`)."""
+def finalists(
+    study: optuna.Study, config: SearchConfig, *, top_k: int = 3, latency: Callable[[NetSpec], float] | None = None
+) -> list[Finalist]:
+    """The candidates and the best preset of a search study (:func:`candidates`, :func:`best_preset`
+    with ``latency``)."""
     if config.kind != "search":
         raise FinalizeError(f"study {study.study_name!r} is a {config.kind}, not a search: nothing to finalize")
     df = with_params(study)
     chosen = candidates(df, top_k=top_k)
     if not chosen:
         raise FinalizeError(f"study {study.study_name!r} has no completed searched trial to finalize yet")
-    preset = best_preset(df, config)
+    preset = best_preset(df, config, latency=latency)
     return [*chosen, *([preset] if preset else [])]
 
 

@@ -536,12 +536,14 @@ def _diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> str:
     return "; ".join(out)
 
 
-def presets_in_budget(config: SearchConfig) -> list[tuple[str, float, int]]:
-    """(family, width, macs) of the paper's presets of the study's families that fit its analytic budget."""
+def presets_in_budget(config: SearchConfig, *, latency: Callable[[NetSpec], float] | None = None) -> list[tuple[str, float, int]]:
+    """(family, width, macs) of the paper's presets of the study's families that fit its analytic budget,
+    and its latency bound too when ``latency`` prices one (:func:`search.budget.screen`)."""
+    budget = config.budget if latency is not None else dataclasses.replace(config.budget, latency_ms=None)
     out = []
     for family, width in paper_presets(config.families):
         spec = spec_from_params(preset_params(family, width), clip=config.budget.clip)
-        verdict = screen(spec, dataclasses.replace(config.budget, latency_ms=None))
+        verdict = screen(spec, budget, latency=latency)
         if verdict.feasible:
             out.append((family, width, verdict.cost.macs))
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ def finalize(args: argparse.Namespace, study: Any, config: Any, out: Path) -> in
     from space.files import write_text
 
     seeds = fin.final_seeds(config, args.final_seeds)
-    chosen = fin.finalists(study, config, top_k=args.top_k)
+    chosen = fin.finalists(study, config, top_k=args.top_k, latency=preset_latency(args, config))
     final = fin.open_final(study, config, chosen, seeds)
     local = {"device": args.device, "num_workers": args.loader_workers, "threads": job_threads(args)}
     fconfig = fin.final_config(dataclasses.replace(config, proxy=dataclasses.replace(config.proxy, **local)))
@@ -90,6 +91,18 @@ def finalize(args: argparse.Namespace, study: Any, config: Any, out: Path) -> in
     write_text(out / "final.md", text + "\n")
     print("\n" + text + f"\n\nwrote {out / 'final.csv'}, {out / 'final.md'}")
     return 0
+
+
+def preset_latency(args: argparse.Namespace, config: Any) -> Any:
+    """What prices the latency bound of the preset to beat when the study trained none: the search's
+    own table or meter (:func:`e3d.commands.search.study_latency_of`), made on first use only; None
+    without a latency bound."""
+    from e3d.commands.search import study_latency_of
+
+    if config.budget.latency_ms is None:
+        return None
+    made = functools.cache(lambda: study_latency_of(args, config))
+    return lambda spec: made()(spec)
 
 
 def finalize_command(args: argparse.Namespace, out: Path) -> str:

@@ -460,7 +460,7 @@ def run_study(
     out, url = run_folder(args)
     with undone_on_failure(out, url):
         study, config, n, data = _open_run(args, url, config, enqueue=enqueue, n_trials=n_trials, settings=settings or {})
-    latency = _study_latency(args, config)
+    latency = study_latency_of(args, config)
     costs = ("macs", "latency_ms") if config.budget.latency_ms is not None and config.objective == "pareto" else ("macs",)
     bar = _trials_bar(args, study, n)
     save = _result_writer(study, out, config, costs=costs, bar=bar)
@@ -529,7 +529,7 @@ def job_threads(args: argparse.Namespace) -> int | None:
     return args.threads or (1 if getattr(args, "jobs", 1) > 1 else None)
 
 
-def _study_latency(args: argparse.Namespace, config: Any) -> Any:
+def study_latency_of(args: argparse.Namespace, config: Any) -> Any:
     """What measures a candidate's latency: the study's latency table, else a meter on this machine
     when the budget or the study needs latencies, else None."""
     from search.latency import study_latency

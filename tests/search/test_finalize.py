@@ -11,7 +11,11 @@ import pytest
 
 import search.data
 from e3d.cli import main
-from search.finalize import candidates
+from search.budget import Budget
+from search.finalize import FinalizeError, best_preset, candidates
+from search.searchspace import preset_params, spec_from_params
+from search.study import SearchConfig, presets_in_budget
+from space.spec import NetSpec
 from tests.search.conftest import TINY
 from tests.search.test_study import fake_fit
 
@@ -55,6 +59,23 @@ def test_candidates_are_distinct_architectures_by_validation_accuracy() -> None:
     assert [f.val_accuracy for f in chosen] == [65.0, 60.0, 60.0]
     assert chosen[1].params == {"n": 3} and chosen[1].role == "candidate"
     assert len(candidates(df, top_k=1)) == 1
+
+
+def test_without_trained_presets_the_preset_to_beat_meets_the_latency_bound_too() -> None:
+    config = SearchConfig(budget=Budget(mflops=200, latency_ms=50.0), families=("mobilenetv2", "shufflenet"), baselines=False)
+    fits = presets_in_budget(config, latency=lambda spec: 10.0)
+    costliest = max(fits, key=lambda f: f[2])
+    slow = spec_from_params(preset_params(*costliest[:2]), clip=config.budget.clip).to_json()
+
+    def latency(spec: NetSpec) -> float:  # the costliest preset is over the bound, the others well within
+        return 99.0 if spec.to_json() == slow else 10.0
+
+    empty = pd.DataFrame(columns=["number", "state", "feasible", "accuracy", "source", "spec_json", "macs"])
+    chosen = best_preset(empty, config, latency=latency)
+    assert chosen is not None and chosen.params != preset_params(*costliest[:2])
+    assert chosen.params == preset_params(*max((f for f in fits if f != costliest), key=lambda f: f[2])[:2])
+    with pytest.raises(FinalizeError, match="latency"):
+        best_preset(empty, config)  # a bound nothing prices is not ignored
 
 
 @pytest.mark.slow
@@ -104,6 +125,16 @@ def test_ctrl_c_during_finalization_keeps_finished_runs(tmp_path: Path, monkeypa
     assert run(*final) == 0
     assert len(calls) == 5  # 2 x 2 runs and the interrupted attempt: a finished run is never run again
     assert list(pd.read_csv(tmp_path / "final.csv")["n"]) == [2, 2]
+
+
+def test_a_search_without_baselines_finalizes_against_a_preset_within_its_latency_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    only = spec_from_params(preset_params("mobilenetv2", 0.2), clip=(16, 112, 112)).to_json()  # the one preset under 60 M
+    monkeypatch.setattr("search.train.fit", fake_fit([]))
+    monkeypatch.setattr("search.study.latency_meter", lambda mode: lambda spec: 99.0 if spec.to_json() == only else 1.0)
+    assert run("--out", str(tmp_path), "--trials", "1", "--no-baselines", "--budget-latency-ms", "50") == 0
+    assert list(pd.read_csv(tmp_path / "final.csv")["role"]) == ["candidate"]  # it was over the bound: no preset to beat
 
 
 @pytest.mark.parametrize(
