@@ -166,7 +166,7 @@ def build_parser() -> Parser:
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(name).register(sub)
-    for command in sub.choices.values():
+    for command in leaves(parser):
         command.add_argument(
             "--max-memory",
             type=memory_size,
@@ -175,6 +175,14 @@ def build_parser() -> Parser:
         )
         command.set_defaults(parser=command)  # errors found after parsing name their command (_main)
     return parser
+
+
+def leaves(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers of ``parser``'s commands that take no subcommand (``e3d data check``, not ``e3d data``)."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return [parser]
+    return [leaf for action in subs for child in dict.fromkeys(action.choices.values()) for leaf in leaves(child)]
 
 
 def memory_size(text: str) -> int:
@@ -215,7 +223,7 @@ def _main(argv: Sequence[str] | None) -> int:
         with interrupt_signals():
             return int(args.func(args) or 0)
 
-    return guarded(run, prefix=f"e3d {args.command}: ")
+    return guarded(run, prefix=f"{args.parser.prog}: ")
 
 
 def guarded(run: Callable[[], int], *, prefix: str = "", interrupted: str = "interrupted") -> int:

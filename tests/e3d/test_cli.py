@@ -148,7 +148,7 @@ def test_help_builds_every_command_s_parser_without_torch() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize(("argv", "prog"), [(["models", "--bogus"], "e3d models"), (["data", "check", "x", "--bogus"], "e3d data")])
+@pytest.mark.parametrize(("argv", "prog"), [(["models", "--bogus"], "e3d models"), (["data", "check", "x", "--bogus"], "e3d data check")])
 def test_an_unknown_option_names_its_command(capsys: pytest.CaptureFixture[str], argv: list[str], prog: str) -> None:
     code, _, err = run(capsys, *argv)
     assert code == 2 and err == f"{prog}: error: unrecognized arguments: --bogus\n"  # was "e3d: error: ..."

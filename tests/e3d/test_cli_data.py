@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from e3d.cli import build_parser
 from e3d.commands.data import FORMATS
 from search.data import ALL_FORMATS
 from tests.e3d.fixtures import run
@@ -67,3 +68,19 @@ def test_a_proxy_task_too_large_for_memory_is_one_line_and_exit_2(capsys: pytest
 def test_check_help_names_its_own_argument(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "data", "check", "--help")
     assert code == 0 and "layout of PATH" in " ".join(out.split()) and "--data" not in out  # said "layout of --data"
+
+
+@pytest.mark.parametrize("command", ["check", "resize"])
+def test_the_memory_limit_is_an_option_of_each_data_command(command: str) -> None:
+    args = build_parser().parse_args(["data", command, "motion", *(["out"] if command == "resize" else []), "--max-memory", "1G"])
+    assert args.max_memory == 2**30  # was refused: the option sat on `e3d data` only
+
+
+def test_checking_a_proxy_task_keeps_to_the_memory_limit(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("E3D_CACHE", str(tmp_path))
+    monkeypatch.setattr("profiler.footprint._limit", None)  # restored after the test: the option sets it for the process
+    code, _, err = run(capsys, "data", "check", "motion", "--num-samples", "4", "--max-memory", "1K")
+    assert code == 2 and err.startswith("e3d data check: error: generating motion/") and "above the limit of 1.0 KiB" in err
+    assert len(err.strip().splitlines()) == 1

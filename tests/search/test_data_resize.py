@@ -120,7 +120,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(
     monkeypatch.setattr(shutil, "copyfile", full)
     code, _, err = run(capsys, "data", "resize", str(src), str(dst), "--short-side", "32")
     last = err.strip().splitlines()[-1]  # after the progress bar
-    assert code == 2 and err.count("error") == 1 and last.startswith("e3d data: error: cannot write") and "no space left" in last
+    assert code == 2 and err.count("error") == 1 and last.startswith("e3d data resize: error: cannot write") and "no space left" in last
     assert not [p for p in dst.rglob("*") if p.is_file() and p.name != MARKER], "neither the file nor its temporary part is left"
 
 
