@@ -23,6 +23,8 @@ its seed with one worker only.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import math
 import time
 import warnings
@@ -40,6 +42,13 @@ WAITED_ATTR = "lag_wait_s"
 """Trial user attribute: the seconds the trial waited for the trials it learns from."""
 SURPLUS_ATTR = "surplus"
 """Trial user attribute: True on a searched trial numbered after the search's last counted one (not run)."""
+BEATING_ATTR = "e3d_heartbeat"
+"""Trial system attribute, set once the trial's first heartbeat is recorded (:func:`heartbeat`)."""
+
+
+def grace_period(interval: float) -> float:
+    """Seconds without a heartbeat after which a running trial's worker counts as dead."""
+    return 2 * interval + 5
 
 
 def lag_for(jobs: int) -> int:
@@ -104,12 +113,27 @@ def seen_by(study: optuna.Study, number: int, lag: int) -> optuna.Study:
 
 
 def _fail_stale(study: optuna.Study) -> None:
-    """Fail the trials whose worker died (their heartbeat is older than the grace period)."""
-    if getattr(study._storage, "get_heartbeat_interval", lambda: None)() is None:
+    """Fail the trials whose worker died: their heartbeat is older than the grace period, or they have
+    none and started longer ago (:func:`orphans`)."""
+    interval = getattr(study._storage, "get_heartbeat_interval", lambda: None)()
+    if interval is None:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+    for trial_id in orphans(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)), grace_period(interval)):
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # another worker failed it first
+            study._storage.set_trial_state_values(trial_id, TrialState.FAIL)
+
+
+def orphans(running: Sequence[FrozenTrial], grace_s: float, *, now: datetime.datetime | None = None) -> list[int]:
+    """The ids of the ``running`` trials that never recorded a heartbeat (:data:`BEATING_ATTR`) and
+    started more than ``grace_s`` ago: a worker stopped between Optuna creating the trial and
+    :func:`heartbeat`'s first beat (microseconds apart) left it so, and Optuna's stale-trial check
+    passes over a trial without a heartbeat; every later trial waited on it for ever."""
+    now = now or datetime.datetime.now()
+    started = [t for t in running if BEATING_ATTR not in t.system_attrs and t.datetime_start is not None]
+    return [t._trial_id for t in started if (now - t.datetime_start).total_seconds() > grace_s]
 
 
 def wait_until(study: optuna.Study, known: Callable[[list[FrozenTrial]], T | None], *, alive: Callable[[], None] = lambda: None) -> T:
@@ -144,6 +168,7 @@ def heartbeat(study: optuna.Study, trial_id: int) -> Callable[[], None]:
             last[0] = time.monotonic()
 
     beat()
+    storage.set_trial_system_attr(trial_id, BEATING_ATTR, True)
     return beat
 
 

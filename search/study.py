@@ -50,7 +50,7 @@ from profiler.datacost import Bins, data_cost, dataset_bins
 from search.budget import Budget, Screen, feasible_families, screen, validate_for_clip
 from search.fidelity import QUEUED_SOURCES, CpuTimed, cpu_seconds, stop_if_budget_spent, stop_trial, trial_cpu_seconds
 from search.interrupts import hold, let_go
-from search.lagged import SURPLUS_ATTR, LaggedPruner, LaggedSampler, surplus
+from search.lagged import SURPLUS_ATTR, LaggedPruner, LaggedSampler, grace_period, surplus
 from search.searchspace import SPACE, Clip, check_families, paper_presets, preset_params, sample_params, spec_from_params
 from space.spec import E3DError, NetSpec, SGSSpec, SpecError
 
@@ -345,7 +345,7 @@ def open_storage(url: str, *, heartbeat: int = HEARTBEAT_S) -> RDBStorage:
                 storage_url(url),
                 engine_kwargs=engine,
                 heartbeat_interval=heartbeat,
-                grace_period=2 * heartbeat + 5,
+                grace_period=grace_period(heartbeat),
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
             )
     except ImportError as e:

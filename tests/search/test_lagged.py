@@ -4,6 +4,7 @@ seed decides the search whatever the number of workers and the order their trial
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import random
 import threading
@@ -142,6 +143,41 @@ def test_a_trial_whose_worker_dies_while_it_waits_goes_stale(tmp_path: Path, mon
     time.sleep(2.5)  # past the grace period
     optuna.storages.fail_stale_trials(study)  # what every other worker does while it waits
     assert study.get_trials()[1].state == TrialState.FAIL  # was running for ever (no heartbeat): later trials waited on it
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_trial_left_running_before_its_first_heartbeat_fails_after_the_grace_period(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(storage=storage, sampler=LaggedSampler(tpe, seed=0, lag=0))
+    [orphan] = running(study, 1, screened=False)  # its worker died between Optuna's create and the first heartbeat
+    monkeypatch.setattr(lagged, "grace_period", lambda interval: 0.2)
+    polls: list[float] = []
+    sleep = time.sleep
+
+    def poll(s: float) -> None:
+        polls.append(s)
+        if len(polls) > 40:
+            raise TimeoutError("still waiting on a trial nobody runs")  # was: for ever
+        sleep(0.05)
+
+    monkeypatch.setattr(lagged.time, "sleep", poll)
+    trial = study.ask()
+    assert study._storage.get_trial(orphan).state == TrialState.FAIL and trial.number == 1
+    assert lagged.BEATING_ATTR in study._storage.get_trial(trial._trial_id).system_attrs  # a live one is never taken for dead
+    assert lagged.orphans(study.get_trials(states=(TrialState.RUNNING,)), 0.0) == []
+
+
+def test_orphans_are_the_running_trials_without_a_heartbeat_older_than_the_grace() -> None:
+    study = optuna.create_study()
+    old, new, beating = running(study, 3, screened=False)
+    study._storage.set_trial_system_attr(beating, lagged.BEATING_ATTR, True)
+    trials = study.get_trials()
+    now = trials[1].datetime_start + datetime.timedelta(seconds=10)
+    trials[0].datetime_start = now - datetime.timedelta(seconds=100)
+    assert lagged.orphans(trials, 5.0, now=now) == [old, new]
+    assert lagged.orphans(trials, 30.0, now=now) == [old]
 
 
 def test_a_lagged_pruner_judges_on_the_trials_below_the_window() -> None:
