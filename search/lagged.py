@@ -46,7 +46,7 @@ BEATING_ATTR = "e3d_heartbeat"
 """Trial system attribute, set once the trial's first heartbeat is recorded (:func:`heartbeat`)."""
 
 
-def grace_period(interval: float) -> float:
+def grace_period(interval: int) -> int:
     """Seconds without a heartbeat after which a running trial's worker counts as dead."""
     return 2 * interval + 5
 
@@ -132,8 +132,12 @@ def orphans(running: Sequence[FrozenTrial], grace_s: float, *, now: datetime.dat
     :func:`heartbeat`'s first beat (microseconds apart) left it so, and Optuna's stale-trial check
     passes over a trial without a heartbeat; every later trial waited on it for ever."""
     now = now or datetime.datetime.now()
-    started = [t for t in running if BEATING_ATTR not in t.system_attrs and t.datetime_start is not None]
-    return [t._trial_id for t in started if (now - t.datetime_start).total_seconds() > grace_s]
+    return [t._trial_id for t in running if BEATING_ATTR not in t.system_attrs and _age_s(t, now) > grace_s]
+
+
+def _age_s(t: FrozenTrial, now: datetime.datetime) -> float:
+    """Seconds since ``t`` started (0 if it has not)."""
+    return 0.0 if t.datetime_start is None else (now - t.datetime_start).total_seconds()
 
 
 def wait_until(study: optuna.Study, known: Callable[[list[FrozenTrial]], T | None], *, alive: Callable[[], None] = lambda: None) -> T:
