@@ -159,7 +159,8 @@ def versus_table(points: pd.DataFrame, path: pd.DataFrame) -> pd.DataFrame:
         a = Summary(p["accuracy_mean"], p["accuracy_sd"], int(points.set_index("point").loc[p["point"], "seeds_done"]))
         b = Summary(v["accuracy_mean"], v["accuracy_sd"], int(v["seeds_done"]))
         pval = welch_p(a, b) if a.n >= 2 and b.n >= 2 else math.nan
-        verdict = "n/a (one seed)" if math.isnan(pval) else "tie" if pval >= ALPHA else ("path" if a.mean > b.mean else str(v["axis"]))
+        untested = "n/a (one seed)" if min(a.n, b.n) < 2 else "n/a (no spread)"
+        verdict = untested if math.isnan(pval) else "tie" if pval >= ALPHA else ("path" if a.mean > b.mean else str(v["axis"]))
         rows.append({
             "step": int(p["step"]), "path_axis": p["axis"], "macs_m": p["macs"] / 1e6, "versus_macs_m": v["macs"] / 1e6,
             "path_accuracy": a.mean, "versus_accuracy": b.mean, "difference": a.mean - b.mean, "p": pval, "better": verdict,

@@ -105,7 +105,8 @@ def geomean(values: Iterable[float]) -> float:
 def welch_p(a: Summary, b: Summary) -> float:
     """Two-sided p-value of Welch's t-test between two summaries (each n >= 2).
 
-    When neither set varies the test is degenerate: 0 if the means differ, 1 if they are equal.
+    When neither set varies the test is undefined: NaN if the means differ (no verdict: two seeds that
+    happen to agree say nothing of the spread of a third), 1 if they are equal.
     """
     if a.n < 2 or b.n < 2:
         raise ValueError("Welch's t-test needs at least two values on each side")
@@ -116,15 +117,15 @@ def welch_p(a: Summary, b: Summary) -> float:
 
 def _t_p(diff: float, se: float, dof: float) -> float:
     """Two-sided p-value of a t statistic ``diff / se`` with ``dof`` degrees of freedom; when ``se`` is 0 the
-    test is degenerate: 0 if ``diff`` is not zero, 1 if it is."""
+    test is undefined: NaN if ``diff`` is not zero, 1 if it is."""
     if se == 0.0:
-        return 0.0 if diff != 0.0 else 1.0
+        return math.nan if diff != 0.0 else 1.0
     return float(2.0 * _scipy().t.sf(abs(diff) / se, dof))
 
 
 def _outcome(diff: float, p: float, alpha: float) -> Outcome:
-    """Win or loss (by the sign of ``diff``) when p < ``alpha``, else tie."""
-    return "tie" if p >= alpha else ("win" if diff > 0 else "loss")
+    """Win or loss (by the sign of ``diff``) when p < ``alpha``, else tie (a NaN p too)."""
+    return "win" if p < alpha and diff > 0 else "loss" if p < alpha else "tie"
 
 
 def compare(a: Iterable[float], b: Iterable[float], *, alpha: float = ALPHA, chance: float | None = None) -> Verdict:
@@ -140,6 +141,8 @@ def compare(a: Iterable[float], b: Iterable[float], *, alpha: float = ALPHA, cha
     p = welch_p(sa, sb)
     outcome = _outcome(diff, p, alpha)
     reason = f"{TEST.replace('0.05', f'{alpha:g}')}, n={sa.n} vs {sb.n}, sample sd"
+    if math.isnan(p):
+        return Verdict("tie", diff, p, f"neither side varies: the test is undefined, no verdict; {reason}")
     if outcome == "win" and chance is not None and sa.mean <= chance:
         return Verdict("tie", diff, p, f"mean {sa.mean:.1f}% is not above chance ({chance:.1f}%); {reason}")
     return Verdict(outcome, diff, p, reason)
@@ -149,7 +152,8 @@ def compare_paired(a: Iterable[float], b: Iterable[float], *, alpha: float = ALP
     """Verdict of ``a`` against ``b`` measured on the same items, ``a[i]`` paired with ``b[i]``: a
     two-sided paired t-test on the differences (win / loss when p < ``alpha``, else tie).
 
-    When the differences do not vary the test is degenerate: p is 0 if they are not zero, 1 if they are.
+    When the differences do not vary the test is undefined: p is NaN (a tie, no verdict) if they are not
+    zero, 1 if they are.
     """
     xs, ys = [float(v) for v in a], [float(v) for v in b]
     if len(xs) != len(ys):
@@ -159,6 +163,8 @@ def compare_paired(a: Iterable[float], b: Iterable[float], *, alpha: float = ALP
     if d.n < 2:
         return Verdict("tie", d.mean, math.nan, f"too few pairs for a test; {test}")
     p = _t_p(d.mean, d.sd / math.sqrt(d.n), d.n - 1)
+    if math.isnan(p):
+        return Verdict("tie", d.mean, p, f"the differences do not vary: the test is undefined, no verdict; {test}")
     return Verdict(_outcome(d.mean, p, alpha), d.mean, p, test)
 
 

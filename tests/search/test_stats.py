@@ -48,12 +48,13 @@ def test_welch_with_three_runs_each_decides() -> None:
     assert win.format().startswith("win: +10.0 pp, p=") and win.format("%·M", 0).startswith("win: +10 %·M, p=")
 
 
-def test_equal_means_tie_and_zero_spread_is_degenerate() -> None:
+def test_equal_means_tie_and_zero_spread_is_no_verdict() -> None:
     assert compare([50.0, 52.0], [52.0, 50.0]).outcome == "tie"
     same = compare([60.0, 60.0], [60.0, 60.0])
     assert same.outcome == "tie" and same.p == 1.0
-    apart = compare([61.0, 61.0], [60.0, 60.0])
-    assert apart.outcome == "win" and apart.p == 0.0
+    apart = compare([61.0, 61.0], [60.0, 60.0])  # was a "win" at p=0: two seeds that agree are no evidence of no spread
+    assert apart.outcome == "tie" and math.isnan(apart.p) and "undefined" in apart.reason
+    assert compare([61.0, 61.2, 61.1], [60.0, 60.0, 60.0]).outcome == "win"  # one side varies: a test
 
 
 def test_a_paired_comparison_tests_the_mean_difference() -> None:
@@ -72,8 +73,9 @@ def test_pairing_finds_a_steady_shift_that_the_spread_between_items_hides() -> N
     assert compare_paired(a, b).p < 1e-3
 
 
-def test_a_paired_comparison_of_constant_differences_is_degenerate_and_of_one_pair_is_no_test() -> None:
-    assert compare_paired([2.0, 3.0], [1.0, 2.0]).p == 0.0
+def test_a_paired_comparison_of_constant_differences_or_of_one_pair_is_no_test() -> None:
+    steady = compare_paired([2.0, 3.0], [1.0, 2.0])
+    assert steady.outcome == "tie" and math.isnan(steady.p) and "undefined" in steady.reason
     assert compare_paired([1.0, 2.0], [1.0, 2.0]).outcome == "tie"
     one = compare_paired([5.0], [1.0])
     assert one.outcome == "tie" and math.isnan(one.p)
