@@ -152,6 +152,8 @@ def test_the_path_is_compared_with_one_axis_alone_at_equal_cost_over_seeds() -> 
     assert list(curves(points, path)) == ["width only", PATH_CURVE]
     one_seed = points.assign(seeds_done=1)
     assert list(versus_table(one_seed, path)["better"]) == ["n/a (one seed)"] * 2
+    still = versus_table(points.assign(accuracy_sd=0.0), path.assign(accuracy_sd=0.0))
+    assert list(still["better"]) == ["n/a (no spread)"] * 2  # was "path" at p = 0: seeds that agree are no test
 
 
 def test_each_axis_gains_early_and_late_and_counts_its_choices(monkeypatch: pytest.MonkeyPatch) -> None:
