@@ -27,7 +27,7 @@ import analysis
 from analysis.load import trained_on
 from profiler.report import signed
 from search.results import finished
-from search.stats import sample_sd
+from search.stats import compare_agreement, sample_sd
 from space.paper import table8
 
 LEVELS = 4
@@ -239,6 +239,11 @@ def _speed_lines(table: pd.DataFrame) -> Iterator[str]:
     yield "\n**(vi) do multiply-adds predict time per clip? Spearman over the 17 presets**"
     for col in _SPEEDS:
         yield f"- {col}: {spearman(table, 'macs_m', f'ms_{col}')}"
+    yield "- do they predict it better here than on the paper's GPUs? (Spearman here minus Spearman there)"
+    for here in _SPEEDS[:2]:
+        for paper in _SPEEDS[2:]:
+            v = compare_agreement(table[f"ms_{here}"], table[f"ms_{paper}"], table["macs_m"])
+            yield f"  - {here} vs {paper}: {v.format(unit='in Spearman', digits=2)}"
     yield f"- eager vs optimized speed ranks here: {spearman(table, 'clips_per_s', 'optimized_clips_per_s')}"
     yield (
         f"- this CPU (optimized) vs Titan Xp / TX2: {spearman(table, 'optimized_clips_per_s', 'titanxp_clips_s')} / "
