@@ -11,7 +11,8 @@ mean over the proxy validation clips (counted at 16x112x112), ``macs_untrained``
 Run: python -m bench.sev_sgs [--task motion|digits] [--out runs/sev-sgs] [--bin-widths 0.5] [--seeds 2] [--families ...] [--tiny]
 
 Writes ``<out>/<task>/trials.csv`` (the search's schema; ``e3d analyze --csv`` reads it), the extra SGS attributes
-in ``sgs.csv``, and prints a summary table (mean and spread over seeds). Interrupt and run again to continue: the
+in ``sgs.csv``, and prints a summary table (mean and spread over seeds), SEVNet's verdicts against each family and
+each family's with SGS against without (Welch's t-test over seeds, :mod:`search.stats`). Interrupt and run again to continue: the
 study lives in ``<out>/<task>/study.db``. ``--tiny`` is a smoke run (a few videos, seconds a network).
 """
 
@@ -120,6 +121,27 @@ def verdicts(df: pd.DataFrame, extra: dict[int, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def sgs_verdicts(df: pd.DataFrame, extra: dict[int, dict[str, Any]]) -> str:
+    """Each family with SGS at each bin width against the same network without SGS, by
+    :func:`search.stats.compare` over seeds."""
+    done = finished(df).copy()
+    done["variant"] = done["number"].map(lambda n: extra[n]["bin_width"] if extra[n]["sgs"] else -1.0)
+    lines = ["| with SGS vs without | bin width | verdict |", "|---|---:|---|"]
+    for family in FAMILIES:
+        mine = done[done["family"] == family]
+        without = [float(a) for a in mine[mine["variant"] < 0].sort_values("seed")["accuracy"]]
+        for variant in sorted(v for v in mine["variant"].unique() if v >= 0):
+            if without:
+                with_sgs = [float(a) for a in mine[mine["variant"] == variant].sort_values("seed")["accuracy"]]
+                lines.append(f"| {family} | {variant:g} | {compare(with_sgs, without, chance=10.0).format()} |")
+    return "\n".join(lines) if len(lines) > 2 else "(no SGS verdicts: no family trained both with and without SGS)"
+
+
+def report(df: pd.DataFrame, extra: dict[int, dict[str, Any]]) -> str:
+    """The summary table, SEVNet's verdicts and the SGS verdicts: what ``summary.md`` holds."""
+    return "\n\n".join((summary(df, extra), verdicts(df, extra), sgs_verdicts(df, extra)))
+
+
 def read_extra(path: Path) -> dict[int, dict[str, Any]]:
     """The per-trial SGS attributes of a written ``sgs.csv``, as :func:`sgs_attributes` collects them."""
     extra: dict[int, dict[str, Any]] = {}
@@ -138,7 +160,7 @@ def from_results(folder: Path) -> str:
     to its ``summary.md``: how the published tables are regenerated without training."""
     df = pd.read_csv(folder / "trials.csv")
     extra = read_extra(folder / "sgs.csv")
-    text = summary(df, extra) + "\n\n" + verdicts(df, extra)
+    text = report(df, extra)
     write_text(folder / "summary.md", text + "\n")
     return text
 
@@ -237,7 +259,7 @@ def run_task(args: argparse.Namespace) -> str:
     write_outputs(df, out)
     extra = sgs_attributes(study)
     write_text(out / "sgs.csv", pd.DataFrame([{"number": n, **e} for n, e in extra.items()]).to_csv(index=False))
-    text = summary(df, extra) + "\n\n" + verdicts(df, extra)
+    text = report(df, extra)
     write_text(out / "summary.md", text + "\n")
     return text
 

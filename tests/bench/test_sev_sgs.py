@@ -1,5 +1,5 @@
-"""bench/sev_sgs.py: the published SEVNet and SGS tables come from its rows, a tiny run trains every variant once
-and a rerun trains nothing again, bad input is one line."""
+"""bench/sev_sgs.py: the published SEVNet and SGS tables (and each SGS arm's verdict against no SGS) come from its
+rows, a tiny run trains every variant once and a rerun trains nothing again, bad input is one line."""
 
 from __future__ import annotations
 
@@ -45,6 +45,20 @@ def test_without_sevnet_the_summary_says_there_are_no_verdicts() -> None:
     df, extra = pd.read_csv(folder / "trials.csv"), sev_sgs.read_extra(folder / "sgs.csv")
     assert sev_sgs.verdicts(df[df["family"] != "sevnet"], extra) == "(no verdicts: SEVNet without SGS has not trained)"
     assert sev_sgs.verdicts(df, extra).startswith("| SEVNet vs | verdict |")
+
+
+def test_each_sgs_arm_gets_a_verdict_against_the_same_network_without_sgs() -> None:
+    outcomes = []
+    for task in ("motion", "digits"):
+        df, extra = pd.read_csv(RESULTS / task / "trials.csv"), sev_sgs.read_extra(RESULTS / task / "sgs.csv")
+        table = sev_sgs.sgs_verdicts(df, extra)
+        assert table.startswith("| with SGS vs without | bin width | verdict |") and table in sev_sgs.report(df, extra)
+        outcomes += [row.split("| ")[3].split(":")[0] for row in table.splitlines()[2:]]
+    assert len(outcomes) == 24 and outcomes.count("loss") == 3 and outcomes.count("tie") == 21  # 6 families x 2 bin widths x 2 tasks
+    sevnet = sev_sgs.sgs_verdicts(df[df["family"] == "sevnet"], extra).splitlines()
+    assert sevnet[2].startswith("| sevnet | 0.1 | tie: -0.8 pp, p=0.687 (Welch's t-test")
+    no_plain = df[df["number"].map(lambda n: extra[n]["sgs"])]
+    assert sev_sgs.sgs_verdicts(no_plain, extra) == "(no SGS verdicts: no family trained both with and without SGS)"
 
 
 @pytest.mark.parametrize("bad", [["--seeds", "0"], ["--bin-widths", "0.5,x"], ["--bin-widths", "1.5"], ["--families", "resnet18"]])
