@@ -13,6 +13,9 @@ power than item-by-item verdicts when each item has few runs.
 
 Two rankings are compared by how well each agrees with a third (:func:`compare_agreement`: the
 difference of their Spearman correlations with it, a paired bootstrap over the items ranked).
+
+Several verdicts of one family (one benchmark's budgets, say) are each tested at ``alpha``; :func:`holm`
+says which of them survive Holm's correction for their number.
 """
 
 from __future__ import annotations
@@ -166,6 +169,25 @@ def compare_paired(a: Iterable[float], b: Iterable[float], *, alpha: float = ALP
     if math.isnan(p):
         return Verdict("tie", d.mean, p, f"the differences do not vary: the test is undefined, no verdict; {test}")
     return Verdict(_outcome(d.mean, p, alpha), d.mean, p, test)
+
+
+def holm(pvalues: Iterable[float], alpha: float = ALPHA) -> list[tuple[float, bool]]:
+    """Holm's step-down correction of several tests of one family: for each p-value, in the given order,
+    its Holm-adjusted p (the running maximum, over the p-values sorted ascending, of p times the number of
+    tests not yet passed; at most 1) and whether the test still holds (adjusted p < ``alpha``).
+
+    A NaN p-value (a verdict without a test) counts among the tests, is never significant and stays NaN.
+    """
+    ps = [float(p) for p in pvalues]
+    order = sorted(range(len(ps)), key=lambda i: (math.isnan(ps[i]), ps[i]))
+    adjusted = [math.nan] * len(ps)
+    running = 0.0
+    for rank, i in enumerate(order):
+        if math.isnan(ps[i]):
+            break
+        running = max(running, min(1.0, (len(ps) - rank) * ps[i]))
+        adjusted[i] = running
+    return [(a, not math.isnan(a) and a < alpha) for a in adjusted]
 
 
 def _scipy() -> ModuleType:

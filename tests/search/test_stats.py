@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from search.stats import TEST, compare, compare_agreement, compare_paired, sample_sd, summarize, welch_p
+from search.stats import TEST, compare, compare_agreement, compare_paired, holm, sample_sd, summarize, welch_p
 
 
 def test_summary_of_two_values_uses_the_sample_sd() -> None:
@@ -137,3 +137,14 @@ def test_equal_runs_on_both_sides_tie_with_p_1(value: float, na: int, nb: int) -
     assert (s.mean, s.sd) == (value, 0.0)  # the mean was off by a unit in the last place, the sd 1e-15
     v = compare([value] * na, [value] * nb)
     assert (v.outcome, v.diff, v.p) == ("tie", 0.0, 1.0)  # was a "loss" at p=0.015 for the first
+
+
+def test_holm_multiplies_the_smallest_p_by_the_number_of_tests_and_keeps_the_adjusted_ps_monotone() -> None:
+    out = holm([0.04, 0.01, 0.03])  # sorted 0.01 x 3, 0.03 x 2, 0.04 x 1 -> 0.03, 0.06, max(0.06, 0.04)
+    assert [a for a, _ in out] == pytest.approx([0.06, 0.03, 0.06])
+    assert [s for _, s in out] == [False, True, False]
+    assert holm([0.5, 0.9]) == [(1.0, False), (1.0, False)]  # capped at 1
+    assert holm([0.01], alpha=0.05) == [(0.01, True)]  # one test: unchanged
+    (a, sig), (b, sig_b) = holm([math.nan, 0.02])
+    assert math.isnan(a) and not sig and b == pytest.approx(0.04) and sig_b  # a tie without a test still counts
+    assert holm([]) == []
