@@ -135,6 +135,7 @@ def _open_proxy(
     task: str,
     text: str,
     split: str,
+    *,
     clip: tuple[int, int, int] | None,
     crop_position: str,
     flip: bool | None,
@@ -176,6 +177,7 @@ def _checked_layout(path: str | Path, format: str | None, annotations: str | Pat
 def _layout_dataset(
     layout: Layout,
     split: str,
+    *,
     clip: tuple[int, int, int] | None,
     frame_step: int | None,
     sampling: str | None,
@@ -255,21 +257,34 @@ def open_dataset(
             task,
             text,
             split,
-            clip,
-            crop_position,
-            flip,
-            frame_step,
-            sampling,
-            scales,
-            seed,
-            num_samples,
-            cache_dir,
-            proxy_options,
-            progress,
+            clip=clip,
+            crop_position=crop_position,
+            flip=flip,
+            frame_step=frame_step,
+            sampling=sampling,
+            scales=scales,
+            seed=seed,
+            num_samples=num_samples,
+            cache_dir=cache_dir,
+            options=proxy_options,
+            progress=progress,
         )
     layout = _checked_layout(path_or_task, format, annotations, fold, allow_missing)
     frames = Path(cache_dir or default_cache_dir()) / "frames" if frame_cache else None
-    return _layout_dataset(layout, split, clip, frame_step, sampling, scales, crop_position, flip, seed, on_error, progress, frames)
+    return _layout_dataset(
+        layout,
+        split,
+        clip=clip,
+        frame_step=frame_step,
+        sampling=sampling,
+        scales=scales,
+        crop_position=crop_position,
+        flip=flip,
+        seed=seed,
+        on_error=on_error,
+        progress=progress,
+        frame_cache=frames,
+    )
 
 
 __all__ = [
