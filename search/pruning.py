@@ -151,7 +151,7 @@ def saved_cpu_seconds(trials: Sequence[FrozenTrial], epochs: int) -> float:
     return saved
 
 
-def search_rungs(*, objective: str, pruner: str, epochs: int, rungs: Sequence[int] = ()) -> Rungs | None:
+def search_rungs(*, pruner: str, epochs: int, rungs: Sequence[int] = ()) -> Rungs | None:
     """The rungs of a search with ``--pruner rungs`` (None for any other pruner): ``rungs`` (checked
     against ``epochs``), or :func:`default_rungs` of its epochs, with the defaults of :class:`Rungs`."""
     if pruner != "rungs":

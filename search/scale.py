@@ -588,21 +588,21 @@ def run_scale(
     *,
     latency: Callable[[NetSpec], float] | None = None,
     on_trial: Callable[[FrozenTrial], None] | None = None,
-    on_plan: Callable[[Plan, int], None] | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
     progress: bool = False,
     poll: float = 5.0,
 ) -> Plan:
     """Plan, enqueue and train until the plan is finished (several workers may run this on one study).
 
-    ``on_plan(plan, enqueued)`` is called after each planning round. Returns the final plan.
+    ``on_plan(plan)`` is called after each planning round (once its points are enqueued). Returns the final plan.
     """
     objective = ScaleObjective(search, ProxyData(None, None, 0, search.proxy.task), latency, progress=progress)
     while True:
         requeue_interrupted_points(study)
         current = plan(cfg, results_of(study.get_trials(deepcopy=False)))
-        added = enqueue(study, cfg, current.points)
+        enqueue(study, cfg, current.points)
         if on_plan is not None:
-            on_plan(current, added)
+            on_plan(current)
         if current.finished:
             return current
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))

@@ -795,7 +795,7 @@ class Objective:
         prune = self.config.objective == "accuracy"
         from search.pruning import search_rungs, stop_if_dominated
 
-        rungs = search_rungs(objective=self.config.objective, pruner=self.config.pruner, epochs=p.epochs, rungs=self.config.rungs)
+        rungs = search_rungs(pruner=self.config.pruner, epochs=p.epochs, rungs=self.config.rungs)
         searched = trial.user_attrs.get("source", "search") not in QUEUED_SOURCES
         budget_s = self.cpu_budget_s if searched else None
 

@@ -188,7 +188,7 @@ def model_classes(model: nn.Module) -> int:
     return int(layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels)  # type: ignore[arg-type]
 
 
-def _dataset_classes(data: Dataset[Any], role: str) -> int | None:
+def _dataset_classes(data: Dataset[Any]) -> int | None:
     n = getattr(data, "num_classes", None)
     return int(n) if n is not None else None
 
@@ -197,7 +197,7 @@ def check_classes(model: nn.Module, *datasets: tuple[str, Dataset[Any]]) -> None
     """Raise :class:`ClassCountError` when the model and a dataset disagree on the number of classes."""
     k = model_classes(model)
     for role, data in datasets:
-        n = _dataset_classes(data, role)
+        n = _dataset_classes(data)
         if n is not None and n != k:
             name = getattr(data, "name", role)
             raise ClassCountError(f"the model has {k} classes but the {role} data ({name}) has {n}")

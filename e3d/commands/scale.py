@@ -215,7 +215,7 @@ class _Progress:
         if self.plan is not None:
             sc.write_scale_outputs(self.out, self.cfg, self.plan, self.study.get_trials(deepcopy=False))
 
-    def on_plan(self, plan: Any, added: int) -> None:
+    def on_plan(self, plan: Any) -> None:
         """A new plan: the bar's total and position, its new notes, the outputs."""
         from search import scale as sc
 
@@ -235,7 +235,7 @@ class _Progress:
 
         show_trial(self.bar, t)
         if self.follow_jobs:  # the new plan's outputs are written by on_plan
-            self.on_plan(sc.plan(self.cfg, sc.results_of(self.study.get_trials(deepcopy=False))), 0)
+            self.on_plan(sc.plan(self.cfg, sc.results_of(self.study.get_trials(deepcopy=False))))
         else:
             self.save()
 
@@ -248,7 +248,8 @@ def _run_jobs(args: argparse.Namespace, study: Any, search: Any, cfg: Any, url: 
 
     print(jobs_line(args.jobs, search.proxy.threads), file=sys.stderr)
     first = sc.plan(cfg, sc.results_of(study.get_trials(deepcopy=False)))
-    progress.on_plan(first, sc.enqueue(study, cfg, first.points))  # before the jobs start, so that they do not both queue it
+    sc.enqueue(study, cfg, first.points)  # before the jobs start, so that they do not both queue it
+    progress.on_plan(first)
     run_local_jobs(args, study, url, search, n_trials=0, timeout=None, latency=latency, on_trial=progress.on_trial, scale=cfg)
     return sc.plan(cfg, sc.results_of(study.get_trials(deepcopy=False)))
 

@@ -264,7 +264,7 @@ def test_cli_default_pruner_is_median_for_accuracy_and_rungs_for_pareto(
     [config] = configs
     assert code == 0 and (config.pruner, config.rungs) == (pruner, rungs)
     if pruner == "rungs":  # the pareto default judges at the last epoch but one
-        assert search_rungs(objective="pareto", pruner=pruner, epochs=3, rungs=rungs) == Rungs(rungs or (2,))
+        assert search_rungs(pruner=pruner, epochs=3, rungs=rungs) == Rungs(rungs or (2,))
 
 
 def _runs(curves: list[tuple[float, ...]], macs: list[float] | None = None) -> list[list[tuple[float, float]]]:
