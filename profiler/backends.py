@@ -23,8 +23,6 @@ from torch import nn
 
 from space.spec import E3DError
 
-BACKENDS = ("e3d", "fvcore", "ptflops", "flop_counter")
-
 
 class BackendError(E3DError):
     """A cross-check backend that cannot count this model."""

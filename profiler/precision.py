@@ -396,13 +396,6 @@ def inference_timer(model: nn.Module, config: ExecConfig, *, input_shape: Sequen
     return _step_timer(step, config, warmup=warmup)
 
 
-def inference_seconds(
-    model: nn.Module, config: ExecConfig, *, input_shape: Sequence[int], batch_size: int, warmup: int = 1, repeats: int = 3
-) -> float:
-    """Median seconds of ``repeats`` forward passes of :func:`inference_timer`."""
-    return statistics.median(inference_timer(model, config, input_shape=input_shape, batch_size=batch_size, warmup=warmup)(repeats))
-
-
 def resolve_inference(
     model: nn.Module,
     precision: str,
@@ -526,7 +519,6 @@ __all__ = [
     "choose",
     "detect_cpu",
     "fixed",
-    "inference_seconds",
     "inference_timer",
     "matmul_gflops",
     "network_key",

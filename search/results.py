@@ -353,8 +353,3 @@ def full_csv(path: str | Path) -> Path:
         if full.is_file():
             return full
     return p / "trials.csv" if p.is_dir() else p
-
-
-def read_trials_csv(path: str | Path) -> pd.DataFrame:
-    """Read a run's full record back (a run folder, its ``trials.csv`` or ``trials_full.csv``)."""
-    return pd.read_csv(full_csv(path))

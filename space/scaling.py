@@ -252,28 +252,3 @@ def scale_many(spec: NetSpec, factors: Mapping[str, float] | Mapping[Axis, float
 def scale(spec: NetSpec, axis: Axis | str, factor: float) -> NetSpec:
     """``spec`` scaled by ``factor`` along one ``axis`` (see the module docstring)."""
     return scale_many(spec, {axis: factor})
-
-
-def scale_width(spec: NetSpec, factor: float, *, stage: int | None = None) -> NetSpec:
-    """Width x ``factor``: the global multiplier, or one stage's width factor."""
-    return scale(spec, Axis("width", stage), factor)
-
-
-def scale_depth(spec: NetSpec, factor: float, *, stage: int | None = None) -> NetSpec:
-    """Units per stage x ``factor`` (rounded, at least 1): every stage, or one."""
-    return scale(spec, Axis("depth", stage), factor)
-
-
-def scale_frames(spec: NetSpec, factor: float) -> NetSpec:
-    """Clip frames T x ``factor`` (the nearest T the strides accept)."""
-    return scale(spec, Axis("frames"), factor)
-
-
-def scale_resolution(spec: NetSpec, factor: float) -> NetSpec:
-    """Clip H and W x ``factor`` (the nearest size the strides accept)."""
-    return scale(spec, Axis("resolution"), factor)
-
-
-def scale_expansion(spec: NetSpec, factor: float, *, stage: int | None = None) -> NetSpec:
-    """Expansion ratio x ``factor``: every stage with a bottleneck to scale, or one (families with an expansion knob)."""
-    return scale(spec, Axis("expansion", stage), factor)

@@ -39,11 +39,6 @@ worker, freeing that pool hung for ever (the pool's thread waiting on its condit
 _READ_ERRORS = (av.error.FFmpegError, OSError, ValueError, RuntimeError, EOFError, IndexError, MemoryError, SyntaxError)
 
 
-def is_video_file(path: Path) -> bool:
-    """True for a file whose suffix is one of :data:`VIDEO_EXTENSIONS`."""
-    return path.suffix.lower() in VIDEO_EXTENSIONS and path.is_file()
-
-
 def natural_key(name: str) -> tuple[object, ...]:
     """Sort key that orders ``img_2`` before ``img_10``."""
     return tuple(int(p) if p.isdigit() else p for p in _DIGITS.split(name))

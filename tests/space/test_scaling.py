@@ -11,7 +11,7 @@ import pytest
 import space
 from profiler.counting import spec_totals
 from search.searchspace import SPACE, sample_params, spec_from_params
-from space.scaling import AXES, Axis, axes_of, family_knobs, has_bottleneck, scale, scale_depth, scale_many, scale_width
+from space.scaling import AXES, Axis, axes_of, family_knobs, has_bottleneck, scale, scale_many
 from space.sgs import with_sgs
 from space.spec import NetSpec, SpecError
 
@@ -116,9 +116,9 @@ def test_frames_below_what_the_strides_allow_is_one_error_naming_the_axis() -> N
 
 
 def test_width_follows_the_family_rounding_so_presets_scale_into_presets() -> None:
-    assert scale_width(space.paper_spec("shufflenet", width_mult=0.5), 2.0) == space.paper_spec("shufflenet", width_mult=1.0)
-    assert scale_width(space.paper_spec("mobilenetv2", width_mult=0.45), 0.7 / 0.45) == space.paper_spec("mobilenetv2", width_mult=0.7)
-    assert scale_depth(space.paper_spec("mobilenet"), 2.0) == space.families.mobilenet(depths=[2, 4, 4, 12, 4])
+    assert scale(space.paper_spec("shufflenet", width_mult=0.5), "width", 2.0) == space.paper_spec("shufflenet", width_mult=1.0)
+    assert scale(space.paper_spec("mobilenetv2", width_mult=0.45), "width", 0.7 / 0.45) == space.paper_spec("mobilenetv2", width_mult=0.7)
+    assert scale(space.paper_spec("mobilenet"), "depth", 2.0) == space.families.mobilenet(depths=[2, 4, 4, 12, 4])
 
 
 def test_one_stage_axes_change_only_that_stage() -> None:
