@@ -65,7 +65,7 @@ def random_params(families: Sequence[str], n: int, *, seed: int) -> Iterator[dic
         yield sample_params(study.ask(), families)
 
 
-def at_clip(params: dict[str, Any], clip: Clip, num_classes: int = 600) -> NetSpec | None:
+def at_clip(params: dict[str, Any], clip: Clip, *, num_classes: int = 600) -> NetSpec | None:
     """The candidate's spec at ``clip``, or None when it cannot run there."""
     try:
         return spec_from_params(params, clip=clip, num_classes=num_classes)
@@ -73,7 +73,7 @@ def at_clip(params: dict[str, Any], clip: Clip, num_classes: int = 600) -> NetSp
         return None
 
 
-def calibration_specs(families: Sequence[str], clip: Clip, n: int, *, seed: int) -> list[NetSpec]:
+def calibration_specs(families: Sequence[str], clip: Clip, *, n: int, seed: int) -> list[NetSpec]:
     """``n`` random candidates that run at ``clip``, taken from each family in turn (so every family's
     blocks calibrate the overhead, not the family drawn most), 600 classes; family ``i`` draws with seed
     ``1000 * seed + i``, apart from the seeds of the table's and the bench's random candidates."""
@@ -110,7 +110,7 @@ def space_specs(families: Sequence[str], clip: Clip, *, samples: int, seed: int 
         params += extreme_params(f)
     params += list(random_params(families, samples, seed=seed))
     specs = [s for c in classes for s in table8_specs(clip, num_classes=c)]
-    specs += [s for c in classes for p in params if (s := at_clip(p, clip, c)) is not None]
+    specs += [s for c in classes for p in params if (s := at_clip(p, clip, num_classes=c)) is not None]
     return list(dict.fromkeys(specs))
 
 

@@ -340,7 +340,7 @@ def fit_compound(combos: Sequence[Mapping[str, float]], scores: Sequence[float],
     return {axis: math.log(f) / math.log(step) for axis, f in best.items()}
 
 
-def compound_spec(spec: NetSpec, exponents: Mapping[str, float], ratio: float, *, step: float = 2.0) -> tuple[float, NetSpec]:
+def compound_spec(spec: NetSpec, exponents: Mapping[str, float], *, ratio: float, step: float = 2.0) -> tuple[float, NetSpec]:
     """``phi`` and the base scaled by ``step ** (exponent * phi)`` per axis, with ``phi`` chosen so that it
     costs about ``ratio`` x the base (bisection)."""
     base = macs(spec)
@@ -370,7 +370,7 @@ def _plan_compound(cfg: ScaleConfig, results: Mapping[str, Result]) -> Plan:
         return out
     out.exponents = fit_compound(combos, [results[p.id].mean for p in grid], step=cfg.step)
     for r in cfg.ratios:
-        phi, s = compound_spec(spec, out.exponents, r, step=cfg.step)
+        phi, s = compound_spec(spec, out.exponents, ratio=r, step=cfg.step)
         factors = {a: round(cfg.step ** (e * phi), 4) for a, e in out.exponents.items()}
         out.points.append(_point(cfg, "compound", 2, f"compound@{r:g}", factors, r, s))
     out.finished = _complete(cfg, results, out.points)

@@ -376,10 +376,10 @@ def sevnet(
 
 def _resnet_family(
     family: str,
+    *,
     block: str,
     default_depths: tuple[int, ...],
     planes: tuple[int, ...],
-    *,
     expansion: int,
     groups: int,
     shortcut: str,
@@ -419,11 +419,19 @@ def _resnet_family(
 
 
 R34 = (64, 128, 256, 512)
-resnet18 = _resnet_family("resnet18", "basic", (2, 2, 2, 2), R34, expansion=1, groups=1, shortcut="A",
-                          doc="3D ResNet-18 (basic blocks, shortcut A as in Table 8).")  # fmt: skip
-resnet50 = _resnet_family("resnet50", "bottleneck", (3, 4, 6, 3), R34, expansion=4, groups=1, shortcut="A",
-                          doc="3D ResNet-50 (bottlenecks of expansion 4, shortcut A as in Table 8).")  # fmt: skip
-resnet101 = _resnet_family("resnet101", "bottleneck", (3, 4, 23, 3), R34, expansion=4, groups=1, shortcut="A",
-                           doc="3D ResNet-101 (bottlenecks of expansion 4, shortcut A as in Table 8).")  # fmt: skip
-resnext101 = _resnet_family("resnext101", "bottleneck", (3, 4, 23, 3), (128, 256, 512, 1024), expansion=2, groups=32,
-                            shortcut="B", doc="3D ResNeXt-101 (cardinality 32, bottleneck expansion 2, shortcut B).")  # fmt: skip
+resnet18 = _resnet_family(
+    "resnet18", block="basic", default_depths=(2, 2, 2, 2), planes=R34, expansion=1, groups=1, shortcut="A",
+    doc="3D ResNet-18 (basic blocks, shortcut A as in Table 8).",
+)  # fmt: skip
+resnet50 = _resnet_family(
+    "resnet50", block="bottleneck", default_depths=(3, 4, 6, 3), planes=R34, expansion=4, groups=1, shortcut="A",
+    doc="3D ResNet-50 (bottlenecks of expansion 4, shortcut A as in Table 8).",
+)  # fmt: skip
+resnet101 = _resnet_family(
+    "resnet101", block="bottleneck", default_depths=(3, 4, 23, 3), planes=R34, expansion=4, groups=1, shortcut="A",
+    doc="3D ResNet-101 (bottlenecks of expansion 4, shortcut A as in Table 8).",
+)  # fmt: skip
+resnext101 = _resnet_family(
+    "resnext101", block="bottleneck", default_depths=(3, 4, 23, 3), planes=(128, 256, 512, 1024), expansion=2, groups=32, shortcut="B",
+    doc="3D ResNeXt-101 (cardinality 32, bottleneck expansion 2, shortcut B).",
+)  # fmt: skip

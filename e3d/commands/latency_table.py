@@ -110,7 +110,7 @@ def plan(args: argparse.Namespace) -> tuple[list[Any], list[Any], int]:
     from search.searchspace import FAMILIES, check_families, paper_presets, preset_params
 
     families = check_families(args.families.split(",") if args.families else FAMILIES)
-    calibration = calibration_specs(families, args.clip, args.calibration, seed=args.seed + 1)
+    calibration = calibration_specs(families, args.clip, n=args.calibration, seed=args.seed + 1)
     blocks = collect_blocks([*space_specs(families, args.clip, samples=args.samples, seed=args.seed), *calibration])
     presets = [*table8_specs(args.clip), *(at_clip(preset_params(f, w), args.clip) for f, w in paper_presets(families))]
     # The calibration networks' blocks are sampled like any others: the overhead is fitted on networks priced

@@ -246,7 +246,7 @@ def _is_spec_file(model: str) -> bool:
     return path.suffix == ".json" or path.is_file()
 
 
-def build_spec(args: argparse.Namespace, num_classes: int, default_size: int) -> tuple[Any, str]:
+def build_spec(args: argparse.Namespace, *, num_classes: int, default_size: int) -> tuple[Any, str]:
     """The spec to train and a short model name; presets take the dataset's class count."""
     import space
     from search.train import ClassCountError
@@ -402,7 +402,7 @@ def _build_model(args: argparse.Namespace, data: _Data) -> tuple[Any, Any, str]:
     from space import build
 
     seed_everything(args.seed)
-    spec, name = build_spec(args, data.train.num_classes, data.default_size)
+    spec, name = build_spec(args, num_classes=data.train.num_classes, default_size=data.default_size)
     check_memory(spec, batch=args.batch_size, training=True)  # an oversized spec: one line, before allocating
     check_batch_norms(spec, batch_size=args.batch_size)  # so is one whose BatchNorm would see one value per channel
     model = build(spec)

@@ -54,7 +54,7 @@ def table_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def priceable(table: LatencyTable, n: int, seed: int) -> list[tuple[NetSpec, float]]:
     out = []
     for p in random_params(FAMILIES, n, seed=seed):
-        spec = at_clip(p, CLIP, 10)
+        spec = at_clip(p, CLIP, num_classes=10)
         if spec is None:
             continue
         try:
@@ -70,10 +70,10 @@ def test_the_table_prices_nearly_every_candidate(table_file: Path) -> None:
 
 
 def test_calibration_networks_come_from_every_family_in_turn() -> None:
-    specs = calibration_specs(("mobilenet", "mobilenetv2", "shufflenet"), (16, 48, 48), 7, seed=1)
+    specs = calibration_specs(("mobilenet", "mobilenetv2", "shufflenet"), (16, 48, 48), n=7, seed=1)
     assert [s.family for s in specs] == ["mobilenet", "mobilenetv2", "shufflenet"] * 2 + ["mobilenet"]
     assert len({s.to_json() for s in specs}) == 7 and all(s.clip == (16, 48, 48) for s in specs)
-    assert [s.family for s in calibration_specs(("mobilenet", "shufflenet"), (4, 16, 16), 3, seed=1)] == ["mobilenet"] * 3
+    assert [s.family for s in calibration_specs(("mobilenet", "shufflenet"), (4, 16, 16), n=3, seed=1)] == ["mobilenet"] * 3
 
 
 def test_screening_rejects_exactly_the_specs_predicted_over_the_bound(table_file: Path) -> None:

@@ -163,7 +163,7 @@ def test_compound_exponents_are_fitted_on_a_toy_objective() -> None:
     assert sc.fit_compound(combos, [math.nan] * (len(combos) - 1) + [0.0]) == {
         a: pytest.approx(math.log2(f)) for a, f in combos[-1].items()
     }
-    phi, scaled = sc.compound_spec(spec, exponents, 4.0, step=2.0)
+    phi, scaled = sc.compound_spec(spec, exponents, ratio=4.0, step=2.0)
     assert sc.macs(scaled) / sc.macs(spec) == pytest.approx(4.0, rel=0.1) and phi > 1
     assert scaled.clip[1] > spec.clip[1] and scaled.width_mult > spec.width_mult and scaled.stages[0].repeats == spec.stages[0].repeats
 
