@@ -93,7 +93,9 @@ MODULE_KINDS = frozenset({"conv", "bn", "relu", "relu6", "sigmoid", "maxpool", "
 class Ops(Protocol, Generic[X]):
     """What a block function may call. ``X`` is a shape (tracing) or a tensor (running)."""
 
-    def check(self, ok: bool, field: str, reason: str) -> None: ...
+    def check(self, ok: bool, field: str, reason: str) -> None:
+        """Raise :class:`BlockError` naming ``field`` unless ``ok`` (checked when tracing; a no-op on tensors)."""
+
     def conv(
         self,
         name: str,
@@ -104,23 +106,56 @@ class Ops(Protocol, Generic[X]):
         stride: int | Triple = 1,
         groups: int = 1,
         bias: bool = False,
-    ) -> X: ...
-    def bn(self, name: str, x: X) -> X: ...
-    def act(self, name: str, x: X, kind: str) -> X: ...
-    def pool(self, name: str, x: X, kind: str, kernel: int | Triple, stride: int | Triple, padding: int | Triple) -> X: ...
-    def global_pool(self, name: str, x: X) -> X: ...
-    def grid_pool(self, name: str, x: X, cells: int) -> X: ...
-    def dropout(self, name: str, x: X, p: float) -> X: ...
-    def linear(self, name: str, x: X, out: int) -> X: ...
-    def flatten(self, x: X) -> X: ...
-    def add(self, a: X, b: X) -> X: ...
-    def cat(self, a: X, b: X) -> X: ...
-    def split(self, x: X) -> tuple[X, X]: ...
-    def shuffle(self, x: X, groups: int) -> X: ...
-    def subsample(self, x: X, stride: Triple) -> X: ...
-    def pad_channels(self, x: X, channels: int) -> X: ...
-    def scale(self, x: X, s: X) -> X: ...
-    def merge_similar(self, name: str, x: X, z: X, *, bins: int, bin_width: float, multiple: int) -> X: ...
+    ) -> X:
+        """3D convolution ``name`` to ``out`` channels, with 'same' padding ``kernel // 2``."""
+
+    def bn(self, name: str, x: X) -> X:
+        """BatchNorm3d ``name`` over the channels."""
+
+    def act(self, name: str, x: X, kind: str) -> X:
+        """Element-wise activation ``name`` of ``kind``, one of :data:`ACTIVATIONS` or :data:`GATES`."""
+
+    def pool(self, name: str, x: X, kind: str, kernel: int | Triple, stride: int | Triple, padding: int | Triple) -> X:
+        """Max or average pooling ``name`` (``kind`` is ``"max"`` or ``"avg"``; avg counts padding)."""
+
+    def global_pool(self, name: str, x: X) -> X:
+        """Global average pooling ``name`` over all of T, H and W."""
+
+    def grid_pool(self, name: str, x: X, cells: int) -> X:
+        """Adaptive average pooling ``name`` of H and W to at most ``cells`` x ``cells`` (T kept)."""
+
+    def dropout(self, name: str, x: X, p: float) -> X:
+        """Dropout ``name`` with probability ``p`` (identity at inference)."""
+
+    def linear(self, name: str, x: X, out: int) -> X:
+        """Fully connected layer ``name`` with bias, to ``out`` features, on a flattened input."""
+
+    def flatten(self, x: X) -> X:
+        """Flatten a pooled ``(C, 1, 1, 1)`` map to ``(C,)``."""
+
+    def add(self, a: X, b: X) -> X:
+        """Element-wise sum of two maps of the same shape."""
+
+    def cat(self, a: X, b: X) -> X:
+        """Concatenate along channels; T, H and W must agree."""
+
+    def split(self, x: X) -> tuple[X, X]:
+        """Split the channels into two halves."""
+
+    def shuffle(self, x: X, groups: int) -> X:
+        """Channel shuffle: reshape to (groups, C / groups), transpose, flatten."""
+
+    def subsample(self, x: X, stride: Triple) -> X:
+        """Keep every ``stride``-th position (a 1x1x1 average pool with that stride)."""
+
+    def pad_channels(self, x: X, channels: int) -> X:
+        """Append zero channels up to ``channels`` (ResNet shortcut A)."""
+
+    def scale(self, x: X, s: X) -> X:
+        """Multiply every channel of ``x`` by its entry of the ``(C, 1, 1, 1)`` gate ``s`` (broadcast)."""
+
+    def merge_similar(self, name: str, x: X, z: X, *, bins: int, bin_width: float, multiple: int) -> X:
+        """Similarity Guided Sampling ``name``: merge the T slices of ``x`` into bins, guided by the embedding ``z``."""
 
 
 class Tracer:
