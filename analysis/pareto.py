@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from search.results import finished, pareto_mask
+from search.front import pareto_mask
+from search.results import finished
 from search.stats import sample_sd
 
 

@@ -11,6 +11,7 @@ More area is a better front; the area is in percentage points x M.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -26,10 +27,33 @@ def dominates(a: Point, b: Point) -> bool:
     return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
 
 
+def pareto_mask(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -> list[bool]:
+    """Which points no other point dominates (at least as good in every objective, better in one).
+
+    Points with a NaN are never on the front. Equal points do not dominate each other, so ties
+    are all kept.
+    """
+    sign = [1.0 if m else -1.0 for m in maximize]
+    pts = [[s * v for s, v in zip(sign, p, strict=True)] for p in points]
+    ok = [not any(math.isnan(v) for v in p) for p in pts]
+    mask = []
+    for i, p in enumerate(pts):
+        if not ok[i]:
+            mask.append(False)
+            continue
+        dominated = any(
+            ok[j] and all(q >= v for q, v in zip(pts[j], p, strict=True)) and any(q > v for q, v in zip(pts[j], p, strict=True))
+            for j in range(len(pts))
+            if j != i
+        )
+        mask.append(not dominated)
+    return mask
+
+
 def pareto_front(points: Iterable[Point]) -> list[Point]:
-    """The points that no other point dominates, by cost ascending (duplicates kept once)."""
+    """The points that no other point dominates (:func:`pareto_mask`: none with a NaN), by cost ascending (duplicates kept once)."""
     pts = sorted(set(points), key=lambda p: (p[1], -p[0]))
-    return [p for p in pts if not any(dominates(q, p) for q in pts)]
+    return [p for p, on in zip(pts, pareto_mask(pts, (True, False)), strict=True) if on]
 
 
 def hypervolume(points: Iterable[Point], *, ref_accuracy: float, ref_macs: float = REF_MACS) -> float:

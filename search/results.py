@@ -18,6 +18,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from search.front import pareto_mask
 from space.files import write_text
 
 COLUMNS = [
@@ -115,29 +116,6 @@ def frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 def study_frame(study: optuna.Study) -> pd.DataFrame:
     """Every trial of a study, one row each."""
     return frame(trial_row(t) for t in study.get_trials(deepcopy=False))
-
-
-def pareto_mask(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -> list[bool]:
-    """Which points no other point dominates (at least as good in every objective, better in one).
-
-    Points with a NaN are never on the front. Equal points do not dominate each other, so ties
-    are all kept.
-    """
-    sign = [1.0 if m else -1.0 for m in maximize]
-    pts = [[s * v for s, v in zip(sign, p, strict=True)] for p in points]
-    ok = [not any(math.isnan(v) for v in p) for p in pts]
-    mask = []
-    for i, p in enumerate(pts):
-        if not ok[i]:
-            mask.append(False)
-            continue
-        dominated = any(
-            ok[j] and all(q >= v for q, v in zip(pts[j], p, strict=True)) and any(q > v for q, v in zip(pts[j], p, strict=True))
-            for j in range(len(pts))
-            if j != i
-        )
-        mask.append(not dominated)
-    return mask
 
 
 def finished(df: pd.DataFrame) -> pd.DataFrame:
