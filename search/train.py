@@ -29,6 +29,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from profiler.convgrad import weight_grad_backend, weight_grad_note
+from profiler.latency import DeviceError
+from profiler.latency import resolve_device as device_here
 from profiler.precision import PRECISIONS, ExecConfig, StepTimer, cache_key, network_key, resolve, train_step_timer, trainable
 from search.data import DataError, ErrorReport, Indexed, collate_indexed
 from space import E3DError, checkpoints
@@ -155,13 +157,15 @@ class FitResult:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``cpu``, ``cuda`` or ``cuda:N``; :class:`ConfigError` when CUDA is asked for but absent."""
+    """``cpu``, ``cuda`` or ``cuda:N`` of this machine (:func:`profiler.latency.resolve_device`); :class:`ConfigError`
+    otherwise: an unknown device, CUDA asked for but absent, a GPU index this machine does not have."""
     try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise ConfigError(f"unknown device {device!r}; use cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' asked for, but CUDA is not available on this machine")
+        dev = device_here(device)
+    except DeviceError as e:
+        cuda = device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())
+        if cuda and not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} asked for, but CUDA is not available on this machine") from None
+        raise ConfigError(str(e)) from None
     if dev.type not in ("cpu", "cuda"):
         raise ConfigError(f"unsupported device {device!r}; use cpu or cuda")
     return dev

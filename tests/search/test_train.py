@@ -166,6 +166,20 @@ def test_class_count_mismatch_and_bad_settings_are_user_errors(data: tuple[Any, 
             fit(tiny_model(), train, val, config(device="cuda"), progress=False)
 
 
+def test_a_gpu_index_this_machine_lacks_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert train_module.resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(ConfigError, match=r"CUDA device cuda:3 does not exist: this machine has 1 CUDA device$"):
+        train_module.resolve_device("cuda:3")  # was accepted, and training failed later in CUDA's own words
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="'cuda:3' asked for, but CUDA is not available"):
+        train_module.resolve_device("cuda:3")
+    for bad, words in (("bogus", "unknown device 'bogus'"), ("meta", "unsupported device 'meta'")):
+        with pytest.raises(ConfigError, match=words):
+            train_module.resolve_device(bad)
+
+
 def test_a_checkpoint_of_another_model_is_rejected(data: tuple[Any, Any], tmp_path: Path) -> None:
     train, val = data
     fit(tiny_model(), train, val, config(epochs=1), checkpoint_dir=tmp_path, progress=False)
