@@ -182,7 +182,7 @@ def _time_in_eval(
                 model.eval()
             x = torch.randn(x_shape, device=dev, dtype=dtype)
             start, wall = _cpu_seconds(), time.perf_counter()
-            samples = _time(model, x, dev, warmup, repeats)
+            samples = time_model(model, x, dev, warmup, repeats)
             return samples, _other_load(start, time.perf_counter() - wall), torch.get_num_threads()
     finally:
         if was_training is not None:
@@ -226,7 +226,9 @@ def _latency(
     )
 
 
-def _time(model: nn.Module, x: torch.Tensor, dev: torch.device, warmup: int, repeats: int) -> list[float]:
+def time_model(model: nn.Module, x: torch.Tensor, dev: torch.device, warmup: int, repeats: int) -> list[float]:
+    """Milliseconds of each of ``repeats`` inference passes of ``model`` on ``x``, after ``warmup`` untimed ones
+    (CUDA events on a GPU, the wall clock elsewhere)."""
     samples: list[float] = []
     with torch.inference_mode():
         for _ in range(warmup):

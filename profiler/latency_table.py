@@ -67,7 +67,7 @@ import torch
 from torch import nn
 
 from profiler.allocator import ENV, allocator
-from profiler.latency import _time, device_name, resolve_device, torch_threads
+from profiler.latency import device_name, resolve_device, time_model, torch_threads
 from space.blocks import BLOCKS
 from space.ops import Layer, Shape, Triple
 from space.spec import E3DError, JSONError, NetSpec, StageSpec, UnitKey, parse_json, trace_unit
@@ -373,7 +373,7 @@ def time_module(model: nn.Module, input_shape: Shape, settings: TableSettings, m
     if mode == "optimized" and x.dim() == 5:  # the network's maps are channels-last after its input
         x = x.contiguous(memory_format=torch.channels_last_3d)
     with torch_threads(settings.threads):
-        return median(_time(model, x, dev, settings.warmup, settings.repeats))
+        return median(time_model(model, x, dev, settings.warmup, settings.repeats))
 
 
 def measure_block(block: Block, settings: TableSettings, mode: str) -> float:

@@ -39,7 +39,7 @@ import simplejpeg
 from PIL import Image
 
 from search.data.errors import DataWarning, VideoReadError
-from search.data.video import Plan, _decode, _reason, read_clip
+from search.data.video import Plan, decode_frames, error_reason, read_clip
 from space.files import WriteError, atomic_write
 
 MAGIC = b"E3DFRM1\0"
@@ -55,7 +55,7 @@ def short_side_for(size: tuple[int, int], scales: Sequence[float]) -> int:
 
 def decode_video(path: Path, short_side: int) -> np.ndarray:
     """Every frame of a video file as uint8 (N, H, W, 3), shrunk so that the shorter side is at most ``short_side``."""
-    got, count, _ = _decode(path, None, None, short_side=short_side)
+    got, count, _ = decode_frames(path, None, None, short_side=short_side)
     if count == 0:
         raise VideoReadError(path, "no frames decode")
     return np.stack([got[i] for i in range(count)])
@@ -172,7 +172,7 @@ class FrameCache:
         try:
             entry = self.entry(path)
         except OSError as e:
-            raise VideoReadError(path, _reason(e)) from None
+            raise VideoReadError(path, error_reason(e)) from None
         got = unpack(entry, plan)
         if got is not None:
             return got

@@ -28,7 +28,7 @@ import av
 from PIL import Image
 
 from search.data.errors import DataError, VideoReadError
-from search.data.video import _READ_ERRORS, IMAGE_EXTENSIONS, SCALER_THREADS, VIDEO_EXTENSIONS, _open, _reason, scaled_size
+from search.data.video import IMAGE_EXTENSIONS, READ_ERRORS, SCALER_THREADS, VIDEO_EXTENSIONS, error_reason, open_video, scaled_size
 from space.files import FILE_ERRNOS, check_writable, replacing, write_text
 
 CONTAINERS = {".mp4": ("mp4", "libx264"), ".m4v": ("mp4", "libx264"), ".mov": ("mov", "libx264"),
@@ -49,7 +49,7 @@ def resize_video(src: Path, dst: Path, short_side: int) -> bool:
     rate, and return True; a video that is not larger is copied as it is (False). :class:`VideoReadError`
     when ``src`` cannot be read; a file that cannot be written (a full disk) is a :class:`WriteError`."""
     fmt, codec = CONTAINERS[dst.suffix.lower()]
-    container, stream = _open(src)
+    container, stream = open_video(src)
     width, height = scaled_size(stream.codec_context.width, stream.codec_context.height, short_side)
     if (width, height) == (stream.codec_context.width, stream.codec_context.height):
         container.close()
@@ -71,10 +71,10 @@ def resize_video(src: Path, dst: Path, short_side: int) -> bool:
                     out.mux(o.encode(small))
                     n += 1
                 out.mux(o.encode())
-        except _READ_ERRORS as e:
+        except READ_ERRORS as e:
             if isinstance(e, OSError) and e.errno in FILE_ERRNOS:
                 raise  # writing failed: replacing names the file
-            raise VideoReadError(src, f"{_reason(e)} after {n} frames") from None
+            raise VideoReadError(src, f"{error_reason(e)} after {n} frames") from None
     return True
 
 
@@ -86,8 +86,8 @@ def resize_image(src: Path, dst: Path, short_side: int) -> bool:
         with Image.open(src) as im:
             size, fmt = scaled_size(im.width, im.height, short_side), im.format
             small = None if size == im.size else im.resize(size, Image.Resampling.BILINEAR)  # decodes the whole image
-    except _READ_ERRORS as e:
-        raise VideoReadError(src, _reason(e)) from None
+    except READ_ERRORS as e:
+        raise VideoReadError(src, error_reason(e)) from None
     if small is None:
         copy_file(src, dst)
         return False

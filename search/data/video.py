@@ -36,7 +36,8 @@ SCALER_THREADS = 1
 """Threads of FFmpeg's scaler. PyAV's default, 0, starts a pool of slice threads per scaler: once, in a DataLoader
 worker, freeing that pool hung for ever (the pool's thread waiting on its condition, the worker joining it; gdb,
 2026-12-07, a full-suite run). One thread starts no pool."""
-_READ_ERRORS = (av.error.FFmpegError, OSError, ValueError, RuntimeError, EOFError, IndexError, MemoryError, SyntaxError)
+READ_ERRORS = (av.error.FFmpegError, OSError, ValueError, RuntimeError, EOFError, IndexError, MemoryError, SyntaxError)
+"""What reading a video file or frame image can raise (PyAV, Pillow, the OS); each becomes a :class:`VideoReadError`."""
 
 
 def natural_key(name: str) -> tuple[object, ...]:
@@ -53,7 +54,8 @@ def frame_files(folder: Path) -> list[Path]:
     return [folder / n for n in sorted(names, key=natural_key)]
 
 
-def _reason(e: BaseException) -> str:
+def error_reason(e: BaseException) -> str:
+    """The first line of why ``e`` happened (its OS message, its text, or its type's name)."""
     text = getattr(e, "strerror", None) or str(e) or type(e).__name__
     return text.strip().splitlines()[0] if text.strip() else type(e).__name__
 
@@ -91,15 +93,16 @@ def _header_frames(container: av.container.InputContainer, stream: av.video.stre
     return None
 
 
-def _open(path: Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+def open_video(path: Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+    """Open the video file ``path`` and its first video stream; :class:`VideoReadError` when it cannot be."""
     if not path.exists():
         raise VideoReadError(path, "no such file")
     if path.is_file() and path.stat().st_size == 0:
         raise VideoReadError(path, "empty file")
     try:
         container = av.open(str(path), mode="r")
-    except _READ_ERRORS as e:
-        raise VideoReadError(path, _reason(e)) from None
+    except READ_ERRORS as e:
+        raise VideoReadError(path, error_reason(e)) from None
     if not container.streams.video:
         container.close()
         raise VideoReadError(path, "no video stream")
@@ -115,7 +118,7 @@ def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     return max(2, round(width * f / 2) * 2), max(2, round(height * f / 2) * 2)
 
 
-def _decode(
+def decode_frames(
     path: Path, wanted: set[int] | None, last: int | None, *, short_side: int | None = None
 ) -> tuple[dict[int, np.ndarray], int, bool]:
     """Decode frames 0..last (all when None), converting only ``wanted`` ones (all when None) to RGB arrays,
@@ -123,7 +126,7 @@ def _decode(
 
     Returns the arrays by index, the number of frames decoded and whether the stream ended.
     """
-    container, stream = _open(path)
+    container, stream = open_video(path)
     size: dict[str, Any] = {}
     if short_side is not None:
         width, height = scaled_size(stream.codec_context.width, stream.codec_context.height, short_side)
@@ -137,8 +140,8 @@ def _decode(
             count = i + 1
             if last is not None and i >= last:
                 return got, count, False
-    except _READ_ERRORS as e:
-        raise VideoReadError(path, f"{_reason(e)} after {count} frames") from None
+    except READ_ERRORS as e:
+        raise VideoReadError(path, f"{error_reason(e)} after {count} frames") from None
     finally:
         container.close()
     return got, count, True
@@ -146,7 +149,7 @@ def _decode(
 
 def header_frames(path: Path) -> int | None:
     """Frame count stated by a container header (or duration x frame rate); None when it states neither."""
-    container, stream = _open(path)
+    container, stream = open_video(path)
     try:
         return _header_frames(container, stream)
     finally:
@@ -167,14 +170,14 @@ def count_frames(path: Path, *, decode: bool = True) -> FrameCount:
             for f in files:
                 _load_image(f)
         return FrameCount(len(files), len(files) if decode else None)
-    container, stream = _open(path)
+    container, stream = open_video(path)
     try:
         header = _header_frames(container, stream)
     finally:
         container.close()
     if not decode:
         return FrameCount(header, None)
-    _, count, _ = _decode(path, set(), None)
+    _, count, _ = decode_frames(path, set(), None)
     if count == 0:
         raise VideoReadError(path, "no frames decode")
     return FrameCount(header, count)
@@ -184,8 +187,8 @@ def _load_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))
-    except _READ_ERRORS as e:
-        raise VideoReadError(path, _reason(e)) from None
+    except READ_ERRORS as e:
+        raise VideoReadError(path, error_reason(e)) from None
 
 
 def count_mismatch(path: Path, header: int, decoded: int) -> DataWarning:
@@ -208,11 +211,11 @@ def read_clip(path: Path, plan: Plan, *, frames: int | None = None) -> tuple[np.
         return _stack(path, [images[i] for i in idx]), len(files)
     n = frames if frames is not None else header_frames(path)
     if n is None:  # nothing stated: count by decoding once
-        _, n, _ = _decode(path, set(), None)
+        _, n, _ = decode_frames(path, set(), None)
     if n <= 0:
         raise VideoReadError(path, "no frames decode")
     idx = list(plan(n))
-    got, count, ended = _decode(path, set(idx), max(idx))
+    got, count, ended = decode_frames(path, set(idx), max(idx))
     if ended and count <= max(idx):
         if count == 0:
             raise VideoReadError(path, "no frames decode")
@@ -220,7 +223,7 @@ def read_clip(path: Path, plan: Plan, *, frames: int | None = None) -> tuple[np.
         n = count
         idx = list(plan(n))
         if not set(idx) <= got.keys():
-            got, _, _ = _decode(path, set(idx), max(idx))
+            got, _, _ = decode_frames(path, set(idx), max(idx))
     return _stack(path, [got[i] for i in idx]), n
 
 
