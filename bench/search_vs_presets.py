@@ -61,7 +61,7 @@ from search.lagged import WAITED_ATTR, lag_for
 from search.pruning import saved_cpu_seconds
 from search.results import frame, trial_counts, trial_row
 from search.searchspace import FAMILIES, check_families, paper_presets, preset_params
-from search.stats import TEST, compare, summarize
+from search.stats import TEST, compare, holm, summarize
 from search.study import (
     HEARTBEAT_S,
     PRUNERS,
@@ -274,7 +274,7 @@ def run_budgets(args: argparse.Namespace, storage: Any, proxy: ProxyConfig, trai
     cheapest = min(float(t.user_attrs[CPU_ATTR]) for t in trained)
     budget_s = 60.0 * (args.cpu_minutes if args.cpu_minutes is not None else 45.0)
     check_budget(budget_s, cheapest)
-    parts = []
+    parts, tables = [], {}
     for mflops in args.budgets:
         config = search_config(args, proxy, mflops=mflops)
         study, config, created = open_study(f"budget{mflops:g}", storage, config)
@@ -289,13 +289,34 @@ def run_budgets(args: argparse.Namespace, storage: Any, proxy: ProxyConfig, trai
         run_trials(final, fin.final_config(config), args)
         table = fin.final_table(final, chosen, seeds, chance=args.chance)
         write_text(args.out / f"budget{mflops:g}.csv", table.to_csv(index=False))
+        tables[mflops] = table
         top = table[table["role"] == "candidate"].iloc[0]
         parts.append(
             f"## {mflops:g} M multiply-adds: {search_line(study, budget_s, epochs=proxy.epochs, lag=config.lag)}; "
             f"verdict of the top candidate by validation: {top['verdict'] or 'not run yet'}\n\n"
             + fin.format_table(table, seeds=seeds, test_videos=proxy.test_samples)
         )
-    return "\n\n".join(parts)
+    return "\n\n".join([*parts, holm_line(tables)])
+
+
+def holm_line(tables: dict[float, pd.DataFrame]) -> str:
+    """The budgets' top candidates' verdicts against their presets corrected for the number of budgets
+    (:func:`search.stats.holm`): each one's p, its adjusted p and whether the verdict stands."""
+    tops = {m: t[t["role"] == "candidate"].iloc[0] for m, t in tables.items()}
+    held = holm([float(r["p"]) if pd.notna(r["p"]) else float("nan") for r in tops.values()])
+    parts = [
+        f"{m:g} M: p={r['p']:.3g}, adjusted {adj:.3g}, {'stands' if ok else 'a tie'}"
+        for (m, r), (adj, ok) in zip(tops.items(), held, strict=True)
+    ]
+    return f"Holm's correction for the {len(tops)} budgets' top candidates (search.stats.holm, alpha 0.05): " + "; ".join(parts)
+
+
+def budgets_from_results(out: Path) -> str:
+    """:func:`holm_line` of the ``budget<M>.csv`` tables a budgets run left in ``out``."""
+    found = sorted(out.glob("budget*.csv"), key=lambda f: float(f.stem.removeprefix("budget")))
+    if not found:
+        raise BenchError(f"no budget<M>.csv in {out}: not the folder of a budgets run")
+    return holm_line({float(f.stem.removeprefix("budget")): pd.read_csv(f) for f in found})
 
 
 def search_line(study: optuna.Study, budget_s: float, *, epochs: int, lag: int) -> str:
@@ -342,9 +363,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=thread_count, default=None, help="torch threads per trial (default: torch's; 1 with --jobs)")
     p.add_argument("--jobs", type=jobs_arg, default=1, help="worker processes training side by side, or auto (search.jobs; default 1)")
     p.add_argument("--tiny", action="store_true", help="smoke run: tiny clips and sets, 1 epoch, 2 presets per family")
+    p.add_argument("--from-results", action="store_true", help="budgets mode: print the Holm line of the tables in --out, run nothing")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     args.families = check_families(args.families.split(","))
+    if args.from_results and args.mode != "budgets":
+        raise BenchError("--from-results reads a budgets run's tables; give --mode budgets")
     objective = "pareto" if args.mode == "front" else "accuracy"
     args.pruner = search_pruner(objective, args.pruner or ("none" if args.mode == "front" else None))
     try:
@@ -365,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def bench(args: argparse.Namespace, command: str) -> int:
     """The presets once, then the chosen mode; writes ``<out>/<mode>.md`` and prints it."""
+    if args.from_results:
+        print(budgets_from_results(args.out))
+        return 0
     check_writable(args.out)
     base = TINY if args.tiny else ProxyConfig()
     proxy = dataclasses.replace(base, task=args.task, threads=args.threads or (1 if args.jobs > 1 else base.threads))

@@ -198,3 +198,16 @@ def test_search_line_says_whether_and_how_long_trials_waited(lag: int) -> None:
     line = svp.search_line(study, 60.0, epochs=3, lag=lag)
     assert line.startswith("lagged by 4 (its trials waited 2.0 s in all); " if lag else "not lagged; ")
     assert "searched 2 trials" in line
+
+
+def test_the_budgets_verdicts_are_corrected_for_their_number_from_the_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for mflops, p in ((100, 0.004), (200, 0.043), (500, 0.03)):
+        rows = [{"role": "candidate", "p": p}, {"role": "candidate", "p": 0.9}, {"role": "preset", "p": None}]
+        pd.DataFrame(rows).to_csv(tmp_path / f"budget{mflops}.csv", index=False)
+    assert svp.main(["--mode", "budgets", "--from-results", "--out", str(tmp_path)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.endswith(
+        "100 M: p=0.004, adjusted 0.012, stands; 200 M: p=0.043, adjusted 0.06, a tie; 500 M: p=0.03, adjusted 0.06, a tie"
+    )
+    assert svp.main(["--mode", "budgets", "--from-results", "--out", str(tmp_path / "none")]) == 2
+    assert svp.main(["--mode", "front", "--from-results", "--out", str(tmp_path)]) == 2
