@@ -9,6 +9,7 @@ as its ``__cause__`` (``--debug``). :func:`guard` does the same for what the mod
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import inspect
@@ -40,22 +41,28 @@ T = TypeVar("T")
 
 @dataclass
 class Target:
-    """A resolved target. ``spec`` is set for presets and spec files (counted analytically)."""
+    """A resolved target. ``spec`` is set for presets, spec files and checkpoints (counted analytically)."""
 
     name: str
     kind: str
     input_shape: Shape
     spec: NetSpec | None = None
     _module: nn.Module | None = field(default=None, repr=False)
+    weights: Path | None = None
+    """The e3d checkpoint the target was read from: the model gets its weights."""
 
     def module(self) -> nn.Module:
-        """The model (built on first use for spec targets)."""
+        """The model (built on first use for spec targets, with the checkpoint's weights where it came from one)."""
         if self._module is None:
             assert self.spec is not None
             from profiler.footprint import check_memory
+            from space.checkpoints import checkpoint_state, read_checkpoint
 
             check_memory(self.spec)  # an oversized spec is one line here, not an allocator traceback
-            self._module = space.build(self.spec)
+            model = space.build(self.spec)
+            if self.weights is not None:  # every key and shape checked against the spec (another --num-classes is refused)
+                model.load_state_dict(checkpoint_state(read_checkpoint(self.weights), self.spec, source=str(self.weights)), strict=True)
+            self._module = model
         return self._module
 
 
@@ -184,7 +191,8 @@ def _file_target(path: Path, *, num_classes: int | None, frames: int | None, siz
         spec = _checkpoint_spec(path)
         if spec is None:
             raise TargetError(f"{path} is neither an e3d spec (JSON), an e3d checkpoint nor a TorchScript file ({first})") from None
-        return _spec_target(path, spec, num_classes=num_classes, frames=frames, size=size)
+        target = _spec_target(path, spec, num_classes=num_classes, frames=frames, size=size)
+        return dataclasses.replace(target, weights=path)
     _no_num_classes(num_classes)
     return Target(str(path), "torchscript", (3, *_clip((16, 112, 112), frames, size)), _module=module)
 

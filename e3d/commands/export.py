@@ -56,7 +56,11 @@ def register(sub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("target", metavar="TARGET", help="preset name, spec JSON file or package.module:callable")
+    p.add_argument(
+        "target",
+        metavar="TARGET",
+        help="preset name, spec JSON file, e3d checkpoint (exported with its weights) or package.module:callable",
+    )
     add_kwargs_argument(p)
     p.add_argument("--format", choices=("torchscript", "onnx"), required=True, help="file format")
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="where to write the model")

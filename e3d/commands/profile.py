@@ -24,7 +24,7 @@ TARGET is one of:
                          mypkg is looked for in the working directory too)
   a Python file          e3d profile path/to/models.py:make_net --kwargs '{"num_classes": 600}'
   a TorchScript file     e3d profile model.pt                  (also what e3d export writes)
-  an e3d checkpoint      e3d profile runs/train/x/last.pt      (its spec; e3d train's or convert-checkpoint's)
+  an e3d checkpoint      e3d profile runs/train/x/last.pt      (its spec and weights; e3d train's or convert-checkpoint's)
 
 Counts come from every operator's full input and output shapes, so frames or attention heads folded
 into the batch axis are counted whole; einsum, matmul/bmm and scaled_dot_product_attention have cost

@@ -208,3 +208,16 @@ def test_an_out_that_names_no_file_is_one_line(
     code, _, err = run(capsys, command, *argv, "--out", out)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert ("it is a folder" if out == "folder" else "it names no file") in err and "failed on a clip" not in err
+
+
+def test_a_checkpoint_exports_with_its_trained_weights(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from tests.profiler.test_targets import trained_checkpoint
+
+    path, state = trained_checkpoint(tmp_path / "last.pt")
+    code, _, err = run(capsys, "export", str(path), "--format", "torchscript", "--out", str(tmp_path / "m.pt"))
+    assert code == 0, err
+    model = space.build(space.NetSpec.from_dict(torch.load(path, weights_only=True)["spec"])).eval()
+    model.load_state_dict(state)
+    x = torch.randn(2, 3, *SMALL_CLIP)
+    with torch.no_grad():
+        assert torch.allclose(torch.jit.load(str(tmp_path / "m.pt"))(x), model(x), atol=1e-5)  # was an untrained network's
