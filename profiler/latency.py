@@ -53,6 +53,7 @@ class Latency:
     threads: int
     torch_version: str
     dtype: str
+    """The input clips' dtype (float32 under autocast too: the precision the model ran in is the profile's ``precision``)."""
     warmup: int
     repeats: int
     other_load: float | None = None

@@ -219,7 +219,7 @@ def _latency_lines(lat: Latency, extra: dict[str, Any]) -> list[str]:
     lines = [
         f"  latency       {lat.median_ms:,.2f} ms per batch of {lat.batch_size} (IQR {lat.iqr_ms:.2f} ms), "
         f"{lat.clips_per_s:,.1f} clips/s  [{lat.device}: {lat.device_name}, {lat.threads} threads, torch {lat.torch_version}, "
-        f"{lat.dtype}, median of {lat.repeats} after {lat.warmup} warm-up]"
+        f"{lat.dtype} input, median of {lat.repeats} after {lat.warmup} warm-up]"
     ]
     if "latency_path" in extra:
         err = extra.get("optimized_rel_error")
