@@ -123,7 +123,9 @@ def _add_init_options(t: Any) -> None:
         "--dropout", type=float, metavar="P", help="dropout before the classifier (default: the model's; 0.9 with --freeze-backbone)"
     )
     t.add_argument(
-        "--pretrained", metavar="CKPT", help="start from this checkpoint's weights (the classifier is replaced when classes differ)"
+        "--pretrained",
+        metavar="CKPT",
+        help="start from this checkpoint's weights (the classifier is replaced when classes differ; not with --resume)",
     )
     t.add_argument("--adapt-head", action="store_true", help="spec files: set the spec's class count to the dataset's instead of failing")
 
@@ -339,13 +341,19 @@ def _interrupted(out: Path) -> str:
 
 
 def _prepare(args: argparse.Namespace) -> str | None:
-    """Check --dropout, fill unset options from the recipe, and fail on an unknown preset before any data is read."""
+    """Check --dropout, --adapt-head and --pretrained with --resume, fill unset options from the recipe, and fail on an
+    unknown preset before any data is read."""
     from search.data import DataError
 
     if args.dropout is not None and not 0 <= args.dropout < 1:
         raise DataError(f"--dropout must be in [0, 1); got {args.dropout}")
     if args.adapt_head and not _is_spec_file(args.model):
         raise DataError(f"--adapt-head is for spec files; a preset ({args.model}) takes the dataset's class count anyway")
+    if args.resume and args.pretrained:
+        raise DataError(
+            "--pretrained does not go with --resume: a resumed run continues from its checkpoint's weights "
+            "(leave out --pretrained, or start a new run in another --out)"
+        )
     args.val_samples = None
     args.asked_precision = args.precision  # None: a resume keeps the checkpoint's (apply_recipe fills it in)
     recipe_line = apply_recipe(args)

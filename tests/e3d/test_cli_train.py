@@ -48,6 +48,9 @@ def test_train_a_preset_on_a_proxy_task_then_resume(capsys: pytest.CaptureFixtur
     ]:
         code, _, err = run(capsys, *argv, "--epochs", "2", "--resume", *other)  # the last option given wins
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+    code, stdout, err = run(capsys, *argv, "--epochs", "2", "--resume", "--pretrained", str(out / "last.pt"))
+    assert code == 2 and "--pretrained does not go with --resume" in err and len(err.strip().splitlines()) == 1, err
+    assert "loaded" not in stdout  # was: loaded, then silently replaced by the resumed checkpoint's weights
     code, stdout, err = run(capsys, *argv, "--epochs", "2", "--resume", "--threads", "2")
     assert code == 0, err
     assert "resuming" in stdout and "epoch 2/2" in stdout and "epoch 1/2" not in stdout
