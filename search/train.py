@@ -464,6 +464,31 @@ def _milestones(config: TrainConfig) -> list[int]:
     return sorted({max(1, round(f * config.epochs)) for f in config.milestones})
 
 
+def _after(epochs: Sequence[int]) -> str:
+    """``after epoch 2`` or ``after epochs 2 and 4`` (``none`` for no epoch)."""
+    if not epochs:
+        return "none"
+    shown = [str(e) for e in epochs]
+    return f"after epoch {shown[0]}" if len(shown) == 1 else f"after epochs {', '.join(shown[:-1])} and {shown[-1]}"
+
+
+def schedule_change(state: dict[str, Any], config: TrainConfig) -> str | None:
+    """What resuming the checkpoint ``state`` for ``config.epochs`` epochs does to the learning-rate schedule when
+    the epochs differ from those it was made for (None when the rest of the run is what an uninterrupted run of
+    ``config.epochs`` would do): ``step`` keeps the checkpoint's cuts (its scheduler's milestones are restored),
+    ``cosine`` has run its first epochs on the checkpoint's total; ``plateau`` does not depend on the epochs."""
+    was = state["config"].get("epochs")
+    if config.schedule == "step":
+        kept = sorted(int(m) for m in (state.get("scheduler") or {}).get("milestones", {}))
+        wanted = _milestones(config)
+        if kept == wanted:
+            return None
+        return f"the lr keeps the checkpoint's cuts ({_after(kept)}), not those of {config.epochs} epochs ({_after(wanted)})"
+    if config.schedule == "cosine" and was != config.epochs:
+        return f"the cosine lr schedule ran over {was} epochs so far and runs over {config.epochs} from here"
+    return None
+
+
 def cosine_factor(step: int, total: int, warmup: float) -> float:
     """The ``cosine`` schedule's multiplier of the learning rate for step ``step`` (from 0) of ``total``."""
     ramp = round(warmup * total)
@@ -763,8 +788,8 @@ def check_resume(state: dict[str, Any], *, config: TrainConfig, model: nn.Module
     """Refuse to continue the checkpoint ``state`` (read from ``path``) as another experiment:
     :class:`CheckpointError` when ``model``'s spec differs from the stored one, :class:`ConfigError` naming
     each training setting (all but :data:`_RESUME_SAFE`) or metadata entry (those both hold, but
-    :data:`_META_RESUME_SAFE`) that differs. Its optimiser and schedule would be restored anyway, so a
-    changed one would be ignored or would not load."""
+    :data:`_META_RESUME_SAFE`) that differs, or when ``config.epochs`` is fewer than the epochs done. Its optimiser
+    and schedule would be restored anyway, so a changed one would be ignored or would not load."""
     spec, stored_spec = getattr(model, "spec", None), state.get("spec")
     models = _differences(_plain(stored_spec), _plain(spec.to_dict()), skip=set()) if stored_spec and spec is not None else []
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k in state["config"]}
@@ -779,6 +804,14 @@ def check_resume(state: dict[str, Any], *, config: TrainConfig, model: nn.Module
         )
     if differ:
         raise ConfigError(f"{path} was trained with {others}")
+    _check_epochs(state, config, path)
+
+
+def _check_epochs(state: dict[str, Any], config: TrainConfig, path: Path | None) -> None:
+    """:class:`ConfigError` when ``config.epochs`` is fewer than the checkpoint's epochs done: such a resume trains nothing."""
+    done = int(state["epoch"])
+    if config.epochs < done:
+        raise ConfigError(f"{path} has done {done} epochs already: resuming it for {config.epochs} would train none; ask for more epochs")
 
 
 def _plain(value: Any) -> Any:

@@ -27,7 +27,8 @@ A spec file from a search (best.json, with recipe.json beside it) trains by defa
 proxy settings: its task, clip, videos, epochs, batch, lr and seed (--recipe search); any option given
 here overrides one of them, and --recipe paper uses the defaults below instead.
 A checkpoint is written to --out after every epoch; --resume continues an interrupted run exactly
-(with the same model, data and training options: other ones are refused; --epochs may grow).
+(with the same model, data and training options: other ones are refused; --epochs may grow, but the
+lr schedule stays the checkpoint's: a note says when the run will then not match an uninterrupted one).
 Defaults are the paper's optimiser (SGD, momentum 0.9, dampening 0.9, weight decay 1e-3, lr 0.1 cut
 by 10x at 50% and 75% of the epochs). Accuracies are percentages of clips (top-1/top-5) on the
 validation split (its centre window of each video); `e3d evaluate` reports video accuracy on the test split."""
@@ -319,6 +320,7 @@ def run(args: argparse.Namespace) -> int:
     meta = _meta(args, data)
     if stored is not None:
         check_resume(stored, config=config, model=model, meta=meta, path=out / "last.pt")  # before any calibration
+        _note_schedule(args, stored, config)
     run_as = _exec_plan(args, model, data.train, config, stored)
     _print_header(recipe_line, spec, model, data, run_as)
     try:
@@ -459,6 +461,17 @@ def _train_config(args: argparse.Namespace, spec: Any) -> Any:
         threads=args.threads,
         precision=args.precision,
     )
+
+
+def _note_schedule(args: argparse.Namespace, stored: dict[str, Any], config: Any) -> None:
+    """Print a note when resuming for another number of epochs changes the lr schedule from an uninterrupted run's."""
+    from search.train import schedule_change
+
+    change = schedule_change(stored, config)
+    if change is not None:
+        was = stored["config"].get("epochs")
+        asked = f"--epochs {args.epochs}, not the checkpoint's {was}: " if was != args.epochs else ""
+        print(f"note     {asked}{change}: the run will not match an uninterrupted one of {args.epochs} epochs")
 
 
 def _exec_plan(args: argparse.Namespace, model: Any, train: Any, config: Any, stored: dict[str, Any] | None) -> Any:

@@ -56,6 +56,11 @@ def test_train_a_preset_on_a_proxy_task_then_resume(capsys: pytest.CaptureFixtur
     assert "resuming" in stdout and "epoch 2/2" in stdout and "epoch 1/2" not in stdout
     assert "run as   precision fp32 eager on cpu, 2 threads: from the checkpoint (" in stdout  # was the stored dict, 1 thread
     assert load_checkpoint(out)["epoch"] == 2
+    # the 1-epoch run's cut after epoch 1 is restored; a 2-epoch run cuts after epochs 1 and 2 (was: no word of it)
+    note = "note     --epochs 2, not the checkpoint's 1: the lr keeps the checkpoint's cuts (after epoch 1), not those of 2 epochs"
+    assert note in stdout and "(after epochs 1 and 2): the run will not match an uninterrupted one of 2 epochs" in stdout
+    code, stdout, err = run(capsys, *argv, "--epochs", "1", "--resume")
+    assert code == 2 and "has done 2 epochs already: resuming it for 1 would train none" in err, err  # was "done 2 epochs"
 
 
 def test_resuming_a_damaged_checkpoint_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

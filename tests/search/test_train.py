@@ -33,6 +33,7 @@ from search.train import (
     load_checkpoint,
     resolve_exec,
     save_checkpoint,
+    schedule_change,
 )
 from space import E3DError
 
@@ -474,3 +475,18 @@ def test_checkpoint_file_is_the_run_folder_s_last_pt_or_the_path_itself(tmp_path
     (tmp_path / "run").mkdir()
     assert checkpoint_file(tmp_path / "run") == tmp_path / "run" / "last.pt"
     assert checkpoint_file(tmp_path / "other.pt") == tmp_path / "other.pt"  # a file, there or not
+
+
+def test_a_resume_for_other_epochs_says_what_becomes_of_the_schedule() -> None:
+    def state(epochs: int, schedule: str = "step") -> dict[str, Any]:
+        cuts = {m: 1 for m in _milestones(TrainConfig(epochs=epochs))}
+        return {"config": {"epochs": epochs, "schedule": schedule}, "scheduler": {"milestones": cuts} if schedule == "step" else {}}
+
+    change = schedule_change(state(3), TrainConfig(epochs=5))
+    assert change == "the lr keeps the checkpoint's cuts (after epoch 2), not those of 5 epochs (after epochs 2 and 4)"
+    assert schedule_change(state(3), TrainConfig(epochs=3)) is None
+    resumed_before = {**state(3), "config": {"epochs": 5, "schedule": "step"}}  # a 3-epoch run resumed for 5 once already
+    assert schedule_change(resumed_before, TrainConfig(epochs=5)) == change  # its restored cuts are still the 3 epochs'
+    cosine = schedule_change(state(3, "cosine"), TrainConfig(epochs=5, schedule="cosine"))
+    assert cosine == "the cosine lr schedule ran over 3 epochs so far and runs over 5 from here"
+    assert schedule_change(state(3, "plateau"), TrainConfig(epochs=5, schedule="plateau")) is None
