@@ -1,7 +1,8 @@
 """Training and evaluation of a video classifier: the paper's recipe, exact resume, clip and video accuracy.
 
 Defaults follow the paper (SGD, momentum 0.9, dampening 0.9, weight decay 1e-3, cross-entropy, learning
-rate cut by 10x at 50% and 75% of the epochs, as in its 60-epoch fine-tuning with cuts at 30 and 45;
+rate cut by 10x after round(E/2) and after round(3E/4) of the E epochs, as in its 60-epoch fine-tuning with cuts
+at 30 and 45; one cut when the two coincide: 3 epochs, the search's default, have one cut, after epoch 2;
 ``schedule="plateau"`` cuts it when the validation loss stops improving, three times at most, as it does
 from scratch). A checkpoint is written after every epoch (atomically); ``resume`` continues from it
 exactly: model, optimizer, scheduler, RNG states and epoch (it refuses another model or setting:
@@ -62,9 +63,10 @@ class TrainConfig:
     """How to train. Defaults: the paper's optimiser, sized for short proxy runs on a CPU.
 
     ``milestones`` are fractions of ``epochs`` at which the ``step`` schedule multiplies the learning
-    rate by ``gamma``; ``patience`` is the ``plateau`` schedule's. ``cosine`` changes the rate after
-    every step: a linear warm-up from 0 over the first ``warmup`` fraction of all steps, then a
-    half cosine down to 0 at the last step. ``max_seconds`` stops after the
+    rate by ``gamma``: after epoch ``round(f * epochs)`` (at least 1; Python's round, halves to even) for each
+    fraction ``f``, once where two fall on the same epoch (3 epochs: one cut, after epoch 2); ``patience`` is the
+    ``plateau`` schedule's. ``cosine`` changes the rate after every step: a linear warm-up from 0 over the first
+    ``warmup`` fraction of all steps, then a half cosine down to 0 at the last step. ``max_seconds`` stops after the
     epoch in which the wall-clock budget of this :func:`fit` call runs out. ``freeze_backbone`` trains
     only the last layer, with dropout ``dropout`` (default 0.9 then, the paper's UCF-101 value; otherwise
     the model's own). ``eval_batch_size`` defaults to twice ``batch_size``. ``threads`` sets torch's
@@ -461,6 +463,8 @@ def evaluate(
 
 
 def _milestones(config: TrainConfig) -> list[int]:
+    """The epochs after which the ``step`` schedule cuts the rate: ``max(1, round(f * epochs))`` for each milestone
+    fraction ``f``, each epoch once (3 epochs: [2], one cut)."""
     return sorted({max(1, round(f * config.epochs)) for f in config.milestones})
 
 

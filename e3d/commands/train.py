@@ -30,7 +30,8 @@ A checkpoint is written to --out after every epoch; --resume continues an interr
 (with the same model, data and training options: other ones are refused; --epochs may grow, but the
 lr schedule stays the checkpoint's: a note says when the run will then not match an uninterrupted one).
 Defaults are the paper's optimiser (SGD, momentum 0.9, dampening 0.9, weight decay 1e-3, lr 0.1 cut
-by 10x at 50% and 75% of the epochs). Accuracies are percentages of clips (top-1/top-5) on the
+by 10x after round(E/2) and after round(3E/4) of the E epochs: one cut when they coincide, as for 3 epochs,
+cut after epoch 2; 5: after 2 and 4). Accuracies are percentages of clips (top-1/top-5) on the
 validation split (its centre window of each video); `e3d evaluate` reports video accuracy on the test split."""
 
 
@@ -90,7 +91,8 @@ def _add_recipe_options(t: Any) -> None:
     t.add_argument(
         "--schedule",
         choices=SCHEDULES,
-        help="lr schedule (default step: x0.1 at 50%% and 75%% of the epochs; cosine: after every step, to 0; or the search's)",
+        help="lr schedule (default step: x0.1 after round(E/2) and round(3E/4) of E epochs, once when they coincide; "
+        "cosine: after every step, to 0; or the search's)",
     )
     t.add_argument("--warmup", type=float, metavar="F", help="cosine: linear warm-up over this fraction of the steps (default 0)")
     t.add_argument("--max-minutes", type=positive_float, metavar="M", help="stop after the epoch in which M minutes have passed")

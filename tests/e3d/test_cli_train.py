@@ -214,6 +214,9 @@ def test_help_explains_the_defaults() -> None:
     assert proc.returncode == 0
     for words in ("--freeze-backbone", "--resume", "dampening 0.9", "motion, digits", "--frame-step"):
         assert words in proc.stdout
+    flat = " ".join(proc.stdout.split())
+    assert "after round(E/2) and round(3E/4) of E epochs, once when they coincide" in flat  # was "at 50% and 75%": 3 epochs cut once
+    assert "as for 3 epochs, cut after epoch 2" in flat and "50%" not in flat
 
 
 def search_run(folder: Path, **recipe: object) -> Path:

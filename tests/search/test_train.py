@@ -308,6 +308,9 @@ def test_a_cosine_fit_steps_the_rate_after_every_batch(data: tuple[Any, Any]) ->
 
 def test_the_papers_schedules() -> None:
     assert _milestones(TrainConfig(epochs=60)) == [30, 45]  # the paper's fine-tuning: cuts at epochs 30 and 45
+    # after round(E/2) and round(3E/4) epochs, at least 1, once where they coincide: 3 epochs (the search's) cut once
+    short = {e: _milestones(TrainConfig(epochs=e)) for e in (1, 2, 3, 4, 5, 8)}
+    assert short == {1: [1], 2: [1, 2], 3: [2], 4: [2, 3], 5: [2, 4], 8: [4, 6]}
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
     plateau = _scheduler(opt, TrainConfig(schedule="plateau", patience=0), 1)
     for _ in range(10):
