@@ -18,7 +18,8 @@ def register(sub: Any) -> None:
         description="Evaluate CHECKPOINT (a last.pt written by `e3d train`, or its run folder) on a split of --data "
         "(default: the data it was trained on). The test split takes every non-overlapping window of each video with "
         "a centre crop (the paper's recognition protocol): clip accuracy counts every window, video accuracy averages "
-        "the softmax scores of a video's windows.",
+        "the softmax scores of a video's windows. The train and val splits take the centre window of each video with a "
+        "centre crop (no augmentation).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint file or the run folder that holds last.pt")
@@ -97,7 +98,8 @@ def _fill_data_args(args: argparse.Namespace, meta: dict[str, Any]) -> None:
 
 def _open_split(args: argparse.Namespace, spec: Any, meta: dict[str, Any]) -> Any:
     """Open --split of the data at the model's clip, with the frame step it was trained with, and on the data it
-    was trained on, its proxy options and number of training and validation videos."""
+    was trained on, its proxy options and number of training and validation videos. The train split is cut as
+    the val split is (the centre window of each video, centre-cropped, unflipped), not augmented as in training."""
     from search.data import open_dataset
 
     _check_meta(args.checkpoint, meta)
@@ -108,8 +110,16 @@ def _open_split(args: argparse.Namespace, spec: Any, meta: dict[str, Any]) -> An
         if meta.get("proxy_options"):
             kw["proxy_options"] = proxy_options(args, base=_proxy_options(args.checkpoint, meta["proxy_options"]))  # given ones win
         kw["num_samples"] = meta.get(f"{args.split}_samples")
+    sampling = "center" if args.split == "train" else None  # the split's own is random: augmented clips (crop, flip, window)
     return open_dataset(
-        source, split=args.split, format=fmt, clip=spec.clip, frame_step=meta.get("frame_step"), progress=not args.quiet, **kw
+        source,
+        split=args.split,
+        format=fmt,
+        clip=spec.clip,
+        frame_step=meta.get("frame_step"),
+        sampling=sampling,
+        progress=not args.quiet,
+        **kw,
     )
 
 

@@ -50,6 +50,26 @@ def test_prints_clip_and_video_accuracy_on_the_test_split(capsys: pytest.Capture
     assert 0 <= m["top1"] <= m["top5"] <= 100
 
 
+def test_the_train_split_is_scored_on_centre_clips_not_augmented_ones(
+    capsys: pytest.CaptureFixture[str], checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import search.train
+
+    opened = []
+    evaluate = search.train.evaluate
+
+    def spy(model: Any, data: Any, **kw: Any) -> dict[str, float]:
+        opened.append(data)
+        return evaluate(model, data, **kw)
+
+    monkeypatch.setattr(search.train, "evaluate", spy)
+    code, out, err = run(capsys, "evaluate", str(checkpoint / "run"), "--split", "train", "--quiet")
+    assert code == 0, err
+    assert "digits/train: 16 clips of 16 videos, 10 classes, center 8x" in out  # was "random": a random window of each
+    (data,) = opened
+    assert not data.transform.train and not data.transform.flip  # was the multi-scale random crop of training
+
+
 def test_a_proxy_option_given_wins_over_the_checkpoints(capsys: pytest.CaptureFixture[str], checkpoint: Path) -> None:
     losses = []
     for more in ([], ["--proxy-noise", "0.5"]):  # the second read the stored noise too: the same videos, the same loss
