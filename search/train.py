@@ -308,15 +308,22 @@ def checkpoint_file(path: str | Path) -> Path:
     return p / CHECKPOINT_NAME if p.is_dir() else p
 
 
+RUN_CHECKPOINT = "an e3d checkpoint (the last.pt that e3d train writes in its run folder, or that folder)"
+"""What :func:`load_checkpoint` reads, as its errors name it."""
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`fit` (a file, or a folder holding ``last.pt``)."""
     p = checkpoint_file(path)
     try:
-        state = read_checkpoint(p)
+        state = read_checkpoint(p, accepts=RUN_CHECKPOINT)
     except checkpoints.CheckpointError as e:
         raise CheckpointError(str(e)) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{p} is not an e3d checkpoint")
+        bare = isinstance(state, dict) and bool(state) and all(isinstance(v, torch.Tensor) for v in state.values())
+        raise CheckpointError(
+            f"{p} is not {RUN_CHECKPOINT}" + ("; it holds bare weights (a state dict: --pretrained of e3d train)" if bare else "")
+        )
     if isinstance(state.get("model"), str) and "state_dict" in state:
         raise CheckpointError(f"{p} holds converted weights (e3d convert-checkpoint), not a run of e3d train; use it as --pretrained")
     _check_fields(state, p)

@@ -123,15 +123,20 @@ def paper_names(spec: NetSpec) -> dict[str, str]:
 # -- reading files ---------------------------------------------------------------------------
 
 
-def read_checkpoint(path: str | Path) -> Any:
-    """``torch.load(path, weights_only=True)`` on the CPU, with one-line errors."""
+STATE_DICT_FILE = "a file of torch.save(model.state_dict())"
+"""What :func:`read_checkpoint`'s callers accept unless they say otherwise."""
+
+
+def read_checkpoint(path: str | Path, *, accepts: str = STATE_DICT_FILE) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, with one-line errors; ``accepts`` says what to give
+    instead of a TorchScript file."""
     import torch
 
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"no such checkpoint file: {p}")
     if _is_torchscript(p):
-        raise CheckpointError(f"{p} is a TorchScript model, not a checkpoint: give a file of torch.save(model.state_dict())")
+        raise CheckpointError(f"{p} is a TorchScript model, not a checkpoint: give {accepts}")
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # a file that is no checkpoint makes the unpickler raise anything (KeyError, IndexError ...)
@@ -194,11 +199,15 @@ def state_dict_of(obj: Any, *, source: str = "checkpoint") -> dict[str, Tensor]:
 
     if isinstance(obj, Mapping) and "state_dict" in obj:
         obj = obj["state_dict"]
+        if isinstance(obj, Mapping) and not obj:
+            raise CheckpointError(f"{source}: its 'state_dict' entry is empty: there are no weights in it")
     elif isinstance(obj, Mapping) and obj.get("format") == FORMAT:
         if not isinstance(obj.get("model"), Mapping):
             raise CheckpointError(f"{source}: an e3d checkpoint without weights (no state dict under 'state_dict' or 'model')")
         obj = obj["model"]  # a checkpoint of e3d train (search.train.fit): weights under "model"
-    if not isinstance(obj, Mapping) or not obj:
+    if isinstance(obj, Mapping) and not obj:
+        raise CheckpointError(f"{source}: its state dict is empty: there are no weights in it")
+    if not isinstance(obj, Mapping):
         raise CheckpointError(f"{source}: expected a state_dict (names -> tensors) or a dict with a 'state_dict' entry")
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
@@ -223,23 +232,30 @@ def key_mismatch(own: Mapping[str, Any], stored: Mapping[str, Any]) -> str | Non
     return "; ".join(f"{what} key{'s' * (len(keys) > 1)} {_listing(keys)}" for what, keys in found) or None
 
 
-def _check_shapes(state: Mapping[str, Tensor], target: Mapping[str, Tensor], source_name: Mapping[str, str], what: str) -> None:
+def _check_shapes(
+    state: Mapping[str, Tensor], target: Mapping[str, Tensor], source_name: Mapping[str, str], what: str, classes_option: str
+) -> None:
+    """:class:`CheckpointError` at the first tensor of ``state`` whose shape is not ``target``'s; for the classifier,
+    the two class counts and the option (``classes_option``) that sets the model's."""
     for key, ref in target.items():
         got = state[key]
         if got.shape != ref.shape:
             hint = ""
             if key in ("head.fc.weight", "head.fc.bias") and got.dim() > 0:
-                hint = f"; the checkpoint has {got.shape[0]} classes, the model {ref.shape[0]} (set num_classes)"
+                hint = f"; the checkpoint has {got.shape[0]} classes, the model {ref.shape[0]} (set {classes_option})"
             raise CheckpointError(
                 f"{what}: {source_name[key]} has shape {tuple(got.shape)} but the model's {key} needs {tuple(ref.shape)}{hint}"
             )
 
 
-def convert_state_dict(state: Mapping[str, Tensor], spec: NetSpec, *, source: str = "checkpoint") -> dict[str, Tensor]:
+def convert_state_dict(
+    state: Mapping[str, Tensor], spec: NetSpec, *, source: str = "checkpoint", classes_option: str = "num_classes"
+) -> dict[str, Tensor]:
     """Rename a paper-named state dict to e3d's names for ``spec``, accounting for every key.
 
     Raises :class:`CheckpointError` naming the first keys that have no place in the model
-    (unexpected), that the model needs but the checkpoint lacks (missing), or whose shape differs.
+    (unexpected), that the model needs but the checkpoint lacks (missing), or whose shape differs (for the
+    classifier, naming ``classes_option``: what sets the model's class count where it is called).
     """
     import torch
 
@@ -267,7 +283,7 @@ def convert_state_dict(state: Mapping[str, Tensor], spec: NetSpec, *, source: st
             missing.append(src)
     if missing:
         raise CheckpointError(f"{source}: missing key{'s' * (len(missing) > 1)} for {spec.summary()}: {_listing(missing)}")
-    _check_shapes(out, expected, source_of, source)
+    _check_shapes(out, expected, source_of, source, classes_option)
     return out
 
 
@@ -286,17 +302,18 @@ def is_e3d_state(state: Mapping[str, Any]) -> bool:
     return all(re.match(r"(stem|stages|sgs|head)\.", k) for k in state)
 
 
-def checkpoint_state(obj: Any, spec: NetSpec, *, source: str = "checkpoint") -> dict[str, Tensor]:
+def checkpoint_state(obj: Any, spec: NetSpec, *, source: str = "checkpoint", classes_option: str = "num_classes") -> dict[str, Tensor]:
     """The e3d-named state dict for ``spec`` from a loaded checkpoint in any accepted format.
 
     Accepted: e3d's converted files (:func:`save_converted`), a state dict with e3d's names, or
-    the paper's checkpoints (converted by :func:`convert_state_dict`). Every key is checked.
+    the paper's checkpoints (converted by :func:`convert_state_dict`). Every key is checked; a classifier of
+    another class count is an error naming ``classes_option``, what sets the model's count where it is called.
     """
     if isinstance(obj, Mapping) and obj.get("format") not in (None, FORMAT):
         raise CheckpointError(f"{source}: unknown checkpoint format {obj.get('format')!r}; expected {FORMAT!r}")
     state = state_dict_of(obj, source=source)
     if not is_e3d_state(state):
-        return convert_state_dict(state, spec, source=source)
+        return convert_state_dict(state, spec, source=source, classes_option=classes_option)
     expected = model_state_shapes(spec)
     unexpected = [k for k in state if k not in expected]
     missing = [k for k in expected if k not in state]
@@ -304,7 +321,7 @@ def checkpoint_state(obj: Any, spec: NetSpec, *, source: str = "checkpoint") -> 
         raise CheckpointError(f"{source}: unexpected key{'s' * (len(unexpected) > 1)} for {spec.summary()}: {_listing(unexpected)}")
     if missing:
         raise CheckpointError(f"{source}: missing key{'s' * (len(missing) > 1)} for {spec.summary()}: {_listing(missing)}")
-    _check_shapes(state, expected, {k: k for k in expected}, source)
+    _check_shapes(state, expected, {k: k for k in expected}, source, classes_option)
     return dict(state)
 
 

@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     obj = read_checkpoint(args.path)
     classes = args.num_classes or checkpoint_classes(obj) or 600
     spec = space.paper_spec(args.model, width_mult=args.width_mult, num_classes=classes)
-    state = checkpoint_state(obj, spec, source=str(args.path))
+    state = checkpoint_state(
+        obj, spec, source=str(args.path), classes_option="--num-classes, or leave it out to read it off the checkpoint"
+    )
     model = space.build(spec)
     model.load_state_dict(state, strict=True)
     save_converted(args.out, model.state_dict(), spec, model=args.model, source=args.path.name)

@@ -92,6 +92,19 @@ def test_class_count_mismatch_and_bad_checkpoints(capsys: pytest.CaptureFixture[
     assert code == 2 and "bad.pt: not a readable PyTorch checkpoint" in err and len(err.strip().splitlines()) == 1
 
 
+def test_files_that_are_no_run_checkpoint_say_what_evaluate_reads(
+    capsys: pytest.CaptureFixture[str], checkpoint: Path, tmp_path: Path
+) -> None:
+    accepted = "an e3d checkpoint (the last.pt that e3d train writes in its run folder, or that folder)"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(tmp_path / "script.pt"))
+    code, _, err = run(capsys, "evaluate", str(tmp_path / "script.pt"))
+    assert code == 2 and f"script.pt is a TorchScript model, not a checkpoint: give {accepted}" in err, err  # was "give a file of
+    # torch.save(model.state_dict())", which evaluate refuses too:
+    torch.save(load_checkpoint(checkpoint / "run")["model"], tmp_path / "weights.pt")
+    code, _, err = run(capsys, "evaluate", str(tmp_path / "weights.pt"))
+    assert code == 2 and f"weights.pt is not {accepted}; it holds bare weights" in err and len(err.strip().splitlines()) == 1, err
+
+
 @pytest.mark.parametrize(
     ("edit", "words"),
     [

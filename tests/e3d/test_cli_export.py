@@ -96,6 +96,16 @@ def test_convert_checkpoint_names_the_key_that_does_not_fit(capsys: pytest.Captu
     assert len(err.strip().splitlines()) == 1 and "missing key" in err and "features.7.expand3x3_bn.running_var" in err
 
 
+def test_convert_checkpoint_with_other_classes_names_its_option(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    paper = next(p for p in paper_code_models() if p.family == "mobilenetv2" and p.width == 0.2)
+    src = save_paper_checkpoint(tmp_path / "m.pth", paper_state(paper))
+    argv = ["convert-checkpoint", str(src), "--model", "mobilenetv2", "--width-mult", "0.2", "--num-classes", "27"]
+    code, _, err = run(capsys, *argv, "--out", str(tmp_path / "o.pth"))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "the checkpoint has 600 classes, the model 27 (set --num-classes, or leave it out to read it off the checkpoint)" in err  # was
+    # "(set num_classes)", which the command does not offer
+
+
 def test_profile_optimize_times_the_optimized_path(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["profile", "shufflenetv2", "--width-mult", "0.25", "--size", "48", "--optimize", "--warmup", "2", "--repeats", "2", "--json"]
     code, out, err = run(capsys, *argv)

@@ -222,6 +222,21 @@ def test_a_0_d_classifier_has_no_classes_and_does_not_fit() -> None:
         checkpoint_state({"state_dict": state}, space.paper_spec("mobilenet", width_mult=0.5))
 
 
+def test_an_empty_state_dict_is_called_empty() -> None:
+    spec = space.paper_spec("mobilenet", width_mult=0.5)
+    with pytest.raises(CheckpointError, match=r"x\.pth: its 'state_dict' entry is empty: there are no weights in it"):
+        checkpoint_state({"state_dict": {}}, spec, source="x.pth")  # was "expected a state_dict ... or a dict with a 'state_dict' entry"
+    with pytest.raises(CheckpointError, match=r"x\.pth: its state dict is empty: there are no weights in it"):
+        checkpoint_state({}, spec, source="x.pth")
+
+
+def test_a_classifier_of_other_classes_names_the_callers_option() -> None:
+    state = paper_state(_mobilenet())
+    spec = space.paper_spec("mobilenet", width_mult=0.5, num_classes=27)
+    with pytest.raises(CheckpointError, match=r"the checkpoint has 600 classes, the model 27 \(set --num-classes\)"):
+        checkpoint_state({"state_dict": state}, spec, classes_option="--num-classes")
+
+
 def test_families_without_paper_checkpoints_are_an_error() -> None:
     with pytest.raises(CheckpointError, match="no paper checkpoint mapping for family 'resnet18'"):
         checkpoint_state({"state_dict": {"conv1.weight": torch.zeros(1)}}, space.paper_spec("resnet18"))
