@@ -168,6 +168,7 @@ def load_csv(path: str | Path, *, strict: bool = False) -> Results:
     p = full_csv(path)  # a run folder or its short trials.csv: the full record beside it
     if not p.is_file():
         raise AnalysisError(f"no such file: {p}")
+    _not_a_scale_run(p.parent)
     raw = read_table(p)
     missing = [c for c in REQUIRED if c not in raw.columns]
     if missing and {"status", "spec", "macs_m"} <= set(raw.columns):
@@ -184,6 +185,15 @@ def load_csv(path: str | Path, *, strict: bool = False) -> Results:
     if not len(df):
         raise AnalysisError(f"{p}: no usable rows ({'; '.join(dropped)})")
     return dataclasses.replace(_results(df, str(p), _config_next_to(p)), dropped=tuple(dropped))
+
+
+def _not_a_scale_run(folder: Path) -> None:
+    """Refuse the trials of an ``e3d scale`` run: a point reused on several curves is one trial there, and
+    rows of one width differ in clip, so a search's per-width tables would count runs twice and mix clips."""
+    from analysis.scaling import CONFIG
+
+    if (folder / CONFIG).is_file():
+        raise AnalysisError(f"{folder} is a run of e3d scale (its trials reuse points and mix clips); analyse it with --scale {folder}")
 
 
 COSTS = ("macs", "params", "paper_mflops", "activations", "latency_ms")

@@ -51,6 +51,13 @@ def test_csv_round_trip_equals_the_study(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(from_csv[cols], direct[cols], check_dtype=True)
 
 
+def test_the_trials_of_a_scale_run_are_sent_to_its_own_analysis(tmp_path: Path) -> None:
+    write_outputs(study_frame(make_study(MIXED)), tmp_path)
+    (tmp_path / "scale.json").write_text("{}")  # e3d scale writes it beside its trials.csv
+    with pytest.raises(AnalysisError, match=r"a run of e3d scale .* analyse it with --scale"):
+        load_csv(tmp_path)  # was read as a search: reused points counted as seeds, clips mixed in a width's row
+
+
 def test_run_folder_reads_the_budget_from_its_study_db(tmp_path: Path) -> None:
     study = make_study(MIXED, storage=f"sqlite:///{tmp_path / 'study.db'}", budget_mflops=77.0)
     write_outputs(study_frame(study), tmp_path)
