@@ -123,11 +123,16 @@ def slope(macs: pd.Series, accuracy: pd.Series) -> float:
     return float(np.polyfit(x, y, 1)[0])
 
 
+GAIN_COLUMNS = ("step", "axis", "macs_from", "macs_to", "accuracy_from", "accuracy_to", "gain_per_doubling", "chosen")
+"""The columns of :func:`step_gains`' table."""
+
+
 def step_gains(points: pd.DataFrame, path: pd.DataFrame) -> pd.DataFrame:
     """An expansion's steps: for each step and axis, the candidate's accuracy gain over the path point it
-    grew from, per doubling of multiply-adds, and whether it was chosen."""
+    grew from, per doubling of multiply-adds, and whether it was chosen (no rows, the columns still, for a
+    path without steps)."""
     if not len(path):
-        return pd.DataFrame(columns=["step", "axis", "macs_from", "macs_to", "accuracy_from", "accuracy_to", "gain_per_doubling", "chosen"])
+        return pd.DataFrame(columns=list(GAIN_COLUMNS))
     by_id = points.set_index("point")
     chain = list(path["point"])
     rows = []
@@ -142,7 +147,7 @@ def step_gains(points: pd.DataFrame, path: pd.DataFrame) -> pd.DataFrame:
             "step": step, "axis": c["axis"], "macs_from": start["macs"], "macs_to": c["macs"], "accuracy_from": start["accuracy_mean"],
             "accuracy_to": c["accuracy_mean"], "gain_per_doubling": gain, "chosen": step < len(chain) and chain[step] == c["point"],
         })  # fmt: skip
-    return pd.DataFrame(rows).sort_values(["step", "axis"]).reset_index(drop=True)
+    return pd.DataFrame(rows, columns=list(GAIN_COLUMNS)).sort_values(["step", "axis"]).reset_index(drop=True)
 
 
 def versus_table(points: pd.DataFrame, path: pd.DataFrame) -> pd.DataFrame:
@@ -278,8 +283,9 @@ def summary_markdown(run: ScaleRun) -> str:
             "",
         ]
         gains = step_gains(run.points, run.path).assign(macs_from=lambda d: d["macs_from"] / 1e6, macs_to=lambda d: d["macs_to"] / 1e6)
-        cols = ["step", "axis", "macs_from", "macs_to", "accuracy_from", "accuracy_to", "gain_per_doubling", "chosen"]
-        lines += _table(gains.rename(columns={"macs_from": "from_m", "macs_to": "to_m"}), ["step", "axis", "from_m", "to_m", *cols[4:]])
+        cols = ["step", "axis", "from_m", "to_m", "accuracy_from", "accuracy_to", "gain_per_doubling", "chosen"]
+        renamed = gains.rename(columns={"macs_from": "from_m", "macs_to": "to_m"})
+        lines += _table(renamed, cols) if len(gains) else ["(no expansion steps: the path is the base alone)"]
     versus = versus_table(run.points, run.path) if len(run.path) else pd.DataFrame()
     if len(versus):
         test = "Welch's two-sided t-test over seeds, alpha 0.05 (search.stats); `better` names the winner, or says tie."

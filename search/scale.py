@@ -46,6 +46,8 @@ from space.scaling import Axis, check_axis, has_axis, scale, scale_many
 from space.spec import E3DError, NetSpec, SpecError
 
 MODES = ("axes", "compound", "expand")
+NEAR_TARGET = 0.95
+"""An expansion stops once its path costs this share of the target (``--to``) or more."""
 SCALE_ATTR = "e3d_scale"
 """Study user attribute holding the :class:`ScaleConfig`."""
 POINT_ATTRS = ("point", "mode", "step", "axis", "factor", "factors", "target_ratio", "spec", "proxy_clip", "seed", "source")
@@ -402,7 +404,7 @@ def _plan_expand(cfg: ScaleConfig, results: Mapping[str, Result]) -> Plan:
     out = Plan([current], False, path=[current])
     step = 0
     while _complete(cfg, results, [current]):
-        if current.macs >= 0.95 * cfg.to_macs:
+        if current.macs >= NEAR_TARGET * cfg.to_macs:
             out.finished = True
             break
         step += 1

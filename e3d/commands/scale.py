@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -123,8 +124,8 @@ def _configs(args: argparse.Namespace, num_classes: int) -> tuple[Any, Any]:
     if spec.family not in SPACE:
         raise sc.ScaleError(f"e3d scale trains the search space's families ({', '.join(SPACE)}); {spec.family} is not one")
     mode = "compound" if args.compound else "expand" if args.expand else "axes"
-    if mode == "expand" and args.to is not None and args.to <= sc.macs(spec):
-        raise sc.ScaleError(f"--to {args.to / 1e6:g}M is below the base's cost ({sc.macs(spec) / 1e6:.1f} M multiply-adds per clip)")
+    if mode == "expand" and args.to is not None:
+        _check_target(args.to, sc.macs(spec))
     if args.to is not None and mode != "expand":
         raise sc.ScaleError("--to sets the target of --expand")
     if args.versus and mode != "expand":
@@ -161,6 +162,21 @@ def _configs(args: argparse.Namespace, num_classes: int) -> tuple[Any, Any]:
         measure_latency=args.latency,
     )
     return cfg, search
+
+
+def _check_target(to: float, base: float) -> None:
+    """:class:`ScaleError` for an expansion target that the base's cost already reaches: below it, or so
+    near it that the expansion would stop before its first step (at ``NEAR_TARGET`` of the target)."""
+    from search import scale as sc
+
+    if to <= base:
+        raise sc.ScaleError(f"--to {to / 1e6:g}M is below the base's cost ({base / 1e6:.1f} M multiply-adds per clip)")
+    if base >= sc.NEAR_TARGET * to:
+        least = math.ceil(base / sc.NEAR_TARGET / 1e5) / 10
+        raise sc.ScaleError(
+            f"--to {to / 1e6:g}M is within {1 - sc.NEAR_TARGET:.0%} of the base's cost ({base / 1e6:.1f} M multiply-adds per clip), "
+            f"where the expansion stops before its first step; give at least --to {least:g}M"
+        )
 
 
 def _open(args: argparse.Namespace, url: str) -> tuple[Any, Any, Any]:

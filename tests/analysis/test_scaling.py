@@ -201,3 +201,18 @@ def test_a_comparison_says_which_studies_are_unfinished() -> None:
     text = comparison_markdown({"done": versus_run(), "half": half})  # was silent: the half-trained step counted
     assert "**Unfinished (half):** 4 of the 7 points planned so far have all 1 seed(s)" in text
     assert "(done)" not in text
+
+
+def test_an_expansion_that_took_no_step_reports_the_base_alone(tmp_path: Path) -> None:
+    """Stopped before its first step (no axis could grow, or the base was already near the target)."""
+    points, path = expand_run()
+    save_run(ScaleRun(points[points["mode"] == "base"], path.iloc[:1]), tmp_path)
+    (tmp_path / "scale.json").write_text(json.dumps({"mode": "expand", "notes": ["step 1: no axis can grow x; stopped"]}))
+    run = load_scale(tmp_path)
+    assert step_gains(run.points, run.path).empty  # was KeyError: 'step'
+    paths = write_report(tmp_path)
+    assert paths["curves"].read_bytes()[:4] == b"\x89PNG"
+    text = paths["summary"].read_text()
+    assert "| 0 | base | {} | 50.00 |" in text and "(no expansion steps: the path is the base alone" in text
+    assert "- note: step 1: no axis can grow x; stopped" in text
+    assert axis_gains(run).empty and compare_studies({"a": run}).iloc[0]["path"] == "(none)"

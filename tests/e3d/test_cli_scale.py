@@ -171,6 +171,11 @@ def test_a_network_trained_under_another_point_is_not_trained_again(
         ),
         (["mobilenetv2", "--axes", "resolution", "--factors", "0"], "resolution: factor must be a positive number, got 0.0"),
         (["mobilenetv2", "--width-mult", "0.2", "--expand", "--to", "20M"], "--to 20M is below the base's cost (54.1 M"),
+        (
+            ["mobilenetv2", "--width-mult", "0.2", "--expand", "--to", "56M"],
+            "--to 56M is within 5% of the base's cost (54.1 M multiply-adds per clip), where the expansion stops before its "
+            "first step; give at least --to 57M",
+        ),  # was trained the base alone, then a KeyError
         (["mobilenetv2", "--expand"], "an expansion needs a target cost"),
         (["mobilenetv2", "--versus", "width"], "--versus compares an --expand path"),
         (["mobilenetv2", "--step", "3"], "--step sets the cost ratio of --expand's steps"),  # was ignored
@@ -188,6 +193,7 @@ def test_a_network_trained_under_another_point_is_not_trained_again(
         "resolution-below-strides-at-the-proxy-clip",
         "factor-zero",
         "target-below-base",
+        "target-near-base",
         "no-target",
         "versus-alone",
         "step-without-expand",
@@ -203,6 +209,22 @@ def test_bad_input_is_one_line_with_exit_2(args: list[str], message: str, tmp_pa
     assert code == 2 and message in err, err
     assert err.strip().startswith("e3d scale: error:") and "\n" not in err.strip() and "Traceback" not in err
     assert not out.exists(), "bad input left a run folder (and an empty study.db) behind"
+
+
+def test_an_expansion_where_no_axis_can_grow_reports_the_base(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ShuffleNet at 0.25 cannot take 1.5x the frames (its strides): the expansion stops at the base."""
+    monkeypatch.setattr("search.train.fit", sized_fit([]))
+    args = ["scale", "shufflenet", "--width-mult", "0.25", "--expand", "--to", "200M", "--axes", "frames", "--step", "1.5"]
+    code, out, err = run(capsys, *args, "--out", str(tmp_path), *TINY, "--proxy-clip", "16x48x48")
+    assert code == 0, err  # was KeyError: 'step' after training the base, and no curves.png nor summary.md
+    summary = (tmp_path / "summary.md").read_text()
+    assert "expansion path: base (31 M)\n" in out and "(no expansion steps" in summary and "no axis can grow" in summary
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    assert run(capsys, "scale", "--resume", "--out", str(tmp_path), "--quiet")[0] == 0
+    code, _, err = run(capsys, "analyze", "--scale", str(tmp_path), "--out", str(tmp_path / "analysis"))
+    assert code == 0, err
 
 
 def test_resuming_nothing_is_one_line_and_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
