@@ -381,13 +381,14 @@ def _plan_compound(cfg: ScaleConfig, results: Mapping[str, Result]) -> Plan:
 
 def expansions(cfg: ScaleConfig, current: Point, step: int) -> list[Point]:
     """Step ``step`` of an expansion: one candidate per axis, each about ``cfg.step`` x ``current``'s
-    cost (less for the last step, which lands on the target)."""
+    cost (less for the last step, which lands on the target). An axis whose nearest size does not add to
+    the cost (a factor that rounds to the same frames) has no candidate."""
     assert cfg.to_macs is not None
     ratio = min(cfg.step, cfg.to_macs / current.macs)
     out = []
     for axis in cfg.axes:
         found = factor_for_cost(current.spec, axis, ratio)
-        if found is not None:
+        if found is not None and macs(found[1]) > current.macs:
             f, s = found
             out.append(_point(cfg, "expand", step, axis, {axis: f}, ratio, s))
     return out

@@ -129,6 +129,16 @@ def test_an_axis_the_step_cannot_size_is_left_out_with_a_note() -> None:
     assert plan.notes == ["step 1: no frames factor gives 1.50x the cost of base/0/base (the strides' sizes); left out"]
 
 
+def test_an_expansion_step_that_would_not_grow_the_network_is_no_candidate() -> None:
+    """A 2% step of frames rounds to the same 16 frames: the unchanged network is not a step (was chosen
+    at every step, gain 0, forever)."""
+    base = space.paper_spec("mobilenetv2", width_mult=0.2, num_classes=10)
+    cfg = sc.ScaleConfig(base.to_json(), "expand", ("frames",), to_macs=57.4e6)
+    plan = sc.plan(cfg, {"base/0/base": sc.Result((50.0,), 1, False)})
+    assert [p.id for p in plan.points] == ["base/0/base"] and plan.finished
+    assert plan.notes[-1].startswith("step 1: no axis can grow mobilenetv2")
+
+
 def test_an_unfinished_step_waits_for_all_its_seeds() -> None:
     cfg = sc.ScaleConfig(shufflenet().to_json(), "expand", ("width",), to_macs=4 * sc.macs(shufflenet()), seeds=2)
     one_seed = {"base/0/base": sc.Result((50.0,), 1, False)}
