@@ -651,11 +651,12 @@ def path_frame(points: pd.DataFrame, final: Plan) -> pd.DataFrame:
     return rows[["step", "point", "axis", "factors", "macs", "cost_ratio", "accuracy_mean", "accuracy_sd", "summary"]]
 
 
-def write_scale_outputs(out: Path, cfg: ScaleConfig, final: Plan, trials: Sequence[FrozenTrial]) -> dict[str, Path]:
-    """Write ``points.csv``, ``path.csv`` and ``scale.json`` into the run folder (each renamed into place)."""
+def write_scale_outputs(out: Path, cfg: ScaleConfig, final: Plan, trials: Sequence[FrozenTrial], *, study: str) -> dict[str, Path]:
+    """Write ``points.csv``, ``path.csv`` and ``scale.json`` (naming the ``study``) into the run folder (each renamed into place)."""
     points = points_frame(cfg, final, trials)
     paths = {"points": out / "points.csv", "path": out / "path.csv", "config": out / "scale.json"}
     write_text(paths["points"], points.to_csv(index=False))
     write_text(paths["path"], path_frame(points, final).to_csv(index=False))
-    write_text(paths["config"], json.dumps({**cfg.to_dict(), "exponents": final.exponents, "notes": final.notes}, indent=1) + "\n")
+    settings = {**cfg.to_dict(), "study": study, "exponents": final.exponents, "notes": final.notes}
+    write_text(paths["config"], json.dumps(settings, indent=1) + "\n")
     return paths

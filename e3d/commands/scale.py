@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -179,13 +180,14 @@ def _check_target(to: float, base: float) -> None:
         )
 
 
-def _open(args: argparse.Namespace, url: str) -> tuple[Any, Any, Any]:
-    """Create or join the study at ``url``; returns (study, search config, scale config)."""
+def _open(args: argparse.Namespace, url: str, out: Path) -> tuple[Any, Any, Any]:
+    """Create or join the study at ``url`` (whose outputs go to ``out``); returns (study, search config, scale config)."""
     from search import scale as sc
     from search import study as st
     from search.data import class_names
 
     storage = st.open_storage(url, heartbeat=args.heartbeat)
+    _check_outputs_owner(out, args.study_name, st.list_studies(storage))
     cfg = search = None
     if not args.resume:
         classes = len(class_names(args.task)) if args.data is None else st.load_proxy(_proxy(args), progress=not args.quiet).num_classes
@@ -206,6 +208,24 @@ def _open(args: argparse.Namespace, url: str) -> tuple[Any, Any, Any]:
     if cfg is not None and stored != cfg.to_dict():
         raise st.StudyConfigError(f"study {args.study_name!r} exists with another scaling plan; pass --resume, or use another --study-name")
     return study, search, sc.ScaleConfig.from_dict(stored)
+
+
+def _check_outputs_owner(out: Path, name: str, studies: list[str]) -> None:
+    """:class:`StudyConfigError` when ``out`` holds the scale outputs of a study other than ``name`` (its
+    ``scale.json`` names another, or, from before it named one, ``name`` is not yet in the storage's ``studies``):
+    this run would replace them."""
+    from search import study as st
+
+    try:
+        owner = json.loads((out / "scale.json").read_text()).get("study")
+    except FileNotFoundError:
+        return
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        owner = None  # unreadable: whose it is, its study says
+    if owner == name or (owner is None and name in studies):
+        return
+    whose = f"study {owner!r}" if owner else "another study"
+    raise st.StudyConfigError(f"{out} holds the scale outputs of {whose}, which study {name!r} would replace; give another --out")
 
 
 def _proxy(args: argparse.Namespace) -> Any:
@@ -229,7 +249,7 @@ class _Progress:
         from search import scale as sc
 
         if self.plan is not None:
-            sc.write_scale_outputs(self.out, self.cfg, self.plan, self.study.get_trials(deepcopy=False))
+            sc.write_scale_outputs(self.out, self.cfg, self.plan, self.study.get_trials(deepcopy=False), study=self.study.study_name)
 
     def on_plan(self, plan: Any) -> None:
         """A new plan: the bar's total and position, its new notes, the outputs."""
@@ -277,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
 
     out, url = run_folder(args)
     with undone_on_failure(out, url):
-        study, search, cfg = _open(args, url)
+        study, search, cfg = _open(args, url, out)
     search = local_config(args, search)
     _announce(search, cfg, url)
     bar = progress_bar(args, total=0, desc="points", unit="run")

@@ -294,6 +294,26 @@ def test_joining_a_study_with_another_plan_is_refused(
     assert code == 2 and "exists with another scaling plan; pass --resume" in err
 
 
+def test_another_study_is_not_written_over_a_studys_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr("search.train.fit", sized_fit(calls))
+    sweep = ["scale", "mobilenetv2", "--width-mult", "0.2", "--axes", "width", *TINY, "--out", str(tmp_path)]
+    assert run(capsys, *sweep, "--factors", "2", "--study-name", "s1")[0] == 0
+    assert json.loads((tmp_path / "scale.json").read_text())["study"] == "s1"
+    outputs = {f: (tmp_path / f).read_bytes() for f in ("points.csv", "path.csv", "scale.json", "trials.csv")}
+    code, _, err = run(capsys, *sweep, "--factors", "3", "--study-name", "s2")
+    assert code == 2 and f"{tmp_path} holds the scale outputs of study 's1', which study 's2' would replace; give another --out" in err
+    assert len(calls) == 2 and {f: (tmp_path / f).read_bytes() for f in outputs} == outputs  # were replaced by s2's
+    settings = json.loads((tmp_path / "scale.json").read_text())
+    del settings["study"]  # written before scale.json named its study: the storage tells
+    (tmp_path / "scale.json").write_text(json.dumps(settings))
+    code, _, err = run(capsys, *sweep, "--factors", "3", "--study-name", "s2")
+    assert code == 2 and "holds the scale outputs of another study, which study 's2' would replace" in err
+    assert run(capsys, "scale", "--resume", "--study-name", "s1", "--out", str(tmp_path), "--quiet")[0] == 0
+
+
 def test_ctrl_c_never_prints_the_storages_password(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
