@@ -54,7 +54,7 @@ def number_list(text: str) -> tuple[float, ...]:
 
 def register(sub: Any) -> None:
     """Add the ``scale`` subcommand."""
-    from e3d.commands.search import add_proxy_args, add_storage_args, count_arg
+    from e3d.commands.search import STUDY_PROXY_OPTIONS, add_proxy_args, add_storage_args, count_arg, keep_study_defaults
 
     p = sub.add_parser(
         "scale",
@@ -88,6 +88,24 @@ def register(sub: Any) -> None:
     add_proxy_args(p)
     add_storage_args(p, name="e3d-scale")
     p.set_defaults(func=run)
+    keep_study_defaults(p, (*SCALE_OPTIONS, *STUDY_PROXY_OPTIONS))
+
+
+SCALE_OPTIONS: tuple[str, ...] = ("width_mult", "clip", "axes", "compound", "expand", "to", "ratios", "factors", "step", "grid")
+SCALE_OPTIONS += ("versus", "seeds", "latency")
+"""The scaling options stored with a study (a resumed study goes on with its own)."""
+
+
+def refuse_settings_on_resume(args: argparse.Namespace) -> None:
+    """With ``--resume``: :class:`search.study.StudyConfigError` naming the TARGET or each option given that the
+    study stores (:func:`e3d.commands.search.refuse_on_resume`; it would be ignored)."""
+    from e3d.commands.search import refuse_on_resume
+    from search.study import StudyConfigError
+
+    refuse_on_resume(args)
+    if args.resume and args.target is not None:
+        own = "a resumed study goes on with the study's own network; leave it out (or use another --out)"
+        raise StudyConfigError(f"TARGET {args.target}: {own}")
 
 
 def resolve_target(target: str, *, width_mult: float, clip: tuple[int, int, int] | None, num_classes: int) -> Any:
@@ -295,6 +313,7 @@ def run(args: argparse.Namespace) -> int:
     import analysis.scaling  # noqa: F401  (matplotlib loads before training, as it always did)
     from e3d.commands.search import interrupted, local_config, meter_here, progress_bar, resume_command, run_folder, undone_on_failure
 
+    refuse_settings_on_resume(args)
     out, url = run_folder(args)
     with undone_on_failure(out, url):
         study, search, cfg = _open(args, url, out)

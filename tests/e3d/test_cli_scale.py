@@ -233,6 +233,25 @@ def test_resuming_nothing_is_one_line_and_creates_nothing(tmp_path: Path, capsys
     assert code == 2 and f"nothing to resume in {out}: no study.db there" in err and not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("given", "flags"),
+    [
+        (["--seeds", "3", "--epochs", "2"], "--seeds, --epochs"),
+        (["--axes", "width", "--factors", "4"], "--axes, --factors"),
+        (["--latency"], "--latency"),
+        (["--expand", "--to", "300M", "--step", "3"], "--expand, --to, --step"),
+        (["mobilenetv2"], "TARGET mobilenetv2"),
+    ],
+)
+def test_resuming_with_the_studys_own_settings_given_is_refused(
+    given: list[str], flags: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """They were ignored (exit 0): a resumed study goes on with its stored plan, as ``e3d sweep --resume`` says."""
+    (tmp_path / "study.db").touch()
+    code, _, err = run(capsys, "scale", "--resume", *given, "--out", str(tmp_path), "--quiet")
+    assert code == 2 and f"{flags}: a resumed study goes on with the study's own " in err and "\n" not in err.strip()
+
+
 def test_ratios_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "scale", "mobilenetv2", "--ratios", "0.5,0", "--out", str(tmp_path))
     assert code == 2 and "must be positive numbers" in err and "\n" not in err.strip()
