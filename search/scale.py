@@ -86,6 +86,10 @@ class ScaleConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ScaleError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        for what, values in (("axis", self.axes), ("factor", [f"{f:g}" for f in self.factors]), ("ratio", [f"{r:g}" for r in self.ratios])):
+            twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+            if twice is not None:  # its point would be planned twice, under one id
+                raise ScaleError(f"{what} {twice} is given twice; give each once")
         spec = self.spec
         for a in self.axes:
             check_axis(spec, a)

@@ -177,6 +177,7 @@ def test_a_network_trained_under_another_point_is_not_trained_again(
             "first step; give at least --to 57M",
         ),  # was trained the base alone, then a KeyError
         (["mobilenetv2", "--expand"], "an expansion needs a target cost"),
+        (["mobilenetv2", "--axes", "width,width", "--factors", "2"], "axis width is given twice; give each once"),  # was twice a point
         (["mobilenetv2", "--versus", "width"], "--versus compares an --expand path"),
         (["mobilenetv2", "--step", "3"], "--step sets the cost ratio of --expand's steps"),  # was ignored
         (["mobilenetv2", "--expand", "--to", "5000M", "--grid", "3"], "--grid is for --compound"),  # was ignored
@@ -195,6 +196,7 @@ def test_a_network_trained_under_another_point_is_not_trained_again(
         "target-below-base",
         "target-near-base",
         "no-target",
+        "axis-twice",
         "versus-alone",
         "step-without-expand",
         "grid-without-compound",

@@ -95,6 +95,21 @@ def test_a_config_with_an_axis_the_family_lacks_is_refused() -> None:
         sc.ScaleConfig(shufflenetv2().to_json(), "axes", ("width", "expansion"))
 
 
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"axes": ("width", "width"), "factors": (2.0,)}, "axis width is given twice"),
+        ({"axes": ("width",), "factors": (2.0, 2.0)}, "factor 2 is given twice"),
+        ({"axes": ("width",), "ratios": (0.5, 2.0, 2.0)}, "ratio 2 is given twice"),
+        ({"axes": ("width", "width"), "mode": "expand", "to_macs": 3e8}, "axis width is given twice"),
+    ],
+)
+def test_a_repeated_axis_factor_or_ratio_is_refused(settings: dict[str, object], message: str) -> None:
+    """Each made its point twice under one id: twice in points.csv, a stray pruned trial, "2 of 2" steps."""
+    with pytest.raises(sc.ScaleError, match=f"^{message}; give each once$"):
+        sc.ScaleConfig(shufflenet().to_json(), **settings)  # type: ignore[arg-type]
+
+
 def test_the_config_round_trips_through_its_dict() -> None:
     cfg = sc.ScaleConfig(shufflenet().to_json(), "expand", ("width", "depth:1"), to_macs=3e8, seeds=2, proxy_clip=(8, 32, 32))
     assert sc.ScaleConfig.from_dict(cfg.to_dict()) == cfg
