@@ -58,11 +58,15 @@ def load_scale(folder: str | Path) -> ScaleRun:
         raise AnalysisError(f"{root} holds no {POINTS}: not an e3d scale run folder")
     points = _checked(read_table(root / POINTS), root / POINTS)
     path = _checked(read_table(root / PATH), root / PATH) if (root / PATH).is_file() else points.iloc[0:0]
+    unknown = path[~path["point"].isin(points["point"])]
+    if len(unknown):
+        raise AnalysisError(f"{root / PATH}: row {unknown.index[0] + 2}: point {unknown.iloc[0]['point']!r} is not in {POINTS}")
     return ScaleRun(points, path, _settings(root / CONFIG) if (root / CONFIG).is_file() else {})
 
 
 def _checked(df: pd.DataFrame, p: Path) -> pd.DataFrame:
-    """``df`` with numeric ``macs`` and ``accuracy_mean``, or :class:`AnalysisError` naming what is wrong."""
+    """``df`` with numeric ``macs`` and ``accuracy_mean`` (:func:`_in_range`) and each point once, or
+    :class:`AnalysisError` naming what is wrong."""
     keys = KEYS[p.name]
     missing = [c for c in (*keys, "accuracy_mean") if c not in df]
     if missing:
@@ -81,6 +85,19 @@ def _checked(df: pd.DataFrame, p: Path) -> pd.DataFrame:
         if len(bad):
             raise AnalysisError(f"{p}: row {bad.index[0] + 2}: {column} {bad.iloc[0][column]!r} is not a number")
         df = df.assign(**{column: numbers})
+    twice = df[df["point"].duplicated()]
+    if len(twice):
+        raise AnalysisError(f"{p}: row {twice.index[0] + 2}: point {twice.iloc[0]['point']!r} is there twice")
+    return _in_range(df, p)
+
+
+def _in_range(df: pd.DataFrame, p: Path) -> pd.DataFrame:
+    """``df``, or :class:`AnalysisError` for a cost that is not positive or an accuracy outside 0-100 (%)."""
+    checks = (("macs", df["macs"] > 0, "a positive number"), ("accuracy_mean", df["accuracy_mean"].between(0, 100), "0-100"))
+    for column, ok, what in checks:
+        bad = df[~ok & df[column].notna()]
+        if len(bad):
+            raise AnalysisError(f"{p}: row {bad.index[0] + 2}: {column} {bad.iloc[0][column]:g} is not {what}")
     return df
 
 

@@ -119,6 +119,13 @@ def test_a_folder_without_points_is_a_clear_error(tmp_path: Path) -> None:
         load_scale(tmp_path)
 
 
+def replace(p: Path, old: str, new: str) -> None:
+    """Write ``p`` again with its first ``old`` replaced by ``new`` (which must be there)."""
+    text = p.read_text()
+    assert old in text
+    p.write_text(text.replace(old, new, 1))
+
+
 @pytest.mark.parametrize(
     ("damage", "words"),
     [
@@ -128,6 +135,11 @@ def test_a_folder_without_points_is_a_clear_error(tmp_path: Path) -> None:
         (lambda f: (f / "points.csv").write_text((f / "points.csv").read_text()[:150]), r"row 2 has 10 of 12 fields \(cut short\?\)"),
         (lambda f: (f / "points.csv").write_text((f / "points.csv").read_text().replace(",base,0,base,", ",,0,base,")), "row 2 lacks mode"),
         (lambda f: (f / "path.csv").write_text((f / "path.csv").read_text().replace(",52.0,", ",oops,")), r"accuracy_mean 'oops' is not"),
+        (lambda f: replace(f / "points.csv", "width,{},100000000.0,", "width,{},-100000000.0,"), r"row 3: macs -1e\+08 is not a positive"),
+        (lambda f: replace(f / "points.csv", ",43.0,", ",143.0,"), r"points\.csv: row 3: accuracy_mean 143 is not 0-100"),
+        (lambda f: replace(f / "path.csv", ",40.0,", ",-1.0,"), r"path\.csv: row 2: accuracy_mean -1 is not 0-100"),
+        (lambda f: replace(f / "points.csv", "versus/2/width@2,", "expand/1/width,"), r"row 8: point 'expand/1/width' is there twice"),
+        (lambda f: replace(f / "path.csv", "expand/2/width,", "expand/3/width,"), r"path\.csv: row 4: point 'expand/3/width' is not in"),
     ],
 )
 def test_a_damaged_run_folder_is_one_clear_error(tmp_path: Path, damage: Any, words: str) -> None:
