@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from matplotlib.figure import Figure
 
-from analysis.plots import FAMILY_COLORS
+from analysis.plots import FAMILY_COLORS, set_suptitle, set_title
 from profiler.latency_table import Comparison, accuracy
 
 MARKERS = {"random": "o", "table8": "^"}
@@ -47,7 +47,8 @@ def plot_predicted_vs_measured(rows: Sequence[Comparison], *, title: str | None 
             ax.set_xscale("log")
             ax.set_yscale("log")
         a = accuracy([r for r in rows if r.mode == mode])
-        ax.set_title(
+        set_title(
+            ax,
             f"{mode}: Spearman {a.spearman:.3f}, MAPE {a.mape:.1f}%, {a.within_10:.0f}% within 10%\n"
             f"({a.networks} networks, {a.unpriced} unpriced; macs alone: Spearman {a.macs_spearman:.3f})",
             fontsize=9,
@@ -56,7 +57,5 @@ def plot_predicted_vs_measured(rows: Sequence[Comparison], *, title: str | None 
         ax.set_ylabel("predicted ms per batch")
         ax.legend(fontsize=6, loc="upper left")
     if title:
-        import textwrap
-
-        fig.suptitle(textwrap.fill(title, 60 * max(len(modes), 1)), fontsize=8)
+        set_suptitle(fig, title, fontsize=8)
     return fig

@@ -12,13 +12,16 @@ are diamonds and paper presets circles, points on the Pareto front are ringed, a
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from matplotlib import rcParams
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.ticker import LogFormatter
 
 from analysis.findings import WIDTH_THRESHOLD, speed_rank_correlation, width_curves
@@ -48,6 +51,41 @@ def _axes(ax: Axes | None, figsize: tuple[float, float] = (6.0, 4.2)) -> tuple[F
         return fig, ax
     fig = Figure(figsize=figsize, layout="constrained")
     return fig, fig.add_subplot()
+
+
+TITLE_EM = 0.55
+"""Average width of a title character in ems (DejaVu Sans, matplotlib's font), for wrapping titles."""
+
+
+def wrap_title(text: str, *, chars: int) -> str:
+    """``text`` with each of its lines wrapped at ``chars`` characters, between words only (a date, a name
+    with hyphens stays whole)."""
+    return "\n".join(textwrap.fill(line, chars, break_on_hyphens=False, break_long_words=False) for line in text.split("\n"))
+
+
+def title_points(fontsize: float | str) -> float:
+    """A font size (points, or a name such as ``large``) in points."""
+    return float(FontProperties(size=fontsize).get_size_in_points())
+
+
+def title_chars(inches: float, points: float) -> int:
+    """How many title characters of ``points`` size fit in ``inches`` (at least 20)."""
+    return max(20, int(inches * 72 / (TITLE_EM * points)))
+
+
+def set_title(ax: Axes, text: str, *, fontsize: float | None = None) -> None:
+    """Give ``ax`` the title ``text`` (default size: matplotlib's), wrapped to the axes' width (:func:`wrap_title`):
+    a long CPU name from :func:`analysis.load.trained_on` cut the date off at the figure's edge."""
+    fig = ax.get_figure(root=True)
+    assert isinstance(fig, Figure)
+    points = title_points(fontsize if fontsize is not None else rcParams["axes.titlesize"])
+    ax.set_title(wrap_title(text, chars=title_chars(ax.get_position().width * fig.get_figwidth(), points)), fontsize=points)
+
+
+def set_suptitle(fig: Figure, text: str, *, fontsize: float | None = None) -> None:
+    """Give ``fig`` the title ``text`` (default size: matplotlib's), wrapped to the figure's width (:func:`wrap_title`)."""
+    points = title_points(fontsize if fontsize is not None else rcParams["figure.titlesize"])
+    fig.suptitle(wrap_title(text, chars=title_chars(0.95 * fig.get_figwidth(), points)), fontsize=points)
 
 
 def _color(family: Any) -> str:
@@ -174,7 +212,7 @@ def plot_accuracy_vs_cost(
     _label_points(ax, labels)
     ax.set_xlabel(info.label)
     ax.set_ylabel(_accuracy_label(df))
-    ax.set_title(title or f"accuracy vs {info.label.split(' (')[0]}")
+    set_title(ax, title or f"accuracy vs {info.label.split(' (')[0]}")
     ax.grid(True, alpha=0.3)
     _legend(ax)
     return fig
@@ -252,7 +290,7 @@ def plot_width_curves(df: pd.DataFrame, *, threshold: float = WIDTH_THRESHOLD, t
         _empty(ax, "no finished trials")
     ax.set_xlabel("width multiplier")
     ax.set_ylabel(_accuracy_label(df))
-    ax.set_title(title or "accuracy vs width multiplier")
+    set_title(ax, title or "accuracy vs width multiplier")
     ax.grid(True, alpha=0.3)
     n = int(curves["n"].max()) if len(curves) else 1
     _legend(ax, title=f"mean ± sd over up to {n} runs" if n > 1 else None)
@@ -306,7 +344,7 @@ def plot_latency_vs_cost(
     _label_points(ax, labels)
     ax.set_xlabel(info.label)
     ax.set_ylabel(linfo.label)
-    ax.set_title(title or f"latency vs {info.label.split(' (')[0]}")
+    set_title(ax, title or f"latency vs {info.label.split(' (')[0]}")
     ax.grid(True, alpha=0.3)
     return fig
 
@@ -398,7 +436,7 @@ def plot_front_vs_presets(runs: pd.DataFrame, *, chance: float, title: str | Non
     ax.set_ylabel("test top-1 (%), mean ± sample sd")
     ax.legend(unique.values(), unique.keys(), loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=3, fontsize=8, frameon=False)
     if title:
-        ax.set_title(title, fontsize=9)
+        set_title(ax, title, fontsize=9)
     return fig
 
 

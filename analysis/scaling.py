@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from analysis.load import AnalysisError, read_table, trained_on
-from analysis.plots import save_figure
+from analysis.plots import save_figure, set_suptitle, set_title
 from space.files import write_text
 
 POINTS, PATH, CONFIG = "points.csv", "path.csv", "scale.json"
@@ -249,7 +249,7 @@ def plot_curves(points: pd.DataFrame, path: pd.DataFrame | None = None, *, ax: A
     ax.set_xscale("log")
     ax.set_xlabel("multiply-adds per clip (M, log scale)")
     ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title(title or f"accuracy vs multiply-adds per scaling axis\n{trained_on(points)}")
+    set_title(ax, title or f"accuracy vs multiply-adds per scaling axis\n{trained_on(points)}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return fig
@@ -412,12 +412,12 @@ def plot_gains(runs: Mapping[str, ScaleRun], *, title: str = "") -> Figure:
         ax.bar(x + 0.2, g["late"].fillna(0.0), 0.4, color=colors, hatch="//", alpha=0.6)
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xticks(x, list(g["axis"]), rotation=45, ha="right", fontsize=8)
-        ax.set_title(name, fontsize=9)
+        set_title(ax, name, fontsize=9)
         ax.grid(True, axis="y", alpha=0.3)
     axes[0].set_ylabel("top-1 gain (points) per doubling of multiply-adds")
     keys = [Patch(color="grey", label=f"steps 1-{EARLY}"), Patch(color="grey", alpha=0.6, hatch="//", label=f"steps {EARLY + 1}+")]
     axes[0].legend(handles=keys, fontsize=7)
-    fig.suptitle(title or f"gain per doubling by axis, early and late steps\n{_trained_on_all(runs)}", fontsize=10)
+    set_suptitle(fig, title or f"gain per doubling by axis, early and late steps\n{_trained_on_all(runs)}", fontsize=10)
     return fig
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from matplotlib.figure import Figure
+from matplotlib.text import Text
 from optuna.trial import FrozenTrial, TrialState
 
 import space
@@ -96,3 +98,17 @@ MIXED = [
     T("shufflenetv2", 1.0, None, state="FAIL"),
 ]
 """Trained, repeated (two seeds), rejected, pruned and failed trials."""
+
+
+LONG_CPU = "AMD EPYC (AVX512: avx2, avx512f, avx512_bf16)"
+"""A CPU name as ``profiler.cpu`` describes this machine's: long enough to push a title past the figure."""
+
+
+def assert_title_fits(fig: Figure, title: Text) -> None:
+    """``title`` drawn inside ``fig`` (nothing of it cut off at an edge)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    box = title.get_window_extent(canvas.get_renderer())
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.x1 and box.y1 <= fig.bbox.y1, (title.get_text(), box, fig.bbox)

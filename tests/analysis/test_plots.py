@@ -20,7 +20,7 @@ from analysis import (
     speed_rank_correlation,
 )
 from profiler.cpu import detect_cpu
-from tests.analysis.helpers import MIXED, T, make_study
+from tests.analysis.helpers import LONG_CPU, MIXED, T, assert_title_fits, make_study
 
 
 def labels(ax: Axes) -> list[str]:
@@ -235,3 +235,21 @@ def test_front_vs_presets_draws_means_with_sample_sd_and_each_groups_front() -> 
     assert len(segs) == 5 and all(abs((s[1][1] - s[0][1]) / 2 - 2**0.5) < 1e-9 for s in segs)
     empty = plot_front_vs_presets(pd.DataFrame(columns=["label", "role", "seed", "test_accuracy", "macs_m"]), chance=10.0)
     assert [t.get_text() for t in empty.axes[0].texts] == ["no final runs yet"]
+
+
+def test_a_long_title_is_wrapped_between_words_to_fit_the_figure(trials: object) -> None:
+    """With this machine's CPU name the date was cut off ("...; drawn 2026-1")."""
+    import datetime
+
+    from analysis.load import trained_on
+    from analysis.plots import wrap_title
+
+    where = trained_on(trials.assign(cpu=LONG_CPU))  # type: ignore[attr-defined]
+    date = f"drawn {datetime.date.today():%Y-%m-%d}"
+    wrapped = wrap_title(f"study: accuracy vs multiply-adds\n{where}", chars=40)
+    assert all(len(line) <= 40 for line in wrapped.split("\n"))
+    assert wrapped.replace("\n", " ").endswith(date) and date.split()[1] in wrapped.split()  # the date whole, not split at a hyphen
+    fig = plot_accuracy_vs_cost(trials, title=f"mobilenetv2 study: accuracy vs multiply-adds\n{where}")  # type: ignore[arg-type]
+    ax = only_axes(fig)
+    assert date in ax.get_title().replace("\n", " ")
+    assert_title_fits(fig, ax.title)

@@ -31,6 +31,7 @@ from analysis.scaling import (
     write_comparison,
     write_report,
 )
+from tests.analysis.helpers import LONG_CPU, assert_title_fits
 from tests.analysis.scale_runs import expand_run, row, save_run, versus_run
 
 
@@ -228,3 +229,15 @@ def test_an_expansion_that_took_no_step_reports_the_base_alone(tmp_path: Path) -
     assert "| 0 | base | {} | 50.00 |" in text and "(no expansion steps: the path is the base alone" in text
     assert "- note: step 1: no axis can grow x; stopped" in text
     assert axis_gains(run).empty and compare_studies({"a": run}).iloc[0]["path"] == "(none)"
+
+
+def test_the_figures_titles_keep_a_long_cpu_name_and_the_date_inside_the_figure() -> None:
+    """This machine's CPU name cut the date off the title of curves.png ("...; drawn 2026-1")."""
+    date = f"drawn {datetime.date.today():%Y-%m-%d}"
+    fig = plot_curves(axes_run().assign(cpu=LONG_CPU))
+    assert f"{LONG_CPU}; {date}" in fig.axes[0].get_title().replace("\n", " ")
+    assert_title_fits(fig, fig.axes[0].title)
+    run = versus_run()
+    gains = plot_gains({"a": ScaleRun(run.points.assign(cpu=LONG_CPU), run.path)})
+    assert gains._suptitle is not None and date in gains.get_suptitle().replace("\n", " ")
+    assert_title_fits(gains, gains._suptitle)
