@@ -119,11 +119,21 @@ def refuse_on_resume(args: argparse.Namespace, *, what: str = "a resumed study")
         raise StudyConfigError(f"{flags}: {what} goes on with the study's own settings; leave them out (or use another --out)")
 
 
+SEARCH_JOBS_NOTE = "a search with N > 1 is still decided by --seed: each trial learns from the trials before it but the last 2N that train"
+"""What ``--jobs`` says of a search (the command with ``--seed``), after what it says in every command."""
+
+
 def add_proxy_args(
-    p: argparse.ArgumentParser, *, epochs: int = 3, train_samples: int = 800, val_samples: int = 200, test: bool = False
+    p: argparse.ArgumentParser,
+    *,
+    epochs: int = 3,
+    train_samples: int = 800,
+    val_samples: int = 200,
+    test: bool = False,
+    jobs_note: str = "",
 ) -> None:
     """The options that define how each candidate is trained and scored (``test``: and ``--test-samples``, for a
-    command that finalizes)."""
+    command that finalizes; ``jobs_note``: what ``--jobs`` says of this command alone)."""
     x = p.add_argument_group("proxy task")
     x.add_argument("--task", choices=("motion", "digits"), default="motion", help="built-in proxy task (default motion)")
     x.add_argument("--data", metavar="PATH", help="train on a dataset instead (any layout e3d train reads)")
@@ -174,8 +184,7 @@ def add_proxy_args(
         default="auto",
         metavar="N",
         help="train N trials side by side in local worker processes, one torch thread each unless --threads (default auto: one "
-        "per core); a search with N > 1 is still decided by --seed: each trial learns from the trials before it but the last 2N "
-        "that train",
+        "per core)" + (f"; {jobs_note}" if jobs_note else ""),
     )
     x.add_argument("--loader-workers", type=worker_count, default=0, metavar="N", help="DataLoader workers (default 0: in-process)")
 
@@ -291,7 +300,7 @@ def register(sub: Any) -> None:
         help="only rebuild DIR's trials.csv, trials_full.csv, best.json, pareto.json and recipe.json from its study, then exit",
     )
     add_finalize_args(p)
-    add_proxy_args(p, test=True)
+    add_proxy_args(p, test=True, jobs_note=SEARCH_JOBS_NOTE)
     add_storage_args(p, name="e3d-search")
     p.set_defaults(func=run)
     keep_study_defaults(p, SEARCH_OPTIONS)

@@ -254,6 +254,12 @@ def test_resuming_with_the_studys_own_settings_given_is_refused(
     assert code == 2 and f"{flags}: a resumed study goes on with the study's own " in err and "\n" not in err.strip()
 
 
+def test_the_help_names_only_options_scale_has(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "scale", "--help")
+    assert code == 0 and "--jobs N" in out and "--seeds N" in out
+    assert "--seed:" not in out and "--seed " not in out  # --jobs spoke of a search's --seed, which scale has not
+
+
 def test_ratios_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "scale", "mobilenetv2", "--ratios", "0.5,0", "--out", str(tmp_path))
     assert code == 2 and "must be positive numbers" in err and "\n" not in err.strip()
