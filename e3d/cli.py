@@ -41,10 +41,21 @@ class Parser(argparse.ArgumentParser):
 
 
 def given_options(args: argparse.Namespace, defaults: dict[str, Any]) -> str:
-    """The options among ``defaults`` (dest -> parser default) that ``args`` sets otherwise, as flags
-    (``--width-mult, --format``); empty when none is."""
-    given = [d for d, default in defaults.items() if getattr(args, d, default) != default]
+    """The options among ``defaults`` (dest -> parser default) given on the command line, as flags
+    (``--width-mult, --format``); empty when none is. An option counts as given even at its default value
+    (``--epochs 3``): it is told apart by the command line :func:`_main` keeps on ``args`` (``args.argv``,
+    read with ``args.parser``'s option strings), not by its value."""
+    given = [d for d in defaults if _on_command_line(args, d)]
     return ", ".join("--format" if d == "data_format" else "--" + d.replace("_", "-") for d in given)
+
+
+def _on_command_line(args: argparse.Namespace, dest: str) -> bool:
+    """Whether an option of ``args.parser`` that sets ``dest`` is among ``args.argv`` (before a ``--``), spelled
+    whole, as ``--opt=value``, or (a short one) with its value attached: the spellings :class:`Parser` takes."""
+    argv = list(args.argv)
+    tokens = argv[: argv.index("--")] if "--" in argv else argv
+    flags = [o for a in args.parser._actions if a.dest == dest for o in a.option_strings]
+    return any(t == o or t.startswith(o + "=") or (not o.startswith("--") and t.startswith(o)) for t in tokens for o in flags)
 
 
 FLOAT32_MAX = 3.4028234663852886e38
@@ -207,7 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     """Parse ``argv`` and run its command in :func:`guarded`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args, unknown = build_parser().parse_known_args(argv)
+    args.argv = argv  # which options were given, for given_options: a value alone cannot tell (--epochs 3 is the default)
     if unknown:  # argparse's own message would name the top parser ("e3d: error: ...")
         args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if getattr(args, "max_memory", None) is not None:

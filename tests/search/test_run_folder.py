@@ -84,6 +84,14 @@ def test_options_a_study_stores_are_refused_with_resume(tmp_path: Path, capsys: 
     assert code == 2 and "nothing to resume" in err, "a worker's own options (and --trials) pass"
 
 
+def test_stored_options_at_their_default_values_are_refused_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = search(capsys, "--resume", "--out", str(tmp_path), "--no-finalize", "--epochs", "3")  # 3 is the default
+    assert code == 2 and "--epochs: a resumed study goes on with the study's own settings" in err, err  # was ignored
+    argv = ["--finalize", "--out", str(tmp_path), "--train-samples", "800", "--lr=0.05", "--task", "motion", "--epochs", "3"]
+    code, _, err = search(capsys, *argv)
+    assert code == 2 and "--task, --train-samples, --epochs, --lr: a finalization goes on" in err, err  # were ignored
+
+
 def test_conflicting_actions_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for argv, words in (
         (["--finalize", "--no-finalize", "--out", str(tmp_path)], "not allowed with argument --finalize"),  # was: finalized
