@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -237,6 +238,27 @@ def _main(argv: Sequence[str] | None) -> int:
             return int(args.func(args) or 0)
 
     return guarded(run, prefix=f"{args.parser.prog}: ")
+
+
+def drop_stdout() -> None:
+    """After a closed pipe on stdout (``e3d search ... | head``): send what is still buffered and all later
+    output to the null device, so that printing stops quietly (at exit too) while the command goes on."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # not a file with a descriptor (a test's capture): replace it
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (stdout for the rest of the process)
+    finally:
+        os.close(devnull)
+
+
+def echo(text: str, write: Callable[[str], object] = print) -> None:
+    """``write(text)`` (``print``, or a progress bar's ``write``, which prints to stdout too); a closed stdout drops
+    it and everything printed later (:func:`drop_stdout`) instead of stopping the work."""
+    try:
+        write(text)
+    except BrokenPipeError:
+        drop_stdout()
 
 
 def guarded(run: Callable[[], int], *, prefix: str = "", interrupted: str = "interrupted") -> int:

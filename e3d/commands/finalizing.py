@@ -59,6 +59,7 @@ def finalize(args: argparse.Namespace, study: Any, config: Any, out: Path) -> in
     """Retrain the study's finalists with new seeds (``--jobs`` N side by side), score them on the test
     split, write ``final.csv`` and ``final.md`` in ``out`` and print the table; 130 after Ctrl-C
     (finished runs are kept)."""
+    from e3d.cli import echo
     from e3d.commands.search import interrupted, job_threads, progress_bar, run_folder, run_workers
     from search import finalize as fin
     from search import study as st
@@ -76,7 +77,7 @@ def finalize(args: argparse.Namespace, study: Any, config: Any, out: Path) -> in
     bar.update(total - len(final.get_trials(deepcopy=False, states=(st.TrialState.WAITING,))))
 
     def on_trial(t: Any) -> None:
-        bar.write(st.trial_line(t))
+        echo(st.trial_line(t), bar.write)  # a closed stdout (| head) stops the lines, not the runs
         bar.update(1)
 
     try:
@@ -89,7 +90,7 @@ def finalize(args: argparse.Namespace, study: Any, config: Any, out: Path) -> in
     text = fin.format_table(table, seeds=seeds, test_videos=getattr(data.test, "num_videos", len(data.test)))
     write_text(out / "final.csv", table.to_csv(index=False))
     write_text(out / "final.md", text + "\n")
-    print("\n" + text + f"\n\nwrote {out / 'final.csv'}, {out / 'final.md'}")
+    echo("\n" + text + f"\n\nwrote {out / 'final.csv'}, {out / 'final.md'}")
     return 0
 
 

@@ -277,8 +277,10 @@ class _Progress:
         self.bar.total = len(plan.points) * self.cfg.seeds
         self.bar.n = sum(r.done for r in sc.results_of(self.study.get_trials(deepcopy=False)).values())
         self.bar.refresh()
+        from e3d.cli import echo
+
         for note in plan.notes[len(self.notes) :]:
-            self.bar.write(f"note: {note}")
+            echo(f"note: {note}", self.bar.write)  # a closed stdout stops the notes, not the runs
         self.notes = list(plan.notes)
         self.save()
 

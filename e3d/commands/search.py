@@ -20,6 +20,7 @@ from e3d.cli import (
     MAX_THREADS,
     clip_arg,
     device_arg,
+    echo,
     given_options,
     heartbeat_seconds,
     learning_rate,
@@ -591,7 +592,7 @@ def show_trial(bar: Any, t: Any) -> None:
     """Write a finished trial's line above ``bar``; advance the bar when the trial trained."""
     from search import study as st
 
-    bar.write(st.trial_line(t))
+    echo(st.trial_line(t), bar.write)  # a closed stdout (| head) stops the lines, not the search
     if t.user_attrs.get("trained"):
         bar.update(1)
 
@@ -625,20 +626,20 @@ def interrupted(saved: str, again: str) -> int:
 
 
 def _finish(args: argparse.Namespace, study: Any, config: Any, out: Path, *, costs: tuple[str, ...], started: float) -> int:
-    """Print the summary, write the result files (an error now), point to the next step, then finalize
-    a search unless ``--no-finalize``."""
+    """Write the result files (an error now), then print the summary and the next step (a closed stdout
+    skips the printing, never the files), then finalize a search unless ``--no-finalize``."""
     from search.results import study_frame, write_outputs
     from space.files import WriteError
 
     df = study_frame(study)
-    print(summary(df, config, time.perf_counter() - started))
     try:
         paths = write_outputs(df, out, costs=costs, config=config.to_dict())
     except (WriteError, OSError) as e:
         raise WriteError(f"{e}; the study keeps every trial: e3d search --export-results {out} once there is room") from None
-    print(f"\nwrote {', '.join(str(p) for p in paths.values() if p.exists())}")
+    echo(summary(df, config, time.perf_counter() - started))
+    echo(f"\nwrote {', '.join(str(p) for p in paths.values() if p.exists())}")
     if config.kind == "search" and paths["best"].exists():
-        print(f"next: e3d train {paths['best']} --data {config.proxy.data or config.proxy.task}   |   e3d profile {paths['best']}")
+        echo(f"next: e3d train {paths['best']} --data {config.proxy.data or config.proxy.task}   |   e3d profile {paths['best']}")
     if config.kind == "search" and not getattr(args, "no_finalize", True):
         return finalize(args, study, config, out)
     return 0

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +128,27 @@ def test_ctrl_c_during_finalization_keeps_finished_runs(tmp_path: Path, monkeypa
     assert run(*final) == 0
     assert len(calls) == 5  # 2 x 2 runs and the interrupted attempt: a finished run is never run again
     assert list(pd.read_csv(tmp_path / "final.csv")["n"]) == [2, 2]
+
+
+class ClosedPipe(io.StringIO):
+    """stdout read by ``| head`` that has exited."""
+
+    def write(self, s: str) -> int:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+
+def test_a_closed_stdout_stops_the_lines_not_the_search_and_its_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scores = iter(range(20, 90, 5))
+    monkeypatch.setattr("search.train.fit", fake_fit([]))
+    monkeypatch.setattr("search.train.evaluate", lambda *a, **k: dict.fromkeys(("top1", "video_top1"), float(next(scores))))
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert run("--out", str(tmp_path), "--trials", "1") == 0  # was 0 at the first trial line, nothing written
+    assert (tmp_path / "trials.csv").is_file() and (tmp_path / "best.json").is_file()
+    assert list(pd.read_csv(tmp_path / "final.csv")["role"]) == ["candidate", "preset"]
+    (tmp_path / "final.csv").write_text("an older table\n")
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())  # closed again: the first run left the null device there
+    assert run("--out", str(tmp_path), "--finalize", "--final-seeds", "2", "--top-k", "1") == 0
+    assert list(pd.read_csv(tmp_path / "final.csv")["n"]) == [2, 2]  # was left as it was
 
 
 def test_a_search_without_baselines_finalizes_against_a_preset_within_its_latency_bound(
