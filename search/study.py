@@ -1207,17 +1207,29 @@ def track_unforeseen(reasons: list[str], t: FrozenTrial, budget: Budget) -> None
 def check_something_trains(study: optuna.Study, reasons: Sequence[str]) -> None:
     """:class:`NothingTrainsError` once ``reasons`` (:func:`track_unforeseen`) number :data:`NOTHING_TRAINS` and no
     trial of ``study`` has trained: a latency bound below every network's latency, say, would otherwise be searched
-    for ever. The message counts the reasons by their first word and quotes the last. A study that trained once is
-    left alone."""
+    for ever. The message counts the reasons by kind (:func:`rejection_kind`), quotes the last and gives each kind's
+    advice. A study that trained once is left alone."""
     if len(reasons) < NOTHING_TRAINS or count_trained(study):
         return
-    kinds = collections.Counter(r.split(" ", 1)[0].rstrip(":") for r in reasons).most_common()
-    counted = ", ".join(f"{n} by {kind}" for kind, n in kinds)
+    kinds = collections.Counter(rejection_kind(r) for r in reasons).most_common()
+    counted = ", ".join(f"{n} {label}" for (label, _), n in kinds)
+    advice = "; ".join(dict.fromkeys(advice for (_, advice), _ in kinds))
     raise NothingTrainsError(
         f"{len(reasons)} candidates in a row met the multiply-add and parameter bounds but were rejected before training, "
-        f"and no trial of the study has trained ({counted}; the last: {reasons[-1]}): loosen the budget or change the "
-        "families or the proxy clip"
+        f"and no trial of the study has trained ({counted}; the last: {reasons[-1]}): {advice}"
     )
+
+
+def rejection_kind(reason: str) -> tuple[str, str]:
+    """What rejected a candidate within the analytic bounds, from its ``rejected_reason``, as (how a count of such
+    rejections reads on: ``44 by predicted latency``, the advice to a search in which none trains)."""
+    if "cannot price" in reason:  # profiler.latency_table.UnpricedLayerError
+        return "that the latency table cannot price", "rebuild the latency table (e3d latency-table) to cover these networks"
+    if reason.startswith(("predicted latency", "latency")):
+        return "by predicted latency" if reason.startswith("predicted") else "by latency", "loosen the latency budget"
+    if "[at the proxy clip]" in reason:  # search.budget.validate_for_clip
+        return "that cannot train at the proxy clip", "change the families or the proxy clip"
+    return "for other reasons", "loosen the budget or change the families or the proxy clip"
 
 
 def _done(study: optuna.Study, n_trials: int, cpu_budget_s: float | None = None) -> bool:

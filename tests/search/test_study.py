@@ -323,6 +323,15 @@ def test_a_search_whose_candidates_are_all_rejected_gives_up_instead_of_searchin
         _latency_bound_search(monkeypatch, lambda spec: 2.0)  # without the guard: 120 s, then no error
 
 
+def test_giving_up_counts_each_kind_of_rejection_by_name_with_its_advice() -> None:
+    unpriced = "the latency table cannot price conv3d(8->8) (out of range); rebuild it covering this network"
+    reasons = ["predicted latency 50.0 ms > 40 ms"] * 44 + [unpriced] * 6
+    with pytest.raises(st.NothingTrainsError) as e:
+        st.check_something_trains(optuna.create_study(), reasons)
+    assert "(44 by predicted latency, 6 that the latency table cannot price; the last: the latency" in str(e.value)  # was "6 by the"
+    assert str(e.value).endswith("loosen the latency budget; rebuild the latency table (e3d latency-table) to cover these networks")
+
+
 def test_a_search_that_trained_once_goes_on_through_rejections(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = iter(range(10_000))
     report = _latency_bound_search(monkeypatch, lambda spec: 0.5 if next(calls) in (0, 8) else 2.0)  # the 1st and 9th fit
