@@ -162,7 +162,7 @@ def add_proxy_args(
         )
     x.add_argument("--epochs", type=positive_int, default=epochs, metavar="E", help=f"epochs per candidate (default {epochs})")
     x.add_argument("--trial-seconds", type=positive_float, metavar="S", help="also stop a candidate's training after S seconds")
-    x.add_argument("--batch-size", type=positive_int, default=16, metavar="B")
+    x.add_argument("--batch-size", type=positive_int, default=16, metavar="B", help="clips per training batch (default 16)")
     x.add_argument("--lr", type=learning_rate, default=0.05, help="SGD learning rate (default 0.05)")
     x.add_argument("--data-seed", type=non_negative_int, default=0, metavar="S", help="seed of the proxy-task videos (default 0)")
     x.add_argument("--device", type=device_arg, default="cpu", help="cpu or cuda[:N]")

@@ -142,6 +142,12 @@ def test_the_e3d_command_starts_without_torch() -> None:
         _ = e3d.nope  # type: ignore[attr-defined]
 
 
+def test_every_option_of_every_command_has_help() -> None:
+    commands = cli.leaves(cli.build_parser())
+    bare = [f"{c.prog} {a.option_strings[0]}" for c in commands for a in c._actions if a.option_strings and not a.help]
+    assert not bare, bare  # was: --batch-size of search, sweep and scale
+
+
 def test_help_builds_every_command_s_parser_without_torch() -> None:
     """``e3d --help`` took 2.1 s, most of it loading torch (through the dashboard's, search's and sweep's modules)."""
     code = "import sys, e3d.cli; e3d.cli.build_parser(); assert 'torch' not in sys.modules, 'building the parser imported torch'"
