@@ -333,7 +333,7 @@ def _check_memory(task: str, split: str, num_samples: int, video: tuple[int, int
         raise DataError(
             f"generating {task}/{split} ({num_samples} videos of {'x'.join(map(str, video))}, {options.distractors} distractors) "
             f"needs about {human(need)} of memory, above the limit of {human(cap)}; "
-            "lower --num-samples or --proxy-distractors, or raise --max-memory"
+            "ask for fewer videos or distractors, or raise --max-memory"  # each command names its videos otherwise
         )
 
 

@@ -200,5 +200,6 @@ def test_what_cannot_fit_in_memory_is_refused_before_generating(tmp_path: Path, 
     cached = proxy_dataset("motion", split="val", clip=(4, 12, 12), num_samples=3, cache_dir=tmp_path, progress=False)
     monkeypatch.setattr(footprint, "_limit", 1000)  # --max-memory 1000: a cached task still opens, a new one is refused
     assert proxy_dataset("motion", split="val", clip=(4, 12, 12), num_samples=3, cache_dir=tmp_path, progress=False).path == cached.path
-    with pytest.raises(DataError, match="above the limit of 1000 B; lower --num-samples or --proxy-distractors, or raise --max-memory"):
+    with pytest.raises(DataError, match=r"above the limit of 1000 B; ask for fewer videos or distractors, or raise --max-memory$"):
         proxy_dataset("motion", split="test", clip=(4, 12, 12), num_samples=3, cache_dir=tmp_path, progress=False)
+    # was "lower --num-samples or --proxy-distractors": options of e3d data, not of e3d search (--train-samples, ...)
