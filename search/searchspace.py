@@ -109,6 +109,17 @@ def check_families(families: Sequence[str]) -> tuple[str, ...]:
     return out
 
 
+def parse_families(text: str | None) -> tuple[str, ...]:
+    """A ``--families`` option: comma-separated names (checked by :func:`check_families`), all of :data:`FAMILIES` when
+    not given (None); an empty list or name (``''``, ``shufflenet,``) is a :class:`SpecError`, never all families."""
+    if text is None:
+        return check_families(FAMILIES)
+    if "" in (names := text.split(",")):
+        what = f"an empty family name in {text!r}" if text else "none given"
+        raise SpecError("families", f"{what}; give comma-separated families such as mobilenet,shufflenet")
+    return check_families(names)
+
+
 def sample_params(trial: optuna.Trial, families: Sequence[str], *, sgs: bool = False) -> dict[str, Any]:
     """Draw a family and its knobs from ``trial`` (Optuna records every distribution); with ``sgs``,
     also where an SGS layer goes (``<family>.sgs``, -1: none)."""

@@ -107,9 +107,9 @@ def plan(args: argparse.Namespace) -> tuple[list[Any], list[Any], int]:
     """(blocks to time, calibration networks, distinct blocks collected) for these options."""
     from profiler.latency_table import collect_blocks, design_sample
     from search.latency import at_clip, calibration_specs, space_specs, table8_specs
-    from search.searchspace import FAMILIES, check_families, paper_presets, preset_params
+    from search.searchspace import paper_presets, parse_families, preset_params
 
-    families = check_families(args.families.split(",") if args.families else FAMILIES)
+    families = parse_families(args.families)
     calibration = calibration_specs(families, args.clip, n=args.calibration, seed=args.seed + 1)
     blocks = collect_blocks([*space_specs(families, args.clip, samples=args.samples, seed=args.seed), *calibration])
     presets = [*table8_specs(args.clip), *(at_clip(preset_params(f, w), args.clip) for f, w in paper_presets(families))]

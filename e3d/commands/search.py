@@ -336,7 +336,7 @@ def _search_config(args: argparse.Namespace) -> Any:
     from search import study as st
     from search.budget import Budget, feasible_families, trainable_families
     from search.lagged import lag_for
-    from search.searchspace import FAMILIES, check_families
+    from search.searchspace import parse_families
 
     pruner = st.search_pruner(args.objective, args.pruner, rungs=args.rungs)
     budget = Budget(args.budget_mflops, args.budget_params, args.budget_latency_ms, args.budget_clip)
@@ -349,7 +349,7 @@ def _search_config(args: argparse.Namespace) -> Any:
         raise st.StudyConfigError("give a budget: --budget-mflops, --budget-params and/or --budget-latency-ms (or --resume)")
     if args.eager_latency and budget.latency_ms is None:
         raise st.StudyConfigError("--eager-latency says how --budget-latency-ms is timed; give that budget too")
-    families = check_families(args.families.split(",") if args.families else FAMILIES)
+    families = parse_families(args.families)
     fits, minima = feasible_families(families, budget)
     left_out = [f"{f} (min {minima[f][0] / 1e6:.0f} M macs)" for f in families if f not in fits]
     if left_out:

@@ -56,14 +56,14 @@ def run(args: argparse.Namespace) -> int:
     """Create or join the sweep study and run its presets."""
     from search import study as st
     from search.budget import Budget
-    from search.searchspace import FAMILIES, check_families
+    from search.searchspace import parse_families
 
     refuse_on_resume(args)
     config = None
     if not args.resume:
         config = st.SearchConfig(
             budget=Budget(),
-            families=check_families(args.families.split(",") if args.families else FAMILIES),
+            families=parse_families(args.families),
             proxy=proxy_config(args),
             pruner="none",
             baselines=False,

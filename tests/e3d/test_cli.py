@@ -116,6 +116,13 @@ def test_bad_study_numbers_are_one_line(capsys: pytest.CaptureFixture[str], comm
     assert code == 2 and len(err.strip().splitlines()) == 1 and words in err, err
 
 
+@pytest.mark.parametrize("command", STUDIES[:2], ids=lambda c: c[0])
+@pytest.mark.parametrize(("families", "words"), [("", "families: none given"), ("shufflenet,", "an empty family name in 'shufflenet,'")])
+def test_an_empty_family_list_is_one_line(capsys: pytest.CaptureFixture[str], command: list[str], families: str, words: str) -> None:
+    code, _, err = run(capsys, *command, "--families", families, "--format", "ucf101")  # --format: refused next, fast
+    assert code == 2 and len(err.strip().splitlines()) == 1 and words in err, err  # '' was all families: a full search
+
+
 def test_a_negative_search_seed_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "search", "--budget-mflops", "100", "--seed", "-1")  # was numpy's ValueError traceback
     assert code == 2 and len(err.strip().splitlines()) == 1 and "argument --seed: must be a non-negative integer" in err, err

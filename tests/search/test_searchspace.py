@@ -7,7 +7,17 @@ import pytest
 
 import space
 from search.budget import validate_for_clip
-from search.searchspace import FAMILIES, SPACE, corner_params, factory_kwargs, preset_params, sample_params, spec_from_params
+from search.searchspace import (
+    FAMILIES,
+    SPACE,
+    corner_params,
+    factory_kwargs,
+    parse_families,
+    preset_params,
+    sample_params,
+    spec_from_params,
+)
+from space.spec import SpecError
 
 
 def test_space_covers_the_five_families() -> None:
@@ -104,3 +114,10 @@ def test_price_candidates_equals_pricing_each_spec_with_the_collector_paused(mon
     with pytest.raises(space.SpecError):
         ss.price_candidates([params[1], bad])
     assert gc.isenabled()
+
+
+def test_families_given_as_text_are_all_named() -> None:
+    assert parse_families(None) == FAMILIES and parse_families("mobilenet,mobilenet") == ("mobilenet",)
+    for text in ("", "shufflenet,", ",mobilenet", "mobilenet,,shufflenet"):
+        with pytest.raises(SpecError, match=r"families: (none given|an empty family name)"):
+            parse_families(text)  # '' was all families
