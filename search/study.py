@@ -988,7 +988,7 @@ class WorkerReport:
 
 
 def trial_line(t: FrozenTrial) -> str:
-    """One line about a finished trial."""
+    """One line about a finished trial: its network, cost and validation accuracy (and a final run's test accuracy)."""
     a = t.user_attrs
     if a.get(SURPLUS_ATTR):
         return f"trial {t.number:>3} not run: the search had its trained trials before it"
@@ -996,8 +996,9 @@ def trial_line(t: FrozenTrial) -> str:
     macs = f"macs {a.get('macs', 0) / 1e6:7.1f} M"
     if not a.get("feasible", True):
         return f"{head}  {macs}  rejected: {a.get('rejected_reason', '')}"
-    acc = a.get("accuracy")
-    acc_s = f"acc {acc:5.1f}%" if acc is not None else "acc   -  "
+    acc, test = a.get("accuracy"), a.get("test_accuracy")  # a final run is scored on the test split (Objective._test)
+    acc_s = f"val {acc:5.1f}%" if acc is not None else "val   -  "
+    acc_s += f"  test {test:5.1f}%" if test is not None else ""
     took = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else 0.0
     lat = f"  {a['latency_ms']:.0f} ms/batch" if a.get("latency_ms") is not None else ""
     state = {"COMPLETE": "", "PRUNED": "  pruned", "FAIL": f"  FAILED {a.get('error', '')}"}.get(t.state.name, t.state.name)

@@ -332,6 +332,13 @@ def test_giving_up_counts_each_kind_of_rejection_by_name_with_its_advice() -> No
     assert str(e.value).endswith("loosen the latency budget; rebuild the latency table (e3d latency-table) to cover these networks")
 
 
+def test_a_trial_line_labels_its_validation_accuracy_and_a_final_run_s_test_accuracy() -> None:
+    attrs = {"source": "final", "summary": "mobilenet 0.5x", "macs": 5e6, "params": 1e5, "accuracy": 6.25, "epochs": 1}
+    line = st.trial_line(optuna.trial.create_trial(value=12.5, user_attrs={**attrs, "test_accuracy": 12.5}))
+    assert "val   6.2%  test  12.5%" in line and "acc" not in line  # was "acc   6.2%": the validation accuracy, unlabelled
+    assert "val   6.2%  1 ep" in st.trial_line(optuna.trial.create_trial(value=6.25, user_attrs={**attrs, "source": "search"}))
+
+
 def test_a_search_that_trained_once_goes_on_through_rejections(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = iter(range(10_000))
     report = _latency_bound_search(monkeypatch, lambda spec: 0.5 if next(calls) in (0, 8) else 2.0)  # the 1st and 9th fit
