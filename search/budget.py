@@ -42,19 +42,24 @@ class Budget:
         return {**d, "latency_table": self.latency_table}
 
     def describe(self) -> str:
-        """Human summary, e.g. ``macs <= 200 M, params <= 2.5 M per 16x112x112 clip``."""
+        """Human summary, e.g. ``macs <= 200 M per 16x112x112 clip, params <= 2.5 M`` (parameters do not depend on the clip)."""
+        clip = "x".join(map(str, self.clip))
         parts = []
         if self.mflops is not None:
-            parts.append(f"macs <= {self.mflops:g} M")
+            parts.append(f"macs <= {self.mflops:g} M per {clip} clip")
         if self.params is not None:
             parts.append(f"params <= {self.params / 1e6:g} M")
-        if self.latency_ms is not None and self.latency_table is not None:
-            t = self.latency_table
-            where = f"{t['device_name']}, {t['threads']} thread(s), table {t['sha256'][:12]}"
-            parts.append(f"predicted latency <= {self.latency_ms:g} ms per batch of 8 on {where}")
-        elif self.latency_ms is not None:
-            parts.append(f"latency <= {self.latency_ms:g} ms per batch of 8")
-        return (", ".join(parts) or "no budget") + f" per {'x'.join(map(str, self.clip))} clip"
+        if self.latency_ms is not None:
+            parts.append(self._describe_latency(clip))
+        return ", ".join(parts) or "no budget"
+
+    def _describe_latency(self, clip: str) -> str:
+        """The latency bound in words: per batch of 8 clips, predicted by a table (which names the device) or measured."""
+        bound = f"latency <= {self.latency_ms:g} ms per batch of 8 {clip} clips"
+        if self.latency_table is None:
+            return bound
+        t = self.latency_table
+        return f"predicted {bound} on {t['device_name']}, {t['threads']} thread(s), table {t['sha256'][:12]}"
 
     def within_analytic(self, macs: float, params: float) -> bool:
         """Whether ``macs`` multiply-adds and ``params`` parameters meet the analytic bounds (no latency)."""

@@ -178,7 +178,7 @@ def format_table(table: pd.DataFrame, *, seeds: tuple[int, ...], test_videos: in
     split = f"test split ({test_videos} videos)" if test_videos else "test split"
     lines = [
         f"finalists on the {split}, retrained with seeds {', '.join(map(str, seeds))}; mean ± sample sd (n); "
-        f"verdicts against the preset by {TEST}",
+        + (f"verdicts against the preset by {TEST}" if (table["role"] == "preset").any() else "no preset fits the budget: no verdicts"),
         "",
         "| finalist | macs M | val % (search) | test % | verdict vs preset |",
         "|---|---:|---:|---|---|",

@@ -519,7 +519,8 @@ def _announce_study(args: argparse.Namespace, study: Any, config: Any, url: str,
     else:
         print(f"joining study {args.study_name!r} ({len(study.trials)} trials so far)", file=sys.stderr)
     if config.kind == "search":
-        print(f"budget: {config.budget.describe()}; families: {', '.join(config.families)}; {n_trials} searched trials", file=sys.stderr)
+        searched = f"{n_trials} searched trial{'s' if n_trials != 1 else ''}"
+        print(f"budget: {config.budget.describe()}; families: {', '.join(config.families)}; {searched}", file=sys.stderr)
     print(f"proxy: {config.proxy.describe()}; objective: {config.objective}; storage: {st.redact(url)}", file=sys.stderr)
 
 

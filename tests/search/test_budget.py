@@ -15,6 +15,12 @@ from search.searchspace import FAMILIES
 from search.study import Objective, ProxyConfig, ProxyData, SearchConfig
 
 
+def test_a_budget_says_what_the_clip_bounds() -> None:
+    assert Budget(mflops=100, params=1e3).describe() == "macs <= 100 M per 16x112x112 clip, params <= 0.001 M"  # was: params per clip
+    assert Budget(latency_ms=40, clip=(8, 56, 56)).describe() == "latency <= 40 ms per batch of 8 8x56x56 clips"
+    assert Budget().describe() == "no budget"
+
+
 def test_screen_measures_each_bound() -> None:
     spec = space.paper_spec("mobilenetv2", width_mult=0.45)
     macs = spec_totals(spec).macs

@@ -15,7 +15,7 @@ import pytest
 import search.data
 from e3d.cli import main
 from search.budget import Budget
-from search.finalize import FinalizeError, best_preset, candidates
+from search.finalize import FinalizeError, best_preset, candidates, format_table
 from search.searchspace import preset_params, spec_from_params
 from search.study import SearchConfig, presets_in_budget
 from space.spec import NetSpec
@@ -62,6 +62,17 @@ def test_candidates_are_distinct_architectures_by_validation_accuracy() -> None:
     assert [f.val_accuracy for f in chosen] == [65.0, 60.0, 60.0]
     assert chosen[1].params == {"n": 3} and chosen[1].role == "candidate"
     assert len(candidates(df, top_k=1)) == 1
+
+
+def test_a_table_without_a_preset_says_there_are_no_verdicts() -> None:
+    one = {"label": "search #1", "summary": "", "role": "candidate", "macs": 5e6, "val_accuracy": 50.0, "verdict_text": ""}
+    table = pd.DataFrame([{**one, "test_mean": 40.0, "test_sd": 1.0, "n": 2}])
+    text = format_table(table, seeds=(1, 2), test_videos=16)
+    assert "no preset fits the budget: no verdicts" in text and "against the preset" not in text  # was "verdicts against the preset"
+    preset = {**one, "label": "preset mobilenet 0.5x", "role": "preset", "test_mean": 30.0, "test_sd": 1.0, "n": 2}
+    assert "verdicts against the preset by" in format_table(
+        pd.DataFrame([one | table.iloc[0].to_dict(), preset]), seeds=(1, 2), test_videos=16
+    )
 
 
 def test_without_trained_presets_the_preset_to_beat_meets_the_latency_bound_too() -> None:

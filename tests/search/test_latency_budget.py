@@ -106,7 +106,7 @@ def test_the_table_is_stored_on_the_study_config(table_file: Path) -> None:
     config = st.SearchConfig(budget=budget, families=FAMILIES)
     again = st.SearchConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert again == config and again.budget.latency_table == LatencyTable.load(table_file).identity()
-    assert "predicted latency <= 50 ms per batch of 8 on test cpu" in budget.describe()
+    assert f"predicted latency <= 50 ms per batch of 8 {'x'.join(map(str, CLIP))} clips on test cpu" in budget.describe()
 
 
 def test_a_study_refuses_a_second_different_table(tmp_path: Path, table_file: Path) -> None:

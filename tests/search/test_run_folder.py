@@ -92,6 +92,15 @@ def test_stored_options_at_their_default_values_are_refused_too(tmp_path: Path, 
     assert code == 2 and "--task, --train-samples, --epochs, --lr: a finalization goes on" in err, err  # were ignored
 
 
+def test_the_announced_trials_count_is_worded_for_one(capsys: pytest.CaptureFixture[str]) -> None:
+    from e3d.commands.search import _announce_study
+    from search.budget import Budget
+
+    config = st.SearchConfig(budget=Budget(mflops=60), families=("mobilenet",))
+    _announce_study(argparse.Namespace(), None, config, "sqlite:///s.db", created=True, enqueue=lambda *_: "baselines: none", n_trials=1)
+    assert "; 1 searched trial\n" in capsys.readouterr().err  # was "1 searched trials"
+
+
 def test_conflicting_actions_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for argv, words in (
         (["--finalize", "--no-finalize", "--out", str(tmp_path)], "not allowed with argument --finalize"),  # was: finalized
