@@ -4,7 +4,8 @@ Supported layouts (``format``):
 
 - ``folder``: ``root/<class>/<video>`` where a video is a file (mp4, avi, mkv, webm, mov) or a folder of
   jpg/png frames; with ``root/train``, ``root/val`` (and optionally ``root/test``) each laid out that
-  way, those are the splits; otherwise each class is split deterministically (by a hash of the name):
+  way, those are the splits (``train`` and ``test`` without ``val`` is a :class:`DataError`); otherwise
+  each class is split deterministically (by a hash of the name):
   10% validation, 10% test (at least one each for classes of 3 or more videos), the rest training.
 - ``ucf101``: ``classInd.txt``, ``trainlist0N.txt`` and ``testlist0N.txt`` (fold N); videos as
   ``root/<class>/v_..._cNN.avi`` or frame folders ``root/<class>/v_..._cNN/image_00001.jpg``.
@@ -167,7 +168,10 @@ def _split_dir(root: Path, split: str) -> Path | None:
 
 def read_folder(root: Path) -> Layout:
     """``root/<class>/<video>``, or ``root/{train,val,test}/<class>/<video>`` (see the module docstring)."""
-    train_dir, val_dir = _split_dir(root, "train"), _split_dir(root, "val")
+    train_dir, val_dir, test_dir = (_split_dir(root, s) for s in SPLITS)
+    if train_dir is not None and val_dir is None and test_dir is not None:
+        where = f"{root} has split folders {train_dir.name}/ and {test_dir.name}/"
+        raise DataError(f"{where} but no val/ folder; add {root / 'val'}/<class>/<video>")
     if train_dir is not None and val_dir is not None:
         trees = {s: _class_tree(d) for s in SPLITS if (d := _split_dir(root, s)) is not None}
         class_names = tuple(c for c, v in trees["train"].items() if v)

@@ -171,6 +171,15 @@ def test_plain_folders_with_and_without_split_folders(tmp_path: Path) -> None:
         read_layout(split_root)
 
 
+def test_train_and_test_folders_without_val_are_refused_not_read_as_classes(tmp_path: Path) -> None:
+    root = tmp_path / "tt"
+    for s in ("train", "test"):
+        for c in ("cat", "dog"):
+            touch_video(root / s / c / "a.mkv")
+    with pytest.raises(DataError, match=r"split folders train/ and test/ but no val/ folder"):  # was classes 'train', 'test'
+        read_layout(root)
+
+
 def test_missing_path_and_empty_dataset(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         read_layout(tmp_path / "nowhere")
