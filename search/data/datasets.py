@@ -156,7 +156,7 @@ class VideoDataset(ClipDataset):
             )
             for v, rec in enumerate(bar):
                 try:
-                    n = count_frames(rec.path, decode=False).frames or count_frames(rec.path).frames or 0
+                    n = self._decoded_frames(rec.path)
                 except VideoReadError as e:
                     self._fail(e)
                     continue
@@ -177,6 +177,21 @@ class VideoDataset(ClipDataset):
             format=format,
             on_error=on_error,
         )
+
+    def _decoded_frames(self, path: Path) -> int:
+        """Frames of the video at ``path`` that decode (what the test split plans its windows on): a frame
+        folder's images, or a video file decoded once, through the frame cache when there is one (so the
+        clips read later decode nothing again); a header that states another count is a :class:`DataWarning`."""
+        header = count_frames(path, decode=False).header
+        if path.is_dir():
+            return header or 0
+        if self.frame_cache is not None and self.frame_cache.writable:
+            n = self.frame_cache.clip(path, lambda n: [0])[1]
+        else:
+            n = count_frames(path).decoded or 0
+        if header is not None and header != n:
+            warnings.warn(count_mismatch(path, header, n), stacklevel=4)
+        return n
 
     def _fail(self, e: VideoReadError) -> None:
         if self.on_error == "raise":

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from search.data import DataWarning, ErrorReport, Indexed, Unreadable, VideoReadError, collate_indexed, open_dataset
+from search.data.video import count_frames
 from tests.search.video_fixtures import level_frames, write_frames, write_video
 
 
@@ -73,6 +74,24 @@ def test_the_test_split_takes_every_window_and_skips_unreadable_videos_when_coun
     assert all(isinstance(c, tuple) and c[0].shape == (3, 16, 24, 24) for c in clips)
     with pytest.raises(VideoReadError, match=r"empty\.mp4"):
         open_dataset(root, split="test", clip=(16, 24, 24), on_error="raise", progress=False)
+
+
+@pytest.mark.parametrize("frame_cache", [True, False])
+def test_the_test_split_plans_windows_on_the_frames_that_decode_not_the_header(tmp_path: Path, frame_cache: bool) -> None:
+    root = dataset(tmp_path / "d")
+    whole = write_video(tmp_path / "whole.mkv", level_frames(48, 32, 40), codec="ffv1")
+    cut = root / "test" / "a" / "cut.mkv"
+    cut.parent.mkdir(parents=True)
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    decoded = count_frames(cut).decoded or 0
+    assert count_frames(cut, decode=False).header == 48 and 16 <= decoded < 40
+    with pytest.warns(DataWarning, match=r"cut.mkv: header says 48 frames but \d+ decode"):  # said while counting
+        ds = open_dataset(root, split="test", clip=(8, 24, 24), cache_dir=tmp_path / "cache", frame_cache=frame_cache, progress=False)
+    assert len(ds) == decoded // 8  # was 6, from the header: the windows past the end all repeated the last one
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no 'header says 48 frames' re-plan: the count is the decoded one
+        clips = [ds[i] for i in range(len(ds))]
+    assert len({c[0].numpy().tobytes() for c in clips if isinstance(c, tuple)}) == len(ds)
 
 
 def test_the_same_epoch_and_seed_give_the_same_clips(tmp_path: Path) -> None:

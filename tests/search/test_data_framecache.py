@@ -195,7 +195,9 @@ def test_a_header_that_overstates_the_frames_warns_through_the_cache(tmp_path: P
     cut = tmp_path / "d" / "test" / "a" / "cut.mkv"
     cut.parent.mkdir(parents=True)
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
-    ds = open_dataset(tmp_path / "d", split="test", clip=(8, 16, 16), progress=False, cache_dir=tmp_path / "cache")
-    with pytest.warns(DataWarning, match=r"cut.mkv: header says 40 frames but \d+ decode"):
+    with pytest.warns(DataWarning, match=r"cut.mkv: header says 40 frames but \d+ decode"):  # when the test split counts
+        ds = open_dataset(tmp_path / "d", split="test", clip=(8, 16, 16), progress=False, cache_dir=tmp_path / "cache")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the windows were planned on the decoded count: nothing to re-plan
         item = ds[len(ds) - 1]
     assert isinstance(item, tuple)
