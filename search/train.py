@@ -437,7 +437,8 @@ def evaluate(
 ) -> dict[str, float]:
     """Clip top-1/top-5, video top-1 (clip softmax scores averaged per video) in percent, and the mean loss.
 
-    Also returns the numbers behind them: ``clips``, ``videos`` and ``skipped`` (unreadable clips).
+    Also returns the numbers behind them: ``clips``, ``videos`` and ``skipped`` (unreadable clips, plus the
+    videos ``data.unreadable`` lists: test-split videos whose frames could not be counted, so they have no clips).
     Top-5 is top-k with k = min(5, classes). ``exec_config`` runs the model under its autocast and
     memory format (the model's weights must already be in that format: :meth:`ExecConfig.prepare`).
     """
@@ -463,7 +464,7 @@ def evaluate(
     finally:
         bar.close()
         model.train(was_training)
-    return _eval_metrics(sums, data, report.count)
+    return _eval_metrics(sums, data, report.count + len(getattr(data, "unreadable", ())))
 
 
 # -- training ----------------------------------------------------------------------------------------

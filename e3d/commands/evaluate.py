@@ -200,4 +200,4 @@ def _print_report(spec: Any, state: dict[str, Any], data: Any, m: dict[str, floa
     print(f"clips    top1 {m['top1']:.2f}%  top5 {m['top5']:.2f}%  loss {m['loss']:.4f}  ({m['clips']:.0f} clips)")
     print(f"videos   top1 {m['video_top1']:.2f}%  ({m['videos']:.0f} videos; softmax scores of each video's clips averaged)")
     if m["skipped"]:
-        print(f"skipped  {m['skipped']:.0f} unreadable clips (not counted)")
+        print(f"skipped  {m['skipped']:.0f} unreadable clips or videos (not counted)")

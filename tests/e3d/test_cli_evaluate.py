@@ -127,3 +127,19 @@ def test_a_hand_edited_checkpoint_is_one_line_naming_the_field(
     torch.save(state, tmp_path / "edited.pt")
     code, _, err = run(capsys, "evaluate", str(tmp_path / "edited.pt"), "--quiet")  # were KeyError, TypeError, AttributeError
     assert code == 2 and f"edited.pt: {words}" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_test_split_videos_whose_frames_cannot_be_counted_are_reported_skipped(tmp_path: Path) -> None:
+    from search.data import DataWarning, open_dataset
+    from search.train import evaluate
+    from tests.search.video_fixtures import level_frames, write_video
+
+    for split in ("train", "val", "test"):
+        for c in ("a", "b"):
+            write_video(tmp_path / "d" / split / c / "v.mp4", level_frames(8, 16, 16))
+    (tmp_path / "d" / "test" / "b" / "empty.mp4").write_bytes(b"")
+    with pytest.warns(DataWarning, match="empty.mp4: empty file"):
+        data = open_dataset(tmp_path / "d", split="test", clip=(8, 16, 16), cache_dir=tmp_path / "cache", progress=False)
+    model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool3d(1), torch.nn.Flatten(), torch.nn.Linear(3, 2))
+    m = evaluate(model, data, batch_size=4)
+    assert m["videos"] == 2 and m["skipped"] == 1  # was 0: the video was left out of the report
