@@ -9,9 +9,10 @@ layout e3d reads (folder, UCF-101, Jester, Kinetics, JSON) reads the copy as it 
 
 Each file is written under a hidden temporary name and renamed when complete: an interrupted run
 leaves no partial file, and running it again skips the files already done (DST remembers its short side in
-:data:`MARKER`; another one is refused). Symbolic links to folders are followed (but not back up to a folder above them). A video or
-frame image that cannot be read is copied as it is, so the copy is exactly as unreadable as the original (a
-frame folder missing a frame would read as a shorter video).
+:data:`MARKER`; another one is refused, and so is a non-empty DST without the marker, whose files were not
+written here). Symbolic links to folders are followed (but not back up to a folder above them). A video or frame
+image that cannot be read is copied as it is, so the copy is exactly as unreadable as the original (a frame folder
+missing a frame would read as a shorter video).
 """
 
 from __future__ import annotations
@@ -172,6 +173,14 @@ def resize_tree(src: Path, dst: Path, short_side: int, *, progress: bool = True)
     return report
 
 
+def _has_files(dst: Path) -> bool:
+    """True when the folder ``dst`` holds anything a copy could collide with (hidden names are never copied)."""
+    try:
+        return any(not e.name.startswith(".") for e in os.scandir(dst))
+    except FileNotFoundError:
+        return False
+
+
 def _claim(dst: Path, short_side: int) -> None:
     """Record ``short_side`` in ``dst``'s :data:`MARKER`; :class:`DataError` when ``dst`` holds a copy at another one."""
     marker = dst / MARKER
@@ -179,6 +188,8 @@ def _claim(dst: Path, short_side: int) -> None:
         before = json.loads(marker.read_text()).get("short_side") if marker.is_file() else None
     except (OSError, ValueError, AttributeError):
         before = None  # unreadable: the files say nothing either way; this run's size is recorded
+    if not marker.exists() and _has_files(dst):
+        raise DataError(f"{dst} is not empty and has no {MARKER} from an earlier e3d data resize; copy into an empty or new folder")
     if before not in (None, short_side):
         raise DataError(f"{dst} holds a copy at --short-side {before}; run it with --short-side {before} to finish it, or copy elsewhere")
     if before is None:

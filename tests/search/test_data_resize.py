@@ -172,6 +172,18 @@ def test_another_short_side_is_refused_where_a_copy_was_made(tmp_path: Path, cap
     assert code == 0 and "2 already there" in out
 
 
+def test_a_non_empty_destination_without_the_marker_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_frames(src / "run" / "b", level_frames(2, h=96, w=64))
+    write_frames(dst / "run" / "b", level_frames(1, h=96, w=64))  # someone else's file, at full size
+    code, _, err = run(capsys, "data", "resize", str(src), str(dst), "--short-side", "32")  # was "1 already there"
+    assert code == 2 and f"is not empty and has no {MARKER}" in err and len(err.strip().splitlines()) == 1
+    assert not (dst / MARKER).exists()
+    (dst / ".DS_Store").write_text("")
+    shutil.rmtree(dst / "run")
+    assert run(capsys, "data", "resize", str(src), str(dst), "--short-side", "32")[0] == 0  # hidden files are never copied over
+
+
 def test_linked_folders_are_followed_but_not_round_a_loop(tmp_path: Path) -> None:
     real, src = tmp_path / "real", tmp_path / "src"
     write_frames(real / "cat" / "b", level_frames(2, h=96, w=64))
