@@ -159,7 +159,8 @@ def header_frames(path: Path) -> int | None:
 def count_frames(path: Path, *, decode: bool = True) -> FrameCount:
     """Header and (with ``decode``) decoded frame counts of a video file or frame folder.
 
-    A frame folder's count is its number of images; with ``decode`` every image is opened too.
+    A frame folder's count is its number of images; with ``decode`` every image is opened too, and
+    images of different sizes are a :class:`VideoReadError`, as when a clip is read.
     Raises :class:`VideoReadError` when the video cannot be read.
     """
     if path.is_dir():
@@ -167,8 +168,7 @@ def count_frames(path: Path, *, decode: bool = True) -> FrameCount:
         if not files:
             raise VideoReadError(path, "no jpg/png frames in the folder")
         if decode:
-            for f in files:
-                _load_image(f)
+            _same_size(path, {_load_image(f).shape for f in files})  # as the loader requires
         return FrameCount(len(files), len(files) if decode else None)
     container, stream = open_video(path)
     try:
@@ -227,8 +227,11 @@ def read_clip(path: Path, plan: Plan, *, frames: int | None = None) -> tuple[np.
     return _stack(path, [got[i] for i in idx]), n
 
 
-def _stack(path: Path, frames: list[np.ndarray]) -> np.ndarray:
-    shapes = {f.shape for f in frames}
+def _same_size(path: Path, shapes: set[tuple[int, ...]]) -> None:
     if len(shapes) != 1:
         raise VideoReadError(path, f"frames differ in size: {sorted(shapes)}")
+
+
+def _stack(path: Path, frames: list[np.ndarray]) -> np.ndarray:
+    _same_size(path, {f.shape for f in frames})
     return np.stack(frames)

@@ -87,6 +87,15 @@ def test_a_corrupt_jpeg_and_an_empty_folder_are_unreadable(tmp_path: Path) -> No
         read_clip(tmp_path / "empty", lambda n: [0])
 
 
+def test_a_frame_folder_of_different_sizes_fails_counting_as_it_fails_reading(tmp_path: Path) -> None:
+    folder = write_frames(tmp_path / "v", level_frames(3))
+    write_frames(folder, level_frames(1, 16, 16), start=2)  # image_00002.jpg replaced by a smaller one
+    assert count_frames(folder, decode=False).header == 3
+    for read in (lambda: read_clip(folder, lambda n: list(range(n))), lambda: count_frames(folder)):  # count passed before
+        with pytest.raises(VideoReadError, match="frames differ in size"):
+            read()
+
+
 def test_an_audio_only_file_has_no_video_stream(tmp_path: Path) -> None:
     import av
 
