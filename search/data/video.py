@@ -46,9 +46,10 @@ def natural_key(name: str) -> tuple[object, ...]:
 
 
 def frame_files(folder: Path) -> list[Path]:
-    """The image files of a frame folder in natural order (``image_00001.jpg``, ``00001.jpg``, ...)."""
+    """The image files of a frame folder in natural order (``image_00001.jpg``, ``00001.jpg``, ...); hidden names
+    (macOS ``._image_00001.jpg`` metadata files and the like) are not frames, as the layout scanner skips them too."""
     try:
-        names = [n for n in os.listdir(folder) if Path(n).suffix.lower() in IMAGE_EXTENSIONS]
+        names = [n for n in os.listdir(folder) if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_EXTENSIONS]
     except OSError as e:
         raise VideoReadError(folder, e.strerror or str(e)) from None
     return [folder / n for n in sorted(names, key=natural_key)]

@@ -96,6 +96,14 @@ def test_a_frame_folder_of_different_sizes_fails_counting_as_it_fails_reading(tm
             read()
 
 
+def test_hidden_macos_metadata_files_in_a_frame_folder_are_not_frames(tmp_path: Path) -> None:
+    folder = write_frames(tmp_path / "v", level_frames(3))
+    (folder / "._image_00001.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    assert count_frames(folder).decoded == 3  # was unreadable: '._image_00001.jpg' read as a broken frame
+    clip, n = read_clip(folder, lambda n: list(range(n)))
+    assert n == 3 and decoded_levels(clip) == pytest.approx([level(i) for i in range(3)], abs=1)
+
+
 def test_an_audio_only_file_has_no_video_stream(tmp_path: Path) -> None:
     import av
 
