@@ -107,7 +107,7 @@ def register(sub: Any) -> None:
         description="Read a dataset's layout and split files, then open every video (decoding all of its frames unless "
         "--quick) and report the classes, the videos per split, frame counts, videos whose header frame count disagrees "
         "with what decodes, and unreadable files with the reason. Exit code 0: every video reads; 1: some do not; "
-        "2: the dataset itself cannot be used (missing path, missing split file, unknown class, ...).",
+        "2: the dataset itself cannot be used (missing path, missing split file, unknown class, no train or val videos, ...).",
     )
     c.add_argument("path", metavar="PATH", help="dataset folder or annotation file, or a proxy task name (motion, digits)")
     c.add_argument("--format", choices=FORMATS, help=FORMAT_HELP.format("PATH"))
@@ -163,7 +163,10 @@ def run_check(args: argparse.Namespace) -> int:
     _print_layout(layout)
     paths = sorted({r.path for recs in layout.splits.values() for r in recs})
     reading = _read_videos(paths, decode=not args.quick, workers=args.workers)
-    return _report(reading, layout, videos=len(paths), quick=args.quick, show=args.show)
+    code = _report(reading, layout, videos=len(paths), quick=args.quick, show=args.show)
+    for split in ("train", "val"):
+        layout.split(split)  # training reads both: an empty one is a DataError (exit 2), after the report
+    return code
 
 
 def _check_proxy(task: str, *, cache: str | None, num_samples: int | None) -> int:

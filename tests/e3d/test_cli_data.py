@@ -10,6 +10,7 @@ from e3d.cli import build_parser
 from e3d.commands.data import FORMATS
 from search.data import ALL_FORMATS
 from tests.e3d.fixtures import run
+from tests.search.test_data_layouts import ucf101
 from tests.search.video_fixtures import level_frames, write_frames, write_video
 
 
@@ -51,6 +52,19 @@ def test_bad_paths_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], t
     assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
     code, _, err = run(capsys, "data", "check", str(tmp_path), "--format", "ucf101")
     assert code == 2 and "no classInd.txt under" in err
+
+
+def test_a_dataset_training_refuses_for_an_empty_split_is_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    root = tmp_path / "d"
+    write_video(root / "train" / "jump" / "a.mp4", level_frames(8))
+    (root / "val" / "jump").mkdir(parents=True)
+    code, out, err = run(capsys, "data", "check", str(root), "--workers", "0")  # was 0, though training refuses it
+    assert code == 2 and "no videos in the 'val' split" in err and len(err.strip().splitlines()) == 1
+    assert "unreadable 0" in out  # the report comes first
+    ucf = ucf101(tmp_path / "ucf")
+    (ucf / "ucfTrainTestlist" / "trainlist01.txt").write_text("")
+    code, _, err = run(capsys, "data", "check", str(ucf), "--workers", "0")
+    assert code == 2 and "no videos in the 'train' split" in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_binary_csv_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
