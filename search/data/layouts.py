@@ -399,7 +399,7 @@ def read_json(root: Path, *, annotations: Path | None = None, allow_missing: boo
 
 def detect_format(root: Path, annotations: Path | None = None) -> str:
     """Guess the layout of ``root`` from its annotation files, in ``annotations`` (a folder or a file in one) first
-    (``folder`` when there are none)."""
+    (``folder`` when there are none; a lone ``*.json`` counts only when it has the paper's ``"database"``)."""
     if any(p is not None and p.is_file() and p.suffix == ".json" for p in (root, annotations)):
         return "json"
     given = [] if annotations is None else [annotations if annotations.is_dir() else annotations.parent]
@@ -415,9 +415,21 @@ def detect_format(root: Path, annotations: Path | None = None) -> str:
                         return "kinetics"
             except (OSError, UnicodeDecodeError):
                 continue  # unreadable or not text: not a Kinetics CSV
-        if len(list(d.glob("*.json"))) == 1:
+        found = list(d.glob("*.json"))
+        if len(found) == 1 and _looks_like_annotations(found[0]):
             return "json"
     return "folder"
+
+
+def _looks_like_annotations(path: Path) -> bool:
+    """True when the JSON file ``path`` opens like the paper's annotation file: an object with a ``"database"`` key
+    in its first MiB (a stray ``info.json`` beside class folders is not one)."""
+    try:
+        with path.open(encoding="utf-8-sig", errors="replace") as f:
+            head = f.read(1 << 20)
+    except OSError:
+        return False
+    return head.lstrip().startswith("{") and '"database"' in head
 
 
 def read_layout(

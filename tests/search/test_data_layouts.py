@@ -171,6 +171,17 @@ def test_plain_folders_with_and_without_split_folders(tmp_path: Path) -> None:
         read_layout(split_root)
 
 
+def test_a_stray_json_beside_class_folders_is_not_taken_for_annotations(tmp_path: Path) -> None:
+    root = tmp_path / "plain"
+    for c in ("cat", "dog"):
+        touch_video(root / c / "a.mkv")
+    (root / "info.json").write_text(json.dumps({"source": "camera", "fps": 25}))
+    assert detect_format(root) == "folder"  # was "json", then "expected an object with 'labels' ... and 'database'"
+    assert read_layout(root).class_names == ("cat", "dog")
+    (root / "info.json").write_text(json.dumps({"labels": ["cat", "dog"], "database": {}}))
+    assert detect_format(root) == "json"
+
+
 def test_train_and_test_folders_without_val_are_refused_not_read_as_classes(tmp_path: Path) -> None:
     root = tmp_path / "tt"
     for s in ("train", "test"):
