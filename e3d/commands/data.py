@@ -21,13 +21,15 @@ FORMAT_HELP = (
     "or a built-in proxy task: motion, digits (default: guessed from the path)"
 )
 
+ANNOTATIONS_HELP = "folder or file of the split lists (default: found under {}; a file for UCF-101 or Jester stands for its folder)"
+
 
 def add_data_arguments(p: argparse.ArgumentParser, *, proxy_samples: bool = True) -> None:
     """The arguments that say which dataset to read and how (shared by train, evaluate and data check)."""
     g = p.add_argument_group("data")
     g.add_argument("--data", metavar="PATH", help="dataset folder, annotation file, or a proxy task name (motion, digits)")
     g.add_argument("--format", choices=FORMATS, help=FORMAT_HELP.format("--data"))
-    g.add_argument("--annotations", metavar="PATH", help="folder or file of the split lists (default: found under --data)")
+    g.add_argument("--annotations", metavar="PATH", help=ANNOTATIONS_HELP.format("--data"))
     g.add_argument("--fold", type=positive_int, default=1, metavar="N", help="UCF-101 split 1, 2 or 3 (default 1)")
     g.add_argument("--allow-missing", action="store_true", help="skip videos a split file names but that are not on disk")
     g.add_argument("--fail-fast", action="store_true", help="stop at the first unreadable video instead of skipping it")
@@ -111,7 +113,7 @@ def register(sub: Any) -> None:
     )
     c.add_argument("path", metavar="PATH", help="dataset folder or annotation file, or a proxy task name (motion, digits)")
     c.add_argument("--format", choices=FORMATS, help=FORMAT_HELP.format("PATH"))
-    c.add_argument("--annotations", metavar="PATH", help="folder or file of the split lists (default: found under PATH)")
+    c.add_argument("--annotations", metavar="PATH", help=ANNOTATIONS_HELP.format("PATH"))
     c.add_argument("--fold", type=positive_int, default=1, metavar="N", help="UCF-101 split 1, 2 or 3 (default 1)")
     c.add_argument("--allow-missing", action="store_true", help="report videos a split file names but that are not on disk, and go on")
     c.add_argument("--num-samples", type=positive_int, metavar="N", help="proxy tasks: videos per split (default 1200 / 300 / 300)")

@@ -203,11 +203,17 @@ def read_folder(root: Path) -> Layout:
     )
 
 
-def _annotation_dir(root: Path, annotations: Path | None, marker: str, *extra: str) -> Path:
+def _annotation_dir(root: Path, annotations: Path | None, marker: str, *extra: str, file_ok: bool = False) -> Path:
+    """Where the split lists are: ``annotations`` (a file given for a layout of several lists, unless ``file_ok``,
+    stands for its folder, which must hold ``marker``), else the first of ``root`` and ``root/<extra>`` that does."""
     if annotations is not None:
         if not annotations.exists():
             raise DataError(f"annotations path {annotations} does not exist")
-        return annotations
+        if file_ok or annotations.is_dir():
+            return annotations
+        if not any(annotations.parent.glob(marker)):
+            raise DataError(f"--annotations {annotations}: its folder holds no {marker}; pass the folder of the split lists")
+        return annotations.parent
     for d in (root, *(root / e for e in extra)):
         if any(d.glob(marker)):
             return d
@@ -314,7 +320,7 @@ def _kinetics_name(row: Mapping[str, str | None], where: str) -> str:
 
 def read_kinetics(root: Path, *, annotations: Path | None = None, allow_missing: bool = False) -> Layout:
     """Kinetics-400/600/700: ``label,youtube_id,time_start,time_end,split`` CSVs."""
-    ann = _annotation_dir(root, annotations, "*.csv", "annotations")
+    ann = _annotation_dir(root, annotations, "*.csv", "annotations", file_ok=True)
     csvs = [ann] if ann.is_file() else sorted(ann.glob("*.csv"))
     rows: dict[str, list[tuple[str, str]]] = {s: [] for s in SPLITS}
     sources: dict[str, str] = {}

@@ -84,6 +84,8 @@ def test_jester_csvs_and_five_digit_frame_folders(tmp_path: Path) -> None:
     assert [(r.name, r.label) for r in lay.splits["train"]] == [("1", 0), ("2", 1), ("3", 2)]
     assert [r.label for r in lay.splits["val"]] == [1, 2] and lay.splits["test"] == lay.splits["val"]
     assert any("test CSV has no labels" in n for n in lay.notes)
+    given = read_layout(root, annotations=root / "annotations" / "jester-v1-train.csv")  # a file: its folder
+    assert given.format == "jester" and given.splits == lay.splits  # was 'cannot read ...: Not a directory'
     (root / "annotations" / "jester-v1-validation.csv").write_text("4;Thumb Up\n")
     with pytest.raises(DataError, match="names class 'Thumb Up'"):
         read_layout(root)
@@ -227,6 +229,12 @@ def test_annotations_elsewhere_are_read_and_unused_ones_refused(tmp_path: Path) 
     moved = (root / "ucfTrainTestlist").rename(tmp_path / "lists")
     assert detect_format(root) == "folder" and detect_format(root, moved) == "ucf101"  # was read as class folders
     assert read_layout(root, annotations=moved).format == "ucf101"
+    by_file = read_layout(root, annotations=moved / "trainlist01.txt")  # help: "folder or file of the split lists"
+    assert by_file.format == "ucf101" and by_file.splits == read_layout(root, annotations=moved).splits  # was 'Not a directory'
+    (tmp_path / "lone").mkdir()
+    (tmp_path / "lone" / "trainlist01.txt").write_text("")
+    with pytest.raises(DataError, match=r"lone/trainlist01.txt: its folder holds no classInd.txt"):
+        read_layout(root, format="ucf101", annotations=tmp_path / "lone" / "trainlist01.txt")
     plain = tmp_path / "plain"
     touch_video(plain / "cat" / "a.mkv")
     (tmp_path / "notes.txt").write_text("x")
