@@ -277,14 +277,23 @@ def _nodes(nodes: Iterable[torch.Node]) -> Iterator[torch.Node]:
             yield from _nodes(block.nodes())
 
 
+def random_clips(batch: int, input_shape: Sequence[int], seed: int = 0) -> torch.Tensor:
+    """``batch`` standard-normal clips of ``input_shape`` on the CPU, from a generator seeded with ``seed``
+    (the global RNG is not touched): the same clips on every call."""
+    return torch.randn((batch, *input_shape), generator=torch.Generator().manual_seed(seed))
+
+
 def count_module(model: nn.Module, input_shape: Sequence[int], *, clip: torch.Tensor | None = None, batch: int = 1) -> Counts:
-    """Count any module by running it once (eval, inference mode) on zero clips of ``input_shape``.
+    """Count any module by running it once (eval, inference mode) on random clips of ``input_shape``.
 
     ``input_shape`` is per clip, (C, T, H, W). The model runs on the device of its first parameter
     (``meta`` works and is instant) on a batch of ``batch`` clips, and the counts are divided by
     ``batch``: a model whose cost per clip does not depend on the batch gives the same counts at
-    every ``batch``. Its training flag is restored afterwards (frozen TorchScript has none). ``clip``
-    runs that clip, (C, T, H, W), instead: what a data-dependent model (SGS) executes depends on it.
+    every ``batch``. The clips are standard normal from a fixed seed (the global RNG is left alone), as
+    latency and memory run on random clips: a model whose control flow depends on its input (it skips
+    work on a still, all-zero clip) is counted on the path it takes on real data. Its training flag is
+    restored afterwards (frozen TorchScript has none). ``clip`` runs that clip, (C, T, H, W), instead:
+    what a data-dependent model (SGS) executes depends on it.
     """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
@@ -300,7 +309,7 @@ def count_module(model: nn.Module, input_shape: Sequence[int], *, clip: torch.Te
             raise ValueError(f"clip of shape {tuple(clip.shape)} given for input_shape {tuple(input_shape)}")
         x = clip[None].to(device).expand(batch, *clip.shape).contiguous()
     else:
-        x = torch.zeros((batch, *input_shape), device=device)
+        x = torch.empty((batch, *input_shape), device=device) if device.type == "meta" else random_clips(batch, input_shape).to(device)
     names = {id(m): name for name, m in model.named_modules()}
     stack = [""]
 

@@ -189,6 +189,29 @@ def test_count_module_restores_training_mode() -> None:
     assert model.training
 
 
+class _SkipsStillClips(nn.Module):
+    """Skips its conv on a clip with no motion, as some video models do: an all-zero clip takes that path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(3, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x[:, :, 1:] - x[:, :, :-1]).abs().mean() < 1e-3:
+            return torch.zeros(x.shape[0], 4)
+        return self.conv(x).mean((2, 3, 4))
+
+
+def test_count_module_counts_on_random_clips_without_touching_the_global_rng() -> None:
+    model = _SkipsStillClips()
+    torch.manual_seed(123)
+    expected = torch.rand(1)
+    torch.manual_seed(123)
+    counts = count_module(model, (3, 2, 4, 4))
+    assert counts.macs == 3 * 4 * 2 * 4 * 4
+    assert torch.equal(torch.rand(1), expected)
+
+
 def test_units_traced_alike_share_one_trace_and_one_cost() -> None:
     from profiler.counting import clear_caches, unit_cost
 
