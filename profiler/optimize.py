@@ -103,6 +103,13 @@ def conv_bn_pairs(model: nn.Module) -> Iterator[tuple[nn.Module, str, str]]:
                 yield parent, name[:-3], name
 
 
+def unfoldable_batchnorms(model: nn.Module) -> list[str]:
+    """The names of ``model``'s BatchNorm layers that :func:`fold_batchnorm` cannot fold: any that is not
+    the ``X_bn`` BatchNorm3d of a sibling Conv3d ``X`` (what e3d's blocks build)."""
+    paired = {id(getattr(parent, bn)) for parent, _, bn in conv_bn_pairs(model)}
+    return [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in paired]
+
+
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of ``model`` (in eval mode) with every BatchNorm3d folded into the conv before it.
 
@@ -110,15 +117,15 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     its own name, so e3d's units (which call their modules by name) run unchanged. A BatchNorm3d
     that follows no conv of the same unit raises ``ValueError``.
     """
+    left = unfoldable_batchnorms(model)
+    if left:
+        raise ValueError(f"BatchNorm without a conv to fold into: {', '.join(left)}")
     folded = copy.deepcopy(model).eval()
     pairs = list(conv_bn_pairs(folded))
     for parent, conv_name, bn_name in pairs:
         conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
         setattr(parent, conv_name, fold_conv_bn(conv, bn))
         setattr(parent, bn_name, nn.Identity())
-    left = [n for n, m in folded.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if left:
-        raise ValueError(f"BatchNorm without a conv to fold into: {', '.join(left)}")
     return folded
 
 

@@ -105,6 +105,8 @@ def profile(
         result.backend = guard(lambda: counter(module, target.input_shape), target)
     clip = (target.input_shape[1], target.input_shape[2], target.input_shape[3])
     model = target.module()
+    if latency and optimize:
+        _check_optimizable(target, device, model)
     if memory:
         result.memory = guard(lambda: measure_peak_memory(model, batch_size=batch_size, clip=clip, device=device), target)
     if latency:
@@ -144,14 +146,28 @@ def _in_precision(
     return pr.Autocast(copy.deepcopy(model), run_as), run_as
 
 
-def _optimized(target: Target, device: str, batch_size: int, *, bf16: bool = False) -> OptimizedModel:
-    """The optimized path of a target (CPU; presets, spec files and modules)."""
-    from profiler.optimize import OptimizeOptions, optimize_for_inference
+def _check_optimizable(target: Target, device: str, model: Any) -> None:
+    """Raise :class:`TargetError` where ``--optimize`` cannot build the optimized path of ``target``: not on
+    the CPU, a TorchScript file, or a BatchNorm that e3d's fold (e3d's own conv/BatchNorm pairs) cannot fold."""
+    from profiler.optimize import unfoldable_batchnorms
 
     if resolve_device(device).type != "cpu":
         raise TargetError("--optimize measures the CPU inference path (oneDNN); use --device cpu")
     if target.kind == "torchscript":
         raise TargetError(f"{target.name} is TorchScript already; --optimize needs a preset, a spec file or a module")
+    left = unfoldable_batchnorms(model)
+    if left:
+        names = ", ".join(map(repr, left[:3])) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
+        raise TargetError(
+            f"--optimize cannot handle {target.name}: e3d's BatchNorm fold handles only e3d's blocks (a Conv3d X followed by "
+            f"a BatchNorm3d named X_bn) and cannot fold {names}; profile it without --optimize"
+        )
+
+
+def _optimized(target: Target, device: str, batch_size: int, *, bf16: bool = False) -> OptimizedModel:
+    """The optimized path of a target (CPU; presets, spec files and modules)."""
+    from profiler.optimize import OptimizeOptions, optimize_for_inference
+
     options = OptimizeOptions(bf16=bf16)
     return guard(
         lambda: optimize_for_inference(target.module(), input_shape=target.input_shape, batch_size=batch_size, options=options), target

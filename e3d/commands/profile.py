@@ -96,7 +96,8 @@ def _add_measurement_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--optimize",
         action="store_true",
-        help="time the optimized inference path (BN folded, channels-last-3d, frozen, oneDNN fused; CPU) instead of eager",
+        help="time the optimized inference path (BN folded, channels-last-3d, frozen, oneDNN fused; CPU) instead of eager: "
+        "presets, spec files and modules whose BatchNorm3d layers are e3d's (a Conv3d X followed by X_bn), or that have none",
     )
     p.add_argument(
         "--precision",

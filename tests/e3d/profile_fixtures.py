@@ -67,3 +67,8 @@ def exiting_builder() -> nn.Module:
 def interrupted_builder() -> nn.Module:
     """Ctrl-C while building."""
     raise KeyboardInterrupt
+
+
+def with_batchnorm() -> nn.Module:
+    """A conv and a BatchNorm3d named as torch names them (``0``, ``1``), not as e3d's blocks do."""
+    return nn.Sequential(nn.Conv3d(3, 4, 1), nn.BatchNorm3d(4))

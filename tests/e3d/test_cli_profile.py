@@ -202,6 +202,13 @@ def test_a_shape_check_passes_with_its_keyword_argument(capsys: pytest.CaptureFi
     assert d["macs"] == 4 * 3 * 4 * 8 * 8 and d["macs_lower_bound"] is False
 
 
+def test_optimize_refuses_a_batchnorm_it_cannot_fold_without_blaming_the_model(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ("tests.e3d.profile_fixtures:with_batchnorm", "--optimize", "--frames", "4", "--size", "8", "--batch-size", "1")
+    code, out, err = run(capsys, "profile", *argv, "--repeats", "1", "--warmup", "0")
+    assert code == 2, (out, err)
+    assert len(err.strip().splitlines()) == 1 and "--optimize cannot handle" in err and "failed on" not in err, err
+
+
 MODELS_PY = """
 from torch import nn
 from helper import WIDTH
