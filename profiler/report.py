@@ -34,8 +34,9 @@ class Profile:
     backend: BackendCount | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON object of ``e3d profile --json``."""
+    def as_dict(self, *, per_layer: bool = False) -> dict[str, Any]:
+        """The JSON object of ``e3d profile --json``; ``per_layer`` adds the tables of ``--per-layer``
+        (``layers``) and by part (``by_part``)."""
         c, lat = self.counts, self.latency
         d: dict[str, Any] = {
             "target": self.target.name,
@@ -73,6 +74,9 @@ class Profile:
         if self.backend is not None:
             b = self.backend
             d["backend"] = {"name": b.backend, "total": b.total, "by_operator": b.by_operator, "unsupported": b.unsupported}
+        if per_layer:
+            d["layers"] = [dict(zip(("layer", "op", "macs", "params", "paper_flops"), row, strict=True)) for row in layer_rows(c)]
+            d["by_part"] = {name: {"macs": s.macs, "paper_flops": s.paper_flops} for name, s in c.grouped(1).items()}
         return {**d, **self.extra}
 
 
@@ -281,13 +285,21 @@ def _part_lines(groups: dict[str, OpStat], total_macs: int) -> list[str]:
     return lines
 
 
+def layer_rows(c: Counts) -> list[tuple[str, str, int, int, int]]:
+    """``--per-layer``'s rows: (layer, operator, macs, params, paper flops) of every layer call with a cost;
+    ``(top)`` is an operator that the model's own forward calls."""
+    return [
+        (name or "(top)", op, cost.macs, cost.params, cost.paper_flops)
+        for name, op, cost in c.layers
+        if cost.macs or cost.params or cost.paper_flops
+    ]
+
+
 def _layer_lines(c: Counts) -> list[str]:
     """``--per-layer``: every layer with a cost: its operator, macs, params and paper MFLOPs."""
     lines = [f"  {'layer':<34}{'op':<26}{'macs':>14}{'params':>10}{'paper MFLOPs':>14}"]
-    for name, op, cost in c.layers:
-        if cost.macs or cost.params or cost.paper_flops:
-            label = name or "(top)"  # an operator the model's own forward calls
-            lines.append(f"  {label:<34}{op:<26}{fmt_count(cost.macs):>14}{cost.params:>10,}{cost.paper_flops / 1e6:>14.3f}")
+    for label, op, macs, params, paper_flops in layer_rows(c):
+        lines.append(f"  {label:<34}{op:<26}{fmt_count(macs):>14}{params:>10,}{paper_flops / 1e6:>14.3f}")
     return lines
 
 

@@ -165,7 +165,7 @@ def _run(args: argparse.Namespace) -> int:
         _data_cost(args, result)
     result.extra.update(predicted)
     text = _report_text(args, result)
-    print(json.dumps(result.as_dict(), indent=2) if args.json else text)
+    print(json.dumps(result.as_dict(per_layer=args.per_layer), indent=2) if args.json else text)
     return 0
 
 

@@ -209,6 +209,14 @@ def test_optimize_refuses_a_batchnorm_it_cannot_fold_without_blaming_the_model(c
     assert len(err.strip().splitlines()) == 1 and "--optimize cannot handle" in err and "failed on" not in err, err
 
 
+def test_per_layer_json_has_the_layer_and_part_tables(capsys: pytest.CaptureFixture[str]) -> None:
+    d = profile_json(capsys, "tests.e3d.fixtures:tiny_model", "--no-latency", "--frames", "4", "--size", "8", "--per-layer")
+    assert d["layers"] and sum(row["macs"] for row in d["layers"]) == d["macs"]
+    assert {"layer", "op", "macs", "params", "paper_flops"} == set(d["layers"][0])
+    assert sum(part["macs"] for part in d["by_part"].values()) == d["macs"]
+    assert "layers" not in profile_json(capsys, "tests.e3d.fixtures:tiny_model", "--no-latency", "--frames", "4", "--size", "8")
+
+
 MODELS_PY = """
 from torch import nn
 from helper import WIDTH
