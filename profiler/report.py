@@ -12,7 +12,8 @@ from profiler.counting import UNRECOGNISED, Counts, OpStat, count_module, count_
 from profiler.latency import Latency, measure_latency, resolve_device
 from profiler.memory import PeakMemory, measure_peak_memory
 from profiler.optimize import OptimizedModel
-from profiler.targets import Target, TargetError, guard
+from profiler.targets import USER_ERRORS, Target, TargetError, guard
+from space.spec import E3DError
 
 UNITS = {
     "macs": "multiply-adds of convolution and linear layers and of matrix products (matmul, einsum, attention), per clip",
@@ -32,6 +33,8 @@ class Profile:
     memory: PeakMemory | None = None
     latency: Latency | None = None
     backend: BackendCount | None = None
+    backend_error: tuple[str, str] | None = None
+    """(backend, why) where the cross-check backend could not count the model (e3d's counts still stand)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self, *, per_layer: bool = False) -> dict[str, Any]:
@@ -74,6 +77,8 @@ class Profile:
         if self.backend is not None:
             b = self.backend
             d["backend"] = {"name": b.backend, "total": b.total, "by_operator": b.by_operator, "unsupported": b.unsupported}
+        if self.backend_error is not None:
+            d["backend"] = {"name": self.backend_error[0], "error": self.backend_error[1]}
         if per_layer:
             d["layers"] = [dict(zip(("layer", "op", "macs", "params", "paper_flops"), row, strict=True)) for row in layer_rows(c)]
             d["by_part"] = {name: {"macs": s.macs, "paper_flops": s.paper_flops} for name, s in c.grouped(1).items()}
@@ -105,8 +110,7 @@ def profile(
     counts = count_spec(target.spec) if target.spec is not None else _count_module(target)
     result = Profile(target, counts, batch_size)
     if backend != "e3d":
-        module, counter = target.module(), COUNTERS[backend]
-        result.backend = guard(lambda: counter(module, target.input_shape), target)
+        result.backend, result.backend_error = _cross_check(target, backend)
     clip = (target.input_shape[1], target.input_shape[2], target.input_shape[3])
     model = target.module()
     if latency and optimize:
@@ -127,6 +131,23 @@ def profile(
             target,
         )
     return result
+
+
+def _cross_check(target: Target, backend: str) -> tuple[BackendCount | None, tuple[str, str] | None]:
+    """The ``backend``'s count of ``target``, or why it could not count it: e3d has counted the model on the
+    clip already, so what fails here is the backend (fvcore's tracer, ptflops' hooks), not the model."""
+    try:
+        return COUNTERS[backend](target.module(), target.input_shape), None
+    except E3DError:
+        raise
+    except USER_ERRORS as e:
+        return None, (backend, one_line(e))
+
+
+def one_line(e: BaseException, limit: int = 300) -> str:
+    """``Type: message`` with the message's lines joined and cut to about ``limit`` characters."""
+    text = f"{type(e).__name__}: {' '.join(str(e).split())}".rstrip(": ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _in_precision(
@@ -212,6 +233,8 @@ def render(p: Profile, *, per_layer: bool = False) -> str:
         lines += ["", *_part_lines(groups, c.macs)]
     if p.backend is not None:
         lines += ["", *render_backend(p.backend, c)]
+    if p.backend_error is not None:
+        lines += ["", f"  {p.backend_error[0]} could not count this model: {p.backend_error[1]}"]
     if per_layer:
         lines += ["", *_layer_lines(c)]
     return "\n".join(lines)

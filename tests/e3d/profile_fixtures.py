@@ -72,3 +72,19 @@ def interrupted_builder() -> nn.Module:
 def with_batchnorm() -> nn.Module:
     """A conv and a BatchNorm3d named as torch names them (``0``, ``1``), not as e3d's blocks do."""
     return nn.Sequential(nn.Conv3d(3, 4, 1), nn.BatchNorm3d(4))
+
+
+class Untraceable(nn.Module):
+    """Returns a dict with a Python int, which runs but which fvcore's tracer cannot follow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(3, 4, 1)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor | int]:
+        return {"features": self.conv(x), "n": 3}
+
+
+def untraceable() -> nn.Module:
+    """An Untraceable model."""
+    return Untraceable()

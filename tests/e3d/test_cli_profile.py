@@ -217,6 +217,14 @@ def test_per_layer_json_has_the_layer_and_part_tables(capsys: pytest.CaptureFixt
     assert "layers" not in profile_json(capsys, "tests.e3d.fixtures:tiny_model", "--no-latency", "--frames", "4", "--size", "8")
 
 
+def test_a_backend_that_cannot_count_the_model_is_a_note_next_to_e3ds_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ("tests.e3d.profile_fixtures:untraceable", "--no-latency", "--frames", "4", "--size", "8", "--backend", "fvcore")
+    d = profile_json(capsys, *argv)
+    assert d["macs"] == 4 * 3 * 4 * 8 * 8 and d["backend"]["name"] == "fvcore" and "traced region" in d["backend"]["error"]
+    code, out, _ = run(capsys, "profile", *argv)
+    assert code == 0 and "fvcore could not count this model: RuntimeError:" in out and "\n" not in d["backend"]["error"]
+
+
 MODELS_PY = """
 from torch import nn
 from helper import WIDTH
