@@ -499,8 +499,10 @@ def _conv_layer(op: str, args: Sequence[Any], kwargs: dict[str, Any], y: torch.T
 def _is_averaging(w: torch.Tensor, groups: int) -> bool:
     """Whether a convolution's weight makes it an average pool that counts its padding: depthwise, every weight
     1 / window (in the weight's dtype), as :func:`profiler.optimize.pools_as_convs` writes one. Counted as the pool
-    it computes, an optimized graph costs what its eager model does. Weights on the meta device have no values."""
-    if w.device.type == "meta" or groups != w.shape[0] or w.shape[1] != 1:
+    it computes, an optimized graph costs what its eager model does. That graph is frozen, its weights constants:
+    a weight that is an ``nn.Parameter`` (an eager module's, or unfrozen TorchScript's) is a trained conv's, whatever
+    its values, and counts as a conv. Weights on the meta device have no values."""
+    if isinstance(w, nn.Parameter) or w.device.type == "meta" or groups != w.shape[0] or w.shape[1] != 1:
         return False
     mean = torch.tensor(1.0 / prod(w.shape[2:]), dtype=torch.float32).to(w.dtype)
     return bool((w == mean).all())

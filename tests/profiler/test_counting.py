@@ -182,6 +182,16 @@ def test_a_depthwise_conv_that_does_not_average_counts_as_a_conv(fill: float) ->
     assert counts.macs == 4 * 2 * 4 * 4 * 27
 
 
+def test_an_eager_depthwise_conv_of_averaging_weights_counts_as_a_conv_and_frozen_as_a_pool() -> None:
+    """Only a frozen graph's constant weights can be a pool that ``pools_as_convs`` rewrote; an eager module's
+    parameters are a conv's, even where they happen to be 1 / window (a smoothing init)."""
+    conv = nn.Conv3d(4, 4, 3, padding=1, groups=4, bias=False).eval()
+    nn.init.constant_(conv.weight, 1 / 27)
+    assert count_module(conv, (4, 2, 4, 4)).macs == 4 * 2 * 4 * 4 * 27
+    frozen = torch.jit.freeze(torch.jit.script(conv))
+    assert count_module(frozen, (4, 2, 4, 4)).macs == 0
+
+
 def test_count_module_restores_training_mode() -> None:
     model = space.create_model("mobilenet", width_mult=0.5, sample_size=48)
     model.train()
