@@ -373,6 +373,7 @@ _MOVEMENT = {
     "_to_copy", "copy", "to", "unbind", "narrow", "stack", "zeros", "zeros_like", "empty", "empty_like", "lift_fresh",
     "roll", "unflatten", "movedim", "new_empty", "full", "full_like", "ones", "ones_like", "repeat", "expand_as", "view_as",
     "as_strided", "index_copy", "fill", "zero", "_reshape_alias", "unfold", "tensor_split", "swapaxes", "flip",
+    "pixel_shuffle", "pixel_unshuffle", "max_unpool2d", "max_unpool3d",
 }  # fmt: skip
 _ELEMENTWISE = {
     "sub", "rsub", "div", "pow", "sum", "cumsum", "abs", "clamp", "clamp_min", "clamp_max", "neg", "sqrt", "mean", "round",
@@ -380,7 +381,7 @@ _ELEMENTWISE = {
     "reciprocal", "softmax", "_softmax", "log_softmax", "_log_softmax", "addcmul", "addcdiv", "lerp", "sign", "floor",
     "ceil", "amax", "amin", "var", "var_mean", "std", "std_mean", "prod", "cos", "sin", "where",
     "masked_fill", "logsumexp", "norm", "linalg_vector_norm", "square", "maximum", "minimum", "true_divide",
-    "floor_divide", "remainder", "fmod",
+    "floor_divide", "remainder", "fmod", "prelu", "_prelu_kernel", "glu", "mish",
 }  # fmt: skip
 """Element-wise arithmetic and reductions: neither convention counts them as multiply-adds."""
 _NORMS = {"layer_norm", "native_layer_norm", "group_norm", "native_group_norm", "instance_norm", "rms_norm", "_fused_rms_norm"}
@@ -390,6 +391,7 @@ _SELECTION = {
     "max", "min", "argsort", "sort", "masked_select", "index_select", "any", "all", "item", "_local_scalar_dense", "argmax",
     "argmin", "topk", "gather", "tril", "triu", "logical_not", "logical_and", "logical_or", "bitwise_not", "randn", "rand",
     "new_ones", "scalar_tensor", "linspace", "equal", "allclose", "is_nonzero", "isnan", "isinf", "isfinite",
+    "_unsafe_index", "embedding", "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
 }  # fmt: skip
 """Comparisons, indexing and constructors: no arithmetic."""
 _RULES = (

@@ -192,6 +192,26 @@ def test_an_eager_depthwise_conv_of_averaging_weights_counts_as_a_conv_and_froze
     assert count_module(frozen, (4, 2, 4, 4)).macs == 0
 
 
+class _NoMultiplyAdds(nn.Module):
+    """Operators without multiply-adds that the counter once left without a category (a LOWER BOUND)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prelu, self.embedding = nn.PReLU(), nn.Embedding(10, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled, indices = F.max_pool3d(x, 2, return_indices=True)
+        outs = [F.adaptive_max_pool3d(x, 2), F.max_unpool3d(pooled, indices, 2), F.interpolate(x, scale_factor=2)]
+        outs += [self.prelu(x), self.embedding(torch.arange(3)), F.glu(x, 1), F.mish(x), F.pixel_shuffle(x.flatten(1, 2), 2)]
+        return torch.stack([o.sum() for o in outs])
+
+
+def test_operators_without_multiply_adds_have_a_category_and_no_lower_bound() -> None:
+    counts = count_module(_NoMultiplyAdds(), (4, 2, 4, 4))
+    assert not counts.lower_bound and not counts.unrecognised
+    assert counts.macs == 0 and {"_unsafe_index", "embedding", "pixel_shuffle", "mish"} <= set(counts.not_counted)
+
+
 def test_count_module_restores_training_mode() -> None:
     model = space.create_model("mobilenet", width_mult=0.5, sample_size=48)
     model.train()
