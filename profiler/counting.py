@@ -312,14 +312,19 @@ def count_module(model: nn.Module, input_shape: Sequence[int], *, clip: torch.Te
         x = torch.empty((batch, *input_shape), device=device) if device.type == "meta" else random_clips(batch, input_shape).to(device)
     names = {id(m): name for name, m in model.named_modules()}
     stack = [""]
+    mode = _AtenCounter(stack)
+    calls: list[tuple[str, int, int]] = []  # each call of a named module: (name, its first layer, the layer after its last)
+    starts: list[int] = []
 
     def push(module: nn.Module, args: Any) -> None:
         stack.append(names.get(id(module), stack[-1]))
+        starts.append(len(mode.layers))
 
     def pop(module: nn.Module, args: Any, out: Any) -> None:
-        stack.pop()
+        name, start = stack.pop(), starts.pop()
+        if id(module) in names:
+            calls.append((name, start, len(mode.layers)))
 
-    mode = _AtenCounter(stack)
     was_training = getattr(model, "training", None)
     if was_training is not None:
         model.eval()
@@ -335,7 +340,23 @@ def count_module(model: nn.Module, input_shape: Sequence[int], *, clip: torch.Te
             model.train(was_training)
     params = sum(p.numel() for p in model.parameters())
     # frozen TorchScript keeps its weights as constants: count those of its conv, linear and norm layers
-    return count_layers(mode.layers, tuple(input_shape), params=params or None, batch=batch, shapes=mode.shapes)
+    counts = count_layers(mode.layers, tuple(input_shape), params=params or None, batch=batch, shapes=mode.shapes)
+    return _params_on_first_call(counts, calls)
+
+
+def _params_on_first_call(counts: Counts, calls: Sequence[tuple[str, int, int]]) -> Counts:
+    """``counts`` with the parameters of a module's layers kept on its first call only (a module called
+    twice holds its weights once), so that the per-layer parameters sum to ``params`` as they do for specs.
+    ``calls``: each module call as (name, first layer index, last + 1), in the order the calls ended."""
+    seen: set[str] = set()
+    for name, start, end in sorted(calls, key=lambda c: c[1]):
+        if name in seen:
+            for i in range(start, end):
+                layer, op, cost = counts.layers[i]
+                if layer == name:
+                    counts.layers[i] = (layer, op, cost._replace(params=0))
+        seen.add(name)
+    return counts
 
 
 # -- aten operators -> layers ------------------------------------------------------------------

@@ -212,6 +212,26 @@ def test_operators_without_multiply_adds_have_a_category_and_no_lower_bound() ->
     assert counts.macs == 0 and {"_unsafe_index", "embedding", "pixel_shuffle", "mish"} <= set(counts.not_counted)
 
 
+class _SharedConv(nn.Module):
+    """One conv called twice, and a linear layer under two names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = nn.Conv3d(4, 4, 1), nn.Linear(4, 2)
+        self.fc2 = self.fc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(self.conv(x)).mean((2, 3, 4))
+        return self.fc(x) + self.fc2(x)
+
+
+def test_a_shared_modules_parameters_are_on_its_first_call_only() -> None:
+    counts = count_module(_SharedConv(), (4, 2, 4, 4))
+    rows = [(name, cost.macs, cost.params) for name, _, cost in counts.layers if cost.macs]
+    assert rows == [("conv", 512, 20), ("conv", 512, 0), ("fc", 8, 10), ("fc", 8, 0)]
+    assert sum(cost.params for _, _, cost in counts.layers) == counts.params == 30
+
+
 def test_count_module_restores_training_mode() -> None:
     model = space.create_model("mobilenet", width_mult=0.5, sample_size=48)
     model.train()
