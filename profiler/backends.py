@@ -6,7 +6,9 @@ and a few pooling ops and skips the rest (listing them as unsupported); ptflops 
 ``count_functional=False``) adds BatchNorm, activations, pooling and biases per module;
 ``torch.utils.flop_counter`` counts 2 FLOPs per multiply-add of convolutions and matrix products
 (reported here halved, as multiply-adds). fvcore and ptflops hook modules and so cannot read
-TorchScript; ``flop_counter`` works at the aten level and can.
+TorchScript; ``flop_counter`` works at the aten level and can. Each runs the fixed-seed random clip
+that e3d counts on (:func:`profiler.counting.random_clips`), so that a model whose path depends on its
+input takes the same path for both.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from profiler.counting import random_clips
 from space.spec import E3DError
 
 
@@ -54,7 +57,7 @@ def count_fvcore(model: nn.Module, input_shape: Sequence[int]) -> BackendCount:
     _no_torchscript(model, "fvcore")
     was_training = model.training
     model.eval()
-    x = torch.zeros((1, *input_shape))
+    x = random_clips(1, input_shape)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -87,7 +90,7 @@ def count_ptflops(model: nn.Module, input_shape: Sequence[int]) -> BackendCount:
     try:
         counted.start_flops_count(ost=io.StringIO(), verbose=False, ignore_list=[])
         with torch.no_grad():
-            counted(torch.zeros((1, *input_shape)))
+            counted(random_clips(1, input_shape))
         total, params = counted.compute_average_flops_cost()
         for m in counted.modules():
             if is_supported_instance(m):
@@ -110,7 +113,7 @@ def count_flop_counter(model: nn.Module, input_shape: Sequence[int]) -> BackendC
     counter = FlopCounterMode(display=False)
     try:
         with torch.inference_mode(), counter:
-            model(torch.zeros((1, *input_shape)))
+            model(random_clips(1, input_shape))
     finally:
         if was_training is not None:
             model.train(was_training)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
+from torch import nn
 
 import space
 from profiler import count_spec
-from profiler.backends import count_fvcore, count_ptflops
+from profiler.backends import COUNTERS, count_fvcore, count_ptflops
 
 
 @pytest.mark.parametrize(("name", "width"), [("mobilenetv2", 0.45), ("shufflenet", 1.0), ("squeezenet", 1.0)])
@@ -37,3 +39,21 @@ def test_backends_differ_from_e3d_exactly_by_their_conventions(name: str, width:
     expected = c.macs + bias_outputs + 2 * elements("bn") + elements("relu", "relu6") + gap_inputs + pools + linear_bias
     assert pt.total == expected
     assert pt.params == c.params
+
+
+class _SkipsStillClips(nn.Module):
+    """Skips its conv on a clip with no motion: an all-zero clip takes that path, e3d's random one does not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(3, 4, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x[:, :, 1:] - x[:, :, :-1]).abs().mean() < 1e-3:
+            return torch.zeros(x.shape[0], 4)
+        return self.conv(x).mean((2, 3, 4))
+
+
+@pytest.mark.parametrize("backend", ["fvcore", "ptflops", "flop_counter"])
+def test_backends_run_the_clip_e3d_counts_on(backend: str) -> None:
+    assert COUNTERS[backend](_SkipsStillClips(), (3, 2, 4, 4)).total > 0
