@@ -12,7 +12,7 @@ from profiler.counting import UNRECOGNISED, Counts, OpStat, count_module, count_
 from profiler.latency import Latency, measure_latency, resolve_device
 from profiler.memory import PeakMemory, measure_peak_memory
 from profiler.optimize import OptimizedModel
-from profiler.targets import USER_ERRORS, Target, TargetError, guard
+from profiler.targets import USER_ERRORS, Target, TargetError, describe_error, guard
 from space.spec import E3DError
 
 UNITS = {
@@ -141,13 +141,7 @@ def _cross_check(target: Target, backend: str) -> tuple[BackendCount | None, tup
     except E3DError:
         raise
     except USER_ERRORS as e:
-        return None, (backend, one_line(e))
-
-
-def one_line(e: BaseException, limit: int = 300) -> str:
-    """``Type: message`` with the message's lines joined and cut to about ``limit`` characters."""
-    text = f"{type(e).__name__}: {' '.join(str(e).split())}".rstrip(": ")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+        return None, (backend, describe_error(e, whole=300))
 
 
 def _in_precision(

@@ -113,9 +113,13 @@ def _is_import_path(target: str) -> bool:
     return bool(colon and left and attr)
 
 
-def describe_error(e: BaseException) -> str:
-    """``Type: first line of the message`` (just the type when the message is empty); a SystemExit says where it comes from."""
+def describe_error(e: BaseException, *, whole: int | None = None) -> str:
+    """``Type: first line of the message`` (just the type when the message is empty); a SystemExit says where it comes from.
+    ``whole``: all of the message's lines joined into one instead, cut to about that many characters."""
     text = str(e).strip()
+    if whole is not None:
+        joined = f"{type(e).__name__}: {' '.join(text.split())}".rstrip(": ")
+        return joined if len(joined) <= whole else joined[: whole - 3] + "..."
     described = f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
     if isinstance(e, SystemExit):
         described += " (the code called sys.exit() or parsed the command line; keep that under if __name__ == '__main__')"

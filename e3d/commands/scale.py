@@ -91,8 +91,10 @@ def register(sub: Any) -> None:
     keep_study_defaults(p, (*SCALE_OPTIONS, *STUDY_PROXY_OPTIONS))
 
 
-SCALE_OPTIONS: tuple[str, ...] = ("width_mult", "clip", "axes", "compound", "expand", "to", "ratios", "factors", "step", "grid")
-SCALE_OPTIONS += ("versus", "seeds", "latency")
+SCALE_OPTIONS = (
+    *("width_mult", "clip", "axes", "compound", "expand", "to", "ratios", "factors", "step", "grid"),
+    *("versus", "seeds", "latency"),
+)
 """The scaling options stored with a study (a resumed study goes on with its own)."""
 
 
